@@ -1,0 +1,104 @@
+//! The command line: argument parsing and output. Each subcommand lives in its own module
+//! and returns an exit code; errors are printed once, here, as `error: …`.
+
+mod output;
+mod promote;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::registry::{CredentialSource, Registry, RegistryOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "regbuild",
+    version,
+    about = "Build, push and promote container images straight to an OCI registry, without a daemon"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Concurrent registry operations for the whole run.
+    #[arg(long, global = true, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+    /// Reach this registry (`host` or `host:port`) over plain HTTP. Loopback registries always are.
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// No progress output on stderr.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// More logging on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Copy an image or index, with its referrers, from SRC to DST (mounts on one registry).
+    Promote(promote::PromoteArgs),
+}
+
+impl GlobalArgs {
+    pub fn registry(&self) -> Registry {
+        Registry::new(
+            RegistryOptions {
+                insecure: self.insecure_registry.clone(),
+                jobs: usize::from(self.jobs),
+            },
+            CredentialSource::DockerConfig,
+        )
+    }
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Promote(args) => promote::run(&cli.global, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,regbuild=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REGBUILD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Errors a command reports: anything displayable, printed once by `main`.
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,14 @@
+//! regbuild: a registry-native, daemonless container image builder.
+//!
+//! `registry` talks the OCI Distribution API; `promote` copies images between repositories
+//! and registries; `cli` is the command line over them.
+
+pub mod cli;
+pub mod digest;
+pub mod manifest;
+pub mod progress;
+pub mod promote;
+pub mod publish;
+pub mod reference;
+pub mod registry;
+pub mod report;

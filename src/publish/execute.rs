@@ -1,0 +1,203 @@
+//! Carrying out a `Plan`: blob steps concurrently under the run's one limit, then manifests in
+//! order. Nothing is put before every blob it needs is confirmed (201 from a mount or upload,
+//! or present by HEAD), so a failed write never moves a tag.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::future::try_join_all;
+
+use super::model::{BlobSpec, ManifestSpec, PutAs};
+use super::plan::{BlobStep, Plan};
+use crate::digest::Digest;
+use crate::manifest::Descriptor;
+use crate::progress::{Event, Progress};
+use crate::registry::{BlobSource, Mounted, Registry, RegistryError, Repo, Scopes, UploadSession};
+use crate::report::{BlobAction, BlobReport, Report};
+
+/// HEADs every blob at the destination (concurrently) and returns the digests it holds.
+pub async fn probe(
+    registry: &Registry,
+    dst: &Repo,
+    blobs: &[BlobSpec],
+) -> Result<HashSet<Digest>, RegistryError> {
+    let checks = blobs.iter().map(|b| async move {
+        let _job = registry.job().await;
+        Ok::<_, RegistryError>(dst.blob_size(&b.digest).await?.map(|_| b.digest.clone()))
+    });
+    Ok(try_join_all(checks).await?.into_iter().flatten().collect())
+}
+
+/// Executes `plan`; returns what happened, for `--json` and the summary line.
+pub async fn execute(
+    registry: &Registry,
+    plan: &Plan,
+    progress: Arc<dyn Progress>,
+) -> Result<Report, RegistryError> {
+    let sources = plan.mount_sources();
+    let dst = registry.repo(
+        &plan.registry,
+        &plan.repository,
+        Scopes::push(&plan.repository, sources.iter().map(String::as_str)),
+    );
+    let steps = plan.blobs.iter().map(|(blob, step)| {
+        let dst = dst.clone();
+        let progress = progress.clone();
+        async move {
+            let _job = registry.job().await;
+            let action = run_step(registry, &dst, blob, step, progress.as_ref()).await?;
+            progress.event(Event::BlobDone {
+                digest: &blob.digest,
+                size: blob.size,
+                action,
+            });
+            Ok::<_, RegistryError>(BlobReport {
+                digest: blob.digest.clone(),
+                size: blob.size,
+                action,
+            })
+        }
+    });
+    let blobs = try_join_all(steps).await?;
+
+    let mut root_digest = None;
+    for m in &plan.manifests {
+        put_manifest(&dst, plan, m, progress.as_ref()).await?;
+        if m.put_as == PutAs::Tags {
+            root_digest = Some(m.digest.clone());
+        }
+    }
+    let digest = root_digest
+        .or_else(|| plan.manifests.last().map(|m| m.digest.clone()))
+        .ok_or_else(|| RegistryError::Protocol {
+            registry: plan.registry.clone(),
+            repository: plan.repository.clone(),
+            op: "write".into(),
+            message: "nothing to write: no manifest".into(),
+        })?;
+    let bytes_uploaded = blobs
+        .iter()
+        .filter(|b| b.action == BlobAction::Uploaded)
+        .map(|b| b.size)
+        .sum();
+    Ok(Report {
+        digest,
+        references: plan
+            .tags
+            .iter()
+            .map(|t| format!("{}/{}:{t}", plan.registry, plan.repository))
+            .collect(),
+        blobs,
+        bytes_uploaded,
+    })
+}
+
+async fn run_step(
+    registry: &Registry,
+    dst: &Repo,
+    blob: &BlobSpec,
+    step: &BlobStep,
+    progress: &dyn Progress,
+) -> Result<BlobAction, RegistryError> {
+    let describe = match step {
+        BlobStep::Exists => "exists".to_string(),
+        BlobStep::Mount { from } => format!("mount from {from}"),
+        BlobStep::Copy {
+            registry,
+            repository,
+        } => format!("copy from {registry}/{repository}"),
+        BlobStep::Upload { .. } => "upload".to_string(),
+    };
+    progress.event(Event::BlobStarted {
+        digest: &blob.digest,
+        size: blob.size,
+        step: &describe,
+    });
+    match step {
+        BlobStep::Exists => Ok(BlobAction::Exists),
+        BlobStep::Mount { from } => match dst.mount_blob(&blob.digest, from).await? {
+            Mounted::Done => Ok(BlobAction::Mounted),
+            // Refused: the bytes come from the source repository on the same registry.
+            Mounted::Upload(session) => {
+                let src = registry.repo(dst.registry_name(), from, Scopes::pull(from));
+                copy_into(dst, session, &src, blob).await?;
+                Ok(BlobAction::Uploaded)
+            }
+        },
+        BlobStep::Copy {
+            registry: r,
+            repository,
+        } => {
+            let src = registry.repo(r, repository, Scopes::pull(repository));
+            let session = dst.start_upload().await?;
+            copy_into(dst, session, &src, blob).await?;
+            Ok(BlobAction::Uploaded)
+        }
+        BlobStep::Upload { path } => {
+            let session = dst.start_upload().await?;
+            let source = BlobSource::File {
+                path: path.clone(),
+                len: blob.size,
+            };
+            dst.finish_upload(session, &blob.digest, source).await?;
+            Ok(BlobAction::Uploaded)
+        }
+    }
+}
+
+/// Streams a blob from `src` into `session` without holding it: GET → verify → PUT. A
+/// digest mismatch aborts the PUT mid-body, so the registry never commits bad bytes.
+async fn copy_into(
+    dst: &Repo,
+    session: UploadSession,
+    src: &Repo,
+    blob: &BlobSpec,
+) -> Result<(), RegistryError> {
+    let download = src.get_blob(&blob.digest, Some(blob.size)).await?;
+    let failure = download.failure_slot();
+    let body = reqwest::Body::wrap_stream(download.into_stream());
+    let source = BlobSource::Stream {
+        body,
+        len: blob.size,
+    };
+    match dst.finish_upload(session, &blob.digest, source).await {
+        Ok(()) => Ok(()),
+        Err(e) => match failure.lock().ok().and_then(|mut f| f.take()) {
+            Some(mismatch) => Err(mismatch),
+            None => Err(e),
+        },
+    }
+}
+
+async fn put_manifest(
+    dst: &Repo,
+    plan: &Plan,
+    m: &ManifestSpec,
+    progress: &dyn Progress,
+) -> Result<(), RegistryError> {
+    let references: Vec<String> = match m.put_as {
+        PutAs::Tags if !plan.tags.is_empty() => plan.tags.clone(),
+        _ => vec![m.digest.to_string()],
+    };
+    for reference in &references {
+        let put = dst.put_manifest(reference, &m.media_type, &m.bytes).await?;
+        progress.event(Event::ManifestPut {
+            reference,
+            digest: &put.digest,
+            media_type: &m.media_type,
+        });
+        if let (Some(subject), false) = (&m.subject, put.subject_handled) {
+            let descriptor = Descriptor {
+                media_type: m.media_type.clone(),
+                digest: m.digest.clone(),
+                size: m.bytes.len() as u64,
+                platform: None,
+                artifact_type: m.artifact_type.clone(),
+                annotations: None,
+                urls: Vec::new(),
+            };
+            dst.add_referrer_to_tag(subject, descriptor).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Writing an image to a registry: what the registry must hold (`Image`), a pure `plan` of
+//! HEAD results into exists / mount / copy / upload, and `execute`, which carries the plan out
+//! with bounded concurrency and puts manifests only after every blob is confirmed.
+
+pub mod execute;
+pub mod model;
+pub mod plan;
+
+pub use execute::{execute, probe};
+pub use model::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
+pub use plan::{plan, BlobStep, Plan};

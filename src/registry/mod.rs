@@ -1,0 +1,22 @@
+//! The registry client: the OCI Distribution API as a push path needs it.
+//!
+//! `transport` sends requests (scheme, auth, redirects); `blobs`, `upload`, `manifests` and
+//! `referrers` are the operations on a repository; `auth`, `challenge` and `credentials`
+//! decide what Authorization to send. Nothing here decides *what* to copy: that is the
+//! callers' plan.
+
+pub mod auth;
+pub mod blobs;
+pub mod challenge;
+pub mod credentials;
+pub mod error;
+pub mod manifests;
+pub mod referrers;
+pub mod transport;
+pub mod upload;
+
+pub use auth::Scopes;
+pub use error::RegistryError;
+pub use manifests::{Manifest, ManifestInfo};
+pub use transport::{CredentialSource, Registry, RegistryOptions, Repo};
+pub use upload::{BlobSource, Mounted, UploadSession};

@@ -1,0 +1,508 @@
+//! The HTTP layer every registry request goes through: scheme choice (plain HTTP only for
+//! loopback and `--insecure-registry` hosts), authorization, redirects that never carry
+//! credentials to another host or downgrade to HTTP, and one 401 refresh.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use url::Url;
+
+use super::auth::{HostAuth, Scopes};
+use super::credentials::{self, Credential};
+use super::error::{describe_transport, parse_error_body, RegistryError};
+
+/// Settings for a whole run.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    /// Hosts (`host` or `host:port`) to reach over plain HTTP besides loopback ones.
+    pub insecure: Vec<String>,
+    /// The run's one concurrency limit (`--jobs`).
+    pub jobs: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure: Vec::new(),
+            jobs: 8,
+        }
+    }
+}
+
+/// Where credentials come from: docker config (the default) or given explicitly (tests,
+/// library users).
+#[derive(Clone, Debug, Default)]
+pub enum CredentialSource {
+    #[default]
+    DockerConfig,
+    Fixed(HashMap<String, Credential>),
+}
+
+/// A client for every registry a run talks to.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    options: RegistryOptions,
+    credentials: CredentialSource,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+    jobs: Semaphore,
+}
+
+/// One registry host: its base URL and authorization state.
+pub(crate) struct Host {
+    pub name: String,
+    pub base: Url,
+    pub auth: HostAuth,
+    ping: tokio::sync::Mutex<()>,
+}
+
+/// A repository on a host, with the scopes its operations need.
+#[derive(Clone)]
+pub struct Repo {
+    pub(crate) registry: Registry,
+    pub(crate) host: Arc<Host>,
+    pub(crate) name: String,
+    pub(crate) scopes: Scopes,
+}
+
+/// A request body that can be sent again (after a 401) unless it is a one-shot stream.
+pub(crate) enum Body {
+    Empty,
+    Bytes(Bytes),
+    File {
+        path: PathBuf,
+        len: u64,
+    },
+    /// A one-shot stream (a blob being copied from another registry) of a known length.
+    Stream {
+        body: Option<reqwest::Body>,
+        len: Option<u64>,
+    },
+}
+
+impl Body {
+    async fn make(&mut self) -> Result<Option<reqwest::Body>, RegistryError> {
+        Ok(match self {
+            Body::Empty => None,
+            Body::Bytes(b) => Some(reqwest::Body::from(b.clone())),
+            Body::File { path, .. } => {
+                let file =
+                    tokio::fs::File::open(&*path)
+                        .await
+                        .map_err(|source| RegistryError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        })?;
+                Some(reqwest::Body::wrap_stream(
+                    tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
+                ))
+            }
+            Body::Stream { body, .. } => body.take(),
+        })
+    }
+
+    fn replayable(&self) -> bool {
+        !matches!(self, Body::Stream { .. })
+    }
+
+    fn len(&self) -> Option<u64> {
+        match self {
+            Body::Empty => Some(0),
+            Body::Bytes(b) => Some(b.len() as u64),
+            Body::File { len, .. } => Some(*len),
+            Body::Stream { len, .. } => *len,
+        }
+    }
+}
+
+/// One request, described so it can be sent again.
+pub(crate) struct Call {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Body,
+    /// Names the operation in errors: "HEAD blob sha256:…".
+    pub op: String,
+}
+
+impl Call {
+    pub fn new(method: Method, url: Url, op: impl Into<String>) -> Call {
+        Call {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+            op: op.into(),
+        }
+    }
+
+    pub fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Call {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+
+    pub fn body(mut self, body: Body) -> Call {
+        self.body = body;
+        self
+    }
+}
+
+/// True for registries reached over plain HTTP: loopback, or named by the user.
+pub fn is_plain_http_allowed(host: &str, insecure: &[String]) -> bool {
+    let bare = strip_port(host);
+    let loopback = bare == "localhost"
+        || bare
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    loopback || insecure.iter().any(|i| i == host || i == bare)
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [::1]:5000
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if !h.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+impl Registry {
+    pub fn new(options: RegistryOptions, credentials: CredentialSource) -> Registry {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(120))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("regbuild/", env!("CARGO_PKG_VERSION")))
+            .build()
+            // Building fails only when the TLS backend cannot initialise: nothing else works then.
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let jobs = options.jobs.max(1);
+        Registry {
+            inner: Arc::new(Inner {
+                http,
+                options,
+                credentials,
+                hosts: Mutex::new(HashMap::new()),
+                jobs: Semaphore::new(jobs),
+            }),
+        }
+    }
+
+    /// A permit of the run's one concurrency limit; hold it for one unit of work (a blob
+    /// transfer, a manifest fetch).
+    pub async fn job(&self) -> SemaphorePermit<'_> {
+        // The semaphore is never closed, so acquiring cannot fail.
+        match self.inner.jobs.acquire().await {
+            Ok(p) => p,
+            Err(_) => unreachable!("the jobs semaphore is never closed"),
+        }
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// `repository` on `registry` for operations needing `scopes`.
+    pub fn repo(&self, registry: &str, repository: &str, scopes: Scopes) -> Repo {
+        Repo {
+            registry: self.clone(),
+            host: self.host(registry),
+            name: repository.to_string(),
+            scopes,
+        }
+    }
+
+    fn host(&self, name: &str) -> Arc<Host> {
+        let mut hosts = match self.inner.hosts.lock() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        hosts
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let insecure = &self.inner.options.insecure;
+                let scheme = if is_plain_http_allowed(name, insecure) {
+                    "http"
+                } else {
+                    "https"
+                };
+                // Docker Hub's API lives on registry-1.docker.io.
+                let api_host = if name == "docker.io" {
+                    "registry-1.docker.io"
+                } else {
+                    name
+                };
+                let base = Url::parse(&format!("{scheme}://{api_host}/")).unwrap_or_else(|_| {
+                    Url::parse("https://invalid.invalid/").expect("static url")
+                });
+                let credential = match &self.inner.credentials {
+                    CredentialSource::DockerConfig => credentials::lookup(name),
+                    CredentialSource::Fixed(map) => map.get(name).cloned(),
+                };
+                Arc::new(Host {
+                    name: name.to_string(),
+                    base,
+                    auth: HostAuth::new(name, credential, insecure.clone()),
+                    ping: tokio::sync::Mutex::new(()),
+                })
+            })
+            .clone()
+    }
+}
+
+impl Repo {
+    pub fn registry_name(&self) -> &str {
+        &self.host.name
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The same repository with other scopes (e.g. pull-only for reads).
+    pub fn with_scopes(&self, scopes: Scopes) -> Repo {
+        Repo {
+            scopes,
+            ..self.clone()
+        }
+    }
+
+    /// `<base>/v2/<name>/<suffix>`.
+    pub(crate) fn url(&self, suffix: &str) -> Url {
+        let raw = format!("{}v2/{}/{}", self.host.base, self.name, suffix);
+        Url::parse(&raw).unwrap_or_else(|_| self.host.base.clone())
+    }
+
+    pub(crate) fn api_error(&self, op: &str, status: StatusCode, body: &[u8]) -> RegistryError {
+        let (code, message) = parse_error_body(body);
+        RegistryError::Api {
+            registry: self.host.name.clone(),
+            repository: self.name.clone(),
+            op: op.to_string(),
+            status: status.as_u16(),
+            code,
+            message,
+        }
+    }
+
+    pub(crate) fn protocol_error(&self, op: &str, message: impl Into<String>) -> RegistryError {
+        RegistryError::Protocol {
+            registry: self.host.name.clone(),
+            repository: self.name.clone(),
+            op: op.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn transport_error(&self, op: &str, e: &reqwest::Error) -> RegistryError {
+        RegistryError::Transport {
+            registry: self.host.name.clone(),
+            repository: self.name.clone(),
+            op: op.to_string(),
+            message: describe_transport(e),
+        }
+    }
+
+    /// Turns a non-success answer into an error, reading at most 64 KiB of its body.
+    pub(crate) async fn fail(&self, op: &str, resp: Response) -> RegistryError {
+        let status = resp.status();
+        let body = read_capped(resp, 64 * 1024).await.unwrap_or_default();
+        self.api_error(op, status, &body)
+    }
+
+    /// Asks `GET /v2/` once per host to learn how it wants to be authorized.
+    async fn ensure_auth_mode(&self) -> Result<(), RegistryError> {
+        if self.host.auth.mode_known().await {
+            return Ok(());
+        }
+        let _one_at_a_time = self.host.ping.lock().await;
+        if self.host.auth.mode_known().await {
+            return Ok(());
+        }
+        let url = self
+            .host
+            .base
+            .join("v2/")
+            .unwrap_or_else(|_| self.host.base.clone());
+        let resp = self
+            .registry
+            .http()
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.transport_error("GET /v2/", &e))?;
+        let challenge = header_str(&resp, WWW_AUTHENTICATE);
+        self.host
+            .auth
+            .learn(resp.status().as_u16(), challenge.as_deref())
+            .await;
+        Ok(())
+    }
+
+    /// Sends `call`, refreshing authorization once on 401. Returns the answer and the URL
+    /// that gave it (after redirects), against which a relative Location is resolved.
+    pub(crate) async fn send(&self, mut call: Call) -> Result<(Response, Url), RegistryError> {
+        self.ensure_auth_mode().await?;
+        let mut refreshed = false;
+        loop {
+            let auth = self
+                .host
+                .auth
+                .header(self.registry.http(), &self.scopes)
+                .await?;
+            let (resp, url) = self
+                .execute(&mut call, auth.as_ref().map(|s| s.expose()))
+                .await?;
+            if resp.status() == StatusCode::UNAUTHORIZED && !refreshed && call.body.replayable() {
+                let challenge = header_str(&resp, WWW_AUTHENTICATE);
+                self.host
+                    .auth
+                    .unauthorized(&self.scopes, challenge.as_deref())
+                    .await;
+                refreshed = true;
+                continue;
+            }
+            return Ok((resp, url));
+        }
+    }
+
+    /// One attempt, following redirects for GET/HEAD by hand so that Authorization goes only
+    /// to the registry's own origin and HTTPS is never downgraded.
+    async fn execute(
+        &self,
+        call: &mut Call,
+        auth: Option<&str>,
+    ) -> Result<(Response, Url), RegistryError> {
+        let mut url = call.url.clone();
+        for _hop in 0..10 {
+            let mut rb = self
+                .registry
+                .http()
+                .request(call.method.clone(), url.clone())
+                .headers(call.headers.clone());
+            if let (Some(a), true) = (auth, same_origin(&url, &self.host.base)) {
+                rb = rb.header(AUTHORIZATION, a);
+            }
+            if let Some(len) = call.body.len() {
+                if call.method != Method::GET && call.method != Method::HEAD {
+                    rb = rb.header(reqwest::header::CONTENT_LENGTH, len);
+                }
+            }
+            if let Some(body) = call.body.make().await? {
+                rb = rb.body(body);
+            }
+            let resp = rb
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&call.op, &e))?;
+            let follow = resp.status().is_redirection()
+                && resp.status() != StatusCode::NOT_MODIFIED
+                && (call.method == Method::GET || call.method == Method::HEAD);
+            if !follow {
+                return Ok((resp, url));
+            }
+            let location = header_str(&resp, LOCATION)
+                .ok_or_else(|| self.protocol_error(&call.op, "redirect without a Location"))?;
+            let next = url
+                .join(&location)
+                .map_err(|_| self.protocol_error(&call.op, "redirect to an invalid Location"))?;
+            if url.scheme() == "https" && next.scheme() != "https" {
+                return Err(
+                    self.protocol_error(&call.op, "refusing a redirect from HTTPS to plain HTTP")
+                );
+            }
+            url = next;
+        }
+        Err(self.protocol_error(&call.op, "too many redirects"))
+    }
+}
+
+pub(crate) fn header_str(resp: &Response, name: reqwest::header::HeaderName) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Reads a body, failing once it grows past `cap` bytes (garbage answers are not buffered).
+pub(crate) async fn read_capped(mut resp: Response, cap: u64) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|l| l > cap) {
+        return Err(format!("body larger than {cap} bytes"));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe_transport(&e))? {
+        if out.len() as u64 + chunk.len() as u64 > cap {
+            return Err(format!("body larger than {cap} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_named_hosts_use_plain_http() {
+        let none: Vec<String> = vec![];
+        for h in [
+            "127.0.0.1:5000",
+            "127.8.9.10",
+            "localhost:5000",
+            "localhost",
+            "[::1]:5000",
+        ] {
+            assert!(is_plain_http_allowed(h, &none), "{h}");
+        }
+        for h in ["registry.example", "10.0.0.1:5000", "localhost.evil.com"] {
+            assert!(!is_plain_http_allowed(h, &none), "{h}");
+        }
+        let insecure = vec!["reg.lan:5000".to_string(), "other.lan".to_string()];
+        assert!(is_plain_http_allowed("reg.lan:5000", &insecure));
+        assert!(!is_plain_http_allowed("reg.lan:6000", &insecure));
+        assert!(is_plain_http_allowed("other.lan:443", &insecure));
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let a = Url::parse("https://r.example/v2/").unwrap();
+        assert!(same_origin(
+            &a,
+            &Url::parse("https://r.example:443/x").unwrap()
+        ));
+        assert!(!same_origin(&a, &Url::parse("http://r.example/x").unwrap()));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("https://s3.example/x").unwrap()
+        ));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("https://r.example:8443/x").unwrap()
+        ));
+    }
+}
