@@ -37,7 +37,20 @@ impl FromStr for ImageRef {
             input: s.chars().take(300).collect(),
             reason,
         };
-        let parsed = oci_client::Reference::from_str(s).map_err(|e| err(e.to_string()))?;
+        let parsed = oci_client::Reference::from_str(s).map_err(|e| {
+            // The repository path: no host, no tag (tags may be uppercase), no digest.
+            let name = s.split('@').next().unwrap_or(s);
+            let path = name.split_once('/').map_or(name, |(_, p)| p);
+            let path = match path.rsplit_once(':') {
+                Some((p, tag)) if !tag.contains('/') => p,
+                _ => path,
+            };
+            if path.chars().any(|c| c.is_ascii_uppercase()) {
+                err("repository name must be lowercase".to_string())
+            } else {
+                err(e.to_string())
+            }
+        })?;
         // The distribution grammar allows only lowercase path components; oci-spec lets an
         // uppercase first component through when it mistakes it for a host.
         if !parsed

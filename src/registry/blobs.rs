@@ -37,12 +37,19 @@ impl BlobStream {
 /// Bytes of a blob, hashed as they pass.
 pub struct VerifyingStream {
     inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    hasher: Option<Hasher>,
+    state: Check,
     expected: Digest,
     expected_len: Option<u64>,
     failure: Arc<Mutex<Option<RegistryError>>>,
     registry: String,
     repository: String,
+}
+
+enum Check {
+    Hashing(Hasher),
+    /// All expected bytes arrived and matched; only the end of the stream may follow.
+    Verified,
+    Done,
 }
 
 impl VerifyingStream {
@@ -51,11 +58,34 @@ impl VerifyingStream {
         if let Ok(mut slot) = self.failure.lock() {
             slot.get_or_insert(err);
         }
-        self.hasher = None;
+        self.state = Check::Done;
         Poll::Ready(Some(Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             text,
         ))))
+    }
+
+    fn mismatch(&self, actual: String) -> RegistryError {
+        RegistryError::DigestMismatch {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            what: format!("blob {}", self.expected),
+            expected: self.expected.to_string(),
+            actual,
+        }
+    }
+
+    /// Compares the finished hash; `None` when digest and length agree.
+    fn check(&self, hasher: Hasher) -> Option<RegistryError> {
+        let len = hasher.len();
+        let actual = hasher.finish();
+        if self.expected_len.is_some_and(|l| l != len) {
+            return Some(self.mismatch(format!(
+                "{len} bytes instead of {}",
+                self.expected_len.unwrap_or(0)
+            )));
+        }
+        (actual != self.expected).then(|| self.mismatch(actual.to_string()))
     }
 }
 
@@ -63,58 +93,55 @@ impl Stream for VerifyingStream {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.hasher.is_none() {
+        if matches!(self.state, Check::Done) {
             return Poll::Ready(None);
         }
-        match self.inner.poll_next_unpin(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => {
-                let expected_len = self.expected_len;
-                let too_long = {
-                    let Some(h) = self.hasher.as_mut() else {
-                        return Poll::Ready(None);
-                    };
-                    h.update(&chunk);
-                    expected_len.is_some_and(|l| h.len() > l)
+        let next = match self.inner.poll_next_unpin(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(n) => n,
+        };
+        let state = std::mem::replace(&mut self.state, Check::Done);
+        match (next, state) {
+            (Some(Err(e)), _) => {
+                let err = RegistryError::Transport {
+                    registry: self.registry.clone(),
+                    repository: self.repository.clone(),
+                    op: format!("GET blob {}", self.expected),
+                    message: super::error::describe_transport(&e),
                 };
-                if too_long {
-                    let err = self.mismatch_with("more bytes than its size".to_string());
-                    return self.fail(err);
-                }
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                let err = self.mismatch_with(format!(
-                    "download broke: {}",
-                    super::error::describe_transport(&e)
-                ));
                 self.fail(err)
             }
-            Poll::Ready(None) => {
-                let Some(h) = self.hasher.take() else {
-                    return Poll::Ready(None);
-                };
-                let len = h.len();
-                let actual = h.finish();
-                if actual != self.expected || self.expected_len.is_some_and(|l| l != len) {
-                    let err = self.mismatch_with(actual.to_string());
-                    self.hasher = Some(Hasher::new());
-                    return self.fail(err);
-                }
-                Poll::Ready(None)
+            (Some(Ok(_)), Check::Verified) => {
+                let err = self.mismatch("more bytes than its size".into());
+                self.fail(err)
             }
-        }
-    }
-}
-
-impl VerifyingStream {
-    fn mismatch_with(&self, actual: String) -> RegistryError {
-        RegistryError::DigestMismatch {
-            registry: self.registry.clone(),
-            repository: self.repository.clone(),
-            what: format!("blob {}", self.expected),
-            expected: self.expected.to_string(),
-            actual,
+            (Some(Ok(chunk)), Check::Hashing(mut h)) => {
+                h.update(&chunk);
+                match self.expected_len {
+                    Some(l) if h.len() > l => {
+                        let err = self.mismatch("more bytes than its size".into());
+                        self.fail(err)
+                    }
+                    // Verify before the last bytes leave: a fixed-length HTTP body is not
+                    // polled to its end, so the end of this stream may never be seen.
+                    Some(l) if h.len() == l => match self.check(h) {
+                        Some(err) => self.fail(err),
+                        None => {
+                            self.state = Check::Verified;
+                            Poll::Ready(Some(Ok(chunk)))
+                        }
+                    },
+                    _ => {
+                        self.state = Check::Hashing(h);
+                        Poll::Ready(Some(Ok(chunk)))
+                    }
+                }
+            }
+            (None, Check::Hashing(h)) => match self.check(h) {
+                Some(err) => self.fail(err),
+                None => Poll::Ready(None),
+            },
+            (None, _) | (Some(Ok(_)), Check::Done) => Poll::Ready(None),
         }
     }
 }
@@ -158,7 +185,7 @@ impl Repo {
         let failure = Arc::new(Mutex::new(None));
         let inner = VerifyingStream {
             inner: Box::pin(resp.bytes_stream()),
-            hasher: Some(Hasher::new()),
+            state: Check::Hashing(Hasher::new()),
             expected: digest.clone(),
             expected_len: len,
             failure: failure.clone(),

@@ -1,0 +1,84 @@
+//! Runs the test registry standalone (demos, manual testing) until Ctrl-C.
+//!
+//! ```text
+//! testregistry [--addr 127.0.0.1:5000] [--auth-user user:pass]... [--token-auth]
+//!              [--anonymous-pull] [--redirect-blobs] [--no-referrers]
+//! ```
+//! Prints `testregistry listening on http://ADDR` once ready.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use testregistry::{Auth, Config, TestRegistry};
+
+const USAGE: &str = "usage: testregistry [--addr HOST:PORT] [--auth-user USER:PASS]... \
+[--token-auth] [--anonymous-pull] [--redirect-blobs] [--no-referrers]";
+
+struct Args {
+    addr: SocketAddr,
+    config: Config,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut addr = SocketAddr::from(([127, 0, 0, 1], 5000));
+    let mut users = Vec::new();
+    let mut token = false;
+    let mut anonymous_pull = false;
+    let mut config = Config::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => {
+                let v = args.next().ok_or("--addr needs a value")?;
+                addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
+            }
+            "--auth-user" => {
+                let v = args.next().ok_or("--auth-user needs USER:PASS")?;
+                let (u, p) = v.split_once(':').ok_or("--auth-user needs USER:PASS")?;
+                users.push((u.to_string(), p.to_string()));
+            }
+            "--token-auth" => token = true,
+            "--anonymous-pull" => anonymous_pull = true,
+            "--redirect-blobs" => config.redirect_blob_gets = true,
+            "--no-referrers" => config.referrers_api = false,
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    config.auth = match (token, users.is_empty()) {
+        (true, _) => Auth::Token {
+            users,
+            anonymous_pull,
+            token_ttl_secs: 300,
+        },
+        (false, false) => Auth::Basic { users },
+        (false, true) => Auth::None,
+    };
+    Ok(Args { addr, config })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let registry = match TestRegistry::start_on(args.addr, args.config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("testregistry: cannot listen on {}: {e}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout();
+    // Scripts wait for this exact line.
+    let _ = writeln!(out, "testregistry listening on http://{}", registry.addr());
+    let _ = out.flush();
+    let _ = tokio::signal::ctrl_c().await;
+    registry.shutdown();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,285 @@
+//! Test harness: the real CNCF distribution registry (Debian `docker-registry`) started on
+//! loopback, fixtures made by third-party tools (umoci, skopeo), and the regbuild binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `docker-registry serve` on 127.0.0.1, killed on drop.
+pub struct Distribution {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub host: String,
+    log: PathBuf,
+    sentinels: std::sync::atomic::AtomicUsize,
+}
+
+/// One line of the registry's access log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    pub method: String,
+    pub uri: String,
+    pub status: u16,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Distribution {
+    /// An open registry.
+    pub fn start() -> Distribution {
+        Self::start_inner(None)
+    }
+
+    /// A registry that wants Basic credentials (htpasswd, bcrypt by `htpasswd -B`).
+    pub fn start_with_user(user: &str, password: &str) -> Distribution {
+        Self::start_inner(Some((user, password)))
+    }
+
+    fn start_inner(user: Option<(&str, &str)>) -> Distribution {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {host}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((u, p)) = user {
+            let htpasswd = dir.path().join("htpasswd");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", u, p])
+                .output()
+                .expect("htpasswd (apache2-utils) is installed");
+            assert!(out.status.success(), "htpasswd failed");
+            std::fs::write(&htpasswd, out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: regbuild-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.path().join("registry.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) is installed");
+        let d = Distribution {
+            child,
+            dir,
+            host,
+            log,
+            sentinels: Default::default(),
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http_status("GET", &self.host, "/v2/").is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "docker-registry did not start on {}:\n{}",
+            self.host,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Every access-log line so far. A sentinel request is made first and waited for, so
+    /// every request that completed before this call is in the result.
+    pub fn access_log(&self) -> Vec<Access> {
+        let n = self
+            .sentinels
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let sentinel = format!("/v2/sentinel-{n}/tags/list");
+        http_status("GET", &self.host, &sentinel);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let entries = self.parse_log();
+            if let Some(pos) = entries.iter().position(|e| e.uri == sentinel) {
+                return entries[..pos]
+                    .iter()
+                    .filter(|e| !e.uri.contains("/sentinel-"))
+                    .cloned()
+                    .collect();
+            }
+            assert!(Instant::now() < deadline, "sentinel never logged");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Access-log lines after the first `skip` (take `access_log().len()` as a mark).
+    pub fn access_log_since(&self, mark: usize) -> Vec<Access> {
+        self.access_log().into_iter().skip(mark).collect()
+    }
+
+    fn parse_log(&self) -> Vec<Access> {
+        let file = std::fs::File::open(&self.log).unwrap();
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| parse_access_line(&l))
+            .collect()
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `127.0.0.1 - - [date] "POST /v2/x/blobs/uploads/?mount=… HTTP/1.1" 201 0 "" "ua"`.
+fn parse_access_line(line: &str) -> Option<Access> {
+    let start = line.find("] \"")? + 3;
+    let rest = &line[start..];
+    let end = rest.find('"')?;
+    let mut req = rest[..end].split(' ');
+    let method = req.next()?.to_string();
+    let uri = req.next()?.to_string();
+    let status = rest[end + 1..].split_whitespace().next()?.parse().ok()?;
+    Some(Access {
+        method,
+        uri,
+        status,
+    })
+}
+
+/// A bare HTTP/1.1 request; the status, or None when nothing answered.
+pub fn http_status(method: &str, host: &str, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// An OCI image layout built by umoci, one layer per `(path in image, content)`.
+pub fn umoci_image(layout: &Path, tag: &str, files: &[(&str, Vec<u8>)], arch: Option<&str>) {
+    if !layout.join("index.json").exists() {
+        run(Command::new("umoci").args(["init", "--layout"]).arg(layout));
+    }
+    let image = format!("{}:{tag}", layout.display());
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    if let Some(arch) = arch {
+        run(Command::new("umoci").args(["config", "--image", &image, "--architecture", arch]));
+    }
+    for (i, (path, content)) in files.iter().enumerate() {
+        let src = tempfile::tempdir().unwrap();
+        let file = src.path().join(format!("f{i}"));
+        std::fs::write(&file, content).unwrap();
+        run(Command::new("umoci")
+            .args(["insert", "--image", &image])
+            .arg(&file)
+            .arg(path));
+    }
+}
+
+/// `skopeo copy` with TLS verification off for loopback registries.
+pub fn skopeo_copy(src: &str, dst: &str, extra: &[&str]) {
+    run(Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .args(extra)
+        .arg(src)
+        .arg(dst));
+}
+
+/// The digest `skopeo inspect` reports for a reference.
+pub fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
+    let out = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .args(extra)
+        .arg(format!("docker://{reference}")));
+    let raw = out.stdout;
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&raw)))
+}
+
+/// The regbuild binary with arguments; `DOCKER_CONFIG` points at an empty dir unless given.
+pub fn regbuild(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_regbuild"));
+    c.args(args)
+        .env("DOCKER_CONFIG", empty_docker_config())
+        .env_remove("REGBUILD_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn empty_docker_config() -> PathBuf {
+    let dir = std::env::temp_dir().join("regbuild-test-empty-docker-config");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// A docker config dir whose config.json holds Basic credentials for `host`.
+pub fn docker_config_with(host: &str, user: &str, password: &str) -> tempfile::TempDir {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    std::fs::write(
+        dir.path().join("config.json"),
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    dir
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn access_lines_parse() {
+    let a = parse_access_line(
+        r#"127.0.0.1 - - [22/Nov/2026:14:42:44 +0000] "POST /v2/x/blobs/uploads/?mount=sha256:aa&from=y HTTP/1.1" 202 0 "" "curl/7.88.1""#,
+    )
+    .unwrap();
+    assert_eq!(a.method, "POST");
+    assert_eq!(a.uri, "/v2/x/blobs/uploads/?mount=sha256:aa&from=y");
+    assert_eq!(a.status, 202);
+}

@@ -1,0 +1,265 @@
+//! `regbuild promote` against the real CNCF distribution registry, with images made by umoci
+//! and pushed by skopeo, checked by skopeo and the registry's own access log.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+/// Three layers (plus a config) made by umoci and pushed by skopeo to `host/repo:tag`.
+fn third_party_image(host: &str, repo: &str, tag: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    umoci_image(
+        &layout,
+        "v1",
+        &[
+            ("/etc/motd", b"hello from layer one\n".to_vec()),
+            ("/app/data.bin", vec![7u8; 200_000]),
+            ("/app/VERSION", b"1.2.3\n".to_vec()),
+        ],
+        None,
+    );
+    skopeo_copy(
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{host}/{repo}:{tag}"),
+        &[],
+    );
+}
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
+}
+
+#[test]
+fn promote_on_one_registry_mounts_every_blob_and_uploads_nothing() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    third_party_image(&host, "staging/app", "v1");
+    let mark = reg.access_log().len();
+
+    let out = run(&mut regbuild(&[
+        "promote",
+        "--json",
+        &format!("{host}/staging/app:v1"),
+        &format!("{host}/prod/app:v1"),
+    ]));
+    let report = json(&out);
+    let blobs = report["blobs"].as_array().unwrap();
+    assert_eq!(blobs.len(), 4, "config + 3 layers: {report}");
+    assert!(blobs.iter().all(|b| b["action"] == "mounted"), "{report}");
+    assert_eq!(report["bytes_uploaded"], 0);
+    assert_eq!(report["references"][0], format!("{host}/prod/app:v1"));
+
+    let log = reg.access_log_since(mark);
+    let mounts: Vec<_> = log
+        .iter()
+        .filter(|a| a.method == "POST" && a.uri.contains("mount=") && a.status == 201)
+        .collect();
+    assert_eq!(mounts.len(), 4, "one mount (201) per blob: {log:#?}");
+    let uploads: Vec<_> = log
+        .iter()
+        .filter(|a| a.uri.contains("/blobs/uploads/") && !a.uri.contains("mount="))
+        .collect();
+    assert!(uploads.is_empty(), "no upload session: {uploads:#?}");
+    let downloads: Vec<_> = log
+        .iter()
+        .filter(|a| a.method == "GET" && a.uri.contains("/blobs/"))
+        .collect();
+    assert!(downloads.is_empty(), "no blob downloaded: {downloads:#?}");
+
+    assert_eq!(
+        skopeo_digest(&format!("{host}/prod/app:v1"), &[]),
+        skopeo_digest(&format!("{host}/staging/app:v1"), &[]),
+        "the manifest bytes are kept"
+    );
+    assert_eq!(
+        report["digest"],
+        skopeo_digest(&format!("{host}/prod/app:v1"), &[])
+    );
+}
+
+#[test]
+fn promoting_again_finds_every_blob_and_prints_the_digest_last() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    third_party_image(&host, "src", "v1");
+    run(&mut regbuild(&[
+        "promote",
+        &format!("{host}/src:v1"),
+        &format!("{host}/dst:v1"),
+    ]));
+    let mark = reg.access_log().len();
+    let out = run(&mut regbuild(&[
+        "promote",
+        &format!("{host}/src:v1"),
+        &format!("{host}/dst:v2"),
+    ]));
+    let last = stdout(&out).lines().last().unwrap_or_default().to_string();
+    let digest = skopeo_digest(&format!("{host}/src:v1"), &[]);
+    assert_eq!(last, format!("{host}/dst@{digest}"));
+    let log = reg.access_log_since(mark);
+    assert!(
+        log.iter()
+            .all(|a| !(a.method == "POST" || a.method == "PATCH")),
+        "nothing to mount or upload: {log:#?}"
+    );
+    assert!(stderr(&out).contains("4 exist"), "{}", stderr(&out));
+}
+
+/// Two single-platform images by umoci, joined in an OCI index written into the layout, then
+/// pushed with `skopeo copy --all`.
+fn third_party_index(host: &str, repo: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    umoci_image(
+        &layout,
+        "amd",
+        &[("/arch", b"amd64\n".to_vec())],
+        Some("amd64"),
+    );
+    umoci_image(
+        &layout,
+        "arm",
+        &[("/arch", b"arm64\n".to_vec())],
+        Some("arm64"),
+    );
+    let index_path = layout.join("index.json");
+    let mut top: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let find = |top: &Value, name: &str| -> Value {
+        top["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let mut children = Vec::new();
+    for (name, arch) in [("amd", "amd64"), ("arm", "arm64")] {
+        let mut d = find(&top, name);
+        d.as_object_mut().unwrap().remove("annotations");
+        d["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+        children.push(d);
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": children,
+    }))
+    .unwrap();
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(&index));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &index).unwrap();
+    top["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"),
+            "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }));
+    std::fs::write(&index_path, serde_json::to_vec(&top).unwrap()).unwrap();
+    skopeo_copy(
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{host}/{repo}:multi"),
+        &["--all"],
+    );
+}
+
+#[test]
+fn promoting_a_two_platform_index_keeps_its_digest() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    third_party_index(&host, "multi/src");
+    let src_digest = skopeo_digest(&format!("{host}/multi/src:multi"), &[]);
+    let mark = reg.access_log().len();
+    let out = run(&mut regbuild(&[
+        "promote",
+        "--json",
+        &format!("{host}/multi/src:multi"),
+        &format!("{host}/multi/dst:release"),
+    ]));
+    let report = json(&out);
+    let log = reg.access_log_since(mark);
+    assert!(
+        !log.iter()
+            .any(|a| a.method == "GET" && a.uri.contains("/blobs/")),
+        "no blob downloaded on one registry: {log:#?}"
+    );
+    assert!(report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["action"] == "mounted"));
+    assert_eq!(report["digest"], src_digest.as_str());
+    assert_eq!(
+        skopeo_digest(&format!("{host}/multi/dst:release"), &[]),
+        src_digest
+    );
+    // Both children are there under their digests, and each platform resolves.
+    for arch in ["amd64", "arm64"] {
+        let out = run(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            "--override-os=linux",
+            &format!("--override-arch={arch}"),
+            &format!("docker://{host}/multi/dst:release"),
+        ]));
+        let inspect: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(inspect["Architecture"], arch);
+    }
+}
+
+#[test]
+fn cross_registry_promote_to_an_authenticated_registry_uses_docker_config() {
+    let open = Distribution::start();
+    let locked = Distribution::start_with_user("ci-bot", "s3cret-pass");
+    third_party_index(&open.host, "team/app");
+    let src = format!("{}/team/app:multi", open.host);
+    let dst = format!("{}/mirror/app:multi", locked.host);
+
+    // Without credentials: a clear failure naming the registry, nothing tagged.
+    let out = regbuild(&["promote", &src, &dst]).output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&locked.host) && err.contains("401"), "{err}");
+
+    let config = docker_config_with(&locked.host, "ci-bot", "s3cret-pass");
+    let out = run(
+        regbuild(&["promote", "--json", "-vv", &src, &dst]).env("DOCKER_CONFIG", config.path())
+    );
+    assert!(
+        !stderr(&out).contains("s3cret-pass"),
+        "credentials never logged"
+    );
+    assert!(!stdout(&out).contains("s3cret-pass"));
+    let report = json(&out);
+    let blobs = report["blobs"].as_array().unwrap();
+    assert!(blobs.iter().all(|b| b["action"] == "uploaded"), "{report}");
+    let total: u64 = blobs.iter().map(|b| b["size"].as_u64().unwrap()).sum();
+    assert_eq!(report["bytes_uploaded"], total);
+
+    let creds = "--src-creds=ci-bot:s3cret-pass";
+    let back = tempfile::tempdir().unwrap();
+    skopeo_copy(
+        &format!("docker://{dst}"),
+        &format!("oci:{}:pulled", back.path().join("out").display()),
+        &["--all", creds],
+    );
+    assert_eq!(
+        skopeo_digest(&dst, &["--creds=ci-bot:s3cret-pass"]),
+        skopeo_digest(&src, &[])
+    );
+    // Nothing was downloaded from the destination, every blob of the source exactly once.
+    let gets = open
+        .access_log()
+        .into_iter()
+        .filter(|a| a.method == "GET" && a.uri.contains("/blobs/sha256:"))
+        .count();
+    assert_eq!(gets, blobs.len(), "each blob streamed once");
+}
