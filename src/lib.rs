@@ -3,8 +3,10 @@
 //! `registry` talks the OCI Distribution API; `promote` copies images between repositories
 //! and registries; `cli` is the command line over them.
 
+pub mod build;
 pub mod cli;
 pub mod digest;
+pub mod image;
 pub mod manifest;
 pub mod progress;
 pub mod promote;

@@ -3,6 +3,7 @@
 
 mod output;
 mod promote;
+mod push;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Copy an image or index, with its referrers, from SRC to DST (mounts on one registry).
     Promote(promote::PromoteArgs),
+    /// Build a Dockerfile (no RUN, no daemon) and push the image straight to the registry.
+    Push(push::PushArgs),
 }
 
 impl GlobalArgs {
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Promote(args) => promote::run(&cli.global, args).await,
+            Command::Push(args) => push::run(&cli.global, args).await,
         }
     });
     match result {

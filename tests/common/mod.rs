@@ -283,3 +283,65 @@ fn access_lines_parse() {
     assert_eq!(a.uri, "/v2/x/blobs/uploads/?mount=sha256:aa&from=y");
     assert_eq!(a.status, 202);
 }
+
+/// The repository root (where Dockerfile.test lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A build context for Dockerfile.test: the hello program compiled statically, its config.
+pub fn hello_context() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = repo_root().join("tests/fixtures/hello");
+    run(Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.path().join("hello"))
+        .arg(fixtures.join("hello.c")));
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::copy(
+        fixtures.join("config/hello.conf"),
+        dir.path().join("config/hello.conf"),
+    )
+    .unwrap();
+    dir
+}
+
+/// Pulls `reference` with skopeo into an OCI layout and unpacks it with umoci; returns the
+/// bundle directory (its `rootfs/` is the image's filesystem).
+pub fn pull_and_unpack(reference: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    skopeo_copy(
+        &format!("docker://{reference}"),
+        &format!("oci:{}:pulled", layout.display()),
+        extra,
+    );
+    let bundle = dir.path().join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:pulled", layout.display()))
+        .arg(&bundle));
+    (dir, bundle)
+}
+
+/// `skopeo inspect --config` as JSON.
+pub fn skopeo_config(reference: &str) -> serde_json::Value {
+    let out = run(Command::new("skopeo").args([
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A context directory with the given files (path, content).
+pub fn context_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    dir
+}

@@ -1,0 +1,107 @@
+//! Turning a built stage into what a registry must hold: the config blob, the image manifest
+//! (OCI, annotated with its base), and the list of blobs with where each one's bytes are.
+//!
+//! A Docker-media-type base is converted to OCI media types (the layer bytes are the same),
+//! so the result never mixes the two and can carry annotations.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::builder::{StageImage, StageLayer};
+use crate::digest::Digest;
+use crate::image::config::ImageConfig;
+use crate::manifest::{DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
+use crate::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
+
+pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+pub struct Assembled {
+    pub set: ImageSet,
+    pub digest: Digest,
+    pub config: ImageConfig,
+}
+
+/// Builds config and manifest for `image`; the config is written under `tmp` for upload.
+pub fn assemble(image: &StageImage, created: &str, tmp: &Path) -> Result<Assembled, String> {
+    let mut config = image.config.clone();
+    config.set_created(created);
+    let config_bytes = config.to_bytes();
+    let config_digest = Digest::of(&config_bytes);
+    let config_path = tmp.join(format!("config-{}.json", config_digest.hex()));
+    std::fs::write(&config_path, &config_bytes)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+
+    let mut set = ImageSet::default();
+    let mut layers = Vec::new();
+    for layer in &image.layers {
+        match layer {
+            StageLayer::Remote {
+                descriptor,
+                registry,
+                repository,
+            } => {
+                let mut d = descriptor.clone();
+                if d.media_type == DOCKER_LAYER_GZIP {
+                    d.media_type = OCI_LAYER_GZIP.to_string();
+                }
+                layers.push(serde_json::to_value(&d).map_err(|e| e.to_string())?);
+                set.add_blob(BlobSpec {
+                    digest: d.digest.clone(),
+                    size: d.size,
+                    origin: BlobOrigin::Registry {
+                        registry: registry.clone(),
+                        repository: repository.clone(),
+                    },
+                });
+            }
+            StageLayer::Local(built) => {
+                let digest: Digest = built.digest.parse().map_err(|e| format!("{e}"))?;
+                layers.push(json!({
+                    "mediaType": OCI_LAYER_GZIP,
+                    "digest": digest,
+                    "size": built.size,
+                }));
+                set.add_blob(BlobSpec {
+                    digest,
+                    size: built.size,
+                    origin: BlobOrigin::File(built.file.to_path_buf()),
+                });
+            }
+        }
+    }
+    set.add_blob(BlobSpec {
+        digest: config_digest.clone(),
+        size: config_bytes.len() as u64,
+        origin: BlobOrigin::File(config_path),
+    });
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_bytes.len()},
+        "layers": layers,
+    });
+    if let Some(base) = &image.base {
+        manifest["annotations"] = json!({
+            BASE_NAME: base.reference.to_string(),
+            BASE_DIGEST: base.digest,
+        });
+    }
+    let bytes = Bytes::from(serde_json::to_vec(&manifest).map_err(|e| e.to_string())?);
+    let digest = Digest::of(&bytes);
+    set.add_manifest(ManifestSpec {
+        media_type: OCI_MANIFEST.to_string(),
+        bytes,
+        digest: digest.clone(),
+        put_as: PutAs::Tags,
+        subject: None,
+        artifact_type: None,
+    });
+    Ok(Assembled {
+        set,
+        digest,
+        config,
+    })
+}

@@ -1,0 +1,495 @@
+//! Walking a Dockerfile's stages into an image: resolve bases (manifest and config only),
+//! apply each step to the config, build one layer per COPY/ADD, and hand the result to
+//! `assemble`. Nothing is written to a registry here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::assemble;
+use super::copy::{self, CopyContext};
+use super::dockerfile::{self, DockerfileError};
+use super::dockerignore::DockerIgnore;
+use super::layer::BuiltLayer;
+use super::stages::{self, Base, BuildArgs, Command, CopyFrom, Platform, Stage, StepKind};
+use crate::digest::Digest;
+use crate::image::base::{self, BaseError, ResolvedBase, TargetPlatform};
+use crate::image::config::{rfc3339, ImageConfig};
+use crate::manifest::Descriptor;
+use crate::publish::ImageSet;
+use crate::reference::ImageRef;
+use crate::registry::{Registry, RegistryError};
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct BuildRequest {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub platform: TargetPlatform,
+    /// `SOURCE_DATE_EPOCH`, or 0: every timestamp in layers and config.
+    pub epoch: u64,
+    /// Keep setuid/setgid bits on files this build writes (stripped by default).
+    pub keep_setuid: bool,
+}
+
+/// Why a build failed. Errors tied to a Dockerfile line name `file:line`.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    #[error("{file}:{line}: {message}")]
+    At {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error(transparent)]
+    Base(#[from] BaseError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// A built image, ready to be planned and written. Holds the temporary files its new layers
+/// live in until it is dropped.
+pub struct BuiltImage {
+    pub set: ImageSet,
+    /// The image manifest's digest: known before anything is pushed.
+    pub digest: Digest,
+    pub config: ImageConfig,
+    pub base: Option<ResolvedBase>,
+    /// Paths whose setuid/setgid bits were removed.
+    pub stripped_setuid: Vec<String>,
+    /// Layers this build made (digest, size, created_by), in order.
+    pub new_layers: Vec<(Digest, u64, String)>,
+    _layers: Vec<Arc<BuiltLayer>>,
+    _tmp: tempfile::TempDir,
+}
+
+/// One layer of a stage: from a registry, or built here.
+#[derive(Clone)]
+pub enum StageLayer {
+    Remote {
+        descriptor: Descriptor,
+        registry: String,
+        repository: String,
+    },
+    Local(Arc<BuiltLayer>),
+}
+
+/// A stage's image as it is being built.
+#[derive(Clone)]
+pub struct StageImage {
+    pub config: ImageConfig,
+    pub layers: Vec<StageLayer>,
+    pub base: Option<ResolvedBase>,
+}
+
+/// Builds the image described by `req`.
+pub async fn build(registry: &Registry, req: &BuildRequest) -> Result<BuiltImage, BuildError> {
+    let text = std::fs::read_to_string(&req.dockerfile).map_err(|e| BuildError::Io {
+        path: req.dockerfile.display().to_string(),
+        message: format!("cannot read the Dockerfile: {e}"),
+    })?;
+    let df = dockerfile::parse(&text, &req.dockerfile)?;
+    let args = BuildArgs {
+        values: req.build_args.clone(),
+        target: req.target.clone(),
+        platform: to_stage_platform(&req.platform),
+        build_platform: to_stage_platform(&TargetPlatform::linux_amd64()),
+    };
+
+    // First pass: find the bases (their env feeds variable expansion in the second pass).
+    let mut wanted: Vec<String> = Vec::new();
+    let first = stages::evaluate(&df, &args, &mut |r: &str| {
+        wanted.push(r.to_string());
+        Ok(Vec::new())
+    })?;
+    let needed = needed_stages(&first);
+    let mut images: Vec<(String, Option<String>)> = Vec::new();
+    for i in &needed {
+        let stage = &first.stages[*i];
+        if let Base::Image(r) = &stage.base {
+            images.push((r.clone(), stage.platform.clone()));
+        }
+        for step in &stage.steps {
+            if let StepKind::Copy(c) = &step.kind {
+                if let Some(CopyFrom::Image(r)) = &c.from {
+                    images.push((r.clone(), None));
+                }
+            }
+        }
+    }
+    let file = req.dockerfile.display().to_string();
+    let mut bases: HashMap<(String, Option<String>), ResolvedBase> = HashMap::new();
+    for (r, platform) in images {
+        if bases.contains_key(&(r.clone(), platform.clone())) {
+            continue;
+        }
+        let line = line_of_image(&first, &r);
+        let reference: ImageRef = r.parse().map_err(|e: crate::reference::ReferenceError| {
+            BuildError::At {
+                file: file.clone(),
+                line,
+                message: e.to_string(),
+            }
+        })?;
+        let plat = match &platform {
+            Some(p) => parse_platform(p).ok_or_else(|| BuildError::At {
+                file: file.clone(),
+                line,
+                message: format!("invalid platform `{p}`"),
+            })?,
+            None => req.platform.clone(),
+        };
+        let resolved = base::resolve(registry, &reference, &plat)
+            .await
+            .map_err(|e| BuildError::At {
+                file: file.clone(),
+                line,
+                message: e.to_string(),
+            })?;
+        bases.insert((r, platform), resolved);
+    }
+
+    let env_of = |r: &str| -> Result<Vec<(String, String)>, String> {
+        bases
+            .iter()
+            .find(|((name, _), _)| name == r)
+            .map(|(_, b)| {
+                ImageConfig::from_base(&b.config)
+                    .map(|c| c.env())
+                    .unwrap_or_default()
+            })
+            .ok_or_else(|| format!("base image {r} was not resolved"))
+    };
+    let plan = stages::evaluate(&df, &args, &mut |r: &str| env_of(r))?;
+
+    let tmp = tempfile::Builder::new()
+        .prefix("regbuild-")
+        .tempdir()
+        .map_err(|e| BuildError::Io {
+            path: std::env::temp_dir().display().to_string(),
+            message: format!("cannot create a temporary directory: {e}"),
+        })?;
+    let ignore = load_dockerignore(&req.context)?;
+    let mut built: HashMap<usize, StageImage> = HashMap::new();
+    let mut all_layers: Vec<Arc<BuiltLayer>> = Vec::new();
+    let mut stripped = Vec::new();
+    let mut new_layers = Vec::new();
+    let created = rfc3339(req.epoch);
+    for i in needed_stages(&plan) {
+        let stage = &plan.stages[i];
+        let mut image = start_stage(stage, &built, &bases, &req.platform, &file)?;
+        for step in &stage.steps {
+            let at = |message: String| BuildError::At {
+                file: file.clone(),
+                line: step.line,
+                message,
+            };
+            match &step.kind {
+                StepKind::Copy(spec) => {
+                    let ctx = CopyContext {
+                        registry,
+                        context: &req.context,
+                        ignore: &ignore,
+                        tmp: tmp.path(),
+                        epoch: req.epoch,
+                        keep_setuid: req.keep_setuid,
+                        workdir: image.config.workdir(),
+                        stages: &built,
+                        bases: &bases,
+                    };
+                    let out = copy::run(&ctx, spec).await.map_err(at)?;
+                    stripped.extend(out.stripped_setuid);
+                    image.config.push_layer(&out.layer.diff_id, &created, &step.text);
+                    let digest: Digest = out.layer.digest.parse().map_err(|e| at(format!("{e}")))?;
+                    new_layers.push((digest, out.layer.size, step.text.clone()));
+                    let layer = Arc::new(out.layer);
+                    all_layers.push(layer.clone());
+                    image.layers.push(StageLayer::Local(layer));
+                }
+                other => {
+                    apply_config_step(&mut image.config, other).map_err(at)?;
+                    image.config.push_history(&created, &step.text, true);
+                }
+            }
+        }
+        built.insert(i, image);
+    }
+    let final_image = built
+        .remove(&plan.target)
+        .ok_or_else(|| BuildError::Io {
+            path: file.clone(),
+            message: "the target stage was not built".into(),
+        })?;
+    let assembled = assemble::assemble(&final_image, &created, tmp.path()).map_err(|e| {
+        BuildError::Io {
+            path: tmp.path().display().to_string(),
+            message: e,
+        }
+    })?;
+    Ok(BuiltImage {
+        set: assembled.set,
+        digest: assembled.digest,
+        config: assembled.config,
+        base: final_image.base,
+        stripped_setuid: stripped,
+        new_layers,
+        _layers: all_layers,
+        _tmp: tmp,
+    })
+}
+
+/// The target stage and every stage it depends on (FROM a stage, COPY --from a stage), in
+/// Dockerfile order.
+fn needed_stages(b: &stages::Build) -> Vec<usize> {
+    let mut need = vec![false; b.stages.len()];
+    let mut stack = vec![b.target];
+    while let Some(i) = stack.pop() {
+        if i >= need.len() || need[i] {
+            continue;
+        }
+        need[i] = true;
+        let s = &b.stages[i];
+        if let Base::Stage(j) = s.base {
+            stack.push(j);
+        }
+        for step in &s.steps {
+            if let StepKind::Copy(c) = &step.kind {
+                if let Some(CopyFrom::Stage(j)) = c.from {
+                    stack.push(j);
+                }
+            }
+        }
+    }
+    (0..need.len()).filter(|i| need[*i]).collect()
+}
+
+fn line_of_image(b: &stages::Build, r: &str) -> usize {
+    for s in &b.stages {
+        if matches!(&s.base, Base::Image(x) if x == r) {
+            return s.line;
+        }
+        for step in &s.steps {
+            if let StepKind::Copy(c) = &step.kind {
+                if matches!(&c.from, Some(CopyFrom::Image(x)) if x == r) {
+                    return step.line;
+                }
+            }
+        }
+    }
+    0
+}
+
+fn start_stage(
+    stage: &Stage,
+    built: &HashMap<usize, StageImage>,
+    bases: &HashMap<(String, Option<String>), ResolvedBase>,
+    platform: &TargetPlatform,
+    file: &str,
+) -> Result<StageImage, BuildError> {
+    let missing = |what: String| BuildError::At {
+        file: file.to_string(),
+        line: stage.line,
+        message: what,
+    };
+    match &stage.base {
+        Base::Scratch => Ok(StageImage {
+            config: ImageConfig::scratch(
+                &platform.os,
+                &platform.architecture,
+                platform.variant.as_deref(),
+            ),
+            layers: Vec::new(),
+            base: None,
+        }),
+        Base::Stage(j) => built
+            .get(j)
+            .cloned()
+            .ok_or_else(|| missing(format!("stage {j} is not built before it is used"))),
+        Base::Image(r) => {
+            let b = bases
+                .get(&(r.clone(), stage.platform.clone()))
+                .ok_or_else(|| missing(format!("base image {r} was not resolved")))?;
+            let mut config = ImageConfig::from_base(&b.config)
+                .map_err(|e| missing(format!("base image {r}: {e}")))?;
+            let triggers = config.take_onbuild();
+            if !triggers.is_empty() {
+                tracing::warn!(base = %r, ?triggers, "the base has ONBUILD triggers; regbuild does not run them");
+            }
+            let layers = b
+                .layers
+                .iter()
+                .map(|d| StageLayer::Remote {
+                    descriptor: d.clone(),
+                    registry: b.reference.registry.clone(),
+                    repository: b.reference.repository.clone(),
+                })
+                .collect();
+            Ok(StageImage {
+                config,
+                layers,
+                base: Some(b.clone()),
+            })
+        }
+    }
+}
+
+/// Applies an instruction that changes only the config.
+fn apply_config_step(config: &mut ImageConfig, step: &StepKind) -> Result<(), String> {
+    match step {
+        StepKind::Copy(_) => {}
+        StepKind::Env(pairs) => {
+            for (k, v) in pairs {
+                config.set_env(k, v);
+            }
+        }
+        StepKind::Label(pairs) => {
+            for (k, v) in pairs {
+                config.set_label(k, v);
+            }
+        }
+        StepKind::Arg(_) => {}
+        StepKind::Workdir(dir) => {
+            let joined = join_in_image(&config.workdir(), dir);
+            config.set_workdir(&joined);
+        }
+        StepKind::User(u) => config.set_user(u),
+        StepKind::Expose(ports) => {
+            for p in ports {
+                config.expose(p);
+            }
+        }
+        StepKind::Volume(paths) => {
+            for p in paths {
+                config.add_volume(p);
+            }
+        }
+        StepKind::Entrypoint(c) => {
+            let argv = argv(config, c);
+            config.set_entrypoint(argv);
+        }
+        StepKind::Cmd(c) => {
+            let argv = argv(config, c);
+            config.set_cmd(argv);
+        }
+        StepKind::StopSignal(s) => config.set_stop_signal(s),
+        StepKind::Healthcheck(h) => {
+            let ns = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as u64);
+            let mut v = serde_json::json!({ "Test": h.test });
+            for (k, d) in [
+                ("Interval", ns(&h.interval)),
+                ("Timeout", ns(&h.timeout)),
+                ("StartPeriod", ns(&h.start_period)),
+                ("StartInterval", ns(&h.start_interval)),
+            ] {
+                if let Some(d) = d {
+                    v[k] = serde_json::json!(d);
+                }
+            }
+            if let Some(r) = h.retries {
+                v["Retries"] = serde_json::json!(r);
+            }
+            config.set_healthcheck(v);
+        }
+        StepKind::Shell(s) => config.set_shell(s.clone()),
+        StepKind::OnBuild(i) => config.add_onbuild(i),
+        StepKind::Maintainer(m) => config.set_author(m),
+    }
+    Ok(())
+}
+
+/// Exec form as is; shell form wrapped in the stage's SHELL (default `/bin/sh -c`).
+fn argv(config: &ImageConfig, c: &Command) -> Vec<String> {
+    match c {
+        Command::Exec(v) => v.clone(),
+        Command::Shell(s) => {
+            let mut v = config.shell();
+            v.push(s.clone());
+            v
+        }
+    }
+}
+
+/// `dir` resolved against `base` inside the image, cleaned (no `.`/`..`, never above `/`).
+pub fn join_in_image(base: &str, dir: &str) -> String {
+    let start = if dir.starts_with('/') { "" } else { base };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in start.split('/').chain(dir.split('/')) {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn load_dockerignore(context: &Path) -> Result<DockerIgnore, BuildError> {
+    let path = context.join(".dockerignore");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(DockerIgnore::parse(&text, &path)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerIgnore::parse("", &path)?),
+        Err(e) => Err(BuildError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn to_stage_platform(p: &TargetPlatform) -> Platform {
+    Platform {
+        os: p.os.clone(),
+        arch: p.architecture.clone(),
+        variant: p.variant.clone(),
+    }
+}
+
+/// `linux/arm64[/v8]`.
+pub fn parse_platform(s: &str) -> Option<TargetPlatform> {
+    let mut parts = s.split('/');
+    let os = parts.next().filter(|x| !x.is_empty())?;
+    let architecture = parts.next().filter(|x| !x.is_empty())?;
+    let variant = parts.next().map(str::to_string);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(TargetPlatform {
+        os: os.to_string(),
+        architecture: architecture.to_string(),
+        variant,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workdir_joins_and_cleans() {
+        assert_eq!(join_in_image("/", "app"), "/app");
+        assert_eq!(join_in_image("/app", "sub/../bin"), "/app/bin");
+        assert_eq!(join_in_image("/app", "/opt"), "/opt");
+        assert_eq!(join_in_image("/", "../../etc"), "/etc");
+    }
+
+    #[test]
+    fn platforms_parse() {
+        assert_eq!(
+            parse_platform("linux/arm64/v8"),
+            Some(TargetPlatform {
+                os: "linux".into(),
+                architecture: "arm64".into(),
+                variant: Some("v8".into())
+            })
+        );
+        assert!(parse_platform("linux").is_none());
+        assert!(parse_platform("a/b/c/d").is_none());
+    }
+}

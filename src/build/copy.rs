@@ -1,0 +1,307 @@
+//! One COPY or ADD: gather its sources (the context, another stage, another image, or a
+//! local archive for ADD), apply ownership and modes, strip setuid/setgid bits, and write
+//! the layer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::builder::{join_in_image, StageImage};
+use super::context::{self, CopyRequest};
+use super::dockerignore::DockerIgnore;
+use super::extract;
+use super::layer::{self, BuiltLayer, EntryKind, LayerEntry, LayerOptions};
+use super::rootfs;
+use super::stages::{CopyFrom, CopySpec};
+use crate::image::base::ResolvedBase;
+use crate::registry::Registry;
+
+/// What a COPY can see.
+pub struct CopyContext<'a> {
+    pub registry: &'a Registry,
+    pub context: &'a Path,
+    pub ignore: &'a DockerIgnore,
+    pub tmp: &'a Path,
+    pub epoch: u64,
+    pub keep_setuid: bool,
+    pub workdir: String,
+    pub stages: &'a HashMap<usize, StageImage>,
+    pub bases: &'a HashMap<(String, Option<String>), ResolvedBase>,
+}
+
+/// The layer a COPY made.
+pub struct CopyOutput {
+    pub layer: BuiltLayer,
+    pub stripped_setuid: Vec<String>,
+}
+
+/// Runs one COPY/ADD; errors are messages the caller prefixes with `file:line`.
+pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, String> {
+    if spec.closure {
+        return Err("COPY --closure is not supported by this version of regbuild".into());
+    }
+    let dest = destination(&ctx.workdir, &spec.dest);
+    let chown = spec.chown.as_deref().map(parse_chown).transpose()?;
+    let chmod = spec.chmod.as_deref().map(parse_chmod).transpose()?;
+
+    let mut entries = match &spec.from {
+        None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
+        None => {
+            let ignore = |p: &Path, is_dir: bool| is_ignored(ctx.ignore, p, is_dir);
+            collect(ctx.context, &spec.sources, &dest, chown, chmod, &ignore)?
+        }
+        Some(from) => {
+            let layers = match from {
+                CopyFrom::Stage(i) => ctx
+                    .stages
+                    .get(i)
+                    .map(|s| s.layers.clone())
+                    .ok_or_else(|| format!("stage {i} is not built before COPY --from uses it"))?,
+                CopyFrom::Image(r) => {
+                    let b = ctx
+                        .bases
+                        .iter()
+                        .find(|((name, _), _)| name == r)
+                        .map(|(_, b)| b)
+                        .ok_or_else(|| format!("image {r} was not resolved"))?;
+                    b.layers
+                        .iter()
+                        .map(|d| super::builder::StageLayer::Remote {
+                            descriptor: d.clone(),
+                            registry: b.reference.registry.clone(),
+                            repository: b.reference.repository.clone(),
+                        })
+                        .collect()
+                }
+            };
+            let root = tempfile::tempdir_in(ctx.tmp).map_err(|e| e.to_string())?;
+            let sources: Vec<String> = spec
+                .sources
+                .iter()
+                .map(|s| s.trim_start_matches('/').to_string())
+                .map(|s| if s.is_empty() { ".".to_string() } else { s })
+                .collect();
+            let wanted = sources.iter().map(|s| literal_prefix(s)).collect();
+            rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
+            let entries = collect(root.path(), &sources, &dest, chown, chmod, &|_, _| false)?;
+            // The layer reads these files later: keep the directory until then.
+            let kept = root.keep();
+            tracing::debug!(dir = %kept.display(), "COPY --from materialised");
+            entries
+        }
+    };
+    let stripped = if ctx.keep_setuid {
+        Vec::new()
+    } else {
+        strip_setuid(&mut entries)
+    };
+    let opts = LayerOptions {
+        mtime: ctx.epoch,
+        gzip_level: 6,
+    };
+    let tmp = ctx.tmp.to_path_buf();
+    let layer = tokio::task::block_in_place(|| {
+        layer::build_layer(entries, &opts, &tmp, &mut |_| {})
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(CopyOutput {
+        layer,
+        stripped_setuid: stripped,
+    })
+}
+
+fn collect(
+    root: &Path,
+    sources: &[String],
+    dest: &str,
+    chown: Option<(u64, u64)>,
+    chmod: Option<u32>,
+    ignore: &dyn Fn(&Path, bool) -> bool,
+) -> Result<Vec<LayerEntry>, String> {
+    tokio::task::block_in_place(|| {
+        context::collect(&CopyRequest {
+            context: root,
+            sources,
+            dest,
+            chown,
+            chmod,
+            ignore,
+        })
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// ADD from the context: local tar archives (plain, gzip, zstd, xz) are extracted into
+/// `dest`; other sources are copied as COPY would; URLs are refused.
+fn add_entries(
+    ctx: &CopyContext<'_>,
+    spec: &CopySpec,
+    dest: &str,
+    chown: Option<(u64, u64)>,
+    chmod: Option<u32>,
+) -> Result<Vec<LayerEntry>, String> {
+    if let Some(url) = spec.sources.iter().find(|s| is_remote(s)) {
+        return Err(format!(
+            "ADD of a URL ({url}) is not supported: regbuild builds from local files only; download it into the context first"
+        ));
+    }
+    let ignore = |p: &Path, is_dir: bool| is_ignored(ctx.ignore, p, is_dir);
+    let (archives, plain): (Vec<&String>, Vec<&String>) = spec.sources.iter().partition(|s| {
+        !s.contains(['*', '?', '['])
+            && !s.starts_with('/')
+            && !s.split('/').any(|c| c == "..")
+            && extract::is_archive(&ctx.context.join(s))
+    });
+    if archives.is_empty() {
+        return collect(ctx.context, &spec.sources, dest, chown, chmod, &ignore);
+    }
+    let dir_dest = if dest.ends_with('/') {
+        dest.to_string()
+    } else {
+        format!("{dest}/")
+    };
+    let mut entries = Vec::new();
+    if !plain.is_empty() {
+        let plain: Vec<String> = plain.into_iter().cloned().collect();
+        entries.extend(collect(ctx.context, &plain, &dir_dest, chown, chmod, &ignore)?);
+    }
+    for a in archives {
+        let path = ctx.context.join(a);
+        let out = tempfile::tempdir_in(ctx.tmp).map_err(|e| e.to_string())?;
+        tokio::task::block_in_place(|| {
+            let (_, reader) = extract::open_archive(&path).map_err(|e| e.to_string())?;
+            extract::extract_archive(a, reader, out.path(), &extract::Limits::default())
+                .map_err(|e| e.to_string())
+        })?;
+        let kept = out.keep();
+        entries.extend(collect(
+            &kept,
+            &[".".to_string()],
+            &dir_dest,
+            chown,
+            chmod,
+            &|_, _| false,
+        )?);
+    }
+    Ok(entries)
+}
+
+fn is_remote(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+}
+
+fn is_ignored(ignore: &DockerIgnore, p: &Path, _is_dir: bool) -> bool {
+    ignore.is_excluded(&p.to_string_lossy())
+}
+
+/// The in-image destination: relative ones are under WORKDIR; a trailing `/` (or `.`)
+/// keeps meaning "into this directory".
+fn destination(workdir: &str, dest: &str) -> String {
+    let joined = join_in_image(workdir, dest);
+    let is_dir = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
+    if is_dir && joined != "/" {
+        format!("{joined}/")
+    } else {
+        joined
+    }
+}
+
+/// The part of a source path before its first wildcard: what must be extracted for it.
+fn literal_prefix(source: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in source.split('/') {
+        if c.contains(['*', '?', '[']) {
+            break;
+        }
+        if !c.is_empty() && c != "." {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `--chown=uid[:gid]`, numeric (or `root`): names would need the image's /etc/passwd.
+pub fn parse_chown(s: &str) -> Result<(u64, u64), String> {
+    let id = |x: &str| -> Result<u64, String> {
+        match x {
+            "root" => Ok(0),
+            _ => x.parse().map_err(|_| {
+                format!("--chown={s}: use numeric uid:gid (regbuild does not read the image's /etc/passwd)")
+            }),
+        }
+    };
+    match s.split_once(':') {
+        Some((u, g)) => Ok((id(u)?, id(g)?)),
+        None => {
+            let u = id(s)?;
+            Ok((u, u))
+        }
+    }
+}
+
+/// `--chmod=0755` (octal).
+pub fn parse_chmod(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("--chmod={s}: expected an octal mode such as 0755"))
+}
+
+/// Removes setuid/setgid bits from files; returns the paths it changed.
+fn strip_setuid(entries: &mut [LayerEntry]) -> Vec<String> {
+    let mut stripped = Vec::new();
+    for e in entries.iter_mut() {
+        if matches!(e.kind, EntryKind::File { .. }) && e.mode & 0o6000 != 0 {
+            e.mode &= !0o6000;
+            stripped.push(format!("/{}", e.path.display()));
+        }
+    }
+    stripped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_follow_workdir_and_keep_directory_meaning() {
+        assert_eq!(destination("/app", "."), "/app/");
+        assert_eq!(destination("/app", "bin/"), "/app/bin/");
+        assert_eq!(destination("/app", "x"), "/app/x");
+        assert_eq!(destination("/", "/"), "/");
+        assert_eq!(destination("/app", "/etc/conf"), "/etc/conf");
+    }
+
+    #[test]
+    fn chown_and_chmod_parse() {
+        assert_eq!(parse_chown("1000:1001"), Ok((1000, 1001)));
+        assert_eq!(parse_chown("1000"), Ok((1000, 1000)));
+        assert_eq!(parse_chown("root:root"), Ok((0, 0)));
+        assert!(parse_chown("app").unwrap_err().contains("numeric"));
+        assert_eq!(parse_chmod("0755"), Ok(0o755));
+        assert!(parse_chmod("u+x").is_err());
+        assert!(parse_chmod("99999").is_err());
+    }
+
+    #[test]
+    fn literal_prefixes_stop_at_wildcards() {
+        assert_eq!(literal_prefix("app/bin/*.so"), PathBuf::from("app/bin"));
+        assert_eq!(literal_prefix("app/file"), PathBuf::from("app/file"));
+        assert_eq!(literal_prefix("*"), PathBuf::new());
+    }
+
+    #[test]
+    fn setuid_bits_are_stripped_and_reported() {
+        let mut e = vec![LayerEntry {
+            path: "usr/bin/su".into(),
+            kind: EntryKind::File {
+                source: "/x".into(),
+                size: 1,
+            },
+            mode: 0o4755,
+            uid: 0,
+            gid: 0,
+        }];
+        assert_eq!(strip_setuid(&mut e), vec!["/usr/bin/su".to_string()]);
+        assert_eq!(e[0].mode, 0o755);
+    }
+}

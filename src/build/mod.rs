@@ -1,0 +1,21 @@
+//! Building an image from a Dockerfile without executing code.
+//!
+//! `dockerfile` parses, `stages` evaluates (variables, stages, RUN refused), `dockerignore`
+//! filters the context; `context` collects what a COPY puts in a layer and `layer` writes it
+//! as a deterministic tar.gz; `extract` unpacks archives and image layers safely (ADD,
+//! `COPY --from`); `rootfs` materialises paths of another stage or image; `builder` walks the
+//! stages and `assemble` turns the result into the blobs and manifest a registry must hold.
+
+pub mod assemble;
+pub mod builder;
+pub mod context;
+pub mod copy;
+pub mod dockerfile;
+pub mod dockerignore;
+pub mod extract;
+pub mod layer;
+pub mod rootfs;
+pub mod stages;
+pub mod substitute;
+
+pub use builder::{build, BuildError, BuildRequest, BuiltImage};

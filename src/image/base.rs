@@ -1,0 +1,163 @@
+//! Resolving a base image (`FROM`, `COPY --from=<image>`) to a manifest and config without
+//! downloading its layers: the manifest and config are small; layers are only ever mounted,
+//! skipped or streamed registry to registry by the writer.
+
+use crate::digest::Digest;
+use crate::manifest::{is_index, Descriptor, ManifestView};
+use crate::reference::ImageRef;
+use crate::registry::{Registry, RegistryError, Scopes};
+
+/// Configs larger than this are refused (a config is a few KiB; this bounds garbage).
+const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The platform a build targets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetPlatform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl TargetPlatform {
+    pub fn linux_amd64() -> Self {
+        TargetPlatform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+
+    fn matches(&self, d: &Descriptor) -> bool {
+        let Some(p) = &d.platform else {
+            return false;
+        };
+        p.os == self.os
+            && p.architecture == self.architecture
+            && match (&self.variant, &p.variant) {
+                (Some(want), Some(have)) => want == have,
+                (Some(want), None) => self.architecture == "arm64" && want == "v8",
+                (None, _) => true,
+            }
+    }
+}
+
+impl std::fmt::Display for TargetPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A base image, resolved.
+#[derive(Clone, Debug)]
+pub struct ResolvedBase {
+    pub reference: ImageRef,
+    /// The digest the reference resolved to (an index's digest for multi-platform bases).
+    pub digest: Digest,
+    /// The platform manifest's digest (equals `digest` for single-platform bases).
+    pub manifest_digest: Digest,
+    pub manifest_media_type: String,
+    pub config: Vec<u8>,
+    pub config_descriptor: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+impl ResolvedBase {
+    /// True when the base uses Docker media types (the result must not mix them with OCI's).
+    pub fn is_docker(&self) -> bool {
+        self.manifest_media_type == crate::manifest::DOCKER_MANIFEST
+    }
+}
+
+/// Why a base could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    #[error("base image {reference}: {source}")]
+    Registry {
+        reference: String,
+        source: RegistryError,
+    },
+    #[error("base image {reference} has no manifest for platform {platform} (it has: {available})")]
+    NoPlatform {
+        reference: String,
+        platform: String,
+        available: String,
+    },
+    #[error("base image {reference}: {message}")]
+    Invalid { reference: String, message: String },
+}
+
+/// Resolves `reference` for `platform`: tag → digest, index → platform manifest, config.
+pub async fn resolve(
+    registry: &Registry,
+    reference: &ImageRef,
+    platform: &TargetPlatform,
+) -> Result<ResolvedBase, BaseError> {
+    let name = reference.to_string();
+    let wrap = |source: RegistryError| BaseError::Registry {
+        reference: name.clone(),
+        source,
+    };
+    let invalid = |message: String| BaseError::Invalid {
+        reference: name.clone(),
+        message,
+    };
+    let repo = registry.repo(
+        &reference.registry,
+        &reference.repository,
+        Scopes::pull(&reference.repository),
+    );
+    let top = repo
+        .get_manifest(&reference.manifest_reference())
+        .await
+        .map_err(wrap)?;
+    let top_view = ManifestView::parse(&top.bytes).map_err(|e| invalid(e.to_string()))?;
+    let (manifest, view) = if is_index(&top.media_type) {
+        let child = top_view
+            .manifests
+            .iter()
+            .find(|d| platform.matches(d))
+            .ok_or_else(|| BaseError::NoPlatform {
+                reference: name.clone(),
+                platform: platform.to_string(),
+                available: top_view
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref())
+                    .map(|p| match &p.variant {
+                        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                        None => format!("{}/{}", p.os, p.architecture),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let m = repo
+            .get_manifest(child.digest.as_str())
+            .await
+            .map_err(wrap)?;
+        let v = ManifestView::parse(&m.bytes).map_err(|e| invalid(e.to_string()))?;
+        (m, v)
+    } else {
+        (top.clone(), top_view)
+    };
+    let config_descriptor = view
+        .config
+        .clone()
+        .ok_or_else(|| invalid("manifest has no config".into()))?;
+    let config = repo
+        .get_blob_bytes(&config_descriptor.digest, MAX_CONFIG_BYTES)
+        .await
+        .map_err(wrap)?;
+    Ok(ResolvedBase {
+        reference: reference.clone(),
+        digest: top.digest,
+        manifest_digest: manifest.digest,
+        manifest_media_type: manifest.media_type,
+        config,
+        config_descriptor,
+        layers: view.layers,
+    })
+}

@@ -1,0 +1,346 @@
+//! An image config (OCI image-spec `config.json`, Docker's is the same shape) edited in
+//! place as JSON, so fields this tool does not know (from the base) survive untouched.
+
+use serde_json::{json, Map, Value};
+
+/// The config of the image being built.
+#[derive(Clone, Debug)]
+pub struct ImageConfig {
+    value: Value,
+    /// CMD was set by this build (an ENTRYPOINT resets an inherited CMD, as Docker does).
+    cmd_set_here: bool,
+}
+
+/// `1970-01-01T00:00:00Z`-style timestamp for `created` (RFC 3339, UTC).
+pub fn rfc3339(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl ImageConfig {
+    /// The config of `FROM scratch` for a platform.
+    pub fn scratch(os: &str, architecture: &str, variant: Option<&str>) -> ImageConfig {
+        let mut value = json!({
+            "architecture": architecture,
+            "os": os,
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "history": [],
+        });
+        if let Some(v) = variant {
+            value["variant"] = json!(v);
+        }
+        ImageConfig {
+            value,
+            cmd_set_here: false,
+        }
+    }
+
+    /// A base image's config. Anything but a JSON object is refused.
+    pub fn from_base(bytes: &[u8]) -> Result<ImageConfig, String> {
+        let mut value: Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("config is not JSON: {e}"))?;
+        let obj = value.as_object_mut().ok_or("config is not a JSON object")?;
+        obj.entry("config").or_insert_with(|| json!({}));
+        if !obj.get("config").is_some_and(Value::is_object) {
+            obj.insert("config".into(), json!({}));
+        }
+        let rootfs = obj
+            .entry("rootfs")
+            .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+        if !rootfs.get("diff_ids").is_some_and(Value::is_array) {
+            *rootfs = json!({"type": "layers", "diff_ids": []});
+        }
+        if !obj.get("history").is_some_and(Value::is_array) {
+            obj.insert("history".into(), json!([]));
+        }
+        // A base's container-only fields describe the base's own build, not ours.
+        for k in ["container", "container_config", "docker_version", "id", "parent"] {
+            obj.remove(k);
+        }
+        Ok(ImageConfig {
+            value,
+            cmd_set_here: false,
+        })
+    }
+
+    fn config_mut(&mut self) -> &mut Map<String, Value> {
+        if !self.value["config"].is_object() {
+            self.value["config"] = json!({});
+        }
+        match self.value["config"].as_object_mut() {
+            Some(m) => m,
+            None => unreachable!("config was just made an object"),
+        }
+    }
+
+    fn config(&self) -> Option<&Map<String, Value>> {
+        self.value.get("config").and_then(Value::as_object)
+    }
+
+    pub fn os(&self) -> &str {
+        self.value["os"].as_str().unwrap_or("linux")
+    }
+
+    pub fn architecture(&self) -> &str {
+        self.value["architecture"].as_str().unwrap_or("amd64")
+    }
+
+    pub fn variant(&self) -> Option<&str> {
+        self.value["variant"].as_str()
+    }
+
+    /// `Env` as (name, value) pairs, in order.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.config()
+            .and_then(|c| c.get("Env"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, v)) => (k.to_string(), v.to_string()),
+                        None => (kv.to_string(), String::new()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        let mut env = self.env();
+        match env.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => env.push((name.to_string(), value.to_string())),
+        }
+        let list: Vec<Value> = env.into_iter().map(|(k, v)| json!(format!("{k}={v}"))).collect();
+        self.config_mut().insert("Env".into(), Value::Array(list));
+    }
+
+    pub fn set_label(&mut self, name: &str, value: &str) {
+        let c = self.config_mut();
+        let labels = c.entry("Labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels[name] = json!(value);
+    }
+
+    pub fn set_workdir(&mut self, dir: &str) {
+        self.config_mut().insert("WorkingDir".into(), json!(dir));
+    }
+
+    pub fn workdir(&self) -> String {
+        self.config()
+            .and_then(|c| c.get("WorkingDir"))
+            .and_then(Value::as_str)
+            .filter(|w| !w.is_empty())
+            .unwrap_or("/")
+            .to_string()
+    }
+
+    pub fn set_user(&mut self, user: &str) {
+        self.config_mut().insert("User".into(), json!(user));
+    }
+
+    pub fn user(&self) -> Option<String> {
+        self.config()
+            .and_then(|c| c.get("User"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
+    /// `EXPOSE 80` → `80/tcp`, `EXPOSE 53/udp` kept.
+    pub fn expose(&mut self, port: &str) {
+        let key = if port.contains('/') {
+            port.to_ascii_lowercase()
+        } else {
+            format!("{port}/tcp")
+        };
+        self.set_in_object("ExposedPorts", &key);
+    }
+
+    pub fn add_volume(&mut self, path: &str) {
+        self.set_in_object("Volumes", path);
+    }
+
+    fn set_in_object(&mut self, field: &str, key: &str) {
+        let c = self.config_mut();
+        let obj = c.entry(field).or_insert_with(|| json!({}));
+        if !obj.is_object() {
+            *obj = json!({});
+        }
+        obj[key] = json!({});
+    }
+
+    pub fn set_entrypoint(&mut self, argv: Vec<String>) {
+        let inherited_cmd = !self.cmd_set_here;
+        let c = self.config_mut();
+        c.insert("Entrypoint".into(), json!(argv));
+        if inherited_cmd {
+            c.remove("Cmd");
+        }
+    }
+
+    pub fn set_cmd(&mut self, argv: Vec<String>) {
+        self.cmd_set_here = true;
+        self.config_mut().insert("Cmd".into(), json!(argv));
+    }
+
+    pub fn set_stop_signal(&mut self, signal: &str) {
+        self.config_mut().insert("StopSignal".into(), json!(signal));
+    }
+
+    /// Docker's `Healthcheck` field (durations in nanoseconds).
+    pub fn set_healthcheck(&mut self, healthcheck: Value) {
+        self.config_mut().insert("Healthcheck".into(), healthcheck);
+    }
+
+    pub fn set_shell(&mut self, shell: Vec<String>) {
+        self.config_mut().insert("Shell".into(), json!(shell));
+    }
+
+    pub fn shell(&self) -> Vec<String> {
+        self.config()
+            .and_then(|c| c.get("Shell"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .filter(|v: &Vec<String>| !v.is_empty())
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+
+    /// MAINTAINER (deprecated in Docker, still honoured): the config's `author`.
+    pub fn set_author(&mut self, author: &str) {
+        self.value["author"] = json!(author);
+    }
+
+    pub fn add_onbuild(&mut self, instruction: &str) {
+        let c = self.config_mut();
+        let list = c.entry("OnBuild").or_insert_with(|| json!([]));
+        if !list.is_array() {
+            *list = json!([]);
+        }
+        if let Some(a) = list.as_array_mut() {
+            a.push(json!(instruction));
+        }
+    }
+
+    /// The base's ONBUILD triggers, which Docker runs in the child; cleared in the child.
+    pub fn take_onbuild(&mut self) -> Vec<String> {
+        self.config_mut()
+            .remove("OnBuild")
+            .and_then(|v| v.as_array().cloned())
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Appends a layer's diff_id and its history entry.
+    pub fn push_layer(&mut self, diff_id: &str, created: &str, created_by: &str) {
+        if let Some(ids) = self.value["rootfs"]["diff_ids"].as_array_mut() {
+            ids.push(json!(diff_id));
+        }
+        self.push_history(created, created_by, false);
+    }
+
+    /// A history entry for an instruction that made no layer.
+    pub fn push_history(&mut self, created: &str, created_by: &str, empty_layer: bool) {
+        let mut entry = json!({"created": created, "created_by": created_by});
+        if empty_layer {
+            entry["empty_layer"] = json!(true);
+        }
+        if let Some(h) = self.value["history"].as_array_mut() {
+            h.push(entry);
+        }
+    }
+
+    pub fn diff_ids(&self) -> Vec<String> {
+        self.value["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn set_created(&mut self, created: &str) {
+        self.value["created"] = json!(created);
+    }
+
+    /// The config as bytes (serde_json's stable output: same value, same bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.value).unwrap_or_default()
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_of_known_epochs() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn env_is_replaced_in_place_and_appended() {
+        let mut c = ImageConfig::from_base(br#"{"config":{"Env":["PATH=/bin","A=1"]}}"#).unwrap();
+        c.set_env("PATH", "/bin:/app");
+        c.set_env("B", "2");
+        assert_eq!(
+            c.env(),
+            vec![
+                ("PATH".into(), "/bin:/app".into()),
+                ("A".into(), "1".into()),
+                ("B".into(), "2".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn entrypoint_resets_an_inherited_cmd_but_not_one_set_here() {
+        let mut c = ImageConfig::from_base(br#"{"config":{"Cmd":["sh"]}}"#).unwrap();
+        c.set_entrypoint(vec!["/app".into()]);
+        assert!(c.value()["config"].get("Cmd").is_none());
+        c.set_cmd(vec!["--help".into()]);
+        c.set_entrypoint(vec!["/app2".into()]);
+        assert_eq!(c.value()["config"]["Cmd"], json!(["--help"]));
+    }
+
+    #[test]
+    fn base_fields_unknown_to_us_survive() {
+        let c = ImageConfig::from_base(br#"{"config":{},"author":"x","moby.extra":1}"#).unwrap();
+        assert_eq!(c.value()["author"], "x");
+        assert_eq!(c.value()["moby.extra"], 1);
+    }
+
+    #[test]
+    fn non_object_configs_are_refused() {
+        assert!(ImageConfig::from_base(b"[]").is_err());
+        assert!(ImageConfig::from_base(b"nope").is_err());
+    }
+}

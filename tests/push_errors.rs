@@ -1,0 +1,96 @@
+//! `regbuild push` refuses bad input before anything is written: a clear message naming the
+//! file and line (or the reference), exit code 1, no panic, no tag, no upload.
+
+mod common;
+
+use common::*;
+
+/// Pushes `dockerfile` (with `files` in the context) and expects failure mentioning `needles`.
+fn refused(reg: &Distribution, dockerfile: &str, files: &[(&str, &str)], needles: &[&str]) {
+    let mut all = vec![("Dockerfile", dockerfile)];
+    all.extend_from_slice(files);
+    let ctx = context_with(&all);
+    let mark = reg.access_log().len();
+    let out = regbuild(&[
+        "push",
+        "-t",
+        &format!("{}/bad/image:v1", reg.host),
+        ctx.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{dockerfile}\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "expected `{n}` in: {err}");
+    }
+    let writes: Vec<_> = reg
+        .access_log_since(mark)
+        .into_iter()
+        .filter(|a| a.method != "GET" && a.method != "HEAD")
+        .collect();
+    assert!(writes.is_empty(), "nothing written: {writes:#?}");
+}
+
+#[test]
+fn run_is_refused_with_file_and_line() {
+    let reg = Distribution::start();
+    refused(
+        &reg,
+        "FROM scratch\nCOPY a /a\n\nRUN echo hi\n",
+        &[("a", "x")],
+        &["Dockerfile:4", "RUN", "without executing code"],
+    );
+}
+
+#[test]
+fn paths_leaving_the_context_are_refused() {
+    let reg = Distribution::start();
+    refused(&reg, "FROM scratch\nCOPY ../secret /s\n", &[], &["Dockerfile:2", "../secret"]);
+    refused(&reg, "FROM scratch\nCOPY /etc/passwd /p\n", &[], &["Dockerfile:2", "/etc/passwd"]);
+}
+
+#[test]
+fn a_symlink_resolving_outside_the_context_is_refused() {
+    let reg = Distribution::start();
+    let ctx = context_with(&[("Dockerfile", "FROM scratch\nCOPY link /x\n")]);
+    std::os::unix::fs::symlink("/etc/hostname", ctx.path().join("link")).unwrap();
+    let out = regbuild(&["push", "-t", &format!("{}/bad/image:v1", reg.host), ctx.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Dockerfile:2") && err.contains("link"), "{err}");
+}
+
+#[test]
+fn unknown_instructions_and_malformed_json_are_refused() {
+    let reg = Distribution::start();
+    refused(&reg, "FROM scratch\nFROBNICATE x\n", &[], &["Dockerfile:2", "FROBNICATE"]);
+    refused(&reg, "FROM scratch\nSHELL [\"/bin/sh\", \n", &[], &["Dockerfile:2", "SHELL"]);
+}
+
+#[test]
+fn a_missing_source_file_is_named() {
+    let reg = Distribution::start();
+    refused(&reg, "FROM scratch\nCOPY nothere.txt /x\n", &[], &["Dockerfile:2", "nothere.txt"]);
+}
+
+#[test]
+fn an_unknown_base_is_named() {
+    let reg = Distribution::start();
+    let base = format!("{}/no/such-base:v1", reg.host);
+    refused(&reg, &format!("FROM {base}\nCOPY a /a\n"), &[("a", "x")], &["Dockerfile:1", &base]);
+}
+
+#[test]
+fn an_invalid_tag_is_refused_before_building() {
+    let ctx = context_with(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "x")]);
+    let out = regbuild(&["push", "-t", "127.0.0.1:1/Bad Tag:!", ctx.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("invalid image reference `127.0.0.1:1/Bad Tag:!`"), "{err}");
+}
