@@ -2149,7 +2149,7 @@ mod tests {
         let lower = Tar::new().file("usr/bin/other", b"", 0o755).bytes();
 
         let scene = Scene::new();
-        let (_, settled) = run_overlay(&scene, &["/usr/bin/tool"], &[upper.clone()]);
+        let (_, settled) = run_overlay(&scene, &["/usr/bin/tool"], std::slice::from_ref(&upper));
         assert_eq!(settled, [true]);
         assert_eq!(scene.read("usr/bin/tool"), "tool");
 
@@ -2157,7 +2157,7 @@ mod tests {
         let (_, settled) = run_overlay(
             &scene,
             &["usr/bin/tool", "usr/bin/removed/x"],
-            &[upper.clone()],
+            std::slice::from_ref(&upper),
         );
         assert_eq!(settled, [true], "a whiteout settles too");
 

@@ -1,6 +1,7 @@
 //! The command line: argument parsing and output. Each subcommand lives in its own module
 //! and returns an exit code; errors are printed once, here, as `error: …`.
 
+mod inspect;
 mod output;
 mod promote;
 mod push;
@@ -47,6 +48,8 @@ pub enum Command {
     Promote(promote::PromoteArgs),
     /// Build a Dockerfile (no RUN, no daemon) and push the image straight to the registry.
     Push(push::PushArgs),
+    /// Per-layer sizes, file counts, wasted bytes and setuid files of an image; `--ci` gates.
+    Inspect(inspect::InspectArgs),
 }
 
 impl GlobalArgs {
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Promote(args) => promote::run(&cli.global, args).await,
             Command::Push(args) => push::run(&cli.global, args).await,
+            Command::Inspect(args) => inspect::run(&cli.global, args).await,
         }
     });
     match result {
