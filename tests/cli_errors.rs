@@ -13,7 +13,11 @@ fn fails_with(args: &[&str], needles: &[&str]) {
     for n in needles {
         assert!(err.contains(n), "{args:?}: expected `{n}` in: {err}");
     }
-    assert!(stdout(&out).is_empty(), "nothing on stdout: {}", stdout(&out));
+    assert!(
+        stdout(&out).is_empty(),
+        "nothing on stdout: {}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -37,7 +41,11 @@ fn unknown_repository_or_tag_is_named_and_nothing_is_written() {
     let reg = Distribution::start();
     let host = reg.host.clone();
     fails_with(
-        &["promote", &format!("{host}/nothere:v9"), &format!("{host}/dst:v1")],
+        &[
+            "promote",
+            &format!("{host}/nothere:v9"),
+            &format!("{host}/dst:v1"),
+        ],
         &["GET manifest v9", &format!("{host}/nothere"), "404"],
     );
     let log = reg.access_log();
@@ -51,7 +59,11 @@ fn unknown_repository_or_tag_is_named_and_nothing_is_written() {
 fn an_unreachable_registry_is_a_clear_error() {
     let port = free_port();
     fails_with(
-        &["promote", &format!("127.0.0.1:{port}/a:v1"), &format!("127.0.0.1:{port}/b:v1")],
+        &[
+            "promote",
+            &format!("127.0.0.1:{port}/a:v1"),
+            &format!("127.0.0.1:{port}/b:v1"),
+        ],
         &[&format!("127.0.0.1:{port}"), "connection failed"],
     );
 }

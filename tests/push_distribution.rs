@@ -16,7 +16,11 @@ fn json(out: &std::process::Output) -> Value {
 fn push_hello(host: &str, tags: &[&str], extra: &[&str]) -> std::process::Output {
     let ctx = hello_context();
     let dockerfile = repo_root().join("Dockerfile.test");
-    let mut args = vec!["push".to_string(), "-f".into(), dockerfile.display().to_string()];
+    let mut args = vec![
+        "push".to_string(),
+        "-f".into(),
+        dockerfile.display().to_string(),
+    ];
     for t in tags {
         args.push("-t".into());
         args.push(format!("{host}/{t}"));
@@ -33,20 +37,34 @@ fn dockerfile_test_builds_pushes_and_runs_under_chroot() {
     let host = reg.host.clone();
     let out = push_hello(&host, &["apps/hello:1.0"], &[]);
     let last = stdout(&out).lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with(&format!("{host}/apps/hello@sha256:")), "{last}");
+    assert!(
+        last.starts_with(&format!("{host}/apps/hello@sha256:")),
+        "{last}"
+    );
     let digest = last.rsplit('@').next().unwrap().to_string();
-    assert_eq!(skopeo_digest(&format!("{host}/apps/hello:1.0"), &[]), digest);
+    assert_eq!(
+        skopeo_digest(&format!("{host}/apps/hello:1.0"), &[]),
+        digest
+    );
 
     let config = skopeo_config(&format!("{host}/apps/hello:1.0"));
     let c = &config["config"];
     assert_eq!(c["Entrypoint"], serde_json::json!(["/app/bin/hello"]));
-    assert_eq!(c["Cmd"], serde_json::json!(["--config", "/etc/hello/hello.conf"]));
+    assert_eq!(
+        c["Cmd"],
+        serde_json::json!(["--config", "/etc/hello/hello.conf"])
+    );
     assert_eq!(c["User"], "65534:65534");
     assert_eq!(c["WorkingDir"], "/app");
     assert!(c["ExposedPorts"].get("8080/tcp").is_some(), "{c}");
     assert_eq!(c["Labels"]["org.opencontainers.image.version"], "1.0.0");
     assert_eq!(c["StopSignal"], "SIGTERM");
-    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(env.contains(&"GREETING=hello from regbuild"), "{env:?}");
     assert_eq!(config["created"], "1970-01-01T00:00:00Z");
     assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
@@ -89,15 +107,23 @@ fn a_second_push_of_the_same_context_uploads_nothing_and_gives_the_same_digest()
     let first = push("a");
     assert!(first["bytes_uploaded"].as_u64().unwrap() > 0);
     // Touching every input changes no byte of any layer.
-    run(Command::new("touch").arg(ctx.path().join("hello")).arg(ctx.path().join("config/hello.conf")));
+    run(Command::new("touch")
+        .arg(ctx.path().join("hello"))
+        .arg(ctx.path().join("config/hello.conf")));
     let mark = reg.access_log().len();
     let second = push("b");
     assert_eq!(second["digest"], first["digest"]);
     assert_eq!(second["bytes_uploaded"], 0);
-    assert!(second["blobs"].as_array().unwrap().iter().all(|b| b["action"] == "exists"));
+    assert!(second["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["action"] == "exists"));
     let log = reg.access_log_since(mark);
     assert!(
-        log.iter().all(|a| a.method == "HEAD" || a.method == "GET" || (a.method == "PUT" && a.uri.contains("/manifests/"))),
+        log.iter().all(|a| a.method == "HEAD"
+            || a.method == "GET"
+            || (a.method == "PUT" && a.uri.contains("/manifests/"))),
         "only HEADs and the manifest PUT: {log:#?}"
     );
 }
@@ -106,13 +132,22 @@ fn a_second_push_of_the_same_context_uploads_nothing_and_gives_the_same_digest()
 fn every_tag_gets_the_same_digest_and_json_has_the_report_shape() {
     let reg = Distribution::start();
     let host = reg.host.clone();
-    let out = push_hello(&host, &["apps/hello:1.0", "apps/hello:latest", "mirror/hello:1.0"], &["--json"]);
+    let out = push_hello(
+        &host,
+        &["apps/hello:1.0", "apps/hello:latest", "mirror/hello:1.0"],
+        &["--json"],
+    );
     let report = json(&out);
     let digest = report["digest"].as_str().unwrap().to_string();
     for r in ["apps/hello:1.0", "apps/hello:latest", "mirror/hello:1.0"] {
         assert_eq!(skopeo_digest(&format!("{host}/{r}"), &[]), digest, "{r}");
     }
-    let refs: Vec<&str> = report["references"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let refs: Vec<&str> = report["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(refs.len(), 3, "{refs:?}");
     for b in report["blobs"].as_array().unwrap() {
         assert!(b["digest"].as_str().unwrap().starts_with("sha256:"));
@@ -135,7 +170,9 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         log.iter().all(|a| a.method == "GET" || a.method == "HEAD"),
         "no POST/PUT/PATCH: {log:#?}"
     );
-    assert!(!log.iter().any(|a| a.method == "GET" && a.uri.contains("/blobs/")));
+    assert!(!log
+        .iter()
+        .any(|a| a.method == "GET" && a.uri.contains("/blobs/")));
 }
 
 #[test]
@@ -162,7 +199,12 @@ fn a_base_pushed_by_skopeo_is_mounted_never_downloaded() {
     );
     let base_digest = skopeo_digest(&format!("{host}/library/base:1"), &[]);
     let ctx = context_with(&[
-        ("Dockerfile", &format!("FROM {host}/library/base:1\nCOPY app.txt /srv/app.txt\nCMD [\"/bin/true\"]\n")),
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {host}/library/base:1\nCOPY app.txt /srv/app.txt\nCMD [\"/bin/true\"]\n"
+            ),
+        ),
         ("app.txt", "the app\n"),
     ]);
     let mark = reg.access_log().len();
@@ -183,18 +225,45 @@ fn a_base_pushed_by_skopeo_is_mounted_never_downloaded() {
     assert_eq!(base_blob_gets.len(), 1, "{base_blob_gets:#?}");
     let mounts = log
         .iter()
-        .filter(|a| a.method == "POST" && a.uri.contains("mount=") && a.uri.contains("from=library%2Fbase") && a.status == 201)
+        .filter(|a| {
+            a.method == "POST"
+                && a.uri.contains("mount=")
+                && a.uri.contains("from=library%2Fbase")
+                && a.status == 201
+        })
         .count();
     assert_eq!(mounts, 3, "every base layer mounted: {log:#?}");
-    let mounted = report["blobs"].as_array().unwrap().iter().filter(|b| b["action"] == "mounted").count();
+    let mounted = report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["action"] == "mounted")
+        .count();
     assert_eq!(mounted, 3);
     // The manifest names its base.
-    let raw = run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{host}/team/app:1")]));
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/team/app:1"),
+    ]));
     let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
-    assert_eq!(manifest["annotations"]["org.opencontainers.image.base.name"], format!("{host}/library/base:1"));
-    assert_eq!(manifest["annotations"]["org.opencontainers.image.base.digest"], base_digest.as_str());
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.name"],
+        format!("{host}/library/base:1")
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.digest"],
+        base_digest.as_str()
+    );
     // Base files and the app's file are both there.
     let (_keep, bundle) = pull_and_unpack(&format!("{host}/team/app:1"), &[]);
-    assert_eq!(std::fs::read_to_string(bundle.join("rootfs/etc/motd")).unwrap(), "base motd\n");
-    assert_eq!(std::fs::read_to_string(bundle.join("rootfs/srv/app.txt")).unwrap(), "the app\n");
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/motd")).unwrap(),
+        "base motd\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/srv/app.txt")).unwrap(),
+        "the app\n"
+    );
 }

@@ -47,8 +47,18 @@ fn run_is_refused_with_file_and_line() {
 #[test]
 fn paths_leaving_the_context_are_refused() {
     let reg = Distribution::start();
-    refused(&reg, "FROM scratch\nCOPY ../secret /s\n", &[], &["Dockerfile:2", "../secret"]);
-    refused(&reg, "FROM scratch\nCOPY /etc/passwd /p\n", &[], &["Dockerfile:2", "/etc/passwd"]);
+    refused(
+        &reg,
+        "FROM scratch\nCOPY ../secret /s\n",
+        &[],
+        &["Dockerfile:2", "../secret"],
+    );
+    refused(
+        &reg,
+        "FROM scratch\nCOPY /etc/passwd /p\n",
+        &[],
+        &["Dockerfile:2", "/etc/passwd"],
+    );
 }
 
 #[test]
@@ -56,41 +66,77 @@ fn a_symlink_resolving_outside_the_context_is_refused() {
     let reg = Distribution::start();
     let ctx = context_with(&[("Dockerfile", "FROM scratch\nCOPY link /x\n")]);
     std::os::unix::fs::symlink("/etc/hostname", ctx.path().join("link")).unwrap();
-    let out = regbuild(&["push", "-t", &format!("{}/bad/image:v1", reg.host), ctx.path().to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = regbuild(&[
+        "push",
+        "-t",
+        &format!("{}/bad/image:v1", reg.host),
+        ctx.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("Dockerfile:2") && err.contains("link"), "{err}");
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("link"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_instructions_and_malformed_json_are_refused() {
     let reg = Distribution::start();
-    refused(&reg, "FROM scratch\nFROBNICATE x\n", &[], &["Dockerfile:2", "FROBNICATE"]);
-    refused(&reg, "FROM scratch\nSHELL [\"/bin/sh\", \n", &[], &["Dockerfile:2", "SHELL"]);
+    refused(
+        &reg,
+        "FROM scratch\nFROBNICATE x\n",
+        &[],
+        &["Dockerfile:2", "FROBNICATE"],
+    );
+    refused(
+        &reg,
+        "FROM scratch\nSHELL [\"/bin/sh\", \n",
+        &[],
+        &["Dockerfile:2", "SHELL"],
+    );
 }
 
 #[test]
 fn a_missing_source_file_is_named() {
     let reg = Distribution::start();
-    refused(&reg, "FROM scratch\nCOPY nothere.txt /x\n", &[], &["Dockerfile:2", "nothere.txt"]);
+    refused(
+        &reg,
+        "FROM scratch\nCOPY nothere.txt /x\n",
+        &[],
+        &["Dockerfile:2", "nothere.txt"],
+    );
 }
 
 #[test]
 fn an_unknown_base_is_named() {
     let reg = Distribution::start();
     let base = format!("{}/no/such-base:v1", reg.host);
-    refused(&reg, &format!("FROM {base}\nCOPY a /a\n"), &[("a", "x")], &["Dockerfile:1", &base]);
+    refused(
+        &reg,
+        &format!("FROM {base}\nCOPY a /a\n"),
+        &[("a", "x")],
+        &["Dockerfile:1", &base],
+    );
 }
 
 #[test]
 fn an_invalid_tag_is_refused_before_building() {
     let ctx = context_with(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "x")]);
-    let out = regbuild(&["push", "-t", "127.0.0.1:1/Bad Tag:!", ctx.path().to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = regbuild(&[
+        "push",
+        "-t",
+        "127.0.0.1:1/Bad Tag:!",
+        ctx.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("invalid image reference `127.0.0.1:1/Bad Tag:!`"), "{err}");
+    assert!(
+        err.contains("invalid image reference `127.0.0.1:1/Bad Tag:!`"),
+        "{err}"
+    );
 }

@@ -89,7 +89,11 @@ pub struct StageImage {
 }
 
 /// Builds the image described by `req`.
-pub async fn build(registry: &Registry, req: &BuildRequest) -> Result<BuiltImage, BuildError> {
+pub async fn build(
+    registry: &Registry,
+    req: &BuildRequest,
+    progress: &dyn crate::progress::Progress,
+) -> Result<BuiltImage, BuildError> {
     let text = std::fs::read_to_string(&req.dockerfile).map_err(|e| BuildError::Io {
         path: req.dockerfile.display().to_string(),
         message: format!("cannot read the Dockerfile: {e}"),
@@ -117,8 +121,9 @@ pub async fn build(registry: &Registry, req: &BuildRequest) -> Result<BuiltImage
         }
         for step in &stage.steps {
             if let StepKind::Copy(c) = &step.kind {
-                if let Some(CopyFrom::Image(r)) = &c.from {
-                    images.push((r.clone(), None));
+                match &c.from {
+                    Some(CopyFrom::Image(r)) if r != "scratch" => images.push((r.clone(), None)),
+                    _ => {}
                 }
             }
         }
@@ -130,13 +135,13 @@ pub async fn build(registry: &Registry, req: &BuildRequest) -> Result<BuiltImage
             continue;
         }
         let line = line_of_image(&first, &r);
-        let reference: ImageRef = r.parse().map_err(|e: crate::reference::ReferenceError| {
-            BuildError::At {
-                file: file.clone(),
-                line,
-                message: e.to_string(),
-            }
-        })?;
+        let reference: ImageRef =
+            r.parse()
+                .map_err(|e: crate::reference::ReferenceError| BuildError::At {
+                    file: file.clone(),
+                    line,
+                    message: e.to_string(),
+                })?;
         let plat = match &platform {
             Some(p) => parse_platform(p).ok_or_else(|| BuildError::At {
                 file: file.clone(),
@@ -202,11 +207,16 @@ pub async fn build(registry: &Registry, req: &BuildRequest) -> Result<BuiltImage
                         workdir: image.config.workdir(),
                         stages: &built,
                         bases: &bases,
+                        progress,
+                        step_text: &step.text,
                     };
                     let out = copy::run(&ctx, spec).await.map_err(at)?;
                     stripped.extend(out.stripped_setuid);
-                    image.config.push_layer(&out.layer.diff_id, &created, &step.text);
-                    let digest: Digest = out.layer.digest.parse().map_err(|e| at(format!("{e}")))?;
+                    image
+                        .config
+                        .push_layer(&out.layer.diff_id, &created, &step.text);
+                    let digest: Digest =
+                        out.layer.digest.parse().map_err(|e| at(format!("{e}")))?;
                     new_layers.push((digest, out.layer.size, step.text.clone()));
                     let layer = Arc::new(out.layer);
                     all_layers.push(layer.clone());
@@ -220,18 +230,15 @@ pub async fn build(registry: &Registry, req: &BuildRequest) -> Result<BuiltImage
         }
         built.insert(i, image);
     }
-    let final_image = built
-        .remove(&plan.target)
-        .ok_or_else(|| BuildError::Io {
-            path: file.clone(),
-            message: "the target stage was not built".into(),
-        })?;
-    let assembled = assemble::assemble(&final_image, &created, tmp.path()).map_err(|e| {
-        BuildError::Io {
+    let final_image = built.remove(&plan.target).ok_or_else(|| BuildError::Io {
+        path: file.clone(),
+        message: "the target stage was not built".into(),
+    })?;
+    let assembled =
+        assemble::assemble(&final_image, &created, tmp.path()).map_err(|e| BuildError::Io {
             path: tmp.path().display().to_string(),
             message: e,
-        }
-    })?;
+        })?;
     Ok(BuiltImage {
         set: assembled.set,
         digest: assembled.digest,
@@ -298,19 +305,29 @@ fn start_stage(
         message: what,
     };
     match &stage.base {
-        Base::Scratch => Ok(StageImage {
-            config: ImageConfig::scratch(
+        Base::Scratch => {
+            let mut config = ImageConfig::scratch(
                 &platform.os,
                 &platform.architecture,
                 platform.variant.as_deref(),
-            ),
-            layers: Vec::new(),
-            base: None,
-        }),
-        Base::Stage(j) => built
-            .get(j)
-            .cloned()
-            .ok_or_else(|| missing(format!("stage {j} is not built before it is used"))),
+            );
+            // As BuildKit does: a Linux image without PATH gets the default one.
+            config.set_env("PATH", stages::DEFAULT_PATH);
+            Ok(StageImage {
+                config,
+                layers: Vec::new(),
+                base: None,
+            })
+        }
+        Base::Stage(j) => {
+            let mut image = built
+                .get(j)
+                .cloned()
+                .ok_or_else(|| missing(format!("stage {j} is not built before it is used")))?;
+            // The parent's ONBUILD triggers ran as this stage's first steps (stages.rs).
+            image.config.take_onbuild();
+            Ok(image)
+        }
         Base::Image(r) => {
             let b = bases
                 .get(&(r.clone(), stage.platform.clone()))
@@ -435,7 +452,7 @@ fn load_dockerignore(context: &Path) -> Result<DockerIgnore, BuildError> {
     let path = context.join(".dockerignore");
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(DockerIgnore::parse(&text, &path)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerIgnore::parse("", &path)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerIgnore::default()),
         Err(e) => Err(BuildError::Io {
             path: path.display().to_string(),
             message: e.to_string(),

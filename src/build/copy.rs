@@ -13,6 +13,7 @@ use super::layer::{self, BuiltLayer, EntryKind, LayerEntry, LayerOptions};
 use super::rootfs;
 use super::stages::{CopyFrom, CopySpec};
 use crate::image::base::ResolvedBase;
+use crate::progress::{Event, Progress};
 use crate::registry::Registry;
 
 /// What a COPY can see.
@@ -26,6 +27,9 @@ pub struct CopyContext<'a> {
     pub workdir: String,
     pub stages: &'a HashMap<usize, StageImage>,
     pub bases: &'a HashMap<(String, Option<String>), ResolvedBase>,
+    pub progress: &'a dyn Progress,
+    /// The instruction, as progress shows it.
+    pub step_text: &'a str,
 }
 
 /// The layer a COPY made.
@@ -51,11 +55,12 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
         }
         Some(from) => {
             let layers = match from {
-                CopyFrom::Stage(i) => ctx
-                    .stages
-                    .get(i)
-                    .map(|s| s.layers.clone())
-                    .ok_or_else(|| format!("stage {i} is not built before COPY --from uses it"))?,
+                CopyFrom::Stage(i) => {
+                    ctx.stages.get(i).map(|s| s.layers.clone()).ok_or_else(|| {
+                        format!("stage {i} is not built before COPY --from uses it")
+                    })?
+                }
+                CopyFrom::Image(r) if r == "scratch" => Vec::new(),
                 CopyFrom::Image(r) => {
                     let b = ctx
                         .bases
@@ -99,10 +104,18 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
         gzip_level: 6,
     };
     let tmp = ctx.tmp.to_path_buf();
+    let id = ctx.step_text;
     let layer = tokio::task::block_in_place(|| {
-        layer::build_layer(entries, &opts, &tmp, &mut |_| {})
+        layer::build_layer(entries, &opts, &tmp, &mut |bytes| {
+            ctx.progress.event(Event::LayerPacking { id, bytes })
+        })
     })
     .map_err(|e| e.to_string())?;
+    ctx.progress.event(Event::LayerPacked {
+        id,
+        digest: &layer.digest,
+        size: layer.size,
+    });
     Ok(CopyOutput {
         layer,
         stripped_setuid: stripped,
@@ -162,7 +175,14 @@ fn add_entries(
     let mut entries = Vec::new();
     if !plain.is_empty() {
         let plain: Vec<String> = plain.into_iter().cloned().collect();
-        entries.extend(collect(ctx.context, &plain, &dir_dest, chown, chmod, &ignore)?);
+        entries.extend(collect(
+            ctx.context,
+            &plain,
+            &dir_dest,
+            chown,
+            chmod,
+            &ignore,
+        )?);
     }
     for a in archives {
         let path = ctx.context.join(a);

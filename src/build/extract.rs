@@ -664,7 +664,12 @@ fn for_each_member<R: Read>(
         visit(&member, &mut data)?;
         let rest = data.limit();
         stream.skip(rest)?;
-        stream.skip(padding(member.size))?;
+        if stream.skip_padding(padding(member.size))? {
+            // The input ended right after the last member's data, without padding or the
+            // end-of-archive blocks: some writers (umoci 0.4 `insert`) produce exactly that,
+            // and Go's reader accepts it. The data itself was complete.
+            break;
+        }
     }
     Ok(())
 }
@@ -879,6 +884,17 @@ impl<R: Read> TarStream<'_, R> {
         Ok(())
     }
 
+    /// Skips a member's padding; `true` when the input ended exactly where padding began.
+    fn skip_padding(&mut self, len: u64) -> Result<bool, ExtractError> {
+        let skipped = io::copy(&mut (&mut self.input).take(len), &mut io::sink())
+            .map_err(|e| self.read_error(e))?;
+        match skipped {
+            n if n == len => Ok(false),
+            0 => Ok(true),
+            _ => Err(self.truncated()),
+        }
+    }
+
     fn truncated(&self) -> ExtractError {
         ExtractError::Truncated {
             archive: self.archive.to_string(),
@@ -917,8 +933,8 @@ fn read_error(archive: &str, entry: &Path, source: io::Error) -> ExtractError {
 /// Reads until `buf` is full or the input ends. Returns how much was read.
 fn fill(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
+    while let Some(rest @ [_, ..]) = buf.get_mut(filled..) {
+        match input.read(rest) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

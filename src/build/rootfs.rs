@@ -29,8 +29,8 @@ pub async fn materialize(
             StageLayer::Local(built) => {
                 let file = std::fs::File::open(&built.file).map_err(|e| e.to_string())?;
                 tokio::task::block_in_place(|| {
-                    let reader = extract::decompress(file, Compression::Gzip)
-                        .map_err(|e| e.to_string())?;
+                    let reader =
+                        extract::decompress(file, Compression::Gzip).map_err(|e| e.to_string())?;
                     overlay
                         .apply_layer(&built.digest, reader)
                         .map_err(|e| e.to_string())
@@ -45,7 +45,9 @@ pub async fn materialize(
                 let name = descriptor.digest.to_string();
                 let result = tokio::task::block_in_place(|| {
                     let (_, reader) = extract::open_archive(&path).map_err(|e| e.to_string())?;
-                    overlay.apply_layer(&name, reader).map_err(|e| e.to_string())
+                    overlay
+                        .apply_layer(&name, reader)
+                        .map_err(|e| e.to_string())
                 });
                 let _ = std::fs::remove_file(&path);
                 result?;
@@ -84,7 +86,9 @@ async fn download(
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
                 let recorded = failure.lock().ok().and_then(|mut f| f.take());
-                return Err(recorded.map(|r| r.to_string()).unwrap_or_else(|| e.to_string()));
+                return Err(recorded
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| e.to_string()));
             }
         }
     }

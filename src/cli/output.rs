@@ -3,14 +3,19 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::progress::{Lines, Progress, Quiet};
+use std::io::IsTerminal;
+
+use crate::progress::{Bars, Lines, Progress, Quiet};
 use crate::publish::{BlobStep, Plan, PutAs};
 use crate::report::Report;
 
-/// The progress reporter for a command: quiet for `--json`/`--no-progress`, lines otherwise.
+/// The progress reporter for a command: quiet for `--json`/`--no-progress`, bars on a
+/// terminal, one line per event otherwise (CI logs).
 pub fn progress(json: bool, no_progress: bool) -> Arc<dyn Progress> {
     if json || no_progress {
         Arc::new(Quiet)
+    } else if std::io::stderr().is_terminal() {
+        Arc::new(Bars::default())
     } else {
         Arc::new(Lines)
     }

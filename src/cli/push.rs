@@ -51,14 +51,22 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
     // Everything the user typed is checked before any work.
     let tags = parse_tags(&args.tags)?;
     let build_args = parse_build_args(&args.build_args)?;
-    let platform = build::builder::parse_platform(&args.platform)
-        .ok_or_else(|| format!("invalid --platform `{}`: expected os/arch[/variant]", args.platform))?;
+    let platform = build::builder::parse_platform(&args.platform).ok_or_else(|| {
+        format!(
+            "invalid --platform `{}`: expected os/arch[/variant]",
+            args.platform
+        )
+    })?;
     let dockerfile = args
         .file
         .clone()
         .unwrap_or_else(|| args.context.join("Dockerfile"));
     if !args.context.is_dir() {
-        return Err(format!("build context {} is not a directory", args.context.display()).into());
+        return Err(format!(
+            "build context {} is not a directory",
+            args.context.display()
+        )
+        .into());
     }
     let req = BuildRequest {
         context: args.context.clone(),
@@ -71,9 +79,11 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
     };
     let registry = global.registry();
     let progress = output::progress(args.json, global.no_progress);
-    let image = build::build(&registry, &req).await?;
+    let image = build::build(&registry, &req, progress.as_ref()).await?;
     for path in &image.stripped_setuid {
-        eprintln!("warning: stripped setuid/setgid bits from {path} (use --keep-setuid to keep them)");
+        eprintln!(
+            "warning: stripped setuid/setgid bits from {path} (use --keep-setuid to keep them)"
+        );
     }
 
     let mut set = image.set.clone();
@@ -191,4 +201,3 @@ fn group_by_repository(tags: &[ImageRef]) -> Vec<(ImageRef, Vec<String>)> {
     }
     groups
 }
-

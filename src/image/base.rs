@@ -80,7 +80,9 @@ pub enum BaseError {
         reference: String,
         source: RegistryError,
     },
-    #[error("base image {reference} has no manifest for platform {platform} (it has: {available})")]
+    #[error(
+        "base image {reference} has no manifest for platform {platform} (it has: {available})"
+    )]
     NoPlatform {
         reference: String,
         platform: String,

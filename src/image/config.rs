@@ -76,7 +76,13 @@ impl ImageConfig {
             obj.insert("history".into(), json!([]));
         }
         // A base's container-only fields describe the base's own build, not ours.
-        for k in ["container", "container_config", "docker_version", "id", "parent"] {
+        for k in [
+            "container",
+            "container_config",
+            "docker_version",
+            "id",
+            "parent",
+        ] {
             obj.remove(k);
         }
         Ok(ImageConfig {
@@ -134,7 +140,10 @@ impl ImageConfig {
             Some(slot) => slot.1 = value.to_string(),
             None => env.push((name.to_string(), value.to_string())),
         }
-        let list: Vec<Value> = env.into_iter().map(|(k, v)| json!(format!("{k}={v}"))).collect();
+        let list: Vec<Value> = env
+            .into_iter()
+            .map(|(k, v)| json!(format!("{k}={v}")))
+            .collect();
         self.config_mut().insert("Env".into(), Value::Array(list));
     }
 
@@ -225,7 +234,12 @@ impl ImageConfig {
         self.config()
             .and_then(|c| c.get("Shell"))
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .filter(|v: &Vec<String>| !v.is_empty())
             .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
     }
@@ -251,7 +265,12 @@ impl ImageConfig {
         self.config_mut()
             .remove("OnBuild")
             .and_then(|v| v.as_array().cloned())
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -277,7 +296,12 @@ impl ImageConfig {
     pub fn diff_ids(&self) -> Vec<String> {
         self.value["rootfs"]["diff_ids"]
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -45,7 +45,7 @@ pub async fn execute(
         let progress = progress.clone();
         async move {
             let _job = registry.job().await;
-            let action = run_step(registry, &dst, blob, step, progress.as_ref()).await?;
+            let action = run_step(registry, &dst, blob, step, &progress).await?;
             progress.event(Event::BlobDone {
                 digest: &blob.digest,
                 size: blob.size,
@@ -97,7 +97,7 @@ async fn run_step(
     dst: &Repo,
     blob: &BlobSpec,
     step: &BlobStep,
-    progress: &dyn Progress,
+    progress: &Arc<dyn Progress>,
 ) -> Result<BlobAction, RegistryError> {
     let describe = match step {
         BlobStep::Exists => "exists".to_string(),
@@ -135,9 +135,17 @@ async fn run_step(
         }
         BlobStep::Upload { path } => {
             let session = dst.start_upload().await?;
+            let digest = blob.digest.clone();
+            let reporter = progress.clone();
             let source = BlobSource::File {
                 path: path.clone(),
                 len: blob.size,
+                on_sent: Some(Arc::new(move |sent| {
+                    reporter.event(Event::BlobSent {
+                        digest: &digest,
+                        sent,
+                    })
+                })),
             };
             dst.finish_upload(session, &blob.digest, source).await?;
             Ok(BlobAction::Uploaded)

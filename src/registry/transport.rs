@@ -77,12 +77,16 @@ pub struct Repo {
 }
 
 /// A request body that can be sent again (after a 401) unless it is a one-shot stream.
+/// Told how many bytes of a body have been handed to the connection (per attempt).
+pub type SentHook = Arc<dyn Fn(u64) + Send + Sync>;
+
 pub(crate) enum Body {
     Empty,
     Bytes(Bytes),
     File {
         path: PathBuf,
         len: u64,
+        on_sent: Option<SentHook>,
     },
     /// A one-shot stream (a blob being copied from another registry) of a known length.
     Stream {
@@ -96,7 +100,7 @@ impl Body {
         Ok(match self {
             Body::Empty => None,
             Body::Bytes(b) => Some(reqwest::Body::from(b.clone())),
-            Body::File { path, .. } => {
+            Body::File { path, on_sent, .. } => {
                 let file =
                     tokio::fs::File::open(&*path)
                         .await
@@ -104,9 +108,22 @@ impl Body {
                             path: path.display().to_string(),
                             source,
                         })?;
-                Some(reqwest::Body::wrap_stream(
-                    tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
-                ))
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+                match on_sent.clone() {
+                    None => Some(reqwest::Body::wrap_stream(stream)),
+                    Some(hook) => {
+                        let mut sent = 0u64;
+                        Some(reqwest::Body::wrap_stream(futures::StreamExt::inspect(
+                            stream,
+                            move |chunk| {
+                                if let Ok(c) = chunk {
+                                    sent += c.len() as u64;
+                                    hook(sent);
+                                }
+                            },
+                        )))
+                    }
+                }
             }
             Body::Stream { body, .. } => body.take(),
         })

@@ -31,8 +31,12 @@ pub enum Mounted {
 
 /// What to upload.
 pub enum BlobSource {
-    /// A file on disk (replayable).
-    File { path: std::path::PathBuf, len: u64 },
+    /// A file on disk (replayable); `on_sent` follows the bytes sent.
+    File {
+        path: std::path::PathBuf,
+        len: u64,
+        on_sent: Option<super::transport::SentHook>,
+    },
     /// A stream of known length that can be consumed once (a cross-registry copy).
     Stream { body: reqwest::Body, len: u64 },
 }
@@ -80,7 +84,7 @@ impl Repo {
         let mut url = session.location;
         url.query_pairs_mut().append_pair("digest", digest.as_str());
         let body = match source {
-            BlobSource::File { path, len } => Body::File { path, len },
+            BlobSource::File { path, len, on_sent } => Body::File { path, len, on_sent },
             BlobSource::Stream { body, len } => Body::Stream {
                 body: Some(body),
                 len: Some(len),

@@ -1,0 +1,200 @@
+//! Dockerfile features end to end on the real registry: multi-stage builds, `COPY --from` a
+//! stage and an image, ADD of archives, `.dockerignore`, build args and `--target`; results
+//! pulled back with skopeo and unpacked with umoci.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn push(ctx: &Path, tag: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["push", "--no-progress", "-t", tag];
+    args.extend_from_slice(extra);
+    let ctx = ctx.to_str().unwrap().to_string();
+    args.push(&ctx);
+    run(&mut regbuild(&args))
+}
+
+fn read(bundle: &Path, path: &str) -> String {
+    std::fs::read_to_string(bundle.join("rootfs").join(path.trim_start_matches('/')))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn multi_stage_copy_from_a_stage_with_build_args_and_dockerignore() {
+    let reg = Distribution::start();
+    let ctx = context_with(&[
+        (
+            "Dockerfile",
+            "ARG FLAVOR=plain\n\
+             FROM scratch AS assets\n\
+             ARG FLAVOR\n\
+             COPY assets/ /assets/\n\
+             COPY notes-${FLAVOR}.txt /assets/notes.txt\n\
+             \n\
+             FROM scratch AS unused\n\
+             RUN echo never built\n\
+             \n\
+             FROM scratch\n\
+             WORKDIR /srv\n\
+             COPY --from=assets /assets/ ./\n\
+             COPY --chown=1000:1000 app.conf .\n\
+             ENV FLAVOR=${FLAVOR:-none}\n",
+        ),
+        ("assets/logo.svg", "<svg/>"),
+        ("assets/secret.key", "do not ship"),
+        ("assets/tmp/cache.tmp", "junk"),
+        ("notes-plain.txt", "plain notes"),
+        ("notes-fancy.txt", "fancy notes"),
+        ("app.conf", "port=1"),
+        (".dockerignore", "**/*.key\nassets/tmp\n"),
+    ]);
+    let tag = format!("{}/feat/multistage:1", reg.host);
+    push(ctx.path(), &tag, &["--build-arg", "FLAVOR=fancy"]);
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    assert_eq!(read(&bundle, "/srv/logo.svg"), "<svg/>");
+    assert_eq!(read(&bundle, "/srv/notes.txt"), "fancy notes");
+    assert_eq!(read(&bundle, "/srv/app.conf"), "port=1");
+    assert!(
+        !bundle.join("rootfs/srv/secret.key").exists(),
+        ".dockerignore excluded it"
+    );
+    assert!(
+        !bundle.join("rootfs/srv/tmp").exists(),
+        ".dockerignore excluded the dir"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(bundle.join("rootfs/srv/app.conf")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
+    let config = skopeo_config(&tag);
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"FLAVOR=none"),
+        "a global ARG is not visible without re-declaring: {env:?}"
+    );
+    assert_eq!(config["config"]["WorkingDir"], "/srv");
+}
+
+#[test]
+fn target_selects_a_stage() {
+    let reg = Distribution::start();
+    let ctx = context_with(&[
+        (
+            "Dockerfile",
+            "FROM scratch AS one\nCOPY a.txt /a.txt\nFROM scratch AS two\nCOPY b.txt /b.txt\n",
+        ),
+        ("a.txt", "A"),
+        ("b.txt", "B"),
+    ]);
+    let tag = format!("{}/feat/target:1", reg.host);
+    push(ctx.path(), &tag, &["--target", "one"]);
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    assert_eq!(read(&bundle, "/a.txt"), "A");
+    assert!(!bundle.join("rootfs/b.txt").exists());
+}
+
+#[test]
+fn copy_from_an_image_fetches_only_the_layer_it_needs() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    umoci_image(
+        &layout,
+        "tools",
+        &[
+            ("/opt/big.bin", vec![9u8; 500_000]),
+            ("/opt/tool/README", b"tool readme\n".to_vec()),
+        ],
+        None,
+    );
+    skopeo_copy(
+        &format!("oci:{}:tools", layout.display()),
+        &format!("docker://{host}/vendor/tools:1"),
+        &[],
+    );
+    let ctx = context_with(&[(
+        "Dockerfile",
+        &format!("FROM scratch\nCOPY --from={host}/vendor/tools:1 /opt/tool/README /doc/README\n"),
+    )]);
+    let mark = reg.access_log().len();
+    let tag = format!("{host}/feat/copyfrom:1");
+    push(ctx.path(), &tag, &[]);
+    let gets: Vec<_> = reg
+        .access_log_since(mark)
+        .into_iter()
+        .filter(|a| a.method == "GET" && a.uri.starts_with("/v2/vendor/tools/blobs/"))
+        .collect();
+    // The config, and the top layer that holds the file: not the 500 kB layer below it.
+    assert_eq!(gets.len(), 2, "{gets:#?}");
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    assert_eq!(read(&bundle, "/doc/README"), "tool readme\n");
+}
+
+#[test]
+fn add_extracts_local_archives_and_copies_other_files() {
+    let reg = Distribution::start();
+    let ctx = context_with(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nADD bundle.tar.gz /opt/\nADD plain.txt /opt/plain.txt\n",
+        ),
+        ("plain.txt", "not an archive"),
+        ("src/one.txt", "one"),
+        ("src/sub/two.txt", "two"),
+    ]);
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(ctx.path().join("src"))
+        .args(["-czf"])
+        .arg(ctx.path().join("bundle.tar.gz"))
+        .args(["one.txt", "sub"]));
+    let tag = format!("{}/feat/add:1", reg.host);
+    push(ctx.path(), &tag, &[]);
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    assert_eq!(read(&bundle, "/opt/one.txt"), "one");
+    assert_eq!(read(&bundle, "/opt/sub/two.txt"), "two");
+    assert_eq!(read(&bundle, "/opt/plain.txt"), "not an archive");
+}
+
+#[test]
+fn symlinks_in_the_context_stay_symlinks() {
+    let reg = Distribution::start();
+    let ctx = context_with(&[
+        ("Dockerfile", "FROM scratch\nCOPY tree/ /tree/\n"),
+        ("tree/real.txt", "real"),
+    ]);
+    std::os::unix::fs::symlink("real.txt", ctx.path().join("tree/link.txt")).unwrap();
+    let tag = format!("{}/feat/links:1", reg.host);
+    push(ctx.path(), &tag, &[]);
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    let link = bundle.join("rootfs/tree/link.txt");
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("real.txt"));
+    assert_eq!(std::fs::read_to_string(&link).unwrap(), "real");
+}
+
+#[test]
+fn add_of_a_url_is_refused_clearly() {
+    let ctx = context_with(&[(
+        "Dockerfile",
+        "FROM scratch\nADD https://example.com/x.tgz /x\n",
+    )]);
+    let out = regbuild(&[
+        "push",
+        "-t",
+        "127.0.0.1:1/x:1",
+        ctx.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Dockerfile:2") && err.contains("URL"), "{err}");
+}
