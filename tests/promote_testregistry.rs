@@ -176,7 +176,7 @@ async fn mount_403_falls_back_to_upload() {
 async fn cross_registry_with_locations(style: LocationStyle) {
     let src = TestRegistry::start(Config::default()).await.unwrap();
     let dst = TestRegistry::start(Config {
-        location: style.clone(),
+        location: style,
         ..Config::default()
     })
     .await

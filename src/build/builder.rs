@@ -13,12 +13,12 @@ use super::dockerignore::DockerIgnore;
 use super::layer::BuiltLayer;
 use super::stages::{self, Base, BuildArgs, Command, CopyFrom, Platform, Stage, StepKind};
 use crate::digest::Digest;
-use crate::image::base::{self, BaseError, ResolvedBase, TargetPlatform};
+use crate::image::base::{self, ResolvedBase, TargetPlatform};
 use crate::image::config::{rfc3339, ImageConfig};
 use crate::manifest::Descriptor;
 use crate::publish::ImageSet;
 use crate::reference::ImageRef;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::Registry;
 
 /// What to build.
 #[derive(Clone, Debug)]
@@ -47,10 +47,6 @@ pub enum BuildError {
     },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
-    #[error(transparent)]
-    Base(#[from] BaseError),
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
 }
 
 /// A built image, ready to be planned and written. Holds the temporary files its new layers
@@ -73,7 +69,7 @@ pub struct BuiltImage {
 #[derive(Clone)]
 pub enum StageLayer {
     Remote {
-        descriptor: Descriptor,
+        descriptor: Box<Descriptor>,
         registry: String,
         repository: String,
     },
@@ -342,7 +338,7 @@ fn start_stage(
                 .layers
                 .iter()
                 .map(|d| StageLayer::Remote {
-                    descriptor: d.clone(),
+                    descriptor: Box::new(d.clone()),
                     registry: b.reference.registry.clone(),
                     repository: b.reference.repository.clone(),
                 })

@@ -71,7 +71,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
                     b.layers
                         .iter()
                         .map(|d| super::builder::StageLayer::Remote {
-                            descriptor: d.clone(),
+                            descriptor: Box::new(d.clone()),
                             registry: b.reference.registry.clone(),
                             repository: b.reference.repository.clone(),
                         })
