@@ -263,3 +263,147 @@ fn cross_registry_promote_to_an_authenticated_registry_uses_docker_config() {
         .count();
     assert_eq!(gets, blobs.len(), "each blob streamed once");
 }
+
+/// Distribution 2.8 has no referrers API: a signature stored under the `sha256-<hex>` tag
+/// schema (as cosign/oras do there) is found that way and promoted, and the destination gets
+/// its own tag-schema index.
+#[test]
+fn referrers_found_by_the_tag_schema_are_promoted() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    third_party_image(&host, "signed/src", "v1");
+    let subject = skopeo_digest(&format!("{host}/signed/src:v1"), &[]);
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/signed/src:v1"),
+    ]))
+    .stdout;
+    // The signature artifact: an empty config, one layer, subject = the image.
+    let curl = |args: &[&str]| run(Command::new("curl").arg("-sf").args(args));
+    let put_blob = |data: &[u8]| -> String {
+        use sha2::Digest as _;
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)));
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), data).unwrap();
+        curl(&[
+            "-X",
+            "POST",
+            "--data-binary",
+            &format!("@{}", file.path().display()),
+            "-H",
+            "Content-Type: application/octet-stream",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            &format!("http://{host}/v2/signed/src/blobs/uploads/?digest={digest}"),
+        ]);
+        // distribution answers 202 to a single POST: finish with a PUT to its Location.
+        if !reg_has_blob(&host, "signed/src", &digest) {
+            let out = curl(&[
+                "-X",
+                "POST",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                &format!("http://{host}/v2/signed/src/blobs/uploads/"),
+            ]);
+            let headers = String::from_utf8_lossy(&out.stdout).to_string();
+            let loc = headers
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Location: ")
+                        .or_else(|| l.strip_prefix("location: "))
+                })
+                .unwrap()
+                .trim()
+                .to_string();
+            let sep = if loc.contains('?') { '&' } else { '?' };
+            curl(&[
+                "-X",
+                "PUT",
+                "--data-binary",
+                &format!("@{}", file.path().display()),
+                "-H",
+                "Content-Type: application/octet-stream",
+                &format!("{loc}{sep}digest={digest}"),
+            ]);
+        }
+        digest
+    };
+    let empty = put_blob(b"{}");
+    let sig = put_blob(b"a signature");
+    let referrer = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.dev.cosign.simplesigning.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": sig, "size": 11}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": raw.len()},
+    }))
+    .unwrap();
+    use sha2::Digest as _;
+    let referrer_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&referrer)));
+    let put_manifest = |reference: &str, body: &[u8], media: &str| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), body).unwrap();
+        curl(&[
+            "-X",
+            "PUT",
+            "-H",
+            &format!("Content-Type: {media}"),
+            "--data-binary",
+            &format!("@{}", file.path().display()),
+            &format!("http://{host}/v2/signed/src/manifests/{reference}"),
+        ]);
+    };
+    put_manifest(
+        &referrer_digest,
+        &referrer,
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    let tag_index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": referrer_digest, "size": referrer.len(),
+                       "artifactType": "application/vnd.dev.cosign.simplesigning.v1+json"}],
+    }))
+    .unwrap();
+    put_manifest(
+        &subject.replace(':', "-"),
+        &tag_index,
+        "application/vnd.oci.image.index.v1+json",
+    );
+
+    let out = run(&mut regbuild(&[
+        "promote",
+        "--json",
+        &format!("{host}/signed/src:v1"),
+        &format!("{host}/signed/prod:v1"),
+    ]));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["digest"], subject.as_str());
+    assert!(
+        reg_has_blob(&host, "signed/prod", &sig),
+        "the signature's layer came along"
+    );
+    assert_eq!(
+        skopeo_digest(&format!("{host}/signed/prod@{referrer_digest}"), &[]),
+        referrer_digest
+    );
+    let index = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/signed/prod:{}", subject.replace(':', "-")),
+    ]));
+    let index: serde_json::Value = serde_json::from_slice(&index.stdout).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], referrer_digest.as_str());
+}
+
+fn reg_has_blob(host: &str, repo: &str, digest: &str) -> bool {
+    http_status("HEAD", host, &format!("/v2/{repo}/blobs/{digest}")) == Some(200)
+}

@@ -442,3 +442,67 @@ async fn non_json_errors_are_reported_clearly() {
     );
     assert!(reg.tags("dst").is_empty());
 }
+
+/// An identity token (docker config `identitytoken`) is an OAuth2 refresh token: the client
+/// trades it at the realm with `grant_type=refresh_token` and never sends a password.
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_tokens_are_traded_for_access_tokens() {
+    let reg = TestRegistry::start(Config {
+        auth: Auth::token("ci", "pw"),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    seed_image(&reg, "src");
+    // What `docker login` would have stored: a refresh token for this user.
+    let refresh = {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode("ci:pw");
+        let url = format!(
+            "http://{}/token?service=testregistry&offline_token=true&client_id=docker",
+            reg.host()
+        );
+        let body = tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("curl")
+                .args(["-sf", "-H", &format!("Authorization: Basic {basic}"), &url])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "token endpoint");
+            out.stdout
+        })
+        .await
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["refresh_token"]
+            .as_str()
+            .expect("a refresh token")
+            .to_string()
+    };
+    reg.clear_log();
+    let map = HashMap::from([(
+        reg.host(),
+        Credential::IdentityToken(Secret::new(refresh.clone())),
+    )]);
+    let registry = Registry::new(RegistryOptions::default(), CredentialSource::Fixed(map));
+    let host = reg.host();
+    let report = promote::promote(
+        &registry,
+        &request(&format!("{host}/src:v1"), &format!("{host}/dst:v1")),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.count(BlobAction::Mounted), 3);
+    let log = reg.requests();
+    let token_requests: Vec<_> = log
+        .iter()
+        .filter(|r| r.path.starts_with("/token"))
+        .collect();
+    assert!(!token_requests.is_empty());
+    assert!(
+        token_requests
+            .iter()
+            .all(|r| r.method == "POST" && r.authorization.is_none()),
+        "refresh-token grants, no Basic credentials: {token_requests:#?}"
+    );
+}

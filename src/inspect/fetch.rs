@@ -1,0 +1,627 @@
+//! The I/O half of `inspect`: resolve the reference for a platform (manifest and config, see
+//! [`crate::image::base`]), then stream every layer GET → digest check → gunzip/zstd/xz →
+//! tar headers, never holding a layer whole: the decompressed stream is read block by block
+//! and only each entry's path, type, size and mode are kept.
+//!
+//! Each layer is downloaded by the async side and handed in bounded chunks to a blocking
+//! task that decompresses and walks the tar. The download is always read to its end, so the
+//! blob's digest (and size) are always checked; a mismatch fails the command even when the
+//! tar itself looked fine. The decompressed stream is also read to its end and checked
+//! against the config's `rootfs.diff_ids`.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use super::analysis::{layer_history, Analysis, Analyzer, Entry};
+use crate::digest::{Digest, Hasher};
+use crate::image::base::{self, BaseError, TargetPlatform};
+use crate::manifest::Descriptor;
+use crate::reference::ImageRef;
+use crate::registry::{Registry, RegistryError, Repo, Scopes};
+
+const BLOCK: usize = 512;
+/// Largest GNU long name or PAX header accepted (real ones are a few KiB).
+const MAX_EXTENSION_LEN: u64 = 1 << 20;
+/// Most tar headers in one image: bounds the memory the per-path bookkeeping can take.
+const MAX_ENTRIES: u64 = 10_000_000;
+/// Chunks in flight between the download and the tar walker, per layer.
+const CHANNEL_CHUNKS: usize = 8;
+
+/// Why an image could not be inspected.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Base(#[from] BaseError),
+    #[error("{image}: {source}")]
+    Registry {
+        image: String,
+        source: RegistryError,
+    },
+    #[error("{image}: layer {digest}: {message}")]
+    Layer {
+        image: String,
+        digest: String,
+        message: String,
+    },
+    #[error("{image}: config is not valid JSON: {message}")]
+    Config { image: String, message: String },
+}
+
+/// What was read from the registry about one layer.
+#[derive(Clone, Debug)]
+pub struct LayerInfo {
+    pub descriptor: Descriptor,
+    /// Bytes of the decompressed tar stream.
+    pub uncompressed_size: u64,
+    /// The history entry that made the layer.
+    pub created_by: Option<String>,
+}
+
+/// An inspected image.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    pub reference: ImageRef,
+    /// What the reference resolved to (an index's digest for multi-platform images).
+    pub digest: Digest,
+    /// The platform manifest's digest.
+    pub manifest_digest: Digest,
+    pub platform: TargetPlatform,
+    pub layers: Vec<LayerInfo>,
+    pub analysis: Analysis,
+}
+
+/// Reads `reference` (for `platform` when it is an index) and analyses its layers, streaming
+/// up to `jobs` layers at once. `on_layer(index, count, layer)` is called as each layer is
+/// done, bottom first.
+pub async fn inspect(
+    registry: &Registry,
+    reference: &ImageRef,
+    platform: &TargetPlatform,
+    jobs: usize,
+    on_layer: impl Fn(usize, usize, &LayerInfo),
+) -> Result<Inspection, InspectError> {
+    let image = reference.to_string();
+    let resolved = base::resolve(registry, reference, platform).await?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&resolved.config).map_err(|e| InspectError::Config {
+            image: image.clone(),
+            message: e.to_string(),
+        })?;
+    let count = resolved.layers.len();
+    let history = layer_history(&config, count);
+    let diff_ids: Vec<Option<Digest>> = config
+        .pointer("/rootfs/diff_ids")
+        .and_then(|d| d.as_array())
+        .map(|ids| {
+            ids.iter()
+                .map(|v| v.as_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Only a diff_id list that matches the layers one to one is checked.
+    let check_diff_ids = diff_ids.len() == count;
+    let repo = registry.repo(
+        &reference.registry,
+        &reference.repository,
+        Scopes::pull(&reference.repository),
+    );
+
+    let scans = futures::stream::iter(resolved.layers.iter().enumerate().map(|(i, d)| {
+        let repo = &repo;
+        let image = &image;
+        let diff_id = if check_diff_ids {
+            diff_ids[i].clone()
+        } else {
+            None
+        };
+        async move {
+            if !d.urls.is_empty() {
+                return Err(InspectError::Layer {
+                    image: image.clone(),
+                    digest: d.digest.to_string(),
+                    message: "a foreign (non-distributable) layer: the registry does not hold it"
+                        .into(),
+                });
+            }
+            let _job = registry.job().await;
+            scan_layer(repo, d, diff_id).await.map_err(|e| match e {
+                ScanError::Registry(source) => InspectError::Registry {
+                    image: image.clone(),
+                    source,
+                },
+                ScanError::Layer(message) => InspectError::Layer {
+                    image: image.clone(),
+                    digest: d.digest.to_string(),
+                    message,
+                },
+            })
+        }
+    }))
+    .buffered(jobs.max(1));
+    futures::pin_mut!(scans);
+
+    let mut analyzer = Analyzer::new();
+    let mut layers = Vec::with_capacity(count);
+    let mut entries_seen = 0u64;
+    while let Some(scan) = scans.try_next().await? {
+        let index = layers.len();
+        let descriptor = resolved.layers[index].clone();
+        entries_seen += scan.headers;
+        if entries_seen > MAX_ENTRIES {
+            return Err(InspectError::Layer {
+                image,
+                digest: descriptor.digest.to_string(),
+                message: format!("the image has more than {MAX_ENTRIES} tar entries"),
+            });
+        }
+        analyzer.add_layer(&scan.entries);
+        let info = LayerInfo {
+            descriptor,
+            uncompressed_size: scan.uncompressed_size,
+            created_by: history[index].clone(),
+        };
+        on_layer(index, count, &info);
+        layers.push(info);
+    }
+    Ok(Inspection {
+        reference: reference.clone(),
+        digest: resolved.digest,
+        manifest_digest: resolved.manifest_digest,
+        platform: platform.clone(),
+        layers,
+        analysis: analyzer.finish(),
+    })
+}
+
+/// One layer's entries.
+#[derive(Debug, Default)]
+struct Scan {
+    entries: Vec<Entry>,
+    /// Tar headers read (extension headers included).
+    headers: u64,
+    uncompressed_size: u64,
+}
+
+enum ScanError {
+    Registry(RegistryError),
+    Layer(String),
+}
+
+/// Streams one layer into the tar walker; the blob is read to its end so its digest is
+/// always checked, and a digest failure wins over whatever the walker made of the bytes.
+async fn scan_layer(
+    repo: &Repo,
+    descriptor: &Descriptor,
+    diff_id: Option<Digest>,
+) -> Result<Scan, ScanError> {
+    let blob = repo
+        .get_blob(&descriptor.digest, Some(descriptor.size))
+        .await
+        .map_err(ScanError::Registry)?;
+    let failure = blob.failure_slot();
+    let mut stream = blob.into_stream();
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
+    let walker = tokio::task::spawn_blocking(move || scan_stream(ChannelReader::new(rx), diff_id));
+    let mut tx = Some(tx);
+    let mut stream_error = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => {
+                if let Some(sender) = &tx {
+                    if sender.send(Ok(bytes)).await.is_err() {
+                        // The walker stopped (an error): keep reading to check the digest.
+                        tx = None;
+                    }
+                }
+            }
+            Err(e) => {
+                let recorded = failure.lock().ok().and_then(|mut f| f.take());
+                if let Some(sender) = &tx {
+                    let _ = sender
+                        .send(Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
+                        .await;
+                }
+                stream_error = Some(match recorded {
+                    Some(r) => ScanError::Registry(r),
+                    None => ScanError::Layer(e.to_string()),
+                });
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let walked = walker
+        .await
+        .map_err(|e| ScanError::Layer(format!("the layer reader stopped: {e}")))?;
+    if let Some(e) = stream_error {
+        return Err(e);
+    }
+    walked.map_err(ScanError::Layer)
+}
+
+/// A blocking reader over chunks sent by the async side; the channel closing is the end.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Counts and hashes what passes (the decompressed tar, for its size and diff_id).
+struct Tally<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for Tally<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Decompresses a layer (detected from its first bytes), walks its tar, then reads the rest
+/// of the decompressed stream (trailing padding, the compressor's checksum) and compares its
+/// digest with `diff_id`.
+fn scan_stream(input: impl Read, diff_id: Option<Digest>) -> Result<Scan, String> {
+    use crate::build::extract::{decompress, detect_compression};
+    let mut input = BufReader::with_capacity(64 << 10, input);
+    let magic = input.fill_buf().map_err(|e| e.to_string())?;
+    let compression = detect_compression(magic);
+    let reader = decompress(input, compression).map_err(|e| e.to_string())?;
+    let mut tally = Tally {
+        inner: reader,
+        hasher: Hasher::new(),
+    };
+    let mut scan = Scan::default();
+    walk_tar(&mut tally, |header| {
+        scan.headers += 1;
+        if scan.headers > MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} tar entries"));
+        }
+        if let Some(e) = header {
+            scan.entries.push(e);
+        }
+        Ok(())
+    })?;
+    io::copy(&mut tally, &mut io::sink()).map_err(|e| format!("decompressing: {e}"))?;
+    scan.uncompressed_size = tally.hasher.len();
+    let actual = tally.hasher.finish();
+    if let Some(expected) = diff_id.filter(|d| d.algorithm() == "sha256") {
+        if actual != expected {
+            return Err(format!(
+                "uncompressed content is {actual}, but the config's diff_id is {expected}"
+            ));
+        }
+    }
+    Ok(scan)
+}
+
+/// Walks a tar stream header by header, skipping file data, and calls `visit` for every
+/// header: `Some(entry)` for members that mean something to the filesystem, `None` for
+/// extension headers and entries the analysis ignores. Handles ustar prefixes, GNU long
+/// names and PAX `path`/`size` records (capped at [`MAX_EXTENSION_LEN`]), and old GNU sparse
+/// extension blocks. Reading stops at the first all-zero block, or at a clean end between
+/// headers, as Go's `archive/tar` does.
+pub(crate) fn walk_tar(
+    input: &mut impl Read,
+    mut visit: impl FnMut(Option<Entry>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut block = [0u8; BLOCK];
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut pax_path: Option<Vec<u8>> = None;
+    let mut pax_size: Option<u64> = None;
+    let mut near = String::new();
+    loop {
+        let filled = fill(input, &mut block).map_err(|e| format!("reading the tar: {e}"))?;
+        if filled == 0 || (filled == BLOCK && block.iter().all(|b| *b == 0)) {
+            return Ok(());
+        }
+        if filled < BLOCK {
+            return Err(format!("the tar is truncated (after {near:?})"));
+        }
+        let header = tar::Header::from_byte_slice(&block);
+        if !checksum_ok(&block, header) {
+            return Err(format!("bad tar header checksum (after {near:?})"));
+        }
+        let declared = header
+            .entry_size()
+            .map_err(|e| format!("bad tar size field (after {near:?}): {e}"))?;
+        let typeflag = block[156];
+        match typeflag {
+            b'L' | b'K' | b'x' => {
+                let data = read_extension(input, declared, &near)?;
+                match typeflag {
+                    b'L' => long_name = Some(trim_nuls(data)),
+                    b'K' => {}
+                    _ => parse_pax(&data, &mut pax_path, &mut pax_size, &near)?,
+                }
+                visit(None)?;
+            }
+            b'g' => {
+                skip(input, declared + padding(declared), &near)?;
+                visit(None)?;
+            }
+            _ => {
+                let name = pax_path
+                    .take()
+                    .or_else(|| long_name.take())
+                    .unwrap_or_else(|| header.path_bytes().into_owned());
+                long_name = None;
+                let size = pax_size.take().unwrap_or(declared);
+                near = String::from_utf8_lossy(&name).into_owned();
+                let mode = header
+                    .mode()
+                    .map_err(|e| format!("bad tar mode field in {near:?}: {e}"))?;
+                if typeflag == b'S' && header.as_gnu().is_some() && block[482] != 0 {
+                    skip_sparse_extensions(input, &near)?;
+                }
+                // Header-only types carry no data whatever their size field says (Go's
+                // archive/tar, which writes and applies most layers, reads them so).
+                let data = match typeflag {
+                    b'1' | b'2' | b'3' | b'4' | b'5' | b'6' => 0,
+                    _ => size,
+                };
+                visit(Entry::from_tar(&name, typeflag, data, mode))?;
+                skip(input, data + padding(data), &near)?;
+            }
+        }
+    }
+}
+
+fn read_extension(input: &mut impl Read, size: u64, near: &str) -> Result<Vec<u8>, String> {
+    if size > MAX_EXTENSION_LEN {
+        return Err(format!(
+            "tar extension header of {size} bytes (after {near:?}) is over the limit of {MAX_EXTENSION_LEN}"
+        ));
+    }
+    let mut data = Vec::new();
+    (&mut *input)
+        .take(size)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("reading the tar: {e}"))?;
+    if (data.len() as u64) < size {
+        return Err(format!("the tar is truncated (after {near:?})"));
+    }
+    skip(input, padding(size), near)?;
+    Ok(data)
+}
+
+/// Applies the PAX records that matter here: `path` and `size`.
+fn parse_pax(
+    mut records: &[u8],
+    path: &mut Option<Vec<u8>>,
+    size: &mut Option<u64>,
+    near: &str,
+) -> Result<(), String> {
+    let bad = || format!("malformed PAX header (after {near:?})");
+    while records.iter().any(|b| *b != 0) {
+        let space = records.iter().position(|b| *b == b' ').ok_or_else(bad)?;
+        let len: usize = std::str::from_utf8(&records[..space])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)?;
+        let record = records.get(..len).ok_or_else(bad)?;
+        let body = record
+            .get(space + 1..)
+            .and_then(|b| b.strip_suffix(b"\n"))
+            .ok_or_else(bad)?;
+        let eq = body.iter().position(|b| *b == b'=').ok_or_else(bad)?;
+        let (key, value) = (&body[..eq], &body[eq + 1..]);
+        match key {
+            b"path" => *path = Some(value.to_vec()),
+            b"size" => {
+                *size = Some(
+                    std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(bad)?,
+                )
+            }
+            _ => {}
+        }
+        records = &records[len..];
+    }
+    Ok(())
+}
+
+fn skip_sparse_extensions(input: &mut impl Read, near: &str) -> Result<(), String> {
+    let mut block = [0u8; BLOCK];
+    // Each extension block is a header; the entry cap bounds a hostile chain.
+    for _ in 0..MAX_ENTRIES {
+        if fill(input, &mut block).map_err(|e| format!("reading the tar: {e}"))? < BLOCK {
+            return Err(format!("the tar is truncated (in {near:?})"));
+        }
+        if block[504] == 0 {
+            return Ok(());
+        }
+    }
+    Err(format!("endless sparse header chain in {near:?}"))
+}
+
+fn skip(input: &mut impl Read, len: u64, near: &str) -> Result<(), String> {
+    let skipped = io::copy(&mut (&mut *input).take(len), &mut io::sink())
+        .map_err(|e| format!("reading the tar (in {near:?}): {e}"))?;
+    if skipped < len {
+        return Err(format!("the tar is truncated (in {near:?})"));
+    }
+    Ok(())
+}
+
+fn fill(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn padding(size: u64) -> u64 {
+    let block = BLOCK as u64;
+    (block - size % block) % block
+}
+
+/// Unsigned and signed header sums are both accepted: both kinds of writer exist.
+fn checksum_ok(block: &[u8; BLOCK], header: &tar::Header) -> bool {
+    let Ok(stored) = header.cksum() else {
+        return false;
+    };
+    let (mut unsigned, mut signed) = (0i64, 0i64);
+    for (i, byte) in block.iter().enumerate() {
+        let byte = if (148..156).contains(&i) { b' ' } else { *byte };
+        unsigned += i64::from(byte);
+        signed += i64::from(byte as i8);
+    }
+    let stored = i64::from(stored);
+    stored == unsigned || stored == signed
+}
+
+fn trim_nuls(mut bytes: Vec<u8>) -> Vec<u8> {
+    while bytes.last() == Some(&0) {
+        bytes.pop();
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::analysis::Kind;
+    use super::*;
+
+    fn tar_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn add(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, data: &[u8], mode: u32) {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+
+    fn entries(tar: &[u8]) -> Result<Vec<Entry>, String> {
+        let mut out = Vec::new();
+        walk_tar(&mut &tar[..], |e| {
+            out.extend(e);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn walks_files_dirs_links_long_names_and_whiteouts() {
+        let long = format!("deep/{}/file", "x".repeat(150));
+        let tar = tar_of(|b| {
+            add(b, "deep/", tar::EntryType::Directory, b"", 0o755);
+            add(b, &long, tar::EntryType::Regular, b"hello", 0o4755);
+            add(b, "deep/.wh.gone", tar::EntryType::Regular, b"", 0o644);
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, "ln", "deep").unwrap();
+        });
+        let e = entries(&tar).unwrap();
+        assert_eq!(e.len(), 4);
+        assert_eq!((e[0].kind, e[0].path.as_str()), (Kind::Dir, "deep"));
+        assert_eq!((e[1].kind, e[1].path.as_str(), e[1].size), (Kind::File, long.as_str(), 5));
+        assert_eq!(e[1].mode & 0o7777, 0o4755);
+        assert_eq!((e[2].kind, e[2].path.as_str()), (Kind::Whiteout, "deep/gone"));
+        assert_eq!(e[3].kind, Kind::Symlink);
+    }
+
+    #[test]
+    fn pax_path_and_size_are_honoured() {
+        let mut tar = Vec::new();
+        let record = |k: &str, v: &str| {
+            let body = format!(" {k}={v}\n");
+            let mut len = body.len() + 1;
+            if format!("{len}{body}").len() != len {
+                len += 1;
+            }
+            format!("{len}{body}")
+        };
+        let pax = format!("{}{}", record("path", "pax/name.bin"), record("size", "3"));
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_path("PaxHeader").unwrap();
+        h.set_size(pax.len() as u64);
+        h.set_cksum();
+        tar.extend_from_slice(h.as_bytes());
+        tar.extend_from_slice(pax.as_bytes());
+        tar.resize(tar.len() + padding(pax.len() as u64) as usize, 0);
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_path("short").unwrap();
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.extend_from_slice(h.as_bytes());
+        tar.extend_from_slice(&[b'a', b'b', b'c']);
+        tar.resize(tar.len() + 509, 0);
+        tar.extend_from_slice(&[0u8; 1024]);
+        let e = entries(&tar).unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].path.as_str(), e[0].size), ("pax/name.bin", 3));
+    }
+
+    #[test]
+    fn refuses_truncated_and_corrupt_tars() {
+        let tar = tar_of(|b| add(b, "f", tar::EntryType::Regular, &[7u8; 2000], 0o644));
+        assert!(entries(&tar[..1000]).unwrap_err().contains("truncated"));
+        let mut bad = tar.clone();
+        bad[0] ^= 1;
+        assert!(entries(&bad).unwrap_err().contains("checksum"));
+        assert!(entries(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn scan_counts_and_checks_the_diff_id() {
+        let tar = tar_of(|b| add(b, "a/b", tar::EntryType::Regular, b"data", 0o644));
+        let diff_id = Digest::of(&tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let scan = scan_stream(&gz[..], Some(diff_id.clone())).unwrap();
+        assert_eq!(scan.uncompressed_size, tar.len() as u64);
+        assert_eq!(scan.entries.len(), 1);
+        let zst = zstd::encode_all(&tar[..], 1).unwrap();
+        assert_eq!(scan_stream(&zst[..], Some(diff_id)).unwrap().entries.len(), 1);
+        let wrong = Digest::of(b"other");
+        assert!(scan_stream(&gz[..], Some(wrong)).unwrap_err().contains("diff_id"));
+        // A gzip stream cut short is an error, not a short layer.
+        assert!(scan_stream(&gz[..gz.len() - 6], None).is_err());
+    }
+}
