@@ -15,6 +15,7 @@ use super::stages::{self, Base, BuildArgs, Command, CopyFrom, Platform, Stage, S
 use crate::digest::Digest;
 use crate::image::base::{self, ResolvedBase, TargetPlatform};
 use crate::image::config::{rfc3339, ImageConfig};
+use crate::lock::{LockFile, LockedImage};
 use crate::manifest::Descriptor;
 use crate::publish::ImageSet;
 use crate::reference::ImageRef;
@@ -32,6 +33,11 @@ pub struct BuildRequest {
     pub epoch: u64,
     /// Keep setuid/setgid bits on files this build writes (stripped by default).
     pub keep_setuid: bool,
+    /// Base digests pinned by a lock file: used instead of what tags point at now.
+    pub pins: Option<LockFile>,
+    /// References replaced before resolution (a workspace image named in FROM → the
+    /// digest just pushed for it).
+    pub overrides: HashMap<String, ImageRef>,
 }
 
 /// Why a build failed. Errors tied to a Dockerfile line name `file:line`.
@@ -59,6 +65,9 @@ pub struct BuiltImage {
     pub base: Option<ResolvedBase>,
     /// Paths whose setuid/setgid bits were removed.
     pub stripped_setuid: Vec<String>,
+    /// Every base image used, as lock entries (tag → digest); digest-pinned references in the
+    /// Dockerfile are not listed.
+    pub locked: Vec<LockedImage>,
     /// Layers this build made (digest, size, created_by), in order.
     pub new_layers: Vec<(Digest, u64, String)>,
     _layers: Vec<Arc<BuiltLayer>>,
@@ -90,69 +99,51 @@ pub async fn build(
     req: &BuildRequest,
     progress: &dyn crate::progress::Progress,
 ) -> Result<BuiltImage, BuildError> {
-    let text = std::fs::read_to_string(&req.dockerfile).map_err(|e| BuildError::Io {
-        path: req.dockerfile.display().to_string(),
-        message: format!("cannot read the Dockerfile: {e}"),
-    })?;
-    let df = dockerfile::parse(&text, &req.dockerfile)?;
-    let args = BuildArgs {
-        values: req.build_args.clone(),
-        target: req.target.clone(),
-        platform: to_stage_platform(&req.platform),
-        build_platform: to_stage_platform(&TargetPlatform::linux_amd64()),
-    };
-
-    // First pass: find the bases (their env feeds variable expansion in the second pass).
-    let mut wanted: Vec<String> = Vec::new();
-    let first = stages::evaluate(&df, &args, &mut |r: &str| {
-        wanted.push(r.to_string());
-        Ok(Vec::new())
-    })?;
-    let needed = needed_stages(&first);
-    let mut images: Vec<(String, Option<String>)> = Vec::new();
-    for i in &needed {
-        let stage = &first.stages[*i];
-        if let Base::Image(r) = &stage.base {
-            images.push((r.clone(), stage.platform.clone()));
-        }
-        for step in &stage.steps {
-            if let StepKind::Copy(c) = &step.kind {
-                match &c.from {
-                    Some(CopyFrom::Image(r)) if r != "scratch" => images.push((r.clone(), None)),
-                    _ => {}
-                }
-            }
-        }
-    }
+    let (df, args, first, images) = referenced(req)?;
     let file = req.dockerfile.display().to_string();
     let mut bases: HashMap<(String, Option<String>), ResolvedBase> = HashMap::new();
+    let mut locked: Vec<LockedImage> = Vec::new();
     for (r, platform) in images {
         if bases.contains_key(&(r.clone(), platform.clone())) {
             continue;
         }
         let line = line_of_image(&first, &r);
-        let reference: ImageRef =
-            r.parse()
-                .map_err(|e: crate::reference::ReferenceError| BuildError::At {
-                    file: file.clone(),
-                    line,
-                    message: e.to_string(),
-                })?;
+        let at = |message: String| BuildError::At {
+            file: file.clone(),
+            line,
+            message,
+        };
+        let written: ImageRef = match req.overrides.get(&r) {
+            Some(o) => o.clone(),
+            None => r
+                .parse()
+                .map_err(|e: crate::reference::ReferenceError| at(e.to_string()))?,
+        };
         let plat = match &platform {
-            Some(p) => parse_platform(p).ok_or_else(|| BuildError::At {
-                file: file.clone(),
-                line,
-                message: format!("invalid platform `{p}`"),
-            })?,
+            Some(p) => parse_platform(p).ok_or_else(|| at(format!("invalid platform `{p}`")))?,
             None => req.platform.clone(),
         };
-        let resolved = base::resolve(registry, &reference, &plat)
+        // A digest in the Dockerfile always wins; else the lock file's pin; else the tag.
+        let pinned = match (&written.digest, &req.pins) {
+            (None, Some(lock)) => lock.get(&written.to_string()).map(|e| e.digest.clone()),
+            _ => None,
+        };
+        let target = match &pinned {
+            Some(d) => written.with_digest(d),
+            None => written.clone(),
+        };
+        let mut resolved = base::resolve(registry, &target, &plat)
             .await
-            .map_err(|e| BuildError::At {
-                file: file.clone(),
-                line,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| at(e.to_string()))?;
+        resolved.reference = written.clone();
+        if written.digest.is_none() && !req.overrides.contains_key(&r) {
+            locked.push(LockedImage {
+                reference: written.to_string(),
+                digest: resolved.digest.clone(),
+                media_type: resolved.media_type.clone(),
+                platforms: resolved.platforms.iter().cloned().collect(),
+            });
+        }
         bases.insert((r, platform), resolved);
     }
 
@@ -241,10 +232,74 @@ pub async fn build(
         config: assembled.config,
         base: final_image.base,
         stripped_setuid: stripped,
+        locked,
         new_layers,
         _layers: all_layers,
         _tmp: tmp,
     })
+}
+
+/// A base or `COPY --from` image the build needs: the reference as written (variables
+/// expanded) and the `FROM --platform` it is wanted for.
+pub type ImageUse = (String, Option<String>);
+
+/// Parses and evaluates the Dockerfile far enough to list the images it needs.
+#[allow(clippy::type_complexity)]
+fn referenced(
+    req: &BuildRequest,
+) -> Result<
+    (
+        dockerfile::Dockerfile,
+        BuildArgs,
+        stages::Build,
+        Vec<ImageUse>,
+    ),
+    BuildError,
+> {
+    let text = std::fs::read_to_string(&req.dockerfile).map_err(|e| BuildError::Io {
+        path: req.dockerfile.display().to_string(),
+        message: format!("cannot read the Dockerfile: {e}"),
+    })?;
+    let df = dockerfile::parse(&text, &req.dockerfile)?;
+    let args = BuildArgs {
+        values: req.build_args.clone(),
+        target: req.target.clone(),
+        platform: to_stage_platform(&req.platform),
+        build_platform: to_stage_platform(&TargetPlatform::linux_amd64()),
+    };
+    // The bases' env feeds variable expansion later; here it is not needed yet.
+    let first = stages::evaluate(&df, &args, &mut |_: &str| Ok(Vec::new()))?;
+    let mut images: Vec<ImageUse> = Vec::new();
+    for i in needed_stages(&first) {
+        let stage = &first.stages[i];
+        if let Base::Image(r) = &stage.base {
+            images.push((r.clone(), stage.platform.clone()));
+        }
+        for step in &stage.steps {
+            if let StepKind::Copy(c) = &step.kind {
+                match &c.from {
+                    Some(CopyFrom::Image(r)) if r != "scratch" => images.push((r.clone(), None)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    images.dedup();
+    Ok((df, args, first, images))
+}
+
+/// The images (bases and `COPY --from` images) the build of `req` needs, with the line
+/// that names each, for `regbuild lock` and workspaces.
+pub fn referenced_images(req: &BuildRequest) -> Result<Vec<(String, usize)>, BuildError> {
+    let (_, _, first, images) = referenced(req)?;
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for (r, _) in images {
+        if !out.iter().any(|(x, _)| *x == r) {
+            let line = line_of_image(&first, &r);
+            out.push((r, line));
+        }
+    }
+    Ok(out)
 }
 
 /// The target stage and every stage it depends on (FROM a stage, COPY --from a stage), in

@@ -2,9 +2,12 @@
 //! and returns an exit code; errors are printed once, here, as `error: …`.
 
 mod inspect;
+mod lock;
+mod outdated;
 mod output;
 mod promote;
 mod push;
+mod rebase;
 
 use std::process::ExitCode;
 
@@ -50,6 +53,12 @@ pub enum Command {
     Push(push::PushArgs),
     /// Per-layer sizes, file counts, wasted bytes and setuid files of an image; `--ci` gates.
     Inspect(inspect::InspectArgs),
+    /// Pin every base of a Dockerfile by digest in regbuild.lock.
+    Lock(lock::LockArgs),
+    /// Report bases whose tags moved since they were pinned (exit 1 when one did).
+    Outdated(outdated::OutdatedArgs),
+    /// Move an image onto a new base without rebuilding (layers mounted, nothing re-uploaded).
+    Rebase(rebase::RebaseArgs),
 }
 
 impl GlobalArgs {
@@ -83,6 +92,9 @@ pub fn main() -> ExitCode {
             Command::Promote(args) => promote::run(&cli.global, args).await,
             Command::Push(args) => push::run(&cli.global, args).await,
             Command::Inspect(args) => inspect::run(&cli.global, args).await,
+            Command::Lock(args) => lock::run(&cli.global, args).await,
+            Command::Outdated(args) => outdated::run(&cli.global, args).await,
+            Command::Rebase(args) => rebase::run(&cli.global, args).await,
         }
     });
     match result {

@@ -8,10 +8,10 @@ use clap::Args;
 
 use super::{output, CliError, GlobalArgs};
 use crate::build::{self, BuildRequest};
-use crate::publish::{self, BlobOrigin};
+use crate::image::base::TargetPlatform;
+use crate::lock;
+use crate::push::{self, LockMode, PushRequest};
 use crate::reference::ImageRef;
-use crate::registry::Scopes;
-use crate::report::Report;
 
 #[derive(Args, Debug)]
 pub struct PushArgs {
@@ -30,9 +30,16 @@ pub struct PushArgs {
     /// The stage to build (default: the last).
     #[arg(long)]
     pub target: Option<String>,
-    /// The platform to build for (`os/arch[/variant]`).
+    /// Platforms to build for, comma-separated (`os/arch[/variant]`); several push an index.
     #[arg(long, default_value = "linux/amd64")]
     pub platform: String,
+    /// The lock file (default: regbuild.lock beside the Dockerfile). When it exists, bases
+    /// are built from its pinned digests and new bases are added to it.
+    #[arg(long)]
+    pub lockfile: Option<PathBuf>,
+    /// Fail if the lock file is missing or would have to change.
+    #[arg(long)]
+    pub locked: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -51,12 +58,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
     // Everything the user typed is checked before any work.
     let tags = parse_tags(&args.tags)?;
     let build_args = parse_build_args(&args.build_args)?;
-    let platform = build::builder::parse_platform(&args.platform).ok_or_else(|| {
-        format!(
-            "invalid --platform `{}`: expected os/arch[/variant]",
-            args.platform
-        )
-    })?;
+    let platforms = parse_platforms(&args.platform)?;
     let dockerfile = args
         .file
         .clone()
@@ -68,76 +70,70 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
         )
         .into());
     }
-    let req = BuildRequest {
-        context: args.context.clone(),
-        dockerfile,
-        build_args,
-        target: args.target.clone(),
-        platform,
-        epoch: source_date_epoch()?,
-        keep_setuid: args.keep_setuid,
+    let lock = LockMode {
+        path: args
+            .lockfile
+            .clone()
+            .unwrap_or_else(|| lock::default_path(&dockerfile)),
+        locked: args.locked,
+    };
+    let req = PushRequest {
+        build: BuildRequest {
+            context: args.context.clone(),
+            dockerfile,
+            build_args,
+            target: args.target.clone(),
+            platform: platforms[0].clone(),
+            epoch: source_date_epoch()?,
+            keep_setuid: args.keep_setuid,
+            pins: None,
+            overrides: Default::default(),
+        },
+        platforms,
+        tags: tags.clone(),
+        dry_run: args.dry_run,
+        lock,
     };
     let registry = global.registry();
     let progress = output::progress(args.json, global.no_progress);
-    let image = build::build(&registry, &req, progress.as_ref()).await?;
-    for path in &image.stripped_setuid {
+    let result = push::push(&registry, req, progress).await?;
+    for path in &result.stripped_setuid {
         eprintln!(
             "warning: stripped setuid/setgid bits from {path} (use --keep-setuid to keep them)"
         );
     }
-
-    let mut set = image.set.clone();
-    let mut first_report: Option<Report> = None;
-    let mut all_references = Vec::new();
-    for (repo, repo_tags) in group_by_repository(&tags) {
-        let sources: Vec<String> = set
-            .blobs
-            .iter()
-            .filter_map(|b| match &b.origin {
-                BlobOrigin::Registry {
-                    registry: r,
-                    repository,
-                } if *r == repo.registry => Some(repository.clone()),
-                _ => None,
-            })
-            .collect();
-        let dst = registry.repo(
-            &repo.registry,
-            &repo.repository,
-            Scopes::push(&repo.repository, sources.iter().map(String::as_str)),
-        );
-        let present = publish::probe(&registry, &dst, &set.blobs).await?;
-        let plan = publish::plan(&set, &repo.registry, &repo.repository, &repo_tags, &present);
-        if args.dry_run {
-            output::print_plan(&plan, args.json)?;
-            continue;
-        }
-        let report = publish::execute(&registry, &plan, progress.clone()).await?;
-        all_references.extend(report.references.clone());
-        // Later repositories mount what this one now holds instead of uploading it again.
-        for b in &mut set.blobs {
-            if matches!(b.origin, BlobOrigin::File(_)) {
-                b.origin = BlobOrigin::Registry {
-                    registry: repo.registry.clone(),
-                    repository: repo.repository.clone(),
-                };
-            }
-        }
-        if first_report.is_none() {
-            first_report = Some(report);
-        }
+    if result.lock_written {
+        eprintln!("updated the lock file with new bases");
     }
     if args.dry_run {
+        for plan in &result.plans {
+            output::print_plan(plan, args.json)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut report = first_report.ok_or("no tag to push")?;
-    report.references = all_references;
+    let report = result.report.ok_or("no tag to push")?;
     if let Some(path) = &args.digest_file {
         std::fs::write(path, format!("{}\n", report.digest))
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     output::print_report(&report, &tags[0].repository_name(), args.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `linux/amd64,linux/arm64`.
+fn parse_platforms(s: &str) -> Result<Vec<TargetPlatform>, CliError> {
+    let mut out: Vec<TargetPlatform> = Vec::new();
+    for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parsed = build::builder::parse_platform(p)
+            .ok_or_else(|| format!("invalid --platform `{p}`: expected os/arch[/variant]"))?;
+        if !out.contains(&parsed) {
+            out.push(parsed);
+        }
+    }
+    if out.is_empty() {
+        return Err("--platform names no platform".into());
+    }
+    Ok(out)
 }
 
 fn parse_tags(tags: &[String]) -> Result<Vec<ImageRef>, CliError> {
@@ -180,24 +176,4 @@ fn source_date_epoch() -> Result<u64, CliError> {
             .map_err(|_| format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds").into()),
         _ => Ok(0),
     }
-}
-
-/// Tags grouped by repository, in the order first named.
-fn group_by_repository(tags: &[ImageRef]) -> Vec<(ImageRef, Vec<String>)> {
-    let mut groups: Vec<(ImageRef, Vec<String>)> = Vec::new();
-    for t in tags {
-        let tag = t.tag.clone().unwrap_or_else(|| "latest".into());
-        match groups
-            .iter_mut()
-            .find(|(r, _)| r.registry == t.registry && r.repository == t.repository)
-        {
-            Some((_, list)) => {
-                if !list.contains(&tag) {
-                    list.push(tag);
-                }
-            }
-            None => groups.push((t.clone(), vec![tag])),
-        }
-    }
-    groups
 }

@@ -57,6 +57,10 @@ pub struct ResolvedBase {
     pub reference: ImageRef,
     /// The digest the reference resolved to (an index's digest for multi-platform bases).
     pub digest: Digest,
+    /// The media type of what the reference resolved to (an index or a manifest).
+    pub media_type: String,
+    /// Every platform manifest of an index, `os/arch[/variant]` → digest (empty otherwise).
+    pub platforms: Vec<(String, Digest)>,
     /// The platform manifest's digest (equals `digest` for single-platform bases).
     pub manifest_digest: Digest,
     pub manifest_media_type: String,
@@ -69,6 +73,14 @@ impl ResolvedBase {
     /// True when the base uses Docker media types (the result must not mix them with OCI's).
     pub fn is_docker(&self) -> bool {
         self.manifest_media_type == crate::manifest::DOCKER_MANIFEST
+    }
+}
+
+/// `os/arch[/variant]`.
+pub fn platform_key(p: &crate::manifest::Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
     }
 }
 
@@ -117,6 +129,7 @@ pub async fn resolve(
         .await
         .map_err(wrap)?;
     let top_view = ManifestView::parse(&top.bytes).map_err(|e| invalid(e.to_string()))?;
+    let top_view_for_platforms = top_view.clone();
     let (manifest, view) = if is_index(&top.media_type) {
         let child = top_view
             .manifests
@@ -129,10 +142,7 @@ pub async fn resolve(
                     .manifests
                     .iter()
                     .filter_map(|d| d.platform.as_ref())
-                    .map(|p| match &p.variant {
-                        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                        None => format!("{}/{}", p.os, p.architecture),
-                    })
+                    .map(platform_key)
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;
@@ -153,8 +163,19 @@ pub async fn resolve(
         .get_blob_bytes(&config_descriptor.digest, MAX_CONFIG_BYTES)
         .await
         .map_err(wrap)?;
+    let platforms = top_view_for_platforms
+        .manifests
+        .iter()
+        .filter_map(|d| {
+            d.platform
+                .as_ref()
+                .map(|p| (platform_key(p), d.digest.clone()))
+        })
+        .collect();
     Ok(ResolvedBase {
         reference: reference.clone(),
+        media_type: top.media_type.clone(),
+        platforms,
         digest: top.digest,
         manifest_digest: manifest.digest,
         manifest_media_type: manifest.media_type,

@@ -326,7 +326,11 @@ pub fn layer_history(config: &serde_json::Value, layers: usize) -> Vec<Option<St
         .and_then(|h| h.as_array())
         .map(|h| {
             h.iter()
-                .filter(|e| !e.get("empty_layer").and_then(|v| v.as_bool()).unwrap_or(false))
+                .filter(|e| {
+                    !e.get("empty_layer")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false)
+                })
                 .map(|e| {
                     ["created_by", "comment"]
                         .iter()
@@ -422,6 +426,23 @@ pub struct Rules {
     pub highest_user_wasted_percent: Option<f64>,
 }
 
+/// A rule's measured value or threshold: bytes, or a share in 0..1.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Measure {
+    Bytes(u64),
+    Ratio(f64),
+}
+
+impl fmt::Display for Measure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Measure::Bytes(n) => write!(f, "{n} bytes ({})", crate::progress::human_bytes(*n)),
+            Measure::Ratio(r) => write!(f, "{r:.4}"),
+        }
+    }
+}
+
 /// One checked rule.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RuleResult {
@@ -429,44 +450,27 @@ pub struct RuleResult {
     pub name: &'static str,
     /// The flag that sets it.
     pub flag: &'static str,
+    /// What is measured: `efficiency`, `wasted bytes`, `user wasted percent`.
+    pub measure: &'static str,
     pub passed: bool,
-    pub actual: f64,
-    pub threshold: f64,
+    pub actual: Measure,
+    pub threshold: Measure,
+    /// How `actual` must compare to `threshold` to pass: `>=` or `<=`.
+    pub must_be: &'static str,
 }
 
 impl fmt::Display for RuleResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.passed { "PASS" } else { "FAIL" };
-        match self.name {
-            "highestWastedBytes" => write!(
-                f,
-                "{verdict}: {} ({}): {} wasted bytes, threshold {} ({} {})",
-                self.name,
-                self.flag,
-                self.actual as u64,
-                self.threshold as u64,
-                if self.passed { "<=" } else { ">" },
-                crate::progress::human_bytes(self.threshold as u64),
-            ),
-            "lowestEfficiency" => write!(
-                f,
-                "{verdict}: {} ({}): efficiency {:.4} {} threshold {:.4}",
-                self.name,
-                self.flag,
-                self.actual,
-                if self.passed { ">=" } else { "<" },
-                self.threshold
-            ),
-            _ => write!(
-                f,
-                "{verdict}: {} ({}): user wasted percent {:.4} {} threshold {:.4}",
-                self.name,
-                self.flag,
-                self.actual,
-                if self.passed { "<=" } else { ">" },
-                self.threshold
-            ),
-        }
+        let (verdict, relation) = match (self.passed, self.must_be) {
+            (true, r) => ("PASS", r),
+            (false, ">=") => ("FAIL", "<"),
+            (false, _) => ("FAIL", ">"),
+        };
+        write!(
+            f,
+            "{verdict}: {} ({}): {} {} {relation} threshold {}",
+            self.name, self.flag, self.measure, self.actual, self.threshold
+        )
     }
 }
 
@@ -482,27 +486,33 @@ impl Rules {
             out.push(RuleResult {
                 name: "lowestEfficiency",
                 flag: "--lowest-efficiency",
+                measure: "efficiency",
                 passed: a.efficiency >= t,
-                actual: a.efficiency,
-                threshold: t,
+                actual: Measure::Ratio(a.efficiency),
+                threshold: Measure::Ratio(t),
+                must_be: ">=",
             });
         }
         if let Some(t) = self.highest_wasted_bytes {
             out.push(RuleResult {
                 name: "highestWastedBytes",
                 flag: "--highest-wasted-bytes",
+                measure: "wasted",
                 passed: a.wasted_bytes <= t,
-                actual: a.wasted_bytes as f64,
-                threshold: t as f64,
+                actual: Measure::Bytes(a.wasted_bytes),
+                threshold: Measure::Bytes(t),
+                must_be: "<=",
             });
         }
         if let Some(t) = self.highest_user_wasted_percent {
             out.push(RuleResult {
                 name: "highestUserWastedPercent",
                 flag: "--highest-user-wasted-percent",
+                measure: "user wasted percent",
                 passed: a.user_wasted_percent <= t,
-                actual: a.user_wasted_percent,
-                threshold: t,
+                actual: Measure::Ratio(a.user_wasted_percent),
+                threshold: Measure::Ratio(t),
+                must_be: "<=",
             });
         }
         out
@@ -556,7 +566,10 @@ mod tests {
 
     #[test]
     fn distinct_files_waste_nothing() {
-        let a = analyze(&[vec![dir("a"), file("a/x", 10)], vec![dir("a"), file("a/y", 30)]]);
+        let a = analyze(&[
+            vec![dir("a"), file("a/x", 10)],
+            vec![dir("a"), file("a/y", 30)],
+        ]);
         assert_eq!(a.total_size, 40);
         assert_eq!(a.wasted_bytes, 0);
         assert_eq!(a.efficiency, 1.0);
@@ -598,7 +611,13 @@ mod tests {
     #[test]
     fn whiteout_deletes_a_file_and_a_whole_directory() {
         let a = analyze(&[
-            vec![dir("d"), file("d/a", 5), file("d/sub/b", 7), file("keep", 1), file("f", 3)],
+            vec![
+                dir("d"),
+                file("d/a", 5),
+                file("d/sub/b", 7),
+                file("keep", 1),
+                file("f", 3),
+            ],
             vec![file(".wh.f", 0), file("d/.wh.sub", 0)],
             vec![file(".wh.d", 0)],
         ]);
@@ -613,7 +632,12 @@ mod tests {
     #[test]
     fn opaque_directory_hides_lower_content_but_not_its_own_layer() {
         let a = analyze(&[
-            vec![dir("c"), file("c/old1", 10), file("c/deep/old2", 20), file("cx", 4)],
+            vec![
+                dir("c"),
+                file("c/old1", 10),
+                file("c/deep/old2", 20),
+                file("cx", 4),
+            ],
             // The new file comes before the marker in the tar: it must survive.
             vec![dir("c"), file("c/new", 1), file("c/.wh..wh..opq", 0)],
             vec![file("c/new", 2)],
@@ -654,7 +678,12 @@ mod tests {
     fn prefix_siblings_are_not_descendants() {
         // "a-b" and "a0" sort between "a/" neighbours; only "a/…" may be removed.
         let a = analyze(&[
-            vec![file("a/x", 1), file("a-b", 2), file("a0", 4), file("a.c", 8)],
+            vec![
+                file("a/x", 1),
+                file("a-b", 2),
+                file("a0", 4),
+                file("a.c", 8),
+            ],
             vec![file(".wh.a", 0)],
         ]);
         assert_eq!(a.wasted_bytes, 1);
@@ -664,11 +693,22 @@ mod tests {
     fn setid_files_per_layer_and_in_the_final_filesystem() {
         let su = |p: &str, mode| Entry::from_tar(p.as_bytes(), b'0', 1, mode).unwrap();
         let a = analyze(&[
-            vec![su("bin/su", 0o4755), su("bin/wall", 0o2755), su("bin/ls", 0o755), dir("tmp")],
-            vec![file("bin/.wh.wall", 0), Entry::from_tar(b"var/mail", b'5', 0, 0o2775).unwrap()],
+            vec![
+                su("bin/su", 0o4755),
+                su("bin/wall", 0o2755),
+                su("bin/ls", 0o755),
+                dir("tmp"),
+            ],
+            vec![
+                file("bin/.wh.wall", 0),
+                Entry::from_tar(b"var/mail", b'5', 0, 0o2775).unwrap(),
+            ],
         ]);
         let paths = |v: &[SetidFile]| v.iter().map(|s| s.path.clone()).collect::<Vec<_>>();
-        assert_eq!(paths(&a.layers[0].setid_files), vec!["/bin/su", "/bin/wall"]);
+        assert_eq!(
+            paths(&a.layers[0].setid_files),
+            vec!["/bin/su", "/bin/wall"]
+        );
         assert_eq!(paths(&a.setid_files), vec!["/bin/su"]);
         assert_eq!(a.setid_files[0].mode, 0o4755);
         assert_eq!(a.setid_files[0].layer, 0);
@@ -683,7 +723,11 @@ mod tests {
         ]});
         assert_eq!(
             layer_history(&config, 3),
-            vec![Some("ADD rootfs.tar /".into()), Some("umoci insert".into()), None]
+            vec![
+                Some("ADD rootfs.tar /".into()),
+                Some("umoci insert".into()),
+                None
+            ]
         );
         assert_eq!(layer_history(&serde_json::json!({}), 1), vec![None]);
     }
@@ -700,7 +744,15 @@ mod tests {
         assert_eq!(parse_size(".5KiB"), Ok(512));
         assert_eq!(parse_size("1.0001kB"), Ok(1000));
         assert_eq!(parse_size("7B"), Ok(7));
-        for bad in ["abc", "", "MB", "1.2.3MB", "-5", "10 XB", "99999999999999999999PB"] {
+        for bad in [
+            "abc",
+            "",
+            "MB",
+            "1.2.3MB",
+            "-5",
+            "10 XB",
+            "99999999999999999999PB",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
     }
@@ -725,9 +777,23 @@ mod tests {
         let r = rules.evaluate(&a);
         assert_eq!(r.len(), 3);
         // efficiency 0.4 < 0.5; wasted 600 <= 600; user wasted 0.6 > 0.5.
-        assert_eq!(r.iter().map(|r| r.passed).collect::<Vec<_>>(), vec![false, true, false]);
-        assert!(r[0].to_string().starts_with("FAIL: lowestEfficiency"));
-        assert!(r[1].to_string().contains("600 wasted bytes, threshold 600"));
+        assert_eq!(
+            r.iter().map(|r| r.passed).collect::<Vec<_>>(),
+            vec![false, true, false]
+        );
+        assert_eq!(
+            r[0].to_string(),
+            "FAIL: lowestEfficiency (--lowest-efficiency): efficiency 0.4000 < threshold 0.5000"
+        );
+        assert_eq!(
+            r[1].to_string(),
+            "PASS: highestWastedBytes (--highest-wasted-bytes): wasted 600 bytes (600 B) <= \
+             threshold 600 bytes (600 B)"
+        );
+        assert_eq!(
+            serde_json::to_value(&r[1]).unwrap()["actual"],
+            serde_json::json!(600)
+        );
         assert!(Rules::default().evaluate(&a).is_empty());
     }
 }

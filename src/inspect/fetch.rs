@@ -151,7 +151,7 @@ pub async fn inspect(
         entries_seen += scan.headers;
         if entries_seen > MAX_ENTRIES {
             return Err(InspectError::Layer {
-                image,
+                image: image.clone(),
                 digest: descriptor.digest.to_string(),
                 message: format!("the image has more than {MAX_ENTRIES} tar entries"),
             });
@@ -220,7 +220,10 @@ async fn scan_layer(
                 let recorded = failure.lock().ok().and_then(|mut f| f.take());
                 if let Some(sender) = &tx {
                     let _ = sender
-                        .send(Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
+                        .send(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            e.to_string(),
+                        )))
                         .await;
                 }
                 stream_error = Some(match recorded {
@@ -375,9 +378,14 @@ pub(crate) fn walk_tar(
                 long_name = None;
                 let size = pax_size.take().unwrap_or(declared);
                 near = String::from_utf8_lossy(&name).into_owned();
-                let mode = header
-                    .mode()
-                    .map_err(|e| format!("bad tar mode field in {near:?}: {e}"))?;
+                // An empty field is 0, as Go's archive/tar reads it; garbage is an error.
+                let mode = if block[100..108].iter().all(|b| matches!(b, 0 | b' ')) {
+                    0
+                } else {
+                    header
+                        .mode()
+                        .map_err(|e| format!("bad tar mode field in {near:?}: {e}"))?
+                };
                 if typeflag == b'S' && header.as_gnu().is_some() && block[482] != 0 {
                     skip_sparse_extensions(input, &near)?;
                 }
@@ -388,7 +396,8 @@ pub(crate) fn walk_tar(
                     _ => size,
                 };
                 visit(Entry::from_tar(&name, typeflag, data, mode))?;
-                skip(input, data + padding(data), &near)?;
+                skip(input, data, &near)?;
+                skip_padding(input, padding(data), &near)?;
             }
         }
     }
@@ -464,6 +473,19 @@ fn skip_sparse_extensions(input: &mut impl Read, near: &str) -> Result<(), Strin
     Err(format!("endless sparse header chain in {near:?}"))
 }
 
+/// Skips the padding after an entry's data. A stream that ends exactly where the padding
+/// should start is a clean end (some writers, umoci among them, never close their tar);
+/// Go's `archive/tar` reads such streams the same way.
+fn skip_padding(input: &mut impl Read, len: u64, near: &str) -> Result<(), String> {
+    let mut pad = [0u8; BLOCK];
+    let got = fill(input, &mut pad[..len as usize])
+        .map_err(|e| format!("reading the tar (in {near:?}): {e}"))?;
+    if got != 0 && got < len as usize {
+        return Err(format!("the tar is truncated (in {near:?})"));
+    }
+    Ok(())
+}
+
 fn skip(input: &mut impl Read, len: u64, near: &str) -> Result<(), String> {
     let skipped = io::copy(&mut (&mut *input).take(len), &mut io::sink())
         .map_err(|e| format!("reading the tar (in {near:?}): {e}"))?;
@@ -524,7 +546,13 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn add(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, data: &[u8], mode: u32) {
+    fn add(
+        b: &mut tar::Builder<Vec<u8>>,
+        path: &str,
+        kind: tar::EntryType,
+        data: &[u8],
+        mode: u32,
+    ) {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_size(data.len() as u64);
@@ -556,9 +584,15 @@ mod tests {
         let e = entries(&tar).unwrap();
         assert_eq!(e.len(), 4);
         assert_eq!((e[0].kind, e[0].path.as_str()), (Kind::Dir, "deep"));
-        assert_eq!((e[1].kind, e[1].path.as_str(), e[1].size), (Kind::File, long.as_str(), 5));
+        assert_eq!(
+            (e[1].kind, e[1].path.as_str(), e[1].size),
+            (Kind::File, long.as_str(), 5)
+        );
         assert_eq!(e[1].mode & 0o7777, 0o4755);
-        assert_eq!((e[2].kind, e[2].path.as_str()), (Kind::Whiteout, "deep/gone"));
+        assert_eq!(
+            (e[2].kind, e[2].path.as_str()),
+            (Kind::Whiteout, "deep/gone")
+        );
         assert_eq!(e[3].kind, Kind::Symlink);
     }
 
@@ -589,7 +623,7 @@ mod tests {
         h.set_mode(0o644);
         h.set_cksum();
         tar.extend_from_slice(h.as_bytes());
-        tar.extend_from_slice(&[b'a', b'b', b'c']);
+        tar.extend_from_slice(b"abc");
         tar.resize(tar.len() + 509, 0);
         tar.extend_from_slice(&[0u8; 1024]);
         let e = entries(&tar).unwrap();
@@ -605,6 +639,18 @@ mod tests {
         bad[0] ^= 1;
         assert!(entries(&bad).unwrap_err().contains("checksum"));
         assert!(entries(&[]).unwrap().is_empty());
+        // Cut inside the padding after the data: truncated.
+        assert!(entries(&tar[..512 + 2000 + 10])
+            .unwrap_err()
+            .contains("truncated"));
+    }
+
+    #[test]
+    fn accepts_a_tar_that_ends_right_after_the_last_data() {
+        // What umoci writes: no padding after the last entry, no end-of-archive blocks.
+        let tar = tar_of(|b| add(b, "f", tar::EntryType::Regular, &[7u8; 2000], 0o644));
+        let e = entries(&tar[..512 + 2000]).unwrap();
+        assert_eq!((e.len(), e[0].size), (1, 2000));
     }
 
     #[test]
@@ -618,9 +664,14 @@ mod tests {
         assert_eq!(scan.uncompressed_size, tar.len() as u64);
         assert_eq!(scan.entries.len(), 1);
         let zst = zstd::encode_all(&tar[..], 1).unwrap();
-        assert_eq!(scan_stream(&zst[..], Some(diff_id)).unwrap().entries.len(), 1);
+        assert_eq!(
+            scan_stream(&zst[..], Some(diff_id)).unwrap().entries.len(),
+            1
+        );
         let wrong = Digest::of(b"other");
-        assert!(scan_stream(&gz[..], Some(wrong)).unwrap_err().contains("diff_id"));
+        assert!(scan_stream(&gz[..], Some(wrong))
+            .unwrap_err()
+            .contains("diff_id"));
         // A gzip stream cut short is an error, not a short layer.
         assert!(scan_stream(&gz[..gz.len() - 6], None).is_err());
     }

@@ -345,3 +345,86 @@ pub fn context_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// Three layers (plus a config) made by umoci and pushed by skopeo to `host/repo:tag`.
+pub fn third_party_image(host: &str, repo: &str, tag: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    umoci_image(
+        &layout,
+        "v1",
+        &[
+            ("/etc/motd", b"hello from layer one\n".to_vec()),
+            ("/app/data.bin", vec![7u8; 200_000]),
+            ("/app/VERSION", b"1.2.3\n".to_vec()),
+        ],
+        None,
+    );
+    skopeo_copy(
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{host}/{repo}:{tag}"),
+        &[],
+    );
+}
+
+/// Two single-platform images by umoci, joined in an OCI index written into the layout, then
+/// pushed with `skopeo copy --all`.
+pub fn third_party_index(host: &str, repo: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    umoci_image(
+        &layout,
+        "amd",
+        &[("/arch", b"amd64\n".to_vec())],
+        Some("amd64"),
+    );
+    umoci_image(
+        &layout,
+        "arm",
+        &[("/arch", b"arm64\n".to_vec())],
+        Some("arm64"),
+    );
+    let index_path = layout.join("index.json");
+    let mut top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let find = |top: &serde_json::Value, name: &str| -> serde_json::Value {
+        top["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let mut children = Vec::new();
+    for (name, arch) in [("amd", "amd64"), ("arm", "arm64")] {
+        let mut d = find(&top, name);
+        d.as_object_mut().unwrap().remove("annotations");
+        d["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+        children.push(d);
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": children,
+    }))
+    .unwrap();
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(&index));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &index).unwrap();
+    top["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"),
+            "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }));
+    std::fs::write(&index_path, serde_json::to_vec(&top).unwrap()).unwrap();
+    skopeo_copy(
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{host}/{repo}:multi"),
+        &["--all"],
+    );
+}

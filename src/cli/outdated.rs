@@ -1,0 +1,113 @@
+//! `regbuild outdated`: which bases have moved since they were pinned. Exit 0 when none
+//! moved, 1 when one did (CI triggers rebuilds on it), 2 on errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{CliError, GlobalArgs};
+use crate::lock::{self, LockFile};
+use crate::outdated::{self, BaseStatus};
+use crate::reference::ImageRef;
+use crate::registry::Registry;
+
+#[derive(Args, Debug)]
+pub struct OutdatedArgs {
+    /// Pushed images to check (their base annotations); without any, the Dockerfile's lock file.
+    pub images: Vec<String>,
+    /// The Dockerfile whose lock file is checked (default ./Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    #[arg(long)]
+    pub lockfile: Option<PathBuf>,
+    /// One JSON object: {"bases": [{"image","reference","pinned","current","moved"}], "moved": N}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(global: &GlobalArgs, args: OutdatedArgs) -> Result<ExitCode, CliError> {
+    let registry = global.registry();
+    match statuses(&registry, &args).await {
+        Ok(list) => {
+            print(&list, args.json)?;
+            Ok(if list.iter().any(|s| s.moved) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+async fn statuses(registry: &Registry, args: &OutdatedArgs) -> Result<Vec<BaseStatus>, String> {
+    let mut out = Vec::new();
+    if !args.images.is_empty() {
+        for i in &args.images {
+            let image: ImageRef = i.parse().map_err(|e| format!("{e}"))?;
+            let (base, pinned) = outdated::base_of_image(registry, &image)
+                .await?
+                .ok_or_else(|| {
+                    format!("{image}: no org.opencontainers.image.base.* annotations")
+                })?;
+            out.push(outdated::check(registry, &image.to_string(), &base, &pinned).await?);
+        }
+        return Ok(out);
+    }
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("Dockerfile"));
+    let path = args
+        .lockfile
+        .clone()
+        .unwrap_or_else(|| lock::default_path(&dockerfile));
+    let lock = LockFile::load(&path)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{}: no lock file (run `regbuild lock`)", path.display()))?;
+    for entry in &lock.images {
+        let reference: ImageRef = entry
+            .reference
+            .parse()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        out.push(
+            outdated::check(
+                registry,
+                &path.display().to_string(),
+                &reference,
+                &entry.digest,
+            )
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+fn print(list: &[BaseStatus], json: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let moved = list.iter().filter(|s| s.moved).count();
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({"bases": list, "moved": moved}),
+        )?;
+        return writeln!(out);
+    }
+    for s in list {
+        writeln!(
+            out,
+            "{}  {}  pinned {}  current {}  {}",
+            s.image,
+            s.reference,
+            s.pinned,
+            s.current,
+            if s.moved { "MOVED" } else { "up to date" }
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! `push` as a library operation: build for one or several platforms (pins from the lock
+//! file), then write the image or index to every tag. The CLI and the workspace driver both
+//! call `push`.
+
+pub mod index;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::build::{self, BuildError, BuildRequest, BuiltImage};
+use crate::digest::Digest;
+use crate::image::base::TargetPlatform;
+use crate::lock::{LockError, LockFile};
+use crate::progress::Progress;
+use crate::publish::{self, BlobOrigin, ImageSet, Plan};
+use crate::reference::ImageRef;
+use crate::registry::{Registry, RegistryError, Scopes};
+use crate::report::Report;
+
+/// How the lock file is used.
+#[derive(Clone, Debug)]
+pub struct LockMode {
+    pub path: PathBuf,
+    /// `--locked`: fail if the file is missing or would have to change.
+    pub locked: bool,
+}
+
+pub struct PushRequest {
+    /// The build (its `platform` is replaced by each of `platforms`).
+    pub build: BuildRequest,
+    pub platforms: Vec<TargetPlatform>,
+    pub tags: Vec<ImageRef>,
+    pub dry_run: bool,
+    pub lock: LockMode,
+}
+
+pub struct PushResult {
+    /// What was written (None for a dry run).
+    pub report: Option<Report>,
+    pub plans: Vec<Plan>,
+    /// The digest of the image (one platform) or index (several), known before writing.
+    pub digest: Digest,
+    pub stripped_setuid: Vec<String>,
+    /// The lock file was written (new bases were added).
+    pub lock_written: bool,
+    /// The built images, one per platform (their temporary files live as long as this).
+    pub images: Vec<BuiltImage>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{0}")]
+    Locked(String),
+}
+
+/// Builds and writes the image.
+pub async fn push(
+    registry: &Registry,
+    req: PushRequest,
+    progress: Arc<dyn Progress>,
+) -> Result<PushResult, PushError> {
+    let existing = LockFile::load(&req.lock.path)?;
+    if req.lock.locked && existing.is_none() {
+        return Err(PushError::Locked(format!(
+            "--locked: there is no lock file at {} (run `regbuild lock` first)",
+            req.lock.path.display()
+        )));
+    }
+    let mut images = Vec::new();
+    for platform in &req.platforms {
+        let mut b = req.build.clone();
+        b.platform = platform.clone();
+        b.pins = existing.clone();
+        images.push(build::build(registry, &b, progress.as_ref()).await?);
+    }
+    let lock_update = lock_changes(existing.as_ref(), &images, &req.lock)?;
+
+    let (set, digest) = if images.len() == 1 {
+        (images[0].set.clone(), images[0].digest.clone())
+    } else {
+        let parts: Vec<(&TargetPlatform, &BuiltImage)> =
+            req.platforms.iter().zip(images.iter()).collect();
+        index::assemble(&parts)
+    };
+    let stripped_setuid = images
+        .iter()
+        .flat_map(|i| i.stripped_setuid.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (report, plans) = write_to_tags(registry, set, &req.tags, req.dry_run, progress).await?;
+    let mut lock_written = false;
+    if let (Some(lock), false) = (lock_update, req.dry_run) {
+        lock.save(&req.lock.path)?;
+        lock_written = true;
+    }
+    Ok(PushResult {
+        report,
+        plans,
+        digest,
+        stripped_setuid,
+        lock_written,
+        images,
+    })
+}
+
+/// The lock file to write when the build used bases it does not pin yet (`None`: no change,
+/// or no lock file in use). With `--locked` a needed change is an error.
+fn lock_changes(
+    existing: Option<&LockFile>,
+    images: &[BuiltImage],
+    mode: &LockMode,
+) -> Result<Option<LockFile>, PushError> {
+    let Some(existing) = existing else {
+        return Ok(None);
+    };
+    let mut updated = existing.clone();
+    for image in images {
+        for entry in &image.locked {
+            updated.upsert(entry.clone());
+        }
+    }
+    if updated == *existing {
+        return Ok(None);
+    }
+    if mode.locked {
+        let missing: Vec<String> = updated
+            .images
+            .iter()
+            .filter(|e| existing.get(&e.reference) != Some(e))
+            .map(|e| e.reference.clone())
+            .collect();
+        return Err(PushError::Locked(format!(
+            "--locked: {} does not pin {} (run `regbuild lock`)",
+            mode.path.display(),
+            missing.join(", ")
+        )));
+    }
+    Ok(Some(updated))
+}
+
+/// Writes `set` to every tag: one plan per repository; later repositories mount what the
+/// first one received. With `dry_run`, only plans (HEADs are made, nothing is written).
+pub async fn write_to_tags(
+    registry: &Registry,
+    mut set: ImageSet,
+    tags: &[ImageRef],
+    dry_run: bool,
+    progress: Arc<dyn Progress>,
+) -> Result<(Option<Report>, Vec<Plan>), RegistryError> {
+    let mut first: Option<Report> = None;
+    let mut references = Vec::new();
+    let mut plans = Vec::new();
+    for (repo, repo_tags) in group_by_repository(tags) {
+        let sources: Vec<String> = set
+            .blobs
+            .iter()
+            .filter_map(|b| match &b.origin {
+                BlobOrigin::Registry {
+                    registry: r,
+                    repository,
+                } if *r == repo.registry => Some(repository.clone()),
+                _ => None,
+            })
+            .collect();
+        let dst = registry.repo(
+            &repo.registry,
+            &repo.repository,
+            Scopes::push(&repo.repository, sources.iter().map(String::as_str)),
+        );
+        let present = publish::probe(registry, &dst, &set.blobs).await?;
+        let plan = publish::plan(&set, &repo.registry, &repo.repository, &repo_tags, &present);
+        if dry_run {
+            plans.push(plan);
+            continue;
+        }
+        let report = publish::execute(registry, &plan, progress.clone()).await?;
+        plans.push(plan);
+        references.extend(report.references.clone());
+        for b in &mut set.blobs {
+            if matches!(b.origin, BlobOrigin::File(_)) {
+                b.origin = BlobOrigin::Registry {
+                    registry: repo.registry.clone(),
+                    repository: repo.repository.clone(),
+                };
+            }
+        }
+        if first.is_none() {
+            first = Some(report);
+        }
+    }
+    Ok((
+        first.map(|mut r| {
+            r.references = references;
+            r
+        }),
+        plans,
+    ))
+}
+
+/// Tags grouped by repository, in the order first named.
+fn group_by_repository(tags: &[ImageRef]) -> Vec<(ImageRef, Vec<String>)> {
+    let mut groups: Vec<(ImageRef, Vec<String>)> = Vec::new();
+    for t in tags {
+        let tag = t.tag.clone().unwrap_or_else(|| "latest".into());
+        match groups
+            .iter_mut()
+            .find(|(r, _)| r.registry == t.registry && r.repository == t.repository)
+        {
+            Some((_, list)) => {
+                if !list.contains(&tag) {
+                    list.push(tag);
+                }
+            }
+            None => groups.push((t.clone(), vec![tag])),
+        }
+    }
+    groups
+}
