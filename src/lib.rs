@@ -19,3 +19,4 @@ pub mod rebase;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod workspace;

@@ -322,6 +322,11 @@ fn a_corrupted_layer_fails_on_its_digest() {
     let out = inspect(&["--json", &reference]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stderr(&out).contains(&digest), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not match its digest"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 }
 

@@ -135,7 +135,11 @@ pub async fn build(
         let mut resolved = base::resolve(registry, &target, &plat)
             .await
             .map_err(|e| at(e.to_string()))?;
-        resolved.reference = written.clone();
+        // Annotations name the base by its tag; the digest is recorded beside it.
+        resolved.reference = match (&written.tag, req.overrides.contains_key(&r)) {
+            (Some(t), true) => written.with_tag(t),
+            _ => written.clone(),
+        };
         if written.digest.is_none() && !req.overrides.contains_key(&r) {
             locked.push(LockedImage {
                 reference: written.to_string(),

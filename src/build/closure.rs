@@ -82,11 +82,14 @@ use std::rc::Rc;
 
 use object::elf;
 use object::read::elf::{Dyn as _, FileHeader, ProgramHeader as _};
-use object::read::{ReadCache, ReadRef, StringTable};
+use object::read::{ReadCache, ReadRef};
 use object::Endianness;
 
 /// Symlinks followed while resolving one path: Linux's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
+/// Linux's limits on a file name and a whole path.
+const NAME_MAX: usize = 255;
+const PATH_MAX: usize = 4096;
 /// Objects loaded for one binary; real programs stay in the hundreds.
 const MAX_OBJECTS: usize = 4096;
 /// `DT_NEEDED` entries of one object.
@@ -105,6 +108,9 @@ const MAX_DST_RESULTS: usize = 64;
 /// KiB, and this keeps a hostile header from making us read gigabytes.
 const MAX_DYNAMIC_SIZE: u64 = 16 << 20;
 const MAX_INTERP_SIZE: u64 = 4096;
+/// Longest `DT_NEEDED`/`DT_RPATH`/`DT_RUNPATH` string read. The `object`
+/// crate's own cached reader stops at 4 KiB, which Nix-style runpaths exceed.
+const MAX_STRING_SIZE: u64 = 1 << 20;
 
 /// What is at a [`ClosureFile::path`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -507,8 +513,16 @@ impl Walk<'_> {
                     meta = None;
                 }
                 Step::Name(name) => {
+                    // What the kernel refuses with ENAMETOOLONG does not
+                    // exist for ld.so either: it goes on searching.
+                    if name.len() > NAME_MAX {
+                        return Ok(None);
+                    }
                     let candidate = current.join(&name);
                     let host = self.host(&candidate);
+                    if host.as_os_str().len() >= PATH_MAX {
+                        return Ok(None);
+                    }
                     let m = match fs::symlink_metadata(&host) {
                         Ok(m) => m,
                         Err(e) if is_missing(&e) => return Ok(None),
@@ -1143,13 +1157,9 @@ where
     let end = strsz
         .and_then(|size| start.checked_add(size))
         .map_or(len, |end| end.min(len));
-    let table = StringTable::new(data, start, end);
     for (tag, value) in strings {
-        let string = u32::try_from(value)
-            .ok()
-            .and_then(|offset| table.get(offset).ok())
-            .ok_or_else(|| format!("dynamic entry {:#x} has a bad string offset", tag.0))?
-            .to_vec();
+        let string = dynamic_string(data, start, end, value)
+            .ok_or_else(|| format!("dynamic entry {:#x} has a bad string", tag.0))?;
         if tag == elf::DT_NEEDED {
             out.needed.push(string);
         } else if tag == elf::DT_RPATH {
@@ -1164,6 +1174,31 @@ where
         out.rpath = None;
     }
     Ok(out)
+}
+
+/// The NUL-terminated string at `offset` in the string table that spans
+/// `start..end` of the file.
+fn dynamic_string<'data, R: ReadRef<'data>>(
+    data: R,
+    start: u64,
+    end: u64,
+    offset: u64,
+) -> Option<Vec<u8>> {
+    let at = start.checked_add(offset).filter(|&at| at < end)?;
+    let available = (end - at).min(MAX_STRING_SIZE);
+    // Strings are short and tables can be megabytes: read growing windows.
+    let mut window = 256;
+    loop {
+        let size = window.min(available);
+        let bytes = data.read_bytes_at(at, size).ok()?;
+        if let Some(len) = bytes.iter().position(|&b| b == 0) {
+            return Some(bytes[..len].to_vec());
+        }
+        if size == available {
+            return None;
+        }
+        window *= 4;
+    }
 }
 
 #[cfg(test)]
@@ -1584,22 +1619,30 @@ mod tests {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
+        // Longer than 4 KiB, with a name too long for the kernel first.
+        let long = format!(
+            "/{}:{}$ORIGIN/../lib",
+            "n".repeat(300),
+            "/nonexistent/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:"
+                .repeat(70)
+        );
+        let new_dtags = &["-Wl,--enable-new-dtags"][..];
+        let old_dtags = &["-Wl,--disable-new-dtags"][..];
         for (name, rpath, flags) in [
-            ("runpath", "$ORIGIN/../lib", &["-Wl,--enable-new-dtags"][..]),
-            (
-                "rpath",
-                "${ORIGIN}/../lib",
-                &["-Wl,--disable-new-dtags"][..],
-            ),
+            ("runpath", "$ORIGIN/../lib", new_dtags),
+            ("rpath", "${ORIGIN}/../lib", old_dtags),
+            ("long", long.as_str(), new_dtags),
         ] {
             let prefix = tmp.path().join(name);
             let prog = build_origin_program(&prefix, rpath, flags);
             let dynamic = dynamic_of(&prog);
-            if name == "runpath" {
-                assert!(dynamic.runpath.is_some() && dynamic.rpath.is_none());
-            } else {
+            if name == "rpath" {
                 assert!(dynamic.rpath.is_some() && dynamic.runpath.is_none());
+            } else {
+                assert!(dynamic.runpath.is_some() && dynamic.rpath.is_none());
             }
+            let written = dynamic.rpath.as_ref().or(dynamic.runpath.as_ref());
+            assert_eq!(written.map(Vec::as_slice), Some(rpath.as_bytes()));
             let files = closure(Path::new("/"), std::slice::from_ref(&prog)).unwrap();
             let map = by_path(&files);
             let so = prefix.join("lib/libfoo.so.1");

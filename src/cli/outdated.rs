@@ -24,6 +24,12 @@ pub struct OutdatedArgs {
     /// One JSON object: {"bases": [{"image","reference","pinned","current","moved"}], "moved": N}.
     #[arg(long)]
     pub json: bool,
+    /// Check every image of the workspace (regbuild.toml).
+    #[arg(long, conflicts_with_all = ["images", "file", "lockfile"])]
+    pub all: bool,
+    /// The workspace file for --all.
+    #[arg(long, default_value = "regbuild.toml")]
+    pub workspace: PathBuf,
 }
 
 pub async fn run(global: &GlobalArgs, args: OutdatedArgs) -> Result<ExitCode, CliError> {
@@ -46,6 +52,10 @@ pub async fn run(global: &GlobalArgs, args: OutdatedArgs) -> Result<ExitCode, Cl
 
 async fn statuses(registry: &Registry, args: &OutdatedArgs) -> Result<Vec<BaseStatus>, String> {
     let mut out = Vec::new();
+    if args.all {
+        let ws = crate::workspace::Workspace::load(&args.workspace).map_err(|e| e.to_string())?;
+        return crate::workspace::outdated_all(registry, &ws).await;
+    }
     if !args.images.is_empty() {
         for i in &args.images {
             let image: ImageRef = i.parse().map_err(|e| format!("{e}"))?;

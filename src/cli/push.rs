@@ -12,6 +12,8 @@ use crate::image::base::TargetPlatform;
 use crate::lock;
 use crate::push::{self, LockMode, PushRequest};
 use crate::reference::ImageRef;
+use crate::workspace::{self, run::PushAllOptions, Workspace};
+use std::io::Write;
 
 #[derive(Args, Debug)]
 pub struct PushArgs {
@@ -22,8 +24,18 @@ pub struct PushArgs {
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
     /// Where to push (repeatable; every tag gets the same digest).
-    #[arg(short = 't', long = "tag", required = true)]
+    #[arg(short = 't', long = "tag", required_unless_present = "all")]
     pub tags: Vec<String>,
+    /// Build every image of the workspace (regbuild.toml) in dependency order.
+    #[arg(long, conflicts_with_all = ["tags", "file", "target"])]
+    pub all: bool,
+    /// The workspace file for --all.
+    #[arg(long, default_value = "regbuild.toml")]
+    pub workspace: PathBuf,
+    /// With --all: images whose base changed but whose own inputs did not are rebased
+    /// onto the new base instead of rebuilt.
+    #[arg(long, requires = "all")]
+    pub rebase: bool,
     /// Build argument `KEY=VALUE` (repeatable).
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
@@ -55,6 +67,9 @@ pub struct PushArgs {
 }
 
 pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliError> {
+    if args.all {
+        return run_all(global, &args).await;
+    }
     // Everything the user typed is checked before any work.
     let tags = parse_tags(&args.tags)?;
     let build_args = parse_build_args(&args.build_args)?;
@@ -117,6 +132,41 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     output::print_report(&report, &tags[0].repository_name(), args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `push --all`: the whole workspace.
+async fn run_all(global: &GlobalArgs, args: &PushArgs) -> Result<ExitCode, CliError> {
+    let ws = Workspace::load(&args.workspace)?;
+    let registry = global.registry();
+    let progress = output::progress(args.json, global.no_progress);
+    let opts = PushAllOptions {
+        rebase: args.rebase,
+        dry_run: args.dry_run,
+        epoch: source_date_epoch()?,
+        keep_setuid: args.keep_setuid,
+    };
+    let outcomes = workspace::push_all(&registry, &ws, &opts, progress).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "images": outcomes }))?;
+        writeln!(out)?;
+    } else {
+        for o in &outcomes {
+            let repo = o
+                .references
+                .first()
+                .map(|r| r.rsplit_once(':').map_or(r.as_str(), |(a, _)| a))
+                .unwrap_or("");
+            writeln!(
+                out,
+                "{:<9} {:<16} {repo}@{}",
+                format!("{:?}", o.outcome).to_lowercase(),
+                o.name,
+                o.digest
+            )?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

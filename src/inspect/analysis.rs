@@ -33,7 +33,8 @@ pub enum Kind {
 }
 
 /// One meaningful entry of a layer: `path` is relative to the image root, cleaned (no
-/// leading `/`, no `.`/`..`/empty components) and never empty.
+/// leading `/`, no `.`/`..`/empty components); for whiteouts it is the deleted path, for
+/// opaque markers the directory (empty for the root), and it is never empty otherwise.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub path: String,

@@ -59,12 +59,22 @@ pub enum PushError {
     Locked(String),
 }
 
-/// Builds and writes the image.
-pub async fn push(
+/// A built image (or index), not yet written.
+pub struct Prepared {
+    pub set: ImageSet,
+    pub digest: Digest,
+    pub stripped_setuid: Vec<String>,
+    /// The lock file to write once the push succeeded (new bases), if any.
+    pub lock_update: Option<LockFile>,
+    pub images: Vec<BuiltImage>,
+}
+
+/// Builds the image for every platform (pins from the lock file) without writing anything.
+pub async fn prepare(
     registry: &Registry,
-    req: PushRequest,
-    progress: Arc<dyn Progress>,
-) -> Result<PushResult, PushError> {
+    req: &PushRequest,
+    progress: &dyn Progress,
+) -> Result<Prepared, PushError> {
     let existing = LockFile::load(&req.lock.path)?;
     if req.lock.locked && existing.is_none() {
         return Err(PushError::Locked(format!(
@@ -77,10 +87,9 @@ pub async fn push(
         let mut b = req.build.clone();
         b.platform = platform.clone();
         b.pins = existing.clone();
-        images.push(build::build(registry, &b, progress.as_ref()).await?);
+        images.push(build::build(registry, &b, progress).await?);
     }
     let lock_update = lock_changes(existing.as_ref(), &images, &req.lock)?;
-
     let (set, digest) = if images.len() == 1 {
         (images[0].set.clone(), images[0].digest.clone())
     } else {
@@ -94,19 +103,42 @@ pub async fn push(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let (report, plans) = write_to_tags(registry, set, &req.tags, req.dry_run, progress).await?;
+    Ok(Prepared {
+        set,
+        digest,
+        stripped_setuid,
+        lock_update,
+        images,
+    })
+}
+
+/// Builds and writes the image.
+pub async fn push(
+    registry: &Registry,
+    req: PushRequest,
+    progress: Arc<dyn Progress>,
+) -> Result<PushResult, PushError> {
+    let prepared = prepare(registry, &req, progress.as_ref()).await?;
+    let (report, plans) = write_to_tags(
+        registry,
+        prepared.set.clone(),
+        &req.tags,
+        req.dry_run,
+        progress,
+    )
+    .await?;
     let mut lock_written = false;
-    if let (Some(lock), false) = (lock_update, req.dry_run) {
+    if let (Some(lock), false) = (&prepared.lock_update, req.dry_run) {
         lock.save(&req.lock.path)?;
         lock_written = true;
     }
     Ok(PushResult {
         report,
         plans,
-        digest,
-        stripped_setuid,
+        digest: prepared.digest,
+        stripped_setuid: prepared.stripped_setuid,
         lock_written,
-        images,
+        images: prepared.images,
     })
 }
 

@@ -67,15 +67,16 @@ pub async fn rebase(
             name.with_digest(&digest)
         }
     };
-    let new_top = crate::outdated::current_digest(registry, &req.new_base)
-        .await
-        .or_else(|_| {
-            req.new_base
-                .digest
-                .clone()
-                .ok_or_else(|| format!("new base {}: not found", req.new_base))
-        })?;
+    // A digest given with the new base pins it; else its tag is resolved now.
+    let new_top = match &req.new_base.digest {
+        Some(d) => d.clone(),
+        None => crate::outdated::current_digest(registry, &req.new_base).await?,
+    };
     let new_pinned = req.new_base.with_digest(&new_top);
+    let new_written = match &req.new_base.tag {
+        Some(t) => req.new_base.with_tag(t),
+        None => req.new_base.clone(),
+    };
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut set = ImageSet::default();
     let digest = if is_index(&top.media_type) {
@@ -102,7 +103,7 @@ pub async fn rebase(
                 &m.bytes,
                 &old_base,
                 &new_pinned,
-                &req.new_base,
+                &new_written,
                 &platform,
                 &mut set,
                 tmp.path(),
@@ -119,7 +120,7 @@ pub async fn rebase(
         let mut new_index = index.clone();
         new_index["mediaType"] = json!(OCI_INDEX);
         new_index["manifests"] = Value::Array(entries);
-        set_base_annotations(&mut new_index, &req.new_base, &new_top);
+        set_base_annotations(&mut new_index, &new_written, &new_top);
         put_root(&mut set, new_index, OCI_INDEX)
     } else {
         let cfg_platform = TargetPlatform::linux_amd64();
@@ -129,7 +130,7 @@ pub async fn rebase(
             &top.bytes,
             &old_base,
             &new_pinned,
-            &req.new_base,
+            &new_written,
             &cfg_platform,
             &mut set,
             tmp.path(),

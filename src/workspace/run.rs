@@ -1,0 +1,370 @@
+//! Building a workspace: every image in dependency order, each level's images concurrently.
+//! An image whose locally computed digest is what its tags already point at is not written
+//! again; an image on a changed base is rebuilt on the new digest — or, with `--rebase`,
+//! rebased when a build on its old base reproduces what is pushed (its own inputs did not
+//! change).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::future::try_join_all;
+use serde::Serialize;
+
+use super::file::{Workspace, WorkspaceImage};
+use super::graph;
+use crate::build::builder::{parse_platform, referenced_images};
+use crate::build::BuildRequest;
+use crate::digest::Digest;
+use crate::image::base::TargetPlatform;
+use crate::lock;
+use crate::outdated::{self, BaseStatus};
+use crate::progress::{Event, Progress};
+use crate::push::{self, LockMode, PushRequest};
+use crate::rebase::{self, RebaseRequest};
+use crate::reference::ImageRef;
+use crate::registry::{Registry, Scopes};
+
+/// What happened to one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Built and written.
+    Pushed,
+    /// Its tags already held this digest: nothing written.
+    Unchanged,
+    /// Moved onto its base's new digest without rebuilding.
+    Rebased,
+    /// Dry run: would be written.
+    Planned,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageOutcome {
+    pub name: String,
+    pub digest: Digest,
+    pub outcome: Outcome,
+    pub references: Vec<String>,
+    pub bytes_uploaded: u64,
+}
+
+pub struct PushAllOptions {
+    pub rebase: bool,
+    pub dry_run: bool,
+    pub epoch: u64,
+    pub keep_setuid: bool,
+}
+
+struct Planned<'a> {
+    image: &'a WorkspaceImage,
+    platforms: Vec<TargetPlatform>,
+    tags: Vec<ImageRef>,
+    /// References its Dockerfile writes that name workspace images: written → image name.
+    workspace_refs: BTreeMap<String, String>,
+}
+
+/// Builds and pushes every image of the workspace.
+pub async fn push_all(
+    registry: &Registry,
+    ws: &Workspace,
+    opts: &PushAllOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<Vec<ImageOutcome>, String> {
+    let (planned, levels) = plan(ws)?;
+    let mut digests: HashMap<String, Digest> = HashMap::new();
+    let mut outcomes = Vec::new();
+    for level in levels {
+        let jobs = level.iter().map(|name| {
+            let p = &planned[name];
+            let digests = &digests;
+            let progress = progress.clone();
+            async move { build_one(registry, ws, p, digests, opts, progress).await }
+        });
+        for outcome in try_join_all(jobs).await? {
+            progress.event(Event::Note(&format!(
+                "{:<9} {} {}",
+                format!("{:?}", outcome.outcome).to_lowercase(),
+                outcome.name,
+                outcome.digest
+            )));
+            digests.insert(outcome.name.clone(), outcome.digest.clone());
+            outcomes.push(outcome);
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Every image's base, checked against what its base's tag points at now.
+pub async fn outdated_all(registry: &Registry, ws: &Workspace) -> Result<Vec<BaseStatus>, String> {
+    let mut out = Vec::new();
+    for image in &ws.images {
+        let tag: ImageRef = first_tag(image)?;
+        match outdated::base_of_image(registry, &tag).await? {
+            Some((base, pinned)) => {
+                out.push(outdated::check(registry, &image.name, &base, &pinned).await?)
+            }
+            None => continue, // FROM scratch: no base to move
+        }
+    }
+    Ok(out)
+}
+
+fn first_tag(image: &WorkspaceImage) -> Result<ImageRef, String> {
+    image
+        .tags
+        .first()
+        .ok_or_else(|| format!("image `{}` has no tags", image.name))?
+        .parse()
+        .map_err(|e| format!("image `{}`: {e}", image.name))
+}
+
+#[allow(clippy::type_complexity)]
+fn plan(ws: &Workspace) -> Result<(HashMap<String, Planned<'_>>, Vec<Vec<String>>), String> {
+    let mut referenced: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut planned = HashMap::new();
+    for image in &ws.images {
+        let platforms = if image.platforms.is_empty() {
+            vec![TargetPlatform::linux_amd64()]
+        } else {
+            image
+                .platforms
+                .iter()
+                .map(|p| {
+                    parse_platform(p)
+                        .ok_or_else(|| format!("image `{}`: invalid platform `{p}`", image.name))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let tags = image
+            .tags
+            .iter()
+            .map(|t| {
+                t.parse::<ImageRef>()
+                    .map_err(|e| format!("image `{}`: {e}", image.name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let req = build_request(ws, image, &platforms[0], 0, false);
+        let refs: Vec<String> = referenced_images(&req)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        let workspace_refs = refs
+            .iter()
+            .filter_map(|r| {
+                graph::workspace_target(&ws.images, r).map(|t| (r.clone(), t.name.clone()))
+            })
+            .collect();
+        referenced.insert(image.name.clone(), refs);
+        planned.insert(
+            image.name.clone(),
+            Planned {
+                image,
+                platforms,
+                tags,
+                workspace_refs,
+            },
+        );
+    }
+    let deps = graph::dependencies(&ws.images, &referenced).map_err(|e| e.to_string())?;
+    let levels = graph::levels(&deps).map_err(|e| e.to_string())?;
+    Ok((planned, levels))
+}
+
+fn build_request(
+    ws: &Workspace,
+    image: &WorkspaceImage,
+    platform: &TargetPlatform,
+    epoch: u64,
+    keep_setuid: bool,
+) -> BuildRequest {
+    BuildRequest {
+        context: ws.context(image),
+        dockerfile: ws.dockerfile(image),
+        build_args: image.build_args.clone(),
+        target: None,
+        platform: platform.clone(),
+        epoch,
+        keep_setuid,
+        pins: None,
+        overrides: HashMap::new(),
+    }
+}
+
+/// The overrides pointing workspace references at the given digests of their images.
+fn overrides(
+    ws: &Workspace,
+    p: &Planned<'_>,
+    digest_of: &dyn Fn(&str) -> Option<Digest>,
+) -> Result<HashMap<String, ImageRef>, String> {
+    let mut out = HashMap::new();
+    for (written, name) in &p.workspace_refs {
+        let target = ws
+            .images
+            .iter()
+            .find(|i| &i.name == name)
+            .ok_or_else(|| format!("workspace image `{name}` vanished"))?;
+        let tag = first_tag(target)?;
+        let digest = digest_of(name)
+            .ok_or_else(|| format!("`{}` needs `{name}`, which was not built", p.image.name))?;
+        let mut pinned = tag.clone();
+        pinned.digest = Some(digest);
+        out.insert(written.clone(), pinned);
+    }
+    Ok(out)
+}
+
+async fn build_one(
+    registry: &Registry,
+    ws: &Workspace,
+    p: &Planned<'_>,
+    digests: &HashMap<String, Digest>,
+    opts: &PushAllOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<ImageOutcome, String> {
+    let name = &p.image.name;
+    let fail = |e: String| format!("workspace image `{name}`: {e}");
+    let mut build = build_request(ws, p.image, &p.platforms[0], opts.epoch, opts.keep_setuid);
+    build.overrides = overrides(ws, p, &|n| digests.get(n).cloned()).map_err(fail)?;
+    let req = PushRequest {
+        lock: LockMode {
+            path: lock::default_path(&build.dockerfile),
+            locked: false,
+        },
+        build,
+        platforms: p.platforms.clone(),
+        tags: p.tags.clone(),
+        dry_run: opts.dry_run,
+    };
+    let prepared = push::prepare(registry, &req, progress.as_ref())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let current = current_digests(registry, &p.tags).await.map_err(fail)?;
+    let references = p.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    if current.iter().all(|c| c.as_ref() == Some(&prepared.digest)) {
+        return Ok(ImageOutcome {
+            name: name.clone(),
+            digest: prepared.digest,
+            outcome: Outcome::Unchanged,
+            references,
+            bytes_uploaded: 0,
+        });
+    }
+    if opts.rebase && !opts.dry_run {
+        if let Some(Some(pushed)) = current.first() {
+            if let Some(done) = try_rebase(registry, ws, p, &req, pushed, progress.clone())
+                .await
+                .map_err(fail)?
+            {
+                return Ok(done);
+            }
+        }
+    }
+    let (report, _) = push::write_to_tags(
+        registry,
+        prepared.set.clone(),
+        &p.tags,
+        opts.dry_run,
+        progress,
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    if let (Some(lock), false) = (&prepared.lock_update, opts.dry_run) {
+        lock.save(&req.lock.path).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(ImageOutcome {
+        name: name.clone(),
+        digest: prepared.digest,
+        outcome: if opts.dry_run {
+            Outcome::Planned
+        } else {
+            Outcome::Pushed
+        },
+        references,
+        bytes_uploaded: report.map(|r| r.bytes_uploaded).unwrap_or(0),
+    })
+}
+
+/// Rebases the pushed image when only its workspace base moved: a build against the base
+/// digest it was made from must reproduce the pushed digest exactly.
+async fn try_rebase(
+    registry: &Registry,
+    ws: &Workspace,
+    p: &Planned<'_>,
+    req: &PushRequest,
+    pushed: &Digest,
+    progress: Arc<dyn Progress>,
+) -> Result<Option<ImageOutcome>, String> {
+    let image_ref = p.tags[0].with_digest(pushed);
+    let Some((base_name, old_digest)) = outdated::base_of_image(registry, &image_ref).await? else {
+        return Ok(None);
+    };
+    let Some(base_image) = graph::workspace_target(&ws.images, &base_name.to_string()) else {
+        return Ok(None);
+    };
+    // The digests the pushed image was built from: its base's old one, nothing else moved.
+    let old_overrides = overrides(ws, p, &|n| {
+        (n == base_image.name).then(|| old_digest.clone())
+    })
+    .ok();
+    let Some(old_overrides) = old_overrides else {
+        return Ok(None);
+    };
+    let mut old_req = PushRequest {
+        build: req.build.clone(),
+        platforms: req.platforms.clone(),
+        tags: req.tags.clone(),
+        dry_run: true,
+        lock: req.lock.clone(),
+    };
+    old_req.build.overrides = old_overrides;
+    let reproduced = push::prepare(registry, &old_req, progress.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    if reproduced.digest != *pushed {
+        return Ok(None); // its own inputs changed too: rebuild
+    }
+    let new_base = req
+        .build
+        .overrides
+        .values()
+        .find(|r| r.registry == base_name.registry && r.repository == base_name.repository)
+        .cloned()
+        .ok_or("the new base digest is unknown")?;
+    let done = rebase::rebase(
+        registry,
+        &RebaseRequest {
+            image: image_ref,
+            new_base,
+            old_base: None,
+            tags: p.tags.clone(),
+            dry_run: false,
+        },
+        progress,
+    )
+    .await?;
+    Ok(Some(ImageOutcome {
+        name: p.image.name.clone(),
+        digest: done.digest,
+        outcome: Outcome::Rebased,
+        references: p.tags.iter().map(|t| t.to_string()).collect(),
+        bytes_uploaded: done.report.map(|r| r.bytes_uploaded).unwrap_or(0),
+    }))
+}
+
+/// What each tag points at now (`None`: no such tag yet).
+async fn current_digests(
+    registry: &Registry,
+    tags: &[ImageRef],
+) -> Result<Vec<Option<Digest>>, String> {
+    let mut out = Vec::new();
+    for t in tags {
+        let repo = registry.repo(&t.registry, &t.repository, Scopes::pull(&t.repository));
+        let info = repo
+            .head_manifest(&t.manifest_reference())
+            .await
+            .or_else(|e| if e.is_not_found() { Ok(None) } else { Err(e) })
+            .map_err(|e| e.to_string())?;
+        out.push(info.map(|i| i.digest));
+    }
+    Ok(out)
+}

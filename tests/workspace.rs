@@ -1,0 +1,250 @@
+//! Image hierarchies on the real registry: a three-level workspace (base → mid → top) plus
+//! an independent image; `push --all` rebuilds exactly the dependents of a change,
+//! `--rebase` moves them without rebuilding, `outdated --all` reports the tree.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+fn workspace(host: &str) -> tempfile::TempDir {
+    let dir = context_with(&[
+        (
+            "base/Dockerfile",
+            "FROM scratch\nCOPY base.txt /etc/base.txt\n",
+        ),
+        ("base/base.txt", "base v1\n"),
+        (
+            "mid/Dockerfile",
+            &format!("FROM {host}/ws/base:1\nCOPY mid.txt /etc/mid.txt\n"),
+        ),
+        ("mid/mid.txt", "mid\n"),
+        // `FROM mid` names the workspace image by its name.
+        (
+            "top/Dockerfile",
+            "FROM mid\nCOPY top.txt /etc/top.txt\nCMD [\"/top\"]\n",
+        ),
+        ("top/top.txt", "top\n"),
+        (
+            "other/Dockerfile",
+            "FROM scratch\nCOPY other.txt /other.txt\n",
+        ),
+        ("other/other.txt", "other\n"),
+    ]);
+    let toml = format!(
+        r#"
+[[image]]
+name = "top"
+context = "top"
+tags = ["{host}/ws/top:1"]
+
+[[image]]
+name = "mid"
+context = "mid"
+tags = ["{host}/ws/mid:1"]
+
+[[image]]
+name = "base"
+context = "base"
+tags = ["{host}/ws/base:1"]
+
+[[image]]
+name = "other"
+context = "other"
+tags = ["{host}/ws/other:1"]
+"#
+    );
+    std::fs::write(dir.path().join("regbuild.toml"), toml).unwrap();
+    dir
+}
+
+fn push_all(ws: &Path, extra: &[&str]) -> Value {
+    let file = ws.join("regbuild.toml");
+    let mut args = vec![
+        "push",
+        "--all",
+        "--json",
+        "--workspace",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&mut regbuild(&args));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn outcome(report: &Value, name: &str) -> String {
+    report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .map(|i| i["outcome"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("{name} missing: {report}"))
+}
+
+fn manifest_puts(log: &[Access], repo: &str) -> usize {
+    log.iter()
+        .filter(|a| a.method == "PUT" && a.uri.starts_with(&format!("/v2/{repo}/manifests/")))
+        .count()
+}
+
+#[test]
+fn a_changed_base_rebuilds_exactly_its_dependents() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let ws = workspace(&host);
+
+    let first = push_all(ws.path(), &[]);
+    for n in ["base", "mid", "top", "other"] {
+        assert_eq!(outcome(&first, n), "pushed", "{first}");
+    }
+    // Built in dependency order.
+    let order: Vec<&str> = first["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    let pos = |n: &str| order.iter().position(|x| *x == n).unwrap();
+    assert!(
+        pos("base") < pos("mid") && pos("mid") < pos("top"),
+        "{order:?}"
+    );
+    let (_k, bundle) = pull_and_unpack(&format!("{host}/ws/top:1"), &[]);
+    for f in ["etc/base.txt", "etc/mid.txt", "etc/top.txt"] {
+        assert!(bundle.join("rootfs").join(f).exists(), "{f}");
+    }
+
+    // Nothing changed: nothing is put again.
+    let mark = reg.access_log().len();
+    let again = push_all(ws.path(), &[]);
+    for n in ["base", "mid", "top", "other"] {
+        assert_eq!(outcome(&again, n), "unchanged", "{again}");
+    }
+    let log = reg.access_log_since(mark);
+    assert!(
+        log.iter().all(|a| a.method == "GET" || a.method == "HEAD"),
+        "{log:#?}"
+    );
+
+    // The bottom image changes: it and its dependents are rebuilt, `other` is not touched.
+    std::fs::write(ws.path().join("base/base.txt"), "base v2\n").unwrap();
+    let mark = reg.access_log().len();
+    let cascade = push_all(ws.path(), &[]);
+    for n in ["base", "mid", "top"] {
+        assert_eq!(outcome(&cascade, n), "pushed", "{cascade}");
+    }
+    assert_eq!(outcome(&cascade, "other"), "unchanged");
+    let log = reg.access_log_since(mark);
+    assert_eq!(manifest_puts(&log, "ws/other"), 0);
+    for repo in ["ws/base", "ws/mid", "ws/top"] {
+        assert_eq!(manifest_puts(&log, repo), 1, "{repo}");
+    }
+    let (_k, bundle) = pull_and_unpack(&format!("{host}/ws/top:1"), &[]);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/base.txt")).unwrap(),
+        "base v2\n"
+    );
+}
+
+#[test]
+fn rebase_mode_moves_dependents_without_uploading_their_layers() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let ws = workspace(&host);
+    push_all(ws.path(), &[]);
+    let file = ws.path().join("regbuild.toml");
+
+    // Only the base is pushed anew: the tree is now outdated below it.
+    std::fs::write(ws.path().join("base/base.txt"), "base v3\n").unwrap();
+    run(&mut regbuild(&[
+        "push",
+        "-t",
+        &format!("{host}/ws/base:1"),
+        ws.path().join("base").to_str().unwrap(),
+    ]));
+    let out = regbuild(&["outdated", "--all", "--workspace", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("mid ") && l.contains("MOVED")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("top ") && l.contains("up to date")),
+        "{text}"
+    );
+
+    let mark = reg.access_log().len();
+    let report = push_all(ws.path(), &["--rebase"]);
+    assert_eq!(outcome(&report, "base"), "unchanged", "{report}");
+    assert_eq!(outcome(&report, "mid"), "rebased", "{report}");
+    assert_eq!(outcome(&report, "top"), "rebased", "{report}");
+    assert_eq!(outcome(&report, "other"), "unchanged", "{report}");
+    let log = reg.access_log_since(mark);
+    let uploads = log
+        .iter()
+        .filter(|a| a.method == "PUT" && a.uri.contains("/blobs/uploads/"))
+        .count();
+    assert_eq!(
+        uploads, 2,
+        "one new config per rebased image, no layer: {log:#?}"
+    );
+    let (_k, bundle) = pull_and_unpack(&format!("{host}/ws/top:1"), &[]);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/base.txt")).unwrap(),
+        "base v3\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/top.txt")).unwrap(),
+        "top\n"
+    );
+
+    let out = regbuild(&["outdated", "--all", "--workspace", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn cycles_and_missing_images_are_clear_errors() {
+    let dir = context_with(&[
+        ("a/Dockerfile", "FROM b\nCOPY x /x\n"),
+        ("a/x", "x"),
+        ("b/Dockerfile", "FROM a\nCOPY x /x\n"),
+        ("b/x", "x"),
+    ]);
+    let file = dir.path().join("regbuild.toml");
+    std::fs::write(
+        &file,
+        "[[image]]\nname = \"a\"\ncontext = \"a\"\ntags = [\"127.0.0.1:1/a:1\"]\n\n[[image]]\nname = \"b\"\ncontext = \"b\"\ntags = [\"127.0.0.1:1/b:1\"]\n",
+    )
+    .unwrap();
+    let out = regbuild(&["push", "--all", "--workspace", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cycle") && (err.contains("a -> b -> a") || err.contains("b -> a -> b")),
+        "{err}"
+    );
+
+    std::fs::write(
+        &file,
+        "[[image]]\nname = \"a\"\ncontext = \"a\"\ntags = [\"127.0.0.1:1/a:1\"]\ndepends_on = [\"ghost\"]\n",
+    )
+    .unwrap();
+    let out = regbuild(&["push", "--all", "--workspace", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("`ghost`") && err.contains("`a`"), "{err}");
+}
