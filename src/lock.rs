@@ -125,62 +125,6 @@ pub fn default_path(dockerfile: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_NAME))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(r: &str, d: &[u8]) -> LockedImage {
-        LockedImage {
-            reference: r.into(),
-            digest: Digest::of(d),
-            media_type: crate::manifest::OCI_MANIFEST.into(),
-            platforms: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn saves_sorted_and_loads_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(DEFAULT_NAME);
-        let mut lock = LockFile::default();
-        lock.upsert(entry("r/b:1", b"b"));
-        let mut a = entry("r/a:1", b"a");
-        a.platforms.insert("linux/amd64".into(), Digest::of(b"amd"));
-        lock.upsert(a);
-        lock.save(&path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            text.find("r/a:1").unwrap() < text.find("r/b:1").unwrap(),
-            "{text}"
-        );
-        let back = LockFile::load(&path).unwrap().unwrap();
-        assert_eq!(back.images.len(), 2);
-        assert_eq!(back.get("r/a:1").unwrap().platforms.len(), 1);
-        // Same pins, same bytes.
-        back.save(&path).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
-    }
-
-    #[test]
-    fn missing_file_is_none_and_garbage_is_an_error_naming_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(DEFAULT_NAME);
-        assert!(LockFile::load(&path).unwrap().is_none());
-        std::fs::write(&path, "this is = not [valid").unwrap();
-        let e = LockFile::load(&path).unwrap_err().to_string();
-        assert!(e.contains(DEFAULT_NAME), "{e}");
-    }
-
-    #[test]
-    fn upsert_replaces_a_moved_digest() {
-        let mut lock = LockFile::default();
-        lock.upsert(entry("r/a:1", b"old"));
-        lock.upsert(entry("r/a:1", b"new"));
-        assert_eq!(lock.images.len(), 1);
-        assert_eq!(lock.images[0].digest, Digest::of(b"new"));
-    }
-}
-
 /// Resolves `reference` now: its digest, media type and (for an index) the platform
 /// manifests, restricted to `platforms` when given (each must be there).
 pub async fn resolve_entry(
@@ -236,4 +180,60 @@ pub async fn resolve_entry(
         media_type: m.media_type,
         platforms: pins,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(r: &str, d: &[u8]) -> LockedImage {
+        LockedImage {
+            reference: r.into(),
+            digest: Digest::of(d),
+            media_type: crate::manifest::OCI_MANIFEST.into(),
+            platforms: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn saves_sorted_and_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DEFAULT_NAME);
+        let mut lock = LockFile::default();
+        lock.upsert(entry("r/b:1", b"b"));
+        let mut a = entry("r/a:1", b"a");
+        a.platforms.insert("linux/amd64".into(), Digest::of(b"amd"));
+        lock.upsert(a);
+        lock.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.find("r/a:1").unwrap() < text.find("r/b:1").unwrap(),
+            "{text}"
+        );
+        let back = LockFile::load(&path).unwrap().unwrap();
+        assert_eq!(back.images.len(), 2);
+        assert_eq!(back.get("r/a:1").unwrap().platforms.len(), 1);
+        // Same pins, same bytes.
+        back.save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn missing_file_is_none_and_garbage_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DEFAULT_NAME);
+        assert!(LockFile::load(&path).unwrap().is_none());
+        std::fs::write(&path, "this is = not [valid").unwrap();
+        let e = LockFile::load(&path).unwrap_err().to_string();
+        assert!(e.contains(DEFAULT_NAME), "{e}");
+    }
+
+    #[test]
+    fn upsert_replaces_a_moved_digest() {
+        let mut lock = LockFile::default();
+        lock.upsert(entry("r/a:1", b"old"));
+        lock.upsert(entry("r/a:1", b"new"));
+        assert_eq!(lock.images.len(), 1);
+        assert_eq!(lock.images[0].digest, Digest::of(b"new"));
+    }
 }

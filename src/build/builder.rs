@@ -35,6 +35,8 @@ pub struct BuildRequest {
     pub keep_setuid: bool,
     /// Base digests pinned by a lock file: used instead of what tags point at now.
     pub pins: Option<LockFile>,
+    /// `--squash`: merge the new layers (or all layers) into one.
+    pub squash: super::squash::Squash,
     /// References replaced before resolution (a workspace image named in FROM → the
     /// digest just pushed for it).
     pub overrides: HashMap<String, ImageRef>,
@@ -176,6 +178,7 @@ pub async fn build(
     let mut all_layers: Vec<Arc<BuiltLayer>> = Vec::new();
     let mut stripped = Vec::new();
     let mut new_layers = Vec::new();
+    let mut layer_entries: HashMap<String, Vec<super::layer::LayerEntry>> = HashMap::new();
     let created = rfc3339(req.epoch);
     for i in needed_stages(&plan) {
         let stage = &plan.stages[i];
@@ -209,6 +212,7 @@ pub async fn build(
                     let digest: Digest =
                         out.layer.digest.parse().map_err(|e| at(format!("{e}")))?;
                     new_layers.push((digest, out.layer.size, step.text.clone()));
+                    layer_entries.insert(out.layer.digest.clone(), out.entries);
                     let layer = Arc::new(out.layer);
                     all_layers.push(layer.clone());
                     image.layers.push(StageLayer::Local(layer));
@@ -221,10 +225,32 @@ pub async fn build(
         }
         built.insert(i, image);
     }
-    let final_image = built.remove(&plan.target).ok_or_else(|| BuildError::Io {
+    let mut final_image = built.remove(&plan.target).ok_or_else(|| BuildError::Io {
         path: file.clone(),
         message: "the target stage was not built".into(),
     })?;
+    super::squash::squash(
+        registry,
+        &mut final_image,
+        req.squash,
+        &layer_entries,
+        tmp.path(),
+        req.epoch,
+        &created,
+    )
+    .await
+    .map_err(|message| BuildError::Io {
+        path: file.clone(),
+        message: format!("--squash: {message}"),
+    })?;
+    // A squashed layer is new: keep its file alive with the others.
+    for l in &final_image.layers {
+        if let StageLayer::Local(b) = l {
+            if !all_layers.iter().any(|x| Arc::ptr_eq(x, b)) {
+                all_layers.push(b.clone());
+            }
+        }
+    }
     let assembled =
         assemble::assemble(&final_image, &created, tmp.path()).map_err(|e| BuildError::Io {
             path: tmp.path().display().to_string(),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::builder::{join_in_image, StageImage};
+use super::closure::{self, ClosureKind};
 use super::context::{self, CopyRequest};
 use super::dockerignore::DockerIgnore;
 use super::extract;
@@ -35,19 +36,19 @@ pub struct CopyContext<'a> {
 /// The layer a COPY made.
 pub struct CopyOutput {
     pub layer: BuiltLayer,
+    /// What the layer holds (kept for `--squash`).
+    pub entries: Vec<LayerEntry>,
     pub stripped_setuid: Vec<String>,
 }
 
 /// Runs one COPY/ADD; errors are messages the caller prefixes with `file:line`.
 pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, String> {
-    if spec.closure {
-        return Err("COPY --closure is not supported by this version of regbuild".into());
-    }
     let dest = destination(&ctx.workdir, &spec.dest);
     let chown = spec.chown.as_deref().map(parse_chown).transpose()?;
     let chmod = spec.chmod.as_deref().map(parse_chmod).transpose()?;
 
     let mut entries = match &spec.from {
+        _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
         None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
         None => {
             let ignore = |p: &Path, is_dir: bool| is_ignored(ctx.ignore, p, is_dir);
@@ -105,6 +106,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     };
     let tmp = ctx.tmp.to_path_buf();
     let id = ctx.step_text;
+    let kept = entries.clone();
     let layer = tokio::task::block_in_place(|| {
         layer::build_layer(entries, &opts, &tmp, &mut |bytes| {
             ctx.progress.event(Event::LayerPacking { id, bytes })
@@ -118,6 +120,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     });
     Ok(CopyOutput {
         layer,
+        entries: kept,
         stripped_setuid: stripped,
     })
 }
@@ -201,6 +204,92 @@ fn add_entries(
             chmod,
             &|_, _| false,
         )?);
+    }
+    Ok(entries)
+}
+
+/// `COPY --closure [--sysroot=DIR] BIN... DEST-ROOT`: each binary and everything the
+/// dynamic linker loads for it, at their sysroot paths under DEST-ROOT. The sysroot is the
+/// build host (`/`) unless `--sysroot` names a directory inside the context.
+fn closure_entries(
+    ctx: &CopyContext<'_>,
+    spec: &CopySpec,
+    dest: &str,
+    chown: Option<(u64, u64)>,
+) -> Result<Vec<LayerEntry>, String> {
+    let sysroot = match &spec.sysroot {
+        None => PathBuf::from("/"),
+        Some(dir) => {
+            let inside = ctx.context.join(dir.trim_start_matches('/'));
+            let real = inside
+                .canonicalize()
+                .map_err(|e| format!("--sysroot={dir}: {e}"))?;
+            let context = ctx.context.canonicalize().map_err(|e| e.to_string())?;
+            if !real.starts_with(&context) {
+                return Err(format!("--sysroot={dir} leaves the build context"));
+            }
+            real
+        }
+    };
+    let binaries: Vec<PathBuf> = spec.sources.iter().map(PathBuf::from).collect();
+    let files = tokio::task::block_in_place(|| closure::closure(&sysroot, &binaries))
+        .map_err(|e| e.to_string())?;
+    let root = PathBuf::from(dest.trim_start_matches('/'));
+    let (uid, gid) = chown.unwrap_or((0, 0));
+    let mut entries: Vec<LayerEntry> = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    let links: std::collections::BTreeSet<PathBuf> = files
+        .iter()
+        .filter(|f| matches!(f.kind, ClosureKind::Symlink { .. }))
+        .map(|f| root.join(f.path.strip_prefix("/").unwrap_or(&f.path)))
+        .collect();
+    for f in &files {
+        let path = root.join(f.path.strip_prefix("/").unwrap_or(&f.path));
+        // Parent directories, unless one is itself a symlink the closure reproduces.
+        let mut parent = path.parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            if links.contains(p) {
+                break;
+            }
+            dirs.insert(p.to_path_buf());
+            parent = p.parent();
+        }
+        let (kind, mode) = match &f.kind {
+            ClosureKind::File { source } => {
+                let meta =
+                    std::fs::metadata(source).map_err(|e| format!("{}: {e}", source.display()))?;
+                use std::os::unix::fs::PermissionsExt;
+                (
+                    EntryKind::File {
+                        source: source.clone(),
+                        size: meta.len(),
+                    },
+                    meta.permissions().mode() & 0o7777,
+                )
+            }
+            ClosureKind::Symlink { target } => (
+                EntryKind::Symlink {
+                    target: target.clone(),
+                },
+                0o777,
+            ),
+        };
+        entries.push(LayerEntry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+        });
+    }
+    for d in dirs {
+        entries.push(LayerEntry {
+            path: d,
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        });
     }
     Ok(entries)
 }

@@ -7,7 +7,10 @@
 //! archive is treated as hostile. It is not for building layers (see
 //! `super::layer`). It does not give a faithful copy of a filesystem either:
 //! ownership, timestamps and extended attributes are not applied, because
-//! the extracted tree only feeds a build.
+//! the extracted tree only feeds a build. An [`Overlay`] does record each
+//! written path's owner and permission bits as its archive header gave them
+//! ([`Overlay::metadata`]), and which paths are hard links
+//! ([`Overlay::hard_links`]), so a layer can be rebuilt from the tree.
 //!
 //! # Safety rules
 //!
@@ -202,6 +205,31 @@ pub enum ExtractError {
     },
 }
 
+/// Ownership and permission bits of an entry, as its tar header gave them.
+///
+/// `uid` and `gid` come from the PAX `uid`/`gid` records when the entry has
+/// them and they are decimal numbers, else from the header fields (octal or
+/// GNU base-256). An empty or unreadable header field reads as 0. Names
+/// (`uname`/`gname`) are not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMeta {
+    pub uid: u64,
+    pub gid: u64,
+    /// `mode & 0o7777` from the header: the bits the archive asked for, not
+    /// the ones on disk (directories are made owner-writable there).
+    pub mode: u32,
+}
+
+impl EntryMeta {
+    /// What a parent directory that no entry lists is recorded as:
+    /// `root:root`, mode `0o755`.
+    pub const IMPLICIT_DIR: EntryMeta = EntryMeta {
+        uid: 0,
+        gid: 0,
+        mode: IMPLICIT_DIR_MODE,
+    };
+}
+
 /// Detects the compression from a stream's first bytes: gzip, zstd or xz by
 /// magic number, and no compression (a tar) for anything else.
 pub fn detect_compression(magic: &[u8]) -> Compression {
@@ -283,12 +311,12 @@ pub fn extract_archive(
     dest: &Path,
     limits: &Limits,
 ) -> Result<ExtractStats, ExtractError> {
-    let mut sink = Sink::new(dest);
+    let mut sink = Sink::new(dest, false);
     let mut budget = Budget::default();
     for_each_member(name, tar, limits, &mut budget, |member, data| {
         sink.write(name, member, data).map(drop)
     })?;
-    sink.resolve_pending()?;
+    sink.resolve_pending(true)?;
     Ok(sink.stats)
 }
 
@@ -302,6 +330,8 @@ pub fn extract_archive(
 /// (`.wh..wh..opq`) hides it. Whiteouts only affect lower layers and are never
 /// written. Within one layer, a later entry replaces an earlier one, as in
 /// tar.
+///
+/// The header of everything written is recorded: see [`Overlay::metadata`].
 ///
 /// After an error, discard both the `Overlay` and `dest`.
 pub struct Overlay {
@@ -329,7 +359,7 @@ impl Overlay {
             wanted
         };
         Overlay {
-            sink: Sink::new(dest),
+            sink: Sink::new(dest, true),
             limits,
             budget: Budget::default(),
             wanted,
@@ -354,7 +384,41 @@ impl Overlay {
             merge_mark(&mut self.upper, path, mark);
         }
         self.sink.unavailable.clear();
-        Ok(())
+        // Links waiting for a target this layer provided. Lower layers cannot
+        // change the target or the link's path any more, so linking now gives
+        // what `finish` would, and `metadata` is complete after the last layer.
+        self.sink.resolve_pending(false)
+    }
+
+    /// Metadata of every path written into `dest`, by path relative to
+    /// `dest`: what the header of the entry that won (top layer first; the
+    /// last one within a layer) said. For a directory an upper layer only
+    /// implied, that is the lower layer's entry, as for its mode on disk.
+    ///
+    /// Covers files, directories, symlinks and hard links. Parent directories
+    /// no layer lists are [`EntryMeta::IMPLICIT_DIR`]. Not covered: `dest`
+    /// itself (a `./` entry changes nothing), whiteouts, skipped entries and
+    /// hard links still waiting for their target. Those get linked or
+    /// skipped by the time a layer is applied, so after the last
+    /// [`apply_layer`](Overlay::apply_layer) this is complete: [`finish`](Overlay::finish)
+    /// writes nothing more.
+    ///
+    /// A hard link's metadata is its own header's; on disk it shares the
+    /// target's inode. PAX `uid`/`gid` records are honoured (see [`EntryMeta`]).
+    pub fn metadata(&self) -> &HashMap<PathBuf, EntryMeta> {
+        &self.sink.meta
+    }
+
+    /// The hard links written into `dest`: link path → target path, both
+    /// relative to `dest`, each with an entry in [`metadata`](Overlay::metadata).
+    ///
+    /// A link is left out when its target was replaced after it was made
+    /// (a later entry of the same layer at the target's path): it then holds
+    /// the old content on its own and is better treated as a plain file.
+    /// A target may itself be a hard link (chains end at a file or symlink),
+    /// and where the filesystem refused links the "link" is a copy in `dest`.
+    pub fn hard_links(&self) -> &HashMap<PathBuf, PathBuf> {
+        &self.sink.links
     }
 
     /// True when every wanted path is settled, so lower layers need not be
@@ -373,7 +437,7 @@ impl Overlay {
     /// Resolves hard links whose target had not been extracted when they were
     /// met, and returns what was written.
     pub fn finish(mut self) -> Result<ExtractStats, ExtractError> {
-        self.sink.resolve_pending()?;
+        self.sink.resolve_pending(true)?;
         Ok(self.sink.stats)
     }
 }
@@ -590,7 +654,19 @@ struct Member {
     /// Symlinks: the target, verbatim. Hard links: the target's archive name.
     link: Vec<u8>,
     mode: u32,
+    uid: u64,
+    gid: u64,
     size: u64,
+}
+
+impl Member {
+    fn meta(&self) -> EntryMeta {
+        EntryMeta {
+            uid: self.uid,
+            gid: self.gid,
+            mode: self.mode & 0o7777,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -633,9 +709,13 @@ struct Extensions {
     path: Option<Vec<u8>>,
     link: Option<Vec<u8>>,
     size: Option<u64>,
+    uid: Option<u64>,
+    gid: Option<u64>,
 }
 
 impl Extensions {
+    /// Whether nothing that matters for reading the stream is waiting.
+    /// Ownership alone does not make an extension header dangling.
     fn is_empty(&self) -> bool {
         self.path.is_none() && self.link.is_none() && self.size.is_none()
     }
@@ -762,6 +842,10 @@ impl<R: Read> TarStream<'_, R> {
         let mode = header
             .mode()
             .map_err(|e| self.malformed(format!("bad mode field: {e}")))?;
+        // Unlike the mode, ownership never affected extraction: a bad field
+        // reads as 0 rather than failing archives that used to extract.
+        let uid = ext.uid.unwrap_or_else(|| header.uid().unwrap_or(0));
+        let gid = ext.gid.unwrap_or_else(|| header.gid().unwrap_or(0));
         let entry_type = header.entry_type();
         if entry_type.is_gnu_sparse()
             && header.as_gnu().is_some()
@@ -775,6 +859,8 @@ impl<R: Read> TarStream<'_, R> {
             kind: kind_of(entry_type, &raw_name),
             link,
             mode,
+            uid,
+            gid,
             size,
         })
     }
@@ -800,8 +886,9 @@ impl<R: Read> TarStream<'_, R> {
         Ok(data)
     }
 
-    /// Applies the PAX records we need: `path`, `linkpath` and `size`.
-    /// Ownership, times and xattrs are not applied.
+    /// Applies the PAX records we need: `path`, `linkpath` and `size`, plus
+    /// `uid` and `gid` for [`EntryMeta`] (ignored when not a decimal number).
+    /// Names, times and xattrs are not used.
     fn apply_pax(&mut self, mut records: &[u8]) -> Result<(), ExtractError> {
         // Some writers leave NUL padding after the last record.
         while records.iter().any(|b| *b != 0) {
@@ -817,6 +904,14 @@ impl<R: Read> TarStream<'_, R> {
                         .and_then(|s| s.parse().ok())
                         .ok_or_else(|| self.malformed("bad PAX size record".into()))?;
                     self.ext.size = Some(size);
+                }
+                b"uid" | b"gid" => {
+                    let id = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
+                    if key == b"uid" {
+                        self.ext.uid = id.or(self.ext.uid);
+                    } else {
+                        self.ext.gid = id.or(self.ext.gid);
+                    }
                 }
                 _ => {}
             }
@@ -1082,6 +1177,7 @@ struct PendingLink {
     name: PathBuf,
     path: PathBuf,
     target: PathBuf,
+    meta: EntryMeta,
 }
 
 /// Writes members into `dest`, refusing anything that would leave it.
@@ -1094,17 +1190,58 @@ struct Sink {
     /// link to one of them cannot be made.
     unavailable: HashSet<PathBuf>,
     buf: Vec<u8>,
+    /// Whether `meta` and `links` are kept. Only an [`Overlay`] needs them.
+    keep_meta: bool,
+    /// Header metadata of each path written, for [`Overlay::metadata`].
+    meta: HashMap<PathBuf, EntryMeta>,
+    /// Hard links written, link → target, for [`Overlay::hard_links`].
+    links: HashMap<PathBuf, PathBuf>,
+    /// Target → links made to it. May list links since replaced: check
+    /// `links` before trusting an entry.
+    linked_from: HashMap<PathBuf, Vec<PathBuf>>,
 }
 
 impl Sink {
-    fn new(dest: &Path) -> Sink {
+    fn new(dest: &Path, keep_meta: bool) -> Sink {
         Sink {
             dest: dest.to_path_buf(),
             stats: ExtractStats::default(),
             pending: Vec::new(),
             unavailable: HashSet::new(),
             buf: vec![0; COPY_BUF_LEN],
+            keep_meta,
+            meta: HashMap::new(),
+            links: HashMap::new(),
+            linked_from: HashMap::new(),
         }
+    }
+
+    /// Records what was just written at `path`, replacing whatever was there.
+    /// `link_target` is set for a hard link.
+    fn remember(&mut self, path: &Path, meta: EntryMeta, link_target: Option<&Path>) {
+        if !self.keep_meta {
+            return;
+        }
+        // Links to what was at `path` keep the old inode: no longer links to
+        // the new content.
+        for link in self.linked_from.remove(path).unwrap_or_default() {
+            if self.links.get(&link).is_some_and(|target| target == path) {
+                self.links.remove(&link);
+            }
+        }
+        match link_target {
+            Some(target) => {
+                self.links.insert(path.to_path_buf(), target.to_path_buf());
+                self.linked_from
+                    .entry(target.to_path_buf())
+                    .or_default()
+                    .push(path.to_path_buf());
+            }
+            None => {
+                self.links.remove(path);
+            }
+        }
+        self.meta.insert(path.to_path_buf(), meta);
     }
 
     fn note(&mut self, path: &Path, why: &'static str) {
@@ -1132,6 +1269,14 @@ impl Sink {
             Kind::Unsupported(why) => Outcome::Skipped(why),
         };
         self.record(&member.path, outcome);
+        if outcome == Outcome::Written {
+            let target = match member.kind {
+                // Cleaned fine already, or it would not have been written.
+                Kind::HardLink => clean(&member.link, false).ok(),
+                _ => None,
+            };
+            self.remember(&member.path, member.meta(), target.as_deref());
+        }
         Ok(outcome)
     }
 
@@ -1236,6 +1381,7 @@ impl Sink {
                 name: member.name.clone(),
                 path: member.path.clone(),
                 target,
+                meta: member.meta(),
             });
         }
         Ok(outcome)
@@ -1298,14 +1444,23 @@ impl Sink {
         Ok(Outcome::Written)
     }
 
-    fn resolve_pending(&mut self) -> Result<(), ExtractError> {
+    /// Makes the pending hard links whose target is now there. On the
+    /// `last_try` the others are skipped; otherwise they stay pending.
+    fn resolve_pending(&mut self, last_try: bool) -> Result<(), ExtractError> {
         for link in std::mem::take(&mut self.pending) {
             let ctx = Ctx {
                 archive: &link.archive,
                 entry: &link.name,
             };
-            let outcome = self.hard_link(&ctx, &link.path, &link.target, true)?;
+            let outcome = self.hard_link(&ctx, &link.path, &link.target, last_try)?;
             self.record(&link.path, outcome);
+            match outcome {
+                Outcome::Written => {
+                    self.remember(&link.path, link.meta.clone(), Some(&link.target));
+                }
+                Outcome::Pending => self.pending.push(link),
+                Outcome::Skipped(_) => {}
+            }
         }
         Ok(())
     }
@@ -1313,13 +1468,15 @@ impl Sink {
     /// Checks the parents of `path` under `dest`, creating missing ones if
     /// `create`. Each existing parent must be a real directory: writing
     /// through a symlinked parent is how archives escape their destination.
-    fn parents(&self, ctx: &Ctx, path: &Path, create: bool) -> Result<Parents, ExtractError> {
+    fn parents(&mut self, ctx: &Ctx, path: &Path, create: bool) -> Result<Parents, ExtractError> {
         let Some(parent) = path.parent() else {
             return Ok(Parents::Ok);
         };
         let mut disk = self.dest.clone();
+        let mut rel = PathBuf::new();
         for component in parent.components() {
             disk.push(component);
+            rel.push(component);
             match fs::symlink_metadata(&disk) {
                 Ok(meta) if meta.is_dir() => {}
                 Ok(meta) if meta.file_type().is_symlink() => {
@@ -1328,6 +1485,7 @@ impl Sink {
                 Ok(_) => return Ok(Parents::Blocked("a parent is not a directory")),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                     make_dir(&disk, IMPLICIT_DIR_MODE).map_err(|e| ctx.write_error(&disk, e))?;
+                    self.remember(&rel, EntryMeta::IMPLICIT_DIR, None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Parents::Missing),
                 Err(e) => return Err(ctx.write_error(&disk, e)),
@@ -1339,7 +1497,7 @@ impl Sink {
     /// Prepares to write a non-directory at `path`: creates its parents and
     /// removes whatever is there. An empty directory is removed, as tar does.
     /// Returns why not when that cannot be done safely.
-    fn make_room(&self, ctx: &Ctx, path: &Path) -> Result<Option<&'static str>, ExtractError> {
+    fn make_room(&mut self, ctx: &Ctx, path: &Path) -> Result<Option<&'static str>, ExtractError> {
         if let Parents::Blocked(why) = self.parents(ctx, path, true)? {
             return Ok(Some(why));
         }
@@ -1427,6 +1585,22 @@ mod tests {
         fn dir(mut self, path: &str, mode: u32) -> Tar {
             let mut h = header(EntryType::Directory, 0, mode);
             self.0.append_data(&mut h, path, io::empty()).unwrap();
+            self
+        }
+
+        /// A file or directory with an owner.
+        fn owned(
+            mut self,
+            kind: EntryType,
+            path: &str,
+            data: &[u8],
+            mode: u32,
+            ids: (u64, u64),
+        ) -> Tar {
+            let mut h = header(kind, data.len() as u64, mode);
+            h.set_uid(ids.0);
+            h.set_gid(ids.1);
+            self.0.append_data(&mut h, path, data).unwrap();
             self
         }
 
@@ -2241,6 +2415,136 @@ mod tests {
         let stats = overlay.finish().unwrap();
         assert!(!scene.exists("b"));
         assert!(skipped_reason(&stats, "b").starts_with("hard link target was not extracted"));
+    }
+
+    fn meta(uid: u64, gid: u64, mode: u32) -> EntryMeta {
+        EntryMeta { uid, gid, mode }
+    }
+
+    #[test]
+    fn overlay_records_the_winning_headers_metadata() {
+        let scene = Scene::new();
+        let upper = Tar::new()
+            .owned(EntryType::Regular, "f", b"upper", 0o640, (1000, 1000))
+            .file("d/new", b"new", 0o644)
+            .file("plain/x", b"x", 0o644)
+            .bytes();
+        let lower = Tar::new()
+            .dir("./", 0o700)
+            .owned(EntryType::Regular, "f", b"lower", 0o4755, (0, 0))
+            .owned(EntryType::Directory, "d", b"", 0o750, (5, 6))
+            .owned(EntryType::Directory, "ro", b"", 0o555, (7, 8))
+            .symlink("s", "/etc/passwd")
+            .file("d/old", b"old", 0o600)
+            .bytes();
+        let (overlay, _) = run_overlay(&scene, &[], &[upper, lower]);
+        let got = overlay.metadata().clone();
+        assert_eq!(
+            got[Path::new("f")],
+            meta(1000, 1000, 0o640),
+            "upper file wins"
+        );
+        assert_eq!(scene.read("f"), "upper");
+        assert_eq!(
+            got[Path::new("d")],
+            meta(5, 6, 0o750),
+            "lower layer's header for the dir the upper layer implied"
+        );
+        assert_eq!(got[Path::new("ro")], meta(7, 8, 0o555));
+        assert_eq!(scene.mode("ro"), 0o755, "on disk: owner bits added");
+        assert_eq!(got[Path::new("d/new")], meta(0, 0, 0o644));
+        assert_eq!(got[Path::new("d/old")], meta(0, 0, 0o600));
+        assert_eq!(got[Path::new("s")], meta(0, 0, 0o777));
+        assert_eq!(
+            got[Path::new("plain")],
+            EntryMeta::IMPLICIT_DIR,
+            "no layer lists it"
+        );
+        assert!(
+            !got.contains_key(Path::new("")),
+            "dest itself is not written"
+        );
+        assert_eq!(got.len(), 8, "{got:?}");
+        assert!(overlay.hard_links().is_empty());
+        let stats = overlay.finish().unwrap();
+        assert_eq!(stats.entries, 7, "implicit dirs are not entries");
+    }
+
+    #[test]
+    fn overlay_records_hard_links_once_their_target_is_there() {
+        let scene = Scene::new();
+        let upper = Tar::new().hardlink("bin/b", "bin/a").bytes();
+        let lower = Tar::new()
+            .owned(EntryType::Regular, "bin/a", b"a", 0o755, (2, 3))
+            .hardlink("bin/c", "/bin/a")
+            .bytes();
+        let (overlay, _) = run_overlay(&scene, &[], &[upper, lower]);
+        // Complete after the last layer, before `finish`.
+        let links = overlay.hard_links();
+        assert_eq!(links.len(), 2, "{links:?}");
+        assert_eq!(links[Path::new("bin/b")], Path::new("bin/a"));
+        assert_eq!(links[Path::new("bin/c")], Path::new("bin/a"));
+        assert_eq!(overlay.metadata()[Path::new("bin/b")], meta(0, 0, 0o777));
+        assert_eq!(overlay.metadata()[Path::new("bin/a")], meta(2, 3, 0o755));
+        assert_eq!(scene.read("bin/b"), "a");
+        let before = overlay.metadata().clone();
+        let stats = overlay.finish().unwrap();
+        assert_eq!(stats.entries, 3);
+        assert_eq!(before.len(), 4, "bin, bin/a, bin/b, bin/c: {before:?}");
+
+        // A link whose target is replaced afterwards keeps the old content:
+        // no longer a link to that path. A link replaced by a file neither.
+        let scene = Scene::new();
+        let layer = Tar::new()
+            .file("a", b"old", 0o644)
+            .hardlink("b", "a")
+            .hardlink("c", "b")
+            .hardlink("d", "a")
+            .file("a", b"new", 0o600)
+            .file("d", b"own", 0o644)
+            .bytes();
+        let (overlay, _) = run_overlay(&scene, &[], &[layer]);
+        assert_eq!(scene.read("b"), "old");
+        let links = overlay.hard_links();
+        assert_eq!(links.len(), 1, "{links:?}");
+        assert_eq!(links[Path::new("c")], Path::new("b"));
+        assert_eq!(overlay.metadata()[Path::new("a")], meta(0, 0, 0o600));
+        assert_eq!(overlay.metadata()[Path::new("b")], meta(0, 0, 0o777));
+        assert_eq!(overlay.metadata()[Path::new("d")], meta(0, 0, 0o644));
+    }
+
+    #[test]
+    fn overlay_metadata_takes_pax_ids_and_survives_bad_id_fields() {
+        let scene = Scene::new();
+        let mut no_ids = raw_entry(b"blank", EntryType::Regular, b"", b"x");
+        // raw_entry leaves uid/gid empty; make gid garbage too.
+        no_ids[116..124].copy_from_slice(b"zzzzzzz\0");
+        let mut fixed = Header::from_byte_slice(&no_ids[..BLOCK]).clone();
+        fixed.set_cksum();
+        no_ids[..BLOCK].copy_from_slice(fixed.as_bytes());
+        let layer = hostile(&[
+            raw_entry(
+                b"PaxHeaders/big",
+                EntryType::XHeader,
+                b"",
+                &[pax_kv("uid", b"70000000"), pax_kv("gid", b"not a number")].concat(),
+            ),
+            raw_entry(b"big", EntryType::Regular, b"", b"x"),
+            no_ids,
+            raw_entry(
+                b"PaxHeaders/end",
+                EntryType::XHeader,
+                b"",
+                &pax_kv("uid", b"1"),
+            ),
+        ]);
+        let (overlay, _) = run_overlay(&scene, &[], &[layer]);
+        assert_eq!(
+            overlay.metadata()[Path::new("big")],
+            meta(70_000_000, 0, 0o644)
+        );
+        assert_eq!(overlay.metadata()[Path::new("blank")], meta(0, 0, 0o644));
+        assert_eq!(scene.read("blank"), "x");
     }
 
     #[test]

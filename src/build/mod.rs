@@ -8,6 +8,7 @@
 
 pub mod assemble;
 pub mod builder;
+pub mod closure;
 pub mod context;
 pub mod copy;
 pub mod dockerfile;
@@ -15,6 +16,7 @@ pub mod dockerignore;
 pub mod extract;
 pub mod layer;
 pub mod rootfs;
+pub mod squash;
 pub mod stages;
 pub mod substitute;
 

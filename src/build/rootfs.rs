@@ -9,17 +9,19 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::builder::StageLayer;
-use super::extract::{self, Compression, Limits, Overlay};
+use super::extract::{self, Compression, EntryMeta, Limits, Overlay};
 use crate::registry::{Registry, Scopes};
+use std::collections::HashMap;
 
-/// Extracts `wanted` (image paths, relative) of the image made of `layers` into `dest`.
+/// Extracts `wanted` (image paths, relative; empty = everything) of the image made of
+/// `layers` into `dest`; returns each written path's ownership and mode from the layers.
 pub async fn materialize(
     registry: &Registry,
     layers: &[StageLayer],
     wanted: Vec<PathBuf>,
     dest: &Path,
     tmp: &Path,
-) -> Result<(), String> {
+) -> Result<HashMap<PathBuf, EntryMeta>, String> {
     let mut overlay = Overlay::new(dest, wanted, Limits::default());
     for layer in layers.iter().rev() {
         if overlay.settled() {
@@ -54,7 +56,9 @@ pub async fn materialize(
             }
         }
     }
-    Ok(())
+    let meta = overlay.metadata().clone();
+    tokio::task::block_in_place(|| overlay.finish()).map_err(|e| e.to_string())?;
+    Ok(meta)
 }
 
 /// Streams a blob into a file under `tmp`; the stream fails on a digest mismatch.

@@ -67,6 +67,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         keep_setuid: false,
         pins: None,
         overrides: Default::default(),
+        squash: Default::default(),
     };
     let existing = LockFile::load(&path)?.unwrap_or_default();
     let registry = global.registry();

@@ -64,6 +64,36 @@ pub struct PushArgs {
     /// Keep setuid/setgid bits on files this build writes (they are stripped by default).
     #[arg(long)]
     pub keep_setuid: bool,
+    /// One layer for the whole image (`--squash`, base included) or only for the layers
+    /// this build adds (`--squash=new`).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "all", default_value = "none")]
+    pub squash: SquashArg,
+    /// Do not warn when the image runs as root.
+    #[arg(long)]
+    pub allow_root: bool,
+    /// Also push a debug variant here: the image plus the layers of --debug-from on top.
+    #[arg(long, requires = "debug_from")]
+    pub debug_tag: Option<String>,
+    /// The image whose layers the debug variant adds (e.g. a busybox providing /bin/sh).
+    #[arg(long, requires = "debug_tag")]
+    pub debug_from: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SquashArg {
+    None,
+    New,
+    All,
+}
+
+impl From<SquashArg> for crate::build::squash::Squash {
+    fn from(a: SquashArg) -> Self {
+        match a {
+            SquashArg::None => Self::None,
+            SquashArg::New => Self::New,
+            SquashArg::All => Self::All,
+        }
+    }
 }
 
 pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliError> {
@@ -103,19 +133,38 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             keep_setuid: args.keep_setuid,
             pins: None,
             overrides: Default::default(),
+            squash: args.squash.into(),
         },
         platforms,
         tags: tags.clone(),
         dry_run: args.dry_run,
         lock,
     };
+    let debug_from = args
+        .debug_from
+        .as_deref()
+        .map(str::parse::<ImageRef>)
+        .transpose()?;
+    let debug_tag = args
+        .debug_tag
+        .as_deref()
+        .map(str::parse::<ImageRef>)
+        .transpose()?;
+    let platforms = req.platforms.clone();
     let registry = global.registry();
     let progress = output::progress(args.json, global.no_progress);
-    let result = push::push(&registry, req, progress).await?;
+    let result = push::push(&registry, req, progress.clone()).await?;
     for path in &result.stripped_setuid {
         eprintln!(
             "warning: stripped setuid/setgid bits from {path} (use --keep-setuid to keep them)"
         );
+    }
+    if !args.allow_root {
+        if let Some(image) = result.images.first() {
+            if runs_as_root(image.config.user().as_deref()) {
+                eprintln!("warning: the image runs as root (no USER, or USER 0): add a USER instruction, or pass --allow-root");
+            }
+        }
     }
     if result.lock_written {
         eprintln!("updated the lock file with new bases");
@@ -126,13 +175,46 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let report = result.report.ok_or("no tag to push")?;
+    let report = result.report.clone().ok_or("no tag to push")?;
+    let debug = match (&debug_tag, &debug_from) {
+        (Some(tag), Some(from)) => {
+            let tmp = tempfile::tempdir()?;
+            let parts: Vec<_> = platforms.iter().zip(result.images.iter()).collect();
+            let (set, _) =
+                push::debug::variant(&registry, &parts, from, &tags[0], tmp.path()).await?;
+            let (r, _) =
+                push::write_to_tags(&registry, set, std::slice::from_ref(tag), false, progress)
+                    .await?;
+            let r = r.ok_or("the debug variant was not written")?;
+            eprintln!("debug variant: {}@{}", tag.repository_name(), r.digest);
+            Some(r)
+        }
+        _ => None,
+    };
     if let Some(path) = &args.digest_file {
         std::fs::write(path, format!("{}\n", report.digest))
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    output::print_report(&report, &tags[0].repository_name(), args.json)?;
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["setuid_stripped"] = serde_json::json!(result.stripped_setuid);
+        if let Some(d) = &debug {
+            v["debug"] = serde_json::to_value(d)?;
+        }
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::print_report(&report, &tags[0].repository_name(), false)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// USER unset, empty, `0`, `root`, or `0:…`/`root:…`.
+fn runs_as_root(user: Option<&str>) -> bool {
+    let user = user.unwrap_or("").trim();
+    let name = user.split(':').next().unwrap_or("");
+    name.is_empty() || name == "0" || name == "root"
 }
 
 /// `push --all`: the whole workspace.

@@ -293,6 +293,29 @@ impl ImageConfig {
         }
     }
 
+    /// Replaces every layer after the first `keep` by one layer `diff_id`: the history entries
+    /// of the replaced layers stay (as empty layers) and one entry names the squash.
+    pub fn squash_layers(&mut self, keep: usize, diff_id: &str, created: &str, created_by: &str) {
+        if let Some(ids) = self.value["rootfs"]["diff_ids"].as_array_mut() {
+            ids.truncate(keep);
+            ids.push(json!(diff_id));
+        }
+        if let Some(h) = self.value["history"].as_array_mut() {
+            let mut layers_seen = 0;
+            for entry in h.iter_mut() {
+                let empty = entry["empty_layer"].as_bool().unwrap_or(false);
+                if empty {
+                    continue;
+                }
+                if layers_seen >= keep {
+                    entry["empty_layer"] = json!(true);
+                }
+                layers_seen += 1;
+            }
+        }
+        self.push_history(created, created_by, false);
+    }
+
     pub fn diff_ids(&self) -> Vec<String> {
         self.value["rootfs"]["diff_ids"]
             .as_array()

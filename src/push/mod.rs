@@ -2,6 +2,7 @@
 //! file), then write the image or index to every tag. The CLI and the workspace driver both
 //! call `push`.
 
+pub mod debug;
 pub mod index;
 
 use std::path::PathBuf;
@@ -50,9 +51,9 @@ pub struct PushResult {
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error(transparent)]
-    Build(#[from] BuildError),
+    Build(Box<BuildError>),
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Registry(Box<RegistryError>),
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error("{0}")]
@@ -67,6 +68,18 @@ pub struct Prepared {
     /// The lock file to write once the push succeeded (new bases), if any.
     pub lock_update: Option<LockFile>,
     pub images: Vec<BuiltImage>,
+}
+
+impl From<BuildError> for PushError {
+    fn from(e: BuildError) -> Self {
+        PushError::Build(Box::new(e))
+    }
+}
+
+impl From<RegistryError> for PushError {
+    fn from(e: RegistryError) -> Self {
+        PushError::Registry(Box::new(e))
+    }
 }
 
 /// Builds the image for every platform (pins from the lock file) without writing anything.

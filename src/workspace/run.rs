@@ -187,6 +187,7 @@ fn build_request(
         keep_setuid,
         pins: None,
         overrides: HashMap::new(),
+        squash: Default::default(),
     }
 }
 
