@@ -416,18 +416,21 @@ async fn a_blob_with_the_wrong_digest_aborts_before_anything_is_tagged() {
 async fn non_json_errors_are_reported_clearly() {
     let reg = TestRegistry::start(Config::default()).await.unwrap();
     seed_image(&reg, "src");
-    reg.add_fault(FaultRule::new(
-        "GET",
-        "/manifests/v1",
-        FaultAction::Status {
-            status: 500,
-            retry_after: None,
-            body: Some((
-                "text/html".into(),
-                b"<html><body>Internal oops</body></html>".to_vec(),
-            )),
-        },
-    ));
+    reg.add_fault(
+        FaultRule::new(
+            "GET",
+            "/manifests/v1",
+            FaultAction::Status {
+                status: 500,
+                retry_after: None,
+                body: Some((
+                    "text/html".into(),
+                    b"<html><body>Internal oops</body></html>".to_vec(),
+                )),
+            },
+        )
+        .times(usize::MAX),
+    );
     let host = reg.host();
     let err = promote::promote(
         &client(&[]),

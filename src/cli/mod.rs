@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::registry::retry::RetryPolicy;
 use crate::registry::{CredentialSource, Registry, RegistryOptions};
 
 #[derive(Parser, Debug)]
@@ -40,6 +41,18 @@ pub struct GlobalArgs {
     /// No progress output on stderr.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Attempts per request for transient failures (408, 429, 5xx, connection errors).
+    #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub retries: u32,
+    /// Give up (exit 1) when the run takes longer than this many seconds.
+    #[arg(long, global = true, default_value_t = 3600)]
+    pub deadline: u64,
+    /// Blobs larger than this are uploaded in resumable chunks (`64MiB`, `1GB`, bytes).
+    #[arg(long, global = true, default_value = "64MiB", value_parser = parse_size_arg)]
+    pub chunk_threshold: u64,
+    /// The chunk size for those uploads (raised to the registry's minimum).
+    #[arg(long, global = true, default_value = "32MiB", value_parser = parse_size_arg)]
+    pub chunk_size: u64,
     /// More logging on stderr (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -67,6 +80,15 @@ impl GlobalArgs {
             RegistryOptions {
                 insecure: self.insecure_registry.clone(),
                 jobs: usize::from(self.jobs),
+                retry: RetryPolicy {
+                    attempts: self.retries,
+                    deadline: Some(
+                        std::time::Instant::now() + std::time::Duration::from_secs(self.deadline),
+                    ),
+                    ..RetryPolicy::default()
+                },
+                chunk_threshold: self.chunk_threshold,
+                chunk_size: self.chunk_size.max(1),
             },
             CredentialSource::DockerConfig,
         )
@@ -87,14 +109,21 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let deadline = std::time::Duration::from_secs(cli.global.deadline);
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Promote(args) => promote::run(&cli.global, args).await,
-            Command::Push(args) => push::run(&cli.global, args).await,
-            Command::Inspect(args) => inspect::run(&cli.global, args).await,
-            Command::Lock(args) => lock::run(&cli.global, args).await,
-            Command::Outdated(args) => outdated::run(&cli.global, args).await,
-            Command::Rebase(args) => rebase::run(&cli.global, args).await,
+        let work = async {
+            match cli.command {
+                Command::Promote(args) => promote::run(&cli.global, args).await,
+                Command::Push(args) => push::run(&cli.global, args).await,
+                Command::Inspect(args) => inspect::run(&cli.global, args).await,
+                Command::Lock(args) => lock::run(&cli.global, args).await,
+                Command::Outdated(args) => outdated::run(&cli.global, args).await,
+                Command::Rebase(args) => rebase::run(&cli.global, args).await,
+            }
+        };
+        match tokio::time::timeout(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("gave up after {} s (--deadline)", deadline.as_secs()).into()),
         }
     });
     match result {
@@ -118,6 +147,10 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    crate::inspect::analysis::parse_size(s)
 }
 
 /// Errors a command reports: anything displayable, printed once by `main`.

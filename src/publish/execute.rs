@@ -120,7 +120,7 @@ async fn run_step(
             // Refused: the bytes come from the source repository on the same registry.
             Mounted::Upload(session) => {
                 let src = registry.repo(dst.registry_name(), from, Scopes::pull(from));
-                copy_into(dst, session, &src, blob).await?;
+                copy_into(dst, Some(session), &src, blob).await?;
                 Ok(BlobAction::Uploaded)
             }
         },
@@ -129,33 +129,54 @@ async fn run_step(
             repository,
         } => {
             let src = registry.repo(r, repository, Scopes::pull(repository));
-            let session = dst.start_upload().await?;
-            copy_into(dst, session, &src, blob).await?;
+            copy_into(dst, None, &src, blob).await?;
             Ok(BlobAction::Uploaded)
         }
         BlobStep::Upload { path } => {
-            let session = dst.start_upload().await?;
             let digest = blob.digest.clone();
             let reporter = progress.clone();
-            let source = BlobSource::File {
-                path: path.clone(),
-                len: blob.size,
-                on_sent: Some(Arc::new(move |sent| {
-                    reporter.event(Event::BlobSent {
-                        digest: &digest,
-                        sent,
-                    })
-                })),
-            };
-            dst.finish_upload(session, &blob.digest, source).await?;
+            let on_sent: crate::registry::transport::SentHook = Arc::new(move |sent| {
+                reporter.event(Event::BlobSent {
+                    digest: &digest,
+                    sent,
+                })
+            });
+            dst.upload_file(None, &blob.digest, path, blob.size, Some(on_sent))
+                .await?;
             Ok(BlobAction::Uploaded)
         }
     }
 }
 
-/// Streams a blob from `src` into `session` without holding it: GET → verify → PUT. A
-/// digest mismatch aborts the PUT mid-body, so the registry never commits bad bytes.
+/// Streams a blob from `src` into `session` (or a new one) without holding it: GET →
+/// verify → PUT. A digest mismatch aborts the PUT mid-body, so the registry never commits
+/// bad bytes; a transient failure restarts the GET in a fresh session.
 async fn copy_into(
+    dst: &Repo,
+    session: Option<UploadSession>,
+    src: &Repo,
+    blob: &BlobSpec,
+) -> Result<(), RegistryError> {
+    let policy = dst.registry_options().retry.clone();
+    let mut session = session;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let s = match session.take() {
+            Some(s) => s,
+            None => dst.start_upload().await?,
+        };
+        match copy_once(dst, s, src, blob).await {
+            Err(e) if e.is_transient() => match policy.next(attempt, None) {
+                crate::registry::retry::Next::Wait(d) => tokio::time::sleep(d).await,
+                _ => return Err(e),
+            },
+            other => return other,
+        }
+    }
+}
+
+async fn copy_once(
     dst: &Repo,
     session: UploadSession,
     src: &Repo,
@@ -171,7 +192,7 @@ async fn copy_into(
     match dst.finish_upload(session, &blob.digest, source).await {
         Ok(()) => Ok(()),
         Err(e) => match failure.lock().ok().and_then(|mut f| f.take()) {
-            Some(mismatch) => Err(mismatch),
+            Some(from_source) => Err(from_source),
             None => Err(e),
         },
     }

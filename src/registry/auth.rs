@@ -86,6 +86,7 @@ struct State {
 /// Authorization state for one registry host.
 pub struct HostAuth {
     registry: String,
+    retry: super::retry::RetryPolicy,
     credential: Option<Credential>,
     insecure: Vec<String>,
     state: Mutex<State>,
@@ -110,9 +111,15 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 const DEFAULT_TOKEN_TTL: u64 = 60;
 
 impl HostAuth {
-    pub fn new(registry: &str, credential: Option<Credential>, insecure: Vec<String>) -> Self {
+    pub fn new(
+        registry: &str,
+        credential: Option<Credential>,
+        insecure: Vec<String>,
+        retry: super::retry::RetryPolicy,
+    ) -> Self {
         HostAuth {
             registry: registry.to_string(),
+            retry,
             credential,
             insecure,
             state: Mutex::new(State {
@@ -222,7 +229,7 @@ impl HostAuth {
             Some(Credential::IdentityToken(t)) => Some(t.clone()),
             _ => None,
         });
-        let request = match (&refresh, may_send_credentials) {
+        let make = || match (&refresh, may_send_credentials) {
             (Some(refresh), true) => {
                 let mut form = vec![
                     ("grant_type", "refresh_token".to_string()),
@@ -255,26 +262,38 @@ impl HostAuth {
                 rb
             }
         };
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| auth_err(format!("token request: {}", describe_transport(&e))))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            let (code, message) = super::error::parse_error_body(&body);
-            let detail = [code, message].into_iter().flatten().collect::<Vec<_>>();
-            return Err(auth_err(format!(
-                "token request answered HTTP {}{}{}",
-                status.as_u16(),
-                if detail.is_empty() { "" } else { ": " },
-                detail.join(": ")
-            )));
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| auth_err(format!("token response: {}", describe_transport(&e))))?;
+        let mut attempt = 0;
+        let body = loop {
+            attempt += 1;
+            let resp = super::retry::send_retrying(&self.retry, make)
+                .await
+                .map_err(|e| auth_err(format!("token request: {}", describe_transport(&e))))?;
+            let status = resp.status();
+            if !status.is_success() {
+                let body = resp.bytes().await.unwrap_or_default();
+                let (code, message) = super::error::parse_error_body(&body);
+                let detail = [code, message].into_iter().flatten().collect::<Vec<_>>();
+                return Err(auth_err(format!(
+                    "token request answered HTTP {}{}{}",
+                    status.as_u16(),
+                    if detail.is_empty() { "" } else { ": " },
+                    detail.join(": ")
+                )));
+            }
+            match resp.bytes().await {
+                Ok(b) => break b,
+                // A token response cut mid-body: ask again.
+                Err(e) => match self.retry.next(attempt, None) {
+                    super::retry::Next::Wait(d) => tokio::time::sleep(d).await,
+                    _ => {
+                        return Err(auth_err(format!(
+                            "token response: {}",
+                            describe_transport(&e)
+                        )))
+                    }
+                },
+            }
+        };
         let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|_| auth_err("token response is not JSON".to_string()))?;
         let value = parsed

@@ -82,6 +82,17 @@ impl RegistryError {
         }
     }
 
+    /// True for failures worth trying again: no answer, or a "try later" status.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Transport { .. } => true,
+            RegistryError::Api { status, .. } => {
+                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            _ => false,
+        }
+    }
+
     /// True when the thing asked for does not exist (404, or a *_UNKNOWN code).
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)

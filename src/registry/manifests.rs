@@ -96,6 +96,10 @@ impl Repo {
         &self,
         reference: &str,
     ) -> Result<Option<Manifest>, RegistryError> {
+        self.retrying(|| self.get_manifest_once(reference)).await
+    }
+
+    async fn get_manifest_once(&self, reference: &str) -> Result<Option<Manifest>, RegistryError> {
         let op = format!("GET manifest {reference}");
         let call = Call::new(
             Method::GET,
@@ -113,7 +117,7 @@ impl Repo {
         let header_type = header_str(&resp, CONTENT_TYPE).map(|m| strip_params(&m));
         let bytes = read_capped(resp, MAX_MANIFEST_BYTES)
             .await
-            .map_err(|e| self.protocol_error(&op, e))?;
+            .map_err(|e| self.read_error(&op, e))?;
         let digest = Digest::of(&bytes);
         if let Ok(wanted) = reference.parse::<Digest>() {
             if wanted.algorithm() == "sha256" && wanted != digest {

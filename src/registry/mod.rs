@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod error;
 pub mod manifests;
 pub mod referrers;
+pub mod retry;
 pub mod transport;
 pub mod upload;
 

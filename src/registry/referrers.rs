@@ -16,6 +16,10 @@ const MAX_PAGES: usize = 100;
 impl Repo {
     /// Every manifest in this repository whose subject is `subject`.
     pub async fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>, RegistryError> {
+        self.retrying(|| self.referrers_once(subject)).await
+    }
+
+    async fn referrers_once(&self, subject: &Digest) -> Result<Vec<Descriptor>, RegistryError> {
         let op = format!("GET referrers of {subject}");
         let mut url = self.url(&format!("referrers/{subject}"));
         let mut out: Vec<Descriptor> = Vec::new();
@@ -32,7 +36,7 @@ impl Repo {
             let next = header_str(&resp, LINK).and_then(|l| next_link(&l));
             let body = read_capped(resp, MAX_MANIFEST_BYTES)
                 .await
-                .map_err(|e| self.protocol_error(&op, e))?;
+                .map_err(|e| self.read_error(&op, e))?;
             let index = ManifestView::parse(&body)
                 .map_err(|e| self.protocol_error(&op, format!("answer is not an index: {e}")))?;
             merge(&mut out, index.manifests);

@@ -17,6 +17,7 @@ use url::Url;
 use super::auth::{HostAuth, Scopes};
 use super::credentials::{self, Credential};
 use super::error::{describe_transport, parse_error_body, RegistryError};
+use super::retry::{self, Next, RetryPolicy};
 
 /// Settings for a whole run.
 #[derive(Clone, Debug)]
@@ -25,6 +26,11 @@ pub struct RegistryOptions {
     pub insecure: Vec<String>,
     /// The run's one concurrency limit (`--jobs`).
     pub jobs: usize,
+    pub retry: RetryPolicy,
+    /// Blobs larger than this are uploaded in resumable chunks.
+    pub chunk_threshold: u64,
+    /// The size of those chunks (raised to the registry's `OCI-Chunk-Min-Length`).
+    pub chunk_size: u64,
 }
 
 impl Default for RegistryOptions {
@@ -32,6 +38,9 @@ impl Default for RegistryOptions {
         RegistryOptions {
             insecure: Vec::new(),
             jobs: 8,
+            retry: RetryPolicy::default(),
+            chunk_threshold: 64 * 1024 * 1024,
+            chunk_size: 32 * 1024 * 1024,
         }
     }
 }
@@ -83,8 +92,10 @@ pub type SentHook = Arc<dyn Fn(u64) + Send + Sync>;
 pub(crate) enum Body {
     Empty,
     Bytes(Bytes),
+    /// `len` bytes of a file from `offset` (a whole blob, or one chunk of it).
     File {
         path: PathBuf,
+        offset: u64,
         len: u64,
         on_sent: Option<SentHook>,
     },
@@ -100,15 +111,25 @@ impl Body {
         Ok(match self {
             Body::Empty => None,
             Body::Bytes(b) => Some(reqwest::Body::from(b.clone())),
-            Body::File { path, on_sent, .. } => {
-                let file =
-                    tokio::fs::File::open(&*path)
+            Body::File {
+                path,
+                offset,
+                len,
+                on_sent,
+            } => {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                let io_err = |source| RegistryError::Io {
+                    path: path.display().to_string(),
+                    source,
+                };
+                let mut file = tokio::fs::File::open(&*path).await.map_err(io_err)?;
+                if *offset > 0 {
+                    file.seek(std::io::SeekFrom::Start(*offset))
                         .await
-                        .map_err(|source| RegistryError::Io {
-                            path: path.display().to_string(),
-                            source,
-                        })?;
-                let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+                        .map_err(io_err)?;
+                }
+                let stream =
+                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), 256 * 1024);
                 match on_sent.clone() {
                     None => Some(reqwest::Body::wrap_stream(stream)),
                     Some(hook) => {
@@ -151,6 +172,9 @@ pub(crate) struct Call {
     pub body: Body,
     /// Names the operation in errors: "HEAD blob sha256:…".
     pub op: String,
+    /// Retry transient failures here. Off for requests bound to an upload session's state
+    /// (its PATCH and PUT): those are retried by restarting or resuming the session.
+    pub retry: bool,
 }
 
 impl Call {
@@ -161,7 +185,13 @@ impl Call {
             headers: HeaderMap::new(),
             body: Body::Empty,
             op: op.into(),
+            retry: true,
         }
+    }
+
+    pub fn no_retry(mut self) -> Call {
+        self.retry = false;
+        self
     }
 
     pub fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Call {
@@ -243,6 +273,10 @@ impl Registry {
         &self.inner.http
     }
 
+    pub fn options(&self) -> &RegistryOptions {
+        &self.inner.options
+    }
+
     /// `repository` on `registry` for operations needing `scopes`.
     pub fn repo(&self, registry: &str, repository: &str, scopes: Scopes) -> Repo {
         Repo {
@@ -283,7 +317,12 @@ impl Registry {
                 Arc::new(Host {
                     name: name.to_string(),
                     base,
-                    auth: HostAuth::new(name, credential, insecure.clone()),
+                    auth: HostAuth::new(
+                        name,
+                        credential,
+                        insecure.clone(),
+                        self.inner.options.retry.clone(),
+                    ),
                     ping: tokio::sync::Mutex::new(()),
                 })
             })
@@ -294,6 +333,10 @@ impl Registry {
 impl Repo {
     pub fn registry_name(&self) -> &str {
         &self.host.name
+    }
+
+    pub fn registry_options(&self) -> &RegistryOptions {
+        self.registry.options()
     }
 
     pub fn name(&self) -> &str {
@@ -365,11 +408,8 @@ impl Repo {
             .base
             .join("v2/")
             .unwrap_or_else(|_| self.host.base.clone());
-        let resp = self
-            .registry
-            .http()
-            .get(url)
-            .send()
+        let policy = &self.registry.inner.options.retry;
+        let resp = retry::send_retrying(policy, || self.registry.http().get(url.clone()))
             .await
             .map_err(|e| self.transport_error("GET /v2/", &e))?;
         let challenge = header_str(&resp, WWW_AUTHENTICATE);
@@ -380,9 +420,48 @@ impl Repo {
         Ok(())
     }
 
-    /// Sends `call`, refreshing authorization once on 401. Returns the answer and the URL
-    /// that gave it (after redirects), against which a relative Location is resolved.
+    /// Sends `call`: transient failures (408/429/5xx, connection errors) are retried per the
+    /// run's policy with the body replayed, and a 401 refreshes authorization once. Returns
+    /// the final answer and the URL that gave it (after redirects), against which a relative
+    /// Location is resolved. An exhausted retry returns the last answer (or error).
     pub(crate) async fn send(&self, mut call: Call) -> Result<(Response, Url), RegistryError> {
+        let policy = &self.registry.inner.options.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.send_authorized(&mut call).await;
+            let retry_after = match &result {
+                Ok((resp, _)) if retry::is_transient(resp.status()) => {
+                    header_str(resp, reqwest::header::RETRY_AFTER)
+                }
+                Err(RegistryError::Transport { .. }) => None,
+                _ => return result,
+            };
+            if !(call.retry && call.body.replayable()) {
+                return result;
+            }
+            match policy.next(attempt, retry_after.as_deref()) {
+                Next::Wait(d) => {
+                    tracing::debug!(op = %call.op, attempt, wait_ms = d.as_millis() as u64, "transient failure; retrying");
+                    tokio::time::sleep(d).await;
+                }
+                Next::GiveUp => return result,
+                Next::TooLong(d) => {
+                    return Err(self.protocol_error(
+                        &call.op,
+                        format!(
+                            "the registry asks to retry in {} s (Retry-After), longer than the {} s this tool waits",
+                            d.as_secs(),
+                            policy.max_retry_after.as_secs()
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// One attempt at `call`, refreshing authorization once on 401.
+    async fn send_authorized(&self, call: &mut Call) -> Result<(Response, Url), RegistryError> {
         self.ensure_auth_mode().await?;
         let mut refreshed = false;
         loop {
@@ -392,7 +471,7 @@ impl Repo {
                 .header(self.registry.http(), &self.scopes)
                 .await?;
             let (resp, url) = self
-                .execute(&mut call, auth.as_ref().map(|s| s.expose()))
+                .execute(call, auth.as_ref().map(|s| s.expose()))
                 .await?;
             if resp.status() == StatusCode::UNAUTHORIZED && !refreshed && call.body.replayable() {
                 let challenge = header_str(&resp, WWW_AUTHENTICATE);
@@ -465,19 +544,71 @@ pub(crate) fn header_str(resp: &Response, name: reqwest::header::HeaderName) -> 
         .map(str::to_string)
 }
 
+/// Why a body could not be read.
+#[derive(Debug)]
+pub(crate) enum ReadFailure {
+    /// Larger than the cap: garbage or hostile, not worth another try.
+    TooLarge(u64),
+    /// The connection broke mid-body: transient.
+    Broken(String),
+}
+
 /// Reads a body, failing once it grows past `cap` bytes (garbage answers are not buffered).
-pub(crate) async fn read_capped(mut resp: Response, cap: u64) -> Result<Vec<u8>, String> {
+pub(crate) async fn read_capped(mut resp: Response, cap: u64) -> Result<Vec<u8>, ReadFailure> {
     if resp.content_length().is_some_and(|l| l > cap) {
-        return Err(format!("body larger than {cap} bytes"));
+        return Err(ReadFailure::TooLarge(cap));
     }
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| describe_transport(&e))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ReadFailure::Broken(describe_transport(&e)))?
+    {
         if out.len() as u64 + chunk.len() as u64 > cap {
-            return Err(format!("body larger than {cap} bytes"));
+            return Err(ReadFailure::TooLarge(cap));
         }
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+impl Repo {
+    /// A read failure as an error: a broken body is a transport error (retried), an
+    /// oversized one a protocol error.
+    pub(crate) fn read_error(&self, op: &str, f: ReadFailure) -> RegistryError {
+        match f {
+            ReadFailure::TooLarge(cap) => {
+                self.protocol_error(op, format!("answer larger than {cap} bytes"))
+            }
+            ReadFailure::Broken(message) => RegistryError::Transport {
+                registry: self.host.name.clone(),
+                repository: self.name.clone(),
+                op: op.to_string(),
+                message,
+            },
+        }
+    }
+
+    /// Runs `attempt` again while it fails transiently, for operations that read a body
+    /// after `send` returned (a body cut mid-way is as transient as a refused connection).
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
+        let policy = self.registry.options().retry.clone();
+        let mut n = 0;
+        loop {
+            n += 1;
+            match attempt().await {
+                Err(e) if e.is_transient() => match policy.next(n, None) {
+                    Next::Wait(d) => tokio::time::sleep(d).await,
+                    _ => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
-//! Writing blobs: cross-repository mounts with their fallbacks, and monolithic uploads that
-//! stream from a file or another registry.
+//! Writing blobs: cross-repository mounts with their fallbacks, monolithic uploads that
+//! stream from a file or another registry, and resumable chunked uploads for large files.
+//!
+//! Requests bound to a session's state (its PATCH and PUT) are not retried as such: after a
+//! transient failure a monolithic upload restarts in a fresh session, and a chunked upload
+//! asks the session how much it holds (`GET`, `Range`) and resumes from there.
 //!
 //! Upload Locations are opaque: a relative one is resolved against the URL that answered,
 //! its query (distribution keeps a signed `_state` there) is kept, and only the newest
@@ -17,6 +21,8 @@ use crate::digest::Digest;
 #[derive(Debug, Clone)]
 pub struct UploadSession {
     pub location: Url,
+    /// `OCI-Chunk-Min-Length`: every chunk but the last must be at least this long.
+    pub min_chunk: Option<u64>,
 }
 
 /// What a mount request achieved.
@@ -84,7 +90,12 @@ impl Repo {
         let mut url = session.location;
         url.query_pairs_mut().append_pair("digest", digest.as_str());
         let body = match source {
-            BlobSource::File { path, len, on_sent } => Body::File { path, len, on_sent },
+            BlobSource::File { path, len, on_sent } => Body::File {
+                path,
+                offset: 0,
+                len,
+                on_sent,
+            },
             BlobSource::Stream { body, len } => Body::Stream {
                 body: Some(body),
                 len: Some(len),
@@ -92,7 +103,8 @@ impl Repo {
         };
         let call = Call::new(Method::PUT, url, &op)
             .header(CONTENT_TYPE, "application/octet-stream")
-            .body(body);
+            .body(body)
+            .no_retry();
         let (resp, _) = self.send(call).await?;
         if !resp.status().is_success() {
             return Err(self.fail(&op, resp).await);
@@ -110,8 +122,186 @@ impl Repo {
             .ok_or_else(|| self.protocol_error(op, "upload answer has no Location"))?;
         let location = resolve_location(answered, &raw)
             .ok_or_else(|| self.protocol_error(op, "upload Location is not a valid URL"))?;
-        Ok(UploadSession { location })
+        let min_chunk = header_str(resp, "oci-chunk-min-length".parse().expect("static"))
+            .and_then(|v| v.trim().parse().ok());
+        Ok(UploadSession {
+            location,
+            min_chunk,
+        })
     }
+
+    /// Uploads a file into `first` (or a new session), restarting in a fresh session after a
+    /// transient failure; files over the chunk threshold go in resumable chunks.
+    pub async fn upload_file(
+        &self,
+        first: Option<UploadSession>,
+        digest: &Digest,
+        path: &std::path::Path,
+        len: u64,
+        on_sent: Option<super::transport::SentHook>,
+    ) -> Result<(), RegistryError> {
+        let opts = self.registry.options().clone();
+        let mut session = first;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let s = match session.take() {
+                Some(s) => s,
+                None => self.start_upload().await?,
+            };
+            let result = if len > opts.chunk_threshold {
+                self.upload_chunks(s, digest, path, len, opts.chunk_size, on_sent.clone())
+                    .await
+            } else {
+                let source = BlobSource::File {
+                    path: path.to_path_buf(),
+                    len,
+                    on_sent: on_sent.clone(),
+                };
+                self.finish_upload(s, digest, source).await
+            };
+            match result {
+                Err(e) if e.is_transient() => match opts.retry.next(attempt, None) {
+                    super::retry::Next::Wait(d) => {
+                        tracing::debug!(%digest, attempt, "upload failed ({e}); restarting it");
+                        tokio::time::sleep(d).await;
+                    }
+                    _ => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// PATCHes `path` in chunks with `Content-Range`, resuming from what the session holds
+    /// after a failure or a 416, then closes the session with `PUT ?digest=`.
+    pub async fn upload_chunks(
+        &self,
+        mut session: UploadSession,
+        digest: &Digest,
+        path: &std::path::Path,
+        len: u64,
+        chunk_size: u64,
+        on_sent: Option<super::transport::SentHook>,
+    ) -> Result<(), RegistryError> {
+        let op = format!("upload blob {digest} (chunked)");
+        let policy = self.registry.options().retry.clone();
+        let chunk = chunk_size.max(session.min_chunk.unwrap_or(0)).max(1);
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        while offset < len {
+            let end = (offset + chunk).min(len);
+            let base = offset;
+            let hook = on_sent.clone().map(|h| {
+                let h: super::transport::SentHook = std::sync::Arc::new(move |n| h(base + n));
+                h
+            });
+            let call = Call::new(Method::PATCH, session.location.clone(), &op)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(
+                    reqwest::header::CONTENT_RANGE,
+                    &format!("{offset}-{}", end - 1),
+                )
+                .body(Body::File {
+                    path: path.to_path_buf(),
+                    offset,
+                    len: end - offset,
+                    on_sent: hook,
+                })
+                .no_retry();
+            let outcome = self.send(call).await;
+            let status = outcome.as_ref().ok().map(|(r, _)| r.status());
+            match outcome {
+                Ok((resp, answered)) if resp.status().is_success() => {
+                    if let Some(next) = self.next_location(&op, &resp, &answered)? {
+                        session.location = next;
+                    }
+                    // The registry says how much it holds; trust it over our count.
+                    offset = header_str(&resp, reqwest::header::RANGE)
+                        .and_then(|r| parse_range_end(&r))
+                        .map_or(end, |held| held.min(len));
+                    continue;
+                }
+                Ok((resp, _)) if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE => {}
+                Ok((resp, _)) if super::retry::is_transient(resp.status()) => {}
+                Ok((resp, _)) => return Err(self.fail(&op, resp).await),
+                Err(e) if e.is_transient() => {}
+                Err(e) => return Err(e),
+            }
+            failures += 1;
+            let wait = match policy.next(failures, None) {
+                super::retry::Next::Wait(d) => d,
+                _ => {
+                    return Err(self.protocol_error(
+                        &op,
+                        format!(
+                            "gave up resuming after {failures} failed chunks (last answer: {})",
+                            status.map_or("no answer".to_string(), |s| s.as_u16().to_string())
+                        ),
+                    ))
+                }
+            };
+            tokio::time::sleep(wait).await;
+            offset = self.upload_status(&mut session, &op).await?.min(len);
+            tracing::debug!(%digest, offset, "resuming chunked upload");
+        }
+        let mut url = session.location;
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let close = Call::new(Method::PUT, url, &op)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(Body::Empty);
+        let (resp, _) = self.send(close).await?;
+        if !resp.status().is_success() {
+            return Err(self.fail(&op, resp).await);
+        }
+        Ok(())
+    }
+
+    /// `GET <location>`: how many bytes the session holds (its `Range` end + 1).
+    async fn upload_status(
+        &self,
+        session: &mut UploadSession,
+        op: &str,
+    ) -> Result<u64, RegistryError> {
+        let (resp, answered) = self
+            .send(Call::new(Method::GET, session.location.clone(), op))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.fail(op, resp).await);
+        }
+        if let Some(next) = self.next_location(op, &resp, &answered)? {
+            session.location = next;
+        }
+        Ok(header_str(&resp, reqwest::header::RANGE)
+            .and_then(|r| parse_range_end(&r))
+            .unwrap_or(0))
+    }
+
+    fn next_location(
+        &self,
+        op: &str,
+        resp: &reqwest::Response,
+        answered: &Url,
+    ) -> Result<Option<Url>, RegistryError> {
+        match header_str(resp, LOCATION) {
+            None => Ok(None),
+            Some(raw) => resolve_location(answered, &raw)
+                .map(Some)
+                .ok_or_else(|| self.protocol_error(op, "upload Location is not a valid URL")),
+        }
+    }
+}
+
+/// `Range: 0-1234` (or `bytes=0-1234`) → 1235, the bytes the session holds. Distribution
+/// answers `0-0` for an empty session, so `0-0` is read as nothing held.
+pub fn parse_range_end(value: &str) -> Option<u64> {
+    let v = value.trim().trim_start_matches("bytes=");
+    let (start, end) = v.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    if start != 0 || (end == 0) {
+        return Some(0);
+    }
+    Some(end + 1)
 }
 
 /// RFC 3986 reference resolution of a Location against the URL that answered.
@@ -140,6 +330,14 @@ mod tests {
         );
         let up = resolve_location(&base, "../uploads/u3").unwrap();
         assert_eq!(up.as_str(), "http://r:5000/v2/a/b/blobs/uploads/u3");
+    }
+
+    #[test]
+    fn ranges_say_how_much_a_session_holds() {
+        assert_eq!(parse_range_end("0-1023"), Some(1024));
+        assert_eq!(parse_range_end("bytes=0-9"), Some(10));
+        assert_eq!(parse_range_end("0-0"), Some(0));
+        assert_eq!(parse_range_end("garbage"), None);
     }
 
     #[test]

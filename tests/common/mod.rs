@@ -2,6 +2,8 @@
 //! loopback, fixtures made by third-party tools (umoci, skopeo), and the regbuild binary.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
