@@ -162,11 +162,14 @@ async fn copy_into(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // Opening the session and the download were retried by `send` already; only the
+        // streaming itself restarts here.
         let s = match session.take() {
             Some(s) => s,
             None => dst.start_upload().await?,
         };
-        match copy_once(dst, s, src, blob).await {
+        let download = src.get_blob(&blob.digest, Some(blob.size)).await?;
+        match stream_into(dst, s, download, blob).await {
             Err(e) if e.is_transient() => match policy.next(attempt, None) {
                 crate::registry::retry::Next::Wait(d) => tokio::time::sleep(d).await,
                 _ => return Err(e),
@@ -176,13 +179,12 @@ async fn copy_into(
     }
 }
 
-async fn copy_once(
+async fn stream_into(
     dst: &Repo,
     session: UploadSession,
-    src: &Repo,
+    download: crate::registry::blobs::BlobStream,
     blob: &BlobSpec,
 ) -> Result<(), RegistryError> {
-    let download = src.get_blob(&blob.digest, Some(blob.size)).await?;
     let failure = download.failure_slot();
     let body = reqwest::Body::wrap_stream(download.into_stream());
     let source = BlobSource::Stream {

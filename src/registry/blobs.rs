@@ -103,7 +103,7 @@ impl Stream for VerifyingStream {
         let state = std::mem::replace(&mut self.state, Check::Done);
         match (next, state) {
             (Some(Err(e)), _) => {
-                let err = RegistryError::Transport {
+                let err = RegistryError::BodyBroken {
                     registry: self.registry.clone(),
                     repository: self.repository.clone(),
                     op: format!("GET blob {}", self.expected),

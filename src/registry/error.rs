@@ -28,6 +28,14 @@ pub enum RegistryError {
         op: String,
         message: String,
     },
+    /// An answer's body broke off mid-way (the connection dropped).
+    #[error("{op} on {registry}/{repository}: {message}")]
+    BodyBroken {
+        registry: String,
+        repository: String,
+        op: String,
+        message: String,
+    },
     /// Content did not hash to the digest it was asked for.
     #[error("{what} from {registry}/{repository}: content does not match its digest (expected {expected}, got {actual})")]
     DigestMismatch {
@@ -85,7 +93,7 @@ impl RegistryError {
     /// True for failures worth trying again: no answer, or a "try later" status.
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Transport { .. } => true,
+            RegistryError::Transport { .. } | RegistryError::BodyBroken { .. } => true,
             RegistryError::Api { status, .. } => {
                 matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
             }

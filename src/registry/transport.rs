@@ -408,8 +408,12 @@ impl Repo {
             .base
             .join("v2/")
             .unwrap_or_else(|_| self.host.base.clone());
-        let policy = &self.registry.inner.options.retry;
-        let resp = retry::send_retrying(policy, || self.registry.http().get(url.clone()))
+        // One request: `send`, which called this, retries it with the rest.
+        let resp = self
+            .registry
+            .http()
+            .get(url)
+            .send()
             .await
             .map_err(|e| self.transport_error("GET /v2/", &e))?;
         let challenge = header_str(&resp, WWW_AUTHENTICATE);
@@ -580,7 +584,7 @@ impl Repo {
             ReadFailure::TooLarge(cap) => {
                 self.protocol_error(op, format!("answer larger than {cap} bytes"))
             }
-            ReadFailure::Broken(message) => RegistryError::Transport {
+            ReadFailure::Broken(message) => RegistryError::BodyBroken {
                 registry: self.host.name.clone(),
                 repository: self.name.clone(),
                 op: op.to_string(),
@@ -589,8 +593,9 @@ impl Repo {
         }
     }
 
-    /// Runs `attempt` again while it fails transiently, for operations that read a body
-    /// after `send` returned (a body cut mid-way is as transient as a refused connection).
+    /// Runs `attempt` again while its answer's body breaks off, for operations that read a
+    /// body after `send` returned. Only `BodyBroken` is retried here: everything else was
+    /// already retried by `send`, and retrying it again would multiply the attempts.
     pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, RegistryError>
     where
         F: FnMut() -> Fut,
@@ -601,7 +606,7 @@ impl Repo {
         loop {
             n += 1;
             match attempt().await {
-                Err(e) if e.is_transient() => match policy.next(n, None) {
+                Err(e @ RegistryError::BodyBroken { .. }) => match policy.next(n, None) {
                     Next::Wait(d) => tokio::time::sleep(d).await,
                     _ => return Err(e),
                 },
