@@ -366,3 +366,125 @@ async fn a_retry_after_beyond_the_cap_fails_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("Retry-After"), "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_in_any_repository_moves_no_tag_in_any() {
+    let w = world().await;
+    let host = w.reg.host();
+    // The second repository refuses every upload session: staging fails there, after the
+    // first repository received all its blobs but before any tag was put.
+    w.reg.add_fault(
+        FaultRule::new(
+            "POST",
+            "/v2/second/blobs/uploads/",
+            FaultAction::status(403),
+        )
+        .times(usize::MAX),
+    );
+    let args = vec![
+        "push".to_string(),
+        "-t".into(),
+        format!("{host}/first:1"),
+        "-t".into(),
+        format!("{host}/second:1"),
+        w.ctx.path().display().to_string(),
+    ];
+    let out = regbuild_in(&w, args).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        w.reg.manifest("first", "1").is_none(),
+        "the first repository's tag did not move"
+    );
+    assert!(w.reg.manifest("second", "1").is_none());
+    let manifest_puts = w
+        .reg
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_puts, 0);
+}
+
+/// Registries that answer garbage: a clear error naming the operation, no panic, no hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_answers_give_clear_errors() {
+    let w = world().await;
+    let host = w.reg.host();
+    let digest = prepare(&w, Scenario::Push).await;
+    // A manifest body that always breaks off mid-way (its Content-Length is a lie).
+    w.reg.add_fault(
+        FaultRule::new("GET", "/manifests/clean", FaultAction::CloseMidBody).times(usize::MAX),
+    );
+    let started = Instant::now();
+    let out = regbuild_in(
+        &w,
+        vec![
+            "promote".into(),
+            format!("{host}/app:clean"),
+            format!("{host}/copy:1"),
+        ],
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("GET manifest clean") && !err.contains("panicked"),
+        "{err}"
+    );
+    w.reg.clear_faults();
+
+    // A manifest over the 4 MiB limit is refused unread.
+    let huge = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{{"x":"{}"}}}}"#,
+        "a".repeat(5 * 1024 * 1024)
+    );
+    w.reg.put_manifest(
+        "app",
+        "huge",
+        "application/vnd.oci.image.manifest.v1+json",
+        huge.as_bytes(),
+    );
+    let out = regbuild_in(
+        &w,
+        vec![
+            "promote".into(),
+            format!("{host}/app:huge"),
+            format!("{host}/copy:2"),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("larger than 4194304 bytes"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A non-JSON error body with an unknown status.
+    w.reg.add_fault(
+        FaultRule::new(
+            "GET",
+            "/manifests/clean",
+            FaultAction::Status {
+                status: 418,
+                retry_after: None,
+                body: Some(("text/plain".into(), b"\x00\xffnot json".to_vec())),
+            },
+        )
+        .times(usize::MAX),
+    );
+    let out = regbuild_in(
+        &w,
+        vec![
+            "promote".into(),
+            format!("{host}/app:clean"),
+            format!("{host}/copy:3"),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("HTTP 418"), "{}", stderr(&out));
+    assert!(w.reg.tags("copy").is_empty(), "nothing tagged");
+    let _ = digest;
+}

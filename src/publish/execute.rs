@@ -28,12 +28,30 @@ pub async fn probe(
     Ok(try_join_all(checks).await?.into_iter().flatten().collect())
 }
 
+/// A plan whose blobs and untagged child manifests are in the registry: only its tags (and
+/// then its referrers) remain to be put.
+pub struct Staged {
+    dst: Repo,
+    blobs: Vec<BlobReport>,
+}
+
 /// Executes `plan`; returns what happened, for `--json` and the summary line.
 pub async fn execute(
     registry: &Registry,
     plan: &Plan,
     progress: Arc<dyn Progress>,
 ) -> Result<Report, RegistryError> {
+    let staged = stage(registry, plan, progress.clone()).await?;
+    commit(plan, staged, progress.as_ref()).await
+}
+
+/// Everything but the tags: blobs (concurrently), then the child manifests the tagged root
+/// needs, put by digest. A failure here leaves every tag as it was.
+pub async fn stage(
+    registry: &Registry,
+    plan: &Plan,
+    progress: Arc<dyn Progress>,
+) -> Result<Staged, RegistryError> {
     let sources = plan.mount_sources();
     let dst = registry.repo(
         &plan.registry,
@@ -59,13 +77,35 @@ pub async fn execute(
         }
     });
     let blobs = try_join_all(steps).await?;
-
-    let mut root_digest = None;
-    for m in &plan.manifests {
+    for m in plan.manifests.iter().filter(|m| is_child(m)) {
         put_manifest(&dst, plan, m, progress.as_ref()).await?;
-        if m.put_as == PutAs::Tags {
-            root_digest = Some(m.digest.clone());
-        }
+    }
+    Ok(Staged { dst, blobs })
+}
+
+/// Children: put by digest, not referrers (which point at what the tags name).
+fn is_child(m: &ManifestSpec) -> bool {
+    m.put_as == PutAs::Digest && m.subject.is_none()
+}
+
+/// The tags, then the referrers.
+pub async fn commit(
+    plan: &Plan,
+    staged: Staged,
+    progress: &dyn Progress,
+) -> Result<Report, RegistryError> {
+    let Staged { dst, blobs } = staged;
+    let mut root_digest = None;
+    for m in plan.manifests.iter().filter(|m| m.put_as == PutAs::Tags) {
+        put_manifest(&dst, plan, m, progress).await?;
+        root_digest = Some(m.digest.clone());
+    }
+    for m in plan
+        .manifests
+        .iter()
+        .filter(|m| m.put_as == PutAs::Digest && m.subject.is_some())
+    {
+        put_manifest(&dst, plan, m, progress).await?;
     }
     let digest = root_digest
         .or_else(|| plan.manifests.last().map(|m| m.digest.clone()))

@@ -191,7 +191,9 @@ fn lock_changes(
 }
 
 /// Writes `set` to every tag: one plan per repository; later repositories mount what the
-/// first one received. With `dry_run`, only plans (HEADs are made, nothing is written).
+/// first one received. Every repository is staged (blobs, child manifests) before the first
+/// tag is put, so a failure anywhere before that leaves every tag as it was. With
+/// `dry_run`, only plans (HEADs are made, nothing is written).
 pub async fn write_to_tags(
     registry: &Registry,
     mut set: ImageSet,
@@ -199,9 +201,8 @@ pub async fn write_to_tags(
     dry_run: bool,
     progress: Arc<dyn Progress>,
 ) -> Result<(Option<Report>, Vec<Plan>), RegistryError> {
-    let mut first: Option<Report> = None;
-    let mut references = Vec::new();
     let mut plans = Vec::new();
+    let mut staged = Vec::new();
     for (repo, repo_tags) in group_by_repository(tags) {
         let sources: Vec<String> = set
             .blobs
@@ -221,21 +222,28 @@ pub async fn write_to_tags(
         );
         let present = publish::probe(registry, &dst, &set.blobs).await?;
         let plan = publish::plan(&set, &repo.registry, &repo.repository, &repo_tags, &present);
-        if dry_run {
-            plans.push(plan);
-            continue;
-        }
-        let report = publish::execute(registry, &plan, progress.clone()).await?;
-        plans.push(plan);
-        references.extend(report.references.clone());
-        for b in &mut set.blobs {
-            if matches!(b.origin, BlobOrigin::File(_)) {
-                b.origin = BlobOrigin::Registry {
-                    registry: repo.registry.clone(),
-                    repository: repo.repository.clone(),
-                };
+        if !dry_run {
+            staged.push(publish::execute::stage(registry, &plan, progress.clone()).await?);
+            // Later repositories mount what this one now holds instead of uploading it again.
+            for b in &mut set.blobs {
+                if matches!(b.origin, BlobOrigin::File(_)) {
+                    b.origin = BlobOrigin::Registry {
+                        registry: repo.registry.clone(),
+                        repository: repo.repository.clone(),
+                    };
+                }
             }
         }
+        plans.push(plan);
+    }
+    if dry_run {
+        return Ok((None, plans));
+    }
+    let mut first: Option<Report> = None;
+    let mut references = Vec::new();
+    for (plan, s) in plans.iter().zip(staged) {
+        let report = publish::execute::commit(plan, s, progress.as_ref()).await?;
+        references.extend(report.references.clone());
         if first.is_none() {
             first = Some(report);
         }
