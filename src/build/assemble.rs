@@ -60,7 +60,7 @@ pub fn assemble(image: &StageImage, created: &str, tmp: &Path) -> Result<Assembl
             StageLayer::Local(built) => {
                 let digest: Digest = built.digest.parse().map_err(|e| format!("{e}"))?;
                 layers.push(json!({
-                    "mediaType": OCI_LAYER_GZIP,
+                    "mediaType": built.media_type,
                     "digest": digest,
                     "size": built.size,
                 }));

@@ -35,6 +35,8 @@ pub struct BuildRequest {
     pub keep_setuid: bool,
     /// Base digests pinned by a lock file: used instead of what tags point at now.
     pub pins: Option<LockFile>,
+    /// How new layers are compressed (`--compression`).
+    pub compression: super::compress::Compression,
     /// `--squash`: merge the new layers (or all layers) into one.
     pub squash: super::squash::Squash,
     /// References replaced before resolution (a workspace image named in FROM → the
@@ -198,6 +200,7 @@ pub async fn build(
                         tmp: tmp.path(),
                         epoch: req.epoch,
                         keep_setuid: req.keep_setuid,
+                        compression: req.compression,
                         workdir: image.config.workdir(),
                         stages: &built,
                         bases: &bases,
@@ -236,6 +239,7 @@ pub async fn build(
         &layer_entries,
         tmp.path(),
         req.epoch,
+        req.compression,
         &created,
     )
     .await

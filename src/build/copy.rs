@@ -25,6 +25,7 @@ pub struct CopyContext<'a> {
     pub tmp: &'a Path,
     pub epoch: u64,
     pub keep_setuid: bool,
+    pub compression: super::compress::Compression,
     pub workdir: String,
     pub stages: &'a HashMap<usize, StageImage>,
     pub bases: &'a HashMap<(String, Option<String>), ResolvedBase>,
@@ -102,7 +103,8 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     };
     let opts = LayerOptions {
         mtime: ctx.epoch,
-        gzip_level: 6,
+        compression: ctx.compression,
+        threads: super::compress::threads(),
     };
     let tmp = ctx.tmp.to_path_buf();
     let id = ctx.step_text;

@@ -37,8 +37,9 @@
 //!   container, not here). Hard links are type `1` entries naming the in-layer
 //!   path of a regular file that precedes them.
 //! - The archive ends with the two zero blocks written by the `tar` crate.
-//! - gzip: header mtime 0, no file name, no comment, no extra field, OS byte
-//!   255 ("unknown"), fixed level [`LayerOptions::gzip_level`]. The compressed
+//! - Compression ([`super::compress`]): gzip in fixed 1 MiB blocks (header mtime
+//!   0, no file name, comment or extra field, OS byte 255 "unknown") or zstd, at
+//!   a fixed level; the thread count never changes the bytes. The compressed
 //!   bytes also depend on the deflate implementation, so the `digest` is only
 //!   stable while the flate2 backend and version are pinned (Cargo.lock); the
 //!   `diff_id` does not depend on them.
@@ -48,7 +49,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use flate2::{Compression, GzBuilder};
+use super::compress::{Compression as LayerCompression, Compressor};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 use tempfile::{NamedTempFile, TempPath};
@@ -57,8 +58,6 @@ use tempfile::{NamedTempFile, TempPath};
 const NAME_FIELD_LEN: usize = 100;
 /// How many uncompressed bytes pass between two progress reports.
 const PROGRESS_STEP: u64 = 1 << 20;
-/// gzip OS byte for "unknown": the same whatever machine builds the layer.
-const GZIP_OS_UNKNOWN: u8 = 255;
 
 /// What an entry is; the tar type flag is derived from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,20 +90,22 @@ pub struct LayerEntry {
     pub gid: u64,
 }
 
-/// Knobs that change the produced bytes.
+/// Knobs that change the produced bytes (`threads` only changes the speed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayerOptions {
     /// mtime of every entry: SOURCE_DATE_EPOCH, or 0.
     pub mtime: u64,
-    /// gzip level, 0..=9.
-    pub gzip_level: u32,
+    pub compression: LayerCompression,
+    /// Compression threads (the output is the same for any count).
+    pub threads: usize,
 }
 
 impl Default for LayerOptions {
     fn default() -> Self {
         LayerOptions {
             mtime: 0,
-            gzip_level: 6,
+            compression: LayerCompression::Gzip { level: 6 },
+            threads: 1,
         }
     }
 }
@@ -123,6 +124,8 @@ pub struct BuiltLayer {
     pub uncompressed_size: u64,
     /// Entries written, after duplicates were dropped (extension headers not counted).
     pub entries: usize,
+    /// The layer media type its compression calls for.
+    pub media_type: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,7 +191,11 @@ pub fn build_layer(
     tmp_dir: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<BuiltLayer, LayerError> {
-    let level = gzip_level(opts.gzip_level)?;
+    if let LayerCompression::Gzip { level } = opts.compression {
+        if level > 9 {
+            return Err(LayerError::GzipLevel(level));
+        }
+    }
     let prepared = prepare(entries)?;
     let tmp = NamedTempFile::new_in(tmp_dir).map_err(|source| LayerError::TempFile {
         dir: tmp_dir.to_path_buf(),
@@ -197,10 +204,12 @@ pub fn build_layer(
     let file_path = tmp.path().to_path_buf();
 
     let compressed = DigestWriter::new(BufWriter::new(tmp));
-    let gz = GzBuilder::new()
-        .mtime(0)
-        .operating_system(GZIP_OS_UNKNOWN)
-        .write(compressed, level);
+    let gz = Compressor::new(opts.compression, opts.threads, compressed).map_err(|source| {
+        LayerError::Finish {
+            file: file_path.clone(),
+            source,
+        }
+    })?;
     let uncompressed = DigestWriter::new(gz);
     let mut builder = tar::Builder::new(ProgressWriter::new(uncompressed, &mut *progress));
 
@@ -227,14 +236,8 @@ pub fn build_layer(
         size,
         uncompressed_size,
         entries: prepared.len(),
+        media_type: opts.compression.media_type(),
     })
-}
-
-fn gzip_level(level: u32) -> Result<Compression, LayerError> {
-    if level > 9 {
-        return Err(LayerError::GzipLevel(level));
-    }
-    Ok(Compression::new(level))
 }
 
 /// An entry with its path (and hard-link target) normalized to the bytes
@@ -851,7 +854,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let options = LayerOptions {
             mtime: 1_700_000_000,
-            gzip_level: 9,
+            compression: LayerCompression::Gzip { level: 9 },
+            threads: 1,
         };
         let mut entries = sample(tmp.path());
         entries[0].uid = 1000;
@@ -1075,7 +1079,8 @@ mod tests {
     fn bad_options_and_owners_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let level = LayerOptions {
-            gzip_level: 10,
+            compression: LayerCompression::Gzip { level: 10 },
+            threads: 1,
             ..opts()
         };
         assert!(matches!(
@@ -1097,7 +1102,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let options = LayerOptions {
             mtime: u64::MAX,
-            gzip_level: 0,
+            compression: LayerCompression::Gzip { level: 0 },
+            threads: 1,
         };
         let entry = LayerEntry {
             uid: u64::from(u32::MAX),

@@ -9,6 +9,7 @@
 pub mod assemble;
 pub mod builder;
 pub mod closure;
+pub mod compress;
 pub mod context;
 pub mod copy;
 pub mod dockerfile;

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::builder::StageLayer;
-use super::extract::{self, Compression, EntryMeta, Limits, Overlay};
+use super::extract::{self, EntryMeta, Limits, Overlay};
 use crate::registry::{Registry, Scopes};
 use std::collections::HashMap;
 
@@ -29,10 +29,10 @@ pub async fn materialize(
         }
         match layer {
             StageLayer::Local(built) => {
-                let file = std::fs::File::open(&built.file).map_err(|e| e.to_string())?;
                 tokio::task::block_in_place(|| {
-                    let reader =
-                        extract::decompress(file, Compression::Gzip).map_err(|e| e.to_string())?;
+                    // gzip or zstd, as the build was asked to compress.
+                    let (_, reader) =
+                        extract::open_archive(&built.file).map_err(|e| e.to_string())?;
                     overlay
                         .apply_layer(&built.digest, reader)
                         .map_err(|e| e.to_string())

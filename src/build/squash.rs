@@ -54,6 +54,7 @@ pub async fn squash(
     entries: &HashMap<String, Vec<LayerEntry>>,
     tmp: &std::path::Path,
     epoch: u64,
+    compression: super::compress::Compression,
     created: &str,
 ) -> Result<(), String> {
     let (keep, merged) = match mode {
@@ -111,7 +112,8 @@ pub async fn squash(
     let count = image.layers.len() - keep;
     let opts = LayerOptions {
         mtime: epoch,
-        gzip_level: 6,
+        compression,
+        threads: super::compress::threads(),
     };
     let tmp = tmp.to_path_buf();
     let built =

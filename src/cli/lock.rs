@@ -68,6 +68,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         pins: None,
         overrides: Default::default(),
         squash: Default::default(),
+        compression: Default::default(),
     };
     let existing = LockFile::load(&path)?.unwrap_or_default();
     let registry = global.registry();

@@ -68,6 +68,10 @@ pub struct PushArgs {
     /// this build adds (`--squash=new`).
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "all", default_value = "none")]
     pub squash: SquashArg,
+    /// Layer compression: `gzip[:level]` (default level 6) or `zstd[:level]` (default 3;
+    /// media type `application/vnd.oci.image.layer.v1.tar+zstd`).
+    #[arg(long, default_value = "gzip", value_parser = crate::build::compress::Compression::parse)]
+    pub compression: crate::build::compress::Compression,
     /// Do not warn when the image runs as root.
     #[arg(long)]
     pub allow_root: bool,
@@ -134,6 +138,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             pins: None,
             overrides: Default::default(),
             squash: args.squash.into(),
+            compression: args.compression,
         },
         platforms,
         tags: tags.clone(),

@@ -188,6 +188,7 @@ fn build_request(
         pins: None,
         overrides: HashMap::new(),
         squash: Default::default(),
+        compression: Default::default(),
     }
 }
 
