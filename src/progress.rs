@@ -40,6 +40,12 @@ pub enum Event<'a> {
         digest: &'a str,
         size: u64,
     },
+    /// A layer known from the cache: not packed.
+    LayerCached {
+        id: &'a str,
+        digest: &'a str,
+        size: u64,
+    },
     ManifestPut {
         reference: &'a str,
         digest: &'a Digest,
@@ -71,6 +77,9 @@ impl Progress for Lines {
             }
             Event::LayerPacked { id, digest, size } => {
                 format!("packed   {digest} ({}) {id}", human_bytes(size))
+            }
+            Event::LayerCached { id, digest, size } => {
+                format!("cached   {digest} ({}) {id}", human_bytes(size))
             }
             Event::BlobDone {
                 digest,
@@ -141,6 +150,10 @@ impl Progress for Bars {
                 pb.set_message(id.to_string());
                 pb.set_length(bytes.max(pb.length().unwrap_or(0)));
                 pb.set_position(bytes);
+            }
+            Event::LayerCached { id, digest, size } => {
+                let pb = self.bar(id, size, "cached");
+                pb.finish_with_message(format!("{} {id}", short(digest)));
             }
             Event::LayerPacked { id, digest, size } => {
                 let pb = self.bar(id, size, "packed");

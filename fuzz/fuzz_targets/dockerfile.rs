@@ -36,7 +36,14 @@ fuzz_target!(|data: &[u8]| {
             let _ = ignore.is_excluded(&path);
             let _ = ignore.may_include_below(&path);
         }
-        for path in ["", ".", "Dockerfile", "src/main.rs", "a/b/c/d", ".git/config"] {
+        for path in [
+            "",
+            ".",
+            "Dockerfile",
+            "src/main.rs",
+            "a/b/c/d",
+            ".git/config",
+        ] {
             let _ = ignore.is_excluded(path);
             let _ = ignore.may_include_below(path);
         }

@@ -23,8 +23,15 @@ fuzz_target!(|data: &[u8]| {
             explicit_tag: again.explicit_tag,
             ..r.clone()
         };
-        assert_eq!(normalised, again, "{s:?} -> {printed:?} changed the reference");
-        assert_eq!(again.to_string(), printed, "Display is not stable for {s:?}");
+        assert_eq!(
+            normalised, again,
+            "{s:?} -> {printed:?} changed the reference"
+        );
+        assert_eq!(
+            again.to_string(),
+            printed,
+            "Display is not stable for {s:?}"
+        );
         let _ = r.repository_name();
         let _ = r.manifest_reference();
         let _ = r.with_tag("t").to_string();

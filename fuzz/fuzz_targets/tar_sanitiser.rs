@@ -100,7 +100,10 @@ fn assert_contained(what: &str, path: &Path) {
 
 fn check_nothing_escaped(s: &Scratch, stage: &str) {
     let sentinel = listing(&s.sentinel);
-    assert!(sentinel.is_empty(), "{stage}: written next to the destination: {sentinel:?}");
+    assert!(
+        sentinel.is_empty(),
+        "{stage}: written next to the destination: {sentinel:?}"
+    );
     let expected: BTreeSet<PathBuf> = [s.sentinel.clone(), s.run.clone()].into();
     let root = listing(&s.root);
     assert!(
@@ -112,7 +115,10 @@ fn check_nothing_escaped(s: &Scratch, stage: &str) {
         .into_iter()
         .filter(|p| !p.ends_with("add") && !p.ends_with("overlay") && !p.ends_with("layers"))
         .collect();
-    assert!(run.is_empty(), "{stage}: written next to the destination: {run:?}");
+    assert!(
+        run.is_empty(),
+        "{stage}: written next to the destination: {run:?}"
+    );
     let slash = listing(Path::new("/"));
     assert!(
         slash == s.slash,

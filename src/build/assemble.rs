@@ -13,7 +13,7 @@ use super::builder::{StageImage, StageLayer};
 use crate::digest::Digest;
 use crate::image::config::ImageConfig;
 use crate::manifest::{DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
-use crate::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
+use crate::publish::{BlobOrigin, BlobSpec, ImageSet, LazyFile, ManifestSpec, PutAs};
 
 pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
 pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
@@ -55,6 +55,22 @@ pub fn assemble(image: &StageImage, created: &str, tmp: &Path) -> Result<Assembl
                         registry: registry.clone(),
                         repository: repository.clone(),
                     },
+                });
+            }
+            StageLayer::Cached(c) => {
+                let digest: Digest = c.record.digest.parse().map_err(|e| format!("{e}"))?;
+                layers.push(json!({
+                    "mediaType": c.record.media_type,
+                    "digest": digest,
+                    "size": c.record.size,
+                }));
+                let c = c.clone();
+                set.add_blob(BlobSpec {
+                    digest,
+                    size: c.record.size,
+                    origin: BlobOrigin::Lazy(LazyFile(std::sync::Arc::new(move || {
+                        c.built().map(|b| b.file.to_path_buf())
+                    }))),
                 });
             }
             StageLayer::Local(built) => {

@@ -35,6 +35,8 @@ pub struct BuildRequest {
     pub keep_setuid: bool,
     /// Base digests pinned by a lock file: used instead of what tags point at now.
     pub pins: Option<LockFile>,
+    /// Use the local layer cache (`--no-cache` turns it off).
+    pub use_cache: bool,
     /// How new layers are compressed (`--compression`).
     pub compression: super::compress::Compression,
     /// `--squash`: merge the new layers (or all layers) into one.
@@ -87,8 +89,55 @@ pub enum StageLayer {
         repository: String,
     },
     Local(Arc<BuiltLayer>),
+    /// Known from the layer cache: digest, diff_id and size without building it; its file
+    /// is built only if something needs the bytes.
+    Cached(Arc<CachedStageLayer>),
 }
 
+/// A layer whose digest the cache knew; built on first use and checked against it.
+pub struct CachedStageLayer {
+    pub record: super::cache::CachedLayer,
+    entries: Vec<super::layer::LayerEntry>,
+    opts: super::layer::LayerOptions,
+    tmp: std::path::PathBuf,
+    built: std::sync::Mutex<Option<Arc<BuiltLayer>>>,
+}
+
+impl CachedStageLayer {
+    pub fn new(
+        record: super::cache::CachedLayer,
+        entries: Vec<super::layer::LayerEntry>,
+        opts: super::layer::LayerOptions,
+        tmp: &std::path::Path,
+    ) -> CachedStageLayer {
+        CachedStageLayer {
+            record,
+            entries,
+            opts,
+            tmp: tmp.to_path_buf(),
+            built: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The layer's file, built now if it was not yet (blocking).
+    pub fn built(&self) -> Result<Arc<BuiltLayer>, String> {
+        let mut slot = self.built.lock().map_err(|_| "layer build lock poisoned")?;
+        if let Some(b) = slot.as_ref() {
+            return Ok(b.clone());
+        }
+        let b = super::layer::build_layer(self.entries.clone(), &self.opts, &self.tmp, &mut |_| {})
+            .map_err(|e| e.to_string())?;
+        if b.digest != self.record.digest {
+            return Err(format!(
+                "a cached layer rebuilt to {} instead of {} (its inputs changed during the build, or the cache is stale: delete $REGBUILD_CACHE)",
+                b.digest, self.record.digest
+            ));
+        }
+        let b = Arc::new(b);
+        *slot = Some(b.clone());
+        Ok(b)
+    }
+}
 /// A stage's image as it is being built.
 #[derive(Clone)]
 pub struct StageImage {
@@ -176,6 +225,11 @@ pub async fn build(
             message: format!("cannot create a temporary directory: {e}"),
         })?;
     let ignore = load_dockerignore(&req.context)?;
+    let cache = if req.use_cache {
+        super::cache::LayerCache::open()
+    } else {
+        None
+    };
     let mut built: HashMap<usize, StageImage> = HashMap::new();
     let mut all_layers: Vec<Arc<BuiltLayer>> = Vec::new();
     let mut stripped = Vec::new();
@@ -201,6 +255,7 @@ pub async fn build(
                         epoch: req.epoch,
                         keep_setuid: req.keep_setuid,
                         compression: req.compression,
+                        cache: cache.as_ref(),
                         workdir: image.config.workdir(),
                         stages: &built,
                         bases: &bases,
@@ -209,16 +264,29 @@ pub async fn build(
                     };
                     let out = copy::run(&ctx, spec).await.map_err(at)?;
                     stripped.extend(out.stripped_setuid);
-                    image
-                        .config
-                        .push_layer(&out.layer.diff_id, &created, &step.text);
-                    let digest: Digest =
-                        out.layer.digest.parse().map_err(|e| at(format!("{e}")))?;
-                    new_layers.push((digest, out.layer.size, step.text.clone()));
-                    layer_entries.insert(out.layer.digest.clone(), out.entries);
-                    let layer = Arc::new(out.layer);
-                    all_layers.push(layer.clone());
-                    image.layers.push(StageLayer::Local(layer));
+                    let (digest, diff_id, size, layer) = match out.layer {
+                        copy::NewLayer::Built(b) => {
+                            let b = Arc::new(b);
+                            all_layers.push(b.clone());
+                            (
+                                b.digest.clone(),
+                                b.diff_id.clone(),
+                                b.size,
+                                StageLayer::Local(b),
+                            )
+                        }
+                        copy::NewLayer::Cached(c) => (
+                            c.record.digest.clone(),
+                            c.record.diff_id.clone(),
+                            c.record.size,
+                            StageLayer::Cached(Arc::new(c)),
+                        ),
+                    };
+                    image.config.push_layer(&diff_id, &created, &step.text);
+                    let parsed: Digest = digest.parse().map_err(|e| at(format!("{e}")))?;
+                    new_layers.push((parsed, size, step.text.clone()));
+                    layer_entries.insert(digest, out.entries);
+                    image.layers.push(layer);
                 }
                 other => {
                     apply_config_step(&mut image.config, other).map_err(at)?;
@@ -445,11 +513,7 @@ fn start_stage(
 fn apply_config_step(config: &mut ImageConfig, step: &StepKind) -> Result<(), String> {
     match step {
         StepKind::Copy(_) => {}
-        StepKind::Env(pairs) => {
-            for (k, v) in pairs {
-                config.set_env(k, v);
-            }
-        }
+        StepKind::Env(pairs) => config.set_envs(pairs),
         StepKind::Label(pairs) => {
             for (k, v) in pairs {
                 config.set_label(k, v);

@@ -26,6 +26,7 @@ pub struct CopyContext<'a> {
     pub epoch: u64,
     pub keep_setuid: bool,
     pub compression: super::compress::Compression,
+    pub cache: Option<&'a super::cache::LayerCache>,
     pub workdir: String,
     pub stages: &'a HashMap<usize, StageImage>,
     pub bases: &'a HashMap<(String, Option<String>), ResolvedBase>,
@@ -35,8 +36,14 @@ pub struct CopyContext<'a> {
 }
 
 /// The layer a COPY made.
+/// A COPY's layer: built now, or known from the cache.
+pub enum NewLayer {
+    Built(BuiltLayer),
+    Cached(super::builder::CachedStageLayer),
+}
+
 pub struct CopyOutput {
-    pub layer: BuiltLayer,
+    pub layer: NewLayer,
     /// What the layer holds (kept for `--squash`).
     pub entries: Vec<LayerEntry>,
     pub stripped_setuid: Vec<String>,
@@ -109,6 +116,28 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     let tmp = ctx.tmp.to_path_buf();
     let id = ctx.step_text;
     let kept = entries.clone();
+    let key = match ctx.cache {
+        Some(cache) => Some(
+            tokio::task::block_in_place(|| cache.layer_key(&kept, &opts, ctx.step_text))
+                .map_err(|e| format!("reading the sources: {e}"))?,
+        ),
+        None => None,
+    };
+    if let (Some(cache), Some(key)) = (ctx.cache, &key) {
+        if let Some(record) = cache.get(key) {
+            ctx.progress.event(Event::LayerCached {
+                id,
+                digest: &record.digest,
+                size: record.size,
+            });
+            let cached = super::builder::CachedStageLayer::new(record, kept.clone(), opts, ctx.tmp);
+            return Ok(CopyOutput {
+                layer: NewLayer::Cached(cached),
+                entries: kept,
+                stripped_setuid: stripped,
+            });
+        }
+    }
     let layer = tokio::task::block_in_place(|| {
         layer::build_layer(entries, &opts, &tmp, &mut |bytes| {
             ctx.progress.event(Event::LayerPacking { id, bytes })
@@ -120,8 +149,20 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
         digest: &layer.digest,
         size: layer.size,
     });
+    if let (Some(cache), Some(key)) = (ctx.cache, &key) {
+        cache.put(
+            key,
+            &super::cache::CachedLayer {
+                digest: layer.digest.clone(),
+                diff_id: layer.diff_id.clone(),
+                size: layer.size,
+                uncompressed_size: layer.uncompressed_size,
+                media_type: layer.media_type.to_string(),
+            },
+        );
+    }
     Ok(CopyOutput {
-        layer,
+        layer: NewLayer::Built(layer),
         entries: kept,
         stripped_setuid: stripped,
     })

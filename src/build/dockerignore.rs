@@ -485,10 +485,15 @@ fn dir_star(tokens: &[Token], i: usize, c: char, next: &mut States) {
     }
 }
 
-/// Mark `start` and the states reachable from it without input.
+/// Mark `start` and the states reachable from it without input. A state
+/// already marked had its followers marked with it, so the walk stops there:
+/// a run of `**`s then costs linear, not quadratic, time per character.
 fn add_state(tokens: &[Token], states: &mut States, start: usize) {
     let mut i = start;
     while let Some(slot) = states.at.get_mut(i) {
+        if *slot {
+            break;
+        }
         *slot = true;
         match tokens.get(i) {
             Some(Token::Star | Token::DirStar | Token::Rest) => i += 1,
@@ -687,6 +692,20 @@ mod tests {
         ] {
             assert_eq!(clean_path(input), want, "{input}");
         }
+    }
+
+    /// Found by fuzzing (fuzz/ `dockerfile` target): each `/` re-walked the
+    /// whole run of `**/` tokens from every state inside it (quadratic per
+    /// character), so a 12 KB .dockerignore took minutes to match one path.
+    #[test]
+    fn long_runs_of_double_stars_match_in_linear_time() {
+        let pattern = format!("a/{}x", "**/".repeat(4000));
+        let di = ignore(&pattern);
+        let deep = format!("a/{}", "b/".repeat(200));
+        assert!(!di.is_excluded(&format!("{deep}y")));
+        assert!(di.is_excluded(&format!("{deep}x")));
+        assert!(di.is_excluded("a/x"));
+        assert!(!di.is_excluded("b/x"));
     }
 
     #[test]

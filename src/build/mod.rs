@@ -8,6 +8,7 @@
 
 pub mod assemble;
 pub mod builder;
+pub mod cache;
 pub mod closure;
 pub mod compress;
 pub mod context;

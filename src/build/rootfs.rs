@@ -28,6 +28,16 @@ pub async fn materialize(
             break;
         }
         match layer {
+            StageLayer::Cached(c) => {
+                let built = tokio::task::block_in_place(|| c.built())?;
+                tokio::task::block_in_place(|| {
+                    let (_, reader) =
+                        extract::open_archive(&built.file).map_err(|e| e.to_string())?;
+                    overlay
+                        .apply_layer(&built.digest, reader)
+                        .map_err(|e| e.to_string())
+                })?;
+            }
             StageLayer::Local(built) => {
                 tokio::task::block_in_place(|| {
                     // gzip or zstd, as the build was asked to compress.

@@ -47,6 +47,7 @@ pub fn merge(layers: &[&Vec<LayerEntry>]) -> Vec<LayerEntry> {
 }
 
 /// Squashes `image` in place; `entries` holds the entries of every local layer by digest.
+#[allow(clippy::too_many_arguments)]
 pub async fn squash(
     registry: &Registry,
     image: &mut StageImage,
@@ -72,6 +73,7 @@ pub async fn squash(
                 .iter()
                 .filter_map(|l| match l {
                     StageLayer::Local(b) => entries.get(&b.digest),
+                    StageLayer::Cached(c) => entries.get(&c.record.digest),
                     StageLayer::Remote { .. } => None,
                 })
                 .collect();

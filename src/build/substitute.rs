@@ -596,25 +596,21 @@ fn trim_pattern(modifier: char, word: &str, value: &str) -> Result<String, Subst
     };
     let tokens = compile_pattern(pattern)?;
     let chars: Vec<char> = value.chars().collect();
+    // Matching costs up to `value × pattern` steps, both up to a megabyte.
+    let mut budget = MAX_PATTERN_WORK;
     if modifier == '#' {
-        let cut = prefix_match_len(&tokens, &chars, greedy).unwrap_or(0);
+        let cut = prefix_match_budgeted(&tokens, &chars, greedy, &mut budget)?.unwrap_or(0);
         return Ok(chars.get(cut..).unwrap_or_default().iter().collect());
     }
     let reversed_tokens: Vec<PatternToken> = tokens.into_iter().rev().collect();
     let reversed: Vec<char> = chars.iter().rev().copied().collect();
-    let cut = prefix_match_len(&reversed_tokens, &reversed, greedy).unwrap_or(0);
+    let cut = prefix_match_budgeted(&reversed_tokens, &reversed, greedy, &mut budget)?.unwrap_or(0);
     let keep = chars.len().saturating_sub(cut);
     Ok(chars.get(..keep).unwrap_or_default().iter().collect())
 }
 
 /// Length of the shortest (or, when `greedy`, longest) prefix of `text`
-/// matched by the whole pattern.
-fn prefix_match_len(tokens: &[PatternToken], text: &[char], greedy: bool) -> Option<usize> {
-    let mut unlimited = usize::MAX;
-    prefix_match_budgeted(tokens, text, greedy, &mut unlimited).unwrap_or(None)
-}
-
-/// [`prefix_match_len`], charging each step against `budget`.
+/// matched by the whole pattern, charging each step against `budget`.
 fn prefix_match_budgeted(
     tokens: &[PatternToken],
     text: &[char],
@@ -652,9 +648,14 @@ fn accepts(states: &States) -> bool {
 }
 
 /// Mark `start` and everything reachable from it without consuming input.
+/// A state already marked had its followers marked with it, so the walk stops
+/// there: a run of `*`s then costs linear, not quadratic, time per character.
 fn closure(tokens: &[PatternToken], mut states: States, start: usize) -> States {
     let mut i = start;
     while let Some(slot) = states.get_mut(i) {
+        if *slot {
+            break;
+        }
         *slot = true;
         if tokens.get(i) != Some(&PatternToken::Star) {
             break;
@@ -905,5 +906,25 @@ mod tests {
         let many = "a".repeat(5000);
         let v = [("M", many.as_str())];
         assert_eq!(ex("${M//b*c/x}", &v), many);
+    }
+
+    /// Found by fuzzing (fuzz/ `dockerfile` target): trimming had no work
+    /// limit and a run of `*`s was re-walked for every active state, so
+    /// `ENV B=${A##****…b}` with a 256 KiB `A` ran for tens of minutes.
+    #[test]
+    fn hostile_trim_patterns_are_bounded() {
+        let value = "a".repeat(16 << 10);
+        let v = [("A", value.as_str())];
+        let stars = format!("${{A##{}b}}", "*".repeat(300));
+        assert_eq!(ex(&stars, &v), value);
+        let stars = format!("${{A%%b{}}}", "*".repeat(300));
+        assert_eq!(ex(&stars, &v), value);
+        // Work proportional to value × pattern is refused, not ground through.
+        let long = format!("${{A%%{}*}}", "a".repeat(4000));
+        assert_eq!(err(&long, &v), SubstitutionError::TooExpensive);
+        // Cheap patterns over the same value still work.
+        assert_eq!(ex("${A#a}", &v).len(), value.len() - 1);
+        assert_eq!(ex("${A##*a}", &v), "");
+        assert_eq!(ex("${A%%a*}", &v), "");
     }
 }

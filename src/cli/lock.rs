@@ -69,6 +69,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         overrides: Default::default(),
         squash: Default::default(),
         compression: Default::default(),
+        use_cache: false,
     };
     let existing = LockFile::load(&path)?.unwrap_or_default();
     let registry = global.registry();

@@ -129,7 +129,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", elide_middle(&format!("{e:#}"), 4096));
             ExitCode::from(1)
         }
     }
@@ -147,6 +147,21 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Keeps a message readable when it quotes huge input (a 10 MB Dockerfile line): its start
+/// (file:line) and its end (the reason) survive, the middle is elided.
+fn elide_middle(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max / 2).collect();
+    let tail_rev: String = text.chars().rev().take(max / 2).collect();
+    let tail: String = tail_rev.chars().rev().collect();
+    format!(
+        "{head}…({} bytes elided)…{tail}",
+        text.len() - head.len() - tail.len()
+    )
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {

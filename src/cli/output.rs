@@ -95,5 +95,8 @@ fn step_words(step: &BlobStep) -> (&'static str, Option<String>) {
             repository,
         } => ("copy-from", Some(format!("{registry}/{repository}"))),
         BlobStep::Upload { path } => ("upload", Some(path.display().to_string())),
+        BlobStep::BuildAndUpload { .. } => {
+            ("upload", Some("(cached layer, built on upload)".into()))
+        }
     }
 }

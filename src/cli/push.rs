@@ -72,6 +72,9 @@ pub struct PushArgs {
     /// media type `application/vnd.oci.image.layer.v1.tar+zstd`).
     #[arg(long, default_value = "gzip", value_parser = crate::build::compress::Compression::parse)]
     pub compression: crate::build::compress::Compression,
+    /// Do not use the local layer cache ($REGBUILD_CACHE, default ~/.cache/regbuild).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Do not warn when the image runs as root.
     #[arg(long)]
     pub allow_root: bool,
@@ -139,6 +142,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             overrides: Default::default(),
             squash: args.squash.into(),
             compression: args.compression,
+            use_cache: !args.no_cache,
         },
         platforms,
         tags: tags.clone(),

@@ -135,10 +135,26 @@ impl ImageConfig {
     }
 
     pub fn set_env(&mut self, name: &str, value: &str) {
+        self.set_envs(&[(name.to_string(), value.to_string())]);
+    }
+
+    /// Sets several variables at once (one ENV instruction): linear in the size of Env,
+    /// however many variables one instruction sets.
+    pub fn set_envs(&mut self, pairs: &[(String, String)]) {
         let mut env = self.env();
-        match env.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = value.to_string(),
-            None => env.push((name.to_string(), value.to_string())),
+        let mut index: std::collections::HashMap<String, usize> = env
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.clone(), i))
+            .collect();
+        for (name, value) in pairs {
+            match index.get(name) {
+                Some(&i) => env[i].1 = value.clone(),
+                None => {
+                    index.insert(name.clone(), env.len());
+                    env.push((name.clone(), value.clone()));
+                }
+            }
         }
         let list: Vec<Value> = env
             .into_iter()

@@ -146,7 +146,7 @@ async fn run_step(
             registry,
             repository,
         } => format!("copy from {registry}/{repository}"),
-        BlobStep::Upload { .. } => "upload".to_string(),
+        BlobStep::Upload { .. } | BlobStep::BuildAndUpload { .. } => "upload".to_string(),
     };
     progress.event(Event::BlobStarted {
         digest: &blob.digest,
@@ -170,6 +170,26 @@ async fn run_step(
         } => {
             let src = registry.repo(r, repository, Scopes::pull(repository));
             copy_into(dst, None, &src, blob).await?;
+            Ok(BlobAction::Uploaded)
+        }
+        BlobStep::BuildAndUpload { file } => {
+            // A cached layer the registry lacks: build its file now (its digest is checked).
+            let path = tokio::task::block_in_place(|| file.path()).map_err(|message| {
+                RegistryError::Io {
+                    path: blob.digest.to_string(),
+                    source: std::io::Error::other(message),
+                }
+            })?;
+            let digest = blob.digest.clone();
+            let reporter = progress.clone();
+            let on_sent: crate::registry::transport::SentHook = Arc::new(move |sent| {
+                reporter.event(Event::BlobSent {
+                    digest: &digest,
+                    sent,
+                })
+            });
+            dst.upload_file(None, &blob.digest, &path, blob.size, Some(on_sent))
+                .await?;
             Ok(BlobAction::Uploaded)
         }
         BlobStep::Upload { path } => {

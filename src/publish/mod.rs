@@ -7,5 +7,5 @@ pub mod model;
 pub mod plan;
 
 pub use execute::{execute, probe};
-pub use model::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
+pub use model::{BlobOrigin, BlobSpec, ImageSet, LazyFile, ManifestSpec, PutAs};
 pub use plan::{plan, BlobStep, Plan};

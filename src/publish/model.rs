@@ -17,7 +17,34 @@ pub enum BlobOrigin {
     },
     /// A file built locally.
     File(PathBuf),
+    /// A file built only if needed (a layer known from the cache: built when the registry
+    /// lacks it).
+    Lazy(LazyFile),
 }
+
+/// Produces a local blob's file on first use.
+#[derive(Clone)]
+pub struct LazyFile(pub std::sync::Arc<dyn Fn() -> Result<PathBuf, String> + Send + Sync>);
+
+impl LazyFile {
+    pub fn path(&self) -> Result<PathBuf, String> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for LazyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LazyFile")
+    }
+}
+
+impl PartialEq for LazyFile {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LazyFile {}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobSpec {

@@ -24,6 +24,10 @@ pub enum BlobStep {
     Upload {
         path: std::path::PathBuf,
     },
+    /// Build a cached layer's file (the registry lacks it), then upload it.
+    BuildAndUpload {
+        file: super::model::LazyFile,
+    },
 }
 
 /// A write, decided: each blob with its step, then the manifests in put order.
@@ -84,6 +88,7 @@ fn step_for(
     }
     match &blob.origin {
         BlobOrigin::File(path) => BlobStep::Upload { path: path.clone() },
+        BlobOrigin::Lazy(file) => BlobStep::BuildAndUpload { file: file.clone() },
         BlobOrigin::Registry {
             registry: r,
             repository: from,

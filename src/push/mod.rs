@@ -226,7 +226,7 @@ pub async fn write_to_tags(
             staged.push(publish::execute::stage(registry, &plan, progress.clone()).await?);
             // Later repositories mount what this one now holds instead of uploading it again.
             for b in &mut set.blobs {
-                if matches!(b.origin, BlobOrigin::File(_)) {
+                if matches!(b.origin, BlobOrigin::File(_) | BlobOrigin::Lazy(_)) {
                     b.origin = BlobOrigin::Registry {
                         registry: repo.registry.clone(),
                         repository: repo.repository.clone(),

@@ -189,6 +189,7 @@ fn build_request(
         overrides: HashMap::new(),
         squash: Default::default(),
         compression: Default::default(),
+        use_cache: true,
     }
 }
 

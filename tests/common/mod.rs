@@ -243,6 +243,11 @@ pub fn regbuild(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_regbuild"));
     c.args(args)
         .env("DOCKER_CONFIG", empty_docker_config())
+        // One layer cache per test process, not the user's.
+        .env(
+            "REGBUILD_CACHE",
+            std::env::temp_dir().join(format!("regbuild-test-cache-{}", std::process::id())),
+        )
         .env_remove("REGBUILD_LOG")
         .stdin(Stdio::null());
     c

@@ -1,0 +1,509 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of regbuild (see BENCHMARKS.md for what is measured and the targets).
+#
+#   bench/run.sh [RUNS]        RUNS: runs of each measurement, medians are reported (default 3)
+#
+# One machine, one registry (the CNCF distribution registry, `docker-registry`, on a free
+# loopback port), one run:
+#   1. cold push: ~300 MB base already in another repository of the registry, ~140 MB context
+#      in one COPY: regbuild vs `buildah bud` + `buildah push` (vfs, chroot, empty storage)
+#      vs the floor `tar | pigz -p2 | sha256sum` of the same context;
+#   2. warm rebuild with one file of the context changed: regbuild vs buildah (base local);
+#   3. no-op re-push: time and bytes uploaded;
+#   4. promote to another repository: regbuild vs `skopeo copy`;
+#   5. peak RSS for a 2 GiB layer (bench/peak_rss.sh).
+# Prints a markdown table (medians, ratios, PASS/FAIL against the targets) and rewrites the
+# "Latest run" section of BENCHMARKS.md with it and the machine's description.
+#
+# Environment: BENCH_NOTE=TEXT adds a note to the BENCHMARKS.md section (e.g. "provisional");
+# BENCH_NO_WRITE=1 leaves BENCHMARKS.md alone; BENCH_KEEP=1 keeps the work directory.
+# Needs root (apt-get, buildah's chroot isolation, a private mount namespace); Debian packages
+# are installed when missing. Data are generated from fixed seeds: same bytes on every machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+runs=${1:-3}
+if ! [[ $runs =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: $0 [RUNS]   (RUNS >= 1, default 3)" >&2
+  exit 2
+fi
+script_t0=$(date +%s.%N)
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# --- tools ---------------------------------------------------------------------------------
+need=()
+command -v buildah >/dev/null || need+=(buildah)
+command -v pigz >/dev/null || need+=(pigz)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v umoci >/dev/null || need+=(umoci)
+[[ -x /usr/bin/docker-registry ]] || need+=(docker-registry)
+[[ -x /usr/bin/time ]] || need+=(time)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+if [[ ${#need[@]} -gt 0 ]]; then
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+log "cargo build --release"
+cargo build --release --quiet --bin regbuild
+regbuild=$repo/target/release/regbuild
+
+# --- work directory, registry --------------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/regbuild-bench.XXXXXX")
+reg_dir=$work/registry
+cleanup() {
+  local rc=$?
+  if [[ -f $reg_dir/registry.pid ]]; then
+    kill "$(cat "$reg_dir/registry.pid")" 2>/dev/null || true
+  fi
+  if [[ -n ${BENCH_KEEP:-} ]]; then
+    echo "work directory kept: $work" >&2
+  elif grep -qF " $work/" /proc/mounts; then
+    # Never rm -rf through a mount point (buildah's, should one survive).
+    echo "not removing $work: something is still mounted under it" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+reg=127.0.0.1:$port
+testregistry/distribution/start.sh "$reg_dir" "$reg" >/dev/null
+reg_log=$reg_dir/registry.log
+log "distribution registry on $reg (data in $reg_dir)"
+
+# containers/image (buildah, skopeo) keeps a machine-wide blob-info cache in
+# /var/lib/containers/cache (for root): it remembers in which repositories a blob was seen and
+# then mounts instead of uploading. Each run gives buildah and skopeo their own empty cache,
+# bind-mounted there in a private mount namespace, so that run N is as cold as run 1 and the
+# machine's own cache is neither used nor changed.
+isolate=yes
+mkdir -p /var/lib/containers/cache "$work/bic-probe"
+if ! unshare --mount --propagation private \
+  mount --bind "$work/bic-probe" /var/lib/containers/cache 2>/dev/null; then
+  isolate=no
+  log "WARNING: no private mount namespace (unshare --mount): buildah and skopeo share the" \
+    "machine's blob-info cache, runs after the first may mount blobs instead of uploading"
+fi
+# in_cache BIC_DIR CMD...: CMD with BIC_DIR as the containers/image blob-info cache.
+in_cache() {
+  local bic=$1
+  shift
+  mkdir -p "$bic"
+  if [[ $isolate == yes ]]; then
+    unshare --mount --propagation private bash -c \
+      'mount --bind "$0" /var/lib/containers/cache && exec "$@"' "$bic" "$@"
+  else
+    "$@"
+  fi
+}
+
+# --- data ----------------------------------------------------------------------------------
+cat >"$work/gen.py" <<'EOF'
+# Deterministic test data: the same bytes for the same arguments, on any machine.
+import os, random, sys
+
+MTIME = 1600000000
+
+
+def vocabulary():
+    r = random.Random(7)
+    letters = "abcdefghijklmnopqrstuvwxyz_"
+    return ["".join(r.choice(letters) for _ in range(r.randint(2, 12))) for _ in range(5000)]
+
+
+VOCAB = vocabulary()
+
+
+def text(r, size):
+    # Source-like text: indented lines of words from a 5000-word vocabulary (gzip ~3x).
+    out, n = [], 0
+    while n < size:
+        line = "    " * r.randint(0, 3) + " ".join(r.choices(VOCAB, k=r.randint(3, 12))) + ";\n"
+        out.append(line)
+        n += len(line)
+    return "".join(out).encode()[:size]
+
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def tree(root, seed, text_bytes, text_dir, bin_bytes, bin_dir, bin_file):
+    r = random.Random(seed)
+    n, i = 0, 0
+    while n < text_bytes:
+        size = min(r.randint(2 << 10, 98 << 10), text_bytes - n)
+        write(os.path.join(root, text_dir, "pkg%02d" % (i % 20), "mod%d" % (i // 20 % 5),
+                           "file_%04d.txt" % i), text(r, size))
+        n += size
+        i += 1
+    n, j = 0, 0
+    while n < bin_bytes:
+        size = min(bin_file, bin_bytes - n)
+        write(os.path.join(root, bin_dir, "blob_%03d.bin" % j), r.randbytes(size))
+        n += size
+        j += 1
+    for d, dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            os.utime(os.path.join(d, name), (MTIME, MTIME))
+        os.utime(d, (MTIME, MTIME))
+    return i, j
+
+
+MiB = 1 << 20
+what, root = sys.argv[1], sys.argv[2]
+if what == "context":
+    # ~140 MB: 100 MiB of text in ~2000 files over 100 directories, 40 MiB incompressible.
+    t, b = tree(root, 1000, 100 * MiB, "src", 40 * MiB, "assets", 5 * MiB)
+elif what == "layer":
+    # Base layers: mostly incompressible (libraries), some text (docs).
+    k = int(sys.argv[3])
+    text_mib, bin_mib = {1: (20, 150), 2: (10, 80), 3: (10, 30)}[k]
+    t, b = tree(root, 2000 + k, text_mib * MiB, "usr/share/doc/l%d" % k, bin_mib * MiB,
+                "usr/lib/l%d" % k, 5 * MiB // 2)
+else:
+    sys.exit("gen.py context DIR | gen.py layer N DIR")
+print("%s: %d text files, %d binary files" % (root, t, b))
+EOF
+
+log "generating the base (3 layers, ~300 MB) and pushing it to $reg/bench/base:1"
+umoci init --layout "$work/oci" >/dev/null
+umoci new --image "$work/oci:base" >/dev/null
+for k in 1 2 3; do
+  python3 "$work/gen.py" layer "$work/layer$k" "$k" >/dev/null
+  umoci insert --image "$work/oci:base" "$work/layer$k/usr" /usr >/dev/null
+  rm -rf "$work/layer$k"
+done
+in_cache "$work/bic-setup" skopeo copy -q --dest-tls-verify=false \
+  "oci:$work/oci:base" "docker://$reg/bench/base:1"
+rm -rf "$work/oci"
+
+log "generating the context (~140 MB)"
+ctx=$work/ctx
+python3 "$work/gen.py" context "$ctx" >/dev/null
+# Outside the context so that the context's bytes do not depend on the registry's port.
+dockerfile=$work/Dockerfile
+printf 'FROM %s/bench/base:1\nCOPY . /app\n' "$reg" >"$dockerfile"
+changed=$ctx/src/pkg00/mod0/file_0000.txt # the file the warm rebuild changes
+cp -p "$changed" "$work/changed.orig"
+ctx_bytes=$(du -sb "$ctx" | cut -f1)
+ctx_files=$(find "$ctx" -type f | wc -l)
+
+# --- helpers -------------------------------------------------------------------------------
+results=$work/results.tsv
+: >"$results"
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
+
+# timed CMD...: runs CMD, sets ELAPSED (seconds, wall clock), returns CMD's status.
+timed() {
+  local t0 t1 rc=0
+  t0=$(date +%s.%N)
+  "$@" || rc=$?
+  t1=$(date +%s.%N)
+  ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  return "$rc"
+}
+
+json_bytes() {
+  python3 - "$1" <<'EOF'
+import json, sys
+text = open(sys.argv[1]).read().strip()
+try:
+    doc = json.loads(text)
+except ValueError:
+    doc = json.loads(text.splitlines()[-1])
+print(doc["bytes_uploaded"])
+EOF
+}
+
+# regbuild_push N CACHE NAME: one `regbuild push` to bench/regbuild-N:1, recorded as NAME.
+regbuild_push() {
+  local n=$1 cache=$2 name=$3 out=$work/$3-$1
+  if ! REGBUILD_CACHE=$cache XDG_CACHE_HOME=$cache/xdg timed "$regbuild" push --no-progress \
+    --json -f "$dockerfile" -t "$reg/bench/regbuild-$n:1" "$ctx" >"$out.json" 2>"$out.err"; then
+    cat "$out.err" >&2
+    echo "regbuild push failed ($name, run $n)" >&2
+    exit 1
+  fi
+  record "$name" "$n" "$ELAPSED"
+  record "$name.bytes" "$n" "$(json_bytes "$out.json")"
+}
+
+floor() { tar -C "$1" -cf - . | pigz -p2 -6 | sha256sum >/dev/null; }
+
+# buildah_build N NAME: `buildah bud` + `buildah push` to bench/buildah-N:1 with run N's
+# storage (empty at the first call: the base is pulled), recorded as NAME.
+buildah_ok=yes
+buildah_why=
+buildah_build() {
+  local n=$1 name=$2 out=$work/$2-$1
+  local b=(buildah --root "$work/buildah-$n/root" --runroot "$work/buildah-$n/runroot"
+    --storage-driver vfs)
+  [[ $buildah_ok == yes ]] || return 0
+  # shellcheck disable=SC2016
+  if timed in_cache "$work/bic-$n" bash -c '
+      b=("${@:3}")
+      "${b[@]}" bud --isolation chroot --tls-verify=false -t bench-img -f "$1" "$2" &&
+      "${b[@]}" push --tls-verify=false bench-img "docker://'"$reg"'/bench/buildah-'"$n"':1"
+    ' _ "$dockerfile" "$ctx" "${b[@]}" >"$out.log" 2>&1; then
+    record "$name" "$n" "$ELAPSED"
+  else
+    buildah_ok=no
+    buildah_why="$name failed: $(grep -v '^\s*$' "$out.log" | tail -n 3 | tr '\n' ' ')"
+    log "WARNING: buildah cannot run here, continuing without it: $buildah_why"
+  fi
+}
+
+log_lines() { wc -l <"$reg_log"; }
+# log_since LINE: the registry access-log lines written after line LINE.
+log_since() { tail -n "+$(($1 + 1))" "$reg_log"; }
+# count_puts LINE REPO: blob uploads completed in REPO (PUT .../blobs/uploads/... 201).
+count_puts() { log_since "$1" | grep -cE "\"PUT /v2/$2/blobs/uploads/[^\"]* HTTP/1\.1\" 201" || true; }
+count_mounts() { log_since "$1" | grep -cE "\"POST /v2/$2/blobs/uploads/\?[^\"]*mount=[^\"]* HTTP/1\.1\" 201" || true; }
+# bytes of blob GETs (downloads) answered 200
+get_bytes() {
+  log_since "$1" | awk '/"GET \/v2\/[^"]*\/blobs\/sha256[^"]* HTTP\/1\.1" 200 / {
+      for (i = 1; i <= NF; i++) if ($i == "200") { s += $(i + 1); break } }
+    END { printf "%d\n", s }'
+}
+
+# --- the runs ------------------------------------------------------------------------------
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for n in $(seq 1 "$runs"); do
+  log "run $n/$runs"
+  cache=$work/regbuild-cache-$n # a fresh regbuild layer cache: the cold push is cold
+  mkdir -p "$cache"
+
+  # 1. cold push
+  timed floor "$ctx"
+  record floor "$n" "$ELAPSED"
+  regbuild_push "$n" "$cache" regbuild.cold
+  buildah_build "$n" buildah.cold
+
+  # 2. warm rebuild: one file changed (the same change every run)
+  printf 'warm rebuild: one changed line;\n' >>"$changed"
+  timed floor "$ctx"
+  record floor.warm "$n" "$ELAPSED"
+  regbuild_push "$n" "$cache" regbuild.warm
+  buildah_build "$n" buildah.warm
+
+  # 3. no-op re-push
+  before=$(log_lines)
+  regbuild_push "$n" "$cache" regbuild.noop
+  record regbuild.noop.uploads "$n" "$(count_puts "$before" "bench/regbuild-$n")"
+
+  # 4. promote: regbuild vs skopeo (empty blob-info cache), then skopeo again with the cache
+  #    that first copy filled (it now knows where the blobs are and mounts them)
+  src=$reg/bench/regbuild-$n:1
+  before=$(log_lines)
+  out=$work/promote-$n
+  if ! timed "$regbuild" promote --no-progress --json "$src" "$reg/bench/promoted-$n:1" \
+    >"$out.json" 2>"$out.err"; then
+    cat "$out.err" >&2
+    echo "regbuild promote failed (run $n)" >&2
+    exit 1
+  fi
+  record regbuild.promote "$n" "$ELAPSED"
+  record regbuild.promote.bytes "$n" "$(json_bytes "$out.json")"
+  record regbuild.promote.puts "$n" "$(count_puts "$before" "bench/promoted-$n")"
+  record regbuild.promote.mounts "$n" "$(count_mounts "$before" "bench/promoted-$n")"
+  for v in cold warm; do
+    before=$(log_lines)
+    dst=bench/skopeo-$v-$n
+    timed in_cache "$work/bic-skopeo-$n" skopeo copy -q --src-tls-verify=false \
+      --dest-tls-verify=false "docker://$src" "docker://$reg/$dst:1"
+    record "skopeo.$v" "$n" "$ELAPSED"
+    record "skopeo.$v.puts" "$n" "$(count_puts "$before" "$dst")"
+    record "skopeo.$v.mounts" "$n" "$(count_mounts "$before" "$dst")"
+    record "skopeo.$v.getbytes" "$n" "$(get_bytes "$before")"
+  done
+
+  cp -p "$work/changed.orig" "$changed"
+  rm -rf "$work/buildah-$n" "$cache" "$work/bic-$n" "$work/bic-skopeo-$n"
+done
+
+# 5. peak RSS for a 2 GiB layer (its own registry and data; once: it is a maximum, not a time)
+log "bench/peak_rss.sh (2 GiB layer)"
+rss_out=$(bench/peak_rss.sh 2048)
+echo "$rss_out" >&2
+rss_kb=$(sed -n 's/.*peak RSS: [0-9]* MiB (\([0-9]*\) kB).*/\1/p' <<<"$rss_out" | head -n1)
+[[ -n $rss_kb ]] || { echo "could not read peak_rss.sh's output" >&2; exit 1; }
+record rss_kb 1 "$rss_kb"
+
+# --- report --------------------------------------------------------------------------------
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+script_t1=$(date +%s.%N)
+total=$(awk -v a="$script_t0" -v b="$script_t1" 'BEGIN { printf "%d", b - a }')
+commit=$(git -C "$repo" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+if [[ $commit != unknown && -n $(git -C "$repo" --no-optional-locks status --porcelain -uno 2>/dev/null) ]]; then
+  commit="$commit (with uncommitted changes)"
+fi
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+mem=$(free -g | awk '/^Mem:/ { print $2 " GiB total, " $7 " GiB available" }')
+versions="regbuild $("$regbuild" --version 2>/dev/null | awk '{print $NF}')"
+versions+="; buildah $(buildah --version | awk '{print $3}')"
+versions+="; skopeo $(skopeo --version | awk '{print $3}')"
+versions+="; $(pigz --version 2>&1)"
+versions+="; docker-registry $(dpkg-query -W -f '${Version}' docker-registry 2>/dev/null || echo '?')"
+
+BENCH_RUNS=$runs BENCH_TOTAL=$total BENCH_COMMIT=$commit BENCH_CPU=$cpu BENCH_MEM=$mem \
+  BENCH_NPROC=$(nproc) BENCH_KERNEL=$(uname -r) BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') \
+  BENCH_VERSIONS=$versions BENCH_BUILDAH_OK=$buildah_ok BENCH_BUILDAH_WHY=$buildah_why \
+  BENCH_ISOLATE=$isolate BENCH_LOAD="$load_before before the runs, $load_after after" \
+  BENCH_CTX="$ctx_bytes bytes in $ctx_files files" \
+  python3 - "$results" "$repo/BENCHMARKS.md" <<'EOF'
+import os, re, statistics, sys
+from collections import defaultdict
+
+E = os.environ
+vals = defaultdict(list)
+for line in open(sys.argv[1]):
+    k, n, v = line.rstrip("\n").split("\t")
+    vals[k].append(float(v))
+
+
+def med(k):
+    return statistics.median(vals[k]) if vals.get(k) else None
+
+
+def s(x):
+    return "n/a" if x is None else "%.2f s" % x
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def r(x):
+    return "n/a" if x is None else "%.2f×" % x
+
+
+def mb(x):
+    return "n/a" if x is None else ("0 B" if x == 0 else "%.1f MB" % (x / 1e6))
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def cnt(k):
+    v = med(k)
+    return "n/a" if v is None else "%g" % v
+
+
+rc, bc, fl = med("regbuild.cold"), med("buildah.cold"), med("floor")
+rw, bw, flw = med("regbuild.warm"), med("buildah.warm"), med("floor.warm")
+rn, rnb = med("regbuild.noop"), med("regbuild.noop.bytes")
+rp, rpb = med("regbuild.promote"), med("regbuild.promote.bytes")
+sc, sw = med("skopeo.cold"), med("skopeo.warm")
+rss = max(vals["rss_kb"]) / 1024 if vals.get("rss_kb") else None
+
+rows = []
+q = ratio(rc, bc)
+rows.append(("1. cold push vs buildah", s(rc), "buildah bud+push %s" % s(bc), r(q), "≤ 0.15×",
+             verdict(None if q is None else q <= 0.15)))
+q = ratio(rc, fl)
+rows.append(("1. cold push vs floor", s(rc), "floor %s" % s(fl), r(q), "≤ 1.3×",
+             verdict(None if q is None else q <= 1.3)))
+q = ratio(rw, bw)
+rows.append(("2. warm rebuild (1 file changed)", s(rw), "buildah bud+push %s" % s(bw), r(q),
+             "—", "—"))
+rows.append(("2. warm rebuild vs floor", s(rw), "floor %s" % s(flw),
+             r(ratio(rw, flw)), "—", "—"))
+rows.append(("3. no-op re-push", "%s, %s uploaded" % (s(rn), mb(rnb)), "—", "—",
+             "< 0.3 s, 0 B", verdict(None if rn is None else rn < 0.3 and rnb == 0)))
+q = ratio(rp, sc)
+rows.append(("4. promote vs skopeo copy", "%s, %s uploaded" % (s(rp), mb(rpb)),
+             "skopeo %s (blob PUTs: %s, blob bytes read: %s)" % (s(sc), cnt("skopeo.cold.puts"),
+                                                   mb(med("skopeo.cold.getbytes"))),
+             r(q), "≤ 1×, 0 B", verdict(None if q is None else q <= 1 and rpb == 0)))
+q = ratio(rp, sw)
+rows.append(("4. promote vs skopeo copy, warm blob-info cache", "%s, %s uploaded" % (s(rp), mb(rpb)),
+             "skopeo %s (blob PUTs: %s, mounts: %s)" % (s(sw), cnt("skopeo.warm.puts"),
+                                                     cnt("skopeo.warm.mounts")),
+             r(q), "≤ 1×, 0 B", verdict(None if q is None else q <= 1 and rpb == 0)))
+rows.append(("5. peak RSS, 2 GiB layer", "n/a" if rss is None else "%.0f MiB" % rss, "—", "—",
+             "< 100 MiB", verdict(None if rss is None else rss < 100)))
+
+runs = E["BENCH_RUNS"]
+hdr = ["measurement", "regbuild", "compared with", "ratio", "target", "result"]
+table = ["| " + " | ".join(hdr) + " |", "|" + "|".join("---" for _ in hdr) + "|"]
+table += ["| " + " | ".join(row) + " |" for row in rows]
+
+raw_keys = [("floor", "floor, cold context"), ("regbuild.cold", "regbuild cold push"),
+            ("buildah.cold", "buildah cold bud+push"), ("floor.warm", "floor, changed context"),
+            ("regbuild.warm", "regbuild warm push"), ("buildah.warm", "buildah warm bud+push"),
+            ("regbuild.noop", "regbuild no-op push"), ("regbuild.promote", "regbuild promote"),
+            ("skopeo.cold", "skopeo copy, empty cache"), ("skopeo.warm", "skopeo copy, warm cache")]
+raw = ["| run | " + " | ".join(label for _, label in raw_keys) + " |",
+       "|---|" + "|".join("---" for _ in raw_keys) + "|"]
+for i in range(int(runs)):
+    cells = []
+    for k, _ in raw_keys:
+        v = vals.get(k, [])
+        cells.append("%.2f" % v[i] if i < len(v) else "n/a")
+    raw.append("| %d | " % (i + 1) + " | ".join(cells) + " |")
+bytes_line = ("regbuild bytes uploaded (`bytes_uploaded`, medians): cold %s, warm %s, no-op %s, "
+              "promote %s. Registry access log: no-op push %s blob upload PUTs; promote %s blob "
+              "PUTs, %s mounts. Floor = `tar -C ctx -cf - . | pigz -p2 -6 | sha256sum`."
+              % (mb(med("regbuild.cold.bytes")), mb(med("regbuild.warm.bytes")), mb(rnb), mb(rpb),
+                 cnt("regbuild.noop.uploads"), cnt("regbuild.promote.puts"),
+                 cnt("regbuild.promote.mounts")))
+
+notes = []
+if E["BENCH_BUILDAH_OK"] != "yes":
+    notes.append("buildah could not run: " + E["BENCH_BUILDAH_WHY"])
+if E["BENCH_ISOLATE"] != "yes":
+    notes.append("no private mount namespace: buildah and skopeo used the machine's blob-info "
+                 "cache, so runs after the first may be warmer than cold.")
+
+print("\n".join(table))
+print()
+print("Per run (seconds):")
+print("\n".join(raw))
+print()
+print(bytes_line)
+for n in notes:
+    print("NOTE: " + n)
+print("load average (1, 5, 15 min): %s" % E["BENCH_LOAD"])
+print("total time of bench/run.sh: %s s" % E["BENCH_TOTAL"])
+
+path = sys.argv[2]
+if E.get("BENCH_NO_WRITE"):
+    sys.exit(0)
+section = ["## Latest run", ""]
+if E.get("BENCH_NOTE"):
+    section += ["**%s**" % E["BENCH_NOTE"], ""]
+section += [
+    "`bench/run.sh %s` on %s, regbuild commit %s; medians of %s run(s), peak RSS the maximum."
+    % (runs, E["BENCH_DATE"], E["BENCH_COMMIT"], runs),
+    "",
+    "Machine: %s cores (`nproc`), %s (`free -g`), %s, kernel %s; load average %s."
+    % (E["BENCH_NPROC"], E["BENCH_MEM"], E["BENCH_CPU"], E["BENCH_KERNEL"], E["BENCH_LOAD"]),
+    "Tools: %s. Context: %s. The whole script took %s s."
+    % (E["BENCH_VERSIONS"], E["BENCH_CTX"], E["BENCH_TOTAL"]),
+    "",
+] + table + ["", "Per run (seconds):", ""] + raw + ["", bytes_line, ""]
+for n in notes:
+    section += ["Note: " + n, ""]
+block = "<!-- latest-run:begin (written by bench/run.sh) -->\n" + "\n".join(section) + \
+    "<!-- latest-run:end -->\n"
+try:
+    doc = open(path).read()
+except FileNotFoundError:
+    doc = "# Benchmarks\n\nSee `bench/run.sh`.\n\n"
+pat = re.compile(r"<!-- latest-run:begin.*?<!-- latest-run:end -->\n?", re.S)
+doc = pat.sub(lambda _: block, doc) if pat.search(doc) else doc.rstrip("\n") + "\n\n" + block
+open(path, "w").write(doc)
+print("wrote the Latest run section of %s" % path)
+EOF

@@ -1,0 +1,306 @@
+//! The local layer cache (`$REGBUILD_CACHE`, else `$XDG_CACHE_HOME/regbuild`, else
+//! `~/.cache/regbuild`): an unchanged COPY costs a file walk and a HEAD — no tar, no
+//! compression.
+//!
+//! A layer is keyed by the sha256 of everything that decides its bytes: every entry's
+//! in-layer path, kind, mode, owner, link target and content hash, the mtime it gets, the
+//! compression and its level, the instruction text, and this cache's format version. The
+//! record holds the layer's digest, diff_id, size and media type; the blob itself is built
+//! only if the registry turns out not to have it (and must then hash to the recorded digest).
+//!
+//! Content hashes: a file's sha256 is reused from the stat cache only when its device,
+//! inode, size, mtime and ctime (which no user can set) all match the record and the file
+//! was last changed more than 2 seconds before the record was written; otherwise (in doubt)
+//! the file is hashed again. Records are written to a temporary file and renamed into
+//! place, so concurrent regbuild processes never see half a record; a deleted or corrupt
+//! cache is simply a miss.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::layer::{EntryKind, LayerEntry, LayerOptions};
+
+/// Bumped whenever what a key covers or how layers are written changes.
+const FORMAT: &str = "regbuild-layer-cache-v1";
+/// A file changed this recently may change again within the same timestamp tick.
+const RACY_NS: i128 = 2_000_000_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedLayer {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub uncompressed_size: u64,
+    pub media_type: String,
+}
+
+pub struct LayerCache {
+    root: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StatRecord {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    written_ns: i128,
+    sha256: String,
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+fn sha_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+impl LayerCache {
+    /// The cache directory, created if needed; `None` (no cache) when it cannot be.
+    pub fn open() -> Option<LayerCache> {
+        let root = match std::env::var_os("REGBUILD_CACHE") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => match std::env::var_os("XDG_CACHE_HOME") {
+                Some(p) if !p.is_empty() => PathBuf::from(p).join("regbuild"),
+                _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/regbuild"),
+            },
+        };
+        Self::at(root)
+    }
+
+    pub fn at(root: PathBuf) -> Option<LayerCache> {
+        for sub in ["layers", "files"] {
+            if let Err(e) = std::fs::create_dir_all(root.join(sub)) {
+                tracing::debug!(dir = %root.display(), error = %e, "layer cache disabled");
+                return None;
+            }
+        }
+        Some(LayerCache { root })
+    }
+
+    /// The key of the layer `entries` make with `opts` for `instruction`.
+    pub fn layer_key(
+        &self,
+        entries: &[LayerEntry],
+        opts: &LayerOptions,
+        instruction: &str,
+    ) -> io::Result<String> {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(FORMAT.as_bytes());
+        field(format!("{:?} mtime={}", opts.compression, opts.mtime).as_bytes());
+        field(instruction.as_bytes());
+        let mut sorted: Vec<&LayerEntry> = entries.iter().collect();
+        sorted.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
+        for e in sorted {
+            use std::os::unix::ffi::OsStrExt;
+            field(e.path.as_os_str().as_bytes());
+            field(format!("{:o} {} {}", e.mode, e.uid, e.gid).as_bytes());
+            match &e.kind {
+                EntryKind::File { source, size } => {
+                    field(b"file");
+                    field(&size.to_le_bytes());
+                    field(self.content_hash(source)?.as_bytes());
+                }
+                EntryKind::Dir => field(b"dir"),
+                EntryKind::Symlink { target } => {
+                    field(b"symlink");
+                    field(target.as_os_str().as_bytes());
+                }
+                EntryKind::HardLink { target } => {
+                    field(b"hardlink");
+                    field(target.as_os_str().as_bytes());
+                }
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    pub fn get(&self, key: &str) -> Option<CachedLayer> {
+        let text = std::fs::read(self.root.join("layers").join(key)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    pub fn put(&self, key: &str, layer: &CachedLayer) {
+        if let Ok(bytes) = serde_json::to_vec(layer) {
+            self.write_atomic(&self.root.join("layers").join(key), &bytes);
+        }
+    }
+
+    /// The sha256 of a file's content, from the stat cache when it is certainly current.
+    pub fn content_hash(&self, path: &Path) -> io::Result<String> {
+        let meta = std::fs::metadata(path)?;
+        let record_path = self.stat_path(path);
+        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        let ctime_ns = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+        if let Some(rec) = std::fs::read(&record_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<StatRecord>(&b).ok())
+        {
+            let same = rec.dev == meta.dev()
+                && rec.ino == meta.ino()
+                && rec.size == meta.len()
+                && rec.mtime_ns == mtime_ns
+                && rec.ctime_ns == ctime_ns;
+            let settled = rec.written_ns - mtime_ns.max(ctime_ns) > RACY_NS;
+            if same && settled {
+                return Ok(rec.sha256);
+            }
+        }
+        let sha256 = hash_file(path)?;
+        let rec = StatRecord {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns,
+            ctime_ns,
+            written_ns: now_ns(),
+            sha256: sha256.clone(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&rec) {
+            self.write_atomic(&record_path, &bytes);
+        }
+        Ok(sha256)
+    }
+
+    fn stat_path(&self, path: &Path) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let h = sha_hex(abs.as_os_str().as_bytes());
+        self.root.join("files").join(&h[..2]).join(h)
+    }
+
+    /// Writes `bytes` to `path` through a temporary file and a rename; failures only cost a
+    /// future cache miss.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) {
+        let Some(dir) = path.parent() else { return };
+        let _ = std::fs::create_dir_all(dir);
+        let result = tempfile::NamedTempFile::new_in(dir).and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::debug!(path = %path.display(), error = %e, "layer cache write failed");
+        }
+    }
+}
+
+fn hash_file(path: &Path) -> io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, source: &Path, mode: u32) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            kind: EntryKind::File {
+                source: source.to_path_buf(),
+                size: std::fs::metadata(source).unwrap().len(),
+            },
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    #[test]
+    fn keys_change_with_content_mode_names_and_settings_but_not_with_touch() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::at(dir.path().join("cache")).unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "one").unwrap();
+        let opts = LayerOptions::default();
+        let key = |e: &[LayerEntry], o: &LayerOptions| cache.layer_key(e, o, "COPY f /f").unwrap();
+        let base = key(&[entry("f", &f, 0o644)], &opts);
+        assert_eq!(base, key(&[entry("f", &f, 0o644)], &opts), "stable");
+        // touch: same content, same key (the content hash is recomputed when in doubt)
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(base, key(&[entry("f", &f, 0o644)], &opts));
+        assert_ne!(base, key(&[entry("f", &f, 0o755)], &opts), "mode");
+        assert_ne!(base, key(&[entry("g", &f, 0o644)], &opts), "name");
+        let zstd = LayerOptions {
+            compression: super::super::compress::Compression::Zstd { level: 3 },
+            ..opts
+        };
+        assert_ne!(base, key(&[entry("f", &f, 0o644)], &zstd), "compression");
+        std::fs::write(&f, "two").unwrap();
+        assert_ne!(
+            base,
+            key(&[entry("f", &f, 0o644)], &opts),
+            "content, same size"
+        );
+        // one more file: a different file set
+        let g = dir.path().join("g");
+        std::fs::write(&g, "x").unwrap();
+        assert_ne!(
+            key(&[entry("f", &f, 0o644)], &opts),
+            key(&[entry("f", &f, 0o644), entry("g", &g, 0o644)], &opts)
+        );
+    }
+
+    #[test]
+    fn a_same_size_rewrite_within_the_racy_window_is_rehashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::at(dir.path().join("cache")).unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "aaaa").unwrap();
+        let first = cache.content_hash(&f).unwrap();
+        // Same size, and (on coarse clocks) possibly the same mtime: must not be trusted.
+        std::fs::write(&f, "bbbb").unwrap();
+        let second = cache.content_hash(&f).unwrap();
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn records_round_trip_and_a_deleted_cache_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        let cache = LayerCache::at(root.clone()).unwrap();
+        let rec = CachedLayer {
+            digest: "sha256:aa".into(),
+            diff_id: "sha256:bb".into(),
+            size: 3,
+            uncompressed_size: 4,
+            media_type: "m".into(),
+        };
+        cache.put("k", &rec);
+        assert_eq!(cache.get("k"), Some(rec.clone()));
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(cache.get("k"), None);
+        // Writing again recreates what it needs.
+        let cache = LayerCache::at(root).unwrap();
+        cache.put("k", &rec);
+        assert_eq!(cache.get("k"), Some(rec));
+    }
+}
