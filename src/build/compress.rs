@@ -3,7 +3,6 @@
 //! ending byte-aligned, one gzip member with the CRC of the whole stream), and zstd with a
 //! fixed multi-threaded mode. The same input and settings give the same bytes on 1 core or 64.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -69,12 +68,12 @@ impl Compression {
 }
 
 /// A compressing writer; `finish` returns the inner writer after the trailer.
-pub enum Compressor<W: Write> {
+pub enum Compressor<W: Write + Send + 'static> {
     Gzip(ParGz<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
-impl<W: Write> Compressor<W> {
+impl<W: Write + Send + 'static> Compressor<W> {
     /// `threads` only changes speed, never the bytes.
     pub fn new(c: Compression, threads: usize, out: W) -> io::Result<Compressor<W>> {
         match c {
@@ -99,7 +98,7 @@ impl<W: Write> Compressor<W> {
     }
 }
 
-impl<W: Write> Write for Compressor<W> {
+impl<W: Write + Send + 'static> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Compressor::Gzip(g) => g.write(buf),
@@ -121,27 +120,39 @@ struct Job {
     done: SyncSender<io::Result<Vec<u8>>>,
 }
 
-/// Block-parallel gzip writer.
-pub struct ParGz<W: Write> {
-    out: W,
+type BlockResult = Receiver<io::Result<Vec<u8>>>;
+
+/// Block-parallel gzip writer: the calling thread fills blocks (and keeps the CRC), worker
+/// threads deflate them, and a collector thread writes them out in order — so reading,
+/// compressing and writing/hashing the output overlap.
+pub struct ParGz<W: Write + Send + 'static> {
     level: u32,
     buf: Vec<u8>,
     crc: crc32fast::Hasher,
     total: u64,
-    /// Results of blocks in flight, in stream order.
-    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
-    jobs: Option<SyncSender<Job>>,
-    workers: Vec<JoinHandle<()>>,
-    max_in_flight: usize,
+    mode: Mode<W>,
 }
 
-impl<W: Write> ParGz<W> {
+enum Mode<W: Write + Send + 'static> {
+    /// One thread: blocks are deflated and written inline.
+    Inline(W),
+    Parallel {
+        jobs: SyncSender<Job>,
+        order: SyncSender<BlockResult>,
+        collector: JoinHandle<(W, io::Result<()>)>,
+        workers: Vec<JoinHandle<()>>,
+    },
+}
+
+impl<W: Write + Send + 'static> ParGz<W> {
     fn new(mut out: W, level: u32, threads: usize) -> io::Result<ParGz<W>> {
         // gzip header: no mtime, no name, deflate, OS "unknown" (255) — machine independent.
         out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])?;
         let threads = threads.max(1);
-        let (jobs, workers) = if threads > 1 {
-            let (tx, rx) = mpsc::sync_channel::<Job>(threads);
+        let mode = if threads == 1 {
+            Mode::Inline(out)
+        } else {
+            let (jobs, rx) = mpsc::sync_channel::<Job>(threads * 2);
             let rx = Arc::new(Mutex::new(rx));
             let workers = (0..threads)
                 .map(|_| {
@@ -156,77 +167,88 @@ impl<W: Write> ParGz<W> {
                     })
                 })
                 .collect();
-            (Some(tx), workers)
-        } else {
-            (None, Vec::new())
+            let (order, order_rx) = mpsc::sync_channel::<BlockResult>(threads * 4);
+            let collector = std::thread::spawn(move || {
+                let mut out = out;
+                let result = (|| {
+                    for rx in order_rx {
+                        let block = rx
+                            .recv()
+                            .map_err(|_| io::Error::other("compression worker stopped"))??;
+                        out.write_all(&block)?;
+                    }
+                    Ok(())
+                })();
+                (out, result)
+            });
+            Mode::Parallel {
+                jobs,
+                order,
+                collector,
+                workers,
+            }
         };
         Ok(ParGz {
-            out,
             level,
             buf: Vec::with_capacity(BLOCK),
             crc: crc32fast::Hasher::new(),
             total: 0,
-            pending: VecDeque::new(),
-            jobs,
-            workers,
-            max_in_flight: threads * 2,
+            mode,
         })
     }
 
     /// Hands a full (or the last) block to the workers, or compresses it here.
     fn submit(&mut self, last: bool) -> io::Result<()> {
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
-        match &self.jobs {
-            None => {
-                let compressed = deflate_block(&data, self.level, last)?;
-                self.out.write_all(&compressed)?;
-            }
-            Some(jobs) => {
+        match &mut self.mode {
+            Mode::Inline(out) => out.write_all(&deflate_block(&data, self.level, last)?),
+            Mode::Parallel { jobs, order, .. } => {
+                let stopped = || io::Error::other("compression stopped");
                 let (done, result) = mpsc::sync_channel(1);
-                jobs.send(Job { data, last, done })
-                    .map_err(|_| io::Error::other("compression worker stopped"))?;
-                self.pending.push_back(result);
-                while self.pending.len() >= self.max_in_flight {
-                    self.write_oldest()?;
-                }
+                jobs.send(Job { data, last, done }).map_err(|_| stopped())?;
+                // Blocks when the collector is behind: memory stays bounded.
+                order.send(result).map_err(|_| stopped())
             }
         }
-        Ok(())
-    }
-
-    fn write_oldest(&mut self) -> io::Result<()> {
-        if let Some(rx) = self.pending.pop_front() {
-            let block = rx
-                .recv()
-                .map_err(|_| io::Error::other("compression worker stopped"))??;
-            self.out.write_all(&block)?;
-        }
-        Ok(())
     }
 
     fn finish(mut self) -> io::Result<W> {
-        self.submit(true)?;
-        while !self.pending.is_empty() {
-            self.write_oldest()?;
-        }
+        let submitted = self.submit(true);
         let crc = std::mem::take(&mut self.crc).finalize();
         // ISIZE is the length modulo 2^32 (RFC 1952).
         let isize = (self.total & 0xffff_ffff) as u32;
-        self.out.write_all(&crc.to_le_bytes())?;
-        self.out.write_all(&isize.to_le_bytes())?;
-        self.out.flush()?;
-        let ParGz {
-            out, jobs, workers, ..
-        } = self;
-        drop(jobs); // workers see the channel close and exit
-        for w in workers {
-            let _ = w.join();
-        }
+        let mut out = match self.mode {
+            Mode::Inline(out) => {
+                submitted?;
+                out
+            }
+            Mode::Parallel {
+                jobs,
+                order,
+                collector,
+                workers,
+            } => {
+                drop(order); // the collector drains what is queued, then stops
+                let (out, written) = collector
+                    .join()
+                    .map_err(|_| io::Error::other("compression collector panicked"))?;
+                drop(jobs); // workers see the channel close and exit
+                for w in workers {
+                    let _ = w.join();
+                }
+                submitted?;
+                written?;
+                out
+            }
+        };
+        out.write_all(&crc.to_le_bytes())?;
+        out.write_all(&isize.to_le_bytes())?;
+        out.flush()?;
         Ok(out)
     }
 }
 
-impl<W: Write> Write for ParGz<W> {
+impl<W: Write + Send + 'static> Write for ParGz<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let room = BLOCK - self.buf.len();
         let n = room.min(data.len());
