@@ -307,7 +307,7 @@ for n in $(seq 1 "$runs"); do
   src=$reg/bench/regbuild-$n:1
   before=$(log_lines)
   out=$work/promote-$n
-  if ! timed "$regbuild" promote --no-progress --json "$src" "$reg/bench/promoted-$n:1" \
+  if ! REGBUILD_CACHE=$cache XDG_CACHE_HOME=$cache/xdg timed "$regbuild" promote --no-progress --json "$src" "$reg/bench/promoted-$n:1" \
     >"$out.json" 2>"$out.err"; then
     cat "$out.err" >&2
     echo "regbuild promote failed (run $n)" >&2
@@ -334,7 +334,8 @@ done
 
 # 5. peak RSS for a 2 GiB layer (its own registry and data; once: it is a maximum, not a time)
 log "bench/peak_rss.sh (2 GiB layer)"
-rss_out=$(bench/peak_rss.sh 2048)
+# A layer cache of its own (not ~/.cache/regbuild): cold, and removed with the work directory.
+rss_out=$(REGBUILD_CACHE=$work/rss-cache XDG_CACHE_HOME=$work/rss-cache bench/peak_rss.sh 2048)
 echo "$rss_out" >&2
 rss_kb=$(sed -n 's/.*peak RSS: [0-9]* MiB (\([0-9]*\) kB).*/\1/p' <<<"$rss_out" | head -n1)
 [[ -n $rss_kb ]] || { echo "could not read peak_rss.sh's output" >&2; exit 1; }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::builder::{StageImage, StageLayer};
 use crate::digest::Digest;
 use crate::image::config::ImageConfig;
-use crate::manifest::{DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
+use crate::manifest::{OCI_CONFIG, OCI_MANIFEST};
 use crate::publish::{BlobOrigin, BlobSpec, ImageSet, LazyFile, ManifestSpec, PutAs};
 
 pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
@@ -43,19 +43,8 @@ pub fn assemble(image: &StageImage, created: &str, tmp: &Path) -> Result<Assembl
                 registry,
                 repository,
             } => {
-                let mut d = descriptor.clone();
-                if d.media_type == DOCKER_LAYER_GZIP {
-                    d.media_type = OCI_LAYER_GZIP.to_string();
-                }
+                let d = set.add_remote_layer(descriptor, registry, repository);
                 layers.push(serde_json::to_value(&d).map_err(|e| e.to_string())?);
-                set.add_blob(BlobSpec {
-                    digest: d.digest.clone(),
-                    size: d.size,
-                    origin: BlobOrigin::Registry {
-                        registry: registry.clone(),
-                        repository: repository.clone(),
-                    },
-                });
             }
             StageLayer::Cached(c) => {
                 let digest: Digest = c.record.digest.parse().map_err(|e| format!("{e}"))?;

@@ -3,6 +3,21 @@
 
 use serde_json::{json, Map, Value};
 
+/// A config's `Env` list (`["K=V", …]`) as (name, value) pairs, in order.
+pub fn env_pairs(env: Option<&Value>) -> Vec<(String, String)> {
+    env.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (kv.to_string(), String::new()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The config of the image being built.
 #[derive(Clone, Debug)]
 pub struct ImageConfig {
@@ -119,19 +134,7 @@ impl ImageConfig {
 
     /// `Env` as (name, value) pairs, in order.
     pub fn env(&self) -> Vec<(String, String)> {
-        self.config()
-            .and_then(|c| c.get("Env"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(|kv| match kv.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (kv.to_string(), String::new()),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        env_pairs(self.config().and_then(|c| c.get("Env")))
     }
 
     pub fn set_env(&mut self, name: &str, value: &str) {

@@ -260,6 +260,31 @@ async fn stream_into(
     }
 }
 
+/// Puts a manifest whose blobs were all confirmed. A registry that still answers that a
+/// blob is unknown or its content does not verify has lost a race between concurrent
+/// uploads of the same blob (seen with distribution 2.8 and several pushes of a shared
+/// layer at once): the answer is retried per the run's policy before it counts.
+async fn put_confirmed(
+    dst: &Repo,
+    reference: &str,
+    m: &ManifestSpec,
+) -> Result<crate::registry::manifests::PutManifest, RegistryError> {
+    let policy = dst.registry_options().retry.clone();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match dst.put_manifest(reference, &m.media_type, &m.bytes).await {
+            Err(e) if matches!(e.code(), Some("MANIFEST_BLOB_UNKNOWN" | "DIGEST_INVALID")) => {
+                match policy.next(attempt, None) {
+                    crate::registry::retry::Next::Wait(d) => tokio::time::sleep(d).await,
+                    _ => return Err(e),
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn put_manifest(
     dst: &Repo,
     plan: &Plan,
@@ -271,7 +296,7 @@ async fn put_manifest(
         _ => vec![m.digest.to_string()],
     };
     for reference in &references {
-        let put = dst.put_manifest(reference, &m.media_type, &m.bytes).await?;
+        let put = put_confirmed(dst, reference, m).await?;
         progress.event(Event::ManifestPut {
             reference,
             digest: &put.digest,

@@ -98,6 +98,30 @@ impl ImageSet {
         }
     }
 
+    /// Adds a layer that lives in `registry`/`repository` (mounted from there on the same
+    /// registry) and returns its descriptor as it goes into an OCI manifest: Docker's gzip
+    /// layer type becomes OCI's, the bytes being the same.
+    pub fn add_remote_layer(
+        &mut self,
+        layer: &crate::manifest::Descriptor,
+        registry: &str,
+        repository: &str,
+    ) -> crate::manifest::Descriptor {
+        let mut d = layer.clone();
+        if d.media_type == crate::manifest::DOCKER_LAYER_GZIP {
+            d.media_type = crate::manifest::OCI_LAYER_GZIP.to_string();
+        }
+        self.add_blob(BlobSpec {
+            digest: d.digest.clone(),
+            size: d.size,
+            origin: BlobOrigin::Registry {
+                registry: registry.to_string(),
+                repository: repository.to_string(),
+            },
+        });
+        d
+    }
+
     /// The manifest put under the tags.
     pub fn root(&self) -> Option<&ManifestSpec> {
         self.manifests.iter().find(|m| m.put_as == PutAs::Tags)

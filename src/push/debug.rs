@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::build::BuiltImage;
 use crate::digest::Digest;
 use crate::image::base::{self, TargetPlatform};
-use crate::manifest::{ManifestView, DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
+use crate::manifest::{ManifestView, OCI_CONFIG, OCI_MANIFEST};
 use crate::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
 use crate::reference::ImageRef;
 use crate::registry::Registry;
@@ -52,30 +52,14 @@ pub async fn variant(
         std::fs::write(&cfg_path, &cfg_bytes).map_err(|e| e.to_string())?;
 
         let mut layers: Vec<Value> = Vec::new();
-        for d in &view.layers {
-            set.add_blob(BlobSpec {
-                digest: d.digest.clone(),
-                size: d.size,
-                origin: BlobOrigin::Registry {
-                    registry: pushed.registry.clone(),
-                    repository: pushed.repository.clone(),
-                },
-            });
-            layers.push(serde_json::to_value(d).map_err(|e| e.to_string())?);
-        }
-        for d in &from.layers {
-            let mut d = d.clone();
-            if d.media_type == DOCKER_LAYER_GZIP {
-                d.media_type = OCI_LAYER_GZIP.into();
-            }
-            set.add_blob(BlobSpec {
-                digest: d.digest.clone(),
-                size: d.size,
-                origin: BlobOrigin::Registry {
-                    registry: from.reference.registry.clone(),
-                    repository: from.reference.repository.clone(),
-                },
-            });
+        let from_repo = (&from.reference.registry, &from.reference.repository);
+        let sources = view
+            .layers
+            .iter()
+            .map(|d| (d, (&pushed.registry, &pushed.repository)))
+            .chain(from.layers.iter().map(|d| (d, from_repo)));
+        for (d, (registry, repository)) in sources {
+            let d = set.add_remote_layer(d, registry, repository);
             layers.push(serde_json::to_value(&d).map_err(|e| e.to_string())?);
         }
         set.add_blob(BlobSpec {

@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::image::config::env_pairs;
+
 /// Why the image cannot be rebased.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RebaseConfigError {
@@ -132,20 +134,6 @@ fn merge_settings(
         }
     }
     out
-}
-
-fn env_pairs(v: Option<&Value>) -> Vec<(String, String)> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, v)) => (k.to_string(), v.to_string()),
-                    None => (kv.to_string(), String::new()),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Per variable: inherited unchanged from the old base → the new base's value; set or

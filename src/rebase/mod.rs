@@ -14,9 +14,7 @@ use serde_json::{json, Value};
 use crate::build::assemble::{BASE_DIGEST, BASE_NAME};
 use crate::digest::Digest;
 use crate::image::base::{self, ResolvedBase, TargetPlatform};
-use crate::manifest::{
-    is_index, ManifestView, DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
-};
+use crate::manifest::{is_index, ManifestView, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
 use crate::progress::Progress;
 use crate::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, Plan, PutAs};
 use crate::reference::ImageRef;
@@ -225,35 +223,21 @@ async fn rebase_one(
     let cfg_path = tmp.join(format!("config-{}.json", cfg_digest.hex()));
     std::fs::write(&cfg_path, &cfg_bytes).map_err(|e| e.to_string())?;
 
+    // The new base's layers (mounted from its repository), then the image's own.
+    let image_repo = (repo.registry_name().to_string(), repo.name().to_string());
+    let new_repo = (
+        new.reference.registry.clone(),
+        new.reference.repository.clone(),
+    );
+    let sources = new.layers.iter().map(|d| (d, &new_repo)).chain(
+        view.layers
+            .iter()
+            .skip(old.layers.len())
+            .map(|d| (d, &image_repo)),
+    );
     let mut layers = Vec::new();
-    for d in &new.layers {
-        let mut d = d.clone();
-        if d.media_type == DOCKER_LAYER_GZIP {
-            d.media_type = OCI_LAYER_GZIP.into();
-        }
-        set.add_blob(BlobSpec {
-            digest: d.digest.clone(),
-            size: d.size,
-            origin: BlobOrigin::Registry {
-                registry: new.reference.registry.clone(),
-                repository: new.reference.repository.clone(),
-            },
-        });
-        layers.push(serde_json::to_value(&d).map_err(|e| e.to_string())?);
-    }
-    for d in view.layers.iter().skip(old.layers.len()) {
-        let mut d = d.clone();
-        if d.media_type == DOCKER_LAYER_GZIP {
-            d.media_type = OCI_LAYER_GZIP.into();
-        }
-        set.add_blob(BlobSpec {
-            digest: d.digest.clone(),
-            size: d.size,
-            origin: BlobOrigin::Registry {
-                registry: repo.registry_name().to_string(),
-                repository: repo.name().to_string(),
-            },
-        });
+    for (d, (registry, repository)) in sources {
+        let d = set.add_remote_layer(d, registry, repository);
         layers.push(serde_json::to_value(&d).map_err(|e| e.to_string())?);
     }
     set.add_blob(BlobSpec {

@@ -654,8 +654,10 @@ fn serve(client: TcpStream, shared: &Shared) {
                     head_only,
                     close,
                 );
-                let ok = writer.write_all(&bytes).is_ok();
+                // Logged before the client can see the answer, so a test reading the log
+                // right after its request finds it.
                 shared.record(&method, &target, status, true);
+                let ok = writer.write_all(&bytes).is_ok();
                 if !ok || close {
                     break;
                 }
@@ -671,17 +673,17 @@ fn serve(client: TcpStream, shared: &Shared) {
         }
         match forward(&shared.upstream, &head, &body) {
             Ok(resp) => {
+                shared.record(&method, &target, resp.status, faulted);
                 let ok = writer.write_all(&relay_bytes(&resp, close, cut)).is_ok();
                 let _ = writer.flush();
-                shared.record(&method, &target, resp.status, faulted);
                 if !ok || close || cut {
                     break;
                 }
             }
             Err(e) => {
                 let msg = format!("test proxy: upstream failed: {e}");
-                let _ = writer.write_all(&synthetic(502, None, &msg, head_only, true));
                 shared.record(&method, &target, 502, faulted);
+                let _ = writer.write_all(&synthetic(502, None, &msg, head_only, true));
                 break;
             }
         }
