@@ -7,6 +7,9 @@
 //! nothing but those two, and the top level of `/` must not change (the
 //! fuzzer runs as whatever user runs it, often root).
 //!
+//! ROOT is made under `$TMPDIR` and outlives the process (libFuzzer ends with
+//! `exit()`); `scripts/fuzz.sh` points `TMPDIR` at a directory it removes.
+//!
 //! Header checksums are repaired before extraction (see `fix_checksums`), or
 //! almost every mutation would die at the checksum check.
 #![no_main]
@@ -26,7 +29,7 @@ const LIMITS: Limits = Limits {
 };
 
 struct Scratch {
-    /// Keeps ROOT alive (and removes it when the process exits normally).
+    /// Keeps ROOT alive.
     _root: tempfile::TempDir,
     root: PathBuf,
     sentinel: PathBuf,

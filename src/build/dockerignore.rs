@@ -694,9 +694,10 @@ mod tests {
         }
     }
 
-    /// Found by fuzzing (fuzz/ `dockerfile` target): each `/` re-walked the
-    /// whole run of `**/` tokens from every state inside it (quadratic per
-    /// character), so a 12 KB .dockerignore took minutes to match one path.
+    /// Found while fuzzing (reproduced with the fuzz/ `dockerfile` target):
+    /// each `/` re-walked the rest of a run of `**` tokens from every state
+    /// inside it (quadratic per character), so a 12 KB .dockerignore took
+    /// minutes to match one path. This test took 33 s before the fix.
     #[test]
     fn long_runs_of_double_stars_match_in_linear_time() {
         let pattern = format!("a/{}x", "**/".repeat(4000));

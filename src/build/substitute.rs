@@ -908,9 +908,10 @@ mod tests {
         assert_eq!(ex("${M//b*c/x}", &v), many);
     }
 
-    /// Found by fuzzing (fuzz/ `dockerfile` target): trimming had no work
-    /// limit and a run of `*`s was re-walked for every active state, so
-    /// `ENV B=${A##****…b}` with a 256 KiB `A` ran for tens of minutes.
+    /// Found while fuzzing (reproduced with the fuzz/ `dockerfile` target):
+    /// trimming had no work limit and a run of `*`s was re-walked from every
+    /// active state, so a 456-byte Dockerfile (`A` doubled to 256 KiB, then
+    /// `ENV B=${A##****…b}`) ran for over ten minutes.
     #[test]
     fn hostile_trim_patterns_are_bounded() {
         let value = "a".repeat(16 << 10);
