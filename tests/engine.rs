@@ -138,6 +138,261 @@ fn a_cached_layer_the_registry_lacks_is_built_and_uploaded_intact() {
     );
 }
 
+/// sha256 of a gzip blob's decompressed bytes, by gzip(1): the diff_id a reader expects.
+fn diff_id_of(blob: &Path) -> String {
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg("gzip -dc \"$0\" | sha256sum")
+        .arg(blob));
+    format!("sha256:{}", stdout(&out).split_whitespace().next().unwrap())
+}
+
+#[test]
+fn new_layers_pack_together_and_upload_while_the_build_runs() {
+    let reg = Distribution::start();
+    let cache = tempfile::tempdir().unwrap();
+    // Three new layers in the final stage (one copied from a stage that packs its own), with
+    // a config-only step between them: packed together, their diff_ids filled in after.
+    let ctx = context_with(&[
+        (
+            "Dockerfile",
+            "FROM scratch AS parts\nCOPY part.txt /part.txt\n\nFROM scratch\nCOPY a.txt /a.txt\nENV X=1\nCOPY b.txt /b.txt\nCOPY --from=parts /part.txt /c.txt\nUSER 1\n",
+        ),
+        ("a.txt", "alpha\n"),
+        ("b.txt", "bravo\n"),
+        ("part.txt", "charlie\n"),
+    ]);
+    let tag = format!("{}/eng/early:1", reg.host);
+    let mark = reg.access_log().len();
+    let (v, _) = push(ctx.path(), &tag, cache.path(), &[]);
+    let log = reg.access_log_since(mark);
+
+    let config = skopeo_config(&tag);
+    let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(diff_ids.len(), 3, "{config}");
+    let created_by: Vec<&str> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        created_by,
+        [
+            "COPY a.txt /a.txt",
+            "ENV X=1",
+            "COPY b.txt /b.txt",
+            "COPY --from=parts /part.txt /c.txt",
+            "USER 1"
+        ]
+    );
+
+    // Every layer was HEADed once and uploaded once, before the plan ran: the plan neither
+    // HEADs nor sends it again, and the report still counts it as uploaded.
+    let (dir, bundle) = pull_and_unpack(&tag, &[]);
+    let layout = dir.path().join("layout");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(layers.len(), 3);
+    for (i, digest) in layers.iter().enumerate() {
+        assert_eq!(
+            diff_id_of(&blob(digest)),
+            diff_ids[i],
+            "diff_id of layer {i}"
+        );
+        let heads = log
+            .iter()
+            .filter(|a| a.method == "HEAD" && a.uri.ends_with(&format!("/blobs/{digest}")))
+            .count();
+        let puts = log
+            .iter()
+            .filter(|a| a.method == "PUT" && a.status == 201 && a.uri.contains(&digest[7..]))
+            .count();
+        assert_eq!((heads, puts), (1, 1), "layer {digest}: {log:#?}");
+        let reported = v["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["digest"] == digest.as_str())
+            .unwrap();
+        assert_eq!(reported["action"], "uploaded", "{v}");
+    }
+    for (path, content) in [
+        ("a.txt", "alpha\n"),
+        ("b.txt", "bravo\n"),
+        ("c.txt", "charlie\n"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(bundle.join("rootfs").join(path)).unwrap(),
+            content
+        );
+    }
+
+    // The same build with the cache off and on one core gives the same image.
+    let cold = tempfile::tempdir().unwrap();
+    let out = run(Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(env!("CARGO_BIN_EXE_regbuild"))
+        .args(["push", "--json", "--no-cache", "-t"])
+        .arg(format!("{}/eng/early-one-core:1", reg.host))
+        .arg(ctx.path())
+        .env("REGBUILD_CACHE", cold.path())
+        .env("DOCKER_CONFIG", cold.path()));
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["digest"], v["digest"]);
+}
+
+#[test]
+fn a_failed_early_upload_is_left_to_the_plan() {
+    let reg = Distribution::start();
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = app();
+    // Every upload session of the first attempt fails: the early uploads give up, the plan
+    // uploads the same files and the push succeeds.
+    let proxy = common::proxy::FaultProxy::start(&reg.host);
+    proxy.add_rule(common::proxy::ProxyRule {
+        times: 2,
+        ..common::proxy::ProxyRule::once(
+            "POST",
+            "/blobs/uploads/",
+            common::proxy::ProxyRule::status(503),
+        )
+    });
+    let tag = format!("{}/eng/fallback:1", proxy.host);
+    let (v, _) = push(ctx.path(), &tag, cache.path(), &["--retries", "1"]);
+    assert!(
+        v["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["action"] == "uploaded"),
+        "{v}"
+    );
+    let refused = proxy
+        .log()
+        .iter()
+        .filter(|(method, _, status, faulted)| method == "POST" && *status == 503 && *faulted)
+        .count();
+    assert_eq!(refused, 2, "both early uploads were refused");
+    let (_k, bundle) = pull_and_unpack(&format!("{}/eng/fallback:1", reg.host), &[]);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/conf.txt")).unwrap(),
+        "x=1\n"
+    );
+}
+
+#[test]
+fn layering_auto_splits_a_big_copy_and_a_change_reuploads_one_part() {
+    let reg = Distribution::start();
+    let cache = tempfile::tempdir().unwrap();
+    // 36 MiB of text in 6 directories of 12 files (above the 32 MiB split threshold).
+    let ctx = context_with(&[("Dockerfile", "FROM scratch\nCOPY . /app\nUSER 1\n")]);
+    let mut x: u64 = 7;
+    for d in 0..6 {
+        std::fs::create_dir_all(ctx.path().join(format!("d{d}"))).unwrap();
+        for f in 0..12 {
+            let text: String = (0..512 * 1024 / 16)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    format!("{:015x}\n", x >> 4)
+                })
+                .collect();
+            std::fs::write(ctx.path().join(format!("d{d}/f{f:02}.txt")), text).unwrap();
+        }
+    }
+    let tag = format!("{}/eng/split:1", reg.host);
+    let (first, _) = push(ctx.path(), &tag, cache.path(), &["--layering=auto"]);
+    let layers = |v: &Value| -> Vec<(String, u64, String)> {
+        v["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["digest"].as_str().unwrap().to_string(),
+                    b["size"].as_u64().unwrap(),
+                    b["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let blobs = layers(&first);
+    // config + the parts
+    assert!(blobs.len() >= 4, "{first}");
+    let config = skopeo_config(&tag);
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        blobs.len() - 1
+    );
+    let history = config["history"][0]["created_by"].as_str().unwrap();
+    assert!(history.starts_with("COPY . /app [part 1/"), "{history}");
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    for d in 0..6 {
+        for f in 0..12 {
+            let p = format!("d{d}/f{f:02}.txt");
+            assert_eq!(
+                std::fs::read(bundle.join("rootfs/app").join(&p)).unwrap(),
+                std::fs::read(ctx.path().join(&p)).unwrap(),
+                "{p}"
+            );
+        }
+    }
+
+    // One changed file: one part and the config are new, every other part exists.
+    let changed = ctx.path().join("d3/f05.txt");
+    let mut text = std::fs::read_to_string(&changed).unwrap();
+    text.push_str("changed\n");
+    std::fs::write(&changed, text).unwrap();
+    let (second, _) = push(ctx.path(), &tag, cache.path(), &["--layering=auto"]);
+    let after = layers(&second);
+    assert_eq!(after.len(), blobs.len(), "{second}");
+    let uploaded = after.iter().filter(|b| b.2 == "uploaded").count();
+    assert_eq!(uploaded, 2, "one part and the config: {second}");
+    let total: u64 = blobs.iter().map(|b| b.1).sum();
+    assert!(
+        second["bytes_uploaded"].as_u64().unwrap() * 3 < total,
+        "{second}"
+    );
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    assert!(
+        std::fs::read_to_string(bundle.join("rootfs/app/d3/f05.txt"))
+            .unwrap()
+            .ends_with("changed\n")
+    );
+
+    // Same inputs, empty cache: the same image.
+    let cold = tempfile::tempdir().unwrap();
+    let (again, _) = push(
+        ctx.path(),
+        &format!("{}/eng/split-again:1", reg.host),
+        cold.path(),
+        &["--layering=auto"],
+    );
+    assert_eq!(again["digest"], second["digest"]);
+}
+
 #[test]
 fn one_core_or_all_of_them_give_the_same_digest() {
     let reg = Distribution::start();

@@ -11,6 +11,7 @@ use super::copy::{self, CopyContext};
 use super::dockerfile::{self, DockerfileError};
 use super::dockerignore::DockerIgnore;
 use super::layer::BuiltLayer;
+use super::pack::{pack_all, PackJob, PackSinks};
 use super::stages::{self, Base, BuildArgs, Command, CopyFrom, Platform, Stage, StepKind};
 use crate::digest::Digest;
 use crate::image::base::{self, ResolvedBase, TargetPlatform};
@@ -41,6 +42,8 @@ pub struct BuildRequest {
     pub compression: super::compress::Compression,
     /// `--squash`: merge the new layers (or all layers) into one.
     pub squash: super::squash::Squash,
+    /// `--layering`: one layer per COPY, or big COPYs split by path.
+    pub layering: super::layering::Layering,
     /// References replaced before resolution (a workspace image named in FROM → the
     /// digest just pushed for it).
     pub overrides: HashMap<String, ImageRef>,
@@ -151,6 +154,7 @@ pub async fn build(
     registry: &Registry,
     req: &BuildRequest,
     progress: &dyn crate::progress::Progress,
+    early: Option<&crate::publish::EarlyUploads>,
 ) -> Result<BuiltImage, BuildError> {
     let (df, args, first, images) = referenced(req)?;
     let file = req.dockerfile.display().to_string();
@@ -239,6 +243,8 @@ pub async fn build(
     for i in needed_stages(&plan) {
         let stage = &plan.stages[i];
         let mut image = start_stage(stage, &built, &bases, &req.platform, &file)?;
+        // The stage's new layers, in order; the ones to pack are packed together at its end.
+        let mut slots: Vec<NewSlot> = Vec::new();
         for step in &stage.steps {
             let at = |message: String| BuildError::At {
                 file: file.clone(),
@@ -255,6 +261,7 @@ pub async fn build(
                         epoch: req.epoch,
                         keep_setuid: req.keep_setuid,
                         compression: req.compression,
+                        layering: req.layering,
                         cache: cache.as_ref(),
                         workdir: image.config.workdir(),
                         stages: &built,
@@ -264,29 +271,29 @@ pub async fn build(
                     };
                     let out = copy::run(&ctx, spec).await.map_err(at)?;
                     stripped.extend(out.stripped_setuid);
-                    let (digest, diff_id, size, layer) = match out.layer {
-                        copy::NewLayer::Built(b) => {
-                            let b = Arc::new(b);
-                            all_layers.push(b.clone());
-                            (
-                                b.digest.clone(),
-                                b.diff_id.clone(),
-                                b.size,
-                                StageLayer::Local(b),
-                            )
-                        }
-                        copy::NewLayer::Cached(c) => (
-                            c.record.digest.clone(),
-                            c.record.diff_id.clone(),
-                            c.record.size,
-                            StageLayer::Cached(Arc::new(c)),
-                        ),
-                    };
-                    image.config.push_layer(&diff_id, &created, &step.text);
-                    let parsed: Digest = digest.parse().map_err(|e| at(format!("{e}")))?;
-                    new_layers.push((parsed, size, step.text.clone()));
-                    layer_entries.insert(digest, out.entries);
-                    image.layers.push(layer);
+                    for part in out.layers {
+                        // The diff_id of a layer still to pack is filled in at the stage's end.
+                        let diff_index = image.config.diff_id_count();
+                        let layer = match part.layer {
+                            copy::NewLayer::Pack(job) => {
+                                image.config.push_layer("", &created, &part.label);
+                                Err(job)
+                            }
+                            copy::NewLayer::Cached(c) => {
+                                image
+                                    .config
+                                    .push_layer(&c.record.diff_id, &created, &part.label);
+                                Ok(StageLayer::Cached(Arc::new(c)))
+                            }
+                        };
+                        slots.push(NewSlot {
+                            line: step.line,
+                            text: part.label,
+                            diff_index,
+                            entries: part.entries,
+                            layer,
+                        });
+                    }
                 }
                 other => {
                     apply_config_step(&mut image.config, other).map_err(at)?;
@@ -294,6 +301,22 @@ pub async fn build(
                 }
             }
         }
+        finish_stage_layers(
+            slots,
+            &mut image,
+            &PackSinks {
+                tmp: tmp.path(),
+                cache: cache.as_ref(),
+                progress,
+                early,
+            },
+            &file,
+            &mut Finished {
+                all_layers: &mut all_layers,
+                new_layers: &mut new_layers,
+                layer_entries: &mut layer_entries,
+            },
+        )?;
         built.insert(i, image);
     }
     let mut final_image = built.remove(&plan.target).ok_or_else(|| BuildError::Io {
@@ -339,6 +362,90 @@ pub async fn build(
         _layers: all_layers,
         _tmp: tmp,
     })
+}
+
+/// A new layer of the stage being built, in instruction order.
+struct NewSlot {
+    line: usize,
+    text: String,
+    /// Its position in the config's diff_ids.
+    diff_index: usize,
+    entries: Vec<super::layer::LayerEntry>,
+    /// Known (from the cache), or still to pack.
+    layer: Result<StageLayer, PackJob>,
+}
+
+/// Where a stage's finished layers are recorded for the whole build.
+struct Finished<'a> {
+    all_layers: &'a mut Vec<Arc<BuiltLayer>>,
+    new_layers: &'a mut Vec<(Digest, u64, String)>,
+    layer_entries: &'a mut HashMap<String, Vec<super::layer::LayerEntry>>,
+}
+
+/// Packs the stage's pending layers (in parallel), fills in their diff_ids, and appends all
+/// its new layers to `image` in order.
+fn finish_stage_layers(
+    slots: Vec<NewSlot>,
+    image: &mut StageImage,
+    sinks: &PackSinks<'_>,
+    file: &str,
+    out: &mut Finished<'_>,
+) -> Result<(), BuildError> {
+    let mut jobs = Vec::new();
+    let mut rest = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let layer = match slot.layer {
+            Ok(l) => Some(l),
+            Err(job) => {
+                jobs.push(job);
+                None
+            }
+        };
+        rest.push((slot.line, slot.text, slot.diff_index, slot.entries, layer));
+    }
+    let pending_lines: Vec<usize> = rest.iter().filter(|r| r.4.is_none()).map(|r| r.0).collect();
+    let mut packed = if jobs.is_empty() {
+        Vec::new()
+    } else {
+        tokio::task::block_in_place(|| pack_all(jobs, sinks)).map_err(|(i, message)| {
+            BuildError::At {
+                file: file.to_string(),
+                line: pending_lines.get(i).copied().unwrap_or(0),
+                message,
+            }
+        })?
+    }
+    .into_iter();
+    for (line, text, diff_index, entries, layer) in rest {
+        let at = |message: String| BuildError::At {
+            file: file.to_string(),
+            line,
+            message,
+        };
+        let layer = match layer {
+            Some(l) => l,
+            None => {
+                let b = packed
+                    .next()
+                    .ok_or_else(|| at("a layer was not packed".into()))?;
+                image.config.set_diff_id(diff_index, &b.diff_id);
+                out.all_layers.push(b.clone());
+                StageLayer::Local(b)
+            }
+        };
+        let (digest, size) = match &layer {
+            StageLayer::Local(b) => (b.digest.clone(), b.size),
+            StageLayer::Cached(c) => (c.record.digest.clone(), c.record.size),
+            StageLayer::Remote { descriptor, .. } => {
+                (descriptor.digest.to_string(), descriptor.size)
+            }
+        };
+        let parsed: Digest = digest.parse().map_err(|e| at(format!("{e}")))?;
+        out.new_layers.push((parsed, size, text));
+        out.layer_entries.insert(digest, entries);
+        image.layers.push(layer);
+    }
+    Ok(())
 }
 
 /// A base or `COPY --from` image the build needs: the reference as written (variables

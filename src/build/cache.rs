@@ -8,12 +8,14 @@
 //! record holds the layer's digest, diff_id, size and media type; the blob itself is built
 //! only if the registry turns out not to have it (and must then hash to the recorded digest).
 //!
-//! Content hashes: a file's sha256 is reused from the stat cache only when its device,
+//! Content hashes: a file's sha256 is reused from the stat index only when its device,
 //! inode, size, mtime and ctime (which no user can set) all match the record and the file
 //! was last changed more than 2 seconds before the record was written; otherwise (in doubt)
-//! the file is hashed again. Records are written to a temporary file and renamed into
-//! place, so concurrent regbuild processes never see half a record; a deleted or corrupt
-//! cache is simply a miss.
+//! the file is hashed again. The stat index is one file per (context directory, instruction),
+//! so a build writes one record file, not one per source file; files that need hashing are
+//! hashed on all cores. Records are written to a temporary file and renamed into place, so
+//! concurrent regbuild processes never see half a record; a deleted or corrupt cache is
+//! simply a miss.
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -25,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 use super::layer::{EntryKind, LayerEntry, LayerOptions};
 
 /// Bumped whenever what a key covers or how layers are written changes.
-const FORMAT: &str = "regbuild-layer-cache-v1";
+const FORMAT: &str = "regbuild-layer-cache-v2";
 /// A file changed this recently may change again within the same timestamp tick.
 const RACY_NS: i128 = 2_000_000_000;
 
@@ -42,7 +44,7 @@ pub struct LayerCache {
     root: PathBuf,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct StatRecord {
     dev: u64,
     ino: u64,
@@ -53,14 +55,21 @@ struct StatRecord {
     sha256: String,
 }
 
+/// Content-hash records of one (context, instruction), by source path. A path that is not
+/// UTF-8 is stored lossily: the record's device and inode still decide whether it matches.
+#[derive(Default, Serialize, Deserialize)]
+struct StatIndex {
+    files: std::collections::HashMap<String, StatRecord>,
+}
+
+fn index_name(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
 fn now_ns() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128)
-}
-
-fn sha_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 impl LayerCache {
@@ -86,45 +95,43 @@ impl LayerCache {
         Some(LayerCache { root })
     }
 
-    /// The key of the layer `entries` make with `opts` for `instruction`.
+    /// The key of the layer `entries` make with `opts` for `instruction`. `scope` (the
+    /// build context) names the stat index that remembers the content hashes.
     pub fn layer_key(
         &self,
         entries: &[LayerEntry],
         opts: &LayerOptions,
         instruction: &str,
+        scope: &Path,
     ) -> io::Result<String> {
-        let mut h = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        };
-        field(FORMAT.as_bytes());
-        field(format!("{:?} mtime={}", opts.compression, opts.mtime).as_bytes());
-        field(instruction.as_bytes());
-        let mut sorted: Vec<&LayerEntry> = entries.iter().collect();
-        sorted.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
-        for e in sorted {
-            use std::os::unix::ffi::OsStrExt;
-            field(e.path.as_os_str().as_bytes());
-            field(format!("{:o} {} {}", e.mode, e.uid, e.gid).as_bytes());
-            match &e.kind {
-                EntryKind::File { source, size } => {
-                    field(b"file");
-                    field(&size.to_le_bytes());
-                    field(self.content_hash(source)?.as_bytes());
-                }
-                EntryKind::Dir => field(b"dir"),
-                EntryKind::Symlink { target } => {
-                    field(b"symlink");
-                    field(target.as_os_str().as_bytes());
-                }
-                EntryKind::HardLink { target } => {
-                    field(b"hardlink");
-                    field(target.as_os_str().as_bytes());
-                }
-            }
-        }
-        Ok(hex::encode(h.finalize()))
+        let mut keys = self.layer_keys(&[entries], opts, instruction, scope)?;
+        keys.pop().ok_or_else(|| io::Error::other("no key"))
+    }
+
+    /// The keys of several layers one instruction makes (`--layering=auto`), with one pass
+    /// over the stat index for all their files.
+    pub fn layer_keys(
+        &self,
+        parts: &[&[LayerEntry]],
+        opts: &LayerOptions,
+        instruction: &str,
+        scope: &Path,
+    ) -> io::Result<Vec<String>> {
+        let sources: Vec<&Path> = parts
+            .iter()
+            .flat_map(|p| p.iter())
+            .filter_map(|e| match &e.kind {
+                EntryKind::File { source, .. } => Some(source.as_path()),
+                _ => None,
+            })
+            .collect();
+        let hashes = self.content_hashes(&sources, instruction, scope)?;
+        let by_source: std::collections::HashMap<&Path, String> =
+            sources.iter().copied().zip(hashes).collect();
+        parts
+            .iter()
+            .map(|p| key_of(p, opts, instruction, &by_source))
+            .collect()
     }
 
     pub fn get(&self, key: &str) -> Option<CachedLayer> {
@@ -138,47 +145,87 @@ impl LayerCache {
         }
     }
 
-    /// The sha256 of a file's content, from the stat cache when it is certainly current.
-    pub fn content_hash(&self, path: &Path) -> io::Result<String> {
-        let meta = std::fs::metadata(path)?;
-        let record_path = self.stat_path(path);
-        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-        let ctime_ns = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
-        if let Some(rec) = std::fs::read(&record_path)
+    /// The sha256 of each file's content, in order: from the stat index when certainly
+    /// current, else read and hashed (on all cores). Rewrites the index when anything was
+    /// hashed.
+    pub fn content_hashes(
+        &self,
+        paths: &[&Path],
+        instruction: &str,
+        scope: &Path,
+    ) -> io::Result<Vec<String>> {
+        let index_path = self.stat_index_path(instruction, scope);
+        let old: StatIndex = std::fs::read(&index_path)
             .ok()
-            .and_then(|b| serde_json::from_slice::<StatRecord>(&b).ok())
-        {
-            let same = rec.dev == meta.dev()
-                && rec.ino == meta.ino()
-                && rec.size == meta.len()
-                && rec.mtime_ns == mtime_ns
-                && rec.ctime_ns == ctime_ns;
-            let settled = rec.written_ns - mtime_ns.max(ctime_ns) > RACY_NS;
-            if same && settled {
-                return Ok(rec.sha256);
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut records = Vec::with_capacity(paths.len());
+        let mut stale = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            let meta = std::fs::metadata(path)?;
+            let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+            let ctime_ns = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+            let fresh = StatRecord {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                size: meta.len(),
+                mtime_ns,
+                ctime_ns,
+                written_ns: 0,
+                sha256: String::new(),
+            };
+            let known = old.files.get(&index_name(path)).filter(|rec| {
+                let same = rec.dev == fresh.dev
+                    && rec.ino == fresh.ino
+                    && rec.size == fresh.size
+                    && rec.mtime_ns == mtime_ns
+                    && rec.ctime_ns == ctime_ns;
+                let settled = rec.written_ns - mtime_ns.max(ctime_ns) > RACY_NS;
+                same && settled
+            });
+            match known {
+                Some(rec) => records.push(rec.clone()),
+                None => {
+                    stale.push(i);
+                    records.push(fresh);
+                }
             }
         }
-        let sha256 = hash_file(path)?;
-        let rec = StatRecord {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime_ns,
-            ctime_ns,
-            written_ns: now_ns(),
-            sha256: sha256.clone(),
-        };
-        if let Ok(bytes) = serde_json::to_vec(&rec) {
-            self.write_atomic(&record_path, &bytes);
+        if stale.is_empty() {
+            return Ok(records.into_iter().map(|r| r.sha256).collect());
         }
-        Ok(sha256)
+        let hashed = hash_files(&stale.iter().map(|&i| paths[i]).collect::<Vec<_>>())?;
+        let written_ns = now_ns();
+        for (i, sha256) in stale.into_iter().zip(hashed) {
+            records[i].sha256 = sha256;
+            records[i].written_ns = written_ns;
+        }
+        let index = StatIndex {
+            files: paths
+                .iter()
+                .map(|p| index_name(p))
+                .zip(records.iter().cloned())
+                .collect(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&index) {
+            self.write_atomic(&index_path, &bytes);
+        }
+        Ok(records.into_iter().map(|r| r.sha256).collect())
     }
 
-    fn stat_path(&self, path: &Path) -> PathBuf {
+    fn stat_index_path(&self, instruction: &str, scope: &Path) -> PathBuf {
         use std::os::unix::ffi::OsStrExt;
-        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let h = sha_hex(abs.as_os_str().as_bytes());
-        self.root.join("files").join(&h[..2]).join(h)
+        let abs = std::fs::canonicalize(scope).unwrap_or_else(|_| scope.to_path_buf());
+        let mut h = Sha256::new();
+        for part in [
+            FORMAT.as_bytes(),
+            abs.as_os_str().as_bytes(),
+            instruction.as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        self.root.join("files").join(hex::encode(h.finalize()))
     }
 
     /// Writes `bytes` to `path` through a temporary file and a rename; failures only cost a
@@ -195,6 +242,73 @@ impl LayerCache {
             tracing::debug!(path = %path.display(), error = %e, "layer cache write failed");
         }
     }
+}
+
+/// The key of one layer, from its entries and their files' content hashes.
+fn key_of(
+    entries: &[LayerEntry],
+    opts: &LayerOptions,
+    instruction: &str,
+    hashes: &std::collections::HashMap<&Path, String>,
+) -> io::Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut sorted: Vec<&LayerEntry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(FORMAT.as_bytes());
+    field(format!("{:?} mtime={}", opts.compression, opts.mtime).as_bytes());
+    field(instruction.as_bytes());
+    for e in sorted {
+        field(e.path.as_os_str().as_bytes());
+        field(format!("{:o} {} {}", e.mode, e.uid, e.gid).as_bytes());
+        match &e.kind {
+            EntryKind::File { source, size } => {
+                field(b"file");
+                field(&size.to_le_bytes());
+                let hash = hashes
+                    .get(source.as_path())
+                    .ok_or_else(|| io::Error::other("content hash missing"))?;
+                field(hash.as_bytes());
+            }
+            EntryKind::Dir => field(b"dir"),
+            EntryKind::Symlink { target } => {
+                field(b"symlink");
+                field(target.as_os_str().as_bytes());
+            }
+            EntryKind::HardLink { target } => {
+                field(b"hardlink");
+                field(target.as_os_str().as_bytes());
+            }
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Hashes `paths` on all cores; the result is in the order of `paths`.
+fn hash_files(paths: &[&Path]) -> io::Result<Vec<String>> {
+    let threads = super::compress::threads().min(paths.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<Option<io::Result<String>>> = (0..paths.len()).map(|_| None).collect();
+    let results = std::sync::Mutex::new(&mut out);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { return };
+                let hash = hash_file(path);
+                if let Ok(mut r) = results.lock() {
+                    r[i] = Some(hash);
+                }
+            });
+        }
+    });
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(io::Error::other("hashing thread stopped"))))
+        .collect()
 }
 
 fn hash_file(path: &Path) -> io::Result<String> {
@@ -235,7 +349,9 @@ mod tests {
         let f = dir.path().join("f");
         std::fs::write(&f, "one").unwrap();
         let opts = LayerOptions::default();
-        let key = |e: &[LayerEntry], o: &LayerOptions| cache.layer_key(e, o, "COPY f /f").unwrap();
+        let key = |e: &[LayerEntry], o: &LayerOptions| {
+            cache.layer_key(e, o, "COPY f /f", dir.path()).unwrap()
+        };
         let base = key(&[entry("f", &f, 0o644)], &opts);
         assert_eq!(base, key(&[entry("f", &f, 0o644)], &opts), "stable");
         // touch: same content, same key (the content hash is recomputed when in doubt)
@@ -275,11 +391,46 @@ mod tests {
         let cache = LayerCache::at(dir.path().join("cache")).unwrap();
         let f = dir.path().join("f");
         std::fs::write(&f, "aaaa").unwrap();
-        let first = cache.content_hash(&f).unwrap();
+        let hash = || {
+            cache
+                .content_hashes(&[&f], "COPY f /f", dir.path())
+                .unwrap()
+        };
+        let first = hash();
         // Same size, and (on coarse clocks) possibly the same mtime: must not be trusted.
         std::fs::write(&f, "bbbb").unwrap();
-        let second = cache.content_hash(&f).unwrap();
+        let second = hash();
         assert_ne!(first, second);
+    }
+
+    #[test]
+    fn many_files_are_hashed_in_order_into_one_index_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::at(dir.path().join("cache")).unwrap();
+        let paths: Vec<PathBuf> = (0..50)
+            .map(|i| {
+                let p = dir.path().join(format!("f{i}"));
+                std::fs::write(&p, "x".repeat(i * 1000)).unwrap();
+                p
+            })
+            .collect();
+        let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let hashes = cache.content_hashes(&refs, "COPY . /", dir.path()).unwrap();
+        for (p, h) in paths.iter().zip(&hashes) {
+            assert_eq!(*h, hex::encode(Sha256::digest(std::fs::read(p).unwrap())));
+        }
+        let index_files = std::fs::read_dir(dir.path().join("cache/files"))
+            .unwrap()
+            .count();
+        assert_eq!(index_files, 1);
+        // Another instruction over the same files keeps its own index.
+        cache
+            .content_hashes(&refs, "COPY . /other", dir.path())
+            .unwrap();
+        let index_files = std::fs::read_dir(dir.path().join("cache/files"))
+            .unwrap()
+            .count();
+        assert_eq!(index_files, 2);
     }
 
     #[test]

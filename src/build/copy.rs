@@ -10,7 +10,7 @@ use super::closure::{self, ClosureKind};
 use super::context::{self, CopyRequest};
 use super::dockerignore::DockerIgnore;
 use super::extract;
-use super::layer::{self, BuiltLayer, EntryKind, LayerEntry, LayerOptions};
+use super::layer::{EntryKind, LayerEntry, LayerOptions};
 use super::rootfs;
 use super::stages::{CopyFrom, CopySpec};
 use crate::image::base::ResolvedBase;
@@ -26,6 +26,7 @@ pub struct CopyContext<'a> {
     pub epoch: u64,
     pub keep_setuid: bool,
     pub compression: super::compress::Compression,
+    pub layering: super::layering::Layering,
     pub cache: Option<&'a super::cache::LayerCache>,
     pub workdir: String,
     pub stages: &'a HashMap<usize, StageImage>,
@@ -35,17 +36,24 @@ pub struct CopyContext<'a> {
     pub step_text: &'a str,
 }
 
-/// The layer a COPY made.
-/// A COPY's layer: built now, or known from the cache.
+/// A COPY's layer: known from the cache, or to be packed (with the stage's other new
+/// layers, see `super::pack`).
 pub enum NewLayer {
-    Built(BuiltLayer),
+    Pack(super::pack::PackJob),
     Cached(super::builder::CachedStageLayer),
 }
 
-pub struct CopyOutput {
+/// One layer of a COPY (a COPY makes one, or several with `--layering=auto`).
+pub struct CopyLayer {
     pub layer: NewLayer,
     /// What the layer holds (kept for `--squash`).
     pub entries: Vec<LayerEntry>,
+    /// The instruction, with `[part i/n]` when the COPY was split: its history entry.
+    pub label: String,
+}
+
+pub struct CopyOutput {
+    pub layers: Vec<CopyLayer>,
     pub stripped_setuid: Vec<String>,
 }
 
@@ -113,57 +121,59 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
         compression: ctx.compression,
         threads: super::compress::threads(),
     };
-    let tmp = ctx.tmp.to_path_buf();
-    let id = ctx.step_text;
-    let kept = entries.clone();
-    let key = match ctx.cache {
-        Some(cache) => Some(
-            tokio::task::block_in_place(|| cache.layer_key(&kept, &opts, ctx.step_text))
-                .map_err(|e| format!("reading the sources: {e}"))?,
-        ),
-        None => None,
-    };
-    if let (Some(cache), Some(key)) = (ctx.cache, &key) {
-        if let Some(record) = cache.get(key) {
-            ctx.progress.event(Event::LayerCached {
-                id,
-                digest: &record.digest,
-                size: record.size,
-            });
-            let cached = super::builder::CachedStageLayer::new(record, kept.clone(), opts, ctx.tmp);
-            return Ok(CopyOutput {
-                layer: NewLayer::Cached(cached),
-                entries: kept,
-                stripped_setuid: stripped,
-            });
+    let parts = super::layering::split(entries, ctx.layering);
+    let count = parts.len();
+    let keys = match ctx.cache {
+        Some(cache) => {
+            let refs: Vec<&[LayerEntry]> = parts.iter().map(Vec::as_slice).collect();
+            let keys = tokio::task::block_in_place(|| {
+                cache.layer_keys(&refs, &opts, ctx.step_text, ctx.context)
+            })
+            .map_err(|e| format!("reading the sources: {e}"))?;
+            keys.into_iter().map(Some).collect()
         }
-    }
-    let layer = tokio::task::block_in_place(|| {
-        layer::build_layer(entries, &opts, &tmp, &mut |bytes| {
-            ctx.progress.event(Event::LayerPacking { id, bytes })
-        })
-    })
-    .map_err(|e| e.to_string())?;
-    ctx.progress.event(Event::LayerPacked {
-        id,
-        digest: &layer.digest,
-        size: layer.size,
-    });
-    if let (Some(cache), Some(key)) = (ctx.cache, &key) {
-        cache.put(
-            key,
-            &super::cache::CachedLayer {
-                digest: layer.digest.clone(),
-                diff_id: layer.diff_id.clone(),
-                size: layer.size,
-                uncompressed_size: layer.uncompressed_size,
-                media_type: layer.media_type.to_string(),
-            },
-        );
+        None => vec![None; count],
+    };
+    let mut layers = Vec::with_capacity(count);
+    for (i, (entries, key)) in parts.into_iter().zip(keys).enumerate() {
+        let label = if count == 1 {
+            ctx.step_text.to_string()
+        } else {
+            format!("{} [part {}/{count}]", ctx.step_text, i + 1)
+        };
+        let record = match (ctx.cache, &key) {
+            (Some(cache), Some(key)) => cache.get(key.as_str()),
+            _ => None,
+        };
+        let layer = match record {
+            Some(record) => {
+                ctx.progress.event(Event::LayerCached {
+                    id: &label,
+                    digest: &record.digest,
+                    size: record.size,
+                });
+                NewLayer::Cached(super::builder::CachedStageLayer::new(
+                    record,
+                    entries.clone(),
+                    opts,
+                    ctx.tmp,
+                ))
+            }
+            None => NewLayer::Pack(super::pack::PackJob {
+                entries: entries.clone(),
+                opts,
+                key,
+                id: label.clone(),
+            }),
+        };
+        layers.push(CopyLayer {
+            layer,
+            entries,
+            label,
+        });
     }
     Ok(CopyOutput {
-        layer: NewLayer::Built(layer),
-        entries: kept,
+        layers,
         stripped_setuid: stripped,
     })
 }

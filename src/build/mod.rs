@@ -17,6 +17,8 @@ pub mod dockerfile;
 pub mod dockerignore;
 pub mod extract;
 pub mod layer;
+pub mod layering;
+pub mod pack;
 pub mod rootfs;
 pub mod squash;
 pub mod stages;

@@ -68,6 +68,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         pins: None,
         overrides: Default::default(),
         squash: Default::default(),
+        layering: Default::default(),
         compression: Default::default(),
         use_cache: false,
     };

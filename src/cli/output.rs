@@ -98,5 +98,6 @@ fn step_words(step: &BlobStep) -> (&'static str, Option<String>) {
         BlobStep::BuildAndUpload { .. } => {
             ("upload", Some("(cached layer, built on upload)".into()))
         }
+        BlobStep::UploadedEarly => ("upload", Some("(uploaded while the build ran)".into())),
     }
 }

@@ -72,6 +72,11 @@ pub struct PushArgs {
     /// media type `application/vnd.oci.image.layer.v1.tar+zstd`).
     #[arg(long, default_value = "gzip", value_parser = crate::build::compress::Compression::parse)]
     pub compression: crate::build::compress::Compression,
+    /// `single`: one layer per COPY/ADD. `auto`: a COPY of 32 MiB or more is split into
+    /// several layers by path (content-defined), so that a changed file re-packs and
+    /// re-uploads only its part.
+    #[arg(long, default_value = "single", value_parser = crate::build::layering::Layering::parse)]
+    pub layering: crate::build::layering::Layering,
     /// Do not use the local layer cache ($REGBUILD_CACHE, default ~/.cache/regbuild).
     #[arg(long)]
     pub no_cache: bool,
@@ -141,6 +146,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             pins: None,
             overrides: Default::default(),
             squash: args.squash.into(),
+            layering: args.layering,
             compression: args.compression,
             use_cache: !args.no_cache,
         },
@@ -191,9 +197,15 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             let parts: Vec<_> = platforms.iter().zip(result.images.iter()).collect();
             let (set, _) =
                 push::debug::variant(&registry, &parts, from, &tags[0], tmp.path()).await?;
-            let (r, _) =
-                push::write_to_tags(&registry, set, std::slice::from_ref(tag), false, progress)
-                    .await?;
+            let (r, _) = push::write_to_tags(
+                &registry,
+                set,
+                std::slice::from_ref(tag),
+                false,
+                progress,
+                None,
+            )
+            .await?;
             let r = r.ok_or("the debug variant was not written")?;
             eprintln!("debug variant: {}@{}", tag.repository_name(), r.digest);
             Some(r)

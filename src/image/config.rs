@@ -294,6 +294,23 @@ impl ImageConfig {
     }
 
     /// Appends a layer's diff_id and its history entry.
+    /// How many layers `rootfs.diff_ids` lists.
+    pub fn diff_id_count(&self) -> usize {
+        self.value["rootfs"]["diff_ids"]
+            .as_array()
+            .map_or(0, |a| a.len())
+    }
+
+    /// Replaces the diff_id at `index` (a layer whose digest was known only later).
+    pub fn set_diff_id(&mut self, index: usize, diff_id: &str) {
+        if let Some(slot) = self.value["rootfs"]["diff_ids"]
+            .as_array_mut()
+            .and_then(|a| a.get_mut(index))
+        {
+            *slot = json!(diff_id);
+        }
+    }
+
     pub fn push_layer(&mut self, diff_id: &str, created: &str, created_by: &str) {
         if let Some(ids) = self.value["rootfs"]["diff_ids"].as_array_mut() {
             ids.push(json!(diff_id));

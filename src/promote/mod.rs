@@ -78,6 +78,7 @@ pub async fn plan(registry: &Registry, req: &PromoteRequest) -> Result<Plan, Reg
         &req.destination.repository,
         &destination_tags(req),
         &present,
+        &Default::default(),
     ))
 }
 

@@ -132,7 +132,7 @@ pub async fn commit(
     })
 }
 
-async fn run_step(
+pub(super) async fn run_step(
     registry: &Registry,
     dst: &Repo,
     blob: &BlobSpec,
@@ -147,6 +147,7 @@ async fn run_step(
             repository,
         } => format!("copy from {registry}/{repository}"),
         BlobStep::Upload { .. } | BlobStep::BuildAndUpload { .. } => "upload".to_string(),
+        BlobStep::UploadedEarly => return Ok(BlobAction::Uploaded),
     };
     progress.event(Event::BlobStarted {
         digest: &blob.digest,
@@ -155,6 +156,7 @@ async fn run_step(
     });
     match step {
         BlobStep::Exists => Ok(BlobAction::Exists),
+        BlobStep::UploadedEarly => Ok(BlobAction::Uploaded),
         BlobStep::Mount { from } => match dst.mount_blob(&blob.digest, from).await? {
             Mounted::Done => Ok(BlobAction::Mounted),
             // Refused: the bytes come from the source repository on the same registry.

@@ -2,10 +2,12 @@
 //! HEAD results into exists / mount / copy / upload, and `execute`, which carries the plan out
 //! with bounded concurrency and puts manifests only after every blob is confirmed.
 
+pub mod early;
 pub mod execute;
 pub mod model;
 pub mod plan;
 
+pub use early::{EarlyOutcome, EarlyUploads};
 pub use execute::{execute, probe};
 pub use model::{BlobOrigin, BlobSpec, ImageSet, LazyFile, ManifestSpec, PutAs};
 pub use plan::{plan, BlobStep, Plan};

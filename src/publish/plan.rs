@@ -28,6 +28,8 @@ pub enum BlobStep {
     BuildAndUpload {
         file: super::model::LazyFile,
     },
+    /// Already uploaded to the destination while the build ran (`super::early`).
+    UploadedEarly,
 }
 
 /// A write, decided: each blob with its step, then the manifests in put order.
@@ -55,18 +57,27 @@ impl Plan {
     }
 }
 
-/// Decides each blob's step from what the destination already `present`ly holds.
+/// Decides each blob's step from what the destination already `present`ly holds and what
+/// was `uploaded` to it while the build ran.
 pub fn plan(
     set: &ImageSet,
     registry: &str,
     repository: &str,
     tags: &[String],
     present: &HashSet<Digest>,
+    uploaded: &HashSet<Digest>,
 ) -> Plan {
     let blobs = set
         .blobs
         .iter()
-        .map(|b| (b.clone(), step_for(b, registry, repository, present)))
+        .map(|b| {
+            let step = if uploaded.contains(&b.digest) {
+                BlobStep::UploadedEarly
+            } else {
+                step_for(b, registry, repository, present)
+            };
+            (b.clone(), step)
+        })
         .collect();
     Plan {
         registry: registry.to_string(),
@@ -130,7 +141,9 @@ mod tests {
         set.add_blob(blob("c", in_repo("other", "src")));
         set.add_blob(blob("d", BlobOrigin::File("/tmp/d".into())));
         let present: HashSet<Digest> = [Digest::of(b"b")].into_iter().collect();
-        let p = plan(&set, "r", "dst", &["v1".into()], &present);
+        let early: HashSet<Digest> = [Digest::of(b"e")].into_iter().collect();
+        set.add_blob(blob("e", BlobOrigin::File("/tmp/e".into())));
+        let p = plan(&set, "r", "dst", &["v1".into()], &present, &early);
         let steps: Vec<&BlobStep> = p.blobs.iter().map(|(_, s)| s).collect();
         assert_eq!(
             steps,
@@ -144,6 +157,7 @@ mod tests {
                 &BlobStep::Upload {
                     path: "/tmp/d".into()
                 },
+                &BlobStep::UploadedEarly,
             ]
         );
         assert_eq!(p.mount_sources(), vec!["src".to_string()]);

@@ -82,11 +82,26 @@ impl From<RegistryError> for PushError {
     }
 }
 
-/// Builds the image for every platform (pins from the lock file) without writing anything.
+/// Where layers go as soon as they are packed: the first tag's repository (later ones mount
+/// from it). None for a dry run, which writes nothing.
+pub fn early_uploads(
+    registry: &Registry,
+    req: &PushRequest,
+    progress: Arc<dyn Progress>,
+) -> Option<publish::EarlyUploads> {
+    match (req.dry_run, req.tags.first()) {
+        (false, Some(first)) => Some(publish::EarlyUploads::new(registry, first, progress)),
+        _ => None,
+    }
+}
+
+/// Builds the image for every platform (pins from the lock file). Nothing is written, except
+/// new layers sent to `early` as they are packed (blobs only: no manifest, no tag).
 pub async fn prepare(
     registry: &Registry,
     req: &PushRequest,
     progress: &dyn Progress,
+    early: Option<&publish::EarlyUploads>,
 ) -> Result<Prepared, PushError> {
     let existing = LockFile::load(&req.lock.path)?;
     if req.lock.locked && existing.is_none() {
@@ -100,7 +115,7 @@ pub async fn prepare(
         let mut b = req.build.clone();
         b.platform = platform.clone();
         b.pins = existing.clone();
-        images.push(build::build(registry, &b, progress).await?);
+        images.push(build::build(registry, &b, progress, early).await?);
     }
     let lock_update = lock_changes(existing.as_ref(), &images, &req.lock)?;
     let (set, digest) = if images.len() == 1 {
@@ -131,13 +146,15 @@ pub async fn push(
     req: PushRequest,
     progress: Arc<dyn Progress>,
 ) -> Result<PushResult, PushError> {
-    let prepared = prepare(registry, &req, progress.as_ref()).await?;
+    let early = early_uploads(registry, &req, progress.clone());
+    let prepared = prepare(registry, &req, progress.as_ref(), early.as_ref()).await?;
     let (report, plans) = write_to_tags(
         registry,
         prepared.set.clone(),
         &req.tags,
         req.dry_run,
         progress,
+        early.as_ref(),
     )
     .await?;
     let mut lock_written = false;
@@ -193,14 +210,20 @@ fn lock_changes(
 /// Writes `set` to every tag: one plan per repository; later repositories mount what the
 /// first one received. Every repository is staged (blobs, child manifests) before the first
 /// tag is put, so a failure anywhere before that leaves every tag as it was. With
-/// `dry_run`, only plans (HEADs are made, nothing is written).
+/// `dry_run`, only plans (HEADs are made, nothing is written). `early`: blobs already sent
+/// while the build ran (neither HEADed nor sent again).
 pub async fn write_to_tags(
     registry: &Registry,
     mut set: ImageSet,
     tags: &[ImageRef],
     dry_run: bool,
     progress: Arc<dyn Progress>,
+    early: Option<&publish::EarlyUploads>,
 ) -> Result<(Option<Report>, Vec<Plan>), RegistryError> {
+    let early = match early {
+        Some(e) => e.finish().await,
+        None => publish::EarlyOutcome::default(),
+    };
     let mut plans = Vec::new();
     let mut staged = Vec::new();
     for (repo, repo_tags) in group_by_repository(tags) {
@@ -220,8 +243,29 @@ pub async fn write_to_tags(
             &repo.repository,
             Scopes::push(&repo.repository, sources.iter().map(String::as_str)),
         );
-        let present = publish::probe(registry, &dst, &set.blobs).await?;
-        let plan = publish::plan(&set, &repo.registry, &repo.repository, &repo_tags, &present);
+        let done = early.for_repo(&repo.registry, &repo.repository);
+        let unknown: Vec<_> = set
+            .blobs
+            .iter()
+            .filter(|b| !done.contains_key(&b.digest))
+            .cloned()
+            .collect();
+        let mut present = publish::probe(registry, &dst, &unknown).await?;
+        let mut uploaded = std::collections::HashSet::new();
+        for (digest, action) in done {
+            match action {
+                crate::report::BlobAction::Uploaded => uploaded.insert(digest),
+                _ => present.insert(digest),
+            };
+        }
+        let plan = publish::plan(
+            &set,
+            &repo.registry,
+            &repo.repository,
+            &repo_tags,
+            &present,
+            &uploaded,
+        );
         if !dry_run {
             staged.push(publish::execute::stage(registry, &plan, progress.clone()).await?);
             // Later repositories mount what this one now holds instead of uploading it again.

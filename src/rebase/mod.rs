@@ -141,7 +141,7 @@ pub async fn rebase(
         d
     };
     let (report, plans) =
-        crate::push::write_to_tags(registry, set, &req.tags, req.dry_run, progress)
+        crate::push::write_to_tags(registry, set, &req.tags, req.dry_run, progress, None)
             .await
             .map_err(|e| e.to_string())?;
     Ok(Rebased {

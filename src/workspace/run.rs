@@ -188,6 +188,7 @@ fn build_request(
         pins: None,
         overrides: HashMap::new(),
         squash: Default::default(),
+        layering: Default::default(),
         compression: Default::default(),
         use_cache: true,
     }
@@ -238,7 +239,7 @@ async fn build_one(
         tags: p.tags.clone(),
         dry_run: opts.dry_run,
     };
-    let prepared = push::prepare(registry, &req, progress.as_ref())
+    let prepared = push::prepare(registry, &req, progress.as_ref(), None)
         .await
         .map_err(|e| fail(e.to_string()))?;
     let current = current_digests(registry, &p.tags).await.map_err(fail)?;
@@ -268,6 +269,7 @@ async fn build_one(
         &p.tags,
         opts.dry_run,
         progress,
+        None,
     )
     .await
     .map_err(|e| fail(e.to_string()))?;
@@ -320,7 +322,7 @@ async fn try_rebase(
         lock: req.lock.clone(),
     };
     old_req.build.overrides = old_overrides;
-    let reproduced = push::prepare(registry, &old_req, progress.as_ref())
+    let reproduced = push::prepare(registry, &old_req, progress.as_ref(), None)
         .await
         .map_err(|e| e.to_string())?;
     if reproduced.digest != *pushed {

@@ -1,0 +1,105 @@
+//! Packing a stage's new layers: independent COPY layers are packed at the same time (each
+//! one also compresses on all cores), and each is handed to the early uploader as soon as it
+//! is done, so the upload of one layer overlaps the packing of the next.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::cache::{CachedLayer, LayerCache};
+use super::layer::{self, BuiltLayer, LayerEntry, LayerOptions};
+use crate::progress::{Event, Progress};
+use crate::publish::EarlyUploads;
+
+/// A COPY layer the cache did not know: what to pack, and the cache key to record it under.
+pub struct PackJob {
+    pub entries: Vec<LayerEntry>,
+    pub opts: LayerOptions,
+    pub key: Option<String>,
+    /// The instruction, as progress shows it.
+    pub id: String,
+}
+
+type Packed = Result<Arc<BuiltLayer>, String>;
+
+/// Where packed layers go besides their result.
+pub struct PackSinks<'a> {
+    pub tmp: &'a Path,
+    pub cache: Option<&'a LayerCache>,
+    pub progress: &'a dyn Progress,
+    pub early: Option<&'a EarlyUploads>,
+}
+
+/// Packs `jobs` (at most as many at once as there are cores) and returns the layers in the
+/// order of `jobs`; on failure, the index of the first job that failed and why.
+pub fn pack_all(
+    jobs: Vec<PackJob>,
+    sinks: &PackSinks<'_>,
+) -> Result<Vec<Arc<BuiltLayer>>, (usize, String)> {
+    let count = jobs.len();
+    let packers = super::compress::threads().min(count).max(1);
+    let jobs: Vec<Mutex<Option<PackJob>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
+    let results: Vec<Mutex<Option<Packed>>> = (0..count).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..packers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count || failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Some(job) = jobs[i].lock().ok().and_then(|mut j| j.take()) else {
+                    return;
+                };
+                let result = pack_one(job, sinks);
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(result);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(count);
+    for (i, r) in results.into_iter().enumerate() {
+        match r.into_inner().ok().flatten() {
+            Some(Ok(layer)) => out.push(layer),
+            Some(Err(e)) => return Err((i, e)),
+            // Not started because an earlier job failed; that failure is reported first.
+            None => return Err((i, "not packed: another layer failed".into())),
+        }
+    }
+    Ok(out)
+}
+
+fn pack_one(job: PackJob, sinks: &PackSinks<'_>) -> Packed {
+    let id = job.id.as_str();
+    let built = layer::build_layer(job.entries, &job.opts, sinks.tmp, &mut |bytes| {
+        sinks.progress.event(Event::LayerPacking { id, bytes })
+    })
+    .map_err(|e| e.to_string())?;
+    sinks.progress.event(Event::LayerPacked {
+        id,
+        digest: &built.digest,
+        size: built.size,
+    });
+    if let (Some(cache), Some(key)) = (sinks.cache, &job.key) {
+        cache.put(
+            key,
+            &CachedLayer {
+                digest: built.digest.clone(),
+                diff_id: built.diff_id.clone(),
+                size: built.size,
+                uncompressed_size: built.uncompressed_size,
+                media_type: built.media_type.to_string(),
+            },
+        );
+    }
+    let built = Arc::new(built);
+    if let (Some(early), Ok(digest)) = (sinks.early, built.digest.parse()) {
+        early.offer(digest, built.size, built.file.to_path_buf(), built.clone());
+    }
+    Ok(built)
+}
