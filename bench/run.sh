@@ -226,11 +226,14 @@ print(doc["bytes_uploaded"])
 EOF
 }
 
-# regbuild_push N CACHE NAME: one `regbuild push` to bench/regbuild-N:1, recorded as NAME.
+# regbuild_push N CACHE NAME [REPO [ARGS...]]: one `regbuild push` to REPO:1 (default
+# bench/regbuild-N), recorded as NAME.
 regbuild_push() {
-  local n=$1 cache=$2 name=$3 out=$work/$3-$1
+  local n=$1 cache=$2 name=$3 out=$work/$3-$1 repo=${4:-bench/regbuild-$1}
+  shift 3
+  [[ $# -gt 0 ]] && shift
   if ! REGBUILD_CACHE=$cache XDG_CACHE_HOME=$cache/xdg timed "$regbuild" push --no-progress \
-    --json -f "$dockerfile" -t "$reg/bench/regbuild-$n:1" "$ctx" >"$out.json" 2>"$out.err"; then
+    --json "$@" -f "$dockerfile" -t "$reg/$repo:1" "$ctx" >"$out.json" 2>"$out.err"; then
     cat "$out.err" >&2
     echo "regbuild push failed ($name, run $n)" >&2
     exit 1
@@ -296,6 +299,14 @@ for n in $(seq 1 "$runs"); do
   record floor.warm "$n" "$ELAPSED"
   regbuild_push "$n" "$cache" regbuild.warm
   buildah_build "$n" buildah.warm
+
+  # 2b. the same warm rebuild with --layering=auto (its own repository and cache, first
+  #     pushed cold from the unchanged context)
+  cp -p "$work/changed.orig" "$changed"
+  regbuild_push "$n" "$cache-auto" regbuild.auto.cold "bench/auto-$n" --layering=auto
+  printf 'warm rebuild: one changed line;\n' >>"$changed"
+  regbuild_push "$n" "$cache-auto" regbuild.auto.warm "bench/auto-$n" --layering=auto
+  rm -rf "$cache-auto"
 
   # 3. no-op re-push
   before=$(log_lines)
@@ -421,6 +432,12 @@ rows.append(("2. warm rebuild (1 file changed)", s(rw), "buildah bud+push %s" % 
              "—", "—"))
 rows.append(("2. warm rebuild vs floor", s(rw), "floor %s" % s(flw),
              r(ratio(rw, flw)), "—", "—"))
+ra, rab = med("regbuild.auto.warm"), med("regbuild.auto.warm.bytes")
+rows.append(("2b. warm rebuild, `--layering=auto`", "%s, %s uploaded" % (s(ra), mb(rab)),
+             "`single` (default) %s, %s uploaded" % (s(rw), mb(med("regbuild.warm.bytes"))),
+             r(ratio(ra, rw)), "—", "—"))
+rows.append(("2b. cold push, `--layering=auto`", s(med("regbuild.auto.cold")),
+             "`single` %s" % s(rc), r(ratio(med("regbuild.auto.cold"), rc)), "—", "—"))
 rows.append(("3. no-op re-push", "%s, %s uploaded" % (s(rn), mb(rnb)), "—", "—",
              "< 0.3 s, 0 B", verdict(None if rn is None else rn < 0.3 and rnb == 0)))
 q = ratio(rp, sc)
@@ -444,6 +461,8 @@ table += ["| " + " | ".join(row) + " |" for row in rows]
 raw_keys = [("floor", "floor, cold context"), ("regbuild.cold", "regbuild cold push"),
             ("buildah.cold", "buildah cold bud+push"), ("floor.warm", "floor, changed context"),
             ("regbuild.warm", "regbuild warm push"), ("buildah.warm", "buildah warm bud+push"),
+            ("regbuild.auto.cold", "regbuild cold, auto layering"),
+            ("regbuild.auto.warm", "regbuild warm, auto layering"),
             ("regbuild.noop", "regbuild no-op push"), ("regbuild.promote", "regbuild promote"),
             ("skopeo.cold", "skopeo copy, empty cache"), ("skopeo.warm", "skopeo copy, warm cache")]
 raw = ["| run | " + " | ".join(label for _, label in raw_keys) + " |",
