@@ -96,14 +96,87 @@ fn the_cache_skips_unchanged_layers_and_invalidates_exactly() {
         "{added}"
     );
 
-    // The cache survives being deleted: everything is packed again, nothing breaks.
+    // The cache survives being deleted: everything is packed again, nothing breaks (a new
+    // repository: the tag pushed above would serve the layers by key, see below).
     std::fs::remove_dir_all(cache.path()).unwrap();
-    let rebuilt = push_lines(ctx.path(), &tag, cache.path());
+    let rebuilt = push_lines(ctx.path(), &format!("{host}/eng/other:1"), cache.path());
     assert_eq!(
         (count(&rebuilt, "packed"), count(&rebuilt, "cached")),
         (2, 0),
         "{rebuilt}"
     );
+}
+
+#[test]
+fn an_empty_cache_reuses_layers_of_the_pushed_tag_and_of_cache_from_by_key() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let ctx = app();
+    let tag = format!("{host}/eng/ci:1");
+    let first_cache = tempfile::tempdir().unwrap();
+    let (first, _) = push(ctx.path(), &tag, first_cache.path(), &[]);
+
+    // A fresh runner: empty cache, same sources. The layers are found by key in the tag's
+    // image: nothing is packed, nothing uploaded, the same digest.
+    let digest_of = |out: &std::process::Output| {
+        let text = stdout(out);
+        let last = text.lines().last().unwrap_or_default().to_string();
+        last.split_once('@')
+            .map(|(_, d)| d.to_string())
+            .unwrap_or(last)
+    };
+    let fresh = tempfile::tempdir().unwrap();
+    let mark = reg.access_log().len();
+    let out = run(
+        regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
+            .env("REGBUILD_CACHE", fresh.path()),
+    );
+    let err = stderr(&out);
+    assert_eq!(
+        (count(&err, "packed"), count(&err, "cached")),
+        (0, 2),
+        "{err}"
+    );
+    assert_eq!(digest_of(&out), first["digest"].as_str().unwrap());
+    let log = reg.access_log_since(mark);
+    assert!(
+        !log.iter().any(|a| a.uri.contains("/blobs/uploads/")),
+        "no blob written: {log:#?}"
+    );
+
+    // Another repository with --cache-from: the layers are mounted from there, not packed.
+    let other = tempfile::tempdir().unwrap();
+    let out = run(regbuild(&[
+        "push",
+        "--cache-from",
+        &tag,
+        "-t",
+        &format!("{host}/eng/ci-copy:1"),
+        ctx.path().to_str().unwrap(),
+    ])
+    .env("REGBUILD_CACHE", other.path()));
+    let err = stderr(&out);
+    assert_eq!(
+        (count(&err, "packed"), count(&err, "cached")),
+        (0, 2),
+        "{err}"
+    );
+    assert_eq!(count(&err, "mounted"), 2, "{err}");
+    assert_eq!(digest_of(&out), first["digest"].as_str().unwrap());
+
+    // A changed file misses its key: that layer is packed, the other one reused.
+    std::fs::write(ctx.path().join("conf.txt"), "x=2\n").unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let changed = push_lines(ctx.path(), &tag, fresh.path());
+    assert_eq!(
+        (count(&changed, "packed"), count(&changed, "cached")),
+        (1, 1),
+        "{changed}"
+    );
+    // --no-cache reads no registry for layers: both packed, and the same digest.
+    let (nocache, _) = push(ctx.path(), &tag, fresh.path(), &["--no-cache"]);
+    let (cached, _) = push(ctx.path(), &tag, fresh.path(), &[]);
+    assert_eq!(nocache["digest"], cached["digest"]);
 }
 
 #[test]

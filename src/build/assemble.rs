@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::builder::{StageImage, StageLayer};
+use super::cache::KEY_ANNOTATION;
 use crate::digest::Digest;
 use crate::image::config::ImageConfig;
 use crate::manifest::{OCI_CONFIG, OCI_MANIFEST};
@@ -52,23 +53,39 @@ pub fn assemble(image: &StageImage, created: &str, tmp: &Path) -> Result<Assembl
                     "mediaType": c.record.media_type,
                     "digest": digest,
                     "size": c.record.size,
+                    "annotations": {KEY_ANNOTATION: c.key},
                 }));
-                let c = c.clone();
+                let origin = match &c.found_in {
+                    // Found in a registry by key: mounted or copied from there if needed.
+                    Some((registry, repository)) => BlobOrigin::Registry {
+                        registry: registry.clone(),
+                        repository: repository.clone(),
+                    },
+                    // Known from the local cache: packed only if the destination lacks it.
+                    None => {
+                        let c = c.clone();
+                        BlobOrigin::Lazy(LazyFile(std::sync::Arc::new(move || {
+                            c.built().map(|b| b.file.to_path_buf())
+                        })))
+                    }
+                };
                 set.add_blob(BlobSpec {
                     digest,
                     size: c.record.size,
-                    origin: BlobOrigin::Lazy(LazyFile(std::sync::Arc::new(move || {
-                        c.built().map(|b| b.file.to_path_buf())
-                    }))),
+                    origin,
                 });
             }
             StageLayer::Local(built) => {
                 let digest: Digest = built.digest.parse().map_err(|e| format!("{e}"))?;
-                layers.push(json!({
+                let mut d = json!({
                     "mediaType": built.media_type,
                     "digest": digest,
                     "size": built.size,
-                }));
+                });
+                if let Some(key) = &built.key {
+                    d["annotations"] = json!({ KEY_ANNOTATION: key });
+                }
+                layers.push(d);
                 set.add_blob(BlobSpec {
                     digest,
                     size: built.size,

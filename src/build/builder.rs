@@ -44,6 +44,9 @@ pub struct BuildRequest {
     pub squash: super::squash::Squash,
     /// `--layering`: one layer per COPY, or big COPYs split by path.
     pub layering: super::layering::Layering,
+    /// Images whose annotated layers may be reused by key (`--cache-from`, and the tags
+    /// pushed); off with `use_cache`.
+    pub cache_from: Vec<ImageRef>,
     /// References replaced before resolution (a workspace image named in FROM → the
     /// digest just pushed for it).
     pub overrides: HashMap<String, ImageRef>,
@@ -100,6 +103,10 @@ pub enum StageLayer {
 /// A layer whose digest the cache knew; built on first use and checked against it.
 pub struct CachedStageLayer {
     pub record: super::cache::CachedLayer,
+    /// Its layer cache key (annotated on its descriptor).
+    pub key: String,
+    /// The registry and repository it was found in by key (None: the local cache).
+    pub found_in: Option<(String, String)>,
     entries: Vec<super::layer::LayerEntry>,
     opts: super::layer::LayerOptions,
     tmp: std::path::PathBuf,
@@ -109,12 +116,15 @@ pub struct CachedStageLayer {
 impl CachedStageLayer {
     pub fn new(
         record: super::cache::CachedLayer,
+        key: String,
         entries: Vec<super::layer::LayerEntry>,
         opts: super::layer::LayerOptions,
         tmp: &std::path::Path,
     ) -> CachedStageLayer {
         CachedStageLayer {
             record,
+            key,
+            found_in: None,
             entries,
             opts,
             tmp: tmp.to_path_buf(),
@@ -234,6 +244,11 @@ pub async fn build(
     } else {
         None
     };
+    let remote = if req.use_cache {
+        super::remote_cache::remote_layers(registry, &req.cache_from, &req.platform).await
+    } else {
+        HashMap::new()
+    };
     let mut built: HashMap<usize, StageImage> = HashMap::new();
     let mut all_layers: Vec<Arc<BuiltLayer>> = Vec::new();
     let mut stripped = Vec::new();
@@ -263,6 +278,7 @@ pub async fn build(
                         compression: req.compression,
                         layering: req.layering,
                         cache: cache.as_ref(),
+                        remote: &remote,
                         workdir: image.config.workdir(),
                         stages: &built,
                         bases: &bases,

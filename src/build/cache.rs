@@ -26,6 +26,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::layer::{EntryKind, LayerEntry, LayerOptions};
 
+/// The layer descriptor annotation that carries a layer's key in pushed manifests, so a
+/// later build on any machine can find the layer in the registry (`--cache-from`).
+pub const KEY_ANNOTATION: &str = "dev.regbuild.layer.key";
 /// Bumped whenever what a key covers or how layers are written changes.
 const FORMAT: &str = "regbuild-layer-cache-v2";
 /// A file changed this recently may change again within the same timestamp tick.
@@ -117,21 +120,9 @@ impl LayerCache {
         instruction: &str,
         scope: &Path,
     ) -> io::Result<Vec<String>> {
-        let sources: Vec<&Path> = parts
-            .iter()
-            .flat_map(|p| p.iter())
-            .filter_map(|e| match &e.kind {
-                EntryKind::File { source, .. } => Some(source.as_path()),
-                _ => None,
-            })
-            .collect();
+        let sources = file_sources(parts);
         let hashes = self.content_hashes(&sources, instruction, scope)?;
-        let by_source: std::collections::HashMap<&Path, String> =
-            sources.iter().copied().zip(hashes).collect();
-        parts
-            .iter()
-            .map(|p| key_of(p, opts, instruction, &by_source))
-            .collect()
+        keys_from(parts, opts, instruction, &sources, hashes)
     }
 
     pub fn get(&self, key: &str) -> Option<CachedLayer> {
@@ -242,6 +233,44 @@ impl LayerCache {
             tracing::debug!(path = %path.display(), error = %e, "layer cache write failed");
         }
     }
+}
+
+/// The keys of `parts` without a cache (`--no-cache`): every file is read and hashed. Keys
+/// go into the image (`KEY_ANNOTATION`), so they are the same with or without a cache.
+pub fn layer_keys_uncached(
+    parts: &[&[LayerEntry]],
+    opts: &LayerOptions,
+    instruction: &str,
+) -> io::Result<Vec<String>> {
+    let sources = file_sources(parts);
+    let hashes = hash_files(&sources)?;
+    keys_from(parts, opts, instruction, &sources, hashes)
+}
+
+fn file_sources<'a>(parts: &[&'a [LayerEntry]]) -> Vec<&'a Path> {
+    parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .filter_map(|e| match &e.kind {
+            EntryKind::File { source, .. } => Some(source.as_path()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn keys_from(
+    parts: &[&[LayerEntry]],
+    opts: &LayerOptions,
+    instruction: &str,
+    sources: &[&Path],
+    hashes: Vec<String>,
+) -> io::Result<Vec<String>> {
+    let by_source: std::collections::HashMap<&Path, String> =
+        sources.iter().copied().zip(hashes).collect();
+    parts
+        .iter()
+        .map(|p| key_of(p, opts, instruction, &by_source))
+        .collect()
 }
 
 /// The key of one layer, from its entries and their files' content hashes.

@@ -28,6 +28,8 @@ pub struct CopyContext<'a> {
     pub compression: super::compress::Compression,
     pub layering: super::layering::Layering,
     pub cache: Option<&'a super::cache::LayerCache>,
+    /// Layers found by key in the images named by `--cache-from` (or the tags pushed).
+    pub remote: &'a HashMap<String, super::remote_cache::RemoteLayer>,
     pub workdir: String,
     pub stages: &'a HashMap<usize, StageImage>,
     pub bases: &'a HashMap<(String, Option<String>), ResolvedBase>,
@@ -123,17 +125,13 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     };
     let parts = super::layering::split(entries, ctx.layering);
     let count = parts.len();
-    let keys = match ctx.cache {
-        Some(cache) => {
-            let refs: Vec<&[LayerEntry]> = parts.iter().map(Vec::as_slice).collect();
-            let keys = tokio::task::block_in_place(|| {
-                cache.layer_keys(&refs, &opts, ctx.step_text, ctx.context)
-            })
-            .map_err(|e| format!("reading the sources: {e}"))?;
-            keys.into_iter().map(Some).collect()
-        }
-        None => vec![None; count],
-    };
+    // Keys are computed with or without a cache: they go into the manifest.
+    let refs: Vec<&[LayerEntry]> = parts.iter().map(Vec::as_slice).collect();
+    let keys = tokio::task::block_in_place(|| match ctx.cache {
+        Some(cache) => cache.layer_keys(&refs, &opts, ctx.step_text, ctx.context),
+        None => super::cache::layer_keys_uncached(&refs, &opts, ctx.step_text),
+    })
+    .map_err(|e| format!("reading the sources: {e}"))?;
     let mut layers = Vec::with_capacity(count);
     for (i, (entries, key)) in parts.into_iter().zip(keys).enumerate() {
         let label = if count == 1 {
@@ -141,23 +139,33 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
         } else {
             format!("{} [part {}/{count}]", ctx.step_text, i + 1)
         };
-        let record = match (ctx.cache, &key) {
-            (Some(cache), Some(key)) => cache.get(key.as_str()),
-            _ => None,
+        // The local cache first; else a layer of a --cache-from image (or of the tags pushed).
+        let found = match ctx.cache.and_then(|c| c.get(&key)) {
+            Some(record) => Some((record, None)),
+            None => ctx.remote.get(&key).map(|r| {
+                let at = (r.registry.clone(), r.repository.clone());
+                (r.record.clone(), Some(at))
+            }),
         };
-        let layer = match record {
-            Some(record) => {
+        let layer = match found {
+            Some((record, found_in)) => {
+                if let (Some(cache), Some(_)) = (ctx.cache, &found_in) {
+                    cache.put(&key, &record);
+                }
                 ctx.progress.event(Event::LayerCached {
                     id: &label,
                     digest: &record.digest,
                     size: record.size,
                 });
-                NewLayer::Cached(super::builder::CachedStageLayer::new(
+                let mut cached = super::builder::CachedStageLayer::new(
                     record,
+                    key,
                     entries.clone(),
                     opts,
                     ctx.tmp,
-                ))
+                );
+                cached.found_in = found_in;
+                NewLayer::Cached(cached)
             }
             None => NewLayer::Pack(super::pack::PackJob {
                 entries: entries.clone(),

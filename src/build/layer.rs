@@ -126,6 +126,8 @@ pub struct BuiltLayer {
     pub entries: usize,
     /// The layer media type its compression calls for.
     pub media_type: &'static str,
+    /// The layer cache key of what it holds (`super::cache`), when built for a COPY.
+    pub key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +239,7 @@ pub fn build_layer(
         uncompressed_size,
         entries: prepared.len(),
         media_type: opts.compression.media_type(),
+        key: None,
     })
 }
 

@@ -19,6 +19,7 @@ pub mod extract;
 pub mod layer;
 pub mod layering;
 pub mod pack;
+pub mod remote_cache;
 pub mod rootfs;
 pub mod squash;
 pub mod stages;

@@ -15,7 +15,7 @@ use crate::publish::EarlyUploads;
 pub struct PackJob {
     pub entries: Vec<LayerEntry>,
     pub opts: LayerOptions,
-    pub key: Option<String>,
+    pub key: String,
     /// The instruction, as progress shows it.
     pub id: String,
 }
@@ -85,9 +85,11 @@ fn pack_one(job: PackJob, sinks: &PackSinks<'_>) -> Packed {
         digest: &built.digest,
         size: built.size,
     });
-    if let (Some(cache), Some(key)) = (sinks.cache, &job.key) {
+    let mut built = built;
+    built.key = Some(job.key.clone());
+    if let Some(cache) = sinks.cache {
         cache.put(
-            key,
+            &job.key,
             &CachedLayer {
                 digest: built.digest.clone(),
                 diff_id: built.diff_id.clone(),

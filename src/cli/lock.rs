@@ -69,6 +69,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         overrides: Default::default(),
         squash: Default::default(),
         layering: Default::default(),
+        cache_from: Vec::new(),
         compression: Default::default(),
         use_cache: false,
     };

@@ -26,6 +26,10 @@ pub struct PushArgs {
     /// Where to push (repeatable; every tag gets the same digest).
     #[arg(short = 't', long = "tag", required_unless_present = "all")]
     pub tags: Vec<String>,
+    /// An image whose layers may be reused by layer key instead of packed (repeatable; the
+    /// tags being pushed are always looked at). `--no-cache` turns this off too.
+    #[arg(long = "cache-from", value_name = "REF")]
+    pub cache_from: Vec<String>,
     /// Build every image of the workspace (regbuild.toml) in dependency order.
     #[arg(long, conflicts_with_all = ["tags", "file", "target"])]
     pub all: bool,
@@ -134,6 +138,13 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             .unwrap_or_else(|| lock::default_path(&dockerfile)),
         locked: args.locked,
     };
+    let mut cache_from = tags.clone();
+    for r in &args.cache_from {
+        let r: ImageRef = r.parse().map_err(|e| format!("--cache-from {r}: {e}"))?;
+        if !cache_from.contains(&r) {
+            cache_from.push(r);
+        }
+    }
     let req = PushRequest {
         build: BuildRequest {
             context: args.context.clone(),
@@ -147,6 +158,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             overrides: Default::default(),
             squash: args.squash.into(),
             layering: args.layering,
+            cache_from,
             compression: args.compression,
             use_cache: !args.no_cache,
         },

@@ -189,6 +189,7 @@ fn build_request(
         overrides: HashMap::new(),
         squash: Default::default(),
         layering: Default::default(),
+        cache_from: Vec::new(),
         compression: Default::default(),
         use_cache: true,
     }
