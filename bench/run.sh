@@ -11,7 +11,10 @@
 #   2. warm rebuild with one file of the context changed: regbuild vs buildah (base local);
 #   3. no-op re-push: time and bytes uploaded;
 #   4. promote to another repository: regbuild vs `skopeo copy`;
-#   5. peak RSS for a 2 GiB layer (bench/peak_rss.sh).
+#   5. peak RSS for a 2 GiB layer (bench/peak_rss.sh);
+#   6. cold push over loopback shaped to 400 Mbit/s (tc tbf): layers streamed while they
+#      pack (default) vs --no-stream-upload. Also, with step 2: the warm rebuild with
+#      --layering=auto beside the default.
 # Prints a markdown table (medians, ratios, PASS/FAIL against the targets) and rewrites the
 # "Latest run" section of BENCHMARKS.md with it and the machine's description.
 #
@@ -39,6 +42,7 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)
 [[ -x /usr/bin/docker-registry ]] || need+=(docker-registry)
 [[ -x /usr/bin/time ]] || need+=(time)
+command -v tc >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 if [[ ${#need[@]} -gt 0 ]]; then
@@ -59,6 +63,9 @@ cleanup() {
   local rc=$?
   if [[ -f $reg_dir/registry.pid ]]; then
     kill "$(cat "$reg_dir/registry.pid")" 2>/dev/null || true
+  fi
+  if [[ ${shaped:-no} == yes ]]; then
+    tc qdisc del dev lo root 2>/dev/null || true
   fi
   if [[ -n ${BENCH_KEEP:-} ]]; then
     echo "work directory kept: $work" >&2
@@ -207,6 +214,9 @@ record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
 # timed CMD...: runs CMD, sets ELAPSED (seconds, wall clock), returns CMD's status.
 timed() {
   local t0 t1 rc=0
+  # Dirty pages of the previous step (registry blobs, layer files) are written out first, so
+  # that no step pays for the writeback of another.
+  sync
   t0=$(date +%s.%N)
   "$@" || rc=$?
   t1=$(date +%s.%N)
@@ -343,6 +353,30 @@ for n in $(seq 1 "$runs"); do
   rm -rf "$work/buildah-$n" "$cache" "$work/bic-$n" "$work/bic-skopeo-$n"
 done
 
+# 6. cold push over a slower link: loopback shaped to 400 Mbit/s (tc tbf), regbuild streaming
+#    new layers while it packs (default) vs --no-stream-upload (pack, HEAD, then upload).
+shaped=no
+net_why=
+if ! command -v tc >/dev/null; then
+  net_why="tc (iproute2) is not installed"
+elif [[ -n $(tc qdisc show dev lo | grep -v 'noqueue') ]]; then
+  net_why="lo already has a qdisc; not touching it"
+elif ! tc qdisc add dev lo root tbf rate 400mbit burst 512kb latency 100ms 2>/dev/null; then
+  net_why="cannot shape lo (tc qdisc add failed: needs root and sch_tbf)"
+else
+  shaped=yes
+  log "loopback shaped to 400 Mbit/s"
+  for n in $(seq 1 "$runs"); do
+    regbuild_push "$n" "$work/net-cache-$n" regbuild.net.stream "bench/net-stream-$n"
+    regbuild_push "$n" "$work/net-cache-nostream-$n" regbuild.net.nostream \
+      "bench/net-nostream-$n" --no-stream-upload
+    rm -rf "$work/net-cache-$n" "$work/net-cache-nostream-$n"
+  done
+  tc qdisc del dev lo root
+  shaped=no
+fi
+[[ -n $net_why ]] && log "WARNING: skipping the shaped-link measurement: $net_why"
+
 # 5. peak RSS for a 2 GiB layer (its own registry and data; once: it is a maximum, not a time)
 log "bench/peak_rss.sh (2 GiB layer)"
 # A layer cache of its own (not ~/.cache/regbuild): cold, and removed with the work directory.
@@ -371,7 +405,7 @@ versions+="; docker-registry $(dpkg-query -W -f '${Version}' docker-registry 2>/
 BENCH_RUNS=$runs BENCH_TOTAL=$total BENCH_COMMIT=$commit BENCH_CPU=$cpu BENCH_MEM=$mem \
   BENCH_NPROC=$(nproc) BENCH_KERNEL=$(uname -r) BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') \
   BENCH_VERSIONS=$versions BENCH_BUILDAH_OK=$buildah_ok BENCH_BUILDAH_WHY=$buildah_why \
-  BENCH_ISOLATE=$isolate BENCH_LOAD="$load_before before the runs, $load_after after" \
+  BENCH_NET_WHY=$net_why BENCH_ISOLATE=$isolate BENCH_LOAD="$load_before before the runs, $load_after after" \
   BENCH_CTX="$ctx_bytes bytes in $ctx_files files" \
   python3 - "$results" "$repo/BENCHMARKS.md" <<'EOF'
 import os, re, statistics, sys
@@ -450,6 +484,10 @@ rows.append(("4. promote vs skopeo copy, warm blob-info cache", "%s, %s uploaded
              "skopeo %s (blob PUTs: %s, mounts: %s)" % (s(sw), cnt("skopeo.warm.puts"),
                                                      cnt("skopeo.warm.mounts")),
              r(q), "≤ 1×, 0 B", verdict(None if q is None else q <= 1 and rpb == 0)))
+q = ratio(med("regbuild.net.stream"), med("regbuild.net.nostream"))
+rows.append(("6. cold push over 400 Mbit/s, streamed while packing",
+             s(med("regbuild.net.stream")),
+             "`--no-stream-upload` %s" % s(med("regbuild.net.nostream")), r(q), "—", "—"))
 rows.append(("5. peak RSS, 2 GiB layer", "n/a" if rss is None else "%.0f MiB" % rss, "—", "—",
              "< 100 MiB", verdict(None if rss is None else rss < 100)))
 
@@ -463,6 +501,8 @@ raw_keys = [("floor", "floor, cold context"), ("regbuild.cold", "regbuild cold p
             ("regbuild.warm", "regbuild warm push"), ("buildah.warm", "buildah warm bud+push"),
             ("regbuild.auto.cold", "regbuild cold, auto layering"),
             ("regbuild.auto.warm", "regbuild warm, auto layering"),
+            ("regbuild.net.stream", "regbuild cold, 400 Mbit/s"),
+            ("regbuild.net.nostream", "regbuild cold, 400 Mbit/s, no streaming"),
             ("regbuild.noop", "regbuild no-op push"), ("regbuild.promote", "regbuild promote"),
             ("skopeo.cold", "skopeo copy, empty cache"), ("skopeo.warm", "skopeo copy, warm cache")]
 raw = ["| run | " + " | ".join(label for _, label in raw_keys) + " |",
@@ -481,6 +521,8 @@ bytes_line = ("regbuild bytes uploaded (`bytes_uploaded`, medians): cold %s, war
                  cnt("regbuild.promote.mounts")))
 
 notes = []
+if E.get("BENCH_NET_WHY"):
+    notes.append("no shaped-link measurement: " + E["BENCH_NET_WHY"])
 if E["BENCH_BUILDAH_OK"] != "yes":
     notes.append("buildah could not run: " + E["BENCH_BUILDAH_WHY"])
 if E["BENCH_ISOLATE"] != "yes":

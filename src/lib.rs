@@ -6,6 +6,7 @@
 pub mod build;
 pub mod cli;
 pub mod digest;
+pub mod growing;
 pub mod image;
 pub mod inspect;
 pub mod lock;

@@ -265,8 +265,10 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
         ]
     );
 
-    // Every layer was HEADed once and uploaded once, before the plan ran: the plan neither
-    // HEADs nor sends it again, and the report still counts it as uploaded.
+    // No cache knew the layers: each was streamed to the registry while it was packed (one
+    // PATCH, then a PUT with its digest), never HEADed; the plan neither HEADs nor sends it
+    // again, and the report still counts it as uploaded. The stage-only layer (`parts`) is
+    // not in the image and was not sent.
     let (dir, bundle) = pull_and_unpack(&tag, &[]);
     let layout = dir.path().join("layout");
     let index: Value =
@@ -301,7 +303,7 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
             .iter()
             .filter(|a| a.method == "PUT" && a.status == 201 && a.uri.contains(&digest[7..]))
             .count();
-        assert_eq!((heads, puts), (1, 1), "layer {digest}: {log:#?}");
+        assert_eq!((heads, puts), (0, 1), "layer {digest}: {log:#?}");
         let reported = v["blobs"]
             .as_array()
             .unwrap()
@@ -310,6 +312,17 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
             .unwrap();
         assert_eq!(reported["action"], "uploaded", "{v}");
     }
+    let count_of = |log: &[common::Access], method: &str| {
+        log.iter()
+            .filter(|a| a.method == method && a.uri.contains("/blobs/uploads/"))
+            .count()
+    };
+    assert_eq!(count_of(&log, "PATCH"), 3, "{log:#?}");
+    assert_eq!(
+        count_of(&log, "PUT"),
+        4,
+        "3 layers and the config: {log:#?}"
+    );
     for (path, content) in [
         ("a.txt", "alpha\n"),
         ("b.txt", "bravo\n"),
@@ -321,7 +334,9 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
         );
     }
 
-    // The same build with the cache off and on one core gives the same image.
+    // The same build with the cache off and on one core gives the same image. Without a
+    // cache nothing says the layers are new: each is offered once packed, HEADed, then sent.
+    let mark = reg.access_log().len();
     let cold = tempfile::tempdir().unwrap();
     let out = run(Command::new("taskset")
         .args(["-c", "0"])
@@ -333,6 +348,35 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
         .env("DOCKER_CONFIG", cold.path()));
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["digest"], v["digest"]);
+    let log = reg.access_log_since(mark);
+    for digest in &layers {
+        let heads = log
+            .iter()
+            .filter(|a| a.method == "HEAD" && a.uri.ends_with(&format!("/blobs/{digest}")))
+            .count();
+        let puts = log
+            .iter()
+            .filter(|a| a.method == "PUT" && a.status == 201 && a.uri.contains(&digest[7..]))
+            .count();
+        assert_eq!((heads, puts), (1, 1), "layer {digest}: {log:#?}");
+    }
+    assert_eq!(count_of(&log, "PATCH"), 0, "{log:#?}");
+
+    // --no-stream-upload: an empty cache, but no layer is sent before its HEAD.
+    let mark = reg.access_log().len();
+    let empty = tempfile::tempdir().unwrap();
+    let tag = format!("{}/eng/early-no-stream:1", reg.host);
+    let (quiet, _) = push(ctx.path(), &tag, empty.path(), &["--no-stream-upload"]);
+    assert_eq!(quiet["digest"], v["digest"]);
+    let log = reg.access_log_since(mark);
+    assert_eq!(count_of(&log, "PATCH"), 0, "{log:#?}");
+    for digest in &layers {
+        let heads = log
+            .iter()
+            .filter(|a| a.method == "HEAD" && a.uri.ends_with(&format!("/blobs/{digest}")))
+            .count();
+        assert_eq!(heads, 1, "layer {digest}: {log:#?}");
+    }
 }
 
 #[test]
@@ -464,6 +508,51 @@ fn layering_auto_splits_a_big_copy_and_a_change_reuploads_one_part() {
         &["--layering=auto"],
     );
     assert_eq!(again["digest"], second["digest"]);
+}
+
+#[test]
+fn a_streamed_upload_cut_midway_is_left_to_the_plan() {
+    let reg = Distribution::start();
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = app();
+    // The first streamed PATCH is dropped without an answer: that layer's early upload
+    // fails, the plan HEADs it (missing) and uploads it from the file.
+    let proxy = common::proxy::FaultProxy::start(&reg.host);
+    proxy.add_rule(common::proxy::ProxyRule::once(
+        "PATCH",
+        "/blobs/uploads/",
+        common::proxy::ProxyAction::CloseWithoutResponse,
+    ));
+    let tag = format!("{}/eng/cut:1", proxy.host);
+    let (v, _) = push(ctx.path(), &tag, cache.path(), &[]);
+    assert!(
+        v["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["action"] == "uploaded"),
+        "{v}"
+    );
+    let patches: Vec<_> = proxy
+        .log()
+        .into_iter()
+        .filter(|(method, ..)| method == "PATCH")
+        .collect();
+    assert_eq!(
+        patches.len(),
+        2,
+        "one streamed PATCH per layer: {patches:?}"
+    );
+    assert_eq!(proxy.faulted().len(), 1);
+    let (_k, bundle) = pull_and_unpack(&format!("{}/eng/cut:1", reg.host), &[]);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/src/a.txt")).unwrap(),
+        "alpha\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/conf.txt")).unwrap(),
+        "x=1\n"
+    );
 }
 
 #[test]

@@ -255,6 +255,9 @@ pub async fn build(
     let mut new_layers = Vec::new();
     let mut layer_entries: HashMap<String, Vec<super::layer::LayerEntry>> = HashMap::new();
     let created = rfc3339(req.epoch);
+    // Only layers the pushed image will hold go to the registry early: those of the target
+    // stage and the stages it is built FROM, and none when squashing replaces them.
+    let pushed_stages = final_chain(&plan);
     for i in needed_stages(&plan) {
         let stage = &plan.stages[i];
         let mut image = start_stage(stage, &built, &bases, &req.platform, &file)?;
@@ -324,7 +327,9 @@ pub async fn build(
                 tmp: tmp.path(),
                 cache: cache.as_ref(),
                 progress,
-                early,
+                early: early.filter(|_| {
+                    pushed_stages.contains(&i) && req.squash == super::squash::Squash::None
+                }),
             },
             &file,
             &mut Finished {
@@ -525,6 +530,20 @@ pub fn referenced_images(req: &BuildRequest) -> Result<Vec<(String, usize)>, Bui
         }
     }
     Ok(out)
+}
+
+/// The target stage and the stages it is built FROM (transitively): whose layers the image
+/// holds.
+fn final_chain(b: &stages::Build) -> std::collections::HashSet<usize> {
+    let mut chain = std::collections::HashSet::new();
+    let mut at = Some(b.target);
+    while let Some(i) = at.filter(|i| *i < b.stages.len() && chain.insert(*i)) {
+        at = match b.stages[i].base {
+            Base::Stage(j) => Some(j),
+            _ => None,
+        };
+    }
+    chain
 }
 
 /// The target stage and every stage it depends on (FROM a stage, COPY --from a stage), in

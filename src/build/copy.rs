@@ -172,6 +172,8 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
                 opts,
                 key,
                 id: label.clone(),
+                // Neither the local cache nor the registry (by key) knows it.
+                surely_new: ctx.cache.is_some(),
             }),
         };
         layers.push(CopyLayer {

@@ -193,6 +193,18 @@ pub fn build_layer(
     tmp_dir: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<BuiltLayer, LayerError> {
+    build_layer_announced(entries, opts, tmp_dir, progress, None)
+}
+
+/// [`build_layer`], announcing every compressed byte written to the file to `growing` (so
+/// the blob can be uploaded while it is packed). The caller ends `growing`.
+pub fn build_layer_announced(
+    entries: Vec<LayerEntry>,
+    opts: &LayerOptions,
+    tmp_dir: &Path,
+    progress: &mut dyn FnMut(u64),
+    growing: Option<std::sync::Arc<crate::growing::Growing>>,
+) -> Result<BuiltLayer, LayerError> {
     if let LayerCompression::Gzip { level } = opts.compression {
         if level > 9 {
             return Err(LayerError::GzipLevel(level));
@@ -205,7 +217,8 @@ pub fn build_layer(
     })?;
     let file_path = tmp.path().to_path_buf();
 
-    let compressed = DigestWriter::new(BufWriter::new(tmp));
+    let announced = crate::growing::Announce::new(tmp, file_path.clone(), growing);
+    let compressed = DigestWriter::new(BufWriter::new(announced));
     let gz = Compressor::new(opts.compression, opts.threads, compressed).map_err(|source| {
         LayerError::Finish {
             file: file_path.clone(),
@@ -228,7 +241,8 @@ pub fn build_layer(
     let (buffered, digest, size) = gz.finish().map_err(finish_err)?.finish();
     let tmp = buffered
         .into_inner()
-        .map_err(|e| finish_err(e.into_error()))?;
+        .map_err(|e| finish_err(e.into_error()))?
+        .into_inner();
     progress(uncompressed_size);
 
     Ok(BuiltLayer {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::cache::{CachedLayer, LayerCache};
 use super::layer::{self, BuiltLayer, LayerEntry, LayerOptions};
+use crate::growing::{Done, EndGuard, Growing};
 use crate::progress::{Event, Progress};
 use crate::publish::EarlyUploads;
 
@@ -18,6 +19,9 @@ pub struct PackJob {
     pub key: String,
     /// The instruction, as progress shows it.
     pub id: String,
+    /// The caches were asked and do not know it: almost surely new to the registry, so it
+    /// may be uploaded while it is packed.
+    pub surely_new: bool,
 }
 
 type Packed = Result<Arc<BuiltLayer>, String>;
@@ -76,10 +80,32 @@ pub fn pack_all(
 
 fn pack_one(job: PackJob, sinks: &PackSinks<'_>) -> Packed {
     let id = job.id.as_str();
-    let built = layer::build_layer(job.entries, &job.opts, sinks.tmp, &mut |bytes| {
-        sinks.progress.event(Event::LayerPacking { id, bytes })
-    })
+    // A layer surely new streams to the registry while it packs; others are offered once
+    // their digest is known (and HEADed first).
+    let streaming = match sinks.early {
+        Some(early) if job.surely_new && early.stream => {
+            let g = Growing::new();
+            early.offer_growing(g.clone());
+            Some(g)
+        }
+        _ => None,
+    };
+    let guard = streaming.clone().map(EndGuard);
+    let built = layer::build_layer_announced(
+        job.entries,
+        &job.opts,
+        sinks.tmp,
+        &mut |bytes| sinks.progress.event(Event::LayerPacking { id, bytes }),
+        streaming.clone(),
+    )
     .map_err(|e| e.to_string())?;
+    if let (Some(g), Ok(digest)) = (&streaming, built.digest.parse()) {
+        g.finish(Ok(Done {
+            digest,
+            size: built.size,
+        }));
+    }
+    drop(guard);
     sinks.progress.event(Event::LayerPacked {
         id,
         digest: &built.digest,
@@ -100,8 +126,11 @@ fn pack_one(job: PackJob, sinks: &PackSinks<'_>) -> Packed {
         );
     }
     let built = Arc::new(built);
-    if let (Some(early), Ok(digest)) = (sinks.early, built.digest.parse()) {
-        early.offer(digest, built.size, built.file.to_path_buf(), built.clone());
+    match (sinks.early, built.digest.parse()) {
+        (Some(early), Ok(digest)) if streaming.is_none() => {
+            early.offer(digest, built.size, built.file.to_path_buf(), built.clone());
+        }
+        _ => {}
     }
     Ok(built)
 }

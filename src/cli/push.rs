@@ -30,6 +30,10 @@ pub struct PushArgs {
     /// tags being pushed are always looked at). `--no-cache` turns this off too.
     #[arg(long = "cache-from", value_name = "REF")]
     pub cache_from: Vec<String>,
+    /// Do not upload new layers while they are packed (one streamed PATCH of unknown
+    /// length); upload each after packing instead, once a HEAD says it is missing.
+    #[arg(long)]
+    pub no_stream_upload: bool,
     /// Build every image of the workspace (regbuild.toml) in dependency order.
     #[arg(long, conflicts_with_all = ["tags", "file", "target"])]
     pub all: bool,
@@ -166,6 +170,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
         tags: tags.clone(),
         dry_run: args.dry_run,
         lock,
+        stream_upload: !args.no_stream_upload,
     };
     let debug_from = args
         .debug_from

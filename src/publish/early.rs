@@ -15,12 +15,13 @@ use super::execute::run_step;
 use super::model::{BlobOrigin, BlobSpec};
 use super::plan::BlobStep;
 use crate::digest::Digest;
+use crate::growing::Growing;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::registry::{Registry, RegistryError, Repo, Scopes};
+use crate::registry::{BlobSource, Registry, RegistryError, Repo, Scopes};
 use crate::report::BlobAction;
 
-type Task = JoinHandle<Result<BlobAction, RegistryError>>;
+type Task = JoinHandle<Result<(Digest, BlobAction), RegistryError>>;
 
 /// Blobs sent to one repository ahead of its plan.
 pub struct EarlyUploads {
@@ -29,12 +30,20 @@ pub struct EarlyUploads {
     target: (String, String),
     progress: Arc<dyn Progress>,
     runtime: tokio::runtime::Handle,
-    tasks: Mutex<Vec<(Digest, Task)>>,
+    tasks: Mutex<Vec<Task>>,
+    offered: Mutex<std::collections::HashSet<Digest>>,
+    /// Whether blobs may be streamed while written (`offer_growing`).
+    pub stream: bool,
 }
 
 impl EarlyUploads {
     /// Early uploads into `target`'s repository; must be created inside the runtime.
-    pub fn new(registry: &Registry, target: &ImageRef, progress: Arc<dyn Progress>) -> Self {
+    pub fn new(
+        registry: &Registry,
+        target: &ImageRef,
+        progress: Arc<dyn Progress>,
+        stream: bool,
+    ) -> Self {
         let dst = registry.repo(
             &target.registry,
             &target.repository,
@@ -47,6 +56,8 @@ impl EarlyUploads {
             progress,
             runtime: tokio::runtime::Handle::current(),
             tasks: Mutex::new(Vec::new()),
+            offered: Mutex::new(Default::default()),
+            stream,
         }
     }
 
@@ -59,10 +70,12 @@ impl EarlyUploads {
         path: PathBuf,
         keep: K,
     ) {
-        let Ok(mut tasks) = self.tasks.lock() else {
-            return;
-        };
-        if tasks.iter().any(|(d, _)| *d == digest) {
+        let fresh = self
+            .offered
+            .lock()
+            .map(|mut o| o.insert(digest.clone()))
+            .unwrap_or(false);
+        if !fresh {
             return;
         }
         let registry = self.registry.clone();
@@ -73,22 +86,50 @@ impl EarlyUploads {
             size,
             origin: BlobOrigin::File(path.clone()),
         };
-        let task = self.runtime.spawn(async move {
+        self.spawn(async move {
             let _keep = keep;
             let _job = registry.job().await;
             if dst.blob_size(&blob.digest).await?.is_some() {
-                return Ok(BlobAction::Exists);
+                return Ok((digest, BlobAction::Exists));
             }
-            run_step(
-                &registry,
-                &dst,
-                &blob,
-                &BlobStep::Upload { path },
-                &progress,
-            )
-            .await
+            let step = BlobStep::Upload { path };
+            let action = run_step(&registry, &dst, &blob, &step, &progress).await?;
+            Ok((digest, action))
         });
-        tasks.push((digest, task));
+    }
+
+    /// Starts sending a blob that is still being written (its digest is not known yet): one
+    /// streamed `PATCH` that follows the file, then `PUT ?digest=` once the writer ended.
+    /// Only for blobs that are new to the destination as far as the caches know, since an
+    /// existing blob is sent anyway.
+    pub fn offer_growing(&self, growing: Arc<Growing>) {
+        let registry = self.registry.clone();
+        let dst = self.dst.clone();
+        self.spawn(async move {
+            let _job = registry.job().await;
+            let session = dst.start_upload().await?;
+            let body = reqwest::Body::wrap_stream(growing.clone().stream());
+            let session = dst.patch_stream(session, body).await?;
+            let done = growing.ended().await.map_err(|message| RegistryError::Io {
+                path: "layer".into(),
+                source: std::io::Error::other(message),
+            })?;
+            dst.finish_upload(session, &done.digest, BlobSource::Empty)
+                .await?;
+            Ok((done.digest, BlobAction::Uploaded))
+        });
+    }
+
+    fn spawn(
+        &self,
+        task: impl std::future::Future<Output = Result<(Digest, BlobAction), RegistryError>>
+            + Send
+            + 'static,
+    ) {
+        let handle = self.runtime.spawn(task);
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(handle);
+        }
     }
 
     /// Waits for every offered blob; returns what was achieved in (registry, repository).
@@ -99,17 +140,13 @@ impl EarlyUploads {
             Err(_) => Vec::new(),
         };
         let mut done = HashMap::new();
-        for (digest, task) in tasks {
+        for task in tasks {
             match task.await {
-                Ok(Ok(action)) => {
+                Ok(Ok((digest, action))) => {
                     done.insert(digest, action);
                 }
-                Ok(Err(e)) => {
-                    tracing::debug!(%digest, error = %e, "early upload failed; left to the plan")
-                }
-                Err(e) => {
-                    tracing::debug!(%digest, error = %e, "early upload stopped; left to the plan")
-                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "early upload failed; left to the plan"),
+                Err(e) => tracing::debug!(error = %e, "early upload stopped; left to the plan"),
             }
         }
         EarlyOutcome {
@@ -123,7 +160,7 @@ impl EarlyUploads {
 impl Drop for EarlyUploads {
     fn drop(&mut self) {
         if let Ok(tasks) = self.tasks.get_mut() {
-            for (_, t) in tasks.iter() {
+            for t in tasks.iter() {
                 t.abort();
             }
         }

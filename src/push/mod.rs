@@ -33,6 +33,8 @@ pub struct PushRequest {
     pub tags: Vec<ImageRef>,
     pub dry_run: bool,
     pub lock: LockMode,
+    /// Upload a layer no cache knows while it is packed (`--no-stream-upload` turns it off).
+    pub stream_upload: bool,
 }
 
 pub struct PushResult {
@@ -90,7 +92,12 @@ pub fn early_uploads(
     progress: Arc<dyn Progress>,
 ) -> Option<publish::EarlyUploads> {
     match (req.dry_run, req.tags.first()) {
-        (false, Some(first)) => Some(publish::EarlyUploads::new(registry, first, progress)),
+        (false, Some(first)) => Some(publish::EarlyUploads::new(
+            registry,
+            first,
+            progress,
+            req.stream_upload,
+        )),
         _ => None,
     }
 }

@@ -45,6 +45,8 @@ pub enum BlobSource {
     },
     /// A stream of known length that can be consumed once (a cross-registry copy).
     Stream { body: reqwest::Body, len: u64 },
+    /// Nothing: the bytes were sent by PATCH already.
+    Empty,
 }
 
 impl Repo {
@@ -100,6 +102,7 @@ impl Repo {
                 body: Some(body),
                 len: Some(len),
             },
+            BlobSource::Empty => Body::Empty,
         };
         let call = Call::new(Method::PUT, url, &op)
             .header(CONTENT_TYPE, "application/octet-stream")
@@ -110,6 +113,35 @@ impl Repo {
             return Err(self.fail(&op, resp).await);
         }
         Ok(())
+    }
+
+    /// `PATCH <location>` with a body whose length is not known yet (a blob still being
+    /// produced): the spec's streamed upload. Not retried (the body is consumed once); returns
+    /// the session to close with `finish_upload(…, BlobSource::Empty)`.
+    pub async fn patch_stream(
+        &self,
+        session: UploadSession,
+        body: reqwest::Body,
+    ) -> Result<UploadSession, RegistryError> {
+        let op = "upload blob while it is packed";
+        let call = Call::new(Method::PATCH, session.location.clone(), op)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(Body::Stream {
+                body: Some(body),
+                len: None,
+            })
+            .no_retry();
+        let (resp, answered) = self.send(call).await?;
+        if !resp.status().is_success() {
+            return Err(self.fail(op, resp).await);
+        }
+        let location = self
+            .next_location(op, &resp, &answered)?
+            .unwrap_or(session.location);
+        Ok(UploadSession {
+            location,
+            min_chunk: session.min_chunk,
+        })
     }
 
     fn session_from(

@@ -239,6 +239,7 @@ async fn build_one(
         platforms: p.platforms.clone(),
         tags: p.tags.clone(),
         dry_run: opts.dry_run,
+        stream_upload: false,
     };
     let prepared = push::prepare(registry, &req, progress.as_ref(), None)
         .await
@@ -321,6 +322,7 @@ async fn try_rebase(
         tags: req.tags.clone(),
         dry_run: true,
         lock: req.lock.clone(),
+        stream_upload: false,
     };
     old_req.build.overrides = old_overrides;
     let reproduced = push::prepare(registry, &old_req, progress.as_ref(), None)
