@@ -125,15 +125,24 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     };
     let parts = super::layering::split(entries, ctx.layering);
     let count = parts.len();
-    // Keys are computed with or without a cache: they go into the manifest.
+    // Keys are computed with or without a cache: they go into the manifest. The sources are
+    // stamped first: packing happens later (at the stage's end) and checks that none changed
+    // since, so a key is never recorded against other bytes.
     let refs: Vec<&[LayerEntry]> = parts.iter().map(Vec::as_slice).collect();
+    let stamps: Vec<super::pack::SourceStamps> = tokio::task::block_in_place(|| {
+        parts
+            .iter()
+            .map(|p| super::pack::SourceStamps::take(p))
+            .collect::<Result<_, _>>()
+    })
+    .map_err(|e| format!("reading the sources: {e}"))?;
     let keys = tokio::task::block_in_place(|| match ctx.cache {
         Some(cache) => cache.layer_keys(&refs, &opts, ctx.step_text, ctx.context),
         None => super::cache::layer_keys_uncached(&refs, &opts, ctx.step_text),
     })
     .map_err(|e| format!("reading the sources: {e}"))?;
     let mut layers = Vec::with_capacity(count);
-    for (i, (entries, key)) in parts.into_iter().zip(keys).enumerate() {
+    for (i, ((entries, key), stamps)) in parts.into_iter().zip(keys).zip(stamps).enumerate() {
         let label = if count == 1 {
             ctx.step_text.to_string()
         } else {
@@ -174,6 +183,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
                 id: label.clone(),
                 // Neither the local cache nor the registry (by key) knows it.
                 surely_new: ctx.cache.is_some(),
+                stamps,
             }),
         };
         layers.push(CopyLayer {

@@ -1,6 +1,7 @@
-//! Packing a stage's new layers: independent COPY layers are packed at the same time (each
-//! one also compresses on all cores), and each is handed to the early uploader as soon as it
-//! is done, so the upload of one layer overlaps the packing of the next.
+//! Packing a stage's new layers: independent COPY layers are packed two at a time (each one
+//! also compresses on all cores), and each is handed to the early uploader as soon as it is
+//! done (or streamed to it while it packs), so uploads overlap packing. A layer's sources
+//! must be unchanged since its key was computed, or packing fails naming the file.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,9 +23,64 @@ pub struct PackJob {
     /// The caches were asked and do not know it: almost surely new to the registry, so it
     /// may be uploaded while it is packed.
     pub surely_new: bool,
+    /// The sources as they were when the key was computed.
+    pub stamps: SourceStamps,
+}
+
+/// What says a file is unchanged: device, inode, size, mtime and ctime (which every write
+/// moves and no user can set).
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
+fn stamp_of(path: &Path) -> std::io::Result<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+/// The stamps of a layer's source files, taken before its key is computed.
+#[derive(Default)]
+pub struct SourceStamps(Vec<(std::path::PathBuf, Stamp)>);
+
+impl SourceStamps {
+    pub fn take(entries: &[LayerEntry]) -> std::io::Result<SourceStamps> {
+        let mut out = Vec::new();
+        for e in entries {
+            if let layer::EntryKind::File { source, .. } = &e.kind {
+                let stamp = stamp_of(source).map_err(|err| {
+                    std::io::Error::new(err.kind(), format!("{}: {err}", source.display()))
+                })?;
+                out.push((source.clone(), stamp));
+            }
+        }
+        Ok(SourceStamps(out))
+    }
+
+    /// An error naming the first source that changed since the stamps were taken.
+    fn check(&self) -> Result<(), String> {
+        for (path, before) in &self.0 {
+            if stamp_of(path).ok().as_ref() != Some(before) {
+                return Err(format!(
+                    "{}: changed while the image was being built (its layer key would not match its bytes); build again",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 type Packed = Result<Arc<BuiltLayer>, String>;
+
+/// Layers packed at the same time.
+const MAX_PACKERS: usize = 2;
 
 /// Where packed layers go besides their result.
 pub struct PackSinks<'a> {
@@ -34,14 +90,16 @@ pub struct PackSinks<'a> {
     pub early: Option<&'a EarlyUploads>,
 }
 
-/// Packs `jobs` (at most as many at once as there are cores) and returns the layers in the
+/// Packs `jobs` (at most [`MAX_PACKERS`] at once) and returns the layers in the
 /// order of `jobs`; on failure, the index of the first job that failed and why.
 pub fn pack_all(
     jobs: Vec<PackJob>,
     sinks: &PackSinks<'_>,
 ) -> Result<Vec<Arc<BuiltLayer>>, (usize, String)> {
     let count = jobs.len();
-    let packers = super::compress::threads().min(count).max(1);
+    // Two at a time at most: each already compresses on every core, so more would only
+    // multiply threads and buffers (cores²) without more throughput.
+    let packers = MAX_PACKERS.min(count).max(1);
     let jobs: Vec<Mutex<Option<PackJob>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
     let results: Vec<Mutex<Option<Packed>>> = (0..count).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
@@ -49,8 +107,11 @@ pub fn pack_all(
     std::thread::scope(|s| {
         for _ in 0..packers {
             s.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count || failed.load(Ordering::Relaxed) {
+                if i >= count {
                     return;
                 }
                 let Some(job) = jobs[i].lock().ok().and_then(|mut j| j.take()) else {
@@ -66,13 +127,22 @@ pub fn pack_all(
             });
         }
     });
+    let results: Vec<Option<Packed>> = results
+        .into_iter()
+        .map(|r| r.into_inner().ok().flatten())
+        .collect();
+    // The first real failure, before any job that was skipped because of one.
+    if let Some((i, e)) = results.iter().enumerate().find_map(|(i, r)| match r {
+        Some(Err(e)) => Some((i, e.clone())),
+        _ => None,
+    }) {
+        return Err((i, e));
+    }
     let mut out = Vec::with_capacity(count);
     for (i, r) in results.into_iter().enumerate() {
-        match r.into_inner().ok().flatten() {
+        match r {
             Some(Ok(layer)) => out.push(layer),
-            Some(Err(e)) => return Err((i, e)),
-            // Not started because an earlier job failed; that failure is reported first.
-            None => return Err((i, "not packed: another layer failed".into())),
+            _ => return Err((i, "not packed".into())),
         }
     }
     Ok(out)
@@ -99,6 +169,8 @@ fn pack_one(job: PackJob, sinks: &PackSinks<'_>) -> Packed {
         streaming.clone(),
     )
     .map_err(|e| e.to_string())?;
+    // Same stamps after packing: the bytes are those the key was computed from.
+    job.stamps.check()?;
     if let (Some(g), Ok(digest)) = (&streaming, built.digest.parse()) {
         g.finish(Ok(Done {
             digest,
@@ -133,4 +205,40 @@ fn pack_one(job: PackJob, sinks: &PackSinks<'_>) -> Packed {
         _ => {}
     }
     Ok(built)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_entry(path: &Path) -> LayerEntry {
+        LayerEntry {
+            path: "f".into(),
+            kind: layer::EntryKind::File {
+                source: path.to_path_buf(),
+                size: std::fs::metadata(path).unwrap().len(),
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    #[test]
+    fn a_source_replaced_or_resized_after_its_stamp_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "aaaa").unwrap();
+        let stamps = SourceStamps::take(&[file_entry(&f)]).unwrap();
+        assert_eq!(stamps.check(), Ok(()));
+        // Same size, new file (as editors save): another inode.
+        let tmp = dir.path().join("f.new");
+        std::fs::write(&tmp, "bbbb").unwrap();
+        std::fs::rename(&tmp, &f).unwrap();
+        let err = stamps.check().unwrap_err();
+        assert!(err.contains(&f.display().to_string()), "{err}");
+        let stamps = SourceStamps::take(&[file_entry(&f)]).unwrap();
+        std::fs::write(&f, "longer").unwrap();
+        assert!(stamps.check().is_err());
+    }
 }

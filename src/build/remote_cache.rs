@@ -4,7 +4,7 @@
 //! at (`--cache-from`, by default the tags it pushes) and reuses any layer whose key matches,
 //! without packing it. The key covers every input of the layer (paths, modes, owners, content
 //! hashes, instruction, compression), so a match means the same bytes; a reused layer the
-//! destination lacks is packed then and must hash to the recorded digest.
+//! destination lacks is mounted from where it was found (or copied, from another registry).
 //!
 //! Trust: whoever can push to a `--cache-from` repository decides what such a layer holds, as
 //! with any base image; by default only the destination's own tags are read.
