@@ -220,6 +220,26 @@ fn diff_id_of(blob: &Path) -> String {
     format!("sha256:{}", stdout(&out).split_whitespace().next().unwrap())
 }
 
+/// HEADs of a blob, and uploads that completed with its digest, in an access log.
+fn heads_and_puts(log: &[common::Access], digest: &str) -> (usize, usize) {
+    let heads = log
+        .iter()
+        .filter(|a| a.method == "HEAD" && a.uri.ends_with(&format!("/blobs/{digest}")))
+        .count();
+    let puts = log
+        .iter()
+        .filter(|a| a.method == "PUT" && a.status == 201 && a.uri.contains(&digest[7..]))
+        .count();
+    (heads, puts)
+}
+
+/// Requests with `method` on upload sessions.
+fn uploads_by(log: &[common::Access], method: &str) -> usize {
+    log.iter()
+        .filter(|a| a.method == method && a.uri.contains("/blobs/uploads/"))
+        .count()
+}
+
 #[test]
 fn new_layers_pack_together_and_upload_while_the_build_runs() {
     let reg = Distribution::start();
@@ -295,15 +315,11 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
             diff_ids[i],
             "diff_id of layer {i}"
         );
-        let heads = log
-            .iter()
-            .filter(|a| a.method == "HEAD" && a.uri.ends_with(&format!("/blobs/{digest}")))
-            .count();
-        let puts = log
-            .iter()
-            .filter(|a| a.method == "PUT" && a.status == 201 && a.uri.contains(&digest[7..]))
-            .count();
-        assert_eq!((heads, puts), (0, 1), "layer {digest}: {log:#?}");
+        assert_eq!(
+            heads_and_puts(&log, digest),
+            (0, 1),
+            "layer {digest}: {log:#?}"
+        );
         let reported = v["blobs"]
             .as_array()
             .unwrap()
@@ -312,14 +328,9 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
             .unwrap();
         assert_eq!(reported["action"], "uploaded", "{v}");
     }
-    let count_of = |log: &[common::Access], method: &str| {
-        log.iter()
-            .filter(|a| a.method == method && a.uri.contains("/blobs/uploads/"))
-            .count()
-    };
-    assert_eq!(count_of(&log, "PATCH"), 3, "{log:#?}");
+    assert_eq!(uploads_by(&log, "PATCH"), 3, "{log:#?}");
     assert_eq!(
-        count_of(&log, "PUT"),
+        uploads_by(&log, "PUT"),
         4,
         "3 layers and the config: {log:#?}"
     );
@@ -350,17 +361,13 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
     assert_eq!(again["digest"], v["digest"]);
     let log = reg.access_log_since(mark);
     for digest in &layers {
-        let heads = log
-            .iter()
-            .filter(|a| a.method == "HEAD" && a.uri.ends_with(&format!("/blobs/{digest}")))
-            .count();
-        let puts = log
-            .iter()
-            .filter(|a| a.method == "PUT" && a.status == 201 && a.uri.contains(&digest[7..]))
-            .count();
-        assert_eq!((heads, puts), (1, 1), "layer {digest}: {log:#?}");
+        assert_eq!(
+            heads_and_puts(&log, digest),
+            (1, 1),
+            "layer {digest}: {log:#?}"
+        );
     }
-    assert_eq!(count_of(&log, "PATCH"), 0, "{log:#?}");
+    assert_eq!(uploads_by(&log, "PATCH"), 0, "{log:#?}");
 
     // --no-stream-upload: an empty cache, but no layer is sent before its HEAD.
     let mark = reg.access_log().len();
@@ -369,13 +376,13 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
     let (quiet, _) = push(ctx.path(), &tag, empty.path(), &["--no-stream-upload"]);
     assert_eq!(quiet["digest"], v["digest"]);
     let log = reg.access_log_since(mark);
-    assert_eq!(count_of(&log, "PATCH"), 0, "{log:#?}");
+    assert_eq!(uploads_by(&log, "PATCH"), 0, "{log:#?}");
     for digest in &layers {
-        let heads = log
-            .iter()
-            .filter(|a| a.method == "HEAD" && a.uri.ends_with(&format!("/blobs/{digest}")))
-            .count();
-        assert_eq!(heads, 1, "layer {digest}: {log:#?}");
+        assert_eq!(
+            heads_and_puts(&log, digest).0,
+            1,
+            "layer {digest}: {log:#?}"
+        );
     }
 }
 

@@ -47,13 +47,33 @@ pub struct LayerCache {
     root: PathBuf,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
-struct StatRecord {
+/// What says a file is unchanged: device, inode, size, mtime and ctime (which every write
+/// moves and no user can set).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
     dev: u64,
     ino: u64,
     size: u64,
     mtime_ns: i128,
     ctime_ns: i128,
+}
+
+impl FileStamp {
+    pub fn of(path: &Path) -> io::Result<FileStamp> {
+        let meta = std::fs::metadata(path)?;
+        Ok(FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        })
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StatRecord {
+    stamp: FileStamp,
     written_ns: i128,
     sha256: String,
 }
@@ -153,26 +173,14 @@ impl LayerCache {
         let mut records = Vec::with_capacity(paths.len());
         let mut stale = Vec::new();
         for (i, path) in paths.iter().enumerate() {
-            let meta = std::fs::metadata(path)?;
-            let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-            let ctime_ns = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
             let fresh = StatRecord {
-                dev: meta.dev(),
-                ino: meta.ino(),
-                size: meta.len(),
-                mtime_ns,
-                ctime_ns,
+                stamp: FileStamp::of(path)?,
                 written_ns: 0,
                 sha256: String::new(),
             };
             let known = old.files.get(&index_name(path)).filter(|rec| {
-                let same = rec.dev == fresh.dev
-                    && rec.ino == fresh.ino
-                    && rec.size == fresh.size
-                    && rec.mtime_ns == mtime_ns
-                    && rec.ctime_ns == ctime_ns;
-                let settled = rec.written_ns - mtime_ns.max(ctime_ns) > RACY_NS;
-                same && settled
+                let changed = fresh.stamp.mtime_ns.max(fresh.stamp.ctime_ns);
+                rec.stamp == fresh.stamp && rec.written_ns - changed > RACY_NS
             });
             match known {
                 Some(rec) => records.push(rec.clone()),
@@ -460,6 +468,22 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(index_files, 2);
+    }
+
+    #[test]
+    fn the_stat_index_reads_back_what_it_wrote() {
+        // A record that does not parse is only a miss, so nothing else would notice.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::at(dir.path().join("cache")).unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "x").unwrap();
+        cache
+            .content_hashes(&[&f], "COPY f /f", dir.path())
+            .unwrap();
+        let index = cache.stat_index_path("COPY f /f", dir.path());
+        let parsed: StatIndex = serde_json::from_slice(&std::fs::read(index).unwrap()).unwrap();
+        let rec = &parsed.files[&index_name(&f)];
+        assert_eq!(rec.stamp, FileStamp::of(&f).unwrap());
     }
 
     #[test]

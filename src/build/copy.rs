@@ -129,16 +129,16 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     // stamped first: packing happens later (at the stage's end) and checks that none changed
     // since, so a key is never recorded against other bytes.
     let refs: Vec<&[LayerEntry]> = parts.iter().map(Vec::as_slice).collect();
-    let stamps: Vec<super::pack::SourceStamps> = tokio::task::block_in_place(|| {
-        parts
+    let (stamps, keys) = tokio::task::block_in_place(|| {
+        let stamps = parts
             .iter()
             .map(|p| super::pack::SourceStamps::take(p))
-            .collect::<Result<_, _>>()
-    })
-    .map_err(|e| format!("reading the sources: {e}"))?;
-    let keys = tokio::task::block_in_place(|| match ctx.cache {
-        Some(cache) => cache.layer_keys(&refs, &opts, ctx.step_text, ctx.context),
-        None => super::cache::layer_keys_uncached(&refs, &opts, ctx.step_text),
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = match ctx.cache {
+            Some(cache) => cache.layer_keys(&refs, &opts, ctx.step_text, ctx.context),
+            None => super::cache::layer_keys_uncached(&refs, &opts, ctx.step_text),
+        }?;
+        Ok::<_, std::io::Error>((stamps, keys))
     })
     .map_err(|e| format!("reading the sources: {e}"))?;
     let mut layers = Vec::with_capacity(count);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::cache::{CachedLayer, LayerCache};
+use super::cache::{CachedLayer, FileStamp, LayerCache};
 use super::layer::{self, BuiltLayer, LayerEntry, LayerOptions};
 use crate::growing::{Done, EndGuard, Growing};
 use crate::progress::{Event, Progress};
@@ -27,34 +27,16 @@ pub struct PackJob {
     pub stamps: SourceStamps,
 }
 
-/// What says a file is unchanged: device, inode, size, mtime and ctime (which every write
-/// moves and no user can set).
-type Stamp = (u64, u64, u64, i64, i64, i64, i64);
-
-fn stamp_of(path: &Path) -> std::io::Result<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok((
-        m.dev(),
-        m.ino(),
-        m.len(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    ))
-}
-
 /// The stamps of a layer's source files, taken before its key is computed.
 #[derive(Default)]
-pub struct SourceStamps(Vec<(std::path::PathBuf, Stamp)>);
+pub struct SourceStamps(Vec<(std::path::PathBuf, FileStamp)>);
 
 impl SourceStamps {
     pub fn take(entries: &[LayerEntry]) -> std::io::Result<SourceStamps> {
         let mut out = Vec::new();
         for e in entries {
             if let layer::EntryKind::File { source, .. } = &e.kind {
-                let stamp = stamp_of(source).map_err(|err| {
+                let stamp = FileStamp::of(source).map_err(|err| {
                     std::io::Error::new(err.kind(), format!("{}: {err}", source.display()))
                 })?;
                 out.push((source.clone(), stamp));
@@ -66,7 +48,7 @@ impl SourceStamps {
     /// An error naming the first source that changed since the stamps were taken.
     fn check(&self) -> Result<(), String> {
         for (path, before) in &self.0 {
-            if stamp_of(path).ok().as_ref() != Some(before) {
+            if FileStamp::of(path).ok().as_ref() != Some(before) {
                 return Err(format!(
                     "{}: changed while the image was being built (its layer key would not match its bytes); build again",
                     path.display()
