@@ -58,6 +58,11 @@ impl Growing {
         });
     }
 
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.state.lock().map(|s| s.written).unwrap_or(0)
+    }
+
     /// Waits until the writer is done.
     pub async fn ended(&self) -> Result<Done, String> {
         loop {

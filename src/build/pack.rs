@@ -135,7 +135,7 @@ fn pack_one(job: PackJob, sinks: &PackSinks<'_>) -> Packed {
     // A layer surely new streams to the registry while it packs; others are offered once
     // their digest is known (and HEADed first).
     let streaming = match sinks.early {
-        Some(early) if job.surely_new && early.stream => {
+        Some(early) if job.surely_new && early.streams() => {
             let g = Growing::new();
             early.offer_growing(g.clone());
             Some(g)

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::registry::retry::RetryPolicy;
-use crate::registry::{CredentialSource, Registry, RegistryOptions};
+use crate::registry::{CredentialSource, Registry, RegistryOptions, UploadStrategy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +53,14 @@ pub struct GlobalArgs {
     /// The chunk size for those uploads (raised to the registry's minimum).
     #[arg(long, global = true, default_value = "32MiB", value_parser = parse_size_arg)]
     pub chunk_size: u64,
+    /// How blobs are sent: `auto` (known hosts get their documented method, refusals are
+    /// learned), `stream` (one PATCH), `monolithic` (one PUT) or `chunked` (PATCH chunks).
+    #[arg(long, global = true, default_value = "auto", value_name = "STRATEGY", value_parser = parse_strategy_arg)]
+    pub upload_strategy: UploadStrategy,
+    /// Take a registry's first refusal of an upload method (or a mount) as final instead of
+    /// falling back to another method.
+    #[arg(long, global = true)]
+    pub no_upload_fallback: bool,
     /// More logging on stderr (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -89,6 +97,8 @@ impl GlobalArgs {
                 },
                 chunk_threshold: self.chunk_threshold,
                 chunk_size: self.chunk_size.max(1),
+                upload_strategy: self.upload_strategy,
+                upload_fallback: !self.no_upload_fallback,
             },
             CredentialSource::DockerConfig,
         )
@@ -162,6 +172,11 @@ fn elide_middle(text: &str, max: usize) -> String {
         "{head}…({} bytes elided)…{tail}",
         text.len() - head.len() - tail.len()
     )
+}
+
+fn parse_strategy_arg(s: &str) -> Result<UploadStrategy, String> {
+    s.parse()
+        .map_err(|e: crate::registry::strategy::UnknownStrategy| e.to_string())
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {

@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::growing::Growing;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::registry::{BlobSource, Registry, RegistryError, Repo, Scopes};
+use crate::registry::{Registry, RegistryError, Repo, Scopes};
 use crate::report::BlobAction;
 
 type Task = JoinHandle<Result<(Digest, BlobAction), RegistryError>>;
@@ -32,8 +32,8 @@ pub struct EarlyUploads {
     runtime: tokio::runtime::Handle,
     tasks: Mutex<Vec<Task>>,
     offered: Mutex<std::collections::HashSet<Digest>>,
-    /// Whether blobs may be streamed while written (`offer_growing`).
-    pub stream: bool,
+    /// Whether the user allows streaming blobs while they are written (`offer_growing`).
+    stream: bool,
 }
 
 impl EarlyUploads {
@@ -59,6 +59,12 @@ impl EarlyUploads {
             offered: Mutex::new(Default::default()),
             stream,
         }
+    }
+
+    /// Whether a blob still being written may be streamed now: the user allows it and the
+    /// destination has not refused (and is not known to refuse) a `PATCH` of unknown length.
+    pub fn streams(&self) -> bool {
+        self.stream && self.dst.streams_unknown_length()
     }
 
     /// Starts sending the packed blob at `path` (from any thread). `keep` is held until the
@@ -109,13 +115,15 @@ impl EarlyUploads {
             let _job = registry.job().await;
             let session = dst.start_upload().await?;
             let body = reqwest::Body::wrap_stream(growing.clone().stream());
-            let session = dst.patch_stream(session, body).await?;
+            let written = growing.clone();
+            let session = dst
+                .patch_stream(session, body, move || written.written())
+                .await?;
             let done = growing.ended().await.map_err(|message| RegistryError::Io {
                 path: "layer".into(),
                 source: std::io::Error::other(message),
             })?;
-            dst.finish_upload(session, &done.digest, BlobSource::Empty)
-                .await?;
+            dst.finish_upload(session, &done.digest).await?;
             Ok((done.digest, BlobAction::Uploaded))
         });
     }

@@ -12,7 +12,7 @@ use super::plan::{BlobStep, Plan};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
-use crate::registry::{BlobSource, Mounted, Registry, RegistryError, Repo, Scopes, UploadSession};
+use crate::registry::{Mounted, Registry, RegistryError, Repo, Scopes};
 use crate::report::{BlobAction, BlobReport, Report};
 
 /// HEADs every blob at the destination (concurrently) and returns the digests it holds.
@@ -162,7 +162,8 @@ pub(super) async fn run_step(
             // Refused: the bytes come from the source repository on the same registry.
             Mounted::Upload(session) => {
                 let src = registry.repo(dst.registry_name(), from, Scopes::pull(from));
-                copy_into(dst, Some(session), &src, blob).await?;
+                dst.copy_blob_from(Some(session), &src, &blob.digest, blob.size)
+                    .await?;
                 Ok(BlobAction::Uploaded)
             }
         },
@@ -171,7 +172,8 @@ pub(super) async fn run_step(
             repository,
         } => {
             let src = registry.repo(r, repository, Scopes::pull(repository));
-            copy_into(dst, None, &src, blob).await?;
+            dst.copy_blob_from(None, &src, &blob.digest, blob.size)
+                .await?;
             Ok(BlobAction::Uploaded)
         }
         BlobStep::BuildAndUpload { file } => {
@@ -207,58 +209,6 @@ pub(super) async fn run_step(
                 .await?;
             Ok(BlobAction::Uploaded)
         }
-    }
-}
-
-/// Streams a blob from `src` into `session` (or a new one) without holding it: GET →
-/// verify → PUT. A digest mismatch aborts the PUT mid-body, so the registry never commits
-/// bad bytes; a transient failure restarts the GET in a fresh session.
-async fn copy_into(
-    dst: &Repo,
-    session: Option<UploadSession>,
-    src: &Repo,
-    blob: &BlobSpec,
-) -> Result<(), RegistryError> {
-    let policy = dst.registry_options().retry.clone();
-    let mut session = session;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        // Opening the session and the download were retried by `send` already; only the
-        // streaming itself restarts here.
-        let s = match session.take() {
-            Some(s) => s,
-            None => dst.start_upload().await?,
-        };
-        let download = src.get_blob(&blob.digest, Some(blob.size)).await?;
-        match stream_into(dst, s, download, blob).await {
-            Err(e) if e.is_transient() => match policy.next(attempt, None) {
-                crate::registry::retry::Next::Wait(d) => tokio::time::sleep(d).await,
-                _ => return Err(e),
-            },
-            other => return other,
-        }
-    }
-}
-
-async fn stream_into(
-    dst: &Repo,
-    session: UploadSession,
-    download: crate::registry::blobs::BlobStream,
-    blob: &BlobSpec,
-) -> Result<(), RegistryError> {
-    let failure = download.failure_slot();
-    let body = reqwest::Body::wrap_stream(download.into_stream());
-    let source = BlobSource::Stream {
-        body,
-        len: blob.size,
-    };
-    match dst.finish_upload(session, &blob.digest, source).await {
-        Ok(()) => Ok(()),
-        Err(e) => match failure.lock().ok().and_then(|mut f| f.take()) {
-            Some(from_source) => Err(from_source),
-            None => Err(e),
-        },
     }
 }
 

@@ -53,6 +53,17 @@ pub enum RegistryError {
         op: String,
         message: String,
     },
+    /// Every way of uploading a blob that was tried was refused.
+    #[error("{op} on {registry}/{repository}: the registry refused every way tried: {tried}")]
+    Refused {
+        registry: String,
+        repository: String,
+        op: String,
+        /// Each method tried and the registry's answer to it.
+        tried: String,
+        status: Option<u16>,
+        code: Option<String>,
+    },
     /// Getting a token or credentials failed.
     #[error("authentication with {registry}: {message}")]
     Auth { registry: String, message: String },
@@ -78,6 +89,7 @@ impl RegistryError {
     pub fn status(&self) -> Option<u16> {
         match self {
             RegistryError::Api { status, .. } => Some(*status),
+            RegistryError::Refused { status, .. } => *status,
             _ => None,
         }
     }
@@ -85,7 +97,9 @@ impl RegistryError {
     /// The distribution error code (`MANIFEST_UNKNOWN`, `DENIED`…), when the body had one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            RegistryError::Api { code, .. } => code.as_deref(),
+            RegistryError::Api { code, .. } | RegistryError::Refused { code, .. } => {
+                code.as_deref()
+            }
             _ => None,
         }
     }

@@ -1,7 +1,8 @@
 //! The registry client: the OCI Distribution API as a push path needs it.
 //!
 //! `transport` sends requests (scheme, auth, redirects); `blobs`, `upload`, `manifests` and
-//! `referrers` are the operations on a repository; `auth`, `challenge` and `credentials`
+//! `referrers` are the operations on a repository (`strategy` decides how an upload sends
+//! its bytes); `auth`, `challenge` and `credentials`
 //! decide what Authorization to send. Nothing here decides *what* to copy: that is the
 //! callers' plan.
 
@@ -13,11 +14,13 @@ pub mod error;
 pub mod manifests;
 pub mod referrers;
 pub mod retry;
+pub mod strategy;
 pub mod transport;
 pub mod upload;
 
 pub use auth::Scopes;
 pub use error::RegistryError;
 pub use manifests::{Manifest, ManifestInfo};
+pub use strategy::{HostQuirks, UploadStrategy};
 pub use transport::{CredentialSource, Registry, RegistryOptions, Repo};
-pub use upload::{BlobSource, Mounted, UploadSession};
+pub use upload::{Mounted, UploadSession};

@@ -18,6 +18,7 @@ use super::auth::{HostAuth, Scopes};
 use super::credentials::{self, Credential};
 use super::error::{describe_transport, parse_error_body, RegistryError};
 use super::retry::{self, Next, RetryPolicy};
+use super::strategy::{known_host, HostQuirks, UploadStrategy};
 
 /// Settings for a whole run.
 #[derive(Clone, Debug)]
@@ -31,6 +32,10 @@ pub struct RegistryOptions {
     pub chunk_threshold: u64,
     /// The size of those chunks (raised to the registry's `OCI-Chunk-Min-Length`).
     pub chunk_size: u64,
+    /// How blobs are sent before a registry refuses a method (`--upload-strategy`).
+    pub upload_strategy: UploadStrategy,
+    /// Fall back to another method when a registry refuses one (off: `--no-upload-fallback`).
+    pub upload_fallback: bool,
 }
 
 impl Default for RegistryOptions {
@@ -41,6 +46,8 @@ impl Default for RegistryOptions {
             retry: RetryPolicy::default(),
             chunk_threshold: 64 * 1024 * 1024,
             chunk_size: 32 * 1024 * 1024,
+            upload_strategy: UploadStrategy::Auto,
+            upload_fallback: true,
         }
     }
 }
@@ -74,6 +81,9 @@ pub(crate) struct Host {
     pub base: Url,
     pub auth: HostAuth,
     ping: tokio::sync::Mutex<()>,
+    /// What its uploads must avoid: a known host's documented behaviour (in `auto`), then
+    /// every refusal seen in this run.
+    pub quirks: Mutex<HostQuirks>,
 }
 
 /// A repository on a host, with the scopes its operations need.
@@ -287,6 +297,23 @@ impl Registry {
         }
     }
 
+    /// A known host's documented upload behaviour, in `auto` (an explicit strategy starts
+    /// from nothing, so a preset that went stale can be overridden).
+    fn preset_quirks(&self, name: &str) -> HostQuirks {
+        match (self.inner.options.upload_strategy, known_host(name)) {
+            (UploadStrategy::Auto, Some(known)) => {
+                tracing::info!(
+                    registry = name,
+                    "{}: uploads start from its documented behaviour ({:?})",
+                    known.registry,
+                    known.quirks
+                );
+                known.quirks
+            }
+            _ => HostQuirks::default(),
+        }
+    }
+
     fn host(&self, name: &str) -> Arc<Host> {
         let mut hosts = match self.inner.hosts.lock() {
             Ok(h) => h,
@@ -324,6 +351,7 @@ impl Registry {
                         self.inner.options.retry.clone(),
                     ),
                     ping: tokio::sync::Mutex::new(()),
+                    quirks: Mutex::new(self.preset_quirks(name)),
                 })
             })
             .clone()
@@ -390,8 +418,14 @@ impl Repo {
     /// Turns a non-success answer into an error, reading at most 64 KiB of its body.
     pub(crate) async fn fail(&self, op: &str, resp: Response) -> RegistryError {
         let status = resp.status();
+        let limit = rate_limit(&resp);
         let body = read_capped(resp, 64 * 1024).await.unwrap_or_default();
-        self.api_error(op, status, &body)
+        let mut error = self.api_error(op, status, &body);
+        if let (Some(limit), RegistryError::Api { message, .. }) = (limit, &mut error) {
+            let text = message.take().unwrap_or_default();
+            *message = Some(format!("{text} ({limit})").trim_start().to_string());
+        }
+        error
     }
 
     /// Asks `GET /v2/` once per host to learn how it wants to be authorized.
@@ -539,6 +573,25 @@ impl Repo {
         }
         Err(self.protocol_error(&call.op, "too many redirects"))
     }
+}
+
+/// Docker Hub's rate-limit headers on a 429, said in words: what the limit is and that none
+/// is left (so the user knows to authenticate or wait rather than retry).
+fn rate_limit(resp: &Response) -> Option<String> {
+    if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let get = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let limit = get("ratelimit-limit")?;
+    let remaining = get("ratelimit-remaining").unwrap_or_else(|| "?".into());
+    Some(format!(
+        "rate limit {limit}, {remaining} remaining: authenticate or wait"
+    ))
 }
 
 pub(crate) fn header_str(resp: &Response, name: reqwest::header::HeaderName) -> Option<String> {

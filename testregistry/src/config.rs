@@ -1,7 +1,10 @@
 //! Behaviour knobs a test picks before starting the registry.
 //!
 //! Each knob reproduces one way real registries differ from each other, so a
-//! client can be tested against all of them.
+//! client can be tested against all of them. [`Config::with_profile`] picks
+//! a hosted registry's deviations at once (see [`Profile`]).
+
+use crate::profile::Profile;
 
 /// How requests are authenticated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -82,6 +85,43 @@ pub struct Config {
     pub chunk_min_length: Option<u64>,
     /// Manifest bodies larger than this are refused with 413.
     pub max_manifest_bytes: usize,
+    /// Which hosted registry's upload-protocol deviations to reproduce.
+    pub profile: Profile,
+    /// A `PATCH` or `PUT` to an upload session with a body over this many
+    /// bytes answers 404 `BLOB_UPLOAD_UNKNOWN` and loses the session (Harbor;
+    /// applies whatever the profile). `None`: no cap.
+    pub max_request_body: Option<u64>,
+    /// Every n-th pull (manifest or blob `GET`, counted together, 1-based)
+    /// answers 429 `TOOMANYREQUESTS` like Docker Hub's pull rate limit
+    /// (applies whatever the profile). `None` or `Some(0)`: no limit.
+    pub rate_limit_every: Option<usize>,
+}
+
+impl Config {
+    /// Harbor's default cap in [`Config::with_profile`]: 64 MiB.
+    pub const HARBOR_MAX_REQUEST_BODY: u64 = 64 << 20;
+    /// Docker Hub's default in [`Config::with_profile`]: every 4th pull.
+    pub const DOCKERHUB_RATE_LIMIT_EVERY: usize = 4;
+
+    /// `Config::default()` with `profile` and the knobs it implies:
+    /// Harbor caps request bodies at 64 MiB, Docker Hub limits every 4th pull.
+    pub fn with_profile(profile: Profile) -> Config {
+        let mut config = Config {
+            profile,
+            ..Config::default()
+        };
+        match profile {
+            Profile::Harbor => {
+                config.max_request_body = Some(Self::HARBOR_MAX_REQUEST_BODY);
+                config.referrers_api = true;
+            }
+            Profile::Dockerhub => {
+                config.rate_limit_every = Some(Self::DOCKERHUB_RATE_LIMIT_EVERY);
+            }
+            _ => {}
+        }
+        config
+    }
 }
 
 impl Default for Config {
@@ -95,6 +135,9 @@ impl Default for Config {
             single_post_upload: true,
             chunk_min_length: None,
             max_manifest_bytes: 4 << 20,
+            profile: Profile::Distribution,
+            max_request_body: None,
+            rate_limit_every: None,
         }
     }
 }

@@ -6,6 +6,20 @@
 //! count requests ([`TestRegistry::requests`]) and inject faults
 //! ([`TestRegistry::add_fault`]).
 //!
+//! [`Config::with_profile`] makes it bend the upload protocol the way a
+//! hosted registry does ([`Profile`], one variant each):
+//!
+//! | profile        | deviation                                                              |
+//! |----------------|------------------------------------------------------------------------|
+//! | `distribution` | none (the default)                                                     |
+//! | `gar`          | every `PATCH` 405 `UNSUPPORTED`: monolithic uploads only               |
+//! | `ghcr`         | a `PATCH` with `Content-Range` over 4 MiB: 416                         |
+//! | `ecr`          | `PATCH` 201 with a stale `Range`; mounts need a referencing manifest   |
+//! | `jfrog`        | closing `PUT` with a body: 400 `BLOB_UPLOAD_INVALID`, session ended    |
+//! | `dockerhub`    | every 4th pull 429 `TOOMANYREQUESTS`; mount challenge names both scopes |
+//! | `quay`         | anonymous mount 401 without challenge; mixed Docker/OCI index 400      |
+//! | `harbor`       | a session `PATCH`/`PUT` over 64 MiB: 404, session lost                 |
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use testregistry::{Config, TestRegistry};
@@ -23,7 +37,10 @@ mod faults;
 mod location;
 mod log;
 mod manifests;
+mod mounts;
 mod names;
+mod profile;
+mod ratelimit;
 mod redirect;
 mod referrers;
 mod reply;
@@ -49,6 +66,7 @@ pub use config::{Auth, Config, LocationStyle, MountMode};
 pub use faults::{FaultAction, FaultRule, MethodFilter};
 pub use log::LoggedRequest;
 pub use manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+pub use profile::{ParseProfileError, Profile};
 
 use server::Listener;
 use state::Shared;

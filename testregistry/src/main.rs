@@ -3,17 +3,22 @@
 //! ```text
 //! testregistry [--addr 127.0.0.1:5000] [--auth-user user:pass]... [--token-auth]
 //!              [--anonymous-pull] [--redirect-blobs] [--no-referrers]
+//!              [--profile NAME] [--max-request-body BYTES]
 //! ```
+//! `--profile` takes a `Profile` name (`distribution`, `gar`, `ghcr`, `ecr`,
+//! `jfrog`, `dockerhub`, `quay`, `harbor`) and applies its default knobs;
+//! `--max-request-body` overrides the request body cap.
 //! Prints `testregistry listening on http://ADDR` once ready.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use testregistry::{Auth, Config, TestRegistry};
+use testregistry::{Auth, Config, Profile, TestRegistry};
 
 const USAGE: &str = "usage: testregistry [--addr HOST:PORT] [--auth-user USER:PASS]... \
-[--token-auth] [--anonymous-pull] [--redirect-blobs] [--no-referrers]";
+[--token-auth] [--anonymous-pull] [--redirect-blobs] [--no-referrers] \
+[--profile NAME] [--max-request-body BYTES]";
 
 struct Args {
     addr: SocketAddr,
@@ -25,7 +30,10 @@ fn parse_args() -> Result<Args, String> {
     let mut users = Vec::new();
     let mut token = false;
     let mut anonymous_pull = false;
-    let mut config = Config::default();
+    let mut profile = Profile::default();
+    let mut max_request_body = None;
+    let mut redirect_blob_gets = false;
+    let mut no_referrers = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -40,11 +48,31 @@ fn parse_args() -> Result<Args, String> {
             }
             "--token-auth" => token = true,
             "--anonymous-pull" => anonymous_pull = true,
-            "--redirect-blobs" => config.redirect_blob_gets = true,
-            "--no-referrers" => config.referrers_api = false,
+            "--redirect-blobs" => redirect_blob_gets = true,
+            "--no-referrers" => no_referrers = true,
+            "--profile" => {
+                let v = args.next().ok_or("--profile needs a NAME")?;
+                profile = v.parse().map_err(|e| format!("--profile: {e}\n{USAGE}"))?;
+            }
+            "--max-request-body" => {
+                let v = args.next().ok_or("--max-request-body needs BYTES")?;
+                let bytes = v
+                    .parse()
+                    .map_err(|e| format!("--max-request-body {v}: {e}"))?;
+                max_request_body = Some(bytes);
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    // The profile's defaults first, so explicit flags win in any order.
+    let mut config = Config::with_profile(profile);
+    config.redirect_blob_gets |= redirect_blob_gets;
+    if no_referrers {
+        config.referrers_api = false;
+    }
+    if max_request_body.is_some() {
+        config.max_request_body = max_request_body;
     }
     config.auth = match (token, users.is_empty()) {
         (true, _) => Auth::Token {

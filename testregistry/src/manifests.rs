@@ -2,7 +2,8 @@
 //! negotiated GET/HEAD, DELETE.
 //!
 //! PUT is stricter than distribution in one way: descriptor sizes must match
-//! the stored content, because a wrong size breaks every later pull.
+//! the stored content, because a wrong size breaks every later pull. The Quay
+//! profile also refuses indexes that mix Docker and OCI media types.
 //!
 //! GET/HEAD content negotiation, kept simple:
 //! - with an `Accept` header that names neither the stored media type nor
@@ -15,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::location::location;
 use crate::names::{valid_digest, valid_tag};
+use crate::profile::Profile;
 use crate::reply::{digest_invalid, error, manifest_unknown, name_unknown, unsupported, Reply};
 use crate::request::Req;
 use crate::state::Shared;
@@ -122,6 +124,11 @@ fn put(shared: &Shared, req: &Req, name: &str, reference: &str) -> Reply {
     if by_digest && reference != digest {
         return digest_invalid(&format!("body has digest {digest}, not {reference}"));
     }
+    if shared.config.profile == Profile::Quay {
+        if let Some(reply) = mixed_media_types(media_type, &doc) {
+            return reply;
+        }
+    }
     let mut storage = lock(&shared.storage);
     let checked = match media_type {
         OCI_MANIFEST | DOCKER_MANIFEST => check_image(&storage, name, &doc),
@@ -153,6 +160,39 @@ fn put(shared: &Shared, req: &Req, name: &str, reference: &str) -> Reply {
         reply = reply.header("OCI-Subject", subject);
     }
     reply
+}
+
+/// Quay's 400 for an index whose children are not all of its own family:
+/// OCI manifests in an OCI index, Docker manifests in a Docker list.
+fn mixed_media_types(media_type: &str, doc: &Value) -> Option<Reply> {
+    let children: Vec<&str> = doc
+        .get("manifests")
+        .and_then(Value::as_array)
+        .map(|c| {
+            c.iter()
+                .filter_map(|d| d.get("mediaType").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let docker = children
+        .iter()
+        .any(|t| t.starts_with("application/vnd.docker."));
+    let oci = children
+        .iter()
+        .any(|t| t.starts_with("application/vnd.oci."));
+    let mixed = match media_type {
+        OCI_INDEX => docker,
+        DOCKER_LIST => oci,
+        _ => false,
+    };
+    mixed.then(|| {
+        error(
+            400,
+            "MANIFEST_INVALID",
+            "manifest list/index mixes Docker and OCI media types",
+            json!({"mediaType": media_type, "manifests": children}),
+        )
+    })
 }
 
 /// `(digest, size)` of a descriptor, or the 400 to answer.

@@ -2,15 +2,19 @@
 //!
 //! Repository names may contain slashes, so the route keyword (`blobs`,
 //! `manifests`, `referrers`, `tags/list`) is the right-most one in the path.
+//!
+//! Two profile rules apply here, around access control: Quay's refusal of
+//! anonymous mounts comes before it, the pull rate limit after it.
 
 use serde_json::json;
 
 use crate::auth::{authorize, Needs};
 use crate::names::valid_repo_name;
+use crate::profile::Profile;
 use crate::reply::{error, plain_not_found, unsupported, Reply};
 use crate::request::Req;
 use crate::state::Shared;
-use crate::{blobs, manifests, referrers, tags, token, uploads};
+use crate::{blobs, manifests, mounts, ratelimit, referrers, tags, token, uploads};
 
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
@@ -74,8 +78,8 @@ fn parse(path: &str) -> Route<'_> {
 /// What the request needs, in distribution's terms: reads need `pull`,
 /// writes `pull` and `push`, a mount also `pull` on the source repository.
 /// The challenge names only the target repository's scope, so a client has to
-/// know to ask for the mount source scope itself.
-fn needs(req: &Req, route: &Route) -> Needs {
+/// know to ask for the mount source scope itself; Docker Hub's names both.
+fn needs(shared: &Shared, req: &Req, route: &Route) -> Needs {
     let Some(name) = route.name() else {
         return Needs {
             access: Vec::new(),
@@ -87,15 +91,19 @@ fn needs(req: &Req, route: &Route) -> Needs {
         "DELETE" => vec!["push"],
         _ => vec!["pull", "push"],
     };
-    let challenge_scope = Some(format!("repository:{name}:{}", actions.join(",")));
+    let mut challenge_scope = format!("repository:{name}:{}", actions.join(","));
     let mut access = vec![(name.to_string(), actions)];
     if let (Route::UploadStart(_), Some(_), Some(from)) =
         (route, req.query("mount"), req.query("from"))
     {
         if from != name {
             access.push((from.to_string(), vec!["pull"]));
+            if shared.config.profile == Profile::Dockerhub {
+                challenge_scope.push_str(&format!(" repository:{from}:pull"));
+            }
         }
     }
+    let challenge_scope = Some(challenge_scope);
     Needs {
         access,
         challenge_scope,
@@ -115,10 +123,20 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Reply {
             return error(400, "NAME_INVALID", "invalid repository name", json!(name));
         }
     }
-    if let Err(reply) = authorize(shared, req, &needs(req, &route)) {
+    let method = req.method.as_str();
+    if matches!(route, Route::UploadStart(_)) && method == "POST" {
+        if let Some(reply) = mounts::refuse_anonymous(shared, req) {
+            return reply;
+        }
+    }
+    if let Err(reply) = authorize(shared, req, &needs(shared, req, &route)) {
         return reply;
     }
-    let method = req.method.as_str();
+    if matches!(route, Route::Blob(..) | Route::Manifest(..)) && method == "GET" {
+        if let Some(reply) = ratelimit::check_pull(shared) {
+            return reply;
+        }
+    }
     match route {
         Route::Base => match method {
             "GET" | "HEAD" => Reply::json(200, &json!({})),

@@ -4,6 +4,7 @@
 //! seeding API is synchronous.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
 
 use crate::auth::TokenStore;
@@ -21,6 +22,8 @@ pub(crate) struct Shared {
     pub faults: Mutex<Faults>,
     pub log: RequestLog,
     pub redirect_log: RequestLog,
+    /// Pull requests seen so far, for `Config::rate_limit_every`.
+    pub pulls: AtomicUsize,
     /// The redirect target listener, when `redirect_blob_gets` is on.
     pub redirect_addr: Option<SocketAddr>,
 }
@@ -35,6 +38,7 @@ impl Shared {
             faults: Mutex::default(),
             log: RequestLog::default(),
             redirect_log: RequestLog::default(),
+            pulls: AtomicUsize::new(0),
             redirect_addr,
         }
     }

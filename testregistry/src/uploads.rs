@@ -1,20 +1,25 @@
 //! Getting blobs into a repository: upload sessions (POST, PATCH, PUT, GET
-//! status, DELETE), single-request POST uploads and cross-repository mounts.
+//! status, DELETE) and single-request POST uploads; mounts are in `mounts`.
 //!
 //! Each session answer carries a new `_state` value and only the newest one is
 //! accepted (404 `BLOB_UPLOAD_UNKNOWN` otherwise), which catches clients that
 //! keep reusing the first `Location` instead of the last one.
+//!
+//! The hosted-registry profiles bend the session requests here: GAR refuses
+//! `PATCH`, GHCR caps chunks at 4 MiB, ECR answers `PATCH` with 201 and a
+//! stale `Range`, Artifactory refuses a closing `PUT` with a body, and
+//! `max_request_body` (Harbor) loses the session on a too-large request.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::auth::challenge;
-use crate::config::MountMode;
 use crate::location::location;
+use crate::mounts;
 use crate::names::valid_digest;
-use crate::reply::{code_for_status, digest_invalid, error, upload_unknown, Reply};
+use crate::profile::Profile;
+use crate::reply::{digest_invalid, error, upload_unknown, Reply};
 use crate::request::Req;
 use crate::state::Shared;
 use crate::util::{lock, random_hex, random_uuid, sha256_digest};
@@ -28,7 +33,12 @@ struct Session {
     repo: String,
     data: Vec<u8>,
     state: String,
+    /// Stored size after the first successful `PATCH` (ECR's stale `Range`).
+    first_patch_end: Option<usize>,
 }
+
+/// GHCR's per-chunk limit.
+const GHCR_CHUNK_LIMIT: usize = 4 * 1024 * 1024;
 
 impl Uploads {
     fn create(&mut self, repo: &str) -> (String, String) {
@@ -40,6 +50,7 @@ impl Uploads {
                 repo: repo.to_string(),
                 data: Vec::new(),
                 state: state.clone(),
+                first_patch_end: None,
             },
         );
         (id, state)
@@ -49,6 +60,13 @@ impl Uploads {
     fn current(&mut self, id: &str, repo: &str, state: Option<&str>) -> Option<&mut Session> {
         let s = self.sessions.get_mut(id)?;
         (s.repo == repo && Some(s.state.as_str()) == state).then_some(s)
+    }
+
+    /// Forgets session `id` if it belongs to `repo`, whatever its state.
+    fn drop_session(&mut self, id: &str, repo: &str) {
+        if self.sessions.get(id).is_some_and(|s| s.repo == repo) {
+            self.sessions.remove(id);
+        }
     }
 }
 
@@ -67,7 +85,7 @@ fn session_location(shared: &Shared, req: &Req, name: &str, id: &str, state: &st
 }
 
 /// 201 for a blob now present in `name`.
-fn created(shared: &Shared, req: &Req, name: &str, digest: &str) -> Reply {
+pub(crate) fn created(shared: &Shared, req: &Req, name: &str, digest: &str) -> Reply {
     let loc = location(
         shared.config.location,
         req,
@@ -97,7 +115,8 @@ fn commit(shared: &Shared, name: &str, digest: &str, data: Bytes) -> Result<(), 
     Ok(())
 }
 
-fn new_session(shared: &Shared, req: &Req, name: &str) -> Reply {
+/// 202 with a new, empty upload session for `name`.
+pub(crate) fn new_session(shared: &Shared, req: &Req, name: &str) -> Reply {
     let (id, state) = lock(&shared.uploads).create(name);
     let mut reply = Reply::new(202)
         .header("Location", session_location(shared, req, name, &id, &state))
@@ -112,7 +131,7 @@ fn new_session(shared: &Shared, req: &Req, name: &str) -> Reply {
 /// `POST /v2/<name>/blobs/uploads/`: mount, single-request upload or new session.
 pub(crate) fn start(shared: &Shared, req: &Req, name: &str) -> Reply {
     if let Some(digest) = req.query("mount") {
-        return mount(shared, req, name, digest);
+        return mounts::mount(shared, req, name, digest);
     }
     if let (Some(digest), true) = (req.query("digest"), shared.config.single_post_upload) {
         return match commit(shared, name, digest, req.body.clone()) {
@@ -122,37 +141,6 @@ pub(crate) fn start(shared: &Shared, req: &Req, name: &str) -> Reply {
     }
     // distribution 2.8 ignores a POST body without opening a session for it.
     new_session(shared, req, name)
-}
-
-fn mount(shared: &Shared, req: &Req, name: &str, digest: &str) -> Reply {
-    match shared.config.mount {
-        MountMode::Refuse202 => new_session(shared, req, name),
-        MountMode::Status(status) => {
-            let reply = error(
-                status,
-                code_for_status(status),
-                "blob mount refused",
-                json!({"mount": digest, "from": req.query("from")}),
-            );
-            let scope = format!("repository:{name}:pull,push");
-            match challenge(shared, req, Some(&scope), Some("insufficient_scope")) {
-                Some(c) if status == 401 => reply.header("WWW-Authenticate", c),
-                _ => reply,
-            }
-        }
-        MountMode::Normal => {
-            let from = req.query("from").unwrap_or("");
-            let mut storage = lock(&shared.storage);
-            if valid_digest(digest) && storage.has_blob(from, digest) {
-                storage.link_blob(name, digest);
-                drop(storage);
-                created(shared, req, name, digest)
-            } else {
-                drop(storage);
-                new_session(shared, req, name)
-            }
-        }
-    }
 }
 
 /// Parses `Content-Range: <start>-<end>` (inclusive; a `bytes ` prefix is
@@ -169,37 +157,33 @@ fn content_range(req: &Req) -> Option<Result<(u64, u64), ()>> {
 /// `/v2/<name>/blobs/uploads/<id>?_state=..` for every method.
 pub(crate) fn session(shared: &Shared, req: &Req, name: &str, id: &str) -> Reply {
     let mut uploads = lock(&shared.uploads);
+    if let Some(reply) = over_request_cap(shared, req) {
+        uploads.drop_session(id, name);
+        return reply;
+    }
     let Some(s) = uploads.current(id, name, req.query("_state")) else {
         return upload_unknown();
     };
     match req.method.as_str() {
-        "GET" => {
-            let loc = session_location(shared, req, name, id, &s.state);
-            Reply::new(204)
-                .header("Location", loc)
-                .header("Range", range(s.data.len()))
-                .header("Docker-Upload-UUID", id)
-        }
+        "GET" => session_headers(Reply::new(204), shared, req, name, id, s),
         "DELETE" => {
             uploads.sessions.remove(id);
             Reply::new(204)
         }
-        "PATCH" => {
-            if let Err(reply) = check_range(shared, req, name, id, s) {
-                return reply;
-            }
-            s.data.extend_from_slice(&req.body);
-            s.state = random_hex(16);
-            let loc = session_location(shared, req, name, id, &s.state);
-            Reply::new(202)
-                .header("Location", loc)
-                .header("Range", range(s.data.len()))
-                .header("Docker-Upload-UUID", id)
-        }
+        "PATCH" => patch(shared, req, name, id, s),
         "PUT" => {
             let Some(digest) = req.query("digest") else {
                 return digest_invalid("digest query parameter is required");
             };
+            if shared.config.profile == Profile::Jfrog && !req.body.is_empty() {
+                uploads.sessions.remove(id);
+                return error(
+                    400,
+                    "BLOB_UPLOAD_INVALID",
+                    "the blob must be sent by PATCH; the closing PUT must be empty",
+                    json!({"size": req.body.len()}),
+                );
+            }
             if !req.body.is_empty() {
                 if let Err(reply) = check_range(shared, req, name, id, s) {
                     return reply;
@@ -220,6 +204,80 @@ pub(crate) fn session(shared: &Shared, req: &Req, name: &str, id: &str) -> Reply
     }
 }
 
+/// Harbor's 404 for a `PATCH`/`PUT` body over `max_request_body`.
+fn over_request_cap(shared: &Shared, req: &Req) -> Option<Reply> {
+    let cap = shared.config.max_request_body?;
+    let size = req.body.len() as u64;
+    (matches!(req.method.as_str(), "PATCH" | "PUT") && size > cap).then(|| {
+        error(
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+            "blob upload unknown",
+            json!({"limit": cap, "size": size}),
+        )
+    })
+}
+
+fn patch(shared: &Shared, req: &Req, name: &str, id: &str, s: &mut Session) -> Reply {
+    match shared.config.profile {
+        Profile::Gar => {
+            return error(
+                405,
+                "UNSUPPORTED",
+                "chunked uploads are not supported: use a monolithic upload (POST, then PUT with the whole blob)",
+                Value::Null,
+            );
+        }
+        Profile::Ghcr
+            if req.header("content-range").is_some() && req.body.len() > GHCR_CHUNK_LIMIT =>
+        {
+            let reply = error(
+                416,
+                "REQUESTED_RANGE_NOT_SATISFIABLE",
+                "exceeds the maximum permissible limit of 4.00MiB",
+                json!({"limit": GHCR_CHUNK_LIMIT, "size": req.body.len()}),
+            );
+            return session_headers(reply, shared, req, name, id, s);
+        }
+        _ => {}
+    }
+    if let Err(reply) = check_range(shared, req, name, id, s) {
+        return reply;
+    }
+    s.data.extend_from_slice(&req.body);
+    s.first_patch_end.get_or_insert(s.data.len());
+    s.state = random_hex(16);
+    let status = if shared.config.profile == Profile::Ecr {
+        201
+    } else {
+        202
+    };
+    session_headers(Reply::new(status), shared, req, name, id, s)
+}
+
+/// Adds `Location` (newest state), `Range` and `Docker-Upload-UUID`.
+fn session_headers(
+    reply: Reply,
+    shared: &Shared,
+    req: &Req,
+    name: &str,
+    id: &str,
+    s: &Session,
+) -> Reply {
+    // ECR's `Range` stays where the first PATCH left it.
+    let reported = match (shared.config.profile, s.first_patch_end) {
+        (Profile::Ecr, Some(end)) => end,
+        _ => s.data.len(),
+    };
+    reply
+        .header(
+            "Location",
+            session_location(shared, req, name, id, &s.state),
+        )
+        .header("Range", range(reported))
+        .header("Docker-Upload-UUID", id)
+}
+
 /// 416 (with the current `Range`) when a chunk does not continue the upload
 /// exactly where it stands.
 fn check_range(shared: &Shared, req: &Req, name: &str, id: &str, s: &Session) -> Result<(), Reply> {
@@ -236,8 +294,7 @@ fn check_range(shared: &Shared, req: &Req, name: &str, id: &str, s: &Session) ->
     if ok {
         return Ok(());
     }
-    let loc = session_location(shared, req, name, id, &s.state);
-    Err(error(
+    let reply = error(
         416,
         "RANGE_INVALID",
         "invalid content range",
@@ -246,8 +303,6 @@ fn check_range(shared: &Shared, req: &Req, name: &str, id: &str, s: &Session) ->
             req.header("content-range").unwrap_or(""),
             req.body.len()
         )),
-    )
-    .header("Location", loc)
-    .header("Range", range(s.data.len()))
-    .header("Docker-Upload-UUID", id))
+    );
+    Err(session_headers(reply, shared, req, name, id, s))
 }
