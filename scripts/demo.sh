@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: start testregistry on loopback, build Dockerfile.test with
 # `regbuild push` (no daemon, no RUN), push it again (nothing uploaded), promote it to another
-# repository (mounts only), and show what the registry holds. Needs cargo and a C compiler.
+# repository (mounts only), and show what the registry holds. Needs cargo; a C compiler that
+# links statically and curl are installed by scripts/setup.sh when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet --bins --workspace
+command -v cargo >/dev/null || {
+  echo "error: cargo is missing: install Rust (https://rustup.rs), then run $0 again" >&2
+  exit 1
+}
+if ! scripts/setup.sh --check 2>/dev/null; then
+  echo "== installing what the demo needs (scripts/setup.sh)"
+  scripts/setup.sh
+fi
+
+echo "== building regbuild and testregistry (the first build takes a few minutes)"
+cargo build --bins --workspace
 bin=target/debug
 
 work=$(mktemp -d)

@@ -187,7 +187,7 @@ pub async fn build(
                 .map_err(|e: crate::reference::ReferenceError| at(e.to_string()))?,
         };
         let plat = match &platform {
-            Some(p) => parse_platform(p).ok_or_else(|| at(format!("invalid platform `{p}`")))?,
+            Some(p) => crate::image::platform_values::parse(p).map_err(|e| at(e.to_string()))?,
             None => req.platform.clone(),
         };
         // A digest in the Dockerfile always wins; else the lock file's pin; else the tag.
@@ -759,20 +759,9 @@ fn to_stage_platform(p: &TargetPlatform) -> Platform {
     }
 }
 
-/// `linux/arm64[/v8]`.
+/// `linux/arm64[/v8]`, with OCI values (`image::platform_values::parse` says what is wrong).
 pub fn parse_platform(s: &str) -> Option<TargetPlatform> {
-    let mut parts = s.split('/');
-    let os = parts.next().filter(|x| !x.is_empty())?;
-    let architecture = parts.next().filter(|x| !x.is_empty())?;
-    let variant = parts.next().map(str::to_string);
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(TargetPlatform {
-        os: os.to_string(),
-        architecture: architecture.to_string(),
-        variant,
-    })
+    crate::image::platform_values::parse(s).ok()
 }
 
 #[cfg(test)]

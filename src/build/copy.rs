@@ -156,6 +156,17 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
                 (r.record.clone(), Some(at))
             }),
         };
+        match &found {
+            Some((record, None)) => {
+                tracing::info!(step = %label, digest = %record.digest, "layer cache hit (local)")
+            }
+            Some((record, Some((registry, repository)))) => tracing::info!(
+                step = %label,
+                digest = %record.digest,
+                "layer cache hit (in {registry}/{repository})"
+            ),
+            None => tracing::info!(step = %label, "layer cache miss: packing"),
+        }
         let layer = match found {
             Some((record, found_in)) => {
                 if let (Some(cache), Some(_)) = (ctx.cache, &found_in) {

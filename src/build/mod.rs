@@ -18,6 +18,7 @@ pub mod dockerignore;
 pub mod extract;
 pub mod layer;
 pub mod layering;
+pub mod lint;
 pub mod pack;
 pub mod remote_cache;
 pub mod rootfs;

@@ -42,11 +42,9 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> Result<ExitCode, Cli
         Ok(r) => r,
         Err(e) => return usage(&e.to_string()),
     };
-    let Some(platform) = crate::build::builder::parse_platform(&args.platform) else {
-        return usage(&format!(
-            "invalid --platform `{}`: expected os/arch[/variant]",
-            args.platform
-        ));
+    let platform = match crate::image::platform_values::parse(&args.platform) {
+        Ok(p) => p,
+        Err(e) => return usage(&format!("--platform: {e}")),
     };
     let rules = Rules {
         lowest_efficiency: args.lowest_efficiency,
@@ -225,10 +223,11 @@ fn print_text(out: &mut impl Write, i: &Inspection) -> std::io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "Total size:          {} ({} bytes of files in {} layers; {} compressed)",
+        "Total size:          {} ({} bytes of files in {} layer{}; {} compressed)",
         human_bytes(a.total_size),
         a.total_size,
         i.layers.len(),
+        if i.layers.len() == 1 { "" } else { "s" },
         human_bytes(compressed)
     )?;
     writeln!(

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{CliError, GlobalArgs};
-use crate::build::builder::{parse_platform, referenced_images};
+use crate::build::builder::referenced_images;
 use crate::build::BuildRequest;
 use crate::image::base::TargetPlatform;
 use crate::lock::{self, LockFile};
@@ -49,7 +49,8 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         Some(list) => Some(
             list.split(',')
                 .map(|p| {
-                    parse_platform(p.trim()).ok_or_else(|| format!("invalid --platform `{p}`"))
+                    crate::image::platform_values::parse(p.trim())
+                        .map_err(|e| format!("--platform: {e}"))
                 })
                 .collect::<Result<_, _>>()?,
         ),

@@ -31,6 +31,7 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Concurrent registry operations for the whole run.
     #[arg(long, global = true, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -145,10 +146,14 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `-v`: regbuild's own decisions (each blob exists / mounted from / uploaded, cache hits and
+/// misses, retries and why, upload fallbacks); `-vv`: its debug lines too; `-vvv`: every
+/// library's. Colour only when stderr is a terminal.
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
-        1 => "info,regbuild=debug",
+        1 => "warn,regbuild=info",
+        2 => "info,regbuild=debug",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("REGBUILD_LOG")
@@ -156,6 +161,9 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(verbose >= 2)
         .try_init();
 }
 

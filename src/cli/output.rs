@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use std::io::IsTerminal;
 
-use crate::progress::{Bars, Lines, Progress, Quiet};
+use crate::progress::{human_bytes, Bars, Lines, Progress, Quiet};
 use crate::publish::{BlobStep, Plan, PutAs};
 use crate::report::Report;
 
@@ -67,8 +67,18 @@ pub fn print_plan(plan: &Plan, json: bool) -> std::io::Result<()> {
     for (b, step) in &plan.blobs {
         let (action, from) = step_words(step);
         match from {
-            Some(f) => writeln!(out, "blob     {} {:>12}  {action} {f}", b.digest, b.size)?,
-            None => writeln!(out, "blob     {} {:>12}  {action}", b.digest, b.size)?,
+            Some(f) => writeln!(
+                out,
+                "blob     {} {:>10}  {action} {f}",
+                b.digest,
+                human_bytes(b.size)
+            )?,
+            None => writeln!(
+                out,
+                "blob     {} {:>10}  {action}",
+                b.digest,
+                human_bytes(b.size)
+            )?,
         }
     }
     for m in &plan.manifests {

@@ -21,81 +21,103 @@ pub struct PushArgs {
     #[arg(default_value = ".")]
     pub context: PathBuf,
     /// The Dockerfile (default: CONTEXT/Dockerfile).
-    #[arg(short = 'f', long = "file")]
+    #[arg(short = 'f', long = "file", help_heading = "Build")]
     pub file: Option<PathBuf>,
-    /// Where to push (repeatable; every tag gets the same digest).
-    #[arg(short = 't', long = "tag", required_unless_present = "all")]
+    /// Required (unless --all): where to push, `host/repository:tag` (repeatable; every tag
+    /// gets the same digest).
+    #[arg(
+        short = 't',
+        long = "tag",
+        value_name = "REF",
+        required_unless_present = "all"
+    )]
     pub tags: Vec<String>,
     /// An image whose layers may be reused by layer key instead of packed (repeatable; the
     /// tags being pushed are always looked at). `--no-cache` turns this off too.
-    #[arg(long = "cache-from", value_name = "REF")]
+    #[arg(
+        long = "cache-from",
+        value_name = "REF",
+        help_heading = "Cache and upload"
+    )]
     pub cache_from: Vec<String>,
     /// Do not upload new layers while they are packed (one streamed PATCH of unknown
     /// length); upload each after packing instead, once a HEAD says it is missing.
-    #[arg(long)]
+    #[arg(long, help_heading = "Cache and upload")]
     pub no_stream_upload: bool,
     /// Build every image of the workspace (regbuild.toml) in dependency order.
-    #[arg(long, conflicts_with_all = ["tags", "file", "target"])]
+    #[arg(long, conflicts_with_all = ["tags", "file", "target"], help_heading = "Workspace (--all)")]
     pub all: bool,
     /// The workspace file for --all.
-    #[arg(long, default_value = "regbuild.toml")]
+    #[arg(
+        long,
+        default_value = "regbuild.toml",
+        help_heading = "Workspace (--all)"
+    )]
     pub workspace: PathBuf,
     /// With --all: images whose base changed but whose own inputs did not are rebased
     /// onto the new base instead of rebuilt.
-    #[arg(long, requires = "all")]
+    #[arg(long, requires = "all", help_heading = "Workspace (--all)")]
     pub rebase: bool,
     /// Build argument `KEY=VALUE` (repeatable).
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", help_heading = "Build")]
     pub build_args: Vec<String>,
     /// The stage to build (default: the last).
-    #[arg(long)]
+    #[arg(long, help_heading = "Build")]
     pub target: Option<String>,
     /// Platforms to build for, comma-separated (`os/arch[/variant]`); several push an index.
-    #[arg(long, default_value = "linux/amd64")]
+    #[arg(long, default_value = "linux/amd64", help_heading = "Build")]
     pub platform: String,
     /// The lock file (default: regbuild.lock beside the Dockerfile). When it exists, bases
     /// are built from its pinned digests and new bases are added to it.
-    #[arg(long)]
+    #[arg(long, help_heading = "Base pinning")]
     pub lockfile: Option<PathBuf>,
     /// Fail if the lock file is missing or would have to change.
-    #[arg(long)]
+    #[arg(long, help_heading = "Base pinning")]
     pub locked: bool,
     /// Print one JSON object instead of text.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
     /// Write the pushed digest to this file.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub digest_file: Option<PathBuf>,
     /// Print the plan (exists / mount-from / upload per blob, each manifest) and write nothing.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub dry_run: bool,
     /// Keep setuid/setgid bits on files this build writes (they are stripped by default).
-    #[arg(long)]
+    #[arg(long, help_heading = "Minimal and hardened images")]
     pub keep_setuid: bool,
     /// One layer for the whole image (`--squash`, base included) or only for the layers
     /// this build adds (`--squash=new`).
-    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "all", default_value = "none")]
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "all", default_value = "none", help_heading = "Minimal and hardened images")]
     pub squash: SquashArg,
     /// Layer compression: `gzip[:level]` (default level 6) or `zstd[:level]` (default 3;
     /// media type `application/vnd.oci.image.layer.v1.tar+zstd`).
-    #[arg(long, default_value = "gzip", value_parser = crate::build::compress::Compression::parse)]
+    #[arg(long, default_value = "gzip", value_parser = crate::build::compress::Compression::parse, help_heading = "Layers")]
     pub compression: crate::build::compress::Compression,
     /// `single`: one layer per COPY/ADD. `auto`: a COPY of 32 MiB or more is split into
     /// several layers by path (content-defined), so that a changed file re-packs and
     /// re-uploads only its part.
-    #[arg(long, default_value = "single", value_parser = crate::build::layering::Layering::parse)]
+    #[arg(long, default_value = "single", value_parser = crate::build::layering::Layering::parse, help_heading = "Layers")]
     pub layering: crate::build::layering::Layering,
     /// Do not use the local layer cache ($REGBUILD_CACHE, default ~/.cache/regbuild).
-    #[arg(long)]
+    #[arg(long, help_heading = "Cache and upload")]
     pub no_cache: bool,
     /// Do not warn when the image runs as root.
-    #[arg(long)]
+    #[arg(long, help_heading = "Minimal and hardened images")]
     pub allow_root: bool,
     /// Also push a debug variant here: the image plus the layers of --debug-from on top.
-    #[arg(long, requires = "debug_from")]
+    #[arg(
+        long,
+        requires = "debug_from",
+        help_heading = "Minimal and hardened images"
+    )]
     pub debug_tag: Option<String>,
     /// The image whose layers the debug variant adds (e.g. a busybox providing /bin/sh).
-    #[arg(long, requires = "debug_tag")]
+    #[arg(
+        long,
+        requires = "debug_tag",
+        help_heading = "Minimal and hardened images"
+    )]
     pub debug_from: Option<String>,
 }
 
@@ -185,19 +207,26 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
     let platforms = req.platforms.clone();
     let registry = global.registry();
     let progress = output::progress(args.json, global.no_progress);
-    let result = push::push(&registry, req, progress.clone()).await?;
-    for path in &result.stripped_setuid {
-        eprintln!(
-            "warning: stripped setuid/setgid bits from {path} (use --keep-setuid to keep them)"
-        );
+    for warning in build::lint::check_file(&req.build.dockerfile) {
+        eprintln!("warning: {warning}");
     }
-    if !args.allow_root {
-        if let Some(image) = result.images.first() {
-            if runs_as_root(image.config.user().as_deref()) {
-                eprintln!("warning: the image runs as root (no USER, or USER 0): add a USER instruction, or pass --allow-root");
+    let allow_root = args.allow_root;
+    // Said once the image is built, before the plan or any manifest.
+    let warn = move |prepared: &push::Prepared| {
+        for path in &prepared.stripped_setuid {
+            eprintln!(
+                "warning: stripped setuid/setgid bits from {path} (use --keep-setuid to keep them)"
+            );
+        }
+        if !allow_root {
+            if let Some(image) = prepared.images.first() {
+                if runs_as_root(image.config.user().as_deref()) {
+                    eprintln!("warning: the image runs as root (no USER, or USER 0): add a USER instruction, or pass --allow-root");
+                }
             }
         }
-    }
+    };
+    let result = push::push_with(&registry, req, progress.clone(), &warn).await?;
     if result.lock_written {
         eprintln!("updated the lock file with new bases");
     }
@@ -294,8 +323,8 @@ async fn run_all(global: &GlobalArgs, args: &PushArgs) -> Result<ExitCode, CliEr
 fn parse_platforms(s: &str) -> Result<Vec<TargetPlatform>, CliError> {
     let mut out: Vec<TargetPlatform> = Vec::new();
     for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parsed = build::builder::parse_platform(p)
-            .ok_or_else(|| format!("invalid --platform `{p}`: expected os/arch[/variant]"))?;
+        let parsed =
+            crate::image::platform_values::parse(p).map_err(|e| format!("--platform: {e}"))?;
         if !out.contains(&parsed) {
             out.push(parsed);
         }

@@ -3,3 +3,4 @@
 
 pub mod base;
 pub mod config;
+pub mod platform_values;

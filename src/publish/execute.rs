@@ -149,6 +149,7 @@ pub(super) async fn run_step(
         BlobStep::Upload { .. } | BlobStep::BuildAndUpload { .. } => "upload".to_string(),
         BlobStep::UploadedEarly => return Ok(BlobAction::Uploaded),
     };
+    tracing::info!(blob = %blob.digest, size = blob.size, "{}/{}: {describe}", dst.registry_name(), dst.name());
     progress.event(Event::BlobStarted {
         digest: &blob.digest,
         size: blob.size,

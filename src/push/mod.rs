@@ -153,8 +153,20 @@ pub async fn push(
     req: PushRequest,
     progress: Arc<dyn Progress>,
 ) -> Result<PushResult, PushError> {
+    push_with(registry, req, progress, &|_| {}).await
+}
+
+/// `push`, calling `built` once the image is built and before any manifest is written (or
+/// the plan is made): where the CLI says its warnings, so they come before the result.
+pub async fn push_with(
+    registry: &Registry,
+    req: PushRequest,
+    progress: Arc<dyn Progress>,
+    built: &(dyn Fn(&Prepared) + Sync),
+) -> Result<PushResult, PushError> {
     let early = early_uploads(registry, &req, progress.clone());
     let prepared = prepare(registry, &req, progress.as_ref(), early.as_ref()).await?;
+    built(&prepared);
     let (report, plans) = write_to_tags(
         registry,
         prepared.set.clone(),

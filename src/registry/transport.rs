@@ -468,11 +468,12 @@ impl Repo {
         loop {
             attempt += 1;
             let result = self.send_authorized(&mut call).await;
-            let retry_after = match &result {
-                Ok((resp, _)) if retry::is_transient(resp.status()) => {
-                    header_str(resp, reqwest::header::RETRY_AFTER)
-                }
-                Err(RegistryError::Transport { .. }) => None,
+            let (retry_after, why) = match &result {
+                Ok((resp, _)) if retry::is_transient(resp.status()) => (
+                    header_str(resp, reqwest::header::RETRY_AFTER),
+                    format!("HTTP {}", resp.status().as_u16()),
+                ),
+                Err(e @ RegistryError::Transport { .. }) => (None, e.to_string()),
                 _ => return result,
             };
             if !(call.retry && call.body.replayable()) {
@@ -480,7 +481,13 @@ impl Repo {
             }
             match policy.next(attempt, retry_after.as_deref()) {
                 Next::Wait(d) => {
-                    tracing::debug!(op = %call.op, attempt, wait_ms = d.as_millis() as u64, "transient failure; retrying");
+                    tracing::info!(
+                        registry = %self.host.name,
+                        attempt,
+                        wait_ms = d.as_millis() as u64,
+                        "{}: {why}; retrying",
+                        call.op
+                    );
                     tokio::time::sleep(d).await;
                 }
                 Next::GiveUp => return result,

@@ -3,8 +3,10 @@
 //! ```text
 //! testregistry [--addr 127.0.0.1:5000] [--auth-user user:pass]... [--token-auth]
 //!              [--anonymous-pull] [--redirect-blobs] [--no-referrers]
-//!              [--profile NAME] [--max-request-body BYTES]
+//!              [--profile NAME] [--max-request-body BYTES] [--log-requests]
 //! ```
+//! `--log-requests` prints the request log on stdout when stopped (Ctrl-C), one request a
+//! line: `METHOD PATH STATUS BYTES_RECEIVED CONTENT_RANGE` (`-` when none).
 //! `--profile` takes a `Profile` name (`distribution`, `gar`, `ghcr`, `ecr`,
 //! `jfrog`, `dockerhub`, `quay`, `harbor`) and applies its default knobs;
 //! `--max-request-body` overrides the request body cap.
@@ -18,11 +20,12 @@ use testregistry::{Auth, Config, Profile, TestRegistry};
 
 const USAGE: &str = "usage: testregistry [--addr HOST:PORT] [--auth-user USER:PASS]... \
 [--token-auth] [--anonymous-pull] [--redirect-blobs] [--no-referrers] \
-[--profile NAME] [--max-request-body BYTES]";
+[--profile NAME] [--max-request-body BYTES] [--log-requests]";
 
 struct Args {
     addr: SocketAddr,
     config: Config,
+    log_requests: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
     let mut max_request_body = None;
     let mut redirect_blob_gets = false;
     let mut no_referrers = false;
+    let mut log_requests = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -50,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
             "--anonymous-pull" => anonymous_pull = true,
             "--redirect-blobs" => redirect_blob_gets = true,
             "--no-referrers" => no_referrers = true,
+            "--log-requests" => log_requests = true,
             "--profile" => {
                 let v = args.next().ok_or("--profile needs a NAME")?;
                 profile = v.parse().map_err(|e| format!("--profile: {e}\n{USAGE}"))?;
@@ -83,7 +88,11 @@ fn parse_args() -> Result<Args, String> {
         (false, false) => Auth::Basic { users },
         (false, true) => Auth::None,
     };
-    Ok(Args { addr, config })
+    Ok(Args {
+        addr,
+        config,
+        log_requests,
+    })
 }
 
 #[tokio::main]
@@ -107,6 +116,17 @@ async fn main() -> ExitCode {
     let _ = writeln!(out, "testregistry listening on http://{}", registry.addr());
     let _ = out.flush();
     let _ = tokio::signal::ctrl_c().await;
+    if args.log_requests {
+        for r in registry.requests() {
+            let range = r.content_range.as_deref().unwrap_or("-");
+            let _ = writeln!(
+                out,
+                "{} {} {} {} {range}",
+                r.method, r.path, r.status, r.bytes_received
+            );
+        }
+        let _ = out.flush();
+    }
     registry.shutdown();
     ExitCode::SUCCESS
 }
