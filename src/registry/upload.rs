@@ -59,21 +59,24 @@ const MAX_FALLBACKS: u32 = 6;
 /// Why one attempt at an upload failed.
 enum Failed {
     /// The registry answered `error` to `sent`: maybe a refusal another method avoids.
-    Answer { sent: Sent, error: RegistryError },
+    Answer {
+        sent: Sent,
+        error: Box<RegistryError>,
+    },
     /// Anything else (no answer, a local error, a budget exhausted).
-    Other(RegistryError),
+    Other(Box<RegistryError>),
 }
 
 impl From<RegistryError> for Failed {
     fn from(e: RegistryError) -> Self {
-        Failed::Other(e)
+        Failed::Other(Box::new(e))
     }
 }
 
 impl Failed {
     fn into_error(self) -> RegistryError {
         match self {
-            Failed::Answer { error, .. } | Failed::Other(error) => error,
+            Failed::Answer { error, .. } | Failed::Other(error) => *error,
         }
     }
 }
@@ -94,7 +97,7 @@ impl Budget {
 
     fn spend(&mut self, repo: &Repo, op: &str, bytes: u64, len: u64) -> Result<(), Failed> {
         if self.sent.saturating_add(bytes) > self.limit {
-            return Err(Failed::Other(repo.protocol_error(
+            return Err(Failed::from(repo.protocol_error(
                 op,
                 format!(
                     "gave up: {} bytes already sent for a blob of {len} bytes (at most {} \
@@ -289,9 +292,9 @@ impl Repo {
                     ranged: false,
                 };
                 self.learn_from(sent, &error);
-                Err(error)
+                Err(*error)
             }
-            Err(Failed::Other(e)) => Err(e),
+            Err(Failed::Other(e)) => Err(*e),
         }
     }
 
@@ -503,7 +506,7 @@ impl Repo {
                             session = next
                         }
                         Ok(_) => {
-                            outcome = Err(Failed::Other(RegistryError::Transport {
+                            outcome = Err(Failed::from(RegistryError::Transport {
                                 registry: self.registry_name().to_string(),
                                 repository: self.name().to_string(),
                                 op: op.clone(),
@@ -530,7 +533,7 @@ impl Repo {
         // destination's answer to a cut body.
         match result {
             Err(f) => match failure.lock().ok().and_then(|mut slot| slot.take()) {
-                Some(from_source) => Err(Failed::Other(from_source)),
+                Some(from_source) => Err(Failed::Other(Box::new(from_source))),
                 None => Err(f),
             },
             ok => ok,
@@ -556,7 +559,7 @@ impl Repo {
         if !resp.status().is_success() {
             return Err(Failed::Answer {
                 sent: Sent::Put { bytes },
-                error: self.fail(op, resp).await,
+                error: Box::new(self.fail(op, resp).await),
             });
         }
         Ok(())
@@ -599,7 +602,7 @@ impl Repo {
                     bytes,
                     ranged: range.is_some(),
                 },
-                error: self.fail(op, resp).await,
+                error: Box::new(self.fail(op, resp).await),
             });
         }
         let held = header_str(&resp, reqwest::header::RANGE);
@@ -703,7 +706,7 @@ impl Repo {
                         sent,
                         status,
                         error.code(),
-                        match &error {
+                        match &*error {
                             RegistryError::Api { message, .. } => message.as_deref(),
                             _ => None,
                         },
@@ -725,7 +728,7 @@ impl Repo {
             let wait = match policy.next(failures, None) {
                 super::retry::Next::Wait(d) => d,
                 _ => {
-                    return Err(Failed::Other(self.protocol_error(
+                    return Err(Failed::from(self.protocol_error(
                         op,
                         format!(
                             "gave up resuming after {failures} failed chunks (last answer: \
@@ -737,7 +740,7 @@ impl Repo {
             tokio::time::sleep(wait).await;
             if self.upload_quirks().stale_range {
                 // Its Range cannot be believed: start over in a fresh session.
-                return Err(Failed::Other(RegistryError::Transport {
+                return Err(Failed::from(RegistryError::Transport {
                     registry: self.registry_name().to_string(),
                     repository: self.name().to_string(),
                     op: op.to_string(),
