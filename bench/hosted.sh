@@ -2,7 +2,8 @@
 # Pushes an image with one big incompressible layer through testregistry in each hosted-
 # registry profile (gar, ghcr, ecr, jfrog, dockerhub, quay, harbor) and in the plain
 # distribution profile, streamed (default) and with --no-stream-upload, and prints per push
-# the requests it made (from testregistry's request log), the bytes the registry received,
+# the requests it made (from testregistry's request log, up to the end of the push), the
+# bytes the registry received,
 # the refused requests, and the wall time beside the distribution profile's.
 #
 #   bench/hosted.sh [MIB]      MIB: size of the layer's file (default 100)
@@ -18,10 +19,12 @@ if ! [[ $mib =~ ^[1-9][0-9]*$ ]]; then
 fi
 log() { printf '[hosted %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-command -v skopeo >/dev/null || {
+missing=()
+for tool in skopeo curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [[ ${#missing[@]} -gt 0 ]]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq skopeo >/dev/null
-}
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 log "cargo build --release"
 cargo build --release --quiet --bins -p regbuild -p testregistry
 regbuild=$repo/target/release/regbuild
@@ -64,6 +67,8 @@ for mode in streamed files; do
       -t "127.0.0.1:$port/app:1" "$work/ctx" > "$work/out" 2> "$work/err" \
       || { echo "push failed ($profile, $mode):" >&2; cat "$work/err" >&2; kill "$pid"; exit 1; }
     t1=$(date +%s.%N)
+    # Marks the end of the push in the request log: skopeo's reads come after it.
+    curl -s -o /dev/null "http://127.0.0.1:$port/v2/--end-of-push--/tags/list" || true
     skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$port/app:1" "dir:$work/pulled" \
       || { echo "skopeo could not read back ($profile, $mode)" >&2; kill "$pid"; exit 1; }
     rm -rf "$work/pulled"
@@ -75,6 +80,8 @@ import collections, sys
 path, profile, mode, secs, base = sys.argv[1:]
 reqs = []
 for line in open(path):
+    if "--end-of-push--" in line:
+        break
     parts = line.split()
     if len(parts) != 5 or parts[0] not in ("GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"):
         continue
