@@ -95,19 +95,6 @@ fn digest_via(reference: &str) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(&out.stdout)))
 }
 
-/// Bytes gzip cannot shrink much, so a layer of them is large enough to be cut in half.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// A one-layer umoci image in a fresh OCI layout (tag `v1`).
 fn small_layout() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();

@@ -59,30 +59,17 @@ async fn world() -> World {
         ),
         ("small.txt", "small\n"),
     ]);
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let noise: Vec<u8> = (0..36 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
-    std::fs::write(ctx.path().join("data.bin"), noise).unwrap();
+    // The same bytes as before the generator moved to `common` (same seed, same steps).
+    std::fs::write(
+        ctx.path().join("data.bin"),
+        noise(36 * 1024, 0x2545_f491_4f6c_dd1d),
+    )
+    .unwrap();
     World { reg, config, ctx }
 }
 
 async fn regbuild_in(w: &World, args: Vec<String>) -> Output {
-    let config = w.config.path().to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        regbuild(&argv)
-            .env("DOCKER_CONFIG", &config)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    regbuild_async(w.config.path(), args).await
 }
 
 fn push_args(w: &World, tag: &str) -> Vec<String> {

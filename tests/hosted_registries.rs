@@ -19,18 +19,6 @@ const DATA_LEN: usize = 10 * MIB as usize;
 /// Harbor's request cap in these tests: below the chunk size, above a halved chunk.
 const HARBOR_CAP: u64 = 5 * MIB;
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
@@ -86,16 +74,7 @@ fn docker_config(reg: &TestRegistry) -> tempfile::TempDir {
 }
 
 async fn regbuild_with(config: &tempfile::TempDir, args: Vec<String>) -> Output {
-    let config = config.path().to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        regbuild(&argv)
-            .env("DOCKER_CONFIG", &config)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    regbuild_async(config.path(), args).await
 }
 
 fn push_args(

@@ -572,6 +572,9 @@ enum CmdKind {
     /// Needs no substitution.
     Ready(StepKind),
     Run,
+    /// A feature regbuild lacks: an error only if the stage is built (unused stages are
+    /// parsed, not evaluated, as BuildKit does).
+    Unsupported(Box<DockerfileError>),
     Env(Vec<(String, String)>),
     Label(Vec<(String, String)>),
     Arg(Vec<(String, Option<String>)>),
@@ -997,6 +1000,7 @@ impl<'a> Evaluator<'a> {
                     line,
                 })
             }
+            CmdKind::Unsupported(e) => return Err((**e).clone()),
             CmdKind::Env(pairs) => {
                 let pairs = self.expand_pairs(pairs, &state.vars, line)?;
                 for (k, v) in &pairs {
@@ -1243,7 +1247,11 @@ fn parse_command(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<Cmd, Dockerf
     let kind = match ins.keyword.as_str() {
         "RUN" => CmdKind::Run,
         "FROM" => return Err(loc.syntax("unexpected FROM")),
-        "ADD" | "COPY" => CmdKind::Copy(parse_copy(ins, ctx)?),
+        "ADD" | "COPY" => match parse_copy(ins, ctx) {
+            Ok(copy) => CmdKind::Copy(copy),
+            Err(e @ DockerfileError::Unsupported { .. }) => CmdKind::Unsupported(Box::new(e)),
+            Err(e) => return Err(e),
+        },
         "HEALTHCHECK" => CmdKind::Ready(StepKind::Healthcheck(parse_healthcheck(ins, loc)?)),
         keyword => {
             FlagValues::parse(ins, &[], loc)?;
@@ -1789,17 +1797,18 @@ fn parse_copy(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<RawCopy, Docker
     let loc = ctx.loc;
     let add = ins.keyword == "ADD";
     let flags = FlagValues::parse(ins, if add { &ADD_FLAGS } else { &COPY_FLAGS }, loc)?;
-    refuse_unsupported_copy_flags(&flags, &ins.keyword, loc)?;
-    if !ins.heredocs.is_empty() {
-        return Err(loc.unsupported(format!(
-            "{} with a heredoc (<<) is not supported by regbuild: put the content in a file in the build context and copy that",
-            ins.keyword
-        )));
-    }
     let mut words = word_list(&ins.args);
     if words.len() < 2 {
         return Err(loc.syntax(format!(
             "{} requires at least two arguments, but only one was provided. Destination could not be determined",
+            ins.keyword
+        )));
+    }
+    // After the syntax checks: what regbuild lacks is an error only where the stage is built.
+    refuse_unsupported_copy_flags(&flags, &ins.keyword, loc)?;
+    if !ins.heredocs.is_empty() {
+        return Err(loc.unsupported(format!(
+            "{} with a heredoc (<<) is not supported by regbuild: put the content in a file in the build context and copy that",
             ins.keyword
         )));
     }
@@ -2353,6 +2362,26 @@ mod tests {
             .contains("COPY --parents is not supported"));
         assert!(eval_err("FROM scratch\nCOPY <<EOF /x\nhi\nEOF\n")
             .starts_with("Dockerfile.test:2: COPY with a heredoc"));
+    }
+
+    #[test]
+    fn features_regbuild_lacks_only_fail_in_stages_the_target_needs() {
+        // Parsed (a syntax error there still fails), not evaluated: as RUN is skipped.
+        let b = eval(
+            "FROM scratch AS docs\nCOPY <<EOF /x\nhi\nEOF\nCOPY --parents a/ b\nRUN make\n\
+             FROM scratch\nCOPY f /f\n",
+        );
+        assert!(!b.stages[0].reachable);
+        assert_eq!(b.target, 1);
+        assert!(
+            eval_err("FROM scratch AS docs\nCOPY --parents a/ b\nFROM docs\n")
+                .contains("COPY --parents is not supported")
+        );
+        assert!(
+            eval_err("FROM scratch AS docs\nCOPY --parents a\nFROM scratch\n")
+                .contains("requires at least two arguments"),
+            "a syntax error in an unused stage is still one"
+        );
     }
 
     #[test]

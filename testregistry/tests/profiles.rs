@@ -4,36 +4,12 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{resolve, send, sha256, with_param, Resp};
+use support::{open_session, req, resolve, send, sha256, start, with_param, Resp};
 use testregistry::{
     Auth, Config, Profile, TestRegistry, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
 };
 
 const MIB: usize = 1024 * 1024;
-
-async fn start(config: Config) -> TestRegistry {
-    TestRegistry::start(config).await.expect("start registry")
-}
-
-async fn req(
-    reg: &TestRegistry,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
-    send(reg.addr(), method, target, headers, body)
-        .await
-        .expect("response")
-}
-
-/// POST a new session and return its resolved location.
-async fn open_session(reg: &TestRegistry, repo: &str) -> String {
-    let path = format!("/v2/{repo}/blobs/uploads/");
-    let r = req(reg, "POST", &path, &[], b"").await;
-    assert_eq!(r.status, 202, "{r:?}");
-    resolve(&path, r.location())
-}
 
 fn message(r: &Resp) -> String {
     r.json()["errors"][0]["message"]

@@ -3,37 +3,11 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{basic, resolve, send, sha256, with_param, Resp};
+use support::{basic, open_session, req, resolve, send, sha256, start, with_param, Resp};
 use testregistry::{
     Auth, Config, FaultAction, FaultRule, LocationStyle, MountMode, TestRegistry, OCI_INDEX,
     OCI_MANIFEST,
 };
-
-async fn start(config: Config) -> TestRegistry {
-    TestRegistry::start(config).await.expect("start registry")
-}
-
-async fn req(
-    reg: &TestRegistry,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
-    send(reg.addr(), method, target, headers, body)
-        .await
-        .expect("response")
-}
-
-/// POST a new session and return its resolved location.
-async fn open_session(reg: &TestRegistry, repo: &str) -> String {
-    let path = format!("/v2/{repo}/blobs/uploads/");
-    let r = req(reg, "POST", &path, &[], b"").await;
-    assert_eq!(r.status, 202, "{r:?}");
-    assert_eq!(r.header("range"), Some("0-0"));
-    assert!(r.header("docker-upload-uuid").is_some());
-    resolve(&path, r.location())
-}
 
 /// Seeds a config + layer and returns an image manifest over them.
 fn image_manifest(reg: &TestRegistry, repo: &str, layer: &[u8], extra: Value) -> Vec<u8> {

@@ -435,3 +435,31 @@ pub fn third_party_index(host: &str, repo: &str) {
         &["--all"],
     );
 }
+
+/// Bytes gzip cannot shrink much (xorshift from `seed`), so a layer of them keeps its size.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Runs regbuild with `args` and `DOCKER_CONFIG=config` off the async runtime's threads (so
+/// an in-process registry keeps serving).
+pub async fn regbuild_async(config: &Path, args: Vec<String>) -> Output {
+    let config = config.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        regbuild(&argv)
+            .env("DOCKER_CONFIG", &config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}

@@ -11,6 +11,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use testregistry::{Config, TestRegistry};
+
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
@@ -201,4 +203,30 @@ pub fn resolve(request_path: &str, location: &str) -> String {
 pub fn with_param(url: &str, param: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{param}")
+}
+
+pub async fn start(config: Config) -> TestRegistry {
+    TestRegistry::start(config).await.expect("start registry")
+}
+
+pub async fn req(
+    reg: &TestRegistry,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    send(reg.addr(), method, target, headers, body)
+        .await
+        .expect("response")
+}
+
+/// POST a new session and return its resolved location.
+pub async fn open_session(reg: &TestRegistry, repo: &str) -> String {
+    let path = format!("/v2/{repo}/blobs/uploads/");
+    let r = req(reg, "POST", &path, &[], b"").await;
+    assert_eq!(r.status, 202, "{r:?}");
+    assert_eq!(r.header("range"), Some("0-0"));
+    assert!(r.header("docker-upload-uuid").is_some());
+    resolve(&path, r.location())
 }
