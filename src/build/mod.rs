@@ -15,6 +15,7 @@ pub mod context;
 pub mod copy;
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod elf_machine;
 pub mod extract;
 pub mod layer;
 pub mod layering;
