@@ -38,6 +38,11 @@ pub fn print_report(report: &Report, repository: &str, json: bool) -> std::io::R
         report.count(Uploaded),
         report.bytes_uploaded
     );
+    for m in &report.manifests {
+        if m.action == crate::report::ManifestAction::Unchanged {
+            eprintln!("unchanged {} (already {})", m.reference, m.digest);
+        }
+    }
     writeln!(out, "{repository}@{}", report.digest)
 }
 

@@ -292,9 +292,11 @@ pub async fn write_to_tags(
     }
     let mut first: Option<Report> = None;
     let mut references = Vec::new();
+    let mut manifests = Vec::new();
     for (plan, s) in plans.iter().zip(staged) {
         let report = publish::execute::commit(plan, s, progress.as_ref()).await?;
         references.extend(report.references.clone());
+        manifests.extend(report.manifests.clone());
         if first.is_none() {
             first = Some(report);
         }
@@ -302,6 +304,7 @@ pub async fn write_to_tags(
     Ok((
         first.map(|mut r| {
             r.references = references;
+            r.manifests = manifests;
             r
         }),
         plans,
