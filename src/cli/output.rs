@@ -94,7 +94,9 @@ fn references(plan: &Plan, put_as: PutAs, digest: &str) -> Vec<String> {
 fn step_words(step: &BlobStep) -> (&'static str, Option<String>) {
     match step {
         BlobStep::Exists => ("exists", None),
-        BlobStep::Mount { from } => ("mount-from", Some(from.clone())),
+        BlobStep::Mount { from } | BlobStep::MountPushedBefore { from, .. } => {
+            ("mount-from", Some(from.clone()))
+        }
         BlobStep::Copy {
             registry,
             repository,

@@ -154,7 +154,9 @@ pub(super) async fn run_step(
 ) -> Result<BlobAction, RegistryError> {
     let describe = match step {
         BlobStep::Exists => "exists".to_string(),
-        BlobStep::Mount { from } => format!("mount from {from}"),
+        BlobStep::Mount { from } | BlobStep::MountPushedBefore { from, .. } => {
+            format!("mount from {from}")
+        }
         BlobStep::Copy {
             registry,
             repository,
@@ -180,6 +182,19 @@ pub(super) async fn run_step(
                 Ok(BlobAction::Uploaded)
             }
         },
+        BlobStep::MountPushedBefore { from, upload } => {
+            // Only a hint: a repository that lost the blob (or refuses) means an upload.
+            let session = match dst.mount_blob(&blob.digest, from).await {
+                Ok(Mounted::Done) => return Ok(BlobAction::Mounted),
+                Ok(Mounted::Upload(session)) => Some(session),
+                Err(e) => {
+                    tracing::info!(digest = %blob.digest, from, error = %e, "mount of a blob pushed before failed; uploading");
+                    None
+                }
+            };
+            upload_local(dst, blob, upload, session, progress).await?;
+            Ok(BlobAction::Uploaded)
+        }
         BlobStep::Copy {
             registry: r,
             repository,
@@ -189,40 +204,50 @@ pub(super) async fn run_step(
                 .await?;
             Ok(BlobAction::Uploaded)
         }
-        BlobStep::BuildAndUpload { file } => {
-            // A cached layer the registry lacks: build its file now (its digest is checked).
-            let path = tokio::task::block_in_place(|| file.path()).map_err(|message| {
-                RegistryError::Io {
-                    path: blob.digest.to_string(),
-                    source: std::io::Error::other(message),
-                }
-            })?;
-            let digest = blob.digest.clone();
-            let reporter = progress.clone();
-            let on_sent: crate::registry::transport::SentHook = Arc::new(move |sent| {
-                reporter.event(Event::BlobSent {
-                    digest: &digest,
-                    sent,
-                })
-            });
-            dst.upload_file(None, &blob.digest, &path, blob.size, Some(on_sent))
-                .await?;
-            Ok(BlobAction::Uploaded)
-        }
-        BlobStep::Upload { path } => {
-            let digest = blob.digest.clone();
-            let reporter = progress.clone();
-            let on_sent: crate::registry::transport::SentHook = Arc::new(move |sent| {
-                reporter.event(Event::BlobSent {
-                    digest: &digest,
-                    sent,
-                })
-            });
-            dst.upload_file(None, &blob.digest, path, blob.size, Some(on_sent))
-                .await?;
+        BlobStep::Upload { .. } | BlobStep::BuildAndUpload { .. } => {
+            upload_local(dst, blob, step, None, progress).await?;
             Ok(BlobAction::Uploaded)
         }
     }
+}
+
+/// Uploads a local blob (`Upload`, or `BuildAndUpload` whose file is built first) into
+/// `session`, or a new one.
+async fn upload_local(
+    dst: &Repo,
+    blob: &BlobSpec,
+    step: &BlobStep,
+    session: Option<crate::registry::UploadSession>,
+    progress: &Arc<dyn Progress>,
+) -> Result<(), RegistryError> {
+    let path = match step {
+        BlobStep::Upload { path } => path.clone(),
+        // A cached layer the registry lacks: build its file now (its digest is checked).
+        BlobStep::BuildAndUpload { file } => {
+            tokio::task::block_in_place(|| file.path()).map_err(|message| RegistryError::Io {
+                path: blob.digest.to_string(),
+                source: std::io::Error::other(message),
+            })?
+        }
+        other => {
+            return Err(RegistryError::Protocol {
+                registry: dst.registry_name().to_string(),
+                repository: dst.name().to_string(),
+                op: format!("upload blob {}", blob.digest),
+                message: format!("{other:?} is not a local upload"),
+            })
+        }
+    };
+    let digest = blob.digest.clone();
+    let reporter = progress.clone();
+    let on_sent: crate::registry::transport::SentHook = Arc::new(move |sent| {
+        reporter.event(Event::BlobSent {
+            digest: &digest,
+            sent,
+        })
+    });
+    dst.upload_file(session, &blob.digest, &path, blob.size, Some(on_sent))
+        .await
 }
 
 /// Puts a manifest whose blobs were all confirmed. A registry that still answers that a
