@@ -51,6 +51,11 @@ pub enum Event<'a> {
         digest: &'a Digest,
         media_type: &'a str,
     },
+    /// A reference already resolved to the manifest: not put again.
+    ManifestUnchanged {
+        reference: &'a str,
+        digest: &'a Digest,
+    },
     Note(&'a str),
 }
 
@@ -95,6 +100,9 @@ impl Progress for Lines {
                 digest,
                 media_type,
             } => format!("manifest {reference} -> {digest} ({media_type})"),
+            Event::ManifestUnchanged { reference, digest } => {
+                format!("manifest {reference} unchanged ({digest})")
+            }
             Event::Note(text) => text.to_string(),
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
@@ -183,6 +191,11 @@ impl Progress for Bars {
                 let _ = self
                     .multi
                     .println(format!("manifest {reference} -> {digest}"));
+            }
+            Event::ManifestUnchanged { reference, digest } => {
+                let _ = self
+                    .multi
+                    .println(format!("manifest {reference} unchanged ({digest})"));
             }
             Event::Note(text) => {
                 let _ = self.multi.println(text);

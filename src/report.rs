@@ -24,13 +24,32 @@ pub struct BlobReport {
     pub action: BlobAction,
 }
 
-/// `{"digest", "references", "blobs": [...], "bytes_uploaded"}`.
+/// What happened to one manifest reference (a tag, or a digest for children).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestAction {
+    /// Written with a PUT.
+    Put,
+    /// The reference already resolved to this digest: no PUT, no registry write.
+    Unchanged,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ManifestReport {
+    pub reference: String,
+    pub digest: Digest,
+    pub action: ManifestAction,
+}
+
+/// `{"digest", "references", "blobs": [...], "bytes_uploaded", "manifests": [...]}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub digest: Digest,
     pub references: Vec<String>,
     pub blobs: Vec<BlobReport>,
     pub bytes_uploaded: u64,
+    /// Every manifest reference written or found already in place, in put order.
+    pub manifests: Vec<ManifestReport>,
 }
 
 impl Report {

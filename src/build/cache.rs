@@ -95,17 +95,22 @@ fn now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
+/// The cache directory: `$REGBUILD_CACHE`, else `$XDG_CACHE_HOME/regbuild`, else
+/// `~/.cache/regbuild` (`None` without a home).
+pub fn root() -> Option<PathBuf> {
+    Some(match std::env::var_os("REGBUILD_CACHE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(p) if !p.is_empty() => PathBuf::from(p).join("regbuild"),
+            _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/regbuild"),
+        },
+    })
+}
+
 impl LayerCache {
     /// The cache directory, created if needed; `None` (no cache) when it cannot be.
     pub fn open() -> Option<LayerCache> {
-        let root = match std::env::var_os("REGBUILD_CACHE") {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => match std::env::var_os("XDG_CACHE_HOME") {
-                Some(p) if !p.is_empty() => PathBuf::from(p).join("regbuild"),
-                _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/regbuild"),
-            },
-        };
-        Self::at(root)
+        Self::at(root()?)
     }
 
     pub fn at(root: PathBuf) -> Option<LayerCache> {

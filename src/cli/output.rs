@@ -38,6 +38,11 @@ pub fn print_report(report: &Report, repository: &str, json: bool) -> std::io::R
         report.count(Uploaded),
         report.bytes_uploaded
     );
+    for m in &report.manifests {
+        if m.action == crate::report::ManifestAction::Unchanged {
+            eprintln!("unchanged {} (already {})", m.reference, m.digest);
+        }
+    }
     writeln!(out, "{repository}@{}", report.digest)
 }
 
@@ -99,7 +104,9 @@ fn references(plan: &Plan, put_as: PutAs, digest: &str) -> Vec<String> {
 fn step_words(step: &BlobStep) -> (&'static str, Option<String>) {
     match step {
         BlobStep::Exists => ("exists", None),
-        BlobStep::Mount { from } => ("mount-from", Some(from.clone())),
+        BlobStep::Mount { from } | BlobStep::MountPushedBefore { from, .. } => {
+            ("mount-from", Some(from.clone()))
+        }
         BlobStep::Copy {
             registry,
             repository,

@@ -247,7 +247,10 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
                 &registry,
                 set,
                 std::slice::from_ref(tag),
-                false,
+                push::WriteOptions {
+                    dry_run: false,
+                    remember: !args.no_cache,
+                },
                 progress,
                 None,
             )

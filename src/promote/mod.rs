@@ -77,8 +77,10 @@ pub async fn plan(registry: &Registry, req: &PromoteRequest) -> Result<Plan, Reg
         &req.destination.registry,
         &req.destination.repository,
         &destination_tags(req),
-        &present,
-        &Default::default(),
+        &publish::Known {
+            present,
+            ..Default::default()
+        },
     ))
 }
 

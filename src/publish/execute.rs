@@ -1,6 +1,7 @@
 //! Carrying out a `Plan`: blob steps concurrently under the run's one limit, then manifests in
 //! order. Nothing is put before every blob it needs is confirmed (201 from a mount or upload,
-//! or present by HEAD), so a failed write never moves a tag.
+//! or present by HEAD), so a failed write never moves a tag. A reference that already
+//! resolves to the manifest's digest is not put again (a no-op push writes nothing).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,8 +13,9 @@ use super::plan::{BlobStep, Plan};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
+use crate::registry::manifests::ManifestInfo;
 use crate::registry::{Mounted, Registry, RegistryError, Repo, Scopes};
-use crate::report::{BlobAction, BlobReport, Report};
+use crate::report::{BlobAction, BlobReport, ManifestAction, ManifestReport, Report};
 
 /// HEADs every blob at the destination (concurrently) and returns the digests it holds.
 pub async fn probe(
@@ -33,6 +35,7 @@ pub async fn probe(
 pub struct Staged {
     dst: Repo,
     blobs: Vec<BlobReport>,
+    manifests: Vec<ManifestReport>,
 }
 
 /// Executes `plan`; returns what happened, for `--json` and the summary line.
@@ -77,10 +80,15 @@ pub async fn stage(
         }
     });
     let blobs = try_join_all(steps).await?;
+    let mut manifests = Vec::new();
     for m in plan.manifests.iter().filter(|m| is_child(m)) {
-        put_manifest(&dst, plan, m, progress.as_ref()).await?;
+        manifests.extend(put_manifest(&dst, plan, m, progress.as_ref()).await?);
     }
-    Ok(Staged { dst, blobs })
+    Ok(Staged {
+        dst,
+        blobs,
+        manifests,
+    })
 }
 
 /// Children: put by digest, not referrers (which point at what the tags name).
@@ -94,10 +102,14 @@ pub async fn commit(
     staged: Staged,
     progress: &dyn Progress,
 ) -> Result<Report, RegistryError> {
-    let Staged { dst, blobs } = staged;
+    let Staged {
+        dst,
+        blobs,
+        mut manifests,
+    } = staged;
     let mut root_digest = None;
     for m in plan.manifests.iter().filter(|m| m.put_as == PutAs::Tags) {
-        put_manifest(&dst, plan, m, progress).await?;
+        manifests.extend(put_manifest(&dst, plan, m, progress).await?);
         root_digest = Some(m.digest.clone());
     }
     for m in plan
@@ -105,7 +117,7 @@ pub async fn commit(
         .iter()
         .filter(|m| m.put_as == PutAs::Digest && m.subject.is_some())
     {
-        put_manifest(&dst, plan, m, progress).await?;
+        manifests.extend(put_manifest(&dst, plan, m, progress).await?);
     }
     let digest = root_digest
         .or_else(|| plan.manifests.last().map(|m| m.digest.clone()))
@@ -129,6 +141,7 @@ pub async fn commit(
             .collect(),
         blobs,
         bytes_uploaded,
+        manifests,
     })
 }
 
@@ -141,7 +154,9 @@ pub(super) async fn run_step(
 ) -> Result<BlobAction, RegistryError> {
     let describe = match step {
         BlobStep::Exists => "exists".to_string(),
-        BlobStep::Mount { from } => format!("mount from {from}"),
+        BlobStep::Mount { from } | BlobStep::MountPushedBefore { from, .. } => {
+            format!("mount from {from}")
+        }
         BlobStep::Copy {
             registry,
             repository,
@@ -168,6 +183,19 @@ pub(super) async fn run_step(
                 Ok(BlobAction::Uploaded)
             }
         },
+        BlobStep::MountPushedBefore { from, upload } => {
+            // Only a hint: a repository that lost the blob (or refuses) means an upload.
+            let session = match dst.mount_blob(&blob.digest, from).await {
+                Ok(Mounted::Done) => return Ok(BlobAction::Mounted),
+                Ok(Mounted::Upload(session)) => Some(session),
+                Err(e) => {
+                    tracing::info!(digest = %blob.digest, from, error = %e, "mount of a blob pushed before failed; uploading");
+                    None
+                }
+            };
+            upload_local(dst, blob, upload, session, progress).await?;
+            Ok(BlobAction::Uploaded)
+        }
         BlobStep::Copy {
             registry: r,
             repository,
@@ -177,40 +205,50 @@ pub(super) async fn run_step(
                 .await?;
             Ok(BlobAction::Uploaded)
         }
-        BlobStep::BuildAndUpload { file } => {
-            // A cached layer the registry lacks: build its file now (its digest is checked).
-            let path = tokio::task::block_in_place(|| file.path()).map_err(|message| {
-                RegistryError::Io {
-                    path: blob.digest.to_string(),
-                    source: std::io::Error::other(message),
-                }
-            })?;
-            let digest = blob.digest.clone();
-            let reporter = progress.clone();
-            let on_sent: crate::registry::transport::SentHook = Arc::new(move |sent| {
-                reporter.event(Event::BlobSent {
-                    digest: &digest,
-                    sent,
-                })
-            });
-            dst.upload_file(None, &blob.digest, &path, blob.size, Some(on_sent))
-                .await?;
-            Ok(BlobAction::Uploaded)
-        }
-        BlobStep::Upload { path } => {
-            let digest = blob.digest.clone();
-            let reporter = progress.clone();
-            let on_sent: crate::registry::transport::SentHook = Arc::new(move |sent| {
-                reporter.event(Event::BlobSent {
-                    digest: &digest,
-                    sent,
-                })
-            });
-            dst.upload_file(None, &blob.digest, path, blob.size, Some(on_sent))
-                .await?;
+        BlobStep::Upload { .. } | BlobStep::BuildAndUpload { .. } => {
+            upload_local(dst, blob, step, None, progress).await?;
             Ok(BlobAction::Uploaded)
         }
     }
+}
+
+/// Uploads a local blob (`Upload`, or `BuildAndUpload` whose file is built first) into
+/// `session`, or a new one.
+async fn upload_local(
+    dst: &Repo,
+    blob: &BlobSpec,
+    step: &BlobStep,
+    session: Option<crate::registry::UploadSession>,
+    progress: &Arc<dyn Progress>,
+) -> Result<(), RegistryError> {
+    let path = match step {
+        BlobStep::Upload { path } => path.clone(),
+        // A cached layer the registry lacks: build its file now (its digest is checked).
+        BlobStep::BuildAndUpload { file } => {
+            tokio::task::block_in_place(|| file.path()).map_err(|message| RegistryError::Io {
+                path: blob.digest.to_string(),
+                source: std::io::Error::other(message),
+            })?
+        }
+        other => {
+            return Err(RegistryError::Protocol {
+                registry: dst.registry_name().to_string(),
+                repository: dst.name().to_string(),
+                op: format!("upload blob {}", blob.digest),
+                message: format!("{other:?} is not a local upload"),
+            })
+        }
+    };
+    let digest = blob.digest.clone();
+    let reporter = progress.clone();
+    let on_sent: crate::registry::transport::SentHook = Arc::new(move |sent| {
+        reporter.event(Event::BlobSent {
+            digest: &digest,
+            sent,
+        })
+    });
+    dst.upload_file(session, &blob.digest, &path, blob.size, Some(on_sent))
+        .await
 }
 
 /// Puts a manifest whose blobs were all confirmed. A registry that still answers that a
@@ -238,22 +276,71 @@ async fn put_confirmed(
     }
 }
 
+/// Whether `m` must be put under a reference the registry `current`ly resolves as given:
+/// not when it already names these very bytes. Referrers are always put, so that the
+/// tag-schema fallback index is kept up to date.
+fn needs_put(current: Option<&ManifestInfo>, m: &ManifestSpec) -> bool {
+    m.subject.is_some() || current.is_none_or(|c| c.digest != m.digest)
+}
+
+/// What `reference` resolves to now, for `needs_put`. A registry that cannot answer the
+/// HEAD gets the PUT anyway: skipping is an optimisation, never a reason to fail.
+async fn current(dst: &Repo, reference: &str, m: &ManifestSpec) -> Option<ManifestInfo> {
+    if m.subject.is_some() {
+        return None;
+    }
+    match dst.head_manifest(reference).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(reference, error = %e, "manifest HEAD failed; putting it");
+            None
+        }
+    }
+}
+
 async fn put_manifest(
     dst: &Repo,
     plan: &Plan,
     m: &ManifestSpec,
     progress: &dyn Progress,
-) -> Result<(), RegistryError> {
+) -> Result<Vec<ManifestReport>, RegistryError> {
     let references: Vec<String> = match m.put_as {
         PutAs::Tags if !plan.tags.is_empty() => plan.tags.clone(),
         _ => vec![m.digest.to_string()],
     };
+    let mut reports = Vec::new();
     for reference in &references {
+        let separator = if reference.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
+        let full = format!(
+            "{}/{}{separator}{reference}",
+            plan.registry, plan.repository
+        );
+        if !needs_put(current(dst, reference, m).await.as_ref(), m) {
+            progress.event(Event::ManifestUnchanged {
+                reference,
+                digest: &m.digest,
+            });
+            reports.push(ManifestReport {
+                reference: full,
+                digest: m.digest.clone(),
+                action: ManifestAction::Unchanged,
+            });
+            continue;
+        }
         let put = put_confirmed(dst, reference, m).await?;
         progress.event(Event::ManifestPut {
             reference,
             digest: &put.digest,
             media_type: &m.media_type,
+        });
+        reports.push(ManifestReport {
+            reference: full,
+            digest: put.digest.clone(),
+            action: ManifestAction::Put,
         });
         if let (Some(subject), false) = (&m.subject, put.subject_handled) {
             let descriptor = Descriptor {
@@ -268,5 +355,43 @@ async fn put_manifest(
             dst.add_referrer_to_tag(subject, descriptor).await?;
         }
     }
-    Ok(())
+    Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(body: &[u8], subject: Option<Digest>) -> ManifestSpec {
+        ManifestSpec {
+            media_type: crate::manifest::OCI_MANIFEST.into(),
+            bytes: bytes::Bytes::copy_from_slice(body),
+            digest: Digest::of(body),
+            put_as: PutAs::Tags,
+            subject,
+            artifact_type: None,
+        }
+    }
+
+    fn resolving_to(digest: Digest) -> ManifestInfo {
+        ManifestInfo {
+            digest,
+            media_type: crate::manifest::OCI_MANIFEST.into(),
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn a_tag_that_already_names_the_manifest_is_not_put_again() {
+        let m = manifest(b"new", None);
+        assert!(!needs_put(Some(&resolving_to(m.digest.clone())), &m));
+        assert!(needs_put(Some(&resolving_to(Digest::of(b"old"))), &m));
+        assert!(needs_put(None, &m), "an unknown tag is put");
+    }
+
+    #[test]
+    fn referrers_are_always_put() {
+        let m = manifest(b"sig", Some(Digest::of(b"image")));
+        assert!(needs_put(Some(&resolving_to(m.digest.clone())), &m));
+    }
 }

@@ -1,8 +1,9 @@
 //! Deciding, without I/O, what each blob needs: nothing (the destination has it), a mount
 //! (it is in another repository of the same registry), a copy (it is on another registry), or
-//! an upload (it is a local file).
+//! an upload (it is a local file) — or, for a local file this machine pushed before to
+//! another repository of the registry, a mount from there that falls back to the upload.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::model::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec};
 use crate::digest::Digest;
@@ -30,6 +31,25 @@ pub enum BlobStep {
     },
     /// Already uploaded to the destination while the build ran (`super::early`).
     UploadedEarly,
+    /// A local blob pushed before to repository `from` of the destination registry
+    /// (`super::remembered`): mounted from there; if that repository no longer has it,
+    /// `upload` (an `Upload` or `BuildAndUpload`) runs instead.
+    MountPushedBefore {
+        from: String,
+        upload: Box<BlobStep>,
+    },
+}
+
+/// What is known about the destination repository before deciding.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    /// Blobs it holds (by HEAD).
+    pub present: HashSet<Digest>,
+    /// Blobs sent to it while the build ran.
+    pub uploaded: HashSet<Digest>,
+    /// Local blobs pushed before to another repository of the same registry: digest → that
+    /// repository.
+    pub pushed_before: HashMap<Digest, String>,
 }
 
 /// A write, decided: each blob with its step, then the manifests in put order.
@@ -47,7 +67,7 @@ impl Plan {
     pub fn mount_sources(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for (_, step) in &self.blobs {
-            if let BlobStep::Mount { from } = step {
+            if let BlobStep::Mount { from } | BlobStep::MountPushedBefore { from, .. } = step {
                 if !out.contains(from) {
                     out.push(from.clone());
                 }
@@ -57,24 +77,22 @@ impl Plan {
     }
 }
 
-/// Decides each blob's step from what the destination already `present`ly holds and what
-/// was `uploaded` to it while the build ran.
+/// Decides each blob's step from what is `known` about the destination.
 pub fn plan(
     set: &ImageSet,
     registry: &str,
     repository: &str,
     tags: &[String],
-    present: &HashSet<Digest>,
-    uploaded: &HashSet<Digest>,
+    known: &Known,
 ) -> Plan {
     let blobs = set
         .blobs
         .iter()
         .map(|b| {
-            let step = if uploaded.contains(&b.digest) {
+            let step = if known.uploaded.contains(&b.digest) {
                 BlobStep::UploadedEarly
             } else {
-                step_for(b, registry, repository, present)
+                step_for(b, registry, repository, known)
             };
             (b.clone(), step)
         })
@@ -88,29 +106,33 @@ pub fn plan(
     }
 }
 
-fn step_for(
-    blob: &BlobSpec,
-    registry: &str,
-    repository: &str,
-    present: &HashSet<Digest>,
-) -> BlobStep {
-    if present.contains(&blob.digest) {
+fn step_for(blob: &BlobSpec, registry: &str, repository: &str, known: &Known) -> BlobStep {
+    if known.present.contains(&blob.digest) {
         return BlobStep::Exists;
     }
-    match &blob.origin {
+    let upload = match &blob.origin {
         BlobOrigin::File(path) => BlobStep::Upload { path: path.clone() },
         BlobOrigin::Lazy(file) => BlobStep::BuildAndUpload { file: file.clone() },
         BlobOrigin::Registry {
             registry: r,
             repository: from,
-        } if r == registry && from != repository => BlobStep::Mount { from: from.clone() },
+        } if r == registry && from != repository => return BlobStep::Mount { from: from.clone() },
         BlobOrigin::Registry {
             registry: r,
             repository: from,
-        } => BlobStep::Copy {
-            registry: r.clone(),
-            repository: from.clone(),
+        } => {
+            return BlobStep::Copy {
+                registry: r.clone(),
+                repository: from.clone(),
+            }
+        }
+    };
+    match known.pushed_before.get(&blob.digest) {
+        Some(from) if from != repository => BlobStep::MountPushedBefore {
+            from: from.clone(),
+            upload: Box::new(upload),
         },
+        _ => upload,
     }
 }
 
@@ -143,7 +165,12 @@ mod tests {
         let present: HashSet<Digest> = [Digest::of(b"b")].into_iter().collect();
         let early: HashSet<Digest> = [Digest::of(b"e")].into_iter().collect();
         set.add_blob(blob("e", BlobOrigin::File("/tmp/e".into())));
-        let p = plan(&set, "r", "dst", &["v1".into()], &present, &early);
+        let known = Known {
+            present,
+            uploaded: early,
+            ..Known::default()
+        };
+        let p = plan(&set, "r", "dst", &["v1".into()], &known);
         let steps: Vec<&BlobStep> = p.blobs.iter().map(|(_, s)| s).collect();
         assert_eq!(
             steps,
@@ -161,6 +188,43 @@ mod tests {
             ]
         );
         assert_eq!(p.mount_sources(), vec!["src".to_string()]);
+    }
+
+    #[test]
+    fn local_blobs_pushed_before_elsewhere_are_mounted_from_there_else_uploaded() {
+        let mut set = ImageSet::default();
+        set.add_blob(blob("a", BlobOrigin::File("/tmp/a".into())));
+        set.add_blob(blob("b", BlobOrigin::File("/tmp/b".into())));
+        set.add_blob(blob("c", in_repo("r", "base")));
+        let known = Known {
+            pushed_before: [
+                (Digest::of(b"a"), "first".to_string()),
+                (Digest::of(b"c"), "first".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            ..Known::default()
+        };
+        let p = plan(&set, "r", "second", &["v1".into()], &known);
+        let steps: Vec<&BlobStep> = p.blobs.iter().map(|(_, s)| s).collect();
+        assert_eq!(
+            steps,
+            vec![
+                &BlobStep::MountPushedBefore {
+                    from: "first".into(),
+                    upload: Box::new(BlobStep::Upload {
+                        path: "/tmp/a".into()
+                    }),
+                },
+                &BlobStep::Upload {
+                    path: "/tmp/b".into()
+                },
+                &BlobStep::Mount {
+                    from: "base".into()
+                },
+            ]
+        );
+        assert_eq!(p.mount_sources(), vec!["first".to_string(), "base".into()]);
     }
 
     #[test]

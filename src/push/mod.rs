@@ -13,6 +13,7 @@ use crate::digest::Digest;
 use crate::image::base::TargetPlatform;
 use crate::lock::{LockError, LockFile};
 use crate::progress::Progress;
+use crate::publish::remembered::PushedBefore;
 use crate::publish::{self, BlobOrigin, ImageSet, Plan};
 use crate::reference::ImageRef;
 use crate::registry::{Registry, RegistryError, Scopes};
@@ -171,7 +172,10 @@ pub async fn push_with(
         registry,
         prepared.set.clone(),
         &req.tags,
-        req.dry_run,
+        WriteOptions {
+            dry_run: req.dry_run,
+            remember: req.build.use_cache,
+        },
         progress,
         early.as_ref(),
     )
@@ -226,6 +230,16 @@ fn lock_changes(
     Ok(Some(updated))
 }
 
+/// How `write_to_tags` writes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    /// Only plan: HEADs are made, nothing is written.
+    pub dry_run: bool,
+    /// Mount local blobs from the repository this machine pushed them to before, and
+    /// remember where they go now (`publish::remembered`; off with `--no-cache`).
+    pub remember: bool,
+}
+
 /// Writes `set` to every tag: one plan per repository; later repositories mount what the
 /// first one received. Every repository is staged (blobs, child manifests) before the first
 /// tag is put, so a failure anywhere before that leaves every tag as it was. With
@@ -235,7 +249,7 @@ pub async fn write_to_tags(
     registry: &Registry,
     mut set: ImageSet,
     tags: &[ImageRef],
-    dry_run: bool,
+    opts: WriteOptions,
     progress: Arc<dyn Progress>,
     early: Option<&publish::EarlyUploads>,
 ) -> Result<(Option<Report>, Vec<Plan>), RegistryError> {
@@ -243,6 +257,15 @@ pub async fn write_to_tags(
         Some(e) => e.finish().await,
         None => publish::EarlyOutcome::default(),
     };
+    // The blobs only this machine has: the ones worth remembering and mounting.
+    let local: Vec<Digest> = set
+        .blobs
+        .iter()
+        .filter(|b| matches!(b.origin, BlobOrigin::File(_) | BlobOrigin::Lazy(_)))
+        .map(|b| b.digest.clone())
+        .collect();
+    let cache_root = opts.remember.then(crate::build::cache::root).flatten();
+    let mut records: Vec<PushedBefore> = Vec::new();
     let mut plans = Vec::new();
     let mut staged = Vec::new();
     for (repo, repo_tags) in group_by_repository(tags) {
@@ -269,24 +292,35 @@ pub async fn write_to_tags(
             .filter(|b| !done.contains_key(&b.digest))
             .cloned()
             .collect();
-        let mut present = publish::probe(registry, &dst, &unknown).await?;
-        let mut uploaded = std::collections::HashSet::new();
+        let mut known = publish::Known {
+            present: publish::probe(registry, &dst, &unknown).await?,
+            ..Default::default()
+        };
         for (digest, action) in done {
             match action {
-                crate::report::BlobAction::Uploaded => uploaded.insert(digest),
-                _ => present.insert(digest),
+                crate::report::BlobAction::Uploaded => known.uploaded.insert(digest),
+                _ => known.present.insert(digest),
             };
         }
-        let plan = publish::plan(
-            &set,
-            &repo.registry,
-            &repo.repository,
-            &repo_tags,
-            &present,
-            &uploaded,
-        );
-        if !dry_run {
+        let record = match &cache_root {
+            Some(root) => match records.iter().position(|r| r.registry() == repo.registry) {
+                Some(i) => Some(i),
+                None => {
+                    records.push(PushedBefore::load(root, &repo.registry));
+                    Some(records.len() - 1)
+                }
+            },
+            None => None,
+        };
+        if let Some(i) = record {
+            known.pushed_before = records[i].sources(&local, &repo.repository);
+        }
+        let plan = publish::plan(&set, &repo.registry, &repo.repository, &repo_tags, &known);
+        if !opts.dry_run {
             staged.push(publish::execute::stage(registry, &plan, progress.clone()).await?);
+            if let Some(i) = record {
+                records[i].remember(&repo.repository, local.clone());
+            }
             // Later repositories mount what this one now holds instead of uploading it again.
             for b in &mut set.blobs {
                 if matches!(b.origin, BlobOrigin::File(_) | BlobOrigin::Lazy(_)) {
@@ -299,14 +333,20 @@ pub async fn write_to_tags(
         }
         plans.push(plan);
     }
-    if dry_run {
+    if opts.dry_run {
         return Ok((None, plans));
+    }
+    // Every repository holds its blobs now, whatever becomes of the tags.
+    for r in &records {
+        r.save();
     }
     let mut first: Option<Report> = None;
     let mut references = Vec::new();
+    let mut manifests = Vec::new();
     for (plan, s) in plans.iter().zip(staged) {
         let report = publish::execute::commit(plan, s, progress.as_ref()).await?;
         references.extend(report.references.clone());
+        manifests.extend(report.manifests.clone());
         if first.is_none() {
             first = Some(report);
         }
@@ -314,6 +354,7 @@ pub async fn write_to_tags(
     Ok((
         first.map(|mut r| {
             r.references = references;
+            r.manifests = manifests;
             r
         }),
         plans,

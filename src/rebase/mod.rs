@@ -140,10 +140,19 @@ pub async fn rebase(
         set.add_manifest(spec);
         d
     };
-    let (report, plans) =
-        crate::push::write_to_tags(registry, set, &req.tags, req.dry_run, progress, None)
-            .await
-            .map_err(|e| e.to_string())?;
+    let (report, plans) = crate::push::write_to_tags(
+        registry,
+        set,
+        &req.tags,
+        crate::push::WriteOptions {
+            dry_run: req.dry_run,
+            remember: false,
+        },
+        progress,
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(Rebased {
         digest,
         report,

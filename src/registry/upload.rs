@@ -95,6 +95,8 @@ impl Budget {
         Budget { sent: 0, limit }
     }
 
+    // `Failed` holds a `RegistryError` like every async fn here; this one is not async, so
+    // clippy measures it. It is returned once per attempt: not worth a box.
     fn spend(&mut self, repo: &Repo, op: &str, bytes: u64, len: u64) -> Result<(), Failed> {
         if self.sent.saturating_add(bytes) > self.limit {
             return Err(Failed::from(repo.protocol_error(

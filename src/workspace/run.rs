@@ -269,7 +269,10 @@ async fn build_one(
         registry,
         prepared.set.clone(),
         &p.tags,
-        opts.dry_run,
+        push::WriteOptions {
+            dry_run: opts.dry_run,
+            remember: req.build.use_cache,
+        },
         progress,
         None,
     )
