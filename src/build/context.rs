@@ -449,6 +449,7 @@ fn created_dirs(dest: &[OsString], include_dest: bool) -> Vec<Collected> {
                 mode: CREATED_DIR_MODE,
                 uid: 0,
                 gid: 0,
+                xattrs: Default::default(),
             },
             inode: None,
         })
@@ -551,6 +552,7 @@ fn file_entry(path: PathBuf, disk: PathBuf, meta: &Metadata, req: &CopyRequest) 
             mode: copied_mode(meta, req),
             uid,
             gid,
+            xattrs: Default::default(),
         },
         inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
     }
@@ -565,6 +567,7 @@ fn dir_entry(path: PathBuf, meta: &Metadata, req: &CopyRequest) -> Collected {
             mode: copied_mode(meta, req),
             uid,
             gid,
+            xattrs: Default::default(),
         },
         inode: None,
     }
@@ -579,6 +582,7 @@ fn symlink_entry(path: PathBuf, target: PathBuf, req: &CopyRequest) -> Collected
             mode: SYMLINK_MODE,
             uid,
             gid,
+            xattrs: Default::default(),
         },
         inode: None,
     }

@@ -220,7 +220,8 @@ fn collect(
 }
 
 /// ADD from the context: local tar archives (plain, gzip, zstd, xz) are extracted into
-/// `dest`; other sources are copied as COPY would; URLs are refused.
+/// `dest` with their owners, modes, devices and capabilities (`super::add`); other sources
+/// are copied as COPY would; URLs are refused.
 fn add_entries(
     ctx: &CopyContext<'_>,
     spec: &CopySpec,
@@ -261,24 +262,32 @@ fn add_entries(
         )?);
     }
     for a in archives {
-        let path = ctx.context.join(a);
-        let out = tempfile::tempdir_in(ctx.tmp).map_err(|e| e.to_string())?;
-        tokio::task::block_in_place(|| {
-            let (_, reader) = extract::open_archive(&path).map_err(|e| e.to_string())?;
-            extract::extract_archive(a, reader, out.path(), &extract::Limits::default())
-                .map_err(|e| e.to_string())
-        })?;
-        let kept = out.keep();
-        entries.extend(collect(
-            &kept,
-            &[".".to_string()],
-            &dir_dest,
-            chown,
-            chmod,
-            &|_, _| false,
-        )?);
+        let unpacked = tokio::task::block_in_place(|| {
+            super::add::unpack(ctx.context, a, &dir_dest, chown, chmod, ctx.tmp)
+        })
+        .map_err(|e| e.to_string())?;
+        report_left_out(a, &unpacked);
+        entries.extend(unpacked.entries);
     }
     Ok(entries)
+}
+
+/// What an archive held that its layer does not: never silent.
+fn report_left_out(archive: &str, unpacked: &super::add::Unpacked) {
+    for (path, why) in &unpacked.skipped {
+        tracing::warn!("ADD {archive}: {} left out: {why}", path.display());
+    }
+    if !unpacked.dropped_xattrs.is_empty() {
+        let names: Vec<String> = unpacked
+            .dropped_xattrs
+            .iter()
+            .map(|(name, count)| format!("{name} ({count})"))
+            .collect();
+        tracing::warn!(
+            "ADD {archive}: extended attributes left out, as Docker does (it keeps only security.capability): {}",
+            names.join(", ")
+        );
+    }
 }
 
 /// `COPY --closure [--sysroot=DIR] BIN... DEST-ROOT`: each binary and everything the
@@ -353,6 +362,7 @@ fn closure_entries(
             mode,
             uid,
             gid,
+            xattrs: Default::default(),
         });
     }
     for d in dirs {
@@ -362,6 +372,7 @@ fn closure_entries(
             mode: 0o755,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         });
     }
     Ok(entries)
@@ -482,6 +493,7 @@ mod tests {
             mode: 0o4755,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }];
         assert_eq!(strip_setuid(&mut e), vec!["/usr/bin/su".to_string()]);
         assert_eq!(e[0].mode, 0o755);

@@ -146,6 +146,7 @@ mod tests {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 
@@ -156,6 +157,7 @@ mod tests {
             mode: 0o755,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 
