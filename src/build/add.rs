@@ -72,7 +72,7 @@ pub fn unpack(
         dest: dest_dir,
         chown,
         chmod,
-        ignore: &|_, _| false,
+        ignore: &super::dockerignore::DockerIgnore::default(),
     })?;
     let under = Path::new(dest_dir.trim_start_matches('/'));
     let dropped_xattrs = apply_archive_metadata(&mut entries, under, &extracted, chown, chmod);

@@ -68,10 +68,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     let mut entries = match &spec.from {
         _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
         None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
-        None => {
-            let ignore = |p: &Path, is_dir: bool| is_ignored(ctx.ignore, p, is_dir);
-            collect(ctx.context, &spec.sources, &dest, chown, chmod, &ignore)?
-        }
+        None => collect(ctx.context, &spec.sources, &dest, chown, chmod, ctx.ignore)?,
         Some(from) => {
             let layers = match from {
                 CopyFrom::Stage(i) => {
@@ -106,7 +103,8 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
                 .collect();
             let wanted = sources.iter().map(|s| literal_prefix(s)).collect();
             rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
-            let entries = collect(root.path(), &sources, &dest, chown, chmod, &|_, _| false)?;
+            let nothing = DockerIgnore::default();
+            let entries = collect(root.path(), &sources, &dest, chown, chmod, &nothing)?;
             // The layer reads these files later: keep the directory until then.
             let kept = root.keep();
             tracing::debug!(dir = %kept.display(), "COPY --from materialised");
@@ -204,7 +202,7 @@ fn collect(
     dest: &str,
     chown: Option<(u64, u64)>,
     chmod: Option<u32>,
-    ignore: &dyn Fn(&Path, bool) -> bool,
+    ignore: &DockerIgnore,
 ) -> Result<Vec<LayerEntry>, String> {
     tokio::task::block_in_place(|| {
         context::collect(&CopyRequest {
@@ -234,15 +232,16 @@ fn add_entries(
             "ADD of a URL ({url}) is not supported: regbuild builds from local files only; download it into the context first"
         ));
     }
-    let ignore = |p: &Path, is_dir: bool| is_ignored(ctx.ignore, p, is_dir);
     let (archives, plain): (Vec<&String>, Vec<&String>) = spec.sources.iter().partition(|s| {
         !s.contains(['*', '?', '['])
             && !s.starts_with('/')
             && !s.split('/').any(|c| c == "..")
+            // An excluded archive is not in the context: COPY's rules report it missing.
+            && !ctx.ignore.is_excluded(s)
             && extract::is_archive(&ctx.context.join(s))
     });
     if archives.is_empty() {
-        return collect(ctx.context, &spec.sources, dest, chown, chmod, &ignore);
+        return collect(ctx.context, &spec.sources, dest, chown, chmod, ctx.ignore);
     }
     let dir_dest = if dest.ends_with('/') {
         dest.to_string()
@@ -258,7 +257,7 @@ fn add_entries(
             &dir_dest,
             chown,
             chmod,
-            &ignore,
+            ctx.ignore,
         )?);
     }
     for a in archives {
@@ -380,10 +379,6 @@ fn closure_entries(
 
 fn is_remote(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
-}
-
-fn is_ignored(ignore: &DockerIgnore, p: &Path, _is_dir: bool) -> bool {
-    ignore.is_excluded(&p.to_string_lossy())
 }
 
 /// The in-image destination: relative ones are under WORKDIR; a trailing `/` (or `.`)

@@ -93,7 +93,7 @@ pub async fn squash(
                     dest: "/",
                     chown: None,
                     chmod: None,
-                    ignore: &|_, _| false,
+                    ignore: &super::dockerignore::DockerIgnore::default(),
                 })
             })
             .map_err(|e| e.to_string())?;
