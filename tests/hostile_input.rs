@@ -313,8 +313,9 @@ fn add_of_an_archive_with_an_escaping_entry_is_refused_and_writes_nothing_outsid
 /// The same archive without the `..` entry extracts, sanitised: the absolute name is
 /// re-rooted under the ADD destination, symlinks (to `/etc`, to `../../…`) are kept verbatim
 /// but nothing is written through them, hard links to files the archive does not hold or
-/// leading out of it, devices and the FIFO are dropped, and a hard link to a symlink is a
-/// symlink (never the host file).
+/// leading out of it are dropped, a hard link to a symlink is a symlink (never the host
+/// file), and the devices and the FIFO are kept in the layer, as Docker keeps them, without
+/// ever being created on the build host.
 #[test]
 fn add_of_a_hostile_archive_is_sanitised_under_the_destination() {
     let reg = Distribution::start();
@@ -361,8 +362,11 @@ fn add_of_a_hostile_archive_is_sanitised_under_the_destination() {
     let expected: Vec<PathBuf> = [
         "opt".to_string(),
         "opt/x".to_string(),
+        format!("opt/x/blk-{tok}"),
+        format!("opt/x/chr-{tok}"),
         "opt/x/etc".to_string(),
         format!("opt/x/etc/evil-{tok}.txt"),
+        format!("opt/x/fifo-{tok}"),
         format!("opt/x/hard-{tok}"),
         "opt/x/link".to_string(),
         "opt/x/ok.txt".to_string(),
@@ -376,8 +380,14 @@ fn add_of_a_hostile_archive_is_sanitised_under_the_destination() {
         tree(&rootfs),
         expected,
         "nothing outside the destination, nothing through the symlink, no links to \
-         missing targets, no devices or FIFOs"
+         missing targets"
     );
+    let layer = common::layers::pushed_layers(&tag).remove(0);
+    let kind = |name: String| layer[&format!("opt/x/{name}")].kind;
+    assert_eq!(kind(format!("chr-{tok}")), tar::EntryType::Char);
+    assert_eq!(kind(format!("blk-{tok}")), tar::EntryType::Block);
+    assert_eq!(kind(format!("fifo-{tok}")), tar::EntryType::Fifo);
+    assert_eq!(layer[&format!("opt/x/chr-{tok}")].device, Some((1, 3)));
 }
 
 /// Writes a tar whose only header claims `size` bytes, with 10 000 bytes of body and no

@@ -3,7 +3,8 @@
 //! compression.
 //!
 //! A layer is keyed by the sha256 of everything that decides its bytes: every entry's
-//! in-layer path, kind, mode, owner, link target and content hash, the mtime it gets, the
+//! in-layer path, kind, mode, owner, link target or device numbers, extended attributes and
+//! content hash, the mtime it gets, the
 //! compression and its level, the instruction text, and this cache's format version. The
 //! record holds the layer's digest, diff_id, size and media type; the blob itself is built
 //! only if the registry turns out not to have it (and must then hash to the recorded digest).
@@ -30,7 +31,7 @@ use super::layer::{EntryKind, LayerEntry, LayerOptions};
 /// later build on any machine can find the layer in the registry (`--cache-from`).
 pub const KEY_ANNOTATION: &str = "dev.regbuild.layer.key";
 /// Bumped whenever what a key covers or how layers are written changes.
-const FORMAT: &str = "regbuild-layer-cache-v2";
+const FORMAT: &str = "regbuild-layer-cache-v3";
 /// A file changed this recently may change again within the same timestamp tick.
 const RACY_NS: i128 = 2_000_000_000;
 
@@ -325,6 +326,21 @@ fn key_of(
                 field(b"hardlink");
                 field(target.as_os_str().as_bytes());
             }
+            EntryKind::CharDevice { major, minor } => {
+                field(b"chardev");
+                field(format!("{major},{minor}").as_bytes());
+            }
+            EntryKind::BlockDevice { major, minor } => {
+                field(b"blockdev");
+                field(format!("{major},{minor}").as_bytes());
+            }
+            EntryKind::Fifo => field(b"fifo"),
+        }
+        // Counted, so the pairs cannot be read as the next entry's fields.
+        field(&(e.xattrs.len() as u64).to_le_bytes());
+        for (name, value) in &e.xattrs {
+            field(name);
+            field(value);
         }
     }
     Ok(hex::encode(h.finalize()))
@@ -381,7 +397,50 @@ mod tests {
             mode,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
+    }
+
+    #[test]
+    fn keys_change_with_device_numbers_fifos_and_xattrs() {
+        let opts = LayerOptions::default();
+        let key = |kind: EntryKind, xattrs: &[(&[u8], &[u8])]| {
+            let e = LayerEntry {
+                path: "dev/x".into(),
+                kind,
+                mode: 0o666,
+                uid: 0,
+                gid: 0,
+                xattrs: xattrs
+                    .iter()
+                    .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                    .collect(),
+            };
+            layer_keys_uncached(&[&[e]], &opts, "ADD rootfs.tar /")
+                .unwrap()
+                .remove(0)
+        };
+        let char13 = || EntryKind::CharDevice { major: 1, minor: 3 };
+        let keys = [
+            key(char13(), &[]),
+            key(EntryKind::CharDevice { major: 1, minor: 5 }, &[]),
+            key(
+                EntryKind::CharDevice {
+                    major: 13,
+                    minor: 0,
+                },
+                &[],
+            ),
+            key(EntryKind::BlockDevice { major: 1, minor: 3 }, &[]),
+            key(EntryKind::Fifo, &[]),
+            key(EntryKind::Dir, &[]),
+            key(char13(), &[(b"security.capability", b"\x01")]),
+            key(char13(), &[(b"security.capability", b"\x02")]),
+            key(char13(), &[(b"user.a", b"\x01")]),
+        ];
+        let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "{keys:?}");
+        assert_eq!(key(char13(), &[]), keys[0], "stable");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! returns the [`LayerEntry`]s for `super::layer`, sorted the way the layer
 //! writes them.
 //!
-//! It is not for writing the layer, parsing the Dockerfile or `.dockerignore`
-//! (the caller passes an `ignore` callback), nor for stripping setuid bits
-//! (the caller does that on the result). Unix only: names are raw bytes
+//! It is not for writing the layer, parsing the Dockerfile or matching
+//! `.dockerignore` patterns (`super::dockerignore`, which the caller passes),
+//! nor for stripping setuid bits (the caller does that on the result). Unix only: names are raw bytes
 //! (`OsStr`), never `String`, so non-UTF-8 names survive.
 //!
 //! # Semantics (Docker `COPY`)
@@ -30,11 +30,14 @@
 //! - A symlink named directly as a source (or as a path component of one) is
 //!   followed, but only within the context. Symlinks met while walking a
 //!   directory are copied as symlinks, never followed, so walks terminate.
-//! - An entry for which `ignore(context_relative_path, is_dir)` is true is
-//!   left out together with everything below it; a source that is excluded
-//!   (or lies below an excluded directory) counts as missing. Exceptions
-//!   (`!pattern`) are the callback's business: it must not exclude a
-//!   directory that has included contents.
+//! - `.dockerignore` decides what is in the context the way BuildKit's context
+//!   transfer does (`tonistiigi/fsutil`'s filtered walk): a path is left out
+//!   when `ignore` excludes it, but an excluded directory is still entered
+//!   when an exception (`!pattern`) may match below it
+//!   ([`DockerIgnore::may_include_below`]), and it is then part of the
+//!   context (with its own mode) exactly when something below it is. So
+//!   `docs` + `!docs/README.md` copies `docs/` and `docs/README.md`. A source
+//!   not in the context, or a glob match that is not, counts as missing.
 //! - Modes are the permission bits on disk (setuid/setgid/sticky kept) unless
 //!   `chmod` is given, which then applies to copied files and directories
 //!   (not to symlinks, which get 0777, nor to created parents). Owner is 0:0
@@ -50,10 +53,12 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
 use std::io;
+use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::dockerignore::DockerIgnore;
 use super::layer::{EntryKind, LayerEntry};
 
 /// Mode of the directories the layer creates above the copied entries.
@@ -71,8 +76,8 @@ pub struct CopyRequest<'a> {
     pub dest: &'a str,
     pub chown: Option<(u64, u64)>,
     pub chmod: Option<u32>,
-    /// Context-relative path and whether it is a directory → true if excluded.
-    pub ignore: &'a dyn Fn(&Path, bool) -> bool,
+    /// What `.dockerignore` leaves out of `context` (`DockerIgnore::default()`: nothing).
+    pub ignore: &'a DockerIgnore,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +214,7 @@ enum Segment {
 fn expand_source(
     root: &Path,
     src: &str,
-    ignore: &dyn Fn(&Path, bool) -> bool,
+    ignore: &DockerIgnore,
 ) -> Result<Vec<PathBuf>, ContextError> {
     let segments = parse_source(src)?;
     if let Some(path) = literal_path(&segments) {
@@ -287,7 +292,7 @@ struct Candidate {
 fn expand_glob(
     root: &Path,
     segments: &[Segment],
-    ignore: &dyn Fn(&Path, bool) -> bool,
+    ignore: &DockerIgnore,
 ) -> Result<Vec<PathBuf>, ContextError> {
     let mut current = vec![Candidate {
         lexical: PathBuf::new(),
@@ -306,7 +311,7 @@ fn expand_glob(
                     let Some(dir) = glob_base(root, base, in_prefix) else {
                         continue;
                     };
-                    if !excluded(ignore, &base.lexical, true) {
+                    if entered(ignore, &base.lexical) {
                         list_matches(&dir, &base.lexical, pattern, ignore, &mut next)?;
                     }
                 }
@@ -337,12 +342,12 @@ fn glob_base(root: &Path, base: &Candidate, in_prefix: bool) -> Option<PathBuf> 
     }
 }
 
-/// Adds the children of `dir` whose names match `pattern` and are not ignored.
+/// Adds the children of `dir` whose names match `pattern` and are in the context.
 fn list_matches(
     dir: &Path,
     lexical: &Path,
     pattern: &Pattern,
-    ignore: &dyn Fn(&Path, bool) -> bool,
+    ignore: &DockerIgnore,
     out: &mut Vec<Candidate>,
 ) -> Result<(), ContextError> {
     let io_err = |source| ContextError::Io {
@@ -357,7 +362,7 @@ fn list_matches(
         }
         let rel = lexical.join(&name);
         let is_dir = child.file_type().is_ok_and(|t| t.is_dir());
-        if !ignore(&rel, is_dir) {
+        if in_context(ignore, &child.path(), &rel, is_dir)? {
             out.push(Candidate {
                 lexical: rel,
                 disk: child.path(),
@@ -367,18 +372,73 @@ fn list_matches(
     Ok(())
 }
 
-/// True if `rel` or one of its ancestors is excluded.
-fn excluded(ignore: &dyn Fn(&Path, bool) -> bool, rel: &Path, is_dir: bool) -> bool {
-    let mut prefix = PathBuf::new();
-    let mut components = rel.components().peekable();
-    while let Some(component) = components.next() {
-        prefix.push(component);
-        let last = components.peek().is_none();
-        if ignore(&prefix, !last || is_dir) {
-            return true;
+// ---------------------------------------------------------------- .dockerignore
+
+fn excludes(ignore: &DockerIgnore, rel: &Path) -> bool {
+    !ignore.is_empty() && ignore.is_excluded(&rel.to_string_lossy())
+}
+
+/// Whether the walk enters the directory `rel`: it is not excluded, or an exception may
+/// match below it.
+fn enters(ignore: &DockerIgnore, rel: &Path) -> bool {
+    ignore.is_empty() || ignore.may_include_below(&rel.to_string_lossy())
+}
+
+/// Whether the walk from the context root reaches `rel`'s children: it enters `rel` and
+/// every directory above it.
+fn entered(ignore: &DockerIgnore, rel: &Path) -> bool {
+    ignore.is_empty()
+        || rel
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .all(|a| enters(ignore, a))
+}
+
+/// Whether `rel` (on disk at `disk`, not followed if a symlink) is in the context Docker
+/// sends: the walk reaches it, and it is not excluded or is a directory with something in
+/// the context below it.
+fn in_context(
+    ignore: &DockerIgnore,
+    disk: &Path,
+    rel: &Path,
+    is_dir: bool,
+) -> Result<bool, ContextError> {
+    if ignore.is_empty() {
+        return Ok(true);
+    }
+    if !rel.parent().is_none_or(|p| entered(ignore, p)) {
+        return Ok(false);
+    }
+    if !excludes(ignore, rel) {
+        return Ok(true);
+    }
+    if !is_dir || !enters(ignore, rel) {
+        return Ok(false);
+    }
+    holds_included(ignore, disk, rel)
+}
+
+/// Whether anything below the excluded directory `rel` (at `disk`) is in the context.
+fn holds_included(ignore: &DockerIgnore, disk: &Path, rel: &Path) -> Result<bool, ContextError> {
+    let mut stack = vec![(disk.to_path_buf(), rel.to_path_buf())];
+    while let Some((disk, rel)) = stack.pop() {
+        let io_err = |source| ContextError::Io {
+            path: disk.clone(),
+            source,
+        };
+        for child in fs::read_dir(&disk).map_err(io_err)? {
+            let child = child.map_err(io_err)?;
+            let child_rel = rel.join(child.file_name());
+            let is_dir = child.file_type().is_ok_and(|t| t.is_dir());
+            if !excludes(ignore, &child_rel) {
+                return Ok(true);
+            }
+            if is_dir && enters(ignore, &child_rel) {
+                stack.push((child.path(), child_rel));
+            }
         }
     }
-    false
+    Ok(false)
 }
 
 /// Follows `lexical` (symlinks included) and checks it stays in the context.
@@ -386,7 +446,7 @@ fn resolve<'a>(
     root: &Path,
     lexical: &Path,
     src: &'a str,
-    ignore: &dyn Fn(&Path, bool) -> bool,
+    ignore: &DockerIgnore,
 ) -> Result<Source<'a>, ContextError> {
     let not_found = || ContextError::NotFound {
         src: src.to_string(),
@@ -396,7 +456,7 @@ fn resolve<'a>(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
         Err(_) => false,
     };
-    if excluded(ignore, lexical, lexical_is_dir) {
+    if !in_context(ignore, &root.join(lexical), lexical, lexical_is_dir)? {
         return Err(not_found());
     }
     let disk = match fs::canonicalize(root.join(lexical)) {
@@ -418,8 +478,8 @@ fn resolve<'a>(
         src: src.to_string(),
         source,
     })?;
-    // The target of a followed symlink must not be excluded either.
-    if rel != lexical && excluded(ignore, &rel, meta.is_dir()) {
+    // The target of a followed symlink must be in the context too.
+    if rel != lexical && !in_context(ignore, &disk, &rel, meta.is_dir())? {
         return Err(not_found());
     }
     Ok(Source {
@@ -449,6 +509,7 @@ fn created_dirs(dest: &[OsString], include_dest: bool) -> Vec<Collected> {
                 mode: CREATED_DIR_MODE,
                 uid: 0,
                 gid: 0,
+                xattrs: Default::default(),
             },
             inode: None,
         })
@@ -482,7 +543,9 @@ fn add_source(
 }
 
 /// Walks a directory source without following symlinks, with an explicit
-/// stack so deep trees cannot overflow the call stack.
+/// stack so deep trees cannot overflow the call stack. An excluded directory
+/// the walk enters is kept only if something below it is (as fsutil sends an
+/// excluded parent only before an included child).
 fn walk(
     source: &Source,
     layer_base: &Path,
@@ -494,6 +557,8 @@ fn walk(
         source.rel.clone(),
         layer_base.to_path_buf(),
     )];
+    let first = out.len();
+    let mut entered_excluded = Vec::new();
     while let Some((disk, rel, layer)) = stack.pop() {
         let io_err = |source| ContextError::Io {
             path: disk.clone(),
@@ -508,12 +573,17 @@ fn walk(
                 source,
             })?;
             let child_rel = rel.join(&name);
-            if (req.ignore)(&child_rel, meta.is_dir()) {
-                continue;
-            }
             let child_layer = layer.join(&name);
             let file_type = meta.file_type();
-            if file_type.is_dir() {
+            let excluded = excludes(req.ignore, &child_rel);
+            if file_type.is_dir() && excluded {
+                if enters(req.ignore, &child_rel) {
+                    entered_excluded.push(dir_entry(child_layer.clone(), &meta, req));
+                    stack.push((child_disk, child_rel, child_layer));
+                }
+            } else if excluded {
+                continue;
+            } else if file_type.is_dir() {
                 out.push(dir_entry(child_layer.clone(), &meta, req));
                 stack.push((child_disk, child_rel, child_layer));
             } else if file_type.is_file() {
@@ -527,6 +597,17 @@ fn walk(
             }
             // Sockets, FIFOs and devices: skipped (see module docs).
         }
+    }
+    if !entered_excluded.is_empty() {
+        let kept: std::collections::BTreeSet<PathBuf> =
+            out[first..].iter().map(|c| c.entry.path.clone()).collect();
+        // In path order a directory's descendants directly follow it.
+        out.extend(entered_excluded.into_iter().filter(|dir| {
+            let path = &dir.entry.path;
+            kept.range::<Path, _>((Bound::Excluded(path.as_path()), Bound::Unbounded))
+                .next()
+                .is_some_and(|next| next.starts_with(path))
+        }));
     }
     Ok(())
 }
@@ -551,6 +632,7 @@ fn file_entry(path: PathBuf, disk: PathBuf, meta: &Metadata, req: &CopyRequest) 
             mode: copied_mode(meta, req),
             uid,
             gid,
+            xattrs: Default::default(),
         },
         inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
     }
@@ -565,6 +647,7 @@ fn dir_entry(path: PathBuf, meta: &Metadata, req: &CopyRequest) -> Collected {
             mode: copied_mode(meta, req),
             uid,
             gid,
+            xattrs: Default::default(),
         },
         inode: None,
     }
@@ -579,6 +662,7 @@ fn symlink_entry(path: PathBuf, target: PathBuf, req: &CopyRequest) -> Collected
             mode: SYMLINK_MODE,
             uid,
             gid,
+            xattrs: Default::default(),
         },
         inode: None,
     }
@@ -799,9 +883,8 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::time::{Duration, SystemTime};
 
-    fn no_ignore(_: &Path, _: bool) -> bool {
-        false
-    }
+    static NOTHING: std::sync::LazyLock<DockerIgnore> =
+        std::sync::LazyLock::new(DockerIgnore::default);
 
     fn req<'a>(context: &'a Path, sources: &'a [String], dest: &'a str) -> CopyRequest<'a> {
         CopyRequest {
@@ -810,8 +893,12 @@ mod tests {
             dest,
             chown: None,
             chmod: None,
-            ignore: &no_ignore,
+            ignore: &NOTHING,
         }
+    }
+
+    fn dockerignore(patterns: &[&str]) -> DockerIgnore {
+        DockerIgnore::from_patterns(patterns, Path::new(".dockerignore")).unwrap()
     }
 
     fn srcs(list: &[&str]) -> Vec<String> {
@@ -1218,73 +1305,209 @@ mod tests {
     #[test]
     fn ignored_paths_are_skipped() {
         let ctx = sample();
-        let ignore = |p: &Path, is_dir: bool| {
-            p == Path::new("src/sub") && is_dir || p.extension() == Some(OsStr::new("sh"))
+        let ignore = dockerignore(&["src/sub", "**/*.sh"]);
+        let with = |sources: &[String]| {
+            collect(&CopyRequest {
+                ignore: &ignore,
+                ..req(ctx.path(), sources, "/app/")
+            })
         };
-        let sources = srcs(&["src"]);
-        let request = CopyRequest {
-            ignore: &ignore,
-            ..req(ctx.path(), &sources, "/app/")
-        };
-        let entries = collect(&request).unwrap();
+        let entries = with(&srcs(&["src"])).unwrap();
         assert_eq!(
             paths(&entries),
             ["app/", "app/a.txt", "app/abs", "app/empty/", "app/link"]
         );
         for source in ["src/sub/b.txt", "src/run.sh", "src/sub"] {
-            let sources = srcs(&[source]);
-            let request = CopyRequest {
-                ignore: &ignore,
-                ..req(ctx.path(), &sources, "/app/")
-            };
             assert!(
                 matches!(
-                    collect(&request).unwrap_err(),
+                    with(&srcs(&[source])).unwrap_err(),
                     ContextError::NotFound { .. }
                 ),
                 "{source}"
             );
         }
-        let sources = srcs(&["src/*.sh"]);
-        let request = CopyRequest {
-            ignore: &ignore,
-            ..req(ctx.path(), &sources, "/app/")
-        };
         assert!(matches!(
-            collect(&request).unwrap_err(),
+            with(&srcs(&["src/*.sh"])).unwrap_err(),
             ContextError::NoMatch { .. }
         ));
         // A symlink source whose target is excluded is missing too.
         symlink("run.sh", ctx.path().join("src/runlink")).unwrap();
-        let sources = srcs(&["src/runlink"]);
-        let request = CopyRequest {
-            ignore: &ignore,
-            ..req(ctx.path(), &sources, "/app/")
-        };
         assert!(matches!(
-            collect(&request).unwrap_err(),
+            with(&srcs(&["src/runlink"])).unwrap_err(),
             ContextError::NotFound { .. }
         ));
     }
 
     #[test]
-    fn ignore_sees_context_relative_paths() {
+    fn patterns_see_context_relative_paths() {
         let ctx = sample();
-        let seen = std::cell::RefCell::new(Vec::new());
-        let ignore = |p: &Path, is_dir: bool| {
-            seen.borrow_mut().push((p.to_path_buf(), is_dir));
-            false
-        };
-        let sources = srcs(&["src/sub"]);
-        let request = CopyRequest {
+        // Relative to the context, not to the source directory being walked.
+        let ignore = dockerignore(&["src/sub/b.txt", "b.txt", "sub"]);
+        let sources = srcs(&["src/sub", "src/a.txt"]);
+        let entries = collect(&CopyRequest {
             ignore: &ignore,
             ..req(ctx.path(), &sources, "/app/")
+        })
+        .unwrap();
+        assert_eq!(paths(&entries), ["app/", "app/a.txt"]);
+    }
+
+    /// The exclusion-descent cases of tonistiigi/fsutil's filter_test.go (commit 6d9dc2e;
+    /// the walk BuildKit sends the context with), as data, plus `.dockerignore` cases of
+    /// the same rule: (tree, patterns, what `COPY . /` copies). Tree entries ending in `/`
+    /// are directories. An excluded directory is entered when an exception may match
+    /// below it, and copied when something below it is.
+    const FSUTIL_EXCLUDE_WALKS: &[(&[&str], &[&str], &[&str])] = &[
+        // TestWalkerExclude
+        (
+            &["bar", "foo/", "foo2", "foo/bar2"],
+            &["foo*", "!foo/bar2"],
+            &["bar", "foo/", "foo/bar2"],
+        ),
+        // TestWalkerPermissionDenied, without the unreadable directory.
+        (&["foo/", "foo/bar/"], &["**/bar"], &["foo/"]),
+        (
+            &["foo/", "foo/bar/"],
+            &["**/bar", "!foo/bar/baz"],
+            &["foo/"],
+        ),
+        (
+            &["foo/", "foo/bar/"],
+            &["**/bar", "!foo/bar"],
+            &["foo/", "foo/bar/"],
+        ),
+        // TestFilteredOpenInvert: what Open finds is what the walk sends.
+        (
+            &["foo/bar/baz/x", "foo/bar/baz/y"],
+            &["foo", "!foo/bar", "foo/bar/baz", "!foo/bar/baz/x"],
+            &["foo/", "foo/bar/", "foo/bar/baz/", "foo/bar/baz/x"],
+        ),
+        // TestFilteredOpen
+        (&["foo", "bar"], &["bar"], &["foo"]),
+        // patternmatcher's TestPatternMatchesFolderExclusions, as a walk.
+        (
+            &[
+                "docs/README.md",
+                "docs/other.md",
+                "docs/sub/x.md",
+                "src/main.rs",
+            ],
+            &["docs", "!docs/README.md"],
+            &["docs/", "docs/README.md", "src/", "src/main.rs"],
+        ),
+        // multiPatternTests: `**` + `!util/docker/web`.
+        (
+            &[
+                "util/docker/web/index.html",
+                "util/docker/web/css/site.css",
+                "util/docker/other.txt",
+                "util/x.txt",
+                "top.txt",
+            ],
+            &["**", "!util/docker/web"],
+            &[
+                "util/",
+                "util/docker/",
+                "util/docker/web/",
+                "util/docker/web/css/",
+                "util/docker/web/css/site.css",
+                "util/docker/web/index.html",
+            ],
+        ),
+        // An exception with a wildcard: every excluded directory is entered.
+        (
+            &["vendor/a/x.go", "vendor/a/x.c", "vendor/b/y.c", "main.go"],
+            &["vendor", "!**/*.go"],
+            &["main.go", "vendor/", "vendor/a/", "vendor/a/x.go"],
+        ),
+        // Prefix-only exceptions elsewhere: the excluded directory is skipped whole.
+        (
+            &["a/keep", "b/c", "b/d"],
+            &["a", "b", "!b/c"],
+            &["b/", "b/c"],
+        ),
+        // An exception for a directory brings all of it back.
+        (
+            &["build/out/app", "build/out/lib/x.so", "build/tmp/junk"],
+            &["build", "!build/out"],
+            &[
+                "build/",
+                "build/out/",
+                "build/out/app",
+                "build/out/lib/",
+                "build/out/lib/x.so",
+            ],
+        ),
+    ];
+
+    fn tree_of(entries: &[&str]) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        for e in entries {
+            let path = tmp.path().join(e);
+            if e.ends_with('/') {
+                fs::create_dir_all(&path).unwrap();
+            } else {
+                write(&path, e.as_bytes(), 0o644);
+            }
+        }
+        tmp
+    }
+
+    #[test]
+    fn excluded_directories_are_entered_when_an_exception_may_match_below() {
+        let mut wrong = Vec::new();
+        for &(tree, patterns, want) in FSUTIL_EXCLUDE_WALKS {
+            let ctx = tree_of(tree);
+            let ignore = dockerignore(patterns);
+            let sources = srcs(&["."]);
+            let got = collect(&CopyRequest {
+                ignore: &ignore,
+                ..req(ctx.path(), &sources, "/")
+            })
+            .map(|e| paths(&e));
+            if got.as_deref().ok()
+                != Some(
+                    want.iter()
+                        .map(|w| w.to_string())
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                )
+            {
+                wrong.push(format!(
+                    "{patterns:?} over {tree:?}: {got:?}, want {want:?}"
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn sources_below_an_excluded_directory_are_found_when_re_included() {
+        let ctx = tree_of(&["docs/README.md", "docs/other.md", "docs/sub/x.md", "empty/"]);
+        let ignore = dockerignore(&["docs", "!docs/README.md", "empty", "!empty/nothing"]);
+        let copy = |source: &str| {
+            let sources = srcs(&[source]);
+            collect(&CopyRequest {
+                ignore: &ignore,
+                ..req(ctx.path(), &sources, "/x/")
+            })
+            .map(|e| paths(&e))
         };
-        collect(&request).unwrap();
-        let seen = seen.into_inner();
-        assert!(seen.contains(&(PathBuf::from("src"), true)));
-        assert!(seen.contains(&(PathBuf::from("src/sub"), true)));
-        assert!(seen.contains(&(PathBuf::from("src/sub/b.txt"), false)));
+        assert_eq!(copy("docs/README.md").unwrap(), ["x/", "x/README.md"]);
+        assert_eq!(copy("docs").unwrap(), ["x/", "x/README.md"]);
+        assert_eq!(copy("docs/*.md").unwrap(), ["x/", "x/README.md"]);
+        assert_eq!(
+            copy("*").unwrap(),
+            ["x/", "x/README.md"],
+            "only docs/ is in the context"
+        );
+        for missing in ["docs/other.md", "docs/sub", "docs/sub/x.md", "empty"] {
+            assert!(
+                matches!(copy(missing), Err(ContextError::NotFound { .. })),
+                "{missing}: {:?}",
+                copy(missing)
+            );
+        }
     }
 
     #[test]

@@ -68,10 +68,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     let mut entries = match &spec.from {
         _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
         None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
-        None => {
-            let ignore = |p: &Path, is_dir: bool| is_ignored(ctx.ignore, p, is_dir);
-            collect(ctx.context, &spec.sources, &dest, chown, chmod, &ignore)?
-        }
+        None => collect(ctx.context, &spec.sources, &dest, chown, chmod, ctx.ignore)?,
         Some(from) => {
             let layers = match from {
                 CopyFrom::Stage(i) => {
@@ -106,7 +103,8 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
                 .collect();
             let wanted = sources.iter().map(|s| literal_prefix(s)).collect();
             rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
-            let entries = collect(root.path(), &sources, &dest, chown, chmod, &|_, _| false)?;
+            let nothing = DockerIgnore::default();
+            let entries = collect(root.path(), &sources, &dest, chown, chmod, &nothing)?;
             // The layer reads these files later: keep the directory until then.
             let kept = root.keep();
             tracing::debug!(dir = %kept.display(), "COPY --from materialised");
@@ -215,7 +213,7 @@ fn collect(
     dest: &str,
     chown: Option<(u64, u64)>,
     chmod: Option<u32>,
-    ignore: &dyn Fn(&Path, bool) -> bool,
+    ignore: &DockerIgnore,
 ) -> Result<Vec<LayerEntry>, String> {
     tokio::task::block_in_place(|| {
         context::collect(&CopyRequest {
@@ -231,7 +229,8 @@ fn collect(
 }
 
 /// ADD from the context: local tar archives (plain, gzip, zstd, xz) are extracted into
-/// `dest`; other sources are copied as COPY would; URLs are refused.
+/// `dest` with their owners, modes, devices and capabilities (`super::add`); other sources
+/// are copied as COPY would; URLs are refused.
 fn add_entries(
     ctx: &CopyContext<'_>,
     spec: &CopySpec,
@@ -244,15 +243,16 @@ fn add_entries(
             "ADD of a URL ({url}) is not supported: regbuild builds from local files only; download it into the context first"
         ));
     }
-    let ignore = |p: &Path, is_dir: bool| is_ignored(ctx.ignore, p, is_dir);
     let (archives, plain): (Vec<&String>, Vec<&String>) = spec.sources.iter().partition(|s| {
         !s.contains(['*', '?', '['])
             && !s.starts_with('/')
             && !s.split('/').any(|c| c == "..")
+            // An excluded archive is not in the context: COPY's rules report it missing.
+            && !ctx.ignore.is_excluded(s)
             && extract::is_archive(&ctx.context.join(s))
     });
     if archives.is_empty() {
-        return collect(ctx.context, &spec.sources, dest, chown, chmod, &ignore);
+        return collect(ctx.context, &spec.sources, dest, chown, chmod, ctx.ignore);
     }
     let dir_dest = if dest.ends_with('/') {
         dest.to_string()
@@ -268,28 +268,36 @@ fn add_entries(
             &dir_dest,
             chown,
             chmod,
-            &ignore,
+            ctx.ignore,
         )?);
     }
     for a in archives {
-        let path = ctx.context.join(a);
-        let out = tempfile::tempdir_in(ctx.tmp).map_err(|e| e.to_string())?;
-        tokio::task::block_in_place(|| {
-            let (_, reader) = extract::open_archive(&path).map_err(|e| e.to_string())?;
-            extract::extract_archive(a, reader, out.path(), &extract::Limits::default())
-                .map_err(|e| e.to_string())
-        })?;
-        let kept = out.keep();
-        entries.extend(collect(
-            &kept,
-            &[".".to_string()],
-            &dir_dest,
-            chown,
-            chmod,
-            &|_, _| false,
-        )?);
+        let unpacked = tokio::task::block_in_place(|| {
+            super::add::unpack(ctx.context, a, &dir_dest, chown, chmod, ctx.tmp)
+        })
+        .map_err(|e| e.to_string())?;
+        report_left_out(a, &unpacked);
+        entries.extend(unpacked.entries);
     }
     Ok(entries)
+}
+
+/// What an archive held that its layer does not: never silent.
+fn report_left_out(archive: &str, unpacked: &super::add::Unpacked) {
+    for (path, why) in &unpacked.skipped {
+        tracing::warn!("ADD {archive}: {} left out: {why}", path.display());
+    }
+    if !unpacked.dropped_xattrs.is_empty() {
+        let names: Vec<String> = unpacked
+            .dropped_xattrs
+            .iter()
+            .map(|(name, count)| format!("{name} ({count})"))
+            .collect();
+        tracing::warn!(
+            "ADD {archive}: extended attributes left out, as Docker does (it keeps only security.capability): {}",
+            names.join(", ")
+        );
+    }
 }
 
 /// `COPY --closure [--sysroot=DIR] BIN... DEST-ROOT`: each binary and everything the
@@ -364,6 +372,7 @@ fn closure_entries(
             mode,
             uid,
             gid,
+            xattrs: Default::default(),
         });
     }
     for d in dirs {
@@ -373,6 +382,7 @@ fn closure_entries(
             mode: 0o755,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         });
     }
     Ok(entries)
@@ -380,10 +390,6 @@ fn closure_entries(
 
 fn is_remote(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
-}
-
-fn is_ignored(ignore: &DockerIgnore, p: &Path, _is_dir: bool) -> bool {
-    ignore.is_excluded(&p.to_string_lossy())
 }
 
 /// The in-image destination: relative ones are under WORKDIR; a trailing `/` (or `.`)
@@ -493,6 +499,7 @@ mod tests {
             mode: 0o4755,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }];
         assert_eq!(strip_setuid(&mut e), vec!["/usr/bin/su".to_string()]);
         assert_eq!(e[0].mode, 0o755);

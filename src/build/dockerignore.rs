@@ -19,7 +19,9 @@
 //! What it does not do: touch the file system, or special-case the
 //! Dockerfile and `.dockerignore` themselves (Docker always sends those; the
 //! caller decides). Bracket expressions follow `filepath.Match` rather than
-//! the regular-expression quirks Docker inherits inside brackets.
+//! the regular-expression quirks Docker inherits inside brackets, except that
+//! a reversed range (`[z-a]`), which makes every Docker build fail when it is
+//! matched, is refused when the file is read.
 
 use std::path::Path;
 
@@ -135,15 +137,18 @@ impl DockerIgnore {
     /// Whether `rel_path` (slash-separated, relative to the context root) is
     /// excluded from the build context. The root itself never is.
     pub fn is_excluded(&self, rel_path: &str) -> bool {
-        let Some(file) = relative_clean(rel_path) else {
-            return false;
-        };
+        relative_clean(rel_path).is_some_and(|file| self.matches_or_parent_matches(&file))
+    }
+
+    /// patternmatcher's `MatchesOrParentMatches`: `file` taken as given (not cleaned),
+    /// the last pattern that matches it or one of its parent directories decides.
+    fn matches_or_parent_matches(&self, file: &str) -> bool {
         let mut excluded = false;
         for pattern in &self.patterns {
             if pattern.exception != excluded {
                 continue;
             }
-            if pattern.matches_path_or_parent(&file) {
+            if pattern.matches_path_or_parent(file) {
                 excluded = !pattern.exception;
             }
         }
@@ -378,6 +383,13 @@ fn parse_class(chars: &[char], start: usize) -> Result<(Token, usize), String> {
             let (h, next) = class_char(chars, i + 1)?;
             hi = h;
             i = next;
+        }
+        // Docker compiles patterns to Go regular expressions, which refuse a reversed range
+        // (`[Local-Only]`): every build with such a pattern fails there, so fail here, early.
+        if hi < lo {
+            return Err(format!(
+                "syntax error in pattern: bad bracket expression (range {lo}-{hi} is reversed)"
+            ));
         }
         ranges.push((lo, hi));
     }
@@ -707,6 +719,298 @@ mod tests {
         assert!(di.is_excluded(&format!("{deep}x")));
         assert!(di.is_excluded("a/x"));
         assert!(!di.is_excluded("b/x"));
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The test vectors of moby/patternmatcher's patternmatcher_test.go (commit 5a6d842,
+    // github.com/moby/patternmatcher), ported as data: `TestMatches` (single patterns and
+    // `multiPatternTests`, run as `MatchesOrParentMatches`), `TestMatch` (Go's
+    // filepath.Match vectors, run through the package-level `Matches`), `TestCompile`'s
+    // match types, and the small named tests. `Matches` cleans the path and never excludes
+    // `.`, as `is_excluded` does; `MatchesOrParentMatches` takes the text as given.
+
+    /// `TestMatches.tests`: (pattern, text, excluded).
+    const PATTERNMATCHER_MATCHES: &[(&str, &str, bool)] = &[
+        ("**", "file", true),
+        ("**", "file/", true),
+        ("**/", "file", true), // weird one
+        ("**/", "file/", true),
+        ("**", "/", true),
+        ("**/", "/", true),
+        ("**", "dir/file", true),
+        ("**/", "dir/file", true),
+        ("**", "dir/file/", true),
+        ("**/", "dir/file/", true),
+        ("**/**", "dir/file", true),
+        ("**/**", "dir/file/", true),
+        ("dir/**", "dir/file", true),
+        ("dir/**", "dir/file/", true),
+        ("dir/**", "dir/dir2/file", true),
+        ("dir/**", "dir/dir2/file/", true),
+        ("**/dir", "dir", true),
+        ("**/dir", "dir/file", true),
+        ("**/dir2/*", "dir/dir2/file", true),
+        ("**/dir2/*", "dir/dir2/file/", true),
+        ("**/dir2/**", "dir/dir2/dir3/file", true),
+        ("**/dir2/**", "dir/dir2/dir3/file/", true),
+        ("**file", "file", true),
+        ("**file", "dir/file", true),
+        ("**/file", "dir/file", true),
+        ("**file", "dir/dir/file", true),
+        ("**/file", "dir/dir/file", true),
+        ("**/file*", "dir/dir/file", true),
+        ("**/file*", "dir/dir/file.txt", true),
+        ("**/file*txt", "dir/dir/file.txt", true),
+        ("**/file*.txt", "dir/dir/file.txt", true),
+        ("**/file*.txt*", "dir/dir/file.txt", true),
+        ("**/**/*.txt", "dir/dir/file.txt", true),
+        ("**/**/*.txt2", "dir/dir/file.txt", false),
+        ("**/*.txt", "file.txt", true),
+        ("**/**/*.txt", "file.txt", true),
+        ("a**/*.txt", "a/file.txt", true),
+        ("a**/*.txt", "a/dir/file.txt", true),
+        ("a**/*.txt", "a/dir/dir/file.txt", true),
+        ("a/*.txt", "a/dir/file.txt", false),
+        ("a/*.txt", "a/file.txt", true),
+        ("a/*.txt**", "a/file.txt", true),
+        ("a[b-d]e", "ae", false),
+        ("a[b-d]e", "ace", true),
+        ("a[b-d]e", "aae", false),
+        ("a[^b-d]e", "aze", true),
+        (".*", ".foo", true),
+        (".*", "foo", false),
+        ("abc.def", "abcdef", false),
+        ("abc.def", "abc.def", true),
+        ("abc.def", "abcZdef", false),
+        ("abc?def", "abcZdef", true),
+        ("abc?def", "abcdef", false),
+        (r"a\\", r"a\", true),
+        ("**/foo/bar", "foo/bar", true),
+        ("**/foo/bar", "dir/foo/bar", true),
+        ("**/foo/bar", "dir/dir2/foo/bar", true),
+        ("abc/**", "abc", false),
+        ("abc/**", "abc/def", true),
+        ("abc/**", "abc/def/ghi", true),
+        ("**/.foo", ".foo", true),
+        ("**/.foo", "bar.foo", false),
+        ("a(b)c/def", "a(b)c/def", true),
+        ("a(b)c/def", "a(b)c/xyz", false),
+        ("a.|)$(}+{bc", "a.|)$(}+{bc", true),
+        (
+            "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+            "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+            true,
+        ),
+        (
+            "dist/*.whl",
+            "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+            true,
+        ),
+        // Appended on non-Windows systems.
+        (r"a\*b", "a*b", true),
+    ];
+
+    /// `TestMatches.multiPatternTests`: (patterns, text, excluded).
+    const PATTERNMATCHER_MULTI: &[(&[&str], &str, bool)] = &[
+        (&["**", "!util/docker/web"], "util/docker/web/foo", false),
+        (
+            &["**", "!util/docker/web", "util/docker/web/foo"],
+            "util/docker/web/foo",
+            true,
+        ),
+        (
+            &[
+                "**",
+                "!dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+            ],
+            "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+            false,
+        ),
+        (
+            &["**", "!dist/*.whl"],
+            "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+            false,
+        ),
+    ];
+
+    /// `matchTests` (Go's filepath.Match vectors), via `Matches`: (pattern, path,
+    /// excluded, the pattern is refused).
+    const PATTERNMATCHER_FILEPATH_MATCH: &[(&str, &str, bool, bool)] = &[
+        ("abc", "abc", true, false),
+        ("*", "abc", true, false),
+        ("*c", "abc", true, false),
+        ("a*", "a", true, false),
+        ("a*", "abc", true, false),
+        ("a*", "ab/c", true, false),
+        ("a*/b", "abc/b", true, false),
+        ("a*/b", "a/c/b", false, false),
+        ("a*b*c*d*e*/f", "axbxcxdxe/f", true, false),
+        ("a*b*c*d*e*/f", "axbxcxdxexxx/f", true, false),
+        ("a*b*c*d*e*/f", "axbxcxdxe/xxx/f", false, false),
+        ("a*b*c*d*e*/f", "axbxcxdxexxx/fff", false, false),
+        ("a*b?c*x", "abxbbxdbxebxczzx", true, false),
+        ("a*b?c*x", "abxbbxdbxebxczzy", false, false),
+        ("ab[c]", "abc", true, false),
+        ("ab[b-d]", "abc", true, false),
+        ("ab[e-g]", "abc", false, false),
+        ("ab[^c]", "abc", false, false),
+        ("ab[^b-d]", "abc", false, false),
+        ("ab[^e-g]", "abc", true, false),
+        (r"a\*b", "a*b", true, false),
+        (r"a\*b", "ab", false, false),
+        ("a?b", "a☺b", true, false),
+        ("a[^a]b", "a☺b", true, false),
+        ("a???b", "a☺b", false, false),
+        ("a[^a][^a][^a]b", "a☺b", false, false),
+        ("[a-ζ]*", "α", true, false),
+        ("*[a-ζ]", "A", false, false),
+        ("a?b", "a/b", false, false),
+        ("a*b", "a/b", false, false),
+        (r"[\]a]", "]", true, false),
+        (r"[\-]", "-", true, false),
+        (r"[x\-]", "x", true, false),
+        (r"[x\-]", "-", true, false),
+        (r"[x\-]", "z", false, false),
+        (r"[\-x]", "x", true, false),
+        (r"[\-x]", "-", true, false),
+        (r"[\-x]", "a", false, false),
+        ("[]a]", "]", false, true),
+        ("[-]", "-", false, true),
+        ("[x-]", "x", false, true),
+        ("[x-]", "-", false, true),
+        ("[x-]", "z", false, true),
+        ("[-x]", "x", false, true),
+        ("[-x]", "-", false, true),
+        ("[-x]", "a", false, true),
+        (r"\", "a", false, true),
+        ("[a-b-c]", "a", false, true),
+        ("[", "a", false, true),
+        ("[^", "a", false, true),
+        ("[^bc", "a", false, true),
+        ("a[", "a", false, true),
+        ("a[", "ab", false, true),
+        ("*x", "xxx", true, false),
+    ];
+
+    /// The small named tests: (patterns, path, excluded; `None`: the patterns are refused).
+    const PATTERNMATCHER_NAMED: &[(&[&str], &str, Option<bool>)] = &[
+        (&["*"], "fileutils.go", Some(true)),    // TestWildcardMatches
+        (&["*.go"], "fileutils.go", Some(true)), // TestPatternMatches
+        (&["!fileutils.go", "*.go"], "fileutils.go", Some(true)),
+        (&["docs", "!docs/README.md"], "docs/README.md", Some(false)),
+        (&["docs/", "!docs/README.md"], "docs/README.md", Some(false)),
+        (
+            &["docs/*", "!docs/README.md"],
+            "docs/README.md",
+            Some(false),
+        ),
+        (&["*.go", "!fileutils.go"], "fileutils.go", Some(false)),
+        (&["*.go"], ".", Some(false)), // TestExclusionPatternMatchesWholeDirectory
+        (&["!"], "fileutils.go", None), // TestSingleExclamationError
+        (&[], "/any/path/there", Some(false)), // TestMatchesWithNoPatterns
+        (&["["], "/any/path/there", None), // TestMatchesWithMalformedPatterns
+        // TestMatchesOrParentMatchesMalformedPatternDoesNotPanicOnRepeatedCall: Go accepts
+        // the pattern and fails every match; refusing it up front is the same build error.
+        (&["[Local-Only]/"], "x", None),
+        // TestCleanPatternsLeadingSpaceTrimmed / TrailingSpaceTrimmed.
+        (
+            &["docs", "  !docs/README.md"],
+            "docs/README.md",
+            Some(false),
+        ),
+        (
+            &["docs", "!docs/README.md  "],
+            "docs/README.md",
+            Some(false),
+        ),
+    ];
+
+    /// `compileTests`: the match type each pattern compiles to.
+    const PATTERNMATCHER_COMPILE: &[(&str, &str)] = &[
+        ("*", "regexp"),
+        ("file*", "regexp"),
+        ("*file", "regexp"),
+        ("a*/b", "regexp"),
+        ("**", "suffix"),
+        ("**/**", "regexp"),
+        ("dir/**", "prefix"),
+        ("**/dir", "suffix"),
+        ("**/dir2/*", "regexp"),
+        ("**/dir2/**", "regexp"),
+        ("**file", "suffix"),
+        ("**/file*txt", "regexp"),
+        ("**/**/*.txt", "regexp"),
+        ("a[b-d]e", "regexp"),
+        (".*", "regexp"),
+        ("abc.def", "exact"),
+        ("abc?def", "regexp"),
+        ("**/foo/bar", "suffix"),
+        ("a(b)c/def", "exact"),
+        ("a.|)$(}+{bc", "exact"),
+        (
+            "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+            "exact",
+        ),
+    ];
+
+    fn compiled(patterns: &[&str]) -> Result<DockerIgnore, DockerfileError> {
+        DockerIgnore::from_patterns(patterns, Path::new(".dockerignore"))
+    }
+
+    #[test]
+    fn patternmatcher_matches_or_parent_matches_vectors() {
+        let mut wrong = Vec::new();
+        for &(pattern, text, want) in PATTERNMATCHER_MATCHES {
+            let di = compiled(&[pattern]).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
+            if di.matches_or_parent_matches(text) != want {
+                wrong.push(format!("{pattern:?} {text:?} want {want}"));
+            }
+        }
+        for &(patterns, text, want) in PATTERNMATCHER_MULTI {
+            let di = compiled(patterns).unwrap();
+            if di.matches_or_parent_matches(text) != want {
+                wrong.push(format!("{patterns:?} {text:?} want {want}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn patternmatcher_filepath_match_vectors() {
+        let mut wrong = Vec::new();
+        for &(pattern, path, want, refused) in PATTERNMATCHER_FILEPATH_MATCH {
+            match compiled(&[pattern]) {
+                Err(_) if refused => {}
+                Err(e) => wrong.push(format!("{pattern:?} refused: {e}")),
+                Ok(_) if refused => wrong.push(format!("{pattern:?} accepted")),
+                Ok(di) if di.is_excluded(path) != want => {
+                    wrong.push(format!("{pattern:?} {path:?} want {want}"))
+                }
+                Ok(_) => {}
+            }
+        }
+        for &(patterns, path, want) in PATTERNMATCHER_NAMED {
+            match (compiled(patterns), want) {
+                (Err(_), None) => {}
+                (Ok(di), Some(want)) if di.is_excluded(path) == want => {}
+                (got, _) => wrong.push(format!("{patterns:?} {path:?}: {got:?}, want {want:?}")),
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn patternmatcher_compile_vectors() {
+        for &(pattern, want) in PATTERNMATCHER_COMPILE {
+            let di = compiled(&[pattern]).unwrap();
+            let kind = match di.patterns[0].matcher {
+                Matcher::Exact => "exact",
+                Matcher::Prefix(_) => "prefix",
+                Matcher::Suffix(_) => "suffix",
+                Matcher::Tokens(_) => "regexp",
+            };
+            assert_eq!(kind, want, "{pattern:?}");
+        }
     }
 
     #[test]

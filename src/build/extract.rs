@@ -7,10 +7,11 @@
 //! archive is treated as hostile. It is not for building layers (see
 //! `super::layer`). It does not give a faithful copy of a filesystem either:
 //! ownership, timestamps and extended attributes are not applied, because
-//! the extracted tree only feeds a build. An [`Overlay`] does record each
-//! written path's owner and permission bits as its archive header gave them
-//! ([`Overlay::metadata`]), and which paths are hard links
-//! ([`Overlay::hard_links`]), so a layer can be rebuilt from the tree.
+//! the extracted tree only feeds a build. Instead both record each written
+//! path's owner, permission bits and extended attributes as its archive
+//! header gave them ([`Extracted`], [`Overlay::metadata`]), and an
+//! [`Overlay`] which paths are hard links ([`Overlay::hard_links`]), so a
+//! layer can be rebuilt from the tree.
 //!
 //! # Safety rules
 //!
@@ -28,9 +29,13 @@
 //!   means `dest/a`). The target must already be a file or symlink in `dest`,
 //!   reached without going through a symlink. A target that is not there yet
 //!   is retried once at the end. Otherwise the link is skipped with a note.
-//! - Device files and FIFOs need privileges or make no sense in an image
-//!   build, so they are skipped with a note. Tar cannot hold sockets. GNU
-//!   sparse files and unknown entry types are also skipped with a note.
+//! - Device files and FIFOs are never created (that needs privileges).
+//!   [`extract_archive`] records them ([`Extracted::specials`]) and leaves an
+//!   empty placeholder file (mode 0600) at their path, so that later entries
+//!   meet what tar would have made there (a non-directory); a hard link to
+//!   one becomes another such record. An [`Overlay`] skips them with a note.
+//!   Tar cannot hold sockets. GNU sparse files and unknown entry types are
+//!   skipped with a note.
 //! - Modes: files get the archive's permission bits, setuid/setgid/sticky
 //!   included. The kernel may drop setgid for a group we are not in. Explicit
 //!   directories get the archive bits plus `0o700`, so they stay owner-writable
@@ -61,6 +66,8 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
+use super::layer::Xattrs;
+
 /// Size of a tar header and of the unit data is padded to.
 const BLOCK: usize = 512;
 /// Largest GNU long name/link or PAX record accepted. Real names are at most
@@ -84,6 +91,8 @@ const WHITEOUT_PREFIX: &[u8] = b".wh.";
 /// Names with this prefix are AUFS bookkeeping, except the opaque marker.
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// The PAX record key prefix of an extended attribute (Go's `archive/tar`, GNU tar, star).
+const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 
 /// How a stream is compressed. Detected from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +214,29 @@ pub enum ExtractError {
     },
 }
 
+/// What [`extract_archive`] wrote into `dest`, with what the archive said about each path.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    pub stats: ExtractStats,
+    /// Header metadata of every path written, by path relative to `dest` (as
+    /// [`Overlay::metadata`]): the last entry at a path wins, implicit parents are
+    /// [`EntryMeta::IMPLICIT_DIR`], `dest` itself is not listed.
+    pub meta: HashMap<PathBuf, EntryMeta>,
+    /// The device nodes and FIFOs of the archive, by path: an empty placeholder file stands
+    /// at each of these paths in `dest`.
+    pub specials: HashMap<PathBuf, Special>,
+    /// The PAX `SCHILY.xattr.*` records of the paths that had any.
+    pub xattrs: HashMap<PathBuf, Xattrs>,
+}
+
+/// A device node or FIFO, which extraction records instead of creating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    Char { major: u32, minor: u32 },
+    Block { major: u32, minor: u32 },
+    Fifo,
+}
+
 /// Ownership and permission bits of an entry, as its tar header gave them.
 ///
 /// `uid` and `gid` come from the PAX `uid`/`gid` records when the entry has
@@ -310,14 +342,19 @@ pub fn extract_archive(
     tar: impl Read,
     dest: &Path,
     limits: &Limits,
-) -> Result<ExtractStats, ExtractError> {
-    let mut sink = Sink::new(dest, false);
+) -> Result<Extracted, ExtractError> {
+    let mut sink = Sink::new(dest, true);
     let mut budget = Budget::default();
     for_each_member(name, tar, limits, &mut budget, |member, data| {
         sink.write(name, member, data).map(drop)
     })?;
     sink.resolve_pending(true)?;
-    Ok(sink.stats)
+    Ok(Extracted {
+        stats: sink.stats,
+        meta: sink.meta,
+        specials: sink.specials,
+        xattrs: sink.xattrs,
+    })
 }
 
 /// Applies image layers top-down (the top layer first) into `dest`, the way
@@ -359,7 +396,7 @@ impl Overlay {
             wanted
         };
         Overlay {
-            sink: Sink::new(dest, true),
+            sink: Sink::new(dest, false),
             limits,
             budget: Budget::default(),
             wanted,
@@ -657,6 +694,7 @@ struct Member {
     uid: u64,
     gid: u64,
     size: u64,
+    xattrs: Xattrs,
 }
 
 impl Member {
@@ -675,11 +713,25 @@ enum Kind {
     Dir,
     Symlink,
     HardLink,
+    /// A device node or FIFO: recorded by [`extract_archive`], skipped by an [`Overlay`].
+    Special(Special),
     /// Never written. The reason is noted.
     Unsupported(&'static str),
 }
 
-fn kind_of(entry_type: EntryType, raw_name: &[u8]) -> Kind {
+impl Special {
+    /// Why an [`Overlay`] leaves it out.
+    fn skip_reason(self) -> &'static str {
+        match self {
+            Special::Char { .. } => "character device: needs privileges",
+            Special::Block { .. } => "block device: needs privileges",
+            Special::Fifo => "FIFO: not extracted",
+        }
+    }
+}
+
+/// `device` is read only for device entries: `(major, minor)`.
+fn kind_of(entry_type: EntryType, raw_name: &[u8], device: impl FnOnce() -> (u32, u32)) -> Kind {
     match entry_type {
         // Pre-POSIX archives mark directories only by a trailing slash.
         EntryType::Regular | EntryType::Continuous if raw_name.ends_with(b"/") => Kind::Dir,
@@ -687,9 +739,15 @@ fn kind_of(entry_type: EntryType, raw_name: &[u8]) -> Kind {
         EntryType::Directory => Kind::Dir,
         EntryType::Symlink => Kind::Symlink,
         EntryType::Link => Kind::HardLink,
-        EntryType::Char => Kind::Unsupported("character device: needs privileges"),
-        EntryType::Block => Kind::Unsupported("block device: needs privileges"),
-        EntryType::Fifo => Kind::Unsupported("FIFO: not extracted"),
+        EntryType::Char => {
+            let (major, minor) = device();
+            Kind::Special(Special::Char { major, minor })
+        }
+        EntryType::Block => {
+            let (major, minor) = device();
+            Kind::Special(Special::Block { major, minor })
+        }
+        EntryType::Fifo => Kind::Special(Special::Fifo),
         EntryType::GNUSparse => Kind::Unsupported("GNU sparse file: not supported"),
         _ => Kind::Unsupported("unsupported tar entry type"),
     }
@@ -711,11 +769,12 @@ struct Extensions {
     size: Option<u64>,
     uid: Option<u64>,
     gid: Option<u64>,
+    xattrs: Xattrs,
 }
 
 impl Extensions {
     /// Whether nothing that matters for reading the stream is waiting.
-    /// Ownership alone does not make an extension header dangling.
+    /// Ownership and xattrs alone do not make an extension header dangling.
     fn is_empty(&self) -> bool {
         self.path.is_none() && self.link.is_none() && self.size.is_none()
     }
@@ -847,6 +906,12 @@ impl<R: Read> TarStream<'_, R> {
         let uid = ext.uid.unwrap_or_else(|| header.uid().unwrap_or(0));
         let gid = ext.gid.unwrap_or_else(|| header.gid().unwrap_or(0));
         let entry_type = header.entry_type();
+        // As for ownership: an empty or unreadable device field reads as 0.
+        let device = || {
+            let number = |n: io::Result<Option<u32>>| n.ok().flatten().unwrap_or(0);
+            (number(header.device_major()), number(header.device_minor()))
+        };
+        let kind = kind_of(entry_type, &raw_name, device);
         if entry_type.is_gnu_sparse()
             && header.as_gnu().is_some()
             && block[GNU_SPARSE_ISEXTENDED] != 0
@@ -856,12 +921,13 @@ impl<R: Read> TarStream<'_, R> {
         Ok(Member {
             name: self.near.clone(),
             path,
-            kind: kind_of(entry_type, &raw_name),
+            kind,
             link,
             mode,
             uid,
             gid,
             size,
+            xattrs: ext.xattrs,
         })
     }
 
@@ -887,8 +953,9 @@ impl<R: Read> TarStream<'_, R> {
     }
 
     /// Applies the PAX records we need: `path`, `linkpath` and `size`, plus
-    /// `uid` and `gid` for [`EntryMeta`] (ignored when not a decimal number).
-    /// Names, times and xattrs are not used.
+    /// `uid` and `gid` for [`EntryMeta`] (ignored when not a decimal number)
+    /// and `SCHILY.xattr.<name>` (the last record for a name wins). Names and
+    /// times are not used.
     fn apply_pax(&mut self, mut records: &[u8]) -> Result<(), ExtractError> {
         // Some writers leave NUL padding after the last record.
         while records.iter().any(|b| *b != 0) {
@@ -913,7 +980,11 @@ impl<R: Read> TarStream<'_, R> {
                         self.ext.gid = id.or(self.ext.gid);
                     }
                 }
-                _ => {}
+                _ => {
+                    if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
+                        self.ext.xattrs.insert(name.to_vec(), value.to_vec());
+                    }
+                }
             }
             records = rest;
         }
@@ -1178,6 +1249,7 @@ struct PendingLink {
     path: PathBuf,
     target: PathBuf,
     meta: EntryMeta,
+    xattrs: Xattrs,
 }
 
 /// Writes members into `dest`, refusing anything that would leave it.
@@ -1190,10 +1262,15 @@ struct Sink {
     /// link to one of them cannot be made.
     unavailable: HashSet<PathBuf>,
     buf: Vec<u8>,
-    /// Whether `meta` and `links` are kept. Only an [`Overlay`] needs them.
-    keep_meta: bool,
+    /// Whether device nodes and FIFOs are recorded (behind placeholders) rather than
+    /// skipped: [`extract_archive`] records them, an [`Overlay`] skips them.
+    keep_specials: bool,
     /// Header metadata of each path written, for [`Overlay::metadata`].
     meta: HashMap<PathBuf, EntryMeta>,
+    /// Device nodes and FIFOs recorded, by path; a placeholder file stands there.
+    specials: HashMap<PathBuf, Special>,
+    /// Extended attributes of the paths written with any.
+    xattrs: HashMap<PathBuf, Xattrs>,
     /// Hard links written, link → target, for [`Overlay::hard_links`].
     links: HashMap<PathBuf, PathBuf>,
     /// Target → links made to it. May list links since replaced: check
@@ -1202,25 +1279,43 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(dest: &Path, keep_meta: bool) -> Sink {
+    fn new(dest: &Path, keep_specials: bool) -> Sink {
         Sink {
             dest: dest.to_path_buf(),
             stats: ExtractStats::default(),
             pending: Vec::new(),
             unavailable: HashSet::new(),
             buf: vec![0; COPY_BUF_LEN],
-            keep_meta,
+            keep_specials,
             meta: HashMap::new(),
+            specials: HashMap::new(),
+            xattrs: HashMap::new(),
             links: HashMap::new(),
             linked_from: HashMap::new(),
         }
     }
 
     /// Records what was just written at `path`, replacing whatever was there.
-    /// `link_target` is set for a hard link.
-    fn remember(&mut self, path: &Path, meta: EntryMeta, link_target: Option<&Path>) {
-        if !self.keep_meta {
-            return;
+    /// `link_target` is set for a hard link, `special` for a device or FIFO.
+    fn remember(
+        &mut self,
+        path: &Path,
+        meta: EntryMeta,
+        link_target: Option<&Path>,
+        special: Option<Special>,
+        xattrs: &Xattrs,
+    ) {
+        // A hard link to a recorded special is another record (its own placeholder).
+        let special = special.or_else(|| link_target.and_then(|t| self.specials.get(t).copied()));
+        let link_target = link_target.filter(|_| special.is_none());
+        match special {
+            Some(s) => self.specials.insert(path.to_path_buf(), s),
+            None => self.specials.remove(path),
+        };
+        if xattrs.is_empty() {
+            self.xattrs.remove(path);
+        } else {
+            self.xattrs.insert(path.to_path_buf(), xattrs.clone());
         }
         // Links to what was at `path` keep the old inode: no longer links to
         // the new content.
@@ -1266,6 +1361,8 @@ impl Sink {
             Kind::File => self.file(&ctx, member, data)?,
             Kind::Symlink => self.symlink(&ctx, member)?,
             Kind::HardLink => self.hard_link_member(&ctx, member)?,
+            Kind::Special(_) if self.keep_specials => self.placeholder(&ctx, &member.path)?,
+            Kind::Special(special) => Outcome::Skipped(special.skip_reason()),
             Kind::Unsupported(why) => Outcome::Skipped(why),
         };
         self.record(&member.path, outcome);
@@ -1275,7 +1372,17 @@ impl Sink {
                 Kind::HardLink => clean(&member.link, false).ok(),
                 _ => None,
             };
-            self.remember(&member.path, member.meta(), target.as_deref());
+            let special = match member.kind {
+                Kind::Special(special) => Some(special),
+                _ => None,
+            };
+            self.remember(
+                &member.path,
+                member.meta(),
+                target.as_deref(),
+                special,
+                &member.xattrs,
+            );
         }
         Ok(outcome)
     }
@@ -1348,6 +1455,21 @@ impl Sink {
         Ok(Outcome::Written)
     }
 
+    /// An empty file standing for a device node or FIFO at `path`.
+    fn placeholder(&mut self, ctx: &Ctx, path: &Path) -> Result<Outcome, ExtractError> {
+        if let Some(why) = self.make_room(ctx, path)? {
+            return Ok(Outcome::Skipped(why));
+        }
+        let disk = self.dest.join(path);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&disk)
+            .map_err(|e| ctx.write_error(&disk, e))?;
+        Ok(Outcome::Written)
+    }
+
     fn symlink(&mut self, ctx: &Ctx, member: &Member) -> Result<Outcome, ExtractError> {
         if member.link.is_empty() {
             return Ok(Outcome::Skipped("symlink with an empty target"));
@@ -1382,6 +1504,7 @@ impl Sink {
                 path: member.path.clone(),
                 target,
                 meta: member.meta(),
+                xattrs: member.xattrs.clone(),
             });
         }
         Ok(outcome)
@@ -1426,6 +1549,10 @@ impl Sink {
             }
             Ok(meta) => meta.is_file(),
         };
+        if self.specials.contains_key(target) {
+            // Not linked: each record gets a placeholder of its own (see `remember`).
+            return self.placeholder(ctx, path);
+        }
         if let Some(why) = self.make_room(ctx, path)? {
             return Ok(Outcome::Skipped(why));
         }
@@ -1456,7 +1583,8 @@ impl Sink {
             self.record(&link.path, outcome);
             match outcome {
                 Outcome::Written => {
-                    self.remember(&link.path, link.meta.clone(), Some(&link.target));
+                    let (meta, xattrs) = (link.meta.clone(), link.xattrs.clone());
+                    self.remember(&link.path, meta, Some(&link.target), None, &xattrs);
                 }
                 Outcome::Pending => self.pending.push(link),
                 Outcome::Skipped(_) => {}
@@ -1485,7 +1613,7 @@ impl Sink {
                 Ok(_) => return Ok(Parents::Blocked("a parent is not a directory")),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                     make_dir(&disk, IMPLICIT_DIR_MODE).map_err(|e| ctx.write_error(&disk, e))?;
-                    self.remember(&rel, EntryMeta::IMPLICIT_DIR, None);
+                    self.remember(&rel, EntryMeta::IMPLICIT_DIR, None, None, &Xattrs::new());
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Parents::Missing),
                 Err(e) => return Err(ctx.write_error(&disk, e)),
@@ -1694,6 +1822,10 @@ mod tests {
         }
 
         fn extract(&self, archive: &[u8]) -> Result<ExtractStats, ExtractError> {
+            self.unpack(archive).map(|e| e.stats)
+        }
+
+        fn unpack(&self, archive: &[u8]) -> Result<Extracted, ExtractError> {
             extract_archive("test.tar", archive, &self.dest(), &Limits::default())
         }
 
@@ -2064,16 +2196,81 @@ mod tests {
         assert_eq!(stats.entries, 2);
     }
 
+    /// A device or FIFO header (`raw_entry` leaves the device fields empty).
+    fn device_entry(name: &[u8], kind: EntryType, major: u32, minor: u32, mode: u32) -> Vec<u8> {
+        let mut h = header(kind, 0, mode);
+        h.set_path(OsStr::from_bytes(name)).unwrap();
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        h.set_uid(0);
+        h.set_gid(6);
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
     #[test]
-    fn skips_devices_and_fifos() {
+    fn records_devices_and_fifos_behind_placeholders() {
         let scene = Scene::new();
         let archive = hostile(&[
-            raw_entry(b"dev/null", EntryType::Char, b"", b""),
-            raw_entry(b"dev/sda", EntryType::Block, b"", b""),
+            device_entry(b"dev/null", EntryType::Char, 1, 3, 0o666),
+            device_entry(b"dev/sda", EntryType::Block, 8, 0, 0o660),
+            raw_entry(b"run/fifo", EntryType::Fifo, b"", b""),
+            raw_entry(b"run/fifo/below", EntryType::Regular, b"", b"x"),
+            raw_entry(b"dev/zero", EntryType::Link, b"dev/null", b""),
+            raw_entry(b"ok", EntryType::Regular, b"", b"ok"),
+        ]);
+        let got = scene.unpack(&archive).unwrap();
+        assert_eq!(
+            got.specials,
+            [
+                ("dev/null".into(), Special::Char { major: 1, minor: 3 }),
+                ("dev/zero".into(), Special::Char { major: 1, minor: 3 }),
+                ("dev/sda".into(), Special::Block { major: 8, minor: 0 }),
+                ("run/fifo".into(), Special::Fifo),
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert_eq!(got.meta[Path::new("dev/sda")], meta(0, 6, 0o660));
+        for placeholder in ["dev/null", "dev/zero", "dev/sda", "run/fifo"] {
+            let on_disk = fs::symlink_metadata(scene.dest().join(placeholder)).unwrap();
+            assert!(on_disk.is_file() && on_disk.len() == 0, "{placeholder}");
+            assert_eq!(
+                on_disk.nlink(),
+                1,
+                "a link to a special is a record of its own"
+            );
+        }
+        assert_eq!(
+            skipped_reason(&got.stats, "run/fifo/below"),
+            "a parent is not a directory",
+            "as tar: nothing goes below a FIFO"
+        );
+        assert_eq!(scene.read("ok"), "ok");
+
+        // A later entry at the same path replaces the record.
+        let scene = Scene::new();
+        let archive = hostile(&[
+            raw_entry(b"run/fifo", EntryType::Fifo, b"", b""),
+            raw_entry(b"run/fifo", EntryType::Regular, b"", b"now a file"),
+        ]);
+        let got = scene.unpack(&archive).unwrap();
+        assert!(got.specials.is_empty(), "{got:?}");
+        assert_eq!(scene.read("run/fifo"), "now a file");
+    }
+
+    #[test]
+    fn an_overlay_skips_devices_and_fifos() {
+        let scene = Scene::new();
+        let layer = hostile(&[
+            device_entry(b"dev/null", EntryType::Char, 1, 3, 0o666),
+            device_entry(b"dev/sda", EntryType::Block, 8, 0, 0o660),
             raw_entry(b"run/fifo", EntryType::Fifo, b"", b""),
             raw_entry(b"ok", EntryType::Regular, b"", b"ok"),
         ]);
-        let stats = scene.extract(&archive).unwrap();
+        let mut overlay = Overlay::new(&scene.dest(), Vec::new(), Limits::default());
+        overlay.apply_layer("layer", layer.as_slice()).unwrap();
+        let stats = overlay.finish().unwrap();
         assert_eq!(
             skipped_reason(&stats, "dev/null"),
             "character device: needs privileges"
@@ -2085,6 +2282,38 @@ mod tests {
         assert_eq!(skipped_reason(&stats, "run/fifo"), "FIFO: not extracted");
         assert!(!scene.exists("dev/null") && !scene.exists("run/fifo"));
         assert_eq!(scene.read("ok"), "ok");
+    }
+
+    #[test]
+    fn records_pax_xattrs_per_path() {
+        let scene = Scene::new();
+        let capability = [1u8, 0, 0, 2, 0, 0x20, 0, 0, b'\n', b'=', 0];
+        let archive = hostile(&[
+            raw_entry(
+                b"PaxHeaders/ping",
+                EntryType::XHeader,
+                b"",
+                &[
+                    pax_kv("SCHILY.xattr.security.capability", &capability),
+                    pax_kv("SCHILY.xattr.user.note", b"first"),
+                    pax_kv("SCHILY.xattr.user.note", b"last wins"),
+                    pax_kv("LIBARCHIVE.xattr.user.other", b"aWdub3JlZA=="),
+                ]
+                .concat(),
+            ),
+            raw_entry(b"bin/ping", EntryType::Regular, b"", b"ELF"),
+            raw_entry(b"bin/plain", EntryType::Regular, b"", b"x"),
+        ]);
+        let got = scene.unpack(&archive).unwrap();
+        let want: Xattrs = [
+            (b"security.capability".to_vec(), capability.to_vec()),
+            (b"user.note".to_vec(), b"last wins".to_vec()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got.xattrs.len(), 1, "{:?}", got.xattrs);
+        assert_eq!(got.xattrs[Path::new("bin/ping")], want);
+        assert_eq!(scene.read("bin/ping"), "ELF");
     }
 
     // --- limits and broken archives -----------------------------------------

@@ -26,10 +26,16 @@
 //!   for names, `K` for link targets; mode 0644, owner 0, mtime 0) followed by
 //!   the entry whose name field holds the first 100 bytes.
 //! - Every entry's mtime is [`LayerOptions::mtime`]; no atime/ctime, empty
-//!   uname/gname, device numbers 0, no xattrs or PAX records. uid/gid come
-//!   from the entry (they must fit in 32 bits); the mode is the entry's
-//!   permission bits (`mode & 0o7777`, setuid/setgid/sticky included) and the
-//!   type comes from [`EntryKind`].
+//!   uname/gname, device numbers 0 except for device nodes. uid/gid come from
+//!   the entry (they must fit in 32 bits); the mode is the entry's permission
+//!   bits (`mode & 0o7777`, setuid/setgid/sticky included) and the type comes
+//!   from [`EntryKind`].
+//! - PAX records only carry extended attributes: an entry with
+//!   [`LayerEntry::xattrs`] is preceded by one `x` extension entry named
+//!   `././@PaxHeader` (mode 0644, owner 0, mtime 0) holding one
+//!   `SCHILY.xattr.<name>` record per attribute, sorted by name (the form Go's
+//!   `archive/tar`, and so containerd and Docker, read and write). Entries
+//!   without xattrs get no PAX entry.
 //! - File data is exactly the recorded `size` bytes; a source that is not a
 //!   regular file or whose size differs when read is an error, never a
 //!   silently different archive.
@@ -44,6 +50,7 @@
 //!   stable while the flate2 backend and version are pinned (Cargo.lock); the
 //!   `diff_id` does not depend on them.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -76,7 +83,20 @@ pub enum EntryKind {
     HardLink {
         target: PathBuf,
     },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
 }
+
+/// Extended attributes by name (`security.capability`, …): sorted, so the bytes do not
+/// depend on the order they were found in.
+pub type Xattrs = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// One entry of a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +108,9 @@ pub struct LayerEntry {
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
+    /// Written as PAX `SCHILY.xattr.*` records; empty for everything but entries of ADD'ed
+    /// archives that carried them.
+    pub xattrs: Xattrs,
 }
 
 /// Knobs that change the produced bytes (`threads` only changes the speed).
@@ -146,6 +169,12 @@ pub enum LayerError {
     ParentNotDir { path: PathBuf, parent: PathBuf },
     #[error("layer entry {path:?} has uid {uid} / gid {gid}; both must fit in 32 bits")]
     InvalidOwner { path: PathBuf, uid: u64, gid: u64 },
+    #[error("layer entry {path:?} has an extended attribute named {name:?}: {reason}")]
+    InvalidXattr {
+        path: PathBuf,
+        name: String,
+        reason: &'static str,
+    },
     #[error("gzip level {0} is out of range (0..=9)")]
     GzipLevel(u32),
     #[error("{disk:?} (layer entry {path:?}) is not a regular file")]
@@ -303,6 +332,17 @@ fn prepare_one(entry: LayerEntry) -> Result<Prepared, LayerError> {
             gid: entry.gid,
         });
     }
+    if let Some((name, reason)) = entry
+        .xattrs
+        .keys()
+        .find_map(|n| bad_xattr_name(n).map(|r| (n, r)))
+    {
+        return Err(LayerError::InvalidXattr {
+            path: entry.path,
+            name: String::from_utf8_lossy(name).into_owned(),
+            reason,
+        });
+    }
     let key = normalize(&entry.path).map_err(|reason| LayerError::InvalidPath {
         path: entry.path.clone(),
         reason,
@@ -310,7 +350,7 @@ fn prepare_one(entry: LayerEntry) -> Result<Prepared, LayerError> {
     let link = match &entry.kind {
         EntryKind::HardLink { target } => Some(normalize(target)),
         EntryKind::Symlink { target } => Some(raw_target(target)),
-        EntryKind::File { .. } | EntryKind::Dir => None,
+        _ => None,
     };
     let link = link
         .transpose()
@@ -325,7 +365,21 @@ fn prepare_one(entry: LayerEntry) -> Result<Prepared, LayerError> {
 fn link_target(kind: &EntryKind) -> &Path {
     match kind {
         EntryKind::HardLink { target } | EntryKind::Symlink { target } => target,
-        EntryKind::File { .. } | EntryKind::Dir => Path::new(""),
+        _ => Path::new(""),
+    }
+}
+
+/// Why an xattr name cannot be written as a PAX `SCHILY.xattr.<name>=` key, if it cannot:
+/// readers split the record at its first `=`, and Linux names are C strings.
+fn bad_xattr_name(name: &[u8]) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("the name is empty")
+    } else if name.contains(&0) {
+        Some("the name contains a NUL byte")
+    } else if name.contains(&b'=') {
+        Some("the name contains `=`")
+    } else {
+        None
     }
 }
 
@@ -440,6 +494,9 @@ fn append_entry<W: Write>(
     if let Some(link) = item.link.as_deref().filter(|l| l.len() > NAME_FIELD_LEN) {
         append_long(builder, EntryType::GNULongLink, link).map_err(write_err)?;
     }
+    if !item.entry.xattrs.is_empty() {
+        append_xattrs(builder, &item.entry.xattrs).map_err(write_err)?;
+    }
     match source.as_mut() {
         Some(reader) => builder
             .append(&header, &mut *reader)
@@ -455,9 +512,19 @@ fn entry_header(item: &Prepared, name: &[u8], mtime: u64) -> Header {
         EntryKind::Dir => (EntryType::Directory, 0),
         EntryKind::Symlink { .. } => (EntryType::Symlink, 0),
         EntryKind::HardLink { .. } => (EntryType::Link, 0),
+        EntryKind::CharDevice { .. } => (EntryType::Char, 0),
+        EntryKind::BlockDevice { .. } => (EntryType::Block, 0),
+        EntryKind::Fifo => (EntryType::Fifo, 0),
     };
     let mut header = Header::new_gnu();
     header.set_entry_type(entry_type);
+    if let EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } =
+        entry.kind
+    {
+        // Infallible for GNU headers; the fields stay zero (as for every other entry) if not.
+        let _ = header.set_device_major(major);
+        let _ = header.set_device_minor(minor);
+    }
     header.set_size(size);
     header.set_mode(entry.mode & 0o7777);
     header.set_uid(entry.uid);
@@ -493,6 +560,42 @@ fn append_long<W: Write>(
     header.set_entry_type(kind);
     header.set_cksum();
     builder.append(&header, value.chain(&[0u8][..]))
+}
+
+/// Writes the PAX extension entry carrying `xattrs` for the entry that follows.
+fn append_xattrs<W: Write>(builder: &mut tar::Builder<W>, xattrs: &Xattrs) -> io::Result<()> {
+    let mut records = Vec::new();
+    for (name, value) in xattrs {
+        let mut key = b"SCHILY.xattr.".to_vec();
+        key.extend_from_slice(name);
+        records.extend(pax_record(&key, value));
+    }
+    let mut header = Header::new_gnu();
+    copy_truncated(&mut header.as_old_mut().name, b"././@PaxHeader");
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(records.len() as u64);
+    header.set_entry_type(EntryType::XHeader);
+    header.set_cksum();
+    builder.append(&header, records.as_slice())
+}
+
+/// One `"<len> <key>=<value>\n"` record; `<len>` counts the whole record, its own digits
+/// included.
+fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    let mut record = format!("{len} ").into_bytes();
+    record.extend_from_slice(key);
+    record.push(b'=');
+    record.extend_from_slice(value);
+    record.push(b'\n');
+    record
 }
 
 /// Reads exactly the size recorded in the header: a file that shrinks or grows
@@ -764,6 +867,7 @@ mod tests {
             mode,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 
@@ -774,6 +878,7 @@ mod tests {
             mode: 0o755,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 
@@ -786,6 +891,7 @@ mod tests {
             mode: 0o777,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 
@@ -798,6 +904,7 @@ mod tests {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 
@@ -906,6 +1013,196 @@ mod tests {
         assert_eq!(seen[4].link.as_deref(), Some(&b"app/bin/run.sh"[..]));
         assert_eq!(seen[5].kind, EntryType::Symlink);
         assert_eq!(seen[5].link.as_deref(), Some(&b"/app/bin/run.sh"[..]));
+    }
+
+    fn special(path: &str, kind: EntryKind, mode: u32) -> LayerEntry {
+        LayerEntry {
+            kind,
+            mode,
+            ..dir(path)
+        }
+    }
+
+    #[test]
+    fn devices_fifos_and_xattrs_are_written_as_docker_reads_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("ping");
+        write_file(&src, b"ELF", 0o755);
+        // Binary, with bytes a PAX record must survive: `=` and NUL (a newline too: below).
+        let capability = vec![1u8, 0, 0, 2, b'=', 0, 0x20];
+        let long = format!("bin/{}", "p".repeat(120));
+        let with_caps = |path: &str| LayerEntry {
+            xattrs: [(b"security.capability".to_vec(), capability.clone())]
+                .into_iter()
+                .collect(),
+            ..file(path, &src, 0o755)
+        };
+        let entries = vec![
+            dir("dev"),
+            special(
+                "dev/null",
+                EntryKind::CharDevice { major: 1, minor: 3 },
+                0o666,
+            ),
+            LayerEntry {
+                gid: 6,
+                ..special(
+                    "dev/sda",
+                    EntryKind::BlockDevice { major: 8, minor: 0 },
+                    0o660,
+                )
+            },
+            special("run/initctl", EntryKind::Fifo, 0o600),
+            with_caps("bin/ping"),
+            with_caps(&long),
+        ];
+        let layer = build(entries.clone(), tmp.path());
+        assert_eq!(build(entries.clone(), tmp.path()).digest, layer.digest);
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+            File::open(&layer.file).unwrap(),
+        ));
+        let mut seen = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut xattrs = Vec::new();
+            if let Some(pax) = entry.pax_extensions().unwrap() {
+                for ext in pax {
+                    let ext = ext.unwrap();
+                    xattrs.push((ext.key_bytes().to_vec(), ext.value_bytes().to_vec()));
+                }
+            }
+            let h = entry.header();
+            // Other entries leave the device fields empty (as before devices existed).
+            let device = matches!(h.entry_type(), EntryType::Char | EntryType::Block);
+            let number = |n: io::Result<Option<u32>>| if device { n.unwrap().unwrap() } else { 0 };
+            seen.push((
+                entry.path_bytes().into_owned(),
+                h.entry_type(),
+                h.mode().unwrap(),
+                h.gid().unwrap(),
+                number(h.device_major()),
+                number(h.device_minor()),
+                xattrs,
+            ));
+        }
+        let caps = vec![(b"SCHILY.xattr.security.capability".to_vec(), capability)];
+        let want = vec![
+            (
+                b"bin/ping".to_vec(),
+                EntryType::Regular,
+                0o755,
+                0,
+                0,
+                0,
+                caps.clone(),
+            ),
+            (
+                long.clone().into_bytes(),
+                EntryType::Regular,
+                0o755,
+                0,
+                0,
+                0,
+                caps,
+            ),
+            (
+                b"dev/".to_vec(),
+                EntryType::Directory,
+                0o755,
+                0,
+                0,
+                0,
+                vec![],
+            ),
+            (
+                b"dev/null".to_vec(),
+                EntryType::Char,
+                0o666,
+                0,
+                1,
+                3,
+                vec![],
+            ),
+            (
+                b"dev/sda".to_vec(),
+                EntryType::Block,
+                0o660,
+                6,
+                8,
+                0,
+                vec![],
+            ),
+            (
+                b"run/initctl".to_vec(),
+                EntryType::Fifo,
+                0o600,
+                0,
+                0,
+                0,
+                vec![],
+            ),
+        ];
+        assert_eq!(seen, want);
+
+        // Each of them decides the bytes.
+        let variants = [
+            special(
+                "dev/null",
+                EntryKind::CharDevice { major: 1, minor: 5 },
+                0o666,
+            ),
+            special(
+                "dev/null",
+                EntryKind::BlockDevice { major: 1, minor: 3 },
+                0o666,
+            ),
+            special("dev/null", EntryKind::Fifo, 0o666),
+        ];
+        for variant in variants {
+            let mut changed = entries.clone();
+            changed[1] = variant;
+            assert_ne!(build(changed, tmp.path()).digest, layer.digest);
+        }
+        let mut changed = entries.clone();
+        changed[4]
+            .xattrs
+            .insert(b"security.capability".to_vec(), vec![2]);
+        assert_ne!(build(changed, tmp.path()).digest, layer.digest);
+
+        // Records are length-delimited, so a newline in a value survives (the `tar` crate's
+        // reader splits at newlines; Go's, and ours, do not).
+        let mut newline = entries[4].clone();
+        newline
+            .xattrs
+            .insert(b"security.capability".to_vec(), b"a\nb".to_vec());
+        let layer = build(vec![newline], tmp.path());
+        let out = tempfile::tempdir().unwrap();
+        let (_, reader) = super::super::extract::open_archive(&layer.file).unwrap();
+        let got = super::super::extract::extract_archive(
+            "layer",
+            reader,
+            out.path(),
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            got.xattrs[Path::new("bin/ping")][&b"security.capability"[..]],
+            b"a\nb"
+        );
+    }
+
+    #[test]
+    fn xattr_names_pax_cannot_hold_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in [&b""[..], b"user.a=b", b"user.\0"] {
+            let entry = LayerEntry {
+                xattrs: [(name.to_vec(), b"v".to_vec())].into_iter().collect(),
+                ..dir("d")
+            };
+            let err = build_layer(vec![entry], &opts(), tmp.path(), &mut |_| {}).unwrap_err();
+            assert!(matches!(err, LayerError::InvalidXattr { .. }), "{err}");
+            assert!(err.to_string().contains("\"d\""), "{err}");
+        }
     }
 
     #[test]

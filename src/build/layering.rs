@@ -183,6 +183,7 @@ mod tests {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 
@@ -193,6 +194,7 @@ mod tests {
             mode: 0o755,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 
@@ -279,6 +281,7 @@ mod tests {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         });
         assert_eq!(split(linked, Layering::Auto).len(), 1);
         assert_eq!(split(tree(), Layering::Single).len(), 1);

@@ -3,9 +3,11 @@
 //! `dockerfile` parses, `stages` evaluates (variables, stages, RUN refused), `dockerignore`
 //! filters the context; `context` collects what a COPY puts in a layer and `layer` writes it
 //! as a deterministic tar.gz; `extract` unpacks archives and image layers safely (ADD,
-//! `COPY --from`); `rootfs` materialises paths of another stage or image; `builder` walks the
-//! stages and `assemble` turns the result into the blobs and manifest a registry must hold.
+//! `COPY --from`) and `add` gives an ADD'ed archive's entries their archive metadata;
+//! `rootfs` materialises paths of another stage or image; `builder` walks the stages and
+//! `assemble` turns the result into the blobs and manifest a registry must hold.
 
+pub mod add;
 pub mod assemble;
 pub mod builder;
 pub mod cache;

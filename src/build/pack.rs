@@ -203,6 +203,7 @@ mod tests {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 

@@ -93,7 +93,7 @@ pub async fn squash(
                     dest: "/",
                     chown: None,
                     chmod: None,
-                    ignore: &|_, _| false,
+                    ignore: &super::dockerignore::DockerIgnore::default(),
                 })
             })
             .map_err(|e| e.to_string())?;
@@ -146,6 +146,7 @@ mod tests {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 
@@ -156,6 +157,7 @@ mod tests {
             mode: 0o755,
             uid: 0,
             gid: 0,
+            xattrs: Default::default(),
         }
     }
 

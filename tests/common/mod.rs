@@ -2,6 +2,7 @@
 //! loopback, fixtures made by third-party tools (umoci, skopeo), and the regbuild binary.
 #![allow(dead_code)]
 
+pub mod layers;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader, Read, Write};
