@@ -138,6 +138,94 @@ fn copy_from_an_image_fetches_only_the_layer_it_needs() {
     assert_eq!(read(&bundle, "/doc/README"), "tool readme\n");
 }
 
+/// The digests of an image's layers, by `skopeo inspect --raw`.
+fn layer_digests(reference: &str) -> Vec<String> {
+    let out = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_cached_copy_from_an_image_downloads_no_source_layer() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    umoci_image(
+        &layout,
+        "tools",
+        &[
+            ("/opt/big.bin", vec![9u8; 500_000]),
+            ("/opt/tool/README", b"tool readme\n".to_vec()),
+        ],
+        None,
+    );
+    let source = format!("{host}/vendor/tools:1");
+    skopeo_copy(
+        &format!("oci:{}:tools", layout.display()),
+        &format!("docker://{source}"),
+        &[],
+    );
+    let source_layers = layer_digests(&source);
+    let ctx = context_with(&[(
+        "Dockerfile",
+        &format!("FROM scratch\nCOPY --from={source} /opt/tool/README /doc/README\n"),
+    )]);
+    let cache = tempfile::tempdir().unwrap();
+    let push_with = |tag: &str, cache: &Path| {
+        let out = run(regbuild(&["push", "-t", tag, ctx.path().to_str().unwrap()])
+            .env("REGBUILD_CACHE", cache));
+        (stdout(&out).lines().last().unwrap().to_string(), stderr(&out))
+    };
+    let source_gets = |mark: usize| -> Vec<common::Access> {
+        reg.access_log_since(mark)
+            .into_iter()
+            .filter(|a| a.method == "GET" && source_layers.iter().any(|d| a.uri.ends_with(d)))
+            .collect()
+    };
+    let tag = format!("{host}/feat/cachedfrom:1");
+    let mark = reg.access_log().len();
+    let (first, _) = push_with(&tag, cache.path());
+    assert_eq!(source_gets(mark).len(), 1, "the first build reads the top layer");
+
+    // The local cache knows the layer: no source layer is fetched.
+    let mark = reg.access_log().len();
+    let (again, err) = push_with(&tag, cache.path());
+    assert_eq!(again, first);
+    assert!(err.contains("cached"), "{err}");
+    assert_eq!(source_gets(mark), Vec::new());
+
+    // An empty cache: the pushed tag's annotation knows it.
+    let fresh = tempfile::tempdir().unwrap();
+    let mark = reg.access_log().len();
+    let (fresh_push, _) = push_with(&tag, fresh.path());
+    assert_eq!(fresh_push, first);
+    assert_eq!(source_gets(mark), Vec::new());
+
+    // Another registry lacks the layer: the source is read then and the layer built intact.
+    let other = Distribution::start();
+    let other_tag = format!("{}/feat/cachedfrom:1", other.host);
+    let mark = reg.access_log().len();
+    let (elsewhere, _) = push_with(&other_tag, cache.path());
+    assert_eq!(
+        elsewhere.split_once('@').map(|x| x.1),
+        first.split_once('@').map(|x| x.1)
+    );
+    assert_eq!(source_gets(mark).len(), 1);
+    let (_k, bundle) = pull_and_unpack(&other_tag, &[]);
+    assert_eq!(read(&bundle, "/doc/README"), "tool readme\n");
+}
+
 #[test]
 fn add_extracts_local_archives_and_copies_other_files() {
     let reg = Distribution::start();

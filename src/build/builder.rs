@@ -108,6 +108,9 @@ pub struct CachedStageLayer {
     /// The registry and repository it was found in by key (None: the local cache).
     pub found_in: Option<(String, String)>,
     entries: Vec<super::layer::LayerEntry>,
+    /// Set when `entries` is not known yet (a cached `COPY --from=<image>` layer, whose
+    /// source is not downloaded unless the bytes are needed).
+    deferred: Option<super::from_image::DeferredEntries>,
     opts: super::layer::LayerOptions,
     tmp: std::path::PathBuf,
     built: std::sync::Mutex<Option<Arc<BuiltLayer>>>,
@@ -126,9 +129,32 @@ impl CachedStageLayer {
             key,
             found_in: None,
             entries,
+            deferred: None,
             opts,
             tmp: tmp.to_path_buf(),
             built: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A layer whose entries are produced only when its bytes are needed.
+    pub fn deferred(
+        record: super::cache::CachedLayer,
+        key: String,
+        entries: super::from_image::DeferredEntries,
+        opts: super::layer::LayerOptions,
+        tmp: &std::path::Path,
+    ) -> CachedStageLayer {
+        CachedStageLayer {
+            deferred: Some(entries),
+            ..CachedStageLayer::new(record, key, Vec::new(), opts, tmp)
+        }
+    }
+
+    /// What the layer holds (blocking: a deferred layer materialises its source now).
+    pub fn entries(&self) -> Result<Vec<super::layer::LayerEntry>, String> {
+        match &self.deferred {
+            Some(produce) => produce(),
+            None => Ok(self.entries.clone()),
         }
     }
 
@@ -138,7 +164,7 @@ impl CachedStageLayer {
         if let Some(b) = slot.as_ref() {
             return Ok(b.clone());
         }
-        let b = super::layer::build_layer(self.entries.clone(), &self.opts, &self.tmp, &mut |_| {})
+        let b = super::layer::build_layer(self.entries()?, &self.opts, &self.tmp, &mut |_| {})
             .map_err(|e| e.to_string())?;
         if b.digest != self.record.digest {
             return Err(format!(
@@ -285,6 +311,8 @@ pub async fn build(
                         workdir: image.config.workdir(),
                         stages: &built,
                         bases: &bases,
+                        // --squash merges entries it must know now.
+                        defer_entries: req.squash == super::squash::Squash::None,
                         progress,
                         step_text: &step.text,
                     };

@@ -16,6 +16,7 @@ pub mod copy;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod extract;
+pub mod from_image;
 pub mod layer;
 pub mod layering;
 pub mod pack;
