@@ -185,7 +185,10 @@ fn a_cached_copy_from_an_image_downloads_no_source_layer() {
     let push_with = |tag: &str, cache: &Path| {
         let out = run(regbuild(&["push", "-t", tag, ctx.path().to_str().unwrap()])
             .env("REGBUILD_CACHE", cache));
-        (stdout(&out).lines().last().unwrap().to_string(), stderr(&out))
+        (
+            stdout(&out).lines().last().unwrap().to_string(),
+            stderr(&out),
+        )
     };
     let source_gets = |mark: usize| -> Vec<common::Access> {
         reg.access_log_since(mark)
@@ -196,7 +199,11 @@ fn a_cached_copy_from_an_image_downloads_no_source_layer() {
     let tag = format!("{host}/feat/cachedfrom:1");
     let mark = reg.access_log().len();
     let (first, _) = push_with(&tag, cache.path());
-    assert_eq!(source_gets(mark).len(), 1, "the first build reads the top layer");
+    assert_eq!(
+        source_gets(mark).len(),
+        1,
+        "the first build reads the top layer"
+    );
 
     // The local cache knows the layer: no source layer is fetched.
     let mark = reg.access_log().len();
@@ -285,4 +292,212 @@ fn add_of_a_url_is_refused_clearly() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("Dockerfile:2") && err.contains("URL"), "{err}");
+}
+
+/// A merged-usr base (`/bin -> usr/bin`, `/lib -> usr/lib`, `/sbin -> usr/sbin`) with
+/// accounts, made by umoci from a directory tree and pushed by skopeo to `host/base/merged:1`.
+fn merged_usr_base(host: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    for d in ["usr/bin", "usr/lib", "usr/sbin", "etc", "home"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("usr/bin/sh"), "#!/bin/true\n").unwrap();
+    for (link, target) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("sbin", "usr/sbin")] {
+        std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/group"),
+        "root:x:0:\nstaff:x:50:app\napp:x:1001:\n",
+    )
+    .unwrap();
+    let layout = dir.path().join("layout");
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout));
+    let image = format!("{}:base", layout.display());
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    run(Command::new("umoci")
+        .args(["insert", "--image", &image])
+        .arg(&root)
+        .arg("/"));
+    let reference = format!("{host}/base/merged:1");
+    skopeo_copy(
+        &format!("oci:{image}"),
+        &format!("docker://{reference}"),
+        &[],
+    );
+    reference
+}
+
+fn owner_of(bundle: &Path, path: &str) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(bundle.join("rootfs").join(path.trim_start_matches('/')))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    (m.uid(), m.gid())
+}
+
+#[test]
+fn a_tree_copied_onto_a_merged_usr_base_goes_through_its_links() {
+    let reg = Distribution::start();
+    let base = merged_usr_base(&reg.host);
+    let base_layers = layer_digests(&base);
+    let ctx = context_with(&[
+        ("Dockerfile", &format!("FROM {base}\nCOPY tree/ /\n")),
+        ("tree/bin/tool", "tool\n"),
+        ("tree/lib/x86_64-linux-gnu/libtool.so", "elf\n"),
+        ("tree/sbin/daemon", "daemon\n"),
+        ("tree/opt/app/run", "run\n"),
+    ]);
+    let cache = tempfile::tempdir().unwrap();
+    let tag = format!("{}/feat/merged:1", reg.host);
+    let push_once = || {
+        let mark = reg.access_log().len();
+        run(regbuild(&[
+            "push",
+            "--no-progress",
+            "-t",
+            &tag,
+            ctx.path().to_str().unwrap(),
+        ])
+        .env("REGBUILD_CACHE", cache.path()));
+        reg.access_log_since(mark)
+            .into_iter()
+            .filter(|a| a.method == "GET" && base_layers.iter().any(|d| a.uri.ends_with(d)))
+            .count()
+    };
+    // The base's paths are indexed once (one GET of its layer), then read from the cache.
+    assert_eq!(push_once(), 1);
+    assert_eq!(push_once(), 0, "the index is cached by layer digest");
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    for (link, target) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("sbin", "usr/sbin")] {
+        assert_eq!(
+            std::fs::read_link(rootfs.join(link)).unwrap_or_else(|e| panic!("/{link}: {e}")),
+            Path::new(target)
+        );
+    }
+    assert_eq!(read(&bundle, "/usr/bin/tool"), "tool\n");
+    assert_eq!(
+        read(&bundle, "/usr/bin/sh"),
+        "#!/bin/true\n",
+        "the shell is still there"
+    );
+    assert_eq!(
+        read(&bundle, "/usr/lib/x86_64-linux-gnu/libtool.so"),
+        "elf\n"
+    );
+    assert_eq!(read(&bundle, "/usr/sbin/daemon"), "daemon\n");
+    assert_eq!(read(&bundle, "/opt/app/run"), "run\n");
+}
+
+#[test]
+fn chown_names_resolve_in_the_bases_accounts_and_unknown_ones_are_errors() {
+    let reg = Distribution::start();
+    let base = merged_usr_base(&reg.host);
+    let ctx = context_with(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {base}\nCOPY --chown=app:staff a.txt /srv/a.txt\nCOPY --chown=app b.txt /srv/b.txt\nCOPY --chown=7:staff b.txt /srv/c.txt\n"
+            ),
+        ),
+        ("a.txt", "a"),
+        ("b.txt", "b"),
+    ]);
+    let tag = format!("{}/feat/chown:1", reg.host);
+    push(ctx.path(), &tag, &[]);
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    assert_eq!(owner_of(&bundle, "/srv/a.txt"), (1000, 50));
+    assert_eq!(
+        owner_of(&bundle, "/srv/b.txt"),
+        (1000, 1001),
+        "the user's primary group"
+    );
+    assert_eq!(owner_of(&bundle, "/srv/c.txt"), (7, 50));
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nCOPY --chown=nobody:staff a.txt /a.txt\n"),
+    )
+    .unwrap();
+    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("nobody"),
+        "{err}"
+    );
+}
+
+#[test]
+fn workdir_creates_its_directory_owned_by_the_user_unless_it_exists() {
+    let reg = Distribution::start();
+    let base = merged_usr_base(&reg.host);
+    let ctx = context_with(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {base}\nWORKDIR /srv/data\nWORKDIR /usr/bin\nUSER app\nWORKDIR /home/app/work\nCOPY conf.txt ./\n"
+            ),
+        ),
+        ("conf.txt", "x=1\n"),
+    ]);
+    let tag = format!("{}/feat/workdir:1", reg.host);
+    push(ctx.path(), &tag, &[]);
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    assert!(bundle.join("rootfs/srv/data").is_dir());
+    assert_eq!(owner_of(&bundle, "/srv/data"), (0, 0));
+    assert_eq!(owner_of(&bundle, "/home/app/work"), (1000, 1001));
+    assert_eq!(read(&bundle, "/home/app/work/conf.txt"), "x=1\n");
+    // The base's layer, /srv/data, /home/app/work, the COPY: /usr/bin existed already.
+    assert_eq!(layer_digests(&tag).len(), 4);
+    let config = skopeo_config(&tag);
+    let history: Vec<(String, bool)> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            h["created_by"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("WORKDIR")
+        })
+        .map(|h| {
+            (
+                h["created_by"].as_str().unwrap().to_string(),
+                h["empty_layer"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("WORKDIR /srv/data".to_string(), false),
+            ("WORKDIR /usr/bin".to_string(), true),
+            ("WORKDIR /home/app/work".to_string(), false)
+        ]
+    );
+
+    // FROM scratch: the directory is a layer of its own, and the push works as before.
+    let scratch = context_with(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nWORKDIR /app\nCOPY conf.txt .\n",
+        ),
+        ("conf.txt", "y=2\n"),
+    ]);
+    let tag = format!("{}/feat/workdir-scratch:1", reg.host);
+    push(scratch.path(), &tag, &[]);
+    let (_k, bundle) = pull_and_unpack(&tag, &[]);
+    assert!(bundle.join("rootfs/app").is_dir());
+    assert_eq!(read(&bundle, "/app/conf.txt"), "y=2\n");
+    assert_eq!(layer_digests(&tag).len(), 2);
 }

@@ -39,6 +39,8 @@ pub struct CopyContext<'a> {
     pub step_text: &'a str,
     /// A cached `COPY --from=<image>` layer may leave its entries unknown until needed.
     pub defer_entries: bool,
+    /// The stage's filesystem below this step: its symlinks and account files.
+    pub lower: &'a super::pathindex::View,
 }
 
 /// A COPY's layer: known from the cache, or to be packed (with the stage's other new
@@ -65,11 +67,15 @@ pub struct CopyOutput {
 /// Runs one COPY/ADD; errors are messages the caller prefixes with `file:line`.
 pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, String> {
     let dest = destination(&ctx.workdir, &spec.dest);
-    let chown = spec.chown.as_deref().map(parse_chown).transpose()?;
+    let chown = spec
+        .chown
+        .as_deref()
+        .map(|s| parse_chown(s, ctx.lower))
+        .transpose()?;
     let chmod = spec.chmod.as_deref().map(parse_chmod).transpose()?;
 
     let mut from_image_key = None;
-    let mut entries = match &spec.from {
+    let entries = match &spec.from {
         _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
         None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
         None => {
@@ -115,9 +121,11 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
                 if let Some(found) = find(ctx, &key).filter(|_| ctx.defer_entries) {
                     let keep_setuid = ctx.keep_setuid;
                     let (sources, dest) = (sources.clone(), dest.clone());
+                    let lower = ctx.lower.clone();
                     let collect_at = Arc::new(move |root: &Path| {
-                        let mut entries =
-                            collect(root, &sources, &dest, chown, chmod, &|_, _| false)?;
+                        let entries = collect(root, &sources, &dest, chown, chmod, &|_, _| false)?;
+                        let entries = keep_existing_dest_dirs(entries, &dest, &lower);
+                        let (mut entries, _) = lower.place(entries);
                         if !keep_setuid {
                             strip_setuid(&mut entries);
                         }
@@ -142,11 +150,44 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
             entries
         }
     };
+    let entries = keep_existing_dest_dirs(entries, &dest, ctx.lower);
+    // Into the destination's existing directory symlinks, as BuildKit copies.
+    let (mut entries, moved) = ctx.lower.place(entries);
+    for (from, to) in &moved {
+        tracing::debug!(from = %from.display(), to = %to.display(), "through a directory symlink");
+    }
     let stripped = if ctx.keep_setuid {
         Vec::new()
     } else {
         strip_setuid(&mut entries)
     };
+    layers_of(ctx, entries, stripped, from_image_key)
+}
+
+/// The destination's own directories are created only when missing (as `mkdir -p`): one
+/// that exists (a WORKDIR, a base's `/usr`) keeps its owner and mode.
+fn keep_existing_dest_dirs(
+    entries: Vec<LayerEntry>,
+    dest: &str,
+    lower: &super::pathindex::View,
+) -> Vec<LayerEntry> {
+    let dest = Path::new(dest.trim_start_matches('/'));
+    entries
+        .into_iter()
+        .filter(|e| {
+            let on_dest_path = dest.starts_with(&e.path);
+            !(e.kind == EntryKind::Dir && on_dest_path && lower.is_dir(&e.path.to_string_lossy()))
+        })
+        .collect()
+}
+
+/// A step's new entries as layers: found in a cache by key, or to be packed.
+pub fn layers_of(
+    ctx: &CopyContext<'_>,
+    entries: Vec<LayerEntry>,
+    stripped: Vec<String>,
+    from_image_key: Option<String>,
+) -> Result<CopyOutput, String> {
     let opts = LayerOptions {
         mtime: ctx.epoch,
         compression: ctx.compression,
@@ -319,6 +360,7 @@ fn from_image(
         chown,
         chmod,
         keep_setuid: ctx.keep_setuid,
+        lower: ctx.lower.symlinks_fingerprint(),
     };
     Some(FromImage {
         key: copy.key(&opts),
@@ -529,23 +571,9 @@ fn literal_prefix(source: &str) -> PathBuf {
     out
 }
 
-/// `--chown=uid[:gid]`, numeric (or `root`): names would need the image's /etc/passwd.
-pub fn parse_chown(s: &str) -> Result<(u64, u64), String> {
-    let id = |x: &str| -> Result<u64, String> {
-        match x {
-            "root" => Ok(0),
-            _ => x.parse().map_err(|_| {
-                format!("--chown={s}: use numeric uid:gid (regbuild does not read the image's /etc/passwd)")
-            }),
-        }
-    };
-    match s.split_once(':') {
-        Some((u, g)) => Ok((id(u)?, id(g)?)),
-        None => {
-            let u = id(s)?;
-            Ok((u, u))
-        }
-    }
+/// `--chown=user[:group]`: ids, or names from the stage's /etc/passwd and /etc/group.
+pub fn parse_chown(s: &str, lower: &super::pathindex::View) -> Result<(u64, u64), String> {
+    super::owner::resolve(s, &lower.accounts()).map_err(|e| format!("--chown={s}: {e}"))
 }
 
 /// `--chmod=0755` (octal).
@@ -583,10 +611,12 @@ mod tests {
 
     #[test]
     fn chown_and_chmod_parse() {
-        assert_eq!(parse_chown("1000:1001"), Ok((1000, 1001)));
-        assert_eq!(parse_chown("1000"), Ok((1000, 1000)));
-        assert_eq!(parse_chown("root:root"), Ok((0, 0)));
-        assert!(parse_chown("app").unwrap_err().contains("numeric"));
+        let none = super::super::pathindex::View::default();
+        assert_eq!(parse_chown("1000:1001", &none), Ok((1000, 1001)));
+        assert_eq!(parse_chown("1000", &none), Ok((1000, 1000)));
+        assert!(parse_chown("app", &none)
+            .unwrap_err()
+            .contains("--chown=app: unable to find user app"));
         assert_eq!(parse_chmod("0755"), Ok(0o755));
         assert!(parse_chmod("u+x").is_err());
         assert!(parse_chmod("99999").is_err());

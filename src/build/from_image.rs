@@ -29,6 +29,9 @@ pub struct FromImageCopy {
     pub chown: Option<(u64, u64)>,
     pub chmod: Option<u32>,
     pub keep_setuid: bool,
+    /// The destination's directory symlinks (`super::pathindex::View::symlinks_fingerprint`):
+    /// where the entries land depends on them.
+    pub lower: String,
 }
 
 impl FromImageCopy {
@@ -52,6 +55,7 @@ impl FromImageCopy {
         }
         field(self.dest.as_bytes());
         field(format!("{:?} {:?} {}", self.chown, self.chmod, self.keep_setuid).as_bytes());
+        field(self.lower.as_bytes());
         hex::encode(h.finalize())
     }
 }
@@ -101,6 +105,7 @@ mod tests {
             chown: None,
             chmod: None,
             keep_setuid: false,
+            lower: String::new(),
         }
     }
 
@@ -132,6 +137,10 @@ mod tests {
             },
             FromImageCopy {
                 keep_setuid: true,
+                ..copy()
+            },
+            FromImageCopy {
+                lower: "bin -> usr/bin".into(),
                 ..copy()
             },
             FromImageCopy {
