@@ -63,6 +63,10 @@ impl FromImageCopy {
 /// Produces a layer's entries on first use (blocking; called where blocking is allowed).
 pub type DeferredEntries = Arc<dyn Fn() -> Result<Vec<LayerEntry>, String> + Send + Sync>;
 
+/// Turns a materialised directory into a layer's entries.
+pub type CollectEntries =
+    Arc<dyn Fn(&std::path::Path) -> Result<Vec<LayerEntry>, String> + Send + Sync>;
+
 /// The entries of a cached `COPY --from=<image>` layer, materialised only when called:
 /// `collect` turns the extracted directory into entries (ownership, modes, setuid
 /// stripping), as the uncached path does.
@@ -71,7 +75,7 @@ pub fn deferred(
     layers: Vec<StageLayer>,
     wanted: Vec<PathBuf>,
     tmp: PathBuf,
-    collect: Arc<dyn Fn(&std::path::Path) -> Result<Vec<LayerEntry>, String> + Send + Sync>,
+    collect: CollectEntries,
 ) -> DeferredEntries {
     let registry = registry.clone();
     Arc::new(move || {

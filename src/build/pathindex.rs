@@ -442,7 +442,7 @@ impl<'a> Indexer<'a> {
                 tokio::task::block_in_place(|| LayerIndex::from_entries(entries))
                     .map_err(|e| failed(e.to_string()))?
             }
-            Source::Layer(StageLayer::Local(b)) => self.from_file(&b.file).map_err(failed)?,
+            Source::Layer(StageLayer::Local(b)) => self.read_file(&b.file).map_err(failed)?,
             Source::Layer(StageLayer::Cached(c)) => {
                 let by_key = format!("key-{}", c.key);
                 if let Some(found) = self.remembered(&by_key) {
@@ -496,7 +496,7 @@ impl<'a> Indexer<'a> {
         let path =
             super::rootfs::download(self.registry, registry, repository, descriptor, self.tmp)
                 .await?;
-        let index = self.from_file(&path).or_else(|e| {
+        let index = self.read_file(&path).or_else(|e| {
             // Not a tar this can read: nothing is known about its paths, which only costs
             // fidelity (its symlinks are not followed); the push goes on as before.
             tracing::warn!(layer = %descriptor.digest, error = %e, "cannot index the layer's paths");
@@ -515,7 +515,7 @@ impl<'a> Indexer<'a> {
         index
     }
 
-    fn from_file(&self, path: &Path) -> Result<LayerIndex, String> {
+    fn read_file(&self, path: &Path) -> Result<LayerIndex, String> {
         tokio::task::block_in_place(|| {
             let (_, reader) = super::extract::open_archive(path).map_err(|e| e.to_string())?;
             LayerIndex::from_tar(reader).map_err(|e| e.to_string())

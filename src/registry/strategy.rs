@@ -339,7 +339,7 @@ pub fn stated_limit(message: &str) -> Option<u64> {
             _ => continue,
         };
         let value = number * scale;
-        if value.is_finite() && value >= 1.0 && value < 1e15 {
+        if value.is_finite() && (1.0..1e15).contains(&value) {
             found = Some(value as u64);
         }
     }
