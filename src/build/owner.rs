@@ -65,6 +65,8 @@ fn lookup_user(name: &str, passwd: Option<&str>) -> Result<(u64, u64), OwnerErro
             }
         })
     });
+    // `root` is 0 even where no /etc/passwd says so (FROM scratch), as before.
+    let found = found.or((name == "root").then_some((0, 0)));
     found.ok_or_else(|| OwnerError::UnknownUser {
         name: name.to_string(),
         missing: if passwd.is_none() { NO_PASSWD } else { "" },
@@ -82,6 +84,7 @@ fn lookup_group(name: &str, group: Option<&str>) -> Result<u64, OwnerError> {
             }
         })
     });
+    let found = found.or((name == "root").then_some(0));
     found.ok_or_else(|| OwnerError::UnknownGroup {
         name: name.to_string(),
         missing: if group.is_none() { NO_GROUP } else { "" },
@@ -111,6 +114,7 @@ mod tests {
         assert_eq!(resolve("42:staff", &a), Ok((42, 50)));
         assert_eq!(resolve("root:root", &a), Ok((0, 0)));
         assert_eq!(resolve("5", &Accounts::default()), Ok((5, 5)));
+        assert_eq!(resolve("root:root", &Accounts::default()), Ok((0, 0)));
     }
 
     #[test]
