@@ -211,6 +211,49 @@ fn a_cached_layer_the_registry_lacks_is_built_and_uploaded_intact() {
     );
 }
 
+#[test]
+fn instruction_case_and_blanks_change_no_layer_and_upload_nothing() {
+    let reg = Distribution::start();
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = app();
+    let tag = format!("{}/eng/case:1", reg.host);
+    let (first, _) = push(ctx.path(), &tag, cache.path(), &[]);
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "from scratch\ncopy   src/  /src/\nCopy conf.txt\t/etc/conf.txt\nuser 1\n",
+    )
+    .unwrap();
+    let mark = reg.access_log().len();
+    let (second, err) = push(ctx.path(), &tag, cache.path(), &[]);
+    let layers = |v: &Value| -> Vec<String> {
+        let out = run(Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!(
+                "docker://{}@{}",
+                tag.trim_end_matches(":1"),
+                v["digest"].as_str().unwrap()
+            ),
+        ]));
+        let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(second["bytes_uploaded"], 0, "{second}\n{err}");
+    assert_eq!(layers(&first), layers(&second));
+    assert_eq!(
+        first["digest"], second["digest"],
+        "the history reads the same"
+    );
+    let log = reg.access_log_since(mark);
+    assert_eq!(uploads_by(&log, "POST"), 0, "{log:#?}");
+}
+
 /// sha256 of a gzip blob's decompressed bytes, by gzip(1): the diff_id a reader expects.
 fn diff_id_of(blob: &Path) -> String {
     let out = run(Command::new("sh")

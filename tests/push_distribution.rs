@@ -67,7 +67,8 @@ fn dockerfile_test_builds_pushes_and_runs_under_chroot() {
         .collect();
     assert!(env.contains(&"GREETING=hello from regbuild"), "{env:?}");
     assert_eq!(config["created"], "1970-01-01T00:00:00Z");
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+    // WORKDIR /app makes its directory (a layer, as BuildKit), then the two COPYs.
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
 
     let (_keep, bundle) = pull_and_unpack(&format!("{host}/apps/hello:1.0"), &[]);
     let rootfs = bundle.join("rootfs");
@@ -176,7 +177,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
 }
 
 #[test]
-fn a_base_pushed_by_skopeo_is_mounted_never_downloaded() {
+fn a_base_pushed_by_skopeo_is_mounted_and_its_paths_read_once_per_machine() {
     let reg = Distribution::start();
     let host = reg.host.clone();
     // The base: three layers by umoci, pushed by skopeo into another repository.
@@ -207,22 +208,31 @@ fn a_base_pushed_by_skopeo_is_mounted_never_downloaded() {
         ),
         ("app.txt", "the app\n"),
     ]);
-    let mark = reg.access_log().len();
-    let out = run(&mut regbuild(&[
-        "push",
-        "--json",
-        "-t",
-        &format!("{host}/team/app:1"),
-        ctx.path().to_str().unwrap(),
-    ]));
-    let report = json(&out);
-    let log = reg.access_log_since(mark);
-    let base_blob_gets: Vec<_> = log
-        .iter()
-        .filter(|a| a.method == "GET" && a.uri.starts_with("/v2/library/base/blobs/"))
-        .collect();
-    // Only the base's config is read (to inherit its settings); no layer is downloaded.
-    assert_eq!(base_blob_gets.len(), 1, "{base_blob_gets:#?}");
+    let cache = tempfile::tempdir().unwrap();
+    let push = || {
+        let mark = reg.access_log().len();
+        let out = run(regbuild(&[
+            "push",
+            "--json",
+            "-t",
+            &format!("{host}/team/app:1"),
+            ctx.path().to_str().unwrap(),
+        ])
+        .env("REGBUILD_CACHE", cache.path()));
+        (json(&out), reg.access_log_since(mark))
+    };
+    let (report, log) = push();
+    let base_blob_gets = |log: &[Access]| -> usize {
+        log.iter()
+            .filter(|a| a.method == "GET" && a.uri.starts_with("/v2/library/base/blobs/"))
+            .count()
+    };
+    // The config (to inherit its settings), and each layer once to index its paths (where
+    // a COPY lands depends on the base's directory symlinks); never written anywhere.
+    assert_eq!(base_blob_gets(&log), 4, "{log:#?}");
+    // From then on the indexes come from the local cache: only the config is read.
+    let (_, again) = push();
+    assert_eq!(base_blob_gets(&again), 1, "{again:#?}");
     let mounts = log
         .iter()
         .filter(|a| {

@@ -108,6 +108,9 @@ pub struct CachedStageLayer {
     /// The registry and repository it was found in by key (None: the local cache).
     pub found_in: Option<(String, String)>,
     entries: Vec<super::layer::LayerEntry>,
+    /// Set when `entries` is not known yet (a cached `COPY --from=<image>` layer, whose
+    /// source is not downloaded unless the bytes are needed).
+    deferred: Option<super::from_image::DeferredEntries>,
     opts: super::layer::LayerOptions,
     tmp: std::path::PathBuf,
     built: std::sync::Mutex<Option<Arc<BuiltLayer>>>,
@@ -126,9 +129,32 @@ impl CachedStageLayer {
             key,
             found_in: None,
             entries,
+            deferred: None,
             opts,
             tmp: tmp.to_path_buf(),
             built: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A layer whose entries are produced only when its bytes are needed.
+    pub fn deferred(
+        record: super::cache::CachedLayer,
+        key: String,
+        entries: super::from_image::DeferredEntries,
+        opts: super::layer::LayerOptions,
+        tmp: &std::path::Path,
+    ) -> CachedStageLayer {
+        CachedStageLayer {
+            deferred: Some(entries),
+            ..CachedStageLayer::new(record, key, Vec::new(), opts, tmp)
+        }
+    }
+
+    /// What the layer holds (blocking: a deferred layer materialises its source now).
+    pub fn entries(&self) -> Result<Vec<super::layer::LayerEntry>, String> {
+        match &self.deferred {
+            Some(produce) => produce(),
+            None => Ok(self.entries.clone()),
         }
     }
 
@@ -138,7 +164,7 @@ impl CachedStageLayer {
         if let Some(b) = slot.as_ref() {
             return Ok(b.clone());
         }
-        let b = super::layer::build_layer(self.entries.clone(), &self.opts, &self.tmp, &mut |_| {})
+        let b = super::layer::build_layer(self.entries()?, &self.opts, &self.tmp, &mut |_| {})
             .map_err(|e| e.to_string())?;
         if b.digest != self.record.digest {
             return Err(format!(
@@ -249,6 +275,8 @@ pub async fn build(
     } else {
         HashMap::new()
     };
+    let indexer =
+        super::pathindex::Indexer::new(registry, cache.as_ref().map(|c| c.root()), tmp.path());
     let mut built: HashMap<usize, StageImage> = HashMap::new();
     let mut all_layers: Vec<Arc<BuiltLayer>> = Vec::new();
     let mut stripped = Vec::new();
@@ -269,54 +297,80 @@ pub async fn build(
                 line: step.line,
                 message,
             };
-            match &step.kind {
-                StepKind::Copy(spec) => {
-                    let ctx = CopyContext {
-                        registry,
-                        context: &req.context,
-                        ignore: &ignore,
-                        tmp: tmp.path(),
-                        epoch: req.epoch,
-                        keep_setuid: req.keep_setuid,
-                        compression: req.compression,
-                        layering: req.layering,
-                        cache: cache.as_ref(),
-                        remote: &remote,
-                        workdir: image.config.workdir(),
-                        stages: &built,
-                        bases: &bases,
-                        progress,
-                        step_text: &step.text,
-                    };
-                    let out = copy::run(&ctx, spec).await.map_err(at)?;
-                    stripped.extend(out.stripped_setuid);
-                    for part in out.layers {
-                        // The diff_id of a layer still to pack is filled in at the stage's end.
-                        let diff_index = image.config.diff_id_count();
-                        let layer = match part.layer {
-                            copy::NewLayer::Pack(job) => {
-                                image.config.push_layer("", &created, &part.label);
-                                Err(job)
-                            }
-                            copy::NewLayer::Cached(c) => {
-                                image
-                                    .config
-                                    .push_layer(&c.record.diff_id, &created, &part.label);
-                                Ok(StageLayer::Cached(Arc::new(c)))
-                            }
+            let needs_view = matches!(step.kind, StepKind::Copy(_) | StepKind::Workdir(_));
+            let lower = if needs_view {
+                stage_view(&indexer, &image, &slots)
+                    .await
+                    .map_err(|e| at(e.to_string()))?
+            } else {
+                super::pathindex::View::default()
+            };
+            let ctx = CopyContext {
+                registry,
+                context: &req.context,
+                ignore: &ignore,
+                tmp: tmp.path(),
+                epoch: req.epoch,
+                keep_setuid: req.keep_setuid,
+                compression: req.compression,
+                layering: req.layering,
+                cache: cache.as_ref(),
+                remote: &remote,
+                workdir: image.config.workdir(),
+                stages: &built,
+                bases: &bases,
+                progress,
+                step_text: &step.text,
+                // --squash merges entries it must know now.
+                defer_entries: req.squash == super::squash::Squash::None,
+                lower: &lower,
+            };
+            let out = match &step.kind {
+                StepKind::Copy(spec) => Some(copy::run(&ctx, spec).await.map_err(at)?),
+                StepKind::Workdir(_) => {
+                    apply_config_step(&mut image.config, &step.kind).map_err(at)?;
+                    let dirs = workdir_dirs(&lower, &image.config).map_err(at)?;
+                    if dirs.is_empty() {
+                        image.config.push_history(&created, &step.text, true);
+                        None
+                    } else {
+                        let ctx = CopyContext {
+                            workdir: image.config.workdir(),
+                            ..ctx
                         };
-                        slots.push(NewSlot {
-                            line: step.line,
-                            text: part.label,
-                            diff_index,
-                            entries: part.entries,
-                            layer,
-                        });
+                        Some(copy::layers_of(&ctx, dirs, Vec::new(), None).map_err(at)?)
                     }
                 }
                 other => {
                     apply_config_step(&mut image.config, other).map_err(at)?;
                     image.config.push_history(&created, &step.text, true);
+                    None
+                }
+            };
+            if let Some(out) = out {
+                stripped.extend(out.stripped_setuid);
+                for part in out.layers {
+                    // The diff_id of a layer still to pack is filled in at the stage's end.
+                    let diff_index = image.config.diff_id_count();
+                    let layer = match part.layer {
+                        copy::NewLayer::Pack(job) => {
+                            image.config.push_layer("", &created, &part.label);
+                            Err(job)
+                        }
+                        copy::NewLayer::Cached(c) => {
+                            image
+                                .config
+                                .push_layer(&c.record.diff_id, &created, &part.label);
+                            Ok(StageLayer::Cached(Arc::new(c)))
+                        }
+                    };
+                    slots.push(NewSlot {
+                        line: step.line,
+                        text: part.label,
+                        diff_index,
+                        entries: part.entries,
+                        layer,
+                    });
                 }
             }
         }
@@ -383,6 +437,54 @@ pub async fn build(
         _layers: all_layers,
         _tmp: tmp,
     })
+}
+
+/// The stage's filesystem so far (its layers, then the new ones still to pack), as paths.
+async fn stage_view(
+    indexer: &super::pathindex::Indexer<'_>,
+    image: &StageImage,
+    slots: &[NewSlot],
+) -> Result<super::pathindex::View, super::pathindex::IndexError> {
+    use super::pathindex::Source;
+    let mut sources: Vec<Source<'_>> = image.layers.iter().map(Source::Layer).collect();
+    for slot in slots {
+        sources.push(match &slot.layer {
+            Ok(layer) => Source::Layer(layer),
+            Err(job) => Source::Pending {
+                key: &job.key,
+                entries: &job.entries,
+            },
+        });
+    }
+    indexer.view(&sources).await
+}
+
+/// WORKDIR's directory, as BuildKit makes it: the components that do not exist yet, owned
+/// by the current USER (names resolved in the stage's /etc/passwd and /etc/group).
+fn workdir_dirs(
+    lower: &super::pathindex::View,
+    config: &ImageConfig,
+) -> Result<Vec<super::layer::LayerEntry>, String> {
+    let missing = lower.missing_dirs(&config.workdir());
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (uid, gid) = match config.user().filter(|u| !u.is_empty()) {
+        Some(user) => super::owner::resolve(&user, &lower.accounts())
+            .map_err(|e| format!("WORKDIR as USER {user}: {e}"))?,
+        None => (0, 0),
+    };
+    Ok(missing
+        .into_iter()
+        .map(|path| super::layer::LayerEntry {
+            path: path.into(),
+            kind: super::layer::EntryKind::Dir,
+            mode: 0o755,
+            uid,
+            gid,
+            xattrs: Default::default(),
+        })
+        .collect())
 }
 
 /// A new layer of the stage being built, in instruction order.

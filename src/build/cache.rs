@@ -151,6 +151,11 @@ impl LayerCache {
         keys_from(parts, opts, instruction, &sources, hashes)
     }
 
+    /// The cache directory (other per-machine records live beside the layer records).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn get(&self, key: &str) -> Option<CachedLayer> {
         let text = std::fs::read(self.root.join("layers").join(key)).ok()?;
         serde_json::from_slice(&text).ok()

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::builder::{join_in_image, StageImage};
 use super::closure::{self, ClosureKind};
@@ -36,6 +37,10 @@ pub struct CopyContext<'a> {
     pub progress: &'a dyn Progress,
     /// The instruction, as progress shows it.
     pub step_text: &'a str,
+    /// A cached `COPY --from=<image>` layer may leave its entries unknown until needed.
+    pub defer_entries: bool,
+    /// The stage's filesystem below this step: its symlinks and account files.
+    pub lower: &'a super::pathindex::View,
 }
 
 /// A COPY's layer: known from the cache, or to be packed (with the stage's other new
@@ -62,10 +67,15 @@ pub struct CopyOutput {
 /// Runs one COPY/ADD; errors are messages the caller prefixes with `file:line`.
 pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, String> {
     let dest = destination(&ctx.workdir, &spec.dest);
-    let chown = spec.chown.as_deref().map(parse_chown).transpose()?;
+    let chown = spec
+        .chown
+        .as_deref()
+        .map(|s| parse_chown(s, ctx.lower))
+        .transpose()?;
     let chmod = spec.chmod.as_deref().map(parse_chmod).transpose()?;
 
-    let mut entries = match &spec.from {
+    let mut from_image_key = None;
+    let entries = match &spec.from {
         _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
         None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
         None => collect(ctx.context, &spec.sources, &dest, chown, chmod, ctx.ignore)?,
@@ -101,7 +111,41 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
                 .map(|s| s.trim_start_matches('/').to_string())
                 .map(|s| if s.is_empty() { ".".to_string() } else { s })
                 .collect();
-            let wanted = sources.iter().map(|s| literal_prefix(s)).collect();
+            let wanted: Vec<PathBuf> = sources.iter().map(|s| literal_prefix(s)).collect();
+            if let Some(FromImage { key, opts }) =
+                from_image(ctx, from, &layers, &sources, &dest, chown, chmod)
+            {
+                if let Some(found) = find(ctx, &key).filter(|_| ctx.defer_entries) {
+                    let keep_setuid = ctx.keep_setuid;
+                    let (sources, dest) = (sources.clone(), dest.clone());
+                    let lower = ctx.lower.clone();
+                    let collect_at = Arc::new(move |root: &Path| {
+                        let entries = collect(
+                            root,
+                            &sources,
+                            &dest,
+                            chown,
+                            chmod,
+                            &DockerIgnore::default(),
+                        )?;
+                        let entries = keep_existing_dest_dirs(entries, &dest, &lower);
+                        let (mut entries, _) = lower.place(entries);
+                        if !keep_setuid {
+                            strip_setuid(&mut entries);
+                        }
+                        Ok(entries)
+                    });
+                    let entries = super::from_image::deferred(
+                        ctx.registry,
+                        layers,
+                        wanted,
+                        ctx.tmp.to_path_buf(),
+                        collect_at,
+                    );
+                    return Ok(cached_output(ctx, found, key, Deferred(entries), opts));
+                }
+                from_image_key = Some(key);
+            }
             rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
             let nothing = DockerIgnore::default();
             let entries = collect(root.path(), &sources, &dest, chown, chmod, &nothing)?;
@@ -111,11 +155,44 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
             entries
         }
     };
+    let entries = keep_existing_dest_dirs(entries, &dest, ctx.lower);
+    // Into the destination's existing directory symlinks, as BuildKit copies.
+    let (mut entries, moved) = ctx.lower.place(entries);
+    for (from, to) in &moved {
+        tracing::debug!(from = %from.display(), to = %to.display(), "through a directory symlink");
+    }
     let stripped = if ctx.keep_setuid {
         Vec::new()
     } else {
         strip_setuid(&mut entries)
     };
+    layers_of(ctx, entries, stripped, from_image_key)
+}
+
+/// The destination's own directories are created only when missing (as `mkdir -p`): one
+/// that exists (a WORKDIR, a base's `/usr`) keeps its owner and mode.
+fn keep_existing_dest_dirs(
+    entries: Vec<LayerEntry>,
+    dest: &str,
+    lower: &super::pathindex::View,
+) -> Vec<LayerEntry> {
+    let dest = Path::new(dest.trim_start_matches('/'));
+    entries
+        .into_iter()
+        .filter(|e| {
+            let on_dest_path = dest.starts_with(&e.path);
+            !(e.kind == EntryKind::Dir && on_dest_path && lower.is_dir(&e.path.to_string_lossy()))
+        })
+        .collect()
+}
+
+/// A step's new entries as layers: found in a cache by key, or to be packed.
+pub fn layers_of(
+    ctx: &CopyContext<'_>,
+    entries: Vec<LayerEntry>,
+    stripped: Vec<String>,
+    from_image_key: Option<String>,
+) -> Result<CopyOutput, String> {
     let opts = LayerOptions {
         mtime: ctx.epoch,
         compression: ctx.compression,
@@ -132,10 +209,12 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
             .iter()
             .map(|p| super::pack::SourceStamps::take(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let keys = match ctx.cache {
-            Some(cache) => cache.layer_keys(&refs, &opts, ctx.step_text, ctx.context),
-            None => super::cache::layer_keys_uncached(&refs, &opts, ctx.step_text),
-        }?;
+        let keys = match (from_image_key, ctx.cache) {
+            // One layer from an image: keyed by its source, findable without extracting.
+            (Some(key), _) if count == 1 => vec![key],
+            (_, Some(cache)) => cache.layer_keys(&refs, &opts, ctx.step_text, ctx.context)?,
+            (_, None) => super::cache::layer_keys_uncached(&refs, &opts, ctx.step_text)?,
+        };
         Ok::<_, std::io::Error>((stamps, keys))
     })
     .map_err(|e| format!("reading the sources: {e}"))?;
@@ -146,45 +225,15 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
         } else {
             format!("{} [part {}/{count}]", ctx.step_text, i + 1)
         };
-        // The local cache first; else a layer of a --cache-from image (or of the tags pushed).
-        let found = match ctx.cache.and_then(|c| c.get(&key)) {
-            Some(record) => Some((record, None)),
-            None => ctx.remote.get(&key).map(|r| {
-                let at = (r.registry.clone(), r.repository.clone());
-                (r.record.clone(), Some(at))
-            }),
-        };
-        match &found {
-            Some((record, None)) => {
-                tracing::info!(step = %label, digest = %record.digest, "layer cache hit (local)")
-            }
-            Some((record, Some((registry, repository)))) => tracing::info!(
-                step = %label,
-                digest = %record.digest,
-                "layer cache hit (in {registry}/{repository})"
-            ),
-            None => tracing::info!(step = %label, "layer cache miss: packing"),
-        }
-        let layer = match found {
-            Some((record, found_in)) => {
-                if let (Some(cache), Some(_)) = (ctx.cache, &found_in) {
-                    cache.put(&key, &record);
-                }
-                ctx.progress.event(Event::LayerCached {
-                    id: &label,
-                    digest: &record.digest,
-                    size: record.size,
-                });
-                let mut cached = super::builder::CachedStageLayer::new(
-                    record,
-                    key,
-                    entries.clone(),
-                    opts,
-                    ctx.tmp,
-                );
-                cached.found_in = found_in;
-                NewLayer::Cached(cached)
-            }
+        let layer = match find(ctx, &key) {
+            Some(found) => NewLayer::Cached(cached_layer(
+                ctx,
+                found,
+                key,
+                Known(entries.clone()),
+                opts,
+                &label,
+            )),
             None => NewLayer::Pack(super::pack::PackJob {
                 entries: entries.clone(),
                 opts,
@@ -204,6 +253,136 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     Ok(CopyOutput {
         layers,
         stripped_setuid: stripped,
+    })
+}
+
+/// A layer known by key: its record, and where it was found (None: the local cache).
+type Found = (super::cache::CachedLayer, Option<(String, String)>);
+
+/// The local cache first; else a layer of a --cache-from image (or of the tags pushed).
+fn find(ctx: &CopyContext<'_>, key: &str) -> Option<Found> {
+    let found = match ctx.cache.and_then(|c| c.get(key)) {
+        Some(record) => Some((record, None)),
+        None => ctx.remote.get(key).map(|r| {
+            let at = (r.registry.clone(), r.repository.clone());
+            (r.record.clone(), Some(at))
+        }),
+    };
+    let step = ctx.step_text;
+    match &found {
+        Some((record, None)) => {
+            tracing::info!(%step, digest = %record.digest, "layer cache hit (local)")
+        }
+        Some((record, Some((registry, repository)))) => tracing::info!(
+            %step,
+            digest = %record.digest,
+            "layer cache hit (in {registry}/{repository})"
+        ),
+        None => tracing::info!(%step, "layer cache miss: packing"),
+    }
+    found
+}
+
+/// What a cached layer holds: known, or produced when its bytes are needed.
+enum CachedEntries {
+    Known(Vec<LayerEntry>),
+    Deferred(super::from_image::DeferredEntries),
+}
+use CachedEntries::{Deferred, Known};
+
+fn cached_layer(
+    ctx: &CopyContext<'_>,
+    (record, found_in): Found,
+    key: String,
+    entries: CachedEntries,
+    opts: LayerOptions,
+    label: &str,
+) -> super::builder::CachedStageLayer {
+    if let (Some(cache), Some(_)) = (ctx.cache, &found_in) {
+        cache.put(&key, &record);
+    }
+    ctx.progress.event(Event::LayerCached {
+        id: label,
+        digest: &record.digest,
+        size: record.size,
+    });
+    let mut cached = match entries {
+        Known(entries) => {
+            super::builder::CachedStageLayer::new(record, key, entries, opts, ctx.tmp)
+        }
+        Deferred(entries) => {
+            super::builder::CachedStageLayer::deferred(record, key, entries, opts, ctx.tmp)
+        }
+    };
+    cached.found_in = found_in;
+    cached
+}
+
+/// A cached one-layer COPY whose entries are not known yet.
+fn cached_output(
+    ctx: &CopyContext<'_>,
+    found: Found,
+    key: String,
+    entries: CachedEntries,
+    opts: LayerOptions,
+) -> CopyOutput {
+    let layer = cached_layer(ctx, found, key, entries, opts, ctx.step_text);
+    CopyOutput {
+        layers: vec![CopyLayer {
+            layer: NewLayer::Cached(layer),
+            entries: Vec::new(),
+            label: ctx.step_text.to_string(),
+        }],
+        // Reported when the layer was first made.
+        stripped_setuid: Vec::new(),
+    }
+}
+
+/// The key of a `COPY --from=<image>` layer, from the image's layer digests.
+struct FromImage {
+    key: String,
+    opts: LayerOptions,
+}
+
+fn from_image(
+    ctx: &CopyContext<'_>,
+    from: &CopyFrom,
+    layers: &[super::builder::StageLayer],
+    sources: &[String],
+    dest: &str,
+    chown: Option<(u64, u64)>,
+    chmod: Option<u32>,
+) -> Option<FromImage> {
+    if !matches!(from, CopyFrom::Image(_)) || ctx.layering != super::layering::Layering::Single {
+        return None;
+    }
+    let digests = layers
+        .iter()
+        .map(|l| match l {
+            super::builder::StageLayer::Remote { descriptor, .. } => {
+                Some(descriptor.digest.to_string())
+            }
+            _ => None,
+        })
+        .collect::<Option<Vec<String>>>()?;
+    let opts = LayerOptions {
+        mtime: ctx.epoch,
+        compression: ctx.compression,
+        threads: super::compress::threads(),
+    };
+    let copy = super::from_image::FromImageCopy {
+        instruction: ctx.step_text.to_string(),
+        layers: digests,
+        sources: sources.to_vec(),
+        dest: dest.to_string(),
+        chown,
+        chmod,
+        keep_setuid: ctx.keep_setuid,
+        lower: ctx.lower.symlinks_fingerprint(),
+    };
+    Some(FromImage {
+        key: copy.key(&opts),
+        opts,
     })
 }
 
@@ -418,23 +597,9 @@ fn literal_prefix(source: &str) -> PathBuf {
     out
 }
 
-/// `--chown=uid[:gid]`, numeric (or `root`): names would need the image's /etc/passwd.
-pub fn parse_chown(s: &str) -> Result<(u64, u64), String> {
-    let id = |x: &str| -> Result<u64, String> {
-        match x {
-            "root" => Ok(0),
-            _ => x.parse().map_err(|_| {
-                format!("--chown={s}: use numeric uid:gid (regbuild does not read the image's /etc/passwd)")
-            }),
-        }
-    };
-    match s.split_once(':') {
-        Some((u, g)) => Ok((id(u)?, id(g)?)),
-        None => {
-            let u = id(s)?;
-            Ok((u, u))
-        }
-    }
+/// `--chown=user[:group]`: ids, or names from the stage's /etc/passwd and /etc/group.
+pub fn parse_chown(s: &str, lower: &super::pathindex::View) -> Result<(u64, u64), String> {
+    super::owner::resolve(s, &lower.accounts()).map_err(|e| format!("--chown={s}: {e}"))
 }
 
 /// `--chmod=0755` (octal).
@@ -472,10 +637,12 @@ mod tests {
 
     #[test]
     fn chown_and_chmod_parse() {
-        assert_eq!(parse_chown("1000:1001"), Ok((1000, 1001)));
-        assert_eq!(parse_chown("1000"), Ok((1000, 1000)));
-        assert_eq!(parse_chown("root:root"), Ok((0, 0)));
-        assert!(parse_chown("app").unwrap_err().contains("numeric"));
+        let none = super::super::pathindex::View::default();
+        assert_eq!(parse_chown("1000:1001", &none), Ok((1000, 1001)));
+        assert_eq!(parse_chown("1000", &none), Ok((1000, 1000)));
+        assert!(parse_chown("app", &none)
+            .unwrap_err()
+            .contains("--chown=app: unable to find user app"));
         assert_eq!(parse_chmod("0755"), Ok(0o755));
         assert!(parse_chmod("u+x").is_err());
         assert!(parse_chmod("99999").is_err());

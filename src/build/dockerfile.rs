@@ -474,6 +474,45 @@ pub(super) fn split_arg_words(text: &str) -> Vec<&str> {
     text.split(is_arg_space).filter(|w| !w.is_empty()).collect()
 }
 
+/// An instruction's text as Docker writes it into the history: the keyword upper-cased and
+/// every run of blanks outside quotes (and not escaped) one space. Spelling that changes no
+/// byte of a layer (`copy` for `COPY`, extra blanks) then changes neither its cache key nor
+/// the config.
+pub fn canonical_text(text: &str, escape: char) -> String {
+    let text = text.trim_matches(is_arg_space);
+    let (keyword, rest) = match text.find(is_arg_space) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let mut out = keyword.to_uppercase();
+    let mut quote: Option<char> = None;
+    let mut blank = false;
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        if quote.is_none() && is_arg_space(c) {
+            blank = true;
+            continue;
+        }
+        if blank {
+            out.push(' ');
+            blank = false;
+        }
+        out.push(c);
+        if c == escape && quote != Some('\'') {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+            continue;
+        }
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if q == c => quote = None,
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Parse one logical line; also returns whether it may carry heredocs.
 fn parse_line(
     line: &str,
@@ -922,6 +961,24 @@ mod tests {
         assert_eq!(df.instructions[1].args, shell("a b"));
         assert_eq!(df.instructions[1].text, "copy a b");
         assert_eq!(df.instructions[2].args, json(&["sh"]));
+    }
+
+    #[test]
+    fn canonical_text_upper_cases_the_keyword_and_collapses_blanks_outside_quotes() {
+        assert_eq!(canonical_text("copy  a\t b  /dst", '\\'), "COPY a b /dst");
+        assert_eq!(canonical_text("COPY a /dst", '\\'), "COPY a /dst");
+        assert_eq!(
+            canonical_text("copy [\"a  b\",   \"/x\"]", '\\'),
+            "COPY [\"a  b\", \"/x\"]"
+        );
+        assert_eq!(
+            canonical_text("label a='x  y'  b=1", '\\'),
+            "LABEL a='x  y' b=1"
+        );
+        // An escaped blank is part of the word; the escape in single quotes is literal.
+        assert_eq!(canonical_text("copy a\\  b /d", '\\'), "COPY a\\  b /d");
+        assert_eq!(canonical_text("env A='\\'  B=1", '\\'), "ENV A='\\' B=1");
+        assert_eq!(canonical_text("workdir", '`'), "WORKDIR");
     }
 
     #[test]

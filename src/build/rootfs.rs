@@ -72,7 +72,7 @@ pub async fn materialize(
 }
 
 /// Streams a blob into a file under `tmp`; the stream fails on a digest mismatch.
-async fn download(
+pub(super) async fn download(
     registry: &Registry,
     host: &str,
     repository: &str,

@@ -928,7 +928,7 @@ impl<'a> Evaluator<'a> {
             let kind = self.eval_command(cmd, &mut state)?;
             stage.steps.push(Step {
                 line: cmd.line,
-                text: cmd.text.clone(),
+                text: super::dockerfile::canonical_text(&cmd.text, self.df.escape),
                 kind,
             });
         }
