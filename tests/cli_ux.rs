@@ -240,3 +240,42 @@ async fn a_dry_run_says_its_warnings_before_the_plan_and_sizes_for_humans() {
         .iter()
         .all(|r| r.method == "GET" || r.method == "HEAD"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_elf_binary_for_another_architecture_is_warned_about() {
+    let reg = TestRegistry::start(Config::default()).await.unwrap();
+    let ctx = context_with(&[("Dockerfile", "FROM scratch\nCOPY tool /tool\nUSER 1\n")]);
+    // This test program: an ELF file for the machine the tests run on.
+    std::fs::copy(std::env::current_exe().unwrap(), ctx.path().join("tool")).unwrap();
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let push = |platform: &str| {
+        let mut c = regbuild(&[
+            "push",
+            "--no-progress",
+            "--dry-run",
+            "--platform",
+            &format!("linux/{platform}"),
+            "-t",
+            &format!("{}/app:1", reg.host()),
+        ]);
+        c.arg(ctx.path());
+        c
+    };
+    let out = in_blocking(push(other)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "Dockerfile:2: /tool is an ELF file for {host}, but the image is built for {other}"
+        )),
+        "{err}"
+    );
+    let out = in_blocking(push(host)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("ELF"), "{}", stderr(&out));
+}

@@ -140,3 +140,14 @@ fn an_invalid_tag_is_refused_before_building() {
         "{err}"
     );
 }
+
+#[test]
+fn a_path_missing_from_a_copy_from_stage_names_the_stage() {
+    let reg = Distribution::start();
+    refused(
+        &reg,
+        "FROM scratch AS builder\nCOPY f /f\nFROM scratch\nCOPY --from=builder /out/app /app\n",
+        &[("f", "x")],
+        &["Dockerfile:4", "\"out/app\" not found in stage builder"],
+    );
+}

@@ -77,6 +77,8 @@ pub struct BuiltImage {
     pub base: Option<ResolvedBase>,
     /// Paths whose setuid/setgid bits were removed.
     pub stripped_setuid: Vec<String>,
+    /// Warnings for the user, each naming `file:line` (foreign ELF binaries).
+    pub warnings: Vec<String>,
     /// Every base image used, as lock entries (tag → digest); digest-pinned references in the
     /// Dockerfile are not listed.
     pub locked: Vec<LockedImage>,
@@ -280,6 +282,7 @@ pub async fn build(
     let mut built: HashMap<usize, StageImage> = HashMap::new();
     let mut all_layers: Vec<Arc<BuiltLayer>> = Vec::new();
     let mut stripped = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     let mut new_layers = Vec::new();
     let mut layer_entries: HashMap<String, Vec<super::layer::LayerEntry>> = HashMap::new();
     let created = rfc3339(req.epoch);
@@ -289,6 +292,12 @@ pub async fn build(
     for i in needed_stages(&plan) {
         let stage = &plan.stages[i];
         let mut image = start_stage(stage, &built, &bases, &req.platform, &file)?;
+        // FROM --platform builds a stage for another platform (a builder stage).
+        let architecture = stage
+            .platform
+            .as_deref()
+            .and_then(|p| crate::image::platform_values::parse(p).ok())
+            .map_or_else(|| req.platform.architecture.clone(), |p| p.architecture);
         // The stage's new layers, in order; the ones to pack are packed together at its end.
         let mut slots: Vec<NewSlot> = Vec::new();
         for step in &stage.steps {
@@ -324,6 +333,7 @@ pub async fn build(
                 // --squash merges entries it must know now.
                 defer_entries: req.squash == super::squash::Squash::None,
                 lower: &lower,
+                architecture: &architecture,
             };
             let out = match &step.kind {
                 StepKind::Copy(spec) => Some(copy::run(&ctx, spec).await.map_err(at)?),
@@ -349,6 +359,11 @@ pub async fn build(
             };
             if let Some(out) = out {
                 stripped.extend(out.stripped_setuid);
+                warnings.extend(
+                    out.warnings
+                        .iter()
+                        .map(|w| format!("{file}:{}: {w}", step.line)),
+                );
                 for part in out.layers {
                     // The diff_id of a layer still to pack is filled in at the stage's end.
                     let diff_index = image.config.diff_id_count();
@@ -432,6 +447,7 @@ pub async fn build(
         config: assembled.config,
         base: final_image.base,
         stripped_setuid: stripped,
+        warnings,
         locked,
         new_layers,
         _layers: all_layers,

@@ -41,6 +41,8 @@ pub struct CopyContext<'a> {
     pub defer_entries: bool,
     /// The stage's filesystem below this step: its symlinks and account files.
     pub lower: &'a super::pathindex::View,
+    /// The OCI architecture the stage is built for (ELF files of another one are warned of).
+    pub architecture: &'a str,
 }
 
 /// A COPY's layer: known from the cache, or to be packed (with the stage's other new
@@ -62,6 +64,8 @@ pub struct CopyLayer {
 pub struct CopyOutput {
     pub layers: Vec<CopyLayer>,
     pub stripped_setuid: Vec<String>,
+    /// What the user should hear about (the caller adds `file:line`).
+    pub warnings: Vec<String>,
 }
 
 /// Runs one COPY/ADD; errors are messages the caller prefixes with `file:line`.
@@ -148,7 +152,8 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
             }
             rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
             let nothing = DockerIgnore::default();
-            let entries = collect(root.path(), &sources, &dest, chown, chmod, &nothing)?;
+            let entries = collect(root.path(), &sources, &dest, chown, chmod, &nothing)
+                .map_err(|e| in_source(e, &from_label(ctx.step_text, from)))?;
             // The layer reads these files later: keep the directory until then.
             let kept = root.keep();
             tracing::debug!(dir = %kept.display(), "COPY --from materialised");
@@ -166,7 +171,35 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
     } else {
         strip_setuid(&mut entries)
     };
-    layers_of(ctx, entries, stripped, from_image_key)
+    let warnings = foreign_binaries(&entries, ctx.architecture);
+    let mut out = layers_of(ctx, entries, stripped, from_image_key)?;
+    out.warnings = warnings;
+    Ok(out)
+}
+
+/// ELF files built for another architecture than the image's (an x86-64 binary copied into
+/// a `linux/arm64` image cannot run there). Only files that can be programs or libraries
+/// are opened: executable ones and `*.so*`, 20 bytes each.
+fn foreign_binaries(entries: &[LayerEntry], architecture: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in entries {
+        let EntryKind::File { source, .. } = &e.kind else {
+            continue;
+        };
+        let name = e.path.to_string_lossy();
+        let maybe_program = e.mode & 0o111 != 0 || name.contains(".so");
+        if !maybe_program {
+            continue;
+        }
+        if let Some(found) = super::elf_machine::file_architecture(source) {
+            if found != architecture {
+                out.push(format!(
+                    "/{name} is an ELF file for {found}, but the image is built for {architecture}: it will not run there"
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The destination's own directories are created only when missing (as `mkdir -p`): one
@@ -253,6 +286,7 @@ pub fn layers_of(
     Ok(CopyOutput {
         layers,
         stripped_setuid: stripped,
+        warnings: Vec::new(),
     })
 }
 
@@ -335,6 +369,7 @@ fn cached_output(
         }],
         // Reported when the layer was first made.
         stripped_setuid: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 
@@ -384,6 +419,28 @@ fn from_image(
         key: copy.key(&opts),
         opts,
     })
+}
+
+/// `stage builder` / `image registry.example/lib:1`: what a `COPY --from` reads, as written.
+fn from_label(step_text: &str, from: &CopyFrom) -> String {
+    let written = step_text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--from="));
+    match from {
+        CopyFrom::Stage(i) => format!("stage {}", written.map_or(i.to_string(), str::to_string)),
+        CopyFrom::Image(r) => format!("image {r}"),
+    }
+}
+
+/// A source error of a `COPY --from` names the stage or image, not the build context.
+fn in_source(message: String, label: &str) -> String {
+    if message.contains("in the build context") {
+        message.replace("in the build context", &format!("in {label}"))
+    } else if message.contains("matched nothing") {
+        format!("{message} in {label}")
+    } else {
+        message
+    }
 }
 
 fn collect(
@@ -653,6 +710,24 @@ mod tests {
         assert_eq!(literal_prefix("app/bin/*.so"), PathBuf::from("app/bin"));
         assert_eq!(literal_prefix("app/file"), PathBuf::from("app/file"));
         assert_eq!(literal_prefix("*"), PathBuf::new());
+    }
+
+    #[test]
+    fn copy_from_errors_name_the_stage_or_image() {
+        let stage = from_label("COPY --from=builder /out/app /app", &CopyFrom::Stage(0));
+        assert_eq!(stage, "stage builder");
+        let image = from_label(
+            "COPY --from=r.example/lib:1 /x /x",
+            &CopyFrom::Image("r.example/lib:1".into()),
+        );
+        assert_eq!(image, "image r.example/lib:1");
+        assert_eq!(
+            in_source(
+                "COPY source \"/out/app\" not found in the build context".into(),
+                &stage
+            ),
+            "COPY source \"/out/app\" not found in stage builder"
+        );
     }
 
     #[test]

@@ -213,6 +213,12 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
     let allow_root = args.allow_root;
     // Said once the image is built, before the plan or any manifest.
     let warn = move |prepared: &push::Prepared| {
+        let mut said = std::collections::BTreeSet::new();
+        for w in prepared.images.iter().flat_map(|i| i.warnings.iter()) {
+            if said.insert(w) {
+                eprintln!("warning: {w}");
+            }
+        }
         for path in &prepared.stripped_setuid {
             eprintln!(
                 "warning: stripped setuid/setgid bits from {path} (use --keep-setuid to keep them)"
