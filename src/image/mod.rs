@@ -1,5 +1,7 @@
 //! The image being built: its config (`config`), and bases resolved from a registry
-//! without downloading their layers (`base`).
+//! without downloading their layers (`base`), or from images computed but not written
+//! (`planned`).
 
 pub mod base;
 pub mod config;
+pub mod planned;
