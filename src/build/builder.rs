@@ -371,10 +371,13 @@ pub async fn build(
             }
         }
     }
+    let sources = assemble::sources(bases.values(), final_image.base.as_ref());
     let assembled =
-        assemble::assemble(&final_image, &created, tmp.path()).map_err(|e| BuildError::Io {
-            path: tmp.path().display().to_string(),
-            message: e,
+        assemble::assemble(&final_image, &sources, &created, tmp.path()).map_err(|e| {
+            BuildError::Io {
+                path: tmp.path().display().to_string(),
+                message: e,
+            }
         })?;
     Ok(BuiltImage {
         set: assembled.set,

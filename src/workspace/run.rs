@@ -100,17 +100,13 @@ pub async fn push_all(
     Ok(outcomes)
 }
 
-/// Every image's base, checked against what its base's tag points at now.
+/// Every image's base and the other images it read, checked against what their tags point
+/// at now (an image FROM scratch that read no image has nothing to move).
 pub async fn outdated_all(registry: &Registry, ws: &Workspace) -> Result<Vec<BaseStatus>, String> {
     let mut out = Vec::new();
     for image in &ws.images {
         let tag: ImageRef = first_tag(image)?;
-        match outdated::base_of_image(registry, &tag).await? {
-            Some((base, pinned)) => {
-                out.push(outdated::check(registry, &image.name, &base, &pinned).await?)
-            }
-            None => continue, // FROM scratch: no base to move
-        }
+        out.extend(outdated::check_image(registry, &image.name, &tag).await?);
     }
     Ok(out)
 }
