@@ -1,10 +1,11 @@
 //! Has a base moved? Compares what a base's tag points at now with the digest an image was
 //! built from: the lock file's pin, a `name:tag@sha256:` pin in the Dockerfile, or a pushed
-//! image's `org.opencontainers.image.base.*` annotations.
+//! image's `org.opencontainers.image.base.*` annotations — and, likewise, every other image
+//! the build read (`COPY --from=<image>`, in the lock file and in `dev.regbuild.sources`).
 
 use serde::Serialize;
 
-use crate::build::assemble::{BASE_DIGEST, BASE_NAME};
+use crate::build::assemble::{parse_sources, BASE_DIGEST, BASE_NAME, SOURCES};
 use crate::digest::Digest;
 use crate::manifest::{is_index, ManifestView};
 use crate::reference::ImageRef;
@@ -60,11 +61,48 @@ pub async fn check(
     })
 }
 
+/// What a pushed image says it was built from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BuiltFrom {
+    /// `org.opencontainers.image.base.*`: the base's tag and the digest it resolved to.
+    pub base: Option<(ImageRef, Digest)>,
+    /// `dev.regbuild.sources`: the other images the build read, each by the digest it read.
+    pub sources: Vec<(ImageRef, Digest)>,
+}
+
+/// The annotations of one manifest that say what it was built from, unparsed.
+#[derive(Default)]
+struct Found {
+    base: Option<(String, String)>,
+    sources: Option<String>,
+}
+
+impl Found {
+    fn of(manifest: &serde_json::Value) -> Found {
+        let a = manifest.get("annotations");
+        let text = |key: &str| {
+            a.and_then(|a| a.get(key))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        Found {
+            base: text(BASE_NAME).zip(text(BASE_DIGEST)),
+            sources: text(SOURCES),
+        }
+    }
+}
+
 /// The base a pushed image names in its annotations (the index's, else its first child's).
 pub async fn base_of_image(
     registry: &Registry,
     image: &ImageRef,
 ) -> Result<Option<(ImageRef, Digest)>, String> {
+    Ok(built_from(registry, image).await?.base)
+}
+
+/// What a pushed image was built from, by its annotations (the index's, else its first
+/// child's).
+pub async fn built_from(registry: &Registry, image: &ImageRef) -> Result<BuiltFrom, String> {
     let repo = registry.repo(
         &image.registry,
         &image.repository,
@@ -76,8 +114,8 @@ pub async fn base_of_image(
         .map_err(|e| format!("{image}: {e}"))?;
     let view: serde_json::Value =
         serde_json::from_slice(&m.bytes).map_err(|e| format!("{image}: {e}"))?;
-    let mut found = annotations(&view);
-    if found.is_none() && is_index(&m.media_type) {
+    let mut found = Found::of(&view);
+    if (found.base.is_none() || found.sources.is_none()) && is_index(&m.media_type) {
         let idx = ManifestView::parse(&m.bytes).map_err(|e| format!("{image}: {e}"))?;
         if let Some(child) = idx.manifests.first() {
             let c = repo
@@ -86,27 +124,103 @@ pub async fn base_of_image(
                 .map_err(|e| format!("{image}: {e}"))?;
             let cv: serde_json::Value =
                 serde_json::from_slice(&c.bytes).map_err(|e| format!("{image}: {e}"))?;
-            found = annotations(&cv);
+            let child = Found::of(&cv);
+            found.base = found.base.or(child.base);
+            found.sources = found.sources.or(child.sources);
         }
     }
-    match found {
-        None => Ok(None),
-        Some((name, digest)) => {
-            let r: ImageRef = name
-                .parse()
-                .map_err(|e| format!("{image}: base annotation: {e}"))?;
-            let d: Digest = digest
-                .parse()
-                .map_err(|e| format!("{image}: base annotation: {e}"))?;
-            Ok(Some((r, d)))
-        }
-    }
+    parse_found(image, found)
 }
 
-fn annotations(v: &serde_json::Value) -> Option<(String, String)> {
-    let a = v.get("annotations")?;
-    Some((
-        a.get(BASE_NAME)?.as_str()?.to_string(),
-        a.get(BASE_DIGEST)?.as_str()?.to_string(),
-    ))
+fn parse_found(image: &ImageRef, found: Found) -> Result<BuiltFrom, String> {
+    let pinned = |r: &str, d: &str, what: &str| -> Result<(ImageRef, Digest), String> {
+        let bad = |e: String| format!("{image}: {what} annotation: {e}");
+        Ok((
+            r.parse().map_err(|e| bad(format!("{e}")))?,
+            d.parse().map_err(|e| bad(format!("{e}")))?,
+        ))
+    };
+    let base = match &found.base {
+        Some((name, digest)) => Some(pinned(name, digest, "base")?),
+        None => None,
+    };
+    let mut sources = Vec::new();
+    for entry in found
+        .sources
+        .as_deref()
+        .map(parse_sources)
+        .into_iter()
+        .flatten()
+    {
+        let (r, d) = entry.rsplit_once('@').ok_or_else(|| {
+            format!("{image}: {SOURCES} annotation: `{entry}` is not reference@digest")
+        })?;
+        sources.push(pinned(r, d, SOURCES)?);
+    }
+    Ok(BuiltFrom { base, sources })
+}
+
+/// Every image `image` was built from (its base, then the other images it read), checked.
+/// `label` names it in the result.
+pub async fn check_image(
+    registry: &Registry,
+    label: &str,
+    image: &ImageRef,
+) -> Result<Vec<BaseStatus>, String> {
+    let from = built_from(registry, image).await?;
+    let mut out = Vec::new();
+    for (reference, pinned) in from.base.iter().chain(from.sources.iter()) {
+        out.push(check(registry, label, reference, pinned).await?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> ImageRef {
+        "r.example/app:1".parse().unwrap()
+    }
+
+    #[test]
+    fn sources_are_read_beside_the_base() {
+        let d1 = Digest::of(b"lib");
+        let d2 = Digest::of(b"base");
+        let v = serde_json::json!({"annotations": {
+            BASE_NAME: "r.example/os/base:1",
+            BASE_DIGEST: d2.to_string(),
+            SOURCES: format!("r.example/lib:2@{d1},r.example/tools:3@{d2}"),
+        }});
+        let from = parse_found(&image(), Found::of(&v)).unwrap();
+        assert_eq!(from.base.unwrap().0.to_string(), "r.example/os/base:1");
+        let sources: Vec<(String, Digest)> = from
+            .sources
+            .into_iter()
+            .map(|(r, d)| (r.to_string(), d))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                ("r.example/lib:2".to_string(), d1),
+                ("r.example/tools:3".to_string(), d2)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_malformed_sources_annotation_is_an_error_naming_the_image() {
+        let v = serde_json::json!({"annotations": {SOURCES: "r.example/lib:2"}});
+        let err = parse_found(&image(), Found::of(&v)).unwrap_err();
+        assert!(
+            err.contains("r.example/app:1") && err.contains("reference@digest"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_annotations_say_nothing() {
+        let from = parse_found(&image(), Found::of(&serde_json::json!({}))).unwrap();
+        assert_eq!(from, BuiltFrom::default());
+    }
 }

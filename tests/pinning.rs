@@ -381,3 +381,111 @@ fn a_base_without_the_requested_platform_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn outdated_covers_images_read_by_copy_from_in_annotations_lock_file_and_workspace() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let pinned = push_base(&host, "1");
+    let ctx = context_with(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM scratch\nCOPY --from={host}/lib/base:1 /etc/base-version /lib-version\nCOPY app.txt /app.txt\nUSER 1\n"
+            ),
+        ),
+        ("app.txt", "app\n"),
+    ]);
+    let dockerfile = ctx.path().join("Dockerfile");
+    std::fs::write(
+        ctx.path().join("regbuild.toml"),
+        format!("[[image]]\nname = \"app\"\ncontext = \".\"\ntags = [\"{host}/app/ws:1\"]\n"),
+    )
+    .unwrap();
+    let workspace = ctx.path().join("regbuild.toml");
+    let tag = format!("{host}/app/copy:1");
+    push_app(ctx.path(), &tag, &[]);
+    run(&mut regbuild(&[
+        "push",
+        "--all",
+        "--workspace",
+        workspace.to_str().unwrap(),
+    ]));
+    run(&mut regbuild(&[
+        "lock",
+        "-f",
+        dockerfile.to_str().unwrap(),
+        ctx.path().to_str().unwrap(),
+    ]));
+    let annotations = &raw_manifest(&tag)["annotations"];
+    assert_eq!(
+        annotations["dev.regbuild.sources"],
+        format!("{host}/lib/base:1@{pinned}").as_str(),
+        "{annotations}"
+    );
+    assert!(annotations
+        .get("org.opencontainers.image.base.name")
+        .is_none());
+
+    let outdated = |args: &[&str]| {
+        let mut all = vec!["outdated"];
+        all.extend_from_slice(args);
+        regbuild(&all).output().unwrap()
+    };
+    let checks: [Vec<&str>; 3] = [
+        vec![&tag],
+        vec!["-f", dockerfile.to_str().unwrap()],
+        vec!["--all", "--workspace", workspace.to_str().unwrap()],
+    ];
+    for args in &checks {
+        let out = outdated(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("up to date"), "{}", stdout(&out));
+    }
+
+    // The library's tag moves: every way of asking says so, with exit 1.
+    let current = push_base(&host, "2");
+    assert_ne!(current, pinned);
+    for args in &checks {
+        let out = outdated(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let line = stdout(&out);
+        assert!(
+            line.contains(&format!("{host}/lib/base:1"))
+                && line.contains(&pinned)
+                && line.contains(&current)
+                && line.contains("MOVED"),
+            "{args:?}: {line}"
+        );
+    }
+    let out = outdated(&["--json", &tag]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["moved"], 1);
+    let base = &v["bases"][0];
+    assert_eq!(base["image"], tag.as_str());
+    assert_eq!(base["reference"], format!("{host}/lib/base:1").as_str());
+    assert_eq!(base["pinned"], pinned.as_str());
+    assert_eq!(base["current"], current.as_str());
+    assert_eq!(base["moved"], true);
+}
+
+#[test]
+fn a_build_that_reads_no_other_image_has_no_sources_annotation() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    push_base(&host, "1");
+    let ctx = app_context(&host);
+    let tag = format!("{host}/app/plain:1");
+    push_app(ctx.path(), &tag, &[]);
+    let annotations = raw_manifest(&tag)["annotations"].clone();
+    let mut keys: Vec<&String> = annotations.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "org.opencontainers.image.base.digest",
+            "org.opencontainers.image.base.name"
+        ]
+    );
+}

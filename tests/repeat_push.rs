@@ -72,7 +72,6 @@ fn an_unchanged_re_push_puts_no_manifest_and_says_unchanged() {
         format!("{}/apps/same:latest", reg.host),
     ];
     let (first, _) = push_json(ctx.path(), &tags, &[]);
-    assert!(actions(&first).iter().all(|(_, a)| a == "put"), "{first:#}");
 
     let mark = reg.access_log().len();
     let (second, _) = push_json(ctx.path(), &tags, &[]);
@@ -82,6 +81,7 @@ fn an_unchanged_re_push_puts_no_manifest_and_says_unchanged() {
         manifest_puts(&log).is_empty(),
         "no manifest written: {log:#?}"
     );
+    assert!(actions(&first).iter().all(|(_, a)| a == "put"), "{first:#}");
     assert_eq!(
         actions(&second),
         vec![
@@ -131,12 +131,12 @@ fn an_unchanged_index_re_push_puts_neither_children_nor_index() {
     let tags = vec![format!("{}/apps/multi:1", reg.host)];
     let platforms = ["--platform", "linux/amd64,linux/arm64"];
     let (first, _) = push_json(ctx.path(), &tags, &platforms);
-    assert_eq!(actions(&first).len(), 3, "two children and the index");
     let mark = reg.access_log().len();
     let (second, _) = push_json(ctx.path(), &tags, &platforms);
     assert_eq!(second["digest"], first["digest"]);
     let log = reg.access_log_since(mark);
     assert!(manifest_puts(&log).is_empty(), "{log:#?}");
+    assert_eq!(actions(&first).len(), 3, "two children and the index");
     assert!(actions(&second).iter().all(|(_, a)| a == "unchanged"));
 }
 

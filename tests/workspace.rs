@@ -248,3 +248,54 @@ fn cycles_and_missing_images_are_clear_errors() {
     let err = stderr(&out);
     assert!(err.contains("`ghost`") && err.contains("`a`"), "{err}");
 }
+
+fn digests(report: &Value) -> Vec<(String, String)> {
+    report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_string(),
+                i["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_dry_run_plans_dependents_on_the_digests_their_bases_would_get() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let ws = workspace(&host);
+
+    // A fresh workspace: no base exists in the registry yet.
+    let mark = reg.access_log().len();
+    let planned = push_all(ws.path(), &["--dry-run"]);
+    for n in ["base", "mid", "top", "other"] {
+        assert_eq!(outcome(&planned, n), "planned", "{planned}");
+    }
+    let log = reg.access_log_since(mark);
+    assert!(
+        log.iter().all(|a| a.method == "GET" || a.method == "HEAD"),
+        "a dry run writes nothing: {log:#?}"
+    );
+    let mut pushed = digests(&push_all(ws.path(), &[]));
+    let mut would = digests(&planned);
+    pushed.sort();
+    would.sort();
+    assert_eq!(would, pushed, "the plan's digests are what the push made");
+
+    // A patched base: its dependents are planned on its new digest.
+    std::fs::write(ws.path().join("base/base.txt"), "base v2\n").unwrap();
+    let planned = push_all(ws.path(), &["--dry-run"]);
+    for n in ["base", "mid", "top"] {
+        assert_eq!(outcome(&planned, n), "planned", "{planned}");
+    }
+    assert_eq!(outcome(&planned, "other"), "unchanged");
+    let mut pushed = digests(&push_all(ws.path(), &[]));
+    let mut would = digests(&planned);
+    pushed.sort();
+    would.sort();
+    assert_eq!(would, pushed);
+}

@@ -12,12 +12,42 @@ use serde_json::json;
 use super::builder::{StageImage, StageLayer};
 use super::cache::KEY_ANNOTATION;
 use crate::digest::Digest;
+use crate::image::base::ResolvedBase;
 use crate::image::config::ImageConfig;
 use crate::manifest::{OCI_CONFIG, OCI_MANIFEST};
 use crate::publish::{BlobOrigin, BlobSpec, ImageSet, LazyFile, ManifestSpec, PutAs};
 
 pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
 pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+/// The other images a build read (`COPY --from=<image>`, bases of the stages it copied
+/// from), as `reference@digest` separated by commas, sorted: what `outdated` checks besides
+/// the base. Absent when there are none, so such manifests stay as they were.
+pub const SOURCES: &str = "dev.regbuild.sources";
+
+/// The `SOURCES` entries for a build that resolved `read` and is built on `base`: each
+/// tagged image other than the base, by the digest it resolved to. Images named by digest
+/// alone cannot move and are left out.
+pub fn sources<'a>(
+    read: impl IntoIterator<Item = &'a ResolvedBase>,
+    base: Option<&ResolvedBase>,
+) -> Vec<String> {
+    let mut out: Vec<String> = read
+        .into_iter()
+        .filter(|r| base.is_none_or(|b| b.reference != r.reference || b.digest != r.digest))
+        .filter_map(|r| {
+            let tag = r.reference.tag.as_ref()?;
+            Some(format!("{}@{}", r.reference.with_tag(tag), r.digest))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Parses a `SOURCES` value back into `reference@digest` entries.
+pub fn parse_sources(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
 
 pub struct Assembled {
     pub set: ImageSet,
@@ -26,7 +56,13 @@ pub struct Assembled {
 }
 
 /// Builds config and manifest for `image`; the config is written under `tmp` for upload.
-pub fn assemble(image: &StageImage, created: &str, tmp: &Path) -> Result<Assembled, String> {
+/// `sources`: the other images the build read (see `sources`).
+pub fn assemble(
+    image: &StageImage,
+    sources: &[String],
+    created: &str,
+    tmp: &Path,
+) -> Result<Assembled, String> {
     let mut config = image.config.clone();
     config.set_created(created);
     let config_bytes = config.to_bytes();
@@ -110,6 +146,12 @@ pub fn assemble(image: &StageImage, created: &str, tmp: &Path) -> Result<Assembl
             BASE_NAME: base.reference.to_string(),
             BASE_DIGEST: base.digest,
         });
+    }
+    if !sources.is_empty() {
+        if !manifest["annotations"].is_object() {
+            manifest["annotations"] = json!({});
+        }
+        manifest["annotations"][SOURCES] = json!(sources.join(","));
     }
     let bytes = Bytes::from(serde_json::to_vec(&manifest).map_err(|e| e.to_string())?);
     let digest = Digest::of(&bytes);

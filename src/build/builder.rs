@@ -14,8 +14,9 @@ use super::layer::BuiltLayer;
 use super::pack::{pack_all, PackJob, PackSinks};
 use super::stages::{self, Base, BuildArgs, Command, CopyFrom, Platform, Stage, StepKind};
 use crate::digest::Digest;
-use crate::image::base::{self, ResolvedBase, TargetPlatform};
+use crate::image::base::{ResolvedBase, TargetPlatform};
 use crate::image::config::{rfc3339, ImageConfig};
+use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
 use crate::manifest::Descriptor;
 use crate::publish::ImageSet;
@@ -50,6 +51,9 @@ pub struct BuildRequest {
     /// References replaced before resolution (a workspace image named in FROM → the
     /// digest just pushed for it).
     pub overrides: HashMap<String, ImageRef>,
+    /// Images computed but not written (a workspace dry run): bases read from here, not from
+    /// the registry, when their digest is one of these.
+    pub planned: Arc<planned::PlannedImages>,
 }
 
 /// Why a build failed. Errors tied to a Dockerfile line name `file:line`.
@@ -227,7 +231,7 @@ pub async fn build(
             Some(d) => written.with_digest(d),
             None => written.clone(),
         };
-        let mut resolved = base::resolve(registry, &target, &plat)
+        let mut resolved = planned::resolve(registry, &req.planned, &target, &plat)
             .await
             .map_err(|e| at(e.to_string()))?;
         // Annotations name the base by its tag; the digest is recorded beside it.
@@ -436,10 +440,13 @@ pub async fn build(
             }
         }
     }
+    let sources = assemble::sources(bases.values(), final_image.base.as_ref());
     let assembled =
-        assemble::assemble(&final_image, &created, tmp.path()).map_err(|e| BuildError::Io {
-            path: tmp.path().display().to_string(),
-            message: e,
+        assemble::assemble(&final_image, &sources, &created, tmp.path()).map_err(|e| {
+            BuildError::Io {
+                path: tmp.path().display().to_string(),
+                message: e,
+            }
         })?;
     Ok(BuiltImage {
         set: assembled.set,

@@ -68,6 +68,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         keep_setuid: false,
         pins: None,
         overrides: Default::default(),
+        planned: Default::default(),
         squash: Default::default(),
         layering: Default::default(),
         cache_from: Vec::new(),

@@ -59,12 +59,13 @@ async fn statuses(registry: &Registry, args: &OutdatedArgs) -> Result<Vec<BaseSt
     if !args.images.is_empty() {
         for i in &args.images {
             let image: ImageRef = i.parse().map_err(|e| format!("{e}"))?;
-            let (base, pinned) = outdated::base_of_image(registry, &image)
-                .await?
-                .ok_or_else(|| {
-                    format!("{image}: no org.opencontainers.image.base.* annotations")
-                })?;
-            out.push(outdated::check(registry, &image.to_string(), &base, &pinned).await?);
+            let checked = outdated::check_image(registry, &image.to_string(), &image).await?;
+            if checked.is_empty() {
+                return Err(format!(
+                    "{image}: no org.opencontainers.image.base.* or dev.regbuild.sources annotations"
+                ));
+            }
+            out.extend(checked);
         }
         return Ok(out);
     }

@@ -182,6 +182,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             keep_setuid: args.keep_setuid,
             pins: None,
             overrides: Default::default(),
+            planned: Default::default(),
             squash: args.squash.into(),
             layering: args.layering,
             cache_from,

@@ -5,6 +5,7 @@
 use crate::digest::Digest;
 use crate::manifest::{is_index, Descriptor, ManifestView};
 use crate::reference::ImageRef;
+use crate::registry::manifests::Manifest;
 use crate::registry::{Registry, RegistryError, Scopes};
 
 /// Configs larger than this are refused (a config is a few KiB; this bounds garbage).
@@ -104,6 +105,42 @@ pub enum BaseError {
     Invalid { reference: String, message: String },
 }
 
+/// Where a base's manifests and config are read from: the registry, or the images a dry run
+/// computed without writing them (`super::planned`).
+pub(super) trait BaseSource {
+    /// The manifest `reference` (a tag or digest) names.
+    async fn manifest(&self, reference: &str) -> Result<Manifest, BaseError>;
+    async fn config(&self, digest: &Digest) -> Result<Vec<u8>, BaseError>;
+}
+
+/// A repository of a registry.
+struct FromRegistry<'a> {
+    repo: crate::registry::Repo,
+    name: &'a str,
+}
+
+impl BaseSource for FromRegistry<'_> {
+    async fn manifest(&self, reference: &str) -> Result<Manifest, BaseError> {
+        self.repo
+            .get_manifest(reference)
+            .await
+            .map_err(|source| BaseError::Registry {
+                reference: self.name.to_string(),
+                source,
+            })
+    }
+
+    async fn config(&self, digest: &Digest) -> Result<Vec<u8>, BaseError> {
+        self.repo
+            .get_blob_bytes(digest, MAX_CONFIG_BYTES)
+            .await
+            .map_err(|source| BaseError::Registry {
+                reference: self.name.to_string(),
+                source,
+            })
+    }
+}
+
 /// Resolves `reference` for `platform`: tag → digest, index → platform manifest, config.
 pub async fn resolve(
     registry: &Registry,
@@ -111,23 +148,29 @@ pub async fn resolve(
     platform: &TargetPlatform,
 ) -> Result<ResolvedBase, BaseError> {
     let name = reference.to_string();
-    let wrap = |source: RegistryError| BaseError::Registry {
-        reference: name.clone(),
-        source,
+    let source = FromRegistry {
+        repo: registry.repo(
+            &reference.registry,
+            &reference.repository,
+            Scopes::pull(&reference.repository),
+        ),
+        name: &name,
     };
+    resolve_from(&source, reference, platform).await
+}
+
+/// Resolves `reference` from `source` (see `resolve`).
+pub(super) async fn resolve_from(
+    source: &impl BaseSource,
+    reference: &ImageRef,
+    platform: &TargetPlatform,
+) -> Result<ResolvedBase, BaseError> {
+    let name = reference.to_string();
     let invalid = |message: String| BaseError::Invalid {
         reference: name.clone(),
         message,
     };
-    let repo = registry.repo(
-        &reference.registry,
-        &reference.repository,
-        Scopes::pull(&reference.repository),
-    );
-    let top = repo
-        .get_manifest(&reference.manifest_reference())
-        .await
-        .map_err(wrap)?;
+    let top = source.manifest(&reference.manifest_reference()).await?;
     let top_view = ManifestView::parse(&top.bytes).map_err(|e| invalid(e.to_string()))?;
     let top_view_for_platforms = top_view.clone();
     let (manifest, view) = if is_index(&top.media_type) {
@@ -146,10 +189,7 @@ pub async fn resolve(
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;
-        let m = repo
-            .get_manifest(child.digest.as_str())
-            .await
-            .map_err(wrap)?;
+        let m = source.manifest(child.digest.as_str()).await?;
         let v = ManifestView::parse(&m.bytes).map_err(|e| invalid(e.to_string()))?;
         (m, v)
     } else {
@@ -159,10 +199,7 @@ pub async fn resolve(
         .config
         .clone()
         .ok_or_else(|| invalid("manifest has no config".into()))?;
-    let config = repo
-        .get_blob_bytes(&config_descriptor.digest, MAX_CONFIG_BYTES)
-        .await
-        .map_err(wrap)?;
+    let config = source.config(&config_descriptor.digest).await?;
     let platforms = top_view_for_platforms
         .manifests
         .iter()

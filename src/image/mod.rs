@@ -1,6 +1,8 @@
 //! The image being built: its config (`config`), and bases resolved from a registry
-//! without downloading their layers (`base`).
+//! without downloading their layers (`base`), or from images computed but not written
+//! (`planned`); the OCI platform values (`platform_values`).
 
 pub mod base;
 pub mod config;
+pub mod planned;
 pub mod platform_values;

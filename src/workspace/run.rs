@@ -16,6 +16,7 @@ use crate::build::builder::{parse_platform, referenced_images};
 use crate::build::BuildRequest;
 use crate::digest::Digest;
 use crate::image::base::TargetPlatform;
+use crate::image::planned::PlannedImages;
 use crate::lock;
 use crate::outdated::{self, BaseStatus};
 use crate::progress::{Event, Progress};
@@ -71,15 +72,21 @@ pub async fn push_all(
 ) -> Result<Vec<ImageOutcome>, String> {
     let (planned, levels) = plan(ws)?;
     let mut digests: HashMap<String, Digest> = HashMap::new();
+    // What each image built so far is, so a dependent reads its base from here: in a dry
+    // run no registry holds a changed base's new digest.
+    let mut computed = PlannedImages::default();
     let mut outcomes = Vec::new();
     for level in levels {
+        let bases = Arc::new(computed.clone());
         let jobs = level.iter().map(|name| {
             let p = &planned[name];
             let digests = &digests;
             let progress = progress.clone();
-            async move { build_one(registry, ws, p, digests, opts, progress).await }
+            let bases = bases.clone();
+            async move { build_one(registry, ws, p, digests, bases, opts, progress).await }
         });
-        for outcome in try_join_all(jobs).await? {
+        for (outcome, image) in try_join_all(jobs).await? {
+            computed.extend(image);
             progress.event(Event::Note(&format!(
                 "{:<9} {} {}",
                 format!("{:?}", outcome.outcome).to_lowercase(),
@@ -93,17 +100,13 @@ pub async fn push_all(
     Ok(outcomes)
 }
 
-/// Every image's base, checked against what its base's tag points at now.
+/// Every image's base and the other images it read, checked against what their tags point
+/// at now (an image FROM scratch that read no image has nothing to move).
 pub async fn outdated_all(registry: &Registry, ws: &Workspace) -> Result<Vec<BaseStatus>, String> {
     let mut out = Vec::new();
     for image in &ws.images {
         let tag: ImageRef = first_tag(image)?;
-        match outdated::base_of_image(registry, &tag).await? {
-            Some((base, pinned)) => {
-                out.push(outdated::check(registry, &image.name, &base, &pinned).await?)
-            }
-            None => continue, // FROM scratch: no base to move
-        }
+        out.extend(outdated::check_image(registry, &image.name, &tag).await?);
     }
     Ok(out)
 }
@@ -187,6 +190,7 @@ fn build_request(
         keep_setuid,
         pins: None,
         overrides: HashMap::new(),
+        planned: Default::default(),
         squash: Default::default(),
         layering: Default::default(),
         cache_from: Vec::new(),
@@ -223,13 +227,15 @@ async fn build_one(
     ws: &Workspace,
     p: &Planned<'_>,
     digests: &HashMap<String, Digest>,
+    bases: Arc<PlannedImages>,
     opts: &PushAllOptions,
     progress: Arc<dyn Progress>,
-) -> Result<ImageOutcome, String> {
+) -> Result<(ImageOutcome, PlannedImages), String> {
     let name = &p.image.name;
     let fail = |e: String| format!("workspace image `{name}`: {e}");
     let mut build = build_request(ws, p.image, &p.platforms[0], opts.epoch, opts.keep_setuid);
     build.overrides = overrides(ws, p, &|n| digests.get(n).cloned()).map_err(fail)?;
+    build.planned = bases;
     let req = PushRequest {
         lock: LockMode {
             path: lock::default_path(&build.dockerfile),
@@ -244,16 +250,22 @@ async fn build_one(
     let prepared = push::prepare(registry, &req, progress.as_ref(), None)
         .await
         .map_err(|e| fail(e.to_string()))?;
+    // Read back now: the image's files live only as long as `prepared`.
+    let mut computed = PlannedImages::default();
+    computed
+        .add(&prepared.set)
+        .map_err(|e| fail(e.to_string()))?;
     let current = current_digests(registry, &p.tags).await.map_err(fail)?;
     let references = p.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>();
     if current.iter().all(|c| c.as_ref() == Some(&prepared.digest)) {
-        return Ok(ImageOutcome {
+        let outcome = ImageOutcome {
             name: name.clone(),
             digest: prepared.digest,
             outcome: Outcome::Unchanged,
             references,
             bytes_uploaded: 0,
-        });
+        };
+        return Ok((outcome, computed));
     }
     if opts.rebase && !opts.dry_run {
         if let Some(Some(pushed)) = current.first() {
@@ -261,7 +273,8 @@ async fn build_one(
                 .await
                 .map_err(fail)?
             {
-                return Ok(done);
+                // The rebased image is in the registry: dependents read it there.
+                return Ok((done, PlannedImages::default()));
             }
         }
     }
@@ -281,7 +294,7 @@ async fn build_one(
     if let (Some(lock), false) = (&prepared.lock_update, opts.dry_run) {
         lock.save(&req.lock.path).map_err(|e| fail(e.to_string()))?;
     }
-    Ok(ImageOutcome {
+    let outcome = ImageOutcome {
         name: name.clone(),
         digest: prepared.digest,
         outcome: if opts.dry_run {
@@ -291,7 +304,8 @@ async fn build_one(
         },
         references,
         bytes_uploaded: report.map(|r| r.bytes_uploaded).unwrap_or(0),
-    })
+    };
+    Ok((outcome, computed))
 }
 
 /// Rebases the pushed image when only its workspace base moved: a build against the base

@@ -1,0 +1,125 @@
+//! Images computed but not written (a workspace dry run), readable as bases: a dependent is
+//! planned on the digest its base *would* get, which no registry holds yet. Their layers are
+//! named by the base's repository, where a real push puts them.
+
+use std::collections::HashMap;
+
+use super::base::{self, BaseError, BaseSource, ResolvedBase, TargetPlatform};
+use crate::digest::Digest;
+use crate::manifest::{is_index, ManifestView};
+use crate::publish::{BlobOrigin, ImageSet};
+use crate::reference::ImageRef;
+use crate::registry::manifests::Manifest;
+use crate::registry::Registry;
+
+/// The manifests and configs of images not written, by digest.
+#[derive(Clone, Debug, Default)]
+pub struct PlannedImages {
+    manifests: HashMap<Digest, Manifest>,
+    configs: HashMap<Digest, Vec<u8>>,
+}
+
+/// A planned image's config could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct PlannedError {
+    path: String,
+    source: std::io::Error,
+}
+
+impl PlannedImages {
+    /// Adds the manifests of `set` and the configs they name (read from their local files).
+    pub fn add(&mut self, set: &ImageSet) -> Result<(), PlannedError> {
+        for m in &set.manifests {
+            self.manifests.insert(
+                m.digest.clone(),
+                Manifest {
+                    bytes: m.bytes.clone(),
+                    digest: m.digest.clone(),
+                    media_type: m.media_type.clone(),
+                },
+            );
+            if is_index(&m.media_type) {
+                continue;
+            }
+            let Some(config) = ManifestView::parse(&m.bytes).ok().and_then(|v| v.config) else {
+                continue;
+            };
+            let file = set.blobs.iter().find_map(|b| match &b.origin {
+                BlobOrigin::File(path) if b.digest == config.digest => Some(path),
+                _ => None,
+            });
+            if let Some(path) = file {
+                let bytes = std::fs::read(path).map_err(|source| PlannedError {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                self.configs.insert(config.digest.clone(), bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds every image of `other`.
+    pub fn extend(&mut self, other: PlannedImages) {
+        self.manifests.extend(other.manifests);
+        self.configs.extend(other.configs);
+    }
+
+    fn holds(&self, reference: &ImageRef) -> bool {
+        reference
+            .digest
+            .as_ref()
+            .is_some_and(|d| self.manifests.contains_key(d))
+    }
+}
+
+/// Resolves `reference` as `base::resolve` does, from `planned` when its digest is one of
+/// them.
+pub async fn resolve(
+    registry: &Registry,
+    planned: &PlannedImages,
+    reference: &ImageRef,
+    platform: &TargetPlatform,
+) -> Result<ResolvedBase, BaseError> {
+    if !planned.holds(reference) {
+        return base::resolve(registry, reference, platform).await;
+    }
+    let source = FromPlanned {
+        planned,
+        name: reference.to_string(),
+    };
+    base::resolve_from(&source, reference, platform).await
+}
+
+struct FromPlanned<'a> {
+    planned: &'a PlannedImages,
+    name: String,
+}
+
+impl FromPlanned<'_> {
+    fn missing(&self, what: String) -> BaseError {
+        BaseError::Invalid {
+            reference: self.name.clone(),
+            message: format!("{what} is not among the images this run computed"),
+        }
+    }
+}
+
+impl BaseSource for FromPlanned<'_> {
+    async fn manifest(&self, reference: &str) -> Result<Manifest, BaseError> {
+        reference
+            .parse::<Digest>()
+            .ok()
+            .and_then(|d| self.planned.manifests.get(&d).cloned())
+            .ok_or_else(|| self.missing(format!("manifest {reference}")))
+    }
+
+    async fn config(&self, digest: &Digest) -> Result<Vec<u8>, BaseError> {
+        self.planned
+            .configs
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| self.missing(format!("config {digest}")))
+    }
+}
