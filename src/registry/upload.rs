@@ -21,10 +21,6 @@
 //! its query (distribution keeps a signed `_state` there) is kept, and only the newest
 //! Location of a session is used.
 
-// `Failed` is large but internal and short-lived: the attempt functions return it, nothing
-// stores it.
-#![allow(clippy::result_large_err)]
-
 use std::pin::Pin;
 use std::sync::Arc;
 
