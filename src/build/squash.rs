@@ -125,7 +125,10 @@ pub async fn squash(
         keep,
         &built.diff_id,
         created,
-        &format!("regbuild --squash: {count} layers in one"),
+        &format!(
+            "regbuild --squash: {count} layer{} in one",
+            if count == 1 { "" } else { "s" }
+        ),
     );
     image.layers.truncate(keep);
     image.layers.push(StageLayer::Local(Arc::new(built)));
