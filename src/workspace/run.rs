@@ -255,6 +255,9 @@ async fn build_one(
     computed
         .add(&prepared.set)
         .map_err(|e| fail(e.to_string()))?;
+    if opts.dry_run {
+        index_local_layers(registry, &prepared.set, req.build.use_cache);
+    }
     let current = current_digests(registry, &p.tags).await.map_err(fail)?;
     let references = p.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>();
     if current.iter().all(|c| c.as_ref() == Some(&prepared.digest)) {
@@ -306,6 +309,21 @@ async fn build_one(
         bytes_uploaded: report.map(|r| r.bytes_uploaded).unwrap_or(0),
     };
     Ok((outcome, computed))
+}
+
+/// A dry run writes nothing, so a dependent cannot read this image's new layers from the
+/// registry to learn their paths: their indexes go into the layer cache now, by digest.
+fn index_local_layers(registry: &Registry, set: &crate::publish::ImageSet, use_cache: bool) {
+    let Some(root) = crate::build::cache::root().filter(|_| use_cache) else {
+        return;
+    };
+    let tmp = std::env::temp_dir();
+    let indexer = crate::build::pathindex::Indexer::new(registry, Some(&root), &tmp);
+    for blob in &set.blobs {
+        if let crate::publish::BlobOrigin::File(path) = &blob.origin {
+            indexer.remember_local(blob.digest.as_str(), path);
+        }
+    }
 }
 
 /// Rebases the pushed image when only its workspace base moved: a build against the base
