@@ -519,3 +519,48 @@ fn an_unknown_upload_strategy_is_bad_usage() {
         stderr(&out)
     );
 }
+
+/// A registry that refuses every way of uploading: the error names the registry, the
+/// operation, each method tried and the registry's own answers, and nothing is tagged.
+#[tokio::test(flavor = "multi_thread")]
+async fn when_every_method_is_refused_the_error_says_what_was_tried() {
+    let reg = registry(Profile::Gar).await;
+    // GAR refuses PATCH; this one refuses a PUT with a body too.
+    let body = br#"{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"no bodies here"}]}"#;
+    reg.add_fault(
+        testregistry::FaultRule::new(
+            "PUT",
+            "/blobs/uploads/",
+            testregistry::FaultAction::Status {
+                status: 400,
+                retry_after: None,
+                body: Some(("application/json".into(), body.to_vec())),
+            },
+        )
+        .times(usize::MAX),
+    );
+    let ctx = context(&reg.host());
+    let out = regbuild_with(
+        &docker_config(&reg),
+        push_args(&reg, &ctx, "1", &["--no-stream-upload", "--retries", "2"]),
+    )
+    .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in [
+        &reg.host(),
+        "upload blob sha256:",
+        "HTTP 405 UNSUPPORTED",
+        "HTTP 400 BLOB_UPLOAD_INVALID: no bodies here",
+    ] {
+        assert!(err.contains(needle), "{needle:?} in: {err}");
+    }
+    // The blob that met the refusals itself lists its tries; one that started after them
+    // says nothing is left, quoting them.
+    assert!(
+        err.contains("the registry refused every way tried")
+            || err.contains("no upload method is left that this registry accepts"),
+        "{err}"
+    );
+    assert!(reg.manifest("app", "1").is_none(), "no tag moved");
+}

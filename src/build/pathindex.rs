@@ -502,6 +502,8 @@ impl<'a> Indexer<'a> {
         let index = self.read_file(&path).or_else(|e| {
             // Not a tar this can read: nothing is known about its paths, which only costs
             // fidelity (its symlinks are not followed); the push goes on as before.
+            // The tar library quotes the bytes it choked on: keep the message printable.
+            let e: String = e.escape_debug().take(200).collect();
             tracing::warn!(layer = %descriptor.digest, error = %e, "cannot index the layer's paths");
             Ok::<_, String>(LayerIndex::new())
         });

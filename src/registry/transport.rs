@@ -84,6 +84,8 @@ pub(crate) struct Host {
     /// What its uploads must avoid: a known host's documented behaviour (in `auto`), then
     /// every refusal seen in this run.
     pub quirks: Mutex<HostQuirks>,
+    /// The refusals it was learned from, in words, for the error when nothing is left.
+    pub refusals: Mutex<Vec<String>>,
 }
 
 /// A repository on a host, with the scopes its operations need.
@@ -352,6 +354,7 @@ impl Registry {
                     ),
                     ping: tokio::sync::Mutex::new(()),
                     quirks: Mutex::new(self.preset_quirks(name)),
+                    refusals: Mutex::new(Vec::new()),
                 })
             })
             .clone()

@@ -222,6 +222,9 @@ impl Repo {
         };
         if new {
             tracing::info!(registry = %self.host.name, "registry answered {why}: {lesson}");
+            if let Ok(mut said) = self.host.refusals.lock() {
+                said.push(format!("{why} ({lesson})"));
+            }
         }
         new
     }
@@ -376,8 +379,17 @@ impl Repo {
                 min_chunk: s.min_chunk,
             };
             let Some(method) = strategy::choose(opts.upload_strategy, &quirks, len, sizes) else {
-                let last =
-                    self.protocol_error(&op, "no upload method is left that this registry accepts");
+                let refused = match self.host.refusals.lock() {
+                    Ok(r) => r.join("; "),
+                    Err(_) => String::new(),
+                };
+                let last = self.protocol_error(
+                    &op,
+                    format!(
+                        "no upload method is left that this registry accepts (it answered: \
+                         {refused})"
+                    ),
+                );
                 return Err(tried.finish(self, &op, "nothing left to try", last));
             };
             let described = method.to_string();
