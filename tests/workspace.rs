@@ -299,3 +299,51 @@ fn a_dry_run_plans_dependents_on_the_digests_their_bases_would_get() {
     would.sort();
     assert_eq!(would, pushed);
 }
+
+#[test]
+fn a_dry_run_plans_a_copy_from_a_workspace_image_no_registry_holds_yet() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let dir = context_with(&[
+        (
+            "lib/Dockerfile",
+            "FROM scratch\nCOPY lib.txt /usr/lib/lib.txt\n",
+        ),
+        ("lib/lib.txt", "lib v1\n"),
+        (
+            "app/Dockerfile",
+            &format!("FROM scratch\nCOPY --from={host}/ws2/lib:1 /usr/lib/lib.txt /lib.txt\n"),
+        ),
+    ]);
+    std::fs::write(
+        dir.path().join("regbuild.toml"),
+        format!(
+            r#"
+[[image]]
+name = "app"
+context = "app"
+tags = ["{host}/ws2/app:1"]
+depends_on = ["lib"]
+
+[[image]]
+name = "lib"
+context = "lib"
+tags = ["{host}/ws2/lib:1"]
+"#
+        ),
+    )
+    .unwrap();
+    let mark = reg.access_log().len();
+    let planned = push_all(dir.path(), &["--dry-run"]);
+    assert_eq!(outcome(&planned, "lib"), "planned", "{planned}");
+    assert_eq!(outcome(&planned, "app"), "planned", "{planned}");
+    assert!(reg
+        .access_log_since(mark)
+        .iter()
+        .all(|a| a.method == "GET" || a.method == "HEAD"));
+    let mut pushed = digests(&push_all(dir.path(), &[]));
+    let mut would = digests(&planned);
+    pushed.sort();
+    would.sort();
+    assert_eq!(would, pushed, "the plan's digests are what the push made");
+}

@@ -520,22 +520,6 @@ impl<'a> Indexer<'a> {
         index
     }
 
-    /// Indexes a layer that exists only as a local file (an image computed but not written,
-    /// in a workspace dry run) under its digest, so that an image built on it in the same run
-    /// finds its paths instead of asking a registry that does not hold it yet. Files that are
-    /// not layers (a config) are skipped.
-    pub fn remember_local(&self, digest: &str, path: &Path) {
-        if self.remembered(digest).is_some() {
-            return;
-        }
-        match self.read_file(path) {
-            Ok(index) => {
-                self.remember(digest, index);
-            }
-            Err(e) => tracing::debug!(blob = digest, error = %e, "not a layer to index"),
-        }
-    }
-
     fn read_file(&self, path: &Path) -> Result<LayerIndex, String> {
         tokio::task::block_in_place(|| {
             let (_, reader) = super::extract::open_archive(path).map_err(|e| e.to_string())?;

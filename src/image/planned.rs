@@ -12,11 +12,22 @@ use crate::reference::ImageRef;
 use crate::registry::manifests::Manifest;
 use crate::registry::Registry;
 
-/// The manifests and configs of images not written, by digest.
-#[derive(Clone, Debug, Default)]
+/// The manifests and configs of images not written, by digest; `keep` holds what owns their
+/// blob files while dependents read them (see `Registry::stand_in_blobs`).
+#[derive(Clone, Default)]
 pub struct PlannedImages {
     manifests: HashMap<Digest, Manifest>,
     configs: HashMap<Digest, Vec<u8>>,
+    keep: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for PlannedImages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlannedImages")
+            .field("manifests", &self.manifests.len())
+            .field("kept", &self.keep.len())
+            .finish()
+    }
 }
 
 /// A planned image's config could not be read back.
@@ -28,6 +39,11 @@ pub struct PlannedError {
 }
 
 impl PlannedImages {
+    /// Keeps `owner` (what owns the blob files) alive as long as these images are used.
+    pub fn keep(&mut self, owner: std::sync::Arc<dyn std::any::Any + Send + Sync>) {
+        self.keep.push(owner);
+    }
+
     /// Adds the manifests of `set` and the configs they name (read from their local files).
     pub fn add(&mut self, set: &ImageSet) -> Result<(), PlannedError> {
         for m in &set.manifests {
@@ -64,6 +80,7 @@ impl PlannedImages {
     pub fn extend(&mut self, other: PlannedImages) {
         self.manifests.extend(other.manifests);
         self.configs.extend(other.configs);
+        self.keep.extend(other.keep);
     }
 
     fn holds(&self, reference: &ImageRef) -> bool {

@@ -73,6 +73,9 @@ struct Inner {
     credentials: CredentialSource,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     jobs: Semaphore,
+    /// Blobs a dry run computed but did not write, by digest: reads of them are served from
+    /// these files (a workspace's dependents are planned on bases no registry holds yet).
+    stand_ins: Mutex<HashMap<crate::digest::Digest, PathBuf>>,
 }
 
 /// One registry host: its base URL and authorization state.
@@ -267,6 +270,7 @@ impl Registry {
                 credentials,
                 hosts: Mutex::new(HashMap::new()),
                 jobs: Semaphore::new(jobs),
+                stand_ins: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -287,6 +291,22 @@ impl Registry {
 
     pub fn options(&self) -> &RegistryOptions {
         &self.inner.options
+    }
+
+    /// Serves reads of these blobs (digest, local file) from their files for the rest of the
+    /// run; the caller keeps the files alive.
+    pub fn stand_in_blobs(
+        &self,
+        blobs: impl IntoIterator<Item = (crate::digest::Digest, PathBuf)>,
+    ) {
+        if let Ok(mut s) = self.inner.stand_ins.lock() {
+            s.extend(blobs);
+        }
+    }
+
+    /// The local file standing in for `digest`, if a dry run made one.
+    pub fn stand_in(&self, digest: &crate::digest::Digest) -> Option<PathBuf> {
+        self.inner.stand_ins.lock().ok()?.get(digest).cloned()
     }
 
     /// `repository` on `registry` for operations needing `scopes`.

@@ -256,7 +256,11 @@ async fn build_one(
         .add(&prepared.set)
         .map_err(|e| fail(e.to_string()))?;
     if opts.dry_run {
-        index_local_layers(registry, &prepared.set, req.build.use_cache);
+        // Dependents read this image's new blobs from their files: no registry holds them.
+        registry.stand_in_blobs(prepared.set.blobs.iter().filter_map(|b| match &b.origin {
+            crate::publish::BlobOrigin::File(path) => Some((b.digest.clone(), path.clone())),
+            _ => None,
+        }));
     }
     let current = current_digests(registry, &p.tags).await.map_err(fail)?;
     let references = p.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>();
@@ -308,22 +312,11 @@ async fn build_one(
         references,
         bytes_uploaded: report.map(|r| r.bytes_uploaded).unwrap_or(0),
     };
-    Ok((outcome, computed))
-}
-
-/// A dry run writes nothing, so a dependent cannot read this image's new layers from the
-/// registry to learn their paths: their indexes go into the layer cache now, by digest.
-fn index_local_layers(registry: &Registry, set: &crate::publish::ImageSet, use_cache: bool) {
-    let Some(root) = crate::build::cache::root().filter(|_| use_cache) else {
-        return;
-    };
-    let tmp = std::env::temp_dir();
-    let indexer = crate::build::pathindex::Indexer::new(registry, Some(&root), &tmp);
-    for blob in &set.blobs {
-        if let crate::publish::BlobOrigin::File(path) = &blob.origin {
-            indexer.remember_local(blob.digest.as_str(), path);
-        }
+    if opts.dry_run {
+        // The stand-in blob files live as long as the images that own them.
+        computed.keep(Arc::new(prepared.images));
     }
+    Ok((outcome, computed))
 }
 
 /// Rebases the pushed image when only its workspace base moved: a build against the base
