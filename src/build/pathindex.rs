@@ -419,10 +419,9 @@ impl<'a> Indexer<'a> {
 
     /// The filesystem `sources` (bottom first) make.
     pub async fn view(&self, sources: &[Source<'_>]) -> Result<View, IndexError> {
-        let mut layers = Vec::with_capacity(sources.len());
-        for s in sources {
-            layers.push(self.index(s).await?);
-        }
+        // Layers not indexed yet are fetched and listed concurrently (under the run's job
+        // limit): listing is one core's gunzip per layer.
+        let layers = futures::future::try_join_all(sources.iter().map(|s| self.index(s))).await?;
         Ok(View::new(layers))
     }
 
