@@ -310,7 +310,8 @@ pub async fn build(
                 line: step.line,
                 message,
             };
-            let needs_view = matches!(step.kind, StepKind::Copy(_) | StepKind::Workdir(_));
+            let needs_view = !matches!(image.base, None if image.layers.is_empty())
+                && needs_base_paths(&step.kind, &image.config.workdir());
             let lower = if needs_view {
                 stage_view(&indexer, &image, &slots)
                     .await
@@ -460,6 +461,35 @@ pub async fn build(
         _layers: all_layers,
         _tmp: tmp,
     })
+}
+
+/// Directories bases commonly replace by a symlink (merged-usr, `/var/run -> /run`).
+const LINKED_DIRS: &[&str] = &[
+    "bin", "sbin", "lib", "lib32", "lib64", "libx32", "var/run", "var/lock",
+];
+
+/// Whether a step's result can depend on the paths below it, which are then listed (each
+/// base layer not listed before is downloaded once): a COPY into `/` or under a directory
+/// bases commonly link elsewhere, a `--chown` by name, and every WORKDIR (it creates only
+/// what is missing). Any other COPY lands where its path says and reads no base layer:
+/// "stages that execute nothing never download their base" stays true for them.
+fn needs_base_paths(kind: &StepKind, workdir: &str) -> bool {
+    match kind {
+        StepKind::Workdir(_) => true,
+        StepKind::Copy(spec) => {
+            let by_name = spec.chown.as_deref().is_some_and(|c| {
+                c.split(':')
+                    .any(|p| !p.is_empty() && p.parse::<u64>().is_err())
+            });
+            let dest = join_in_image(workdir, &spec.dest);
+            let dest = dest.trim_start_matches('/');
+            let linked = LINKED_DIRS
+                .iter()
+                .any(|d| dest == *d || dest.starts_with(&format!("{d}/")));
+            by_name || dest.is_empty() || linked
+        }
+        _ => false,
+    }
 }
 
 /// The stage's filesystem so far (its layers, then the new ones still to pack), as paths.
@@ -892,6 +922,39 @@ pub fn parse_platform(s: &str) -> Option<TargetPlatform> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_steps_whose_result_can_depend_on_the_base_read_its_paths() {
+        let copy = |dest: &str, chown: Option<&str>| {
+            StepKind::Copy(super::super::stages::CopySpec {
+                add: false,
+                sources: vec!["x".into()],
+                dest: dest.into(),
+                from: None,
+                chown: chown.map(str::to_string),
+                chmod: None,
+                link: false,
+                closure: false,
+                sysroot: None,
+                exclude: Vec::new(),
+                keep_git_dir: false,
+                checksum: None,
+            })
+        };
+        assert!(!needs_base_paths(&copy("/app/", None), "/"));
+        assert!(!needs_base_paths(&copy(".", Some("1000:1000")), "/srv"));
+        assert!(
+            !needs_base_paths(&copy("/library/", None), "/"),
+            "not under /lib"
+        );
+        assert!(needs_base_paths(&copy("/", None), "/"));
+        assert!(needs_base_paths(&copy("bin/", None), "/"));
+        assert!(needs_base_paths(&copy("/usr/../lib/x/", None), "/"));
+        assert!(needs_base_paths(&copy("run/", None), "/var"));
+        assert!(needs_base_paths(&copy("/app/", Some("node:node")), "/"));
+        assert!(needs_base_paths(&StepKind::Workdir("/app".into()), "/"));
+        assert!(!needs_base_paths(&StepKind::User("1".into()), "/"));
+    }
 
     #[test]
     fn workdir_joins_and_cleans() {
