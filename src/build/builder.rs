@@ -310,10 +310,11 @@ pub async fn build(
                 line: step.line,
                 message,
             };
-            let needs_view = !matches!(image.base, None if image.layers.is_empty())
-                && needs_base_paths(&step.kind, &image.config.workdir());
+            let needs_view = matches!(step.kind, StepKind::Copy(_) | StepKind::Workdir(_));
+            // Layers only a registry holds are listed only where the result can depend on them.
+            let from_registry = needs_base_paths(&step.kind, &image.config.workdir());
             let lower = if needs_view {
-                stage_view(&indexer, &image, &slots)
+                stage_view(&indexer, &image, &slots, from_registry)
                     .await
                     .map_err(|e| at(e.to_string()))?
             } else {
@@ -468,11 +469,12 @@ const LINKED_DIRS: &[&str] = &[
     "bin", "sbin", "lib", "lib32", "lib64", "libx32", "var/run", "var/lock",
 ];
 
-/// Whether a step's result can depend on the paths below it, which are then listed (each
-/// base layer not listed before is downloaded once): a COPY into `/` or under a directory
-/// bases commonly link elsewhere, a `--chown` by name, and every WORKDIR (it creates only
-/// what is missing). Any other COPY lands where its path says and reads no base layer:
-/// "stages that execute nothing never download their base" stays true for them.
+/// Whether a step's result can depend on the paths of layers only a registry holds (the
+/// base's), which are then listed (each layer not listed before is downloaded once): a COPY
+/// into `/` or under a directory bases commonly link elsewhere, a `--chown` by name, and
+/// every WORKDIR (it creates only what is missing). Any other COPY sees only the stage's own
+/// new layers and reads no base layer: "stages that execute nothing never download their
+/// base" stays true for them.
 fn needs_base_paths(kind: &StepKind, workdir: &str) -> bool {
     match kind {
         StepKind::Workdir(_) => true,
@@ -497,9 +499,20 @@ async fn stage_view(
     indexer: &super::pathindex::Indexer<'_>,
     image: &StageImage,
     slots: &[NewSlot],
+    remote: bool,
 ) -> Result<super::pathindex::View, super::pathindex::IndexError> {
     use super::pathindex::Source;
-    let mut sources: Vec<Source<'_>> = image.layers.iter().map(Source::Layer).collect();
+    let local = |l: &&StageLayer| match l {
+        StageLayer::Remote { .. } => false,
+        StageLayer::Cached(c) => c.found_in.is_none(),
+        StageLayer::Local(_) => true,
+    };
+    let mut sources: Vec<Source<'_>> = image
+        .layers
+        .iter()
+        .filter(|l| remote || local(l))
+        .map(Source::Layer)
+        .collect();
     for slot in slots {
         sources.push(match &slot.layer {
             Ok(layer) => Source::Layer(layer),
