@@ -153,6 +153,15 @@ async fn a_platform_outside_the_oci_values_is_refused_before_anything_is_written
     assert!(stderr(&out).contains("unknown architecture"));
 }
 
+/// `push --no-progress EXTRA -t REG/app:1 CTX`.
+fn quiet_push(reg: &TestRegistry, ctx: &tempfile::TempDir, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["push".to_string(), "--no-progress".to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(["-t".into(), format!("{}/app:1", reg.host())]);
+    args.push(ctx.path().display().to_string());
+    args
+}
+
 fn warning_context() -> tempfile::TempDir {
     // Runs as root, a broken exec form, a setuid file: three warnings.
     let ctx = context_with(&[
@@ -171,14 +180,7 @@ fn warning_context() -> tempfile::TempDir {
 async fn warnings_come_before_the_result_line() {
     let reg = TestRegistry::start(Config::default()).await.unwrap();
     let ctx = warning_context();
-    let (ok, text) = interleaved(vec![
-        "push".into(),
-        "--no-progress".into(),
-        "-t".into(),
-        format!("{}/app:1", reg.host()),
-        ctx.path().display().to_string(),
-    ])
-    .await;
+    let (ok, text) = interleaved(quiet_push(&reg, &ctx, &[])).await;
     assert!(ok, "{text}");
     let lines: Vec<&str> = text.lines().collect();
     let result = lines
@@ -209,15 +211,7 @@ async fn a_dry_run_says_its_warnings_before_the_plan_and_sizes_for_humans() {
         "FROM scratch\nCOPY su /su\nCOPY big /big\nCMD [\"/su\"\n",
     )
     .unwrap();
-    let (ok, text) = interleaved(vec![
-        "push".into(),
-        "--no-progress".into(),
-        "--dry-run".into(),
-        "-t".into(),
-        format!("{}/app:1", reg.host()),
-        ctx.path().display().to_string(),
-    ])
-    .await;
+    let (ok, text) = interleaved(quiet_push(&reg, &ctx, &["--dry-run"])).await;
     assert!(ok, "{text}");
     let lines: Vec<&str> = text.lines().collect();
     let first_blob = lines

@@ -192,17 +192,20 @@ impl Repo {
     /// Remembers what a refusal of `sent` teaches about the host; true when it taught
     /// something new (and fallbacks are on).
     pub fn learn_from(&self, sent: Sent, error: &RegistryError) -> bool {
-        let Some(status) = error.status() else {
-            return false;
-        };
-        let message = match error {
-            RegistryError::Api { message, .. } => message.as_deref(),
-            _ => None,
-        };
-        match strategy::read_refusal(sent, status, error.code(), message) {
+        match refusal(sent, error) {
             Some(lesson) => self.learn(lesson, &answer_of(error)),
             None => false,
         }
+    }
+
+    /// Whether offsets must be counted from the bytes sent: the host's `Range` is known to
+    /// lag, or (fallbacks on) an accepted chunk just showed that it does.
+    fn range_is_stale(&self) -> bool {
+        self.upload_quirks().stale_range
+            || self.learn(
+                Lesson::StaleRange,
+                "a Range that did not advance after an accepted chunk",
+            )
     }
 
     fn learn(&self, lesson: Lesson, why: &str) -> bool {
@@ -675,58 +678,34 @@ impl Repo {
                     op,
                 )
                 .await;
+            // After a failure the session is asked where it stands; after a success whose
+            // `Range` is believed, that `Range` already said it.
+            let mut ask_session = true;
             let last_answer = match outcome {
                 Ok((next, held)) => {
                     session = next;
                     let held = held.and_then(|r| parse_range_end(&r)).map(|h| h.min(len));
-                    match held {
-                        // Missing, or all of it: go on.
-                        None => {
-                            offset = end;
+                    match accepted(held, offset, end) {
+                        Accepted::At(to) => {
+                            offset = to;
                             continue;
                         }
-                        Some(h) if h == end => {
-                            offset = end;
-                            continue;
-                        }
-                        // Part of the chunk was taken: the spec's resume point.
-                        Some(h) if h > offset && h < end => {
-                            offset = h;
-                            continue;
-                        }
-                        Some(_) if self.upload_quirks().stale_range => {
-                            offset = end;
-                            continue;
-                        }
-                        Some(_)
-                            if self.learn(
-                                Lesson::StaleRange,
-                                "a Range that did not advance after an accepted chunk",
-                            ) =>
-                        {
+                        Accepted::Mismatch(_) if self.range_is_stale() => {
                             offset = end;
                             continue;
                         }
                         // Believed: the registry says it holds no more than before.
-                        Some(h) => {
+                        Accepted::Mismatch(h) => {
                             offset = h;
+                            ask_session = false;
                             "a success whose Range did not advance".to_string()
                         }
                     }
                 }
                 Err(Failed::Answer { sent, error }) => {
                     let status = error.status().unwrap_or(0);
-                    let refusal = strategy::read_refusal(
-                        sent,
-                        status,
-                        error.code(),
-                        match &*error {
-                            RegistryError::Api { message, .. } => message.as_deref(),
-                            _ => None,
-                        },
-                    );
                     // A refusal another method avoids goes back to `upload` to learn from.
-                    if refusal.is_some() && self.registry.options().upload_fallback {
+                    if refusal(sent, &error).is_some() && self.registry.options().upload_fallback {
                         return Err(Failed::Answer { sent, error });
                     }
                     let resumable = status == 416 || error.is_transient();
@@ -761,7 +740,7 @@ impl Repo {
                     message: "a chunk failed where Range cannot be trusted".into(),
                 }));
             }
-            if last_answer != "a success whose Range did not advance" {
+            if ask_session {
                 offset = self.upload_status(&mut session, op).await?.min(len);
             }
             tracing::info!(%digest, offset, "resuming chunked upload");
@@ -792,17 +771,11 @@ impl Repo {
     /// Whether a chunk of a stream (which cannot be sent again) was taken whole: the
     /// session's `Range` reaches its end, or is missing, or is stale where that is known.
     fn chunk_of_stream_taken(&self, held: Option<&str>, offset: u64, end: u64) -> bool {
-        match held.and_then(parse_range_end) {
-            None => true,
-            Some(h) if h == end => true,
-            Some(h) if h > offset => false,
-            Some(_) => {
-                self.upload_quirks().stale_range
-                    || self.learn(
-                        Lesson::StaleRange,
-                        "a Range that did not advance after an accepted chunk",
-                    )
-            }
+        match accepted(held.and_then(parse_range_end), offset, end) {
+            Accepted::At(to) => to == end,
+            // More than was sent is no lag: the stream cannot be sent again to find out.
+            Accepted::Mismatch(h) if h > end => false,
+            Accepted::Mismatch(_) => self.range_is_stale(),
         }
     }
 
@@ -818,6 +791,34 @@ impl Repo {
                 .map(Some)
                 .ok_or_else(|| self.protocol_error(op, "upload Location is not a valid URL")),
         }
+    }
+}
+
+/// What a refusal of `sent` teaches, if another method gets around it.
+fn refusal(sent: Sent, error: &RegistryError) -> Option<Lesson> {
+    let message = match error {
+        RegistryError::Api { message, .. } => message.as_deref(),
+        _ => None,
+    };
+    strategy::read_refusal(sent, error.status()?, error.code(), message)
+}
+
+/// Where an accepted chunk `[offset, end)` leaves an upload, by the `Range` it answered.
+#[derive(Debug, PartialEq, Eq)]
+enum Accepted {
+    /// Resume here: the chunk's end (all taken, or no `Range` said otherwise), or the
+    /// spec's resume point when part of it was taken.
+    At(u64),
+    /// The `Range` did not advance past `offset` (or went past the chunk): stale or lost.
+    Mismatch(u64),
+}
+
+fn accepted(held: Option<u64>, offset: u64, end: u64) -> Accepted {
+    match held {
+        None => Accepted::At(end),
+        Some(h) if h == end => Accepted::At(end),
+        Some(h) if h > offset && h < end => Accepted::At(h),
+        Some(h) => Accepted::Mismatch(h),
     }
 }
 
@@ -922,6 +923,19 @@ mod tests {
         let mut u = Url::parse("http://r/v2/a/blobs/uploads/u?_state=abc").unwrap();
         u.query_pairs_mut().append_pair("digest", "sha256:00");
         assert_eq!(u.query(), Some("_state=abc&digest=sha256%3A00"));
+    }
+
+    #[test]
+    fn an_accepted_chunk_resumes_where_its_range_says_unless_it_did_not_advance() {
+        assert_eq!(accepted(None, 0, 10), Accepted::At(10));
+        assert_eq!(accepted(Some(10), 0, 10), Accepted::At(10));
+        assert_eq!(accepted(Some(4), 0, 10), Accepted::At(4));
+        assert_eq!(
+            accepted(Some(10), 10, 20),
+            Accepted::Mismatch(10),
+            "ECR's stale Range"
+        );
+        assert_eq!(accepted(Some(25), 10, 20), Accepted::Mismatch(25));
     }
 
     #[test]
