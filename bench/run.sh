@@ -250,6 +250,9 @@ regbuild_push() {
   fi
   record "$name" "$n" "$ELAPSED"
   record "$name.bytes" "$n" "$(json_bytes "$out.json")"
+  # The image's digest: the same inputs must give the same digest on every commit.
+  python3 -c 'import json,sys; print(sys.argv[1], json.load(open(sys.argv[2]))["digest"])' \
+    "$name" "$out.json" >>"$work/digests"
 }
 
 floor() { tar -C "$1" -cf - . | pigz -p2 -6 | sha256sum >/dev/null; }
@@ -406,7 +409,7 @@ BENCH_RUNS=$runs BENCH_TOTAL=$total BENCH_COMMIT=$commit BENCH_CPU=$cpu BENCH_ME
   BENCH_NPROC=$(nproc) BENCH_KERNEL=$(uname -r) BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') \
   BENCH_VERSIONS=$versions BENCH_BUILDAH_OK=$buildah_ok BENCH_BUILDAH_WHY=$buildah_why \
   BENCH_NET_WHY=$net_why BENCH_ISOLATE=$isolate BENCH_LOAD="$load_before before the runs, $load_after after" \
-  BENCH_CTX="$ctx_bytes bytes in $ctx_files files" \
+  BENCH_CTX="$ctx_bytes bytes in $ctx_files files" BENCH_DIGESTS="$work/digests" \
   python3 - "$results" "$repo/BENCHMARKS.md" <<'EOF'
 import os, re, statistics, sys
 from collections import defaultdict
@@ -520,6 +523,14 @@ bytes_line = ("regbuild bytes uploaded (`bytes_uploaded`, medians): cold %s, war
                  cnt("regbuild.noop.uploads"), cnt("regbuild.promote.puts"),
                  cnt("regbuild.promote.mounts")))
 
+# Every run pushes the same inputs: one digest per measurement, identical across commits.
+digests = defaultdict(set)
+for line in open(E["BENCH_DIGESTS"]):
+    k, d = line.split()
+    digests[k].add(d)
+digest_line = "Image digests (the same inputs give the same image on every run and commit): " + \
+    "; ".join("%s %s" % (k, ", ".join(sorted(v))) for k, v in sorted(digests.items()))
+
 notes = []
 if E.get("BENCH_NET_WHY"):
     notes.append("no shaped-link measurement: " + E["BENCH_NET_WHY"])
@@ -530,6 +541,7 @@ if E["BENCH_ISOLATE"] != "yes":
                  "cache, so runs after the first may be warmer than cold.")
 
 print("\n".join(table))
+print(digest_line)
 print()
 print("Per run (seconds):")
 print("\n".join(raw))
@@ -555,7 +567,7 @@ section += [
     "Tools: %s. Context: %s. The whole script took %s s."
     % (E["BENCH_VERSIONS"], E["BENCH_CTX"], E["BENCH_TOTAL"]),
     "",
-] + table + ["", "Per run (seconds):", ""] + raw + ["", bytes_line, ""]
+] + table + ["", "Per run (seconds):", ""] + raw + ["", bytes_line, "", digest_line, ""]
 for n in notes:
     section += ["Note: " + n, ""]
 block = "<!-- latest-run:begin (written by bench/run.sh) -->\n" + "\n".join(section) + \
