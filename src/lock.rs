@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use regbuild_oci::digest::Digest;
 
 pub const DEFAULT_NAME: &str = "regbuild.lock";
 const HEADER: &str = "# regbuild.lock: base images pinned by digest.\n\
@@ -128,16 +128,16 @@ pub fn default_path(dockerfile: &Path) -> PathBuf {
 /// Resolves `reference` now: its digest, media type and (for an index) the platform
 /// manifests, restricted to `platforms` when given (each must be there).
 pub async fn resolve_entry(
-    registry: &crate::registry::Registry,
-    reference: &crate::reference::ImageRef,
+    registry: &regbuild_registry::Registry,
+    reference: &regbuild_oci::reference::ImageRef,
     platforms: Option<&[crate::image::base::TargetPlatform]>,
 ) -> Result<LockedImage, String> {
     use crate::image::base::platform_key;
-    use crate::manifest::{is_index, ManifestView};
+    use regbuild_oci::manifest::{is_index, ManifestView};
     let repo = registry.repo(
         &reference.registry,
         &reference.repository,
-        crate::registry::Scopes::pull(&reference.repository),
+        regbuild_registry::Scopes::pull(&reference.repository),
     );
     let m = repo
         .get_manifest(&reference.manifest_reference())
@@ -190,7 +190,7 @@ mod tests {
         LockedImage {
             reference: r.into(),
             digest: Digest::of(d),
-            media_type: crate::manifest::OCI_MANIFEST.into(),
+            media_type: regbuild_oci::manifest::OCI_MANIFEST.into(),
             platforms: BTreeMap::new(),
         }
     }

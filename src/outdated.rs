@@ -5,11 +5,11 @@
 
 use serde::Serialize;
 
-use crate::build::assemble::{parse_sources, BASE_DIGEST, BASE_NAME, SOURCES};
-use crate::digest::Digest;
-use crate::manifest::{is_index, ManifestView};
-use crate::reference::ImageRef;
-use crate::registry::{Registry, Scopes};
+use crate::builder::assemble::{parse_sources, BASE_DIGEST, BASE_NAME, SOURCES};
+use regbuild_oci::digest::Digest;
+use regbuild_oci::manifest::{is_index, ManifestView};
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::{Registry, Scopes};
 
 /// One base, checked.
 #[derive(Clone, Debug, Serialize, PartialEq)]

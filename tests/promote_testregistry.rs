@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use regbuild::digest::Digest;
-use regbuild::manifest::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
-use regbuild::progress::Quiet;
 use regbuild::promote::{self, PromoteRequest};
-use regbuild::registry::credentials::{Credential, Secret};
-use regbuild::registry::{CredentialSource, Registry, RegistryOptions};
-use regbuild::report::BlobAction;
+use regbuild_oci::digest::Digest;
+use regbuild_oci::manifest::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
+use regbuild_registry::credentials::{Credential, Secret};
+use regbuild_registry::progress::Quiet;
+use regbuild_registry::report::BlobAction;
+use regbuild_registry::{CredentialSource, Registry, RegistryOptions};
 use testregistry::{
     Auth, Config, FaultAction, FaultRule, LocationStyle, LoggedRequest, MountMode, TestRegistry,
 };

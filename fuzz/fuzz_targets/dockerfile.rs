@@ -8,9 +8,9 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use regbuild::build::dockerfile;
-use regbuild::build::dockerignore::{clean_path, DockerIgnore};
-use regbuild::build::stages::{self, BuildArgs, Platform};
+use regbuild_frontend::dockerfile;
+use regbuild_fs::dockerignore::{clean_path, DockerIgnore};
+use regbuild_frontend::stages::{self, BuildArgs, Platform};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use regbuild::digest::Digest;
-use regbuild::reference::ImageRef;
+use regbuild_oci::digest::Digest;
+use regbuild_oci::reference::ImageRef;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {

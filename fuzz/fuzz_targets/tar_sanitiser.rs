@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use regbuild::build::extract::{extract_archive, Limits, Overlay};
+use regbuild_fs::extract::{extract_archive, Limits, Overlay};
 
 const LIMITS: Limits = Limits {
     max_entry_size: 1 << 20,

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use regbuild::registry::challenge::parse_challenges;
+use regbuild_registry::challenge::parse_challenges;
 
 fuzz_target!(|data: &[u8]| {
     let header = String::from_utf8_lossy(data);

@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::{CliError, GlobalArgs};
 use crate::inspect::{self, parse_fraction, parse_size, Inspection, RuleResult, Rules};
-use crate::progress::human_bytes;
-use crate::reference::ImageRef;
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::progress::human_bytes;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {

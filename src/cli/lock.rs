@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{CliError, GlobalArgs};
-use crate::build::builder::referenced_images;
-use crate::build::BuildRequest;
+use crate::builder::orchestrate::referenced_images;
+use crate::builder::BuildRequest;
 use crate::image::base::TargetPlatform;
 use crate::lock::{self, LockFile};
-use crate::reference::ImageRef;
+use regbuild_oci::reference::ImageRef;
 
 #[derive(Args, Debug)]
 pub struct LockArgs {

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::registry::retry::RetryPolicy;
-use crate::registry::{CredentialSource, Registry, RegistryOptions, UploadStrategy};
+use regbuild_registry::retry::RetryPolicy;
+use regbuild_registry::{CredentialSource, Registry, RegistryOptions, UploadStrategy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -184,7 +184,7 @@ fn elide_middle(text: &str, max: usize) -> String {
 
 fn parse_strategy_arg(s: &str) -> Result<UploadStrategy, String> {
     s.parse()
-        .map_err(|e: crate::registry::strategy::UnknownStrategy| e.to_string())
+        .map_err(|e: regbuild_registry::strategy::UnknownStrategy| e.to_string())
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {

@@ -9,8 +9,8 @@ use clap::Args;
 use super::{CliError, GlobalArgs};
 use crate::lock::{self, LockFile};
 use crate::outdated::{self, BaseStatus};
-use crate::reference::ImageRef;
-use crate::registry::Registry;
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::Registry;
 
 #[derive(Args, Debug)]
 pub struct OutdatedArgs {

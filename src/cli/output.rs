@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use std::io::IsTerminal;
 
-use crate::progress::{human_bytes, Bars, Lines, Progress, Quiet};
-use crate::publish::{BlobStep, Plan, PutAs};
-use crate::report::Report;
+use regbuild_registry::progress::{human_bytes, Bars, Lines, Progress, Quiet};
+use regbuild_registry::publish::{BlobStep, Plan, PutAs};
+use regbuild_registry::report::Report;
 
 /// The progress reporter for a command: quiet for `--json`/`--no-progress`, bars on a
 /// terminal, one line per event otherwise (CI logs).
@@ -29,7 +29,7 @@ pub fn print_report(report: &Report, repository: &str, json: bool) -> std::io::R
         writeln!(out)?;
         return Ok(());
     }
-    use crate::report::BlobAction::*;
+    use regbuild_registry::report::BlobAction::*;
     eprintln!(
         "{} blobs: {} exist, {} mounted, {} uploaded ({} bytes)",
         report.blobs.len(),
@@ -39,7 +39,7 @@ pub fn print_report(report: &Report, repository: &str, json: bool) -> std::io::R
         report.bytes_uploaded
     );
     for m in &report.manifests {
-        if m.action == crate::report::ManifestAction::Unchanged {
+        if m.action == regbuild_registry::report::ManifestAction::Unchanged {
             eprintln!("unchanged {} (already {})", m.reference, m.digest);
         }
     }

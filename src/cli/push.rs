@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{output, CliError, GlobalArgs};
-use crate::build::{self, BuildRequest};
+use crate::builder::BuildRequest;
 use crate::image::base::TargetPlatform;
 use crate::lock;
 use crate::push::{self, LockMode, PushRequest};
-use crate::reference::ImageRef;
 use crate::workspace::{self, run::PushAllOptions, Workspace};
+use regbuild_oci::reference::ImageRef;
 use std::io::Write;
 
 #[derive(Args, Debug)]
@@ -92,13 +92,13 @@ pub struct PushArgs {
     pub squash: SquashArg,
     /// Layer compression: `gzip[:level]` (default level 6) or `zstd[:level]` (default 3;
     /// media type `application/vnd.oci.image.layer.v1.tar+zstd`).
-    #[arg(long, default_value = "gzip", value_parser = crate::build::compress::Compression::parse, help_heading = "Layers")]
-    pub compression: crate::build::compress::Compression,
+    #[arg(long, default_value = "gzip", value_parser = regbuild_fs::compress::Compression::parse, help_heading = "Layers")]
+    pub compression: regbuild_fs::compress::Compression,
     /// `single`: one layer per COPY/ADD. `auto`: a COPY of 32 MiB or more is split into
     /// several layers by path (content-defined), so that a changed file re-packs and
     /// re-uploads only its part.
-    #[arg(long, default_value = "single", value_parser = crate::build::layering::Layering::parse, help_heading = "Layers")]
-    pub layering: crate::build::layering::Layering,
+    #[arg(long, default_value = "single", value_parser = crate::builder::layering::Layering::parse, help_heading = "Layers")]
+    pub layering: crate::builder::layering::Layering,
     /// Do not use the local layer cache ($REGBUILD_CACHE, default ~/.cache/regbuild).
     #[arg(long, help_heading = "Cache and upload")]
     pub no_cache: bool,
@@ -128,7 +128,7 @@ pub enum SquashArg {
     All,
 }
 
-impl From<SquashArg> for crate::build::squash::Squash {
+impl From<SquashArg> for crate::builder::squash::Squash {
     fn from(a: SquashArg) -> Self {
         match a {
             SquashArg::None => Self::None,
@@ -208,7 +208,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
     let platforms = req.platforms.clone();
     let registry = global.registry();
     let progress = output::progress(args.json, global.no_progress);
-    for warning in build::lint::check_file(&req.build.dockerfile) {
+    for warning in regbuild_frontend::lint::check_file(&req.build.dockerfile) {
         eprintln!("warning: {warning}");
     }
     let allow_root = args.allow_root;

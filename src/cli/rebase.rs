@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::{output, CliError, GlobalArgs};
 use crate::rebase::{self, RebaseRequest};
-use crate::reference::ImageRef;
+use regbuild_oci::reference::ImageRef;
 
 #[derive(Args, Debug)]
 pub struct RebaseArgs {

@@ -2,11 +2,11 @@
 //! downloading its layers: the manifest and config are small; layers are only ever mounted,
 //! skipped or streamed registry to registry by the writer.
 
-use crate::digest::Digest;
-use crate::manifest::{is_index, Descriptor, ManifestView};
-use crate::reference::ImageRef;
-use crate::registry::manifests::Manifest;
-use crate::registry::{Registry, RegistryError, Scopes};
+use regbuild_oci::digest::Digest;
+use regbuild_oci::manifest::{is_index, Descriptor, ManifestView};
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::manifests::Manifest;
+use regbuild_registry::{Registry, RegistryError, Scopes};
 
 /// Configs larger than this are refused (a config is a few KiB; this bounds garbage).
 const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
@@ -73,12 +73,12 @@ pub struct ResolvedBase {
 impl ResolvedBase {
     /// True when the base uses Docker media types (the result must not mix them with OCI's).
     pub fn is_docker(&self) -> bool {
-        self.manifest_media_type == crate::manifest::DOCKER_MANIFEST
+        self.manifest_media_type == regbuild_oci::manifest::DOCKER_MANIFEST
     }
 }
 
 /// `os/arch[/variant]`.
-pub fn platform_key(p: &crate::manifest::Platform) -> String {
+pub fn platform_key(p: &regbuild_oci::manifest::Platform) -> String {
     match &p.variant {
         Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
         None => format!("{}/{}", p.os, p.architecture),
@@ -115,7 +115,7 @@ pub(super) trait BaseSource {
 
 /// A repository of a registry.
 struct FromRegistry<'a> {
-    repo: crate::registry::Repo,
+    repo: regbuild_registry::Repo,
     name: &'a str,
 }
 

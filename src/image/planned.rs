@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 
 use super::base::{self, BaseError, BaseSource, ResolvedBase, TargetPlatform};
-use crate::digest::Digest;
-use crate::manifest::{is_index, ManifestView};
-use crate::publish::{BlobOrigin, ImageSet};
-use crate::reference::ImageRef;
-use crate::registry::manifests::Manifest;
-use crate::registry::Registry;
+use regbuild_oci::digest::Digest;
+use regbuild_oci::manifest::{is_index, ManifestView};
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::manifests::Manifest;
+use regbuild_registry::publish::{BlobOrigin, ImageSet};
+use regbuild_registry::Registry;
 
 /// The manifests and configs of images not written, by digest; `keep` holds what owns their
 /// blob files while dependents read them (see `Registry::stand_in_blobs`).

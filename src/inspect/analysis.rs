@@ -438,7 +438,11 @@ pub enum Measure {
 impl fmt::Display for Measure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Measure::Bytes(n) => write!(f, "{n} bytes ({})", crate::progress::human_bytes(*n)),
+            Measure::Bytes(n) => write!(
+                f,
+                "{n} bytes ({})",
+                regbuild_registry::progress::human_bytes(*n)
+            ),
             Measure::Ratio(r) => write!(f, "{r:.4}"),
         }
     }

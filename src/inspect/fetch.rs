@@ -15,11 +15,11 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::analysis::{layer_history, Analysis, Analyzer, Entry};
-use crate::digest::{Digest, Hasher};
 use crate::image::base::{self, BaseError, TargetPlatform};
-use crate::manifest::Descriptor;
-use crate::reference::ImageRef;
-use crate::registry::{Registry, RegistryError, Repo, Scopes};
+use regbuild_oci::digest::{Digest, Hasher};
+use regbuild_oci::manifest::Descriptor;
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::{Registry, RegistryError, Repo, Scopes};
 
 const BLOCK: usize = 512;
 /// Largest GNU long name or PAX header accepted (real ones are a few KiB).
@@ -292,7 +292,7 @@ impl<R: Read> Read for Tally<R> {
 /// of the decompressed stream (trailing padding, the compressor's checksum) and compares its
 /// digest with `diff_id`.
 fn scan_stream(input: impl Read, diff_id: Option<Digest>) -> Result<Scan, String> {
-    use crate::build::extract::{decompress, detect_compression};
+    use regbuild_fs::extract::{decompress, detect_compression};
     let mut input = BufReader::with_capacity(64 << 10, input);
     let magic = input.fill_buf().map_err(|e| e.to_string())?;
     let compression = detect_compression(magic);

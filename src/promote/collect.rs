@@ -5,17 +5,17 @@ use std::collections::HashSet;
 
 use futures::future::try_join_all;
 
-use crate::digest::Digest;
-use crate::manifest::{is_index, ManifestView};
-use crate::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
-use crate::registry::{Manifest, RegistryError, Repo};
+use regbuild_oci::digest::Digest;
+use regbuild_oci::manifest::{is_index, ManifestView};
+use regbuild_registry::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
+use regbuild_registry::{Manifest, RegistryError, Repo};
 
 /// Indexes of indexes deeper than this are refused (a loop or a hostile registry).
 const MAX_DEPTH: usize = 8;
 
 /// Everything `reference` in `src` consists of, ordered for putting.
 pub async fn collect(
-    registry: &crate::registry::Registry,
+    registry: &regbuild_registry::Registry,
     src: &Repo,
     reference: &str,
     with_referrers: bool,
@@ -72,7 +72,7 @@ pub async fn collect(
 /// Every manifest digest added is pushed to `subjects` (referrers may point at any of them).
 #[allow(clippy::too_many_arguments)]
 fn add_tree<'a>(
-    registry: &'a crate::registry::Registry,
+    registry: &'a regbuild_registry::Registry,
     src: &'a Repo,
     manifest: Manifest,
     put_as: PutAs,

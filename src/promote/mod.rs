@@ -6,11 +6,11 @@ pub mod collect;
 
 use std::sync::Arc;
 
-use crate::progress::Progress;
-use crate::publish::{self, Plan};
-use crate::reference::ImageRef;
-use crate::registry::{Registry, RegistryError, Scopes};
-use crate::report::Report;
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::progress::Progress;
+use regbuild_registry::publish::{self, Plan};
+use regbuild_registry::report::Report;
+use regbuild_registry::{Registry, RegistryError, Scopes};
 
 /// What `promote` was asked to do.
 #[derive(Clone, Debug)]

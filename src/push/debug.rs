@@ -6,13 +6,13 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::build::BuiltImage;
-use crate::digest::Digest;
+use crate::builder::BuiltImage;
 use crate::image::base::{self, TargetPlatform};
-use crate::manifest::{ManifestView, OCI_CONFIG, OCI_MANIFEST};
-use crate::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
-use crate::reference::ImageRef;
-use crate::registry::Registry;
+use regbuild_oci::digest::Digest;
+use regbuild_oci::manifest::{ManifestView, OCI_CONFIG, OCI_MANIFEST};
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
+use regbuild_registry::Registry;
 
 /// The debug variant of each platform image (an index over them for several platforms).
 /// `pushed` is where the normal image now lives: its blobs are mounted from there.
@@ -101,12 +101,11 @@ pub async fn variant(
             json!({"mediaType": OCI_MANIFEST, "digest": d, "size": size, "platform": plat})
         })
         .collect();
-    let index =
-        json!({"schemaVersion": 2, "mediaType": crate::manifest::OCI_INDEX, "manifests": entries});
+    let index = json!({"schemaVersion": 2, "mediaType": regbuild_oci::manifest::OCI_INDEX, "manifests": entries});
     let bytes = Bytes::from(serde_json::to_vec(&index).map_err(|e| e.to_string())?);
     let digest = Digest::of(&bytes);
     set.add_manifest(ManifestSpec {
-        media_type: crate::manifest::OCI_INDEX.into(),
+        media_type: regbuild_oci::manifest::OCI_INDEX.into(),
         bytes,
         digest: digest.clone(),
         put_as: PutAs::Tags,

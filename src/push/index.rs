@@ -5,12 +5,12 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::build::assemble::{BASE_DIGEST, BASE_NAME};
-use crate::build::BuiltImage;
-use crate::digest::Digest;
+use crate::builder::assemble::{BASE_DIGEST, BASE_NAME};
+use crate::builder::BuiltImage;
 use crate::image::base::TargetPlatform;
-use crate::manifest::{OCI_INDEX, OCI_MANIFEST};
-use crate::publish::{ImageSet, ManifestSpec, PutAs};
+use regbuild_oci::digest::Digest;
+use regbuild_oci::manifest::{OCI_INDEX, OCI_MANIFEST};
+use regbuild_registry::publish::{ImageSet, ManifestSpec, PutAs};
 
 /// The index over `images` and everything it needs.
 pub fn assemble(images: &[(&TargetPlatform, &BuiltImage)]) -> (ImageSet, Digest) {

@@ -8,16 +8,16 @@ pub mod index;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::build::{self, BuildError, BuildRequest, BuiltImage};
-use crate::digest::Digest;
+use crate::builder::{self, BuildError, BuildRequest, BuiltImage};
 use crate::image::base::TargetPlatform;
 use crate::lock::{LockError, LockFile};
-use crate::progress::Progress;
-use crate::publish::remembered::PushedBefore;
-use crate::publish::{self, BlobOrigin, ImageSet, Plan};
-use crate::reference::ImageRef;
-use crate::registry::{Registry, RegistryError, Scopes};
-use crate::report::Report;
+use regbuild_oci::digest::Digest;
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::progress::Progress;
+use regbuild_registry::publish::remembered::PushedBefore;
+use regbuild_registry::publish::{self, BlobOrigin, ImageSet, Plan};
+use regbuild_registry::report::Report;
+use regbuild_registry::{Registry, RegistryError, Scopes};
 
 /// How the lock file is used.
 #[derive(Clone, Debug)]
@@ -123,7 +123,7 @@ pub async fn prepare(
         let mut b = req.build.clone();
         b.platform = platform.clone();
         b.pins = existing.clone();
-        images.push(build::build(registry, &b, progress, early).await?);
+        images.push(builder::build(registry, &b, progress, early).await?);
     }
     let lock_update = lock_changes(existing.as_ref(), &images, &req.lock)?;
     let (set, digest) = if images.len() == 1 {
@@ -264,7 +264,7 @@ pub async fn write_to_tags(
         .filter(|b| matches!(b.origin, BlobOrigin::File(_) | BlobOrigin::Lazy(_)))
         .map(|b| b.digest.clone())
         .collect();
-    let cache_root = opts.remember.then(crate::build::cache::root).flatten();
+    let cache_root = opts.remember.then(crate::builder::cache::root).flatten();
     let mut records: Vec<PushedBefore> = Vec::new();
     let mut plans = Vec::new();
     let mut staged = Vec::new();
@@ -298,7 +298,7 @@ pub async fn write_to_tags(
         };
         for (digest, action) in done {
             match action {
-                crate::report::BlobAction::Uploaded => known.uploaded.insert(digest),
+                regbuild_registry::report::BlobAction::Uploaded => known.uploaded.insert(digest),
                 _ => known.present.insert(digest),
             };
         }

@@ -11,15 +11,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::build::assemble::{BASE_DIGEST, BASE_NAME};
-use crate::digest::Digest;
+use crate::builder::assemble::{BASE_DIGEST, BASE_NAME};
 use crate::image::base::{self, ResolvedBase, TargetPlatform};
-use crate::manifest::{is_index, ManifestView, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
-use crate::progress::Progress;
-use crate::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, Plan, PutAs};
-use crate::reference::ImageRef;
-use crate::registry::{Registry, Repo, Scopes};
-use crate::report::Report;
+use regbuild_oci::digest::Digest;
+use regbuild_oci::manifest::{is_index, ManifestView, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::progress::Progress;
+use regbuild_registry::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, Plan, PutAs};
+use regbuild_registry::report::Report;
+use regbuild_registry::{Registry, Repo, Scopes};
 
 pub struct RebaseRequest {
     pub image: ImageRef,

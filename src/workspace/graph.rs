@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::file::{WorkspaceError, WorkspaceImage};
-use crate::reference::ImageRef;
+use regbuild_oci::reference::ImageRef;
 
 /// Which workspace image, if any, a reference written in a Dockerfile names: its name, or
 /// one of its tags.

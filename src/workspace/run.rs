@@ -12,18 +12,18 @@ use serde::Serialize;
 
 use super::file::{Workspace, WorkspaceImage};
 use super::graph;
-use crate::build::builder::{parse_platform, referenced_images};
-use crate::build::BuildRequest;
-use crate::digest::Digest;
+use crate::builder::orchestrate::{parse_platform, referenced_images};
+use crate::builder::BuildRequest;
 use crate::image::base::TargetPlatform;
 use crate::image::planned::PlannedImages;
 use crate::lock;
 use crate::outdated::{self, BaseStatus};
-use crate::progress::{Event, Progress};
 use crate::push::{self, LockMode, PushRequest};
 use crate::rebase::{self, RebaseRequest};
-use crate::reference::ImageRef;
-use crate::registry::{Registry, Scopes};
+use regbuild_oci::digest::Digest;
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::progress::{Event, Progress};
+use regbuild_registry::{Registry, Scopes};
 
 /// What happened to one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -258,7 +258,9 @@ async fn build_one(
     if opts.dry_run {
         // Dependents read this image's new blobs from their files: no registry holds them.
         registry.stand_in_blobs(prepared.set.blobs.iter().filter_map(|b| match &b.origin {
-            crate::publish::BlobOrigin::File(path) => Some((b.digest.clone(), path.clone())),
+            regbuild_registry::publish::BlobOrigin::File(path) => {
+                Some((b.digest.clone(), path.clone()))
+            }
             _ => None,
         }));
     }
@@ -395,11 +397,11 @@ async fn current_digests(
     let mut out = Vec::new();
     for t in tags {
         let repo = registry.repo(&t.registry, &t.repository, Scopes::pull(&t.repository));
-        let info = repo
-            .head_manifest(&t.manifest_reference())
-            .await
-            .or_else(|e| if e.is_not_found() { Ok(None) } else { Err(e) })
-            .map_err(|e| e.to_string())?;
+        let info = match repo.head_manifest(&t.manifest_reference()).await {
+            Ok(info) => info,
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.to_string()),
+        };
         out.push(info.map(|i| i.digest));
     }
     Ok(out)

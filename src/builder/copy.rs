@@ -1,0 +1,751 @@
+//! One COPY or ADD: gather its sources (the context, another stage, another image, or a
+//! local archive for ADD), apply ownership and modes, strip setuid/setgid bits, and write
+//! the layer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::builder::orchestrate::{join_in_image, StageImage};
+use crate::builder::rootfs;
+use crate::image::base::ResolvedBase;
+use regbuild_closure::ClosureKind;
+use regbuild_frontend::stages::{CopyFrom, CopySpec};
+use regbuild_fs::context::{self, CopyRequest};
+use regbuild_fs::dockerignore::DockerIgnore;
+use regbuild_fs::extract;
+use regbuild_fs::layer::{EntryKind, LayerEntry, LayerOptions};
+use regbuild_registry::progress::{Event, Progress};
+use regbuild_registry::Registry;
+
+/// What a COPY can see.
+pub struct CopyContext<'a> {
+    pub registry: &'a Registry,
+    pub context: &'a Path,
+    pub ignore: &'a DockerIgnore,
+    pub tmp: &'a Path,
+    pub epoch: u64,
+    pub keep_setuid: bool,
+    pub compression: regbuild_fs::compress::Compression,
+    pub layering: crate::builder::layering::Layering,
+    pub cache: Option<&'a crate::builder::cache::LayerCache>,
+    /// Layers found by key in the images named by `--cache-from` (or the tags pushed).
+    pub remote: &'a HashMap<String, crate::builder::remote_cache::RemoteLayer>,
+    pub workdir: String,
+    pub stages: &'a HashMap<usize, StageImage>,
+    pub bases: &'a HashMap<(String, Option<String>), ResolvedBase>,
+    pub progress: &'a dyn Progress,
+    /// The instruction, as progress shows it.
+    pub step_text: &'a str,
+    /// A cached `COPY --from=<image>` layer may leave its entries unknown until needed.
+    pub defer_entries: bool,
+    /// The stage's filesystem below this step: its symlinks and account files.
+    pub lower: &'a crate::builder::pathindex::View,
+    /// The OCI architecture the stage is built for (ELF files of another one are warned of).
+    pub architecture: &'a str,
+}
+
+/// A COPY's layer: known from the cache, or to be packed (with the stage's other new
+/// layers, see `crate::builder::pack`).
+pub enum NewLayer {
+    Pack(crate::builder::pack::PackJob),
+    Cached(crate::builder::orchestrate::CachedStageLayer),
+}
+
+/// One layer of a COPY (a COPY makes one, or several with `--layering=auto`).
+pub struct CopyLayer {
+    pub layer: NewLayer,
+    /// What the layer holds (kept for `--squash`).
+    pub entries: Vec<LayerEntry>,
+    /// The instruction, with `[part i/n]` when the COPY was split: its history entry.
+    pub label: String,
+}
+
+pub struct CopyOutput {
+    pub layers: Vec<CopyLayer>,
+    pub stripped_setuid: Vec<String>,
+    /// What the user should hear about (the caller adds `file:line`).
+    pub warnings: Vec<String>,
+}
+
+/// Runs one COPY/ADD; errors are messages the caller prefixes with `file:line`.
+pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, String> {
+    let dest = destination(&ctx.workdir, &spec.dest);
+    let chown = spec
+        .chown
+        .as_deref()
+        .map(|s| parse_chown(s, ctx.lower))
+        .transpose()?;
+    let chmod = spec.chmod.as_deref().map(parse_chmod).transpose()?;
+
+    let mut from_image_key = None;
+    let entries = match &spec.from {
+        _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
+        None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
+        None => collect(ctx.context, &spec.sources, &dest, chown, chmod, ctx.ignore)?,
+        Some(from) => {
+            let layers = match from {
+                CopyFrom::Stage(i) => {
+                    ctx.stages.get(i).map(|s| s.layers.clone()).ok_or_else(|| {
+                        format!("stage {i} is not built before COPY --from uses it")
+                    })?
+                }
+                CopyFrom::Image(r) if r == "scratch" => Vec::new(),
+                CopyFrom::Image(r) => {
+                    let b = ctx
+                        .bases
+                        .iter()
+                        .find(|((name, _), _)| name == r)
+                        .map(|(_, b)| b)
+                        .ok_or_else(|| format!("image {r} was not resolved"))?;
+                    b.layers
+                        .iter()
+                        .map(|d| crate::builder::orchestrate::StageLayer::Remote {
+                            descriptor: Box::new(d.clone()),
+                            registry: b.reference.registry.clone(),
+                            repository: b.reference.repository.clone(),
+                        })
+                        .collect()
+                }
+            };
+            let root = tempfile::tempdir_in(ctx.tmp).map_err(|e| e.to_string())?;
+            let sources: Vec<String> = spec
+                .sources
+                .iter()
+                .map(|s| s.trim_start_matches('/').to_string())
+                .map(|s| if s.is_empty() { ".".to_string() } else { s })
+                .collect();
+            let wanted: Vec<PathBuf> = sources.iter().map(|s| literal_prefix(s)).collect();
+            if let Some(FromImage { key, opts }) =
+                from_image(ctx, from, &layers, &sources, &dest, chown, chmod)
+            {
+                if let Some(found) = find(ctx, &key).filter(|_| ctx.defer_entries) {
+                    let keep_setuid = ctx.keep_setuid;
+                    let (sources, dest) = (sources.clone(), dest.clone());
+                    let lower = ctx.lower.clone();
+                    let collect_at = Arc::new(move |root: &Path| {
+                        let entries = collect(
+                            root,
+                            &sources,
+                            &dest,
+                            chown,
+                            chmod,
+                            &DockerIgnore::default(),
+                        )?;
+                        let entries = keep_existing_dest_dirs(entries, &dest, &lower);
+                        let (mut entries, _) = lower.place(entries);
+                        if !keep_setuid {
+                            strip_setuid(&mut entries);
+                        }
+                        Ok(entries)
+                    });
+                    let entries = crate::builder::from_image::deferred(
+                        ctx.registry,
+                        layers,
+                        wanted,
+                        ctx.tmp.to_path_buf(),
+                        collect_at,
+                    );
+                    return Ok(cached_output(ctx, found, key, Deferred(entries), opts));
+                }
+                from_image_key = Some(key);
+            }
+            rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
+            let nothing = DockerIgnore::default();
+            let entries = collect(root.path(), &sources, &dest, chown, chmod, &nothing)
+                .map_err(|e| in_source(e, &from_label(ctx.step_text, from)))?;
+            // The layer reads these files later: keep the directory until then.
+            let kept = root.keep();
+            tracing::debug!(dir = %kept.display(), "COPY --from materialised");
+            entries
+        }
+    };
+    let entries = keep_existing_dest_dirs(entries, &dest, ctx.lower);
+    // Into the destination's existing directory symlinks, as BuildKit copies.
+    let (mut entries, moved) = ctx.lower.place(entries);
+    for (from, to) in &moved {
+        tracing::debug!(from = %from.display(), to = %to.display(), "through a directory symlink");
+    }
+    let stripped = if ctx.keep_setuid {
+        Vec::new()
+    } else {
+        strip_setuid(&mut entries)
+    };
+    let warnings = foreign_binaries(&entries, ctx.architecture);
+    let mut out = layers_of(ctx, entries, stripped, from_image_key)?;
+    out.warnings = warnings;
+    Ok(out)
+}
+
+/// ELF files built for another architecture than the image's (an x86-64 binary copied into
+/// a `linux/arm64` image cannot run there). Only files that can be programs or libraries
+/// are opened: executable ones and `*.so*`, 20 bytes each.
+fn foreign_binaries(entries: &[LayerEntry], architecture: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in entries {
+        let EntryKind::File { source, .. } = &e.kind else {
+            continue;
+        };
+        let name = e.path.to_string_lossy();
+        let maybe_program = e.mode & 0o111 != 0 || name.contains(".so");
+        if !maybe_program {
+            continue;
+        }
+        if let Some(found) = regbuild_closure::elf_machine::file_architecture(source) {
+            if found != architecture {
+                out.push(format!(
+                    "/{name} is an ELF file for {found}, but the image is built for {architecture}: it will not run there"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The destination's own directories are created only when missing (as `mkdir -p`): one
+/// that exists (a WORKDIR, a base's `/usr`) keeps its owner and mode.
+fn keep_existing_dest_dirs(
+    entries: Vec<LayerEntry>,
+    dest: &str,
+    lower: &crate::builder::pathindex::View,
+) -> Vec<LayerEntry> {
+    let dest = Path::new(dest.trim_start_matches('/'));
+    entries
+        .into_iter()
+        .filter(|e| {
+            let on_dest_path = dest.starts_with(&e.path);
+            !(e.kind == EntryKind::Dir && on_dest_path && lower.is_dir(&e.path.to_string_lossy()))
+        })
+        .collect()
+}
+
+/// A step's new entries as layers: found in a cache by key, or to be packed.
+pub fn layers_of(
+    ctx: &CopyContext<'_>,
+    entries: Vec<LayerEntry>,
+    stripped: Vec<String>,
+    from_image_key: Option<String>,
+) -> Result<CopyOutput, String> {
+    let opts = LayerOptions {
+        mtime: ctx.epoch,
+        compression: ctx.compression,
+        threads: regbuild_fs::compress::threads(),
+    };
+    let parts = crate::builder::layering::split(entries, ctx.layering);
+    let count = parts.len();
+    // Keys are computed with or without a cache: they go into the manifest. The sources are
+    // stamped first: packing happens later (at the stage's end) and checks that none changed
+    // since, so a key is never recorded against other bytes.
+    let refs: Vec<&[LayerEntry]> = parts.iter().map(Vec::as_slice).collect();
+    let (stamps, keys) = tokio::task::block_in_place(|| {
+        let stamps = parts
+            .iter()
+            .map(|p| crate::builder::pack::SourceStamps::take(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = match (from_image_key, ctx.cache) {
+            // One layer from an image: keyed by its source, findable without extracting.
+            (Some(key), _) if count == 1 => vec![key],
+            (_, Some(cache)) => cache.layer_keys(&refs, &opts, ctx.step_text, ctx.context)?,
+            (_, None) => crate::builder::cache::layer_keys_uncached(&refs, &opts, ctx.step_text)?,
+        };
+        Ok::<_, std::io::Error>((stamps, keys))
+    })
+    .map_err(|e| format!("reading the sources: {e}"))?;
+    let mut layers = Vec::with_capacity(count);
+    for (i, ((entries, key), stamps)) in parts.into_iter().zip(keys).zip(stamps).enumerate() {
+        let label = if count == 1 {
+            ctx.step_text.to_string()
+        } else {
+            format!("{} [part {}/{count}]", ctx.step_text, i + 1)
+        };
+        let layer = match find(ctx, &key) {
+            Some(found) => NewLayer::Cached(cached_layer(
+                ctx,
+                found,
+                key,
+                Known(entries.clone()),
+                opts,
+                &label,
+            )),
+            None => NewLayer::Pack(crate::builder::pack::PackJob {
+                entries: entries.clone(),
+                opts,
+                key,
+                id: label.clone(),
+                // Neither the local cache nor the registry (by key) knows it.
+                surely_new: ctx.cache.is_some(),
+                stamps,
+            }),
+        };
+        layers.push(CopyLayer {
+            layer,
+            entries,
+            label,
+        });
+    }
+    Ok(CopyOutput {
+        layers,
+        stripped_setuid: stripped,
+        warnings: Vec::new(),
+    })
+}
+
+/// A layer known by key: its record, and where it was found (None: the local cache).
+type Found = (crate::builder::cache::CachedLayer, Option<(String, String)>);
+
+/// The local cache first; else a layer of a --cache-from image (or of the tags pushed).
+fn find(ctx: &CopyContext<'_>, key: &str) -> Option<Found> {
+    let found = match ctx.cache.and_then(|c| c.get(key)) {
+        Some(record) => Some((record, None)),
+        None => ctx.remote.get(key).map(|r| {
+            let at = (r.registry.clone(), r.repository.clone());
+            (r.record.clone(), Some(at))
+        }),
+    };
+    let step = ctx.step_text;
+    match &found {
+        Some((record, None)) => {
+            tracing::info!(%step, digest = %record.digest, "layer cache hit (local)")
+        }
+        Some((record, Some((registry, repository)))) => tracing::info!(
+            %step,
+            digest = %record.digest,
+            "layer cache hit (in {registry}/{repository})"
+        ),
+        None => tracing::info!(%step, "layer cache miss: packing"),
+    }
+    found
+}
+
+/// What a cached layer holds: known, or produced when its bytes are needed.
+enum CachedEntries {
+    Known(Vec<LayerEntry>),
+    Deferred(crate::builder::from_image::DeferredEntries),
+}
+use CachedEntries::{Deferred, Known};
+
+fn cached_layer(
+    ctx: &CopyContext<'_>,
+    (record, found_in): Found,
+    key: String,
+    entries: CachedEntries,
+    opts: LayerOptions,
+    label: &str,
+) -> crate::builder::orchestrate::CachedStageLayer {
+    if let (Some(cache), Some(_)) = (ctx.cache, &found_in) {
+        cache.put(&key, &record);
+    }
+    ctx.progress.event(Event::LayerCached {
+        id: label,
+        digest: &record.digest,
+        size: record.size,
+    });
+    let mut cached = match entries {
+        Known(entries) => {
+            crate::builder::orchestrate::CachedStageLayer::new(record, key, entries, opts, ctx.tmp)
+        }
+        Deferred(entries) => crate::builder::orchestrate::CachedStageLayer::deferred(
+            record, key, entries, opts, ctx.tmp,
+        ),
+    };
+    cached.found_in = found_in;
+    cached
+}
+
+/// A cached one-layer COPY whose entries are not known yet.
+fn cached_output(
+    ctx: &CopyContext<'_>,
+    found: Found,
+    key: String,
+    entries: CachedEntries,
+    opts: LayerOptions,
+) -> CopyOutput {
+    let layer = cached_layer(ctx, found, key, entries, opts, ctx.step_text);
+    CopyOutput {
+        layers: vec![CopyLayer {
+            layer: NewLayer::Cached(layer),
+            entries: Vec::new(),
+            label: ctx.step_text.to_string(),
+        }],
+        // Reported when the layer was first made.
+        stripped_setuid: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+/// The key of a `COPY --from=<image>` layer, from the image's layer digests.
+struct FromImage {
+    key: String,
+    opts: LayerOptions,
+}
+
+fn from_image(
+    ctx: &CopyContext<'_>,
+    from: &CopyFrom,
+    layers: &[crate::builder::orchestrate::StageLayer],
+    sources: &[String],
+    dest: &str,
+    chown: Option<(u64, u64)>,
+    chmod: Option<u32>,
+) -> Option<FromImage> {
+    if !matches!(from, CopyFrom::Image(_))
+        || ctx.layering != crate::builder::layering::Layering::Single
+    {
+        return None;
+    }
+    let digests = layers
+        .iter()
+        .map(|l| match l {
+            crate::builder::orchestrate::StageLayer::Remote { descriptor, .. } => {
+                Some(descriptor.digest.to_string())
+            }
+            _ => None,
+        })
+        .collect::<Option<Vec<String>>>()?;
+    let opts = LayerOptions {
+        mtime: ctx.epoch,
+        compression: ctx.compression,
+        threads: regbuild_fs::compress::threads(),
+    };
+    let copy = crate::builder::from_image::FromImageCopy {
+        instruction: ctx.step_text.to_string(),
+        layers: digests,
+        sources: sources.to_vec(),
+        dest: dest.to_string(),
+        chown,
+        chmod,
+        keep_setuid: ctx.keep_setuid,
+        lower: ctx.lower.symlinks_fingerprint(),
+    };
+    Some(FromImage {
+        key: copy.key(&opts),
+        opts,
+    })
+}
+
+/// `stage builder` / `image registry.example/lib:1`: what a `COPY --from` reads, as written.
+fn from_label(step_text: &str, from: &CopyFrom) -> String {
+    let written = step_text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--from="));
+    match from {
+        CopyFrom::Stage(i) => format!("stage {}", written.map_or(i.to_string(), str::to_string)),
+        CopyFrom::Image(r) => format!("image {r}"),
+    }
+}
+
+/// A source error of a `COPY --from` names the stage or image, not the build context.
+fn in_source(message: String, label: &str) -> String {
+    if message.contains("in the build context") {
+        message.replace("in the build context", &format!("in {label}"))
+    } else if message.contains("matched nothing") {
+        format!("{message} in {label}")
+    } else {
+        message
+    }
+}
+
+fn collect(
+    root: &Path,
+    sources: &[String],
+    dest: &str,
+    chown: Option<(u64, u64)>,
+    chmod: Option<u32>,
+    ignore: &DockerIgnore,
+) -> Result<Vec<LayerEntry>, String> {
+    tokio::task::block_in_place(|| {
+        context::collect(&CopyRequest {
+            context: root,
+            sources,
+            dest,
+            chown,
+            chmod,
+            ignore,
+        })
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// ADD from the context: local tar archives (plain, gzip, zstd, xz) are extracted into
+/// `dest` with their owners, modes, devices and capabilities (`crate::builder::add`); other sources
+/// are copied as COPY would; URLs are refused.
+fn add_entries(
+    ctx: &CopyContext<'_>,
+    spec: &CopySpec,
+    dest: &str,
+    chown: Option<(u64, u64)>,
+    chmod: Option<u32>,
+) -> Result<Vec<LayerEntry>, String> {
+    if let Some(url) = spec.sources.iter().find(|s| is_remote(s)) {
+        return Err(format!(
+            "ADD of a URL ({url}) is not supported: regbuild builds from local files only; download it into the context first"
+        ));
+    }
+    let (archives, plain): (Vec<&String>, Vec<&String>) = spec.sources.iter().partition(|s| {
+        !s.contains(['*', '?', '['])
+            && !s.starts_with('/')
+            && !s.split('/').any(|c| c == "..")
+            // An excluded archive is not in the context: COPY's rules report it missing.
+            && !ctx.ignore.is_excluded(s)
+            && extract::is_archive(&ctx.context.join(s))
+    });
+    if archives.is_empty() {
+        return collect(ctx.context, &spec.sources, dest, chown, chmod, ctx.ignore);
+    }
+    let dir_dest = if dest.ends_with('/') {
+        dest.to_string()
+    } else {
+        format!("{dest}/")
+    };
+    let mut entries = Vec::new();
+    if !plain.is_empty() {
+        let plain: Vec<String> = plain.into_iter().cloned().collect();
+        entries.extend(collect(
+            ctx.context,
+            &plain,
+            &dir_dest,
+            chown,
+            chmod,
+            ctx.ignore,
+        )?);
+    }
+    for a in archives {
+        let unpacked = tokio::task::block_in_place(|| {
+            crate::builder::add::unpack(ctx.context, a, &dir_dest, chown, chmod, ctx.tmp)
+        })
+        .map_err(|e| e.to_string())?;
+        report_left_out(a, &unpacked);
+        entries.extend(unpacked.entries);
+    }
+    Ok(entries)
+}
+
+/// What an archive held that its layer does not: never silent.
+fn report_left_out(archive: &str, unpacked: &crate::builder::add::Unpacked) {
+    for (path, why) in &unpacked.skipped {
+        tracing::warn!("ADD {archive}: {} left out: {why}", path.display());
+    }
+    if !unpacked.dropped_xattrs.is_empty() {
+        let names: Vec<String> = unpacked
+            .dropped_xattrs
+            .iter()
+            .map(|(name, count)| format!("{name} ({count})"))
+            .collect();
+        tracing::warn!(
+            "ADD {archive}: extended attributes left out, as Docker does (it keeps only security.capability): {}",
+            names.join(", ")
+        );
+    }
+}
+
+/// `COPY --closure [--sysroot=DIR] BIN... DEST-ROOT`: each binary and everything the
+/// dynamic linker loads for it, at their sysroot paths under DEST-ROOT. The sysroot is the
+/// build host (`/`) unless `--sysroot` names a directory inside the context.
+fn closure_entries(
+    ctx: &CopyContext<'_>,
+    spec: &CopySpec,
+    dest: &str,
+    chown: Option<(u64, u64)>,
+) -> Result<Vec<LayerEntry>, String> {
+    let sysroot = match &spec.sysroot {
+        None => PathBuf::from("/"),
+        Some(dir) => {
+            let inside = ctx.context.join(dir.trim_start_matches('/'));
+            let real = inside
+                .canonicalize()
+                .map_err(|e| format!("--sysroot={dir}: {e}"))?;
+            let context = ctx.context.canonicalize().map_err(|e| e.to_string())?;
+            if !real.starts_with(&context) {
+                return Err(format!("--sysroot={dir} leaves the build context"));
+            }
+            real
+        }
+    };
+    let binaries: Vec<PathBuf> = spec.sources.iter().map(PathBuf::from).collect();
+    let files = tokio::task::block_in_place(|| regbuild_closure::closure(&sysroot, &binaries))
+        .map_err(|e| e.to_string())?;
+    let root = PathBuf::from(dest.trim_start_matches('/'));
+    let (uid, gid) = chown.unwrap_or((0, 0));
+    let mut entries: Vec<LayerEntry> = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    let links: std::collections::BTreeSet<PathBuf> = files
+        .iter()
+        .filter(|f| matches!(f.kind, ClosureKind::Symlink { .. }))
+        .map(|f| root.join(f.path.strip_prefix("/").unwrap_or(&f.path)))
+        .collect();
+    for f in &files {
+        let path = root.join(f.path.strip_prefix("/").unwrap_or(&f.path));
+        // Parent directories, unless one is itself a symlink the closure reproduces.
+        let mut parent = path.parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            if links.contains(p) {
+                break;
+            }
+            dirs.insert(p.to_path_buf());
+            parent = p.parent();
+        }
+        let (kind, mode) = match &f.kind {
+            ClosureKind::File { source } => {
+                let meta =
+                    std::fs::metadata(source).map_err(|e| format!("{}: {e}", source.display()))?;
+                use std::os::unix::fs::PermissionsExt;
+                (
+                    EntryKind::File {
+                        source: source.clone(),
+                        size: meta.len(),
+                    },
+                    meta.permissions().mode() & 0o7777,
+                )
+            }
+            ClosureKind::Symlink { target } => (
+                EntryKind::Symlink {
+                    target: target.clone(),
+                },
+                0o777,
+            ),
+        };
+        entries.push(LayerEntry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            xattrs: Default::default(),
+        });
+    }
+    for d in dirs {
+        entries.push(LayerEntry {
+            path: d,
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            xattrs: Default::default(),
+        });
+    }
+    Ok(entries)
+}
+
+fn is_remote(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+}
+
+/// The in-image destination: relative ones are under WORKDIR; a trailing `/` (or `.`)
+/// keeps meaning "into this directory".
+fn destination(workdir: &str, dest: &str) -> String {
+    let joined = join_in_image(workdir, dest);
+    let is_dir = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
+    if is_dir && joined != "/" {
+        format!("{joined}/")
+    } else {
+        joined
+    }
+}
+
+/// The part of a source path before its first wildcard: what must be extracted for it.
+fn literal_prefix(source: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in source.split('/') {
+        if c.contains(['*', '?', '[']) {
+            break;
+        }
+        if !c.is_empty() && c != "." {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `--chown=user[:group]`: ids, or names from the stage's /etc/passwd and /etc/group.
+pub fn parse_chown(s: &str, lower: &crate::builder::pathindex::View) -> Result<(u64, u64), String> {
+    crate::builder::owner::resolve(s, &lower.accounts()).map_err(|e| format!("--chown={s}: {e}"))
+}
+
+/// `--chmod=0755` (octal).
+pub fn parse_chmod(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("--chmod={s}: expected an octal mode such as 0755"))
+}
+
+/// Removes setuid/setgid bits from files; returns the paths it changed.
+fn strip_setuid(entries: &mut [LayerEntry]) -> Vec<String> {
+    let mut stripped = Vec::new();
+    for e in entries.iter_mut() {
+        if matches!(e.kind, EntryKind::File { .. }) && e.mode & 0o6000 != 0 {
+            e.mode &= !0o6000;
+            stripped.push(format!("/{}", e.path.display()));
+        }
+    }
+    stripped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_follow_workdir_and_keep_directory_meaning() {
+        assert_eq!(destination("/app", "."), "/app/");
+        assert_eq!(destination("/app", "bin/"), "/app/bin/");
+        assert_eq!(destination("/app", "x"), "/app/x");
+        assert_eq!(destination("/", "/"), "/");
+        assert_eq!(destination("/app", "/etc/conf"), "/etc/conf");
+    }
+
+    #[test]
+    fn chown_and_chmod_parse() {
+        let none = crate::builder::pathindex::View::default();
+        assert_eq!(parse_chown("1000:1001", &none), Ok((1000, 1001)));
+        assert_eq!(parse_chown("1000", &none), Ok((1000, 1000)));
+        assert!(parse_chown("app", &none)
+            .unwrap_err()
+            .contains("--chown=app: unable to find user app"));
+        assert_eq!(parse_chmod("0755"), Ok(0o755));
+        assert!(parse_chmod("u+x").is_err());
+        assert!(parse_chmod("99999").is_err());
+    }
+
+    #[test]
+    fn literal_prefixes_stop_at_wildcards() {
+        assert_eq!(literal_prefix("app/bin/*.so"), PathBuf::from("app/bin"));
+        assert_eq!(literal_prefix("app/file"), PathBuf::from("app/file"));
+        assert_eq!(literal_prefix("*"), PathBuf::new());
+    }
+
+    #[test]
+    fn copy_from_errors_name_the_stage_or_image() {
+        let stage = from_label("COPY --from=builder /out/app /app", &CopyFrom::Stage(0));
+        assert_eq!(stage, "stage builder");
+        let image = from_label(
+            "COPY --from=r.example/lib:1 /x /x",
+            &CopyFrom::Image("r.example/lib:1".into()),
+        );
+        assert_eq!(image, "image r.example/lib:1");
+        assert_eq!(
+            in_source(
+                "COPY source \"/out/app\" not found in the build context".into(),
+                &stage
+            ),
+            "COPY source \"/out/app\" not found in stage builder"
+        );
+    }
+
+    #[test]
+    fn setuid_bits_are_stripped_and_reported() {
+        let mut e = vec![LayerEntry {
+            path: "usr/bin/su".into(),
+            kind: EntryKind::File {
+                source: "/x".into(),
+                size: 1,
+            },
+            mode: 0o4755,
+            uid: 0,
+            gid: 0,
+            xattrs: Default::default(),
+        }];
+        assert_eq!(strip_setuid(&mut e), vec!["/usr/bin/su".to_string()]);
+        assert_eq!(e[0].mode, 0o755);
+    }
+}

@@ -1,0 +1,27 @@
+//! Building an image from a Dockerfile: the orchestration over the front end
+//! (`regbuild-frontend`), the filesystem and layers (`regbuild-fs`) and the registry
+//! (`regbuild-registry`).
+//!
+//! `orchestrate` walks the evaluated stages and applies each instruction to the stage's
+//! image; `copy` carries out COPY/ADD (`add` gives an ADD'ed archive's entries their archive
+//! metadata, `owner` resolves `--chown` names, `pathindex` lists a base's paths when a step
+//! depends on them); `rootfs` and `from_image` materialise paths of another stage or image;
+//! `cache` and `remote_cache` find layers built before (locally, or in a registry by key);
+//! `layering` splits a COPY into layers, `pack` packs them, `squash` squashes; `assemble`
+//! turns the result into the blobs and manifest a registry must hold.
+
+pub mod add;
+pub mod assemble;
+pub mod cache;
+pub mod copy;
+pub mod from_image;
+pub mod layering;
+pub mod orchestrate;
+pub mod owner;
+pub mod pack;
+pub mod pathindex;
+pub mod remote_cache;
+pub mod rootfs;
+pub mod squash;
+
+pub use orchestrate::{build, BuildError, BuildRequest, BuiltImage};

@@ -1,0 +1,1001 @@
+//! Walking a Dockerfile's stages into an image: resolve bases (manifest and config only),
+//! apply each step to the config, build one layer per COPY/ADD, and hand the result to
+//! `assemble`. Nothing is written to a registry here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::builder::assemble;
+use crate::builder::copy::{self, CopyContext};
+use crate::builder::pack::{pack_all, PackJob, PackSinks};
+use crate::image::base::{ResolvedBase, TargetPlatform};
+use crate::image::config::{rfc3339, ImageConfig};
+use crate::image::planned;
+use crate::lock::{LockFile, LockedImage};
+use regbuild_frontend::dockerfile::{self, DockerfileError};
+use regbuild_frontend::stages::{
+    self, Base, BuildArgs, Command, CopyFrom, Platform, Stage, StepKind,
+};
+use regbuild_fs::dockerignore::DockerIgnore;
+use regbuild_fs::layer::BuiltLayer;
+use regbuild_oci::digest::Digest;
+use regbuild_oci::manifest::Descriptor;
+use regbuild_oci::reference::ImageRef;
+use regbuild_registry::publish::ImageSet;
+use regbuild_registry::Registry;
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct BuildRequest {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub platform: TargetPlatform,
+    /// `SOURCE_DATE_EPOCH`, or 0: every timestamp in layers and config.
+    pub epoch: u64,
+    /// Keep setuid/setgid bits on files this build writes (stripped by default).
+    pub keep_setuid: bool,
+    /// Base digests pinned by a lock file: used instead of what tags point at now.
+    pub pins: Option<LockFile>,
+    /// Use the local layer cache (`--no-cache` turns it off).
+    pub use_cache: bool,
+    /// How new layers are compressed (`--compression`).
+    pub compression: regbuild_fs::compress::Compression,
+    /// `--squash`: merge the new layers (or all layers) into one.
+    pub squash: crate::builder::squash::Squash,
+    /// `--layering`: one layer per COPY, or big COPYs split by path.
+    pub layering: crate::builder::layering::Layering,
+    /// Images whose annotated layers may be reused by key (`--cache-from`, and the tags
+    /// pushed); off with `use_cache`.
+    pub cache_from: Vec<ImageRef>,
+    /// References replaced before resolution (a workspace image named in FROM → the
+    /// digest just pushed for it).
+    pub overrides: HashMap<String, ImageRef>,
+    /// Images computed but not written (a workspace dry run): bases read from here, not from
+    /// the registry, when their digest is one of these.
+    pub planned: Arc<planned::PlannedImages>,
+}
+
+/// Why a build failed. Errors tied to a Dockerfile line name `file:line`.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    #[error(transparent)]
+    Ignore(#[from] regbuild_fs::dockerignore::IgnoreError),
+    #[error("{file}:{line}: {message}")]
+    At {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+/// A built image, ready to be planned and written. Holds the temporary files its new layers
+/// live in until it is dropped.
+pub struct BuiltImage {
+    pub set: ImageSet,
+    /// The image manifest's digest: known before anything is pushed.
+    pub digest: Digest,
+    pub config: ImageConfig,
+    pub base: Option<ResolvedBase>,
+    /// Paths whose setuid/setgid bits were removed.
+    pub stripped_setuid: Vec<String>,
+    /// Warnings for the user, each naming `file:line` (foreign ELF binaries).
+    pub warnings: Vec<String>,
+    /// Every base image used, as lock entries (tag → digest); digest-pinned references in the
+    /// Dockerfile are not listed.
+    pub locked: Vec<LockedImage>,
+    /// Layers this build made (digest, size, created_by), in order.
+    pub new_layers: Vec<(Digest, u64, String)>,
+    _layers: Vec<Arc<BuiltLayer>>,
+    _tmp: tempfile::TempDir,
+}
+
+/// One layer of a stage: from a registry, or built here.
+#[derive(Clone)]
+pub enum StageLayer {
+    Remote {
+        descriptor: Box<Descriptor>,
+        registry: String,
+        repository: String,
+    },
+    Local(Arc<BuiltLayer>),
+    /// Known from the layer cache: digest, diff_id and size without building it; its file
+    /// is built only if something needs the bytes.
+    Cached(Arc<CachedStageLayer>),
+}
+
+/// A layer whose digest the cache knew; built on first use and checked against it.
+pub struct CachedStageLayer {
+    pub record: crate::builder::cache::CachedLayer,
+    /// Its layer cache key (annotated on its descriptor).
+    pub key: String,
+    /// The registry and repository it was found in by key (None: the local cache).
+    pub found_in: Option<(String, String)>,
+    entries: Vec<regbuild_fs::layer::LayerEntry>,
+    /// Set when `entries` is not known yet (a cached `COPY --from=<image>` layer, whose
+    /// source is not downloaded unless the bytes are needed).
+    deferred: Option<crate::builder::from_image::DeferredEntries>,
+    opts: regbuild_fs::layer::LayerOptions,
+    tmp: std::path::PathBuf,
+    built: std::sync::Mutex<Option<Arc<BuiltLayer>>>,
+}
+
+impl CachedStageLayer {
+    pub fn new(
+        record: crate::builder::cache::CachedLayer,
+        key: String,
+        entries: Vec<regbuild_fs::layer::LayerEntry>,
+        opts: regbuild_fs::layer::LayerOptions,
+        tmp: &std::path::Path,
+    ) -> CachedStageLayer {
+        CachedStageLayer {
+            record,
+            key,
+            found_in: None,
+            entries,
+            deferred: None,
+            opts,
+            tmp: tmp.to_path_buf(),
+            built: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A layer whose entries are produced only when its bytes are needed.
+    pub fn deferred(
+        record: crate::builder::cache::CachedLayer,
+        key: String,
+        entries: crate::builder::from_image::DeferredEntries,
+        opts: regbuild_fs::layer::LayerOptions,
+        tmp: &std::path::Path,
+    ) -> CachedStageLayer {
+        CachedStageLayer {
+            deferred: Some(entries),
+            ..CachedStageLayer::new(record, key, Vec::new(), opts, tmp)
+        }
+    }
+
+    /// What the layer holds (blocking: a deferred layer materialises its source now).
+    pub fn entries(&self) -> Result<Vec<regbuild_fs::layer::LayerEntry>, String> {
+        match &self.deferred {
+            Some(produce) => produce(),
+            None => Ok(self.entries.clone()),
+        }
+    }
+
+    /// The layer's file, built now if it was not yet (blocking).
+    pub fn built(&self) -> Result<Arc<BuiltLayer>, String> {
+        let mut slot = self.built.lock().map_err(|_| "layer build lock poisoned")?;
+        if let Some(b) = slot.as_ref() {
+            return Ok(b.clone());
+        }
+        let b =
+            regbuild_fs::layer::build_layer(self.entries()?, &self.opts, &self.tmp, &mut |_| {})
+                .map_err(|e| e.to_string())?;
+        if b.digest != self.record.digest {
+            return Err(format!(
+                "a cached layer rebuilt to {} instead of {} (its inputs changed during the build, or the cache is stale: delete $REGBUILD_CACHE)",
+                b.digest, self.record.digest
+            ));
+        }
+        let b = Arc::new(b);
+        *slot = Some(b.clone());
+        Ok(b)
+    }
+}
+/// A stage's image as it is being built.
+#[derive(Clone)]
+pub struct StageImage {
+    pub config: ImageConfig,
+    pub layers: Vec<StageLayer>,
+    pub base: Option<ResolvedBase>,
+}
+
+/// Builds the image described by `req`.
+pub async fn build(
+    registry: &Registry,
+    req: &BuildRequest,
+    progress: &dyn regbuild_registry::progress::Progress,
+    early: Option<&regbuild_registry::publish::EarlyUploads>,
+) -> Result<BuiltImage, BuildError> {
+    let (df, args, first, images) = referenced(req)?;
+    let file = req.dockerfile.display().to_string();
+    let mut bases: HashMap<(String, Option<String>), ResolvedBase> = HashMap::new();
+    let mut locked: Vec<LockedImage> = Vec::new();
+    for (r, platform) in images {
+        if bases.contains_key(&(r.clone(), platform.clone())) {
+            continue;
+        }
+        let line = line_of_image(&first, &r);
+        let at = |message: String| BuildError::At {
+            file: file.clone(),
+            line,
+            message,
+        };
+        let written: ImageRef = match req.overrides.get(&r) {
+            Some(o) => o.clone(),
+            None => r
+                .parse()
+                .map_err(|e: regbuild_oci::reference::ReferenceError| at(e.to_string()))?,
+        };
+        let plat = match &platform {
+            Some(p) => crate::image::platform_values::parse(p).map_err(|e| at(e.to_string()))?,
+            None => req.platform.clone(),
+        };
+        // A digest in the Dockerfile always wins; else the lock file's pin; else the tag.
+        let pinned = match (&written.digest, &req.pins) {
+            (None, Some(lock)) => lock.get(&written.to_string()).map(|e| e.digest.clone()),
+            _ => None,
+        };
+        let target = match &pinned {
+            Some(d) => written.with_digest(d),
+            None => written.clone(),
+        };
+        let mut resolved = planned::resolve(registry, &req.planned, &target, &plat)
+            .await
+            .map_err(|e| at(e.to_string()))?;
+        // Annotations name the base by its tag; the digest is recorded beside it.
+        resolved.reference = match (&written.tag, req.overrides.contains_key(&r)) {
+            (Some(t), true) => written.with_tag(t),
+            _ => written.clone(),
+        };
+        if written.digest.is_none() && !req.overrides.contains_key(&r) {
+            locked.push(LockedImage {
+                reference: written.to_string(),
+                digest: resolved.digest.clone(),
+                media_type: resolved.media_type.clone(),
+                platforms: resolved.platforms.iter().cloned().collect(),
+            });
+        }
+        bases.insert((r, platform), resolved);
+    }
+
+    let env_of = |r: &str| -> Result<Vec<(String, String)>, String> {
+        bases
+            .iter()
+            .find(|((name, _), _)| name == r)
+            .map(|(_, b)| {
+                ImageConfig::from_base(&b.config)
+                    .map(|c| c.env())
+                    .unwrap_or_default()
+            })
+            .ok_or_else(|| format!("base image {r} was not resolved"))
+    };
+    let plan = stages::evaluate(&df, &args, &mut |r: &str| env_of(r))?;
+
+    let tmp = tempfile::Builder::new()
+        .prefix("regbuild-")
+        .tempdir()
+        .map_err(|e| BuildError::Io {
+            path: std::env::temp_dir().display().to_string(),
+            message: format!("cannot create a temporary directory: {e}"),
+        })?;
+    let ignore = load_dockerignore(&req.context)?;
+    let cache = if req.use_cache {
+        crate::builder::cache::LayerCache::open()
+    } else {
+        None
+    };
+    let remote = if req.use_cache {
+        crate::builder::remote_cache::remote_layers(registry, &req.cache_from, &req.platform).await
+    } else {
+        HashMap::new()
+    };
+    let indexer = crate::builder::pathindex::Indexer::new(
+        registry,
+        cache.as_ref().map(|c| c.root()),
+        tmp.path(),
+    );
+    let mut built: HashMap<usize, StageImage> = HashMap::new();
+    let mut all_layers: Vec<Arc<BuiltLayer>> = Vec::new();
+    let mut stripped = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut new_layers = Vec::new();
+    let mut layer_entries: HashMap<String, Vec<regbuild_fs::layer::LayerEntry>> = HashMap::new();
+    let created = rfc3339(req.epoch);
+    // Only layers the pushed image will hold go to the registry early: those of the target
+    // stage and the stages it is built FROM, and none when squashing replaces them.
+    let pushed_stages = final_chain(&plan);
+    for i in needed_stages(&plan) {
+        let stage = &plan.stages[i];
+        let mut image = start_stage(stage, &built, &bases, &req.platform, &file)?;
+        // FROM --platform builds a stage for another platform (a builder stage).
+        let architecture = stage
+            .platform
+            .as_deref()
+            .and_then(|p| crate::image::platform_values::parse(p).ok())
+            .map_or_else(|| req.platform.architecture.clone(), |p| p.architecture);
+        // The stage's new layers, in order; the ones to pack are packed together at its end.
+        let mut slots: Vec<NewSlot> = Vec::new();
+        for step in &stage.steps {
+            let at = |message: String| BuildError::At {
+                file: file.clone(),
+                line: step.line,
+                message,
+            };
+            let needs_view = matches!(step.kind, StepKind::Copy(_) | StepKind::Workdir(_));
+            // Layers only a registry holds are listed only where the result can depend on them.
+            let from_registry = needs_base_paths(&step.kind, &image.config.workdir());
+            let lower = if needs_view {
+                stage_view(&indexer, &image, &slots, from_registry)
+                    .await
+                    .map_err(|e| at(e.to_string()))?
+            } else {
+                crate::builder::pathindex::View::default()
+            };
+            let ctx = CopyContext {
+                registry,
+                context: &req.context,
+                ignore: &ignore,
+                tmp: tmp.path(),
+                epoch: req.epoch,
+                keep_setuid: req.keep_setuid,
+                compression: req.compression,
+                layering: req.layering,
+                cache: cache.as_ref(),
+                remote: &remote,
+                workdir: image.config.workdir(),
+                stages: &built,
+                bases: &bases,
+                progress,
+                step_text: &step.text,
+                // --squash merges entries it must know now.
+                defer_entries: req.squash == crate::builder::squash::Squash::None,
+                lower: &lower,
+                architecture: &architecture,
+            };
+            let out = match &step.kind {
+                StepKind::Copy(spec) => Some(copy::run(&ctx, spec).await.map_err(at)?),
+                StepKind::Workdir(_) => {
+                    apply_config_step(&mut image.config, &step.kind).map_err(at)?;
+                    let dirs = workdir_dirs(&lower, &image.config).map_err(at)?;
+                    if dirs.is_empty() {
+                        image.config.push_history(&created, &step.text, true);
+                        None
+                    } else {
+                        let ctx = CopyContext {
+                            workdir: image.config.workdir(),
+                            ..ctx
+                        };
+                        Some(copy::layers_of(&ctx, dirs, Vec::new(), None).map_err(at)?)
+                    }
+                }
+                other => {
+                    apply_config_step(&mut image.config, other).map_err(at)?;
+                    image.config.push_history(&created, &step.text, true);
+                    None
+                }
+            };
+            if let Some(out) = out {
+                stripped.extend(out.stripped_setuid);
+                warnings.extend(
+                    out.warnings
+                        .iter()
+                        .map(|w| format!("{file}:{}: {w}", step.line)),
+                );
+                for part in out.layers {
+                    // The diff_id of a layer still to pack is filled in at the stage's end.
+                    let diff_index = image.config.diff_id_count();
+                    let layer = match part.layer {
+                        copy::NewLayer::Pack(job) => {
+                            image.config.push_layer("", &created, &part.label);
+                            Err(job)
+                        }
+                        copy::NewLayer::Cached(c) => {
+                            image
+                                .config
+                                .push_layer(&c.record.diff_id, &created, &part.label);
+                            Ok(StageLayer::Cached(Arc::new(c)))
+                        }
+                    };
+                    slots.push(NewSlot {
+                        line: step.line,
+                        text: part.label,
+                        diff_index,
+                        entries: part.entries,
+                        layer,
+                    });
+                }
+            }
+        }
+        finish_stage_layers(
+            slots,
+            &mut image,
+            &PackSinks {
+                tmp: tmp.path(),
+                cache: cache.as_ref(),
+                progress,
+                early: early.filter(|_| {
+                    pushed_stages.contains(&i) && req.squash == crate::builder::squash::Squash::None
+                }),
+            },
+            &file,
+            &mut Finished {
+                all_layers: &mut all_layers,
+                new_layers: &mut new_layers,
+                layer_entries: &mut layer_entries,
+            },
+        )?;
+        built.insert(i, image);
+    }
+    let mut final_image = built.remove(&plan.target).ok_or_else(|| BuildError::Io {
+        path: file.clone(),
+        message: "the target stage was not built".into(),
+    })?;
+    crate::builder::squash::squash(
+        registry,
+        &mut final_image,
+        req.squash,
+        &layer_entries,
+        tmp.path(),
+        req.epoch,
+        req.compression,
+        &created,
+    )
+    .await
+    .map_err(|message| BuildError::Io {
+        path: file.clone(),
+        message: format!("--squash: {message}"),
+    })?;
+    // A squashed layer is new: keep its file alive with the others.
+    for l in &final_image.layers {
+        if let StageLayer::Local(b) = l {
+            if !all_layers.iter().any(|x| Arc::ptr_eq(x, b)) {
+                all_layers.push(b.clone());
+            }
+        }
+    }
+    let sources = assemble::sources(bases.values(), final_image.base.as_ref());
+    let assembled =
+        assemble::assemble(&final_image, &sources, &created, tmp.path()).map_err(|e| {
+            BuildError::Io {
+                path: tmp.path().display().to_string(),
+                message: e,
+            }
+        })?;
+    Ok(BuiltImage {
+        set: assembled.set,
+        digest: assembled.digest,
+        config: assembled.config,
+        base: final_image.base,
+        stripped_setuid: stripped,
+        warnings,
+        locked,
+        new_layers,
+        _layers: all_layers,
+        _tmp: tmp,
+    })
+}
+
+/// Directories bases commonly replace by a symlink (merged-usr, `/var/run -> /run`).
+const LINKED_DIRS: &[&str] = &[
+    "bin", "sbin", "lib", "lib32", "lib64", "libx32", "var/run", "var/lock",
+];
+
+/// Whether a step's result can depend on the paths of layers only a registry holds (the
+/// base's), which are then listed (each layer not listed before is downloaded once): a COPY
+/// into `/` or under a directory bases commonly link elsewhere, a `--chown` by name, and
+/// every WORKDIR (it creates only what is missing). Any other COPY sees only the stage's own
+/// new layers and reads no base layer: "stages that execute nothing never download their
+/// base" stays true for them.
+fn needs_base_paths(kind: &StepKind, workdir: &str) -> bool {
+    match kind {
+        StepKind::Workdir(_) => true,
+        StepKind::Copy(spec) => {
+            let by_name = spec.chown.as_deref().is_some_and(|c| {
+                c.split(':')
+                    .any(|p| !p.is_empty() && p.parse::<u64>().is_err())
+            });
+            let dest = join_in_image(workdir, &spec.dest);
+            let dest = dest.trim_start_matches('/');
+            let linked = LINKED_DIRS
+                .iter()
+                .any(|d| dest == *d || dest.starts_with(&format!("{d}/")));
+            by_name || dest.is_empty() || linked
+        }
+        _ => false,
+    }
+}
+
+/// The stage's filesystem so far (its layers, then the new ones still to pack), as paths.
+async fn stage_view(
+    indexer: &crate::builder::pathindex::Indexer<'_>,
+    image: &StageImage,
+    slots: &[NewSlot],
+    remote: bool,
+) -> Result<crate::builder::pathindex::View, crate::builder::pathindex::IndexError> {
+    use crate::builder::pathindex::Source;
+    let local = |l: &&StageLayer| match l {
+        StageLayer::Remote { .. } => false,
+        StageLayer::Cached(c) => c.found_in.is_none(),
+        StageLayer::Local(_) => true,
+    };
+    let mut sources: Vec<Source<'_>> = image
+        .layers
+        .iter()
+        .filter(|l| remote || local(l))
+        .map(Source::Layer)
+        .collect();
+    for slot in slots {
+        sources.push(match &slot.layer {
+            Ok(layer) => Source::Layer(layer),
+            Err(job) => Source::Pending {
+                key: &job.key,
+                entries: &job.entries,
+            },
+        });
+    }
+    indexer.view(&sources).await
+}
+
+/// WORKDIR's directory, as BuildKit makes it: the components that do not exist yet, owned
+/// by the current USER (names resolved in the stage's /etc/passwd and /etc/group).
+fn workdir_dirs(
+    lower: &crate::builder::pathindex::View,
+    config: &ImageConfig,
+) -> Result<Vec<regbuild_fs::layer::LayerEntry>, String> {
+    let missing = lower.missing_dirs(&config.workdir());
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (uid, gid) = match config.user().filter(|u| !u.is_empty()) {
+        Some(user) => crate::builder::owner::resolve(&user, &lower.accounts())
+            .map_err(|e| format!("WORKDIR as USER {user}: {e}"))?,
+        None => (0, 0),
+    };
+    Ok(missing
+        .into_iter()
+        .map(|path| regbuild_fs::layer::LayerEntry {
+            path: path.into(),
+            kind: regbuild_fs::layer::EntryKind::Dir,
+            mode: 0o755,
+            uid,
+            gid,
+            xattrs: Default::default(),
+        })
+        .collect())
+}
+
+/// A new layer of the stage being built, in instruction order.
+struct NewSlot {
+    line: usize,
+    text: String,
+    /// Its position in the config's diff_ids.
+    diff_index: usize,
+    entries: Vec<regbuild_fs::layer::LayerEntry>,
+    /// Known (from the cache), or still to pack.
+    layer: Result<StageLayer, PackJob>,
+}
+
+/// Where a stage's finished layers are recorded for the whole build.
+struct Finished<'a> {
+    all_layers: &'a mut Vec<Arc<BuiltLayer>>,
+    new_layers: &'a mut Vec<(Digest, u64, String)>,
+    layer_entries: &'a mut HashMap<String, Vec<regbuild_fs::layer::LayerEntry>>,
+}
+
+/// Packs the stage's pending layers (in parallel), fills in their diff_ids, and appends all
+/// its new layers to `image` in order.
+fn finish_stage_layers(
+    slots: Vec<NewSlot>,
+    image: &mut StageImage,
+    sinks: &PackSinks<'_>,
+    file: &str,
+    out: &mut Finished<'_>,
+) -> Result<(), BuildError> {
+    let mut jobs = Vec::new();
+    let mut rest = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let layer = match slot.layer {
+            Ok(l) => Some(l),
+            Err(job) => {
+                jobs.push(job);
+                None
+            }
+        };
+        rest.push((slot.line, slot.text, slot.diff_index, slot.entries, layer));
+    }
+    let pending_lines: Vec<usize> = rest.iter().filter(|r| r.4.is_none()).map(|r| r.0).collect();
+    let mut packed = if jobs.is_empty() {
+        Vec::new()
+    } else {
+        tokio::task::block_in_place(|| pack_all(jobs, sinks)).map_err(|(i, message)| {
+            BuildError::At {
+                file: file.to_string(),
+                line: pending_lines.get(i).copied().unwrap_or(0),
+                message,
+            }
+        })?
+    }
+    .into_iter();
+    for (line, text, diff_index, entries, layer) in rest {
+        let at = |message: String| BuildError::At {
+            file: file.to_string(),
+            line,
+            message,
+        };
+        let layer = match layer {
+            Some(l) => l,
+            None => {
+                let b = packed
+                    .next()
+                    .ok_or_else(|| at("a layer was not packed".into()))?;
+                image.config.set_diff_id(diff_index, &b.diff_id);
+                out.all_layers.push(b.clone());
+                StageLayer::Local(b)
+            }
+        };
+        let (digest, size) = match &layer {
+            StageLayer::Local(b) => (b.digest.clone(), b.size),
+            StageLayer::Cached(c) => (c.record.digest.clone(), c.record.size),
+            StageLayer::Remote { descriptor, .. } => {
+                (descriptor.digest.to_string(), descriptor.size)
+            }
+        };
+        let parsed: Digest = digest.parse().map_err(|e| at(format!("{e}")))?;
+        out.new_layers.push((parsed, size, text));
+        out.layer_entries.insert(digest, entries);
+        image.layers.push(layer);
+    }
+    Ok(())
+}
+
+/// A base or `COPY --from` image the build needs: the reference as written (variables
+/// expanded) and the `FROM --platform` it is wanted for.
+pub type ImageUse = (String, Option<String>);
+
+/// Parses and evaluates the Dockerfile far enough to list the images it needs.
+#[allow(clippy::type_complexity)]
+fn referenced(
+    req: &BuildRequest,
+) -> Result<
+    (
+        dockerfile::Dockerfile,
+        BuildArgs,
+        stages::Build,
+        Vec<ImageUse>,
+    ),
+    BuildError,
+> {
+    let text = std::fs::read_to_string(&req.dockerfile).map_err(|e| BuildError::Io {
+        path: req.dockerfile.display().to_string(),
+        message: format!("cannot read the Dockerfile: {e}"),
+    })?;
+    let df = dockerfile::parse(&text, &req.dockerfile)?;
+    let args = BuildArgs {
+        values: req.build_args.clone(),
+        target: req.target.clone(),
+        platform: to_stage_platform(&req.platform),
+        build_platform: to_stage_platform(&TargetPlatform::linux_amd64()),
+    };
+    // The bases' env feeds variable expansion later; here it is not needed yet.
+    let first = stages::evaluate(&df, &args, &mut |_: &str| Ok(Vec::new()))?;
+    let mut images: Vec<ImageUse> = Vec::new();
+    for i in needed_stages(&first) {
+        let stage = &first.stages[i];
+        if let Base::Image(r) = &stage.base {
+            images.push((r.clone(), stage.platform.clone()));
+        }
+        for step in &stage.steps {
+            if let StepKind::Copy(c) = &step.kind {
+                match &c.from {
+                    Some(CopyFrom::Image(r)) if r != "scratch" => images.push((r.clone(), None)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    images.dedup();
+    Ok((df, args, first, images))
+}
+
+/// The images (bases and `COPY --from` images) the build of `req` needs, with the line
+/// that names each, for `regbuild lock` and workspaces.
+pub fn referenced_images(req: &BuildRequest) -> Result<Vec<(String, usize)>, BuildError> {
+    let (_, _, first, images) = referenced(req)?;
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for (r, _) in images {
+        if !out.iter().any(|(x, _)| *x == r) {
+            let line = line_of_image(&first, &r);
+            out.push((r, line));
+        }
+    }
+    Ok(out)
+}
+
+/// The target stage and the stages it is built FROM (transitively): whose layers the image
+/// holds.
+fn final_chain(b: &stages::Build) -> std::collections::HashSet<usize> {
+    let mut chain = std::collections::HashSet::new();
+    let mut at = Some(b.target);
+    while let Some(i) = at.filter(|i| *i < b.stages.len() && chain.insert(*i)) {
+        at = match b.stages[i].base {
+            Base::Stage(j) => Some(j),
+            _ => None,
+        };
+    }
+    chain
+}
+
+/// The target stage and every stage it depends on (FROM a stage, COPY --from a stage), in
+/// Dockerfile order.
+fn needed_stages(b: &stages::Build) -> Vec<usize> {
+    let mut need = vec![false; b.stages.len()];
+    let mut stack = vec![b.target];
+    while let Some(i) = stack.pop() {
+        if i >= need.len() || need[i] {
+            continue;
+        }
+        need[i] = true;
+        let s = &b.stages[i];
+        if let Base::Stage(j) = s.base {
+            stack.push(j);
+        }
+        for step in &s.steps {
+            if let StepKind::Copy(c) = &step.kind {
+                if let Some(CopyFrom::Stage(j)) = c.from {
+                    stack.push(j);
+                }
+            }
+        }
+    }
+    (0..need.len()).filter(|i| need[*i]).collect()
+}
+
+fn line_of_image(b: &stages::Build, r: &str) -> usize {
+    for s in &b.stages {
+        if matches!(&s.base, Base::Image(x) if x == r) {
+            return s.line;
+        }
+        for step in &s.steps {
+            if let StepKind::Copy(c) = &step.kind {
+                if matches!(&c.from, Some(CopyFrom::Image(x)) if x == r) {
+                    return step.line;
+                }
+            }
+        }
+    }
+    0
+}
+
+fn start_stage(
+    stage: &Stage,
+    built: &HashMap<usize, StageImage>,
+    bases: &HashMap<(String, Option<String>), ResolvedBase>,
+    platform: &TargetPlatform,
+    file: &str,
+) -> Result<StageImage, BuildError> {
+    let missing = |what: String| BuildError::At {
+        file: file.to_string(),
+        line: stage.line,
+        message: what,
+    };
+    match &stage.base {
+        Base::Scratch => {
+            let mut config = ImageConfig::scratch(
+                &platform.os,
+                &platform.architecture,
+                platform.variant.as_deref(),
+            );
+            // As BuildKit does: a Linux image without PATH gets the default one.
+            config.set_env("PATH", stages::DEFAULT_PATH);
+            Ok(StageImage {
+                config,
+                layers: Vec::new(),
+                base: None,
+            })
+        }
+        Base::Stage(j) => {
+            let mut image = built
+                .get(j)
+                .cloned()
+                .ok_or_else(|| missing(format!("stage {j} is not built before it is used")))?;
+            // The parent's ONBUILD triggers ran as this stage's first steps (stages.rs).
+            image.config.take_onbuild();
+            Ok(image)
+        }
+        Base::Image(r) => {
+            let b = bases
+                .get(&(r.clone(), stage.platform.clone()))
+                .ok_or_else(|| missing(format!("base image {r} was not resolved")))?;
+            let mut config = ImageConfig::from_base(&b.config)
+                .map_err(|e| missing(format!("base image {r}: {e}")))?;
+            let triggers = config.take_onbuild();
+            if !triggers.is_empty() {
+                tracing::warn!(base = %r, ?triggers, "the base has ONBUILD triggers; regbuild does not run them");
+            }
+            let layers = b
+                .layers
+                .iter()
+                .map(|d| StageLayer::Remote {
+                    descriptor: Box::new(d.clone()),
+                    registry: b.reference.registry.clone(),
+                    repository: b.reference.repository.clone(),
+                })
+                .collect();
+            Ok(StageImage {
+                config,
+                layers,
+                base: Some(b.clone()),
+            })
+        }
+    }
+}
+
+/// Applies an instruction that changes only the config.
+fn apply_config_step(config: &mut ImageConfig, step: &StepKind) -> Result<(), String> {
+    match step {
+        StepKind::Copy(_) => {}
+        StepKind::Env(pairs) => config.set_envs(pairs),
+        StepKind::Label(pairs) => {
+            for (k, v) in pairs {
+                config.set_label(k, v);
+            }
+        }
+        StepKind::Arg(_) => {}
+        StepKind::Workdir(dir) => {
+            let joined = join_in_image(&config.workdir(), dir);
+            config.set_workdir(&joined);
+        }
+        StepKind::User(u) => config.set_user(u),
+        StepKind::Expose(ports) => {
+            for p in ports {
+                config.expose(p);
+            }
+        }
+        StepKind::Volume(paths) => {
+            for p in paths {
+                config.add_volume(p);
+            }
+        }
+        StepKind::Entrypoint(c) => {
+            let argv = argv(config, c);
+            config.set_entrypoint(argv);
+        }
+        StepKind::Cmd(c) => {
+            let argv = argv(config, c);
+            config.set_cmd(argv);
+        }
+        StepKind::StopSignal(s) => config.set_stop_signal(s),
+        StepKind::Healthcheck(h) => {
+            let ns = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as u64);
+            let mut v = serde_json::json!({ "Test": h.test });
+            for (k, d) in [
+                ("Interval", ns(&h.interval)),
+                ("Timeout", ns(&h.timeout)),
+                ("StartPeriod", ns(&h.start_period)),
+                ("StartInterval", ns(&h.start_interval)),
+            ] {
+                if let Some(d) = d {
+                    v[k] = serde_json::json!(d);
+                }
+            }
+            if let Some(r) = h.retries {
+                v["Retries"] = serde_json::json!(r);
+            }
+            config.set_healthcheck(v);
+        }
+        StepKind::Shell(s) => config.set_shell(s.clone()),
+        StepKind::OnBuild(i) => config.add_onbuild(i),
+        StepKind::Maintainer(m) => config.set_author(m),
+    }
+    Ok(())
+}
+
+/// Exec form as is; shell form wrapped in the stage's SHELL (default `/bin/sh -c`).
+fn argv(config: &ImageConfig, c: &Command) -> Vec<String> {
+    match c {
+        Command::Exec(v) => v.clone(),
+        Command::Shell(s) => {
+            let mut v = config.shell();
+            v.push(s.clone());
+            v
+        }
+    }
+}
+
+/// `dir` resolved against `base` inside the image, cleaned (no `.`/`..`, never above `/`).
+pub fn join_in_image(base: &str, dir: &str) -> String {
+    let start = if dir.starts_with('/') { "" } else { base };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in start.split('/').chain(dir.split('/')) {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn load_dockerignore(context: &Path) -> Result<DockerIgnore, BuildError> {
+    let path = context.join(".dockerignore");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(DockerIgnore::parse(&text, &path)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerIgnore::default()),
+        Err(e) => Err(BuildError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn to_stage_platform(p: &TargetPlatform) -> Platform {
+    Platform {
+        os: p.os.clone(),
+        arch: p.architecture.clone(),
+        variant: p.variant.clone(),
+    }
+}
+
+/// `linux/arm64[/v8]`, with OCI values (`image::platform_values::parse` says what is wrong).
+pub fn parse_platform(s: &str) -> Option<TargetPlatform> {
+    crate::image::platform_values::parse(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_steps_whose_result_can_depend_on_the_base_read_its_paths() {
+        let copy = |dest: &str, chown: Option<&str>| {
+            StepKind::Copy(regbuild_frontend::stages::CopySpec {
+                add: false,
+                sources: vec!["x".into()],
+                dest: dest.into(),
+                from: None,
+                chown: chown.map(str::to_string),
+                chmod: None,
+                link: false,
+                closure: false,
+                sysroot: None,
+                exclude: Vec::new(),
+                keep_git_dir: false,
+                checksum: None,
+            })
+        };
+        assert!(!needs_base_paths(&copy("/app/", None), "/"));
+        assert!(!needs_base_paths(&copy(".", Some("1000:1000")), "/srv"));
+        assert!(
+            !needs_base_paths(&copy("/library/", None), "/"),
+            "not under /lib"
+        );
+        assert!(needs_base_paths(&copy("/", None), "/"));
+        assert!(needs_base_paths(&copy("bin/", None), "/"));
+        assert!(needs_base_paths(&copy("/usr/../lib/x/", None), "/"));
+        assert!(needs_base_paths(&copy("run/", None), "/var"));
+        assert!(needs_base_paths(&copy("/app/", Some("node:node")), "/"));
+        assert!(needs_base_paths(&StepKind::Workdir("/app".into()), "/"));
+        assert!(!needs_base_paths(&StepKind::User("1".into()), "/"));
+    }
+
+    #[test]
+    fn workdir_joins_and_cleans() {
+        assert_eq!(join_in_image("/", "app"), "/app");
+        assert_eq!(join_in_image("/app", "sub/../bin"), "/app/bin");
+        assert_eq!(join_in_image("/app", "/opt"), "/opt");
+        assert_eq!(join_in_image("/", "../../etc"), "/etc");
+    }
+
+    #[test]
+    fn platforms_parse() {
+        assert_eq!(
+            parse_platform("linux/arm64/v8"),
+            Some(TargetPlatform {
+                os: "linux".into(),
+                architecture: "arm64".into(),
+                variant: Some("v8".into())
+            })
+        );
+        assert!(parse_platform("linux").is_none());
+        assert!(parse_platform("a/b/c/d").is_none());
+    }
+}

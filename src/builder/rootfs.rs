@@ -1,0 +1,118 @@
+//! Materialising paths of another stage or image for `COPY --from`: layers are applied top
+//! down and fetching stops as soon as every wanted path is settled, so an image's lower
+//! layers are downloaded only when the requested files live there. Downloads are verified
+//! against their digests before anything is extracted from them.
+
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::builder::orchestrate::StageLayer;
+use regbuild_fs::extract::{self, EntryMeta, Limits, Overlay};
+use regbuild_registry::{Registry, Scopes};
+use std::collections::HashMap;
+
+/// Extracts `wanted` (image paths, relative; empty = everything) of the image made of
+/// `layers` into `dest`; returns each written path's ownership and mode from the layers.
+pub async fn materialize(
+    registry: &Registry,
+    layers: &[StageLayer],
+    wanted: Vec<PathBuf>,
+    dest: &Path,
+    tmp: &Path,
+) -> Result<HashMap<PathBuf, EntryMeta>, String> {
+    let mut overlay = Overlay::new(dest, wanted, Limits::default());
+    for layer in layers.iter().rev() {
+        if overlay.settled() {
+            break;
+        }
+        match layer {
+            StageLayer::Cached(c) => {
+                let built = tokio::task::block_in_place(|| c.built())?;
+                tokio::task::block_in_place(|| {
+                    let (_, reader) =
+                        extract::open_archive(&built.file).map_err(|e| e.to_string())?;
+                    overlay
+                        .apply_layer(&built.digest, reader)
+                        .map_err(|e| e.to_string())
+                })?;
+            }
+            StageLayer::Local(built) => {
+                tokio::task::block_in_place(|| {
+                    // gzip or zstd, as the build was asked to compress.
+                    let (_, reader) =
+                        extract::open_archive(&built.file).map_err(|e| e.to_string())?;
+                    overlay
+                        .apply_layer(&built.digest, reader)
+                        .map_err(|e| e.to_string())
+                })?;
+            }
+            StageLayer::Remote {
+                descriptor,
+                registry: r,
+                repository,
+            } => {
+                let path = download(registry, r, repository, descriptor, tmp).await?;
+                let name = descriptor.digest.to_string();
+                let result = tokio::task::block_in_place(|| {
+                    let (_, reader) = extract::open_archive(&path).map_err(|e| e.to_string())?;
+                    overlay
+                        .apply_layer(&name, reader)
+                        .map_err(|e| e.to_string())
+                });
+                let _ = std::fs::remove_file(&path);
+                result?;
+            }
+        }
+    }
+    let meta = overlay.metadata().clone();
+    tokio::task::block_in_place(|| overlay.finish()).map_err(|e| e.to_string())?;
+    Ok(meta)
+}
+
+/// Streams a blob into a file under `tmp`; the stream fails on a digest mismatch.
+pub(super) async fn download(
+    registry: &Registry,
+    host: &str,
+    repository: &str,
+    descriptor: &regbuild_oci::manifest::Descriptor,
+    tmp: &Path,
+) -> Result<PathBuf, String> {
+    let path = tmp.join(format!("blob-{}", descriptor.digest.hex()));
+    if let Some(local) = registry.stand_in(&descriptor.digest) {
+        // A blob a dry run computed: the callers remove what they get, so a copy.
+        tokio::fs::copy(&local, &path)
+            .await
+            .map_err(|e| format!("{}: {e}", local.display()))?;
+        return Ok(path);
+    }
+    let repo = registry.repo(host, repository, Scopes::pull(repository));
+    let _job = registry.job().await;
+    let blob = repo
+        .get_blob(&descriptor.digest, Some(descriptor.size))
+        .await
+        .map_err(|e| e.to_string())?;
+    let failure = blob.failure_slot();
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut stream = blob.into_stream();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => file
+                .write_all(&c)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                let recorded = failure.lock().ok().and_then(|mut f| f.take());
+                return Err(recorded
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| e.to_string()));
+            }
+        }
+    }
+    file.flush().await.map_err(|e| e.to_string())?;
+    Ok(path)
+}
