@@ -9,7 +9,35 @@ use crate::builder::assemble::{parse_sources, BASE_DIGEST, BASE_NAME, SOURCES};
 use regbuild_oci::digest::Digest;
 use regbuild_oci::manifest::{is_index, ManifestView};
 use regbuild_oci::reference::ImageRef;
-use regbuild_registry::{Registry, Scopes};
+use regbuild_registry::{Registry, RegistryError, Scopes};
+
+/// Why a base could not be checked. Each names the image or base at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum OutdatedError {
+    #[error("base {0}: no such tag in the registry")]
+    NoSuchTag(String),
+    #[error("base {reference}: {source}")]
+    Base {
+        reference: String,
+        source: Box<RegistryError>,
+    },
+    #[error("{image}: {source}")]
+    Registry {
+        image: String,
+        source: Box<RegistryError>,
+    },
+    #[error("{image}: {source}")]
+    Manifest {
+        image: String,
+        source: serde_json::Error,
+    },
+    #[error("{image}: {what} annotation: {message}")]
+    Annotation {
+        image: String,
+        what: String,
+        message: String,
+    },
+}
 
 /// One base, checked.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -24,7 +52,10 @@ pub struct BaseStatus {
 }
 
 /// What the tag `reference` points at now.
-pub async fn current_digest(registry: &Registry, reference: &ImageRef) -> Result<Digest, String> {
+pub async fn current_digest(
+    registry: &Registry,
+    reference: &ImageRef,
+) -> Result<Digest, OutdatedError> {
     let repo = registry.repo(
         &reference.registry,
         &reference.repository,
@@ -36,8 +67,11 @@ pub async fn current_digest(registry: &Registry, reference: &ImageRef) -> Result
     };
     match repo.head_manifest(&tag_only.manifest_reference()).await {
         Ok(Some(info)) => Ok(info.digest),
-        Ok(None) => Err(format!("base {tag_only}: no such tag in the registry")),
-        Err(e) => Err(format!("base {tag_only}: {e}")),
+        Ok(None) => Err(OutdatedError::NoSuchTag(tag_only.to_string())),
+        Err(source) => Err(OutdatedError::Base {
+            reference: tag_only.to_string(),
+            source: Box::new(source),
+        }),
     }
 }
 
@@ -47,7 +81,7 @@ pub async fn check(
     image: &str,
     reference: &ImageRef,
     pinned: &Digest,
-) -> Result<BaseStatus, String> {
+) -> Result<BaseStatus, OutdatedError> {
     let current = current_digest(registry, reference).await?;
     Ok(BaseStatus {
         image: image.to_string(),
@@ -96,13 +130,21 @@ impl Found {
 pub async fn base_of_image(
     registry: &Registry,
     image: &ImageRef,
-) -> Result<Option<(ImageRef, Digest)>, String> {
+) -> Result<Option<(ImageRef, Digest)>, OutdatedError> {
     Ok(built_from(registry, image).await?.base)
 }
 
 /// What a pushed image was built from, by its annotations (the index's, else its first
 /// child's).
-pub async fn built_from(registry: &Registry, image: &ImageRef) -> Result<BuiltFrom, String> {
+pub async fn built_from(registry: &Registry, image: &ImageRef) -> Result<BuiltFrom, OutdatedError> {
+    let registry_error = |source| OutdatedError::Registry {
+        image: image.to_string(),
+        source: Box::new(source),
+    };
+    let manifest_error = |source| OutdatedError::Manifest {
+        image: image.to_string(),
+        source,
+    };
     let repo = registry.repo(
         &image.registry,
         &image.repository,
@@ -111,19 +153,17 @@ pub async fn built_from(registry: &Registry, image: &ImageRef) -> Result<BuiltFr
     let m = repo
         .get_manifest(&image.manifest_reference())
         .await
-        .map_err(|e| format!("{image}: {e}"))?;
-    let view: serde_json::Value =
-        serde_json::from_slice(&m.bytes).map_err(|e| format!("{image}: {e}"))?;
+        .map_err(registry_error)?;
+    let view: serde_json::Value = serde_json::from_slice(&m.bytes).map_err(manifest_error)?;
     let mut found = Found::of(&view);
     if (found.base.is_none() || found.sources.is_none()) && is_index(&m.media_type) {
-        let idx = ManifestView::parse(&m.bytes).map_err(|e| format!("{image}: {e}"))?;
+        let idx = ManifestView::parse(&m.bytes).map_err(manifest_error)?;
         if let Some(child) = idx.manifests.first() {
             let c = repo
                 .get_manifest(child.digest.as_str())
                 .await
-                .map_err(|e| format!("{image}: {e}"))?;
-            let cv: serde_json::Value =
-                serde_json::from_slice(&c.bytes).map_err(|e| format!("{image}: {e}"))?;
+                .map_err(registry_error)?;
+            let cv: serde_json::Value = serde_json::from_slice(&c.bytes).map_err(manifest_error)?;
             let child = Found::of(&cv);
             found.base = found.base.or(child.base);
             found.sources = found.sources.or(child.sources);
@@ -132,9 +172,14 @@ pub async fn built_from(registry: &Registry, image: &ImageRef) -> Result<BuiltFr
     parse_found(image, found)
 }
 
-fn parse_found(image: &ImageRef, found: Found) -> Result<BuiltFrom, String> {
-    let pinned = |r: &str, d: &str, what: &str| -> Result<(ImageRef, Digest), String> {
-        let bad = |e: String| format!("{image}: {what} annotation: {e}");
+fn parse_found(image: &ImageRef, found: Found) -> Result<BuiltFrom, OutdatedError> {
+    let annotation = |what: &str, message: String| OutdatedError::Annotation {
+        image: image.to_string(),
+        what: what.to_string(),
+        message,
+    };
+    let pinned = |r: &str, d: &str, what: &str| -> Result<(ImageRef, Digest), OutdatedError> {
+        let bad = |e: String| annotation(what, e);
         Ok((
             r.parse().map_err(|e| bad(format!("{e}")))?,
             d.parse().map_err(|e| bad(format!("{e}")))?,
@@ -152,9 +197,9 @@ fn parse_found(image: &ImageRef, found: Found) -> Result<BuiltFrom, String> {
         .into_iter()
         .flatten()
     {
-        let (r, d) = entry.rsplit_once('@').ok_or_else(|| {
-            format!("{image}: {SOURCES} annotation: `{entry}` is not reference@digest")
-        })?;
+        let (r, d) = entry
+            .rsplit_once('@')
+            .ok_or_else(|| annotation(SOURCES, format!("`{entry}` is not reference@digest")))?;
         sources.push(pinned(r, d, SOURCES)?);
     }
     Ok(BuiltFrom { base, sources })
@@ -166,7 +211,7 @@ pub async fn check_image(
     registry: &Registry,
     label: &str,
     image: &ImageRef,
-) -> Result<Vec<BaseStatus>, String> {
+) -> Result<Vec<BaseStatus>, OutdatedError> {
     let from = built_from(registry, image).await?;
     let mut out = Vec::new();
     for (reference, pinned) in from.base.iter().chain(from.sources.iter()) {
@@ -211,7 +256,9 @@ mod tests {
     #[test]
     fn a_malformed_sources_annotation_is_an_error_naming_the_image() {
         let v = serde_json::json!({"annotations": {SOURCES: "r.example/lib:2"}});
-        let err = parse_found(&image(), Found::of(&v)).unwrap_err();
+        let err = parse_found(&image(), Found::of(&v))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("r.example/app:1") && err.contains("reference@digest"),
             "{err}"

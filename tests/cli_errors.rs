@@ -5,10 +5,16 @@ mod common;
 
 use common::*;
 
+/// Fails with exit 1 (it failed), naming each of `needles`.
 fn fails_with(args: &[&str], needles: &[&str]) {
+    fails_with_code(args, 1, needles)
+}
+
+/// Fails with exit `code` (2: bad input refused before any registry was asked).
+fn fails_with_code(args: &[&str], code: i32, needles: &[&str]) {
     let out = regbuild(args).output().unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
     assert!(!err.contains("panicked"), "{err}");
     for n in needles {
         assert!(err.contains(n), "{args:?}: expected `{n}` in: {err}");
@@ -21,17 +27,20 @@ fn fails_with(args: &[&str], needles: &[&str]) {
 }
 
 #[test]
-fn malformed_references_are_named() {
-    fails_with(
+fn malformed_references_are_named_and_exit_2() {
+    fails_with_code(
         &["promote", "Not A Ref!!", "127.0.0.1:1/x:v1"],
+        2,
         &["invalid image reference `Not A Ref!!`"],
     );
-    fails_with(
+    fails_with_code(
         &["promote", "127.0.0.1:1/x:v1", "127.0.0.1:1/UPPER:v1"],
+        2,
         &["`127.0.0.1:1/UPPER:v1`", "lowercase"],
     );
-    fails_with(
+    fails_with_code(
         &["promote", "127.0.0.1:1/x@sha256:1234", "127.0.0.1:1/y"],
+        2,
         &["`127.0.0.1:1/x@sha256:1234`"],
     );
 }
@@ -65,5 +74,25 @@ fn an_unreachable_registry_is_a_clear_error() {
             &format!("127.0.0.1:{port}/b:v1"),
         ],
         &[&format!("127.0.0.1:{port}"), "connection failed"],
+    );
+}
+
+/// One exit-code convention for every command: input refused before any registry was asked
+/// exits 2, whichever command refused it.
+#[test]
+fn a_bad_platform_exits_2_for_every_command() {
+    let ctx = context_with(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "x")]);
+    let dir = ctx.path().to_str().unwrap();
+    for args in [
+        vec!["push", "--platform", "bogus", "-t", "127.0.0.1:1/x:1", dir],
+        vec!["inspect", "--platform", "bogus", "127.0.0.1:1/x:1"],
+        vec!["lock", "--platform", "bogus", dir],
+    ] {
+        fails_with_code(&args, 2, &["bogus"]);
+    }
+    fails_with_code(
+        &["push", "--build-arg", "=x", "-t", "127.0.0.1:1/x:1", dir],
+        2,
+        &["--build-arg `=x`"],
     );
 }

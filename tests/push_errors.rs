@@ -1,12 +1,25 @@
 //! `regbuild push` refuses bad input before anything is written: a clear message naming the
-//! file and line (or the reference), exit code 1, no panic, no tag, no upload.
+//! file and line (or the reference), exit code 2 when refused before any registry was asked
+//! (the Dockerfile, a reference) and 1 otherwise, no panic, no tag, no upload.
 
 mod common;
 
 use common::*;
 
-/// Pushes `dockerfile` (with `files` in the context) and expects failure mentioning `needles`.
+/// Pushes `dockerfile` (with `files` in the context) and expects failure (exit 1) mentioning
+/// `needles`.
 fn refused(reg: &Distribution, dockerfile: &str, files: &[(&str, &str)], needles: &[&str]) {
+    refused_with(1, reg, dockerfile, files, needles)
+}
+
+/// `refused`, exiting with `code` (2: the Dockerfile itself is bad input).
+fn refused_with(
+    code: i32,
+    reg: &Distribution,
+    dockerfile: &str,
+    files: &[(&str, &str)],
+    needles: &[&str],
+) {
     let mut all = vec![("Dockerfile", dockerfile)];
     all.extend_from_slice(files);
     let ctx = context_with(&all);
@@ -20,7 +33,7 @@ fn refused(reg: &Distribution, dockerfile: &str, files: &[(&str, &str)], needles
     .output()
     .unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{dockerfile}\n{err}");
+    assert_eq!(out.status.code(), Some(code), "{dockerfile}\n{err}");
     assert!(!err.contains("panicked"), "{err}");
     for n in needles {
         assert!(err.contains(n), "expected `{n}` in: {err}");
@@ -36,7 +49,8 @@ fn refused(reg: &Distribution, dockerfile: &str, files: &[(&str, &str)], needles
 #[test]
 fn run_is_refused_with_file_and_line() {
     let reg = Distribution::start();
-    refused(
+    refused_with(
+        2,
         &reg,
         "FROM scratch\nCOPY a /a\n\nRUN echo hi\n",
         &[("a", "x")],
@@ -85,13 +99,15 @@ fn a_symlink_resolving_outside_the_context_is_refused() {
 #[test]
 fn unknown_instructions_and_malformed_json_are_refused() {
     let reg = Distribution::start();
-    refused(
+    refused_with(
+        2,
         &reg,
         "FROM scratch\nFROBNICATE x\n",
         &[],
         &["Dockerfile:2", "FROBNICATE"],
     );
-    refused(
+    refused_with(
+        2,
         &reg,
         "FROM scratch\nSHELL [\"/bin/sh\", \n",
         &[],
@@ -134,7 +150,7 @@ fn an_invalid_tag_is_refused_before_building() {
     .output()
     .unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("invalid image reference `127.0.0.1:1/Bad Tag:!`"),
         "{err}"

@@ -229,7 +229,7 @@ fn cycles_and_missing_images_are_clear_errors() {
     let out = regbuild(&["push", "--all", "--workspace", file.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a bad workspace is bad input");
     let err = stderr(&out);
     assert!(
         err.contains("cycle") && (err.contains("a -> b -> a") || err.contains("b -> a -> b")),
@@ -244,7 +244,7 @@ fn cycles_and_missing_images_are_clear_errors() {
     let out = regbuild(&["push", "--all", "--workspace", file.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a bad workspace is bad input");
     let err = stderr(&out);
     assert!(err.contains("`ghost`") && err.contains("`a`"), "{err}");
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::exit::BadInput;
 use super::{CliError, GlobalArgs};
 use crate::builder::orchestrate::referenced_images;
 use crate::builder::BuildRequest;
@@ -50,7 +51,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
             list.split(',')
                 .map(|p| {
                     crate::image::platform_values::parse(p.trim())
-                        .map_err(|e| format!("--platform: {e}"))
+                        .map_err(|e| BadInput::boxed(format!("--platform: {e}")))
                 })
                 .collect::<Result<_, _>>()?,
         ),
@@ -84,7 +85,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
     for (written, line) in referenced_images(&req)? {
         let reference: ImageRef = written
             .parse()
-            .map_err(|e| format!("{}:{line}: {e}", dockerfile.display()))?;
+            .map_err(|e| BadInput::boxed(format!("{}:{line}: {e}", dockerfile.display())))?;
         if reference.digest.is_some() {
             continue; // pinned in the Dockerfile itself
         }
@@ -114,7 +115,9 @@ fn build_args(list: &[String]) -> Result<BTreeMap<String, String>, CliError> {
     list.iter()
         .map(|a| match a.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(format!("--build-arg `{a}`: expected KEY=VALUE").into()),
+            _ => Err(BadInput::boxed(format!(
+                "--build-arg `{a}`: expected KEY=VALUE"
+            ))),
         })
         .collect()
 }

@@ -1,6 +1,8 @@
 //! The command line: argument parsing and output. Each subcommand lives in its own module
-//! and returns an exit code; errors are printed once, here, as `error: …`.
+//! and returns an exit code; errors are printed once, here, as `error: …`, and mapped to the
+//! exit-code convention of `exit`.
 
+mod exit;
 mod inspect;
 mod lock;
 mod outdated;
@@ -117,7 +119,7 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::FAILED);
         }
     };
     let deadline = std::time::Duration::from_secs(cli.global.deadline);
@@ -141,7 +143,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", elide_middle(&format!("{e:#}"), 4096));
-            ExitCode::from(1)
+            ExitCode::from(exit::code_for(e.as_ref()))
         }
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::exit::BadInput;
 use super::{CliError, GlobalArgs};
 use crate::lock::{self, LockFile};
 use crate::outdated::{self, BaseStatus};
@@ -43,27 +44,25 @@ pub async fn run(global: &GlobalArgs, args: OutdatedArgs) -> Result<ExitCode, Cl
                 ExitCode::SUCCESS
             })
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(2))
-        }
+        Err(e) => Err(e),
     }
 }
 
-async fn statuses(registry: &Registry, args: &OutdatedArgs) -> Result<Vec<BaseStatus>, String> {
+async fn statuses(registry: &Registry, args: &OutdatedArgs) -> Result<Vec<BaseStatus>, CliError> {
     let mut out = Vec::new();
     if args.all {
-        let ws = crate::workspace::Workspace::load(&args.workspace).map_err(|e| e.to_string())?;
-        return crate::workspace::outdated_all(registry, &ws).await;
+        let ws = crate::workspace::Workspace::load(&args.workspace)?;
+        return Ok(crate::workspace::outdated_all(registry, &ws).await?);
     }
     if !args.images.is_empty() {
         for i in &args.images {
-            let image: ImageRef = i.parse().map_err(|e| format!("{e}"))?;
+            let image: ImageRef = i.parse()?;
             let checked = outdated::check_image(registry, &image.to_string(), &image).await?;
             if checked.is_empty() {
                 return Err(format!(
                     "{image}: no org.opencontainers.image.base.* or dev.regbuild.sources annotations"
-                ));
+                )
+                .into());
             }
             out.extend(checked);
         }
@@ -77,14 +76,17 @@ async fn statuses(registry: &Registry, args: &OutdatedArgs) -> Result<Vec<BaseSt
         .lockfile
         .clone()
         .unwrap_or_else(|| lock::default_path(&dockerfile));
-    let lock = LockFile::load(&path)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{}: no lock file (run `regbuild lock`)", path.display()))?;
+    let lock = LockFile::load(&path)?.ok_or_else(|| {
+        BadInput::boxed(format!(
+            "{}: no lock file (run `regbuild lock`)",
+            path.display()
+        ))
+    })?;
     for entry in &lock.images {
         let reference: ImageRef = entry
             .reference
             .parse()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| BadInput::boxed(format!("{}: {e}", path.display())))?;
         out.push(
             outdated::check(
                 registry,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::exit::BadInput;
 use super::{output, CliError, GlobalArgs};
 use crate::builder::BuildRequest;
 use crate::image::base::TargetPlatform;
@@ -151,11 +152,10 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
         .clone()
         .unwrap_or_else(|| args.context.join("Dockerfile"));
     if !args.context.is_dir() {
-        return Err(format!(
+        return Err(BadInput::boxed(format!(
             "build context {} is not a directory",
             args.context.display()
-        )
-        .into());
+        )));
     }
     let lock = LockMode {
         path: args
@@ -166,7 +166,9 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
     };
     let mut cache_from = tags.clone();
     for r in &args.cache_from {
-        let r: ImageRef = r.parse().map_err(|e| format!("--cache-from {r}: {e}"))?;
+        let r: ImageRef = r
+            .parse()
+            .map_err(|e| BadInput::boxed(format!("--cache-from {r}: {e}")))?;
         if !cache_from.contains(&r) {
             cache_from.push(r);
         }
@@ -333,14 +335,14 @@ async fn run_all(global: &GlobalArgs, args: &PushArgs) -> Result<ExitCode, CliEr
 fn parse_platforms(s: &str) -> Result<Vec<TargetPlatform>, CliError> {
     let mut out: Vec<TargetPlatform> = Vec::new();
     for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parsed =
-            crate::image::platform_values::parse(p).map_err(|e| format!("--platform: {e}"))?;
+        let parsed = crate::image::platform_values::parse(p)
+            .map_err(|e| BadInput::boxed(format!("--platform: {e}")))?;
         if !out.contains(&parsed) {
             out.push(parsed);
         }
     }
     if out.is_empty() {
-        return Err("--platform names no platform".into());
+        return Err(BadInput::boxed("--platform names no platform"));
     }
     Ok(out)
 }
@@ -350,7 +352,9 @@ fn parse_tags(tags: &[String]) -> Result<Vec<ImageRef>, CliError> {
         .map(|t| {
             let r: ImageRef = t.parse()?;
             if r.digest.is_some() {
-                return Err(format!("--tag {t}: a tag cannot name a digest").into());
+                return Err(BadInput::boxed(format!(
+                    "--tag {t}: a tag cannot name a digest"
+                )));
             }
             Ok(r)
         })
@@ -370,7 +374,11 @@ fn parse_build_args(args: &[String]) -> Result<BTreeMap<String, String>, CliErro
                     out.insert(a.clone(), v);
                 }
             }
-            _ => return Err(format!("--build-arg `{a}`: expected KEY=VALUE").into()),
+            _ => {
+                return Err(BadInput::boxed(format!(
+                    "--build-arg `{a}`: expected KEY=VALUE"
+                )))
+            }
         }
     }
     Ok(out)
@@ -379,10 +387,11 @@ fn parse_build_args(args: &[String]) -> Result<BTreeMap<String, String>, CliErro
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org), else 0.
 fn source_date_epoch() -> Result<u64, CliError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds").into()),
+        Ok(v) if !v.is_empty() => v.trim().parse().map_err(|_| {
+            BadInput::boxed(format!(
+                "SOURCE_DATE_EPOCH=`{v}` is not a number of seconds"
+            ))
+        }),
         _ => Ok(0),
     }
 }

@@ -55,7 +55,8 @@ pub async fn rebase(
         Some(b) => b.clone(),
         None => {
             let (name, digest) = crate::outdated::base_of_image(registry, &req.image)
-                .await?
+                .await
+                .map_err(|e| e.to_string())?
                 .ok_or_else(|| {
                     format!(
                         "{}: no org.opencontainers.image.base.* annotations; name the old base with --old-base",
@@ -68,7 +69,9 @@ pub async fn rebase(
     // A digest given with the new base pins it; else its tag is resolved now.
     let new_top = match &req.new_base.digest {
         Some(d) => d.clone(),
-        None => crate::outdated::current_digest(registry, &req.new_base).await?,
+        None => crate::outdated::current_digest(registry, &req.new_base)
+            .await
+            .map_err(|e| e.to_string())?,
     };
     let new_pinned = req.new_base.with_digest(&new_top);
     let new_written = match &req.new_base.tag {

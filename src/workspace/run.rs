@@ -22,8 +22,65 @@ use crate::push::{self, LockMode, PushRequest};
 use crate::rebase::{self, RebaseRequest};
 use regbuild_oci::digest::Digest;
 use regbuild_oci::reference::ImageRef;
+use regbuild_oci::reference::ReferenceError;
 use regbuild_registry::progress::{Event, Progress};
-use regbuild_registry::{Registry, Scopes};
+use regbuild_registry::{Registry, RegistryError, Scopes};
+
+use super::file::WorkspaceError;
+use crate::builder::BuildError;
+use crate::outdated::OutdatedError;
+use crate::push::PushError;
+
+/// Why a workspace could not be built or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error("image `{image}`: invalid platform `{platform}`")]
+    Platform { image: String, platform: String },
+    #[error("image `{image}` has no tags")]
+    NoTags { image: String },
+    #[error("image `{image}`: {source}")]
+    Tag {
+        image: String,
+        source: Box<ReferenceError>,
+    },
+    /// Reading an image's Dockerfile for the images it names.
+    #[error(transparent)]
+    Dockerfile(#[from] BuildError),
+    #[error(transparent)]
+    Outdated(#[from] OutdatedError),
+    #[error("workspace image `{image}`: {source}")]
+    Image {
+        image: String,
+        source: Box<ImageError>,
+    },
+}
+
+/// Why one image of a workspace failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Push(#[from] PushError),
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
+    #[error(transparent)]
+    Outdated(#[from] OutdatedError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("{0}")]
+    Rebase(Box<dyn std::error::Error + Send + Sync>),
+    #[error("{0}")]
+    Planned(Box<dyn std::error::Error + Send + Sync>),
+    #[error("workspace image `{0}` vanished")]
+    Vanished(String),
+    #[error("`{image}` needs `{needs}`, which was not built")]
+    NotBuilt { image: String, needs: String },
+    #[error("the new base digest is unknown")]
+    NewBaseUnknown,
+}
 
 /// What happened to one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -63,13 +120,19 @@ struct Planned<'a> {
     workspace_refs: BTreeMap<String, String>,
 }
 
+impl From<RegistryError> for ImageError {
+    fn from(e: RegistryError) -> Self {
+        ImageError::Registry(Box::new(e))
+    }
+}
+
 /// Builds and pushes every image of the workspace.
 pub async fn push_all(
     registry: &Registry,
     ws: &Workspace,
     opts: &PushAllOptions,
     progress: Arc<dyn Progress>,
-) -> Result<Vec<ImageOutcome>, String> {
+) -> Result<Vec<ImageOutcome>, RunError> {
     let (planned, levels) = plan(ws)?;
     let mut digests: HashMap<String, Digest> = HashMap::new();
     // What each image built so far is, so a dependent reads its base from here: in a dry
@@ -102,7 +165,10 @@ pub async fn push_all(
 
 /// Every image's base and the other images it read, checked against what their tags point
 /// at now (an image FROM scratch that read no image has nothing to move).
-pub async fn outdated_all(registry: &Registry, ws: &Workspace) -> Result<Vec<BaseStatus>, String> {
+pub async fn outdated_all(
+    registry: &Registry,
+    ws: &Workspace,
+) -> Result<Vec<BaseStatus>, RunError> {
     let mut out = Vec::new();
     for image in &ws.images {
         let tag: ImageRef = first_tag(image)?;
@@ -111,17 +177,22 @@ pub async fn outdated_all(registry: &Registry, ws: &Workspace) -> Result<Vec<Bas
     Ok(out)
 }
 
-fn first_tag(image: &WorkspaceImage) -> Result<ImageRef, String> {
+fn first_tag(image: &WorkspaceImage) -> Result<ImageRef, RunError> {
     image
         .tags
         .first()
-        .ok_or_else(|| format!("image `{}` has no tags", image.name))?
+        .ok_or_else(|| RunError::NoTags {
+            image: image.name.clone(),
+        })?
         .parse()
-        .map_err(|e| format!("image `{}`: {e}", image.name))
+        .map_err(|source| RunError::Tag {
+            image: image.name.clone(),
+            source: Box::new(source),
+        })
 }
 
 #[allow(clippy::type_complexity)]
-fn plan(ws: &Workspace) -> Result<(HashMap<String, Planned<'_>>, Vec<Vec<String>>), String> {
+fn plan(ws: &Workspace) -> Result<(HashMap<String, Planned<'_>>, Vec<Vec<String>>), RunError> {
     let mut referenced: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut planned = HashMap::new();
     for image in &ws.images {
@@ -132,8 +203,10 @@ fn plan(ws: &Workspace) -> Result<(HashMap<String, Planned<'_>>, Vec<Vec<String>
                 .platforms
                 .iter()
                 .map(|p| {
-                    parse_platform(p)
-                        .ok_or_else(|| format!("image `{}`: invalid platform `{p}`", image.name))
+                    parse_platform(p).ok_or_else(|| RunError::Platform {
+                        image: image.name.clone(),
+                        platform: p.clone(),
+                    })
                 })
                 .collect::<Result<_, _>>()?
         };
@@ -141,13 +214,14 @@ fn plan(ws: &Workspace) -> Result<(HashMap<String, Planned<'_>>, Vec<Vec<String>
             .tags
             .iter()
             .map(|t| {
-                t.parse::<ImageRef>()
-                    .map_err(|e| format!("image `{}`: {e}", image.name))
+                t.parse::<ImageRef>().map_err(|source| RunError::Tag {
+                    image: image.name.clone(),
+                    source: Box::new(source),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let req = build_request(ws, image, &platforms[0], 0, false);
-        let refs: Vec<String> = referenced_images(&req)
-            .map_err(|e| e.to_string())?
+        let refs: Vec<String> = referenced_images(&req)?
             .into_iter()
             .map(|(r, _)| r)
             .collect();
@@ -168,8 +242,8 @@ fn plan(ws: &Workspace) -> Result<(HashMap<String, Planned<'_>>, Vec<Vec<String>
             },
         );
     }
-    let deps = graph::dependencies(&ws.images, &referenced).map_err(|e| e.to_string())?;
-    let levels = graph::levels(&deps).map_err(|e| e.to_string())?;
+    let deps = graph::dependencies(&ws.images, &referenced)?;
+    let levels = graph::levels(&deps)?;
     Ok((planned, levels))
 }
 
@@ -204,17 +278,19 @@ fn overrides(
     ws: &Workspace,
     p: &Planned<'_>,
     digest_of: &dyn Fn(&str) -> Option<Digest>,
-) -> Result<HashMap<String, ImageRef>, String> {
+) -> Result<HashMap<String, ImageRef>, ImageError> {
     let mut out = HashMap::new();
     for (written, name) in &p.workspace_refs {
         let target = ws
             .images
             .iter()
             .find(|i| &i.name == name)
-            .ok_or_else(|| format!("workspace image `{name}` vanished"))?;
+            .ok_or_else(|| ImageError::Vanished(name.clone()))?;
         let tag = first_tag(target)?;
-        let digest = digest_of(name)
-            .ok_or_else(|| format!("`{}` needs `{name}`, which was not built", p.image.name))?;
+        let digest = digest_of(name).ok_or_else(|| ImageError::NotBuilt {
+            image: p.image.name.clone(),
+            needs: name.clone(),
+        })?;
         let mut pinned = tag.clone();
         pinned.digest = Some(digest);
         out.insert(written.clone(), pinned);
@@ -230,9 +306,12 @@ async fn build_one(
     bases: Arc<PlannedImages>,
     opts: &PushAllOptions,
     progress: Arc<dyn Progress>,
-) -> Result<(ImageOutcome, PlannedImages), String> {
+) -> Result<(ImageOutcome, PlannedImages), RunError> {
     let name = &p.image.name;
-    let fail = |e: String| format!("workspace image `{name}`: {e}");
+    let fail = |e: ImageError| RunError::Image {
+        image: name.clone(),
+        source: Box::new(e),
+    };
     let mut build = build_request(ws, p.image, &p.platforms[0], opts.epoch, opts.keep_setuid);
     build.overrides = overrides(ws, p, &|n| digests.get(n).cloned()).map_err(fail)?;
     build.planned = bases;
@@ -249,12 +328,12 @@ async fn build_one(
     };
     let prepared = push::prepare(registry, &req, progress.as_ref(), None)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
     // Read back now: the image's files live only as long as `prepared`.
     let mut computed = PlannedImages::default();
     computed
         .add(&prepared.set)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(ImageError::Planned(e.into())))?;
     if opts.dry_run {
         // Dependents read this image's new blobs from their files: no registry holds them.
         registry.stand_in_blobs(prepared.set.blobs.iter().filter_map(|b| match &b.origin {
@@ -264,7 +343,9 @@ async fn build_one(
             _ => None,
         }));
     }
-    let current = current_digests(registry, &p.tags).await.map_err(fail)?;
+    let current = current_digests(registry, &p.tags)
+        .await
+        .map_err(|e| fail(e.into()))?;
     let references = p.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>();
     if current.iter().all(|c| c.as_ref() == Some(&prepared.digest)) {
         let outcome = ImageOutcome {
@@ -299,9 +380,9 @@ async fn build_one(
         None,
     )
     .await
-    .map_err(|e| fail(e.to_string()))?;
+    .map_err(|e| fail(e.into()))?;
     if let (Some(lock), false) = (&prepared.lock_update, opts.dry_run) {
-        lock.save(&req.lock.path).map_err(|e| fail(e.to_string()))?;
+        lock.save(&req.lock.path).map_err(|e| fail(e.into()))?;
     }
     let outcome = ImageOutcome {
         name: name.clone(),
@@ -330,7 +411,7 @@ async fn try_rebase(
     req: &PushRequest,
     pushed: &Digest,
     progress: Arc<dyn Progress>,
-) -> Result<Option<ImageOutcome>, String> {
+) -> Result<Option<ImageOutcome>, ImageError> {
     let image_ref = p.tags[0].with_digest(pushed);
     let Some((base_name, old_digest)) = outdated::base_of_image(registry, &image_ref).await? else {
         return Ok(None);
@@ -355,9 +436,7 @@ async fn try_rebase(
         stream_upload: false,
     };
     old_req.build.overrides = old_overrides;
-    let reproduced = push::prepare(registry, &old_req, progress.as_ref(), None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let reproduced = push::prepare(registry, &old_req, progress.as_ref(), None).await?;
     if reproduced.digest != *pushed {
         return Ok(None); // its own inputs changed too: rebuild
     }
@@ -367,7 +446,7 @@ async fn try_rebase(
         .values()
         .find(|r| r.registry == base_name.registry && r.repository == base_name.repository)
         .cloned()
-        .ok_or("the new base digest is unknown")?;
+        .ok_or(ImageError::NewBaseUnknown)?;
     let done = rebase::rebase(
         registry,
         &RebaseRequest {
@@ -379,7 +458,8 @@ async fn try_rebase(
         },
         progress,
     )
-    .await?;
+    .await
+    .map_err(|e| ImageError::Rebase(e.into()))?;
     Ok(Some(ImageOutcome {
         name: p.image.name.clone(),
         digest: done.digest,
@@ -393,14 +473,14 @@ async fn try_rebase(
 async fn current_digests(
     registry: &Registry,
     tags: &[ImageRef],
-) -> Result<Vec<Option<Digest>>, String> {
+) -> Result<Vec<Option<Digest>>, RegistryError> {
     let mut out = Vec::new();
     for t in tags {
         let repo = registry.repo(&t.registry, &t.repository, Scopes::pull(&t.repository));
         let info = match repo.head_manifest(&t.manifest_reference()).await {
             Ok(info) => info,
             Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         };
         out.push(info.map(|i| i.digest));
     }

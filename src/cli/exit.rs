@@ -1,0 +1,101 @@
+//! The exit-code convention of every command: 0 done, 1 failed, 2 bad usage or bad input
+//! that was refused before any registry was asked (flags, references, the Dockerfile, the
+//! `.dockerignore`, the workspace and lock files). A command's own negative answer (a CI
+//! rule failed, a base moved) is 1 too.
+
+use std::error::Error;
+
+use crate::builder::BuildError;
+use crate::lock::LockError;
+use crate::push::PushError;
+use crate::workspace::file::WorkspaceError;
+use crate::workspace::run::RunError;
+use regbuild_frontend::dockerfile::DockerfileError;
+use regbuild_fs::dockerignore::IgnoreError;
+use regbuild_oci::reference::ReferenceError;
+
+pub const FAILED: u8 = 1;
+pub const BAD_INPUT: u8 = 2;
+
+/// Something the user gave that regbuild refuses before doing any work (a flag's value, an
+/// environment variable it reads).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+impl BadInput {
+    pub fn boxed(message: impl Into<String>) -> super::CliError {
+        Box::new(BadInput(message.into()))
+    }
+}
+
+/// The exit code for an error a command returned.
+pub fn code_for(e: &(dyn Error + Send + Sync + 'static)) -> u8 {
+    if is_bad_input(e) {
+        BAD_INPUT
+    } else {
+        FAILED
+    }
+}
+
+fn is_bad_input(e: &(dyn Error + Send + Sync + 'static)) -> bool {
+    if e.is::<BadInput>()
+        || e.is::<DockerfileError>()
+        || e.is::<IgnoreError>()
+        || e.is::<ReferenceError>()
+        || e.is::<WorkspaceError>()
+    {
+        return true;
+    }
+    if let Some(b) = e.downcast_ref::<BuildError>() {
+        return build_input(b);
+    }
+    if let Some(l) = e.downcast_ref::<LockError>() {
+        return lock_input(l);
+    }
+    if let Some(r) = e.downcast_ref::<RunError>() {
+        return match r {
+            RunError::Workspace(_)
+            | RunError::Platform { .. }
+            | RunError::NoTags { .. }
+            | RunError::Tag { .. } => true,
+            RunError::Dockerfile(b) => build_input(b),
+            RunError::Outdated(_) | RunError::Image { .. } => false,
+        };
+    }
+    match e.downcast_ref::<PushError>() {
+        Some(PushError::Build(b)) => build_input(b),
+        Some(PushError::Lock(l)) => lock_input(l),
+        _ => false,
+    }
+}
+
+fn build_input(e: &BuildError) -> bool {
+    matches!(e, BuildError::Dockerfile(_) | BuildError::Ignore(_))
+}
+
+/// A lock file that cannot be read as one is bad input; one that cannot be written is not.
+fn lock_input(e: &LockError) -> bool {
+    matches!(e, LockError::Read { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_errors_are_2_and_the_rest_1() {
+        let bad: super::super::CliError = BadInput::boxed("--platform names no platform");
+        assert_eq!(code_for(bad.as_ref()), BAD_INPUT);
+        let reference: super::super::CliError = Box::new(
+            "a b"
+                .parse::<regbuild_oci::reference::ImageRef>()
+                .unwrap_err(),
+        );
+        assert_eq!(code_for(reference.as_ref()), BAD_INPUT);
+        let io: super::super::CliError = Box::new(std::io::Error::other("disk full"));
+        assert_eq!(code_for(io.as_ref()), FAILED);
+        let plain: super::super::CliError = "gave up after 1 s (--deadline)".into();
+        assert_eq!(code_for(plain.as_ref()), FAILED);
+    }
+}
