@@ -1,7 +1,9 @@
 //! The exit-code convention of every command: 0 done, 1 failed, 2 bad usage or bad input
 //! that was refused before any registry was asked (flags, references, the Dockerfile, the
 //! `.dockerignore`, the workspace and lock files). A command's own negative answer (a CI
-//! rule failed, a base moved) is 1 too.
+//! rule failed, a base moved) is 1 too. The one exception is `outdated`, whose 1 means "a
+//! base moved" (CI rebuilds on it): there every error is 2, so an outage is never mistaken
+//! for a moved base.
 
 use std::error::Error;
 

@@ -44,7 +44,12 @@ pub async fn run(global: &GlobalArgs, args: OutdatedArgs) -> Result<ExitCode, Cl
                 ExitCode::SUCCESS
             })
         }
-        Err(e) => Err(e),
+        // `outdated` keeps 1 for "a base moved" (CI rebuilds on it): an error that could
+        // not tell must not look like one, so every error is 2 here.
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(super::exit::BAD_INPUT))
+        }
     }
 }
 
