@@ -16,7 +16,7 @@ use url::Url;
 use super::challenge::{parse_challenges, Challenge};
 use super::credentials::{Credential, Secret};
 use super::error::{describe_transport, RegistryError};
-use super::transport::is_plain_http_allowed;
+use super::plain_http::is_plain_http_allowed;
 
 /// The scopes one operation needs, push scope first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]

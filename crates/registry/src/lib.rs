@@ -14,6 +14,7 @@ pub mod challenge;
 pub mod credentials;
 pub mod error;
 pub mod manifests;
+pub mod plain_http;
 pub mod progress;
 pub mod publish;
 pub mod referrers;

@@ -3,7 +3,6 @@
 //! credentials to another host or downgrade to HTTP, and one 401 refresh.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use url::Url;
 
 use super::auth::{HostAuth, Scopes};
+use super::plain_http::is_plain_http_allowed;
 use super::credentials::{self, Credential};
 use super::error::{describe_transport, parse_error_body, RegistryError};
 use super::retry::{self, Next, RetryPolicy};
@@ -219,29 +219,6 @@ impl Call {
     pub fn body(mut self, body: Body) -> Call {
         self.body = body;
         self
-    }
-}
-
-/// True for registries reached over plain HTTP: loopback, or named by the user.
-pub fn is_plain_http_allowed(host: &str, insecure: &[String]) -> bool {
-    let bare = strip_port(host);
-    let loopback = bare == "localhost"
-        || bare
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    loopback || insecure.iter().any(|i| i == host || i == bare)
-}
-
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        // [::1]:5000
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if !h.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
     }
 }
 
@@ -702,27 +679,6 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_and_named_hosts_use_plain_http() {
-        let none: Vec<String> = vec![];
-        for h in [
-            "127.0.0.1:5000",
-            "127.8.9.10",
-            "localhost:5000",
-            "localhost",
-            "[::1]:5000",
-        ] {
-            assert!(is_plain_http_allowed(h, &none), "{h}");
-        }
-        for h in ["registry.example", "10.0.0.1:5000", "localhost.evil.com"] {
-            assert!(!is_plain_http_allowed(h, &none), "{h}");
-        }
-        let insecure = vec!["reg.lan:5000".to_string(), "other.lan".to_string()];
-        assert!(is_plain_http_allowed("reg.lan:5000", &insecure));
-        assert!(!is_plain_http_allowed("reg.lan:6000", &insecure));
-        assert!(is_plain_http_allowed("other.lan:443", &insecure));
-    }
 
     #[test]
     fn origins_compare_scheme_host_and_port() {
