@@ -52,6 +52,27 @@ pub enum LockError {
     Write { path: PathBuf, message: String },
 }
 
+/// Why a base could not be resolved for the lock file.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{reference}: {source}")]
+    Registry {
+        reference: String,
+        source: Box<regbuild_registry::RegistryError>,
+    },
+    #[error("{reference}: {source}")]
+    Index {
+        reference: String,
+        source: serde_json::Error,
+    },
+    #[error("{reference} has no manifest for platform {platform} (it has: {have})")]
+    NoPlatform {
+        reference: String,
+        platform: String,
+        have: String,
+    },
+}
+
 impl LockFile {
     /// Reads `path`; `None` when there is no lock file.
     pub fn load(path: &Path) -> Result<Option<LockFile>, LockError> {
@@ -131,7 +152,7 @@ pub async fn resolve_entry(
     registry: &regbuild_registry::Registry,
     reference: &regbuild_oci::reference::ImageRef,
     platforms: Option<&[crate::image::base::TargetPlatform]>,
-) -> Result<LockedImage, String> {
+) -> Result<LockedImage, ResolveError> {
     use crate::image::base::platform_key;
     use regbuild_oci::manifest::{is_index, ManifestView};
     let repo = registry.repo(
@@ -142,10 +163,16 @@ pub async fn resolve_entry(
     let m = repo
         .get_manifest(&reference.manifest_reference())
         .await
-        .map_err(|e| format!("{reference}: {e}"))?;
+        .map_err(|e| ResolveError::Registry {
+            reference: reference.to_string(),
+            source: Box::new(e),
+        })?;
     let mut pins = BTreeMap::new();
     if is_index(&m.media_type) {
-        let view = ManifestView::parse(&m.bytes).map_err(|e| format!("{reference}: {e}"))?;
+        let view = ManifestView::parse(&m.bytes).map_err(|e| ResolveError::Index {
+            reference: reference.to_string(),
+            source: e,
+        })?;
         let all: Vec<(String, Digest)> = view
             .manifests
             .iter()
@@ -161,13 +188,15 @@ pub async fn resolve_entry(
                 for w in wanted {
                     let key = w.to_string();
                     let found = all.iter().find(|(k, _)| *k == key).ok_or_else(|| {
-                        format!(
-                            "{reference} has no manifest for platform {key} (it has: {})",
-                            all.iter()
+                        ResolveError::NoPlatform {
+                            reference: reference.to_string(),
+                            platform: key.clone(),
+                            have: all
+                                .iter()
                                 .map(|(k, _)| k.as_str())
                                 .collect::<Vec<_>>()
-                                .join(", ")
-                        )
+                                .join(", "),
+                        }
                     })?;
                     pins.insert(found.0.clone(), found.1.clone());
                 }
