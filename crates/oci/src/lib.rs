@@ -6,4 +6,5 @@
 
 pub mod digest;
 pub mod manifest;
+pub mod platform;
 pub mod reference;

@@ -14,9 +14,9 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use url::Url;
 
 use super::auth::{HostAuth, Scopes};
-use super::plain_http::is_plain_http_allowed;
 use super::credentials::{self, Credential};
 use super::error::{describe_transport, parse_error_body, RegistryError};
+use super::plain_http::is_plain_http_allowed;
 use super::retry::{self, Next, RetryPolicy};
 use super::strategy::{known_host, HostQuirks, UploadStrategy};
 
