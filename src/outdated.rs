@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
-use crate::build::assemble::{parse_sources, BASE_DIGEST, BASE_NAME, SOURCES};
 use crate::digest::Digest;
+use crate::image::model::{parse_sources, BASE_DIGEST, BASE_NAME, SOURCES};
 use crate::manifest::{is_index, ManifestView};
 use crate::reference::ImageRef;
 use crate::registry::{Registry, Scopes};

@@ -7,26 +7,19 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use serde_json::json;
 
 use super::builder::{StageImage, StageLayer};
 use super::cache::KEY_ANNOTATION;
 use crate::digest::Digest;
 use crate::image::base::ResolvedBase;
 use crate::image::config::ImageConfig;
-use crate::manifest::{OCI_CONFIG, OCI_MANIFEST};
+use crate::image::model::Image;
+use crate::manifest::{Descriptor, OCI_MANIFEST};
 use crate::publish::{BlobOrigin, BlobSpec, ImageSet, LazyFile, ManifestSpec, PutAs};
 
-pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
-pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
-/// The other images a build read (`COPY --from=<image>`, bases of the stages it copied
-/// from), as `reference@digest` separated by commas, sorted: what `outdated` checks besides
-/// the base. Absent when there are none, so such manifests stay as they were.
-pub const SOURCES: &str = "dev.regbuild.sources";
-
-/// The `SOURCES` entries for a build that resolved `read` and is built on `base`: each
-/// tagged image other than the base, by the digest it resolved to. Images named by digest
-/// alone cannot move and are left out.
+/// The `SOURCES` entries (`crate::image::model::SOURCES`) for a build that resolved `read`
+/// and is built on `base`: each tagged image other than the base, by the digest it resolved
+/// to. Images named by digest alone cannot move and are left out.
 pub fn sources<'a>(
     read: impl IntoIterator<Item = &'a ResolvedBase>,
     base: Option<&ResolvedBase>,
@@ -44,11 +37,6 @@ pub fn sources<'a>(
     out
 }
 
-/// Parses a `SOURCES` value back into `reference@digest` entries.
-pub fn parse_sources(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty())
-}
-
 pub struct Assembled {
     pub set: ImageSet,
     pub digest: Digest,
@@ -63,14 +51,6 @@ pub fn assemble(
     created: &str,
     tmp: &Path,
 ) -> Result<Assembled, String> {
-    let mut config = image.config.clone();
-    config.set_created(created);
-    let config_bytes = config.to_bytes();
-    let config_digest = Digest::of(&config_bytes);
-    let config_path = tmp.join(format!("config-{}.json", config_digest.hex()));
-    std::fs::write(&config_path, &config_bytes)
-        .map_err(|e| format!("{}: {e}", config_path.display()))?;
-
     let mut set = ImageSet::default();
     let mut layers = Vec::new();
     for layer in &image.layers {
@@ -79,18 +59,13 @@ pub fn assemble(
                 descriptor,
                 registry,
                 repository,
-            } => {
-                let d = set.add_remote_layer(descriptor, registry, repository);
-                layers.push(serde_json::to_value(&d).map_err(|e| e.to_string())?);
-            }
+            } => layers.push(set.add_remote_layer(descriptor, registry, repository)),
             StageLayer::Cached(c) => {
                 let digest: Digest = c.record.digest.parse().map_err(|e| format!("{e}"))?;
-                layers.push(json!({
-                    "mediaType": c.record.media_type,
-                    "digest": digest,
-                    "size": c.record.size,
-                    "annotations": {KEY_ANNOTATION: c.key},
-                }));
+                layers.push(
+                    Descriptor::new(&c.record.media_type, digest.clone(), c.record.size)
+                        .with_annotation(KEY_ANNOTATION, &c.key),
+                );
                 let origin = match &c.found_in {
                     // Found in a registry by key: mounted or copied from there if needed.
                     Some((registry, repository)) => BlobOrigin::Registry {
@@ -113,13 +88,9 @@ pub fn assemble(
             }
             StageLayer::Local(built) => {
                 let digest: Digest = built.digest.parse().map_err(|e| format!("{e}"))?;
-                let mut d = json!({
-                    "mediaType": built.media_type,
-                    "digest": digest,
-                    "size": built.size,
-                });
+                let mut d = Descriptor::new(built.media_type, digest.clone(), built.size);
                 if let Some(key) = &built.key {
-                    d["annotations"] = json!({ KEY_ANNOTATION: key });
+                    d = d.with_annotation(KEY_ANNOTATION, key);
                 }
                 layers.push(d);
                 set.add_blob(BlobSpec {
@@ -130,43 +101,35 @@ pub fn assemble(
             }
         }
     }
+    let mut config = image.config.clone();
+    config.set_created(created);
+    let mut out = Image::new(config, layers);
+    if let Some(base) = &image.base {
+        out.manifest
+            .set_base(&base.reference.to_string(), &base.digest);
+    }
+    out.manifest.set_sources(sources);
+    let written = out.to_bytes();
+    let config_path = tmp.join(format!("config-{}.json", written.config_digest.hex()));
+    std::fs::write(&config_path, &written.config)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
     set.add_blob(BlobSpec {
-        digest: config_digest.clone(),
-        size: config_bytes.len() as u64,
+        digest: written.config_digest,
+        size: written.config.len() as u64,
         origin: BlobOrigin::File(config_path),
     });
-    let mut manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_bytes.len()},
-        "layers": layers,
-    });
-    if let Some(base) = &image.base {
-        manifest["annotations"] = json!({
-            BASE_NAME: base.reference.to_string(),
-            BASE_DIGEST: base.digest,
-        });
-    }
-    if !sources.is_empty() {
-        if !manifest["annotations"].is_object() {
-            manifest["annotations"] = json!({});
-        }
-        manifest["annotations"][SOURCES] = json!(sources.join(","));
-    }
-    let bytes = Bytes::from(serde_json::to_vec(&manifest).map_err(|e| e.to_string())?);
-    let digest = Digest::of(&bytes);
     set.add_manifest(ManifestSpec {
         media_type: OCI_MANIFEST.to_string(),
-        bytes,
-        digest: digest.clone(),
+        bytes: Bytes::from(written.manifest),
+        digest: written.digest.clone(),
         put_as: PutAs::Tags,
         subject: None,
         artifact_type: None,
     });
     Ok(Assembled {
         set,
-        digest,
-        config,
+        digest: written.digest,
+        config: out.config,
     })
 }
 

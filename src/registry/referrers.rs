@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode};
 use super::error::RegistryError;
 use super::transport::{header_str, read_capped, Call, Repo};
 use crate::digest::Digest;
+use crate::image::model::ImageIndex;
 use crate::manifest::{Descriptor, ManifestView, MAX_MANIFEST_BYTES, OCI_INDEX};
 
 /// Pages of the referrers API we follow at most; a registry looping its Link header stops here.
@@ -71,12 +72,7 @@ impl Repo {
             return Ok(());
         }
         manifests.push(referrer);
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": manifests,
-        });
-        let bytes = Bytes::from(serde_json::to_vec(&index).unwrap_or_default());
+        let bytes = Bytes::from(ImageIndex::new(manifests).to_bytes());
         self.put_manifest(&subject.referrers_tag(), OCI_INDEX, &bytes)
             .await?;
         Ok(())
