@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
-use crate::builder::assemble::{parse_sources, BASE_DIGEST, BASE_NAME, SOURCES};
 use regbuild_oci::digest::Digest;
 use regbuild_oci::manifest::{is_index, ManifestView};
+use regbuild_oci::model::{parse_sources, BASE_DIGEST, BASE_NAME, SOURCES};
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::{Registry, RegistryError, Scopes};
 

@@ -10,7 +10,6 @@ use crate::builder::assemble;
 use crate::builder::copy::{self, CopyContext};
 use crate::builder::pack::{pack_all, PackJob, PackSinks};
 use crate::image::base::{ResolvedBase, TargetPlatform};
-use crate::image::config::{rfc3339, ImageConfig};
 use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
 use regbuild_frontend::dockerfile::{self, DockerfileError};
@@ -19,6 +18,7 @@ use regbuild_frontend::stages::{
 };
 use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::layer::BuiltLayer;
+use regbuild_oci::config::{rfc3339, ImageConfig};
 use regbuild_oci::digest::Digest;
 use regbuild_oci::manifest::Descriptor;
 use regbuild_oci::reference::ImageRef;

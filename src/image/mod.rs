@@ -1,8 +1,7 @@
-//! The image being built: its config (`config`), and bases resolved from a registry
-//! without downloading their layers (`base`), or from images computed but not written
-//! (`planned`); the OCI platform values (`platform_values`).
+//! Bases resolved from a registry without downloading their layers (`base`), or from
+//! images computed but not written (`planned`). The image model itself (config, manifests,
+//! indexes and their transformations) is `regbuild_oci`.
 
 pub mod base;
-pub mod config;
 pub mod planned;
 pub mod platform_values;

@@ -1,25 +1,23 @@
 //! `regbuild rebase IMAGE --base NEWREF -t TAG`: put an image on a new base without
 //! rebuilding. The old base (from the image's annotations, or given) must be a prefix of
-//! the image; its layers are swapped for the new base's, the config rewritten (`config`),
-//! and nothing but the new config is uploaded: the new base's layers are mounted and the
-//! image's own layers already exist. Indexes are rebased platform by platform.
+//! the image; its layers are swapped for the new base's and the config rewritten
+//! (`Image::rebase`), and nothing but the new config is uploaded: the new base's layers are
+//! mounted and the image's own layers already exist. Indexes are rebased platform by platform.
 
-pub mod config;
-
+use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use serde_json::{json, Value};
-
-use crate::builder::assemble::{BASE_DIGEST, BASE_NAME};
-use crate::image::base::{self, ResolvedBase, TargetPlatform};
+use crate::image::base::{self, BaseError, TargetPlatform};
+use crate::push::index::{add_image, put_tagged};
+use regbuild_oci::config::{ConfigError, ImageConfig};
 use regbuild_oci::digest::Digest;
-use regbuild_oci::manifest::{is_index, ManifestView, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use regbuild_oci::manifest::{is_index, Platform, OCI_INDEX};
+use regbuild_oci::model::{BaseMismatch, Image, ImageIndex, ImageManifest, ModelError};
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::progress::Progress;
-use regbuild_registry::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, Plan, PutAs};
+use regbuild_registry::publish::{ImageSet, Plan, PutAs};
 use regbuild_registry::report::Report;
-use regbuild_registry::{Registry, Repo, Scopes};
+use regbuild_registry::{Registry, RegistryError, Repo, Scopes};
 
 pub struct RebaseRequest {
     pub image: ImageRef,
@@ -36,126 +34,119 @@ pub struct Rebased {
     pub plans: Vec<Plan>,
 }
 
-/// Rebases and writes the result to the tags.
+/// Why an image could not be rebased.
+#[derive(Debug, thiserror::Error)]
+pub enum RebaseError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// What `outdated` answered about a base.
+    #[error("{0}")]
+    Lookup(crate::outdated::OutdatedError),
+    #[error(
+        "{0}: no org.opencontainers.image.base.* annotations; name the old base with --old-base"
+    )]
+    NoOldBase(ImageRef),
+    #[error("index entry {0} has no platform")]
+    NoPlatform(usize),
+    /// The old or the new base (which) could not be resolved.
+    #[error("{0}: {1}")]
+    Base(&'static str, BaseError),
+    #[error("cannot rebase from {0}: {1}")]
+    NotOnOldBase(ImageRef, BaseMismatch),
+    /// In `0`: an image, or one platform of it.
+    #[error("{0}: {1}")]
+    In(String, Box<RebaseError>),
+}
+
+/// Rebases and writes the result to the tags. (Errors are text: the workspace's rebase mode
+/// reports them as such.)
 pub async fn rebase(
     registry: &Registry,
     req: &RebaseRequest,
     progress: Arc<dyn Progress>,
-) -> Result<Rebased, String> {
+) -> Result<Rebased, RebaseError> {
+    run(registry, req, progress).await
+}
+
+async fn run(
+    registry: &Registry,
+    req: &RebaseRequest,
+    progress: Arc<dyn Progress>,
+) -> Result<Rebased, RebaseError> {
+    let image = &req.image;
     let repo = registry.repo(
-        &req.image.registry,
-        &req.image.repository,
-        Scopes::pull(&req.image.repository),
+        &image.registry,
+        &image.repository,
+        Scopes::pull(&image.repository),
     );
-    let top = repo
-        .get_manifest(&req.image.manifest_reference())
-        .await
-        .map_err(|e| e.to_string())?;
+    let top = repo.get_manifest(&image.manifest_reference()).await?;
     let old_base = match &req.old_base {
         Some(b) => b.clone(),
         None => {
-            let (name, digest) = crate::outdated::base_of_image(registry, &req.image)
+            let (name, digest) = crate::outdated::base_of_image(registry, image)
                 .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| {
-                    format!(
-                        "{}: no org.opencontainers.image.base.* annotations; name the old base with --old-base",
-                        req.image
-                    )
-                })?;
+                .map_err(RebaseError::Lookup)?
+                .ok_or_else(|| RebaseError::NoOldBase(image.clone()))?;
             name.with_digest(&digest)
         }
     };
     // A digest given with the new base pins it; else its tag is resolved now.
-    let new_top = match &req.new_base.digest {
+    let new_digest = match &req.new_base.digest {
         Some(d) => d.clone(),
         None => crate::outdated::current_digest(registry, &req.new_base)
             .await
-            .map_err(|e| e.to_string())?,
+            .map_err(RebaseError::Lookup)?,
     };
-    let new_pinned = req.new_base.with_digest(&new_top);
-    let new_written = match &req.new_base.tag {
-        Some(t) => req.new_base.with_tag(t),
-        None => req.new_base.clone(),
+    let tmp = tempfile::tempdir()?;
+    let job = Job {
+        registry,
+        repo: &repo,
+        old_base,
+        new_base: req.new_base.with_digest(&new_digest),
+        new_digest,
+        new_name: match &req.new_base.tag {
+            Some(t) => req.new_base.with_tag(t).to_string(),
+            None => req.new_base.to_string(),
+        },
+        tmp: tmp.path(),
     };
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let within = |what: String| move |e| RebaseError::In(what, Box::new(e));
     let mut set = ImageSet::default();
     let digest = if is_index(&top.media_type) {
-        let index: Value = serde_json::from_slice(&top.bytes).map_err(|e| e.to_string())?;
-        let view = ManifestView::parse(&top.bytes).map_err(|e| e.to_string())?;
-        let mut entries = Vec::new();
-        for (i, child) in view.manifests.iter().enumerate() {
-            let platform = child
-                .platform
-                .as_ref()
-                .map(|p| TargetPlatform {
-                    os: p.os.clone(),
-                    architecture: p.architecture.clone(),
-                    variant: p.variant.clone(),
-                })
-                .ok_or_else(|| format!("{}: index entry {i} has no platform", req.image))?;
-            let m = repo
-                .get_manifest(child.digest.as_str())
+        let mut index = ImageIndex::parse(&top.bytes)?;
+        for (i, entry) in index.manifests.iter_mut().enumerate() {
+            let Some(p) = &entry.descriptor.platform else {
+                return Err(within(image.to_string())(RebaseError::NoPlatform(i)));
+            };
+            let m = repo.get_manifest(entry.descriptor.digest.as_str()).await?;
+            let (digest, size) = job
+                .rebase_one(&m.bytes, p, PutAs::Digest, &mut set)
                 .await
-                .map_err(|e| e.to_string())?;
-            let (spec, size) = rebase_one(
-                registry,
-                &repo,
-                &m.bytes,
-                &old_base,
-                &new_pinned,
-                &new_written,
-                &platform,
-                &mut set,
-                tmp.path(),
-            )
-            .await
-            .map_err(|e| format!("{} ({platform}): {e}", req.image))?;
-            let mut entry = index["manifests"][i].clone();
-            entry["digest"] = json!(spec.digest);
-            entry["size"] = json!(size);
-            entry["mediaType"] = json!(OCI_MANIFEST);
-            entries.push(entry);
-            set.add_manifest(spec);
+                .map_err(within(format!("{image} ({})", base::platform_key(p))))?;
+            entry.set_manifest(digest, size);
         }
-        let mut new_index = index.clone();
-        new_index["mediaType"] = json!(OCI_INDEX);
-        new_index["manifests"] = Value::Array(entries);
-        set_base_annotations(&mut new_index, &new_written, &new_top);
-        put_root(&mut set, new_index, OCI_INDEX)
+        index.set_base(&job.new_name, &job.new_digest);
+        put_tagged(&mut set, OCI_INDEX, index.to_bytes())
     } else {
-        let cfg_platform = TargetPlatform::linux_amd64();
-        let (mut spec, _) = rebase_one(
-            registry,
-            &repo,
-            &top.bytes,
-            &old_base,
-            &new_pinned,
-            &new_written,
-            &cfg_platform,
-            &mut set,
-            tmp.path(),
-        )
-        .await
-        .map_err(|e| format!("{}: {e}", req.image))?;
-        spec.put_as = PutAs::Tags;
-        let d = spec.digest.clone();
-        set.add_manifest(spec);
-        d
+        let platform = Platform::new("linux", "amd64", None);
+        let (digest, _) = job
+            .rebase_one(&top.bytes, &platform, PutAs::Tags, &mut set)
+            .await
+            .map_err(within(image.to_string()))?;
+        digest
     };
-    let (report, plans) = crate::push::write_to_tags(
-        registry,
-        set,
-        &req.tags,
-        crate::push::WriteOptions {
-            dry_run: req.dry_run,
-            remember: false,
-        },
-        progress,
-        None,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let options = crate::push::WriteOptions {
+        dry_run: req.dry_run,
+        remember: false,
+    };
+    let (report, plans) =
+        crate::push::write_to_tags(registry, set, &req.tags, options, progress, None).await?;
     Ok(Rebased {
         digest,
         report,
@@ -163,132 +154,83 @@ pub async fn rebase(
     })
 }
 
-fn set_base_annotations(v: &mut Value, new_base: &ImageRef, digest: &Digest) {
-    if !v["annotations"].is_object() {
-        v["annotations"] = json!({});
+/// What every platform of one rebase shares.
+struct Job<'a> {
+    registry: &'a Registry,
+    repo: &'a Repo,
+    old_base: ImageRef,
+    /// The new base, pinned to the digest it is rebased on (`new_digest`).
+    new_base: ImageRef,
+    new_digest: Digest,
+    /// The new base as the annotations name it.
+    new_name: String,
+    tmp: &'a Path,
+}
+
+impl Job<'_> {
+    /// Rebases one platform manifest into `set` (its blobs, and its manifest put `put_as`);
+    /// returns the manifest's digest and size. The bases' platform is the config's, field by
+    /// field, else `or`.
+    async fn rebase_one(
+        &self,
+        manifest: &[u8],
+        or: &Platform,
+        put_as: PutAs,
+        set: &mut ImageSet,
+    ) -> Result<(Digest, u64), RebaseError> {
+        let manifest = ImageManifest::parse(manifest)?;
+        let config = self
+            .repo
+            .get_blob_bytes(&manifest.config.digest, 8 * 1024 * 1024)
+            .await?;
+        let config = ImageConfig::parse(&config)?;
+        let field = |name, or: &str| config.str_field(name).unwrap_or(or).to_string();
+        let platform = TargetPlatform {
+            os: field("os", &or.os),
+            architecture: field("architecture", &or.architecture),
+            variant: config
+                .str_field("variant")
+                .or(or.variant.as_deref())
+                .map(str::to_string),
+        };
+        let image = Image { manifest, config };
+        let old = self.base(&self.old_base, &platform, "old base").await?;
+        let new = self.base(&self.new_base, &platform, "new base").await?;
+        let mut rebased = image
+            .rebase(&old, &new)
+            .map_err(|e| RebaseError::NotOnOldBase(self.old_base.clone(), e))?;
+        rebased.manifest.set_base(&self.new_name, &self.new_digest);
+        // The new base's layers (mounted from its repository), then the image's own.
+        let (registry, repository) = (&self.new_base.registry, &self.new_base.repository);
+        for d in &new.manifest.layers {
+            set.add_remote_layer(d, registry, repository);
+        }
+        for d in &image.manifest.layers[old.manifest.layers.len()..] {
+            set.add_remote_layer(d, self.repo.registry_name(), self.repo.name());
+        }
+        Ok(add_image(
+            set,
+            rebased.to_bytes(),
+            self.tmp,
+            "config",
+            put_as,
+        )?)
     }
-    v["annotations"][BASE_NAME] = json!(new_base.to_string());
-    v["annotations"][BASE_DIGEST] = json!(digest);
-}
 
-fn put_root(set: &mut ImageSet, v: Value, media_type: &str) -> Digest {
-    let bytes = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-    let digest = Digest::of(&bytes);
-    set.add_manifest(ManifestSpec {
-        media_type: media_type.to_string(),
-        bytes,
-        digest: digest.clone(),
-        put_as: PutAs::Tags,
-        subject: None,
-        artifact_type: None,
-    });
-    digest
-}
-
-/// Rebases one platform manifest; its blobs go into `set`, its manifest is returned (put by
-/// digest) with its size.
-#[allow(clippy::too_many_arguments)]
-async fn rebase_one(
-    registry: &Registry,
-    repo: &Repo,
-    manifest_bytes: &[u8],
-    old_base: &ImageRef,
-    new_base_pinned: &ImageRef,
-    new_base_written: &ImageRef,
-    platform: &TargetPlatform,
-    set: &mut ImageSet,
-    tmp: &std::path::Path,
-) -> Result<(ManifestSpec, usize), String> {
-    let view = ManifestView::parse(manifest_bytes).map_err(|e| e.to_string())?;
-    let config_desc = view
-        .config
-        .clone()
-        .ok_or("the image manifest has no config")?;
-    let image_cfg_bytes = repo
-        .get_blob_bytes(&config_desc.digest, 8 * 1024 * 1024)
-        .await
-        .map_err(|e| e.to_string())?;
-    let image_cfg: Value = serde_json::from_slice(&image_cfg_bytes).map_err(|e| e.to_string())?;
-    let platform = TargetPlatform {
-        os: image_cfg["os"].as_str().unwrap_or(&platform.os).to_string(),
-        architecture: image_cfg["architecture"]
-            .as_str()
-            .unwrap_or(&platform.architecture)
-            .to_string(),
-        variant: image_cfg["variant"]
-            .as_str()
-            .map(str::to_string)
-            .or(platform.variant.clone()),
-    };
-    let old = resolve(registry, old_base, &platform, "old base").await?;
-    let new = resolve(registry, new_base_pinned, &platform, "new base").await?;
-    let old_cfg: Value = serde_json::from_slice(&old.config).map_err(|e| e.to_string())?;
-    let new_cfg: Value = serde_json::from_slice(&new.config).map_err(|e| e.to_string())?;
-    let image_layers: Vec<String> = view.layers.iter().map(|d| d.digest.to_string()).collect();
-    let old_layers: Vec<String> = old.layers.iter().map(|d| d.digest.to_string()).collect();
-    config::check_prefix(&image_layers, &old_layers, &image_cfg, &old_cfg)
-        .map_err(|e| format!("cannot rebase from {old_base}: {e}"))?;
-    let out_cfg =
-        config::rebase_config(&image_cfg, &old_cfg, &new_cfg).map_err(|e| e.to_string())?;
-    let cfg_bytes = serde_json::to_vec(&out_cfg).map_err(|e| e.to_string())?;
-    let cfg_digest = Digest::of(&cfg_bytes);
-    let cfg_path = tmp.join(format!("config-{}.json", cfg_digest.hex()));
-    std::fs::write(&cfg_path, &cfg_bytes).map_err(|e| e.to_string())?;
-
-    // The new base's layers (mounted from its repository), then the image's own.
-    let image_repo = (repo.registry_name().to_string(), repo.name().to_string());
-    let new_repo = (
-        new.reference.registry.clone(),
-        new.reference.repository.clone(),
-    );
-    let sources = new.layers.iter().map(|d| (d, &new_repo)).chain(
-        view.layers
-            .iter()
-            .skip(old.layers.len())
-            .map(|d| (d, &image_repo)),
-    );
-    let mut layers = Vec::new();
-    for (d, (registry, repository)) in sources {
-        let d = set.add_remote_layer(d, registry, repository);
-        layers.push(serde_json::to_value(&d).map_err(|e| e.to_string())?);
+    /// The base `r` for `platform`: its layers and config (`what` names it in errors).
+    async fn base(
+        &self,
+        r: &ImageRef,
+        platform: &TargetPlatform,
+        what: &'static str,
+    ) -> Result<Image, RebaseError> {
+        let b = base::resolve(self.registry, r, platform)
+            .await
+            .map_err(|e| RebaseError::Base(what, e))?;
+        let config = ImageConfig::parse(&b.config)?;
+        Ok(Image {
+            manifest: ImageManifest::new(b.config_descriptor, b.layers),
+            config,
+        })
     }
-    set.add_blob(BlobSpec {
-        digest: cfg_digest.clone(),
-        size: cfg_bytes.len() as u64,
-        origin: BlobOrigin::File(cfg_path),
-    });
-    let mut manifest: Value = serde_json::from_slice(manifest_bytes).map_err(|e| e.to_string())?;
-    manifest["mediaType"] = json!(OCI_MANIFEST);
-    manifest["config"] =
-        json!({"mediaType": OCI_CONFIG, "digest": cfg_digest, "size": cfg_bytes.len()});
-    manifest["layers"] = Value::Array(layers);
-    set_base_annotations(
-        &mut manifest,
-        new_base_written,
-        &new_base_pinned.digest.clone().unwrap_or(new.digest.clone()),
-    );
-    let bytes = Bytes::from(serde_json::to_vec(&manifest).map_err(|e| e.to_string())?);
-    let size = bytes.len();
-    Ok((
-        ManifestSpec {
-            media_type: OCI_MANIFEST.into(),
-            digest: Digest::of(&bytes),
-            bytes,
-            put_as: PutAs::Digest,
-            subject: None,
-            artifact_type: None,
-        },
-        size,
-    ))
-}
-
-async fn resolve(
-    registry: &Registry,
-    r: &ImageRef,
-    platform: &TargetPlatform,
-    what: &str,
-) -> Result<ResolvedBase, String> {
-    base::resolve(registry, r, platform)
-        .await
-        .map_err(|e| format!("{what}: {e}"))
 }

@@ -1,9 +1,12 @@
-//! Manifest media types and a tolerant read-only view of manifests and indexes.
+//! Manifest media types, descriptors, a tolerant read-only view of manifests and indexes, and
+//! the JSON rendering of everything this tool writes (`canonical_json`).
 //!
 //! Manifests are kept as the registry's bytes (so digests never change when copying); this
 //! view only finds what a manifest points at: its config and layers, its children, its subject.
+//! Manifests this tool writes are built with the image model (`crate::model`).
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::digest::Digest;
 
@@ -49,12 +52,89 @@ pub struct Descriptor {
     pub urls: Vec<String>,
 }
 
+impl Descriptor {
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            platform: None,
+            artifact_type: None,
+            annotations: None,
+            urls: Vec::new(),
+        }
+    }
+
+    /// The descriptor of `bytes`.
+    pub fn of(media_type: &str, bytes: &[u8]) -> Descriptor {
+        Descriptor::new(media_type, Digest::of(bytes), bytes.len() as u64)
+    }
+
+    pub fn with_platform(mut self, platform: Platform) -> Descriptor {
+        self.platform = Some(platform);
+        self
+    }
+
+    pub fn with_annotation(mut self, key: &str, value: &str) -> Descriptor {
+        self.annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// The layer as it goes into an OCI manifest: Docker's gzip layer type becomes OCI's (the
+    /// bytes are the same); anything else is kept.
+    pub fn to_oci_layer(&self) -> Descriptor {
+        let mut d = self.clone();
+        if d.media_type == DOCKER_LAYER_GZIP {
+            d.media_type = OCI_LAYER_GZIP.to_string();
+        }
+        d
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Platform {
     pub architecture: String,
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// Fields this tool does not read (`os.version`, `os.features`, …), kept as they were when
+    /// an index is rewritten.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl Platform {
+    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+        Platform {
+            architecture: architecture.to_string(),
+            os: os.to_string(),
+            variant: variant.map(str::to_string),
+            other: Map::new(),
+        }
+    }
+}
+
+/// `value` as JSON with the keys of every object sorted: the bytes this tool has always
+/// written for manifests and configs (serde_json's `Value` sorts its keys; this does not rely
+/// on that, so a dependency turning on serde_json's `preserve_order` cannot change a digest).
+pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    fn sorted(v: Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+            v => v,
+        }
+    }
+    // Serialising these types cannot fail (string keys, numbers read from JSON).
+    serde_json::to_value(value)
+        .and_then(|v| serde_json::to_vec(&sorted(v)))
+        .unwrap_or_default()
 }
 
 /// The parts of any manifest or index that say what it references.

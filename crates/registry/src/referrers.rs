@@ -9,6 +9,7 @@ use super::error::RegistryError;
 use super::transport::{header_str, read_capped, Call, Repo};
 use regbuild_oci::digest::Digest;
 use regbuild_oci::manifest::{Descriptor, ManifestView, MAX_MANIFEST_BYTES, OCI_INDEX};
+use regbuild_oci::model::ImageIndex;
 
 /// Pages of the referrers API we follow at most; a registry looping its Link header stops here.
 const MAX_PAGES: usize = 100;
@@ -71,12 +72,7 @@ impl Repo {
             return Ok(());
         }
         manifests.push(referrer);
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": manifests,
-        });
-        let bytes = Bytes::from(serde_json::to_vec(&index).unwrap_or_default());
+        let bytes = Bytes::from(ImageIndex::new(manifests).to_bytes());
         self.put_manifest(&subject.referrers_tag(), OCI_INDEX, &bytes)
             .await?;
         Ok(())

@@ -1,10 +1,22 @@
 //! An image config (OCI image-spec `config.json`, Docker's is the same shape) edited in
-//! place as JSON, so fields this tool does not know (from the base) survive untouched.
+//! place as JSON, so fields this tool does not know (from the base) survive untouched. The
+//! config side of the image model (`super::model`): appending layers, rebasing.
 
 use serde_json::{json, Map, Value};
 
+use crate::manifest::canonical_json;
+
+/// Why bytes are not a config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("config is not a JSON object")]
+    NotAnObject,
+}
+
 /// A config's `Env` list (`["K=V", …]`) as (name, value) pairs, in order.
-pub fn env_pairs(env: Option<&Value>) -> Vec<(String, String)> {
+fn env_pairs(env: Option<&Value>) -> Vec<(String, String)> {
     env.and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -106,6 +118,19 @@ impl ImageConfig {
         })
     }
 
+    /// A config as it was written (an image's own, to rebase it): nothing is added or
+    /// removed. Anything but a JSON object is refused.
+    pub fn parse(bytes: &[u8]) -> Result<ImageConfig, ConfigError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(ConfigError::NotJson)?;
+        if !value.is_object() {
+            return Err(ConfigError::NotAnObject);
+        }
+        Ok(ImageConfig {
+            value,
+            cmd_set_here: false,
+        })
+    }
+
     fn config_mut(&mut self) -> &mut Map<String, Value> {
         if !self.value["config"].is_object() {
             self.value["config"] = json!({});
@@ -130,6 +155,11 @@ impl ImageConfig {
 
     pub fn variant(&self) -> Option<&str> {
         self.value["variant"].as_str()
+    }
+
+    /// A top-level string field (`os`, `architecture`, …) when the config has it.
+    pub fn str_field(&self, name: &str) -> Option<&str> {
+        self.value.get(name).and_then(Value::as_str)
     }
 
     /// `Env` as (name, value) pairs, in order.
@@ -368,14 +398,116 @@ impl ImageConfig {
         self.value["created"] = json!(created);
     }
 
-    /// The config as bytes (serde_json's stable output: same value, same bytes).
+    /// The config side of `mutate.Append`: `diff_ids` appended, and `layers` history entries
+    /// `created_by`, at this config's own `created`.
+    pub fn append_layers(&mut self, diff_ids: &[String], layers: usize, created_by: &str) {
+        let created = self.value.get("created").cloned().unwrap_or(Value::Null);
+        if let Some(ids) = self.value["rootfs"]["diff_ids"].as_array_mut() {
+            ids.extend(diff_ids.iter().map(|id| json!(id)));
+        }
+        if let Some(h) = self.value["history"].as_array_mut() {
+            h.extend((0..layers).map(|_| json!({"created": created, "created_by": created_by})));
+        }
+    }
+
+    /// The config side of `mutate.Rebase`, for an image whose layers start with `old`'s: the
+    /// old base's diff_ids and history entries are replaced by `new`'s; settings the image
+    /// inherited unchanged from the old base take the new base's value, settings the image
+    /// set itself are kept.
+    pub fn rebase(&self, old: &ImageConfig, new: &ImageConfig) -> ImageConfig {
+        let mut value = self.value.clone();
+        let mut ids = new.diff_ids();
+        ids.extend(self.diff_ids().into_iter().skip(old.diff_ids().len()));
+        value["rootfs"] = json!({"type": "layers", "diff_ids": ids});
+        let mut history = new.history();
+        history.extend(self.history().into_iter().skip(old.history().len()));
+        value["history"] = Value::Array(history);
+        value["config"] = Value::Object(merge_settings(
+            self.value.get("config"),
+            old.value.get("config"),
+            new.value.get("config"),
+        ));
+        ImageConfig {
+            value,
+            cmd_set_here: false,
+        }
+    }
+
+    fn history(&self) -> Vec<Value> {
+        self.value
+            .get("history")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The config as bytes (`canonical_json`: same value, same bytes).
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.value).unwrap_or_default()
+        canonical_json(&self.value)
     }
 
     pub fn value(&self) -> &Value {
         &self.value
     }
+}
+
+/// The image's settings (`config`) on a new base: per setting, inherited unchanged from the
+/// old base → the new base's value; set by the image → kept. `Env` is merged per variable.
+fn merge_settings(
+    image: Option<&Value>,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> Map<String, Value> {
+    let empty = Map::new();
+    let image = image.and_then(Value::as_object).unwrap_or(&empty);
+    let old = old.and_then(Value::as_object).unwrap_or(&empty);
+    let new = new.and_then(Value::as_object).unwrap_or(&empty);
+    let mut out = Map::new();
+    let mut keys: Vec<&String> = image.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        if k == "Env" {
+            let env = merge_env(image.get(k), old.get(k), new.get(k));
+            if !env.is_empty() {
+                out.insert(k.clone(), Value::Array(env));
+            }
+            continue;
+        }
+        let inherited = image.get(k) == old.get(k);
+        let value = if inherited { new.get(k) } else { image.get(k) };
+        if let Some(v) = value {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// Per variable: inherited unchanged from the old base → the new base's value; set or
+/// changed by the image → kept; new in the new base → added.
+fn merge_env(image: Option<&Value>, old: Option<&Value>, new: Option<&Value>) -> Vec<Value> {
+    let (image, old, new) = (env_pairs(image), env_pairs(old), env_pairs(new));
+    let lookup = |list: &[(String, String)], k: &str| {
+        list.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone())
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in &image {
+        if lookup(&old, k).as_ref() == Some(v) {
+            if let Some(nv) = lookup(&new, k) {
+                out.push((k.clone(), nv));
+            }
+        } else {
+            out.push((k.clone(), v.clone()));
+        }
+    }
+    for (k, v) in &new {
+        if !out.iter().any(|(x, _)| x == k) && lookup(&old, k).is_none() {
+            out.push((k.clone(), v.clone()));
+        }
+    }
+    out.into_iter()
+        .map(|(k, v)| Value::String(format!("{k}={v}")))
+        .collect()
 }
 
 #[cfg(test)]
@@ -425,5 +557,79 @@ mod tests {
     fn non_object_configs_are_refused() {
         assert!(ImageConfig::from_base(b"[]").is_err());
         assert!(ImageConfig::from_base(b"nope").is_err());
+    }
+
+    fn with(env: &[&str], ids: &[&str], hist: usize, extra: Value) -> ImageConfig {
+        let mut c = json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Env": env},
+            "rootfs": {"type": "layers", "diff_ids": ids},
+            "history": (0..hist).map(|i| json!({"created_by": format!("h{i}")})).collect::<Vec<_>>(),
+        });
+        if let (Some(c), Some(e)) = (c["config"].as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        ImageConfig::parse(&serde_json::to_vec(&c).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rebase_gives_the_new_base_layers_history_and_inherited_settings() {
+        let old = with(
+            &["PATH=/old", "BASE=1"],
+            &["o1", "o2"],
+            2,
+            json!({"Cmd": ["sh"], "User": "root"}),
+        );
+        let new = with(
+            &["PATH=/new", "BASE=2", "EXTRA=x"],
+            &["n1"],
+            1,
+            json!({"Cmd": ["bash"], "User": "root"}),
+        );
+        let image = with(
+            &["PATH=/old", "BASE=1", "APP=yes"],
+            &["o1", "o2", "a1"],
+            3,
+            json!({"Cmd": ["sh"], "User": "app"}),
+        );
+        let out = image.rebase(&old, &new);
+        let out = out.value();
+        assert_eq!(out["rootfs"]["diff_ids"], json!(["n1", "a1"]));
+        assert_eq!(out["history"].as_array().unwrap().len(), 2);
+        assert_eq!(out["history"][1]["created_by"], "h2");
+        assert_eq!(
+            out["config"]["Cmd"],
+            json!(["bash"]),
+            "inherited → new base's"
+        );
+        assert_eq!(out["config"]["User"], "app", "set by the image → kept");
+        assert_eq!(
+            out["config"]["Env"],
+            json!(["PATH=/new", "BASE=2", "APP=yes", "EXTRA=x"])
+        );
+    }
+
+    #[test]
+    fn append_layers_adds_diff_ids_and_one_history_entry_per_layer() {
+        let mut c = with(&[], &["a"], 1, json!({}));
+        c.set_created("2023-11-14T22:13:20Z");
+        c.append_layers(&["b".into(), "c".into()], 2, "debug");
+        assert_eq!(c.diff_ids(), ["a", "b", "c"]);
+        assert_eq!(
+            c.value()["history"][2],
+            json!({"created": "2023-11-14T22:13:20Z", "created_by": "debug"})
+        );
+    }
+
+    #[test]
+    fn parse_keeps_everything_from_base_does_not() {
+        let bytes = br#"{"container":"x","id":"y"}"#;
+        assert_eq!(ImageConfig::parse(bytes).unwrap().to_bytes(), bytes);
+        assert!(ImageConfig::parse(b"[]").is_err());
+        assert!(ImageConfig::from_base(bytes)
+            .unwrap()
+            .value()
+            .get("container")
+            .is_none());
     }
 }
