@@ -36,9 +36,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::dockerfile::{
-    parse_single_line, parse_words, split_arg_words, Args, Dockerfile, DockerfileError, Flag,
-    Heredoc, Instruction, Loc,
+    parse_single_line, parse_words, split_arg_words, Args, Dockerfile, Flag, Heredoc, Instruction,
 };
+use crate::error::{DockerfileError, Loc};
 use crate::substitute::{expand_word, expand_words, NoVariables, Variables};
 use regbuild_fs::dockerignore::clean_path;
 
