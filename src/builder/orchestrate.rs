@@ -266,7 +266,9 @@ pub async fn build(
             })
             .ok_or_else(|| format!("base image {r} was not resolved"))
     };
-    let plan = stages::evaluate(&df, &args, &mut |r: &str| env_of(r))?;
+    let plan = stages::evaluate(&df, &args, &mut |r: &str| {
+        env_of(r).map_err(stages::BaseEnvError::from)
+    })?;
 
     let tmp = tempfile::Builder::new()
         .prefix("regbuild-")

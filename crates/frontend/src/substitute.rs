@@ -21,13 +21,11 @@
 //! hostile input cannot exhaust the stack or memory.
 //!
 //! Errors are [`SubstitutionError`]s, which carry no location; callers wrap
-//! them into a `DockerfileError` (see [`SubstitutionError::at`]) so every
-//! message shown to a user names the file and line.
+//! them into a `DockerfileError` (see [`SubstitutionError::at`], defined in `error` so that
+//! this module depends on no other module of the crate) so every message shown to a user
+//! names the file and line.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-
-use crate::dockerfile::DockerfileError;
 
 /// Deepest `${...}` nesting accepted (`${a:-${b:-${c}}}` is 3 levels).
 pub const MAX_NESTING: usize = 32;
@@ -70,7 +68,7 @@ pub enum SubstitutionError {
         /// The pattern as written.
         pattern: String,
         /// What is wrong with it.
-        reason: String,
+        reason: PatternError,
     },
     /// `${...}` nested deeper than [`MAX_NESTING`].
     #[error("substitution nested more than {MAX_NESTING} levels deep")]
@@ -83,16 +81,12 @@ pub enum SubstitutionError {
     TooExpensive,
 }
 
-impl SubstitutionError {
-    /// Wrap into a [`DockerfileError`] naming the file, line and word.
-    pub fn at(self, path: &Path, line: usize, word: &str) -> DockerfileError {
-        DockerfileError::Substitution {
-            path: path.to_path_buf(),
-            line,
-            word: word.to_string(),
-            reason: self,
-        }
-    }
+/// What is wrong with a `#`/`%`/`/` pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// `\` before a character other than `*`, `?`, `\`, `}` and `/` (`None`: at the end).
+    #[error("invalid escape '\\{}'", .0.map(String::from).unwrap_or_default())]
+    InvalidEscape(Option<char>),
 }
 
 /// A source of variable values for expansion.
@@ -573,10 +567,9 @@ fn compile_pattern(pattern: &str) -> Result<Vec<PatternToken>, SubstitutionError
                     PatternToken::Char(n)
                 }
                 other => {
-                    let shown = other.map(String::from).unwrap_or_default();
                     return Err(SubstitutionError::InvalidPattern {
                         pattern: pattern.to_string(),
-                        reason: format!("invalid escape '\\{shown}'"),
+                        reason: PatternError::InvalidEscape(other),
                     });
                 }
             },
@@ -873,6 +866,10 @@ mod tests {
             err("${V#\\q}", &[("V", "x")]),
             SubstitutionError::InvalidPattern { .. }
         ));
+        assert_eq!(
+            err("${V#\\q}", &[("V", "x")]).to_string(),
+            "invalid pattern (\\q) in substitution: invalid escape '\\q'"
+        );
     }
 
     #[test]

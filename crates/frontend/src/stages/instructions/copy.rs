@@ -1,0 +1,235 @@
+//! COPY and ADD: flags (with regbuild's `--closure` and `--sysroot`), `--from` resolved to
+//! an earlier stage or an image, and sources, destination and flag values expanded into a
+//! [`CopySpec`]. What regbuild lacks (`--parents`, `--unpack`, heredoc sources) is refused
+//! only in stages the target needs.
+//!
+//! Reading the build context and building the layer is `regbuild::builder`'s job.
+
+use super::cmd::{CmdContext, CmdKind, Expand};
+use crate::dockerfile::Instruction;
+use crate::error::{DockerfileError, Loc};
+use crate::stages::args::{validate_chmod, word_list, FlagKind, FlagValues};
+use crate::stages::model::{CopyFrom, CopySpec, StepKind};
+use crate::stages::scope::{BuildScope, StageState};
+use crate::substitute::{expand_word, NoVariables};
+
+const COPY_FLAGS: [(&str, FlagKind); 8] = [
+    ("chown", FlagKind::Str),
+    ("from", FlagKind::Str),
+    ("chmod", FlagKind::Str),
+    ("link", FlagKind::Bool),
+    ("exclude", FlagKind::Strings),
+    ("parents", FlagKind::Bool),
+    ("closure", FlagKind::Bool),
+    ("sysroot", FlagKind::Str),
+];
+
+const ADD_FLAGS: [(&str, FlagKind); 7] = [
+    ("chown", FlagKind::Str),
+    ("chmod", FlagKind::Str),
+    ("link", FlagKind::Bool),
+    ("keep-git-dir", FlagKind::Bool),
+    ("checksum", FlagKind::Str),
+    ("unpack", FlagKind::Bool),
+    ("exclude", FlagKind::Strings),
+];
+
+/// COPY/ADD before substitution.
+struct RawCopy {
+    add: bool,
+    sources: Vec<String>,
+    dest: String,
+    from: Option<CopyFrom>,
+    chown: Option<String>,
+    chmod: Option<String>,
+    link: bool,
+    closure: bool,
+    sysroot: Option<String>,
+    exclude: Vec<String>,
+    keep_git_dir: bool,
+    checksum: Option<String>,
+}
+
+/// COPY and ADD.
+pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, DockerfileError> {
+    let loc = ctx.loc;
+    let add = ins.keyword == "ADD";
+    let flags = FlagValues::parse(ins, if add { &ADD_FLAGS } else { &COPY_FLAGS }, loc)?;
+    let mut words = word_list(&ins.args);
+    if words.len() < 2 {
+        return Err(loc.syntax(format!(
+            "{} requires at least two arguments, but only one was provided. Destination could not be determined",
+            ins.keyword
+        )));
+    }
+    // After the syntax checks: what regbuild lacks is an error only where the stage is built.
+    refuse_unsupported_copy_flags(&flags, &ins.keyword, loc)?;
+    if !ins.heredocs.is_empty() {
+        return Err(loc.unsupported(format!(
+            "{} with a heredoc (<<) is not supported by regbuild: put the content in a file in the build context and copy that",
+            ins.keyword
+        )));
+    }
+    let dest = words.pop().unwrap_or_default();
+    let closure = flags.boolean("closure");
+    if flags.used("sysroot") && !closure {
+        return Err(loc.syntax("--sysroot can only be used together with --closure"));
+    }
+    let from = match flags.string("from") {
+        Some(from) => Some(resolve_copy_from(&from, ctx)?),
+        None => None,
+    };
+    Ok(CmdKind::expand(RawCopy {
+        add,
+        sources: words,
+        dest,
+        from,
+        chown: flags.string("chown"),
+        chmod: flags.string("chmod"),
+        link: flags.boolean("link"),
+        closure,
+        sysroot: flags.string("sysroot"),
+        exclude: flags.all("exclude"),
+        keep_git_dir: flags.boolean("keep-git-dir"),
+        checksum: flags.string("checksum"),
+    }))
+}
+
+fn refuse_unsupported_copy_flags(
+    flags: &FlagValues,
+    keyword: &str,
+    loc: Loc<'_>,
+) -> Result<(), DockerfileError> {
+    for name in ["parents", "unpack"] {
+        if flags.used(name) {
+            return Err(loc.unsupported(format!("{keyword} --{name} is not supported by regbuild")));
+        }
+    }
+    Ok(())
+}
+
+/// `--from=<stage name | stage index | image>`.
+fn resolve_copy_from(from: &str, ctx: &CmdContext<'_>) -> Result<CopyFrom, DockerfileError> {
+    let loc = ctx.loc;
+    if expand_word(from, ctx.escape, &NoVariables).as_deref() != Ok(from) {
+        return Err(loc.stage(format!(
+            "--from={from}: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
+        )));
+    }
+    let index = match from.parse::<i64>() {
+        Ok(i) => usize::try_from(i)
+            .ok()
+            .filter(|i| *i < ctx.names.count)
+            .ok_or_else(|| loc.stage(format!("--from={from}: invalid stage index {i}")))?,
+        Err(_) => match ctx.names.get(&from.to_lowercase()) {
+            Some(i) => i,
+            None => return Ok(CopyFrom::Image(from.to_string())),
+        },
+    };
+    if index >= ctx.stage {
+        return Err(loc.stage(format!(
+            "--from={from}: stage {index} is not defined before the current stage; a stage can only copy from earlier stages"
+        )));
+    }
+    Ok(CopyFrom::Stage(index))
+}
+
+impl Expand for RawCopy {
+    fn expand(
+        &self,
+        scope: &mut BuildScope<'_>,
+        state: &mut StageState,
+        line: usize,
+    ) -> Result<StepKind, DockerfileError> {
+        let vars = &*state.vars;
+        let sources = self
+            .sources
+            .iter()
+            .map(|s| scope.exp.word(s, vars, line))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dest = scope.exp.word(&self.dest, vars, line)?;
+        let chmod = scope.exp.optional(&self.chmod, vars, line)?;
+        if let Some(mode) = &chmod {
+            validate_chmod(mode).map_err(|e| scope.loc(line).syntax(e.to_string()))?;
+        }
+        Ok(StepKind::Copy(CopySpec {
+            add: self.add,
+            sources,
+            dest,
+            from: self.from.clone(),
+            chown: scope.exp.optional(&self.chown, vars, line)?,
+            chmod,
+            link: self.link,
+            closure: self.closure,
+            sysroot: scope.exp.optional(&self.sysroot, vars, line)?,
+            exclude: self.exclude.clone(),
+            keep_git_dir: self.keep_git_dir,
+            checksum: scope.exp.optional(&self.checksum, vars, line)?,
+        }))
+    }
+
+    fn stage_dependency(&self) -> Option<usize> {
+        match self.from {
+            Some(CopyFrom::Stage(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::stages::model::{Base, CopyFrom};
+    use crate::stages::test_support::*;
+
+    #[test]
+    fn copy_flags_and_chmod() {
+        let b = eval("FROM scratch\nARG MODE=0755\nCOPY --chmod=$MODE --closure --sysroot=/sys --link=false bin /usr/bin/\n");
+        let c = copy_of(&kinds(&b)[1]).clone();
+        assert_eq!(c.chmod.as_deref(), Some("0755"));
+        assert!(c.closure && !c.link);
+        assert_eq!(c.sysroot.as_deref(), Some("/sys"));
+        assert!(eval_err("FROM scratch\nCOPY --chmod=u+x a b\n").contains("only octal modes"));
+        assert!(eval_err("FROM scratch\nCOPY --chmod=77777 a b\n").contains("out of range"));
+        assert!(eval_err("FROM scratch\nCOPY --sysroot=/x a b\n")
+            .contains("--sysroot can only be used together with --closure"));
+        assert!(eval_err("FROM scratch\nCOPY --parents a b\n")
+            .contains("COPY --parents is not supported"));
+        assert!(eval_err("FROM scratch\nCOPY <<EOF /x\nhi\nEOF\n")
+            .starts_with("Dockerfile.test:2: COPY with a heredoc"));
+    }
+
+    #[test]
+    fn copy_json_form_and_expansion() {
+        let b = eval("FROM scratch\nENV D=/dst\nCOPY [\"a b\", \"$D/\"]\nCOPY src\\ dir $D\n");
+        let k = kinds(&b);
+        assert_eq!(copy_of(&k[1]).sources, strings(&["a b"]));
+        assert_eq!(copy_of(&k[1]).dest, "/dst/");
+        assert_eq!(copy_of(&k[2]).sources, strings(&["src", "dir"]));
+    }
+
+    #[test]
+    fn multi_stage_copy_from_name_and_index() {
+        let b = eval(concat!(
+            "FROM golang:1.22 AS Build\n",
+            "WORKDIR /src\n",
+            "FROM scratch AS assets\n",
+            "FROM build AS test\n",
+            "FROM scratch\n",
+            "COPY --from=build /out/app /app\n",
+            "COPY --from=1 /a /a\n",
+            "COPY --from=nginx:latest /etc/nginx /etc/nginx\n",
+        ));
+        assert_eq!(b.target, 3);
+        assert_eq!(b.stages[0].name.as_deref(), Some("build"));
+        assert_eq!(b.stages[2].base, Base::Stage(0));
+        let k = kinds(&b);
+        assert_eq!(copy_of(&k[0]).from, Some(CopyFrom::Stage(0)));
+        assert_eq!(copy_of(&k[1]).from, Some(CopyFrom::Stage(1)));
+        assert_eq!(
+            copy_of(&k[2]).from,
+            Some(CopyFrom::Image("nginx:latest".into()))
+        );
+        let reach: Vec<bool> = b.stages.iter().map(|s| s.reachable).collect();
+        assert_eq!(reach, vec![true, true, false, true]);
+    }
+}

@@ -1,0 +1,300 @@
+//! The result of evaluation, as the rest of the build consumes it: [`Build`], its [`Stage`]s
+//! and their [`Step`]s (with variables substituted), plus the inputs a Dockerfile does not
+//! contain ([`BuildArgs`], [`Platform`]) and the [`BaseEnv`] callback.
+//!
+//! Plain data only: how a Dockerfile becomes these values is `eval` (and the instruction
+//! files); what a step does to an image is `regbuild::builder`'s job.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The PATH BuildKit puts in a (non-Windows) image whose config has none.
+/// [`evaluate`](super::evaluate) expands `$PATH` with it in such stages (scratch, or a base
+/// image without PATH); BuildKit also writes it into the image config, so an
+/// image assembler matching BuildKit should add `PATH=DEFAULT_PATH` there.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The `base_env` callback of [`evaluate`](super::evaluate): image reference → its config
+/// `Env` as `(name, value)` pairs, or why it could not be read.
+pub type BaseEnv<'f> = dyn FnMut(&str) -> Result<Vec<(String, String)>, BaseEnvError> + 'f;
+
+/// Why a [`BaseEnv`] callback could not give an image's environment: the caller's message,
+/// reported as `file:line: cannot read the configuration of base image <image>: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BaseEnvError(pub String);
+
+impl From<String> for BaseEnvError {
+    fn from(message: String) -> Self {
+        BaseEnvError(message)
+    }
+}
+
+impl From<&str> for BaseEnvError {
+    fn from(message: &str) -> Self {
+        BaseEnvError(message.to_string())
+    }
+}
+
+/// Inputs of a build that the Dockerfile does not contain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildArgs {
+    /// `--build-arg NAME=VALUE` values.
+    pub values: BTreeMap<String, String>,
+    /// `--target`: the name of the stage to build (default: the last stage).
+    pub target: Option<String>,
+    /// The platform the image is built for (`TARGETPLATFORM`).
+    pub platform: Platform,
+    /// The platform of the builder (`BUILDPLATFORM`).
+    pub build_platform: Platform,
+}
+
+impl BuildArgs {
+    /// No build args, no target, building for `platform` on `platform`.
+    pub fn new(platform: Platform) -> Self {
+        BuildArgs {
+            values: BTreeMap::new(),
+            target: None,
+            build_platform: platform.clone(),
+            platform,
+        }
+    }
+}
+
+/// An OS/architecture/variant triple such as `linux/arm64/v8`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Platform {
+    /// `linux`.
+    pub os: String,
+    /// `amd64`, `arm64`, ...
+    pub arch: String,
+    /// `v8`, `v7`, ...
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// A platform from its parts.
+    pub fn new(os: &str, arch: &str, variant: Option<&str>) -> Self {
+        Platform {
+            os: os.to_string(),
+            arch: arch.to_string(),
+            variant: variant.map(str::to_string),
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A string that is not `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/arm64/v8")]
+pub struct ParsePlatformError(pub String);
+
+impl FromStr for Platform {
+    type Err = ParsePlatformError;
+
+    /// Parses `os/arch` or `os/arch/variant` (lower-cased).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        let parts: Vec<&str> = lower.split('/').collect();
+        let valid = |p: &&str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        };
+        match parts.as_slice() {
+            [os, arch] if valid(os) && valid(arch) => Ok(Platform::new(os, arch, None)),
+            [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => {
+                Ok(Platform::new(os, arch, Some(variant)))
+            }
+            _ => Err(ParsePlatformError(s.to_string())),
+        }
+    }
+}
+
+/// The evaluated Dockerfile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    /// Every stage, in file order (`stages[i].index == i`).
+    pub stages: Vec<Stage>,
+    /// Index of the stage to build: `--target`, or the last stage.
+    pub target: usize,
+    /// `--build-arg` names no evaluated ARG declares (sorted; predefined
+    /// names such as `HTTP_PROXY` or `TARGETARCH` are never listed).
+    pub unused_build_args: Vec<String>,
+}
+
+/// One build stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// Position in [`Build::stages`].
+    pub index: usize,
+    /// The lower-cased `AS` name.
+    pub name: Option<String>,
+    /// Line of the FROM.
+    pub line: usize,
+    /// What the stage starts from.
+    pub base: Base,
+    /// The `FROM --platform` value, expanded (not validated further).
+    pub platform: Option<String>,
+    /// The evaluated steps (empty when `reachable` is false).
+    pub steps: Vec<Step>,
+    /// Whether the target depends on this stage (the target itself included).
+    /// Unreachable stages are validated but not evaluated.
+    pub reachable: bool,
+}
+
+/// What a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// `FROM scratch`.
+    Scratch,
+    /// An earlier stage (by index).
+    Stage(usize),
+    /// An image reference, expanded (`alpine:3.20`, `x@sha256:...`).
+    Image(String),
+}
+
+/// One evaluated instruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Line of the instruction (for ONBUILD triggers: of the ONBUILD).
+    pub line: usize,
+    /// The instruction text, for the history's `created_by`.
+    pub text: String,
+    /// What it does.
+    pub kind: StepKind,
+}
+
+/// What a step does, with variables substituted where Docker does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKind {
+    /// COPY or ADD.
+    Copy(CopySpec),
+    /// ENV pairs, in order.
+    Env(Vec<(String, String)>),
+    /// LABEL pairs, in order.
+    Label(Vec<(String, String)>),
+    /// ARG names with their resolved values (`None`: declared but unset).
+    Arg(Vec<(String, Option<String>)>),
+    /// The new working directory, cleaned. Absolute, except in a stage based
+    /// on an image before any absolute WORKDIR: then it is relative to the
+    /// image's WorkingDir (or `/` if that is empty), which the caller joins.
+    Workdir(String),
+    /// USER.
+    User(String),
+    /// Exposed ports, normalized to `port/proto` (`80/tcp`), ranges expanded.
+    Expose(Vec<String>),
+    /// VOLUME paths.
+    Volume(Vec<String>),
+    /// ENTRYPOINT.
+    Entrypoint(Command),
+    /// CMD.
+    Cmd(Command),
+    /// STOPSIGNAL, as written (validated).
+    StopSignal(String),
+    /// HEALTHCHECK.
+    Healthcheck(Healthcheck),
+    /// SHELL.
+    Shell(Vec<String>),
+    /// ONBUILD: the trigger instruction text, unexpanded (with heredoc
+    /// bodies appended as BuildKit does).
+    OnBuild(String),
+    /// MAINTAINER (deprecated), unexpanded.
+    Maintainer(String),
+}
+
+/// A COPY or ADD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySpec {
+    /// ADD (URLs, archives) rather than COPY.
+    pub add: bool,
+    /// Source paths (or URLs for ADD), expanded.
+    pub sources: Vec<String>,
+    /// Destination, expanded (relative to the WORKDIR if not absolute).
+    pub dest: String,
+    /// `--from`.
+    pub from: Option<CopyFrom>,
+    /// `--chown`, expanded.
+    pub chown: Option<String>,
+    /// `--chmod`, expanded; validated to be an octal mode.
+    pub chmod: Option<String>,
+    /// `--link`.
+    pub link: bool,
+    /// `--closure` (regbuild extension: also copy the shared libraries the
+    /// sources need).
+    pub closure: bool,
+    /// `--sysroot` (regbuild extension, with `--closure`), expanded.
+    pub sysroot: Option<String>,
+    /// `--exclude` patterns, as written.
+    pub exclude: Vec<String>,
+    /// `ADD --keep-git-dir`.
+    pub keep_git_dir: bool,
+    /// `ADD --checksum`, expanded.
+    pub checksum: Option<String>,
+}
+
+/// Where `COPY --from` copies from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyFrom {
+    /// An earlier stage, by index.
+    Stage(usize),
+    /// An image reference.
+    Image(String),
+}
+
+/// CMD/ENTRYPOINT arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// JSON form.
+    Exec(Vec<String>),
+    /// Shell form, unexpanded: to be wrapped with the stage's SHELL (default
+    /// `["/bin/sh", "-c"]`).
+    Shell(String),
+}
+
+/// A HEALTHCHECK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Healthcheck {
+    /// `["NONE"]`, `["CMD", args...]` or `["CMD-SHELL", command]`.
+    pub test: Vec<String>,
+    /// `--interval`.
+    pub interval: Option<Duration>,
+    /// `--timeout`.
+    pub timeout: Option<Duration>,
+    /// `--start-period`.
+    pub start_period: Option<Duration>,
+    /// `--start-interval`.
+    pub start_interval: Option<Duration>,
+    /// `--retries`.
+    pub retries: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_display_and_parse() {
+        let p: Platform = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(p, Platform::new("linux", "arm64", Some("v8")));
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert_eq!(
+            "Linux/AMD64".parse::<Platform>().unwrap().to_string(),
+            "linux/amd64"
+        );
+        assert!("linux".parse::<Platform>().is_err());
+        assert!("linux//v7".parse::<Platform>().is_err());
+        assert!("a/b/c/d".parse::<Platform>().is_err());
+    }
+}
