@@ -151,9 +151,8 @@ pub fn default_path(dockerfile: &Path) -> PathBuf {
 pub async fn resolve_entry(
     registry: &regbuild_registry::Registry,
     reference: &regbuild_oci::reference::ImageRef,
-    platforms: Option<&[crate::image::base::TargetPlatform]>,
+    platforms: Option<&[regbuild_oci::platform::Platform]>,
 ) -> Result<LockedImage, ResolveError> {
-    use crate::image::base::platform_key;
     use regbuild_oci::manifest::{is_index, ManifestView};
     let repo = registry.repo(
         &reference.registry,
@@ -179,7 +178,7 @@ pub async fn resolve_entry(
             .filter_map(|d| {
                 d.platform
                     .as_ref()
-                    .map(|p| (platform_key(p), d.digest.clone()))
+                    .map(|p| (p.to_string(), d.digest.clone()))
             })
             .collect();
         match platforms {

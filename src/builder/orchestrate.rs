@@ -9,18 +9,17 @@ use std::sync::Arc;
 use crate::builder::assemble;
 use crate::builder::copy::{self, CopyContext};
 use crate::builder::pack::{pack_all, PackJob, PackSinks};
-use crate::image::base::{ResolvedBase, TargetPlatform};
+use crate::image::base::ResolvedBase;
 use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
 use regbuild_frontend::dockerfile::{self, DockerfileError};
-use regbuild_frontend::stages::{
-    self, Base, BuildArgs, Command, CopyFrom, Platform, Stage, StepKind,
-};
+use regbuild_frontend::stages::{self, Base, BuildArgs, Command, CopyFrom, Stage, StepKind};
 use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::layer::BuiltLayer;
 use regbuild_oci::config::{rfc3339, ImageConfig};
 use regbuild_oci::digest::Digest;
 use regbuild_oci::manifest::Descriptor;
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::publish::ImageSet;
 use regbuild_registry::Registry;
@@ -32,7 +31,7 @@ pub struct BuildRequest {
     pub dockerfile: PathBuf,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
-    pub platform: TargetPlatform,
+    pub platform: Platform,
     /// `SOURCE_DATE_EPOCH`, or 0: every timestamp in layers and config.
     pub epoch: u64,
     /// Keep setuid/setgid bits on files this build writes (stripped by default).
@@ -224,7 +223,7 @@ pub async fn build(
                 .map_err(|e: regbuild_oci::reference::ReferenceError| at(e.to_string()))?,
         };
         let plat = match &platform {
-            Some(p) => crate::image::platform_values::parse(p).map_err(|e| at(e.to_string()))?,
+            Some(p) => Platform::parse(p).map_err(|e| at(e.to_string()))?,
             None => req.platform.clone(),
         };
         // A digest in the Dockerfile always wins; else the lock file's pin; else the tag.
@@ -310,7 +309,7 @@ pub async fn build(
         let architecture = stage
             .platform
             .as_deref()
-            .and_then(|p| crate::image::platform_values::parse(p).ok())
+            .and_then(|p| Platform::parse(p).ok())
             .map_or_else(|| req.platform.architecture.clone(), |p| p.architecture);
         // The stage's new layers, in order; the ones to pack are packed together at its end.
         let mut slots: Vec<NewSlot> = Vec::new();
@@ -672,8 +671,8 @@ fn referenced(
     let args = BuildArgs {
         values: req.build_args.clone(),
         target: req.target.clone(),
-        platform: to_stage_platform(&req.platform),
-        build_platform: to_stage_platform(&TargetPlatform::linux_amd64()),
+        platform: req.platform.clone(),
+        build_platform: Platform::linux_amd64(),
     };
     // The bases' env feeds variable expansion later; here it is not needed yet.
     let first = stages::evaluate(&df, &args, &mut |_: &str| Ok(Vec::new()))?;
@@ -769,7 +768,7 @@ fn start_stage(
     stage: &Stage,
     built: &HashMap<usize, StageImage>,
     bases: &HashMap<(String, Option<String>), ResolvedBase>,
-    platform: &TargetPlatform,
+    platform: &Platform,
     file: &str,
 ) -> Result<StageImage, BuildError> {
     let missing = |what: String| BuildError::At {
@@ -929,19 +928,6 @@ fn load_dockerignore(context: &Path) -> Result<DockerIgnore, BuildError> {
     }
 }
 
-fn to_stage_platform(p: &TargetPlatform) -> Platform {
-    Platform {
-        os: p.os.clone(),
-        arch: p.architecture.clone(),
-        variant: p.variant.clone(),
-    }
-}
-
-/// `linux/arm64[/v8]`, with OCI values (`image::platform_values::parse` says what is wrong).
-pub fn parse_platform(s: &str) -> Option<TargetPlatform> {
-    crate::image::platform_values::parse(s).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -985,19 +971,5 @@ mod tests {
         assert_eq!(join_in_image("/app", "sub/../bin"), "/app/bin");
         assert_eq!(join_in_image("/app", "/opt"), "/opt");
         assert_eq!(join_in_image("/", "../../etc"), "/etc");
-    }
-
-    #[test]
-    fn platforms_parse() {
-        assert_eq!(
-            parse_platform("linux/arm64/v8"),
-            Some(TargetPlatform {
-                os: "linux".into(),
-                architecture: "arm64".into(),
-                variant: Some("v8".into())
-            })
-        );
-        assert!(parse_platform("linux").is_none());
-        assert!(parse_platform("a/b/c/d").is_none());
     }
 }

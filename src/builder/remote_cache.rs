@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 
 use crate::builder::cache::{CachedLayer, KEY_ANNOTATION};
-use crate::image::base::{self, TargetPlatform};
+use crate::image::base;
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::Registry;
 
@@ -30,7 +31,7 @@ pub struct RemoteLayer {
 pub async fn remote_layers(
     registry: &Registry,
     images: &[ImageRef],
-    platform: &TargetPlatform,
+    platform: &Platform,
 ) -> HashMap<String, RemoteLayer> {
     let reads = images.iter().map(|r| async move {
         match base::resolve(registry, r, platform).await {

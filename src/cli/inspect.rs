@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{CliError, GlobalArgs};
 use crate::inspect::{self, parse_fraction, parse_size, Inspection, RuleResult, Rules};
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::progress::human_bytes;
 
@@ -42,7 +43,7 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> Result<ExitCode, Cli
         Ok(r) => r,
         Err(e) => return usage(&e.to_string()),
     };
-    let platform = match crate::image::platform_values::parse(&args.platform) {
+    let platform = match Platform::parse(&args.platform) {
         Ok(p) => p,
         Err(e) => return usage(&format!("--platform: {e}")),
     };

@@ -10,8 +10,8 @@ use super::exit::BadInput;
 use super::{CliError, GlobalArgs};
 use crate::builder::orchestrate::referenced_images;
 use crate::builder::BuildRequest;
-use crate::image::base::TargetPlatform;
 use crate::lock::{self, LockFile};
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 
 #[derive(Args, Debug)]
@@ -45,12 +45,12 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         .lockfile
         .clone()
         .unwrap_or_else(|| lock::default_path(&dockerfile));
-    let platforms: Option<Vec<TargetPlatform>> = match &args.platform {
+    let platforms: Option<Vec<Platform>> = match &args.platform {
         None => None,
         Some(list) => Some(
             list.split(',')
                 .map(|p| {
-                    crate::image::platform_values::parse(p.trim())
+                    Platform::parse(p.trim())
                         .map_err(|e| BadInput::boxed(format!("--platform: {e}")))
                 })
                 .collect::<Result<_, _>>()?,
@@ -64,7 +64,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         platform: platforms
             .as_ref()
             .and_then(|p| p.first().cloned())
-            .unwrap_or_else(TargetPlatform::linux_amd64),
+            .unwrap_or_else(Platform::linux_amd64),
         epoch: 0,
         keep_setuid: false,
         pins: None,

@@ -9,10 +9,10 @@ use clap::Args;
 use super::exit::BadInput;
 use super::{output, CliError, GlobalArgs};
 use crate::builder::BuildRequest;
-use crate::image::base::TargetPlatform;
 use crate::lock;
 use crate::push::{self, LockMode, PushRequest};
 use crate::workspace::{self, run::PushAllOptions, Workspace};
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use std::io::Write;
 
@@ -332,11 +332,10 @@ async fn run_all(global: &GlobalArgs, args: &PushArgs) -> Result<ExitCode, CliEr
 }
 
 /// `linux/amd64,linux/arm64`.
-fn parse_platforms(s: &str) -> Result<Vec<TargetPlatform>, CliError> {
-    let mut out: Vec<TargetPlatform> = Vec::new();
+fn parse_platforms(s: &str) -> Result<Vec<Platform>, CliError> {
+    let mut out: Vec<Platform> = Vec::new();
     for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parsed = crate::image::platform_values::parse(p)
-            .map_err(|e| BadInput::boxed(format!("--platform: {e}")))?;
+        let parsed = Platform::parse(p).map_err(|e| BadInput::boxed(format!("--platform: {e}")))?;
         if !out.contains(&parsed) {
             out.push(parsed);
         }

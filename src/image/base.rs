@@ -4,53 +4,13 @@
 
 use regbuild_oci::digest::Digest;
 use regbuild_oci::manifest::{is_index, Descriptor, ManifestView};
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::manifests::Manifest;
 use regbuild_registry::{Registry, RegistryError, Scopes};
 
 /// Configs larger than this are refused (a config is a few KiB; this bounds garbage).
 const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
-
-/// The platform a build targets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetPlatform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl TargetPlatform {
-    pub fn linux_amd64() -> Self {
-        TargetPlatform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        }
-    }
-
-    fn matches(&self, d: &Descriptor) -> bool {
-        let Some(p) = &d.platform else {
-            return false;
-        };
-        p.os == self.os
-            && p.architecture == self.architecture
-            && match (&self.variant, &p.variant) {
-                (Some(want), Some(have)) => want == have,
-                (Some(want), None) => self.architecture == "arm64" && want == "v8",
-                (None, _) => true,
-            }
-    }
-}
-
-impl std::fmt::Display for TargetPlatform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
 
 /// A base image, resolved.
 #[derive(Clone, Debug)]
@@ -74,14 +34,6 @@ impl ResolvedBase {
     /// True when the base uses Docker media types (the result must not mix them with OCI's).
     pub fn is_docker(&self) -> bool {
         self.manifest_media_type == regbuild_oci::manifest::DOCKER_MANIFEST
-    }
-}
-
-/// `os/arch[/variant]`.
-pub fn platform_key(p: &regbuild_oci::manifest::Platform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
     }
 }
 
@@ -145,7 +97,7 @@ impl BaseSource for FromRegistry<'_> {
 pub async fn resolve(
     registry: &Registry,
     reference: &ImageRef,
-    platform: &TargetPlatform,
+    platform: &Platform,
 ) -> Result<ResolvedBase, BaseError> {
     let name = reference.to_string();
     let source = FromRegistry {
@@ -163,7 +115,7 @@ pub async fn resolve(
 pub(super) async fn resolve_from(
     source: &impl BaseSource,
     reference: &ImageRef,
-    platform: &TargetPlatform,
+    platform: &Platform,
 ) -> Result<ResolvedBase, BaseError> {
     let name = reference.to_string();
     let invalid = |message: String| BaseError::Invalid {
@@ -177,7 +129,11 @@ pub(super) async fn resolve_from(
         let child = top_view
             .manifests
             .iter()
-            .find(|d| platform.matches(d))
+            .find(|d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| platform.is_served_by(p))
+            })
             .ok_or_else(|| BaseError::NoPlatform {
                 reference: name.clone(),
                 platform: platform.to_string(),
@@ -185,7 +141,7 @@ pub(super) async fn resolve_from(
                     .manifests
                     .iter()
                     .filter_map(|d| d.platform.as_ref())
-                    .map(platform_key)
+                    .map(|p| p.to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;
@@ -206,7 +162,7 @@ pub(super) async fn resolve_from(
         .filter_map(|d| {
             d.platform
                 .as_ref()
-                .map(|p| (platform_key(p), d.digest.clone()))
+                .map(|p| (p.to_string(), d.digest.clone()))
         })
         .collect();
     Ok(ResolvedBase {

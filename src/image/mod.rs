@@ -4,4 +4,3 @@
 
 pub mod base;
 pub mod planned;
-pub mod platform_values;

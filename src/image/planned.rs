@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
-use super::base::{self, BaseError, BaseSource, ResolvedBase, TargetPlatform};
+use super::base::{self, BaseError, BaseSource, ResolvedBase};
 use regbuild_oci::digest::Digest;
 use regbuild_oci::manifest::{is_index, ManifestView};
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::manifests::Manifest;
 use regbuild_registry::publish::{BlobOrigin, ImageSet};
@@ -97,7 +98,7 @@ pub async fn resolve(
     registry: &Registry,
     planned: &PlannedImages,
     reference: &ImageRef,
-    platform: &TargetPlatform,
+    platform: &Platform,
 ) -> Result<ResolvedBase, BaseError> {
     if !planned.holds(reference) {
         return base::resolve(registry, reference, platform).await;

@@ -15,9 +15,10 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::analysis::{layer_history, Analysis, Analyzer, Entry};
-use crate::image::base::{self, BaseError, TargetPlatform};
+use crate::image::base::{self, BaseError};
 use regbuild_oci::digest::{Digest, Hasher};
 use regbuild_oci::manifest::Descriptor;
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::{Registry, RegistryError, Repo, Scopes};
 
@@ -67,7 +68,7 @@ pub struct Inspection {
     pub digest: Digest,
     /// The platform manifest's digest.
     pub manifest_digest: Digest,
-    pub platform: TargetPlatform,
+    pub platform: Platform,
     pub layers: Vec<LayerInfo>,
     pub analysis: Analysis,
 }
@@ -78,7 +79,7 @@ pub struct Inspection {
 pub async fn inspect(
     registry: &Registry,
     reference: &ImageRef,
-    platform: &TargetPlatform,
+    platform: &Platform,
     jobs: usize,
     on_layer: impl Fn(usize, usize, &LayerInfo),
 ) -> Result<Inspection, InspectError> {

@@ -5,11 +5,12 @@
 
 use super::index::{add_image, platform_manifest, put_tagged};
 use crate::builder::BuiltImage;
-use crate::image::base::{self, BaseError, TargetPlatform};
+use crate::image::base::{self, BaseError};
 use regbuild_oci::config::ImageConfig;
 use regbuild_oci::digest::Digest;
 use regbuild_oci::manifest::{Descriptor, OCI_INDEX};
 use regbuild_oci::model::{Image, ImageIndex, ImageManifest, ModelError};
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::publish::{ImageSet, PutAs};
 use regbuild_registry::Registry;
@@ -33,7 +34,7 @@ pub enum DebugError {
 /// `pushed` is where the normal image now lives: its blobs are mounted from there.
 pub async fn variant(
     registry: &Registry,
-    images: &[(&TargetPlatform, &BuiltImage)],
+    images: &[(&Platform, &BuiltImage)],
     debug_from: &ImageRef,
     pushed: &ImageRef,
     tmp: &std::path::Path,
@@ -126,11 +127,7 @@ mod tests {
 
     #[test]
     fn the_debug_index_is_byte_identical() {
-        let platform = |arch: &str, variant: Option<&str>| TargetPlatform {
-            os: "linux".into(),
-            architecture: arch.into(),
-            variant: variant.map(str::to_string),
-        };
+        let platform = |arch: &str, variant: Option<&str>| Platform::new("linux", arch, variant);
         let index = ImageIndex::new([
             platform_manifest(&platform("amd64", None), &d("dm1"), 700),
             platform_manifest(&platform("arm", Some("v7")), &d("dm2"), 800),

@@ -8,14 +8,14 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::builder::BuiltImage;
-use crate::image::base::TargetPlatform;
 use regbuild_oci::digest::Digest;
-use regbuild_oci::manifest::{Descriptor, Platform, OCI_INDEX, OCI_MANIFEST};
+use regbuild_oci::manifest::{Descriptor, OCI_INDEX, OCI_MANIFEST};
 use regbuild_oci::model::{ImageBytes, ImageIndex};
+use regbuild_oci::platform::Platform;
 use regbuild_registry::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
 
 /// The index over `images` and everything it needs.
-pub fn assemble(images: &[(&TargetPlatform, &BuiltImage)]) -> (ImageSet, Digest) {
+pub fn assemble(images: &[(&Platform, &BuiltImage)]) -> (ImageSet, Digest) {
     let mut set = ImageSet::default();
     for (_, image) in images {
         for b in &image.set.blobs {
@@ -55,11 +55,7 @@ fn index_of(
 }
 
 /// The index entry of `platform`'s image manifest.
-pub(super) fn platform_manifest(
-    platform: &TargetPlatform,
-    digest: &Digest,
-    size: u64,
-) -> Descriptor {
+pub(super) fn platform_manifest(platform: &Platform, digest: &Digest, size: u64) -> Descriptor {
     let p = Platform::new(
         &platform.os,
         &platform.architecture,
@@ -120,12 +116,8 @@ mod tests {
         Digest::of(s.as_bytes())
     }
 
-    fn platform(arch: &str, variant: Option<&str>) -> TargetPlatform {
-        TargetPlatform {
-            os: "linux".into(),
-            architecture: arch.into(),
-            variant: variant.map(str::to_string),
-        }
+    fn platform(arch: &str, variant: Option<&str>) -> Platform {
+        Platform::new("linux", arch, variant)
     }
 
     fn index(bases: [Option<(&str, &str)>; 2]) -> String {

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::builder::{self, BuildError, BuildRequest, BuiltImage};
-use crate::image::base::TargetPlatform;
 use crate::lock::{LockError, LockFile};
 use regbuild_oci::digest::Digest;
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::progress::Progress;
 use regbuild_registry::publish::remembered::PushedBefore;
@@ -30,7 +30,7 @@ pub struct LockMode {
 pub struct PushRequest {
     /// The build (its `platform` is replaced by each of `platforms`).
     pub build: BuildRequest,
-    pub platforms: Vec<TargetPlatform>,
+    pub platforms: Vec<Platform>,
     pub tags: Vec<ImageRef>,
     pub dry_run: bool,
     pub lock: LockMode,
@@ -129,7 +129,7 @@ pub async fn prepare(
     let (set, digest) = if images.len() == 1 {
         (images[0].set.clone(), images[0].digest.clone())
     } else {
-        let parts: Vec<(&TargetPlatform, &BuiltImage)> =
+        let parts: Vec<(&Platform, &BuiltImage)> =
             req.platforms.iter().zip(images.iter()).collect();
         index::assemble(&parts)
     };

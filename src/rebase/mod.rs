@@ -7,12 +7,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::image::base::{self, BaseError, TargetPlatform};
+use crate::image::base::{self, BaseError};
 use crate::push::index::{add_image, put_tagged};
 use regbuild_oci::config::{ConfigError, ImageConfig};
 use regbuild_oci::digest::Digest;
-use regbuild_oci::manifest::{is_index, Platform, OCI_INDEX};
+use regbuild_oci::manifest::{is_index, OCI_INDEX};
 use regbuild_oci::model::{BaseMismatch, Image, ImageIndex, ImageManifest, ModelError};
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::progress::Progress;
 use regbuild_registry::publish::{ImageSet, Plan, PutAs};
@@ -128,7 +129,7 @@ async fn run(
             let (digest, size) = job
                 .rebase_one(&m.bytes, p, PutAs::Digest, &mut set)
                 .await
-                .map_err(within(format!("{image} ({})", base::platform_key(p))))?;
+                .map_err(within(format!("{image} ({})", p)))?;
             entry.set_manifest(digest, size);
         }
         index.set_base(&job.new_name, &job.new_digest);
@@ -185,14 +186,11 @@ impl Job<'_> {
             .await?;
         let config = ImageConfig::parse(&config)?;
         let field = |name, or: &str| config.str_field(name).unwrap_or(or).to_string();
-        let platform = TargetPlatform {
-            os: field("os", &or.os),
-            architecture: field("architecture", &or.architecture),
-            variant: config
-                .str_field("variant")
-                .or(or.variant.as_deref())
-                .map(str::to_string),
-        };
+        let platform = Platform::new(
+            &field("os", &or.os),
+            &field("architecture", &or.architecture),
+            config.str_field("variant").or(or.variant.as_deref()),
+        );
         let image = Image { manifest, config };
         let old = self.base(&self.old_base, &platform, "old base").await?;
         let new = self.base(&self.new_base, &platform, "new base").await?;
@@ -221,7 +219,7 @@ impl Job<'_> {
     async fn base(
         &self,
         r: &ImageRef,
-        platform: &TargetPlatform,
+        platform: &Platform,
         what: &'static str,
     ) -> Result<Image, RebaseError> {
         let b = base::resolve(self.registry, r, platform)

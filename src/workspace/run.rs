@@ -12,15 +12,15 @@ use serde::Serialize;
 
 use super::file::{Workspace, WorkspaceImage};
 use super::graph;
-use crate::builder::orchestrate::{parse_platform, referenced_images};
+use crate::builder::orchestrate::referenced_images;
 use crate::builder::BuildRequest;
-use crate::image::base::TargetPlatform;
 use crate::image::planned::PlannedImages;
 use crate::lock;
 use crate::outdated::{self, BaseStatus};
 use crate::push::{self, LockMode, PushRequest};
 use crate::rebase::{self, RebaseRequest};
 use regbuild_oci::digest::Digest;
+use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_oci::reference::ReferenceError;
 use regbuild_registry::progress::{Event, Progress};
@@ -114,7 +114,7 @@ pub struct PushAllOptions {
 
 struct Planned<'a> {
     image: &'a WorkspaceImage,
-    platforms: Vec<TargetPlatform>,
+    platforms: Vec<Platform>,
     tags: Vec<ImageRef>,
     /// References its Dockerfile writes that name workspace images: written → image name.
     workspace_refs: BTreeMap<String, String>,
@@ -197,13 +197,13 @@ fn plan(ws: &Workspace) -> Result<(HashMap<String, Planned<'_>>, Vec<Vec<String>
     let mut planned = HashMap::new();
     for image in &ws.images {
         let platforms = if image.platforms.is_empty() {
-            vec![TargetPlatform::linux_amd64()]
+            vec![Platform::linux_amd64()]
         } else {
             image
                 .platforms
                 .iter()
                 .map(|p| {
-                    parse_platform(p).ok_or_else(|| RunError::Platform {
+                    Platform::parse(p).map_err(|_| RunError::Platform {
                         image: image.name.clone(),
                         platform: p.clone(),
                     })
@@ -250,7 +250,7 @@ fn plan(ws: &Workspace) -> Result<(HashMap<String, Planned<'_>>, Vec<Vec<String>
 fn build_request(
     ws: &Workspace,
     image: &WorkspaceImage,
-    platform: &TargetPlatform,
+    platform: &Platform,
     epoch: u64,
     keep_setuid: bool,
 ) -> BuildRequest {

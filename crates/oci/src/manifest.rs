@@ -6,9 +6,10 @@
 //! Manifests this tool writes are built with the image model (`crate::model`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::digest::Digest;
+pub use crate::platform::Platform;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -90,29 +91,6 @@ impl Descriptor {
             d.media_type = OCI_LAYER_GZIP.to_string();
         }
         d
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    /// Fields this tool does not read (`os.version`, `os.features`, …), kept as they were when
-    /// an index is rewritten.
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
-
-impl Platform {
-    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-        Platform {
-            architecture: architecture.to_string(),
-            os: os.to_string(),
-            variant: variant.map(str::to_string),
-            other: Map::new(),
-        }
     }
 }
 

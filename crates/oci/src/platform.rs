@@ -8,14 +8,19 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// `os/architecture[/variant]`, as a descriptor's `platform` serialises it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
     pub architecture: String,
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// Fields this tool does not read (`os.version`, `os.features`, …), kept as they were when
+    /// an index is rewritten.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
 impl Platform {
@@ -24,6 +29,7 @@ impl Platform {
             os: os.to_string(),
             architecture: architecture.to_string(),
             variant: variant.map(str::to_string),
+            other: Map::new(),
         }
     }
 
@@ -200,6 +206,16 @@ impl PlatformError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms_parse() {
+        assert_eq!(
+            Platform::parse("linux/arm64/v8").ok(),
+            Some(Platform::new("linux", "arm64", Some("v8")))
+        );
+        assert!(Platform::parse("linux").is_err());
+        assert!(Platform::parse("a/b/c/d").is_err());
+    }
 
     #[test]
     fn oci_values_are_accepted() {

@@ -55,5 +55,5 @@ mod test_support;
 pub use eval::evaluate;
 pub use model::{
     Base, BaseEnv, BaseEnvError, Build, BuildArgs, Command, CopyFrom, CopySpec, Healthcheck,
-    ParsePlatformError, Platform, Stage, Step, StepKind, DEFAULT_PATH,
+    Platform, PlatformError, Stage, Step, StepKind, DEFAULT_PATH,
 };

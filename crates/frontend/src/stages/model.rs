@@ -6,8 +6,6 @@
 //! files); what a step does to an image is `regbuild::builder`'s job.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 /// The PATH BuildKit puts in a (non-Windows) image whose config has none.
@@ -63,64 +61,8 @@ impl BuildArgs {
     }
 }
 
-/// An OS/architecture/variant triple such as `linux/arm64/v8`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Platform {
-    /// `linux`.
-    pub os: String,
-    /// `amd64`, `arm64`, ...
-    pub arch: String,
-    /// `v8`, `v7`, ...
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// A platform from its parts.
-    pub fn new(os: &str, arch: &str, variant: Option<&str>) -> Self {
-        Platform {
-            os: os.to_string(),
-            arch: arch.to_string(),
-            variant: variant.map(str::to_string),
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.arch)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// A string that is not `os/arch[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/arm64/v8")]
-pub struct ParsePlatformError(pub String);
-
-impl FromStr for Platform {
-    type Err = ParsePlatformError;
-
-    /// Parses `os/arch` or `os/arch/variant` (lower-cased).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.trim().to_ascii_lowercase();
-        let parts: Vec<&str> = lower.split('/').collect();
-        let valid = |p: &&str| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-        };
-        match parts.as_slice() {
-            [os, arch] if valid(os) && valid(arch) => Ok(Platform::new(os, arch, None)),
-            [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => {
-                Ok(Platform::new(os, arch, Some(variant)))
-            }
-            _ => Err(ParsePlatformError(s.to_string())),
-        }
-    }
-}
+/// The platform a stage is built for and on: the model's one type.
+pub use regbuild_oci::platform::{Platform, PlatformError};
 
 /// The evaluated Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
