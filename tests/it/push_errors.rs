@@ -1,9 +1,7 @@
 //! `regbuild push` refuses bad input before anything is written: a clear message naming the
 //! file and line (or the reference), exit code 1, no panic, no tag, no upload.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Pushes `dockerfile` (with `files` in the context) and expects failure mentioning `needles`.
 fn refused(reg: &Distribution, dockerfile: &str, files: &[(&str, &str)], needles: &[&str]) {

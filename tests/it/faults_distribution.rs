@@ -1,19 +1,17 @@
 //! Faults between regbuild and the real distribution registry, injected by the test proxy
-//! (tests/common/proxy.rs): transient ones (503, 429 with Retry-After, a dropped connection,
-//! 502) are retried and the image arrives intact; a permanent one (403) fails promptly with
-//! a message naming the registry, repository and operation, and leaves the tag alone.
+//! (`common::proxy`): transient ones (503, 429 with Retry-After, a dropped connection, 502)
+//! are retried and the image arrives intact; a permanent one (403) fails promptly with a
+//! message naming the registry, repository and operation, and leaves the tag alone.
 //!
 //! The first tests check the proxy itself with curl and skopeo. Every external command runs
 //! with a time limit, so nothing here can hang.
-
-mod common;
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::proxy::{FaultProxy, ProxyAction, ProxyRule};
-use common::*;
+use crate::common::proxy::{FaultProxy, ProxyAction, ProxyRule};
+use crate::common::*;
 
 /// Runs `cmd` (stdout and stderr captured), killing it after `limit`; panics on timeout.
 fn bounded(cmd: &mut Command, limit: Duration) -> (Output, Duration) {

@@ -2,12 +2,10 @@
 //! deletion, builds the blob when the registry lacks it), output independent of the number
 //! of cores, and zstd layers read back by skopeo and umoci.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn push(ctx: &Path, tag: &str, cache: &Path, extra: &[&str]) -> (Value, String) {
@@ -264,7 +262,7 @@ fn diff_id_of(blob: &Path) -> String {
 }
 
 /// HEADs of a blob, and uploads that completed with its digest, in an access log.
-fn heads_and_puts(log: &[common::Access], digest: &str) -> (usize, usize) {
+fn heads_and_puts(log: &[crate::common::Access], digest: &str) -> (usize, usize) {
     let heads = log
         .iter()
         .filter(|a| a.method == "HEAD" && a.uri.ends_with(&format!("/blobs/{digest}")))
@@ -277,7 +275,7 @@ fn heads_and_puts(log: &[common::Access], digest: &str) -> (usize, usize) {
 }
 
 /// Requests with `method` on upload sessions.
-fn uploads_by(log: &[common::Access], method: &str) -> usize {
+fn uploads_by(log: &[crate::common::Access], method: &str) -> usize {
     log.iter()
         .filter(|a| a.method == method && a.uri.contains("/blobs/uploads/"))
         .count()
@@ -436,13 +434,13 @@ fn a_failed_early_upload_is_left_to_the_plan() {
     let ctx = app();
     // Every upload session of the first attempt fails: the early uploads give up, the plan
     // uploads the same files and the push succeeds.
-    let proxy = common::proxy::FaultProxy::start(&reg.host);
-    proxy.add_rule(common::proxy::ProxyRule {
+    let proxy = crate::common::proxy::FaultProxy::start(&reg.host);
+    proxy.add_rule(crate::common::proxy::ProxyRule {
         times: 2,
-        ..common::proxy::ProxyRule::once(
+        ..crate::common::proxy::ProxyRule::once(
             "POST",
             "/blobs/uploads/",
-            common::proxy::ProxyRule::status(503),
+            crate::common::proxy::ProxyRule::status(503),
         )
     });
     let tag = format!("{}/eng/fallback:1", proxy.host);
@@ -567,11 +565,11 @@ fn a_streamed_upload_cut_midway_is_left_to_the_plan() {
     let ctx = app();
     // The first streamed PATCH is dropped without an answer: that layer's early upload
     // fails, the plan HEADs it (missing) and uploads it from the file.
-    let proxy = common::proxy::FaultProxy::start(&reg.host);
-    proxy.add_rule(common::proxy::ProxyRule::once(
+    let proxy = crate::common::proxy::FaultProxy::start(&reg.host);
+    proxy.add_rule(crate::common::proxy::ProxyRule::once(
         "PATCH",
         "/blobs/uploads/",
-        common::proxy::ProxyAction::CloseWithoutResponse,
+        crate::common::proxy::ProxyAction::CloseWithoutResponse,
     ));
     let tag = format!("{}/eng/cut:1", proxy.host);
     let (v, _) = push(ctx.path(), &tag, cache.path(), &[]);
