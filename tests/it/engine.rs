@@ -7,6 +7,7 @@ use std::process::Command;
 
 use crate::common::*;
 use serde_json::Value;
+use testregistry::{FaultAction, FaultRule};
 
 fn push(ctx: &Path, tag: &str, cache: &Path, extra: &[&str]) -> (Value, String) {
     let mut args = vec!["push", "--json", "-t", tag];
@@ -435,14 +436,7 @@ fn a_failed_early_upload_is_left_to_the_plan() {
     // Every upload session of the first attempt fails: the early uploads give up, the plan
     // uploads the same files and the push succeeds.
     let proxy = crate::common::proxy::FaultProxy::start(&reg.host);
-    proxy.add_rule(crate::common::proxy::ProxyRule {
-        times: 2,
-        ..crate::common::proxy::ProxyRule::once(
-            "POST",
-            "/blobs/uploads/",
-            crate::common::proxy::ProxyRule::status(503),
-        )
-    });
+    proxy.add_rule(FaultRule::new("POST", "/blobs/uploads/", FaultAction::status(503)).times(2));
     let tag = format!("{}/eng/fallback:1", proxy.host);
     let (v, _) = push(ctx.path(), &tag, cache.path(), &["--retries", "1"]);
     assert!(
@@ -566,10 +560,10 @@ fn a_streamed_upload_cut_midway_is_left_to_the_plan() {
     // The first streamed PATCH is dropped without an answer: that layer's early upload
     // fails, the plan HEADs it (missing) and uploads it from the file.
     let proxy = crate::common::proxy::FaultProxy::start(&reg.host);
-    proxy.add_rule(crate::common::proxy::ProxyRule::once(
+    proxy.add_rule(FaultRule::new(
         "PATCH",
         "/blobs/uploads/",
-        crate::common::proxy::ProxyAction::CloseWithoutResponse,
+        FaultAction::CloseBeforeResponse,
     ));
     let tag = format!("{}/eng/cut:1", proxy.host);
     let (v, _) = push(ctx.path(), &tag, cache.path(), &[]);
