@@ -3,8 +3,16 @@
 //! Every rule counts the requests it matches on its own, so "the 2nd PATCH"
 //! means the same thing however many other rules exist. Rules apply to both
 //! listeners (main and redirect target) and to `/token`.
+//!
+//! The rules, their matching ([`Faults`]) and what each action does to an
+//! answer ([`FaultAction::status_body`], [`FaultAction::cut`],
+//! [`FaultAction::corrupt`]) are public so that something else serving HTTP
+//! (regbuild's tests put a fault-injecting proxy in front of the real
+//! distribution registry) injects faults by the same rules.
 
 use std::time::Duration;
+
+use crate::reply::code_for_status;
 
 /// What happens to a request a rule fires on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,9 +24,10 @@ pub enum FaultAction {
         retry_after: Option<String>,
         body: Option<(String, Vec<u8>)>,
     },
-    /// Execute the request, send the headers and the first half of the body,
-    /// then drop the connection. With an empty body the connection is dropped
-    /// right after the headers.
+    /// Execute the request, send the headers (announcing the full length) and
+    /// the first half of the body, then drop the connection ([`FaultAction::cut`]).
+    /// With an empty body the connection is dropped right after the headers;
+    /// an answer to HEAD, which has no body, is not sent at all.
     CloseMidBody,
     /// Read the request, do not execute it, drop the connection without any
     /// response (logged with status 0).
@@ -46,6 +55,49 @@ impl FaultAction {
             status,
             retry_after: Some(retry_after.to_string()),
             body: None,
+        }
+    }
+
+    /// The `Content-Type` and body a `Status` action answers with: its own
+    /// `body`, else for a status of 400 and above a distribution error
+    /// (`{"errors":[{"code","message","detail"}]}`) whose code fits the status
+    /// (429 `TOOMANYREQUESTS`, 503 `UNAVAILABLE`, …). `None` for an empty body
+    /// (a status below 400 without `body`, or another action).
+    pub fn status_body(&self) -> Option<(String, Vec<u8>)> {
+        match self {
+            FaultAction::Status {
+                body: Some(body), ..
+            } => Some(body.clone()),
+            FaultAction::Status { status, .. } if *status >= 400 => {
+                let error = serde_json::json!({"errors": [{
+                    "code": code_for_status(*status),
+                    "message": "injected fault",
+                    "detail": null,
+                }]});
+                Some((
+                    "application/json".to_string(),
+                    error.to_string().into_bytes(),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// For [`FaultAction::CloseMidBody`] and a body of `len` bytes: how many
+    /// bytes are sent (the first half) and the `Content-Length` announced (the
+    /// full length, at least 1 so that an empty body is visibly cut short too).
+    pub fn cut(len: usize) -> (usize, usize) {
+        (len / 2, len.max(1))
+    }
+
+    /// What [`FaultAction::CorruptBody`] does to a body: flips bits at the
+    /// start, middle and end, so any digest check fails.
+    pub fn corrupt(data: &mut [u8]) {
+        let len = data.len();
+        for i in [0, len / 2, len.saturating_sub(1)] {
+            if let Some(b) = data.get_mut(i) {
+                *b ^= 0x5a;
+            }
         }
     }
 }
@@ -125,23 +177,30 @@ impl FaultRule {
     }
 }
 
-#[derive(Default)]
-pub(crate) struct Faults {
+/// Rules in the order they were added, each with its count of matching
+/// requests: what [`crate::TestRegistry::add_fault`] adds to.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
     rules: Vec<(FaultRule, usize)>,
 }
 
 impl Faults {
-    pub(crate) fn add(&mut self, rule: FaultRule) {
+    pub fn new() -> Faults {
+        Faults::default()
+    }
+
+    pub fn add(&mut self, rule: FaultRule) {
         self.rules.push((rule, 0));
     }
 
-    pub(crate) fn clear(&mut self) {
+    /// Removes every rule (and its count).
+    pub fn clear(&mut self) {
         self.rules.clear();
     }
 
     /// Counts the request against every matching rule and returns the action
-    /// of the first rule that fires.
-    pub(crate) fn check(&mut self, method: &str, path_and_query: &str) -> Option<FaultAction> {
+    /// of the first rule (in the order added) that fires.
+    pub fn check(&mut self, method: &str, path_and_query: &str) -> Option<FaultAction> {
         let mut fired = None;
         for (rule, seen) in &mut self.rules {
             if !rule.matches(method, path_and_query) {
@@ -191,5 +250,51 @@ mod tests {
         let mut f = Faults::default();
         f.add(forever);
         assert!((0..5).all(|_| f.check("GET", "/").is_some()));
+    }
+
+    #[test]
+    fn every_matching_rule_counts_and_the_first_in_window_fires() {
+        let mut f = Faults::new();
+        f.add(FaultRule::new("GET", "/v2/", FaultAction::status(503)).nth(2));
+        f.add(FaultRule::new(None, "/v2/", FaultAction::status(500)).times(2));
+        // Both count the first GET; only the second rule's window holds it.
+        assert_eq!(f.check("GET", "/v2/"), Some(FaultAction::status(500)));
+        // Both windows hold the second GET: the first rule added wins.
+        assert_eq!(f.check("GET", "/v2/"), Some(FaultAction::status(503)));
+        assert_eq!(f.check("GET", "/v2/"), None);
+        f.clear();
+        assert_eq!(f.check("GET", "/v2/"), None);
+    }
+
+    #[test]
+    fn status_bodies() {
+        let (content_type, body) = FaultAction::status_retry_after(429, "1")
+            .status_body()
+            .unwrap();
+        assert_eq!(content_type, "application/json");
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["errors"][0]["code"], "TOOMANYREQUESTS");
+        assert_eq!(FaultAction::status(204).status_body(), None);
+        let own = FaultAction::Status {
+            status: 500,
+            retry_after: None,
+            body: Some(("text/plain".into(), b"boom".to_vec())),
+        };
+        assert_eq!(
+            own.status_body(),
+            Some(("text/plain".to_string(), b"boom".to_vec()))
+        );
+        assert_eq!(FaultAction::CorruptBody.status_body(), None);
+    }
+
+    #[test]
+    fn cut_and_corrupt() {
+        assert_eq!(FaultAction::cut(10), (5, 10));
+        assert_eq!(FaultAction::cut(0), (0, 1));
+        let mut data = vec![0u8; 5];
+        FaultAction::corrupt(&mut data);
+        assert_eq!(data, [0x5a, 0, 0x5a, 0, 0x5a]);
+        let mut empty: [u8; 0] = [];
+        FaultAction::corrupt(&mut empty);
     }
 }

@@ -63,7 +63,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use config::{Auth, Config, LocationStyle, MountMode};
-pub use faults::{FaultAction, FaultRule, MethodFilter};
+pub use faults::{FaultAction, FaultRule, Faults, MethodFilter};
 pub use log::LoggedRequest;
 pub use manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 pub use profile::{ParseProfileError, Profile};

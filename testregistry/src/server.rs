@@ -20,7 +20,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::faults::FaultAction;
 use crate::log::{LoggedRequest, RequestLog};
-use crate::reply::{code_for_status, error, Reply};
+use crate::reply::Reply;
 use crate::request::Req;
 use crate::state::Shared;
 use crate::util::lock;
@@ -113,11 +113,13 @@ async fn serve(
         tokio::time::sleep(*d).await;
     }
     let mut reply = match &fault {
-        Some(FaultAction::Status {
-            status,
-            retry_after,
-            body,
-        }) => injected_status(*status, retry_after.as_deref(), body.as_ref()),
+        Some(
+            action @ FaultAction::Status {
+                status,
+                retry_after,
+                ..
+            },
+        ) => injected_status(action, *status, retry_after.as_deref()),
         Some(FaultAction::CloseBeforeResponse) => {
             log.finish(id, 0, received);
             return Err("injected fault: connection closed before response".into());
@@ -148,7 +150,7 @@ async fn serve(
         Some(FaultAction::CloseMidBody) => Ok(truncated(reply)),
         Some(FaultAction::CorruptBody) => {
             let mut data = reply.body.to_vec();
-            corrupt(&mut data);
+            FaultAction::corrupt(&mut data);
             reply.body = Bytes::from(data);
             Ok(response(reply, is_head))
         }
@@ -156,37 +158,16 @@ async fn serve(
     }
 }
 
-fn injected_status(
-    status: u16,
-    retry_after: Option<&str>,
-    body: Option<&(String, Vec<u8>)>,
-) -> Reply {
-    let mut reply = match body {
-        Some((content_type, data)) => Reply::new(status)
-            .header("Content-Type", content_type.clone())
-            .body(data.clone()),
-        None if status >= 400 => error(
-            status,
-            code_for_status(status),
-            "injected fault",
-            serde_json::Value::Null,
-        ),
-        None => Reply::new(status),
-    };
+/// The answer of a `Status` fault ([`FaultAction::status_body`]).
+fn injected_status(action: &FaultAction, status: u16, retry_after: Option<&str>) -> Reply {
+    let mut reply = Reply::new(status);
+    if let Some((content_type, data)) = action.status_body() {
+        reply = reply.header("Content-Type", content_type).body(data);
+    }
     if let Some(ra) = retry_after {
         reply = reply.header("Retry-After", ra);
     }
     reply
-}
-
-/// Flips bits at the start, middle and end so any digest check fails.
-fn corrupt(data: &mut [u8]) {
-    let len = data.len();
-    for i in [0, len / 2, len.saturating_sub(1)] {
-        if let Some(b) = data.get_mut(i) {
-            *b ^= 0x5a;
-        }
-    }
 }
 
 fn with_headers(mut resp: Response<Body>, reply: &Reply) -> Response<Body> {
@@ -227,11 +208,12 @@ fn response(reply: Reply, is_head: bool) -> Response<Body> {
     resp
 }
 
-/// Announces the full length, sends half, then fails the body so hyper drops
-/// the connection. The yield lets hyper flush the half before the error.
+/// Announces the full length, sends half ([`FaultAction::cut`]), then fails
+/// the body so hyper drops the connection. The yield lets hyper flush the half
+/// before the error.
 fn truncated(reply: Reply) -> Response<Body> {
-    let full = reply.body.len();
-    let half = reply.body.slice(..full / 2);
+    let (sent, announced) = FaultAction::cut(reply.body.len());
+    let half = reply.body.slice(..sent);
     let first: Vec<Result<Frame<Bytes>, BoxError>> = if half.is_empty() {
         Vec::new()
     } else {
@@ -243,8 +225,7 @@ fn truncated(reply: Reply) -> Response<Body> {
     }));
     let body: Body = StreamBody::new(stream).boxed_unsync();
     let mut resp = with_headers(Response::new(body), &reply);
-    // At least 1 so that an empty reply is visibly cut short too.
     resp.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(full.max(1)));
+        .insert(CONTENT_LENGTH, HeaderValue::from(announced));
     resp
 }

@@ -1,13 +1,11 @@
 //! `regbuild inspect` against the real CNCF distribution registry, with images made by umoci
 //! (overwrites, whiteouts, opaque directories, setuid files) and pushed by skopeo.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// One `umoci insert`, i.e. one layer.

@@ -4,13 +4,11 @@
 //! that could escape carries a random token in its name, and after each run the host is
 //! searched for that token outside regbuild's own temporary directory.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// No regbuild run may take longer than this.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -382,7 +380,7 @@ fn add_of_a_hostile_archive_is_sanitised_under_the_destination() {
         "nothing outside the destination, nothing through the symlink, no links to \
          missing targets"
     );
-    let layer = common::layers::pushed_layers(&tag).remove(0);
+    let layer = crate::common::layers::pushed_layers(&tag).remove(0);
     let kind = |name: String| layer[&format!("opt/x/{name}")].kind;
     assert_eq!(kind(format!("chr-{tok}")), tar::EntryType::Char);
     assert_eq!(kind(format!("blk-{tok}")), tar::EntryType::Block);

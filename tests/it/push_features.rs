@@ -2,12 +2,10 @@
 //! stage and an image, ADD of archives, `.dockerignore`, build args and `--target`; results
 //! pulled back with skopeo and unpacked with umoci.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn push(ctx: &Path, tag: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["push", "--no-progress", "-t", tag];
@@ -190,7 +188,7 @@ fn a_cached_copy_from_an_image_downloads_no_source_layer() {
             stderr(&out),
         )
     };
-    let source_gets = |mark: usize| -> Vec<common::Access> {
+    let source_gets = |mark: usize| -> Vec<crate::common::Access> {
         reg.access_log_since(mark)
             .into_iter()
             .filter(|a| a.method == "GET" && source_layers.iter().any(|d| a.uri.ends_with(d)))

@@ -3,12 +3,10 @@
 //! platforms outside the OCI values are refused before anything is written, and warnings
 //! (broken JSON, root, stripped setuid) come before the result line and before the plan.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use testregistry::{Config, TestRegistry};
 
 async fn in_blocking(mut cmd: Command) -> Output {
@@ -27,10 +25,7 @@ async fn interleaved(args: Vec<String>) -> (bool, String) {
     line.push_str(" 2>&1");
     let mut sh = Command::new("sh");
     sh.args(["-c", &line])
-        .env(
-            "REGBUILD_CACHE",
-            std::env::temp_dir().join(format!("regbuild-test-cache-{}", std::process::id())),
-        )
+        .env("REGBUILD_CACHE", module_cache(file!()))
         .env("DOCKER_CONFIG", tempfile::tempdir().unwrap().keep());
     let out = in_blocking(sh).await;
     (out.status.success(), stdout(&out))

@@ -1,12 +1,10 @@
 //! Bases pinned by digest on the real registry: the lock file, `outdated`, `rebase`, and
 //! multi-platform pushes. Bases are made by umoci and pushed by skopeo.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// A one-layer base at `host/lib/base:1` whose single file says `version`.

@@ -5,11 +5,9 @@
 //! which shows the fallback it needs is what makes it work; the bound on bytes and attempts
 //! holds when a registry keeps answering success without progress.
 
-mod common;
-
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 use sha2::Digest as _;
 use testregistry::{Auth, Config, LoggedRequest, Profile, TestRegistry, OCI_MANIFEST};
 

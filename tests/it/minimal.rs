@@ -2,13 +2,11 @@
 //! its libraries on scratch, run under chroot), setuid stripping, squash, the root warning,
 //! and the debug variant.
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn push_json(ctx: &Path, tag: &str, extra: &[&str]) -> (Value, String) {

@@ -1,11 +1,9 @@
 //! `regbuild promote` against the real CNCF distribution registry, with images made by umoci
 //! and pushed by skopeo, checked by skopeo and the registry's own access log.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn json(out: &std::process::Output) -> Value {

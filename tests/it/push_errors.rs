@@ -2,9 +2,7 @@
 //! file and line (or the reference), exit code 2 when refused before any registry was asked
 //! (the Dockerfile, a reference) and 1 otherwise, no panic, no tag, no upload.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Pushes `dockerfile` (with `files` in the context) and expects failure (exit 1) mentioning
 /// `needles`.

@@ -7,9 +7,11 @@
 //! (`Connection: close`), whose whole answer is relayed back with a Content-Length. Client
 //! connections stay alive across requests unless the client asks to close.
 //!
-//! Rules count independently: every rule whose method and path match counts the request;
-//! the first rule (in the order added) whose window `nth..nth+times` holds its count decides
-//! the fault. Everything sent is recorded in `log()`.
+//! Faults are testregistry's: its rules ([`FaultRule`]), counted and matched by its engine
+//! ([`Faults`]: every rule whose method and path match counts the request; the first rule, in
+//! the order added, whose window `nth ..= nth + times - 1` holds its count decides), and its
+//! actions ([`FaultAction`]) do here what they do in testregistry. Everything sent is recorded
+//! in `log()`.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -18,6 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use testregistry::{FaultAction, FaultRule, Faults};
 
 /// Bound on a request or response head (start line plus headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -30,71 +34,6 @@ const CLIENT_IDLE: Duration = Duration::from_secs(120);
 const UPSTREAM_CONNECT: Duration = Duration::from_secs(10);
 const UPSTREAM_IO: Duration = Duration::from_secs(120);
 
-/// What to do with a faulted request.
-#[derive(Debug, Clone)]
-pub enum ProxyAction {
-    /// Answer this status (with a JSON distribution error body) without forwarding.
-    Status {
-        status: u16,
-        retry_after: Option<String>,
-    },
-    /// Forward, then send the status line, the headers (with the full Content-Length) and
-    /// half of the body, and close the connection.
-    CutResponseMidBody,
-    /// Read the request, then close the connection without answering.
-    CloseWithoutResponse,
-    /// Wait this long, then forward as usual.
-    Delay(Duration),
-}
-
-/// Which requests to fault: those with `method` (any when None; compared ignoring case)
-/// whose path and query contain `path_contains`; the `nth` such request (1-based) and the
-/// `times - 1` after it (`usize::MAX`: forever).
-#[derive(Debug, Clone)]
-pub struct ProxyRule {
-    pub method: Option<String>,
-    pub path_contains: String,
-    pub nth: usize,
-    pub times: usize,
-    pub action: ProxyAction,
-}
-
-impl ProxyRule {
-    /// Faults the first matching request only.
-    pub fn once(method: &str, path_contains: &str, action: ProxyAction) -> ProxyRule {
-        ProxyRule {
-            method: Some(method.to_string()),
-            path_contains: path_contains.to_string(),
-            nth: 1,
-            times: 1,
-            action,
-        }
-    }
-
-    /// Faults every matching request.
-    pub fn always(method: &str, path_contains: &str, action: ProxyAction) -> ProxyRule {
-        ProxyRule {
-            times: usize::MAX,
-            ..ProxyRule::once(method, path_contains, action)
-        }
-    }
-
-    /// A `Status` action without Retry-After.
-    pub fn status(status: u16) -> ProxyAction {
-        ProxyAction::Status {
-            status,
-            retry_after: None,
-        }
-    }
-
-    fn matches(&self, method: &str, target: &str) -> bool {
-        self.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && target.contains(&self.path_contains)
-    }
-}
-
 /// One log line: method, path and query, status sent (0 when the connection was closed
 /// without an answer), and whether a rule faulted the request.
 pub type ProxyLogEntry = (String, String, u16, bool);
@@ -102,7 +41,7 @@ pub type ProxyLogEntry = (String, String, u16, bool);
 struct Shared {
     upstream: String,
     stop: AtomicBool,
-    rules: Mutex<Vec<(ProxyRule, usize)>>,
+    faults: Mutex<Faults>,
     log: Mutex<Vec<ProxyLogEntry>>,
     conns: Mutex<HashMap<u64, TcpStream>>,
     next_conn: AtomicU64,
@@ -129,7 +68,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream: upstream.to_string(),
             stop: AtomicBool::new(false),
-            rules: Mutex::new(Vec::new()),
+            faults: Mutex::new(Faults::new()),
             log: Mutex::new(Vec::new()),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
@@ -147,8 +86,9 @@ impl FaultProxy {
         }
     }
 
-    pub fn add_rule(&self, rule: ProxyRule) {
-        lock(&self.shared.rules).push((rule, 0));
+    /// Adds a rule after those added before; it counts and fires as in testregistry.
+    pub fn add_rule(&self, rule: FaultRule) {
+        lock(&self.shared.faults).add(rule);
     }
 
     /// Every request handled so far, in the order they were answered.
@@ -473,7 +413,8 @@ fn forward(upstream: &str, req: &Head, body: &[u8]) -> io::Result<Response> {
     }
 }
 
-/// The bytes to send the client for `resp`; with `cut`, only half of the body.
+/// The bytes to send the client for `resp`; with `cut`, the full length announced and only
+/// the first part of the body ([`FaultAction::cut`]).
 fn relay_bytes(resp: &Response, close: bool, cut: bool) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason).into_bytes();
     for (n, v) in &resp.head.headers {
@@ -482,19 +423,19 @@ fn relay_bytes(resp: &Response, close: bool, cut: bool) -> Vec<u8> {
             out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
         }
     }
+    let (sent, announced) = if cut {
+        FaultAction::cut(resp.body.len())
+    } else {
+        (resp.body.len(), resp.body.len())
+    };
     if !resp.bodiless {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", resp.body.len()).as_bytes());
+        out.extend_from_slice(format!("Content-Length: {announced}\r\n").as_bytes());
     }
     if close || cut {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let end = if cut {
-        resp.body.len() / 2
-    } else {
-        resp.body.len()
-    };
-    out.extend_from_slice(&resp.body[..end]);
+    out.extend_from_slice(&resp.body[..sent]);
     out
 }
 
@@ -519,66 +460,54 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-fn error_code(status: u16) -> &'static str {
-    match status {
-        401 => "UNAUTHORIZED",
-        403 => "DENIED",
-        404 => "NAME_UNKNOWN",
-        405 => "UNSUPPORTED",
-        429 => "TOOMANYREQUESTS",
-        503 => "UNAVAILABLE",
-        _ => "UNKNOWN",
-    }
-}
-
-/// An answer made by the proxy itself, with a distribution error body.
+/// An answer made by the proxy itself; `body` is its `Content-Type` and bytes.
 fn synthetic(
     status: u16,
+    body: Option<(String, Vec<u8>)>,
     retry_after: Option<&str>,
-    message: &str,
     head_only: bool,
     close: bool,
 ) -> Vec<u8> {
-    let body = serde_json::json!({
-        "errors": [{"code": error_code(status), "message": message, "detail": null}]
-    })
-    .to_string();
     let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json; charset=utf-8\r\n\
-         Docker-Distribution-Api-Version: registry/2.0\r\nContent-Length: {}\r\n",
+        "HTTP/1.1 {status} {}\r\nDocker-Distribution-Api-Version: registry/2.0\r\n",
         reason_phrase(status),
-        body.len()
-    );
+    )
+    .into_bytes();
+    let data = match body {
+        Some((content_type, data)) => {
+            out.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+            data
+        }
+        None => Vec::new(),
+    };
+    out.extend_from_slice(format!("Content-Length: {}\r\n", data.len()).as_bytes());
     if let Some(ra) = retry_after {
-        out.push_str(&format!("Retry-After: {ra}\r\n"));
+        out.extend_from_slice(format!("Retry-After: {ra}\r\n").as_bytes());
     }
     if close {
-        out.push_str("Connection: close\r\n");
+        out.extend_from_slice(b"Connection: close\r\n");
     }
-    out.push_str("\r\n");
+    out.extend_from_slice(b"\r\n");
     if !head_only {
-        out.push_str(&body);
+        out.extend_from_slice(&data);
     }
-    out.into_bytes()
+    out
+}
+
+/// The proxy's own error answer (a request it cannot read, an upstream that fails): a
+/// distribution error body, code `UNKNOWN`, and the connection closed.
+fn own_error(status: u16, message: &str, head_only: bool) -> Vec<u8> {
+    let body = serde_json::json!({
+        "errors": [{"code": "UNKNOWN", "message": message, "detail": null}]
+    });
+    let body = (
+        "application/json; charset=utf-8".to_string(),
+        body.to_string().into_bytes(),
+    );
+    synthetic(status, Some(body), None, head_only, true)
 }
 
 impl Shared {
-    /// Counts the request against every rule; the action of the first rule in its window.
-    fn decide(&self, method: &str, target: &str) -> Option<ProxyAction> {
-        let mut chosen = None;
-        for (rule, seen) in lock(&self.rules).iter_mut() {
-            if !rule.matches(method, target) {
-                continue;
-            }
-            *seen += 1;
-            let in_window = *seen >= rule.nth.max(1) && *seen - rule.nth.max(1) < rule.times;
-            if in_window && chosen.is_none() {
-                chosen = Some(rule.action.clone());
-            }
-        }
-        chosen
-    }
-
     fn record(&self, method: &str, target: &str, status: u16, faulted: bool) {
         lock(&self.log).push((method.to_string(), target.to_string(), status, faulted));
     }
@@ -606,7 +535,7 @@ fn serve(client: TcpStream, shared: &Shared) {
             Ok(Some(h)) => h,
             Ok(None) => break,
             Err(_) => {
-                let _ = writer.write_all(&synthetic(400, None, "malformed request", false, true));
+                let _ = writer.write_all(&own_error(400, "malformed request", false));
                 break;
             }
         };
@@ -633,47 +562,56 @@ fn serve(client: TcpStream, shared: &Shared) {
         let body = match body {
             Ok(b) => b,
             Err(_) => {
-                let _ = writer.write_all(&synthetic(400, None, "unreadable body", false, true));
+                let _ = writer.write_all(&own_error(400, "unreadable body", false));
                 shared.record(&method, &target, 400, false);
                 break;
             }
         };
         let head_only = method.eq_ignore_ascii_case("HEAD");
-        let action = shared.decide(&method, &target);
+        let action = lock(&shared.faults).check(&method, &target);
         let faulted = action.is_some();
-        let mut cut = false;
-        match action {
-            Some(ProxyAction::Status {
-                status,
-                retry_after,
-            }) => {
-                let bytes = synthetic(
+        match &action {
+            Some(
+                fault @ FaultAction::Status {
                     status,
+                    retry_after,
+                    ..
+                },
+            ) => {
+                let bytes = synthetic(
+                    *status,
+                    fault.status_body(),
                     retry_after.as_deref(),
-                    "fault injected by the test proxy",
                     head_only,
                     close,
                 );
                 // Logged before the client can see the answer, so a test reading the log
                 // right after its request finds it.
-                shared.record(&method, &target, status, true);
+                shared.record(&method, &target, *status, true);
                 let ok = writer.write_all(&bytes).is_ok();
                 if !ok || close {
                     break;
                 }
                 continue;
             }
-            Some(ProxyAction::CloseWithoutResponse) => {
+            Some(FaultAction::CloseBeforeResponse) => {
                 shared.record(&method, &target, 0, true);
                 break;
             }
-            Some(ProxyAction::Delay(d)) => std::thread::sleep(d),
-            Some(ProxyAction::CutResponseMidBody) => cut = true,
-            None => {}
+            Some(FaultAction::Delay(d)) => std::thread::sleep(*d),
+            Some(FaultAction::CloseMidBody | FaultAction::CorruptBody) | None => {}
         }
+        let cut = action == Some(FaultAction::CloseMidBody);
         match forward(&shared.upstream, &head, &body) {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 shared.record(&method, &target, resp.status, faulted);
+                if cut && resp.bodiless {
+                    // Nothing to cut (HEAD, say): the answer is not sent at all.
+                    break;
+                }
+                if action == Some(FaultAction::CorruptBody) {
+                    FaultAction::corrupt(&mut resp.body);
+                }
                 let ok = writer.write_all(&relay_bytes(&resp, close, cut)).is_ok();
                 let _ = writer.flush();
                 if !ok || close || cut {
@@ -683,7 +621,7 @@ fn serve(client: TcpStream, shared: &Shared) {
             Err(e) => {
                 let msg = format!("test proxy: upstream failed: {e}");
                 shared.record(&method, &target, 502, faulted);
-                let _ = writer.write_all(&synthetic(502, None, &msg, head_only, true));
+                let _ = writer.write_all(&own_error(502, &msg, head_only));
                 break;
             }
         }

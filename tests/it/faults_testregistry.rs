@@ -4,12 +4,10 @@
 //! succeeds and the result is intact; permanent faults fail in bounded time and leave the
 //! old tags alone.
 
-mod common;
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use testregistry::{Auth, Config, FaultAction, FaultRule, TestRegistry};
 
 /// What a scenario does to the registry.

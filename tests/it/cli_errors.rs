@@ -1,9 +1,7 @@
 //! Bad input on the command line: a clear message naming what is wrong, a non-zero exit, no
 //! panic, nothing written.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Fails with exit 1 (it failed), naming each of `needles`.
 fn fails_with(args: &[&str], needles: &[&str]) {

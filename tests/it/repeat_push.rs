@@ -2,9 +2,7 @@
 //! no manifest, and a build pushed before to one repository is mounted, not re-uploaded,
 //! when pushed to another repository of the same registry.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn push_json(ctx: &std::path::Path, tags: &[String], extra: &[&str]) -> (Value, String) {

@@ -5,13 +5,11 @@
 //! archives that differ only there. Layers are read back from the real registry, header by
 //! header.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::layers::{pushed_layers, Header};
-use common::*;
+use crate::common::layers::{pushed_layers, Header};
+use crate::common::*;
 use tar::EntryType;
 
 /// `cap_net_raw+ep` as `setcap` stores it (VFS_CAP_REVISION_2; no newline byte, which the

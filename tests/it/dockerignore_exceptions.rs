@@ -3,13 +3,11 @@
 //! entered when an exception may match below it), so `COPY . /` and a COPY of the
 //! re-included file both see it. Layers are read back header by header.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::layers::pushed_layers;
-use common::*;
+use crate::common::layers::pushed_layers;
+use crate::common::*;
 
 fn push(ctx: &Path, tag: &str) {
     let ctx = ctx.to_str().unwrap().to_string();

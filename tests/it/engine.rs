@@ -2,13 +2,12 @@
 //! deletion, builds the blob when the registry lacks it), output independent of the number
 //! of cores, and zstd layers read back by skopeo and umoci.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
+use testregistry::{FaultAction, FaultRule};
 
 fn push(ctx: &Path, tag: &str, cache: &Path, extra: &[&str]) -> (Value, String) {
     let mut args = vec!["push", "--json", "-t", tag];
@@ -264,7 +263,7 @@ fn diff_id_of(blob: &Path) -> String {
 }
 
 /// HEADs of a blob, and uploads that completed with its digest, in an access log.
-fn heads_and_puts(log: &[common::Access], digest: &str) -> (usize, usize) {
+fn heads_and_puts(log: &[crate::common::Access], digest: &str) -> (usize, usize) {
     let heads = log
         .iter()
         .filter(|a| a.method == "HEAD" && a.uri.ends_with(&format!("/blobs/{digest}")))
@@ -277,7 +276,7 @@ fn heads_and_puts(log: &[common::Access], digest: &str) -> (usize, usize) {
 }
 
 /// Requests with `method` on upload sessions.
-fn uploads_by(log: &[common::Access], method: &str) -> usize {
+fn uploads_by(log: &[crate::common::Access], method: &str) -> usize {
     log.iter()
         .filter(|a| a.method == method && a.uri.contains("/blobs/uploads/"))
         .count()
@@ -436,15 +435,8 @@ fn a_failed_early_upload_is_left_to_the_plan() {
     let ctx = app();
     // Every upload session of the first attempt fails: the early uploads give up, the plan
     // uploads the same files and the push succeeds.
-    let proxy = common::proxy::FaultProxy::start(&reg.host);
-    proxy.add_rule(common::proxy::ProxyRule {
-        times: 2,
-        ..common::proxy::ProxyRule::once(
-            "POST",
-            "/blobs/uploads/",
-            common::proxy::ProxyRule::status(503),
-        )
-    });
+    let proxy = crate::common::proxy::FaultProxy::start(&reg.host);
+    proxy.add_rule(FaultRule::new("POST", "/blobs/uploads/", FaultAction::status(503)).times(2));
     let tag = format!("{}/eng/fallback:1", proxy.host);
     let (v, _) = push(ctx.path(), &tag, cache.path(), &["--retries", "1"]);
     assert!(
@@ -567,11 +559,11 @@ fn a_streamed_upload_cut_midway_is_left_to_the_plan() {
     let ctx = app();
     // The first streamed PATCH is dropped without an answer: that layer's early upload
     // fails, the plan HEADs it (missing) and uploads it from the file.
-    let proxy = common::proxy::FaultProxy::start(&reg.host);
-    proxy.add_rule(common::proxy::ProxyRule::once(
+    let proxy = crate::common::proxy::FaultProxy::start(&reg.host);
+    proxy.add_rule(FaultRule::new(
         "PATCH",
         "/blobs/uploads/",
-        common::proxy::ProxyAction::CloseWithoutResponse,
+        FaultAction::CloseBeforeResponse,
     ));
     let tag = format!("{}/eng/cut:1", proxy.host);
     let (v, _) = push(ctx.path(), &tag, cache.path(), &[]);

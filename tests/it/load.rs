@@ -1,9 +1,7 @@
 //! Eight `regbuild push` processes at once, sharing layers, into the same repositories of the
 //! real registry: all succeed and every result is pullable intact.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn eight_concurrent_pushes_sharing_layers_all_succeed_intact() {

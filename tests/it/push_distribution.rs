@@ -1,11 +1,9 @@
 //! `regbuild push` end to end against the real distribution registry: build Dockerfile.test,
 //! pull the result back with skopeo, unpack it with umoci, run the program under chroot.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn json(out: &std::process::Output) -> Value {

@@ -2,11 +2,9 @@
 //! an independent image; `push --all` rebuilds exactly the dependents of a change,
 //! `--rebase` moves them without rebuilding, `outdated --all` reports the tree.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn workspace(host: &str) -> tempfile::TempDir {

@@ -1,19 +1,19 @@
 //! Faults between regbuild and the real distribution registry, injected by the test proxy
-//! (tests/common/proxy.rs): transient ones (503, 429 with Retry-After, a dropped connection,
-//! 502) are retried and the image arrives intact; a permanent one (403) fails promptly with
-//! a message naming the registry, repository and operation, and leaves the tag alone.
+//! (`common::proxy`, with testregistry's fault rules): transient ones (503, 429 with
+//! Retry-After, a dropped connection, 502) are retried and the image arrives intact; a
+//! permanent one (403) fails promptly with a message naming the registry, repository and
+//! operation, and leaves the tag alone.
 //!
 //! The first tests check the proxy itself with curl and skopeo. Every external command runs
 //! with a time limit, so nothing here can hang.
-
-mod common;
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::proxy::{FaultProxy, ProxyAction, ProxyRule};
-use common::*;
+use crate::common::proxy::FaultProxy;
+use crate::common::*;
+use testregistry::{FaultAction, FaultRule};
 
 /// Runs `cmd` (stdout and stderr captured), killing it after `limit`; panics on timeout.
 fn bounded(cmd: &mut Command, limit: Duration) -> (Output, Duration) {
@@ -212,13 +212,10 @@ fn raw_exchange(host: &str, bytes: &[u8]) -> Vec<u8> {
 fn a_status_rule_answers_once_then_forwards() {
     let reg = Distribution::start();
     let proxy = FaultProxy::start(&reg.host);
-    proxy.add_rule(ProxyRule::once(
+    proxy.add_rule(FaultRule::new(
         "GET",
         "/v2/",
-        ProxyAction::Status {
-            status: 503,
-            retry_after: Some("1".into()),
-        },
+        FaultAction::status_retry_after(503, "1"),
     ));
     let url = format!("http://{}/v2/", proxy.host);
     let out = curl(&["-i", &url]);
@@ -231,13 +228,11 @@ fn a_status_rule_answers_once_then_forwards() {
     let out = curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]);
     assert_eq!(stdout(&out), "200");
     // A rule for another method does not count GETs; nth counts only matching requests.
-    proxy.add_rule(ProxyRule {
-        method: None,
-        path_contains: "/v2/_catalog".into(),
-        nth: 2,
-        times: 2,
-        action: ProxyRule::status(500),
-    });
+    proxy.add_rule(
+        FaultRule::new(None, "/v2/_catalog", FaultAction::status(500))
+            .nth(2)
+            .times(2),
+    );
     let codes: Vec<String> = (0..4)
         .map(|_| {
             stdout(&curl(&[
@@ -263,10 +258,10 @@ fn a_status_rule_answers_once_then_forwards() {
 fn a_delay_rule_delays_and_forwards() {
     let reg = Distribution::start();
     let proxy = FaultProxy::start(&reg.host);
-    proxy.add_rule(ProxyRule::once(
+    proxy.add_rule(FaultRule::new(
         "GET",
         "/v2/",
-        ProxyAction::Delay(Duration::from_millis(700)),
+        FaultAction::Delay(Duration::from_millis(700)),
     ));
     let started = Instant::now();
     let out = curl(&[
@@ -285,10 +280,10 @@ fn a_delay_rule_delays_and_forwards() {
 fn close_without_response_makes_curl_fail() {
     let reg = Distribution::start();
     let proxy = FaultProxy::start(&reg.host);
-    proxy.add_rule(ProxyRule::once(
+    proxy.add_rule(FaultRule::new(
         "GET",
         "/v2/",
-        ProxyAction::CloseWithoutResponse,
+        FaultAction::CloseBeforeResponse,
     ));
     let url = format!("http://{}/v2/", proxy.host);
     let out = curl(&["-o", "/dev/null", &url]);
@@ -305,11 +300,7 @@ fn cut_response_mid_body_makes_curl_report_a_partial_transfer() {
     let (digest, size) = seed_blob(&reg, "self/cut");
     assert!(size > 100_000, "layer of {size} bytes");
     let proxy = FaultProxy::start(&reg.host);
-    proxy.add_rule(ProxyRule::once(
-        "GET",
-        "/blobs/",
-        ProxyAction::CutResponseMidBody,
-    ));
+    proxy.add_rule(FaultRule::new("GET", "/blobs/", FaultAction::CloseMidBody));
     let url = format!("http://{}/v2/self/cut/blobs/{digest}", proxy.host);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("blob");
@@ -346,6 +337,74 @@ fn cut_response_mid_body_makes_curl_report_a_partial_transfer() {
         [(200, true), (200, false)]
     );
     assert_eq!(entries(&proxy, "HEAD", "/blobs/"), [(200, false)]);
+}
+
+/// The actions the proxy tests above do not use work as in testregistry: a corrupted body
+/// keeps its length and headers, a status rule with its own body sends that body, and a cut
+/// of an answer without a body (HEAD) sends nothing at all.
+#[test]
+fn corrupt_bodies_own_status_bodies_and_cut_heads_act_as_in_testregistry() {
+    let reg = Distribution::start();
+    let (digest, size) = seed_blob(&reg, "self/corrupt");
+    let proxy = FaultProxy::start(&reg.host);
+    proxy.add_rule(FaultRule::new("GET", "/blobs/", FaultAction::CorruptBody));
+    proxy.add_rule(FaultRule::new("HEAD", "/blobs/", FaultAction::CloseMidBody));
+    proxy.add_rule(FaultRule::new(
+        "GET",
+        "/v2/_catalog",
+        FaultAction::Status {
+            status: 500,
+            retry_after: None,
+            body: Some(("text/plain".into(), b"boom".to_vec())),
+        },
+    ));
+    let url = format!("http://{}/v2/self/corrupt/blobs/{digest}", proxy.host);
+    let dir = tempfile::tempdir().unwrap();
+    let download = |name: &str| {
+        let file = dir.path().join(name);
+        let out = curl(&[
+            "-L",
+            "-o",
+            file.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+            &url,
+        ]);
+        assert_eq!(stdout(&out), "200", "{}", stderr(&out));
+        std::fs::read(file).unwrap()
+    };
+    let corrupted = download("corrupted");
+    let mut whole = download("whole");
+    assert_eq!(corrupted.len() as u64, size);
+    use sha2::Digest as _;
+    assert_eq!(
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&whole))),
+        digest
+    );
+    FaultAction::corrupt(&mut whole);
+    assert_eq!(corrupted, whole, "the bits testregistry flips");
+
+    let out = curl(&["-I", &url]);
+    // 52: empty reply from server.
+    assert_eq!(out.status.code(), Some(52), "{}", stderr(&out));
+    let out = curl(&["-I", &url]);
+    assert!(stdout(&out).starts_with("HTTP/1.1 200"), "{}", stdout(&out));
+
+    let out = curl(&["-i", &format!("http://{}/v2/_catalog", proxy.host)]);
+    let text = stdout(&out);
+    assert!(text.starts_with("HTTP/1.1 500"), "{text}");
+    assert!(text.contains("Content-Type: text/plain\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nboom"), "{text}");
+
+    assert_eq!(
+        entries(&proxy, "GET", "/blobs/"),
+        [(200, true), (200, false)]
+    );
+    assert_eq!(
+        entries(&proxy, "HEAD", "/blobs/"),
+        [(200, true), (200, false)]
+    );
+    assert_eq!(entries(&proxy, "GET", "/v2/_catalog"), [(500, true)]);
 }
 
 #[test]
@@ -469,20 +528,17 @@ fn transient_faults_are_retried_and_the_image_arrives_intact() {
     let reg = Distribution::start();
     let proxy = FaultProxy::start(&reg.host);
     let rules = [
-        ("HEAD", "/blobs/sha256:", ProxyRule::status(503)),
+        ("HEAD", "/blobs/sha256:", FaultAction::status(503)),
         (
             "POST",
             "/blobs/uploads/",
-            ProxyAction::Status {
-                status: 429,
-                retry_after: Some("1".into()),
-            },
+            FaultAction::status_retry_after(429, "1"),
         ),
-        ("PUT", "/blobs/uploads/", ProxyAction::CloseWithoutResponse),
-        ("PUT", "/manifests/", ProxyRule::status(502)),
+        ("PUT", "/blobs/uploads/", FaultAction::CloseBeforeResponse),
+        ("PUT", "/manifests/", FaultAction::status(502)),
     ];
     for (method, path, action) in rules.iter().cloned() {
-        proxy.add_rule(ProxyRule::once(method, path, action));
+        proxy.add_rule(FaultRule::new(method, path, action));
     }
     let (out, elapsed) = push_hello(
         &format!("{}/apps/hello:1", proxy.host),
@@ -505,7 +561,7 @@ fn transient_faults_are_retried_and_the_image_arrives_intact() {
     // Every fault happened once, and each was followed by a success of the same kind.
     for (method, path, action) in &rules {
         let status = match action {
-            ProxyAction::Status { status, .. } => *status,
+            FaultAction::Status { status, .. } => *status,
             _ => 0,
         };
         let hits: Vec<(u16, bool)> = entries(&proxy, method, path);
@@ -559,11 +615,8 @@ fn a_permanent_403_on_the_manifest_fails_promptly_and_keeps_the_old_tag() {
     let old = skopeo_digest(&format!("{}/apps/hello:1", reg.host), &[]);
 
     let proxy = FaultProxy::start(&reg.host);
-    proxy.add_rule(ProxyRule::always(
-        "PUT",
-        "/manifests/",
-        ProxyRule::status(403),
-    ));
+    proxy
+        .add_rule(FaultRule::new("PUT", "/manifests/", FaultAction::status(403)).times(usize::MAX));
     let (out, elapsed) = push_hello(
         &format!("{}/apps/hello:1", proxy.host),
         Duration::from_secs(90),

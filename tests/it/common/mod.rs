@@ -1,6 +1,5 @@
 //! Test harness: the real CNCF distribution registry (Debian `docker-registry`) started on
 //! loopback, fixtures made by third-party tools (umoci, skopeo), and the regbuild binary.
-#![allow(dead_code)]
 
 pub mod layers;
 pub mod proxy;
@@ -239,19 +238,33 @@ pub fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(&raw)))
 }
 
-/// The regbuild binary with arguments; `DOCKER_CONFIG` points at an empty dir unless given.
+/// The regbuild binary with arguments; `DOCKER_CONFIG` points at an empty dir unless given,
+/// `REGBUILD_CACHE` at the calling module's layer cache ([`module_cache`]) unless given.
+#[track_caller]
 pub fn regbuild(args: &[&str]) -> Command {
+    let cache = module_cache(std::panic::Location::caller().file());
     let mut c = Command::new(env!("CARGO_BIN_EXE_regbuild"));
     c.args(args)
         .env("DOCKER_CONFIG", empty_docker_config())
-        // One layer cache per test process, not the user's.
-        .env(
-            "REGBUILD_CACHE",
-            std::env::temp_dir().join(format!("regbuild-test-cache-{}", std::process::id())),
-        )
+        .env("REGBUILD_CACHE", cache)
         .env_remove("REGBUILD_LOG")
         .stdin(Stdio::null());
     c
+}
+
+/// The layer cache of the test module whose source is `file` (`file!()`, or the caller's
+/// location): one per module and test process, not the user's. The modules were test binaries
+/// of their own, each with its own cache; they now share one process, and one cache for all
+/// would let one module's layers turn another's cache misses into hits.
+pub fn module_cache(file: &str) -> PathBuf {
+    let module = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("common");
+    std::env::temp_dir().join(format!(
+        "regbuild-test-cache-{}-{module}",
+        std::process::id()
+    ))
 }
 
 fn empty_docker_config() -> PathBuf {
@@ -451,16 +464,18 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Runs regbuild with `args` and `DOCKER_CONFIG=config` off the async runtime's threads (so
-/// an in-process registry keeps serving).
-pub async fn regbuild_async(config: &Path, args: Vec<String>) -> Output {
-    let config = config.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        regbuild(&argv)
-            .env("DOCKER_CONFIG", &config)
-            .output()
+/// an in-process registry keeps serving), with the calling module's layer cache.
+#[track_caller]
+pub fn regbuild_async(
+    config: &Path,
+    args: Vec<String>,
+) -> impl std::future::Future<Output = Output> {
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = regbuild(&argv);
+    cmd.env("DOCKER_CONFIG", config);
+    async move {
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
             .unwrap()
-    })
-    .await
-    .unwrap()
+    }
 }
