@@ -7,7 +7,9 @@
 //!   lets a layer file be read while it is still being written;
 //! - [`tar_read`] is the one reader of tar streams (hostile input assumed), which
 //!   [`extract`] uses to unpack archives and image layers (whiteouts, overlay) into a
-//!   directory safely.
+//!   directory safely;
+//! - [`glob`] is the one glob engine, with the rules of `.dockerignore`, `COPY` sources and
+//!   fnmatch(3).
 //!
 //! Not here: what a Dockerfile means (`regbuild-frontend`), where layers go
 //! (`regbuild-registry`), the layer cache (`regbuild::builder::cache`).
@@ -16,6 +18,7 @@ pub mod compress;
 pub mod context;
 pub mod dockerignore;
 pub mod extract;
+pub mod glob;
 pub mod growing;
 pub mod layer;
 pub mod tar_read;
