@@ -1,7 +1,9 @@
 //! The I/O half of `inspect`: resolve the reference for a platform (manifest and config, see
 //! [`crate::image::base`]), then stream every layer GET → digest check → gunzip/zstd/xz →
-//! tar headers, never holding a layer whole: the decompressed stream is read block by block
-//! and only each entry's path, type, size and mode are kept.
+//! tar headers ([`regbuild_fs::tar_read`]), never holding a layer whole: the decompressed
+//! stream is read block by block and only each entry's path, type, size and mode are kept.
+//!
+//! Not here: what the entries add up to ([`super::analysis`]).
 //!
 //! Each layer is downloaded by the async side and handed in bounded chunks to a blocking
 //! task that decompresses and walks the tar. The download is always read to its end, so the
@@ -16,15 +18,15 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::analysis::{layer_history, Analysis, Analyzer, Entry};
 use crate::image::base::{self, BaseError};
+use regbuild_fs::tar_read::{
+    Item, Limits, Rules, Stage, TarError, TarErrorKind, TarReader, MAX_EXTENSION_LEN,
+};
 use regbuild_oci::digest::{Digest, Hasher};
 use regbuild_oci::manifest::Descriptor;
 use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::{Registry, RegistryError, Repo, Scopes};
 
-const BLOCK: usize = 512;
-/// Largest GNU long name or PAX header accepted (real ones are a few KiB).
-const MAX_EXTENSION_LEN: u64 = 1 << 20;
 /// Most tar headers in one image: bounds the memory the per-path bookkeeping can take.
 const MAX_ENTRIES: u64 = 10_000_000;
 /// Chunks in flight between the download and the tar walker, per layer.
@@ -293,7 +295,7 @@ impl<R: Read> Read for Tally<R> {
 /// of the decompressed stream (trailing padding, the compressor's checksum) and compares its
 /// digest with `diff_id`.
 fn scan_stream(input: impl Read, diff_id: Option<Digest>) -> Result<Scan, String> {
-    use regbuild_fs::extract::{decompress, detect_compression};
+    use regbuild_fs::compress::{decompress, detect_compression};
     let mut input = BufReader::with_capacity(64 << 10, input);
     let magic = input.fill_buf().map_err(|e| e.to_string())?;
     let compression = detect_compression(magic);
@@ -326,220 +328,82 @@ fn scan_stream(input: impl Read, diff_id: Option<Digest>) -> Result<Scan, String
     Ok(scan)
 }
 
-/// Walks a tar stream header by header, skipping file data, and calls `visit` for every
-/// header: `Some(entry)` for members that mean something to the filesystem, `None` for
-/// extension headers and entries the analysis ignores. Handles ustar prefixes, GNU long
-/// names and PAX `path`/`size` records (capped at [`MAX_EXTENSION_LEN`]), and old GNU sparse
-/// extension blocks. Reading stops at the first all-zero block, or at a clean end between
-/// headers, as Go's `archive/tar` does.
+/// Walks a tar stream header by header with [`regbuild_fs::tar_read`], skipping file data,
+/// and calls `visit` for every header: `Some(entry)` for members that mean something to the
+/// filesystem, `None` for extension headers and entries the analysis ignores.
+///
+/// Read as Go's `archive/tar` (which writes and applies most layers) reads: header-only
+/// types carry no data whatever their size field says, extension headers that no entry
+/// follows are ignored, and reading stops at the first all-zero block or at a clean end
+/// between headers. A PAX `path` wins over a GNU long name. Old GNU sparse chains are
+/// capped at [`MAX_ENTRIES`] blocks; the headers themselves are counted by the caller.
 pub(crate) fn walk_tar(
     input: &mut impl Read,
     mut visit: impl FnMut(Option<Entry>) -> Result<(), String>,
 ) -> Result<(), String> {
-    let mut block = [0u8; BLOCK];
-    let mut long_name: Option<Vec<u8>> = None;
-    let mut pax_path: Option<Vec<u8>> = None;
-    let mut pax_size: Option<u64> = None;
-    let mut near = String::new();
-    loop {
-        let filled = fill(input, &mut block).map_err(|e| format!("reading the tar: {e}"))?;
-        if filled == 0 || (filled == BLOCK && block.iter().all(|b| *b == 0)) {
-            return Ok(());
-        }
-        if filled < BLOCK {
-            return Err(format!("the tar is truncated (after {near:?})"));
-        }
-        let header = tar::Header::from_byte_slice(&block);
-        if !checksum_ok(&block, header) {
-            return Err(format!("bad tar header checksum (after {near:?})"));
-        }
-        let declared = header
-            .entry_size()
-            .map_err(|e| format!("bad tar size field (after {near:?}): {e}"))?;
-        let typeflag = block[156];
-        match typeflag {
-            b'L' | b'K' | b'x' => {
-                let data = read_extension(input, declared, &near)?;
-                match typeflag {
-                    b'L' => long_name = Some(trim_nuls(data)),
-                    b'K' => {}
-                    _ => parse_pax(&data, &mut pax_path, &mut pax_size, &near)?,
-                }
-                visit(None)?;
-            }
-            b'g' => {
-                skip(input, declared + padding(declared), &near)?;
-                visit(None)?;
-            }
-            _ => {
-                let name = pax_path
-                    .take()
-                    .or_else(|| long_name.take())
-                    .unwrap_or_else(|| header.path_bytes().into_owned());
-                long_name = None;
-                let size = pax_size.take().unwrap_or(declared);
-                near = String::from_utf8_lossy(&name).into_owned();
-                // An empty field is 0, as Go's archive/tar reads it; garbage is an error.
-                let mode = if block[100..108].iter().all(|b| matches!(b, 0 | b' ')) {
-                    0
-                } else {
-                    header
-                        .mode()
-                        .map_err(|e| format!("bad tar mode field in {near:?}: {e}"))?
-                };
-                if typeflag == b'S' && header.as_gnu().is_some() && block[482] != 0 {
-                    skip_sparse_extensions(input, &near)?;
-                }
-                // Header-only types carry no data whatever their size field says (Go's
-                // archive/tar, which writes and applies most layers, reads them so).
-                let data = match typeflag {
-                    b'1' | b'2' | b'3' | b'4' | b'5' | b'6' => 0,
-                    _ => size,
-                };
-                visit(Entry::from_tar(&name, typeflag, data, mode))?;
-                skip(input, data, &near)?;
-                skip_padding(input, padding(data), &near)?;
-            }
-        }
-    }
-}
-
-fn read_extension(input: &mut impl Read, size: u64, near: &str) -> Result<Vec<u8>, String> {
-    if size > MAX_EXTENSION_LEN {
-        return Err(format!(
-            "tar extension header of {size} bytes (after {near:?}) is over the limit of {MAX_EXTENSION_LEN}"
-        ));
-    }
-    let mut data = Vec::new();
-    (&mut *input)
-        .take(size)
-        .read_to_end(&mut data)
-        .map_err(|e| format!("reading the tar: {e}"))?;
-    if (data.len() as u64) < size {
-        return Err(format!("the tar is truncated (after {near:?})"));
-    }
-    skip(input, padding(size), near)?;
-    Ok(data)
-}
-
-/// Applies the PAX records that matter here: `path` and `size`.
-fn parse_pax(
-    mut records: &[u8],
-    path: &mut Option<Vec<u8>>,
-    size: &mut Option<u64>,
-    near: &str,
-) -> Result<(), String> {
-    let bad = || format!("malformed PAX header (after {near:?})");
-    while records.iter().any(|b| *b != 0) {
-        let space = records.iter().position(|b| *b == b' ').ok_or_else(bad)?;
-        let len: usize = std::str::from_utf8(&records[..space])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(bad)?;
-        let record = records.get(..len).ok_or_else(bad)?;
-        let body = record
-            .get(space + 1..)
-            .and_then(|b| b.strip_suffix(b"\n"))
-            .ok_or_else(bad)?;
-        let eq = body.iter().position(|b| *b == b'=').ok_or_else(bad)?;
-        let (key, value) = (&body[..eq], &body[eq + 1..]);
-        match key {
-            b"path" => *path = Some(value.to_vec()),
-            b"size" => {
-                *size = Some(
-                    std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(bad)?,
-                )
-            }
-            _ => {}
-        }
-        records = &records[len..];
-    }
-    Ok(())
-}
-
-fn skip_sparse_extensions(input: &mut impl Read, near: &str) -> Result<(), String> {
-    let mut block = [0u8; BLOCK];
-    // Each extension block is a header; the entry cap bounds a hostile chain.
-    for _ in 0..MAX_ENTRIES {
-        if fill(input, &mut block).map_err(|e| format!("reading the tar: {e}"))? < BLOCK {
-            return Err(format!("the tar is truncated (in {near:?})"));
-        }
-        if block[504] == 0 {
-            return Ok(());
-        }
-    }
-    Err(format!("endless sparse header chain in {near:?}"))
-}
-
-/// Skips the padding after an entry's data. A stream that ends exactly where the padding
-/// should start is a clean end (some writers, umoci among them, never close their tar);
-/// Go's `archive/tar` reads such streams the same way.
-fn skip_padding(input: &mut impl Read, len: u64, near: &str) -> Result<(), String> {
-    let mut pad = [0u8; BLOCK];
-    let got = fill(input, &mut pad[..len as usize])
-        .map_err(|e| format!("reading the tar (in {near:?}): {e}"))?;
-    if got != 0 && got < len as usize {
-        return Err(format!("the tar is truncated (in {near:?})"));
-    }
-    Ok(())
-}
-
-fn skip(input: &mut impl Read, len: u64, near: &str) -> Result<(), String> {
-    let skipped = io::copy(&mut (&mut *input).take(len), &mut io::sink())
-        .map_err(|e| format!("reading the tar (in {near:?}): {e}"))?;
-    if skipped < len {
-        return Err(format!("the tar is truncated (in {near:?})"));
-    }
-    Ok(())
-}
-
-fn fill(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
-fn padding(size: u64) -> u64 {
-    let block = BLOCK as u64;
-    (block - size % block) % block
-}
-
-/// Unsigned and signed header sums are both accepted: both kinds of writer exist.
-fn checksum_ok(block: &[u8; BLOCK], header: &tar::Header) -> bool {
-    let Ok(stored) = header.cksum() else {
-        return false;
+    let rules = Rules {
+        limits: Limits::NONE,
+        header_only_types_have_no_data: true,
+        pax_names_win: true,
+        refuse_dangling_extensions: false,
+        max_sparse_blocks: Some(MAX_ENTRIES),
     };
-    let (mut unsigned, mut signed) = (0i64, 0i64);
-    for (i, byte) in block.iter().enumerate() {
-        let byte = if (148..156).contains(&i) { b' ' } else { *byte };
-        unsigned += i64::from(byte);
-        signed += i64::from(byte as i8);
+    let mut tar = TarReader::new(input, rules);
+    while let Some(item) = tar.next_item().map_err(|e| tar_message(&e))? {
+        let Item::Entry(member) = item else {
+            visit(None)?;
+            continue;
+        };
+        let block = member.header().as_bytes();
+        // An empty field is 0, as Go's archive/tar reads it; garbage is an error.
+        let mode = if block[100..108].iter().all(|b| matches!(b, 0 | b' ')) {
+            0
+        } else {
+            member.header().mode().map_err(|e| {
+                let near = String::from_utf8_lossy(member.path_bytes()).into_owned();
+                format!("bad tar mode field in {near:?}: {e}")
+            })?
+        };
+        let entry = Entry::from_tar(member.path_bytes(), block[156], member.size(), mode);
+        // The rest of the header (a sparse map) before the entry counts.
+        member.data().map_err(|e| tar_message(&e))?;
+        visit(entry)?;
     }
-    let stored = i64::from(stored);
-    stored == unsigned || stored == signed
+    Ok(())
 }
 
-fn trim_nuls(mut bytes: Vec<u8>) -> Vec<u8> {
-    while bytes.last() == Some(&0) {
-        bytes.pop();
+/// What a tar reading error says in `inspect`'s words: "after" the last entry while
+/// reading headers, "in" it while skipping what belongs to it.
+fn tar_message(e: &TarError) -> String {
+    let near = e.last_entry.to_string_lossy().into_owned();
+    match (&e.kind, e.stage) {
+        (TarErrorKind::Read(err), Stage::Header | Stage::Extension | Stage::SparseMap) => {
+            format!("reading the tar: {err}")
+        }
+        (TarErrorKind::Read(err), _) => format!("reading the tar (in {near:?}): {err}"),
+        (TarErrorKind::Truncated, Stage::Header | Stage::Extension) => {
+            format!("the tar is truncated (after {near:?})")
+        }
+        (TarErrorKind::Truncated, _) => format!("the tar is truncated (in {near:?})"),
+        (TarErrorKind::BadChecksum, _) => format!("bad tar header checksum (after {near:?})"),
+        (TarErrorKind::BadSize(err), _) => format!("bad tar size field (after {near:?}): {err}"),
+        (TarErrorKind::ExtensionTooLong { size }, _) => format!(
+            "tar extension header of {size} bytes (after {near:?}) is over the limit of {MAX_EXTENSION_LEN}"
+        ),
+        (TarErrorKind::MalformedPax | TarErrorKind::BadPaxSize, _) => {
+            format!("malformed PAX header (after {near:?})")
+        }
+        (TarErrorKind::SparseChainTooLong, _) => format!("endless sparse header chain in {near:?}"),
+        // Not under the rules above (no limits, dangling extension headers ignored).
+        (other, _) => format!("{other} (after {near:?})"),
     }
-    bytes
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::analysis::Kind;
     use super::*;
+    use regbuild_fs::tar_read::padding;
 
     fn tar_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());

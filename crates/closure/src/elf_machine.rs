@@ -4,6 +4,8 @@
 //! Hand-written on purpose: only `e_ident` (class, byte order) and `e_machine` are read, from
 //! a 20-byte prefix of a file that is otherwise never opened here; the `object` crate (used
 //! by `closure` for whole files) needs the section and program headers to parse.
+//!
+//! Not for anything beyond the machine: what a binary loads is the crate root's job.
 
 use std::io::Read;
 use std::path::Path;

@@ -86,6 +86,7 @@ use object::elf;
 use object::read::elf::{Dyn as _, FileHeader, ProgramHeader as _};
 use object::read::{ReadCache, ReadRef};
 use object::Endianness;
+use regbuild_fs::glob::{Dialect, Glob};
 
 /// Symlinks followed while resolving one path: Linux's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
@@ -144,7 +145,7 @@ pub enum ClosureError {
     #[error("{path:?} is not an ELF file, so COPY --closure cannot tell what it loads")]
     NotElf { path: PathBuf },
     #[error("malformed ELF file {path:?}: {reason}")]
-    BadElf { path: PathBuf, reason: String },
+    BadElf { path: PathBuf, reason: ElfProblem },
     #[error(
         "program loader {interpreter:?} (PT_INTERP) of {binary:?} is not in the sysroot \
          or not an ELF file of the same class and machine"
@@ -173,6 +174,28 @@ pub enum ClosureError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Why an ELF file's program headers or dynamic section cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ElfProblem {
+    /// What the `object` crate could not read.
+    #[error("{0}")]
+    Read(object::read::Error),
+    #[error("PT_INTERP of {size} bytes")]
+    InterpTooLarge { size: u64 },
+    #[error("PT_DYNAMIC of {size} bytes")]
+    DynamicTooLarge { size: u64 },
+    #[error("more than {} DT_NEEDED entries", MAX_NEEDED)]
+    TooManyNeeded,
+    #[error("DT_STRTAB is missing")]
+    NoStringTable,
+    #[error("DT_STRTAB is not in a loaded segment")]
+    StringTableNotLoaded,
+    #[error("cannot get the file size")]
+    NoFileSize,
+    #[error("dynamic entry {tag:#x} has a bad string")]
+    BadString { tag: i64 },
 }
 
 /// Returns every file `binaries` (absolute paths inside `sysroot`) load at run
@@ -213,7 +236,7 @@ struct ElfInfo {
     flags: u32,
     /// Kept as an error until the file is really loaded: a broken file that
     /// does not qualify anyway is merely skipped.
-    dynamic: Result<Rc<Dynamic>, String>,
+    dynamic: Result<Rc<Dynamic>, ElfProblem>,
 }
 
 #[derive(Debug, Default)]
@@ -735,9 +758,9 @@ fn loadable(info: &ElfInfo, path: &Path) -> Result<Rc<Dynamic>, ClosureError> {
     info.dynamic
         .as_ref()
         .map(Rc::clone)
-        .map_err(|reason| ClosureError::BadElf {
+        .map_err(|&reason| ClosureError::BadElf {
             path: path.to_path_buf(),
-            reason: reason.clone(),
+            reason,
         })
 }
 
@@ -964,81 +987,11 @@ fn default_dirs(arch: Arch, flags: u32) -> Vec<PathBuf> {
 }
 
 /// fnmatch(3) without flags but for the leading-dot rule (left to the
-/// caller): `*`, `?`, `[...]` with `!`/`^` negation and ranges, `\` escapes.
+/// caller): `*`, `?`, `[...]` with `!`/`^` negation and ranges, `\` escapes
+/// ([`regbuild_fs::glob`]'s [`Dialect::Fnmatch`]).
 fn fnmatch(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    // Where to resume after the last `*`: pattern after it, name position.
-    let mut star: Option<(usize, usize)> = None;
-    loop {
-        if p < pattern.len() {
-            let step = match pattern[p] {
-                b'*' => {
-                    star = Some((p + 1, n));
-                    p += 1;
-                    continue;
-                }
-                _ if n == name.len() => None,
-                b'?' => Some(1),
-                b'[' => match bracket(&pattern[p..], name[n]) {
-                    Some((true, len)) => Some(len),
-                    Some((false, _)) => None,
-                    // An unclosed `[` is an ordinary character.
-                    None => (name[n] == b'[').then_some(1),
-                },
-                b'\\' if p + 1 < pattern.len() => (name[n] == pattern[p + 1]).then_some(2),
-                c => (name[n] == c).then_some(1),
-            };
-            if let Some(len) = step {
-                p += len;
-                n += 1;
-                continue;
-            }
-        } else if n == name.len() {
-            return true;
-        }
-        match star {
-            Some((sp, sn)) if sn < name.len() => {
-                star = Some((sp, sn + 1));
-                p = sp;
-                n = sn + 1;
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// Matches `c` against the bracket expression at the start of `pattern`:
-/// whether it matched and the expression's length, or `None` if unclosed.
-fn bracket(pattern: &[u8], c: u8) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negate = matches!(pattern.get(i), Some(b'!' | b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let mut lo = *pattern.get(i)?;
-        if lo == b']' && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if lo == b'\\' {
-            i += 1;
-            lo = *pattern.get(i)?;
-        }
-        i += 1;
-        let mut hi = lo;
-        if pattern.get(i) == Some(&b'-') && pattern.get(i + 1).is_some_and(|&b| b != b']') {
-            hi = *pattern.get(i + 1)?;
-            i += 2;
-            if hi == b'\\' {
-                hi = *pattern.get(i)?;
-                i += 1;
-            }
-        }
-        matched |= lo <= c && c <= hi;
-    }
+    // fnmatch patterns are never refused: a malformed `[` or `\` is an ordinary character.
+    Glob::from_bytes(pattern, Dialect::Fnmatch).is_ok_and(|glob| glob.matches_bytes(name))
 }
 
 /// Reads the ELF header and dynamic information of the file at `host`,
@@ -1080,7 +1033,11 @@ where
 
 /// Reads `PT_INTERP` and the `PT_DYNAMIC` entries loading depends on, through
 /// the program headers as `ld.so` does (section headers may be stripped).
-fn parse_dynamic<'data, H, R>(header: &H, endian: Endianness, data: R) -> Result<Dynamic, String>
+fn parse_dynamic<'data, H, R>(
+    header: &H,
+    endian: Endianness,
+    data: R,
+) -> Result<Dynamic, ElfProblem>
 where
     H: FileHeader<Endian = Endianness>,
     R: ReadRef<'data>,
@@ -1091,25 +1048,25 @@ where
     let mut loads: Vec<(u64, u64, u64)> = Vec::new();
     let headers = header
         .program_headers(endian, data)
-        .map_err(|e| e.to_string())?;
+        .map_err(ElfProblem::Read)?;
     for ph in headers {
         let kind = ph.p_type(endian);
         let size: u64 = ph.p_filesz(endian).into();
         if kind == elf::PT_INTERP {
             if size > MAX_INTERP_SIZE {
-                return Err(format!("PT_INTERP of {size} bytes"));
+                return Err(ElfProblem::InterpTooLarge { size });
             }
             out.interp = ph
                 .interpreter(endian, data)
-                .map_err(|e| e.to_string())?
+                .map_err(ElfProblem::Read)?
                 .map(<[u8]>::to_vec);
         } else if kind == elf::PT_DYNAMIC {
             if size > MAX_DYNAMIC_SIZE {
-                return Err(format!("PT_DYNAMIC of {size} bytes"));
+                return Err(ElfProblem::DynamicTooLarge { size });
             }
             dynamic = ph
                 .dynamic(endian, data)
-                .map_err(|e| e.to_string())?
+                .map_err(ElfProblem::Read)?
                 .unwrap_or_default();
         } else if kind == elf::PT_LOAD {
             loads.push((ph.p_vaddr(endian).into(), ph.p_offset(endian).into(), size));
@@ -1139,7 +1096,7 @@ where
         {
             strings.push((tag, value));
             if strings.len() > MAX_NEEDED + 3 {
-                return Err(format!("more than {MAX_NEEDED} DT_NEEDED entries"));
+                return Err(ElfProblem::TooManyNeeded);
             }
         }
     }
@@ -1147,21 +1104,21 @@ where
         return Ok(out);
     }
 
-    let strtab = strtab.ok_or("DT_STRTAB is missing")?;
+    let strtab = strtab.ok_or(ElfProblem::NoStringTable)?;
     let start = loads
         .iter()
         .find_map(|&(address, offset, size)| {
             let delta = strtab.checked_sub(address)?;
             (delta < size).then(|| offset.checked_add(delta)).flatten()
         })
-        .ok_or("DT_STRTAB is not in a loaded segment")?;
-    let len = data.len().map_err(|()| "cannot get the file size")?;
+        .ok_or(ElfProblem::StringTableNotLoaded)?;
+    let len = data.len().map_err(|()| ElfProblem::NoFileSize)?;
     let end = strsz
         .and_then(|size| start.checked_add(size))
         .map_or(len, |end| end.min(len));
     for (tag, value) in strings {
-        let string = dynamic_string(data, start, end, value)
-            .ok_or_else(|| format!("dynamic entry {:#x} has a bad string", tag.0))?;
+        let string =
+            dynamic_string(data, start, end, value).ok_or(ElfProblem::BadString { tag: tag.0 })?;
         if tag == elf::DT_NEEDED {
             out.needed.push(string);
         } else if tag == elf::DT_RPATH {

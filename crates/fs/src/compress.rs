@@ -1,9 +1,18 @@
-//! Layer compression whose output does not depend on the number of threads: gzip compressed
+//! Compression both ways, and nothing else: how layers are compressed when written
+//! ([`Compression`], [`Compressor`]) and how a stream someone else compressed is recognised and
+//! decoded ([`detect_compression`], [`decompress`]).
+//!
+//! Writing: output that does not depend on the number of threads. gzip is compressed
 //! block-parallel (pigz's layout: fixed 1 MiB blocks, each an independent raw-deflate run
-//! ending byte-aligned, one gzip member with the CRC of the whole stream), and zstd with a
-//! fixed multi-threaded mode. The same input and settings give the same bytes on 1 core or 64.
+//! ending byte-aligned, one gzip member with the CRC of the whole stream), zstd with a fixed
+//! multi-threaded mode. The same input and settings give the same bytes on 1 core or 64.
+//!
+//! Reading: gzip, zstd and xz, told apart by their magic numbers ([`Codec`]); concatenated
+//! members, frames and streams are all decoded.
+//!
+//! Not here: what is inside the streams (tar: `crate::tar_read`, `crate::layer`).
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -20,7 +29,12 @@ pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// How layers are compressed.
+/// Memory the xz decoder may use. `xz -9` needs about 65 MiB, so this only
+/// refuses streams that ask for absurd dictionaries.
+const XZ_MEMLIMIT: u64 = 256 << 20;
+
+/// How layers are compressed when written: the algorithm and its level. (What an existing
+/// stream is compressed with is a [`Codec`].)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     Gzip { level: u32 },
@@ -35,12 +49,12 @@ impl Default for Compression {
 
 impl Compression {
     /// `gzip`, `gzip:9`, `zstd`, `zstd:19`.
-    pub fn parse(s: &str) -> Result<Compression, String> {
+    pub fn parse(s: &str) -> Result<Compression, BadCompression> {
         let (name, level) = match s.split_once(':') {
             Some((n, l)) => (n, Some(l)),
             None => (s, None),
         };
-        let bad = || format!("invalid compression `{s}`: expected gzip[:0-9] or zstd[:1-19]");
+        let bad = || BadCompression(s.to_string());
         match name {
             "gzip" => {
                 let level = level.map_or(Ok(6), |l| l.parse().map_err(|_| bad()))?;
@@ -65,6 +79,85 @@ impl Compression {
             Compression::Zstd { .. } => OCI_LAYER_ZSTD,
         }
     }
+}
+
+/// A `--compression` value that is not `gzip[:0-9]` or `zstd[:1-19]`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid compression `{0}`: expected gzip[:0-9] or zstd[:1-19]")]
+pub struct BadCompression(pub String);
+
+/// What a stream is compressed with, told from its first bytes by [`detect_compression`]:
+/// what [`decompress`] decodes it with. Unlike [`Compression`] it has no level (a decoder
+/// needs none) and knows xz, which layers are never written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// Not compressed (or not in a format known here).
+    None,
+    Gzip,
+    Zstd,
+    Xz,
+}
+
+impl Codec {
+    /// The name used in messages.
+    fn name(self) -> &'static str {
+        match self {
+            Codec::None => "no",
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+            Codec::Xz => "xz",
+        }
+    }
+}
+
+/// A decoder that could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("starting {format} decompression: {source}")]
+pub struct DecompressError {
+    /// `gzip`, `zstd`, `xz`.
+    pub format: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Detects the compression from a stream's first bytes: gzip, zstd or xz by
+/// magic number, and no compression (a tar) for anything else.
+pub fn detect_compression(magic: &[u8]) -> Codec {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Codec::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Codec::Zstd
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Codec::Xz
+    } else {
+        Codec::None
+    }
+}
+
+/// Wraps `reader` in a decoder for `codec`. Concatenated gzip members,
+/// zstd frames and xz streams are all decoded, as other tools do. Corrupt or
+/// truncated data shows up later, as a read error.
+pub fn decompress<'a>(
+    reader: impl Read + 'a,
+    codec: Codec,
+) -> Result<Box<dyn Read + 'a>, DecompressError> {
+    let failed = |source| DecompressError {
+        format: codec.name(),
+        source,
+    };
+    Ok(match codec {
+        Codec::None => Box::new(reader),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        // zstd's default window limit (128 MiB) already refuses frames that
+        // ask for more memory than that.
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::new(reader).map_err(failed)?),
+        Codec::Xz => {
+            let stream =
+                xz2::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, xz2::stream::CONCATENATED)
+                    .map_err(|e| failed(e.into()))?;
+            Box::new(xz2::read::XzDecoder::new_stream(reader, stream))
+        }
+    })
 }
 
 /// A compressing writer; `finish` returns the inner writer after the trailer.
@@ -297,7 +390,6 @@ fn deflate_block(data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     fn sample(len: usize) -> Vec<u8> {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -368,6 +460,22 @@ mod tests {
             );
         }
         assert_eq!(zstd::stream::decode_all(&one[..]).unwrap(), data);
+    }
+
+    #[test]
+    fn detects_compression_from_magic() {
+        assert_eq!(detect_compression(&[0x1f, 0x8b, 8]), Codec::Gzip);
+        assert_eq!(
+            detect_compression(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Codec::Zstd
+        );
+        assert_eq!(
+            detect_compression(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
+            Codec::Xz
+        );
+        assert_eq!(detect_compression(b"hello"), Codec::None);
+        assert_eq!(detect_compression(&[0x1f]), Codec::None);
+        assert_eq!(detect_compression(&[]), Codec::None);
     }
 
     #[test]

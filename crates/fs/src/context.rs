@@ -15,7 +15,8 @@
 //!   symlink resolving outside the context are refused. `..` is resolved
 //!   lexically first (`a/../b` is `b`).
 //! - Globs (`*`, `?`, `[...]`, `[^...]`/`[!...]`, `\` escapes; Go
-//!   `filepath.Match` rules, a wildcard never matches `/`) are matched against
+//!   `filepath.Match` rules, a wildcard never matches `/`; matched by
+//!   [`crate::glob`]) are matched against
 //!   context paths segment by segment; matches are taken in sorted order. A
 //!   glob that matches nothing is an error. Like BuildKit, the literal part
 //!   before the first wildcard may go through symlinks (staying inside the
@@ -59,6 +60,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::dockerignore::DockerIgnore;
+use crate::glob::{Dialect, Glob, GlobError};
 use crate::layer::{EntryKind, LayerEntry};
 
 /// Mode of the directories the layer creates above the copied entries.
@@ -267,7 +269,7 @@ fn parse_source(src: &str) -> Result<Vec<Segment>, ContextError> {
                 }
             }
             _ => {
-                let pattern = Pattern::parse(part).map_err(bad)?;
+                let pattern = Pattern::parse(part).map_err(|e| bad(pattern_problem(e)))?;
                 segments.push(match pattern.literal() {
                     Some(name) => Segment::Literal(OsString::from(name)),
                     None => Segment::Glob(pattern),
@@ -730,147 +732,34 @@ fn link_hard_links(items: Vec<Collected>) -> Vec<LayerEntry> {
 
 // ---------------------------------------------------------------- globs
 
-/// One path segment pattern with Go `filepath.Match` semantics.
+/// One path segment pattern with Go `filepath.Match` semantics ([`Dialect::CopySource`]).
 #[derive(Debug)]
-struct Pattern(Vec<Token>);
-
-#[derive(Debug)]
-enum Token {
-    Char(char),
-    /// `?`
-    Any,
-    /// `*`
-    Star,
-    /// `[...]`: inclusive ranges, possibly negated.
-    Class {
-        negated: bool,
-        ranges: Vec<(char, char)>,
-    },
-}
+struct Pattern(Glob);
 
 impl Pattern {
-    fn parse(segment: &str) -> Result<Pattern, &'static str> {
-        let mut tokens = Vec::new();
-        let mut chars = segment.chars();
-        while let Some(c) = chars.next() {
-            tokens.push(match c {
-                '*' => Token::Star,
-                '?' => Token::Any,
-                '[' => parse_class(&mut chars)?,
-                '\\' => Token::Char(chars.next().ok_or("trailing `\\`")?),
-                c => Token::Char(c),
-            });
-        }
-        Ok(Pattern(tokens))
+    fn parse(segment: &str) -> Result<Pattern, GlobError> {
+        Glob::new(segment, Dialect::CopySource).map(Pattern)
     }
 
     /// The unescaped text if the pattern has no wildcard.
     fn literal(&self) -> Option<String> {
-        self.0
-            .iter()
-            .map(|t| match t {
-                Token::Char(c) => Some(*c),
-                _ => None,
-            })
-            .collect()
+        self.0.literal()
     }
 
-    /// Classic wildcard match with one backtrack point: each non-star token
-    /// consumes exactly one character, so retrying from the last star is
-    /// enough. Invalid UTF-8 bytes count as one U+FFFD each, like Go.
+    /// Invalid UTF-8 bytes count as one U+FFFD each, like Go.
     fn matches(&self, name: &[u8]) -> bool {
-        let name: Vec<char> = decode_lossy(name);
-        let tokens = &self.0;
-        let (mut t, mut n) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while n < name.len() {
-            match tokens.get(t) {
-                Some(Token::Star) => {
-                    star = Some((t, n));
-                    t += 1;
-                    continue;
-                }
-                Some(token) if token.matches(name[n]) => {
-                    t += 1;
-                    n += 1;
-                    continue;
-                }
-                _ => {}
-            }
-            match star {
-                Some((st, sn)) => {
-                    t = st + 1;
-                    n = sn + 1;
-                    star = Some((st, sn + 1));
-                }
-                None => return false,
-            }
-        }
-        tokens[t.min(tokens.len())..]
-            .iter()
-            .all(|t| matches!(t, Token::Star))
+        self.0.matches_bytes(name)
     }
 }
 
-impl Token {
-    fn matches(&self, c: char) -> bool {
-        match self {
-            Token::Char(expected) => *expected == c,
-            Token::Any => true,
-            Token::Star => false,
-            Token::Class { negated, ranges } => {
-                ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
-            }
-        }
+/// Why a `COPY` source segment is not a valid pattern.
+fn pattern_problem(e: GlobError) -> &'static str {
+    match e {
+        GlobError::TrailingBackslash => "trailing `\\`",
+        GlobError::UnclosedClass => "unclosed `[`",
+        GlobError::UnescapedInClass => "unescaped `]` or `-` in a character class",
+        GlobError::ReversedRange { .. } => "character range is out of order",
     }
-}
-
-/// Parses the rest of a `[...]` class (the `[` is already consumed).
-fn parse_class(chars: &mut std::str::Chars) -> Result<Token, &'static str> {
-    const UNCLOSED: &str = "unclosed `[`";
-    let mut negated = false;
-    let mut peek = chars.clone();
-    if matches!(peek.next(), Some('^' | '!')) {
-        negated = true;
-        *chars = peek;
-    }
-    let mut ranges = Vec::new();
-    loop {
-        let lo = match chars.next().ok_or(UNCLOSED)? {
-            ']' if !ranges.is_empty() => break,
-            c => class_char(c, chars)?,
-        };
-        let mut peek = chars.clone();
-        let hi = if peek.next() == Some('-') {
-            *chars = peek;
-            let c = chars.next().ok_or(UNCLOSED)?;
-            class_char(c, chars)?
-        } else {
-            lo
-        };
-        if hi < lo {
-            return Err("character range is out of order");
-        }
-        ranges.push((lo, hi));
-    }
-    Ok(Token::Class { negated, ranges })
-}
-
-fn class_char(c: char, chars: &mut std::str::Chars) -> Result<char, &'static str> {
-    match c {
-        '\\' => chars.next().ok_or("unclosed `[`"),
-        ']' | '-' => Err("unescaped `]` or `-` in a character class"),
-        c => Ok(c),
-    }
-}
-
-fn decode_lossy(bytes: &[u8]) -> Vec<char> {
-    let mut out = Vec::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        out.extend(chunk.valid().chars());
-        out.extend(chunk.invalid().iter().map(|_| char::REPLACEMENT_CHARACTER));
-    }
-    out
 }
 
 #[cfg(test)]

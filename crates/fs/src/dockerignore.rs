@@ -16,6 +16,10 @@
 //! - tells a walker whether an excluded directory can be skipped whole
 //!   ([`DockerIgnore::may_include_below`]).
 //!
+//! The patterns themselves are matched by [`crate::glob`] ([`Dialect::Dockerignore`]);
+//! this module reads the file, keeps patternmatcher's match types (exact, prefix,
+//! suffix shortcuts) and its precedence rules.
+//!
 //! What it does not do: touch the file system, or special-case the
 //! Dockerfile and `.dockerignore` themselves (Docker always sends those; the
 //! caller decides). Bracket expressions follow `filepath.Match` rather than
@@ -25,9 +29,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::glob::{Dialect, Glob, GlobError};
+
 /// A bad `.dockerignore` pattern, at its file and line.
 #[derive(Debug, thiserror::Error)]
-#[error("{}:{line}: invalid pattern {pattern:?}: {message}", path.display())]
+#[error("{}:{line}: invalid pattern {pattern:?}: {problem}", path.display())]
 pub struct IgnoreError {
     /// The ignore file.
     pub path: PathBuf,
@@ -36,7 +42,30 @@ pub struct IgnoreError {
     /// The pattern as written.
     pub pattern: String,
     /// What is wrong.
-    pub message: String,
+    pub problem: PatternError,
+}
+
+/// What is wrong with a pattern, in the words of Go's `filepath` and patternmatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("illegal exclusion pattern: \"!\"")]
+    LoneExclamation,
+    #[error("syntax error in pattern: trailing \\")]
+    TrailingBackslash,
+    #[error("syntax error in pattern: bad bracket expression")]
+    BadBracket,
+    #[error("syntax error in pattern: bad bracket expression (range {lo}-{hi} is reversed)")]
+    ReversedRange { lo: char, hi: char },
+}
+
+impl From<GlobError> for PatternError {
+    fn from(e: GlobError) -> PatternError {
+        match e {
+            GlobError::TrailingBackslash => PatternError::TrailingBackslash,
+            GlobError::UnclosedClass | GlobError::UnescapedInClass => PatternError::BadBracket,
+            GlobError::ReversedRange { lo, hi } => PatternError::ReversedRange { lo, hi },
+        }
+    }
 }
 
 /// A compiled `.dockerignore`.
@@ -65,25 +94,7 @@ enum Matcher {
     /// `**suffix` with a literal suffix.
     Suffix(String),
     /// Anything else.
-    Tokens(Vec<Token>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Char(char),
-    /// `?`: one character other than `/`.
-    AnyOne,
-    /// `*`: any run of characters other than `/`.
-    Star,
-    /// `**` followed by more pattern: nothing, or anything ending in `/`.
-    DirStar,
-    /// `**` at the end: anything.
-    Rest,
-    /// `[...]`.
-    Class {
-        negated: bool,
-        ranges: Vec<(char, char)>,
-    },
+    Tokens(Glob),
 }
 
 impl DockerIgnore {
@@ -112,11 +123,11 @@ impl DockerIgnore {
             let Some(normalized) = normalize_line(raw) else {
                 continue;
             };
-            let pattern = compile(&normalized).map_err(|message| IgnoreError {
+            let pattern = compile(&normalized).map_err(|problem| IgnoreError {
                 path: path.to_path_buf(),
                 line,
                 pattern: raw.trim().to_string(),
-                message,
+                problem,
             })?;
             patterns.push(pattern);
         }
@@ -202,7 +213,7 @@ impl Pattern {
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
             Matcher::Prefix(prefix) => file.starts_with(prefix.as_str()),
             Matcher::Suffix(suffix) => suffix_matches(suffix, file),
-            Matcher::Tokens(tokens) => tokens_match(tokens, file),
+            Matcher::Tokens(glob) => glob.matches_path_or_parent(file),
         }
     }
 }
@@ -287,10 +298,10 @@ fn normalize_line(raw: &str) -> Option<String> {
 }
 
 /// `patternmatcher.New` for one normalized pattern.
-fn compile(normalized: &str) -> Result<Pattern, String> {
+fn compile(normalized: &str) -> Result<Pattern, PatternError> {
     let cleaned = clean_path(normalized.trim());
     let (exception, text) = match cleaned.strip_prefix('!') {
-        Some("") => return Err("illegal exclusion pattern: \"!\"".to_string()),
+        Some("") => return Err(PatternError::LoneExclamation),
         Some(rest) => (true, rest.to_string()),
         None => (false, cleaned.clone()),
     };
@@ -302,224 +313,22 @@ fn compile(normalized: &str) -> Result<Pattern, String> {
     })
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum MatchType {
-    Exact,
-    Prefix,
-    Suffix,
-    Tokens,
-}
-
-/// Tokenize a pattern and pick its match type (patternmatcher's `compile`).
-fn compile_matcher(pattern: &str) -> Result<Matcher, String> {
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut tokens = Vec::new();
-    let mut kind = MatchType::Exact;
-    let mut i = 0;
-    let mut first = true;
-    while let Some(&c) = chars.get(i) {
-        let (token, next, new_kind) = next_token(&chars, i, c, kind)?;
-        tokens.extend(token);
-        kind = new_kind;
-        if first && c == '*' && chars.get(i + 1) == Some(&'*') {
-            kind = MatchType::Suffix;
-        }
-        first = false;
-        i = next;
+/// patternmatcher's `compile`: the match type of a pattern. Only text without wildcards,
+/// escapes or brackets takes a shortcut: all of it (exact), all of it after a leading `**`
+/// (suffix), or all of it before a trailing `**` (prefix). Anything else is matched as a
+/// glob.
+fn compile_matcher(pattern: &str) -> Result<Matcher, PatternError> {
+    let plain = |text: &str| !text.contains(['*', '?', '\\', '[', ']']);
+    if plain(pattern) {
+        return Ok(Matcher::Exact);
     }
-    Ok(match kind {
-        MatchType::Exact => Matcher::Exact,
-        MatchType::Prefix => {
-            Matcher::Prefix(pattern.strip_suffix("**").unwrap_or(pattern).to_string())
-        }
-        MatchType::Suffix => Matcher::Suffix(pattern.get(2..).unwrap_or_default().to_string()),
-        MatchType::Tokens => Matcher::Tokens(tokens),
-    })
-}
-
-/// The token at `i` (`c == chars[i]`), the next index, and the match type.
-fn next_token(
-    chars: &[char],
-    i: usize,
-    c: char,
-    kind: MatchType,
-) -> Result<(Option<Token>, usize, MatchType), String> {
-    let tokens = MatchType::Tokens;
-    Ok(match c {
-        '*' if chars.get(i + 1) == Some(&'*') => {
-            let mut next = i + 2;
-            if chars.get(next) == Some(&'/') {
-                next += 1;
-            }
-            match (next >= chars.len(), kind) {
-                (true, MatchType::Exact) => (None, next, MatchType::Prefix),
-                (true, _) => (Some(Token::Rest), next, tokens),
-                (false, _) => (Some(Token::DirStar), next, tokens),
-            }
-        }
-        '*' => (Some(Token::Star), i + 1, tokens),
-        '?' => (Some(Token::AnyOne), i + 1, tokens),
-        '\\' => match chars.get(i + 1) {
-            Some(&n) => (Some(Token::Char(n)), i + 2, tokens),
-            None => return Err("syntax error in pattern: trailing \\".to_string()),
-        },
-        '[' => {
-            let (token, next) = parse_class(chars, i + 1)?;
-            (Some(token), next, tokens)
-        }
-        ']' => (Some(Token::Char(']')), i + 1, tokens),
-        c => (Some(Token::Char(c)), i + 1, kind),
-    })
-}
-
-/// A bracket expression after its `[` (Go `filepath.Match` syntax).
-fn parse_class(chars: &[char], start: usize) -> Result<(Token, usize), String> {
-    let mut i = start;
-    let negated = chars.get(i) == Some(&'^');
-    if negated {
-        i += 1;
+    if let Some(suffix) = pattern.strip_prefix("**").filter(|rest| plain(rest)) {
+        return Ok(Matcher::Suffix(suffix.to_string()));
     }
-    let mut ranges = Vec::new();
-    loop {
-        if chars.get(i) == Some(&']') && !ranges.is_empty() {
-            return Ok((Token::Class { negated, ranges }, i + 1));
-        }
-        let (lo, next) = class_char(chars, i)?;
-        i = next;
-        let mut hi = lo;
-        if chars.get(i) == Some(&'-') {
-            let (h, next) = class_char(chars, i + 1)?;
-            hi = h;
-            i = next;
-        }
-        // Docker compiles patterns to Go regular expressions, which refuse a reversed range
-        // (`[Local-Only]`): every build with such a pattern fails there, so fail here, early.
-        if hi < lo {
-            return Err(format!(
-                "syntax error in pattern: bad bracket expression (range {lo}-{hi} is reversed)"
-            ));
-        }
-        ranges.push((lo, hi));
+    if let Some(prefix) = pattern.strip_suffix("**").filter(|rest| plain(rest)) {
+        return Ok(Matcher::Prefix(prefix.to_string()));
     }
-}
-
-/// One (possibly escaped) character inside brackets.
-fn class_char(chars: &[char], i: usize) -> Result<(char, usize), String> {
-    let bad = || "syntax error in pattern: bad bracket expression".to_string();
-    let (c, next) = match chars.get(i) {
-        None | Some('-') | Some(']') => return Err(bad()),
-        Some('\\') => (*chars.get(i + 1).ok_or_else(bad)?, i + 2),
-        Some(&c) => (c, i + 1),
-    };
-    if next >= chars.len() {
-        return Err(bad());
-    }
-    Ok((c, next))
-}
-
-/// NFA state set: `at[i]` = about to match token `i` (`at[len]` = done);
-/// `inside[i]` = inside the `.*` part of the `**/` token `i`, which may only
-/// be left through a `/`.
-#[derive(Clone)]
-struct States {
-    at: Vec<bool>,
-    inside: Vec<bool>,
-}
-
-impl States {
-    fn new(len: usize) -> Self {
-        States {
-            at: vec![false; len + 1],
-            inside: vec![false; len],
-        }
-    }
-
-    fn any(&self) -> bool {
-        self.at.iter().chain(&self.inside).any(|&s| s)
-    }
-
-    fn accepts(&self) -> bool {
-        self.at.last().copied().unwrap_or(false)
-    }
-
-    fn clear(&mut self) {
-        self.at.fill(false);
-        self.inside.fill(false);
-    }
-}
-
-/// Run the pattern as an NFA over `path`: true when it matches the whole
-/// path or a parent directory (a prefix that ends right before a `/`).
-fn tokens_match(tokens: &[Token], path: &str) -> bool {
-    let mut states = States::new(tokens.len());
-    let mut next = States::new(tokens.len());
-    add_state(tokens, &mut states, 0);
-    for (pos, c) in path.char_indices() {
-        if c == '/' && pos > 0 && states.accepts() {
-            return true;
-        }
-        next.clear();
-        for (i, token) in tokens.iter().enumerate() {
-            if states.at.get(i).copied().unwrap_or(false) {
-                advance(tokens, token, i, c, &mut next);
-            }
-            if states.inside.get(i).copied().unwrap_or(false) {
-                dir_star(tokens, i, c, &mut next);
-            }
-        }
-        if !next.any() {
-            return false;
-        }
-        std::mem::swap(&mut states, &mut next);
-    }
-    states.accepts()
-}
-
-/// The transitions of state `i` (at `token`) on `c`.
-fn advance(tokens: &[Token], token: &Token, i: usize, c: char, next: &mut States) {
-    match token {
-        Token::Char(p) if *p == c => add_state(tokens, next, i + 1),
-        Token::AnyOne if c != '/' => add_state(tokens, next, i + 1),
-        Token::Star if c != '/' => add_state(tokens, next, i),
-        Token::DirStar => dir_star(tokens, i, c, next),
-        Token::Rest if c != '\n' => add_state(tokens, next, i),
-        Token::Class { negated, ranges }
-            if ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated =>
-        {
-            add_state(tokens, next, i + 1)
-        }
-        _ => {}
-    }
-}
-
-/// `**/` consuming `c`: stay inside, and leave after a `/`.
-fn dir_star(tokens: &[Token], i: usize, c: char, next: &mut States) {
-    if c == '\n' {
-        return;
-    }
-    if let Some(slot) = next.inside.get_mut(i) {
-        *slot = true;
-    }
-    if c == '/' {
-        add_state(tokens, next, i + 1);
-    }
-}
-
-/// Mark `start` and the states reachable from it without input. A state
-/// already marked had its followers marked with it, so the walk stops there:
-/// a run of `**`s then costs linear, not quadratic, time per character.
-fn add_state(tokens: &[Token], states: &mut States, start: usize) {
-    let mut i = start;
-    while let Some(slot) = states.at.get_mut(i) {
-        if *slot {
-            break;
-        }
-        *slot = true;
-        match tokens.get(i) {
-            Some(Token::Star | Token::DirStar | Token::Rest) => i += 1,
-            _ => break,
-        }
-    }
+    Ok(Matcher::Tokens(Glob::new(pattern, Dialect::Dockerignore)?))
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! A file that one thread writes while a task streams what has been written so far: a layer
 //! uploaded while it is still being packed. The writer announces each write (after it is in
 //! the file) and finally the blob's digest and size, or a failure; the reader follows.
+//!
+//! Not for what is written (`crate::layer` packs the layer) or where it goes (the registry
+//! crate uploads the stream).
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -22,11 +25,19 @@ pub struct Done {
     pub size: u64,
 }
 
+/// Why a growing file did not end with a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GrowingError {
+    /// The writer stopped without saying how it ended ([`EndGuard`]).
+    #[error("packing stopped")]
+    Stopped,
+}
+
 #[derive(Default)]
 struct State {
     path: Option<PathBuf>,
     written: u64,
-    end: Option<Result<Done, String>>,
+    end: Option<Result<Done, GrowingError>>,
 }
 
 /// The shared state of one growing file.
@@ -50,7 +61,7 @@ impl Growing {
     }
 
     /// The writer is done (the first call counts). `Ok` only after every byte was announced.
-    pub fn finish(&self, end: Result<Done, String>) {
+    pub fn finish(&self, end: Result<Done, GrowingError>) {
         self.update(|s| {
             if s.end.is_none() {
                 s.end = Some(end);
@@ -64,7 +75,7 @@ impl Growing {
     }
 
     /// Waits until the writer is done.
-    pub async fn ended(&self) -> Result<Done, String> {
+    pub async fn ended(&self) -> Result<Done, GrowingError> {
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -131,7 +142,7 @@ pub struct EndGuard(pub Arc<Growing>);
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
-        self.0.finish(Err("packing stopped".into()));
+        self.0.finish(Err(GrowingError::Stopped));
     }
 }
 

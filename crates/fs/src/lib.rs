@@ -1,9 +1,15 @@
 //! Filesystems and layers: what turns files into layer blobs and layer blobs back into files.
 //!
-//! `context` walks a build context (filtered by `dockerignore`), `layer` writes entries as a
-//! deterministic tar, `compress` compresses it (gzip in parallel blocks, zstd), `extract`
-//! reads archives and image layers (whiteouts, overlay) into a directory safely, and
-//! `growing` lets a layer file be read while it is still being written.
+//! - [`context`] works out what a `COPY` takes from the build context, filtered by
+//!   [`dockerignore`];
+//! - [`layer`] writes entries as a deterministic tar, [`compress`] compresses it (gzip in
+//!   parallel blocks, zstd) and recognises and decodes compressed streams, and [`growing`]
+//!   lets a layer file be read while it is still being written;
+//! - [`tar_read`] is the one reader of tar streams (hostile input assumed), which
+//!   [`extract`] uses to unpack archives and image layers (whiteouts, overlay) into a
+//!   directory safely;
+//! - [`glob`] is the one glob engine, with the rules of `.dockerignore`, `COPY` sources and
+//!   fnmatch(3).
 //!
 //! Not here: what a Dockerfile means (`regbuild-frontend`), where layers go
 //! (`regbuild-registry`), the layer cache (`regbuild::builder::cache`).
@@ -12,5 +18,7 @@ pub mod compress;
 pub mod context;
 pub mod dockerignore;
 pub mod extract;
+pub mod glob;
 pub mod growing;
 pub mod layer;
+pub mod tar_read;

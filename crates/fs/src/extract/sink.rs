@@ -1,0 +1,721 @@
+//! Writing archive members into a destination directory, and nothing else: the safety rules
+//! of the [module documentation](super) (nothing written through a symlink, hard links
+//! only to what is already inside, devices and FIFOs never created, modes as the archive
+//! says) are enforced here, and what was written is recorded ([`Sink::meta`] and the other
+//! maps) so a layer can be rebuilt from the tree.
+//!
+//! It does not read tar streams (`crate::tar_read`), clean names (the members come cleaned)
+//! or decide what an upper layer hides (`super::overlay`).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{
+    clean, read_error, EntryMeta, ExtractError, ExtractStats, Kind, Member, Special, COPY_BUF_LEN,
+    IMPLICIT_DIR_MODE,
+};
+use crate::layer::Xattrs;
+
+/// What happened to one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Written,
+    Skipped(&'static str),
+    /// A hard link whose target is not in `dest` yet. It is retried at the end.
+    Pending,
+}
+
+/// State of the parents of a path under `dest`.
+enum Parents {
+    Ok,
+    Blocked(&'static str),
+    /// Only when not creating them.
+    Missing,
+}
+
+/// Names a member in errors raised while writing it.
+struct Ctx<'a> {
+    archive: &'a str,
+    entry: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn write_error(&self, disk: &Path, source: io::Error) -> ExtractError {
+        ExtractError::Write {
+            archive: self.archive.to_string(),
+            entry: self.entry.to_path_buf(),
+            disk: disk.to_path_buf(),
+            source,
+        }
+    }
+}
+
+struct PendingLink {
+    archive: String,
+    name: PathBuf,
+    path: PathBuf,
+    target: PathBuf,
+    meta: EntryMeta,
+    xattrs: Xattrs,
+}
+
+/// Writes members into `dest`, refusing anything that would leave it.
+pub(super) struct Sink {
+    dest: PathBuf,
+    pub(super) stats: ExtractStats,
+    pending: Vec<PendingLink>,
+    /// Non-directory members of the layer being applied that were not
+    /// written (shadowed or not wanted). Their content is gone, so a hard
+    /// link to one of them cannot be made.
+    pub(super) unavailable: HashSet<PathBuf>,
+    buf: Vec<u8>,
+    /// Whether device nodes and FIFOs are recorded (behind placeholders) rather than
+    /// skipped: [`extract_archive`] records them, an [`Overlay`] skips them.
+    keep_specials: bool,
+    /// Header metadata of each path written, for [`Overlay::metadata`].
+    pub(super) meta: HashMap<PathBuf, EntryMeta>,
+    /// Device nodes and FIFOs recorded, by path; a placeholder file stands there.
+    pub(super) specials: HashMap<PathBuf, Special>,
+    /// Extended attributes of the paths written with any.
+    pub(super) xattrs: HashMap<PathBuf, Xattrs>,
+    /// Hard links written, link → target, for [`Overlay::hard_links`].
+    pub(super) links: HashMap<PathBuf, PathBuf>,
+    /// Target → links made to it. May list links since replaced: check
+    /// `links` before trusting an entry.
+    linked_from: HashMap<PathBuf, Vec<PathBuf>>,
+}
+
+impl Sink {
+    pub(super) fn new(dest: &Path, keep_specials: bool) -> Sink {
+        Sink {
+            dest: dest.to_path_buf(),
+            stats: ExtractStats::default(),
+            pending: Vec::new(),
+            unavailable: HashSet::new(),
+            buf: vec![0; COPY_BUF_LEN],
+            keep_specials,
+            meta: HashMap::new(),
+            specials: HashMap::new(),
+            xattrs: HashMap::new(),
+            links: HashMap::new(),
+            linked_from: HashMap::new(),
+        }
+    }
+
+    /// Records what was just written at `path`, replacing whatever was there.
+    /// `link_target` is set for a hard link, `special` for a device or FIFO.
+    fn remember(
+        &mut self,
+        path: &Path,
+        meta: EntryMeta,
+        link_target: Option<&Path>,
+        special: Option<Special>,
+        xattrs: &Xattrs,
+    ) {
+        // A hard link to a recorded special is another record (its own placeholder).
+        let special = special.or_else(|| link_target.and_then(|t| self.specials.get(t).copied()));
+        let link_target = link_target.filter(|_| special.is_none());
+        match special {
+            Some(s) => self.specials.insert(path.to_path_buf(), s),
+            None => self.specials.remove(path),
+        };
+        if xattrs.is_empty() {
+            self.xattrs.remove(path);
+        } else {
+            self.xattrs.insert(path.to_path_buf(), xattrs.clone());
+        }
+        // Links to what was at `path` keep the old inode: no longer links to
+        // the new content.
+        for link in self.linked_from.remove(path).unwrap_or_default() {
+            if self.links.get(&link).is_some_and(|target| target == path) {
+                self.links.remove(&link);
+            }
+        }
+        match link_target {
+            Some(target) => {
+                self.links.insert(path.to_path_buf(), target.to_path_buf());
+                self.linked_from
+                    .entry(target.to_path_buf())
+                    .or_default()
+                    .push(path.to_path_buf());
+            }
+            None => {
+                self.links.remove(path);
+            }
+        }
+        self.meta.insert(path.to_path_buf(), meta);
+    }
+
+    pub(super) fn note(&mut self, path: &Path, why: &'static str) {
+        self.stats.skipped.push((path.to_path_buf(), why));
+    }
+
+    pub(super) fn write(
+        &mut self,
+        archive: &str,
+        member: &Member,
+        data: &mut dyn Read,
+    ) -> Result<Outcome, ExtractError> {
+        let ctx = Ctx {
+            archive,
+            entry: &member.name,
+        };
+        if member.path.as_os_str().is_empty() {
+            return Ok(self.root_entry(member));
+        }
+        let outcome = match member.kind {
+            Kind::Dir => self.dir(&ctx, member)?,
+            Kind::File => self.file(&ctx, member, data)?,
+            Kind::Symlink => self.symlink(&ctx, member)?,
+            Kind::HardLink => self.hard_link_member(&ctx, member)?,
+            Kind::Special(_) if self.keep_specials => self.placeholder(&ctx, &member.path)?,
+            Kind::Special(special) => Outcome::Skipped(special.skip_reason()),
+            Kind::Unsupported(why) => Outcome::Skipped(why),
+        };
+        self.record(&member.path, outcome);
+        if outcome == Outcome::Written {
+            let target = match member.kind {
+                // Cleaned fine already, or it would not have been written.
+                Kind::HardLink => clean(&member.link, false).ok(),
+                _ => None,
+            };
+            let special = match member.kind {
+                Kind::Special(special) => Some(special),
+                _ => None,
+            };
+            self.remember(
+                &member.path,
+                member.meta(),
+                target.as_deref(),
+                special,
+                &member.xattrs,
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// `./` is common and names `dest` itself, which is left as it is.
+    fn root_entry(&mut self, member: &Member) -> Outcome {
+        if member.kind == Kind::Dir {
+            return Outcome::Written;
+        }
+        let why = "entry would replace the destination directory itself";
+        self.note(&member.name, why);
+        Outcome::Skipped(why)
+    }
+
+    fn record(&mut self, path: &Path, outcome: Outcome) {
+        match outcome {
+            Outcome::Written => self.stats.entries += 1,
+            Outcome::Skipped(why) => self.note(path, why),
+            Outcome::Pending => {}
+        }
+    }
+
+    fn dir(&mut self, ctx: &Ctx, member: &Member) -> Result<Outcome, ExtractError> {
+        if let Parents::Blocked(why) = self.parents(ctx, &member.path, true)? {
+            return Ok(Outcome::Skipped(why));
+        }
+        let disk = self.dest.join(&member.path);
+        let io_error = |e| ctx.write_error(&disk, e);
+        match fs::symlink_metadata(&disk) {
+            Ok(meta) if meta.is_dir() => {}
+            // A file or symlink in the way is replaced, never followed.
+            Ok(_) => {
+                fs::remove_file(&disk).map_err(io_error)?;
+                fs::create_dir(&disk).map_err(io_error)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&disk).map_err(io_error)?;
+            }
+            Err(e) => return Err(io_error(e)),
+        }
+        // Owner-writable, so the rest of the archive can still go in.
+        let mode = (member.mode & 0o7777) | 0o700;
+        fs::set_permissions(&disk, Permissions::from_mode(mode)).map_err(io_error)?;
+        Ok(Outcome::Written)
+    }
+
+    fn file(
+        &mut self,
+        ctx: &Ctx,
+        member: &Member,
+        data: &mut dyn Read,
+    ) -> Result<Outcome, ExtractError> {
+        if let Some(why) = self.make_room(ctx, &member.path)? {
+            return Ok(Outcome::Skipped(why));
+        }
+        let disk = self.dest.join(&member.path);
+        // create_new (O_EXCL) does not follow a symlink that appeared meanwhile.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&disk)
+            .map_err(|e| ctx.write_error(&disk, e))?;
+        let written = copy_data(ctx, data, &mut file, &disk, &mut self.buf)?;
+        // fchmod after writing: the umask cannot strip bits, and read-only
+        // modes do not get in our way.
+        file.set_permissions(Permissions::from_mode(member.mode & 0o7777))
+            .map_err(|e| ctx.write_error(&disk, e))?;
+        self.stats.bytes += written;
+        Ok(Outcome::Written)
+    }
+
+    /// An empty file standing for a device node or FIFO at `path`.
+    fn placeholder(&mut self, ctx: &Ctx, path: &Path) -> Result<Outcome, ExtractError> {
+        if let Some(why) = self.make_room(ctx, path)? {
+            return Ok(Outcome::Skipped(why));
+        }
+        let disk = self.dest.join(path);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&disk)
+            .map_err(|e| ctx.write_error(&disk, e))?;
+        Ok(Outcome::Written)
+    }
+
+    fn symlink(&mut self, ctx: &Ctx, member: &Member) -> Result<Outcome, ExtractError> {
+        if member.link.is_empty() {
+            return Ok(Outcome::Skipped("symlink with an empty target"));
+        }
+        if member.link.contains(&0) {
+            return Ok(Outcome::Skipped("symlink target contains a NUL byte"));
+        }
+        if let Some(why) = self.make_room(ctx, &member.path)? {
+            return Ok(Outcome::Skipped(why));
+        }
+        let disk = self.dest.join(&member.path);
+        std::os::unix::fs::symlink(OsStr::from_bytes(&member.link), &disk)
+            .map_err(|e| ctx.write_error(&disk, e))?;
+        Ok(Outcome::Written)
+    }
+
+    fn hard_link_member(&mut self, ctx: &Ctx, member: &Member) -> Result<Outcome, ExtractError> {
+        let target = match clean(&member.link, false) {
+            Ok(target) => target,
+            Err(problem) => return Ok(Outcome::Skipped(problem.for_link())),
+        };
+        if self.unavailable.contains(&target) {
+            return Ok(Outcome::Skipped(
+                "hard link target was not extracted (shadowed by an upper layer or not wanted)",
+            ));
+        }
+        let outcome = self.hard_link(ctx, &member.path, &target, false)?;
+        if outcome == Outcome::Pending {
+            self.pending.push(PendingLink {
+                archive: ctx.archive.to_string(),
+                name: member.name.clone(),
+                path: member.path.clone(),
+                target,
+                meta: member.meta(),
+                xattrs: member.xattrs.clone(),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Links `path` to `target`, both relative to `dest`. A missing target is
+    /// `Pending` until the `last_try`.
+    fn hard_link(
+        &mut self,
+        ctx: &Ctx,
+        path: &Path,
+        target: &Path,
+        last_try: bool,
+    ) -> Result<Outcome, ExtractError> {
+        let missing = if last_try {
+            Outcome::Skipped("hard link target not found")
+        } else {
+            Outcome::Pending
+        };
+        if target.as_os_str().is_empty() {
+            return Ok(Outcome::Skipped("hard link to the archive root"));
+        }
+        if target == path {
+            return Ok(Outcome::Skipped("hard link to itself"));
+        }
+        match self.parents(ctx, target, false)? {
+            Parents::Ok => {}
+            Parents::Missing => return Ok(missing),
+            Parents::Blocked(_) => {
+                return Ok(Outcome::Skipped(
+                    "hard link target is reached through a symlink or non-directory",
+                ))
+            }
+        }
+        let source = self.dest.join(target);
+        let is_file = match fs::symlink_metadata(&source) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(missing),
+            Err(e) => return Err(ctx.write_error(&source, e)),
+            Ok(meta) if meta.is_dir() => return Ok(Outcome::Skipped("hard link to a directory")),
+            Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => {
+                return Ok(Outcome::Skipped("hard link to a special file"))
+            }
+            Ok(meta) => meta.is_file(),
+        };
+        if self.specials.contains_key(target) {
+            // Not linked: each record gets a placeholder of its own (see `remember`).
+            return self.placeholder(ctx, path);
+        }
+        if let Some(why) = self.make_room(ctx, path)? {
+            return Ok(Outcome::Skipped(why));
+        }
+        let disk = self.dest.join(path);
+        // Some filesystems refuse links. A regular file can be copied instead;
+        // the source is known not to be a symlink, so the copy stays in `dest`.
+        fs::hard_link(&source, &disk)
+            .or_else(|e| {
+                if is_file {
+                    fs::copy(&source, &disk).map(drop)
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| ctx.write_error(&disk, e))?;
+        Ok(Outcome::Written)
+    }
+
+    /// Makes the pending hard links whose target is now there. On the
+    /// `last_try` the others are skipped; otherwise they stay pending.
+    pub(super) fn resolve_pending(&mut self, last_try: bool) -> Result<(), ExtractError> {
+        for link in std::mem::take(&mut self.pending) {
+            let ctx = Ctx {
+                archive: &link.archive,
+                entry: &link.name,
+            };
+            let outcome = self.hard_link(&ctx, &link.path, &link.target, last_try)?;
+            self.record(&link.path, outcome);
+            match outcome {
+                Outcome::Written => {
+                    let (meta, xattrs) = (link.meta.clone(), link.xattrs.clone());
+                    self.remember(&link.path, meta, Some(&link.target), None, &xattrs);
+                }
+                Outcome::Pending => self.pending.push(link),
+                Outcome::Skipped(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the parents of `path` under `dest`, creating missing ones if
+    /// `create`. Each existing parent must be a real directory: writing
+    /// through a symlinked parent is how archives escape their destination.
+    fn parents(&mut self, ctx: &Ctx, path: &Path, create: bool) -> Result<Parents, ExtractError> {
+        let Some(parent) = path.parent() else {
+            return Ok(Parents::Ok);
+        };
+        let mut disk = self.dest.clone();
+        let mut rel = PathBuf::new();
+        for component in parent.components() {
+            disk.push(component);
+            rel.push(component);
+            match fs::symlink_metadata(&disk) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Ok(Parents::Blocked("a parent directory is a symlink"))
+                }
+                Ok(_) => return Ok(Parents::Blocked("a parent is not a directory")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    make_dir(&disk, IMPLICIT_DIR_MODE).map_err(|e| ctx.write_error(&disk, e))?;
+                    self.remember(&rel, EntryMeta::IMPLICIT_DIR, None, None, &Xattrs::new());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Parents::Missing),
+                Err(e) => return Err(ctx.write_error(&disk, e)),
+            }
+        }
+        Ok(Parents::Ok)
+    }
+
+    /// Prepares to write a non-directory at `path`: creates its parents and
+    /// removes whatever is there. An empty directory is removed, as tar does.
+    /// Returns why not when that cannot be done safely.
+    fn make_room(&mut self, ctx: &Ctx, path: &Path) -> Result<Option<&'static str>, ExtractError> {
+        if let Parents::Blocked(why) = self.parents(ctx, path, true)? {
+            return Ok(Some(why));
+        }
+        let disk = self.dest.join(path);
+        let removed = match fs::symlink_metadata(&disk) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => Err(e),
+            Ok(meta) if meta.is_dir() => fs::remove_dir(&disk),
+            Ok(_) => fs::remove_file(&disk),
+        };
+        match removed {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
+                Ok(Some("a non-empty directory is in its place"))
+            }
+            Err(e) => Err(ctx.write_error(&disk, e)),
+        }
+    }
+}
+
+fn make_dir(disk: &Path, mode: u32) -> io::Result<()> {
+    fs::create_dir(disk)?;
+    // Set explicitly: create_dir's mode is filtered by the umask.
+    fs::set_permissions(disk, Permissions::from_mode(mode))
+}
+
+/// Streams an entry's data into `out`. A short stream is caught by the caller
+/// when it skips the rest of the entry.
+fn copy_data(
+    ctx: &Ctx,
+    data: &mut dyn Read,
+    out: &mut File,
+    disk: &Path,
+    buf: &mut [u8],
+) -> Result<u64, ExtractError> {
+    let mut total = 0u64;
+    loop {
+        let n = match data.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(ctx.archive, ctx.entry, e)),
+        };
+        let Some(chunk) = buf.get(..n) else {
+            let bad = io::Error::other("decoder returned more bytes than asked for");
+            return Err(read_error(ctx.archive, ctx.entry, bad));
+        };
+        out.write_all(chunk).map_err(|e| ctx.write_error(disk, e))?;
+        total += chunk.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::super::{Special, IMPLICIT_DIR_MODE};
+    use crate::layer::Xattrs;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+    use tar::EntryType;
+
+    #[test]
+    fn extracts_files_dirs_and_links_with_their_modes() {
+        let scene = Scene::new();
+        let archive = Tar::new()
+            .dir("./", 0o700)
+            .dir("bin", 0o555)
+            .file("bin/tool", b"#!/bin/sh\n", 0o4755)
+            .file("etc/conf", b"a=1\n", 0o640)
+            .symlink("etc/passwd-link", "/etc/passwd")
+            .hardlink("bin/tool2", "bin/tool")
+            .bytes();
+        let stats = scene.extract(&archive).unwrap();
+
+        assert_eq!(stats.entries, 5);
+        assert_eq!(stats.bytes, 14);
+        assert!(stats.skipped.is_empty(), "{stats:?}");
+        assert_eq!(scene.mode("bin"), 0o755, "directories stay owner-writable");
+        assert_eq!(scene.mode("bin/tool"), 0o4755, "setuid kept");
+        assert_eq!(scene.mode("etc/conf"), 0o640);
+        assert_eq!(scene.mode("etc"), IMPLICIT_DIR_MODE);
+        assert_eq!(
+            fs::read_link(scene.dest().join("etc/passwd-link")).unwrap(),
+            Path::new("/etc/passwd"),
+            "symlink targets are verbatim"
+        );
+        let ino = |p: &str| fs::metadata(scene.dest().join(p)).unwrap().ino();
+        assert_eq!(ino("bin/tool2"), ino("bin/tool"));
+        assert_eq!(scene.mode(""), 0o755, "dest itself untouched");
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones() {
+        let scene = Scene::new();
+        let archive = Tar::new()
+            .file("a", b"first", 0o644)
+            .symlink("a", "/etc/shadow")
+            .file("a", b"second", 0o600)
+            .dir("d", 0o755)
+            .file("d", b"was an empty dir", 0o644)
+            .dir("full", 0o755)
+            .file("full/x", b"x", 0o644)
+            .file("full", b"not allowed", 0o644)
+            .bytes();
+        let stats = scene.extract(&archive).unwrap();
+        assert_eq!(scene.read("a"), "second");
+        assert_eq!(scene.read("d"), "was an empty dir");
+        assert_eq!(
+            skipped_reason(&stats, "full"),
+            "a non-empty directory is in its place"
+        );
+        assert_eq!(scene.read("full/x"), "x");
+    }
+
+    #[test]
+    fn never_writes_through_a_symlinked_parent() {
+        let scene = Scene::new();
+        let outside = scene.outside();
+        let archive = Tar::new()
+            .symlink("evil", outside.to_str().unwrap())
+            .symlink("up", "..")
+            .file("evil/pwned", b"gotcha", 0o644)
+            .file("up/outside/pwned", b"gotcha", 0o644)
+            .dir("evil/sub", 0o755)
+            .symlink("evil/link", "/etc")
+            .file("real", b"real", 0o644)
+            .hardlink("evil/hard", "real")
+            .bytes();
+        let stats = scene.extract(&archive).unwrap();
+        for path in [
+            "evil/pwned",
+            "up/outside/pwned",
+            "evil/sub",
+            "evil/link",
+            "evil/hard",
+        ] {
+            assert_eq!(
+                skipped_reason(&stats, path),
+                "a parent directory is a symlink"
+            );
+        }
+        assert_eq!(fs::read_link(scene.dest().join("evil")).unwrap(), outside);
+        scene.assert_outside_untouched();
+    }
+
+    #[test]
+    fn refuses_hostile_hard_links() {
+        let scene = Scene::new();
+        fs::write(scene.outside().join("secret"), "secret").unwrap();
+        let outside = scene.outside();
+        let archive = Tar::new()
+            .file("real", b"real", 0o644)
+            .dir("dir", 0o755)
+            .symlink("out", outside.to_str().unwrap())
+            .hardlink("escape", "../outside/secret")
+            .hardlink("through", "out/secret")
+            .hardlink("missing", "nowhere")
+            .hardlink("todir", "dir")
+            .hardlink("self", "self")
+            .hardlink("absolute", "/real")
+            .bytes();
+        let stats = scene.extract(&archive).unwrap();
+        assert_eq!(
+            skipped_reason(&stats, "escape"),
+            "hard link target leads out of the destination"
+        );
+        assert_eq!(
+            skipped_reason(&stats, "through"),
+            "hard link target is reached through a symlink or non-directory"
+        );
+        assert_eq!(
+            skipped_reason(&stats, "missing"),
+            "hard link target not found"
+        );
+        assert_eq!(skipped_reason(&stats, "todir"), "hard link to a directory");
+        assert_eq!(skipped_reason(&stats, "self"), "hard link to itself");
+        // Absolute targets are archive names, cleaned like entry names.
+        assert_eq!(scene.read("absolute"), "real");
+        assert_eq!(
+            fs::read_to_string(outside.join("secret")).unwrap(),
+            "secret"
+        );
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn resolves_hard_links_that_precede_their_target() {
+        let scene = Scene::new();
+        let archive = Tar::new()
+            .hardlink("early", "late")
+            .file("late", b"content", 0o644)
+            .bytes();
+        let stats = scene.extract(&archive).unwrap();
+        assert_eq!(scene.read("early"), "content");
+        assert_eq!(stats.entries, 2);
+    }
+
+    #[test]
+    fn records_devices_and_fifos_behind_placeholders() {
+        let scene = Scene::new();
+        let archive = hostile(&[
+            device_entry(b"dev/null", EntryType::Char, 1, 3, 0o666),
+            device_entry(b"dev/sda", EntryType::Block, 8, 0, 0o660),
+            raw_entry(b"run/fifo", EntryType::Fifo, b"", b""),
+            raw_entry(b"run/fifo/below", EntryType::Regular, b"", b"x"),
+            raw_entry(b"dev/zero", EntryType::Link, b"dev/null", b""),
+            raw_entry(b"ok", EntryType::Regular, b"", b"ok"),
+        ]);
+        let got = scene.unpack(&archive).unwrap();
+        assert_eq!(
+            got.specials,
+            [
+                ("dev/null".into(), Special::Char { major: 1, minor: 3 }),
+                ("dev/zero".into(), Special::Char { major: 1, minor: 3 }),
+                ("dev/sda".into(), Special::Block { major: 8, minor: 0 }),
+                ("run/fifo".into(), Special::Fifo),
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert_eq!(got.meta[Path::new("dev/sda")], meta(0, 6, 0o660));
+        for placeholder in ["dev/null", "dev/zero", "dev/sda", "run/fifo"] {
+            let on_disk = fs::symlink_metadata(scene.dest().join(placeholder)).unwrap();
+            assert!(on_disk.is_file() && on_disk.len() == 0, "{placeholder}");
+            assert_eq!(
+                on_disk.nlink(),
+                1,
+                "a link to a special is a record of its own"
+            );
+        }
+        assert_eq!(
+            skipped_reason(&got.stats, "run/fifo/below"),
+            "a parent is not a directory",
+            "as tar: nothing goes below a FIFO"
+        );
+        assert_eq!(scene.read("ok"), "ok");
+
+        // A later entry at the same path replaces the record.
+        let scene = Scene::new();
+        let archive = hostile(&[
+            raw_entry(b"run/fifo", EntryType::Fifo, b"", b""),
+            raw_entry(b"run/fifo", EntryType::Regular, b"", b"now a file"),
+        ]);
+        let got = scene.unpack(&archive).unwrap();
+        assert!(got.specials.is_empty(), "{got:?}");
+        assert_eq!(scene.read("run/fifo"), "now a file");
+    }
+
+    #[test]
+    fn records_pax_xattrs_per_path() {
+        let scene = Scene::new();
+        let capability = [1u8, 0, 0, 2, 0, 0x20, 0, 0, b'\n', b'=', 0];
+        let archive = hostile(&[
+            raw_entry(
+                b"PaxHeaders/ping",
+                EntryType::XHeader,
+                b"",
+                &[
+                    pax_kv("SCHILY.xattr.security.capability", &capability),
+                    pax_kv("SCHILY.xattr.user.note", b"first"),
+                    pax_kv("SCHILY.xattr.user.note", b"last wins"),
+                    pax_kv("LIBARCHIVE.xattr.user.other", b"aWdub3JlZA=="),
+                ]
+                .concat(),
+            ),
+            raw_entry(b"bin/ping", EntryType::Regular, b"", b"ELF"),
+            raw_entry(b"bin/plain", EntryType::Regular, b"", b"x"),
+        ]);
+        let got = scene.unpack(&archive).unwrap();
+        let want: Xattrs = [
+            (b"security.capability".to_vec(), capability.to_vec()),
+            (b"user.note".to_vec(), b"last wins".to_vec()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got.xattrs.len(), 1, "{:?}", got.xattrs);
+        assert_eq!(got.xattrs[Path::new("bin/ping")], want);
+        assert_eq!(scene.read("bin/ping"), "ELF");
+    }
+}
