@@ -9,7 +9,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::builder::cache::KEY_ANNOTATION;
-use crate::builder::orchestrate::{StageImage, StageLayer};
+use crate::builder::stage::{StageImage, StageLayer};
 use crate::image::base::ResolvedBase;
 use regbuild_oci::config::ImageConfig;
 use regbuild_oci::digest::Digest;
@@ -143,7 +143,7 @@ mod tests {
 
     use super::*;
     use crate::builder::cache::CachedLayer;
-    use crate::builder::orchestrate::CachedStageLayer;
+    use crate::builder::stage::CachedStageLayer;
     use regbuild_fs::layer::{BuiltLayer, LayerOptions};
     use regbuild_oci::manifest::{Descriptor, DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::builder::orchestrate::{join_in_image, StageImage};
+use crate::builder::stage::{join_in_image, StageImage};
 use crate::builder::rootfs;
 use crate::image::base::ResolvedBase;
 use regbuild_closure::ClosureKind;
@@ -49,7 +49,7 @@ pub struct CopyContext<'a> {
 /// layers, see `crate::builder::pack`).
 pub enum NewLayer {
     Pack(crate::builder::pack::PackJob),
-    Cached(crate::builder::orchestrate::CachedStageLayer),
+    Cached(crate::builder::stage::CachedStageLayer),
 }
 
 /// One layer of a COPY (a COPY makes one, or several with `--layering=auto`).
@@ -100,7 +100,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, S
                         .ok_or_else(|| format!("image {r} was not resolved"))?;
                     b.layers
                         .iter()
-                        .map(|d| crate::builder::orchestrate::StageLayer::Remote {
+                        .map(|d| crate::builder::stage::StageLayer::Remote {
                             descriptor: Box::new(d.clone()),
                             registry: b.reference.registry.clone(),
                             repository: b.reference.repository.clone(),
@@ -320,7 +320,7 @@ fn find(ctx: &CopyContext<'_>, key: &str) -> Option<Found> {
 /// What a cached layer holds: known, or produced when its bytes are needed.
 enum CachedEntries {
     Known(Vec<LayerEntry>),
-    Deferred(crate::builder::from_image::DeferredEntries),
+    Deferred(crate::builder::stage::DeferredEntries),
 }
 use CachedEntries::{Deferred, Known};
 
@@ -331,7 +331,7 @@ fn cached_layer(
     entries: CachedEntries,
     opts: LayerOptions,
     label: &str,
-) -> crate::builder::orchestrate::CachedStageLayer {
+) -> crate::builder::stage::CachedStageLayer {
     if let (Some(cache), Some(_)) = (ctx.cache, &found_in) {
         cache.put(&key, &record);
     }
@@ -342,9 +342,9 @@ fn cached_layer(
     });
     let mut cached = match entries {
         Known(entries) => {
-            crate::builder::orchestrate::CachedStageLayer::new(record, key, entries, opts, ctx.tmp)
+            crate::builder::stage::CachedStageLayer::new(record, key, entries, opts, ctx.tmp)
         }
-        Deferred(entries) => crate::builder::orchestrate::CachedStageLayer::deferred(
+        Deferred(entries) => crate::builder::stage::CachedStageLayer::deferred(
             record, key, entries, opts, ctx.tmp,
         ),
     };
@@ -382,7 +382,7 @@ struct FromImage {
 fn from_image(
     ctx: &CopyContext<'_>,
     from: &CopyFrom,
-    layers: &[crate::builder::orchestrate::StageLayer],
+    layers: &[crate::builder::stage::StageLayer],
     sources: &[String],
     dest: &str,
     chown: Option<(u64, u64)>,
@@ -396,7 +396,7 @@ fn from_image(
     let digests = layers
         .iter()
         .map(|l| match l {
-            crate::builder::orchestrate::StageLayer::Remote { descriptor, .. } => {
+            crate::builder::stage::StageLayer::Remote { descriptor, .. } => {
                 Some(descriptor.digest.to_string())
             }
             _ => None,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::builder::orchestrate::StageLayer;
+use crate::builder::stage::{DeferredEntries, StageLayer};
 use regbuild_fs::layer::{LayerEntry, LayerOptions};
 use regbuild_registry::Registry;
 
@@ -60,8 +60,6 @@ impl FromImageCopy {
     }
 }
 
-/// Produces a layer's entries on first use (blocking; called where blocking is allowed).
-pub type DeferredEntries = Arc<dyn Fn() -> Result<Vec<LayerEntry>, String> + Send + Sync>;
 
 /// Turns a materialised directory into a layer's entries.
 pub type CollectEntries =

@@ -2,7 +2,8 @@
 //! (`regbuild-frontend`), the filesystem and layers (`regbuild-fs`) and the registry
 //! (`regbuild-registry`).
 //!
-//! `orchestrate` walks the evaluated stages and applies each instruction to the stage's
+//! `stage` is the stage model every step reads and extends (a stage's image, its layers and
+//! where their bytes are); `orchestrate` walks the evaluated stages and applies each instruction to the stage's
 //! image; `copy` carries out COPY/ADD (`add` gives an ADD'ed archive's entries their archive
 //! metadata, `owner` resolves `--chown` names, `pathindex` lists a base's paths when a step
 //! depends on them); `rootfs` and `from_image` materialise paths of another stage or image;
@@ -23,5 +24,6 @@ pub mod pathindex;
 pub mod remote_cache;
 pub mod rootfs;
 pub mod squash;
+pub mod stage;
 
 pub use orchestrate::{build, BuildError, BuildRequest, BuiltImage};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::builder::assemble;
 use crate::builder::copy::{self, CopyContext};
 use crate::builder::pack::{pack_all, PackJob, PackSinks};
+use crate::builder::stage::{join_in_image, StageImage, StageLayer};
 use crate::image::base::ResolvedBase;
 use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
@@ -18,7 +19,6 @@ use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::layer::BuiltLayer;
 use regbuild_oci::config::{rfc3339, ImageConfig};
 use regbuild_oci::digest::Digest;
-use regbuild_oci::manifest::Descriptor;
 use regbuild_oci::platform::Platform;
 use regbuild_oci::reference::ImageRef;
 use regbuild_registry::publish::ImageSet;
@@ -93,106 +93,6 @@ pub struct BuiltImage {
     pub new_layers: Vec<(Digest, u64, String)>,
     _layers: Vec<Arc<BuiltLayer>>,
     _tmp: tempfile::TempDir,
-}
-
-/// One layer of a stage: from a registry, or built here.
-#[derive(Clone)]
-pub enum StageLayer {
-    Remote {
-        descriptor: Box<Descriptor>,
-        registry: String,
-        repository: String,
-    },
-    Local(Arc<BuiltLayer>),
-    /// Known from the layer cache: digest, diff_id and size without building it; its file
-    /// is built only if something needs the bytes.
-    Cached(Arc<CachedStageLayer>),
-}
-
-/// A layer whose digest the cache knew; built on first use and checked against it.
-pub struct CachedStageLayer {
-    pub record: crate::builder::cache::CachedLayer,
-    /// Its layer cache key (annotated on its descriptor).
-    pub key: String,
-    /// The registry and repository it was found in by key (None: the local cache).
-    pub found_in: Option<(String, String)>,
-    entries: Vec<regbuild_fs::layer::LayerEntry>,
-    /// Set when `entries` is not known yet (a cached `COPY --from=<image>` layer, whose
-    /// source is not downloaded unless the bytes are needed).
-    deferred: Option<crate::builder::from_image::DeferredEntries>,
-    opts: regbuild_fs::layer::LayerOptions,
-    tmp: std::path::PathBuf,
-    built: std::sync::Mutex<Option<Arc<BuiltLayer>>>,
-}
-
-impl CachedStageLayer {
-    pub fn new(
-        record: crate::builder::cache::CachedLayer,
-        key: String,
-        entries: Vec<regbuild_fs::layer::LayerEntry>,
-        opts: regbuild_fs::layer::LayerOptions,
-        tmp: &std::path::Path,
-    ) -> CachedStageLayer {
-        CachedStageLayer {
-            record,
-            key,
-            found_in: None,
-            entries,
-            deferred: None,
-            opts,
-            tmp: tmp.to_path_buf(),
-            built: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// A layer whose entries are produced only when its bytes are needed.
-    pub fn deferred(
-        record: crate::builder::cache::CachedLayer,
-        key: String,
-        entries: crate::builder::from_image::DeferredEntries,
-        opts: regbuild_fs::layer::LayerOptions,
-        tmp: &std::path::Path,
-    ) -> CachedStageLayer {
-        CachedStageLayer {
-            deferred: Some(entries),
-            ..CachedStageLayer::new(record, key, Vec::new(), opts, tmp)
-        }
-    }
-
-    /// What the layer holds (blocking: a deferred layer materialises its source now).
-    pub fn entries(&self) -> Result<Vec<regbuild_fs::layer::LayerEntry>, String> {
-        match &self.deferred {
-            Some(produce) => produce(),
-            None => Ok(self.entries.clone()),
-        }
-    }
-
-    /// The layer's file, built now if it was not yet (blocking).
-    pub fn built(&self) -> Result<Arc<BuiltLayer>, String> {
-        let mut slot = self.built.lock().map_err(|_| "layer build lock poisoned")?;
-        if let Some(b) = slot.as_ref() {
-            return Ok(b.clone());
-        }
-        let b =
-            regbuild_fs::layer::build_layer(self.entries()?, &self.opts, &self.tmp, &mut |_| {})
-                .map_err(|e| e.to_string())?;
-        if b.digest != self.record.digest {
-            return Err(format!(
-                "a cached layer rebuilt to {} instead of {} (its inputs changed during the build, or the cache is stale: delete $REGBUILD_CACHE)",
-                b.digest, self.record.digest
-            ));
-        }
-        let b = Arc::new(b);
-        *slot = Some(b.clone());
-        Ok(b)
-    }
-}
-/// A stage's image as it is being built.
-#[derive(Clone)]
-pub struct StageImage {
-    pub config: ImageConfig,
-    pub layers: Vec<StageLayer>,
-    pub base: Option<ResolvedBase>,
 }
 
 /// Builds the image described by `req`.
@@ -898,22 +798,6 @@ fn argv(config: &ImageConfig, c: &Command) -> Vec<String> {
             v
         }
     }
-}
-
-/// `dir` resolved against `base` inside the image, cleaned (no `.`/`..`, never above `/`).
-pub fn join_in_image(base: &str, dir: &str) -> String {
-    let start = if dir.starts_with('/') { "" } else { base };
-    let mut parts: Vec<&str> = Vec::new();
-    for p in start.split('/').chain(dir.split('/')) {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 fn load_dockerignore(context: &Path) -> Result<DockerIgnore, BuildError> {

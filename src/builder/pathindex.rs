@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::builder::orchestrate::StageLayer;
+use crate::builder::stage::StageLayer;
 use regbuild_fs::layer::{EntryKind, LayerEntry};
 use regbuild_registry::Registry;
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::builder::orchestrate::StageLayer;
+use crate::builder::stage::StageLayer;
 use regbuild_fs::extract::{self, EntryMeta, Limits, Overlay};
 use regbuild_registry::{Registry, Scopes};
 use std::collections::HashMap;

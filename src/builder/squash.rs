@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::builder::orchestrate::{StageImage, StageLayer};
+use crate::builder::stage::{StageImage, StageLayer};
 use crate::builder::rootfs;
 use regbuild_fs::context::{self, CopyRequest};
 use regbuild_fs::layer::{self, EntryKind, LayerEntry, LayerOptions};
