@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::builder::stage::{join_in_image, StageImage};
 use crate::builder::rootfs;
+use crate::builder::stage::{join_in_image, NewLayer, StageImage, StepLayer, StepOutput};
 use crate::image::base::ResolvedBase;
 use regbuild_closure::ClosureKind;
 use regbuild_frontend::stages::{CopyFrom, CopySpec};
@@ -45,31 +45,8 @@ pub struct CopyContext<'a> {
     pub architecture: &'a str,
 }
 
-/// A COPY's layer: known from the cache, or to be packed (with the stage's other new
-/// layers, see `crate::builder::pack`).
-pub enum NewLayer {
-    Pack(crate::builder::pack::PackJob),
-    Cached(crate::builder::stage::CachedStageLayer),
-}
-
-/// One layer of a COPY (a COPY makes one, or several with `--layering=auto`).
-pub struct CopyLayer {
-    pub layer: NewLayer,
-    /// What the layer holds (kept for `--squash`).
-    pub entries: Vec<LayerEntry>,
-    /// The instruction, with `[part i/n]` when the COPY was split: its history entry.
-    pub label: String,
-}
-
-pub struct CopyOutput {
-    pub layers: Vec<CopyLayer>,
-    pub stripped_setuid: Vec<String>,
-    /// What the user should hear about (the caller adds `file:line`).
-    pub warnings: Vec<String>,
-}
-
 /// Runs one COPY/ADD; errors are messages the caller prefixes with `file:line`.
-pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<CopyOutput, String> {
+pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, String> {
     let dest = destination(&ctx.workdir, &spec.dest);
     let chown = spec
         .chown
@@ -225,7 +202,7 @@ pub fn layers_of(
     entries: Vec<LayerEntry>,
     stripped: Vec<String>,
     from_image_key: Option<String>,
-) -> Result<CopyOutput, String> {
+) -> Result<StepOutput, String> {
     let opts = LayerOptions {
         mtime: ctx.epoch,
         compression: ctx.compression,
@@ -277,13 +254,13 @@ pub fn layers_of(
                 stamps,
             }),
         };
-        layers.push(CopyLayer {
+        layers.push(StepLayer {
             layer,
             entries,
             label,
         });
     }
-    Ok(CopyOutput {
+    Ok(StepOutput {
         layers,
         stripped_setuid: stripped,
         warnings: Vec::new(),
@@ -344,9 +321,9 @@ fn cached_layer(
         Known(entries) => {
             crate::builder::stage::CachedStageLayer::new(record, key, entries, opts, ctx.tmp)
         }
-        Deferred(entries) => crate::builder::stage::CachedStageLayer::deferred(
-            record, key, entries, opts, ctx.tmp,
-        ),
+        Deferred(entries) => {
+            crate::builder::stage::CachedStageLayer::deferred(record, key, entries, opts, ctx.tmp)
+        }
     };
     cached.found_in = found_in;
     cached
@@ -359,10 +336,10 @@ fn cached_output(
     key: String,
     entries: CachedEntries,
     opts: LayerOptions,
-) -> CopyOutput {
+) -> StepOutput {
     let layer = cached_layer(ctx, found, key, entries, opts, ctx.step_text);
-    CopyOutput {
-        layers: vec![CopyLayer {
+    StepOutput {
+        layers: vec![StepLayer {
             layer: NewLayer::Cached(layer),
             entries: Vec::new(),
             label: ctx.step_text.to_string(),

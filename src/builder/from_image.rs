@@ -60,7 +60,6 @@ impl FromImageCopy {
     }
 }
 
-
 /// Turns a materialised directory into a layer's entries.
 pub type CollectEntries =
     Arc<dyn Fn(&std::path::Path) -> Result<Vec<LayerEntry>, String> + Send + Sync>;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::builder::assemble;
 use crate::builder::copy::{self, CopyContext};
 use crate::builder::pack::{pack_all, PackJob, PackSinks};
-use crate::builder::stage::{join_in_image, StageImage, StageLayer};
+use crate::builder::stage::{join_in_image, NewLayer, StageImage, StageLayer};
 use crate::image::base::ResolvedBase;
 use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
@@ -283,11 +283,11 @@ pub async fn build(
                     // The diff_id of a layer still to pack is filled in at the stage's end.
                     let diff_index = image.config.diff_id_count();
                     let layer = match part.layer {
-                        copy::NewLayer::Pack(job) => {
+                        NewLayer::Pack(job) => {
                             image.config.push_layer("", &created, &part.label);
                             Err(job)
                         }
-                        copy::NewLayer::Cached(c) => {
+                        NewLayer::Cached(c) => {
                             image
                                 .config
                                 .push_layer(&c.record.diff_id, &created, &part.label);

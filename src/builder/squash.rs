@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::builder::stage::{StageImage, StageLayer};
 use crate::builder::rootfs;
+use crate::builder::stage::{StageImage, StageLayer};
 use regbuild_fs::context::{self, CopyRequest};
 use regbuild_fs::layer::{self, EntryKind, LayerEntry, LayerOptions};
 use regbuild_registry::Registry;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::image::base::ResolvedBase;
 use regbuild_fs::layer::BuiltLayer;
-use regbuild_oci::config::ImageConfig;
 use regbuild_fs::layer::LayerEntry;
+use regbuild_oci::config::ImageConfig;
 use regbuild_oci::manifest::Descriptor;
 
 /// Produces a layer's entries on first use (blocking; called where blocking is allowed).
@@ -130,3 +130,31 @@ pub fn join_in_image(base: &str, dir: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// A new layer: known from the cache, or to be packed (with the stage's other new layers,
+/// see `crate::builder::pack`).
+pub enum NewLayer {
+    Pack(crate::builder::pack::PackJob),
+    Cached(crate::builder::stage::CachedStageLayer),
+}
+
+/// One layer a step makes (a COPY makes one, or several with `--layering=auto`).
+pub struct StepLayer {
+    pub layer: NewLayer,
+    /// What the layer holds (kept for `--squash`).
+    pub entries: Vec<LayerEntry>,
+    /// The instruction, with `[part i/n]` when the COPY was split: its history entry.
+    pub label: String,
+}
+
+/// What a step that makes layers returns: the seam where a step is carried out.
+///
+/// `orchestrate` hands each layer-making step (COPY/ADD via `copy::run`, WORKDIR's
+/// directories) the stage's image and takes back this; an executor that runs a command
+/// against the stage's root filesystem (RUN) returns the same, its upper directory packed as
+/// one `StepLayer`, and the rest of the build (cache, pack, assemble, push) is unchanged.
+pub struct StepOutput {
+    pub layers: Vec<StepLayer>,
+    pub stripped_setuid: Vec<String>,
+    /// What the user should hear about (the caller adds `file:line`).
+    pub warnings: Vec<String>,
+}
