@@ -988,9 +988,14 @@ mod tests {
         upper: &Path,
         work: &Path,
         merged: &Path,
+        xattrs: OverlayXattrs,
     ) -> Result<Mounted, String> {
-        let script = "mount -t overlay overlay -o \"lowerdir=$1,upperdir=$2,workdir=$3\" \"$4\" \
+        let script = "mount -t overlay overlay -o \"$5lowerdir=$1,upperdir=$2,workdir=$3\" \"$4\" \
                       && echo mounted && exec sleep 600";
+        let extra = match xattrs {
+            OverlayXattrs::Trusted => "",
+            OverlayXattrs::User => "userxattr,",
+        };
         let mut holder = Command::new("unshare")
             .args([
                 "--mount",
@@ -1002,6 +1007,7 @@ mod tests {
                 "sh",
             ])
             .args([lower, upper, work, merged])
+            .arg(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1125,6 +1131,17 @@ mod tests {
 
     #[test]
     fn a_real_overlay_upper_directory_applied_to_its_lower_gives_the_merged_view() {
+        real_overlay(OverlayXattrs::Trusted);
+    }
+
+    #[test]
+    fn the_same_with_userxattr() {
+        real_overlay(OverlayXattrs::User);
+    }
+
+    /// Mounts an overlay, changes it as a RUN step might, and checks the layer made of its
+    /// upper directory: read back, and applied onto the lower tree.
+    fn real_overlay(xattrs: OverlayXattrs) {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = ["lower", "upper", "work", "merged", "out"].map(|d| {
             let p = tmp.path().join(d);
@@ -1146,7 +1163,7 @@ mod tests {
         lchown(l("home/u/.profile"), Some(1000), Some(1000)).unwrap();
         lchown(l("home/u"), Some(1000), Some(1000)).unwrap();
 
-        let mounted = match mount_overlay(lower, upper, work, merged) {
+        let mounted = match mount_overlay(lower, upper, work, merged, xattrs) {
             Ok(m) => m,
             Err(reason) => {
                 eprintln!("skipped: {reason}");
@@ -1201,8 +1218,8 @@ mod tests {
             .is_char_device());
         let opts = UpperOptions {
             excluded: vec!["/etc/resolv.conf".into(), "/proc".into(), "/dev".into()],
+            xattrs,
             source_date_epoch: Some(0),
-            ..Default::default()
         };
         let d = diff_with(upper, &opts);
         assert_eq!((d.whiteouts, d.opaque_dirs), (2, 2), "{:?}", paths(&d));
