@@ -9,7 +9,9 @@
 //!   [`extract`] uses to unpack archives and image layers (whiteouts, overlay) into a
 //!   directory safely;
 //! - [`glob`] is the one glob engine, with the rules of `.dockerignore`, `COPY` sources and
-//!   fnmatch(3).
+//!   fnmatch(3);
+//! - [`upper`] turns an overlayfs upper directory (what a `RUN` step changed) into layer
+//!   entries: whiteouts, opaque directories, hard links, kept xattrs.
 //!
 //! Not here: what a Dockerfile means (`regbuild-frontend`), where layers go
 //! (`regbuild-registry`), the layer cache (`regbuild::builder::cache`).
@@ -22,3 +24,4 @@ pub mod glob;
 pub mod growing;
 pub mod layer;
 pub mod tar_read;
+pub mod upper;
