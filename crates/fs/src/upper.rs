@@ -1292,45 +1292,4 @@ mod tests {
         assert_eq!(got_links, want_links);
         assert_eq!(want_links.len(), 2, "{want_links:?}");
     }
-
-    #[test]
-    #[ignore = "a timing, not a check: cargo test --release -p regbuild-fs --lib ten_thousand -- --ignored --nocapture"]
-    fn ten_thousand_small_files_timing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let upper = tmp.path().join("upper");
-        for i in 0..10_000 {
-            let body = format!("file {i} {}", "x".repeat(i % 200));
-            write(
-                &upper.join(format!("d{:03}/f{i:05}", i / 100)),
-                body.as_bytes(),
-                0o644,
-            );
-        }
-        let layers = tempfile::tempdir().unwrap();
-        let opts = LayerOptions {
-            threads: crate::compress::threads(),
-            ..LayerOptions::default()
-        };
-        let (mut walks, mut totals) = (Vec::new(), Vec::new());
-        for _ in 0..5 {
-            let start = std::time::Instant::now();
-            let d = diff_upper(&upper, &UpperOptions::default(), layers.path()).unwrap();
-            let walked = start.elapsed();
-            assert_eq!(d.entries.len(), 10_100);
-            let built = d.build_layer(&opts, layers.path(), &mut |_| {}).unwrap();
-            let total = start.elapsed();
-            println!(
-                "entries {walked:?}, entries + layer {total:?} ({} bytes)",
-                built.size
-            );
-            walks.push(walked);
-            totals.push(total);
-        }
-        walks.sort();
-        totals.sort();
-        println!(
-            "median of 5, {} compression threads: entries {:?}, entries + layer {:?}",
-            opts.threads, walks[2], totals[2]
-        );
-    }
 }
