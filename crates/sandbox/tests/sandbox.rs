@@ -1,0 +1,492 @@
+//! The sandbox, end to end, on a tiny busybox root filesystem built from the host.
+//! These tests need root (they run the rootless case as `regbuild-test-user` through
+//! `setpriv`) and `/bin/busybox` (Debian: busybox-static).
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use regbuild_sandbox::{
+    MappingKind, Network, Outcome, Sandbox, SandboxError, Spec, Status, Stream,
+};
+
+const TEST_USER: &str = "regbuild-test-user";
+const ROOTLESS_DIR_ENV: &str = "REGBUILD_SANDBOX_ROOTLESS_DIR";
+
+fn sandbox() -> Sandbox {
+    Sandbox::new(env!("CARGO_BIN_EXE_regbuild-sandbox-helper"))
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+struct Fixture {
+    _tmp: Option<tempfile::TempDir>,
+    lower: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut f = Fixture::at(tmp.path());
+        f._tmp = Some(tmp);
+        f
+    }
+
+    /// A root filesystem in `dir/lower` (busybox and its applets, a /data with two files),
+    /// an empty `dir/upper` and `dir/work`.
+    fn at(dir: &Path) -> Fixture {
+        let busybox = Path::new("/bin/busybox");
+        assert!(
+            busybox.exists(),
+            "these tests need /bin/busybox: apt-get install -y busybox-static"
+        );
+        let lower = dir.join("lower");
+        fs::create_dir_all(lower.join("bin")).unwrap();
+        fs::copy(busybox, lower.join("bin/busybox")).unwrap();
+        for app in [
+            "sh", "echo", "ls", "cat", "touch", "rm", "id", "mkdir", "ln", "ip", "ping", "env",
+            "sleep", "hostname", "grep",
+        ] {
+            std::os::unix::fs::symlink("busybox", lower.join("bin").join(app)).unwrap();
+        }
+        fs::create_dir(lower.join("data")).unwrap();
+        fs::write(lower.join("data/keep.txt"), "lower\n").unwrap();
+        fs::write(lower.join("data/gone.txt"), "bye\n").unwrap();
+        let upper = dir.join("upper");
+        let work = dir.join("work");
+        fs::create_dir(&upper).unwrap();
+        fs::create_dir(&work).unwrap();
+        Fixture {
+            _tmp: None,
+            lower,
+            upper,
+            work,
+        }
+    }
+
+    fn spec(&self, script: &str) -> Spec {
+        let mut spec = Spec::new(
+            vec![self.lower.clone()],
+            &self.upper,
+            &self.work,
+            vec!["/bin/sh".into(), "-c".into(), script.into()],
+        );
+        spec.env = vec![("PATH".into(), "/bin".into())];
+        spec
+    }
+}
+
+fn run(spec: &Spec) -> Result<(Outcome, String, String), SandboxError> {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let outcome = sandbox().run(spec, |s, chunk| match s {
+        Stream::Stdout => out.extend_from_slice(chunk),
+        Stream::Stderr => err.extend_from_slice(chunk),
+    })?;
+    Ok((
+        outcome,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    ))
+}
+
+fn run_ok(spec: &Spec) -> (Outcome, String, String) {
+    let (o, out, err) = run(spec).unwrap();
+    assert_eq!(o.status, Status::Exited(0), "stdout: {out}\nstderr: {err}");
+    (o, out, err)
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A shell snippet that starts `sleep <secs>` in the background and returns only once it
+/// runs `sleep` (so that the tests' checks of /proc cannot race with its start).
+fn started_sleep(secs: &str) -> String {
+    format!("sleep {secs} & p=$!; until grep -q {secs} /proc/$p/cmdline 2>/dev/null; do :; done; ")
+}
+
+/// Processes whose argv is exactly `sleep <secs>`.
+fn sleepers(secs: &str) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+            args.len() == 2 && args[0].ends_with(b"sleep") && args[1] == secs.as_bytes()
+        })
+        .collect()
+}
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+#[test]
+fn exit_code_and_output_come_back() {
+    need_root!();
+    let f = Fixture::new();
+    let (o, out, err) = run(&f.spec("echo hello; echo oops >&2; exit 7")).unwrap();
+    assert_eq!(o.status, Status::Exited(7));
+    assert_eq!(o.mapping, MappingKind::Host);
+    assert_eq!(out, "hello\n");
+    assert_eq!(err, "oops\n");
+    let (o, _, _) = run(&f.spec("kill -TERM $$")).unwrap();
+    assert_eq!(o.status, Status::Signaled(15));
+}
+
+#[test]
+fn writes_land_in_upper_and_lowers_are_untouched() {
+    need_root!();
+    let f = Fixture::new();
+    run_ok(&f.spec("echo new > /new.txt && mkdir -p /d/e && echo upper > /data/keep.txt"));
+    assert_eq!(
+        fs::read_to_string(f.upper.join("new.txt")).unwrap(),
+        "new\n"
+    );
+    assert!(f.upper.join("d/e").is_dir());
+    assert_eq!(
+        fs::read_to_string(f.upper.join("data/keep.txt")).unwrap(),
+        "upper\n"
+    );
+    assert_eq!(
+        fs::read_to_string(f.lower.join("data/keep.txt")).unwrap(),
+        "lower\n"
+    );
+    assert!(!f.lower.join("new.txt").exists());
+    assert!(!f.lower.join("d").exists());
+}
+
+#[test]
+fn deleting_a_lower_file_leaves_a_whiteout_in_upper() {
+    need_root!();
+    let f = Fixture::new();
+    run_ok(&f.spec("rm /data/gone.txt && test ! -e /data/gone.txt"));
+    let m = fs::symlink_metadata(f.upper.join("data/gone.txt")).unwrap();
+    assert!(m.file_type().is_char_device(), "{m:?}");
+    assert_eq!(m.rdev(), 0);
+    assert_eq!(
+        fs::read_to_string(f.lower.join("data/gone.txt")).unwrap(),
+        "bye\n"
+    );
+}
+
+#[test]
+fn proc_dev_sys_and_etc_files_do_not_reach_upper() {
+    need_root!();
+    let f = Fixture::new();
+    let mut spec = f.spec(
+        "cat /etc/hostname; cat /proc/sys/kernel/hostname; grep -c localhost /etc/hosts; \
+         test -f /etc/resolv.conf; ls /proc/self/fd >/dev/null; echo x > /dev/null; \
+         head -c 4 /dev/urandom | wc -c; test -e /sys/kernel; \
+         touch /sys/x 2>/dev/null && echo sys-writable; echo $$",
+    );
+    spec.hostname = "step-host".into();
+    // grep, head, wc, test are busybox applets reached through sh's builtins or busybox.
+    for app in ["head", "wc", "test"] {
+        let _ = std::os::unix::fs::symlink("busybox", f.lower.join("bin").join(app));
+    }
+    let (_, out, _) = run_ok(&spec);
+    let lines: Vec<&str> = out.lines().collect();
+    // The step's init is pid 1 of its pid namespace, the command pid 2.
+    assert_eq!(lines, ["step-host", "step-host", "2", "4", "2"], "{out}");
+    assert!(
+        entries(&f.upper).is_empty(),
+        "upper holds {:?}",
+        entries(&f.upper)
+    );
+    assert!(
+        entries(&f.work).is_empty(),
+        "work dir holds {:?}",
+        entries(&f.work)
+    );
+    assert!(!f.lower.join("etc").exists() && !f.lower.join("proc").exists());
+}
+
+#[test]
+fn environment_is_exactly_the_given_one() {
+    need_root!();
+    assert!(std::env::var_os("PATH").is_some() && std::env::var_os("CARGO_PKG_NAME").is_some());
+    let f = Fixture::new();
+    let mut spec = f.spec("");
+    spec.argv = vec!["/bin/env".into()];
+    spec.env = vec![
+        ("PATH".into(), "/bin".into()),
+        ("FOO".into(), "bar baz".into()),
+    ];
+    let (_, out, _) = run_ok(&spec);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["FOO=bar baz", "PATH=/bin"]);
+}
+
+fn interfaces(proc_net_dev: &str) -> Vec<String> {
+    let mut v: Vec<String> = proc_net_dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| Some(l.split(':').next()?.trim().to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn network_none_has_only_loopback_up() {
+    need_root!();
+    let f = Fixture::new();
+    let mut spec = f.spec("cat /proc/net/dev; echo FLAGS; cat /sys/class/net/lo/flags");
+    spec.network = Network::None;
+    let (_, out, _) = run_ok(&spec);
+    let (dev, flags) = out.split_once("FLAGS\n").unwrap();
+    assert_eq!(interfaces(dev), ["lo"]);
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is not up");
+
+    spec.network = Network::Default;
+    let (_, out, _) = run_ok(&spec);
+    let (dev, _) = out.split_once("FLAGS\n").unwrap();
+    let host = interfaces(&fs::read_to_string("/proc/net/dev").unwrap());
+    assert_eq!(
+        interfaces(dev),
+        host,
+        "Network::Default shares the host's network"
+    );
+}
+
+#[test]
+fn uid_and_gid_are_applied() {
+    need_root!();
+    let f = Fixture::new();
+    let mut spec = f.spec("id -u; id -g; touch /tmpfile");
+    fs::create_dir(f.lower.join("tmp")).unwrap();
+    spec.uid = 1234;
+    spec.gid = 2345;
+    spec.argv[2] = "id -u; id -g; touch /tmp/owned".into();
+    fs::set_permissions(
+        f.lower.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let (_, out, _) = run_ok(&spec);
+    assert_eq!(out, "1234\n2345\n");
+    let m = fs::metadata(f.upper.join("tmp/owned")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1234, 2345));
+}
+
+#[test]
+fn a_missing_program_is_a_typed_error() {
+    need_root!();
+    let f = Fixture::new();
+    let mut spec = f.spec("");
+    spec.argv = vec!["/bin/no-such-program".into()];
+    match run(&spec) {
+        Err(SandboxError::Exec { program, .. }) => assert_eq!(program, "/bin/no-such-program"),
+        other => panic!("{other:?}"),
+    }
+    assert!(entries(&f.work).is_empty());
+}
+
+#[test]
+fn a_background_process_does_not_outlive_the_step() {
+    need_root!();
+    let f = Fixture::new();
+    let (_, out, _) = run_ok(&f.spec(&(started_sleep("1001") + "echo started $p")));
+    assert!(out.starts_with("started "), "{out}");
+    assert_eq!(sleepers("1001"), Vec::<u32>::new());
+}
+
+fn wait_ready(running: &mut regbuild_sandbox::Running) {
+    let mut lines = BufReader::new(running.stdout.as_ref().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+}
+
+#[test]
+fn killing_a_running_step_from_another_thread_leaves_nothing() {
+    need_root!();
+    let f = Fixture::new();
+    let mut running = sandbox()
+        .spawn(&f.spec(&(started_sleep("1003") + &started_sleep("1002") + "echo ready; wait")))
+        .unwrap();
+    wait_ready(&mut running);
+    assert_eq!(sleepers("1002").len(), 1, "the step runs");
+    assert_eq!(sleepers("1003").len(), 1, "its background child runs");
+    let handle = running.kill_handle();
+    std::thread::spawn(move || handle.kill()).join().unwrap();
+    let outcome = running.wait().unwrap();
+    assert_eq!(outcome.status, Status::Killed);
+    assert!(sleepers("1002").is_empty() && sleepers("1003").is_empty());
+    assert!(
+        entries(&f.work).is_empty(),
+        "work dir holds {:?}",
+        entries(&f.work)
+    );
+}
+
+#[test]
+fn dropping_a_running_step_kills_it() {
+    need_root!();
+    let f = Fixture::new();
+    let mut running = sandbox()
+        .spawn(&f.spec(&(started_sleep("1004") + "echo ready; wait")))
+        .unwrap();
+    wait_ready(&mut running);
+    assert_eq!(sleepers("1004").len(), 1);
+    drop(running);
+    assert!(sleepers("1004").is_empty());
+    assert!(entries(&f.work).is_empty());
+}
+
+#[test]
+fn overhead_of_running_true() {
+    need_root!();
+    let f = Fixture::new();
+    let mut spec = f.spec("");
+    spec.argv = vec!["/bin/true".into()];
+    std::os::unix::fs::symlink("busybox", f.lower.join("bin/true")).unwrap();
+    let mut times: Vec<f64> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            run_ok(&spec);
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "run(`true`) over 20 runs: median {:.1} ms, min {:.1} ms, max {:.1} ms",
+        times[10], times[0], times[19]
+    );
+    assert!(times[10] < 2000.0);
+}
+
+/// As root: runs `rootless_entry` of this test binary as `regbuild-test-user`.
+#[test]
+fn rootless_basic_run() {
+    need_root!();
+    if Command::new("id")
+        .arg(TEST_USER)
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        let ok = Command::new("useradd")
+            .args(["-m", TEST_USER])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "useradd {TEST_USER}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ok = Command::new("chown")
+        .arg(format!("{TEST_USER}:"))
+        .arg(tmp.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            TEST_USER,
+            "--regid",
+            TEST_USER,
+            "--init-groups",
+            "--",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "rootless_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROOTLESS_DIR_ENV, tmp.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    if let Some(err) = text.lines().find_map(|l| l.strip_prefix("USERNS-ERROR ")) {
+        println!("skipped: this kernel cannot make a user namespace for {TEST_USER}: {err}");
+        assert!(
+            [
+                "kernel.",
+                "user.max_user_namespaces",
+                "container",
+                "refused"
+            ]
+            .iter()
+            .any(|c| err.contains(c)),
+            "the error names no cause: {err}"
+        );
+        return;
+    }
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| Some(l[l.find(k)? + k.len()..].to_string()))
+            .unwrap_or_else(|| panic!("no {k} in {text}"))
+            .to_string()
+    };
+    assert_eq!(field("STATUS "), "Exited(0)");
+    assert_eq!(field("OUT "), "0 0 hi");
+    assert!(field("MAPPING ").starts_with("Ranges"), "{text}");
+    assert_eq!(field("NONE-NET "), "lo");
+    let upper = tmp.path().join("upper");
+    assert_eq!(fs::read_to_string(upper.join("f")).unwrap(), "hi\n");
+    let wh = fs::symlink_metadata(upper.join("data/gone.txt")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    assert_eq!(entries(&upper), ["data", "f"]);
+    assert!(entries(&tmp.path().join("work")).is_empty());
+}
+
+/// The unprivileged half of `rootless_basic_run`; does nothing unless that test runs it.
+#[test]
+fn rootless_entry() {
+    let Some(dir) = std::env::var_os(ROOTLESS_DIR_ENV) else {
+        return;
+    };
+    assert!(!is_root());
+    let f = Fixture::at(Path::new(&dir));
+    let spec = f.spec("echo $(id -u) $(id -g) hi; echo hi > /f; rm /data/gone.txt");
+    match run(&spec) {
+        Err(e @ SandboxError::UserNamespace { .. }) => {
+            println!("USERNS-ERROR {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+        Ok((o, out, err)) => {
+            println!("STATUS {:?}", o.status);
+            println!("OUT {}", out.trim());
+            println!("MAPPING {:?}", o.mapping);
+            eprintln!("stderr: {err} warnings: {:?}", o.warnings);
+        }
+    }
+    let none = tempfile::tempdir_in(&dir).unwrap();
+    let mut spec = f.spec("cat /proc/net/dev");
+    spec.upper_dir = none.path().join("u");
+    spec.work_dir = none.path().join("w");
+    fs::create_dir(&spec.upper_dir).unwrap();
+    spec.network = Network::None;
+    let (_, out, _) = run_ok(&spec);
+    println!("NONE-NET {}", interfaces(&out).join(","));
+}
