@@ -299,9 +299,11 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     }
     // The upper dir must be self-contained: no redirects, no metacopy, no index. In a user
     // namespace, `userxattr` already rules redirects and metacopy out, and the kernel
-    // refuses an explicit `redirect_dir=off` beside it.
+    // refuses an explicit `redirect_dir=off` beside it. `volatile`: no sync of the upper
+    // filesystem at unmount (a step that did not finish is redone, never resumed); the
+    // work dir it marks dirty is removed after the step.
     let mut opts = format!(
-        "lowerdir={lower},upperdir={},workdir={},metacopy=off,index=off",
+        "lowerdir={lower},upperdir={},workdir={},metacopy=off,index=off,volatile",
         esc(&spec.upper_dir),
         esc(&req.ovl_work)
     );

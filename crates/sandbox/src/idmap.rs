@@ -90,9 +90,21 @@ fn on_path(tool: &str) -> bool {
         .any(|d| Path::new(d).join(tool).exists())
 }
 
-pub(crate) fn plan() -> Plan {
+pub(crate) fn plan(single_id: bool) -> Plan {
     let uid = rustix::process::geteuid().as_raw();
     let gid = rustix::process::getegid().as_raw();
+    if single_id {
+        return Plan {
+            kind: MappingKind::SingleId,
+            uid,
+            gid,
+            sub_uid: None,
+            sub_gid: None,
+            warning: Some(
+                "single-id user namespace (only uid/gid 0 exist inside), as asked".into(),
+            ),
+        };
+    }
     let name = user_name(uid);
     let sub_uid = sub_range("/etc/subuid", name.as_deref(), uid);
     let sub_gid = sub_range("/etc/subgid", name.as_deref(), gid).or_else(|| {

@@ -53,6 +53,7 @@ pub enum Stream {
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     helper: PathBuf,
+    single_id: bool,
 }
 
 /// Ends a running step from any thread.
@@ -101,12 +102,26 @@ impl Work {
     /// Removes what the run put in the work dir. Best effort: nothing is mounted there any
     /// more (the mounts lived in the step's mount namespace).
     fn clean(&self) {
-        // overlay leaves `work/work` with mode 000.
-        let _ = fs::set_permissions(self.ovl.join("work"), fs::Permissions::from_mode(0o700));
         for d in [&self.ovl, &self.root, &self.stubs, &self.files] {
-            let _ = fs::remove_dir_all(d);
+            let _ = force_remove(d);
         }
     }
+}
+
+/// `remove_dir_all` that first opens up directories: overlay leaves `work/work` (and, with
+/// `volatile`, `work/incompat/volatile`) with mode 000, which only root could read.
+fn force_remove(path: &Path) -> io::Result<()> {
+    let m = fs::symlink_metadata(path)?;
+    if !m.is_dir() {
+        return fs::remove_file(path);
+    }
+    if m.permissions().mode() & 0o700 != 0o700 {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+    }
+    for entry in fs::read_dir(path)? {
+        force_remove(&entry?.path())?;
+    }
+    fs::remove_dir(path)
 }
 
 impl Sandbox {
@@ -115,7 +130,15 @@ impl Sandbox {
     pub fn new(helper: impl Into<PathBuf>) -> Sandbox {
         Sandbox {
             helper: helper.into(),
+            single_id: false,
         }
+    }
+
+    /// Rootless: map only the caller's id (as `0`) even when `/etc/subuid` ranges and
+    /// `newuidmap` exist (no setuid helper is run then). No effect as root.
+    pub fn single_id(mut self, yes: bool) -> Sandbox {
+        self.single_id = yes;
+        self
     }
 
     /// Runs steps by re-executing this program (`/proc/self/exe`), whose `main` must call
@@ -172,7 +195,7 @@ impl Sandbox {
     pub fn spawn(&self, spec: &Spec) -> Result<Running, SandboxError> {
         spec.validate()?;
         let rootless = !rustix::process::geteuid().is_root();
-        let plan = rootless.then(idmap::plan);
+        let plan = rootless.then(|| idmap::plan(self.single_id));
         let mapping = plan.as_ref().map_or(MappingKind::Host, |p| p.kind.clone());
         mapping.maps(spec.uid, spec.gid)?;
         let mut warnings: Vec<String> = plan

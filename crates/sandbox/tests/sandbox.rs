@@ -15,6 +15,7 @@ use regbuild_sandbox::{
 
 const TEST_USER: &str = "regbuild-test-user";
 const ROOTLESS_DIR_ENV: &str = "REGBUILD_SANDBOX_ROOTLESS_DIR";
+const SIGINT_DIR_ENV: &str = "REGBUILD_SANDBOX_SIGINT_DIR";
 
 fn sandbox() -> Sandbox {
     Sandbox::new(env!("CARGO_BIN_EXE_regbuild-sandbox-helper"))
@@ -372,9 +373,21 @@ fn overhead_of_running_true() {
         })
         .collect();
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mut direct: Vec<f64> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            assert!(Command::new(f.lower.join("bin/true"))
+                .status()
+                .unwrap()
+                .success());
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    direct.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "run(`true`) over 20 runs: median {:.1} ms, min {:.1} ms, max {:.1} ms",
-        times[10], times[0], times[19]
+        "run(`true`) over 20 runs: median {:.1} ms, min {:.1} ms, max {:.1} ms; \
+         `true` spawned directly: median {:.1} ms",
+        times[10], times[0], times[19], direct[10]
     );
     assert!(times[10] < 2000.0);
 }
@@ -451,12 +464,27 @@ fn rootless_basic_run() {
     assert_eq!(field("OUT "), "0 0 hi");
     assert!(field("MAPPING ").starts_with("Ranges"), "{text}");
     assert_eq!(field("NONE-NET "), "lo");
+    assert_eq!(
+        field("SINGLE "),
+        format!("SingleId 0 {} 1 1", uid_of(TEST_USER))
+    );
+    assert_eq!(field("UNMAPPED "), "ok");
+    assert_eq!(field("KILL "), "1 Killed 0");
     let upper = tmp.path().join("upper");
     assert_eq!(fs::read_to_string(upper.join("f")).unwrap(), "hi\n");
     let wh = fs::symlink_metadata(upper.join("data/gone.txt")).unwrap();
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
     assert_eq!(entries(&upper), ["data", "f"]);
     assert!(entries(&tmp.path().join("work")).is_empty());
+}
+
+fn uid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// The unprivileged half of `rootless_basic_run`; does nothing unless that test runs it.
@@ -489,4 +517,126 @@ fn rootless_entry() {
     spec.network = Network::None;
     let (_, out, _) = run_ok(&spec);
     println!("NONE-NET {}", interfaces(&out).join(","));
+
+    // A single-id map: only 0 exists, and asking for another id is a typed error.
+    let single = tempfile::tempdir_in(&dir).unwrap();
+    let mut spec = f.spec("cat /proc/self/uid_map");
+    spec.upper_dir = single.path().join("u");
+    spec.work_dir = single.path().join("w");
+    fs::create_dir(&spec.upper_dir).unwrap();
+    let (o, out, _) = {
+        let (mut out, mut o) = (Vec::new(), None);
+        o.get_or_insert(
+            sandbox()
+                .single_id(true)
+                .run(&spec, |_, c| out.extend_from_slice(c))
+                .unwrap(),
+        );
+        (o.unwrap(), String::from_utf8(out).unwrap(), ())
+    };
+    let map: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+    println!(
+        "SINGLE {:?} {} {}",
+        o.mapping,
+        map.join(" "),
+        o.warnings.len()
+    );
+    spec.uid = 1000;
+    match sandbox().single_id(true).run(&spec, |_, _| {}) {
+        Err(SandboxError::UnmappedId {
+            what: "uid",
+            id: 1000,
+            ..
+        }) => println!("UNMAPPED ok"),
+        other => println!("UNMAPPED {other:?}"),
+    }
+
+    // Killing a rootless step leaves no process.
+    let k = tempfile::tempdir_in(&dir).unwrap();
+    let mut spec = f.spec(&(started_sleep("1006") + "echo ready; wait"));
+    spec.upper_dir = k.path().join("u");
+    spec.work_dir = k.path().join("w");
+    fs::create_dir(&spec.upper_dir).unwrap();
+    let mut running = sandbox().spawn(&spec).unwrap();
+    wait_ready(&mut running);
+    let before = sleepers("1006").len();
+    running.kill_handle().kill();
+    let status = running.wait().unwrap().status;
+    println!("KILL {before} {status:?} {}", sleepers("1006").len());
+}
+
+/// As root: a process using the sandbox dies of SIGINT mid-step; the step's processes go
+/// with it (the helper sees its control pipe close and kills the step's init).
+#[test]
+fn the_caller_dying_of_sigint_leaves_no_process() {
+    need_root!();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "sigint_entry", "--nocapture", "--test-threads=1"])
+        .env(SIGINT_DIR_ENV, tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        assert!(
+            lines.read_line(&mut line).unwrap() > 0,
+            "the entry ended early"
+        );
+    }
+    let me = child.id();
+    // The helper, a child of the entry process: watch it through a pidfd (stable while
+    // its parent lives, which it does until the SIGINT below).
+    let helper = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1));
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(&me.to_string())
+                && String::from_utf8_lossy(&cmd).contains("__regbuild-sandbox-helper")
+        })
+        .expect("the helper runs");
+    let pid = rustix::process::Pid::from_raw(helper).unwrap();
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+    assert_eq!(sleepers("1007").len(), 1);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(me as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let st = child.wait().unwrap();
+    assert!(!st.success());
+    let mut fds = [rustix::event::PollFd::new(
+        &pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    rustix::event::poll(&mut fds, None).unwrap();
+    assert!(sleepers("1007").is_empty(), "the step outlived its caller");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(tmp.path().to_str().unwrap()));
+}
+
+/// The caller half of `the_caller_dying_of_sigint_leaves_no_process`.
+#[test]
+fn sigint_entry() {
+    let Some(dir) = std::env::var_os(SIGINT_DIR_ENV) else {
+        return;
+    };
+    let f = Fixture::at(Path::new(&dir));
+    let mut running = sandbox()
+        .spawn(&f.spec(&(started_sleep("1007") + "echo ready; wait")))
+        .unwrap();
+    wait_ready(&mut running);
+    println!("READY");
+    let mut s = String::new();
+    let _ = std::io::stdin().read_line(&mut s); // until killed
+    drop(running);
 }
