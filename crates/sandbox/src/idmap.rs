@@ -201,17 +201,118 @@ fn in_container() -> bool {
             .unwrap_or(false)
 }
 
-/// Names why `unshare(CLONE_NEWUSER)` failed with `errno`.
+/// Names why `unshare(CLONE_NEWUSER)` failed with `errno`, from this host's settings.
 pub fn diagnose_userns(errno: Option<i32>) -> UsernsCause {
-    if sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+    diagnose(sysctl, errno, in_container())
+}
+
+/// The diagnosis itself: `read` gives a `/proc/sys` file's trimmed contents.
+fn diagnose(
+    read: impl Fn(&str) -> Option<String>,
+    errno: Option<i32>,
+    container: bool,
+) -> UsernsCause {
+    let is = |path: &str, value: &str| read(path).as_deref() == Some(value);
+    if is(
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+        "1",
+    ) {
         UsernsCause::AppArmorRestricted
-    } else if sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+    } else if is("/proc/sys/kernel/unprivileged_userns_clone", "0") {
         UsernsCause::UnprivilegedCloneDisabled
-    } else if sysctl("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+    } else if is("/proc/sys/user/max_user_namespaces", "0") {
         UsernsCause::MaxUserNamespacesZero
-    } else if errno == Some(libc::EPERM) && in_container() {
+    } else if errno == Some(libc::EPERM) && container {
         UsernsCause::ContainerForbids
     } else {
         UsernsCause::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with<'a>(set: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |p| {
+            set.iter()
+                .find(|(k, _)| *k == p)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn each_setting_is_named() {
+        let aa = [(
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+        )];
+        let cause = diagnose(with(&aa), Some(libc::EACCES), false);
+        assert_eq!(cause, UsernsCause::AppArmorRestricted);
+        assert!(cause
+            .to_string()
+            .contains("kernel.apparmor_restrict_unprivileged_userns"));
+
+        let clone = [
+            (
+                "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+                "0",
+            ),
+            ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+        ];
+        let cause = diagnose(with(&clone), Some(libc::EPERM), true);
+        assert_eq!(cause, UsernsCause::UnprivilegedCloneDisabled);
+        assert!(cause
+            .to_string()
+            .contains("kernel.unprivileged_userns_clone"));
+
+        let max = [("/proc/sys/user/max_user_namespaces", "0")];
+        assert_eq!(
+            diagnose(with(&max), Some(libc::ENOSPC), false),
+            UsernsCause::MaxUserNamespacesZero
+        );
+
+        let cause = diagnose(with(&[]), Some(libc::EPERM), true);
+        assert_eq!(cause, UsernsCause::ContainerForbids);
+        assert!(cause.to_string().contains("seccomp"));
+        assert_eq!(
+            diagnose(with(&[]), Some(libc::EPERM), false),
+            UsernsCause::Other
+        );
+    }
+
+    #[test]
+    fn subordinate_ranges_are_found_by_name_or_uid() {
+        let dir =
+            std::env::temp_dir().join(format!("regbuild-sandbox-subuid-{}", std::process::id()));
+        fs::write(&dir, "alice:100000:65536\n1002:200000:1000\n").unwrap();
+        let file = dir.to_str().unwrap();
+        assert_eq!(sub_range(file, Some("alice"), 1001), Some((100000, 65536)));
+        assert_eq!(sub_range(file, Some("bob"), 1002), Some((200000, 1000)));
+        assert_eq!(sub_range(file, Some("carol"), 1003), None);
+        let _ = fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn single_id_maps_only_zero() {
+        assert!(MappingKind::SingleId.maps(0, 0).is_ok());
+        assert!(matches!(
+            MappingKind::SingleId.maps(0, 5),
+            Err(SandboxError::UnmappedId {
+                what: "gid",
+                id: 5,
+                ..
+            })
+        ));
+        assert!(MappingKind::Ranges {
+            uids: 65536,
+            gids: 65536
+        }
+        .maps(65536, 100)
+        .is_ok());
+        assert!(MappingKind::Ranges { uids: 10, gids: 10 }
+            .maps(11, 0)
+            .is_err());
+        assert!(MappingKind::Host.maps(123456, 7).is_ok());
     }
 }

@@ -62,7 +62,8 @@ pub struct KillHandle(Arc<File>);
 
 impl KillHandle {
     /// Ends the step: its init is SIGKILLed, which kills every process of the step.
-    /// Harmless once the step has ended.
+    /// Harmless once the step has ended (the write then fails with EPIPE; Rust programs
+    /// ignore SIGPIPE, a host that does not should ignore it too).
     pub fn kill(&self) {
         let _ = (&*self.0).write_all(&[KILL]);
     }

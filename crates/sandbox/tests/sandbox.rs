@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use regbuild_sandbox::{
-    MappingKind, Network, Outcome, Sandbox, SandboxError, Spec, Status, Stream,
+    MappingKind, Mount, Network, Outcome, Sandbox, SandboxError, Spec, Status, Stream,
 };
 
 const TEST_USER: &str = "regbuild-test-user";
@@ -639,4 +639,78 @@ fn sigint_entry() {
     let mut s = String::new();
     let _ = std::io::stdin().read_line(&mut s); // until killed
     drop(running);
+}
+
+#[test]
+fn lower_dirs_stack_bottom_to_top() {
+    need_root!();
+    let f = Fixture::new();
+    let top = f.lower.parent().unwrap().join("top");
+    fs::create_dir_all(top.join("data")).unwrap();
+    fs::write(top.join("data/keep.txt"), "top\n").unwrap();
+    let mut spec = f.spec("cat /data/keep.txt");
+    spec.lower_dirs.push(top);
+    let (_, out, _) = run_ok(&spec);
+    assert_eq!(out, "top\n");
+    assert!(entries(&f.upper).is_empty());
+}
+
+#[test]
+fn a_copied_up_parent_of_a_mount_point_keeps_its_attributes() {
+    need_root!();
+    let f = Fixture::new();
+    let etc = f.lower.join("etc");
+    fs::create_dir(&etc).unwrap();
+    fs::write(etc.join("passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+    std::os::unix::fs::chown(&etc, Some(5), Some(6)).unwrap();
+    fs::set_permissions(&etc, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    let want = fs::metadata(&etc).unwrap();
+    // /etc/hosts etc. are missing from the lower: their mount points come from the stub
+    // layer, whose /etc must look like the lower's when the step copies /etc up.
+    run_ok(&f.spec("echo x > /etc/new && test -f /etc/passwd"));
+    let got = fs::metadata(f.upper.join("etc")).unwrap();
+    assert_eq!((got.uid(), got.gid(), got.mode() & 0o7777), (5, 6, 0o750));
+    assert_eq!(entries(&f.upper.join("etc")), ["new"]);
+    assert_eq!(entries(&etc), ["passwd"]);
+    assert_eq!(want.mode() & 0o7777, 0o750);
+}
+
+#[test]
+fn extra_bind_and_tmpfs_mounts_stay_out_of_upper() {
+    need_root!();
+    let f = Fixture::new();
+    let host = f.lower.parent().unwrap().join("host-src");
+    fs::create_dir(&host).unwrap();
+    fs::write(host.join("in.txt"), "from host\n").unwrap();
+    let rw = f.lower.parent().unwrap().join("host-rw");
+    fs::create_dir(&rw).unwrap();
+    let mut spec = f.spec(
+        "cat /mnt/src/in.txt; echo no > /mnt/src/x 2>/dev/null && echo ro-writable; \
+         echo yes > /cache/out.txt; echo t > /scratch/t; cat /scratch/t",
+    );
+    spec.mounts = vec![
+        Mount::Bind {
+            source: host.clone(),
+            target: "/mnt/src".into(),
+            readonly: true,
+        },
+        Mount::Bind {
+            source: rw.clone(),
+            target: "/cache".into(),
+            readonly: false,
+        },
+        Mount::Tmpfs {
+            target: "/scratch".into(),
+            size_bytes: Some(1 << 20),
+        },
+    ];
+    let (_, out, _) = run_ok(&spec);
+    assert_eq!(out, "from host\nt\n");
+    assert_eq!(fs::read_to_string(rw.join("out.txt")).unwrap(), "yes\n");
+    assert!(!host.join("x").exists());
+    assert!(
+        entries(&f.upper).is_empty(),
+        "upper holds {:?}",
+        entries(&f.upper)
+    );
 }
