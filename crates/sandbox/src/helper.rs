@@ -393,6 +393,17 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     unmount(".", UnmountFlags::DETACH).map_err(setup_err("detaching the old root"))?;
     rustix::process::chdir("/").map_err(setup_err("chdir /"))?;
 
+    if !spec.cwd.is_dir() {
+        return Err(Event::Error {
+            kind: ErrorKind::Setup,
+            step: "working directory".into(),
+            errno: None,
+            message: format!(
+                "{} is not a directory in the root filesystem",
+                spec.cwd.display()
+            ),
+        });
+    }
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .env_clear()
