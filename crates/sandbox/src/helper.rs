@@ -333,7 +333,19 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
         MountFlags::empty(),
         opts.as_c_str(),
     )
-    .map_err(setup_err("mounting the overlay"))?;
+    .map_err(|e| {
+        let mut ev = fail(ErrorKind::Setup, "mounting the overlay", e);
+        if let Event::Error { message, .. } = &mut ev {
+            message.push_str(if req.user_ns {
+                " (rootless overlayfs needs Linux 5.11 or later for userxattr, an upper \
+                 filesystem with user xattrs, and upper/work dirs on one filesystem)"
+            } else {
+                " (upper and work dirs must be on one filesystem that supports overlay \
+                 upper dirs: not overlayfs itself, nor NFS)"
+            });
+        }
+        ev
+    })?;
 
     let r = |p: &str| root.join(p);
     let nsx = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;

@@ -195,6 +195,16 @@ impl Sandbox {
     /// Starts `spec` and returns at once (after the id maps are written, rootless).
     pub fn spawn(&self, spec: &Spec) -> Result<Running, SandboxError> {
         spec.validate()?;
+        for (what, dir) in std::iter::once(("upper_dir", &spec.upper_dir))
+            .chain(spec.lower_dirs.iter().map(|l| ("lower dir", l)))
+        {
+            if !dir.is_dir() {
+                return Err(SandboxError::InvalidSpec(format!(
+                    "{what} {} is not a directory",
+                    dir.display()
+                )));
+            }
+        }
         let rootless = !rustix::process::geteuid().is_root();
         let plan = rootless.then(|| idmap::plan(self.single_id));
         let mapping = plan.as_ref().map_or(MappingKind::Host, |p| p.kind.clone());
@@ -216,7 +226,7 @@ impl Sandbox {
                 )
             })?;
         }
-        let guard = CleanOnError(Some(work.clone()));
+        let mut guard = CleanOnError(Some(work.clone()));
         write_etc_files(spec, &work.files)?;
 
         let request = Request {
@@ -278,7 +288,7 @@ impl Sandbox {
         let mut stdin = child.stdin.take().expect("piped stdin");
         running.child = Some(child);
         // From here on, dropping `running` kills and cleans.
-        std::mem::forget(guard);
+        guard.0 = None;
         if let Err(e) = stdin.write_all(&request) {
             drop(stdin);
             return Err(
