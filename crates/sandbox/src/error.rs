@@ -1,0 +1,91 @@
+//! Typed errors of the sandbox.
+//!
+//! For telling the caller why a step could not run, and what to do about it when the cause
+//! is the host's configuration (user namespaces). Not for how a step that did run ended:
+//! that is an [`crate::Outcome`], whatever the exit status.
+
+use std::io;
+
+/// Why a user namespace could not be made (rootless runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsernsCause {
+    /// `kernel.apparmor_restrict_unprivileged_userns = 1` (Ubuntu 23.10 and later, the
+    /// ubuntu-24.04 GitHub runners).
+    AppArmorRestricted,
+    /// `kernel.unprivileged_userns_clone = 0` (Debian's and some hardened kernels' switch).
+    UnprivilegedCloneDisabled,
+    /// `user.max_user_namespaces = 0`.
+    MaxUserNamespacesZero,
+    /// EPERM inside a container: its seccomp profile or missing capabilities forbid
+    /// `unshare(CLONE_NEWUSER)` (Docker's default profile does).
+    ContainerForbids,
+    /// Something else; the errno says what.
+    Other,
+}
+
+impl std::fmt::Display for UsernsCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UsernsCause::AppArmorRestricted => {
+                "kernel.apparmor_restrict_unprivileged_userns is 1: run as root (sudo), give regbuild \
+                 an AppArmor profile that allows userns, or set \
+                 `sysctl kernel.apparmor_restrict_unprivileged_userns=0`"
+            }
+            UsernsCause::UnprivilegedCloneDisabled => {
+                "kernel.unprivileged_userns_clone is 0: run as root or set \
+                 `sysctl kernel.unprivileged_userns_clone=1`"
+            }
+            UsernsCause::MaxUserNamespacesZero => {
+                "user.max_user_namespaces is 0: run as root or raise `sysctl user.max_user_namespaces`"
+            }
+            UsernsCause::ContainerForbids => {
+                "running in a container whose seccomp profile or capabilities forbid \
+                 unshare(CLONE_NEWUSER): run it with `--security-opt seccomp=unconfined` \
+                 (and apparmor=unconfined), or with CAP_SYS_ADMIN as root"
+            }
+            UsernsCause::Other => "the kernel refused to create a user namespace",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("invalid sandbox spec: {0}")]
+    InvalidSpec(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot create a user namespace for a rootless run ({errno}): {cause}")]
+    UserNamespace {
+        cause: UsernsCause,
+        errno: io::Error,
+    },
+    #[error("cannot create namespaces ({errno}): {hint}")]
+    Namespaces { errno: io::Error, hint: String },
+    #[error("cannot map ids into the user namespace with {tool}: {message}")]
+    IdMap { tool: String, message: String },
+    #[error("{what} {id} is not mapped into the user namespace ({mapping}); add ranges for this user to /etc/subuid and /etc/subgid and install newuidmap/newgidmap (Debian: uidmap)")]
+    UnmappedId {
+        what: &'static str,
+        id: u32,
+        mapping: String,
+    },
+    #[error("sandbox setup failed at {step}: {message}")]
+    Setup { step: String, message: String },
+    #[error("cannot execute {program:?}: {message}")]
+    Exec { program: String, message: String },
+    #[error("sandbox helper failed: {0}")]
+    Helper(String),
+}
+
+impl SandboxError {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> SandboxError {
+        SandboxError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

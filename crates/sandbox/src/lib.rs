@@ -1,0 +1,42 @@
+//! Run one command in an isolated root filesystem and tell how it ended: the groundwork for
+//! Dockerfile `RUN`, rootless and daemonless. Not wired into the build yet.
+//!
+//! For: one step = an overlayfs of read-only lower directories and an upper directory (which
+//! becomes the step's layer), in new mount, pid, ipc, uts (and, for [`Network::None`], net)
+//! namespaces, with `/proc`, a minimal `/dev`, a read-only `/sys` and generated
+//! `/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname` mounted in — none of which reach the
+//! upper directory. As root, directly; as another user, inside a user namespace (ranges from
+//! `/etc/subuid`/`/etc/subgid` through `newuidmap`/`newgidmap`, else a single-id map, said in
+//! [`Outcome::mapping`] and [`Outcome::warnings`]), the overlay mounted with `userxattr`.
+//!
+//! Not for: unpacking layers, diffing the upper directory into a tar (that is
+//! `regbuild-fs`), caching, or prefixing output lines (the caller's).
+//!
+//! Modules: [`spec`] (what to run), [`run`] (the caller's side: [`Sandbox`], [`Running`],
+//! [`KillHandle`]), [`helper`] (what runs in the namespaces, and why it is a separate
+//! process), `idmap` (rootless id maps, diagnosing a missing user namespace), `protocol`
+//! (the wire between them), [`error`].
+//!
+//! System calls go through `rustix`: already in the workspace's lock file, safe wrappers
+//! over raw syscalls for everything here (unshare, mount, pivot_root, pidfd, poll, prctl,
+//! setresuid…), no global state. Two things it does not offer are done with `libc`: `fork`
+//! (in the single-threaded helper only) and the `SIOCSIFFLAGS` ioctl that brings `lo` up.
+//!
+//! Cleanup: every mount is made inside the step's private mount namespace, so it vanishes
+//! with the step's last process; the step's init is pid 1 of its pid namespace, so killing it
+//! kills them all; the helper kills init when told to or when the caller's end of its control
+//! pipe closes (the caller dropped the step, or died: SIGINT, SIGKILL); init also has
+//! `PR_SET_PDEATHSIG`. No temporary directory is made: the scratch lives in
+//! [`Spec::work_dir`], the caller's, emptied when the step ends.
+
+pub mod error;
+pub mod helper;
+mod idmap;
+mod protocol;
+pub mod run;
+pub mod spec;
+
+pub use error::{SandboxError, UsernsCause};
+pub use idmap::{diagnose_userns, MappingKind};
+pub use run::{KillHandle, Outcome, Running, Sandbox, Status, Stream};
+pub use spec::{Mount, Network, Spec};

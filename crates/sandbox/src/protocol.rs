@@ -1,0 +1,65 @@
+//! The messages between the caller's process and the helper processes.
+//!
+//! For the wire format only: a JSON [`Request`] on the helper's stdin, JSON-lines
+//! [`Event`]s on fd 3 (helper → caller), single bytes on fd 4 (caller → helper:
+//! [`GO`] after the id maps are written, [`KILL`]; end of file also means kill).
+//! Not for deciding anything.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Spec;
+
+/// argv[1] that makes a binary act as the helper.
+pub const HELPER_MARKER: &str = "__regbuild-sandbox-helper";
+pub const CTL_FD: i32 = 3;
+pub const GO_FD: i32 = 4;
+pub const GO: u8 = b'g';
+pub const KILL: u8 = b'k';
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub spec: Spec,
+    /// Make a user namespace first and wait for the caller to write its maps.
+    pub user_ns: bool,
+    /// Whether `setgroups` is allowed in the user namespace (false with a single-id map).
+    pub setgroups: bool,
+    /// overlay `workdir`, the new root's mount point, stub layer, generated files.
+    pub ovl_work: PathBuf,
+    pub root: PathBuf,
+    pub stubs: PathBuf,
+    pub files: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The helper is in its new user namespace and waits for the maps.
+    UserNs,
+    Warning {
+        message: String,
+    },
+    Exited {
+        code: i32,
+    },
+    Signaled {
+        signal: i32,
+    },
+    Killed,
+    Error {
+        kind: ErrorKind,
+        step: String,
+        errno: Option<i32>,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    UserNs,
+    Namespaces,
+    Setup,
+    Exec,
+}

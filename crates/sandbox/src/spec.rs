@@ -1,0 +1,143 @@
+//! What to run: [`Spec`] and its parts.
+//!
+//! For describing one step (layers, command, environment, identity, network, extra mounts).
+//! Not for deciding them: the build decides what a `RUN` step's spec is; this module only
+//! checks that a spec can be carried out ([`Spec::validate`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SandboxError;
+
+/// One command to run in an isolated root filesystem.
+///
+/// Paths must be absolute and valid UTF-8 (they travel to the helper as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    /// Read-only directories, bottom to top (e.g. the unpacked base layers). May be empty.
+    pub lower_dirs: Vec<PathBuf>,
+    /// overlayfs `upperdir`: every change the command makes lands here (the step's layer).
+    pub upper_dir: PathBuf,
+    /// A scratch directory on the same filesystem as `upper_dir`, empty or absent. The
+    /// sandbox owns it while running (overlay's work dir, the mount point, the generated
+    /// `/etc` files, mount-point stubs) and empties it when the step has ended.
+    pub work_dir: PathBuf,
+    /// The command; `argv[0]` is looked up in `PATH` from `env` when it has no `/`.
+    pub argv: Vec<String>,
+    /// Exactly the environment the command sees: nothing of the caller's leaks.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the root filesystem; must exist there.
+    pub cwd: PathBuf,
+    /// User and group ids inside the sandbox.
+    pub uid: u32,
+    pub gid: u32,
+    /// The hostname the command sees (also written to `/etc/hostname` and `/etc/hosts`).
+    pub hostname: String,
+    pub network: Network,
+    /// Extra mounts, applied in order after `/proc`, `/dev`, `/sys` and the `/etc` files.
+    pub mounts: Vec<Mount>,
+}
+
+/// The network the command sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Network {
+    /// Shares the host's network namespace (Docker's `RUN` default).
+    #[default]
+    Default,
+    /// A new network namespace with only `lo`, brought up.
+    None,
+}
+
+/// An extra mount inside the root filesystem (for `RUN --mount`, later).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mount {
+    /// Bind-mount a host path (file or directory) at `target`.
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        readonly: bool,
+    },
+    /// A fresh tmpfs at `target`; `size_bytes` limits it.
+    Tmpfs {
+        target: PathBuf,
+        size_bytes: Option<u64>,
+    },
+}
+
+impl Mount {
+    pub fn target(&self) -> &Path {
+        match self {
+            Mount::Bind { target, .. } | Mount::Tmpfs { target, .. } => target,
+        }
+    }
+}
+
+impl Spec {
+    /// A spec with the usual defaults: uid/gid 0, cwd `/`, hostname `regbuild`, host network.
+    pub fn new(
+        lower_dirs: Vec<PathBuf>,
+        upper_dir: impl Into<PathBuf>,
+        work_dir: impl Into<PathBuf>,
+        argv: Vec<String>,
+    ) -> Spec {
+        Spec {
+            lower_dirs,
+            upper_dir: upper_dir.into(),
+            work_dir: work_dir.into(),
+            argv,
+            env: Vec::new(),
+            cwd: PathBuf::from("/"),
+            uid: 0,
+            gid: 0,
+            hostname: "regbuild".to_string(),
+            network: Network::Default,
+            mounts: Vec::new(),
+        }
+    }
+
+    /// Checks what can be checked before starting anything.
+    pub fn validate(&self) -> Result<(), SandboxError> {
+        let bad = |why: String| Err(SandboxError::InvalidSpec(why));
+        if self.argv.is_empty() {
+            return bad("argv is empty".into());
+        }
+        if self.argv.iter().any(|a| a.contains('\0')) {
+            return bad("an argument contains a NUL byte".into());
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return bad(format!("invalid environment variable name or value: {k:?}"));
+            }
+        }
+        let mut paths: Vec<(&str, &Path)> = vec![
+            ("upper_dir", &self.upper_dir),
+            ("work_dir", &self.work_dir),
+            ("cwd", &self.cwd),
+        ];
+        paths.extend(self.lower_dirs.iter().map(|p| ("lower_dirs", p.as_path())));
+        for m in &self.mounts {
+            paths.push(("mount target", m.target()));
+            if let Mount::Bind { source, .. } = m {
+                paths.push(("mount source", source));
+            }
+        }
+        for (what, p) in paths {
+            if !p.is_absolute() {
+                return bad(format!("{what} must be absolute: {}", p.display()));
+            }
+            if p.to_str().is_none() {
+                return bad(format!("{what} is not valid UTF-8: {}", p.display()));
+            }
+        }
+        for m in &self.mounts {
+            if m.target() == Path::new("/") {
+                return bad("a mount cannot target /".into());
+            }
+        }
+        if self.hostname.is_empty() || self.hostname.len() > 64 || self.hostname.contains('\0') {
+            return bad(format!("invalid hostname {:?}", self.hostname));
+        }
+        Ok(())
+    }
+}
