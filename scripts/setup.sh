@@ -16,6 +16,9 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(gcc)
+# The sandbox tests: a busybox root filesystem, and newuidmap/newgidmap for rootless runs.
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v newuidmap >/dev/null || need+=(uidmap)
 # A static link needs libc.a (libc6-dev); a compiler alone is not enough.
 if command -v cc >/dev/null; then
   probe=$(mktemp -d)

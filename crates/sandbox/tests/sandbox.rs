@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use regbuild_sandbox::{
     MappingKind, Mount, Network, Outcome, Sandbox, SandboxError, Spec, Status, Stream,
@@ -362,39 +361,6 @@ fn dropping_a_running_step_kills_it() {
     assert!(entries(&f.work).is_empty());
 }
 
-#[test]
-fn overhead_of_running_true() {
-    need_root!();
-    let f = Fixture::new();
-    let mut spec = f.spec("");
-    spec.argv = vec!["/bin/true".into()];
-    let mut times: Vec<f64> = (0..20)
-        .map(|_| {
-            let t = Instant::now();
-            run_ok(&spec);
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let mut direct: Vec<f64> = (0..20)
-        .map(|_| {
-            let t = Instant::now();
-            assert!(Command::new(f.lower.join("bin/true"))
-                .status()
-                .unwrap()
-                .success());
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    direct.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!(
-        "run(`true`) over 20 runs: median {:.1} ms, min {:.1} ms, max {:.1} ms; \
-         `true` spawned directly: median {:.1} ms",
-        times[10], times[0], times[19], direct[10]
-    );
-    assert!(times[10] < 2000.0);
-}
-
 /// As root: runs `rootless_entry` of this test binary as `regbuild-test-user`.
 #[test]
 fn rootless_basic_run() {
@@ -543,26 +509,6 @@ fn rootless_entry() {
     println!(
         "OPAQUE {}",
         xattr(&spec.upper_dir.join("data"), "user.overlay.opaque")
-    );
-
-    // What a rootless run adds to `true`.
-    let t = tempfile::tempdir_in(&dir).unwrap();
-    let mut times: Vec<f64> = (0..10)
-        .map(|i| {
-            let mut spec = f.spec("");
-            spec.argv = vec!["/bin/true".into()];
-            spec.upper_dir = t.path().join(format!("u{i}"));
-            spec.work_dir = t.path().join(format!("w{i}"));
-            fs::create_dir(&spec.upper_dir).unwrap();
-            let start = Instant::now();
-            run_ok(&spec);
-            start.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    eprintln!(
-        "rootless run(`true`) over 10 runs: median {:.1} ms",
-        times[5]
     );
 
     // A single-id map: only 0 exists, and asking for another id is a typed error.
