@@ -15,6 +15,7 @@ pub mod add;
 pub mod assemble;
 pub mod cache;
 pub mod copy;
+pub mod error;
 pub mod from_image;
 pub mod layering;
 pub mod orchestrate;
@@ -26,4 +27,5 @@ pub mod rootfs;
 pub mod squash;
 pub mod stage;
 
+pub use error::StepError;
 pub use orchestrate::{build, BuildError, BuildRequest, BuiltImage};
