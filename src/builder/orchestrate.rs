@@ -83,8 +83,24 @@ pub enum BuildError {
         path: String,
         source: Box<StepError>,
     },
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
+    #[error("{path}: cannot read the Dockerfile: {source}")]
+    ReadDockerfile {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The `.dockerignore` exists but cannot be read.
+    #[error("{path}: {source}")]
+    ReadIgnore {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot create a temporary directory: {source}")]
+    TempDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: the target stage was not built")]
+    TargetNotBuilt { path: String },
 }
 
 /// A built image, ready to be planned and written. Holds the temporary files its new layers
@@ -185,9 +201,9 @@ pub async fn build(
     let tmp = tempfile::Builder::new()
         .prefix("regbuild-")
         .tempdir()
-        .map_err(|e| BuildError::Io {
+        .map_err(|source| BuildError::TempDir {
             path: std::env::temp_dir().display().to_string(),
-            message: format!("cannot create a temporary directory: {e}"),
+            source,
         })?;
     let ignore = load_dockerignore(&req.context)?;
     let cache = if req.use_cache {
@@ -337,10 +353,9 @@ pub async fn build(
         )?;
         built.insert(i, image);
     }
-    let mut final_image = built.remove(&plan.target).ok_or_else(|| BuildError::Io {
-        path: file.clone(),
-        message: "the target stage was not built".into(),
-    })?;
+    let mut final_image = built
+        .remove(&plan.target)
+        .ok_or_else(|| BuildError::TargetNotBuilt { path: file.clone() })?;
     crate::builder::squash::squash(
         registry,
         &mut final_image,
@@ -578,10 +593,11 @@ fn referenced(
     ),
     BuildError,
 > {
-    let text = std::fs::read_to_string(&req.dockerfile).map_err(|e| BuildError::Io {
-        path: req.dockerfile.display().to_string(),
-        message: format!("cannot read the Dockerfile: {e}"),
-    })?;
+    let text =
+        std::fs::read_to_string(&req.dockerfile).map_err(|source| BuildError::ReadDockerfile {
+            path: req.dockerfile.display().to_string(),
+            source,
+        })?;
     let df = dockerfile::parse(&text, &req.dockerfile)?;
     let args = BuildArgs {
         values: req.build_args.clone(),
@@ -823,9 +839,9 @@ fn load_dockerignore(context: &Path) -> Result<DockerIgnore, BuildError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(DockerIgnore::parse(&text, &path)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerIgnore::default()),
-        Err(e) => Err(BuildError::Io {
+        Err(source) => Err(BuildError::ReadIgnore {
             path: path.display().to_string(),
-            message: e.to_string(),
+            source,
         }),
     }
 }
