@@ -48,8 +48,11 @@ pub enum InspectError {
         digest: String,
         source: LayerError,
     },
-    #[error("{image}: config is not valid JSON: {message}")]
-    Config { image: String, message: String },
+    #[error("{image}: config is not valid JSON: {source}")]
+    Config {
+        image: String,
+        source: serde_json::Error,
+    },
 }
 
 /// Why one layer of an inspected image could not be read.
@@ -118,9 +121,9 @@ pub async fn inspect(
     let image = reference.to_string();
     let resolved = base::resolve(registry, reference, platform).await?;
     let config: serde_json::Value =
-        serde_json::from_slice(&resolved.config).map_err(|e| InspectError::Config {
+        serde_json::from_slice(&resolved.config).map_err(|source| InspectError::Config {
             image: image.clone(),
-            message: e.to_string(),
+            source,
         })?;
     let count = resolved.layers.len();
     let history = layer_history(&config, count);
