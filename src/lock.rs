@@ -46,10 +46,30 @@ pub struct LockedImage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("{path}: {message}")]
-    Read { path: PathBuf, message: String },
-    #[error("{path}: cannot write: {message}")]
-    Write { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: ReadError },
+    #[error("{path}: cannot write: {source}")]
+    Write { path: PathBuf, source: WriteError },
+}
+
+/// Why a lock file cannot be read as one.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("not a valid lock file: {}", .0.message())]
+    Toml(toml::de::Error),
+    #[error("unsupported lock file version {0}")]
+    Version(u32),
+}
+
+/// Why a lock file cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{0}")]
+    Toml(toml::ser::Error),
+    #[error("{0}")]
+    Io(std::io::Error),
 }
 
 /// Why a base could not be resolved for the lock file.
@@ -82,18 +102,18 @@ impl LockFile {
             Err(e) => {
                 return Err(LockError::Read {
                     path: path.to_path_buf(),
-                    message: e.to_string(),
+                    source: ReadError::Io(e),
                 })
             }
         };
         let lock: LockFile = toml::from_str(&text).map_err(|e| LockError::Read {
             path: path.to_path_buf(),
-            message: format!("not a valid lock file: {}", e.message()),
+            source: ReadError::Toml(e),
         })?;
         if lock.version != 1 {
             return Err(LockError::Read {
                 path: path.to_path_buf(),
-                message: format!("unsupported lock file version {}", lock.version),
+                source: ReadError::Version(lock.version),
             });
         }
         Ok(Some(lock))
@@ -106,14 +126,14 @@ impl LockFile {
         sorted.images.sort_by(|a, b| a.reference.cmp(&b.reference));
         let body = toml::to_string(&sorted).map_err(|e| LockError::Write {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source: WriteError::Toml(e),
         })?;
         let tmp = path.with_extension("lock.tmp");
         std::fs::write(&tmp, format!("{HEADER}\n{body}"))
             .and_then(|_| std::fs::rename(&tmp, path))
             .map_err(|e| LockError::Write {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                source: WriteError::Io(e),
             })
     }
 

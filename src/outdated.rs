@@ -31,12 +31,23 @@ pub enum OutdatedError {
         image: String,
         source: serde_json::Error,
     },
-    #[error("{image}: {what} annotation: {message}")]
+    #[error("{image}: {what} annotation: {source}")]
     Annotation {
         image: String,
         what: String,
-        message: String,
+        source: AnnotationError,
     },
+}
+
+/// Why a base or sources annotation cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AnnotationError {
+    #[error("{0}")]
+    Reference(#[from] regbuild_oci::reference::ReferenceError),
+    #[error("{0}")]
+    Digest(#[from] regbuild_oci::digest::DigestError),
+    #[error("`{0}` is not reference@digest")]
+    NotPinned(String),
 }
 
 /// One base, checked.
@@ -173,16 +184,18 @@ pub async fn built_from(registry: &Registry, image: &ImageRef) -> Result<BuiltFr
 }
 
 fn parse_found(image: &ImageRef, found: Found) -> Result<BuiltFrom, OutdatedError> {
-    let annotation = |what: &str, message: String| OutdatedError::Annotation {
+    let annotation = |what: &str, source: AnnotationError| OutdatedError::Annotation {
         image: image.to_string(),
         what: what.to_string(),
-        message,
+        source,
     };
     let pinned = |r: &str, d: &str, what: &str| -> Result<(ImageRef, Digest), OutdatedError> {
-        let bad = |e: String| annotation(what, e);
+        let bad = |e: AnnotationError| annotation(what, e);
         Ok((
-            r.parse().map_err(|e| bad(format!("{e}")))?,
-            d.parse().map_err(|e| bad(format!("{e}")))?,
+            r.parse()
+                .map_err(|e: regbuild_oci::reference::ReferenceError| bad(e.into()))?,
+            d.parse()
+                .map_err(|e: regbuild_oci::digest::DigestError| bad(e.into()))?,
         ))
     };
     let base = match &found.base {
@@ -199,7 +212,7 @@ fn parse_found(image: &ImageRef, found: Found) -> Result<BuiltFrom, OutdatedErro
     {
         let (r, d) = entry
             .rsplit_once('@')
-            .ok_or_else(|| annotation(SOURCES, format!("`{entry}` is not reference@digest")))?;
+            .ok_or_else(|| annotation(SOURCES, AnnotationError::NotPinned(entry.to_string())))?;
         sources.push(pinned(r, d, SOURCES)?);
     }
     Ok(BuiltFrom { base, sources })

@@ -9,6 +9,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::builder::cache::KEY_ANNOTATION;
+use crate::builder::error::StepError;
 use crate::builder::stage::{StageImage, StageLayer};
 use crate::image::base::ResolvedBase;
 use regbuild_oci::config::ImageConfig;
@@ -50,7 +51,7 @@ pub fn assemble(
     sources: &[String],
     created: &str,
     tmp: &Path,
-) -> Result<Assembled, String> {
+) -> Result<Assembled, StepError> {
     let mut set = ImageSet::default();
     let mut layers = Vec::new();
     for layer in &image.layers {
@@ -61,7 +62,7 @@ pub fn assemble(
                 repository,
             } => layers.push(set.add_remote_layer(descriptor, registry, repository)),
             StageLayer::Cached(c) => {
-                let digest: Digest = c.record.digest.parse().map_err(|e| format!("{e}"))?;
+                let digest: Digest = c.record.digest.parse()?;
                 layers.push(
                     Descriptor::new(&c.record.media_type, digest.clone(), c.record.size)
                         .with_annotation(KEY_ANNOTATION, &c.key),
@@ -76,7 +77,7 @@ pub fn assemble(
                     None => {
                         let c = c.clone();
                         BlobOrigin::Lazy(LazyFile(std::sync::Arc::new(move || {
-                            c.built().map(|b| b.file.to_path_buf())
+                            c.built().map(|b| b.file.to_path_buf()).map_err(Into::into)
                         })))
                     }
                 };
@@ -87,7 +88,7 @@ pub fn assemble(
                 });
             }
             StageLayer::Local(built) => {
-                let digest: Digest = built.digest.parse().map_err(|e| format!("{e}"))?;
+                let digest: Digest = built.digest.parse()?;
                 let mut d = Descriptor::new(built.media_type, digest.clone(), built.size);
                 if let Some(key) = &built.key {
                     d = d.with_annotation(KEY_ANNOTATION, key);
@@ -111,8 +112,10 @@ pub fn assemble(
     out.manifest.set_sources(sources);
     let written = out.to_bytes();
     let config_path = tmp.join(format!("config-{}.json", written.config_digest.hex()));
-    std::fs::write(&config_path, &written.config)
-        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    std::fs::write(&config_path, &written.config).map_err(|source| StepError::File {
+        path: config_path.clone(),
+        source,
+    })?;
     set.add_blob(BlobSpec {
         digest: written.config_digest,
         size: written.config.len() as u64,

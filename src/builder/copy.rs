@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::builder::error::{ChmodError, ChownError, StepError};
 use crate::builder::rootfs;
 use crate::builder::stage::{join_in_image, NewLayer, StageImage, StepLayer, StepOutput};
 use crate::image::base::ResolvedBase;
 use regbuild_closure::ClosureKind;
 use regbuild_frontend::stages::{CopyFrom, CopySpec};
-use regbuild_fs::context::{self, CopyRequest};
+use regbuild_fs::context::{self, ContextError, CopyRequest};
 use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::extract;
 use regbuild_fs::layer::{EntryKind, LayerEntry, LayerOptions};
@@ -45,8 +46,8 @@ pub struct CopyContext<'a> {
     pub architecture: &'a str,
 }
 
-/// Runs one COPY/ADD; errors are messages the caller prefixes with `file:line`.
-pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, String> {
+/// Runs one COPY/ADD; the caller prefixes its errors with `file:line`.
+pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, StepError> {
     let dest = destination(&ctx.workdir, &spec.dest);
     let chown = spec
         .chown
@@ -62,11 +63,11 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
         None => collect(ctx.context, &spec.sources, &dest, chown, chmod, ctx.ignore)?,
         Some(from) => {
             let layers = match from {
-                CopyFrom::Stage(i) => {
-                    ctx.stages.get(i).map(|s| s.layers.clone()).ok_or_else(|| {
-                        format!("stage {i} is not built before COPY --from uses it")
-                    })?
-                }
+                CopyFrom::Stage(i) => ctx
+                    .stages
+                    .get(i)
+                    .map(|s| s.layers.clone())
+                    .ok_or(StepError::CopyFromStageNotBuilt(*i))?,
                 CopyFrom::Image(r) if r == "scratch" => Vec::new(),
                 CopyFrom::Image(r) => {
                     let b = ctx
@@ -74,7 +75,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                         .iter()
                         .find(|((name, _), _)| name == r)
                         .map(|(_, b)| b)
-                        .ok_or_else(|| format!("image {r} was not resolved"))?;
+                        .ok_or_else(|| StepError::ImageNotResolved(r.clone()))?;
                     b.layers
                         .iter()
                         .map(|d| crate::builder::stage::StageLayer::Remote {
@@ -85,7 +86,10 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                         .collect()
                 }
             };
-            let root = tempfile::tempdir_in(ctx.tmp).map_err(|e| e.to_string())?;
+            let root = tempfile::tempdir_in(ctx.tmp).map_err(|source| StepError::TempDir {
+                dir: ctx.tmp.to_path_buf(),
+                source,
+            })?;
             let sources: Vec<String> = spec
                 .sources
                 .iter()
@@ -114,7 +118,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                         if !keep_setuid {
                             strip_setuid(&mut entries);
                         }
-                        Ok(entries)
+                        Ok::<_, StepError>(entries)
                     });
                     let entries = crate::builder::from_image::deferred(
                         ctx.registry,
@@ -129,8 +133,12 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
             }
             rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
             let nothing = DockerIgnore::default();
-            let entries = collect(root.path(), &sources, &dest, chown, chmod, &nothing)
-                .map_err(|e| in_source(e, &from_label(ctx.step_text, from)))?;
+            let entries = collect(root.path(), &sources, &dest, chown, chmod, &nothing).map_err(
+                |source| StepError::ContextIn {
+                    source,
+                    label: from_label(ctx.step_text, from),
+                },
+            )?;
             // The layer reads these files later: keep the directory until then.
             let kept = root.keep();
             tracing::debug!(dir = %kept.display(), "COPY --from materialised");
@@ -202,7 +210,7 @@ pub fn layers_of(
     entries: Vec<LayerEntry>,
     stripped: Vec<String>,
     from_image_key: Option<String>,
-) -> Result<StepOutput, String> {
+) -> Result<StepOutput, StepError> {
     let opts = LayerOptions {
         mtime: ctx.epoch,
         compression: ctx.compression,
@@ -227,7 +235,7 @@ pub fn layers_of(
         };
         Ok::<_, std::io::Error>((stamps, keys))
     })
-    .map_err(|e| format!("reading the sources: {e}"))?;
+    .map_err(StepError::Sources)?;
     let mut layers = Vec::with_capacity(count);
     for (i, ((entries, key), stamps)) in parts.into_iter().zip(keys).zip(stamps).enumerate() {
         let label = if count == 1 {
@@ -412,7 +420,7 @@ fn from_label(step_text: &str, from: &CopyFrom) -> String {
 }
 
 /// A source error of a `COPY --from` names the stage or image, not the build context.
-fn in_source(message: String, label: &str) -> String {
+pub(crate) fn in_source(message: String, label: &str) -> String {
     if message.contains("in the build context") {
         message.replace("in the build context", &format!("in {label}"))
     } else if message.contains("matched nothing") {
@@ -429,7 +437,7 @@ fn collect(
     chown: Option<(u64, u64)>,
     chmod: Option<u32>,
     ignore: &DockerIgnore,
-) -> Result<Vec<LayerEntry>, String> {
+) -> Result<Vec<LayerEntry>, ContextError> {
     tokio::task::block_in_place(|| {
         context::collect(&CopyRequest {
             context: root,
@@ -440,7 +448,6 @@ fn collect(
             ignore,
         })
     })
-    .map_err(|e| e.to_string())
 }
 
 /// ADD from the context: local tar archives (plain, gzip, zstd, xz) are extracted into
@@ -452,11 +459,9 @@ fn add_entries(
     dest: &str,
     chown: Option<(u64, u64)>,
     chmod: Option<u32>,
-) -> Result<Vec<LayerEntry>, String> {
+) -> Result<Vec<LayerEntry>, StepError> {
     if let Some(url) = spec.sources.iter().find(|s| is_remote(s)) {
-        return Err(format!(
-            "ADD of a URL ({url}) is not supported: regbuild builds from local files only; download it into the context first"
-        ));
+        return Err(StepError::AddUrl(url.clone()));
     }
     let (archives, plain): (Vec<&String>, Vec<&String>) = spec.sources.iter().partition(|s| {
         !s.contains(['*', '?', '['])
@@ -467,7 +472,14 @@ fn add_entries(
             && extract::is_archive(&ctx.context.join(s))
     });
     if archives.is_empty() {
-        return collect(ctx.context, &spec.sources, dest, chown, chmod, ctx.ignore);
+        return Ok(collect(
+            ctx.context,
+            &spec.sources,
+            dest,
+            chown,
+            chmod,
+            ctx.ignore,
+        )?);
     }
     let dir_dest = if dest.ends_with('/') {
         dest.to_string()
@@ -489,8 +501,7 @@ fn add_entries(
     for a in archives {
         let unpacked = tokio::task::block_in_place(|| {
             crate::builder::add::unpack(ctx.context, a, &dir_dest, chown, chmod, ctx.tmp)
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         report_left_out(a, &unpacked);
         entries.extend(unpacked.entries);
     }
@@ -523,24 +534,27 @@ fn closure_entries(
     spec: &CopySpec,
     dest: &str,
     chown: Option<(u64, u64)>,
-) -> Result<Vec<LayerEntry>, String> {
+) -> Result<Vec<LayerEntry>, StepError> {
     let sysroot = match &spec.sysroot {
         None => PathBuf::from("/"),
         Some(dir) => {
             let inside = ctx.context.join(dir.trim_start_matches('/'));
-            let real = inside
-                .canonicalize()
-                .map_err(|e| format!("--sysroot={dir}: {e}"))?;
-            let context = ctx.context.canonicalize().map_err(|e| e.to_string())?;
+            let real = inside.canonicalize().map_err(|source| StepError::Sysroot {
+                dir: dir.clone(),
+                source,
+            })?;
+            let context = ctx.context.canonicalize().map_err(|source| StepError::Io {
+                path: ctx.context.to_path_buf(),
+                source,
+            })?;
             if !real.starts_with(&context) {
-                return Err(format!("--sysroot={dir} leaves the build context"));
+                return Err(StepError::SysrootOutside { dir: dir.clone() });
             }
             real
         }
     };
     let binaries: Vec<PathBuf> = spec.sources.iter().map(PathBuf::from).collect();
-    let files = tokio::task::block_in_place(|| regbuild_closure::closure(&sysroot, &binaries))
-        .map_err(|e| e.to_string())?;
+    let files = tokio::task::block_in_place(|| regbuild_closure::closure(&sysroot, &binaries))?;
     let root = PathBuf::from(dest.trim_start_matches('/'));
     let (uid, gid) = chown.unwrap_or((0, 0));
     let mut entries: Vec<LayerEntry> = Vec::new();
@@ -563,8 +577,10 @@ fn closure_entries(
         }
         let (kind, mode) = match &f.kind {
             ClosureKind::File { source } => {
-                let meta =
-                    std::fs::metadata(source).map_err(|e| format!("{}: {e}", source.display()))?;
+                let meta = std::fs::metadata(source).map_err(|e| StepError::File {
+                    path: source.clone(),
+                    source: e,
+                })?;
                 use std::os::unix::fs::PermissionsExt;
                 (
                     EntryKind::File {
@@ -634,16 +650,22 @@ fn literal_prefix(source: &str) -> PathBuf {
 }
 
 /// `--chown=user[:group]`: ids, or names from the stage's /etc/passwd and /etc/group.
-pub fn parse_chown(s: &str, lower: &crate::builder::pathindex::View) -> Result<(u64, u64), String> {
-    crate::builder::owner::resolve(s, &lower.accounts()).map_err(|e| format!("--chown={s}: {e}"))
+pub fn parse_chown(
+    s: &str,
+    lower: &crate::builder::pathindex::View,
+) -> Result<(u64, u64), ChownError> {
+    crate::builder::owner::resolve(s, &lower.accounts()).map_err(|source| ChownError {
+        spec: s.to_string(),
+        source,
+    })
 }
 
 /// `--chmod=0755` (octal).
-pub fn parse_chmod(s: &str) -> Result<u32, String> {
+pub fn parse_chmod(s: &str) -> Result<u32, ChmodError> {
     u32::from_str_radix(s, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("--chmod={s}: expected an octal mode such as 0755"))
+        .ok_or_else(|| ChmodError(s.to_string()))
 }
 
 /// Removes setuid/setgid bits from files; returns the paths it changed.
@@ -678,6 +700,7 @@ mod tests {
         assert_eq!(parse_chown("1000", &none), Ok((1000, 1000)));
         assert!(parse_chown("app", &none)
             .unwrap_err()
+            .to_string()
             .contains("--chown=app: unable to find user app"));
         assert_eq!(parse_chmod("0755"), Ok(0o755));
         assert!(parse_chmod("u+x").is_err());

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::builder::error::StepError;
 use crate::builder::stage::{DeferredEntries, StageLayer};
 use regbuild_fs::layer::{LayerEntry, LayerOptions};
 use regbuild_registry::Registry;
@@ -62,7 +63,7 @@ impl FromImageCopy {
 
 /// Turns a materialised directory into a layer's entries.
 pub type CollectEntries =
-    Arc<dyn Fn(&std::path::Path) -> Result<Vec<LayerEntry>, String> + Send + Sync>;
+    Arc<dyn Fn(&std::path::Path) -> Result<Vec<LayerEntry>, StepError> + Send + Sync>;
 
 /// The entries of a cached `COPY --from=<image>` layer, materialised only when called:
 /// `collect` turns the extracted directory into entries (ownership, modes, setuid
@@ -76,9 +77,11 @@ pub fn deferred(
 ) -> DeferredEntries {
     let registry = registry.clone();
     Arc::new(move || {
-        let handle = tokio::runtime::Handle::try_current()
-            .map_err(|e| format!("materialising a cached COPY --from layer: {e}"))?;
-        let root = tempfile::tempdir_in(&tmp).map_err(|e| e.to_string())?;
+        let handle = tokio::runtime::Handle::try_current().map_err(StepError::NoRuntime)?;
+        let root = tempfile::tempdir_in(&tmp).map_err(|source| StepError::TempDir {
+            dir: tmp.clone(),
+            source,
+        })?;
         handle.block_on(crate::builder::rootfs::materialize(
             &registry,
             &layers,

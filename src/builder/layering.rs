@@ -40,12 +40,17 @@ pub enum Layering {
     Auto,
 }
 
+/// A `--layering` value that names no way of layering.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid layering `{0}`: expected single or auto")]
+pub struct InvalidLayering(pub String);
+
 impl Layering {
-    pub fn parse(s: &str) -> Result<Layering, String> {
+    pub fn parse(s: &str) -> Result<Layering, InvalidLayering> {
         match s {
             "single" => Ok(Layering::Single),
             "auto" => Ok(Layering::Auto),
-            _ => Err(format!("invalid layering `{s}`: expected single or auto")),
+            _ => Err(InvalidLayering(s.to_string())),
         }
     }
 }

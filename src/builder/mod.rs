@@ -9,12 +9,14 @@
 //! depends on them); `rootfs` and `from_image` materialise paths of another stage or image;
 //! `cache` and `remote_cache` find layers built before (locally, or in a registry by key);
 //! `layering` splits a COPY into layers, `pack` packs them, `squash` squashes; `assemble`
-//! turns the result into the blobs and manifest a registry must hold.
+//! turns the result into the blobs and manifest a registry must hold. `error` is why a step
+//! failed (`StepError`), which `BuildError::At` carries with the Dockerfile's `file:line`.
 
 pub mod add;
 pub mod assemble;
 pub mod cache;
 pub mod copy;
+pub mod error;
 pub mod from_image;
 pub mod layering;
 pub mod orchestrate;
@@ -26,4 +28,5 @@ pub mod rootfs;
 pub mod squash;
 pub mod stage;
 
+pub use error::StepError;
 pub use orchestrate::{build, BuildError, BuildRequest, BuiltImage};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::builder::assemble;
 use crate::builder::copy::{self, CopyContext};
+use crate::builder::error::StepError;
 use crate::builder::pack::{pack_all, PackJob, PackSinks};
 use crate::builder::stage::{join_in_image, NewLayer, StageImage, StageLayer};
 use crate::image::base::ResolvedBase;
@@ -64,14 +65,42 @@ pub enum BuildError {
     Dockerfile(#[from] DockerfileError),
     #[error(transparent)]
     Ignore(#[from] regbuild_fs::dockerignore::IgnoreError),
-    #[error("{file}:{line}: {message}")]
+    #[error("{file}:{line}: {source}")]
     At {
         file: String,
         line: usize,
-        message: String,
+        source: Box<StepError>,
     },
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
+    /// `--squash` failed (after every stage was built).
+    #[error("{path}: --squash: {source}")]
+    Squash {
+        path: String,
+        source: Box<StepError>,
+    },
+    /// The image's config and manifest could not be written.
+    #[error("{path}: {source}")]
+    Assemble {
+        path: String,
+        source: Box<StepError>,
+    },
+    #[error("{path}: cannot read the Dockerfile: {source}")]
+    ReadDockerfile {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The `.dockerignore` exists but cannot be read.
+    #[error("{path}: {source}")]
+    ReadIgnore {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot create a temporary directory: {source}")]
+    TempDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: the target stage was not built")]
+    TargetNotBuilt { path: String },
 }
 
 /// A built image, ready to be planned and written. Holds the temporary files its new layers
@@ -111,19 +140,19 @@ pub async fn build(
             continue;
         }
         let line = line_of_image(&first, &r);
-        let at = |message: String| BuildError::At {
+        let at = |e: StepError| BuildError::At {
             file: file.clone(),
             line,
-            message,
+            source: Box::new(e),
         };
         let written: ImageRef = match req.overrides.get(&r) {
             Some(o) => o.clone(),
             None => r
                 .parse()
-                .map_err(|e: regbuild_oci::reference::ReferenceError| at(e.to_string()))?,
+                .map_err(|e: regbuild_oci::reference::ReferenceError| at(e.into()))?,
         };
         let plat = match &platform {
-            Some(p) => Platform::parse(p).map_err(|e| at(e.to_string()))?,
+            Some(p) => Platform::parse(p).map_err(|e| at(e.into()))?,
             None => req.platform.clone(),
         };
         // A digest in the Dockerfile always wins; else the lock file's pin; else the tag.
@@ -137,7 +166,7 @@ pub async fn build(
         };
         let mut resolved = planned::resolve(registry, &req.planned, &target, &plat)
             .await
-            .map_err(|e| at(e.to_string()))?;
+            .map_err(|e| at(e.into()))?;
         // Annotations name the base by its tag; the digest is recorded beside it.
         resolved.reference = match (&written.tag, req.overrides.contains_key(&r)) {
             (Some(t), true) => written.with_tag(t),
@@ -154,7 +183,7 @@ pub async fn build(
         bases.insert((r, platform), resolved);
     }
 
-    let env_of = |r: &str| -> Result<Vec<(String, String)>, String> {
+    let env_of = |r: &str| -> Result<Vec<(String, String)>, StepError> {
         bases
             .iter()
             .find(|((name, _), _)| name == r)
@@ -163,18 +192,18 @@ pub async fn build(
                     .map(|c| c.env())
                     .unwrap_or_default()
             })
-            .ok_or_else(|| format!("base image {r} was not resolved"))
+            .ok_or_else(|| StepError::BaseNotResolved(r.to_string()))
     };
     let plan = stages::evaluate(&df, &args, &mut |r: &str| {
-        env_of(r).map_err(stages::BaseEnvError::from)
+        env_of(r).map_err(|e| stages::BaseEnvError::from(e.to_string()))
     })?;
 
     let tmp = tempfile::Builder::new()
         .prefix("regbuild-")
         .tempdir()
-        .map_err(|e| BuildError::Io {
+        .map_err(|source| BuildError::TempDir {
             path: std::env::temp_dir().display().to_string(),
-            message: format!("cannot create a temporary directory: {e}"),
+            source,
         })?;
     let ignore = load_dockerignore(&req.context)?;
     let cache = if req.use_cache {
@@ -214,10 +243,10 @@ pub async fn build(
         // The stage's new layers, in order; the ones to pack are packed together at its end.
         let mut slots: Vec<NewSlot> = Vec::new();
         for step in &stage.steps {
-            let at = |message: String| BuildError::At {
+            let at = |e: StepError| BuildError::At {
                 file: file.clone(),
                 line: step.line,
-                message,
+                source: Box::new(e),
             };
             let needs_view = matches!(step.kind, StepKind::Copy(_) | StepKind::Workdir(_));
             // Layers only a registry holds are listed only where the result can depend on them.
@@ -225,7 +254,7 @@ pub async fn build(
             let lower = if needs_view {
                 stage_view(&indexer, &image, &slots, from_registry)
                     .await
-                    .map_err(|e| at(e.to_string()))?
+                    .map_err(|e| at(e.into()))?
             } else {
                 crate::builder::pathindex::View::default()
             };
@@ -253,7 +282,7 @@ pub async fn build(
             let out = match &step.kind {
                 StepKind::Copy(spec) => Some(copy::run(&ctx, spec).await.map_err(at)?),
                 StepKind::Workdir(_) => {
-                    apply_config_step(&mut image.config, &step.kind).map_err(at)?;
+                    apply_config_step(&mut image.config, &step.kind);
                     let dirs = workdir_dirs(&lower, &image.config).map_err(at)?;
                     if dirs.is_empty() {
                         image.config.push_history(&created, &step.text, true);
@@ -267,7 +296,7 @@ pub async fn build(
                     }
                 }
                 other => {
-                    apply_config_step(&mut image.config, other).map_err(at)?;
+                    apply_config_step(&mut image.config, other);
                     image.config.push_history(&created, &step.text, true);
                     None
                 }
@@ -324,10 +353,9 @@ pub async fn build(
         )?;
         built.insert(i, image);
     }
-    let mut final_image = built.remove(&plan.target).ok_or_else(|| BuildError::Io {
-        path: file.clone(),
-        message: "the target stage was not built".into(),
-    })?;
+    let mut final_image = built
+        .remove(&plan.target)
+        .ok_or_else(|| BuildError::TargetNotBuilt { path: file.clone() })?;
     crate::builder::squash::squash(
         registry,
         &mut final_image,
@@ -339,9 +367,9 @@ pub async fn build(
         &created,
     )
     .await
-    .map_err(|message| BuildError::Io {
+    .map_err(|e| BuildError::Squash {
         path: file.clone(),
-        message: format!("--squash: {message}"),
+        source: Box::new(e),
     })?;
     // A squashed layer is new: keep its file alive with the others.
     for l in &final_image.layers {
@@ -354,9 +382,9 @@ pub async fn build(
     let sources = assemble::sources(bases.values(), final_image.base.as_ref());
     let assembled =
         assemble::assemble(&final_image, &sources, &created, tmp.path()).map_err(|e| {
-            BuildError::Io {
+            BuildError::Assemble {
                 path: tmp.path().display().to_string(),
-                message: e,
+                source: Box::new(e),
             }
         })?;
     Ok(BuiltImage {
@@ -439,14 +467,20 @@ async fn stage_view(
 fn workdir_dirs(
     lower: &crate::builder::pathindex::View,
     config: &ImageConfig,
-) -> Result<Vec<regbuild_fs::layer::LayerEntry>, String> {
+) -> Result<Vec<regbuild_fs::layer::LayerEntry>, StepError> {
     let missing = lower.missing_dirs(&config.workdir());
     if missing.is_empty() {
         return Ok(Vec::new());
     }
     let (uid, gid) = match config.user().filter(|u| !u.is_empty()) {
-        Some(user) => crate::builder::owner::resolve(&user, &lower.accounts())
-            .map_err(|e| format!("WORKDIR as USER {user}: {e}"))?,
+        Some(user) => {
+            crate::builder::owner::resolve(&user, &lower.accounts()).map_err(|source| {
+                StepError::WorkdirOwner {
+                    user: user.clone(),
+                    source,
+                }
+            })?
+        }
         None => (0, 0),
     };
     Ok(missing
@@ -505,27 +539,23 @@ fn finish_stage_layers(
     let mut packed = if jobs.is_empty() {
         Vec::new()
     } else {
-        tokio::task::block_in_place(|| pack_all(jobs, sinks)).map_err(|(i, message)| {
-            BuildError::At {
-                file: file.to_string(),
-                line: pending_lines.get(i).copied().unwrap_or(0),
-                message,
-            }
+        tokio::task::block_in_place(|| pack_all(jobs, sinks)).map_err(|(i, e)| BuildError::At {
+            file: file.to_string(),
+            line: pending_lines.get(i).copied().unwrap_or(0),
+            source: Box::new(e.into()),
         })?
     }
     .into_iter();
     for (line, text, diff_index, entries, layer) in rest {
-        let at = |message: String| BuildError::At {
+        let at = |e: StepError| BuildError::At {
             file: file.to_string(),
             line,
-            message,
+            source: Box::new(e),
         };
         let layer = match layer {
             Some(l) => l,
             None => {
-                let b = packed
-                    .next()
-                    .ok_or_else(|| at("a layer was not packed".into()))?;
+                let b = packed.next().ok_or_else(|| at(StepError::NotPacked))?;
                 image.config.set_diff_id(diff_index, &b.diff_id);
                 out.all_layers.push(b.clone());
                 StageLayer::Local(b)
@@ -538,7 +568,7 @@ fn finish_stage_layers(
                 (descriptor.digest.to_string(), descriptor.size)
             }
         };
-        let parsed: Digest = digest.parse().map_err(|e| at(format!("{e}")))?;
+        let parsed: Digest = digest.parse().map_err(|e| at(StepError::Digest(e)))?;
         out.new_layers.push((parsed, size, text));
         out.layer_entries.insert(digest, entries);
         image.layers.push(layer);
@@ -563,10 +593,11 @@ fn referenced(
     ),
     BuildError,
 > {
-    let text = std::fs::read_to_string(&req.dockerfile).map_err(|e| BuildError::Io {
-        path: req.dockerfile.display().to_string(),
-        message: format!("cannot read the Dockerfile: {e}"),
-    })?;
+    let text =
+        std::fs::read_to_string(&req.dockerfile).map_err(|source| BuildError::ReadDockerfile {
+            path: req.dockerfile.display().to_string(),
+            source,
+        })?;
     let df = dockerfile::parse(&text, &req.dockerfile)?;
     let args = BuildArgs {
         values: req.build_args.clone(),
@@ -671,10 +702,10 @@ fn start_stage(
     platform: &Platform,
     file: &str,
 ) -> Result<StageImage, BuildError> {
-    let missing = |what: String| BuildError::At {
+    let missing = |e: StepError| BuildError::At {
         file: file.to_string(),
         line: stage.line,
-        message: what,
+        source: Box::new(e),
     };
     match &stage.base {
         Base::Scratch => {
@@ -695,7 +726,7 @@ fn start_stage(
             let mut image = built
                 .get(j)
                 .cloned()
-                .ok_or_else(|| missing(format!("stage {j} is not built before it is used")))?;
+                .ok_or_else(|| missing(StepError::BaseStageNotBuilt(*j)))?;
             // The parent's ONBUILD triggers ran as this stage's first steps (stages.rs).
             image.config.take_onbuild();
             Ok(image)
@@ -703,9 +734,13 @@ fn start_stage(
         Base::Image(r) => {
             let b = bases
                 .get(&(r.clone(), stage.platform.clone()))
-                .ok_or_else(|| missing(format!("base image {r} was not resolved")))?;
-            let mut config = ImageConfig::from_base(&b.config)
-                .map_err(|e| missing(format!("base image {r}: {e}")))?;
+                .ok_or_else(|| missing(StepError::BaseNotResolved(r.clone())))?;
+            let mut config = ImageConfig::from_base(&b.config).map_err(|message| {
+                missing(StepError::BaseConfig {
+                    image: r.clone(),
+                    message,
+                })
+            })?;
             let triggers = config.take_onbuild();
             if !triggers.is_empty() {
                 tracing::warn!(base = %r, ?triggers, "the base has ONBUILD triggers; regbuild does not run them");
@@ -729,7 +764,7 @@ fn start_stage(
 }
 
 /// Applies an instruction that changes only the config.
-fn apply_config_step(config: &mut ImageConfig, step: &StepKind) -> Result<(), String> {
+fn apply_config_step(config: &mut ImageConfig, step: &StepKind) {
     match step {
         StepKind::Copy(_) => {}
         StepKind::Env(pairs) => config.set_envs(pairs),
@@ -785,7 +820,6 @@ fn apply_config_step(config: &mut ImageConfig, step: &StepKind) -> Result<(), St
         StepKind::OnBuild(i) => config.add_onbuild(i),
         StepKind::Maintainer(m) => config.set_author(m),
     }
-    Ok(())
 }
 
 /// Exec form as is; shell form wrapped in the stage's SHELL (default `/bin/sh -c`).
@@ -805,9 +839,9 @@ fn load_dockerignore(context: &Path) -> Result<DockerIgnore, BuildError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(DockerIgnore::parse(&text, &path)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerIgnore::default()),
-        Err(e) => Err(BuildError::Io {
+        Err(source) => Err(BuildError::ReadIgnore {
             path: path.display().to_string(),
-            message: e.to_string(),
+            source,
         }),
     }
 }

@@ -27,6 +27,23 @@ pub struct PackJob {
     pub stamps: SourceStamps,
 }
 
+/// Why a layer could not be packed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("{0}")]
+    Layer(#[from] layer::LayerError),
+    #[error("{0}")]
+    Changed(#[from] SourceChanged),
+    /// Skipped because another layer failed first (never the error reported).
+    #[error("not packed")]
+    NotPacked,
+}
+
+/// A layer's source that changed between its key and its packing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: changed while the image was being built (its layer key would not match its bytes); build again", .0.display())]
+pub struct SourceChanged(pub std::path::PathBuf);
+
 /// The stamps of a layer's source files, taken before its key is computed.
 #[derive(Default)]
 pub struct SourceStamps(Vec<(std::path::PathBuf, FileStamp)>);
@@ -46,20 +63,17 @@ impl SourceStamps {
     }
 
     /// An error naming the first source that changed since the stamps were taken.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), SourceChanged> {
         for (path, before) in &self.0 {
             if FileStamp::of(path).ok().as_ref() != Some(before) {
-                return Err(format!(
-                    "{}: changed while the image was being built (its layer key would not match its bytes); build again",
-                    path.display()
-                ));
+                return Err(SourceChanged(path.clone()));
             }
         }
         Ok(())
     }
 }
 
-type Packed = Result<Arc<BuiltLayer>, String>;
+type Packed = Result<Arc<BuiltLayer>, PackError>;
 
 /// Layers packed at the same time.
 const MAX_PACKERS: usize = 2;
@@ -77,7 +91,7 @@ pub struct PackSinks<'a> {
 pub fn pack_all(
     jobs: Vec<PackJob>,
     sinks: &PackSinks<'_>,
-) -> Result<Vec<Arc<BuiltLayer>>, (usize, String)> {
+) -> Result<Vec<Arc<BuiltLayer>>, (usize, PackError)> {
     let count = jobs.len();
     // Two at a time at most: each already compresses on every core, so more would only
     // multiply threads and buffers (cores²) without more throughput.
@@ -109,22 +123,21 @@ pub fn pack_all(
             });
         }
     });
-    let results: Vec<Option<Packed>> = results
+    let mut results: Vec<Option<Packed>> = results
         .into_iter()
         .map(|r| r.into_inner().ok().flatten())
         .collect();
     // The first real failure, before any job that was skipped because of one.
-    if let Some((i, e)) = results.iter().enumerate().find_map(|(i, r)| match r {
-        Some(Err(e)) => Some((i, e.clone())),
-        _ => None,
-    }) {
-        return Err((i, e));
+    if let Some(i) = results.iter().position(|r| matches!(r, Some(Err(_)))) {
+        if let Some(Err(e)) = results.swap_remove(i) {
+            return Err((i, e));
+        }
     }
     let mut out = Vec::with_capacity(count);
     for (i, r) in results.into_iter().enumerate() {
         match r {
             Some(Ok(layer)) => out.push(layer),
-            _ => return Err((i, "not packed".into())),
+            _ => return Err((i, PackError::NotPacked)),
         }
     }
     Ok(out)
@@ -149,8 +162,7 @@ fn pack_one(job: PackJob, sinks: &PackSinks<'_>) -> Packed {
         sinks.tmp,
         &mut |bytes| sinks.progress.event(Event::LayerPacking { id, bytes }),
         streaming.clone(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     // Same stamps after packing: the bytes are those the key was computed from.
     job.stamps.check()?;
     if let (Some(g), Ok(digest)) = (&streaming, built.digest.parse()) {
@@ -218,7 +230,7 @@ mod tests {
         let tmp = dir.path().join("f.new");
         std::fs::write(&tmp, "bbbb").unwrap();
         std::fs::rename(&tmp, &f).unwrap();
-        let err = stamps.check().unwrap_err();
+        let err = stamps.check().unwrap_err().to_string();
         assert!(err.contains(&f.display().to_string()), "{err}");
         let stamps = SourceStamps::take(&[file_entry(&f)]).unwrap();
         std::fs::write(&f, "longer").unwrap();

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::builder::error::StepError;
 use crate::builder::stage::StageLayer;
 use regbuild_fs::layer::{EntryKind, LayerEntry};
 use regbuild_registry::Registry;
@@ -31,8 +32,11 @@ const MAX_HOPS: usize = 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("indexing layer {layer}: {message}")]
-    Layer { layer: String, message: String },
+    #[error("indexing layer {layer}: {source}")]
+    Layer {
+        layer: String,
+        source: Box<crate::builder::error::StepError>,
+    },
 }
 
 /// What a path is in one layer.
@@ -435,14 +439,14 @@ impl<'a> Indexer<'a> {
         if let Some(found) = self.remembered(&name) {
             return Ok(found);
         }
-        let failed = |message: String| IndexError::Layer {
+        let failed = |e: StepError| IndexError::Layer {
             layer: name.clone(),
-            message,
+            source: Box::new(e),
         };
         let index = match source {
             Source::Pending { entries, .. } => {
                 tokio::task::block_in_place(|| LayerIndex::from_entries(entries))
-                    .map_err(|e| failed(e.to_string()))?
+                    .map_err(|e| failed(StepError::Entries(e)))?
             }
             Source::Layer(StageLayer::Local(b)) => self.read_file(&b.file).map_err(failed)?,
             Source::Layer(StageLayer::Cached(c)) => {
@@ -459,7 +463,7 @@ impl<'a> Indexer<'a> {
                                 .record
                                 .digest
                                 .parse()
-                                .map_err(|e| failed(format!("{e}")))?,
+                                .map_err(|e| failed(StepError::Digest(e)))?,
                             size: c.record.size,
                             platform: None,
                             artifact_type: None,
@@ -471,7 +475,7 @@ impl<'a> Indexer<'a> {
                             .map_err(failed)?
                     }
                     None => tokio::task::block_in_place(|| {
-                        LayerIndex::from_entries(&c.entries()?).map_err(|e| e.to_string())
+                        LayerIndex::from_entries(&c.entries()?).map_err(StepError::Entries)
                     })
                     .map_err(failed)?,
                 }
@@ -493,7 +497,7 @@ impl<'a> Indexer<'a> {
         registry: &str,
         repository: &str,
         descriptor: &regbuild_oci::manifest::Descriptor,
-    ) -> Result<LayerIndex, String> {
+    ) -> Result<LayerIndex, StepError> {
         let started = std::time::Instant::now();
         let path = crate::builder::rootfs::download(
             self.registry,
@@ -507,9 +511,9 @@ impl<'a> Indexer<'a> {
             // Not a tar this can read: nothing is known about its paths, which only costs
             // fidelity (its symlinks are not followed); the push goes on as before.
             // The tar library quotes the bytes it choked on: keep the message printable.
-            let e: String = e.escape_debug().take(200).collect();
+            let e: String = e.to_string().escape_debug().take(200).collect();
             tracing::warn!(layer = %descriptor.digest, error = %e, "cannot index the layer's paths");
-            Ok::<_, String>(LayerIndex::new())
+            Ok::<_, StepError>(LayerIndex::new())
         });
         let _ = std::fs::remove_file(&path);
         use std::sync::atomic::Ordering::Relaxed;
@@ -524,11 +528,13 @@ impl<'a> Indexer<'a> {
         index
     }
 
-    fn read_file(&self, path: &Path) -> Result<LayerIndex, String> {
+    fn read_file(&self, path: &Path) -> Result<LayerIndex, StepError> {
         tokio::task::block_in_place(|| {
-            let (_, reader) =
-                regbuild_fs::extract::open_archive(path).map_err(|e| e.to_string())?;
-            LayerIndex::from_tar(reader).map_err(|e| e.to_string())
+            let (_, reader) = regbuild_fs::extract::open_archive(path)?;
+            LayerIndex::from_tar(reader).map_err(|source| StepError::ReadLayer {
+                file: path.to_path_buf(),
+                source,
+            })
         })
     }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use crate::builder::error::StepError;
 use crate::builder::stage::StageLayer;
 use regbuild_fs::extract::{self, EntryMeta, Limits, Overlay};
 use regbuild_registry::{Registry, Scopes};
@@ -21,7 +22,7 @@ pub async fn materialize(
     wanted: Vec<PathBuf>,
     dest: &Path,
     tmp: &Path,
-) -> Result<HashMap<PathBuf, EntryMeta>, String> {
+) -> Result<HashMap<PathBuf, EntryMeta>, StepError> {
     let mut overlay = Overlay::new(dest, wanted, Limits::default());
     for layer in layers.iter().rev() {
         if overlay.settled() {
@@ -31,21 +32,15 @@ pub async fn materialize(
             StageLayer::Cached(c) => {
                 let built = tokio::task::block_in_place(|| c.built())?;
                 tokio::task::block_in_place(|| {
-                    let (_, reader) =
-                        extract::open_archive(&built.file).map_err(|e| e.to_string())?;
-                    overlay
-                        .apply_layer(&built.digest, reader)
-                        .map_err(|e| e.to_string())
+                    let (_, reader) = extract::open_archive(&built.file)?;
+                    overlay.apply_layer(&built.digest, reader)
                 })?;
             }
             StageLayer::Local(built) => {
                 tokio::task::block_in_place(|| {
                     // gzip or zstd, as the build was asked to compress.
-                    let (_, reader) =
-                        extract::open_archive(&built.file).map_err(|e| e.to_string())?;
-                    overlay
-                        .apply_layer(&built.digest, reader)
-                        .map_err(|e| e.to_string())
+                    let (_, reader) = extract::open_archive(&built.file)?;
+                    overlay.apply_layer(&built.digest, reader)
                 })?;
             }
             StageLayer::Remote {
@@ -56,10 +51,8 @@ pub async fn materialize(
                 let path = download(registry, r, repository, descriptor, tmp).await?;
                 let name = descriptor.digest.to_string();
                 let result = tokio::task::block_in_place(|| {
-                    let (_, reader) = extract::open_archive(&path).map_err(|e| e.to_string())?;
-                    overlay
-                        .apply_layer(&name, reader)
-                        .map_err(|e| e.to_string())
+                    let (_, reader) = extract::open_archive(&path)?;
+                    overlay.apply_layer(&name, reader)
                 });
                 let _ = std::fs::remove_file(&path);
                 result?;
@@ -67,7 +60,7 @@ pub async fn materialize(
         }
     }
     let meta = overlay.metadata().clone();
-    tokio::task::block_in_place(|| overlay.finish()).map_err(|e| e.to_string())?;
+    tokio::task::block_in_place(|| overlay.finish())?;
     Ok(meta)
 }
 
@@ -78,41 +71,47 @@ pub(super) async fn download(
     repository: &str,
     descriptor: &regbuild_oci::manifest::Descriptor,
     tmp: &Path,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, StepError> {
     let path = tmp.join(format!("blob-{}", descriptor.digest.hex()));
     if let Some(local) = registry.stand_in(&descriptor.digest) {
         // A blob a dry run computed: the callers remove what they get, so a copy.
         tokio::fs::copy(&local, &path)
             .await
-            .map_err(|e| format!("{}: {e}", local.display()))?;
+            .map_err(|source| StepError::File {
+                path: local.clone(),
+                source,
+            })?;
         return Ok(path);
     }
     let repo = registry.repo(host, repository, Scopes::pull(repository));
     let _job = registry.job().await;
     let blob = repo
         .get_blob(&descriptor.digest, Some(descriptor.size))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let failure = blob.failure_slot();
     let mut file = tokio::fs::File::create(&path)
         .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| StepError::File {
+            path: path.clone(),
+            source,
+        })?;
     let mut stream = blob.into_stream();
     while let Some(chunk) = stream.next().await {
         match chunk {
-            Ok(c) => file
-                .write_all(&c)
-                .await
-                .map_err(|e| format!("{}: {e}", path.display()))?,
+            Ok(c) => file.write_all(&c).await.map_err(|source| StepError::File {
+                path: path.clone(),
+                source,
+            })?,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
                 let recorded = failure.lock().ok().and_then(|mut f| f.take());
-                return Err(recorded
-                    .map(|r| r.to_string())
-                    .unwrap_or_else(|| e.to_string()));
+                return Err(recorded.map_or(StepError::Download(e), StepError::from));
             }
         }
     }
-    file.flush().await.map_err(|e| e.to_string())?;
+    file.flush().await.map_err(|source| StepError::Io {
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
 }

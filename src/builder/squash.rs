@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::builder::error::StepError;
 use crate::builder::rootfs;
 use crate::builder::stage::{StageImage, StageLayer};
 use regbuild_fs::context::{self, CopyRequest};
@@ -57,7 +58,7 @@ pub async fn squash(
     epoch: u64,
     compression: regbuild_fs::compress::Compression,
     created: &str,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let (keep, merged) = match mode {
         Squash::None => return Ok(()),
         Squash::New => {
@@ -83,7 +84,10 @@ pub async fn squash(
             if image.layers.len() < 2 {
                 return Ok(());
             }
-            let root = tempfile::tempdir_in(tmp).map_err(|e| e.to_string())?;
+            let root = tempfile::tempdir_in(tmp).map_err(|source| StepError::TempDir {
+                dir: tmp.to_path_buf(),
+                source,
+            })?;
             let meta =
                 rootfs::materialize(registry, &image.layers, Vec::new(), root.path(), tmp).await?;
             let mut all = tokio::task::block_in_place(|| {
@@ -95,8 +99,7 @@ pub async fn squash(
                     chmod: None,
                     ignore: &regbuild_fs::dockerignore::DockerIgnore::default(),
                 })
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
             // Ownership and exact modes come from the layers' headers, not the disk copy.
             for e in &mut all {
                 if let Some(m) = meta.get(&e.path) {
@@ -119,8 +122,7 @@ pub async fn squash(
     };
     let tmp = tmp.to_path_buf();
     let built =
-        tokio::task::block_in_place(|| layer::build_layer(merged, &opts, &tmp, &mut |_| {}))
-            .map_err(|e| e.to_string())?;
+        tokio::task::block_in_place(|| layer::build_layer(merged, &opts, &tmp, &mut |_| {}))?;
     image.config.squash_layers(
         keep,
         &built.diff_id,

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::builder::error::StepError;
 use crate::image::base::ResolvedBase;
 use regbuild_fs::layer::BuiltLayer;
 use regbuild_fs::layer::LayerEntry;
@@ -12,7 +13,7 @@ use regbuild_oci::config::ImageConfig;
 use regbuild_oci::manifest::Descriptor;
 
 /// Produces a layer's entries on first use (blocking; called where blocking is allowed).
-pub type DeferredEntries = Arc<dyn Fn() -> Result<Vec<LayerEntry>, String> + Send + Sync>;
+pub type DeferredEntries = Arc<dyn Fn() -> Result<Vec<LayerEntry>, StepError> + Send + Sync>;
 
 /// One layer of a stage: from a registry, or built here.
 #[derive(Clone)]
@@ -79,7 +80,7 @@ impl CachedStageLayer {
     }
 
     /// What the layer holds (blocking: a deferred layer materialises its source now).
-    pub fn entries(&self) -> Result<Vec<regbuild_fs::layer::LayerEntry>, String> {
+    pub fn entries(&self) -> Result<Vec<regbuild_fs::layer::LayerEntry>, StepError> {
         match &self.deferred {
             Some(produce) => produce(),
             None => Ok(self.entries.clone()),
@@ -87,19 +88,18 @@ impl CachedStageLayer {
     }
 
     /// The layer's file, built now if it was not yet (blocking).
-    pub fn built(&self) -> Result<Arc<BuiltLayer>, String> {
-        let mut slot = self.built.lock().map_err(|_| "layer build lock poisoned")?;
+    pub fn built(&self) -> Result<Arc<BuiltLayer>, StepError> {
+        let mut slot = self.built.lock().map_err(|_| StepError::Poisoned)?;
         if let Some(b) = slot.as_ref() {
             return Ok(b.clone());
         }
         let b =
-            regbuild_fs::layer::build_layer(self.entries()?, &self.opts, &self.tmp, &mut |_| {})
-                .map_err(|e| e.to_string())?;
+            regbuild_fs::layer::build_layer(self.entries()?, &self.opts, &self.tmp, &mut |_| {})?;
         if b.digest != self.record.digest {
-            return Err(format!(
-                "a cached layer rebuilt to {} instead of {} (its inputs changed during the build, or the cache is stale: delete $REGBUILD_CACHE)",
-                b.digest, self.record.digest
-            ));
+            return Err(StepError::CachedLayerChanged {
+                built: b.digest,
+                expected: self.record.digest.clone(),
+            });
         }
         let b = Arc::new(b);
         *slot = Some(b.clone());

@@ -184,12 +184,13 @@ fn elide_middle(text: &str, max: usize) -> String {
     )
 }
 
-fn parse_strategy_arg(s: &str) -> Result<UploadStrategy, String> {
+fn parse_strategy_arg(
+    s: &str,
+) -> Result<UploadStrategy, regbuild_registry::strategy::UnknownStrategy> {
     s.parse()
-        .map_err(|e: regbuild_registry::strategy::UnknownStrategy| e.to_string())
 }
 
-fn parse_size_arg(s: &str) -> Result<u64, String> {
+fn parse_size_arg(s: &str) -> Result<u64, crate::inspect::analysis::InvalidSize> {
     crate::inspect::analysis::parse_size(s)
 }
 

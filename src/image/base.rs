@@ -53,8 +53,17 @@ pub enum BaseError {
         platform: String,
         available: String,
     },
-    #[error("base image {reference}: {message}")]
-    Invalid { reference: String, message: String },
+    /// A manifest or index that is not valid JSON of its kind.
+    #[error("base image {reference}: {source}")]
+    Manifest {
+        reference: String,
+        source: serde_json::Error,
+    },
+    #[error("base image {reference}: manifest has no config")]
+    NoConfig { reference: String },
+    /// A dry run's base that names a blob or manifest the run did not compute (`what`).
+    #[error("base image {reference}: {what} is not among the images this run computed")]
+    NotPlanned { reference: String, what: String },
 }
 
 /// Where a base's manifests and config are read from: the registry, or the images a dry run
@@ -118,12 +127,12 @@ pub(super) async fn resolve_from(
     platform: &Platform,
 ) -> Result<ResolvedBase, BaseError> {
     let name = reference.to_string();
-    let invalid = |message: String| BaseError::Invalid {
+    let invalid = |source: serde_json::Error| BaseError::Manifest {
         reference: name.clone(),
-        message,
+        source,
     };
     let top = source.manifest(&reference.manifest_reference()).await?;
-    let top_view = ManifestView::parse(&top.bytes).map_err(|e| invalid(e.to_string()))?;
+    let top_view = ManifestView::parse(&top.bytes).map_err(invalid)?;
     let top_view_for_platforms = top_view.clone();
     let (manifest, view) = if is_index(&top.media_type) {
         let child = top_view
@@ -146,15 +155,14 @@ pub(super) async fn resolve_from(
                     .join(", "),
             })?;
         let m = source.manifest(child.digest.as_str()).await?;
-        let v = ManifestView::parse(&m.bytes).map_err(|e| invalid(e.to_string()))?;
+        let v = ManifestView::parse(&m.bytes).map_err(invalid)?;
         (m, v)
     } else {
         (top.clone(), top_view)
     };
-    let config_descriptor = view
-        .config
-        .clone()
-        .ok_or_else(|| invalid("manifest has no config".into()))?;
+    let config_descriptor = view.config.clone().ok_or_else(|| BaseError::NoConfig {
+        reference: name.clone(),
+    })?;
     let config = source.config(&config_descriptor.digest).await?;
     let platforms = top_view_for_platforms
         .manifests

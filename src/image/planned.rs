@@ -117,9 +117,9 @@ struct FromPlanned<'a> {
 
 impl FromPlanned<'_> {
     fn missing(&self, what: String) -> BaseError {
-        BaseError::Invalid {
+        BaseError::NotPlanned {
             reference: self.name.clone(),
-            message: format!("{what} is not among the images this run computed"),
+            what,
         }
     }
 }

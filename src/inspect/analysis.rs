@@ -348,12 +348,32 @@ pub fn layer_history(config: &serde_json::Value, layers: usize) -> Vec<Option<St
     out
 }
 
+/// A byte count (`--max-layer-size`, `--chunk-size`, …) that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size `{text}`: {why}")]
+pub struct InvalidSize {
+    pub text: String,
+    pub why: &'static str,
+}
+
+/// A share that is not a number between 0 and 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidFraction {
+    #[error("invalid value `{0}`: expected a number between 0 and 1")]
+    NotANumber(String),
+    #[error("invalid value `{0}`: expected a number between 0 and 1 (0.9 means 90%)")]
+    OutOfRange(String),
+}
+
 /// Parses a byte count: a number (fractions allowed) and an optional unit, case-insensitive,
 /// optionally separated by a space. Decimal SI units `B`, `k`/`kB`, `M`/`MB`, `G`/`GB`,
 /// `T`/`TB`, `P`/`PB` (powers of 1000) and binary IEC units `KiB`, `MiB`, `GiB`, `TiB`, `PiB`
 /// (powers of 1024; `Ki`, `Mi`… too). A fractional result is rounded down to whole bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let bad = |why: &str| format!("invalid size `{text}`: {why}");
+pub fn parse_size(text: &str) -> Result<u64, InvalidSize> {
+    let bad = |why: &'static str| InvalidSize {
+        text: text.to_string(),
+        why,
+    };
     let s = text.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -385,7 +405,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if fraction.contains('.') || fraction.len() > 18 || whole.len() > 20 {
         return Err(bad("not a number"));
     }
-    let digits = |d: &str| -> Result<u128, String> {
+    let digits = |d: &str| -> Result<u128, InvalidSize> {
         if d.is_empty() {
             Ok(0)
         } else {
@@ -403,15 +423,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// Parses a share between 0 and 1 (`0.9`, `1`, `0`).
-pub fn parse_fraction(text: &str) -> Result<f64, String> {
+pub fn parse_fraction(text: &str) -> Result<f64, InvalidFraction> {
     let v: f64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("invalid value `{text}`: expected a number between 0 and 1"))?;
+        .map_err(|_| InvalidFraction::NotANumber(text.to_string()))?;
     if !(0.0..=1.0).contains(&v) {
-        return Err(format!(
-            "invalid value `{text}`: expected a number between 0 and 1 (0.9 means 90%)"
-        ));
+        return Err(InvalidFraction::OutOfRange(text.to_string()));
     }
     Ok(v)
 }

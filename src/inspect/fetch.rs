@@ -42,14 +42,47 @@ pub enum InspectError {
         image: String,
         source: RegistryError,
     },
-    #[error("{image}: layer {digest}: {message}")]
+    #[error("{image}: layer {digest}: {source}")]
     Layer {
         image: String,
         digest: String,
-        message: String,
+        source: LayerError,
     },
-    #[error("{image}: config is not valid JSON: {message}")]
-    Config { image: String, message: String },
+    #[error("{image}: config is not valid JSON: {source}")]
+    Config {
+        image: String,
+        source: serde_json::Error,
+    },
+}
+
+/// Why one layer of an inspected image could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("a foreign (non-distributable) layer: the registry does not hold it")]
+    Foreign,
+    #[error("the image has more than {MAX_ENTRIES} tar entries")]
+    ImageTooManyEntries,
+    #[error("more than {MAX_ENTRIES} tar entries")]
+    TooManyEntries,
+    /// Reading the layer's first bytes (to detect its compression).
+    #[error("{0}")]
+    Read(io::Error),
+    #[error("{0}")]
+    Decompress(#[from] regbuild_fs::compress::DecompressError),
+    /// Reading the rest of the decompressed stream.
+    #[error("decompressing: {0}")]
+    Decompressing(io::Error),
+    #[error("uncompressed content is {actual}, but the config's diff_id is {expected}")]
+    DiffId { actual: Digest, expected: Digest },
+    #[error("{}", tar_message(.0))]
+    Tar(TarError),
+    #[error("bad tar mode field in {near:?}: {source}")]
+    Mode { near: String, source: io::Error },
+    /// The blob stream stopped without the registry's reason.
+    #[error("{0}")]
+    Stream(io::Error),
+    #[error("the layer reader stopped: {0}")]
+    Reader(tokio::task::JoinError),
 }
 
 /// What was read from the registry about one layer.
@@ -88,9 +121,9 @@ pub async fn inspect(
     let image = reference.to_string();
     let resolved = base::resolve(registry, reference, platform).await?;
     let config: serde_json::Value =
-        serde_json::from_slice(&resolved.config).map_err(|e| InspectError::Config {
+        serde_json::from_slice(&resolved.config).map_err(|source| InspectError::Config {
             image: image.clone(),
-            message: e.to_string(),
+            source,
         })?;
     let count = resolved.layers.len();
     let history = layer_history(&config, count);
@@ -124,8 +157,7 @@ pub async fn inspect(
                 return Err(InspectError::Layer {
                     image: image.clone(),
                     digest: d.digest.to_string(),
-                    message: "a foreign (non-distributable) layer: the registry does not hold it"
-                        .into(),
+                    source: LayerError::Foreign,
                 });
             }
             let _job = registry.job().await;
@@ -134,10 +166,10 @@ pub async fn inspect(
                     image: image.clone(),
                     source,
                 },
-                ScanError::Layer(message) => InspectError::Layer {
+                ScanError::Layer(source) => InspectError::Layer {
                     image: image.clone(),
                     digest: d.digest.to_string(),
-                    message,
+                    source,
                 },
             })
         }
@@ -156,7 +188,7 @@ pub async fn inspect(
             return Err(InspectError::Layer {
                 image: image.clone(),
                 digest: descriptor.digest.to_string(),
-                message: format!("the image has more than {MAX_ENTRIES} tar entries"),
+                source: LayerError::ImageTooManyEntries,
             });
         }
         analyzer.add_layer(&scan.entries);
@@ -189,7 +221,7 @@ struct Scan {
 
 enum ScanError {
     Registry(RegistryError),
-    Layer(String),
+    Layer(LayerError),
 }
 
 /// Streams one layer into the tar walker; the blob is read to its end so its digest is
@@ -231,7 +263,7 @@ async fn scan_layer(
                 }
                 stream_error = Some(match recorded {
                     Some(r) => ScanError::Registry(r),
-                    None => ScanError::Layer(e.to_string()),
+                    None => ScanError::Layer(LayerError::Stream(e)),
                 });
                 break;
             }
@@ -240,7 +272,7 @@ async fn scan_layer(
     drop(tx);
     let walked = walker
         .await
-        .map_err(|e| ScanError::Layer(format!("the layer reader stopped: {e}")))?;
+        .map_err(|e| ScanError::Layer(LayerError::Reader(e)))?;
     if let Some(e) = stream_error {
         return Err(e);
     }
@@ -294,12 +326,12 @@ impl<R: Read> Read for Tally<R> {
 /// Decompresses a layer (detected from its first bytes), walks its tar, then reads the rest
 /// of the decompressed stream (trailing padding, the compressor's checksum) and compares its
 /// digest with `diff_id`.
-fn scan_stream(input: impl Read, diff_id: Option<Digest>) -> Result<Scan, String> {
+fn scan_stream(input: impl Read, diff_id: Option<Digest>) -> Result<Scan, LayerError> {
     use regbuild_fs::compress::{decompress, detect_compression};
     let mut input = BufReader::with_capacity(64 << 10, input);
-    let magic = input.fill_buf().map_err(|e| e.to_string())?;
+    let magic = input.fill_buf().map_err(LayerError::Read)?;
     let compression = detect_compression(magic);
-    let reader = decompress(input, compression).map_err(|e| e.to_string())?;
+    let reader = decompress(input, compression)?;
     let mut tally = Tally {
         inner: reader,
         hasher: Hasher::new(),
@@ -308,21 +340,19 @@ fn scan_stream(input: impl Read, diff_id: Option<Digest>) -> Result<Scan, String
     walk_tar(&mut tally, |header| {
         scan.headers += 1;
         if scan.headers > MAX_ENTRIES {
-            return Err(format!("more than {MAX_ENTRIES} tar entries"));
+            return Err(LayerError::TooManyEntries);
         }
         if let Some(e) = header {
             scan.entries.push(e);
         }
         Ok(())
     })?;
-    io::copy(&mut tally, &mut io::sink()).map_err(|e| format!("decompressing: {e}"))?;
+    io::copy(&mut tally, &mut io::sink()).map_err(LayerError::Decompressing)?;
     scan.uncompressed_size = tally.hasher.len();
     let actual = tally.hasher.finish();
     if let Some(expected) = diff_id.filter(|d| d.algorithm() == "sha256") {
         if actual != expected {
-            return Err(format!(
-                "uncompressed content is {actual}, but the config's diff_id is {expected}"
-            ));
+            return Err(LayerError::DiffId { actual, expected });
         }
     }
     Ok(scan)
@@ -339,8 +369,8 @@ fn scan_stream(input: impl Read, diff_id: Option<Digest>) -> Result<Scan, String
 /// capped at [`MAX_ENTRIES`] blocks; the headers themselves are counted by the caller.
 pub(crate) fn walk_tar(
     input: &mut impl Read,
-    mut visit: impl FnMut(Option<Entry>) -> Result<(), String>,
-) -> Result<(), String> {
+    mut visit: impl FnMut(Option<Entry>) -> Result<(), LayerError>,
+) -> Result<(), LayerError> {
     let rules = Rules {
         limits: Limits::NONE,
         header_only_types_have_no_data: true,
@@ -349,7 +379,7 @@ pub(crate) fn walk_tar(
         max_sparse_blocks: Some(MAX_ENTRIES),
     };
     let mut tar = TarReader::new(input, rules);
-    while let Some(item) = tar.next_item().map_err(|e| tar_message(&e))? {
+    while let Some(item) = tar.next_item().map_err(LayerError::Tar)? {
         let Item::Entry(member) = item else {
             visit(None)?;
             continue;
@@ -359,14 +389,14 @@ pub(crate) fn walk_tar(
         let mode = if block[100..108].iter().all(|b| matches!(b, 0 | b' ')) {
             0
         } else {
-            member.header().mode().map_err(|e| {
-                let near = String::from_utf8_lossy(member.path_bytes()).into_owned();
-                format!("bad tar mode field in {near:?}: {e}")
+            member.header().mode().map_err(|source| LayerError::Mode {
+                near: String::from_utf8_lossy(member.path_bytes()).into_owned(),
+                source,
             })?
         };
         let entry = Entry::from_tar(member.path_bytes(), block[156], member.size(), mode);
         // The rest of the header (a sparse map) before the entry counts.
-        member.data().map_err(|e| tar_message(&e))?;
+        member.data().map_err(LayerError::Tar)?;
         visit(entry)?;
     }
     Ok(())
@@ -425,7 +455,7 @@ mod tests {
         b.append_data(&mut h, path, data).unwrap();
     }
 
-    fn entries(tar: &[u8]) -> Result<Vec<Entry>, String> {
+    fn entries(tar: &[u8]) -> Result<Vec<Entry>, LayerError> {
         let mut out = Vec::new();
         walk_tar(&mut &tar[..], |e| {
             out.extend(e);
@@ -499,14 +529,18 @@ mod tests {
     #[test]
     fn refuses_truncated_and_corrupt_tars() {
         let tar = tar_of(|b| add(b, "f", tar::EntryType::Regular, &[7u8; 2000], 0o644));
-        assert!(entries(&tar[..1000]).unwrap_err().contains("truncated"));
+        assert!(entries(&tar[..1000])
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
         let mut bad = tar.clone();
         bad[0] ^= 1;
-        assert!(entries(&bad).unwrap_err().contains("checksum"));
+        assert!(entries(&bad).unwrap_err().to_string().contains("checksum"));
         assert!(entries(&[]).unwrap().is_empty());
         // Cut inside the padding after the data: truncated.
         assert!(entries(&tar[..512 + 2000 + 10])
             .unwrap_err()
+            .to_string()
             .contains("truncated"));
     }
 
@@ -536,6 +570,7 @@ mod tests {
         let wrong = Digest::of(b"other");
         assert!(scan_stream(&gz[..], Some(wrong))
             .unwrap_err()
+            .to_string()
             .contains("diff_id"));
         // A gzip stream cut short is an error, not a short layer.
         assert!(scan_stream(&gz[..gz.len() - 6], None).is_err());

@@ -46,8 +46,8 @@ pub struct Workspace {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    File { path: PathBuf, source: FileError },
     #[error(
         "workspace image `{image}` depends on `{missing}`, which the workspace does not define"
     )]
@@ -56,14 +56,29 @@ pub enum WorkspaceError {
     Cycle(String),
 }
 
+/// Why a workspace file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("{}", .0.message())]
+    Toml(toml::de::Error),
+    #[error("image `{0}` is defined twice")]
+    Twice(String),
+    #[error("image `{0}` has no tags")]
+    NoTags(String),
+    #[error("defines no [[image]]")]
+    NoImages,
+}
+
 impl Workspace {
     pub fn load(path: &Path) -> Result<Workspace, WorkspaceError> {
-        let err = |message: String| WorkspaceError::File {
+        let err = |source: FileError| WorkspaceError::File {
             path: path.to_path_buf(),
-            message,
+            source,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut ws: Workspace = toml::from_str(&text).map_err(|e| err(e.message().to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| err(FileError::Io(e)))?;
+        let mut ws: Workspace = toml::from_str(&text).map_err(|e| err(FileError::Toml(e)))?;
         ws.root = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -72,14 +87,14 @@ impl Workspace {
         let mut seen = std::collections::HashSet::new();
         for i in &ws.images {
             if !seen.insert(i.name.as_str()) {
-                return Err(err(format!("image `{}` is defined twice", i.name)));
+                return Err(err(FileError::Twice(i.name.clone())));
             }
             if i.tags.is_empty() {
-                return Err(err(format!("image `{}` has no tags", i.name)));
+                return Err(err(FileError::NoTags(i.name.clone())));
             }
         }
         if ws.images.is_empty() {
-            return Err(err("defines no [[image]]".into()));
+            return Err(err(FileError::NoImages));
         }
         Ok(ws)
     }

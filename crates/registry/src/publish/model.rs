@@ -22,12 +22,15 @@ pub enum BlobOrigin {
     Lazy(LazyFile),
 }
 
+/// Why a lazy file could not be produced (the producer's own error).
+pub type LazyFileError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Produces a local blob's file on first use.
 #[derive(Clone)]
-pub struct LazyFile(pub std::sync::Arc<dyn Fn() -> Result<PathBuf, String> + Send + Sync>);
+pub struct LazyFile(pub std::sync::Arc<dyn Fn() -> Result<PathBuf, LazyFileError> + Send + Sync>);
 
 impl LazyFile {
-    pub fn path(&self) -> Result<PathBuf, String> {
+    pub fn path(&self) -> Result<PathBuf, LazyFileError> {
         (self.0)()
     }
 }

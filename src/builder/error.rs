@@ -1,0 +1,132 @@
+//! Why a build step failed: the typed error every step module returns. `BuildError::At`
+//! carries one, prefixed with the Dockerfile's `file:line`. Each variant's message is the
+//! one the user has always seen; a wrapped source prints as it does on its own.
+
+use std::io;
+use std::path::PathBuf;
+
+use regbuild_closure::ClosureError;
+use regbuild_fs::context::ContextError;
+use regbuild_fs::extract::ExtractError;
+use regbuild_fs::layer::LayerError;
+use regbuild_oci::digest::DigestError;
+use regbuild_oci::platform::PlatformError;
+use regbuild_oci::reference::ReferenceError;
+use regbuild_registry::RegistryError;
+
+use crate::builder::add::AddError;
+use crate::builder::owner::OwnerError;
+use crate::builder::pack::PackError;
+use crate::builder::pathindex::IndexError;
+use crate::image::base::BaseError;
+
+/// Why one step (an instruction, or the work of `squash` and `assemble`) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Collecting COPY sources from the build context.
+    #[error("{0}")]
+    Context(#[from] ContextError),
+    /// Collecting `COPY --from` sources: the message names the stage or image
+    /// (`label`), not the build context.
+    #[error("{}", crate::builder::copy::in_source(.source.to_string(), .label))]
+    ContextIn { source: ContextError, label: String },
+    #[error("{0}")]
+    Extract(#[from] ExtractError),
+    #[error("{0}")]
+    Layer(#[from] LayerError),
+    #[error("{0}")]
+    Closure(#[from] ClosureError),
+    /// Boxed, as `Base`: the largest sources, kept off every step's `Result`.
+    #[error("{0}")]
+    Registry(Box<RegistryError>),
+    #[error("{0}")]
+    Base(Box<BaseError>),
+    #[error("{0}")]
+    Reference(#[from] ReferenceError),
+    #[error("{0}")]
+    Platform(#[from] PlatformError),
+    #[error("{0}")]
+    Digest(#[from] DigestError),
+    #[error("{0}")]
+    Index(#[from] IndexError),
+    #[error("{0}")]
+    Add(#[from] AddError),
+    #[error("{0}")]
+    Pack(#[from] PackError),
+    #[error("{0}")]
+    Chown(#[from] ChownError),
+    #[error("{0}")]
+    Chmod(#[from] ChmodError),
+    #[error("WORKDIR as USER {user}: {source}")]
+    WorkdirOwner { user: String, source: OwnerError },
+    #[error("--sysroot={dir}: {source}")]
+    Sysroot { dir: String, source: io::Error },
+    #[error("--sysroot={dir} leaves the build context")]
+    SysrootOutside { dir: String },
+    #[error("ADD of a URL ({0}) is not supported: regbuild builds from local files only; download it into the context first")]
+    AddUrl(String),
+    #[error("stage {0} is not built before COPY --from uses it")]
+    CopyFromStageNotBuilt(usize),
+    #[error("stage {0} is not built before it is used")]
+    BaseStageNotBuilt(usize),
+    #[error("image {0} was not resolved")]
+    ImageNotResolved(String),
+    #[error("base image {0} was not resolved")]
+    BaseNotResolved(String),
+    /// A base's config that cannot be read (`ImageConfig::from_base` says why).
+    #[error("base image {image}: {message}")]
+    BaseConfig { image: String, message: String },
+    /// Stamping or hashing a COPY's sources.
+    #[error("reading the sources: {0}")]
+    Sources(io::Error),
+    /// Reading the tar of a layer (to list its paths).
+    #[error("{source}")]
+    ReadLayer { file: PathBuf, source: io::Error },
+    /// Listing a layer's paths from its entries.
+    #[error("{0}")]
+    Entries(io::Error),
+    #[error("{source}")]
+    TempDir { dir: PathBuf, source: io::Error },
+    /// A file read or written, named in the message.
+    #[error("{}: {source}", .path.display())]
+    File { path: PathBuf, source: io::Error },
+    /// A file read or written, not named in the message.
+    #[error("{source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// A blob download that stopped without the registry's reason.
+    #[error("{0}")]
+    Download(io::Error),
+    #[error("materialising a cached COPY --from layer: {0}")]
+    NoRuntime(tokio::runtime::TryCurrentError),
+    #[error("layer build lock poisoned")]
+    Poisoned,
+    #[error("a cached layer rebuilt to {built} instead of {expected} (its inputs changed during the build, or the cache is stale: delete $REGBUILD_CACHE)")]
+    CachedLayerChanged { built: String, expected: String },
+    #[error("a layer was not packed")]
+    NotPacked,
+}
+
+impl From<RegistryError> for StepError {
+    fn from(e: RegistryError) -> Self {
+        StepError::Registry(Box::new(e))
+    }
+}
+
+impl From<BaseError> for StepError {
+    fn from(e: BaseError) -> Self {
+        StepError::Base(Box::new(e))
+    }
+}
+
+/// `--chown=user[:group]` names no owner of the stage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--chown={spec}: {source}")]
+pub struct ChownError {
+    pub spec: String,
+    pub source: OwnerError,
+}
+
+/// `--chmod=…` that is not an octal mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--chmod={0}: expected an octal mode such as 0755")]
+pub struct ChmodError(pub String);
