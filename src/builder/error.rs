@@ -74,8 +74,11 @@ pub enum StepError {
     #[error("base image {0} was not resolved")]
     BaseNotResolved(String),
     /// A base's config that cannot be read (`ImageConfig::from_base` says why).
-    #[error("base image {image}: {message}")]
-    BaseConfig { image: String, message: String },
+    #[error("base image {image}: {source}")]
+    BaseConfig {
+        image: String,
+        source: regbuild_oci::config::ConfigError,
+    },
     /// Stamping or hashing a COPY's sources.
     #[error("reading the sources: {0}")]
     Sources(io::Error),

@@ -735,10 +735,10 @@ fn start_stage(
             let b = bases
                 .get(&(r.clone(), stage.platform.clone()))
                 .ok_or_else(|| missing(StepError::BaseNotResolved(r.clone())))?;
-            let mut config = ImageConfig::from_base(&b.config).map_err(|message| {
+            let mut config = ImageConfig::from_base(&b.config).map_err(|source| {
                 missing(StepError::BaseConfig {
                     image: r.clone(),
-                    message,
+                    source,
                 })
             })?;
             let triggers = config.take_onbuild();

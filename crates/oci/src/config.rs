@@ -85,10 +85,9 @@ impl ImageConfig {
     }
 
     /// A base image's config. Anything but a JSON object is refused.
-    pub fn from_base(bytes: &[u8]) -> Result<ImageConfig, String> {
-        let mut value: Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("config is not JSON: {e}"))?;
-        let obj = value.as_object_mut().ok_or("config is not a JSON object")?;
+    pub fn from_base(bytes: &[u8]) -> Result<ImageConfig, ConfigError> {
+        let mut value: Value = serde_json::from_slice(bytes).map_err(ConfigError::NotJson)?;
+        let obj = value.as_object_mut().ok_or(ConfigError::NotAnObject)?;
         obj.entry("config").or_insert_with(|| json!({}));
         if !obj.get("config").is_some_and(Value::is_object) {
             obj.insert("config".into(), json!({}));
