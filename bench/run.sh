@@ -19,6 +19,7 @@
 # "Latest run" section of BENCHMARKS.md with it and the machine's description.
 #
 # Environment: BENCH_NOTE=TEXT adds a note to the BENCHMARKS.md section (e.g. "provisional");
+# BENCH_PORT=N puts the registry on port N (same digests across commits need the same port);
 # BENCH_NO_WRITE=1 leaves BENCHMARKS.md alone; BENCH_KEEP=1 keeps the work directory.
 # Needs root (apt-get, buildah's chroot isolation, a private mount namespace); Debian packages
 # are installed when missing. Data are generated from fixed seeds: same bytes on every machine.
@@ -80,7 +81,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# BENCH_PORT fixes the registry's port: the images name their base by REG/..., so comparing
+# digests across commits needs the same port in both runs.
+port=${BENCH_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
 reg=127.0.0.1:$port
 testregistry/distribution/start.sh "$reg_dir" "$reg" >/dev/null
 reg_log=$reg_dir/registry.log
@@ -186,11 +189,15 @@ EOF
 log "generating the base (3 layers, ~300 MB) and pushing it to $reg/bench/base:1"
 umoci init --layout "$work/oci" >/dev/null
 umoci new --image "$work/oci:base" >/dev/null
+# Fixed timestamps: the same base (digest) in every run, so images built on it compare
+# across runs and commits.
 for k in 1 2 3; do
   python3 "$work/gen.py" layer "$work/layer$k" "$k" >/dev/null
-  umoci insert --image "$work/oci:base" "$work/layer$k/usr" /usr >/dev/null
+  umoci insert --history.created=2000-01-01T00:00:00Z --image "$work/oci:base" \
+    "$work/layer$k/usr" /usr >/dev/null
   rm -rf "$work/layer$k"
 done
+umoci config --no-history --created=2000-01-01T00:00:00Z --image "$work/oci:base" >/dev/null
 in_cache "$work/bic-setup" skopeo copy -q --dest-tls-verify=false \
   "oci:$work/oci:base" "docker://$reg/bench/base:1"
 rm -rf "$work/oci"
