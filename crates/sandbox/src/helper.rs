@@ -280,7 +280,7 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
                     kind: ErrorKind::Setup,
                     step: format!("mount target {}", target.display()),
                     errno: None,
-                    message: why,
+                    message: why.to_string(),
                 })
             }
         }
@@ -449,7 +449,18 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
 /// below the upper one, so no mount point ever lands in the upper directory. A parent that
 /// exists in the merged view is recreated in the stub layer with the same mode, owner and
 /// times, so that a later copy-up of it stays faithful.
-fn stub(layers: &[&Path], stubs: &Path, target: &Path, is_dir: bool) -> Result<(), String> {
+/// Why a mount target could not be made in the stub layer.
+#[derive(Debug, thiserror::Error)]
+enum StubError {
+    #[error("{0} is a directory")]
+    IsADirectory(PathBuf),
+    #[error("/{path} exists and is not a {wanted}")]
+    WrongType { path: PathBuf, wanted: &'static str },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+fn stub(layers: &[&Path], stubs: &Path, target: &Path, is_dir: bool) -> Result<(), StubError> {
     let rel: PathBuf = target
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
@@ -465,31 +476,29 @@ fn stub(layers: &[&Path], stubs: &Path, target: &Path, is_dir: bool) -> Result<(
             Some(m) if m.is_dir() => {
                 if last {
                     if !is_dir {
-                        return Err(format!("{} is a directory", target.display()));
+                        return Err(StubError::IsADirectory(target.to_path_buf()));
                     }
                     return Ok(());
                 }
                 if !in_stub.exists() {
-                    fs::create_dir(&in_stub).map_err(|e| e.to_string())?;
-                    copy_attrs(&in_stub, &m).map_err(|e| e.to_string())?;
+                    fs::create_dir(&in_stub)?;
+                    copy_attrs(&in_stub, &m)?;
                 }
             }
             Some(m) if last && !is_dir && m.file_type().is_file() => return Ok(()),
             Some(m) if !last || is_dir || !m.file_type().is_symlink() => {
-                return Err(format!(
-                    "/{} exists and is not a {}",
-                    cur.display(),
-                    if last && !is_dir { "file" } else { "directory" }
-                ))
+                return Err(StubError::WrongType {
+                    path: cur,
+                    wanted: if last && !is_dir { "file" } else { "directory" },
+                })
             }
             // Missing, or a symlink where a file goes (resolv.conf -> ../run/…): shadow it.
             _ => {
                 if last && !is_dir {
-                    File::create(&in_stub).map_err(|e| e.to_string())?;
+                    File::create(&in_stub)?;
                 } else {
-                    fs::create_dir_all(&in_stub).map_err(|e| e.to_string())?;
-                    fs::set_permissions(&in_stub, fs::Permissions::from_mode(0o755))
-                        .map_err(|e| e.to_string())?;
+                    fs::create_dir_all(&in_stub)?;
+                    fs::set_permissions(&in_stub, fs::Permissions::from_mode(0o755))?;
                 }
                 if !last || is_dir {
                     continue;
