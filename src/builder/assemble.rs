@@ -62,7 +62,7 @@ pub fn assemble(
                 repository,
             } => layers.push(set.add_remote_layer(descriptor, registry, repository)),
             StageLayer::Cached(c) => {
-                let digest: Digest = c.record.digest.parse()?;
+                let digest = c.record.digest.clone();
                 layers.push(
                     Descriptor::new(&c.record.media_type, digest.clone(), c.record.size)
                         .with_annotation(KEY_ANNOTATION, &c.key),
@@ -88,7 +88,7 @@ pub fn assemble(
                 });
             }
             StageLayer::Local(built) => {
-                let digest: Digest = built.digest.parse()?;
+                let digest = built.digest.clone();
                 let mut d = Descriptor::new(built.media_type, digest.clone(), built.size);
                 if let Some(key) = &built.key {
                     d = d.with_annotation(KEY_ANNOTATION, key);
@@ -197,8 +197,8 @@ mod tests {
         let cached = |name: &str, found_in: Option<(String, String)>| {
             let mut c = CachedStageLayer::new(
                 CachedLayer {
-                    digest: d(name).to_string(),
-                    diff_id: d(&format!("{name} diff")).to_string(),
+                    digest: d(name),
+                    diff_id: d(&format!("{name} diff")),
                     size: 77,
                     uncompressed_size: 1000,
                     media_type: OCI_LAYER_GZIP.into(),
@@ -217,8 +217,8 @@ mod tests {
                 .into_temp_path();
             StageLayer::Local(Arc::new(BuiltLayer {
                 file,
-                digest: d(name).to_string(),
-                diff_id: d(&format!("{name} diff")).to_string(),
+                digest: d(name),
+                diff_id: d(&format!("{name} diff")),
                 size: 5,
                 uncompressed_size: 2048,
                 entries: 1,

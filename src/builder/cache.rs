@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use regbuild_fs::layer::{EntryKind, LayerEntry, LayerOptions};
+use regbuild_oci::digest::Digest;
 
 /// The layer descriptor annotation that carries a layer's key in pushed manifests, so a
 /// later build on any machine can find the layer in the registry (`--cache-from`).
@@ -37,8 +38,8 @@ const RACY_NS: i128 = 2_000_000_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedLayer {
-    pub digest: String,
-    pub diff_id: String,
+    pub digest: Digest,
+    pub diff_id: Digest,
     pub size: u64,
     pub uncompressed_size: u64,
     pub media_type: String,
@@ -561,8 +562,8 @@ mod tests {
         let root = dir.path().join("cache");
         let cache = LayerCache::at(root.clone()).unwrap();
         let rec = CachedLayer {
-            digest: "sha256:aa".into(),
-            diff_id: "sha256:bb".into(),
+            digest: Digest::of(b"aa"),
+            diff_id: Digest::of(b"bb"),
             size: 3,
             uncompressed_size: 4,
             media_type: "m".into(),

@@ -322,7 +322,7 @@ fn cached_layer(
     }
     ctx.progress.event(Event::LayerCached {
         id: label,
-        digest: &record.digest,
+        digest: record.digest.as_str(),
         size: record.size,
     });
     let mut cached = match entries {

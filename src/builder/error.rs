@@ -9,7 +9,7 @@ use regbuild_closure::ClosureError;
 use regbuild_fs::context::ContextError;
 use regbuild_fs::extract::ExtractError;
 use regbuild_fs::layer::LayerError;
-use regbuild_oci::digest::DigestError;
+use regbuild_oci::digest::{Digest, DigestError};
 use regbuild_oci::platform::PlatformError;
 use regbuild_oci::reference::ReferenceError;
 use regbuild_registry::RegistryError;
@@ -104,7 +104,7 @@ pub enum StepError {
     #[error("layer build lock poisoned")]
     Poisoned,
     #[error("a cached layer rebuilt to {built} instead of {expected} (its inputs changed during the build, or the cache is stale: delete $REGBUILD_CACHE)")]
-    CachedLayerChanged { built: String, expected: String },
+    CachedLayerChanged { built: Digest, expected: Digest },
     #[error("a layer was not packed")]
     NotPacked,
 }

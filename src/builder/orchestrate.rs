@@ -317,9 +317,11 @@ pub async fn build(
                             Err(job)
                         }
                         NewLayer::Cached(c) => {
-                            image
-                                .config
-                                .push_layer(&c.record.diff_id, &created, &part.label);
+                            image.config.push_layer(
+                                c.record.diff_id.as_str(),
+                                &created,
+                                &part.label,
+                            );
                             Ok(StageLayer::Cached(Arc::new(c)))
                         }
                     };
@@ -556,7 +558,7 @@ fn finish_stage_layers(
             Some(l) => l,
             None => {
                 let b = packed.next().ok_or_else(|| at(StepError::NotPacked))?;
-                image.config.set_diff_id(diff_index, &b.diff_id);
+                image.config.set_diff_id(diff_index, b.diff_id.as_str());
                 out.all_layers.push(b.clone());
                 StageLayer::Local(b)
             }
@@ -564,13 +566,10 @@ fn finish_stage_layers(
         let (digest, size) = match &layer {
             StageLayer::Local(b) => (b.digest.clone(), b.size),
             StageLayer::Cached(c) => (c.record.digest.clone(), c.record.size),
-            StageLayer::Remote { descriptor, .. } => {
-                (descriptor.digest.to_string(), descriptor.size)
-            }
+            StageLayer::Remote { descriptor, .. } => (descriptor.digest.clone(), descriptor.size),
         };
-        let parsed: Digest = digest.parse().map_err(|e| at(StepError::Digest(e)))?;
-        out.new_layers.push((parsed, size, text));
-        out.layer_entries.insert(digest, entries);
+        out.layer_entries.insert(digest.to_string(), entries);
+        out.new_layers.push((digest, size, text));
         image.layers.push(layer);
     }
     Ok(())

@@ -165,16 +165,16 @@ fn pack_one(job: PackJob, sinks: &PackSinks<'_>) -> Packed {
     )?;
     // Same stamps after packing: the bytes are those the key was computed from.
     job.stamps.check()?;
-    if let (Some(g), Ok(digest)) = (&streaming, built.digest.parse()) {
+    if let Some(g) = &streaming {
         g.finish(Ok(Done {
-            digest,
+            digest: built.digest.clone(),
             size: built.size,
         }));
     }
     drop(guard);
     sinks.progress.event(Event::LayerPacked {
         id,
-        digest: &built.digest,
+        digest: built.digest.as_str(),
         size: built.size,
     });
     let mut built = built;
@@ -192,9 +192,14 @@ fn pack_one(job: PackJob, sinks: &PackSinks<'_>) -> Packed {
         );
     }
     let built = Arc::new(built);
-    match (sinks.early, built.digest.parse()) {
-        (Some(early), Ok(digest)) if streaming.is_none() => {
-            early.offer(digest, built.size, built.file.to_path_buf(), built.clone());
+    match sinks.early {
+        Some(early) if streaming.is_none() => {
+            early.offer(
+                built.digest.clone(),
+                built.size,
+                built.file.to_path_buf(),
+                built.clone(),
+            );
         }
         _ => {}
     }

@@ -432,8 +432,8 @@ impl<'a> Indexer<'a> {
     async fn index(&self, source: &Source<'_>) -> Result<Arc<LayerIndex>, IndexError> {
         let name = match source {
             Source::Layer(StageLayer::Remote { descriptor, .. }) => descriptor.digest.to_string(),
-            Source::Layer(StageLayer::Local(b)) => b.digest.clone(),
-            Source::Layer(StageLayer::Cached(c)) => c.record.digest.clone(),
+            Source::Layer(StageLayer::Local(b)) => b.digest.to_string(),
+            Source::Layer(StageLayer::Cached(c)) => c.record.digest.to_string(),
             Source::Pending { key, .. } => format!("key-{key}"),
         };
         if let Some(found) = self.remembered(&name) {
@@ -459,11 +459,7 @@ impl<'a> Indexer<'a> {
                     Some((registry, repository)) => {
                         let descriptor = regbuild_oci::manifest::Descriptor {
                             media_type: c.record.media_type.clone(),
-                            digest: c
-                                .record
-                                .digest
-                                .parse()
-                                .map_err(|e| failed(StepError::Digest(e)))?,
+                            digest: c.record.digest.clone(),
                             size: c.record.size,
                             platform: None,
                             artifact_type: None,

@@ -79,8 +79,8 @@ fn layers_by_key(image: &base::ResolvedBase) -> Vec<(String, CachedLayer)> {
             Some((
                 key.clone(),
                 CachedLayer {
-                    digest: layer.digest.to_string(),
-                    diff_id: diff_id.as_str()?.to_string(),
+                    digest: layer.digest.clone(),
+                    diff_id: diff_id.as_str()?.parse().ok()?,
                     size: layer.size,
                     uncompressed_size: 0,
                     media_type: layer.media_type.clone(),

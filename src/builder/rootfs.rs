@@ -33,14 +33,14 @@ pub async fn materialize(
                 let built = tokio::task::block_in_place(|| c.built())?;
                 tokio::task::block_in_place(|| {
                     let (_, reader) = extract::open_archive(&built.file)?;
-                    overlay.apply_layer(&built.digest, reader)
+                    overlay.apply_layer(built.digest.as_str(), reader)
                 })?;
             }
             StageLayer::Local(built) => {
                 tokio::task::block_in_place(|| {
                     // gzip or zstd, as the build was asked to compress.
                     let (_, reader) = extract::open_archive(&built.file)?;
-                    overlay.apply_layer(&built.digest, reader)
+                    overlay.apply_layer(built.digest.as_str(), reader)
                 })?;
             }
             StageLayer::Remote {

@@ -73,8 +73,8 @@ pub async fn squash(
             let lists: Vec<&Vec<LayerEntry>> = image.layers[keep..]
                 .iter()
                 .filter_map(|l| match l {
-                    StageLayer::Local(b) => entries.get(&b.digest),
-                    StageLayer::Cached(c) => entries.get(&c.record.digest),
+                    StageLayer::Local(b) => entries.get(b.digest.as_str()),
+                    StageLayer::Cached(c) => entries.get(c.record.digest.as_str()),
                     StageLayer::Remote { .. } => None,
                 })
                 .collect();
@@ -125,7 +125,7 @@ pub async fn squash(
         tokio::task::block_in_place(|| layer::build_layer(merged, &opts, &tmp, &mut |_| {}))?;
     image.config.squash_layers(
         keep,
-        &built.diff_id,
+        built.diff_id.as_str(),
         created,
         &format!(
             "regbuild --squash: {count} layer{} in one",

@@ -845,7 +845,9 @@ mod tests {
         tmp
     }
 
-    fn layer_digest(entries: Vec<LayerEntry>) -> (String, String) {
+    fn layer_digest(
+        entries: Vec<LayerEntry>,
+    ) -> (regbuild_oci::digest::Digest, regbuild_oci::digest::Digest) {
         let tmp = tempfile::tempdir().unwrap();
         let layer =
             build_layer(entries, &LayerOptions::default(), tmp.path(), &mut |_| {}).unwrap();

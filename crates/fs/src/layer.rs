@@ -57,7 +57,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::compress::{Compression as LayerCompression, Compressor};
-use sha2::{Digest, Sha256};
+use regbuild_oci::digest::{Digest, Hasher};
 use tar::{EntryType, Header};
 use tempfile::{NamedTempFile, TempPath};
 
@@ -138,10 +138,10 @@ impl Default for LayerOptions {
 pub struct BuiltLayer {
     /// The compressed blob on disk; deleted when dropped.
     pub file: TempPath,
-    /// `sha256:<hex>` of the compressed bytes.
-    pub digest: String,
-    /// `sha256:<hex>` of the uncompressed tar.
-    pub diff_id: String,
+    /// The digest of the compressed bytes.
+    pub digest: Digest,
+    /// The digest of the uncompressed tar.
+    pub diff_id: Digest,
     /// Compressed size in bytes.
     pub size: u64,
     pub uncompressed_size: u64,
@@ -709,23 +709,21 @@ impl Read for SourceReader {
 /// Passes bytes through while hashing and counting them.
 struct DigestWriter<W> {
     inner: W,
-    hasher: Sha256,
-    count: u64,
+    hasher: Hasher,
 }
 
 impl<W> DigestWriter<W> {
     fn new(inner: W) -> Self {
         DigestWriter {
             inner,
-            hasher: Sha256::new(),
-            count: 0,
+            hasher: Hasher::new(),
         }
     }
 
-    /// Returns the inner writer, `sha256:<hex>` and the byte count.
-    fn finish(self) -> (W, String, u64) {
-        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
-        (self.inner, digest, self.count)
+    /// Returns the inner writer, the digest and the byte count.
+    fn finish(self) -> (W, Digest, u64) {
+        let count = self.hasher.len();
+        (self.inner, self.hasher.finish(), count)
     }
 }
 
@@ -733,7 +731,6 @@ impl<W: Write> Write for DigestWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
-        self.count += n as u64;
         Ok(n)
     }
 
@@ -814,8 +811,8 @@ mod tests {
         build_layer(entries, opts, tmp, &mut |_| {}).expect("build layer")
     }
 
-    fn sha256_hex(bytes: &[u8]) -> String {
-        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    fn sha256_hex(bytes: &[u8]) -> Digest {
+        Digest::of(bytes)
     }
 
     fn decompress(layer: &BuiltLayer) -> Vec<u8> {

@@ -1095,7 +1095,7 @@ mod tests {
         let mut overlay = Overlay::new(out, Vec::new(), Limits::default());
         for layer in layers {
             let (_, tar) = open_archive(&layer.file).unwrap();
-            overlay.apply_layer(&layer.digest, tar).unwrap();
+            overlay.apply_layer(layer.digest.as_str(), tar).unwrap();
         }
         let meta = overlay.metadata().clone();
         let links = overlay.hard_links().clone();
