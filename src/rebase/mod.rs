@@ -65,17 +65,8 @@ pub enum RebaseError {
     In(String, Box<RebaseError>),
 }
 
-/// Rebases and writes the result to the tags. (Errors are text: the workspace's rebase mode
-/// reports them as such.)
+/// Rebases and writes the result to the tags.
 pub async fn rebase(
-    registry: &Registry,
-    req: &RebaseRequest,
-    progress: Arc<dyn Progress>,
-) -> Result<Rebased, RebaseError> {
-    run(registry, req, progress).await
-}
-
-async fn run(
     registry: &Registry,
     req: &RebaseRequest,
     progress: Arc<dyn Progress>,

@@ -70,10 +70,10 @@ pub enum ImageError {
     Lock(#[from] crate::lock::LockError),
     #[error(transparent)]
     Run(#[from] RunError),
-    #[error("{0}")]
-    Rebase(Box<dyn std::error::Error + Send + Sync>),
-    #[error("{0}")]
-    Planned(Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Rebase(Box<crate::rebase::RebaseError>),
+    #[error(transparent)]
+    Planned(#[from] crate::image::planned::PlannedError),
     #[error("workspace image `{0}` vanished")]
     Vanished(String),
     #[error("`{image}` needs `{needs}`, which was not built")]
@@ -118,6 +118,12 @@ struct Planned<'a> {
     tags: Vec<ImageRef>,
     /// References its Dockerfile writes that name workspace images: written → image name.
     workspace_refs: BTreeMap<String, String>,
+}
+
+impl From<crate::rebase::RebaseError> for ImageError {
+    fn from(e: crate::rebase::RebaseError) -> Self {
+        ImageError::Rebase(Box::new(e))
+    }
 }
 
 impl From<RegistryError> for ImageError {
@@ -331,9 +337,7 @@ async fn build_one(
         .map_err(|e| fail(e.into()))?;
     // Read back now: the image's files live only as long as `prepared`.
     let mut computed = PlannedImages::default();
-    computed
-        .add(&prepared.set)
-        .map_err(|e| fail(ImageError::Planned(e.into())))?;
+    computed.add(&prepared.set).map_err(|e| fail(e.into()))?;
     if opts.dry_run {
         // Dependents read this image's new blobs from their files: no registry holds them.
         registry.stand_in_blobs(prepared.set.blobs.iter().filter_map(|b| match &b.origin {
@@ -458,8 +462,7 @@ async fn try_rebase(
         },
         progress,
     )
-    .await
-    .map_err(|e| ImageError::Rebase(e.into()))?;
+    .await?;
     Ok(Some(ImageOutcome {
         name: p.image.name.clone(),
         digest: done.digest,
