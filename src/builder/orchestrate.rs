@@ -818,6 +818,7 @@ fn apply_config_step(config: &mut ImageConfig, step: &StepKind) {
         StepKind::Shell(s) => config.set_shell(s.clone()),
         StepKind::OnBuild(i) => config.add_onbuild(i),
         StepKind::Maintainer(m) => config.set_author(m),
+        StepKind::Run(_) => {}
     }
 }
 

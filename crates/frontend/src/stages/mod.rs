@@ -54,6 +54,7 @@ mod test_support;
 
 pub use eval::evaluate;
 pub use model::{
-    Base, BaseEnv, BaseEnvError, Build, BuildArgs, Command, CopyFrom, CopySpec, Healthcheck,
-    Platform, PlatformError, Stage, Step, StepKind, DEFAULT_PATH,
+    Base, BaseEnv, BaseEnvError, Build, BuildArgs, CacheSharing, Command, CopyFrom, CopySpec,
+    Healthcheck, Platform, PlatformError, RunMount, RunNetwork, RunSpec, Stage, Step, StepKind,
+    DEFAULT_PATH,
 };

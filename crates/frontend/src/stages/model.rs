@@ -154,6 +154,85 @@ pub enum StepKind {
     OnBuild(String),
     /// MAINTAINER (deprecated), unexpanded.
     Maintainer(String),
+    /// RUN.
+    Run(RunSpec),
+}
+
+/// A RUN, as the executor needs it. Docker does not substitute variables in the command
+/// itself (the shell does); flag values are substituted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    /// Exec form as written; shell form (the builder wraps it in the stage's SHELL) with
+    /// heredoc bodies appended as BuildKit passes them to the shell
+    /// (`cmd <<EOF\nbody\nEOF`), so the shell handles them.
+    pub command: Command,
+    /// `RUN <<EOF` whose body starts with `#!`: BuildKit writes the body to a file and runs
+    /// it; `command` is then that file's in-sandbox path and this is (path, body).
+    pub script: Option<(String, String)>,
+    /// `--mount` values, in order.
+    pub mounts: Vec<RunMount>,
+    /// `--network`; `None`: the build's default (`--network` on the command line).
+    pub network: Option<RunNetwork>,
+    /// The build args in scope (declared by ARG in this stage, with their values), visible in
+    /// the step's environment as Docker makes them, never persisted in the config. Sorted by
+    /// name; unset ARGs are left out.
+    pub args: Vec<(String, String)>,
+}
+
+/// `RUN --network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNetwork {
+    Default,
+    None,
+    Host,
+}
+
+/// `RUN --mount=type=cache,sharing=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheSharing {
+    #[default]
+    Shared,
+    Private,
+    Locked,
+}
+
+/// One `RUN --mount=...` (BuildKit's keys; paths expanded, targets absolute, joined with
+/// the WORKDIR by the builder when relative).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMount {
+    /// `type=bind`: read-only unless `rw`; `from` a stage or image, else the context.
+    Bind {
+        from: Option<CopyFrom>,
+        /// `source=` (default: the root of `from`/the context).
+        source: String,
+        target: String,
+        rw: bool,
+    },
+    /// `type=cache`: persisted in regbuild's cache directory under `id` (default: the
+    /// target), never in a layer.
+    Cache {
+        id: String,
+        target: String,
+        sharing: CacheSharing,
+        readonly: bool,
+        /// `mode=` (default 0755), `uid=`/`gid=` (default 0) of the cache directory.
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// `type=secret`: the secret `id` as a file at `target` (default `/run/secrets/<id>`),
+    /// or in the variable `env` (BuildKit's `env=`), mode 0400 unless `mode=` says otherwise.
+    Secret {
+        id: String,
+        target: Option<String>,
+        env: Option<String>,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// `type=tmpfs`, with `size=` in bytes.
+    Tmpfs { target: String, size: Option<u64> },
 }
 
 /// A COPY or ADD.
