@@ -669,7 +669,7 @@ pub fn parse_chmod(s: &str) -> Result<u32, ChmodError> {
 }
 
 /// Removes setuid/setgid bits from files; returns the paths it changed.
-fn strip_setuid(entries: &mut [LayerEntry]) -> Vec<String> {
+pub(crate) fn strip_setuid(entries: &mut [LayerEntry]) -> Vec<String> {
     let mut stripped = Vec::new();
     for e in entries.iter_mut() {
         if matches!(e.kind, EntryKind::File { .. }) && e.mode & 0o6000 != 0 {

@@ -103,6 +103,11 @@ pub enum StepError {
     NoRuntime(tokio::runtime::TryCurrentError),
     #[error("layer build lock poisoned")]
     Poisoned,
+    #[error("--squash=new cannot merge RUN layers yet (use --squash to merge the whole image)")]
+    SquashNewWithRun,
+    /// A RUN step (boxed: the largest variant).
+    #[error("{0}")]
+    Run(Box<crate::builder::run::error::RunError>),
     #[error("a cached layer rebuilt to {built} instead of {expected} (its inputs changed during the build, or the cache is stale: delete $REGBUILD_CACHE)")]
     CachedLayerChanged { built: Digest, expected: Digest },
     #[error("a layer was not packed")]
@@ -133,3 +138,9 @@ pub struct ChownError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("--chmod={0}: expected an octal mode such as 0755")]
 pub struct ChmodError(pub String);
+
+impl From<crate::builder::run::error::RunError> for StepError {
+    fn from(e: crate::builder::run::error::RunError) -> Self {
+        StepError::Run(Box::new(e))
+    }
+}

@@ -25,6 +25,7 @@ pub mod pack;
 pub mod pathindex;
 pub mod remote_cache;
 pub mod rootfs;
+pub mod run;
 pub mod squash;
 pub mod stage;
 

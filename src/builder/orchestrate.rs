@@ -56,6 +56,8 @@ pub struct BuildRequest {
     /// Images computed but not written (a workspace dry run): bases read from here, not from
     /// the registry, when their digest is one of these.
     pub planned: Arc<planned::PlannedImages>,
+    /// RUN steps' network default and secrets (`--network`, `--secret`).
+    pub run: crate::builder::run::RunOptions,
 }
 
 /// Why a build failed. Errors tied to a Dockerfile line name `file:line`.
@@ -120,6 +122,8 @@ pub struct BuiltImage {
     pub locked: Vec<LockedImage>,
     /// Layers this build made (digest, size, created_by), in order.
     pub new_layers: Vec<(Digest, u64, String)>,
+    /// What each RUN step did (executed or cached), in build order.
+    pub run_steps: Vec<crate::builder::run::RunReport>,
     _layers: Vec<Arc<BuiltLayer>>,
     _tmp: tempfile::TempDir,
 }
@@ -231,7 +235,10 @@ pub async fn build(
     // Only layers the pushed image will hold go to the registry early: those of the target
     // stage and the stages it is built FROM, and none when squashing replaces them.
     let pushed_stages = final_chain(&plan);
-    for i in needed_stages(&plan) {
+    let needed = needed_stages(&plan);
+    let run_env = RunEnv::new(&plan, &needed, tmp.path(), &file)?;
+    let mut run_steps = Vec::new();
+    for i in needed {
         let stage = &plan.stages[i];
         let mut image = start_stage(stage, &built, &bases, &req.platform, &file)?;
         // FROM --platform builds a stage for another platform (a builder stage).
@@ -242,7 +249,16 @@ pub async fn build(
             .map_or_else(|| req.platform.architecture.clone(), |p| p.architecture);
         // The stage's new layers, in order; the ones to pack are packed together at its end.
         let mut slots: Vec<NewSlot> = Vec::new();
-        for step in &stage.steps {
+        let stage_name = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
+        let sinks = PackSinks {
+            tmp: tmp.path(),
+            cache: cache.as_ref(),
+            progress,
+            early: early.filter(|_| {
+                pushed_stages.contains(&i) && req.squash == crate::builder::squash::Squash::None
+            }),
+        };
+        for (step_no, step) in stage.steps.iter().enumerate() {
             let at = |e: StepError| BuildError::At {
                 file: file.clone(),
                 line: step.line,
@@ -281,6 +297,46 @@ pub async fn build(
             };
             let out = match &step.kind {
                 StepKind::Copy(spec) => Some(copy::run(&ctx, spec).await.map_err(at)?),
+                StepKind::Run(spec) => {
+                    if req.squash == crate::builder::squash::Squash::New {
+                        return Err(at(StepError::SquashNewWithRun));
+                    }
+                    let (store, scratch, cache_root) = run_env.parts().map_err(at)?;
+                    let platform = stage
+                        .platform
+                        .as_deref()
+                        .and_then(|p| Platform::parse(p).ok())
+                        .unwrap_or_else(|| req.platform.clone());
+                    let rctx = crate::builder::run::RunContext {
+                        copy: &ctx,
+                        options: &req.run,
+                        store,
+                        scratch,
+                        cache_root,
+                        platform: &platform,
+                        label: format!("[{stage_name} {}/{}]", step_no + 1, stage.steps.len()),
+                        stage: stage_name.clone(),
+                    };
+                    let parents = parent_identities(&image, &slots);
+                    let planned =
+                        crate::builder::run::plan(&rctx, spec, &image, parents).map_err(at)?;
+                    let (out, report) = if planned.is_hit() {
+                        crate::builder::run::cached(&rctx, step.line, planned).map_err(at)?
+                    } else {
+                        // The command needs the stage's files: its pending layers now.
+                        pack_pending(&mut slots, &mut image, &sinks, &file, &mut all_layers)?;
+                        let mut layers = image.layers.clone();
+                        layers.extend(slots.iter().filter_map(|s| s.layer.as_ref().ok().cloned()));
+                        let diff_ids = image.config.diff_ids();
+                        crate::builder::run::execute(
+                            &rctx, spec, step.line, planned, &layers, &diff_ids,
+                        )
+                        .await
+                        .map_err(at)?
+                    };
+                    run_steps.push(report);
+                    Some(out)
+                }
                 StepKind::Workdir(_) => {
                     apply_config_step(&mut image.config, &step.kind);
                     let dirs = workdir_dirs(&lower, &image.config).map_err(at)?;
@@ -324,6 +380,13 @@ pub async fn build(
                             );
                             Ok(StageLayer::Cached(Arc::new(c)))
                         }
+                        NewLayer::Built(b) => {
+                            image
+                                .config
+                                .push_layer(b.diff_id.as_str(), &created, &part.label);
+                            all_layers.push(b.clone());
+                            Ok(StageLayer::Local(b))
+                        }
                     };
                     slots.push(NewSlot {
                         line: step.line,
@@ -338,14 +401,7 @@ pub async fn build(
         finish_stage_layers(
             slots,
             &mut image,
-            &PackSinks {
-                tmp: tmp.path(),
-                cache: cache.as_ref(),
-                progress,
-                early: early.filter(|_| {
-                    pushed_stages.contains(&i) && req.squash == crate::builder::squash::Squash::None
-                }),
-            },
+            &sinks,
             &file,
             &mut Finished {
                 all_layers: &mut all_layers,
@@ -398,6 +454,7 @@ pub async fn build(
         warnings,
         locked,
         new_layers,
+        run_steps,
         _layers: all_layers,
         _tmp: tmp,
     })
@@ -509,6 +566,126 @@ struct NewSlot {
     layer: Result<StageLayer, PackJob>,
 }
 
+/// The identity of every layer below the next step (RUN keys): the stage's layers, then its
+/// new ones (a layer still to pack by its cache key).
+fn parent_identities(image: &StageImage, slots: &[NewSlot]) -> Vec<String> {
+    image
+        .layers
+        .iter()
+        .map(crate::builder::run::layer_identity)
+        .chain(slots.iter().map(|s| match &s.layer {
+            Ok(l) => crate::builder::run::layer_identity(l),
+            Err(job) => job.key.clone(),
+        }))
+        .collect()
+}
+
+/// Packs the stage's pending layers now (a RUN step needs them as files), in place.
+fn pack_pending(
+    slots: &mut [NewSlot],
+    image: &mut StageImage,
+    sinks: &PackSinks<'_>,
+    file: &str,
+    all_layers: &mut Vec<Arc<BuiltLayer>>,
+) -> Result<(), BuildError> {
+    let mut jobs = Vec::new();
+    let mut at = Vec::new();
+    for (i, slot) in slots.iter_mut().enumerate() {
+        if slot.layer.is_err() {
+            let placeholder = Ok(StageLayer::Remote {
+                descriptor: Box::new(regbuild_oci::manifest::Descriptor::new(
+                    "",
+                    Digest::of(b""),
+                    0,
+                )),
+                registry: String::new(),
+                repository: String::new(),
+            });
+            if let Err(job) = std::mem::replace(&mut slot.layer, placeholder) {
+                jobs.push(job);
+                at.push(i);
+            }
+        }
+    }
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let packed =
+        tokio::task::block_in_place(|| pack_all(jobs, sinks)).map_err(|(i, e)| BuildError::At {
+            file: file.to_string(),
+            line: at.get(i).map_or(0, |&s| slots[s].line),
+            source: Box::new(e.into()),
+        })?;
+    for (b, i) in packed.into_iter().zip(at) {
+        image
+            .config
+            .set_diff_id(slots[i].diff_index, b.diff_id.as_str());
+        all_layers.push(b.clone());
+        slots[i].layer = Ok(StageLayer::Local(b));
+    }
+    Ok(())
+}
+
+/// Where RUN steps keep unpacked layers and make their scratch directories: regbuild's
+/// cache directory (so later builds reuse them), else the build's temporary directory.
+/// Opened only when a stage the target needs has a RUN step.
+struct RunEnv {
+    store: Option<regbuild_fs::lower::LowerStore>,
+    scratch: PathBuf,
+    cache_root: PathBuf,
+}
+
+impl RunEnv {
+    fn new(
+        plan: &stages::Build,
+        needed: &[usize],
+        tmp: &Path,
+        file: &str,
+    ) -> Result<RunEnv, BuildError> {
+        let has_run = needed.iter().any(|&i| {
+            plan.stages[i]
+                .steps
+                .iter()
+                .any(|s| matches!(s.kind, StepKind::Run(_)))
+        });
+        let cache_root = crate::builder::cache::root()
+            .filter(|r| std::fs::create_dir_all(r).is_ok())
+            .unwrap_or_else(|| tmp.to_path_buf());
+        let scratch = cache_root.join("run-tmp");
+        if !has_run {
+            return Ok(RunEnv {
+                store: None,
+                scratch,
+                cache_root,
+            });
+        }
+        let io = |source| BuildError::TempDir {
+            path: scratch.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&scratch).map_err(io)?;
+        let store = regbuild_fs::lower::LowerStore::open(
+            &cache_root.join("lowers"),
+            crate::builder::run::overlay_xattrs(),
+        )
+        .map_err(|e| BuildError::At {
+            file: file.to_string(),
+            line: 0,
+            source: Box::new(crate::builder::run::error::RunError::from(e).into()),
+        })?;
+        Ok(RunEnv {
+            store: Some(store),
+            scratch,
+            cache_root,
+        })
+    }
+
+    fn parts(&self) -> Result<(&regbuild_fs::lower::LowerStore, &Path, &Path), StepError> {
+        let store = self.store.as_ref().ok_or(StepError::NotPacked)?;
+        Ok((store, &self.scratch, &self.cache_root))
+    }
+}
+
 /// Where a stage's finished layers are recorded for the whole build.
 struct Finished<'a> {
     all_layers: &'a mut Vec<Arc<BuiltLayer>>,
@@ -613,9 +790,9 @@ fn referenced(
             images.push((r.clone(), stage.platform.clone()));
         }
         for step in &stage.steps {
-            if let StepKind::Copy(c) = &step.kind {
-                match &c.from {
-                    Some(CopyFrom::Image(r)) if r != "scratch" => images.push((r.clone(), None)),
+            for from in step_sources(&step.kind) {
+                match from {
+                    CopyFrom::Image(r) if r != "scratch" => images.push((r.clone(), None)),
                     _ => {}
                 }
             }
@@ -668,14 +845,30 @@ fn needed_stages(b: &stages::Build) -> Vec<usize> {
             stack.push(j);
         }
         for step in &s.steps {
-            if let StepKind::Copy(c) = &step.kind {
-                if let Some(CopyFrom::Stage(j)) = c.from {
-                    stack.push(j);
+            for from in step_sources(&step.kind) {
+                if let CopyFrom::Stage(j) = from {
+                    stack.push(*j);
                 }
             }
         }
     }
     (0..need.len()).filter(|i| need[*i]).collect()
+}
+
+/// The stages and images a step reads from: `COPY --from`, `RUN --mount=from=`.
+fn step_sources(kind: &StepKind) -> Vec<&CopyFrom> {
+    match kind {
+        StepKind::Copy(c) => c.from.iter().collect(),
+        StepKind::Run(r) => r
+            .mounts
+            .iter()
+            .filter_map(|m| match m {
+                stages::RunMount::Bind { from: Some(f), .. } => Some(f),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn line_of_image(b: &stages::Build, r: &str) -> usize {
@@ -684,10 +877,11 @@ fn line_of_image(b: &stages::Build, r: &str) -> usize {
             return s.line;
         }
         for step in &s.steps {
-            if let StepKind::Copy(c) = &step.kind {
-                if matches!(&c.from, Some(CopyFrom::Image(x)) if x == r) {
-                    return step.line;
-                }
+            if step_sources(&step.kind)
+                .iter()
+                .any(|f| matches!(f, CopyFrom::Image(x) if x == r))
+            {
+                return step.line;
             }
         }
     }

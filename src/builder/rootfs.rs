@@ -65,7 +65,7 @@ pub async fn materialize(
 }
 
 /// Streams a blob into a file under `tmp`; the stream fails on a digest mismatch.
-pub(super) async fn download(
+pub(crate) async fn download(
     registry: &Registry,
     host: &str,
     repository: &str,

@@ -42,6 +42,8 @@ pub struct CachedStageLayer {
     deferred: Option<DeferredEntries>,
     opts: regbuild_fs::layer::LayerOptions,
     tmp: std::path::PathBuf,
+    /// A RUN layer's blob kept by the local cache (it cannot be rebuilt from sources).
+    stored: Option<std::path::PathBuf>,
     built: std::sync::Mutex<Option<Arc<BuiltLayer>>>,
 }
 
@@ -61,8 +63,60 @@ impl CachedStageLayer {
             deferred: None,
             opts,
             tmp: tmp.to_path_buf(),
+            stored: None,
             built: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A layer whose blob the local cache kept (`blob`): used as is when needed.
+    pub fn stored(
+        record: crate::builder::cache::CachedLayer,
+        key: String,
+        blob: std::path::PathBuf,
+        opts: regbuild_fs::layer::LayerOptions,
+        tmp: &std::path::Path,
+    ) -> CachedStageLayer {
+        CachedStageLayer {
+            stored: Some(blob),
+            ..CachedStageLayer::new(record, key, Vec::new(), opts, tmp)
+        }
+    }
+
+    /// A stored blob, linked (or copied) into the build's tmp and checked against the record.
+    fn from_store(&self, blob: &std::path::Path) -> Result<BuiltLayer, StepError> {
+        let file = tempfile::Builder::new()
+            .prefix("run-layer-")
+            .tempfile_in(&self.tmp)
+            .map_err(|source| StepError::TempDir {
+                dir: self.tmp.clone(),
+                source,
+            })?
+            .into_temp_path();
+        let io = |source| StepError::File {
+            path: blob.to_path_buf(),
+            source,
+        };
+        std::fs::remove_file(&file).map_err(io)?;
+        if std::fs::hard_link(blob, &file).is_err() {
+            std::fs::copy(blob, &file).map_err(io)?;
+        }
+        let digest = file_digest(&file).map_err(io)?;
+        if digest != self.record.digest {
+            return Err(StepError::CachedLayerChanged {
+                built: digest,
+                expected: self.record.digest.clone(),
+            });
+        }
+        Ok(BuiltLayer {
+            file,
+            digest,
+            diff_id: self.record.diff_id.clone(),
+            size: self.record.size,
+            uncompressed_size: self.record.uncompressed_size,
+            entries: 0,
+            media_type: self.opts.compression.media_type(),
+            key: Some(self.key.clone()),
+        })
     }
 
     /// A layer whose entries are produced only when its bytes are needed.
@@ -93,8 +147,15 @@ impl CachedStageLayer {
         if let Some(b) = slot.as_ref() {
             return Ok(b.clone());
         }
-        let b =
-            regbuild_fs::layer::build_layer(self.entries()?, &self.opts, &self.tmp, &mut |_| {})?;
+        let b = match &self.stored {
+            Some(blob) => self.from_store(blob)?,
+            None => regbuild_fs::layer::build_layer(
+                self.entries()?,
+                &self.opts,
+                &self.tmp,
+                &mut |_| {},
+            )?,
+        };
         if b.digest != self.record.digest {
             return Err(StepError::CachedLayerChanged {
                 built: b.digest,
@@ -106,6 +167,21 @@ impl CachedStageLayer {
         Ok(b)
     }
 }
+/// The sha256 of a file's bytes, streamed.
+fn file_digest(path: &std::path::Path) -> std::io::Result<regbuild_oci::digest::Digest> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = regbuild_oci::digest::Hasher::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
 /// A stage's image as it is being built.
 #[derive(Clone)]
 pub struct StageImage {
@@ -135,6 +211,8 @@ pub fn join_in_image(base: &str, dir: &str) -> String {
 pub enum NewLayer {
     Pack(crate::builder::pack::PackJob),
     Cached(crate::builder::stage::CachedStageLayer),
+    /// Already built (a RUN step's upper directory, packed as soon as the step ended).
+    Built(Arc<BuiltLayer>),
 }
 
 /// One layer a step makes (a COPY makes one, or several with `--layering=auto`).

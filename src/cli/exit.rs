@@ -18,6 +18,14 @@ use regbuild_oci::reference::ReferenceError;
 
 pub const FAILED: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
+/// Ended by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: u8 = 130;
+
+/// The command was interrupted (SIGINT/SIGTERM); running steps were killed, nothing was
+/// tagged.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: running steps were killed and nothing more was written")]
+pub struct Interrupted;
 
 /// Something the user gave that regbuild refuses before doing any work (a flag's value, an
 /// environment variable it reads).
@@ -33,7 +41,9 @@ impl BadInput {
 
 /// The exit code for an error a command returned.
 pub fn code_for(e: &(dyn Error + Send + Sync + 'static)) -> u8 {
-    if is_bad_input(e) {
+    if e.is::<Interrupted>() || crate::builder::run::interrupt::interrupted() {
+        INTERRUPTED
+    } else if is_bad_input(e) {
         BAD_INPUT
     } else {
         FAILED

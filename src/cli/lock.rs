@@ -75,6 +75,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         cache_from: Vec::new(),
         compression: Default::default(),
         use_cache: false,
+        run: Default::default(),
     };
     let existing = LockFile::load(&path)?.unwrap_or_default();
     let registry = global.registry();

@@ -134,9 +134,30 @@ pub fn main() -> ExitCode {
                 Command::Rebase(args) => rebase::run(&cli.global, args).await,
             }
         };
-        match tokio::time::timeout(deadline, work).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("gave up after {} s (--deadline)", deadline.as_secs()).into()),
+        // SIGINT/SIGTERM: running RUN steps are killed from a task of their own (the build
+        // may be blocked in one), and the work is dropped, so temporary files are removed.
+        let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
+        let notify = signalled.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            crate::builder::run::interrupt::interrupt_all();
+            notify.notify_one();
+        });
+        tokio::select! {
+            r = tokio::time::timeout(deadline, work) => match r {
+                Ok(r) => r,
+                Err(_) => Err(format!("gave up after {} s (--deadline)", deadline.as_secs()).into()),
+            },
+            _ = signalled.notified() => Err(Box::new(exit::Interrupted) as CliError),
         }
     });
     match result {

@@ -100,6 +100,18 @@ pub struct PushArgs {
     /// re-uploads only its part.
     #[arg(long, default_value = "single", value_parser = crate::builder::layering::Layering::parse, help_heading = "Layers")]
     pub layering: crate::builder::layering::Layering,
+    /// A secret for `RUN --mount=type=secret,id=ID`: `id=ID,src=PATH` or `id=ID,env=VAR`
+    /// (repeatable). Never written to a layer, the config, a log or --json.
+    #[arg(
+        long = "secret",
+        value_name = "id=ID,src=PATH|env=VAR",
+        help_heading = "RUN"
+    )]
+    pub secrets: Vec<String>,
+    /// The network RUN steps get unless they say (`RUN --network`): `default` (what this
+    /// machine reaches), `none` (loopback only) or `host`.
+    #[arg(long, value_name = "MODE", help_heading = "RUN")]
+    pub network: Option<String>,
     /// Do not use the local layer cache ($REGBUILD_CACHE, default ~/.cache/regbuild).
     #[arg(long, help_heading = "Cache and upload")]
     pub no_cache: bool,
@@ -139,6 +151,29 @@ impl From<SquashArg> for crate::builder::squash::Squash {
     }
 }
 
+/// `--network` and `--secret`, checked before any work.
+fn run_options(args: &PushArgs) -> Result<crate::builder::run::RunOptions, CliError> {
+    use regbuild_frontend::stages::RunNetwork;
+    let network = match args.network.as_deref() {
+        None => None,
+        Some("default") => Some(RunNetwork::Default),
+        Some("none") => Some(RunNetwork::None),
+        Some("host") => Some(RunNetwork::Host),
+        Some(other) => {
+            return Err(BadInput::boxed(format!(
+                "--network {other}: use default, none or host"
+            )))
+        }
+    };
+    let mut secrets = BTreeMap::new();
+    for s in &args.secrets {
+        let (id, source) = crate::builder::run::parse_secret(s)
+            .map_err(|e| BadInput::boxed(format!("--secret: {e}")))?;
+        secrets.insert(id, source);
+    }
+    Ok(crate::builder::run::RunOptions { network, secrets })
+}
+
 pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliError> {
     if args.all {
         return run_all(global, &args).await;
@@ -173,8 +208,10 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             cache_from.push(r);
         }
     }
+    let run = run_options(&args)?;
     let req = PushRequest {
         build: BuildRequest {
+            run,
             context: args.context.clone(),
             dockerfile,
             build_args,
@@ -277,6 +314,13 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
     if args.json {
         let mut v = serde_json::to_value(&report)?;
         v["setuid_stripped"] = serde_json::json!(result.stripped_setuid);
+        // Per RUN step: executed or cached, seconds, layer digest.
+        let steps: Vec<_> = result
+            .images
+            .iter()
+            .flat_map(|i| i.run_steps.iter())
+            .collect();
+        v["steps"] = serde_json::to_value(&steps)?;
         if let Some(d) = &debug {
             v["debug"] = serde_json::to_value(d)?;
         }

@@ -276,6 +276,7 @@ fn build_request(
         cache_from: Vec::new(),
         compression: Default::default(),
         use_cache: true,
+        run: Default::default(),
     }
 }
 

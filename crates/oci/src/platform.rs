@@ -33,6 +33,21 @@ impl Platform {
         }
     }
 
+    /// The platform this program runs on (Linux, its architecture in OCI's spelling).
+    pub fn host() -> Platform {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            "riscv64" => "riscv64",
+            "s390x" => "s390x",
+            "arm" => "arm",
+            other => other,
+        };
+        Platform::new("linux", arch, None)
+    }
+
     pub fn linux_amd64() -> Platform {
         Platform::new("linux", "amd64", None)
     }

@@ -57,6 +57,9 @@ pub enum Event<'a> {
         digest: &'a Digest,
     },
     Note(&'a str),
+    /// A line a build step printed (RUN output), already prefixed with the step. Shown
+    /// even when nothing else is (`--json`, `--no-progress`): it is the build's log.
+    StepOutput(&'a str),
 }
 
 /// Receives events; implementations must be cheap, they run on the I/O path.
@@ -68,7 +71,11 @@ pub trait Progress: Send + Sync {
 pub struct Quiet;
 
 impl Progress for Quiet {
-    fn event(&self, _: Event<'_>) {}
+    fn event(&self, event: Event<'_>) {
+        if let Event::StepOutput(line) = event {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+    }
 }
 
 /// One line per finished step on stderr.
@@ -103,7 +110,7 @@ impl Progress for Lines {
             Event::ManifestUnchanged { reference, digest } => {
                 format!("manifest {reference} unchanged ({digest})")
             }
-            Event::Note(text) => text.to_string(),
+            Event::Note(text) | Event::StepOutput(text) => text.to_string(),
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
@@ -197,7 +204,8 @@ impl Progress for Bars {
                     .multi
                     .println(format!("manifest {reference} unchanged ({digest})"));
             }
-            Event::Note(text) => {
+            Event::Note(text) | Event::StepOutput(text) => {
+                // Printed above the bars, which keep drawing below.
                 let _ = self.multi.println(text);
             }
         }

@@ -50,6 +50,40 @@ impl MappingKind {
     }
 }
 
+/// How to read the owners of files a step wrote (they are on disk with host ids): host id
+/// → the id the step saw. Identity when no user namespace was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostIds {
+    /// (the caller's id = 0 inside, subordinate range start, its length), uids then gids.
+    uid: Option<(u32, u32, u32)>,
+    gid: Option<(u32, u32, u32)>,
+}
+
+impl HostIds {
+    fn inside(map: Option<(u32, u32, u32)>, host: u64) -> u64 {
+        match map {
+            None => host,
+            Some((own, _, _)) if host == u64::from(own) => 0,
+            Some((_, start, count))
+                if host >= u64::from(start) && host < u64::from(start) + u64::from(count) =>
+            {
+                host - u64::from(start) + 1
+            }
+            // Not mapped into the namespace: the kernel showed it as the overflow id.
+            Some(_) => 65534,
+        }
+    }
+
+    /// The uid inside the sandbox of a file owned by host uid `host`.
+    pub fn inside_uid(&self, host: u64) -> u64 {
+        HostIds::inside(self.uid, host)
+    }
+
+    pub fn inside_gid(&self, host: u64) -> u64 {
+        HostIds::inside(self.gid, host)
+    }
+}
+
 /// A planned rootless mapping.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
@@ -143,6 +177,20 @@ pub(crate) fn plan(single_id: bool) -> Plan {
 }
 
 impl Plan {
+    /// How host ids read back as the ids inside.
+    pub(crate) fn host_ids(&self) -> HostIds {
+        let with = |own: u32, sub: Option<(u32, u32)>| {
+            Some(match sub {
+                Some((s, c)) => (own, s, c),
+                None => (own, 0, 0),
+            })
+        };
+        HostIds {
+            uid: with(self.uid, self.sub_uid),
+            gid: with(self.gid, self.sub_gid),
+        }
+    }
+
     /// Writes the maps of `pid`'s user namespace.
     pub(crate) fn apply(&self, pid: u32) -> Result<(), SandboxError> {
         if let (Some((us, uc)), Some((gs, gc))) = (self.sub_uid, self.sub_gid) {

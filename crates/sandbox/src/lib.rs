@@ -37,6 +37,6 @@ pub mod run;
 pub mod spec;
 
 pub use error::{SandboxError, UsernsCause};
-pub use idmap::{diagnose_userns, MappingKind};
+pub use idmap::{diagnose_userns, HostIds, MappingKind};
 pub use run::{KillHandle, Outcome, Running, Sandbox, Status, Stream};
 pub use spec::{Mount, Network, Spec};

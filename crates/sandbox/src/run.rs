@@ -38,6 +38,8 @@ pub struct Outcome {
     pub status: Status,
     /// How ids were mapped (rootless runs say whether only one id existed).
     pub mapping: MappingKind,
+    /// How to read back the owners of what the step wrote (host ids → the step's).
+    pub host_ids: crate::idmap::HostIds,
     /// Things the caller should tell the user (single-id map, a read-write /sys, …).
     pub warnings: Vec<String>,
 }
@@ -79,6 +81,7 @@ pub struct Running {
     pub stdout: Option<File>,
     pub stderr: Option<File>,
     mapping: MappingKind,
+    host_ids: crate::idmap::HostIds,
     warnings: Vec<String>,
     work: Work,
 }
@@ -153,9 +156,21 @@ impl Sandbox {
     pub fn run(
         &self,
         spec: &Spec,
+        on_output: impl FnMut(Stream, &[u8]),
+    ) -> Result<Outcome, SandboxError> {
+        self.run_with(spec, |_| {}, on_output)
+    }
+
+    /// As [`Sandbox::run`], handing `on_start` a [`KillHandle`] once the step runs (so
+    /// another thread, a signal handler's, can end it).
+    pub fn run_with(
+        &self,
+        spec: &Spec,
+        on_start: impl FnOnce(KillHandle),
         mut on_output: impl FnMut(Stream, &[u8]),
     ) -> Result<Outcome, SandboxError> {
         let mut running = self.spawn(spec)?;
+        on_start(running.kill_handle());
         let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
         let readers: Vec<_> = [
             (Stream::Stdout, running.stdout.take()),
@@ -208,6 +223,7 @@ impl Sandbox {
         let rootless = !rustix::process::geteuid().is_root();
         let plan = rootless.then(|| idmap::plan(self.single_id));
         let mapping = plan.as_ref().map_or(MappingKind::Host, |p| p.kind.clone());
+        let host_ids = plan.as_ref().map(|p| p.host_ids()).unwrap_or_default();
         mapping.maps(spec.uid, spec.gid)?;
         let mut warnings: Vec<String> = plan
             .as_ref()
@@ -281,6 +297,7 @@ impl Sandbox {
             stdout: Some(File::from(out_r)),
             stderr: Some(File::from(err_r)),
             mapping,
+            host_ids,
             warnings: Vec::new(),
             work: work.clone(),
             child: None,
@@ -457,6 +474,7 @@ impl Running {
         Ok(Outcome {
             status,
             mapping: self.mapping.clone(),
+            host_ids: self.host_ids,
             warnings: std::mem::take(&mut self.warnings),
         })
     }

@@ -479,3 +479,15 @@ pub fn regbuild_async(
             .unwrap()
     }
 }
+
+/// Whether the tests run as root (chroot and the privileged sandbox path need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,160 @@
+//! The cache key of a `RUN` layer: a pure function of everything that can change what the
+//! step writes. Recorded in the local cache and on the layer's descriptor (the same
+//! annotation COPY layers carry), so a fresh runner finds the layer in the registry and
+//! neither downloads the base nor runs the command.
+//!
+//! Covered: the parent (the base manifest digest and the identity of every layer below —
+//! its own cache key when regbuild made it, else its digest), the command after the SHELL
+//! was applied, a heredoc script's body, the environment and build args the step sees,
+//! USER, WORKDIR, the network mode, every mount (bind sources by content, cache ids, secret
+//! ids but never their values, tmpfs sizes), the platform, how the layer is written
+//! (compression, mtime, setuid stripping) and the format version below. Not covered, on
+//! purpose: timestamps of the context files (a `touch` changes nothing), secret values.
+
+use sha2::{Digest as _, Sha256};
+
+/// Bumped whenever what the key covers or how RUN layers are written changes.
+pub const FORMAT: &str = "regbuild-run-cache-v1";
+
+/// Everything a RUN layer's bytes depend on, as already-resolved strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyInputs<'a> {
+    pub base_digest: Option<&'a str>,
+    /// Identity of each layer below the step, bottom first.
+    pub parent_layers: Vec<String>,
+    pub argv: &'a [String],
+    pub script: Option<&'a str>,
+    /// The step's environment, in the order it is passed.
+    pub env: &'a [(String, String)],
+    pub user: &'a str,
+    pub workdir: &'a str,
+    pub network: &'a str,
+    /// One line per mount (see `mounts::Prepared::key_parts`).
+    pub mounts: Vec<String>,
+    pub platform: &'a str,
+    /// Compression, mtime, setuid policy: how the layer is written.
+    pub layer_format: String,
+}
+
+/// The key: `sha256:` and the hex of a length-prefixed encoding of every input (so no two
+/// different input lists can encode alike).
+pub fn run_key(inputs: &KeyInputs<'_>) -> String {
+    let mut h = Sha256::new();
+    let mut field = |tag: &str, value: &str| {
+        h.update(tag.as_bytes());
+        h.update((value.len() as u64).to_be_bytes());
+        h.update(value.as_bytes());
+    };
+    field("format", FORMAT);
+    field("base", inputs.base_digest.unwrap_or(""));
+    for l in &inputs.parent_layers {
+        field("layer", l);
+    }
+    for a in inputs.argv {
+        field("argv", a);
+    }
+    if let Some(s) = inputs.script {
+        field("script", s);
+    }
+    for (k, v) in inputs.env {
+        field("env-name", k);
+        field("env-value", v);
+    }
+    field("user", inputs.user);
+    field("workdir", inputs.workdir);
+    field("network", inputs.network);
+    for m in &inputs.mounts {
+        field("mount", m);
+    }
+    field("platform", inputs.platform);
+    field("layer-format", &inputs.layer_format);
+    format!("sha256:{}", hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base<'a>(argv: &'a [String], env: &'a [(String, String)]) -> KeyInputs<'a> {
+        KeyInputs {
+            base_digest: Some("sha256:aa"),
+            parent_layers: vec!["sha256:l1".into()],
+            argv,
+            script: None,
+            env,
+            user: "",
+            workdir: "/",
+            network: "default",
+            mounts: vec![],
+            platform: "linux/amd64",
+            layer_format: "gzip:6 mtime=0 strip-setuid".into(),
+        }
+    }
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let argv = vec!["/bin/sh".to_string(), "-c".into(), "make".into()];
+        let env = vec![("PATH".to_string(), "/bin".to_string())];
+        let k = run_key(&base(&argv, &env));
+        assert_eq!(k, run_key(&base(&argv, &env)), "deterministic");
+        assert!(k.starts_with("sha256:") && k.len() == 71);
+        let argv2 = vec!["/bin/sh".to_string(), "-c".into(), "make all".into()];
+        let env2 = vec![("PATH".to_string(), "/usr/bin".to_string())];
+        let changed: Vec<KeyInputs<'_>> = vec![
+            KeyInputs {
+                base_digest: Some("sha256:bb"),
+                ..base(&argv, &env)
+            },
+            KeyInputs {
+                parent_layers: vec!["sha256:l2".into()],
+                ..base(&argv, &env)
+            },
+            base(&argv2, &env),
+            base(&argv, &env2),
+            KeyInputs {
+                script: Some("#!/bin/sh"),
+                ..base(&argv, &env)
+            },
+            KeyInputs {
+                user: "nobody",
+                ..base(&argv, &env)
+            },
+            KeyInputs {
+                workdir: "/src",
+                ..base(&argv, &env)
+            },
+            KeyInputs {
+                network: "none",
+                ..base(&argv, &env)
+            },
+            KeyInputs {
+                mounts: vec!["cache id=x target=/c".into()],
+                ..base(&argv, &env)
+            },
+            KeyInputs {
+                platform: "linux/arm64",
+                ..base(&argv, &env)
+            },
+            KeyInputs {
+                layer_format: "zstd:3 mtime=0 strip-setuid".into(),
+                ..base(&argv, &env)
+            },
+        ];
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(k);
+        for c in &changed {
+            assert!(seen.insert(run_key(c)), "{c:?} did not change the key");
+        }
+    }
+
+    #[test]
+    fn field_boundaries_are_not_ambiguous() {
+        let a = vec!["ab".to_string(), "c".into()];
+        let b = vec!["a".to_string(), "bc".into()];
+        assert_ne!(run_key(&base(&a, &[])), run_key(&base(&b, &[])));
+    }
+}

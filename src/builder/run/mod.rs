@@ -1,0 +1,738 @@
+//! Dockerfile `RUN`: run the step's command in the stage's root filesystem and make what it
+//! changed one layer — unless the registry or the local cache already has that layer.
+//!
+//! Two phases, so that a fresh CI runner re-executes nothing and downloads no base:
+//! - [`plan`] (cheap, no base layer read): the step's argv, environment, identity and
+//!   mounts, and its cache key (`key`); looked up in the local cache (record + stored blob)
+//!   and in the layers found by key in the registry (`--cache-from`, the tags pushed).
+//! - [`execute`], only on a miss: the stage's layers become overlay lower directories
+//!   (`lowers`, each layer unpacked once by diff_id), the mounts are made (`mounts`), the
+//!   command runs in `regbuild-sandbox` (new mount/pid/ipc/uts namespaces, rootless in a
+//!   user namespace) with its output streamed line by line (`output`), and the overlay's
+//!   upper directory — nothing else is walked — becomes the layer (`regbuild_fs::upper`).
+//!   The upper directory then joins the store as that layer's lower directory, so the next
+//!   step does not unpack it again.
+//!
+//! The step sees only the stage's environment (ENV, the build args in scope, PATH and HOME
+//! defaults): nothing of regbuild's own environment, credentials or `DOCKER_CONFIG`.
+
+pub mod error;
+pub mod interrupt;
+pub mod key;
+pub mod lowers;
+pub mod mounts;
+pub mod output;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::builder::copy::CopyContext;
+use crate::builder::error::StepError;
+use crate::builder::stage::{
+    CachedStageLayer, NewLayer, StageImage, StageLayer, StepLayer, StepOutput,
+};
+use error::RunError;
+use regbuild_frontend::stages::{Command, CopyFrom, RunMount, RunNetwork, RunSpec};
+use regbuild_fs::layer::LayerOptions;
+use regbuild_fs::lower::LowerStore;
+use regbuild_fs::upper::{OverlayXattrs, UpperOptions};
+use regbuild_oci::platform::Platform;
+
+pub use mounts::{parse_secret, SecretSource};
+
+/// Build-wide settings for RUN steps (`regbuild push --network`, `--secret`).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The network of steps that do not say (`RUN --network`); default: the host's.
+    pub network: Option<RunNetwork>,
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+/// In-image paths the sandbox provides: never part of a layer.
+const PROVIDED: &[&str] = &[
+    "proc",
+    "sys",
+    "dev",
+    "etc/resolv.conf",
+    "etc/hosts",
+    "etc/hostname",
+];
+
+/// What a RUN step needs beyond a COPY's context.
+pub struct RunContext<'a, 'c> {
+    pub copy: &'a CopyContext<'c>,
+    pub options: &'a RunOptions,
+    pub store: &'a LowerStore,
+    /// Where the step's upper and work directories are made: on the store's filesystem,
+    /// so the upper directory can be renamed into it.
+    pub scratch: &'a Path,
+    /// regbuild's cache directory (cache mounts), else the build's temporary directory.
+    pub cache_root: &'a Path,
+    /// The platform the stage is built for.
+    pub platform: &'a Platform,
+    /// `[build 2/5]`: what prefixes the step's output.
+    pub label: String,
+    /// The stage's name (or `stage-N`), for `--json`.
+    pub stage: String,
+}
+
+/// What one RUN step did, for `--json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub stage: String,
+    pub line: usize,
+    pub instruction: String,
+    /// `executed` or `cached`.
+    pub status: &'static str,
+    pub seconds: f64,
+    pub layer: String,
+}
+
+/// A step decided: what would run and its key.
+pub struct Planned {
+    pub key: String,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    user: String,
+    workdir: String,
+    network: RunNetwork,
+    found: Option<Found>,
+}
+
+enum Found {
+    /// The local cache's record and the blob it stored.
+    Local(crate::builder::cache::CachedLayer, PathBuf),
+    Remote(crate::builder::remote_cache::RemoteLayer),
+}
+
+/// The identity of a layer in RUN keys: its cache key when regbuild made it (the same on a
+/// cold and a warm build), else its digest.
+pub fn layer_identity(l: &StageLayer) -> String {
+    match l {
+        StageLayer::Remote { descriptor, .. } => descriptor.digest.to_string(),
+        StageLayer::Local(b) => b.key.clone().unwrap_or_else(|| b.digest.to_string()),
+        StageLayer::Cached(c) => c.key.clone(),
+    }
+}
+
+/// The blob a RUN layer's record points at, in the local cache.
+fn stored_blob(cache_root: &Path, digest: &regbuild_oci::digest::Digest) -> PathBuf {
+    cache_root.join("run-blobs").join(digest.hex())
+}
+
+/// Decides the step: argv, environment, identity, key, and whether a cache has the layer.
+pub fn plan(
+    ctx: &RunContext<'_, '_>,
+    spec: &RunSpec,
+    image: &StageImage,
+    parents: Vec<String>,
+) -> Result<Planned, StepError> {
+    let config = &image.config;
+    let argv = match &spec.command {
+        Command::Exec(v) => v.clone(),
+        Command::Shell(s) => {
+            let mut v = config.shell();
+            v.push(s.clone());
+            v
+        }
+    };
+    // ENV wins over a build arg of the same name, as in Docker.
+    let mut env = config.env();
+    for (k, v) in &spec.args {
+        if !env.iter().any(|(e, _)| e == k) {
+            env.push((k.clone(), v.clone()));
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push((
+            "PATH".into(),
+            regbuild_frontend::stages::DEFAULT_PATH.into(),
+        ));
+    }
+    let user = config.user().unwrap_or_default();
+    let workdir = config.workdir();
+    let network = spec
+        .network
+        .or(ctx.options.network)
+        .unwrap_or(RunNetwork::Default);
+    let bind_identity = |f: &CopyFrom| bind_identity(ctx, f);
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|m| mounts::key_part(m, &workdir, ctx.copy.context, &bind_identity))
+        .collect::<Result<Vec<_>, _>>()?;
+    let c = ctx.copy;
+    let layer_format = format!(
+        "{:?} mtime={} keep-setuid={}",
+        c.compression, c.epoch, c.keep_setuid
+    );
+    let platform = ctx.platform.to_string();
+    let key = key::run_key(&key::KeyInputs {
+        base_digest: image.base.as_ref().map(|b| b.digest.as_str()),
+        parent_layers: parents,
+        argv: &argv,
+        script: spec.script.as_ref().map(|(_, body)| body.as_str()),
+        env: &env,
+        user: &user,
+        workdir: &workdir,
+        network: network_name(network),
+        mounts,
+        platform: &platform,
+        layer_format,
+    });
+    let local = c
+        .cache
+        .and_then(|cache| cache.get(&key))
+        .and_then(|record| {
+            let blob = stored_blob(ctx.cache_root, &record.digest);
+            blob.is_file().then_some(Found::Local(record, blob))
+        });
+    let found = local.or_else(|| c.remote.get(&key).cloned().map(Found::Remote));
+    match &found {
+        Some(_) => tracing::info!(step = %c.step_text, %key, "RUN cache hit"),
+        None => tracing::info!(step = %c.step_text, %key, "RUN cache miss: executing"),
+    }
+    Ok(Planned {
+        key,
+        argv,
+        env,
+        user,
+        workdir,
+        network,
+        found,
+    })
+}
+
+fn network_name(n: RunNetwork) -> &'static str {
+    match n {
+        RunNetwork::Default => "default",
+        RunNetwork::None => "none",
+        RunNetwork::Host => "host",
+    }
+}
+
+/// A bind source from a stage or image, as the key sees it: the layers it is made of.
+fn bind_identity(ctx: &RunContext<'_, '_>, from: &CopyFrom) -> Result<String, RunError> {
+    match from {
+        CopyFrom::Stage(i) => {
+            let stage = ctx
+                .copy
+                .stages
+                .get(i)
+                .ok_or(RunError::BindStageNotBuilt { from: *i })?;
+            let ids: Vec<String> = stage.layers.iter().map(layer_identity).collect();
+            Ok(format!("stage:{}", ids.join(",")))
+        }
+        CopyFrom::Image(r) => {
+            let digest = ctx
+                .copy
+                .bases
+                .iter()
+                .find(|((name, _), _)| name == r)
+                .map(|(_, b)| b.digest.to_string())
+                .unwrap_or_default();
+            Ok(format!("image:{r}@{digest}"))
+        }
+    }
+}
+
+impl Planned {
+    /// Whether a cache has the layer (the step will not run).
+    pub fn is_hit(&self) -> bool {
+        self.found.is_some()
+    }
+}
+
+/// The step's output when a cache had its layer: nothing runs, nothing is downloaded.
+pub fn cached(
+    ctx: &RunContext<'_, '_>,
+    line: usize,
+    planned: Planned,
+) -> Result<(StepOutput, RunReport), StepError> {
+    let c = ctx.copy;
+    let started = Instant::now();
+    let opts = layer_options(c);
+    let layer = match planned.found {
+        Some(Found::Local(record, blob)) => {
+            CachedStageLayer::stored(record, planned.key, blob, opts, c.tmp)
+        }
+        Some(Found::Remote(r)) => {
+            if let Some(cache) = c.cache {
+                // Found by key in a registry: the local record makes the next build's plan
+                // find it even offline; the blob is fetched only if something needs it.
+                cache.put(&planned.key, &r.record);
+            }
+            let mut layer = CachedStageLayer::new(r.record, planned.key, Vec::new(), opts, c.tmp);
+            layer.found_in = Some((r.registry, r.repository));
+            layer
+        }
+        None => return Err(StepError::NotPacked),
+    };
+    let digest = layer.record.digest.to_string();
+    c.progress
+        .event(regbuild_registry::progress::Event::LayerCached {
+            id: c.step_text,
+            digest: &digest,
+            size: layer.record.size,
+        });
+    let report = RunReport {
+        stage: ctx.stage.clone(),
+        line,
+        instruction: c.step_text.to_string(),
+        status: "cached",
+        seconds: started.elapsed().as_secs_f64(),
+        layer: digest,
+    };
+    Ok((
+        StepOutput {
+            layers: vec![StepLayer {
+                layer: NewLayer::Cached(layer),
+                entries: Vec::new(),
+                label: c.step_text.to_string(),
+            }],
+            stripped_setuid: Vec::new(),
+            warnings: Vec::new(),
+        },
+        report,
+    ))
+}
+
+fn layer_options(c: &CopyContext<'_>) -> LayerOptions {
+    LayerOptions {
+        mtime: c.epoch,
+        compression: c.compression,
+        threads: regbuild_fs::compress::threads(),
+    }
+}
+
+/// Whether this process runs as real root (else steps run in a user namespace).
+pub fn privileged() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The overlay xattr namespace steps (and the store) use here.
+pub fn overlay_xattrs() -> OverlayXattrs {
+    if privileged() {
+        OverlayXattrs::Trusted
+    } else {
+        OverlayXattrs::User
+    }
+}
+
+/// Runs the step: `layers` (with `diff_ids`, aligned) is the stage's filesystem below it.
+pub async fn execute(
+    ctx: &RunContext<'_, '_>,
+    spec: &RunSpec,
+    line: usize,
+    planned: Planned,
+    layers: &[StageLayer],
+    diff_ids: &[String],
+) -> Result<(StepOutput, RunReport), StepError> {
+    let c = ctx.copy;
+    let started = Instant::now();
+    check_platform(ctx.platform)?;
+    let lowers = lowers::ensure(c.registry, ctx.store, layers, diff_ids, c.tmp).await?;
+    let prepared_at = Instant::now();
+
+    let scratch = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(ctx.scratch)
+        .map_err(|e| RunError::io(ctx.scratch, e))?;
+    let upper = scratch.path().join("upper");
+    let work = scratch.path().join("work");
+    std::fs::create_dir(&upper).map_err(|e| RunError::io(&upper, e))?;
+
+    // USER: names resolved in the stage's own account files.
+    let accounts = lowers::accounts(&lowers);
+    let (uid, gid) = if planned.user.is_empty() {
+        (0, 0)
+    } else {
+        crate::builder::owner::resolve(&planned.user, &accounts).map_err(|source| {
+            RunError::User {
+                user: planned.user.clone(),
+                source,
+            }
+        })?
+    };
+    let mut env = planned.env.clone();
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push((
+            "HOME".into(),
+            lowers::home_of(accounts.passwd.as_deref(), uid),
+        ));
+    }
+    // WORKDIR is created when missing, as BuildKit does (it then belongs to the layer).
+    if !lowers::is_dir(&lowers, &planned.workdir) {
+        let dir = upper.join(planned.workdir.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?;
+    }
+
+    // Bind sources from stages and images, materialised under the build's tmp.
+    let mut from_dirs: Vec<(CopyFrom, PathBuf)> = Vec::new();
+    for m in &spec.mounts {
+        if let RunMount::Bind {
+            from: Some(f),
+            source,
+            ..
+        } = m
+        {
+            let dir = materialize_from(ctx, f, source).await?;
+            from_dirs.push((f.clone(), dir));
+        }
+    }
+    let inputs = mounts::MountInputs {
+        workdir: &planned.workdir,
+        context: c.context,
+        secrets: &ctx.options.secrets,
+        cache_root: ctx.cache_root,
+        tmp: c.tmp,
+        privileged: privileged(),
+    };
+    let find = |f: &CopyFrom| {
+        from_dirs
+            .iter()
+            .find(|(x, _)| x == f)
+            .map(|(_, d)| d.clone())
+    };
+    let mut prepared = mounts::prepare(&spec.mounts, &inputs, &find)?;
+    let mut argv = planned.argv.clone();
+    if let Some((path, body)) = &spec.script {
+        let file = scratch.path().join("script");
+        std::fs::write(&file, body).map_err(|e| RunError::io(&file, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| RunError::io(&file, e))?;
+        prepared.mounts.push(regbuild_sandbox::Mount::Bind {
+            source: file,
+            target: PathBuf::from(path),
+            readonly: true,
+        });
+        prepared.targets.push(PathBuf::from(path));
+        if argv.is_empty() {
+            argv.push(path.clone());
+        }
+    }
+    env.extend(prepared.env.iter().cloned());
+
+    let mut sb = regbuild_sandbox::Spec::new(lowers, &upper, &work, argv);
+    sb.env = env;
+    sb.cwd = PathBuf::from(&planned.workdir);
+    sb.uid = uid as u32;
+    sb.gid = gid as u32;
+    sb.network = match planned.network {
+        RunNetwork::None => regbuild_sandbox::Network::None,
+        RunNetwork::Default | RunNetwork::Host => regbuild_sandbox::Network::Default,
+    };
+    sb.mounts = prepared.mounts.clone();
+
+    let mut log = output::StepLog::new(ctx.label.clone(), c.progress);
+    log.say(c.step_text);
+    let ran_at = Instant::now();
+    let sandbox = regbuild_sandbox::Sandbox::current_exe();
+    let mut registered = None;
+    let outcome = tokio::task::block_in_place(|| {
+        let on_start = |h| registered = Some(interrupt::register(h));
+        sandbox.run_with(&sb, on_start, |stream, bytes| {
+            let s = match stream {
+                regbuild_sandbox::Stream::Stdout => 0,
+                regbuild_sandbox::Stream::Stderr => 1,
+            };
+            log.chunk(s, bytes);
+        })
+    });
+    drop(registered);
+    let tail = log.finish();
+    let outcome = outcome.map_err(RunError::from)?;
+    if interrupt::interrupted() {
+        return Err(RunError::Interrupted.into());
+    }
+    let command_secs = ran_at.elapsed().as_secs_f64();
+    drop(prepared);
+    if !outcome.status.success() {
+        let status = match outcome.status {
+            regbuild_sandbox::Status::Exited(code) => format!("exit status {code}"),
+            regbuild_sandbox::Status::Signaled(sig) => format!("killed by signal {sig}"),
+            regbuild_sandbox::Status::Killed => "killed".to_string(),
+        };
+        return Err(RunError::Failed {
+            command: command_text(spec),
+            status,
+            tail,
+        }
+        .into());
+    }
+    let diffed_at = Instant::now();
+
+    // The upper directory is the layer: nothing else is walked.
+    let mut excluded: Vec<PathBuf> = PROVIDED.iter().map(PathBuf::from).collect();
+    excluded.extend(
+        prepared_targets(spec, &planned.workdir)
+            .into_iter()
+            .map(|t| PathBuf::from(t.to_string_lossy().trim_start_matches('/'))),
+    );
+    let upper_opts = UpperOptions {
+        xattrs: overlay_xattrs(),
+        excluded,
+        source_date_epoch: (c.epoch > 0).then_some(c.epoch),
+    };
+    let mut diff =
+        tokio::task::block_in_place(|| regbuild_fs::upper::diff_upper(&upper, &upper_opts, c.tmp))
+            .map_err(RunError::from)?;
+    // Rootless, the upper directory holds host ids: the layer gets the ids the step saw.
+    for e in &mut diff.entries {
+        e.uid = outcome.host_ids.inside_uid(e.uid);
+        e.gid = outcome.host_ids.inside_gid(e.gid);
+    }
+    let stripped = if c.keep_setuid {
+        Vec::new()
+    } else {
+        let s = crate::builder::copy::strip_setuid(&mut diff.entries);
+        // The directory joins the store as this layer's lower: same bits as the layer.
+        for p in &s {
+            let path = upper.join(p.trim_start_matches('/'));
+            if let Ok(m) = std::fs::symlink_metadata(&path) {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = m.permissions().mode() & !0o6000;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+            }
+        }
+        s
+    };
+    let sockets = diff.sockets.len();
+    let opts = layer_options(c);
+    let step_text = c.step_text.to_string();
+    let progress = c.progress;
+    let mut built = tokio::task::block_in_place(|| {
+        diff.build_layer(&opts, c.tmp, &mut |bytes| {
+            progress.event(regbuild_registry::progress::Event::LayerPacking {
+                id: &step_text,
+                bytes,
+            })
+        })
+    })?;
+    built.key = Some(planned.key.clone());
+    progress.event(regbuild_registry::progress::Event::LayerPacked {
+        id: c.step_text,
+        digest: built.digest.as_str(),
+        size: built.size,
+    });
+    if let Some(cache) = c.cache {
+        store_blob(ctx.cache_root, &built);
+        cache.put(
+            &planned.key,
+            &crate::builder::cache::CachedLayer {
+                digest: built.digest.clone(),
+                diff_id: built.diff_id.clone(),
+                size: built.size,
+                uncompressed_size: built.uncompressed_size,
+                media_type: built.media_type.to_string(),
+            },
+        );
+    }
+    if ctx.store.get(&built.diff_id).is_none() {
+        // Already in overlay form (whiteouts, opaque xattrs): the next step's lower as is.
+        if let Err(e) = ctx.store.adopt(&built.diff_id, &upper) {
+            tracing::debug!(error = %e, "RUN: upper directory not adopted into the store");
+        }
+    }
+    let total = started.elapsed().as_secs_f64();
+    tracing::info!(
+        step = %c.step_text,
+        prepare_s = (prepared_at - started).as_secs_f64(),
+        command_s = command_secs,
+        diff_pack_s = diffed_at.elapsed().as_secs_f64(),
+        total_s = total,
+        "RUN step timings"
+    );
+    let mut warnings = outcome.warnings;
+    if sockets > 0 {
+        warnings.push(format!(
+            "RUN left {sockets} socket(s), which a layer cannot hold (left out)"
+        ));
+    }
+    let report = RunReport {
+        stage: ctx.stage.clone(),
+        line,
+        instruction: c.step_text.to_string(),
+        status: "executed",
+        seconds: total,
+        layer: built.digest.to_string(),
+    };
+    Ok((
+        StepOutput {
+            layers: vec![StepLayer {
+                layer: NewLayer::Built(Arc::new(built)),
+                entries: Vec::new(),
+                label: c.step_text.to_string(),
+            }],
+            stripped_setuid: stripped,
+            warnings,
+        },
+        report,
+    ))
+}
+
+/// The in-image targets of the step's mounts (left out of its layer).
+fn prepared_targets(spec: &RunSpec, workdir: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = spec
+        .mounts
+        .iter()
+        .filter_map(|m| {
+            let t = match m {
+                RunMount::Bind { target, .. }
+                | RunMount::Cache { target, .. }
+                | RunMount::Tmpfs { target, .. } => target.clone(),
+                RunMount::Secret { id, target, .. } => target
+                    .clone()
+                    .unwrap_or_else(|| format!("/run/secrets/{id}")),
+            };
+            mounts::target_path(workdir, &t).ok()
+        })
+        .collect();
+    if let Some((path, _)) = &spec.script {
+        out.push(PathBuf::from(path));
+    }
+    out
+}
+
+fn command_text(spec: &RunSpec) -> String {
+    let text = match &spec.command {
+        Command::Shell(s) => s.clone(),
+        Command::Exec(v) => format!("{v:?}"),
+    };
+    let first = text.lines().next().unwrap_or_default();
+    if text.lines().nth(1).is_some() {
+        format!("{first} …")
+    } else {
+        first.to_string()
+    }
+}
+
+/// Keeps a RUN layer's blob in the local cache: it cannot be rebuilt from sources.
+fn store_blob(cache_root: &Path, built: &regbuild_fs::layer::BuiltLayer) {
+    let dest = stored_blob(cache_root, &built.digest);
+    if dest.is_file() {
+        return;
+    }
+    let Some(dir) = dest.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let linked =
+        std::fs::hard_link(&built.file, &tmp).is_ok() || std::fs::copy(&built.file, &tmp).is_ok();
+    if linked && std::fs::rename(&tmp, &dest).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// The files of a bind `from=` (only the `source` path), extracted into the build's tmp.
+async fn materialize_from(
+    ctx: &RunContext<'_, '_>,
+    from: &CopyFrom,
+    source: &str,
+) -> Result<PathBuf, StepError> {
+    let c = ctx.copy;
+    let layers: Vec<StageLayer> = match from {
+        CopyFrom::Stage(i) => c
+            .stages
+            .get(i)
+            .ok_or(RunError::BindStageNotBuilt { from: *i })?
+            .layers
+            .clone(),
+        CopyFrom::Image(r) => {
+            let b = c
+                .bases
+                .iter()
+                .find(|((name, _), _)| name == r)
+                .map(|(_, b)| b)
+                .ok_or_else(|| StepError::ImageNotResolved(r.clone()))?;
+            b.layers
+                .iter()
+                .map(|d| StageLayer::Remote {
+                    descriptor: Box::new(d.clone()),
+                    registry: b.reference.registry.clone(),
+                    repository: b.reference.repository.clone(),
+                })
+                .collect()
+        }
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("bind-from-")
+        .tempdir_in(c.tmp)
+        .map_err(|e| RunError::io(c.tmp, e))?
+        .keep();
+    let rel = crate::builder::stage::join_in_image("/", source);
+    let wanted = if rel == "/" {
+        Vec::new()
+    } else {
+        vec![PathBuf::from(rel.trim_start_matches('/'))]
+    };
+    crate::builder::rootfs::materialize(c.registry, &layers, wanted, &dir, c.tmp).await?;
+    Ok(dir)
+}
+
+/// A foreign platform runs only through a registered binfmt_misc handler.
+fn check_platform(platform: &Platform) -> Result<(), RunError> {
+    let host = Platform::host();
+    if platform.os != "linux" {
+        return Err(RunError::ForeignPlatform {
+            platform: platform.to_string(),
+            host: host.to_string(),
+            arch: platform.architecture.clone(),
+        });
+    }
+    if platform.architecture == host.architecture {
+        return Ok(());
+    }
+    let arch = qemu_arch(&platform.architecture);
+    let registered = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
+        .map(|d| {
+            d.filter_map(Result::ok).any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.contains(arch)
+                    && std::fs::read_to_string(e.path()).is_ok_and(|t| t.starts_with("enabled"))
+            })
+        })
+        .unwrap_or(false);
+    if registered {
+        Ok(())
+    } else {
+        Err(RunError::ForeignPlatform {
+            platform: platform.to_string(),
+            host: host.to_string(),
+            arch: arch.to_string(),
+        })
+    }
+}
+
+/// The name binfmt handlers (qemu-user-static) use for an OCI architecture.
+fn qemu_arch(oci: &str) -> &str {
+    match oci {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "arm" => "arm",
+        "386" => "i386",
+        "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_architectures_map_to_binfmt_names() {
+        assert_eq!(qemu_arch("arm64"), "aarch64");
+        assert_eq!(qemu_arch("amd64"), "x86_64");
+        assert!(check_platform(&Platform::host()).is_ok());
+        let windows = Platform::new("windows", "amd64", None);
+        assert!(check_platform(&windows).is_err());
+    }
+}

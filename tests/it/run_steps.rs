@@ -1,0 +1,772 @@
+//! `RUN` end to end on a small base made here from Debian's `busybox-static`: the step runs
+//! in the sandbox, its changes become one layer (whiteouts, opaque directories, hard links,
+//! owners and modes), the image is pushed to the real distribution registry, pulled back
+//! with skopeo, unpacked with umoci and checked; and the registry is the RUN cache.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::*;
+
+/// A base image with busybox (and its applets as symlinks), `/etc/passwd` with a user,
+/// a file and a directory for the steps to delete, pushed to `host/repo:1`.
+pub fn busybox_base(host: &str, repo: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    for d in ["bin", "etc", "tmp", "olddir/sub", "replaced", "root"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let list = run(Command::new("/bin/busybox").arg("--list"));
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+    std::fs::write(root.join("etc/motd"), "base motd\n").unwrap();
+    std::fs::write(root.join("olddir/sub/f"), "old\n").unwrap();
+    std::fs::write(root.join("replaced/keep-not"), "base\n").unwrap();
+    let layout = dir.path().join("layout");
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout));
+    let image = format!("{}:1", layout.display());
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    run(Command::new("umoci")
+        .args(["insert", "--image", &image])
+        .arg(&root)
+        .arg("/"));
+    skopeo_copy(
+        &format!("oci:{image}"),
+        &format!("docker://{host}/{repo}:1"),
+        &[],
+    );
+}
+
+/// Writes `dockerfile` (and `files`) into a new context and pushes it to `tag`.
+pub fn push_dockerfile(
+    tag: &str,
+    dockerfile: &str,
+    files: &[(&str, &str)],
+    extra: &[&str],
+    cache: Option<&Path>,
+) -> std::process::Output {
+    let mut all = files.to_vec();
+    all.push(("Dockerfile", dockerfile));
+    let ctx = context_with(&all);
+    let mut args = vec!["push", "-t", tag];
+    args.extend_from_slice(extra);
+    let dir = ctx.path().display().to_string();
+    args.push(&dir);
+    let mut cmd = regbuild(&args);
+    if let Some(c) = cache {
+        cmd.env("REGBUILD_CACHE", c);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "regbuild failed: {}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+#[test]
+fn run_changes_become_one_layer_with_whiteouts_and_opaque_dirs() {
+    if !is_root() {
+        eprintln!("skipped: needs root (chroot of the result)");
+        return;
+    }
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         RUN echo hello > /greeting && mkdir -p /data/sub && echo x > /data/sub/f \\\n \
+           && rm /etc/motd && rm -r /olddir && rm -r /replaced && mkdir /replaced && echo new > /replaced/only \\\n \
+           && ln /greeting /data/hard && ln -s ../greeting /data/soft && chmod 0750 /data/sub && chown 1000:1000 /data/sub/f\n\
+         USER app\n\
+         RUN id -u > /tmp/uid && echo $HOME > /tmp/home\n"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let tag = format!("{host}/apps/run:1");
+    ok(push_dockerfile(&tag, &df, &[], &[], Some(cache.path())));
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("greeting")).unwrap(),
+        "hello\n"
+    );
+    assert!(!rootfs.join("etc/motd").exists(), "deleted file whited out");
+    assert!(
+        !rootfs.join("olddir").exists(),
+        "deleted directory whited out"
+    );
+    assert!(rootfs.join("replaced/only").exists());
+    assert!(
+        !rootfs.join("replaced/keep-not").exists(),
+        "opaque directory"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let g = std::fs::metadata(rootfs.join("greeting")).unwrap();
+    let h = std::fs::metadata(rootfs.join("data/hard")).unwrap();
+    assert_eq!(g.ino(), h.ino(), "hard link kept");
+    assert_eq!(
+        std::fs::read_link(rootfs.join("data/soft")).unwrap(),
+        Path::new("../greeting")
+    );
+    assert_eq!(
+        std::fs::metadata(rootfs.join("data/sub")).unwrap().mode() & 0o7777,
+        0o750
+    );
+    assert_eq!(
+        std::fs::metadata(rootfs.join("data/sub/f")).unwrap().uid(),
+        1000
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("tmp/uid")).unwrap(),
+        "1000\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("tmp/home")).unwrap(),
+        "/home/app\n"
+    );
+    // What the provided mounts were never reaches the layer.
+    for p in ["proc/self", "etc/resolv.conf", "etc/hostname"] {
+        assert!(!rootfs.join(p).exists(), "{p} leaked into the image");
+    }
+    // The image runs: busybox from the base, files from the steps.
+    let out = run(Command::new("chroot")
+        .arg(&rootfs)
+        .args(["/bin/cat", "/greeting"]));
+    assert_eq!(stdout(&out), "hello\n");
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
+}
+
+/// The layer digests of an image's manifest.
+fn layer_digests(reference: &str) -> Vec<String> {
+    let out = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// GETs of layer blobs (`layers`) in `log`: downloads.
+fn layer_gets(log: &[Access], layers: &[String]) -> usize {
+    log.iter()
+        .filter(|a| {
+            a.method == "GET"
+                && layers
+                    .iter()
+                    .any(|l| a.uri.ends_with(&format!("/blobs/{l}")))
+        })
+        .count()
+}
+fn blob_uploads(log: &[Access]) -> usize {
+    log.iter()
+        .filter(|a| {
+            (a.method == "PATCH" || a.method == "PUT") && a.uri.contains("/blobs/uploads/")
+                || a.method == "POST"
+                    && a.uri.contains("/blobs/uploads/")
+                    && !a.uri.contains("mount=")
+        })
+        .count()
+}
+
+#[test]
+fn a_fresh_runner_downloads_no_base_runs_nothing_uploads_nothing_and_gets_the_same_digest() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let df = format!(
+        "FROM {host}/base/busybox:1\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt && echo ran >> /b.txt\nRUN echo second > /c.txt\n"
+    );
+    let files = [("a.txt", "input\n")];
+    let tag = format!("{host}/apps/fresh:1");
+    let first_cache = tempfile::tempdir().unwrap();
+    let first = json(&ok(push_dockerfile(
+        &tag,
+        &df,
+        &files,
+        &["--json"],
+        Some(first_cache.path()),
+    )));
+    let steps = first["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{first}");
+    assert!(steps.iter().all(|s| s["status"] == "executed"), "{first}");
+    assert!(steps[0]["layer"].as_str().unwrap().starts_with("sha256:"));
+
+    // The local cache: nothing runs.
+    let warm = json(&ok(push_dockerfile(
+        &tag,
+        &df,
+        &files,
+        &["--json"],
+        Some(first_cache.path()),
+    )));
+    assert!(
+        warm["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "cached"),
+        "{warm}"
+    );
+    assert_eq!(warm["digest"], first["digest"]);
+
+    // A fresh runner: an empty disk; the registry is the cache.
+    let mark = reg.access_log().len();
+    let fresh_cache = tempfile::tempdir().unwrap();
+    let fresh = json(&ok(push_dockerfile(
+        &tag,
+        &df,
+        &files,
+        &["--json"],
+        Some(fresh_cache.path()),
+    )));
+    let log = reg.access_log_since(mark);
+    assert_eq!(fresh["digest"], first["digest"], "same image");
+    assert!(
+        fresh["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "cached"),
+        "{fresh}"
+    );
+    let mut layers = layer_digests(&format!("{host}/base/busybox:1"));
+    layers.extend(layer_digests(&tag));
+    assert_eq!(layer_gets(&log, &layers), 0, "no layer downloaded: {log:?}");
+    assert_eq!(blob_uploads(&log), 0, "nothing uploaded: {log:?}");
+    assert!(
+        !fresh_cache
+            .path()
+            .join("lowers/sha256")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "no base layer unpacked"
+    );
+
+    // A changed input re-executes only what depends on it.
+    let changed = [("a.txt", "other\n")];
+    let again = json(&ok(push_dockerfile(
+        &tag,
+        &df,
+        &changed,
+        &["--json"],
+        Some(first_cache.path()),
+    )));
+    let s = again["steps"].as_array().unwrap();
+    assert_eq!(s[0]["status"], "executed", "{again}");
+    assert_eq!(s[1]["status"], "executed", "its parent changed: {again}");
+    assert_ne!(again["digest"], first["digest"]);
+    // --no-cache re-executes.
+    let nc = json(&ok(push_dockerfile(
+        &tag,
+        &df,
+        &files,
+        &["--json", "--no-cache"],
+        Some(first_cache.path()),
+    )));
+    assert!(
+        nc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "executed"),
+        "{nc}"
+    );
+}
+
+#[test]
+fn a_failing_step_names_its_line_status_and_output_and_moves_no_tag() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let df = format!(
+        "FROM {host}/base/busybox:1\nRUN echo first-line-out\n\nRUN echo about to fail >&2 && exit 3\n"
+    );
+    let tag = format!("{host}/apps/failing:1");
+    let out = push_dockerfile(&tag, &df, &[], &[], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Dockerfile:4: RUN echo about to fail >&2 && exit 3: exit status 3"),
+        "{err}"
+    );
+    assert!(err.contains("| about to fail"), "{err}");
+    assert!(
+        err.contains("[stage-0 1/2] first-line-out"),
+        "output is streamed prefixed: {err}"
+    );
+    assert_eq!(
+        http_status("GET", &host, "/v2/apps/failing/manifests/1"),
+        Some(404),
+        "no tag"
+    );
+}
+
+#[test]
+fn the_cache_key_follows_every_input_and_not_touch() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let tag = format!("{host}/apps/keys:1");
+    let cache = tempfile::tempdir().unwrap();
+    let status = |df: &str, extra: &[&str]| -> String {
+        let v = json(&ok(push_dockerfile(
+            &tag,
+            df,
+            &[("ctx/f", "1")],
+            &[&["--json"], extra].concat(),
+            Some(cache.path()),
+        )));
+        v["steps"][0]["status"].as_str().unwrap().to_string()
+    };
+    // Each push writes the context afresh (new mtimes and inodes): a `touch` of every file.
+    let base = format!("FROM {host}/base/busybox:1\nCOPY ctx/f /f\n");
+    let df = format!("{base}RUN echo a > /a\n");
+    assert_eq!(status(&df, &[]), "executed");
+    assert_eq!(status(&df, &[]), "cached");
+    for (what, variant, extra) in [
+        ("command", format!("{base}RUN echo b > /a\n"), vec![]),
+        ("env", format!("{base}ENV X=1\nRUN echo a > /a\n"), vec![]),
+        (
+            "build arg",
+            format!("{base}ARG V\nRUN echo a > /a\n"),
+            vec!["--build-arg", "V=2"],
+        ),
+        (
+            "user",
+            format!("{base}USER app\nRUN echo a > /tmp/a\n"),
+            vec![],
+        ),
+        (
+            "workdir",
+            format!("{base}WORKDIR /w\nRUN echo a > /a\n"),
+            vec![],
+        ),
+        (
+            "network",
+            format!("{base}RUN echo a > /a\n"),
+            vec!["--network", "none"],
+        ),
+        (
+            "shell",
+            format!("{base}SHELL [\"/bin/sh\", \"-ec\"]\nRUN echo a > /a\n"),
+            vec![],
+        ),
+    ] {
+        let extra: Vec<&str> = extra;
+        assert_eq!(
+            status(&variant, &extra),
+            "executed",
+            "{what} must change the key"
+        );
+        assert_eq!(
+            status(&variant, &extra),
+            "cached",
+            "{what}: same inputs, same key"
+        );
+    }
+}
+
+/// Every process whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn an_interrupted_step_leaves_no_process_mount_or_temporary_directory() {
+    use std::io::BufRead;
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    // A number no other process has on its command line.
+    let seconds = format!("86{}", free_port());
+    let df = format!("FROM {host}/base/busybox:1\nRUN echo step-started && sleep {seconds}\n");
+    let ctx = context_with(&[("Dockerfile", &df)]);
+    let cache = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let tag = format!("{host}/apps/interrupted:1");
+    let mut child = regbuild(&["push", "-t", &tag, &ctx.path().display().to_string()])
+        .env("REGBUILD_CACHE", cache.path())
+        .env("TMPDIR", tmp.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.ends_with("] step-started") {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.ends_with("step-started")),
+        "{seen:?}"
+    );
+    assert!(
+        !processes_with(&format!("sleep {seconds}")).is_empty(),
+        "the step runs"
+    );
+    run(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(
+        processes_with(&format!("sleep {seconds}")).is_empty(),
+        "the step's processes are gone"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&cache.path().display().to_string()),
+        "no mount left: {mounts}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    let scratch: Vec<_> = std::fs::read_dir(cache.path().join("run-tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(scratch.is_empty(), "step scratch left: {scratch:?}");
+    assert_eq!(
+        http_status("GET", &host, "/v2/apps/interrupted/manifests/1"),
+        Some(404)
+    );
+}
+
+const ROOTLESS_USER: &str = "regbuild-rootless";
+
+/// Makes the unprivileged test user (with subordinate id ranges, as useradd gives them).
+fn rootless_user() {
+    let exists = Command::new("id")
+        .arg(ROOTLESS_USER)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !exists {
+        run(Command::new("useradd").args(["-m", ROOTLESS_USER]));
+    }
+}
+
+#[test]
+fn rootless_the_same_build_runs_as_an_unprivileged_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create the unprivileged user");
+        return;
+    }
+    rootless_user();
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let dir = tempfile::tempdir().unwrap();
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         COPY in.txt /in.txt\n\
+         RUN cat /in.txt > /out.txt && rm /etc/motd && rm -r /replaced && mkdir /replaced && echo n > /replaced/only && id -u > /uid\n\
+         RUN echo second >> /out.txt\n"
+    );
+    for (p, c) in [
+        ("ctx/Dockerfile", df.as_str()),
+        ("ctx/in.txt", "from the context\n"),
+    ] {
+        std::fs::create_dir_all(dir.path().join(p).parent().unwrap()).unwrap();
+        std::fs::write(dir.path().join(p), c).unwrap();
+    }
+    for d in ["cache", "tmp", "docker"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    run(Command::new("chown")
+        .args(["-R", &format!("{ROOTLESS_USER}:")])
+        .arg(dir.path()));
+    let tag = format!("{host}/apps/rootless:1");
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            ROOTLESS_USER,
+            "--regid",
+            ROOTLESS_USER,
+            "--init-groups",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_regbuild"))
+        .args(["push", "--json", "-t", &tag])
+        .arg(dir.path().join("ctx"))
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", dir.path())
+        .env("REGBUILD_CACHE", dir.path().join("cache"))
+        .env("TMPDIR", dir.path().join("tmp"))
+        .env("DOCKER_CONFIG", dir.path().join("docker"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    if !out.status.success() && err.contains("user namespace") {
+        eprintln!("skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}");
+        assert!(
+            err.contains("kernel.")
+                || err.contains("user.max_user_namespaces")
+                || err.contains("container"),
+            "the error names no cause: {err}"
+        );
+        return;
+    }
+    assert!(out.status.success(), "rootless push failed: {err}");
+    let v = json(&out);
+    assert!(
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "executed"),
+        "{v}"
+    );
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("out.txt")).unwrap(),
+        "from the context\nsecond\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("uid")).unwrap(),
+        "0\n",
+        "root inside its user namespace"
+    );
+    assert!(!rootfs.join("etc/motd").exists(), "whiteout");
+    assert!(
+        !rootfs.join("replaced/keep-not").exists(),
+        "opaque directory"
+    );
+    assert!(rootfs.join("replaced/only").exists());
+    // Owners in the layer are the image's (0), not the unprivileged user's id.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(rootfs.join("out.txt")).unwrap().uid(), 0);
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+/// Every blob of an image (config and layers, decompressed) as bytes.
+fn image_blobs(reference: &str) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    skopeo_copy(
+        &format!("docker://{reference}"),
+        &format!("oci:{}:x", layout.display()),
+        &[],
+    );
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
+        let raw = std::fs::read(e.path()).unwrap();
+        let mut plain = Vec::new();
+        use std::io::Read;
+        if flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut plain)
+            .is_ok()
+        {
+            out.push(plain);
+        }
+        out.push(raw);
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn secrets_reach_the_step_on_a_tmpfs_and_nothing_else() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let secret = "s3cr3t-value-never-stored";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, secret).unwrap();
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         RUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = {secret} \\\n \
+           && stat -c %a /run/secrets/tok > /secret-mode && stat -f -c %T /run/secrets/tok > /secret-fs \\\n \
+           && echo ok > /used-secret\n\
+         RUN --mount=type=secret,id=tok,target=/etc/app/key,required=true cat /etc/app/key > /dev/null && echo $API > /api-seen\n"
+    );
+    let tag = format!("{host}/apps/secret:1");
+    let src = format!("id=tok,src={}", file.display());
+    let out = ok(push_dockerfile(
+        &tag,
+        &df,
+        &[],
+        &["--json", "--secret", &src, "-v"],
+        None,
+    ));
+    for text in [stdout(&out), stderr(&out)] {
+        assert!(
+            !text.contains(secret),
+            "the secret leaked into the output: {text}"
+        );
+    }
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("used-secret")).unwrap(),
+        "ok\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("secret-mode")).unwrap(),
+        "400\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("secret-fs")).unwrap(),
+        "tmpfs\n"
+    );
+    assert!(
+        !rootfs.join("run/secrets/tok").exists(),
+        "the secret file is not in a layer"
+    );
+    assert!(!rootfs.join("etc/app/key").exists());
+    for blob in image_blobs(&tag) {
+        assert!(
+            !contains(&blob, secret.as_bytes()),
+            "the secret is in a blob"
+        );
+    }
+    // A required secret that is missing: a clear error with the line.
+    let out = push_dockerfile(&tag, &df, &[], &[], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Dockerfile:2: RUN --mount=type=secret,id=tok: no such secret"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn cache_mounts_persist_between_builds_and_stay_out_of_the_image() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         RUN --mount=type=cache,target=/var/cache/thing echo run >> /var/cache/thing/log && wc -l < /var/cache/thing/log > /runs\n"
+    );
+    let tag = format!("{host}/apps/cachemount:1");
+    let cache = tempfile::tempdir().unwrap();
+    ok(push_dockerfile(&tag, &df, &[], &[], Some(cache.path())));
+    ok(push_dockerfile(
+        &tag,
+        &df,
+        &[],
+        &["--no-cache"],
+        Some(cache.path()),
+    ));
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("runs")).unwrap().trim(),
+        "2",
+        "the cache persisted"
+    );
+    assert!(
+        !rootfs.join("var/cache/thing/log").exists(),
+        "the cache is not in the layer"
+    );
+}
+
+#[test]
+fn bind_mounts_are_read_only_and_network_none_is_isolated() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let df = format!(
+        "FROM {host}/base/busybox:1 AS files\n\
+         RUN mkdir /made && echo from-stage > /made/x\n\
+         FROM {host}/base/busybox:1\n\
+         RUN --mount=type=bind,source=src,target=/ctx cat /ctx/f > /copied && (touch /ctx/new 2>/dev/null && echo writable || echo read-only) > /bind-mode\n\
+         RUN --mount=type=bind,from=files,source=/made,target=/m cat /m/x > /from-stage\n\
+         RUN --mount=type=bind,source=src,target=/ctx,rw echo changed > /ctx/f && cat /ctx/f > /rw-seen\n\
+         RUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /net-none\n\
+         RUN cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort > /net-default\n"
+    );
+    let ctx_files = [("src/f", "context file\n")];
+    let tag = format!("{host}/apps/binds:1");
+    let mut all = ctx_files.to_vec();
+    all.push(("Dockerfile", df.as_str()));
+    let ctx = context_with(&all);
+    let out = ok(
+        regbuild(&["push", "-t", &tag, &ctx.path().display().to_string()])
+            .output()
+            .unwrap(),
+    );
+    drop(out);
+    assert_eq!(
+        std::fs::read_to_string(ctx.path().join("src/f")).unwrap(),
+        "context file\n",
+        "rw bind writes are discarded"
+    );
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let r = bundle.join("rootfs");
+    let read = |p: &str| std::fs::read_to_string(r.join(p)).unwrap();
+    assert_eq!(read("copied"), "context file\n");
+    assert_eq!(read("bind-mode"), "read-only\n");
+    assert_eq!(read("from-stage"), "from-stage\n");
+    assert_eq!(read("rw-seen"), "changed\n");
+    assert_eq!(read("net-none"), "lo\n", "only loopback");
+    assert!(
+        read("net-default").lines().count() >= 2,
+        "the host's interfaces: {}",
+        read("net-default")
+    );
+    assert!(
+        !r.join("ctx").exists() && !r.join("m").exists(),
+        "mount targets are not in layers"
+    );
+}
