@@ -11,7 +11,9 @@
 //! - [`glob`] is the one glob engine, with the rules of `.dockerignore`, `COPY` sources and
 //!   fnmatch(3);
 //! - [`upper`] turns an overlayfs upper directory (what a `RUN` step changed) into layer
-//!   entries: whiteouts, opaque directories, hard links, kept xattrs.
+//!   entries: whiteouts, opaque directories, hard links, kept xattrs;
+//! - [`lower`] goes the other way for `RUN`: each base layer unpacked once, by diff_id,
+//!   into a store of overlayfs lower directories.
 //!
 //! Not here: what a Dockerfile means (`regbuild-frontend`), where layers go
 //! (`regbuild-registry`), the layer cache (`regbuild::builder::cache`).
@@ -23,5 +25,6 @@ pub mod extract;
 pub mod glob;
 pub mod growing;
 pub mod layer;
+pub mod lower;
 pub mod tar_read;
 pub mod upper;

@@ -81,7 +81,7 @@ pub enum OverlayXattrs {
 }
 
 impl OverlayXattrs {
-    fn prefix(self) -> &'static [u8] {
+    pub(crate) fn prefix(self) -> &'static [u8] {
         match self {
             OverlayXattrs::Trusted => b"trusted.overlay.",
             OverlayXattrs::User => b"user.overlay.",

@@ -13,6 +13,12 @@
 //! [`Overlay`] which paths are hard links ([`Overlay::hard_links`]), so a
 //! layer can be rebuilt from the tree.
 //!
+//! A third job shares the engine: unpacking one layer as an overlayfs lower
+//! directory for `RUN` (`lower` here, public as [`crate::lower`]). That one is
+//! faithful: overlay-format whiteouts, exact modes, ownership, xattrs, mtimes
+//! and device nodes when the process may. The safety rules below hold for it
+//! too, except where it says otherwise (devices, directory modes).
+//!
 //! # Safety rules
 //!
 //! - Names: a leading `/` is stripped, as tar does (`/etc/x` is written to
@@ -29,7 +35,8 @@
 //!   means `dest/a`). The target must already be a file or symlink in `dest`,
 //!   reached without going through a symlink. A target that is not there yet
 //!   is retried once at the end. Otherwise the link is skipped with a note.
-//! - Device files and FIFOs are never created (that needs privileges).
+//! - Device files and FIFOs are never created here (that needs privileges;
+//!   only a lower directory makes them, when permitted).
 //!   [`extract_archive`] records them ([`Extracted::specials`]) and leaves an
 //!   empty placeholder file (mode 0600) at their path, so that later entries
 //!   meet what tar would have made there (a non-directory); a hard link to
@@ -60,9 +67,11 @@
 //! This file holds the public API, turns what [`crate::tar_read`] reads into
 //! members (names cleaned, entry types sorted out) and maps its errors;
 //! `overlay` holds the whiteout and opaque-directory model of image layers;
-//! `sink` writes members into `dest` under the rules above. Compression is
+//! `sink` writes members into `dest` under the rules above; `lower` turns a
+//! layer into a lower directory with them. Compression is
 //! detected and decoded by [`crate::compress`].
 
+pub(crate) mod lower;
 mod overlay;
 mod sink;
 #[cfg(test)]
@@ -80,7 +89,7 @@ use tar::EntryType;
 use crate::compress::{Codec, DecompressError};
 use crate::layer::Xattrs;
 use crate::tar_read::{fill, Budget, Item, Rules, TarError, TarErrorKind, TarReader, BLOCK};
-use sink::Sink;
+use sink::{Sink, Specials};
 
 pub use crate::compress::{decompress, detect_compression};
 pub use crate::tar_read::{Limits, MAX_EXTENSION_LEN};
@@ -255,7 +264,7 @@ pub fn extract_archive(
     dest: &Path,
     limits: &Limits,
 ) -> Result<Extracted, ExtractError> {
-    let mut sink = Sink::new(dest, true);
+    let mut sink = Sink::new(dest, Specials::Placeholder);
     let mut budget = Budget::default();
     for_each_member(name, tar, limits, &mut budget, |member, data| {
         sink.write(name, member, data).map(drop)
@@ -284,6 +293,8 @@ pub(super) struct Member {
     pub(super) mode: u32,
     pub(super) uid: u64,
     pub(super) gid: u64,
+    /// Seconds since the epoch, from the header field (PAX `mtime` records are not read).
+    pub(super) mtime: u64,
     pub(super) xattrs: Xattrs,
 }
 
@@ -419,6 +430,7 @@ fn member<R: Read>(
         mode,
         uid,
         gid,
+        mtime: header.mtime().unwrap_or(0),
         xattrs: entry.xattrs().clone(),
     })
 }

@@ -12,14 +12,14 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::sink::{Outcome, Sink};
+use super::sink::{Outcome, Sink, Specials};
 use super::{clean, for_each_member, EntryMeta, ExtractError, ExtractStats, Kind, Limits, Member};
 use crate::tar_read::Budget;
 
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
+pub(super) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 /// Names with this prefix are AUFS bookkeeping, except the opaque marker.
-const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+pub(super) const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
+pub(super) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
 /// Applies image layers top-down (the top layer first) into `dest`, the way
 /// an overlay stack resolves them. Only entries under the wanted paths are
@@ -60,7 +60,7 @@ impl Overlay {
             wanted
         };
         Overlay {
-            sink: Sink::new(dest, false),
+            sink: Sink::new(dest, Specials::Skip),
             limits,
             budget: Budget::default(),
             wanted,

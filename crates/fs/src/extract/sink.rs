@@ -20,6 +20,20 @@ use super::{
     IMPLICIT_DIR_MODE,
 };
 use crate::layer::Xattrs;
+use rustix::fs::{makedev, mknodat, FileType, Mode, CWD};
+use rustix::io::Errno;
+
+/// What becomes of device nodes and FIFOs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Specials {
+    /// Left out with a note: an [`Overlay`](super::Overlay).
+    Skip,
+    /// Recorded behind an empty placeholder file: [`extract_archive`](super::extract_archive).
+    Placeholder,
+    /// Made with mknod when the process may, else left out with a note: a lower directory
+    /// (`super::lower`), which must be what the layer says.
+    Create,
+}
 
 /// What happened to one member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,9 +88,7 @@ pub(super) struct Sink {
     /// link to one of them cannot be made.
     pub(super) unavailable: HashSet<PathBuf>,
     buf: Vec<u8>,
-    /// Whether device nodes and FIFOs are recorded (behind placeholders) rather than
-    /// skipped: [`extract_archive`] records them, an [`Overlay`] skips them.
-    keep_specials: bool,
+    specials_mode: Specials,
     /// Header metadata of each path written, for [`Overlay::metadata`].
     pub(super) meta: HashMap<PathBuf, EntryMeta>,
     /// Device nodes and FIFOs recorded, by path; a placeholder file stands there.
@@ -91,14 +103,14 @@ pub(super) struct Sink {
 }
 
 impl Sink {
-    pub(super) fn new(dest: &Path, keep_specials: bool) -> Sink {
+    pub(super) fn new(dest: &Path, specials_mode: Specials) -> Sink {
         Sink {
             dest: dest.to_path_buf(),
             stats: ExtractStats::default(),
             pending: Vec::new(),
             unavailable: HashSet::new(),
             buf: vec![0; COPY_BUF_LEN],
-            keep_specials,
+            specials_mode,
             meta: HashMap::new(),
             specials: HashMap::new(),
             xattrs: HashMap::new(),
@@ -173,8 +185,11 @@ impl Sink {
             Kind::File => self.file(&ctx, member, data)?,
             Kind::Symlink => self.symlink(&ctx, member)?,
             Kind::HardLink => self.hard_link_member(&ctx, member)?,
-            Kind::Special(_) if self.keep_specials => self.placeholder(&ctx, &member.path)?,
-            Kind::Special(special) => Outcome::Skipped(special.skip_reason()),
+            Kind::Special(special) => match self.specials_mode {
+                Specials::Skip => Outcome::Skipped(special.skip_reason()),
+                Specials::Placeholder => self.placeholder(&ctx, &member.path)?,
+                Specials::Create => self.mknod(&ctx, &member.path, special, member.mode)?,
+            },
             Kind::Unsupported(why) => Outcome::Skipped(why),
         };
         self.record(&member.path, outcome);
@@ -184,8 +199,11 @@ impl Sink {
                 Kind::HardLink => clean(&member.link, false).ok(),
                 _ => None,
             };
+            // Only placeholders are records: a node made for real is linked like a file.
             let special = match member.kind {
-                Kind::Special(special) => Some(special),
+                Kind::Special(special) if self.specials_mode == Specials::Placeholder => {
+                    Some(special)
+                }
                 _ => None,
             };
             self.remember(
@@ -282,6 +300,105 @@ impl Sink {
         Ok(Outcome::Written)
     }
 
+    /// A real device node or FIFO at `path` (mode fixed later by the caller: mknod is
+    /// filtered by the umask). Not permitted is a skip, as for any unprivileged extraction.
+    fn mknod(
+        &mut self,
+        ctx: &Ctx,
+        path: &Path,
+        special: Special,
+        mode: u32,
+    ) -> Result<Outcome, ExtractError> {
+        if let Some(why) = self.make_room(ctx, path)? {
+            return Ok(Outcome::Skipped(why));
+        }
+        let disk = self.dest.join(path);
+        let (file_type, dev) = match special {
+            Special::Char { major, minor } => (FileType::CharacterDevice, makedev(major, minor)),
+            Special::Block { major, minor } => (FileType::BlockDevice, makedev(major, minor)),
+            Special::Fifo => (FileType::Fifo, makedev(0, 0)),
+        };
+        let perm = Mode::from_raw_mode(mode & 0o7777);
+        match mknodat(CWD, &disk, file_type, perm, dev) {
+            Ok(()) => Ok(Outcome::Written),
+            Err(Errno::PERM) => Ok(Outcome::Skipped(special.skip_reason())),
+            Err(e) => Err(ctx.write_error(&disk, e.into())),
+        }
+    }
+
+    /// An overlayfs whiteout (character device 0/0) at `path`, replacing whatever is there.
+    /// Never skipped for lack of privileges: without it the lower directory would show what
+    /// the layer deleted, so that is an error (kernels since 5.8 let anyone make one).
+    pub(super) fn whiteout(
+        &mut self,
+        archive: &str,
+        name: &Path,
+        path: &Path,
+    ) -> Result<Outcome, ExtractError> {
+        let ctx = Ctx {
+            archive,
+            entry: name,
+        };
+        if let Some(why) = self.make_room(&ctx, path)? {
+            self.note(path, why);
+            return Ok(Outcome::Skipped(why));
+        }
+        let disk = self.dest.join(path);
+        mknodat(
+            CWD,
+            &disk,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            makedev(0, 0),
+        )
+        .map_err(|e| ctx.write_error(&disk, e.into()))?;
+        // Not an entry with metadata of its own: nothing to apply to it later.
+        self.remember(path, EntryMeta::IMPLICIT_DIR, None, None, &Xattrs::new());
+        self.meta.remove(path);
+        self.stats.entries += 1;
+        Ok(Outcome::Written)
+    }
+
+    /// Makes sure `path` (empty for `dest`) is a directory reached without symlinks,
+    /// creating it as an implicit directory if missing: where an opaque marker goes.
+    pub(super) fn ensure_dir(
+        &mut self,
+        archive: &str,
+        name: &Path,
+        path: &Path,
+    ) -> Result<Outcome, ExtractError> {
+        let ctx = Ctx {
+            archive,
+            entry: name,
+        };
+        if path.as_os_str().is_empty() {
+            return Ok(Outcome::Written);
+        }
+        if let Parents::Blocked(why) = self.parents(&ctx, path, true)? {
+            self.note(path, why);
+            return Ok(Outcome::Skipped(why));
+        }
+        let disk = self.dest.join(path);
+        match fs::symlink_metadata(&disk) {
+            Ok(meta) if meta.is_dir() => Ok(Outcome::Written),
+            Ok(_) => {
+                let why = "opaque marker in something that is not a directory";
+                self.note(path, why);
+                Ok(Outcome::Skipped(why))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                make_dir(&disk, IMPLICIT_DIR_MODE).map_err(|e| ctx.write_error(&disk, e))?;
+                self.remember(path, EntryMeta::IMPLICIT_DIR, None, None, &Xattrs::new());
+                Ok(Outcome::Written)
+            }
+            Err(e) => Err(ctx.write_error(&disk, e)),
+        }
+    }
+
+    pub(super) fn dest(&self) -> &Path {
+        &self.dest
+    }
+
     fn symlink(&mut self, ctx: &Ctx, member: &Member) -> Result<Outcome, ExtractError> {
         if member.link.is_empty() {
             return Ok(Outcome::Skipped("symlink with an empty target"));
@@ -356,7 +473,11 @@ impl Sink {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(missing),
             Err(e) => return Err(ctx.write_error(&source, e)),
             Ok(meta) if meta.is_dir() => return Ok(Outcome::Skipped("hard link to a directory")),
-            Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => {
+            Ok(meta)
+                if !meta.is_file()
+                    && !meta.file_type().is_symlink()
+                    && self.specials_mode != Specials::Create =>
+            {
                 return Ok(Outcome::Skipped("hard link to a special file"))
             }
             Ok(meta) => meta.is_file(),

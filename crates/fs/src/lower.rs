@@ -1,0 +1,420 @@
+//! The base-layer store for `RUN`: each image layer unpacked once, by diff_id, into a
+//! directory that overlayfs takes as a read-only lower directory, and reused by every later
+//! build.
+//!
+//! [`unpack_lower`] unpacks one layer blob into an empty directory (overlay-format
+//! whiteouts, exact metadata, diff_id computed on the way). [`LowerStore`] keeps those
+//! directories under `<root>/<trusted|user>/<algorithm>/<hex>` (the two namespaces of the
+//! opaque xattr cannot share a directory) and publishes each one by an atomic rename, so a
+//! directory that is there is complete, and concurrent builders agree on one copy.
+//!
+//! Not here: deciding which layers a step needs, mounting the overlay (`regbuild-sandbox`),
+//! garbage collection of unused layers, and the reverse direction, an upper directory back
+//! into a layer ([`crate::upper`]).
+//!
+//! Directories in the store may have modes such as 0500 or 0000, exactly as the layer says,
+//! so a plain `remove_dir_all` fails for anyone but root: remove them with [`remove_tree`].
+
+use std::fs::{self, Permissions};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use regbuild_oci::digest::Digest;
+use rustix::fs::{renameat_with, RenameFlags, CWD};
+use rustix::io::Errno;
+
+pub use crate::extract::lower::{unpack_lower, LowerOptions, LowerStats};
+use crate::extract::ExtractError;
+pub use crate::upper::OverlayXattrs;
+
+/// Where unpacks in progress live, inside the namespace directory (same filesystem as
+/// their final place, so the rename is atomic).
+const TMP_DIR: &str = "tmp";
+/// Mode of a lower directory's root: the layer does not say, and overlayfs takes the
+/// merged root's attributes from the top layer.
+const ROOT_MODE: u32 = 0o755;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    #[error("{dest:?} must be an empty directory to unpack a layer into")]
+    DestNotEmpty { dest: PathBuf },
+    #[error("layer {archive:?} has diff_id {actual}, not the expected {expected}")]
+    DiffIdMismatch {
+        archive: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{action} {path:?}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LowerError + 'a {
+    move |source| LowerError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Unpacked layers under one root, for one overlay xattr namespace.
+#[derive(Debug, Clone)]
+pub struct LowerStore {
+    /// `<root>/<trusted|user>`.
+    dir: PathBuf,
+    xattrs: OverlayXattrs,
+}
+
+impl LowerStore {
+    /// Opens (creating it if needed) the store under `root` for overlays that keep their
+    /// xattrs in the `xattrs` namespace.
+    pub fn open(root: &Path, xattrs: OverlayXattrs) -> Result<LowerStore, LowerError> {
+        let namespace = match xattrs {
+            OverlayXattrs::Trusted => "trusted",
+            OverlayXattrs::User => "user",
+        };
+        let dir = root.join(namespace);
+        let tmp = dir.join(TMP_DIR);
+        fs::create_dir_all(&tmp).map_err(io_error("creating", &tmp))?;
+        Ok(LowerStore { dir, xattrs })
+    }
+
+    /// Where the layer `diff_id` is, or would be, unpacked.
+    pub fn path_of(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join(diff_id.algorithm()).join(diff_id.hex())
+    }
+
+    /// The directory of `diff_id` if it is in the store. A directory there is complete:
+    /// only whole unpacks are renamed into place.
+    pub fn get(&self, diff_id: &Digest) -> Option<PathBuf> {
+        let path = self.path_of(diff_id);
+        fs::symlink_metadata(&path)
+            .is_ok_and(|meta| meta.is_dir())
+            .then_some(path)
+    }
+
+    /// The directory of `diff_id`, unpacking `archive` (its blob) first if it is not in the
+    /// store. The unpack goes to a temporary directory in the store, is checked against
+    /// `diff_id` and renamed into place; if another process got there first, its copy is
+    /// kept and ours removed. A failed unpack leaves nothing behind.
+    pub fn ensure(&self, diff_id: &Digest, archive: &Path) -> Result<PathBuf, LowerError> {
+        if let Some(path) = self.get(diff_id) {
+            return Ok(path);
+        }
+        let tmp = self.temp_dir(diff_id)?;
+        let opts = LowerOptions {
+            xattrs: self.xattrs,
+            expected_diff_id: Some(diff_id.clone()),
+            ..LowerOptions::default()
+        };
+        if let Err(e) = unpack_lower(archive, &tmp, &opts) {
+            let _ = remove_tree(&tmp);
+            return Err(e);
+        }
+        self.publish(diff_id, &tmp).inspect_err(|_| {
+            let _ = remove_tree(&tmp);
+        })
+    }
+
+    /// Moves `dir`, a directory already in lower-directory form (an overlay upper directory
+    /// after a `RUN` step, with the same xattr namespace), into the store as `diff_id`, by
+    /// rename: `dir` must be on the store's filesystem. Its content is not checked against
+    /// `diff_id`. If the store already has `diff_id`, `dir` is removed and the copy in the
+    /// store returned. On error `dir` stays where it was.
+    pub fn adopt(&self, diff_id: &Digest, dir: &Path) -> Result<PathBuf, LowerError> {
+        if let Some(path) = self.get(diff_id) {
+            remove_tree(dir).map_err(io_error("removing", dir))?;
+            return Ok(path);
+        }
+        self.publish(diff_id, dir)
+    }
+
+    /// Renames `dir` to the place of `diff_id` unless something is there already, in which
+    /// case `dir` is removed: both hold the same layer.
+    fn publish(&self, diff_id: &Digest, dir: &Path) -> Result<PathBuf, LowerError> {
+        let path = self.path_of(diff_id);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_error("creating", parent))?;
+        }
+        let renamed = match renameat_with(CWD, dir, CWD, &path, RenameFlags::NOREPLACE) {
+            // Filesystems without RENAME_NOREPLACE: a plain rename still refuses to replace
+            // a non-empty directory, and replacing an empty one (an empty layer) is harmless.
+            Err(Errno::INVAL) => fs::rename(dir, &path),
+            other => other.map_err(io::Error::from),
+        };
+        match renamed {
+            Ok(()) => Ok(path),
+            Err(e) if lost_race(&e) => {
+                remove_tree(dir).map_err(io_error("removing", dir))?;
+                Ok(path)
+            }
+            Err(e) => Err(io_error("moving into the store", dir)(e)),
+        }
+    }
+
+    /// A new empty directory for an unpack, next to the final places.
+    fn temp_dir(&self, diff_id: &Digest) -> Result<PathBuf, LowerError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.dir.join(TMP_DIR);
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let candidate = tmp.join(format!("{}.{}.{n}", diff_id.hex(), std::process::id()));
+            match fs::create_dir(&candidate) {
+                Ok(()) => {
+                    fs::set_permissions(&candidate, Permissions::from_mode(ROOT_MODE))
+                        .map_err(io_error("setting the mode of", &candidate))?;
+                    return Ok(candidate);
+                }
+                // Left by a process that had our pid before: try the next number.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_error("creating", &candidate)(e)),
+            }
+        }
+    }
+}
+
+fn lost_race(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::AlreadyExists | io::ErrorKind::DirectoryNotEmpty
+    )
+}
+
+/// Removes `path` and everything below it, making directories owner-accessible first, so
+/// trees with modes such as 0500 or 0000 go too without root. Symlinks are removed, never
+/// followed. A missing `path` is not an error.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if meta.is_dir() => {
+            open_up(path)?;
+            fs::remove_dir_all(path)
+        }
+        Ok(_) => fs::remove_file(path),
+    }
+}
+
+/// Removes everything inside the directory `dir`, keeping `dir`.
+pub(crate) fn empty_dir(dir: &Path) -> io::Result<()> {
+    open_up(dir)?;
+    for entry in fs::read_dir(dir)? {
+        remove_tree(&entry?.path())?;
+    }
+    Ok(())
+}
+
+/// Gives the owner rwx on `dir` and every directory below it.
+fn open_up(dir: &Path) -> io::Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mode = fs::symlink_metadata(&dir)?.permissions().mode();
+        if mode & 0o700 != 0o700 {
+            fs::set_permissions(&dir, Permissions::from_mode((mode | 0o700) & 0o7777))?;
+        }
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    /// A store in a scratch dir, and a layer blob for it.
+    struct Scene {
+        root: tempfile::TempDir,
+    }
+
+    impl Scene {
+        fn new() -> Scene {
+            Scene {
+                root: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn store(&self) -> LowerStore {
+            LowerStore::open(&self.root.path().join("lowers"), OverlayXattrs::User).unwrap()
+        }
+
+        /// A gzip layer with a read-only directory, and its diff_id.
+        fn layer(&self, name: &str) -> (PathBuf, Digest) {
+            let mut builder = tar::Builder::new(Vec::new());
+            for (path, mode, kind) in [
+                ("etc", 0o555, tar::EntryType::Directory),
+                ("etc/name", 0o444, tar::EntryType::Regular),
+            ] {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(kind);
+                h.set_mode(mode);
+                let data = if kind == tar::EntryType::Regular {
+                    name.as_bytes()
+                } else {
+                    b""
+                };
+                h.set_size(data.len() as u64);
+                builder.append_data(&mut h, path, data).unwrap();
+            }
+            let tar = builder.into_inner().unwrap();
+            let blob = self.root.path().join(format!("{name}.tar.gz"));
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            io::Write::write_all(&mut gz, &tar).unwrap();
+            fs::write(&blob, gz.finish().unwrap()).unwrap();
+            (blob, Digest::of(&tar))
+        }
+
+        fn tmp_is_empty(&self) -> bool {
+            let tmp = self.root.path().join("lowers/user/tmp");
+            fs::read_dir(tmp).unwrap().next().is_none()
+        }
+    }
+
+    #[test]
+    fn ensure_unpacks_once_and_get_finds_it() {
+        let scene = Scene::new();
+        let store = scene.store();
+        let (blob, diff_id) = scene.layer("one");
+        assert_eq!(store.get(&diff_id), None);
+        let path = store.ensure(&diff_id, &blob).unwrap();
+        assert_eq!(
+            path,
+            scene
+                .root
+                .path()
+                .join("lowers/user/sha256")
+                .join(diff_id.hex())
+        );
+        assert_eq!(fs::read_to_string(path.join("etc/name")).unwrap(), "one");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            ROOT_MODE
+        );
+        assert_eq!(store.get(&diff_id), Some(path.clone()));
+        // The second time, the blob is not even read.
+        fs::remove_file(&blob).unwrap();
+        assert_eq!(store.ensure(&diff_id, &blob).unwrap(), path);
+        assert!(scene.tmp_is_empty());
+    }
+
+    #[test]
+    fn a_blob_that_is_not_the_layer_leaves_nothing_behind() {
+        let scene = Scene::new();
+        let store = scene.store();
+        let (blob, _) = scene.layer("one");
+        let (_, other) = scene.layer("two");
+        let err = store.ensure(&other, &blob).unwrap_err();
+        assert!(matches!(err, LowerError::DiffIdMismatch { .. }), "{err}");
+        assert_eq!(store.get(&other), None);
+        assert!(scene.tmp_is_empty());
+    }
+
+    #[test]
+    fn concurrent_ensures_of_one_layer_agree_on_one_directory() {
+        let scene = Scene::new();
+        let store = scene.store();
+        let (blob, diff_id) = scene.layer("raced");
+        let barrier = Arc::new(Barrier::new(4));
+        let paths: Vec<PathBuf> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    let (blob, diff_id) = (&blob, &diff_id);
+                    s.spawn(move || {
+                        barrier.wait();
+                        store.ensure(diff_id, blob).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(paths.iter().all(|p| *p == paths[0]), "{paths:?}");
+        let published = fs::read_dir(scene.root.path().join("lowers/user/sha256")).unwrap();
+        assert_eq!(published.count(), 1);
+        assert!(scene.tmp_is_empty());
+        assert_eq!(
+            fs::read_to_string(paths[0].join("etc/name")).unwrap(),
+            "raced"
+        );
+    }
+
+    #[test]
+    fn losing_the_rename_race_keeps_theirs_and_removes_ours() {
+        let scene = Scene::new();
+        let store = scene.store();
+        let (blob, diff_id) = scene.layer("theirs");
+        let theirs = store.ensure(&diff_id, &blob).unwrap();
+        // Ours, unpacked meanwhile, read-only like the real thing.
+        let ours = store.temp_dir(&diff_id).unwrap();
+        fs::create_dir(ours.join("etc")).unwrap();
+        fs::write(ours.join("etc/name"), "ours").unwrap();
+        fs::set_permissions(ours.join("etc"), Permissions::from_mode(0o000)).unwrap();
+        assert_eq!(store.publish(&diff_id, &ours).unwrap(), theirs);
+        assert!(!ours.exists());
+        assert_eq!(
+            fs::read_to_string(theirs.join("etc/name")).unwrap(),
+            "theirs"
+        );
+    }
+
+    #[test]
+    fn adopt_moves_a_prepared_directory_in() {
+        let scene = Scene::new();
+        let store = scene.store();
+        let upper = scene.root.path().join("lowers/upper-after-run");
+        fs::create_dir_all(upper.join("opt")).unwrap();
+        fs::write(upper.join("opt/new"), "new").unwrap();
+        let diff_id = Digest::of(b"the layer the step made");
+        let path = store.adopt(&diff_id, &upper).unwrap();
+        assert_eq!(store.get(&diff_id), Some(path.clone()));
+        assert_eq!(fs::read_to_string(path.join("opt/new")).unwrap(), "new");
+        assert!(!upper.exists());
+
+        // The same layer again: already there, so the new copy goes.
+        fs::create_dir_all(&upper).unwrap();
+        assert_eq!(store.adopt(&diff_id, &upper).unwrap(), path);
+        assert!(!upper.exists());
+    }
+
+    #[test]
+    fn trusted_and_user_stores_are_apart() {
+        let scene = Scene::new();
+        let root = scene.root.path().join("lowers");
+        let user = LowerStore::open(&root, OverlayXattrs::User).unwrap();
+        let trusted = LowerStore::open(&root, OverlayXattrs::Trusted).unwrap();
+        let (blob, diff_id) = scene.layer("one");
+        user.ensure(&diff_id, &blob).unwrap();
+        assert_eq!(trusted.get(&diff_id), None);
+    }
+
+    #[test]
+    fn remove_tree_takes_unreadable_directories_and_leaves_symlink_targets() {
+        let scene = Scene::new();
+        let tree = scene.root.path().join("tree");
+        let outside = scene.root.path().join("outside");
+        fs::create_dir_all(tree.join("a/b")).unwrap();
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), "keep").unwrap();
+        fs::write(tree.join("a/b/f"), "f").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/out")).unwrap();
+        fs::set_permissions(tree.join("a/b"), Permissions::from_mode(0o000)).unwrap();
+        fs::set_permissions(tree.join("a"), Permissions::from_mode(0o500)).unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+        assert_eq!(fs::read_to_string(outside.join("keep")).unwrap(), "keep");
+        remove_tree(&tree).unwrap();
+    }
+}
