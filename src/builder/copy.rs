@@ -58,6 +58,10 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
 
     let mut from_image_key = None;
     let entries = match &spec.from {
+        // The front end allows heredocs only alone (no other sources, --from or --closure).
+        _ if !spec.heredocs.is_empty() => {
+            heredoc_entries(ctx, &spec.heredocs, &dest, chown, chmod)?
+        }
         _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
         None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
         None => collect(ctx.context, &spec.sources, &dest, chown, chmod, ctx.ignore)?,
@@ -160,6 +164,45 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
     let mut out = layers_of(ctx, entries, stripped, from_image_key)?;
     out.warnings = warnings;
     Ok(out)
+}
+
+/// `COPY <<EOF /dest`: each body becomes a file named after its heredoc (mode 0644, as
+/// BuildKit writes it), placed at `dest` as a context file would be. The layer key hashes
+/// the files, so it covers the bodies.
+fn heredoc_entries(
+    ctx: &CopyContext<'_>,
+    heredocs: &[(String, String)],
+    dest: &str,
+    chown: Option<(u64, u64)>,
+    chmod: Option<u32>,
+) -> Result<Vec<LayerEntry>, StepError> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir_in(ctx.tmp).map_err(|source| StepError::TempDir {
+        dir: ctx.tmp.to_path_buf(),
+        source,
+    })?;
+    for (name, body) in heredocs {
+        let path = root.path().join(name);
+        std::fs::write(&path, body)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)))
+            .map_err(|source| StepError::File {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    let names: Vec<String> = heredocs.iter().map(|(name, _)| name.clone()).collect();
+    let entries = collect(
+        root.path(),
+        &names,
+        dest,
+        chown,
+        chmod,
+        &DockerIgnore::default(),
+    )?;
+    // The layer reads these files when it is packed: keep the directory until then.
+    let kept = root.keep();
+    tracing::debug!(dir = %kept.display(), "COPY heredocs written");
+    Ok(entries)
 }
 
 /// ELF files built for another architecture than the image's (an x86-64 binary copied into

@@ -1060,6 +1060,7 @@ mod tests {
                 exclude: Vec::new(),
                 keep_git_dir: false,
                 checksum: None,
+                heredocs: Vec::new(),
             })
         };
         assert!(!needs_base_paths(&copy("/app/", None), "/"));

@@ -15,6 +15,7 @@ mod dockerignore_exceptions;
 mod engine;
 mod faults_distribution;
 mod faults_testregistry;
+mod heredoc_copy;
 mod hosted_registries;
 mod hostile_input;
 mod inspect;

@@ -45,18 +45,6 @@ fn refused_with(
 }
 
 #[test]
-fn run_is_refused_with_file_and_line() {
-    let reg = Distribution::start();
-    refused_with(
-        2,
-        &reg,
-        "FROM scratch\nCOPY a /a\n\nRUN echo hi\n",
-        &[("a", "x")],
-        &["Dockerfile:4", "RUN", "without executing code"],
-    );
-}
-
-#[test]
 fn paths_leaving_the_context_are_refused() {
     let reg = Distribution::start();
     refused(

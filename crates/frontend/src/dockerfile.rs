@@ -18,8 +18,8 @@
 //!   non-string (`CMD [1]`) is an error. `SHELL` must be JSON;
 //! - heredocs (`<<EOF` ... `EOF`) after ADD, COPY and RUN (also behind
 //!   ONBUILD): their bodies are read so they are not mistaken for
-//!   instructions and attached to the instruction; `stages` refuses them for
-//!   ADD/COPY.
+//!   instructions and attached to the instruction (`stages` turns them into
+//!   files for ADD/COPY and into the script for RUN).
 //!
 //! What it does not do: validate instruction names, arguments or flags beyond
 //! the JSON checks above, or expand variables. That is `stages`' job, so an
@@ -96,6 +96,26 @@ pub struct Heredoc {
     pub expand: bool,
     /// True for `<<-`: leading tabs are stripped from the body lines.
     pub chomp: bool,
+}
+
+impl Heredoc {
+    /// The body as the instruction uses it: for `<<-`, leading tabs removed from every line
+    /// (BuildKit's `ChompHeredocContent`).
+    pub fn body(&self) -> String {
+        if !self.chomp {
+            return self.content.clone();
+        }
+        self.content
+            .split_inclusive('\n')
+            .map(|l| l.trim_start_matches('\t'))
+            .collect()
+    }
+}
+
+/// The heredoc a whole word introduces (`<<EOF`, `<<-"EOF"`), body not read: how BuildKit
+/// tells a heredoc source of COPY, or a RUN that is only a heredoc, from other words.
+pub(crate) fn heredoc_word(word: &str) -> Option<Heredoc> {
+    heredoc_from_word(word)
 }
 
 /// Parse Dockerfile text. `path` is only used in error messages.

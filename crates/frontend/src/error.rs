@@ -37,14 +37,6 @@ pub enum DockerfileError {
         /// A known instruction with a similar name.
         suggestion: Option<String>,
     },
-    /// `RUN` in a stage that has to be built.
-    #[error("{}:{line}: RUN is not supported: regbuild builds images without executing code (use a multi-stage build that only copies files, or build the artifact beforehand)", path.display())]
-    RunNotSupported {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-    },
     /// Valid Docker syntax that regbuild does not implement.
     #[error("{}:{line}: {message}", path.display())]
     Unsupported {
@@ -105,7 +97,6 @@ impl DockerfileError {
         match self {
             Self::Syntax { path, .. }
             | Self::UnknownInstruction { path, .. }
-            | Self::RunNotSupported { path, .. }
             | Self::Unsupported { path, .. }
             | Self::Stage { path, .. }
             | Self::Substitution { path, .. }
@@ -118,7 +109,6 @@ impl DockerfileError {
         match self {
             Self::Syntax { line, .. }
             | Self::UnknownInstruction { line, .. }
-            | Self::RunNotSupported { line, .. }
             | Self::Unsupported { line, .. }
             | Self::Stage { line, .. }
             | Self::Substitution { line, .. }

@@ -1,4 +1,4 @@
-//! The Dockerfile front end: `dockerfile` parses (directives, escapes, heredoc-free syntax,
+//! The Dockerfile front end: `dockerfile` parses (directives, escapes, heredocs,
 //! line numbers), `substitute` expands variables as BuildKit does, `stages` evaluates
 //! instructions into stages (ARG scopes, platforms, the stage graph and target selection),
 //! and `lint` reports what Docker would warn about. `error` holds

@@ -140,6 +140,14 @@ pub fn expand_words(
     lexer.process_stop_on(None, false).map(|(_, w)| w)
 }
 
+/// Expand a heredoc body (BuildKit's `ExpandRaw`: `\` escapes, quotes kept as written, as
+/// a shell reads an unquoted heredoc).
+pub fn expand_heredoc(text: &str, vars: &dyn Variables) -> Result<String, SubstitutionError> {
+    let mut lexer = Lexer::new(text, '\\', vars);
+    lexer.skip_quotes = true;
+    lexer.process_stop_on(None, false).map(|(s, _)| s)
+}
+
 /// Character cursor over the word being expanded.
 struct Scanner {
     chars: Vec<char>,
@@ -208,6 +216,8 @@ struct Lexer<'a> {
     escape: char,
     vars: &'a dyn Variables,
     raw_escapes: bool,
+    /// Quotes are ordinary characters (heredoc bodies).
+    skip_quotes: bool,
     depth: usize,
 }
 
@@ -221,6 +231,7 @@ impl<'a> Lexer<'a> {
             escape,
             vars,
             raw_escapes: false,
+            skip_quotes: false,
             depth: 0,
         }
     }
@@ -254,6 +265,11 @@ impl<'a> Lexer<'a> {
                     let value = self.process_dollar()?;
                     words.add_string(&value);
                     push_checked(&mut result, &value)?;
+                }
+                '\'' | '"' if self.skip_quotes => {
+                    if !self.process_plain_char(&mut result, &mut words)? {
+                        break;
+                    }
                 }
                 '\'' | '"' | '<' => {
                     let value = match c {
@@ -735,6 +751,15 @@ mod tests {
 
     fn ex(word: &str, pairs: &[(&str, &str)]) -> String {
         expand_word(word, '\\', &vars(pairs)).unwrap()
+    }
+
+    #[test]
+    fn heredoc_bodies_keep_quotes() {
+        let v = vars(&[("A", "x y")]);
+        assert_eq!(
+            expand_heredoc("say '$A' \"${A}\" \\$A\n", &v).unwrap(),
+            "say 'x y' \"x y\" $A\n"
+        );
     }
 
     fn err(word: &str, pairs: &[(&str, &str)]) -> SubstitutionError {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::error::{DockerfileError, Loc};
-use crate::substitute::{expand_word, expand_words, Variables};
+use crate::substitute::{expand_heredoc, expand_word, expand_words, Variables};
 
 /// Most bytes all substitutions of one build may produce together.
 const MAX_TOTAL_EXPANSION: usize = 64 << 20;
@@ -48,6 +48,18 @@ impl<'a> Expander<'a> {
     ) -> Result<Vec<String>, DockerfileError> {
         let out = expand_words(word, self.escape, vars).map_err(|e| e.at(self.path, line, word))?;
         self.count(out.iter().map(String::len).sum(), line)?;
+        Ok(out)
+    }
+
+    /// Expand a heredoc body (quotes kept), counting the bytes produced.
+    pub(super) fn heredoc(
+        &mut self,
+        body: &str,
+        vars: &dyn Variables,
+        line: usize,
+    ) -> Result<String, DockerfileError> {
+        let out = expand_heredoc(body, vars).map_err(|e| e.at(self.path, line, body))?;
+        self.count(out.len(), line)?;
         Ok(out)
     }
 

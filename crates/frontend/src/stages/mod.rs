@@ -11,12 +11,14 @@
 //!   visible in FROM lines only, and inside a stage after a bare `ARG NAME`;
 //!   `--build-arg` values override ARG defaults;
 //! - resolves `--target` (or the last stage) and the stages it depends on
-//!   through FROM and `COPY --from`. Like BuildKit, only those stages are
-//!   evaluated: `base_env` is called for them only, RUN is refused only in
-//!   them, and substitution errors are only reported for them. The other
-//!   stages are returned with `reachable: false` and no steps;
-//! - substitutes variables in ADD, COPY, ENV, EXPOSE, FROM, LABEL, STOPSIGNAL,
-//!   USER, VOLUME and WORKDIR, using the base image's environment (from
+//!   through FROM, `COPY --from` and `RUN --mount=from=`. Like BuildKit, only
+//!   those stages are evaluated: `base_env` is called for them only, features
+//!   regbuild lacks are refused only in them, and substitution errors are only
+//!   reported for them. The other stages are returned with `reachable: false`
+//!   and no steps;
+//! - substitutes variables in ADD, COPY (heredoc bodies too, unless the name is
+//!   quoted), ENV, EXPOSE, FROM, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR and
+//!   RUN's flag values (not its command: the shell expands that), using the base image's environment (from
 //!   `base_env`, with PATH defaulted to [`DEFAULT_PATH`] like BuildKit), ENV
 //!   values and ARG values (a later ARG or ENV wins, as in BuildKit; a stage
 //!   built FROM another starts with that stage's ENV and ARG values);
@@ -25,8 +27,9 @@
 //!
 //! What it does not do: resolve images, read the build context, apply steps
 //! to an image config, or run the ONBUILD triggers of a base *image* (those
-//! are in the image config, which the caller sees and this module does not).
-//! `RUN` is refused because regbuild never executes code.
+//! are in the image config, which the caller sees and this module does not),
+//! or run anything: a RUN becomes a [`RunSpec`] (command, heredoc script,
+//! mounts, network, build args) for the builder's executor.
 //!
 //! Layout: `model` (the types the build consumes), `graph` (stages, dependencies, target),
 //! `eval` (the walk), `scope` and `expand` (variables and their budget), `instructions/`

@@ -158,6 +158,25 @@ pub enum StepKind {
     Run(RunSpec),
 }
 
+impl StepKind {
+    /// What the step reads from outside its stage (`COPY --from`, `RUN --mount=from=`), in
+    /// order: a stage here must be built first, an image resolved.
+    pub fn reads_from(&self) -> Vec<&CopyFrom> {
+        match self {
+            StepKind::Copy(c) => c.from.iter().collect(),
+            StepKind::Run(r) => r
+                .mounts
+                .iter()
+                .filter_map(|m| match m {
+                    RunMount::Bind { from, .. } | RunMount::Cache { from, .. } => from.as_ref(),
+                    RunMount::Secret { .. } | RunMount::Tmpfs { .. } => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// A RUN, as the executor needs it. Docker does not substitute variables in the command
 /// itself (the shell does); flag values are substituted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,16 +222,19 @@ pub enum RunMount {
     /// `type=bind`: read-only unless `rw`; `from` a stage or image, else the context.
     Bind {
         from: Option<CopyFrom>,
-        /// `source=` (default: the root of `from`/the context).
+        /// `source=` (default `/`: the root of `from`/the context).
         source: String,
         target: String,
         rw: bool,
     },
     /// `type=cache`: persisted in regbuild's cache directory under `id` (default: the
-    /// target), never in a layer.
+    /// target as written), never in a layer; first filled from `source` (default the root)
+    /// of `from` when given (BuildKit's `from=`).
     Cache {
         id: String,
         target: String,
+        from: Option<CopyFrom>,
+        source: String,
         sharing: CacheSharing,
         readonly: bool,
         /// `mode=` (default 0755), `uid=`/`gid=` (default 0) of the cache directory.
@@ -263,6 +285,11 @@ pub struct CopySpec {
     pub keep_git_dir: bool,
     /// `ADD --checksum`, expanded.
     pub checksum: Option<String>,
+    /// Heredoc sources (`COPY <<EOF /dest`) as (name, body): each becomes a regular file
+    /// named after the heredoc (mode 0644 unless `--chmod`), placed at `dest` as a context
+    /// file would be. The body is expanded unless the name was quoted, `<<-` tabs removed.
+    /// Not combined with `sources`, `from` or `closure` (refused by the front end).
+    pub heredocs: Vec<(String, String)>,
 }
 
 /// Where `COPY --from` copies from.

@@ -122,6 +122,9 @@ pub(super) struct StageState {
     pub(super) env: Rc<BTreeMap<String, String>>,
     /// What `$NAME` sees: image Env plus ARG values.
     pub(super) vars: Rc<BTreeMap<String, String>>,
+    /// Names ARGs of this stage (or of the stage it is built FROM) gave a value: what a RUN
+    /// sees as build args.
+    arg_names: Rc<BTreeSet<String>>,
     /// Env names whose `vars` value an ARG changed (a stage built FROM this
     /// one sees the Env value again, as in BuildKit).
     shadowed: BTreeSet<String>,
@@ -148,9 +151,21 @@ impl StageState {
 
     pub(super) fn set_arg(&mut self, key: &str, value: &str) {
         Rc::make_mut(&mut self.vars).insert(key.to_string(), value.to_string());
+        if !self.arg_names.contains(key) {
+            Rc::make_mut(&mut self.arg_names).insert(key.to_string());
+        }
         if self.env.contains_key(key) {
             self.shadowed.insert(key.to_string());
         }
+    }
+
+    /// The ARGs with a value, each with what `$NAME` gives now (a later ENV of the same name
+    /// wins, as in BuildKit's RUN environment), sorted by name.
+    pub(super) fn build_args(&self) -> Vec<(String, String)> {
+        self.arg_names
+            .iter()
+            .filter_map(|k| self.vars.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
     }
 
     /// Undo ARG overrides of Env values (start of a child stage).

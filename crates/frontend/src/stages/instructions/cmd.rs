@@ -21,10 +21,10 @@ pub(in crate::stages) trait Expand {
         line: usize,
     ) -> Result<StepKind, DockerfileError>;
 
-    /// The earlier stage this instruction reads from (`COPY --from=<stage>`), which the
-    /// target then needs too.
-    fn stage_dependency(&self) -> Option<usize> {
-        None
+    /// The earlier stages this instruction reads from (`COPY --from=<stage>`,
+    /// `RUN --mount=from=<stage>`), which the target then needs too.
+    fn stage_dependencies(&self) -> Vec<usize> {
+        Vec::new()
     }
 }
 
@@ -38,11 +38,11 @@ pub(in crate::stages) struct Cmd {
 }
 
 impl Cmd {
-    /// See [`Expand::stage_dependency`].
-    pub(in crate::stages) fn stage_dependency(&self) -> Option<usize> {
+    /// See [`Expand::stage_dependencies`].
+    pub(in crate::stages) fn stage_dependencies(&self) -> Vec<usize> {
         match &self.kind {
-            CmdKind::Expand(pending) => pending.stage_dependency(),
-            CmdKind::Ready(_) | CmdKind::Unsupported(_) => None,
+            CmdKind::Expand(pending) => pending.stage_dependencies(),
+            CmdKind::Ready(_) | CmdKind::Unsupported(_) => Vec::new(),
         }
     }
 }

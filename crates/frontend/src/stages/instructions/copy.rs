@@ -1,12 +1,14 @@
 //! COPY and ADD: flags (with regbuild's `--closure` and `--sysroot`), `--from` resolved to
 //! an earlier stage or an image, and sources, destination and flag values expanded into a
-//! [`CopySpec`]. What regbuild lacks (`--parents`, `--unpack`, heredoc sources) is refused
-//! only in stages the target needs.
+//! [`CopySpec`]. Heredoc sources (`COPY <<EOF /dest`) become files named after the heredoc,
+//! their bodies expanded unless the name was quoted, as BuildKit does. What regbuild lacks
+//! (`--parents`, `--unpack`, heredocs mixed with other sources or `--from`) is refused only in
+//! stages the target needs.
 //!
 //! Reading the build context and building the layer is `regbuild::builder`'s job.
 
 use super::cmd::{CmdContext, CmdKind, Expand};
-use crate::dockerfile::Instruction;
+use crate::dockerfile::{heredoc_word, Heredoc, Instruction};
 use crate::error::{DockerfileError, Loc};
 use crate::stages::args::{validate_chmod, word_list, FlagKind, FlagValues};
 use crate::stages::model::{CopyFrom, CopySpec, StepKind};
@@ -48,6 +50,8 @@ struct RawCopy {
     exclude: Vec<String>,
     keep_git_dir: bool,
     checksum: Option<String>,
+    /// Heredoc sources, in order.
+    heredocs: Vec<Heredoc>,
 }
 
 /// COPY and ADD.
@@ -64,19 +68,21 @@ pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, 
     }
     // After the syntax checks: what regbuild lacks is an error only where the stage is built.
     refuse_unsupported_copy_flags(&flags, &ins.keyword, loc)?;
-    if !ins.heredocs.is_empty() {
+    let dest = words.pop().unwrap_or_default();
+    let (heredocs, words) = heredoc_sources(ins, &dest, words, loc)?;
+    if !heredocs.is_empty() && (!words.is_empty() || flags.used("from") || flags.boolean("closure"))
+    {
         return Err(loc.unsupported(format!(
-            "{} with a heredoc (<<) is not supported by regbuild: put the content in a file in the build context and copy that",
-            ins.keyword
+            "{} of a heredoc together with other sources, --from or --closure is not supported by regbuild: use one {} for the heredocs and another for the rest",
+            ins.keyword, ins.keyword
         )));
     }
-    let dest = words.pop().unwrap_or_default();
     let closure = flags.boolean("closure");
     if flags.used("sysroot") && !closure {
         return Err(loc.syntax("--sysroot can only be used together with --closure"));
     }
     let from = match flags.string("from") {
-        Some(from) => Some(resolve_copy_from(&from, ctx)?),
+        Some(from) => Some(resolve_from("--from", &from, ctx)?),
         None => None,
     };
     Ok(CmdKind::expand(RawCopy {
@@ -92,7 +98,50 @@ pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, 
         exclude: flags.all("exclude"),
         keep_git_dir: flags.boolean("keep-git-dir"),
         checksum: flags.string("checksum"),
+        heredocs,
     }))
+}
+
+/// Split the heredoc sources (`<<EOF`) from the other source words, with their bodies.
+fn heredoc_sources(
+    ins: &Instruction,
+    dest: &str,
+    words: Vec<String>,
+    loc: Loc<'_>,
+) -> Result<(Vec<Heredoc>, Vec<String>), DockerfileError> {
+    if ins.heredocs.is_empty() {
+        return Ok((Vec::new(), words));
+    }
+    if heredoc_word(dest).is_some() {
+        return Err(loc.syntax(format!(
+            "{} cannot accept a heredoc as a destination",
+            ins.keyword
+        )));
+    }
+    let mut heredocs = Vec::new();
+    let mut sources = Vec::new();
+    for word in words {
+        let Some(spec) = heredoc_word(&word) else {
+            sources.push(word);
+            continue;
+        };
+        let Some(doc) = ins.heredocs.iter().find(|h| h.name == spec.name) else {
+            return Err(loc.syntax(format!("heredoc {:?} has no body", spec.name)));
+        };
+        // The name becomes a file name in the destination.
+        if spec.name.contains('/') || spec.name == "." || spec.name == ".." {
+            return Err(loc.syntax(format!(
+                "heredoc name {:?} cannot be used as a file name",
+                spec.name
+            )));
+        }
+        heredocs.push(Heredoc {
+            chomp: spec.chomp,
+            expand: spec.expand,
+            ..doc.clone()
+        });
+    }
+    Ok((heredocs, sources))
 }
 
 fn refuse_unsupported_copy_flags(
@@ -108,19 +157,24 @@ fn refuse_unsupported_copy_flags(
     Ok(())
 }
 
-/// `--from=<stage name | stage index | image>`.
-fn resolve_copy_from(from: &str, ctx: &CmdContext<'_>) -> Result<CopyFrom, DockerfileError> {
+/// `--from=<stage name | stage index | image>` (`label` is how errors name the flag:
+/// `--from`, or `--mount from` for RUN).
+pub(super) fn resolve_from(
+    label: &str,
+    from: &str,
+    ctx: &CmdContext<'_>,
+) -> Result<CopyFrom, DockerfileError> {
     let loc = ctx.loc;
     if expand_word(from, ctx.escape, &NoVariables).as_deref() != Ok(from) {
         return Err(loc.stage(format!(
-            "--from={from}: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
+            "{label}={from}: variable expansion is not supported for {label}, define a new stage with FROM using ARG from global scope as a workaround"
         )));
     }
     let index = match from.parse::<i64>() {
         Ok(i) => usize::try_from(i)
             .ok()
             .filter(|i| *i < ctx.names.count)
-            .ok_or_else(|| loc.stage(format!("--from={from}: invalid stage index {i}")))?,
+            .ok_or_else(|| loc.stage(format!("{label}={from}: invalid stage index {i}")))?,
         Err(_) => match ctx.names.get(&from.to_lowercase()) {
             Some(i) => i,
             None => return Ok(CopyFrom::Image(from.to_string())),
@@ -128,7 +182,7 @@ fn resolve_copy_from(from: &str, ctx: &CmdContext<'_>) -> Result<CopyFrom, Docke
     };
     if index >= ctx.stage {
         return Err(loc.stage(format!(
-            "--from={from}: stage {index} is not defined before the current stage; a stage can only copy from earlier stages"
+            "{label}={from}: stage {index} is not defined before the current stage; a stage can only use earlier stages"
         )));
     }
     Ok(CopyFrom::Stage(index))
@@ -165,13 +219,26 @@ impl Expand for RawCopy {
             exclude: self.exclude.clone(),
             keep_git_dir: self.keep_git_dir,
             checksum: scope.exp.optional(&self.checksum, vars, line)?,
+            heredocs: self
+                .heredocs
+                .iter()
+                .map(|h| {
+                    let body = h.body();
+                    let body = if h.expand {
+                        scope.exp.heredoc(&body, vars, line)?
+                    } else {
+                        body
+                    };
+                    Ok((h.name.clone(), body))
+                })
+                .collect::<Result<_, DockerfileError>>()?,
         }))
     }
 
-    fn stage_dependency(&self) -> Option<usize> {
+    fn stage_dependencies(&self) -> Vec<usize> {
         match self.from {
-            Some(CopyFrom::Stage(s)) => Some(s),
-            _ => None,
+            Some(CopyFrom::Stage(s)) => vec![s],
+            _ => Vec::new(),
         }
     }
 }
@@ -194,8 +261,62 @@ mod tests {
             .contains("--sysroot can only be used together with --closure"));
         assert!(eval_err("FROM scratch\nCOPY --parents a b\n")
             .contains("COPY --parents is not supported"));
-        assert!(eval_err("FROM scratch\nCOPY <<EOF /x\nhi\nEOF\n")
-            .starts_with("Dockerfile.test:2: COPY with a heredoc"));
+    }
+
+    #[test]
+    fn heredoc_sources_become_files() {
+        let b = eval(concat!(
+            "FROM scratch\n",
+            "ARG NAME=world\n",
+            "COPY --chmod=0755 <<EOF /hello.sh\n",
+            "echo \"hello $NAME\" '$NAME' \\$NAME\n",
+            "EOF\n",
+            "ADD <<-\"A\" <<B /etc/\n",
+            "\tliteral $NAME\n",
+            "\tA\n",
+            "b $NAME\n",
+            "B\n",
+        ));
+        let k = kinds(&b);
+        let c = copy_of(&k[1]);
+        assert!(c.sources.is_empty());
+        assert_eq!(c.dest, "/hello.sh");
+        assert_eq!(c.chmod.as_deref(), Some("0755"));
+        assert_eq!(
+            c.heredocs,
+            pairs(&[("EOF", "echo \"hello world\" 'world' $NAME\n")])
+        );
+        let add = copy_of(&k[2]);
+        assert!(add.add);
+        assert_eq!(
+            add.heredocs,
+            pairs(&[("A", "literal $NAME\n"), ("B", "b world\n")])
+        );
+        assert_eq!(
+            b.stages[0].steps[1].text,
+            "COPY --chmod=0755 <<EOF /hello.sh"
+        );
+    }
+
+    #[test]
+    fn heredoc_source_errors() {
+        assert_eq!(
+            eval_err("FROM scratch\nCOPY a <<EOF\nx\nEOF\n"),
+            "Dockerfile.test:2: COPY cannot accept a heredoc as a destination"
+        );
+        assert!(eval_err("FROM scratch\nCOPY <<EOF f /d/\nx\nEOF\n")
+            .starts_with("Dockerfile.test:2: COPY of a heredoc together with other sources"));
+        assert!(
+            eval_err("FROM scratch AS s\nFROM scratch\nCOPY --from=s <<EOF /d\nx\nEOF\n")
+                .contains("together with other sources, --from or --closure is not supported")
+        );
+        assert_eq!(
+            eval_err("FROM scratch\nCOPY <<a/b /d/\nx\na/b\n"),
+            "Dockerfile.test:2: heredoc name \"a/b\" cannot be used as a file name"
+        );
+        // Refused only where built.
+        let b = eval("FROM scratch AS s\nCOPY <<EOF f /d/\nx\nEOF\nFROM scratch\n");
+        assert!(!b.stages[0].reachable);
     }
 
     #[test]
