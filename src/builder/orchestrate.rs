@@ -863,7 +863,8 @@ fn step_sources(kind: &StepKind) -> Vec<&CopyFrom> {
             .mounts
             .iter()
             .filter_map(|m| match m {
-                stages::RunMount::Bind { from: Some(f), .. } => Some(f),
+                stages::RunMount::Bind { from: Some(f), .. }
+                | stages::RunMount::Cache { from: Some(f), .. } => Some(f),
                 _ => None,
             })
             .collect(),

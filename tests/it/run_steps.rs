@@ -263,14 +263,11 @@ fn a_fresh_runner_downloads_no_base_runs_nothing_uploads_nothing_and_gets_the_sa
     layers.extend(layer_digests(&tag));
     assert_eq!(layer_gets(&log, &layers), 0, "no layer downloaded: {log:?}");
     assert_eq!(blob_uploads(&log), 0, "nothing uploaded: {log:?}");
-    assert!(
-        !fresh_cache
-            .path()
-            .join("lowers/sha256")
-            .read_dir()
-            .is_ok_and(|mut d| d.next().is_some()),
-        "no base layer unpacked"
-    );
+    for ns in ["trusted", "user"] {
+        let unpacked = fresh_cache.path().join("lowers").join(ns).join("sha256");
+        let any = unpacked.read_dir().is_ok_and(|mut d| d.next().is_some());
+        assert!(!any, "no base layer unpacked");
+    }
 
     // A changed input re-executes only what depends on it.
     let changed = [("a.txt", "other\n")];
@@ -634,32 +631,46 @@ fn secrets_reach_the_step_on_a_tmpfs_and_nothing_else() {
     std::fs::write(&file, secret).unwrap();
     let df = format!(
         "FROM {host}/base/busybox:1\n\
-         RUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = {secret} \\\n \
-           && stat -c %a /run/secrets/tok > /secret-mode && stat -f -c %T /run/secrets/tok > /secret-fs \\\n \
-           && echo ok > /used-secret\n\
-         RUN --mount=type=secret,id=tok,target=/etc/app/key,required=true cat /etc/app/key > /dev/null && echo $API > /api-seen\n"
+         RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /secret-sum \\\n \
+           && stat -c %a /run/secrets/tok > /secret-mode && stat -f -c %T /run/secrets/tok > /secret-fs\n\
+         RUN --mount=type=secret,id=api,env=API,required=true --mount=type=secret,id=tok,target=/etc/app/key \\\n \
+           wc -c < /etc/app/key > /key-len && echo ${{#API}} > /api-len\n"
     );
     let tag = format!("{host}/apps/secret:1");
     let src = format!("id=tok,src={}", file.display());
-    let out = ok(push_dockerfile(
+    let api = "api-token-also-never-stored";
+    let ctx = context_with(&[("Dockerfile", &df)]);
+    let out = ok(regbuild(&[
+        "push",
+        "--json",
+        "-v",
+        "--secret",
+        &src,
+        "--secret",
+        "id=api,env=REGBUILD_TEST_API",
+        "-t",
         &tag,
-        &df,
-        &[],
-        &["--json", "--secret", &src, "-v"],
-        None,
-    ));
+        &ctx.path().display().to_string(),
+    ])
+    .env("REGBUILD_TEST_API", api)
+    .output()
+    .unwrap());
     for text in [stdout(&out), stderr(&out)] {
         assert!(
-            !text.contains(secret),
-            "the secret leaked into the output: {text}"
+            !text.contains(secret) && !text.contains(api),
+            "a secret leaked into the output: {text}"
         );
     }
     let (_d, bundle) = pull_and_unpack(&tag, &[]);
     let rootfs = bundle.join("rootfs");
+    use sha2::Digest as _;
     assert_eq!(
-        std::fs::read_to_string(rootfs.join("used-secret")).unwrap(),
-        "ok\n"
+        std::fs::read_to_string(rootfs.join("secret-sum")).unwrap(),
+        format!("{}\n", hex::encode(sha2::Sha256::digest(secret)))
     );
+    let read = |p: &str| std::fs::read_to_string(rootfs.join(p)).unwrap();
+    assert_eq!(read("key-len").trim(), secret.len().to_string());
+    assert_eq!(read("api-len").trim(), api.len().to_string());
     assert_eq!(
         std::fs::read_to_string(rootfs.join("secret-mode")).unwrap(),
         "400\n"
@@ -678,12 +689,18 @@ fn secrets_reach_the_step_on_a_tmpfs_and_nothing_else() {
             !contains(&blob, secret.as_bytes()),
             "the secret is in a blob"
         );
+        assert!(
+            !contains(&blob, api.as_bytes()),
+            "the env secret is in a blob"
+        );
     }
     // A required secret that is missing: a clear error with the line.
-    let out = push_dockerfile(&tag, &df, &[], &[], None);
+    let missing =
+        format!("FROM {host}/base/busybox:1\nRUN --mount=type=secret,id=gone,required=true true\n");
+    let out = push_dockerfile(&tag, &missing, &[], &[], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("Dockerfile:2: RUN --mount=type=secret,id=tok: no such secret"),
+        stderr(&out).contains("Dockerfile:2: RUN --mount=type=secret,id=gone: no such secret"),
         "{}",
         stderr(&out)
     );

@@ -376,6 +376,11 @@ pub async fn execute(
             from: Some(f),
             source,
             ..
+        }
+        | RunMount::Cache {
+            from: Some(f),
+            source,
+            ..
         } = m
         {
             let dir = materialize_from(ctx, f, source).await?;

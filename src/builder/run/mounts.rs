@@ -116,15 +116,23 @@ pub fn key_part(
         RunMount::Cache {
             id,
             target,
+            from,
+            source,
             sharing,
             readonly,
             mode,
             uid,
             gid,
-        } => format!(
-            "cache id={id} target={} sharing={sharing:?} ro={readonly} mode={mode:o} uid={uid} gid={gid}",
-            target_path(workdir, target)?.display()
-        ),
+        } => {
+            let seed = match from {
+                Some(f) => format!(" from={} source={source}", bind_identity(f)?),
+                None => String::new(),
+            };
+            format!(
+                "cache id={id} target={} sharing={sharing:?} ro={readonly} mode={mode:o} uid={uid} gid={gid}{seed}",
+                target_path(workdir, target)?.display()
+            )
+        }
         // The id, where it appears and how: never the value.
         RunMount::Secret {
             id,
@@ -293,6 +301,8 @@ pub fn prepare(
             RunMount::Cache {
                 id,
                 target,
+                from,
+                source,
                 sharing,
                 readonly,
                 mode,
@@ -303,7 +313,17 @@ pub fn prepare(
                 let name = format!("{:x}", Sha256::digest(id.as_bytes()));
                 let dir = inputs.cache_root.join("run-cache").join(&name[..32]);
                 if !dir.exists() {
-                    std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?;
+                    match from.as_ref().and_then(from_dirs) {
+                        // A new cache starts as a copy of `source` in that stage or image.
+                        Some(root) => {
+                            let rel = crate::builder::stage::join_in_image("/", source);
+                            let seed = root.join(rel.trim_start_matches('/'));
+                            std::fs::create_dir_all(inputs.cache_root.join("run-cache"))
+                                .map_err(|e| RunError::io(&dir, e))?;
+                            copy_tree(&seed, &dir)?;
+                        }
+                        None => std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?,
+                    }
                     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode))
                         .map_err(|e| RunError::io(&dir, e))?;
                     if inputs.privileged {
