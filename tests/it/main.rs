@@ -27,4 +27,5 @@ mod push_distribution;
 mod push_errors;
 mod push_features;
 mod repeat_push;
+mod run_debian;
 mod workspace;
