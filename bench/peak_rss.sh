@@ -15,7 +15,7 @@ mkdir -p "$work/ctx"
 # Incompressible: the layer's compressed size is about its size.
 head -c "$((size_mib * 1024 * 1024))" /dev/urandom > "$work/ctx/big.bin"
 printf 'FROM scratch\nCOPY big.bin /big.bin\nUSER 1\n' > "$work/ctx/Dockerfile"
-/usr/bin/time -v target/release/regbuild push --no-progress -t "127.0.0.1:$port/bench/big:1" "$work/ctx" \
+/usr/bin/time -v "${CARGO_TARGET_DIR:-target}/release/regbuild" push --no-progress -t "127.0.0.1:$port/bench/big:1" "$work/ctx" \
   2> "$work/time.txt" > "$work/out.txt"
 rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/time.txt")
 wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$work/time.txt")

@@ -4,7 +4,7 @@
 #   bench/run.sh [RUNS]        RUNS: runs of each measurement, medians are reported (default 3)
 #
 # One machine, one registry (the CNCF distribution registry, `docker-registry`, on a free
-# loopback port), one run:
+# loopback port), one run of each selected section (BENCH_SECTIONS, below). Section `push`:
 #   1. cold push: ~300 MB base already in another repository of the registry, ~140 MB context
 #      in one COPY: regbuild vs `buildah bud` + `buildah push` (vfs, chroot, empty storage)
 #      vs the floor `tar | pigz -p2 | sha256sum` of the same context;
@@ -17,8 +17,17 @@
 #      --layering=auto beside the default.
 # Prints a markdown table (medians, ratios, PASS/FAIL against the targets) and rewrites the
 # "Latest run" section of BENCHMARKS.md with it and the machine's description.
+# Section `run` (after `push`): a Dockerfile with RUN steps (apt-get install gcc, a RUN that
+# writes 1000 files, COPYs, a RUN that compiles) over a Debian base debootstrapped from this
+# machine's apt mirror (scripts/debian-base.sh, cached), regbuild vs `buildah bud --layers`
+# + `buildah push` (overlay storage, chroot isolation): cold, fresh runner (regbuild: empty
+# cache, the image already in the registry), warm (one source file changed); wall times,
+# regbuild's bytes uploaded and peak RSS, blob upload PUTs. It rewrites the "Latest run: RUN
+# steps" section of BENCHMARKS.md; a regbuild that cannot build the Dockerfile is reported
+# there (and on stderr) instead of stopping the script.
 #
-# Environment: BENCH_NOTE=TEXT adds a note to the BENCHMARKS.md section (e.g. "provisional");
+# Environment: BENCH_SECTIONS="push run" (the default; either alone, space- or
+# comma-separated) selects the sections; BENCH_NOTE=TEXT adds a note to the BENCHMARKS.md section (e.g. "provisional");
 # BENCH_PORT=N puts the registry on port N (same digests across commits need the same port);
 # BENCH_NO_WRITE=1 leaves BENCHMARKS.md alone; BENCH_KEEP=1 keeps the work directory.
 # Needs root (apt-get, buildah's chroot isolation, a private mount namespace); Debian packages
@@ -32,6 +41,15 @@ if ! [[ $runs =~ ^[1-9][0-9]*$ ]]; then
   echo "usage: $0 [RUNS]   (RUNS >= 1, default 3)" >&2
   exit 2
 fi
+sections=" ${BENCH_SECTIONS:-push run} "
+sections=${sections//,/ }
+for s in $sections; do
+  if [[ $s != push && $s != run ]]; then
+    echo "BENCH_SECTIONS: unknown section '$s' (sections: push run)" >&2
+    exit 2
+  fi
+done
+want() { [[ $sections == *" $1 "* ]]; }
 script_t0=$(date +%s.%N)
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -46,6 +64,10 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v tc >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
+# Section run: scripts/debian-base.sh debootstraps its base (once; then it is cached).
+if want run; then
+  [[ -x /usr/sbin/debootstrap ]] || command -v debootstrap >/dev/null || need+=(debootstrap)
+fi
 if [[ ${#need[@]} -gt 0 ]]; then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -55,7 +77,7 @@ fi
 
 log "cargo build --release"
 cargo build --release --quiet --bin regbuild
-regbuild=$repo/target/release/regbuild
+regbuild=${CARGO_TARGET_DIR:-$repo/target}/release/regbuild
 
 # --- work directory, registry --------------------------------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/regbuild-bench.XXXXXX")
@@ -114,6 +136,387 @@ in_cache() {
     "$@"
   fi
 }
+
+# --- helpers -------------------------------------------------------------------------------
+results=$work/results.tsv
+: >"$results"
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
+
+# timed CMD...: runs CMD, sets ELAPSED (seconds, wall clock), returns CMD's status.
+timed() {
+  local t0 t1 rc=0
+  # Dirty pages of the previous step (registry blobs, layer files) are written out first, so
+  # that no step pays for the writeback of another.
+  sync
+  t0=$(date +%s.%N)
+  "$@" || rc=$?
+  t1=$(date +%s.%N)
+  ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  return "$rc"
+}
+
+json_bytes() {
+  python3 - "$1" <<'EOF'
+import json, sys
+text = open(sys.argv[1]).read().strip()
+try:
+    doc = json.loads(text)
+except ValueError:
+    doc = json.loads(text.splitlines()[-1])
+print(doc["bytes_uploaded"])
+EOF
+}
+
+# regbuild_push N CACHE NAME [REPO [ARGS...]]: one `regbuild push` to REPO:1 (default
+# bench/regbuild-N), recorded as NAME.
+regbuild_push() {
+  local n=$1 cache=$2 name=$3 out=$work/$3-$1 repo=${4:-bench/regbuild-$1}
+  shift 3
+  [[ $# -gt 0 ]] && shift
+  if ! REGBUILD_CACHE=$cache XDG_CACHE_HOME=$cache/xdg timed "$regbuild" push --no-progress \
+    --json "$@" -f "$dockerfile" -t "$reg/$repo:1" "$ctx" >"$out.json" 2>"$out.err"; then
+    cat "$out.err" >&2
+    echo "regbuild push failed ($name, run $n)" >&2
+    exit 1
+  fi
+  record "$name" "$n" "$ELAPSED"
+  record "$name.bytes" "$n" "$(json_bytes "$out.json")"
+  # The image's digest: the same inputs must give the same digest on every commit.
+  python3 -c 'import json,sys; print(sys.argv[1], json.load(open(sys.argv[2]))["digest"])' \
+    "$name" "$out.json" >>"$work/digests"
+}
+
+floor() { tar -C "$1" -cf - . | pigz -p2 -6 | sha256sum >/dev/null; }
+
+# buildah_build N NAME: `buildah bud` + `buildah push` to bench/buildah-N:1 with run N's
+# storage (empty at the first call: the base is pulled), recorded as NAME.
+buildah_ok=yes
+buildah_why=
+buildah_build() {
+  local n=$1 name=$2 out=$work/$2-$1
+  local b=(buildah --root "$work/buildah-$n/root" --runroot "$work/buildah-$n/runroot"
+    --storage-driver vfs)
+  [[ $buildah_ok == yes ]] || return 0
+  # shellcheck disable=SC2016
+  if timed in_cache "$work/bic-$n" bash -c '
+      b=("${@:3}")
+      "${b[@]}" bud --isolation chroot --tls-verify=false -t bench-img -f "$1" "$2" &&
+      "${b[@]}" push --tls-verify=false bench-img "docker://'"$reg"'/bench/buildah-'"$n"':1"
+    ' _ "$dockerfile" "$ctx" "${b[@]}" >"$out.log" 2>&1; then
+    record "$name" "$n" "$ELAPSED"
+  else
+    buildah_ok=no
+    buildah_why="$name failed: $(grep -v '^\s*$' "$out.log" | tail -n 3 | tr '\n' ' ')"
+    log "WARNING: buildah cannot run here, continuing without it: $buildah_why"
+  fi
+}
+
+log_lines() { wc -l <"$reg_log"; }
+# log_since LINE: the registry access-log lines written after line LINE.
+log_since() { tail -n "+$(($1 + 1))" "$reg_log"; }
+# count_puts LINE REPO: blob uploads completed in REPO (PUT .../blobs/uploads/... 201).
+count_puts() { log_since "$1" | grep -cE "\"PUT /v2/$2/blobs/uploads/[^\"]* HTTP/1\.1\" 201" || true; }
+count_mounts() { log_since "$1" | grep -cE "\"POST /v2/$2/blobs/uploads/\?[^\"]*mount=[^\"]* HTTP/1\.1\" 201" || true; }
+# bytes of blob GETs (downloads) answered 200
+get_bytes() {
+  log_since "$1" | awk '/"GET \/v2\/[^"]*\/blobs\/sha256[^"]* HTTP\/1\.1" 200 / {
+      for (i = 1; i <= NF; i++) if ($i == "200") { s += $(i + 1); break } }
+    END { printf "%d\n", s }'
+}
+
+# --- section `run`: RUN steps over a Debian base -------------------------------------------
+# run_section: the same Dockerfile with RUN steps built and pushed by regbuild and by buildah
+# (`buildah bud --layers --isolation chroot --storage-driver overlay` + `buildah push`), over
+# a Debian base debootstrapped from this machine's apt mirror (scripts/debian-base.sh, made
+# once and cached: REGBUILD_DEBIAN_CACHE), per run N: cold (empty regbuild cache, empty
+# buildah storage), fresh runner (regbuild with a new empty cache, the registry already has
+# the image: same tag and --cache-from it; buildah's equivalent is its cold build), warm (one
+# source file changed, local cache and storage kept). Prints its table and rewrites the
+# "Latest run: RUN steps" section of BENCHMARKS.md. A regbuild that cannot build the
+# Dockerfile (before RUN support: "RUN is not supported") is reported as such, in the table
+# and the notes, and buildah is still measured.
+run_results=$work/run-results.tsv
+run_record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$run_results"; }
+
+# rm_unmounted DIR: rm -rf DIR, unless something is mounted under it (buildah's overlay
+# mounts live in its own mount namespace, see in_cache; this is the fallback's guard).
+rm_unmounted() {
+  if grep -qF " $1/" /proc/mounts; then
+    log "WARNING: not removing $1: something is still mounted under it"
+  else
+    rm -rf "$1"
+  fi
+}
+
+# run_regbuild N CACHE NAME [ARGS...]: `regbuild push` of the RUN Dockerfile to
+# bench/run-regbuild-N:1 with REGBUILD_CACHE=CACHE, recorded as NAME: wall time, bytes
+# uploaded, blob upload PUTs, peak RSS (/usr/bin/time: the largest of regbuild and the
+# processes it waited for, RUN steps' included).
+run_regbuild_ok=yes
+run_regbuild_why=
+run_regbuild() {
+  local n=$1 cache=$2 name=$3 out=$work/$3-$1 before
+  shift 3
+  [[ $run_regbuild_ok == yes ]] || return 0
+  mkdir -p "$cache"
+  before=$(log_lines)
+  if REGBUILD_CACHE=$cache XDG_CACHE_HOME=$cache/xdg timed /usr/bin/time -f %M -o "$out.rss" \
+    "$regbuild" push --no-progress --json "$@" -f "$run_dockerfile" \
+    -t "$reg/bench/run-regbuild-$n:1" "$run_ctx" >"$out.json" 2>"$out.err"; then
+    run_record "$name" "$n" "$ELAPSED"
+    run_record "$name.bytes" "$n" "$(json_bytes "$out.json")"
+    run_record "$name.puts" "$n" "$(count_puts "$before" "bench/run-regbuild-$n")"
+    run_record "$name.rss_kb" "$n" "$(tail -n1 "$out.rss")"
+    log "run $n: $name ${ELAPSED} s"
+  else
+    run_regbuild_ok=no
+    run_regbuild_why="$name (run $n) failed after ${ELAPSED} s: $(grep -v '^\s*$' "$out.err" |
+      tail -n 3 | tr '\n' ' ')"
+    log "WARNING: regbuild cannot build the RUN Dockerfile; its measurements are left out:" \
+      "$run_regbuild_why"
+  fi
+}
+
+# run_buildah N NAME: `buildah bud` + `buildah push` of the RUN Dockerfile to
+# bench/run-buildah-N:1 with run N's overlay storage, recorded as NAME.
+run_buildah_ok=yes
+run_buildah_why=
+run_buildah() {
+  local n=$1 name=$2 out=$work/$2-$1 before
+  local b=(buildah --root "$work/run-buildah-$n/root" --runroot "$work/run-buildah-$n/runroot"
+    --storage-driver overlay)
+  [[ $run_buildah_ok == yes ]] || return 0
+  before=$(log_lines)
+  # shellcheck disable=SC2016
+  if timed in_cache "$work/bic-run-$n" bash -c '
+      b=("${@:3}")
+      "${b[@]}" bud --layers --isolation chroot --tls-verify=false -t run-img -f "$1" "$2" &&
+      "${b[@]}" push --tls-verify=false run-img "docker://'"$reg"'/bench/run-buildah-'"$n"':1"
+    ' _ "$run_dockerfile" "$run_ctx" "${b[@]}" >"$out.log" 2>&1; then
+    run_record "$name" "$n" "$ELAPSED"
+    run_record "$name.puts" "$n" "$(count_puts "$before" "bench/run-buildah-$n")"
+    log "run $n: $name ${ELAPSED} s"
+  else
+    run_buildah_ok=no
+    run_buildah_why="$name (run $n) failed: $(grep -v '^\s*$' "$out.log" | tail -n 3 | tr '\n' ' ')"
+    log "WARNING: buildah cannot build the RUN Dockerfile here: $run_buildah_why"
+  fi
+}
+
+run_section() {
+  local base n cache t0 t1
+  t0=$(date +%s.%N)
+  : >"$run_results"
+  log "section run: the Debian base (scripts/debian-base.sh: debootstraps once, then cached)"
+  base=$(scripts/debian-base.sh | tail -n1)
+  run_suite=$(sed -n 's/^SUITE=//p' "$base/base.env")
+  run_from=$reg/bench/debian:$run_suite
+  in_cache "$work/bic-run-setup" skopeo copy -q --dest-tls-verify=false \
+    "oci:$base/oci:base" "docker://$run_from"
+  log "base $run_from pushed ($(sed -n 's/^LAYER_BYTES=//p' "$base/base.env") bytes)"
+
+  # The context: a C program and 100 small data files (fixed contents, fixed mtimes).
+  run_ctx=$work/run-ctx
+  mkdir -p "$run_ctx/src" "$run_ctx/data"
+  cat >"$run_ctx/src/app.c" <<'EOF'
+#include <stdio.h>
+
+int main(void) {
+    printf("bench app\n");
+    return 0;
+}
+EOF
+  for n in $(seq 1 100); do seq "$n" >"$run_ctx/data/d$n.txt"; done
+  find "$run_ctx" -exec touch -h -d @1600000000 {} +
+  cp -p "$run_ctx/src/app.c" "$work/run-app.c.orig"
+  # Outside the context, as the push section's: the context does not depend on the port.
+  run_dockerfile=$work/run.Dockerfile
+  cat >"$run_dockerfile" <<EOF
+FROM $run_from
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+RUN mkdir -p /srv/data && for i in \$(seq 1 1000); do seq "\$i" > "/srv/data/\$i"; done
+COPY data/ /srv/input/
+COPY src/ /src/
+RUN gcc -O2 -o /usr/local/bin/app /src/app.c
+CMD ["app"]
+EOF
+
+  for n in $(seq 1 "$runs"); do
+    log "section run: run $n/$runs"
+    cache=$work/run-cache-$n
+    # 1. cold: nothing local (new regbuild cache, new buildah storage and blob-info cache)
+    run_regbuild "$n" "$cache" run.regbuild.cold
+    run_buildah "$n" run.buildah.cold
+    # 2. fresh runner: the registry has the image (the cold push's tag), the disk nothing
+    run_regbuild "$n" "$work/run-cache-fresh-$n" run.regbuild.fresh \
+      --cache-from "$reg/bench/run-regbuild-$n:1"
+    rm -rf "$work/run-cache-fresh-$n"
+    # 3. warm: one source file changed, local cache and storage kept
+    printf '/* warm rebuild: one changed line */\n' >>"$run_ctx/src/app.c"
+    run_regbuild "$n" "$cache" run.regbuild.warm
+    run_buildah "$n" run.buildah.warm
+    cp -p "$work/run-app.c.orig" "$run_ctx/src/app.c"
+    rm -rf "$cache" "$work/bic-run-$n"
+    rm_unmounted "$work/run-buildah-$n"
+  done
+  t1=$(date +%s.%N)
+
+  local cpu mem commit
+  commit=$(git -C "$repo" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+  if [[ $commit != unknown && -n $(git -C "$repo" --no-optional-locks status --porcelain -uno 2>/dev/null) ]]; then
+    commit="$commit (with uncommitted changes)"
+  fi
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+  mem=$(free -g | awk '/^Mem:/ { print $2 " GiB total, " $7 " GiB available" }')
+  BENCH_RUNS=$runs BENCH_COMMIT=$commit BENCH_CPU=$cpu BENCH_MEM=$mem BENCH_NPROC=$(nproc) \
+    BENCH_KERNEL=$(uname -r) BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') \
+    BENCH_TOTAL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", b - a }') \
+    BENCH_LOAD="$(cut -d' ' -f1-3 /proc/loadavg) at the end" \
+    BENCH_VERSIONS="regbuild $("$regbuild" --version 2>/dev/null | awk '{print $NF}'); buildah $(buildah --version | awk '{print $3}'); debootstrap $(dpkg-query -W -f '${Version}' debootstrap 2>/dev/null || echo '?')" \
+    BENCH_REGBUILD_OK=$run_regbuild_ok BENCH_REGBUILD_WHY=$run_regbuild_why \
+    BENCH_BUILDAH_OK=$run_buildah_ok BENCH_BUILDAH_WHY=$run_buildah_why \
+    BENCH_ISOLATE=$isolate BENCH_BASE_ENV=$base/base.env BENCH_DOCKERFILE=$run_dockerfile \
+    python3 - "$run_results" "$repo/BENCHMARKS.md" <<'EOF'
+import os, re, statistics, sys
+from collections import defaultdict
+
+E = os.environ
+vals = defaultdict(list)
+for line in open(sys.argv[1]):
+    k, n, v = line.rstrip("\n").split("\t")
+    vals[k].append(float(v))
+base = dict(l.rstrip("\n").split("=", 1) for l in open(E["BENCH_BASE_ENV"]) if "=" in l)
+
+
+def med(k):
+    return statistics.median(vals[k]) if vals.get(k) else None
+
+
+def s(x):
+    return "n/a" if x is None else "%.2f s" % x
+
+
+def mb(x):
+    return "n/a" if x is None else ("0 B" if x == 0 else "%.1f MB" % (x / 1e6))
+
+
+def r(a, b):
+    return "n/a" if a is None or b is None or b == 0 else "%.2f×" % (a / b)
+
+
+def cnt(k):
+    v = med(k)
+    return "n/a" if v is None else "%g" % v
+
+
+failed = E["BENCH_REGBUILD_OK"] != "yes"
+
+
+def reg(k):
+    if failed and med(k) is None:
+        return "FAILED (see note)"
+    rss = max(vals[k + ".rss_kb"]) / 1024 if vals.get(k + ".rss_kb") else None
+    return "%s, %s uploaded (%s blob PUTs), peak RSS %s" % (
+        s(med(k)), mb(med(k + ".bytes")), cnt(k + ".puts"),
+        "n/a" if rss is None else "%.0f MiB" % rss)
+
+
+def bud(k):
+    if E["BENCH_BUILDAH_OK"] != "yes" and med(k) is None:
+        return "FAILED (see note)"
+    return "%s (%s blob PUTs)" % (s(med(k)), cnt(k + ".puts"))
+
+
+bc, bw = med("run.buildah.cold"), med("run.buildah.warm")
+rows = [
+    ("R1. cold (empty cache, empty storage)", reg("run.regbuild.cold"), bud("run.buildah.cold"),
+     r(med("run.regbuild.cold"), bc)),
+    ("R2. fresh runner (empty cache, image in the registry)", reg("run.regbuild.fresh"),
+     "cold build: " + bud("run.buildah.cold"), r(med("run.regbuild.fresh"), bc)),
+    ("R3. warm (one source file changed)", reg("run.regbuild.warm"), bud("run.buildah.warm"),
+     r(med("run.regbuild.warm"), bw)),
+]
+hdr = ["measurement", "regbuild", "buildah bud + push", "ratio"]
+table = ["| " + " | ".join(hdr) + " |", "|" + "|".join("---" for _ in hdr) + "|"]
+table += ["| " + " | ".join(row) + " |" for row in rows]
+keys = [("run.regbuild.cold", "regbuild cold"), ("run.buildah.cold", "buildah cold"),
+        ("run.regbuild.fresh", "regbuild fresh runner"), ("run.regbuild.warm", "regbuild warm"),
+        ("run.buildah.warm", "buildah warm")]
+raw = ["| run | " + " | ".join(label for _, label in keys) + " |",
+       "|---|" + "|".join("---" for _ in keys) + "|"]
+for i in range(int(E["BENCH_RUNS"])):
+    cells = []
+    for k, _ in keys:
+        v = vals.get(k, [])
+        cells.append("%.2f" % v[i] if i < len(v) else "n/a")
+    raw.append("| %d | " % (i + 1) + " | ".join(cells) + " |")
+base_line = ("Base: `debootstrap --variant=minbase %s` from %s (%s), %s packages, one layer of %s "
+             "(%s unpacked), made by `scripts/debian-base.sh` in %s s (cached afterwards)."
+             % (base.get("SUITE"), base.get("MIRROR"), base.get("ARCH"), base.get("PACKAGES"),
+                mb(float(base.get("LAYER_BYTES", 0))), mb(float(base.get("ROOTFS_BYTES", 0))),
+                base.get("DEBOOTSTRAP_SECONDS")))
+dockerfile = open(E["BENCH_DOCKERFILE"]).read()
+notes = []
+if failed:
+    notes.append("regbuild could not build the Dockerfile: " + E["BENCH_REGBUILD_WHY"])
+if E["BENCH_BUILDAH_OK"] != "yes":
+    notes.append("buildah could not build the Dockerfile: " + E["BENCH_BUILDAH_WHY"])
+if E["BENCH_ISOLATE"] != "yes":
+    notes.append("no private mount namespace: buildah used the machine's blob-info cache.")
+
+print("\n".join(table))
+print()
+print("Per run (seconds):")
+print("\n".join(raw))
+print()
+print(base_line)
+for n in notes:
+    print("NOTE: " + n)
+print("section run took %s s" % E["BENCH_TOTAL"])
+
+if E.get("BENCH_NO_WRITE"):
+    sys.exit(0)
+section = ["## Latest run: RUN steps", ""]
+if E.get("BENCH_NOTE"):
+    section += ["**%s**" % E["BENCH_NOTE"], ""]
+section += [
+    "`BENCH_SECTIONS=run bench/run.sh %s` (section `run`) on %s, regbuild commit %s; medians of "
+    "%s run(s), peak RSS the maximum." % (E["BENCH_RUNS"], E["BENCH_DATE"], E["BENCH_COMMIT"],
+                                          E["BENCH_RUNS"]),
+    "",
+    "Machine: %s cores (`nproc`), %s (`free -g`), %s, kernel %s; load average %s."
+    % (E["BENCH_NPROC"], E["BENCH_MEM"], E["BENCH_CPU"], E["BENCH_KERNEL"], E["BENCH_LOAD"]),
+    "Tools: %s. The section took %s s." % (E["BENCH_VERSIONS"], E["BENCH_TOTAL"]),
+    "",
+    base_line,
+    "",
+    "```dockerfile",
+    dockerfile.rstrip("\n"),
+    "```",
+    "",
+] + table + ["", "Per run (seconds):", ""] + raw + [""]
+for n in notes:
+    section += ["Note: " + n, ""]
+block = "<!-- latest-run-run:begin (written by bench/run.sh, section run) -->\n" + \
+    "\n".join(section) + "<!-- latest-run-run:end -->\n"
+path = sys.argv[2]
+try:
+    doc = open(path).read()
+except FileNotFoundError:
+    doc = "# Benchmarks\n\nSee `bench/run.sh`.\n\n"
+pat = re.compile(r"<!-- latest-run-run:begin.*?<!-- latest-run-run:end -->\n?", re.S)
+doc = pat.sub(lambda _: block, doc) if pat.search(doc) else doc.rstrip("\n") + "\n\n" + block
+open(path, "w").write(doc)
+print("wrote the Latest run: RUN steps section of %s" % path)
+EOF
+}
+
+# --- section `push`: measurements 1 to 6 (data, runs, report); then section `run` --------
+if ! want push; then
+  run_section
+  exit 0
+fi
 
 # --- data ----------------------------------------------------------------------------------
 cat >"$work/gen.py" <<'EOF'
@@ -212,93 +615,6 @@ changed=$ctx/src/pkg00/mod0/file_0000.txt # the file the warm rebuild changes
 cp -p "$changed" "$work/changed.orig"
 ctx_bytes=$(du -sb "$ctx" | cut -f1)
 ctx_files=$(find "$ctx" -type f | wc -l)
-
-# --- helpers -------------------------------------------------------------------------------
-results=$work/results.tsv
-: >"$results"
-record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
-
-# timed CMD...: runs CMD, sets ELAPSED (seconds, wall clock), returns CMD's status.
-timed() {
-  local t0 t1 rc=0
-  # Dirty pages of the previous step (registry blobs, layer files) are written out first, so
-  # that no step pays for the writeback of another.
-  sync
-  t0=$(date +%s.%N)
-  "$@" || rc=$?
-  t1=$(date +%s.%N)
-  ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-  return "$rc"
-}
-
-json_bytes() {
-  python3 - "$1" <<'EOF'
-import json, sys
-text = open(sys.argv[1]).read().strip()
-try:
-    doc = json.loads(text)
-except ValueError:
-    doc = json.loads(text.splitlines()[-1])
-print(doc["bytes_uploaded"])
-EOF
-}
-
-# regbuild_push N CACHE NAME [REPO [ARGS...]]: one `regbuild push` to REPO:1 (default
-# bench/regbuild-N), recorded as NAME.
-regbuild_push() {
-  local n=$1 cache=$2 name=$3 out=$work/$3-$1 repo=${4:-bench/regbuild-$1}
-  shift 3
-  [[ $# -gt 0 ]] && shift
-  if ! REGBUILD_CACHE=$cache XDG_CACHE_HOME=$cache/xdg timed "$regbuild" push --no-progress \
-    --json "$@" -f "$dockerfile" -t "$reg/$repo:1" "$ctx" >"$out.json" 2>"$out.err"; then
-    cat "$out.err" >&2
-    echo "regbuild push failed ($name, run $n)" >&2
-    exit 1
-  fi
-  record "$name" "$n" "$ELAPSED"
-  record "$name.bytes" "$n" "$(json_bytes "$out.json")"
-  # The image's digest: the same inputs must give the same digest on every commit.
-  python3 -c 'import json,sys; print(sys.argv[1], json.load(open(sys.argv[2]))["digest"])' \
-    "$name" "$out.json" >>"$work/digests"
-}
-
-floor() { tar -C "$1" -cf - . | pigz -p2 -6 | sha256sum >/dev/null; }
-
-# buildah_build N NAME: `buildah bud` + `buildah push` to bench/buildah-N:1 with run N's
-# storage (empty at the first call: the base is pulled), recorded as NAME.
-buildah_ok=yes
-buildah_why=
-buildah_build() {
-  local n=$1 name=$2 out=$work/$2-$1
-  local b=(buildah --root "$work/buildah-$n/root" --runroot "$work/buildah-$n/runroot"
-    --storage-driver vfs)
-  [[ $buildah_ok == yes ]] || return 0
-  # shellcheck disable=SC2016
-  if timed in_cache "$work/bic-$n" bash -c '
-      b=("${@:3}")
-      "${b[@]}" bud --isolation chroot --tls-verify=false -t bench-img -f "$1" "$2" &&
-      "${b[@]}" push --tls-verify=false bench-img "docker://'"$reg"'/bench/buildah-'"$n"':1"
-    ' _ "$dockerfile" "$ctx" "${b[@]}" >"$out.log" 2>&1; then
-    record "$name" "$n" "$ELAPSED"
-  else
-    buildah_ok=no
-    buildah_why="$name failed: $(grep -v '^\s*$' "$out.log" | tail -n 3 | tr '\n' ' ')"
-    log "WARNING: buildah cannot run here, continuing without it: $buildah_why"
-  fi
-}
-
-log_lines() { wc -l <"$reg_log"; }
-# log_since LINE: the registry access-log lines written after line LINE.
-log_since() { tail -n "+$(($1 + 1))" "$reg_log"; }
-# count_puts LINE REPO: blob uploads completed in REPO (PUT .../blobs/uploads/... 201).
-count_puts() { log_since "$1" | grep -cE "\"PUT /v2/$2/blobs/uploads/[^\"]* HTTP/1\.1\" 201" || true; }
-count_mounts() { log_since "$1" | grep -cE "\"POST /v2/$2/blobs/uploads/\?[^\"]*mount=[^\"]* HTTP/1\.1\" 201" || true; }
-# bytes of blob GETs (downloads) answered 200
-get_bytes() {
-  log_since "$1" | awk '/"GET \/v2\/[^"]*\/blobs\/sha256[^"]* HTTP\/1\.1" 200 / {
-      for (i = 1; i <= NF; i++) if ($i == "200") { s += $(i + 1); break } }
-    END { printf "%d\n", s }'
-}
 
 # --- the runs ------------------------------------------------------------------------------
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -588,3 +904,7 @@ doc = pat.sub(lambda _: block, doc) if pat.search(doc) else doc.rstrip("\n") + "
 open(path, "w").write(doc)
 print("wrote the Latest run section of %s" % path)
 EOF
+
+if want run; then
+  run_section
+fi

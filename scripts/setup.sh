@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests, the demo and the benchmarks drive but cargo cannot fetch: the CNCF
 # distribution registry, skopeo and umoci (to make and check images), htpasswd (the
-# authenticated registry instance), curl, and a C compiler that links statically (the test
-# fixture program). Debian packages, installed only when missing; needs root (or sudo) when
+# authenticated registry instance), curl, a C compiler that links statically (the test
+# fixture program), and debootstrap (the Debian base of the RUN end-to-end test,
+# scripts/debian-base.sh). Debian packages, installed only when missing; needs root (or sudo) when
 # something is missing.
 #
 #   scripts/setup.sh            check and install
@@ -16,6 +17,8 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(gcc)
+# /usr/sbin is not on every user's PATH.
+[ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || need+=(debootstrap)
 # The sandbox tests: a busybox root filesystem, and newuidmap/newgidmap for rootless runs.
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v newuidmap >/dev/null || need+=(uidmap)

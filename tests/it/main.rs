@@ -28,5 +28,6 @@ mod push_distribution;
 mod push_errors;
 mod push_features;
 mod repeat_push;
+mod run_debian;
 mod run_steps;
 mod workspace;

@@ -1,0 +1,254 @@
+//! `RUN` end to end on a real distribution: a Debian base made by `debootstrap
+//! --variant=minbase` from this machine's apt mirror (`scripts/debian-base.sh`, made once and
+//! cached under the target directory), pushed by skopeo to the real distribution registry;
+//! regbuild builds Dockerfiles whose `RUN` steps `apt-get install` from that mirror and
+//! compile with gcc, and pushes them; each image is pulled back with skopeo, unpacked with
+//! umoci and run under chroot.
+//!
+//! Needs root (debootstrap, chroot; CI runs as root) and the machine's apt mirror; skipped,
+//! with the reason printed, when not root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::common::*;
+use serde_json::Value;
+
+/// What `scripts/debian-base.sh` made: an OCI layout (tag `base`) and its `base.env`.
+struct DebianBase {
+    dir: PathBuf,
+    suite: String,
+    manifest_digest: String,
+    layer_digest: String,
+}
+
+/// The base, made (or found in its cache) once per test process.
+fn debian_base() -> &'static DebianBase {
+    static BASE: OnceLock<DebianBase> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let out = run(&mut Command::new(repo_root().join("scripts/debian-base.sh")));
+        // The script's own lines (cache reuse, or the debootstrap time): shown with the test.
+        eprint!("{}", stderr(&out));
+        let text = stdout(&out);
+        let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
+        let env = std::fs::read_to_string(dir.join("base.env"))
+            .unwrap_or_else(|e| panic!("{}/base.env: {e} (script output: {text})", dir.display()));
+        let get = |key: &str| -> String {
+            env.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("no {key} in base.env:\n{env}"))
+                .to_string()
+        };
+        DebianBase {
+            suite: get("SUITE"),
+            manifest_digest: get("MANIFEST_DIGEST"),
+            layer_digest: get("LAYER_DIGEST"),
+            dir,
+        }
+    })
+}
+
+/// The effective uid is 0 (from /proc: no extra dependency for one number).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!(
+        "skipping {test}: needs root (debootstrap makes the Debian base, chroot runs the images)"
+    );
+    true
+}
+
+/// Pushes the Debian base to `host/library/debian:SUITE` (skopeo, from the OCI layout) and
+/// returns that reference.
+fn push_base(host: &str, base: &DebianBase) -> String {
+    let reference = format!("{host}/library/debian:{}", base.suite);
+    skopeo_copy(
+        &format!("oci:{}:base", base.dir.join("oci").display()),
+        &format!("docker://{reference}"),
+        &[],
+    );
+    // The layout's manifest, byte for byte.
+    assert_eq!(skopeo_digest(&reference, &[]), base.manifest_digest);
+    reference
+}
+
+/// `regbuild push --json -t TAG CTX`; a failure names what failed (before RUN support lands,
+/// this is where these tests stop: "RUN is not supported").
+fn push(ctx: &Path, tag: &str) -> Value {
+    let out = regbuild(&["push", "--json", "-t", tag, ctx.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "regbuild push of a Dockerfile with RUN steps failed ({}):\n{}\n{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)))
+}
+
+/// The manifest of `reference` as the registry has it.
+fn manifest(reference: &str) -> Value {
+    let out = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `argv` under chroot in `rootfs` with only PATH set; its stdout.
+fn chroot(rootfs: &Path, argv: &[&str]) -> String {
+    let out = run(Command::new("/usr/sbin/chroot")
+        .arg(rootfs)
+        .args(argv)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin"));
+    stdout(&out)
+}
+
+const HELLO_C: &str = r#"#include <stdio.h>
+
+int main(void) {
+    printf("hello from a static program that RUN gcc built: %d\n", 6 * 7);
+    return 0;
+}
+"#;
+
+#[test]
+fn run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch() {
+    if skip_unless_root("run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch")
+    {
+        return;
+    }
+    let base = debian_base();
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let from = push_base(&host, base);
+    let dockerfile = format!(
+        "FROM {from} AS build\n\
+         ARG DEBIAN_FRONTEND=noninteractive\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev\n\
+         COPY hello.c /src/\n\
+         RUN gcc -static -O2 -o /hello /src/hello.c\n\
+         \n\
+         FROM scratch\n\
+         COPY --from=build /hello /hello\n\
+         ENTRYPOINT [\"/hello\"]\n"
+    );
+    let ctx = context_with(&[("Dockerfile", &dockerfile), ("hello.c", HELLO_C)]);
+    let tag = format!("{host}/apps/hello-static:1");
+    let report = push(ctx.path(), &tag);
+    let digest = report["digest"].as_str().unwrap().to_string();
+    assert_eq!(skopeo_digest(&tag, &[]), digest);
+
+    // Only the final stage is the image: one layer (the COPY --from), no Debian in it.
+    let config = skopeo_config(&tag);
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/hello"]));
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        1,
+        "{config}"
+    );
+    assert_eq!(
+        manifest(&tag)["layers"].as_array().unwrap().len(),
+        1,
+        "no layer of the build stage is in the image"
+    );
+
+    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    let names: Vec<String> = std::fs::read_dir(&rootfs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["hello"], "the image holds the program alone");
+    let elf = std::fs::read(rootfs.join("hello")).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF", "gcc's output");
+    // Nothing else is in the image (no dynamic loader, no libc): it runs because it is static.
+    let text = chroot(&rootfs, &["/hello"]);
+    assert_eq!(
+        text,
+        "hello from a static program that RUN gcc built: 42\n"
+    );
+}
+
+#[test]
+fn run_apt_get_install_adds_a_package_whose_program_runs() {
+    if skip_unless_root("run_apt_get_install_adds_a_package_whose_program_runs") {
+        return;
+    }
+    let base = debian_base();
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let from = push_base(&host, base);
+    let dockerfile = format!(
+        "FROM {from}\n\
+         ARG DEBIAN_FRONTEND=noninteractive\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends hello \
+         && rm -rf /var/lib/apt/lists/*\n\
+         CMD [\"hello\"]\n"
+    );
+    let ctx = context_with(&[("Dockerfile", &dockerfile)]);
+    let tag = format!("{host}/apps/debian-hello:1");
+    let report = push(ctx.path(), &tag);
+    let digest = report["digest"].as_str().unwrap().to_string();
+    assert_eq!(skopeo_digest(&tag, &[]), digest);
+
+    // The base's layer as it is (never re-packed), then the RUN's layer.
+    let m = manifest(&tag);
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{m}");
+    assert_eq!(layers[0]["digest"], base.layer_digest.as_str());
+    let config = skopeo_config(&tag);
+    let c = &config["config"];
+    assert_eq!(c["Cmd"], serde_json::json!(["hello"]));
+    // A build ARG is in the RUN's environment, never in the image's.
+    let env = c["Env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|v| v.as_str().unwrap_or_default().starts_with("PATH=")),
+        "{c}"
+    );
+    assert!(
+        !env.iter().any(|v| v
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("DEBIAN_FRONTEND")),
+        "{c}"
+    );
+
+    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(chroot(&rootfs, &["hello"]), "Hello, world!\n");
+    assert_eq!(
+        chroot(&rootfs, &["hello", "-g", "built by regbuild RUN"]),
+        "built by regbuild RUN\n"
+    );
+    assert_eq!(
+        chroot(&rootfs, &["dpkg-query", "-W", "-f", "${Status}", "hello"]),
+        "install ok installed"
+    );
+    // What the RUN deleted is gone from the image (whiteouts), what it wrote stayed.
+    let lists: Vec<_> = std::fs::read_dir(rootfs.join("var/lib/apt/lists"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(lists.is_empty(), "apt lists left in the image: {lists:?}");
+}
