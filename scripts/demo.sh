@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: start testregistry on loopback, build Dockerfile.test with
-# `regbuild push` (no daemon, no RUN), push it again (nothing uploaded), promote it to another
-# repository (mounts only), and show what the registry holds. Needs cargo; a C compiler that
+# `regbuild push` (no daemon; its RUN step runs in regbuild's sandbox, rootless when the
+# demo is not run as root), push it again (nothing uploaded, nothing run), promote it to
+# another repository (mounts only), and show what the registry holds. Needs cargo; a C compiler that
 # links statically and curl are installed by scripts/setup.sh when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,7 @@ echo "== testregistry on $host"
 mkdir -p "$work/ctx/config"
 cc -static -O2 -o "$work/ctx/hello" tests/fixtures/hello/hello.c
 cp tests/fixtures/hello/config/hello.conf "$work/ctx/config/"
+cp /bin/busybox "$work/ctx/busybox" # the RUN stage's shell (Debian's busybox-static)
 
 echo "== regbuild push (first time: layers are uploaded)"
 time "$bin/regbuild" push -f Dockerfile.test -t "$host/demo/hello:1.0" "$work/ctx"

@@ -775,6 +775,12 @@ fn referenced(
             source,
         })?;
     let df = dockerfile::parse(&text, &req.dockerfile)?;
+    if let Some(syntax) = &df.syntax {
+        tracing::info!(
+            file = %req.dockerfile.display(),
+            "# syntax={syntax} is accepted and not followed: regbuild is its own Dockerfile frontend"
+        );
+    }
     let args = BuildArgs {
         values: req.build_args.clone(),
         target: req.target.clone(),

@@ -83,6 +83,12 @@ fn dockerfile_test_builds_pushes_and_runs_under_chroot() {
     assert!(text.contains("hello from regbuild"), "{text}");
     assert!(text.contains("mode = \"production\""), "{text}");
     assert!(text.contains("uid=65534"), "{text}");
+    // Written by the RUN step of the builder stage, copied into the image.
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/hello/BUILD-INFO")).unwrap(),
+        "regbuild-hello 1.0.0, written by a RUN step\n"
+    );
+    assert!(!rootfs.join("bin/busybox").exists(), "the builder's shell stays in its stage");
 }
 
 #[test]

@@ -787,3 +787,78 @@ fn bind_mounts_are_read_only_and_network_none_is_isolated() {
         "mount targets are not in layers"
     );
 }
+
+/// A static program that gives a file `security.capability` (cap_net_raw, effective), as
+/// `setcap cap_net_raw+ep FILE` would: busybox has no setcap.
+const SETCAP_C: &str = r#"
+#include <sys/xattr.h>
+int main(int argc, char **argv) {
+    /* struct vfs_cap_data, revision 2: magic|effective, then permitted/inheritable x2 */
+    unsigned char cap[20] = {0x01, 0, 0, 0x02, 0x00, 0x20, 0, 0};
+    return argc == 2 && setxattr(argv[1], "security.capability", cap, sizeof cap, 0) == 0 ? 0 : 1;
+}
+"#;
+
+#[test]
+fn run_layers_keep_devices_and_capabilities_strip_setuid_and_never_see_credentials() {
+    if !is_root() {
+        eprintln!("skipped: needs root (device nodes, security.capability)");
+        return;
+    }
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let ctx = context_with(&[("setcap.c", SETCAP_C)]);
+    run(Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(ctx.path().join("setcap"))
+        .arg(ctx.path().join("setcap.c")));
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         COPY setcap /usr/local/bin/setcap\n\
+         RUN cp /bin/busybox /ping && setcap /ping && mkdir /devs && mknod /devs/null c 1 3 \\\n \
+           && cp /bin/busybox /su && chmod 4755 /su && env > /env.txt\n"
+    );
+    std::fs::write(ctx.path().join("Dockerfile"), &df).unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        r#"{"auths":{"registry.example":{"auth":"dXNlcjpzZWNyZXQtY3JlZGVudGlhbA=="}}}"#,
+    )
+    .unwrap();
+    let tag = format!("{host}/apps/devices:1");
+    let out = ok(regbuild(&["push", "-t", &tag, &ctx.path().display().to_string()])
+        .env("DOCKER_CONFIG", docker.path())
+        .env("REGBUILD_TEST_TOKEN", "tok-never-visible")
+        .output()
+        .unwrap());
+    assert!(
+        stderr(&out).contains("stripped setuid/setgid bits from /su"),
+        "{}",
+        stderr(&out)
+    );
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert_eq!(std::fs::metadata(rootfs.join("su")).unwrap().mode() & 0o7777, 0o755);
+    let dev = std::fs::symlink_metadata(rootfs.join("devs/null")).unwrap();
+    assert!(dev.file_type().is_char_device(), "device node kept");
+    assert_eq!(dev.rdev(), libc_makedev(1, 3));
+    let layers = image_blobs(&tag);
+    assert!(
+        layers
+            .iter()
+            .any(|b| contains(b, b"SCHILY.xattr.security.capability")),
+        "security.capability kept in the layer"
+    );
+    let env = std::fs::read_to_string(rootfs.join("env.txt")).unwrap();
+    assert!(env.contains("PATH="), "{env}");
+    for leaked in ["DOCKER_CONFIG", "tok-never-visible", "REGBUILD_TEST_TOKEN", "REGBUILD_CACHE"] {
+        assert!(!env.contains(leaked), "the step saw {leaked}: {env}");
+    }
+}
+
+/// Linux's `makedev` for the small numbers used here.
+fn libc_makedev(major: u64, minor: u64) -> u64 {
+    (major << 8) | minor
+}

@@ -46,6 +46,9 @@ pub struct Dockerfile {
     pub escape: char,
     /// The instructions, in file order.
     pub instructions: Vec<Instruction>,
+    /// The `# syntax=` directive's value: accepted and not followed (regbuild is its own
+    /// frontend; the caller says so).
+    pub syntax: Option<String>,
 }
 
 /// One instruction, continuation lines joined.
@@ -141,6 +144,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Dockerfile, DockerfileError> {
         path: path.to_path_buf(),
         escape: parser.escape,
         instructions: parser.instructions,
+        syntax: parser.directives.syntax,
     })
 }
 
@@ -238,6 +242,7 @@ impl<'a, 't> Parser<'a, 't> {
 struct Directives {
     done: bool,
     seen: BTreeSet<String>,
+    syntax: Option<String>,
 }
 
 impl Directives {
@@ -265,6 +270,9 @@ impl Directives {
         }
         if !self.seen.insert(key.clone()) {
             return Err(loc.syntax(format!("only one {key} parser directive can be used")));
+        }
+        if key == "syntax" {
+            self.syntax = Some(value.to_string());
         }
         if key == "escape" {
             *escape = match value {
@@ -874,8 +882,10 @@ mod tests {
     fn directives_only_at_top() {
         let df = p("# syntax=docker/dockerfile:1\n# check=skip=all\n#escape = `\nFROM x\n");
         assert_eq!(df.escape, '`');
+        assert_eq!(df.syntax.as_deref(), Some("docker/dockerfile:1"));
         let df = p("# hello\n# escape=`\nFROM x\n");
         assert_eq!(df.escape, '\\');
+        assert_eq!(df.syntax, None);
         let df = p("\n# escape=`\nFROM x\n");
         assert_eq!(df.escape, '\\');
         let df = p("FROM x\n# escape=`\nCOPY a \\\n b\n");

@@ -319,6 +319,8 @@ pub fn hello_context() -> tempfile::TempDir {
         .arg(dir.path().join("hello"))
         .arg(fixtures.join("hello.c")));
     std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    // The RUN stage's only program (scripts/setup.sh installs busybox-static).
+    std::fs::copy("/bin/busybox", dir.path().join("busybox")).unwrap();
     std::fs::copy(
         fixtures.join("config/hello.conf"),
         dir.path().join("config/hello.conf"),
