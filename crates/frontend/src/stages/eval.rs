@@ -135,7 +135,10 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Vec<Cmd>, DockerfileError> {
         let mut out = Vec::new();
         for cmd in parent {
-            let CmdKind::Ready(StepKind::OnBuild(expr)) = &cmd.kind else {
+            let CmdKind::Ready(ready) = &cmd.kind else {
+                continue;
+            };
+            let StepKind::OnBuild(expr) = &**ready else {
                 continue;
             };
             let loc = self.loc(cmd.line);
@@ -254,7 +257,7 @@ impl<'a> Evaluator<'a> {
         state: &mut StageState,
     ) -> Result<StepKind, DockerfileError> {
         match &cmd.kind {
-            CmdKind::Ready(kind) => Ok(kind.clone()),
+            CmdKind::Ready(kind) => Ok((**kind).clone()),
             CmdKind::Unsupported(e) => Err((**e).clone()),
             CmdKind::Expand(pending) => pending.expand(&mut self.scope, state, cmd.line),
         }

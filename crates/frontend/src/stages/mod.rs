@@ -37,7 +37,7 @@
 //! value syntaxes), `suggest` (did-you-mean).
 //!
 //! Where to add an instruction: write `instructions/<family>.rs` with a parser that checks
-//! flags and arguments and returns `CmdKind::Ready(step)`, or, if variables are substituted,
+//! flags and arguments and returns `CmdKind::ready(step)`, or, if variables are substituted,
 //! a type implementing `instructions::cmd::Expand`; in `instructions/mod.rs` add `mod <family>;`
 //! and one `("KEYWORD", parser)` line to `INSTRUCTIONS`; add a [`StepKind`] variant in `model`
 //! if the step is new (and teach `regbuild::builder` to apply it).

@@ -49,8 +49,8 @@ impl Cmd {
 
 /// What a parsed instruction becomes once its stage is evaluated.
 pub(in crate::stages) enum CmdKind {
-    /// The step itself: nothing to substitute.
-    Ready(StepKind),
+    /// The step itself: nothing to substitute (boxed: a step is large, most commands expand).
+    Ready(Box<StepKind>),
     /// A feature regbuild lacks: an error only if the stage is built (unused stages are
     /// parsed, not evaluated, as BuildKit does).
     Unsupported(Box<DockerfileError>),
@@ -59,6 +59,11 @@ pub(in crate::stages) enum CmdKind {
 }
 
 impl CmdKind {
+    /// [`CmdKind::Ready`] of `step`.
+    pub(in crate::stages) fn ready(step: StepKind) -> Self {
+        CmdKind::Ready(Box::new(step))
+    }
+
     /// [`CmdKind::Expand`] of `pending`.
     pub(in crate::stages) fn expand(pending: impl Expand + 'static) -> Self {
         CmdKind::Expand(Box::new(pending))

@@ -57,7 +57,7 @@ pub(super) fn parse_maintainer(
     ins: &Instruction,
     ctx: &CmdContext<'_>,
 ) -> Result<CmdKind, DockerfileError> {
-    Ok(CmdKind::Ready(StepKind::Maintainer(one_argument(
+    Ok(CmdKind::ready(StepKind::Maintainer(one_argument(
         ins, ctx.loc,
     )?)))
 }
@@ -81,7 +81,7 @@ pub(super) fn parse_cmd(
     ctx: &CmdContext<'_>,
 ) -> Result<CmdKind, DockerfileError> {
     no_flags(ins, ctx.loc)?;
-    Ok(CmdKind::Ready(StepKind::Cmd(command_of(&ins.args))))
+    Ok(CmdKind::ready(StepKind::Cmd(command_of(&ins.args))))
 }
 
 pub(super) fn parse_entrypoint(
@@ -89,7 +89,7 @@ pub(super) fn parse_entrypoint(
     ctx: &CmdContext<'_>,
 ) -> Result<CmdKind, DockerfileError> {
     no_flags(ins, ctx.loc)?;
-    Ok(CmdKind::Ready(StepKind::Entrypoint(command_of(&ins.args))))
+    Ok(CmdKind::ready(StepKind::Entrypoint(command_of(&ins.args))))
 }
 
 pub(super) fn parse_shell(
@@ -99,7 +99,7 @@ pub(super) fn parse_shell(
     no_flags(ins, ctx.loc)?;
     match &ins.args {
         Args::Json(items) if !items.is_empty() => {
-            Ok(CmdKind::Ready(StepKind::Shell(items.clone())))
+            Ok(CmdKind::ready(StepKind::Shell(items.clone())))
         }
         _ => Err(ctx
             .loc

@@ -33,7 +33,7 @@ enum HealthcheckFlagError {
 }
 
 pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, DockerfileError> {
-    Ok(CmdKind::Ready(StepKind::Healthcheck(parse_healthcheck(
+    Ok(CmdKind::ready(StepKind::Healthcheck(parse_healthcheck(
         ins, ctx.loc,
     )?)))
 }

@@ -13,7 +13,7 @@ use crate::stages::model::StepKind;
 
 pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, DockerfileError> {
     no_flags(ins, ctx.loc)?;
-    Ok(CmdKind::Ready(StepKind::OnBuild(parse_onbuild(ins, ctx)?)))
+    Ok(CmdKind::ready(StepKind::OnBuild(parse_onbuild(ins, ctx)?)))
 }
 
 /// The trigger text (with heredoc bodies appended).
