@@ -83,7 +83,7 @@ impl CachedStageLayer {
     }
 
     /// A stored blob, linked (or copied) into the build's tmp and checked against the record.
-    fn from_store(&self, blob: &std::path::Path) -> Result<BuiltLayer, StepError> {
+    fn link_stored(&self, blob: &std::path::Path) -> Result<BuiltLayer, StepError> {
         let file = tempfile::Builder::new()
             .prefix("run-layer-")
             .tempfile_in(&self.tmp)
@@ -148,7 +148,7 @@ impl CachedStageLayer {
             return Ok(b.clone());
         }
         let b = match &self.stored {
-            Some(blob) => self.from_store(blob)?,
+            Some(blob) => self.link_stored(blob)?,
             None => regbuild_fs::layer::build_layer(
                 self.entries()?,
                 &self.opts,

@@ -73,8 +73,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Copy an image or index, with its referrers, from SRC to DST (mounts on one registry).
     Promote(promote::PromoteArgs),
-    /// Build a Dockerfile (no RUN, no daemon) and push the image straight to the registry.
-    Push(push::PushArgs),
+    /// Build a Dockerfile (RUN in a rootless sandbox, no daemon) and push the image straight to the registry.
+    Push(Box<push::PushArgs>),
     /// Per-layer sizes, file counts, wasted bytes and setuid files of an image; `--ci` gates.
     Inspect(inspect::InspectArgs),
     /// Pin every base of a Dockerfile by digest in regbuild.lock.
@@ -127,7 +127,7 @@ pub fn main() -> ExitCode {
         let work = async {
             match cli.command {
                 Command::Promote(args) => promote::run(&cli.global, args).await,
-                Command::Push(args) => push::run(&cli.global, args).await,
+                Command::Push(args) => push::run(&cli.global, *args).await,
                 Command::Inspect(args) => inspect::run(&cli.global, args).await,
                 Command::Lock(args) => lock::run(&cli.global, args).await,
                 Command::Outdated(args) => outdated::run(&cli.global, args).await,

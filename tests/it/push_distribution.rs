@@ -88,7 +88,10 @@ fn dockerfile_test_builds_pushes_and_runs_under_chroot() {
         std::fs::read_to_string(rootfs.join("etc/hello/BUILD-INFO")).unwrap(),
         "regbuild-hello 1.0.0, written by a RUN step\n"
     );
-    assert!(!rootfs.join("bin/busybox").exists(), "the builder's shell stays in its stage");
+    assert!(
+        !rootfs.join("bin/busybox").exists(),
+        "the builder's shell stays in its stage"
+    );
 }
 
 #[test]

@@ -27,7 +27,9 @@ struct DebianBase {
 fn debian_base() -> &'static DebianBase {
     static BASE: OnceLock<DebianBase> = OnceLock::new();
     BASE.get_or_init(|| {
-        let out = run(&mut Command::new(repo_root().join("scripts/debian-base.sh")));
+        let out = run(&mut Command::new(
+            repo_root().join("scripts/debian-base.sh"),
+        ));
         // The script's own lines (cache reuse, or the debootstrap time): shown with the test.
         eprint!("{}", stderr(&out));
         let text = stdout(&out);
@@ -133,8 +135,7 @@ int main(void) {
 
 #[test]
 fn run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch() {
-    if skip_unless_root("run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch")
-    {
+    if skip_unless_root("run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch") {
         return;
     }
     let base = debian_base();
@@ -160,7 +161,10 @@ fn run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch() {
 
     // Only the final stage is the image: one layer (the COPY --from), no Debian in it.
     let config = skopeo_config(&tag);
-    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/hello"]));
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/hello"])
+    );
     assert_eq!(
         config["rootfs"]["diff_ids"].as_array().unwrap().len(),
         1,
@@ -183,10 +187,7 @@ fn run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch() {
     assert_eq!(&elf[..4], b"\x7fELF", "gcc's output");
     // Nothing else is in the image (no dynamic loader, no libc): it runs because it is static.
     let text = chroot(&rootfs, &["/hello"]);
-    assert_eq!(
-        text,
-        "hello from a static program that RUN gcc built: 42\n"
-    );
+    assert_eq!(text, "hello from a static program that RUN gcc built: 42\n");
 }
 
 #[test]

@@ -827,11 +827,13 @@ fn run_layers_keep_devices_and_capabilities_strip_setuid_and_never_see_credentia
     )
     .unwrap();
     let tag = format!("{host}/apps/devices:1");
-    let out = ok(regbuild(&["push", "-t", &tag, &ctx.path().display().to_string()])
-        .env("DOCKER_CONFIG", docker.path())
-        .env("REGBUILD_TEST_TOKEN", "tok-never-visible")
-        .output()
-        .unwrap());
+    let out = ok(
+        regbuild(&["push", "-t", &tag, &ctx.path().display().to_string()])
+            .env("DOCKER_CONFIG", docker.path())
+            .env("REGBUILD_TEST_TOKEN", "tok-never-visible")
+            .output()
+            .unwrap(),
+    );
     assert!(
         stderr(&out).contains("stripped setuid/setgid bits from /su"),
         "{}",
@@ -840,7 +842,10 @@ fn run_layers_keep_devices_and_capabilities_strip_setuid_and_never_see_credentia
     let (_d, bundle) = pull_and_unpack(&tag, &[]);
     let rootfs = bundle.join("rootfs");
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    assert_eq!(std::fs::metadata(rootfs.join("su")).unwrap().mode() & 0o7777, 0o755);
+    assert_eq!(
+        std::fs::metadata(rootfs.join("su")).unwrap().mode() & 0o7777,
+        0o755
+    );
     let dev = std::fs::symlink_metadata(rootfs.join("devs/null")).unwrap();
     assert!(dev.file_type().is_char_device(), "device node kept");
     assert_eq!(dev.rdev(), libc_makedev(1, 3));
@@ -853,7 +858,12 @@ fn run_layers_keep_devices_and_capabilities_strip_setuid_and_never_see_credentia
     );
     let env = std::fs::read_to_string(rootfs.join("env.txt")).unwrap();
     assert!(env.contains("PATH="), "{env}");
-    for leaked in ["DOCKER_CONFIG", "tok-never-visible", "REGBUILD_TEST_TOKEN", "REGBUILD_CACHE"] {
+    for leaked in [
+        "DOCKER_CONFIG",
+        "tok-never-visible",
+        "REGBUILD_TEST_TOKEN",
+        "REGBUILD_CACHE",
+    ] {
         assert!(!env.contains(leaked), "the step saw {leaked}: {env}");
     }
 }
@@ -861,4 +871,43 @@ fn run_layers_keep_devices_and_capabilities_strip_setuid_and_never_see_credentia
 /// Linux's `makedev` for the small numbers used here.
 fn libc_makedev(major: u64, minor: u64) -> u64 {
     (major << 8) | minor
+}
+
+#[test]
+fn heredocs_run_as_scripts_and_as_shell_input() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let df = format!(
+        "# syntax=docker/dockerfile:1\n\
+         FROM {host}/base/busybox:1\n\
+         RUN <<EOF\n\
+         echo one > /h1\n\
+         echo two >> /h1\n\
+         EOF\n\
+         RUN <<'SCRIPT'\n\
+         #!/bin/sh\n\
+         echo \"script $0\" > /h2\n\
+         SCRIPT\n\
+         RUN cat > /h3 <<EOF\n\
+         inline\n\
+         EOF\n"
+    );
+    let tag = format!("{host}/apps/heredoc-run:1");
+    let out = ok(push_dockerfile(&tag, &df, &[], &["-v"], None));
+    assert!(
+        stderr(&out).contains("regbuild is its own Dockerfile frontend"),
+        "# syntax= is said at -v: {}",
+        stderr(&out)
+    );
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let r = bundle.join("rootfs");
+    let read = |p: &str| std::fs::read_to_string(r.join(p)).unwrap();
+    assert_eq!(read("h1"), "one\ntwo\n");
+    assert!(read("h2").starts_with("script /"), "{}", read("h2"));
+    assert_eq!(read("h3"), "inline\n");
+    assert!(
+        !r.join("run/regbuild").exists(),
+        "the script file is not in a layer"
+    );
 }

@@ -434,7 +434,7 @@ fn secret_dir() -> Result<tempfile::TempDir, RunError> {
 
 fn is_tmpfs(dir: &Path) -> bool {
     // TMPFS_MAGIC
-    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as i64 == 0x0102_1994)
+    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type == 0x0102_1994)
 }
 
 fn write_secret(path: &Path, value: &[u8], mode: u32) -> Result<(), RunError> {
