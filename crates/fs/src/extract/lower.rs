@@ -338,7 +338,7 @@ mod tests {
     use super::super::testing::*;
     use super::*;
     use crate::compress::Codec;
-    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     use tar::EntryType;
 
     fn is_root() -> bool {
@@ -458,10 +458,16 @@ mod tests {
             .dir("tmp", 0o1777)
             .bytes();
         unpack_in(&scene, Codec::Zstd, &tar, &user_opts()).unwrap();
+        assert_eq!(scene.mode("locked"), 0o000);
+        // Opened up again to look inside without root.
+        fs::set_permissions(
+            scene.dest().join("locked"),
+            fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
         for (path, mode) in [
             ("ro", 0o500),
             ("ro/inside", 0o400),
-            ("locked", 0o000),
             ("locked/deeper", 0o555),
             ("locked/deeper/f", 0o644),
             ("bin/su", 0o4755),
@@ -471,6 +477,11 @@ mod tests {
             assert_eq!(scene.mode(path), mode, "{path}");
         }
         // What cleanup code must be able to do.
+        fs::set_permissions(
+            scene.dest().join("locked"),
+            fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
         crate::lower::remove_tree(&scene.dest()).unwrap();
         assert!(!scene.dest().exists());
     }
