@@ -45,7 +45,8 @@ use crate::upper::OverlayXattrs;
 #[derive(Debug, Clone, Default)]
 pub struct LowerOptions {
     /// The namespace of the opaque xattr: `Trusted` for an overlay mounted by real root,
-    /// `User` for one mounted with `userxattr`.
+    /// `User` for one mounted with `userxattr`. Setting `trusted.*` needs root, so a layer
+    /// with an opaque directory fails to unpack as `Trusted` without it.
     pub xattrs: OverlayXattrs,
     /// When set, a layer whose uncompressed stream hashes otherwise is an error.
     pub expected_diff_id: Option<Digest>,
@@ -76,6 +77,9 @@ pub struct LowerStats {
 /// Unpacks the layer blob `archive` (gzip, zstd, xz or plain tar, detected from its first
 /// bytes) into the empty directory `dest`, so that `dest` used as an overlayfs lower
 /// directory shows exactly that layer. See the [module documentation](self).
+///
+/// `dest` itself keeps its mode, owner and times (a `./` entry changes nothing): overlayfs
+/// takes the merged root's from the top layer, and the store gives each root 0755.
 ///
 /// On any error, including a diff_id other than [`LowerOptions::expected_diff_id`], `dest`
 /// is emptied again.
