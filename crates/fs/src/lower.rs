@@ -14,6 +14,9 @@
 //!
 //! Directories in the store may have modes such as 0500 or 0000, exactly as the layer says,
 //! so a plain `remove_dir_all` fails for anyone but root: remove them with [`remove_tree`].
+//! Unpacks in progress live in `<root>/<trusted|user>/tmp`; what a process that died left
+//! there is not cleaned up here (another process may still be writing), a collector may
+//! remove entries older than any unpack can take.
 
 use std::fs::{self, Permissions};
 use std::io;

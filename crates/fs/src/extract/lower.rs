@@ -45,7 +45,8 @@ use crate::upper::OverlayXattrs;
 #[derive(Debug, Clone, Default)]
 pub struct LowerOptions {
     /// The namespace of the opaque xattr: `Trusted` for an overlay mounted by real root,
-    /// `User` for one mounted with `userxattr`.
+    /// `User` for one mounted with `userxattr`. Setting `trusted.*` needs root, so a layer
+    /// with an opaque directory fails to unpack as `Trusted` without it.
     pub xattrs: OverlayXattrs,
     /// When set, a layer whose uncompressed stream hashes otherwise is an error.
     pub expected_diff_id: Option<Digest>,
@@ -76,6 +77,9 @@ pub struct LowerStats {
 /// Unpacks the layer blob `archive` (gzip, zstd, xz or plain tar, detected from its first
 /// bytes) into the empty directory `dest`, so that `dest` used as an overlayfs lower
 /// directory shows exactly that layer. See the [module documentation](self).
+///
+/// `dest` itself keeps its mode, owner and times (a `./` entry changes nothing): overlayfs
+/// takes the merged root's from the top layer, and the store gives each root 0755.
 ///
 /// On any error, including a diff_id other than [`LowerOptions::expected_diff_id`], `dest`
 /// is emptied again.
@@ -338,7 +342,7 @@ mod tests {
     use super::super::testing::*;
     use super::*;
     use crate::compress::Codec;
-    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     use tar::EntryType;
 
     fn is_root() -> bool {
@@ -458,10 +462,16 @@ mod tests {
             .dir("tmp", 0o1777)
             .bytes();
         unpack_in(&scene, Codec::Zstd, &tar, &user_opts()).unwrap();
+        assert_eq!(scene.mode("locked"), 0o000);
+        // Opened up again to look inside without root.
+        fs::set_permissions(
+            scene.dest().join("locked"),
+            fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
         for (path, mode) in [
             ("ro", 0o500),
             ("ro/inside", 0o400),
-            ("locked", 0o000),
             ("locked/deeper", 0o555),
             ("locked/deeper/f", 0o644),
             ("bin/su", 0o4755),
@@ -471,6 +481,11 @@ mod tests {
             assert_eq!(scene.mode(path), mode, "{path}");
         }
         // What cleanup code must be able to do.
+        fs::set_permissions(
+            scene.dest().join("locked"),
+            fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
         crate::lower::remove_tree(&scene.dest()).unwrap();
         assert!(!scene.dest().exists());
     }
