@@ -586,6 +586,12 @@ fn rootless_the_same_build_runs_as_an_unprivileged_user() {
         .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
+    let scratch: Vec<_> = std::fs::read_dir(dir.path().join("cache/run-tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(scratch.is_empty(), "step scratch left: {scratch:?}");
 }
 
 /// Every blob of an image (config and layers, decompressed) as bytes.
