@@ -370,7 +370,7 @@ EOF
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   mem=$(free -g | awk '/^Mem:/ { print $2 " GiB total, " $7 " GiB available" }')
   BENCH_RUNS=$runs BENCH_COMMIT=$commit BENCH_CPU=$cpu BENCH_MEM=$mem BENCH_NPROC=$(nproc) \
-    BENCH_KERNEL=$(uname -r) BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') \
+    BENCH_SECTIONS="$(echo $sections)" BENCH_KERNEL=$(uname -r) BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') \
     BENCH_TOTAL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", b - a }') \
     BENCH_LOAD="$(cut -d' ' -f1-3 /proc/loadavg) at the end" \
     BENCH_VERSIONS="regbuild $("$regbuild" --version 2>/dev/null | awk '{print $NF}'); buildah $(buildah --version | awk '{print $3}'); debootstrap $(dpkg-query -W -f '${Version}' debootstrap 2>/dev/null || echo '?')" \
@@ -481,9 +481,9 @@ section = ["## Latest run: RUN steps", ""]
 if E.get("BENCH_NOTE"):
     section += ["**%s**" % E["BENCH_NOTE"], ""]
 section += [
-    "`BENCH_SECTIONS=run bench/run.sh %s` (section `run`) on %s, regbuild commit %s; medians of "
-    "%s run(s), peak RSS the maximum." % (E["BENCH_RUNS"], E["BENCH_DATE"], E["BENCH_COMMIT"],
-                                          E["BENCH_RUNS"]),
+    "`BENCH_SECTIONS=\"%s\" bench/run.sh %s` (section `run`) on %s, regbuild commit %s; medians "
+    "of %s run(s), peak RSS the maximum." % (E["BENCH_SECTIONS"], E["BENCH_RUNS"], E["BENCH_DATE"],
+                                             E["BENCH_COMMIT"], E["BENCH_RUNS"]),
     "",
     "Machine: %s cores (`nproc`), %s (`free -g`), %s, kernel %s; load average %s."
     % (E["BENCH_NPROC"], E["BENCH_MEM"], E["BENCH_CPU"], E["BENCH_KERNEL"], E["BENCH_LOAD"]),
