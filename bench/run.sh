@@ -27,7 +27,8 @@
 # there (and on stderr) instead of stopping the script.
 #
 # Environment: BENCH_SECTIONS="push run" (the default; either alone, space- or
-# comma-separated) selects the sections; BENCH_NOTE=TEXT adds a note to the BENCHMARKS.md section (e.g. "provisional");
+# comma-separated) selects the sections, e.g. `BENCH_SECTIONS=run bench/run.sh 1`;
+# BENCH_NOTE=TEXT adds a note to the BENCHMARKS.md section (e.g. "provisional");
 # BENCH_PORT=N puts the registry on port N (same digests across commits need the same port);
 # BENCH_NO_WRITE=1 leaves BENCHMARKS.md alone; BENCH_KEEP=1 keeps the work directory.
 # Needs root (apt-get, buildah's chroot isolation, a private mount namespace); Debian packages
@@ -362,18 +363,22 @@ EOF
   done
   t1=$(date +%s.%N)
 
-  local cpu mem commit
+  local cpu mem commit versions
   commit=$(git -C "$repo" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
   if [[ $commit != unknown && -n $(git -C "$repo" --no-optional-locks status --porcelain -uno 2>/dev/null) ]]; then
     commit="$commit (with uncommitted changes)"
   fi
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   mem=$(free -g | awk '/^Mem:/ { print $2 " GiB total, " $7 " GiB available" }')
+  versions="regbuild $("$regbuild" --version 2>/dev/null | awk '{print $NF}')"
+  versions+="; buildah $(buildah --version | awk '{print $3}')"
+  versions+="; debootstrap $(dpkg-query -W -f '${Version}' debootstrap 2>/dev/null || echo '?')"
   BENCH_RUNS=$runs BENCH_COMMIT=$commit BENCH_CPU=$cpu BENCH_MEM=$mem BENCH_NPROC=$(nproc) \
-    BENCH_KERNEL=$(uname -r) BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') \
+    BENCH_SECTIONS="$(echo $sections)" BENCH_KERNEL=$(uname -r) \
+    BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') \
     BENCH_TOTAL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", b - a }') \
     BENCH_LOAD="$(cut -d' ' -f1-3 /proc/loadavg) at the end" \
-    BENCH_VERSIONS="regbuild $("$regbuild" --version 2>/dev/null | awk '{print $NF}'); buildah $(buildah --version | awk '{print $3}'); debootstrap $(dpkg-query -W -f '${Version}' debootstrap 2>/dev/null || echo '?')" \
+    BENCH_VERSIONS=$versions \
     BENCH_REGBUILD_OK=$run_regbuild_ok BENCH_REGBUILD_WHY=$run_regbuild_why \
     BENCH_BUILDAH_OK=$run_buildah_ok BENCH_BUILDAH_WHY=$run_buildah_why \
     BENCH_ISOLATE=$isolate BENCH_BASE_ENV=$base/base.env BENCH_DOCKERFILE=$run_dockerfile \
@@ -481,9 +486,9 @@ section = ["## Latest run: RUN steps", ""]
 if E.get("BENCH_NOTE"):
     section += ["**%s**" % E["BENCH_NOTE"], ""]
 section += [
-    "`BENCH_SECTIONS=run bench/run.sh %s` (section `run`) on %s, regbuild commit %s; medians of "
-    "%s run(s), peak RSS the maximum." % (E["BENCH_RUNS"], E["BENCH_DATE"], E["BENCH_COMMIT"],
-                                          E["BENCH_RUNS"]),
+    "`BENCH_SECTIONS=\"%s\" bench/run.sh %s` (section `run`) on %s, regbuild commit %s; medians "
+    "of %s run(s), peak RSS the maximum." % (E["BENCH_SECTIONS"], E["BENCH_RUNS"], E["BENCH_DATE"],
+                                             E["BENCH_COMMIT"], E["BENCH_RUNS"]),
     "",
     "Machine: %s cores (`nproc`), %s (`free -g`), %s, kernel %s; load average %s."
     % (E["BENCH_NPROC"], E["BENCH_MEM"], E["BENCH_CPU"], E["BENCH_KERNEL"], E["BENCH_LOAD"]),

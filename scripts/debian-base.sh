@@ -5,6 +5,8 @@
 # and cached.
 #
 #   scripts/debian-base.sh [OUT_DIR]
+#   scripts/debian-base.sh --print-source    only print the suite, mirror and keyring it
+#                                            would use (read from the apt sources), and exit
 #
 # OUT_DIR (default: $REGBUILD_DEBIAN_CACHE, else ${CARGO_TARGET_DIR:-target}/debian-base)
 # gets:
@@ -44,13 +46,13 @@ die() {
   exit 1
 }
 
+print_source=no
+if [[ ${1:-} == --print-source ]]; then
+  print_source=yes
+  shift
+fi
 out=${1:-${REGBUILD_DEBIAN_CACHE:-${CARGO_TARGET_DIR:-$repo/target}/debian-base}}
 [[ $out == /* ]] || out=$(pwd)/$out
-
-[[ $(id -u) -eq 0 ]] || die "debootstrap needs root (run as root, or with sudo)"
-debootstrap=$(command -v debootstrap || echo /usr/sbin/debootstrap)
-[[ -x $debootstrap ]] || die "debootstrap is not installed (scripts/setup.sh installs it)"
-command -v umoci >/dev/null || die "umoci is not installed (scripts/setup.sh installs it)"
 
 # --- suite, mirror, architecture -----------------------------------------------------------
 # source_entries: one line per `deb` source: URI SUITE SIGNED-BY(or -) COMPONENT...
@@ -130,11 +132,21 @@ fi
 
 mirror=${REGBUILD_DEBIAN_MIRROR:-}
 keyring=-
+# find_source SUITE: "URI SIGNED-BY" of the first usable source with SUITE (any plain suite
+# when SUITE is empty: `stable` where the sources name no codename), or nothing.
+find_source() {
+  awk -v s="$1" '
+    (s == "" ? $2 !~ /[-\/]/ : $2 == s) && $1 ~ /^(https?|file):/ {
+      for (i = 4; i <= NF; i++) if ($i == "main") { print $1, $3, $2; exit }
+    }' <<<"$entries"
+}
 if [[ -z $mirror ]]; then
-  read -r mirror keyring < <(awk -v s="$suite" '
-    $2 == s && $1 ~ /^(https?|file):/ {
-      for (i = 4; i <= NF; i++) if ($i == "main") { print $1, $3; exit }
-    }' <<<"$entries") || true
+  read -r mirror keyring _ < <(find_source "$suite") || true
+  if [[ -z $mirror && -z ${REGBUILD_DEBIAN_SUITE:-} ]]; then
+    # The sources may name the suite by its alias (stable, testing) rather than its codename.
+    read -r mirror keyring other < <(find_source "") || true
+    [[ -n $mirror ]] && suite=$other
+  fi
 fi
 [[ -n $mirror ]] || die "no apt source of this machine has suite '$suite' with component main" \
   "over http(s) or file (apt sources read: /etc/apt/sources.list, /etc/apt/sources.list.d/);" \
@@ -142,6 +154,15 @@ fi
 mirror=${mirror%/}
 arch=$(dpkg --print-architecture)
 key="version=$version suite=$suite mirror=$mirror arch=$arch variant=minbase"
+if [[ $print_source == yes ]]; then
+  printf 'suite=%s mirror=%s keyring=%s arch=%s\n' "$suite" "$mirror" "$keyring" "$arch"
+  exit 0
+fi
+
+[[ $(id -u) -eq 0 ]] || die "debootstrap needs root (run as root, or with sudo)"
+debootstrap=$(command -v debootstrap || echo /usr/sbin/debootstrap)
+[[ -x $debootstrap ]] || die "debootstrap is not installed (scripts/setup.sh installs it)"
+command -v umoci >/dev/null || die "umoci is not installed (scripts/setup.sh installs it)"
 
 # --- the cache -----------------------------------------------------------------------------
 complete() {

@@ -2,9 +2,9 @@
 # Installs what the tests, the demo and the benchmarks drive but cargo cannot fetch: the CNCF
 # distribution registry, skopeo and umoci (to make and check images), htpasswd (the
 # authenticated registry instance), curl, a C compiler that links statically (the test
-# fixture program), and debootstrap (the Debian base of the RUN end-to-end test,
-# scripts/debian-base.sh). Debian packages, installed only when missing; needs root (or sudo) when
-# something is missing.
+# fixture program), and debootstrap (the Debian base of the RUN end-to-end test:
+# scripts/debian-base.sh). Debian packages, installed only when missing; needs root (or sudo)
+# when something is missing.
 #
 #   scripts/setup.sh            check and install
 #   scripts/setup.sh --check    only say what is missing (exit 1 when something is)

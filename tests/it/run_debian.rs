@@ -133,16 +133,10 @@ int main(void) {
 }
 "#;
 
-#[test]
-fn run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch() {
-    if skip_unless_root("run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch") {
-        return;
-    }
-    let base = debian_base();
-    let reg = Distribution::start();
-    let host = reg.host.clone();
-    let from = push_base(&host, base);
-    let dockerfile = format!(
+/// Stage `build` on the Debian base installs gcc and compiles `hello.c` statically; the
+/// image is that program alone on scratch.
+fn static_dockerfile(from: &str) -> String {
+    format!(
         "FROM {from} AS build\n\
          ARG DEBIAN_FRONTEND=noninteractive\n\
          RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev\n\
@@ -152,15 +146,41 @@ fn run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch() {
          FROM scratch\n\
          COPY --from=build /hello /hello\n\
          ENTRYPOINT [\"/hello\"]\n"
-    );
+    )
+}
+
+/// The Debian base with GNU hello installed by apt-get (and apt's lists deleted again).
+fn hello_dockerfile(from: &str) -> String {
+    format!(
+        "FROM {from}\n\
+         ARG DEBIAN_FRONTEND=noninteractive\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends hello \
+         && rm -rf /var/lib/apt/lists/*\n\
+         CMD [\"hello\"]\n"
+    )
+}
+
+#[test]
+fn run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch() {
+    if skip_unless_root("run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch") {
+        return;
+    }
+    let base = debian_base();
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let from = push_base(&host, base);
+    let dockerfile = static_dockerfile(&from);
     let ctx = context_with(&[("Dockerfile", &dockerfile), ("hello.c", HELLO_C)]);
     let tag = format!("{host}/apps/hello-static:1");
     let report = push(ctx.path(), &tag);
-    let digest = report["digest"].as_str().unwrap().to_string();
-    assert_eq!(skopeo_digest(&tag, &[]), digest);
+    assert_eq!(skopeo_digest(&tag, &[]), report["digest"].as_str().unwrap());
+    check_static_image(&tag);
+}
 
+/// The image of the gcc test: `/hello` alone, static, and it runs.
+fn check_static_image(tag: &str) {
     // Only the final stage is the image: one layer (the COPY --from), no Debian in it.
-    let config = skopeo_config(&tag);
+    let config = skopeo_config(tag);
     assert_eq!(
         config["config"]["Entrypoint"],
         serde_json::json!(["/hello"])
@@ -171,12 +191,12 @@ fn run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch() {
         "{config}"
     );
     assert_eq!(
-        manifest(&tag)["layers"].as_array().unwrap().len(),
+        manifest(tag)["layers"].as_array().unwrap().len(),
         1,
         "no layer of the build stage is in the image"
     );
 
-    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    let (_keep, bundle) = pull_and_unpack(tag, &[]);
     let rootfs = bundle.join("rootfs");
     let names: Vec<String> = std::fs::read_dir(&rootfs)
         .unwrap()
@@ -199,25 +219,22 @@ fn run_apt_get_install_adds_a_package_whose_program_runs() {
     let reg = Distribution::start();
     let host = reg.host.clone();
     let from = push_base(&host, base);
-    let dockerfile = format!(
-        "FROM {from}\n\
-         ARG DEBIAN_FRONTEND=noninteractive\n\
-         RUN apt-get update && apt-get install -y --no-install-recommends hello \
-         && rm -rf /var/lib/apt/lists/*\n\
-         CMD [\"hello\"]\n"
-    );
+    let dockerfile = hello_dockerfile(&from);
     let ctx = context_with(&[("Dockerfile", &dockerfile)]);
     let tag = format!("{host}/apps/debian-hello:1");
     let report = push(ctx.path(), &tag);
-    let digest = report["digest"].as_str().unwrap().to_string();
-    assert_eq!(skopeo_digest(&tag, &[]), digest);
+    assert_eq!(skopeo_digest(&tag, &[]), report["digest"].as_str().unwrap());
+    check_hello_image(&tag, base);
+}
 
+/// The image of the apt-get test: the base's layer, the RUN's, and GNU hello runs.
+fn check_hello_image(tag: &str, base: &DebianBase) {
     // The base's layer as it is (never re-packed), then the RUN's layer.
-    let m = manifest(&tag);
+    let m = manifest(tag);
     let layers = m["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2, "{m}");
     assert_eq!(layers[0]["digest"], base.layer_digest.as_str());
-    let config = skopeo_config(&tag);
+    let config = skopeo_config(tag);
     let c = &config["config"];
     assert_eq!(c["Cmd"], serde_json::json!(["hello"]));
     // A build ARG is in the RUN's environment, never in the image's.
@@ -235,7 +252,7 @@ fn run_apt_get_install_adds_a_package_whose_program_runs() {
         "{c}"
     );
 
-    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    let (_keep, bundle) = pull_and_unpack(tag, &[]);
     let rootfs = bundle.join("rootfs");
     assert_eq!(chroot(&rootfs, &["hello"]), "Hello, world!\n");
     assert_eq!(
