@@ -256,14 +256,21 @@ rm_unmounted() {
 run_regbuild_ok=yes
 run_regbuild_why=
 run_regbuild() {
-  local n=$1 cache=$2 name=$3 out=$work/$3-$1 before
+  local n=$1 cache=$2 name=$3 out=$work/$3-$1 before df=${RUN_DF:-$run_dockerfile}
   shift 3
   [[ $run_regbuild_ok == yes ]] || return 0
   mkdir -p "$cache"
   before=$(log_lines)
+  # -v: each executed RUN step logs its timings (prepare_s, command_s, diff_pack_s, total_s).
   if REGBUILD_CACHE=$cache XDG_CACHE_HOME=$cache/xdg timed /usr/bin/time -f %M -o "$out.rss" \
-    "$regbuild" push --no-progress --json "$@" -f "$run_dockerfile" \
+    "$regbuild" -v push --no-progress --json "$@" -f "$df" \
     -t "$reg/bench/run-regbuild-$n:1" "$run_ctx" >"$out.json" 2>"$out.err"; then
+    # What regbuild adds to the executed RUN steps beyond the commands: prepare (layers
+    # made ready as overlay lowers) + diff and pack (upper directory to layer).
+    run_record "$name.overhead" "$n" "$(step_overhead "$out.err" total)"
+    run_record "$name.prepare" "$n" "$(step_overhead "$out.err" prepare_s)"
+    run_record "$name.diffpack" "$n" "$(step_overhead "$out.err" diff_pack_s)"
+    run_record "$name.command" "$n" "$(step_overhead "$out.err" command_s)"
     run_record "$name" "$n" "$ELAPSED"
     run_record "$name.bytes" "$n" "$(json_bytes "$out.json")"
     run_record "$name.puts" "$n" "$(count_puts "$before" "bench/run-regbuild-$n")"
@@ -276,6 +283,15 @@ run_regbuild() {
     log "WARNING: regbuild cannot build the RUN Dockerfile; its measurements are left out:" \
       "$run_regbuild_why"
   fi
+}
+
+# step_overhead ERRFILE FIELD: the sum over the "RUN step timings" lines of FIELD, or with
+# FIELD=total of total_s - command_s (the time regbuild adds beyond the commands).
+step_overhead() {
+  grep 'RUN step timings' "$1" | sed 's/\x1b\[[0-9;]*m//g' | awk -v f="$2" '
+    { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      if (f == "total") sum += v["total_s"] - v["command_s"]; else sum += v[f] }
+    END { printf "%.3f", sum + 0 }'
 }
 
 # run_buildah N NAME: `buildah bud` + `buildah push` of the RUN Dockerfile to
@@ -343,6 +359,12 @@ RUN gcc -O2 -o /usr/local/bin/app /src/app.c
 CMD ["app"]
 EOF
 
+  run_big_dockerfile=$work/run-big.Dockerfile
+  cat >"$run_big_dockerfile" <<EOF
+FROM $run_from
+RUN head -c 1073741824 /dev/urandom > /big
+EOF
+
   for n in $(seq 1 "$runs"); do
     log "section run: run $n/$runs"
     cache=$work/run-cache-$n
@@ -360,6 +382,9 @@ EOF
     cp -p "$work/run-app.c.orig" "$run_ctx/src/app.c"
     rm -rf "$cache" "$work/bic-run-$n"
     rm_unmounted "$work/run-buildah-$n"
+    # 4. memory: one RUN step that writes 1 GiB (incompressible), cold
+    RUN_DF=$run_big_dockerfile run_regbuild "$n" "$work/run-cache-big-$n" run.regbuild.big
+    rm -rf "$work/run-cache-big-$n"
   done
   t1=$(date +%s.%N)
 
@@ -433,7 +458,14 @@ def bud(k):
     return "%s (%s blob PUTs)" % (s(med(k)), cnt(k + ".puts"))
 
 
+def secs(k):
+    return "n/a" if med(k) is None else "%.2f s" % med(k)
+
+
 bc, bw = med("run.buildah.cold"), med("run.buildah.warm")
+rc, rf = med("run.regbuild.cold"), med("run.regbuild.fresh")
+big = vals.get("run.regbuild.big.rss_kb")
+big_rss = max(big) / 1024 if big else None
 rows = [
     ("R1. cold (empty cache, empty storage)", reg("run.regbuild.cold"), bud("run.buildah.cold"),
      r(med("run.regbuild.cold"), bc)),
@@ -441,7 +473,21 @@ rows = [
      "cold build: " + bud("run.buildah.cold"), r(med("run.regbuild.fresh"), bc)),
     ("R3. warm (one source file changed)", reg("run.regbuild.warm"), bud("run.buildah.warm"),
      r(med("run.regbuild.warm"), bw)),
+    ("R4. added to the executed RUN steps, cold (prepare + diff/pack)",
+     "%s (prepare %s, diff and pack %s; the commands took %s)" % (
+         secs("run.regbuild.cold.overhead"), secs("run.regbuild.cold.prepare"),
+         secs("run.regbuild.cold.diffpack"), secs("run.regbuild.cold.command")), "", ""),
+    ("R5. one RUN writing 1 GiB: wall, added, peak RSS",
+     "%s, added %s, peak RSS %s" % (secs("run.regbuild.big"), secs("run.regbuild.big.overhead"),
+                                     "n/a" if big_rss is None else "%.0f MiB" % big_rss), "", ""),
 ]
+checks = [
+    ("cold at most 0.6× buildah", rc is not None and bool(bc) and rc / bc <= 0.6),
+    ("fresh runner at most 0.1× buildah cold, 0 bytes uploaded",
+     rf is not None and bool(bc) and rf / bc <= 0.1 and med("run.regbuild.fresh.bytes") == 0),
+    ("peak RSS under 150 MiB for a step writing 1 GiB", big_rss is not None and big_rss < 150),
+]
+rows += [("target: " + t, "PASS" if ok else "FAIL", "", "") for t, ok in checks]
 hdr = ["measurement", "regbuild", "buildah bud + push", "ratio"]
 table = ["| " + " | ".join(hdr) + " |", "|" + "|".join("---" for _ in hdr) + "|"]
 table += ["| " + " | ".join(row) + " |" for row in rows]
