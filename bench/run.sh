@@ -271,6 +271,8 @@ run_regbuild() {
     run_record "$name.prepare" "$n" "$(step_overhead "$out.err" prepare_s)"
     run_record "$name.diffpack" "$n" "$(step_overhead "$out.err" diff_pack_s)"
     run_record "$name.command" "$n" "$(step_overhead "$out.err" command_s)"
+    # Blob bytes downloaded (base layers, RUN layers found by key; configs are a few KB).
+    run_record "$name.got" "$n" "$(get_bytes "$before")"
     run_record "$name" "$n" "$ELAPSED"
     run_record "$name.bytes" "$n" "$(json_bytes "$out.json")"
     run_record "$name.puts" "$n" "$(count_puts "$before" "bench/run-regbuild-$n")"
@@ -447,8 +449,8 @@ def reg(k):
     if failed and med(k) is None:
         return "FAILED (see note)"
     rss = max(vals[k + ".rss_kb"]) / 1024 if vals.get(k + ".rss_kb") else None
-    return "%s, %s uploaded (%s blob PUTs), peak RSS %s" % (
-        s(med(k)), mb(med(k + ".bytes")), cnt(k + ".puts"),
+    return "%s, %s uploaded (%s blob PUTs), %s downloaded, peak RSS %s" % (
+        s(med(k)), mb(med(k + ".bytes")), cnt(k + ".puts"), mb(med(k + ".got")),
         "n/a" if rss is None else "%.0f MiB" % rss)
 
 
@@ -484,7 +486,8 @@ rows = [
 checks = [
     ("cold at most 0.6× buildah", rc is not None and bool(bc) and rc / bc <= 0.6),
     ("fresh runner at most 0.1× buildah cold, 0 bytes uploaded",
-     rf is not None and bool(bc) and rf / bc <= 0.1 and med("run.regbuild.fresh.bytes") == 0),
+     rf is not None and bool(bc) and rf / bc <= 0.1 and med("run.regbuild.fresh.bytes") == 0
+     and (med("run.regbuild.fresh.got") or 0) < 1e6),
     ("peak RSS under 150 MiB for a step writing 1 GiB", big_rss is not None and big_rss < 150),
 ]
 rows += [("target: " + t, "PASS" if ok else "FAIL", "", "") for t, ok in checks]

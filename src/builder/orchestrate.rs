@@ -316,6 +316,7 @@ pub async fn build(
                         platform: &platform,
                         label: format!("[{stage_name} {}/{}]", step_no + 1, stage.steps.len()),
                         stage: stage_name.clone(),
+                        early: sinks.early,
                     };
                     let parents = parent_identities(&image, &slots);
                     let planned =

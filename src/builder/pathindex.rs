@@ -470,6 +470,11 @@ impl<'a> Indexer<'a> {
                             .await
                             .map_err(failed)?
                     }
+                    // A RUN layer the local cache kept: its blob is read.
+                    None if c.stored_blob().is_some() => {
+                        let b = tokio::task::block_in_place(|| c.built()).map_err(failed)?;
+                        self.read_file(&b.file).map_err(failed)?
+                    }
                     None => tokio::task::block_in_place(|| {
                         LayerIndex::from_entries(&c.entries()?).map_err(StepError::Entries)
                     })

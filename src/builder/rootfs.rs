@@ -29,6 +29,23 @@ pub async fn materialize(
             break;
         }
         match layer {
+            // A RUN layer found in a registry by key: its bytes are there only.
+            StageLayer::Cached(c) if !c.buildable() => {
+                let (host, repo) = c.found_in.clone().unwrap_or_default();
+                let descriptor = regbuild_oci::manifest::Descriptor::new(
+                    &c.record.media_type,
+                    c.record.digest.clone(),
+                    c.record.size,
+                );
+                let path = download(registry, &host, &repo, &descriptor, tmp).await?;
+                let name = descriptor.digest.to_string();
+                let result = tokio::task::block_in_place(|| {
+                    let (_, reader) = extract::open_archive(&path)?;
+                    overlay.apply_layer(&name, reader)
+                });
+                let _ = std::fs::remove_file(&path);
+                result?;
+            }
             StageLayer::Cached(c) => {
                 let built = tokio::task::block_in_place(|| c.built())?;
                 tokio::task::block_in_place(|| {

@@ -133,6 +133,17 @@ impl CachedStageLayer {
         }
     }
 
+    /// The blob the local cache kept for it (a RUN layer), if any.
+    pub fn stored_blob(&self) -> Option<&std::path::Path> {
+        self.stored.as_deref()
+    }
+
+    /// Whether its bytes can be made here (from its entries, its source or a stored blob);
+    /// else (a RUN layer found in a registry) they must be downloaded from `found_in`.
+    pub fn buildable(&self) -> bool {
+        self.stored.is_some() || self.deferred.is_some() || !self.entries.is_empty()
+    }
+
     /// What the layer holds (blocking: a deferred layer materialises its source now).
     pub fn entries(&self) -> Result<Vec<regbuild_fs::layer::LayerEntry>, StepError> {
         match &self.deferred {

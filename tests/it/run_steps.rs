@@ -917,3 +917,59 @@ fn heredocs_run_as_scripts_and_as_shell_input() {
         "the script file is not in a layer"
     );
 }
+
+#[test]
+fn cached_run_layers_are_read_where_later_steps_need_them() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    // The RUN layer holds the user and the file later steps read: a COPY --chown by name and
+    // a COPY --from need its bytes, whether it ran, came from the local cache or from the
+    // registry (fresh runner).
+    let df = format!(
+        "FROM {host}/base/busybox:1 AS tools\n\
+         RUN echo builder:x:1234:1234::/home/builder:/bin/sh >> /etc/passwd && echo builder:x:1234: >> /etc/group \\\n \
+           && mkdir /out && echo made > /out/x\n\
+         FROM scratch AS copied\n\
+         COPY --from=tools /out/x /x\n\
+         FROM tools\n\
+         COPY --chown=builder f.txt /home/f.txt\n\
+         COPY --from=copied /x /x2\n"
+    );
+    let files = [("f.txt", "data\n")];
+    let tag = format!("{host}/apps/cached-read:1");
+    let local = tempfile::tempdir().unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let mut digests = Vec::new();
+    for (what, cache) in [
+        ("cold", local.path()),
+        ("local cache", local.path()),
+        ("fresh runner", fresh.path()),
+    ] {
+        let v = json(&ok(push_dockerfile(
+            &tag,
+            &df,
+            &files,
+            &["--json"],
+            Some(cache),
+        )));
+        let status = v["steps"][0]["status"].as_str().unwrap().to_string();
+        assert_eq!(status == "executed", what == "cold", "{what}: {v}");
+        let (_d, bundle) = pull_and_unpack(&tag, &[]);
+        let rootfs = bundle.join("rootfs");
+        use std::os::unix::fs::MetadataExt;
+        let f = std::fs::metadata(rootfs.join("home/f.txt")).unwrap();
+        assert_eq!(
+            f.uid(),
+            1234,
+            "{what}: --chown=builder from the RUN layer's /etc/passwd"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("x2")).unwrap(),
+            "made\n",
+            "{what}"
+        );
+        digests.push(v["digest"].as_str().unwrap().to_string());
+    }
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+}

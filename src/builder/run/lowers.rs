@@ -27,7 +27,9 @@ fn diff_id_of(layer: &StageLayer, config_diff_id: Option<&str>) -> Result<Digest
     })
 }
 
-/// A lower directory for every layer of `layers` (bottom first).
+/// A lower directory for every layer of `layers` (bottom first). Layers the store lacks are
+/// fetched and unpacked concurrently (downloads under the registry's job limit, unpacks on
+/// blocking threads), so a many-layer base costs about its largest layer, not their sum.
 pub async fn ensure(
     registry: &Registry,
     store: &LowerStore,
@@ -35,22 +37,17 @@ pub async fn ensure(
     diff_ids: &[String],
     tmp: &Path,
 ) -> Result<Vec<PathBuf>, StepError> {
-    let mut dirs = Vec::with_capacity(layers.len());
-    for (i, layer) in layers.iter().enumerate() {
+    let jobs = layers.iter().enumerate().map(|(i, layer)| async move {
         let diff_id = diff_id_of(layer, diff_ids.get(i).map(String::as_str))?;
         if let Some(dir) = store.get(&diff_id) {
-            dirs.push(dir);
-            continue;
+            return Ok(dir);
         }
-        let dir = match layer {
-            StageLayer::Local(b) => {
-                let file = b.file.to_path_buf();
-                blocking(|| store.ensure(&diff_id, &file))?
-            }
-            StageLayer::Cached(c) if c.found_in.is_none() => {
+        // The blob, and whether it is ours to delete after unpacking.
+        let (blob, downloaded) = match layer {
+            StageLayer::Local(b) => (b.file.to_path_buf(), false),
+            StageLayer::Cached(c) if c.buildable() => {
                 let b = tokio::task::block_in_place(|| c.built())?;
-                let file = b.file.to_path_buf();
-                blocking(|| store.ensure(&diff_id, &file))?
+                (b.file.to_path_buf(), false)
             }
             StageLayer::Cached(c) => {
                 let (host, repo) = c.found_in.clone().unwrap_or_default();
@@ -59,43 +56,41 @@ pub async fn ensure(
                     c.record.digest.clone(),
                     c.record.size,
                 );
-                fetch_and_unpack(registry, store, &diff_id, &host, &repo, &d, tmp).await?
+                (fetch(registry, &host, &repo, &d, tmp).await?, true)
             }
             StageLayer::Remote {
                 descriptor,
                 registry: host,
                 repository,
-            } => {
-                fetch_and_unpack(registry, store, &diff_id, host, repository, descriptor, tmp)
-                    .await?
-            }
+            } => (
+                fetch(registry, host, repository, descriptor, tmp).await?,
+                true,
+            ),
         };
-        dirs.push(dir);
-    }
-    Ok(dirs)
+        let store = store.clone();
+        let unpack_blob = blob.clone();
+        let unpacked =
+            tokio::task::spawn_blocking(move || store.ensure(&diff_id, &unpack_blob)).await;
+        if downloaded {
+            let _ = std::fs::remove_file(&blob);
+        }
+        match unpacked {
+            Ok(r) => r.map_err(|e| super::error::RunError::from(e).into()),
+            Err(join) => Err(super::error::RunError::io(&blob, std::io::Error::other(join)).into()),
+        }
+    });
+    futures::future::try_join_all(jobs).await
 }
 
-fn blocking<T>(
-    f: impl FnOnce() -> Result<T, regbuild_fs::lower::LowerError>,
-) -> Result<T, StepError> {
-    tokio::task::block_in_place(f).map_err(|e| super::error::RunError::from(e).into())
-}
-
-async fn fetch_and_unpack(
+async fn fetch(
     registry: &Registry,
-    store: &LowerStore,
-    diff_id: &Digest,
     host: &str,
     repository: &str,
     descriptor: &regbuild_oci::manifest::Descriptor,
     tmp: &Path,
 ) -> Result<PathBuf, StepError> {
-    tracing::info!(digest = %descriptor.digest, "RUN: downloading a base layer to unpack it");
-    let blob =
-        crate::builder::rootfs::download(registry, host, repository, descriptor, tmp).await?;
-    let result = blocking(|| store.ensure(diff_id, &blob));
-    let _ = std::fs::remove_file(&blob);
-    result
+    tracing::info!(digest = %descriptor.digest, "RUN: downloading a layer to unpack it");
+    crate::builder::rootfs::download(registry, host, repository, descriptor, tmp).await
 }
 
 /// The bytes of `path` (absolute, in the image) as the merged view of `lowers` shows it:

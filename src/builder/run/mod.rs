@@ -76,6 +76,9 @@ pub struct RunContext<'a, 'c> {
     pub label: String,
     /// The stage's name (or `stage-N`), for `--json`.
     pub stage: String,
+    /// Where a new layer of an image being pushed starts uploading at once (while the next
+    /// steps run); `None` for stages the pushed image does not hold.
+    pub early: Option<&'a regbuild_registry::publish::EarlyUploads>,
 }
 
 /// What one RUN step did, for `--json`.
@@ -542,6 +545,15 @@ pub async fn execute(
             tracing::debug!(error = %e, "RUN: upper directory not adopted into the store");
         }
     }
+    let built = Arc::new(built);
+    if let Some(early) = ctx.early {
+        early.offer(
+            built.digest.clone(),
+            built.size,
+            built.file.to_path_buf(),
+            built.clone(),
+        );
+    }
     let total = started.elapsed().as_secs_f64();
     tracing::info!(
         step = %c.step_text,
@@ -568,7 +580,7 @@ pub async fn execute(
     Ok((
         StepOutput {
             layers: vec![StepLayer {
-                layer: NewLayer::Built(Arc::new(built)),
+                layer: NewLayer::Built(built),
                 entries: Vec::new(),
                 label: c.step_text.to_string(),
             }],
