@@ -455,6 +455,12 @@ impl<'a> Indexer<'a> {
                     return Ok(found);
                 }
                 match &c.found_in {
+                    // Found by key, entries known (a COPY layer): listed without a download.
+                    Some(_) if c.known_entries().is_some() => tokio::task::block_in_place(|| {
+                        LayerIndex::from_entries(c.known_entries().unwrap_or_default())
+                            .map_err(StepError::Entries)
+                    })
+                    .map_err(failed)?,
                     // In a registry: the layer itself is read, never its sources.
                     Some((registry, repository)) => {
                         let descriptor = regbuild_oci::manifest::Descriptor {

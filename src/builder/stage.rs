@@ -138,6 +138,12 @@ impl CachedStageLayer {
         self.stored.as_deref()
     }
 
+    /// Its entries when they are known without producing anything (a COPY layer).
+    pub fn known_entries(&self) -> Option<&[regbuild_fs::layer::LayerEntry]> {
+        (self.stored.is_none() && self.deferred.is_none() && !self.entries.is_empty())
+            .then_some(self.entries.as_slice())
+    }
+
     /// Whether its bytes can be made here (from its entries, its source or a stored blob);
     /// else (a RUN layer found in a registry) they must be downloaded from `found_in`.
     pub fn buildable(&self) -> bool {
