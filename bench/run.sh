@@ -273,8 +273,8 @@ run_regbuild() {
     run_record "$name.command" "$n" "$(step_overhead "$out.err" command_s)"
     # Blob bytes downloaded (all blobs; the base's layer alone).
     run_record "$name.got" "$n" "$(get_bytes "$before")"
-    run_record "$name.base_got" "$n" "$(log_since "$before" | grep -F "/blobs/$run_base_layer " |
-      grep -cF '" 200 ' || true)"
+    run_record "$name.base_got" "$n" "$(log_since "$before" |
+      grep -cF "\"GET /v2/bench/debian/blobs/$run_base_layer HTTP/1.1\" 200 " || true)"
     run_record "$name" "$n" "$ELAPSED"
     run_record "$name.bytes" "$n" "$(json_bytes "$out.json")"
     run_record "$name.puts" "$n" "$(count_puts "$before" "bench/run-regbuild-$n")"
