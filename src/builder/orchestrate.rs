@@ -665,6 +665,7 @@ impl RunEnv {
             source,
         };
         std::fs::create_dir_all(&scratch).map_err(io)?;
+        sweep_stale(&scratch);
         let store = regbuild_fs::lower::LowerStore::open(
             &cache_root.join("lowers"),
             crate::builder::run::overlay_xattrs(),
@@ -684,6 +685,28 @@ impl RunEnv {
     fn parts(&self) -> Result<(&regbuild_fs::lower::LowerStore, &Path, &Path), StepError> {
         let store = self.store.as_ref().ok_or(StepError::NotPacked)?;
         Ok((store, &self.scratch, &self.cache_root))
+    }
+}
+
+/// Removes step scratch directories left by a regbuild that was killed (SIGKILL gives no
+/// chance to clean up): entries untouched for a day belong to no running build.
+fn sweep_stale(scratch: &Path) {
+    const STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE);
+        if old {
+            if let Err(err) = regbuild_fs::lower::remove_tree(&e.path()) {
+                tracing::debug!(path = %e.path().display(), error = %err, "stale step scratch not removed");
+            }
+        }
     }
 }
 
@@ -1084,6 +1107,42 @@ mod tests {
         assert!(needs_base_paths(&copy("/app/", Some("node:node")), "/"));
         assert!(needs_base_paths(&StepKind::Workdir("/app".into()), "/"));
         assert!(!needs_base_paths(&StepKind::User("1".into()), "/"));
+    }
+
+    #[test]
+    fn stale_step_scratch_is_swept_and_fresh_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let (old, new) = (d.path().join("run-old"), d.path().join("run-new"));
+        for dir in [&old, &new] {
+            std::fs::create_dir_all(dir.join("upper/x")).unwrap();
+        }
+        let two_days_ago = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+                    - 2 * 24 * 3600) as i64,
+                tv_nsec: 0,
+            },
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &old,
+            &two_days_ago,
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
+        sweep_stale(d.path());
+        assert!(!old.exists(), "a day-old scratch directory is removed");
+        assert!(
+            new.join("upper/x").exists(),
+            "a running build's scratch is kept"
+        );
     }
 
     #[test]
