@@ -973,3 +973,49 @@ fn cached_run_layers_are_read_where_later_steps_need_them() {
     }
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
 }
+
+#[test]
+fn mounts_never_reach_host_files_or_what_dockerignore_excludes() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let outside = tempfile::tempdir().unwrap();
+    let host_file = outside.path().join("host-secret");
+    std::fs::write(&host_file, "host-only\n").unwrap();
+    // A stage's symlink to a host path: a bind from= that stage must not follow it out.
+    let df = format!(
+        "FROM {host}/base/busybox:1 AS s\n\
+         RUN ln -s {} /x\n\
+         FROM {host}/base/busybox:1\n\
+         RUN --mount=type=bind,from=s,source=x,target=/t cat /t > /leak\n",
+        host_file.display()
+    );
+    let tag = format!("{host}/apps/escape:1");
+    let out = push_dockerfile(&tag, &df, &[], &[], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("Dockerfile:4: RUN --mount=type=bind,source=x: is a symlink that leaves"),
+        "{}",
+        stderr(&out)
+    );
+    // The context's .dockerignore applies to context binds (the key too).
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         RUN --mount=type=bind,source=.,target=/ctx ls /ctx | sort > /listing\n"
+    );
+    let tag = format!("{host}/apps/ignored:1");
+    let files = [
+        (".dockerignore", "secret.txt\n"),
+        ("secret.txt", "no\n"),
+        ("ok.txt", "yes\n"),
+    ];
+    ok(push_dockerfile(&tag, &df, &files, &[], None));
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let listing = std::fs::read_to_string(bundle.join("rootfs/listing")).unwrap();
+    assert!(listing.contains("ok.txt"), "{listing}");
+    assert!(
+        !listing.contains("secret.txt"),
+        "an ignored file reached the step: {listing}"
+    );
+}

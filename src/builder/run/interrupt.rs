@@ -18,11 +18,13 @@ pub struct Registered(u64);
 /// Registers a running step; a step started after an interrupt is killed at once.
 pub fn register(handle: KillHandle) -> Registered {
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        handle.kill();
-    }
+    // Registered first, the flag read after (both under the lock `interrupt_all` takes): a
+    // signal between the two cannot miss this step.
     if let Ok(mut steps) = STEPS.lock() {
-        steps.push((id, handle));
+        steps.push((id, handle.clone()));
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            handle.kill();
+        }
     }
     Registered(id)
 }

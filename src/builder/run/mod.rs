@@ -164,7 +164,13 @@ pub fn plan(
     let mounts = spec
         .mounts
         .iter()
-        .map(|m| mounts::key_part(m, &workdir, ctx.copy.context, &bind_identity))
+        .map(|m| {
+            let context = mounts::Context {
+                dir: ctx.copy.context,
+                ignore: ctx.copy.ignore,
+            };
+            mounts::key_part(m, &workdir, &context, &bind_identity)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let c = ctx.copy;
     let layer_format = format!(
@@ -339,10 +345,13 @@ pub async fn execute(
     let lowers = lowers::ensure(c.registry, ctx.store, layers, diff_ids, c.tmp).await?;
     let prepared_at = Instant::now();
 
-    let scratch = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(ctx.scratch)
-        .map_err(|e| RunError::io(ctx.scratch, e))?;
+    let scratch = Scratch(
+        tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(ctx.scratch)
+            .map_err(|e| RunError::io(ctx.scratch, e))?
+            .keep(),
+    );
     let upper = scratch.path().join("upper");
     let work = scratch.path().join("work");
     std::fs::create_dir(&upper).map_err(|e| RunError::io(&upper, e))?;
@@ -392,7 +401,10 @@ pub async fn execute(
     }
     let inputs = mounts::MountInputs {
         workdir: &planned.workdir,
-        context: c.context,
+        context: mounts::Context {
+            dir: c.context,
+            ignore: c.ignore,
+        },
         secrets: &ctx.options.secrets,
         cache_root: ctx.cache_root,
         tmp: c.tmp,
@@ -405,6 +417,7 @@ pub async fn execute(
             .map(|(_, d)| d.clone())
     };
     let mut prepared = mounts::prepare(&spec.mounts, &inputs, &find)?;
+    let mount_warnings = std::mem::take(&mut prepared.warnings);
     let mut argv = planned.argv.clone();
     if let Some((path, body)) = &spec.script {
         let file = scratch.path().join("script");
@@ -564,6 +577,7 @@ pub async fn execute(
         "RUN step timings"
     );
     let mut warnings = outcome.warnings;
+    warnings.extend(mount_warnings);
     if sockets > 0 {
         warnings.push(format!(
             "RUN left {sockets} socket(s), which a layer cannot hold (left out)"
@@ -591,6 +605,25 @@ pub async fn execute(
     ))
 }
 
+/// A step's scratch directory (upper and work dirs, the script), removed when the step is
+/// done however it ended: with `remove_tree`, which also removes what a step left
+/// unwritable (mode 0 directories, overlay's work dir).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = regbuild_fs::lower::remove_tree(&self.0) {
+            tracing::warn!(dir = %self.0.display(), error = %e, "RUN: step scratch not removed");
+        }
+    }
+}
+
 /// The in-image targets of the step's mounts (left out of its layer).
 fn prepared_targets(spec: &RunSpec, workdir: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = spec
@@ -601,9 +634,9 @@ fn prepared_targets(spec: &RunSpec, workdir: &str) -> Vec<PathBuf> {
                 RunMount::Bind { target, .. }
                 | RunMount::Cache { target, .. }
                 | RunMount::Tmpfs { target, .. } => target.clone(),
-                RunMount::Secret { id, target, .. } => target
-                    .clone()
-                    .unwrap_or_else(|| format!("/run/secrets/{id}")),
+                RunMount::Secret { id, target, .. } => {
+                    return mounts::secret_target(workdir, id, target.as_deref()).ok();
+                }
             };
             mounts::target_path(workdir, &t).ok()
         })

@@ -94,7 +94,7 @@ pub fn target_path(workdir: &str, target: &str) -> Result<PathBuf, RunError> {
 pub fn key_part(
     m: &RunMount,
     workdir: &str,
-    context: &Path,
+    context: &Context<'_>,
     bind_identity: &dyn Fn(&CopyFrom) -> Result<String, RunError>,
 ) -> Result<String, RunError> {
     Ok(match m {
@@ -106,7 +106,10 @@ pub fn key_part(
         } => {
             let origin = match from {
                 Some(f) => bind_identity(f)?,
-                None => format!("context:{}", tree_hash(&context_source(context, source)?)?),
+                None => {
+                    let (real, rel) = context_source(context.dir, source)?;
+                    format!("context:{}", tree_hash(&real, &rel, context.ignore)?)
+                }
             };
             format!(
                 "bind {origin} source={source} target={} rw={rw}",
@@ -152,8 +155,16 @@ pub fn key_part(
     })
 }
 
-/// A bind source inside the build context, refused if it leaves it (symlinks included).
-fn context_source(context: &Path, source: &str) -> Result<PathBuf, RunError> {
+/// The build context as bind mounts see it: the directory and its `.dockerignore`.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub dir: &'a Path,
+    pub ignore: &'a regbuild_fs::dockerignore::DockerIgnore,
+}
+
+/// A bind source inside the build context, refused if it leaves it (symlinks included):
+/// its real path and its path relative to the context root (for `.dockerignore`).
+fn context_source(context: &Path, source: &str) -> Result<(PathBuf, String), RunError> {
     let bad = |reason: String| RunError::BindSource {
         path: source.to_string(),
         reason,
@@ -166,20 +177,62 @@ fn context_source(context: &Path, source: &str) -> Result<PathBuf, RunError> {
     let real = path
         .canonicalize()
         .map_err(|e| bad(format!("not in the build context: {e}")))?;
+    let rel = real
+        .strip_prefix(&root)
+        .map_err(|_| bad("leaves the build context".into()))?
+        .to_string_lossy()
+        .into_owned();
+    Ok((real, rel))
+}
+
+/// `source` (an in-image path) under `root`, a stage's or image's files extracted here,
+/// resolved with symlinks followed inside `root` only: a source (or a parent) that is a
+/// symlink out of `root` is refused, so a mount never reaches the host's files.
+fn source_in(root: &Path, source: &str) -> Result<PathBuf, RunError> {
+    let bad = |reason: &str| RunError::BindSource {
+        path: source.to_string(),
+        reason: reason.to_string(),
+    };
+    let root = root.canonicalize().map_err(|e| RunError::io(root, e))?;
+    let rel = crate::builder::stage::join_in_image("/", source);
+    let real = root
+        .join(rel.trim_start_matches('/'))
+        .canonicalize()
+        .map_err(|_| bad("no such file or directory in that stage or image"))?;
     if !real.starts_with(&root) {
-        return Err(bad("leaves the build context".into()));
+        return Err(bad(
+            "is a symlink that leaves that stage's or image's files",
+        ));
     }
     Ok(real)
 }
 
-/// sha256 over a tree's paths, kinds, modes, link targets and file contents (not mtimes).
-fn tree_hash(root: &Path) -> Result<String, RunError> {
+/// Whether a context path (relative) is left out by `.dockerignore`; `dir`: it is a directory
+/// nothing below which can be included again.
+fn ignored(ignore: &regbuild_fs::dockerignore::DockerIgnore, rel: &str, dir: bool) -> bool {
+    !rel.is_empty() && ignore.is_excluded(rel) && (!dir || !ignore.may_include_below(rel))
+}
+
+/// sha256 over a tree's paths, kinds, modes, link targets and file contents (not mtimes),
+/// leaving out what `.dockerignore` excludes (`base`: the tree's path in the context).
+fn tree_hash(
+    root: &Path,
+    base: &str,
+    ignore: &regbuild_fs::dockerignore::DockerIgnore,
+) -> Result<String, RunError> {
     let mut h = Sha256::new();
     let mut stack = vec![PathBuf::new()];
     let mut buf = vec![0u8; 64 << 10];
     while let Some(rel) = stack.pop() {
         let path = root.join(&rel);
         let meta = std::fs::symlink_metadata(&path).map_err(|e| RunError::io(&path, e))?;
+        let in_context = Path::new(base).join(&rel).to_string_lossy().into_owned();
+        if ignored(ignore, &in_context, meta.is_dir()) {
+            continue;
+        }
+        if !meta.is_dir() && ignore.is_excluded(&in_context) && !in_context.is_empty() {
+            continue;
+        }
         h.update(rel.as_os_str().as_encoded_bytes());
         h.update([0]);
         h.update(meta.mode().to_be_bytes());
@@ -218,6 +271,8 @@ pub struct Prepared {
     pub env: Vec<(String, String)>,
     /// In-image paths the layer must not hold.
     pub targets: Vec<PathBuf>,
+    /// What the user should hear about (settings that could not be applied).
+    pub warnings: Vec<String>,
     _secrets: Option<tempfile::TempDir>,
     _locks: Vec<std::fs::File>,
     _copies: Vec<tempfile::TempDir>,
@@ -226,7 +281,7 @@ pub struct Prepared {
 /// What `prepare` needs besides the mounts.
 pub struct MountInputs<'a> {
     pub workdir: &'a str,
-    pub context: &'a Path,
+    pub context: Context<'a>,
     pub secrets: &'a BTreeMap<String, SecretSource>,
     /// regbuild's cache directory (cache mounts live under it), else the build's tmp.
     pub cache_root: &'a Path,
@@ -260,32 +315,31 @@ pub fn prepare(
                 rw,
             } => {
                 let target = target_path(inputs.workdir, target)?;
+                // What the context's .dockerignore excludes is never shown to a step.
+                let mut filtered = false;
                 let host = match from {
-                    None => context_source(inputs.context, source)?,
+                    None => {
+                        let (real, rel) = context_source(inputs.context.dir, source)?;
+                        filtered = has_ignored(&real, &rel, inputs.context.ignore);
+                        real
+                    }
                     Some(f) => {
                         let root = from_dirs(f).ok_or_else(|| RunError::BindSource {
                             path: source.clone(),
                             reason: "its stage or image was not prepared".into(),
                         })?;
-                        let rel = crate::builder::stage::join_in_image("/", source);
-                        let p = root.join(rel.trim_start_matches('/'));
-                        if std::fs::symlink_metadata(&p).is_err() {
-                            return Err(RunError::BindSource {
-                                path: source.clone(),
-                                reason: "no such file or directory in that stage or image".into(),
-                            });
-                        }
-                        p
+                        source_in(&root, source)?
                     }
                 };
-                let host = if *rw {
+                let host = if *rw || filtered {
                     // Writes to a rw bind are discarded (BuildKit): bind a copy.
                     let copy = tempfile::Builder::new()
                         .prefix("bind-")
                         .tempdir_in(inputs.tmp)
                         .map_err(|e| RunError::io(inputs.tmp, e))?;
                     let dest = copy.path().join("src");
-                    copy_tree(&host, &dest)?;
+                    let filter = filtered.then_some((inputs.context.ignore, rel_of(inputs, &host)));
+                    copy_tree(&host, &dest, filter.as_ref().map(|(i, r)| (*i, r.as_str())))?;
                     out._copies.push(copy);
                     dest
                 } else {
@@ -311,34 +365,49 @@ pub fn prepare(
             } => {
                 let target = target_path(inputs.workdir, target)?;
                 let name = format!("{:x}", Sha256::digest(id.as_bytes()));
-                let dir = inputs.cache_root.join("run-cache").join(&name[..32]);
-                if !dir.exists() {
+                let caches = inputs.cache_root.join("run-cache");
+                std::fs::create_dir_all(&caches).map_err(|e| RunError::io(&caches, e))?;
+                let dir = caches.join(&name[..32]);
+                // Held while the cache is made (every sharing mode) and, unless shared,
+                // while the step runs.
+                let lock = lock_cache(&dir.with_extension("lock"))?;
+                if std::fs::symlink_metadata(&dir).is_err() {
+                    // Made aside and renamed into place: a failed seed leaves no half cache.
+                    let fresh = tempfile::Builder::new()
+                        .prefix(".new-")
+                        .tempdir_in(&caches)
+                        .map_err(|e| RunError::io(&caches, e))?;
+                    let made = fresh.path().join("dir");
                     match from.as_ref().and_then(from_dirs) {
                         // A new cache starts as a copy of `source` in that stage or image.
                         Some(root) => {
-                            let rel = crate::builder::stage::join_in_image("/", source);
-                            let seed = root.join(rel.trim_start_matches('/'));
-                            std::fs::create_dir_all(inputs.cache_root.join("run-cache"))
-                                .map_err(|e| RunError::io(&dir, e))?;
-                            copy_tree(&seed, &dir)?;
+                            let seed = source_in(&root, source)?;
+                            if !seed.is_dir() {
+                                return Err(RunError::BindSource {
+                                    path: source.clone(),
+                                    reason: "a cache's source must be a directory".into(),
+                                });
+                            }
+                            copy_tree(&seed, &made, None)?;
                         }
-                        None => std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?,
+                        None => std::fs::create_dir(&made).map_err(|e| RunError::io(&made, e))?,
                     }
-                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode))
-                        .map_err(|e| RunError::io(&dir, e))?;
+                    std::fs::set_permissions(&made, std::fs::Permissions::from_mode(*mode))
+                        .map_err(|e| RunError::io(&made, e))?;
                     if inputs.privileged {
-                        std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid))
-                            .map_err(|e| RunError::io(&dir, e))?;
+                        std::os::unix::fs::chown(&made, Some(*uid), Some(*gid))
+                            .map_err(|e| RunError::io(&made, e))?;
+                    } else if (*uid, *gid) != (0, 0) {
+                        out.warnings.push(format!(
+                            "cache mount {}: uid={uid},gid={gid} not applied (rootless: the directory belongs to uid 0 inside)",
+                            target.display()
+                        ));
                     }
+                    std::fs::rename(&made, &dir).map_err(|e| RunError::io(&dir, e))?;
                 }
                 if *sharing != CacheSharing::Shared {
                     // private is served as locked: one step at a time, never a torn cache.
-                    let lock_path = dir.with_extension("lock");
-                    let f = std::fs::File::create(&lock_path)
-                        .map_err(|e| RunError::io(&lock_path, e))?;
-                    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-                        .map_err(|e| RunError::io(&lock_path, e.into()))?;
-                    out._locks.push(f);
+                    out._locks.push(lock);
                 }
                 out.targets.push(target.clone());
                 out.mounts.push(Mount::Bind {
@@ -370,10 +439,7 @@ pub fn prepare(
                         continue;
                     }
                 }
-                let target = match target {
-                    Some(t) => target_path(inputs.workdir, t)?,
-                    None => PathBuf::from(format!("/run/secrets/{id}")),
-                };
+                let target = secret_target(inputs.workdir, id, target.as_deref())?;
                 if out._secrets.is_none() {
                     out._secrets = Some(secret_dir()?);
                 }
@@ -384,6 +450,10 @@ pub fn prepare(
                 if inputs.privileged {
                     std::os::unix::fs::chown(&file, Some(*uid), Some(*gid))
                         .map_err(|e| RunError::io(&file, e))?;
+                } else if (*uid, *gid) != (0, 0) {
+                    out.warnings.push(format!(
+                        "secret {id}: uid={uid},gid={gid} not applied (rootless: the file belongs to uid 0 inside)"
+                    ));
                 }
                 out.targets.push(target.clone());
                 out.mounts.push(Mount::Bind {
@@ -395,6 +465,88 @@ pub fn prepare(
         }
     }
     Ok(out)
+}
+
+/// A secret's in-image path: `target`, else `/run/secrets/ID`; an id that is not one path
+/// component is refused (it would place the secret elsewhere).
+pub fn secret_target(workdir: &str, id: &str, target: Option<&str>) -> Result<PathBuf, RunError> {
+    match target {
+        Some(t) => target_path(workdir, t),
+        None if id.is_empty() || id == "." || id == ".." || id.contains('/') => {
+            Err(RunError::Target {
+                target: format!("/run/secrets/{id}"),
+                reason: "a secret id without target= must be a file name (no '/', not '..')",
+            })
+        }
+        None => Ok(PathBuf::from(format!("/run/secrets/{id}"))),
+    }
+}
+
+/// Takes the exclusive lock of a cache directory, waiting (bounded, and ended by SIGINT) for
+/// another build that holds it.
+fn lock_cache(path: &Path) -> Result<std::fs::File, RunError> {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+    let f = std::fs::File::create(path).map_err(|e| RunError::io(path, e))?;
+    let started = std::time::Instant::now();
+    loop {
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(f),
+            Err(rustix::io::Errno::WOULDBLOCK) => {}
+            Err(e) => return Err(RunError::io(path, e.into())),
+        }
+        if super::interrupt::interrupted() {
+            return Err(RunError::Interrupted);
+        }
+        if started.elapsed() > WAIT {
+            return Err(RunError::io(
+                path,
+                std::io::Error::other("another build has held this cache mount for an hour"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Whether the context tree at `real` (`rel` in the context) holds anything `.dockerignore`
+/// excludes (then a filtered copy is bound instead).
+fn has_ignored(real: &Path, rel: &str, ignore: &regbuild_fs::dockerignore::DockerIgnore) -> bool {
+    if ignore.is_empty() {
+        return false;
+    }
+    let mut stack = vec![(real.to_path_buf(), rel.to_string())];
+    while let Some((path, rel)) = stack.pop() {
+        if !rel.is_empty() && ignore.is_excluded(&rel) {
+            return true;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                let name = e.file_name();
+                stack.push((
+                    path.join(&name),
+                    Path::new(&rel).join(&name).to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    false
+}
+
+/// `host`'s path relative to the context root (it is inside: `context_source` checked).
+fn rel_of(inputs: &MountInputs<'_>, host: &Path) -> String {
+    inputs
+        .context
+        .dir
+        .canonicalize()
+        .ok()
+        .and_then(|root| {
+            host.strip_prefix(root)
+                .ok()
+                .map(|r| r.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default()
 }
 
 fn read_secret(id: &str, source: &SecretSource) -> Result<Vec<u8>, RunError> {
@@ -452,8 +604,19 @@ fn write_secret(path: &Path, value: &[u8], mode: u32) -> Result<(), RunError> {
 }
 
 /// Copies a tree (files, directories, symlinks) for a rw bind.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), RunError> {
+/// `filter`: the context's `.dockerignore` and `from`'s path in the context: excluded paths
+/// are not copied.
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    filter: Option<(&regbuild_fs::dockerignore::DockerIgnore, &str)>,
+) -> Result<(), RunError> {
     let meta = std::fs::symlink_metadata(from).map_err(|e| RunError::io(from, e))?;
+    if let Some((ignore, rel)) = filter {
+        if ignored(ignore, rel, meta.is_dir()) || (!meta.is_dir() && ignore.is_excluded(rel)) {
+            return Ok(());
+        }
+    }
     if meta.file_type().is_symlink() {
         let t = std::fs::read_link(from).map_err(|e| RunError::io(from, e))?;
         std::os::unix::fs::symlink(t, to).map_err(|e| RunError::io(to, e))
@@ -461,7 +624,20 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), RunError> {
         std::fs::create_dir(to).map_err(|e| RunError::io(to, e))?;
         for e in std::fs::read_dir(from).map_err(|e| RunError::io(from, e))? {
             let e = e.map_err(|e| RunError::io(from, e))?;
-            copy_tree(&e.path(), &to.join(e.file_name()))?;
+            let below = filter.map(|(i, rel)| {
+                (
+                    i,
+                    Path::new(rel)
+                        .join(e.file_name())
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            });
+            copy_tree(
+                &e.path(),
+                &to.join(e.file_name()),
+                below.as_ref().map(|(i, r)| (*i, r.as_str())),
+            )?;
         }
         std::fs::set_permissions(to, meta.permissions()).map_err(|e| RunError::io(to, e))
     } else {
@@ -506,6 +682,37 @@ mod tests {
     }
 
     #[test]
+    fn secret_ids_without_a_target_must_be_file_names() {
+        assert_eq!(
+            secret_target("/", "tok", None).unwrap(),
+            PathBuf::from("/run/secrets/tok")
+        );
+        for id in ["../../etc/passwd", "a/b", "..", ""] {
+            assert!(secret_target("/", id, None).is_err(), "{id}");
+        }
+        assert_eq!(
+            secret_target("/w", "a/b", Some("k")).unwrap(),
+            PathBuf::from("/w/k")
+        );
+    }
+
+    #[test]
+    fn sources_from_a_stage_stay_inside_its_files() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("dir")).unwrap();
+        std::fs::write(d.path().join("host"), "h").unwrap();
+        std::os::unix::fs::symlink(d.path().join("host"), root.join("out")).unwrap();
+        std::os::unix::fs::symlink("dir", root.join("in")).unwrap();
+        assert!(source_in(&root, "out").is_err());
+        assert!(source_in(&root, "../host").is_err(), "`..` stays inside");
+        assert_eq!(
+            source_in(&root, "in").unwrap(),
+            root.canonicalize().unwrap().join("dir")
+        );
+    }
+
+    #[test]
     fn context_binds_cannot_leave_the_context() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("ctx")).unwrap();
@@ -529,14 +736,19 @@ mod tests {
             target: "/src".into(),
             rw: false,
         };
-        let k1 = key_part(&m, "/", d.path(), &none).unwrap();
+        let ignore = regbuild_fs::dockerignore::DockerIgnore::default();
+        let ctx = Context {
+            dir: d.path(),
+            ignore: &ignore,
+        };
+        let k1 = key_part(&m, "/", &ctx, &none).unwrap();
         let f = std::fs::File::options()
             .write(true)
             .open(d.path().join("a"))
             .unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
-        assert_eq!(k1, key_part(&m, "/", d.path(), &none).unwrap(), "touch");
+        assert_eq!(k1, key_part(&m, "/", &ctx, &none).unwrap(), "touch");
         std::fs::write(d.path().join("a"), "2").unwrap();
-        assert_ne!(k1, key_part(&m, "/", d.path(), &none).unwrap(), "content");
+        assert_ne!(k1, key_part(&m, "/", &ctx, &none).unwrap(), "content");
     }
 }

@@ -16,6 +16,8 @@ pub struct StepLog<'a> {
     prefix: String,
     progress: &'a dyn Progress,
     partial: [Vec<u8>; 2],
+    /// A carriage return seen last on each stream: a redraw, unless a newline follows.
+    cr: [bool; 2],
     tail: VecDeque<String>,
 }
 
@@ -25,6 +27,7 @@ impl<'a> StepLog<'a> {
             prefix,
             progress,
             partial: [Vec::new(), Vec::new()],
+            cr: [false, false],
             tail: VecDeque::with_capacity(TAIL_LINES),
         }
     }
@@ -39,10 +42,14 @@ impl<'a> StepLog<'a> {
     pub fn chunk(&mut self, stream: usize, bytes: &[u8]) {
         let stream = stream.min(1);
         for &b in bytes {
+            // A carriage return redraws a line (progress meters): the text after it replaces
+            // the line, but `\r\n` simply ends it.
+            if std::mem::take(&mut self.cr[stream]) && b != b'\n' {
+                self.partial[stream].clear();
+            }
             match b {
                 b'\n' => self.flush(stream),
-                // A carriage return redraws a line (progress meters): keep the last state.
-                b'\r' => self.partial[stream].clear(),
+                b'\r' => self.cr[stream] = true,
                 _ if self.partial[stream].len() < MAX_LINE => self.partial[stream].push(b),
                 _ => {}
             }
@@ -98,13 +105,16 @@ mod tests {
             log.chunk(1, format!("{i}\n").as_bytes());
         }
         log.chunk(1, b"10%\r50%\r100%\n");
+        log.chunk(1, b"dos line\r");
+        log.chunk(1, b"\n");
         let tail = log.finish();
         let lines = cap.0.lock().unwrap().clone();
         assert_eq!(lines[0], "[b 1/2] hello");
         assert_eq!(lines[1], "[b 1/2] err");
         assert_eq!(lines.last().unwrap(), "[b 1/2] world");
         assert_eq!(tail.len(), TAIL_LINES);
-        assert_eq!(tail[TAIL_LINES - 2], "100%");
+        assert_eq!(tail[TAIL_LINES - 3], "100%");
+        assert_eq!(tail[TAIL_LINES - 2], "dos line", "CRLF ends a line");
         assert_eq!(tail[TAIL_LINES - 1], "world");
     }
 }
