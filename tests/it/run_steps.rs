@@ -415,7 +415,11 @@ fn an_interrupted_step_leaves_no_process_mount_or_temporary_directory() {
     busybox_base(&host, "base/busybox");
     // A number no other process has on its command line.
     let seconds = format!("86{}", free_port());
-    let df = format!("FROM {host}/base/busybox:1\nRUN echo step-started && sleep {seconds}\n");
+    // The marker is printed once `sleep` has been exec'd (its comm says so), not before.
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         RUN sleep {seconds} & while [ \"$(cat /proc/$!/comm)\" != sleep ]; do :; done; echo step-started; wait\n"
+    );
     let ctx = context_with(&[("Dockerfile", &df)]);
     let cache = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
