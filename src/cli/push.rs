@@ -350,6 +350,7 @@ async fn run_all(global: &GlobalArgs, args: &PushArgs) -> Result<ExitCode, CliEr
         dry_run: args.dry_run,
         epoch: source_date_epoch()?,
         keep_setuid: args.keep_setuid,
+        run: run_options(args)?,
     };
     let outcomes = workspace::push_all(&registry, &ws, &opts, progress).await?;
     let mut out = std::io::stdout().lock();

@@ -110,6 +110,8 @@ pub struct PushAllOptions {
     pub dry_run: bool,
     pub epoch: u64,
     pub keep_setuid: bool,
+    /// `--network`, `--secret`: the same for every image's RUN steps.
+    pub run: crate::builder::run::RunOptions,
 }
 
 struct Planned<'a> {
@@ -320,6 +322,7 @@ async fn build_one(
         source: Box::new(e),
     };
     let mut build = build_request(ws, p.image, &p.platforms[0], opts.epoch, opts.keep_setuid);
+    build.run = opts.run.clone();
     build.overrides = overrides(ws, p, &|n| digests.get(n).cloned()).map_err(fail)?;
     build.planned = bases;
     let req = PushRequest {

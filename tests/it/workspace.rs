@@ -345,3 +345,43 @@ tags = ["{host}/ws2/lib:1"]
     would.sort();
     assert_eq!(would, pushed, "the plan's digests are what the push made");
 }
+
+#[test]
+fn push_all_gives_every_image_the_secrets_and_network_of_the_command_line() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    crate::run_steps::busybox_base(&host, "base/busybox");
+    let dir = context_with(&[(
+        "app/Dockerfile",
+        &format!(
+            "FROM {host}/base/busybox:1\n\
+             RUN --mount=type=secret,id=tok,required=true \\\n \
+               test \"$(cat /run/secrets/tok)\" = ws-secret \\\n \
+               && cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /links\n"
+        ),
+    )]);
+    std::fs::write(
+        dir.path().join("regbuild.toml"),
+        format!("[[image]]\nname = \"app\"\ncontext = \"app\"\ntags = [\"{host}/ws/app:1\"]\n"),
+    )
+    .unwrap();
+    let secret = dir.path().join("tok");
+    std::fs::write(&secret, "ws-secret").unwrap();
+    let file = dir.path().join("regbuild.toml");
+    let file = file.to_str().unwrap();
+
+    // Without the secret the required mount fails the step: the flag is what carries it.
+    let out = regbuild(&["push", "--all", "--workspace", file])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "built without the secret");
+    assert!(stderr(&out).contains("tok"), "{}", stderr(&out));
+
+    let src = format!("id=tok,src={}", secret.display());
+    let report = push_all(dir.path(), &["--secret", &src, "--network", "none"]);
+    assert_eq!(outcome(&report, "app"), "pushed", "{report}");
+    // --network none reached the step: it saw loopback only.
+    let (_dir, bundle) = pull_and_unpack(&format!("{host}/ws/app:1"), &[]);
+    let links = std::fs::read_to_string(bundle.join("rootfs/links")).unwrap();
+    assert_eq!(links, "lo\n", "only loopback");
+}
