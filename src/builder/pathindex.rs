@@ -454,7 +454,7 @@ impl<'a> Indexer<'a> {
                 if let Some(found) = self.remembered(&by_key) {
                     return Ok(found);
                 }
-                match &c.found_in {
+                match c.registry_source() {
                     // Found by key, entries known (a COPY layer): listed without a download.
                     Some(_) if c.known_entries().is_some() => tokio::task::block_in_place(|| {
                         LayerIndex::from_entries(c.known_entries().unwrap_or_default())
@@ -462,20 +462,10 @@ impl<'a> Indexer<'a> {
                     })
                     .map_err(failed)?,
                     // In a registry: the layer itself is read, never its sources.
-                    Some((registry, repository)) => {
-                        let descriptor = regbuild_oci::manifest::Descriptor {
-                            media_type: c.record.media_type.clone(),
-                            digest: c.record.digest.clone(),
-                            size: c.record.size,
-                            platform: None,
-                            artifact_type: None,
-                            annotations: None,
-                            urls: Vec::new(),
-                        };
-                        self.download(registry, repository, &descriptor)
-                            .await
-                            .map_err(failed)?
-                    }
+                    Some((registry, repository, descriptor)) => self
+                        .download(registry, repository, &descriptor)
+                        .await
+                        .map_err(failed)?,
                     // A RUN layer the local cache kept: its blob is read.
                     None if c.stored_blob().is_some() => {
                         let b = tokio::task::block_in_place(|| c.built()).map_err(failed)?;

@@ -4,6 +4,7 @@
 //! against their digests before anything is extracted from them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -11,6 +12,8 @@ use tokio::io::AsyncWriteExt;
 use crate::builder::error::StepError;
 use crate::builder::stage::StageLayer;
 use regbuild_fs::extract::{self, EntryMeta, Limits, Overlay};
+use regbuild_fs::layer::BuiltLayer;
+use regbuild_oci::manifest::Descriptor;
 use regbuild_registry::{Registry, Scopes};
 use std::collections::HashMap;
 
@@ -28,16 +31,9 @@ pub async fn materialize(
         if overlay.settled() {
             break;
         }
-        match layer {
-            // A RUN layer found in a registry by key: its bytes are there only.
-            StageLayer::Cached(c) if !c.buildable() => {
-                let (host, repo) = c.found_in.clone().unwrap_or_default();
-                let descriptor = regbuild_oci::manifest::Descriptor::new(
-                    &c.record.media_type,
-                    c.record.digest.clone(),
-                    c.record.size,
-                );
-                let path = download(registry, &host, &repo, &descriptor, tmp).await?;
+        match where_bytes_are(layer)? {
+            Bytes::Registry(host, repo, descriptor) => {
+                let path = download(registry, host, repo, &descriptor, tmp).await?;
                 let name = descriptor.digest.to_string();
                 let result = tokio::task::block_in_place(|| {
                     let (_, reader) = extract::open_archive(&path)?;
@@ -46,34 +42,11 @@ pub async fn materialize(
                 let _ = std::fs::remove_file(&path);
                 result?;
             }
-            StageLayer::Cached(c) => {
-                let built = tokio::task::block_in_place(|| c.built())?;
-                tokio::task::block_in_place(|| {
-                    let (_, reader) = extract::open_archive(&built.file)?;
-                    overlay.apply_layer(built.digest.as_str(), reader)
-                })?;
-            }
-            StageLayer::Local(built) => {
-                tokio::task::block_in_place(|| {
-                    // gzip or zstd, as the build was asked to compress.
-                    let (_, reader) = extract::open_archive(&built.file)?;
-                    overlay.apply_layer(built.digest.as_str(), reader)
-                })?;
-            }
-            StageLayer::Remote {
-                descriptor,
-                registry: r,
-                repository,
-            } => {
-                let path = download(registry, r, repository, descriptor, tmp).await?;
-                let name = descriptor.digest.to_string();
-                let result = tokio::task::block_in_place(|| {
-                    let (_, reader) = extract::open_archive(&path)?;
-                    overlay.apply_layer(&name, reader)
-                });
-                let _ = std::fs::remove_file(&path);
-                result?;
-            }
+            Bytes::Built(built) => tokio::task::block_in_place(|| {
+                // gzip or zstd, as the build was asked to compress.
+                let (_, reader) = extract::open_archive(&built.file)?;
+                overlay.apply_layer(built.digest.as_str(), reader)
+            })?,
         }
     }
     let meta = overlay.metadata().clone();
@@ -81,12 +54,35 @@ pub async fn materialize(
     Ok(meta)
 }
 
+/// Where a layer's bytes are read from.
+enum Bytes<'a> {
+    /// Only a registry holds them: a base's layer, or a RUN layer found there by key.
+    Registry(&'a str, &'a str, Box<Descriptor>),
+    /// A file here: built by this build, or by the local cache on demand.
+    Built(Arc<BuiltLayer>),
+}
+
+fn where_bytes_are(layer: &StageLayer) -> Result<Bytes<'_>, StepError> {
+    Ok(match layer {
+        StageLayer::Remote {
+            descriptor,
+            registry,
+            repository,
+        } => Bytes::Registry(registry, repository, descriptor.clone()),
+        StageLayer::Cached(c) => match c.registry_source() {
+            Some((host, repo, d)) if !c.buildable() => Bytes::Registry(host, repo, Box::new(d)),
+            _ => Bytes::Built(tokio::task::block_in_place(|| c.built())?),
+        },
+        StageLayer::Local(built) => Bytes::Built(built.clone()),
+    })
+}
+
 /// Streams a blob into a file under `tmp`; the stream fails on a digest mismatch.
 pub(crate) async fn download(
     registry: &Registry,
     host: &str,
     repository: &str,
-    descriptor: &regbuild_oci::manifest::Descriptor,
+    descriptor: &Descriptor,
     tmp: &Path,
 ) -> Result<PathBuf, StepError> {
     let path = tmp.join(format!("blob-{}", descriptor.digest.hex()));

@@ -68,6 +68,18 @@ impl CachedStageLayer {
         }
     }
 
+    /// Where its bytes are when a registry holds them (found there by key): host,
+    /// repository and the blob's descriptor. None for a layer the local cache can produce.
+    pub fn registry_source(&self) -> Option<(&str, &str, Descriptor)> {
+        let (host, repo) = self.found_in.as_ref()?;
+        let d = Descriptor::new(
+            &self.record.media_type,
+            self.record.digest.clone(),
+            self.record.size,
+        );
+        Some((host, repo, d))
+    }
+
     /// A layer whose blob the local cache kept (`blob`): used as is when needed.
     pub fn stored(
         record: crate::builder::cache::CachedLayer,

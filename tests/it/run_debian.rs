@@ -51,18 +51,6 @@ fn debian_base() -> &'static DebianBase {
     })
 }
 
-/// The effective uid is 0 (from /proc: no extra dependency for one number).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
