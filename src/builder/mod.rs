@@ -7,7 +7,7 @@
 //! image; `copy` carries out COPY/ADD (`add` gives an ADD'ed archive's entries their archive
 //! metadata, `owner` resolves `--chown` names, `pathindex` lists a base's paths when a step
 //! depends on them); `rootfs` and `from_image` materialise paths of another stage or image;
-//! `cache` and `remote_cache` find layers built before (locally, or in a registry by key);
+//! `cache` and `remote_cache` find layers built before (locally, or in a registry by key), `cache_dir` is the cache directory's lock and use stamps;
 //! `layering` splits a COPY into layers, `pack` packs them, `squash` squashes; `assemble`
 //! turns the result into the blobs and manifest a registry must hold. `error` is why a step
 //! failed (`StepError`), which `BuildError::At` carries with the Dockerfile's `file:line`.
@@ -15,6 +15,7 @@
 pub mod add;
 pub mod assemble;
 pub mod cache;
+pub mod cache_dir;
 pub mod copy;
 pub mod error;
 pub mod from_image;

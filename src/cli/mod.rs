@@ -8,6 +8,7 @@ mod lock;
 mod outdated;
 mod output;
 mod promote;
+mod prune;
 mod push;
 mod rebase;
 
@@ -83,6 +84,8 @@ pub enum Command {
     Outdated(outdated::OutdatedArgs),
     /// Move an image onto a new base without rebuilding (layers mounted, nothing re-uploaded).
     Rebase(rebase::RebaseArgs),
+    /// Free the local cache: unpacked layers, RUN layers and cache mounts unused for a while.
+    Prune(prune::PruneArgs),
 }
 
 impl GlobalArgs {
@@ -132,6 +135,7 @@ pub fn main() -> ExitCode {
                 Command::Lock(args) => lock::run(&cli.global, args).await,
                 Command::Outdated(args) => outdated::run(&cli.global, args).await,
                 Command::Rebase(args) => rebase::run(&cli.global, args).await,
+                Command::Prune(args) => prune::run(&cli.global, args).await,
             }
         };
         // SIGINT/SIGTERM: running RUN steps are killed from a task of their own (the build

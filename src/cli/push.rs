@@ -175,6 +175,8 @@ fn run_options(args: &PushArgs) -> Result<crate::builder::run::RunOptions, CliEr
 }
 
 pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliError> {
+    // Held to the end: `regbuild prune` removes nothing while a push may be reading it.
+    let _cache = hold_cache()?;
     if args.all {
         return run_all(global, &args).await;
     }
@@ -338,6 +340,24 @@ fn runs_as_root(user: Option<&str>) -> bool {
     let user = user.unwrap_or("").trim();
     let name = user.split(':').next().unwrap_or("");
     name.is_empty() || name == "0" || name == "root"
+}
+
+/// The cache directory's shared lock, when there is a cache directory.
+/// A cache directory that cannot be made is no cache (the build works without one), as
+/// the layer cache treats it.
+fn hold_cache() -> Result<Option<crate::builder::cache_dir::CacheLock>, CliError> {
+    use crate::builder::cache_dir::{CacheLock, CacheLockError};
+    let Some(root) = crate::builder::cache::root() else {
+        return Ok(None);
+    };
+    match tokio::task::block_in_place(|| CacheLock::shared(&root)) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(CacheLockError::Io { path, source }) => {
+            tracing::debug!(path = %path.display(), error = %source, "cache directory not locked");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `push --all`: the whole workspace.

@@ -24,6 +24,7 @@ mod minimal;
 mod pinning;
 mod promote_distribution;
 mod promote_testregistry;
+mod prune;
 mod push_distribution;
 mod push_errors;
 mod push_features;

@@ -478,10 +478,10 @@ fn an_interrupted_step_leaves_no_process_mount_or_temporary_directory() {
     );
 }
 
-const ROOTLESS_USER: &str = "regbuild-rootless";
+pub const ROOTLESS_USER: &str = "regbuild-rootless";
 
 /// Makes the unprivileged test user (with subordinate id ranges, as useradd gives them).
-fn rootless_user() {
+pub fn rootless_user() {
     let exists = Command::new("id")
         .arg(ROOTLESS_USER)
         .output()

@@ -198,6 +198,9 @@ pub fn plan(
             let blob = stored_blob(ctx.cache_root, &record.digest);
             blob.is_file().then_some(Found::Local(record, blob))
         });
+    if let Some(Found::Local(_, blob)) = &local {
+        crate::builder::cache_dir::mark_used(blob);
+    }
     let found = local.or_else(|| c.remote.get(&key).cloned().map(Found::Remote));
     match &found {
         Some(_) => tracing::info!(step = %c.step_text, %key, "RUN cache hit"),

@@ -405,6 +405,7 @@ pub fn prepare(
                     }
                     std::fs::rename(&made, &dir).map_err(|e| RunError::io(&dir, e))?;
                 }
+                crate::builder::cache_dir::mark_used(&dir);
                 if *sharing != CacheSharing::Shared {
                     // private is served as locked: one step at a time, never a torn cache.
                     out._locks.push(lock);

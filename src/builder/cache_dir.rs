@@ -1,0 +1,149 @@
+//! What the cache directory's users agree on: a lock (every push holds it shared for its
+//! whole run, `regbuild prune` exclusively, so nothing is removed under a running build)
+//! and use stamps (when an entry was last used, which prune sorts by).
+//!
+//! The lock is `flock(2)` on `<cache>/lock`, so it dies with its process: a killed build
+//! never leaves the cache locked. Use stamps are empty files `<entry>.used` beside the entry
+//! whose mtime is the last use: touching an unpacked layer's own directory would change
+//! what a step sees as the mtime of `/`.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{flock, FlockOperation};
+use rustix::io::Errno;
+
+/// How long a push waits for a running prune to finish before giving up.
+const WAIT: Duration = Duration::from_secs(600);
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheLockError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path}: the cache is in use by a running regbuild push; prune again when it has finished"
+    )]
+    InUse { path: PathBuf },
+    #[error("{path}: a regbuild prune held the cache for more than {} s", WAIT.as_secs())]
+    Timeout { path: PathBuf },
+}
+
+/// A held lock on the cache directory; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct CacheLock {
+    _file: File,
+}
+
+fn lock_file(root: &Path) -> Result<(File, PathBuf), CacheLockError> {
+    let path = root.join("lock");
+    let io = |source| CacheLockError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(root).map_err(io)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    Ok((file, path))
+}
+
+impl CacheLock {
+    /// Held by a push: many at once; waits (bounded) while a prune runs.
+    pub fn shared(root: &Path) -> Result<CacheLock, CacheLockError> {
+        let (file, path) = lock_file(root)?;
+        let until = Instant::now() + WAIT;
+        loop {
+            match flock(&file, FlockOperation::NonBlockingLockShared) {
+                Ok(()) => return Ok(CacheLock { _file: file }),
+                Err(Errno::WOULDBLOCK) if Instant::now() < until => std::thread::sleep(POLL),
+                Err(Errno::WOULDBLOCK) => return Err(CacheLockError::Timeout { path }),
+                Err(e) => {
+                    return Err(CacheLockError::Io {
+                        path,
+                        source: e.into(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Held by prune: only when no push runs (it does not wait for one).
+    pub fn exclusive(root: &Path) -> Result<CacheLock, CacheLockError> {
+        let (file, path) = lock_file(root)?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(CacheLock { _file: file }),
+            Err(Errno::WOULDBLOCK) => Err(CacheLockError::InUse { path }),
+            Err(e) => Err(CacheLockError::Io {
+                path,
+                source: e.into(),
+            }),
+        }
+    }
+}
+
+/// The use stamp of `entry`.
+pub fn stamp_of(entry: &Path) -> PathBuf {
+    let mut name = entry.as_os_str().to_owned();
+    name.push(".used");
+    PathBuf::from(name)
+}
+
+/// Records that `entry` was used now. Best effort: a cache that cannot be stamped still
+/// works; prune then sees the entry's own age.
+pub fn mark_used(entry: &Path) {
+    let stamp = stamp_of(entry);
+    let touched = File::create(&stamp).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    if let Err(e) = touched {
+        tracing::debug!(path = %stamp.display(), error = %e, "use stamp not written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_is_refused_while_a_push_holds_the_cache_and_allowed_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let push = CacheLock::shared(dir.path()).unwrap();
+        let other_push = CacheLock::shared(dir.path()).unwrap();
+        let err = CacheLock::exclusive(dir.path()).unwrap_err();
+        assert!(matches!(err, CacheLockError::InUse { .. }), "{err}");
+        drop(push);
+        drop(other_push);
+        let prune = CacheLock::exclusive(dir.path()).unwrap();
+        drop(prune);
+    }
+
+    #[test]
+    fn a_stamp_sits_beside_its_entry_and_moves_with_each_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("abc");
+        std::fs::create_dir(&entry).unwrap();
+        assert_eq!(stamp_of(&entry), dir.path().join("abc.used"));
+        mark_used(&entry);
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        File::options()
+            .write(true)
+            .open(stamp_of(&entry))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        mark_used(&entry);
+        let now = std::fs::metadata(stamp_of(&entry))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert!(now > old + Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,239 @@
+//! `regbuild prune` on a cache a real RUN build filled: what went unused goes, the next
+//! build rebuilds it and gets the same digest, a running push keeps prune away, `--all`
+//! empties the cache, and an unprivileged user removes what its rootless steps made.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use crate::common::*;
+use crate::run_steps::{busybox_base, push_dockerfile, rootless_user, ROOTLESS_USER};
+use serde_json::Value;
+
+fn prune(cache: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["prune"];
+    all.extend_from_slice(args);
+    regbuild(&all)
+        .env("REGBUILD_CACHE", cache)
+        .output()
+        .unwrap()
+}
+
+fn prune_json(cache: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = prune(cache, &all);
+    assert!(out.status.success(), "prune failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn removed_kinds(report: &Value) -> Vec<String> {
+    let mut k: Vec<String> = report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    k.sort();
+    k.dedup();
+    k
+}
+
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn lowers(cache: &Path) -> Vec<PathBuf> {
+    entries(&cache.join("lowers/trusted/sha256"))
+        .into_iter()
+        .chain(entries(&cache.join("lowers/user/sha256")))
+        .filter(|p| !p.to_string_lossy().ends_with(".used"))
+        .collect()
+}
+
+fn set_mtime(path: &Path, t: SystemTime) {
+    std::fs::File::open(path).unwrap().set_modified(t).unwrap();
+}
+
+fn digest(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "push failed: {}", stderr(out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn prune_removes_what_went_unused_and_never_what_a_running_push_holds() {
+    if !is_root() {
+        eprintln!("skipped: the RUN sandbox path of this test needs root");
+        return;
+    }
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let cache = tempfile::tempdir().unwrap();
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         RUN --mount=type=cache,target=/c echo x > /c/x && echo hi > /hi\n\
+         RUN echo two > /two\n"
+    );
+    let tag = format!("{host}/apps/prune:1");
+    let first = digest(&push_dockerfile(
+        &tag,
+        &df,
+        &[],
+        &["--json"],
+        Some(cache.path()),
+    ));
+    let before = lowers(cache.path());
+    assert!(
+        before.len() >= 2,
+        "the base and the first step unpacked: {before:?}"
+    );
+
+    // A dry run lists every kind a RUN build leaves and removes nothing.
+    let dry = prune_json(cache.path(), &["--dry-run", "--older-than", "0s"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        removed_kinds(&dry),
+        ["cache-mount", "lower", "run-blob"],
+        "{dry}"
+    );
+    assert_eq!(lowers(cache.path()), before, "a dry run removes nothing");
+
+    // The unpacked layers go unused for a month; the rest was used just now.
+    let month_ago = SystemTime::now() - Duration::from_secs(30 * 86_400);
+    for l in &before {
+        set_mtime(l, month_ago);
+        let stamp = PathBuf::from(format!("{}.used", l.display()));
+        if stamp.exists() {
+            set_mtime(&stamp, month_ago);
+        }
+    }
+    let report = prune_json(cache.path(), &[]);
+    assert_eq!(removed_kinds(&report), ["lower"], "{report}");
+    assert_eq!(report["removed"].as_array().unwrap().len(), before.len());
+    assert!(report["freed_bytes"].as_u64().unwrap() > 0);
+    assert!(lowers(cache.path()).is_empty());
+    assert!(
+        !entries(&cache.path().join("run-blobs")).is_empty(),
+        "recently used blobs kept"
+    );
+    assert!(
+        !entries(&cache.path().join("run-cache")).is_empty(),
+        "recently used cache kept"
+    );
+
+    // The next build re-executes (--no-cache), unpacks again and gets the same image.
+    let again = digest(&push_dockerfile(
+        &tag,
+        &df,
+        &[],
+        &["--json", "--no-cache"],
+        Some(cache.path()),
+    ));
+    assert_eq!(again, first);
+    assert!(!lowers(cache.path()).is_empty());
+
+    // A push holds the cache (its shared lock): prune refuses and removes nothing.
+    let held = std::fs::File::open(cache.path().join("lock")).unwrap();
+    held.lock_shared().unwrap();
+    let out = prune(cache.path(), &["--all"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("in use by a running regbuild push"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!lowers(cache.path()).is_empty());
+    drop(held);
+
+    let all = prune_json(cache.path(), &["--all"]);
+    assert!(removed_kinds(&all).contains(&"record".to_string()), "{all}");
+    for dir in ["run-blobs", "run-cache", "run-tmp", "layers", "files"] {
+        assert!(entries(&cache.path().join(dir)).is_empty(), "{dir} left");
+    }
+    assert!(lowers(cache.path()).is_empty());
+    // An empty cache: nothing to do, still a report.
+    let empty = prune_json(cache.path(), &["--all"]);
+    assert_eq!(empty["freed_bytes"], 0);
+}
+
+#[test]
+fn prune_as_an_unprivileged_user_removes_what_its_rootless_steps_made() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create the unprivileged user");
+        return;
+    }
+    rootless_user();
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    // A file of another id inside the namespace lands on a subordinate id of the user.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {host}/base/busybox:1\n\
+             RUN mkdir -p /srv/d && echo x > /srv/d/f && chown -R 1000:1000 /srv && chmod 500 /srv/d\n"
+        ),
+    )
+    .unwrap();
+    for d in ["cache", "tmp", "docker"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    run(Command::new("chown")
+        .args(["-R", &format!("{ROOTLESS_USER}:")])
+        .arg(dir.path()));
+    let as_user = |args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid",
+                ROOTLESS_USER,
+                "--regid",
+                ROOTLESS_USER,
+                "--init-groups",
+                "--",
+            ])
+            .arg(env!("CARGO_BIN_EXE_regbuild"))
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", dir.path())
+            .env("REGBUILD_CACHE", dir.path().join("cache"))
+            .env("TMPDIR", dir.path().join("tmp"))
+            .env("DOCKER_CONFIG", dir.path().join("docker"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let tag = format!("{host}/apps/prune-rootless:1");
+    let ctx_arg = ctx.display().to_string();
+    let out = as_user(&["push", "-t", &tag, &ctx_arg]);
+    let err = stderr(&out);
+    if !out.status.success() && err.contains("user namespace") {
+        eprintln!("skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}");
+        return;
+    }
+    assert!(out.status.success(), "rootless push failed: {err}");
+    let cache = dir.path().join("cache");
+    // The step's layer joined the store with files the user does not own.
+    use std::os::unix::fs::MetadataExt;
+    let user_uid = std::fs::metadata(&cache).unwrap().uid();
+    let foreign = lowers(&cache)
+        .iter()
+        .any(|l| std::fs::metadata(l.join("srv/d/f")).is_ok_and(|m| m.uid() != user_uid));
+    assert!(
+        foreign,
+        "no file of a subordinate id in the store: the test proves nothing"
+    );
+
+    let out = as_user(&["prune", "--all", "--json"]);
+    assert!(out.status.success(), "prune failed: {}", stderr(&out));
+    assert!(lowers(&cache).is_empty(), "left: {:?}", lowers(&cache));
+}
