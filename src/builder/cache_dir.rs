@@ -1,6 +1,7 @@
 //! What the cache directory's users agree on: a lock (every push holds it shared for its
-//! whole run, `regbuild prune` exclusively, so nothing is removed under a running build)
-//! and use stamps (when an entry was last used, which prune sorts by).
+//! whole run, `regbuild prune` exclusively, so nothing is removed under a running build),
+//! use stamps (when an entry was last used, which prune sorts by), and how its trees are
+//! removed ([`remove_tree`]).
 //!
 //! The lock is `flock(2)` on `<cache>/lock`, so it dies with its process: a killed build
 //! never leaves the cache locked. Use stamps are empty files `<entry>.used` beside the entry
@@ -10,6 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{flock, FlockOperation};
@@ -105,6 +107,63 @@ pub fn mark_used(entry: &Path) {
     let touched = File::create(&stamp).and_then(|f| f.set_modified(std::time::SystemTime::now()));
     if let Err(e) = touched {
         tracing::debug!(path = %stamp.display(), error = %e, "use stamp not written");
+    }
+}
+
+/// A tree [`remove_tree`] could not remove, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct NotRemoved {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Removes `path` (a tree or a file; gone already is fine). Trees may hold directories with
+/// modes like 0500 (as their layer says) and, made by a rootless RUN step, files of the
+/// user's subordinate ids that the user cannot unlink outside a user namespace: those are
+/// removed as root of one that maps the same `/etc/subuid` ranges, through util-linux's
+/// `unshare --map-root-user --map-auto` (essential in Debian; the one process this runs).
+pub fn remove_tree(path: &Path) -> Result<(), NotRemoved> {
+    let err = match regbuild_fs::lower::remove_tree(path) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    // EACCES and EPERM both.
+    if err.kind() != io::ErrorKind::PermissionDenied || rustix::process::geteuid().is_root() {
+        return Err(NotRemoved {
+            path: path.to_path_buf(),
+            reason: err.to_string(),
+        });
+    }
+    let out = Command::new("unshare")
+        .args([
+            "--map-root-user",
+            "--map-auto",
+            "rm",
+            "-rf",
+            "--one-file-system",
+            "--",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match out {
+        Ok(o) if o.status.success() && std::fs::symlink_metadata(path).is_err() => Ok(()),
+        Ok(o) => Err(NotRemoved {
+            path: path.to_path_buf(),
+            reason: format!(
+                "{err}; in a user namespace too ({}): remove it as root",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+        }),
+        Err(e) => Err(NotRemoved {
+            path: path.to_path_buf(),
+            reason: format!(
+                "{err}; and `unshare` (util-linux) could not run: {e}; remove it as root"
+            ),
+        }),
     }
 }
 

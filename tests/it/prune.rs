@@ -163,7 +163,7 @@ fn prune_removes_what_went_unused_and_never_what_a_running_push_holds() {
 }
 
 #[test]
-fn prune_as_an_unprivileged_user_removes_what_its_rootless_steps_made() {
+fn rootless_steps_may_leave_what_the_user_cannot_read_and_prune_still_removes_it() {
     if !is_root() {
         eprintln!("skipped: needs root to create the unprivileged user");
         return;
@@ -175,12 +175,15 @@ fn prune_as_an_unprivileged_user_removes_what_its_rootless_steps_made() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
-    // A file of another id inside the namespace lands on a subordinate id of the user.
+    // Files of another id inside the namespace land on the user's subordinate ids, here
+    // with modes that leave the user outside no access (as apt's partial/ directories).
     std::fs::write(
         ctx.join("Dockerfile"),
         format!(
             "FROM {host}/base/busybox:1\n\
-             RUN mkdir -p /srv/d && echo x > /srv/d/f && chown -R 1000:1000 /srv && chmod 500 /srv/d\n"
+             RUN --mount=type=cache,target=/c mkdir -p /srv/d /c/d && echo x > /srv/d/f && echo y > /c/d/g \\\n \
+               && chown -R 1000:1000 /srv /c/d && chmod 600 /srv/d/f && chmod 500 /srv/d && chmod 700 /c/d\n\
+             RUN ls /srv/d > /listing\n"
         ),
     )
     .unwrap();
@@ -221,19 +224,47 @@ fn prune_as_an_unprivileged_user_removes_what_its_rootless_steps_made() {
         return;
     }
     assert!(out.status.success(), "rootless push failed: {err}");
+    assert!(!err.contains("not removed"), "{err}");
+    // The layer has the owners and modes the step gave, and the next step read it.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    let d = std::fs::metadata(rootfs.join("srv/d")).unwrap();
+    assert_eq!(
+        (d.uid(), d.gid(), d.permissions().mode() & 0o7777),
+        (1000, 1000, 0o500)
+    );
+    let f = std::fs::metadata(rootfs.join("srv/d/f")).unwrap();
+    assert_eq!((f.uid(), f.permissions().mode() & 0o7777), (1000, 0o600));
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("srv/d/f")).unwrap(),
+        "x\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("listing")).unwrap(),
+        "f\n"
+    );
+    for left in ["tmp", "cache/run-tmp"] {
+        assert!(
+            entries(&dir.path().join(left)).is_empty(),
+            "{left} not empty"
+        );
+    }
+
+    // The cache mount keeps a directory of a subordinate id the user cannot enter.
     let cache = dir.path().join("cache");
-    // The step's layer joined the store with files the user does not own.
-    use std::os::unix::fs::MetadataExt;
     let user_uid = std::fs::metadata(&cache).unwrap().uid();
-    let foreign = lowers(&cache)
+    let mounts = entries(&cache.join("run-cache"));
+    let foreign = mounts
         .iter()
-        .any(|l| std::fs::metadata(l.join("srv/d/f")).is_ok_and(|m| m.uid() != user_uid));
+        .any(|m| std::fs::symlink_metadata(m.join("d")).is_ok_and(|md| md.uid() != user_uid));
     assert!(
         foreign,
-        "no file of a subordinate id in the store: the test proves nothing"
+        "no directory of a subordinate id in {mounts:?}: the test proves nothing"
     );
 
     let out = as_user(&["prune", "--all", "--json"]);
     assert!(out.status.success(), "prune failed: {}", stderr(&out));
+    assert!(entries(&cache.join("run-cache")).is_empty());
     assert!(lowers(&cache).is_empty(), "left: {:?}", lowers(&cache));
 }

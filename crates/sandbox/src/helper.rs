@@ -16,7 +16,9 @@
 //!    private, mounts the overlay and `/proc`, `/dev`, `/sys`, the `/etc` files and the extra
 //!    mounts, `pivot_root`s, spawns the command with exactly the given environment, reaps
 //!    every orphan, and reports the command's exit status. Everything is mounted in the
-//!    private mount namespace, which vanishes with its last process.
+//!    private mount namespace, which vanishes with its last process. Rootless, before
+//!    reporting, it gives the caller access to what the command left in the upper directory
+//!    (`open_up`).
 //!
 //! Not for: deciding id maps (the caller does, `idmap`), or streaming output (the command
 //! inherits the stdout/stderr pipes the caller reads).
@@ -400,6 +402,21 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
         }
     }
 
+    // Rootless: the upper directory, reachable after pivot_root only through this.
+    let upper_fd = if req.user_ns {
+        Some(
+            rustix::fs::open(
+                &spec.upper_dir,
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(setup_err("opening the upper directory"))?,
+        )
+    } else {
+        None
+    };
     rustix::process::chdir(root).map_err(setup_err("chdir to the new root"))?;
     rustix::process::pivot_root(".", ".").map_err(setup_err("pivot_root"))?;
     unmount(".", UnmountFlags::DETACH).map_err(setup_err("detaching the old root"))?;
@@ -431,6 +448,13 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     loop {
         match rustix::process::wait(WaitOptions::empty()) {
             Ok(Some((pid, st))) if pid.as_raw_nonzero().get() == main => {
+                if let Some(fd) = &upper_fd {
+                    let entries = crate::open_up::open_up(fd)
+                        .map_err(|e| fail(ErrorKind::Setup, "opening up the upper directory", e))?;
+                    if !entries.is_empty() {
+                        ctl.send(&Event::OpenedUp { entries });
+                    }
+                }
                 let st = std::process::ExitStatus::from_raw(st.as_raw());
                 return Ok(match (st.code(), st.signal()) {
                     (Some(code), _) => Event::Exited { code },

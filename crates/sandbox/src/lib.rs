@@ -32,6 +32,7 @@
 pub mod error;
 pub mod helper;
 mod idmap;
+mod open_up;
 mod protocol;
 pub mod run;
 pub mod spec;

@@ -47,6 +47,12 @@ pub enum Event {
         signal: i32,
     },
     Killed,
+    /// Rootless: what the caller could not have read or removed in the upper directory,
+    /// opened up for it after the command ended (path relative to the upper directory, as
+    /// bytes; the permission bits it had).
+    OpenedUp {
+        entries: Vec<(Vec<u8>, u32)>,
+    },
     Error {
         kind: ErrorKind,
         step: String,

@@ -42,6 +42,10 @@ pub struct Outcome {
     pub host_ids: crate::idmap::HostIds,
     /// Things the caller should tell the user (single-id map, a read-write /sys, …).
     pub warnings: Vec<String>,
+    /// Rootless: entries of the upper directory whose permission bits were widened so this
+    /// process can read and remove them (path relative to the upper directory, the bits
+    /// they had, which belong in the layer). Empty as root.
+    pub opened_up: Vec<(PathBuf, u32)>,
 }
 
 /// Which output stream a chunk came from.
@@ -440,19 +444,28 @@ impl Running {
         self.stdout.take();
         self.stderr.take();
         let mut ended: Option<Result<Status, SandboxError>> = None;
+        let mut opened_up = Vec::new();
         while let Some(ev) = self.next_event() {
-            let r = match ev {
-                Event::Exited { code } => Ok(Status::Exited(code)),
-                Event::Signaled { signal } => Ok(Status::Signaled(signal)),
-                Event::Killed => Ok(Status::Killed),
-                Event::Error {
-                    kind,
-                    step,
-                    errno,
-                    message,
-                } => Err(event_error(kind, step, errno, message)),
-                Event::UserNs | Event::Warning { .. } => continue,
-            };
+            let r =
+                match ev {
+                    Event::Exited { code } => Ok(Status::Exited(code)),
+                    Event::Signaled { signal } => Ok(Status::Signaled(signal)),
+                    Event::Killed => Ok(Status::Killed),
+                    Event::Error {
+                        kind,
+                        step,
+                        errno,
+                        message,
+                    } => Err(event_error(kind, step, errno, message)),
+                    Event::OpenedUp { entries } => {
+                        use std::os::unix::ffi::OsStringExt;
+                        opened_up.extend(entries.into_iter().map(|(p, mode)| {
+                            (PathBuf::from(std::ffi::OsString::from_vec(p)), mode)
+                        }));
+                        continue;
+                    }
+                    Event::UserNs | Event::Warning { .. } => continue,
+                };
             // The first word is init's; a later Killed (kill after the end) changes nothing.
             ended.get_or_insert(r);
         }
@@ -476,6 +489,7 @@ impl Running {
             mapping: self.mapping.clone(),
             host_ids: self.host_ids,
             warnings: std::mem::take(&mut self.warnings),
+            opened_up,
         })
     }
 }

@@ -504,6 +504,8 @@ pub async fn execute(
     let mut diff =
         tokio::task::block_in_place(|| regbuild_fs::upper::diff_upper(&upper, &upper_opts, c.tmp))
             .map_err(RunError::from)?;
+    // Rootless: what init opened up for us keeps, in the layer, the bits the step gave it.
+    restore_opened_modes(&mut diff.entries, &outcome.opened_up);
     // Rootless, the upper directory holds host ids: the layer gets the ids the step saw.
     for e in &mut diff.entries {
         e.uid = outcome.host_ids.inside_uid(e.uid);
@@ -555,7 +557,9 @@ pub async fn execute(
             },
         );
     }
-    if ctx.store.get(&built.diff_id).is_none() {
+    // An opened-up upper directory has other bits than its layer: a later step unpacks the
+    // layer instead (the scratch guard removes the directory).
+    if ctx.store.get(&built.diff_id).is_none() && outcome.opened_up.is_empty() {
         // Already in overlay form (whiteouts, opaque xattrs): the next step's lower as is.
         if let Err(e) = ctx.store.adopt(&built.diff_id, &upper) {
             tracing::debug!(error = %e, "RUN: upper directory not adopted into the store");
@@ -608,9 +612,29 @@ pub async fn execute(
     ))
 }
 
+/// Gives the entries the sandbox opened up (rootless) the permission bits they had, and
+/// their opaque markers the directory's, as the upper directory's walk would have read them.
+fn restore_opened_modes(entries: &mut [regbuild_fs::layer::LayerEntry], opened: &[(PathBuf, u32)]) {
+    if opened.is_empty() {
+        return;
+    }
+    let had: std::collections::HashMap<&Path, u32> =
+        opened.iter().map(|(p, m)| (p.as_path(), *m)).collect();
+    for e in entries {
+        if let Some(m) = had.get(e.path.as_path()) {
+            e.mode = *m;
+        } else if e.path.file_name() == Some(std::ffi::OsStr::new(".wh..wh..opq")) {
+            if let Some(m) = e.path.parent().and_then(|d| had.get(d)) {
+                e.mode = m & 0o777;
+            }
+        }
+    }
+}
+
 /// A step's scratch directory (upper and work dirs, the script), removed when the step is
-/// done however it ended: with `remove_tree`, which also removes what a step left
-/// unwritable (mode 0 directories, overlay's work dir).
+/// done however it ended: with `cache_dir::remove_tree`, which also removes what a step
+/// left unwritable (mode 0 directories, overlay's work dir, a killed rootless step's files
+/// of subordinate ids).
 struct Scratch(PathBuf);
 
 impl Scratch {
@@ -621,8 +645,8 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Err(e) = regbuild_fs::lower::remove_tree(&self.0) {
-            tracing::warn!(dir = %self.0.display(), error = %e, "RUN: step scratch not removed");
+        if let Err(e) = crate::builder::cache_dir::remove_tree(&self.0) {
+            tracing::warn!(error = %e, "RUN: step scratch not removed");
         }
     }
 }
