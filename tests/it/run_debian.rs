@@ -258,3 +258,72 @@ fn check_hello_image(tag: &str, base: &DebianBase) {
         .collect();
     assert!(lists.is_empty(), "apt lists left in the image: {lists:?}");
 }
+
+/// apt as an unprivileged user: the step runs as root of a user namespace with the user's
+/// subordinate ids, so apt's `_apt` sandbox works, and what it leaves to `_apt` (its
+/// `partial/` directories, mode 0700) is in the layer with that owner and mode.
+#[test]
+fn run_apt_get_install_works_rootless() {
+    if skip_unless_root("run_apt_get_install_works_rootless") {
+        return;
+    }
+    crate::run_steps::rootless_user();
+    let user = crate::run_steps::ROOTLESS_USER;
+    let base = debian_base();
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let from = push_base(&host, base);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), hello_dockerfile(&from)).unwrap();
+    for d in ["cache", "tmp", "docker"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    run(Command::new("chown")
+        .args(["-R", &format!("{user}:")])
+        .arg(dir.path()));
+    let tag = format!("{host}/apps/debian-hello-rootless:1");
+    let out = Command::new("setpriv")
+        .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_regbuild"))
+        .args(["push", "--json", "-t", &tag])
+        .arg(&ctx)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", dir.path())
+        .env("REGBUILD_CACHE", dir.path().join("cache"))
+        .env("TMPDIR", dir.path().join("tmp"))
+        .env("DOCKER_CONFIG", dir.path().join("docker"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    if !out.status.success() && err.contains("user namespace") {
+        eprintln!("skipped: this machine cannot make a user namespace for {user}: {err}");
+        return;
+    }
+    assert!(out.status.success(), "rootless apt-get push failed:\n{err}");
+    check_hello_image(&tag, base);
+    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
+    let apt_uid: u32 = passwd
+        .lines()
+        .find_map(|l| l.strip_prefix("_apt:x:"))
+        .and_then(|rest| rest.split(':').next()?.parse().ok())
+        .expect("_apt in /etc/passwd");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let partial = std::fs::metadata(rootfs.join("var/cache/apt/archives/partial")).unwrap();
+    assert_eq!(
+        (partial.uid(), partial.permissions().mode() & 0o7777),
+        (apt_uid, 0o700),
+        "apt's partial/ keeps _apt's owner and mode"
+    );
+    for left in ["tmp", "cache/run-tmp"] {
+        let entries: Vec<_> = std::fs::read_dir(dir.path().join(left))
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(entries.is_empty(), "{left}: {entries:?}");
+    }
+}
