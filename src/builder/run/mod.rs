@@ -346,6 +346,9 @@ pub async fn execute(
     let started = Instant::now();
     check_platform(ctx.platform)?;
     let lowers = lowers::ensure(c.registry, ctx.store, layers, diff_ids, c.tmp).await?;
+    for dir in &lowers {
+        crate::builder::cache_dir::mark_used(dir);
+    }
     let prepared_at = Instant::now();
 
     let scratch = Scratch(
