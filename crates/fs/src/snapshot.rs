@@ -14,7 +14,10 @@
 //! ctime to the current time, and no system call lets a process set it back (`utimensat`
 //! sets it too). So a file whose contents changed with the same size and an mtime put back
 //! is still seen, and contents are never read. Symlinks cannot change in place (a new
-//! target is a new inode). A path whose inode or birth time differs was replaced.
+//! target is a new inode). A path whose inode or birth time differs was replaced. One
+//! ctime change is not a change: removing another hard link of a file (its link count went
+//! down and nothing else moved), which overlayfs does not copy up either; a write with the
+//! mtime put back in the same step as such an unlink is the one thing this misses.
 //!
 //! # Rules (as Docker's and containerd's differs, and as overlayfs fills its upper dir)
 //!
@@ -81,6 +84,7 @@ struct Stamp {
     btime: (i64, u32),
     uid: u32,
     gid: u32,
+    nlink: u32,
     size: u64,
     rdev: (u32, u32),
     mtime: (i64, u32),
@@ -103,6 +107,7 @@ impl Stamp {
             btime,
             uid: st.stx_uid,
             gid: st.stx_gid,
+            nlink: st.stx_nlink,
             size: st.stx_size,
             rdev: (st.stx_rdev_major, st.stx_rdev_minor),
             mtime: (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec),
@@ -112,6 +117,21 @@ impl Stamp {
 
     fn is_dir(&self) -> bool {
         self.mode & 0o170000 == 0o040000
+    }
+
+    /// Whether `now` is a change of `self` that overlayfs would have copied up. One is not:
+    /// another name of the file was removed (fewer links and a new ctime, nothing else), as
+    /// overlayfs then only whites out that name.
+    fn changed_to(&self, now: &Stamp) -> bool {
+        if self == now {
+            return false;
+        }
+        let unlinked = Stamp {
+            nlink: self.nlink,
+            ctime: self.ctime,
+            ..*now
+        };
+        !(now.nlink < self.nlink && unlinked == *self)
     }
 
     /// The same directory (not removed and recreated), whatever happened inside it.
@@ -252,7 +272,7 @@ impl Differ<'_> {
                 let (changed, opaque, below) = match before {
                     None => (true, false, None),
                     Some(b) if b.stamp.is_dir() && b.stamp.same_inode(&now) => {
-                        (b.stamp != now, false, Some(&b.children))
+                        (b.stamp.changed_to(&now), false, Some(&b.children))
                     }
                     // Removed and recreated, or made where a non-directory was.
                     Some(_) => (true, true, None),
@@ -267,7 +287,7 @@ impl Differ<'_> {
                 } else {
                     self.changes.items.truncate(at);
                 }
-            } else if before.is_none_or(|b| b.stamp != now) {
+            } else if before.is_none_or(|b| b.stamp.changed_to(&now)) {
                 self.changes
                     .items
                     .push((child, Change::Entry { opaque: false }));
@@ -667,6 +687,16 @@ mod tests {
                 target: "srv/new".into()
             }
         );
+    }
+
+    #[test]
+    fn removing_one_name_of_a_file_leaves_the_other_alone() {
+        let s = Scene::new(|root| {
+            base(root);
+            fs::hard_link(root.join("etc/keep"), root.join("srv/keep2")).unwrap();
+        });
+        fs::remove_file(s.p("srv/keep2")).unwrap();
+        assert_eq!(s.changes(), items(&[("srv", E), ("srv/keep2", W)]));
     }
 
     #[test]
