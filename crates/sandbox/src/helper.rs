@@ -380,12 +380,13 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     }
 }
 
-/// Where the sandbox mounts something: (path, is a directory, required). The `/etc` files
-/// are optional (a directory or a dangling parent there is warned of).
-pub(crate) fn mount_targets(
-    spec: &Spec,
-) -> Result<Vec<(PathBuf, bool, bool)>, (String, io::Error)> {
-    let mut targets: Vec<(PathBuf, bool, bool)> = vec![
+/// A place the sandbox mounts something: (path, is a directory, required).
+pub(crate) type Target = (PathBuf, bool, bool);
+
+/// Where the sandbox mounts something. The `/etc` files are optional (a directory or a
+/// dangling parent there is warned of).
+pub(crate) fn mount_targets(spec: &Spec) -> Result<Vec<Target>, (String, io::Error)> {
+    let mut targets: Vec<Target> = vec![
         ("/proc".into(), true, true),
         ("/dev".into(), true, true),
         ("/sys".into(), true, true),

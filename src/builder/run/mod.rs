@@ -382,12 +382,11 @@ pub async fn execute(
     };
     let tried = execute_as(ctx, spec, line, &planned, layers, diff_ids, native).await;
     let reason = match &tried {
-        Err(StepError::Run(e)) if !native && options.snapshotter == Snapshotter::Auto => {
-            match &**e {
-                RunError::Sandbox(s) => s.overlay_unavailable(),
-                _ => None,
-            }
-        }
+        Err(StepError::Run(e)) if !native && options.snapshotter == Snapshotter::Auto => match &**e
+        {
+            RunError::Sandbox(s) => s.overlay_unavailable(),
+            _ => None,
+        },
         _ => None,
     };
     let Some(reason) = reason else {
@@ -629,10 +628,9 @@ async fn execute_as(
             whiteouts,
             "RUN: snapshot diff (no overlayfs)"
         );
-        let skipped = tokio::task::block_in_place(|| {
-            changes.write_upper(root, &upper, overlay_xattrs())
-        })
-        .map_err(RunError::from)?;
+        let skipped =
+            tokio::task::block_in_place(|| changes.write_upper(root, &upper, overlay_xattrs()))
+                .map_err(RunError::from)?;
         owners_from_root = skipped.into_iter().map(|(p, _)| p).collect();
     }
 
