@@ -237,3 +237,69 @@ fn rootless_native_steps_run_as_an_unprivileged_user() {
     let scratch = entries(&dir.path().join("cache/run-tmp"));
     assert!(scratch.is_empty(), "step scratch left: {scratch:?}");
 }
+
+#[test]
+fn a_failing_or_interrupted_native_step_leaves_no_copy_of_the_root_behind() {
+    use std::io::BufRead;
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let cache = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let push = |df: &str, tag: &str| {
+        let ctx = context_with(&[("Dockerfile", df)]);
+        let mut cmd = regbuild(&[
+            "push",
+            "--snapshotter",
+            "native",
+            "-t",
+            tag,
+            &ctx.path().display().to_string(),
+        ]);
+        cmd.env("REGBUILD_CACHE", cache.path())
+            .env("TMPDIR", tmp.path());
+        (ctx, cmd)
+    };
+    let left = || {
+        let mut v = entries(tmp.path());
+        v.extend(entries(&cache.path().join("run-tmp")));
+        v
+    };
+
+    let (_ctx, mut cmd) = push(
+        &format!("FROM {host}/base/busybox:1\nRUN echo x > /made && chmod 000 / && exit 3\n"),
+        &format!("{host}/apps/native-fails:1"),
+    );
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("exit status 3"), "{}", stderr(&out));
+    assert!(left().is_empty(), "left after a failure: {:?}", left());
+
+    let seconds = format!("87{}", free_port());
+    let (_ctx, mut cmd) = push(
+        &format!(
+            "FROM {host}/base/busybox:1\n\
+             RUN sleep {seconds} & while [ \"$(cat /proc/$!/comm)\" != sleep ]; do :; done; echo step-started; wait\n"
+        ),
+        &format!("{host}/apps/native-interrupted:1"),
+    );
+    let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.ends_with("] step-started"));
+    assert!(started, "the step runs");
+    // The copy of the root exists while the step runs.
+    let scratch = entries(&cache.path().join("run-tmp"));
+    assert!(
+        scratch
+            .iter()
+            .any(|d| d.join("rootfs/bin/busybox").exists()),
+        "{scratch:?}"
+    );
+    run(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let _rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(left().is_empty(), "left after SIGINT: {:?}", left());
+}
