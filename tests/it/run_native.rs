@@ -303,3 +303,59 @@ fn a_failing_or_interrupted_native_step_leaves_no_copy_of_the_root_behind() {
     assert_eq!(child.wait().unwrap().code(), Some(130));
     assert!(left().is_empty(), "left after SIGINT: {:?}", left());
 }
+
+/// More layers than one overlay mount can name (the kernel takes 4095 bytes of options):
+/// `auto` carries on with the snapshot diff and says so once; `overlayfs` fails the step.
+#[test]
+fn auto_falls_back_when_the_overlay_cannot_be_mounted_and_says_so_once() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the overlay path is tried first)");
+        return;
+    }
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let mut df = format!("FROM {host}/base/busybox:1\n");
+    for i in 0..24 {
+        df.push_str(&format!("RUN echo {i} > /step-{i}\n"));
+    }
+    for snapshotter in ["auto", "overlayfs"] {
+        let dir = tempfile::tempdir().unwrap();
+        // Long lower-directory paths, so that a couple of dozen layers are too many.
+        let cache = dir.path().join("c".repeat(200));
+        let ctx = context_with(&[("Dockerfile", &df)]);
+        let tag = format!("{host}/apps/many-{snapshotter}:1");
+        let out = regbuild(&[
+            "push",
+            "--snapshotter",
+            snapshotter,
+            "-t",
+            &tag,
+            &ctx.path().display().to_string(),
+        ])
+        .env("REGBUILD_CACHE", &cache)
+        .output()
+        .unwrap();
+        let err = stderr(&out);
+        if snapshotter == "overlayfs" {
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(err.contains("over the kernel's 4095"), "{err}");
+            continue;
+        }
+        assert!(out.status.success(), "{err}");
+        let said = err
+            .matches("overlayfs unavailable (options too long")
+            .count();
+        assert_eq!(said, 1, "said once: {err}");
+        assert!(
+            err.contains("RUN steps use a snapshot diff (slower)"),
+            "{err}"
+        );
+        let (_d, bundle) = pull_and_unpack(&tag, &[]);
+        for i in [0, 23] {
+            let f = bundle.join(format!("rootfs/step-{i}"));
+            assert_eq!(std::fs::read_to_string(f).unwrap(), format!("{i}\n"));
+        }
+        assert!(entries(&cache.join("run-tmp")).is_empty());
+    }
+}
