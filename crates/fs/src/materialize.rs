@@ -388,6 +388,57 @@ mod tests {
     }
 
     #[test]
+    fn as_root_owners_devices_and_capabilities_are_kept() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        // A valid vfs_cap_data v2 (cap_net_raw permitted and effective).
+        const CAP_NET_RAW: [u8; 20] = [
+            1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, dest) = (tmp.path().join("a"), tmp.path().join("root"));
+        fs::create_dir_all(&dest).unwrap();
+        write(&a.join("usr/bin/ping"), "ping", 0o755);
+        xattr::set(a.join("usr/bin/ping"), CAPABILITY, &CAP_NET_RAW).unwrap();
+        write(&a.join("home/u/f"), "f", 0o4755);
+        std::os::unix::fs::lchown(a.join("home/u/f"), Some(1000), Some(1001)).unwrap();
+        // chown cleared it in the lower too: set again.
+        fs::set_permissions(a.join("home/u/f"), fs::Permissions::from_mode(0o4755)).unwrap();
+        std::os::unix::fs::lchown(a.join("home/u"), Some(1000), Some(1000)).unwrap();
+        let null = rustix::fs::makedev(1, 3);
+        mknodat(
+            CWD,
+            &a.join("dev-null"),
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            null,
+        )
+        .unwrap();
+        fs::set_permissions(a.join("dev-null"), fs::Permissions::from_mode(0o666)).unwrap();
+        let out = materialize(&[a], &dest, OverlayXattrs::Trusted).unwrap();
+        assert_eq!(out.skipped, []);
+        let m = |p: &str| fs::symlink_metadata(dest.join(p)).unwrap();
+        assert_eq!(
+            xattr::get(dest.join("usr/bin/ping"), CAPABILITY)
+                .unwrap()
+                .as_deref(),
+            Some(&CAP_NET_RAW[..])
+        );
+        assert_eq!((m("home/u/f").uid(), m("home/u/f").gid()), (1000, 1001));
+        assert_eq!(
+            m("home/u/f").mode() & 0o7777,
+            0o4755,
+            "chown did not eat setuid"
+        );
+        assert_eq!(m("home/u").uid(), 1000);
+        assert!(m("dev-null").file_type().is_char_device());
+        assert_eq!(m("dev-null").rdev(), null);
+        assert_eq!(m("dev-null").mode() & 0o7777, 0o666);
+    }
+
+    #[test]
     fn a_non_empty_destination_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("x"), "").unwrap();
