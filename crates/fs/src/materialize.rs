@@ -410,7 +410,7 @@ mod tests {
         let null = rustix::fs::makedev(1, 3);
         mknodat(
             CWD,
-            &a.join("dev-null"),
+            a.join("dev-null"),
             FileType::CharacterDevice,
             Mode::from_raw_mode(0o666),
             null,
