@@ -616,7 +616,7 @@ async fn execute_as(
     let diffed_at = Instant::now();
 
     // The snapshot diff writes the upper directory overlayfs would have made.
-    let mut owners_from_root = Vec::new();
+    let mut owners_from_root = std::collections::HashSet::new();
     if let (Some(root), Some(snap)) = (&rootfs, &snapshot) {
         let changes = tokio::task::block_in_place(|| snap.diff(root)).map_err(RunError::from)?;
         let (entries, opaque, whiteouts) = changes.counts();
