@@ -112,6 +112,17 @@ pub struct PushArgs {
     /// machine reaches), `none` (loopback only) or `host`.
     #[arg(long, value_name = "MODE", help_heading = "RUN")]
     pub network: Option<String>,
+    /// How RUN steps get their filesystem and layer: `overlayfs`, `native` (a copy of the
+    /// root filesystem per step and a snapshot diff: slower, works anywhere) or `auto`
+    /// (overlayfs, else native, said at -v).
+    #[arg(
+        long,
+        value_name = "auto|overlayfs|native",
+        default_value = "auto",
+        env = "REGBUILD_SNAPSHOTTER",
+        help_heading = "RUN"
+    )]
+    pub snapshotter: String,
     /// Do not use the local layer cache ($REGBUILD_CACHE, default ~/.cache/regbuild).
     #[arg(long, help_heading = "Cache and upload")]
     pub no_cache: bool,
@@ -151,7 +162,7 @@ impl From<SquashArg> for crate::builder::squash::Squash {
     }
 }
 
-/// `--network` and `--secret`, checked before any work.
+/// `--network`, `--secret` and `--snapshotter`, checked before any work.
 fn run_options(args: &PushArgs) -> Result<crate::builder::run::RunOptions, CliError> {
     use regbuild_frontend::stages::RunNetwork;
     let network = match args.network.as_deref() {
@@ -171,7 +182,14 @@ fn run_options(args: &PushArgs) -> Result<crate::builder::run::RunOptions, CliEr
             .map_err(|e| BadInput::boxed(format!("--secret: {e}")))?;
         secrets.insert(id, source);
     }
-    Ok(crate::builder::run::RunOptions { network, secrets })
+    let snapshotter = crate::builder::run::Snapshotter::parse(&args.snapshotter)
+        .map_err(|e| BadInput::boxed(format!("--snapshotter {e}")))?;
+    Ok(crate::builder::run::RunOptions {
+        network,
+        secrets,
+        snapshotter,
+        ..Default::default()
+    })
 }
 
 pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliError> {

@@ -30,5 +30,6 @@ mod push_errors;
 mod push_features;
 mod repeat_push;
 mod run_debian;
+mod run_native;
 mod run_steps;
 mod workspace;

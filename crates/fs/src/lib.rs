@@ -13,7 +13,10 @@
 //! - [`upper`] turns an overlayfs upper directory (what a `RUN` step changed) into layer
 //!   entries: whiteouts, opaque directories, hard links, kept xattrs;
 //! - [`lower`] goes the other way for `RUN`: each base layer unpacked once, by diff_id,
-//!   into a store of overlayfs lower directories.
+//!   into a store of overlayfs lower directories;
+//! - where overlayfs is unavailable, [`materialize`] applies those lower directories into
+//!   one plain root filesystem and [`snapshot`] diffs it after the step, writing the
+//!   upper directory overlayfs would have made.
 //!
 //! Not here: what a Dockerfile means (`regbuild-frontend`), where layers go
 //! (`regbuild-registry`), the layer cache (`regbuild::builder::cache`).
@@ -26,5 +29,7 @@ pub mod glob;
 pub mod growing;
 pub mod layer;
 pub mod lower;
+pub mod materialize;
+pub mod snapshot;
 pub mod tar_read;
 pub mod upper;

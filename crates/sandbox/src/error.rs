@@ -75,6 +75,10 @@ pub enum SandboxError {
     },
     #[error("sandbox setup failed at {step}: {message}")]
     Setup { step: String, message: String },
+    /// The overlay could not be mounted; nothing ran. `errno` is the mount's, if it got
+    /// that far.
+    #[error("sandbox setup failed at mounting the overlay: {message}")]
+    Overlay { errno: Option<i32>, message: String },
     #[error("cannot execute {program:?}: {message}")]
     Exec { program: String, message: String },
     #[error("sandbox helper failed: {0}")]
@@ -82,6 +86,28 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
+    /// Why overlayfs is unavailable here, when this error says so: the kernel lacks it
+    /// (`ENODEV`), refuses it in this namespace (`EPERM`, `EACCES`), or refuses these
+    /// directories or options (`EINVAL`, `EOPNOTSUPP`: an upper filesystem without the
+    /// xattrs it needs, an old kernel without `userxattr`), or the options are too long for
+    /// the kernel. A plain root filesystem works in all of these cases.
+    pub fn overlay_unavailable(&self) -> Option<String> {
+        let SandboxError::Overlay { errno, message } = self else {
+            return None;
+        };
+        let name = match *errno {
+            Some(libc::ENODEV) => "ENODEV",
+            Some(libc::EPERM) => "EPERM",
+            Some(libc::EACCES) => "EACCES",
+            Some(libc::EINVAL) => "EINVAL",
+            Some(libc::EOPNOTSUPP) => "EOPNOTSUPP",
+            None if message.contains("over the kernel's") => "options too long",
+            _ => return None,
+        };
+        let first = message.split(" (").next().unwrap_or(message);
+        Some(format!("{name}: {first}"))
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> SandboxError {
         SandboxError::Io {
             context: context.into(),

@@ -43,7 +43,7 @@ use rustix::process::{
 use rustix::thread::{unshare_unsafe, UnshareFlags};
 
 use crate::protocol::{ErrorKind, Event, Request, CTL_FD, GO, GO_FD, HELPER_MARKER, KILL};
-use crate::spec::{Mount, Network};
+use crate::spec::{Mount, Network, Spec};
 
 /// If this process was started as the sandbox helper, run it and exit; else return.
 ///
@@ -247,31 +247,20 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
         loopback_up().map_err(setup_err("bringing lo up"))?;
     }
 
-    // The merged view's layers, top first: upper, then lowers top to bottom.
+    // The merged view's layers, top first: upper, then lowers top to bottom (a plain
+    // root is its one layer, and its own stub layer).
     let mut layers: Vec<&Path> = vec![&spec.upper_dir];
     layers.extend(spec.lower_dirs.iter().rev().map(PathBuf::as_path));
-    let mut targets: Vec<(PathBuf, bool, bool)> = vec![
-        // (path, is_dir, required)
-        ("/proc".into(), true, true),
-        ("/dev".into(), true, true),
-        ("/sys".into(), true, true),
-        ("/etc/resolv.conf".into(), false, false),
-        ("/etc/hosts".into(), false, false),
-        ("/etc/hostname".into(), false, false),
-    ];
-    for m in &spec.mounts {
-        let is_dir = match m {
-            Mount::Tmpfs { .. } => true,
-            Mount::Bind { source, .. } => fs::metadata(source)
-                .map_err(setup_err(format!("bind source {}", source.display())))?
-                .is_dir(),
-        };
-        targets.push((m.target().to_path_buf(), is_dir, true));
-    }
-    fs::create_dir_all(&req.stubs).map_err(setup_err("creating the stub layer"))?;
+    let targets = mount_targets(spec).map_err(|(what, e)| fail(ErrorKind::Setup, what, e))?;
+    let stubs: &Path = if spec.plain_root {
+        &spec.upper_dir
+    } else {
+        fs::create_dir_all(&req.stubs).map_err(setup_err("creating the stub layer"))?;
+        &req.stubs
+    };
     let mut usable = Vec::new();
     for (target, is_dir, required) in &targets {
-        match stub(&layers, &req.stubs, target, *is_dir) {
+        match stub(&layers, stubs, target, *is_dir, spec.plain_root) {
             Ok(()) => usable.push(true),
             Err(why) if !required => {
                 ctl.warn(format!("{} not mounted: {why}", target.display()));
@@ -288,66 +277,13 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
         }
     }
 
-    let esc = |p: &Path| {
-        p.to_string_lossy()
-            .replace('\\', "\\\\")
-            .replace(':', "\\:")
-            .replace(',', "\\,")
-    };
-    let mut lower = esc(&req.stubs);
-    for l in spec.lower_dirs.iter().rev() {
-        lower.push(':');
-        lower.push_str(&esc(l));
-    }
-    // The upper dir must be self-contained: no redirects, no metacopy, no index. In a user
-    // namespace, `userxattr` already rules redirects and metacopy out, and the kernel
-    // refuses an explicit `redirect_dir=off` beside it. `volatile`: no sync of the upper
-    // filesystem at unmount (a step that did not finish is redone, never resumed); the
-    // work dir it marks dirty is removed after the step.
-    let mut opts = format!(
-        "lowerdir={lower},upperdir={},workdir={},metacopy=off,index=off,volatile",
-        esc(&spec.upper_dir),
-        esc(&req.ovl_work)
-    );
-    opts.push_str(if req.user_ns {
-        ",userxattr"
-    } else {
-        ",redirect_dir=off"
-    });
-    let opts = CString::new(opts)
-        .map_err(|e| fail(ErrorKind::Setup, "overlay options", io::Error::other(e)))?;
-    if opts.as_bytes().len() >= 4096 {
-        return Err(Event::Error {
-            kind: ErrorKind::Setup,
-            step: "mounting the overlay".into(),
-            errno: None,
-            message: format!(
-                "the overlay options are {} bytes, over the kernel's 4095: use fewer or shorter lower directories",
-                opts.as_bytes().len()
-            ),
-        });
-    }
     let root = &req.root;
-    mount(
-        "overlay",
-        root,
-        "overlay",
-        MountFlags::empty(),
-        opts.as_c_str(),
-    )
-    .map_err(|e| {
-        let mut ev = fail(ErrorKind::Setup, "mounting the overlay", e);
-        if let Event::Error { message, .. } = &mut ev {
-            message.push_str(if req.user_ns {
-                " (rootless overlayfs needs Linux 5.11 or later for userxattr, an upper \
-                 filesystem with user xattrs, and upper/work dirs on one filesystem)"
-            } else {
-                " (upper and work dirs must be on one filesystem that supports overlay \
-                 upper dirs: not overlayfs itself, nor NFS)"
-            });
-        }
-        ev
-    })?;
+    if spec.plain_root {
+        mount_bind(&spec.upper_dir, root)
+            .map_err(setup_err("bind-mounting the root filesystem"))?;
+    } else {
+        mount_overlay(req)?;
+    }
 
     let r = |p: &str| root.join(p);
     let nsx = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
@@ -468,14 +404,102 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     }
 }
 
-/// Makes sure `target` exists in the merged view, as a directory when `is_dir`, by creating
-/// it (and any missing parent) in the stub layer, which sits above the lower directories and
-/// below the upper one, so no mount point ever lands in the upper directory. A parent that
-/// exists in the merged view is recreated in the stub layer with the same mode, owner and
-/// times, so that a later copy-up of it stays faithful.
+/// A place the sandbox mounts something: (path, is a directory, required).
+pub(crate) type Target = (PathBuf, bool, bool);
+
+/// Where the sandbox mounts something. The `/etc` files are optional (a directory or a
+/// dangling parent there is warned of).
+pub(crate) fn mount_targets(spec: &Spec) -> Result<Vec<Target>, (String, io::Error)> {
+    let mut targets: Vec<Target> = vec![
+        ("/proc".into(), true, true),
+        ("/dev".into(), true, true),
+        ("/sys".into(), true, true),
+        ("/etc/resolv.conf".into(), false, false),
+        ("/etc/hosts".into(), false, false),
+        ("/etc/hostname".into(), false, false),
+    ];
+    for m in &spec.mounts {
+        let is_dir = match m {
+            Mount::Tmpfs { .. } => true,
+            Mount::Bind { source, .. } => fs::metadata(source)
+                .map_err(|e| (format!("bind source {}", source.display()), e))?
+                .is_dir(),
+        };
+        targets.push((m.target().to_path_buf(), is_dir, true));
+    }
+    Ok(targets)
+}
+
+/// Mounts the overlay of `req.spec` on `req.root`. Its failures are [`ErrorKind::Overlay`]:
+/// nothing has run yet, so the caller may fall back to a plain root.
+fn mount_overlay(req: &Request) -> Result<(), Event> {
+    let spec = &req.spec;
+    let esc = |p: &Path| {
+        p.to_string_lossy()
+            .replace('\\', "\\\\")
+            .replace(':', "\\:")
+            .replace(',', "\\,")
+    };
+    let mut lower = esc(&req.stubs);
+    for l in spec.lower_dirs.iter().rev() {
+        lower.push(':');
+        lower.push_str(&esc(l));
+    }
+    // The upper dir must be self-contained: no redirects, no metacopy, no index. In a user
+    // namespace, `userxattr` already rules redirects and metacopy out, and the kernel
+    // refuses an explicit `redirect_dir=off` beside it. `volatile`: no sync of the upper
+    // filesystem at unmount (a step that did not finish is redone, never resumed); the
+    // work dir it marks dirty is removed after the step.
+    let mut opts = format!(
+        "lowerdir={lower},upperdir={},workdir={},metacopy=off,index=off,volatile",
+        esc(&spec.upper_dir),
+        esc(&req.ovl_work)
+    );
+    opts.push_str(if req.user_ns {
+        ",userxattr"
+    } else {
+        ",redirect_dir=off"
+    });
+    let opts = CString::new(opts)
+        .map_err(|e| fail(ErrorKind::Overlay, "overlay options", io::Error::other(e)))?;
+    if opts.as_bytes().len() >= 4096 {
+        return Err(Event::Error {
+            kind: ErrorKind::Overlay,
+            step: "mounting the overlay".into(),
+            errno: None,
+            message: format!(
+                "the overlay options are {} bytes, over the kernel's 4095: use fewer or shorter lower directories",
+                opts.as_bytes().len()
+            ),
+        });
+    }
+    mount(
+        "overlay",
+        &req.root,
+        "overlay",
+        MountFlags::empty(),
+        opts.as_c_str(),
+    )
+    .map_err(|e| {
+        let mut ev = fail(ErrorKind::Overlay, "mounting the overlay", e);
+        if let Event::Error { message, .. } = &mut ev {
+            message.push_str(if req.user_ns {
+                " (rootless overlayfs needs Linux 5.11 or later for userxattr, an upper \
+                 filesystem with user xattrs, and upper/work dirs on one filesystem)"
+            } else {
+                " (upper and work dirs must be on one filesystem that supports overlay \
+                 upper dirs: not overlayfs itself, nor NFS)"
+            });
+        }
+        ev
+    })?;
+
+    Ok(())
+}
+
 /// Why a mount target could not be made in the stub layer.
 #[derive(Debug, thiserror::Error)]
-enum StubError {
+pub(crate) enum StubError {
     #[error("{0} is a directory")]
     IsADirectory(PathBuf),
     #[error("/{path} exists and is not a {wanted}")]
@@ -484,7 +508,19 @@ enum StubError {
     Io(#[from] io::Error),
 }
 
-fn stub(layers: &[&Path], stubs: &Path, target: &Path, is_dir: bool) -> Result<(), StubError> {
+/// Makes sure `target` exists in the merged view, as a directory when `is_dir`, by creating
+/// it (and any missing parent) in the stub layer, which sits above the lower directories and
+/// below the upper one, so no mount point ever lands in the upper directory. A parent that
+/// exists in the merged view is recreated in the stub layer with the same mode, owner and
+/// times, so that a later copy-up of it stays faithful. With `plain` (a plain root, which
+/// is its own stub layer), a symlink where a file goes is removed first, never followed.
+pub(crate) fn stub(
+    layers: &[&Path],
+    stubs: &Path,
+    target: &Path,
+    is_dir: bool,
+    plain: bool,
+) -> Result<(), StubError> {
     let rel: PathBuf = target
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
@@ -519,6 +555,9 @@ fn stub(layers: &[&Path], stubs: &Path, target: &Path, is_dir: bool) -> Result<(
             // Missing, or a symlink where a file goes (resolv.conf -> ../run/…): shadow it.
             _ => {
                 if last && !is_dir {
+                    if plain && found.is_some() {
+                        fs::remove_file(&in_stub)?;
+                    }
                     File::create(&in_stub)?;
                 } else {
                     fs::create_dir_all(&in_stub)?;

@@ -2,7 +2,8 @@
 //! Dockerfile `RUN`, rootless and daemonless. Not wired into the build yet.
 //!
 //! For: one step = an overlayfs of read-only lower directories and an upper directory (which
-//! becomes the step's layer), in new mount, pid, ipc, uts (and, for [`Network::None`], net)
+//! becomes the step's layer), or a plain directory changed in place ([`Spec::plain_root`],
+//! where overlayfs is unavailable: the caller snapshots and diffs it), in new mount, pid, ipc, uts (and, for [`Network::None`], net)
 //! namespaces, with `/proc`, a minimal `/dev`, a read-only `/sys` and generated
 //! `/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname` mounted in — none of which reach the
 //! upper directory. As root, directly; as another user, inside a user namespace (ranges from
@@ -40,4 +41,4 @@ pub mod spec;
 pub use error::{SandboxError, UsernsCause};
 pub use idmap::{diagnose_userns, HostIds, MappingKind};
 pub use run::{KillHandle, Outcome, Running, Sandbox, Status, Stream};
-pub use spec::{Mount, Network, Spec};
+pub use spec::{prepare_plain_root, Mount, Network, Spec};

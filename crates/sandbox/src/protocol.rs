@@ -67,5 +67,7 @@ pub enum ErrorKind {
     UserNs,
     Namespaces,
     Setup,
+    /// Mounting the overlay failed (before anything ran).
+    Overlay,
     Exec,
 }

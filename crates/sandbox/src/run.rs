@@ -399,6 +399,7 @@ fn event_error(kind: ErrorKind, step: String, errno: Option<i32>, message: Strin
             },
         },
         ErrorKind::Setup => SandboxError::Setup { step, message },
+        ErrorKind::Overlay => SandboxError::Overlay { errno, message },
         ErrorKind::Exec => SandboxError::Exec {
             program: step,
             message,

@@ -37,6 +37,12 @@ pub struct Spec {
     pub network: Network,
     /// Extra mounts, applied in order after `/proc`, `/dev`, `/sys` and the `/etc` files.
     pub mounts: Vec<Mount>,
+    /// No overlay: `upper_dir` is the whole root filesystem, bind-mounted and changed in
+    /// place (the snapshot-diff fallback where overlayfs is unavailable); `lower_dirs` must
+    /// be empty. Mount points are made in it: call [`prepare_plain_root`] before taking
+    /// the snapshot, so they are not changes of the step.
+    #[serde(default)]
+    pub plain_root: bool,
 }
 
 /// The network the command sees.
@@ -93,6 +99,7 @@ impl Spec {
             hostname: "regbuild".to_string(),
             network: Network::Default,
             mounts: Vec::new(),
+            plain_root: false,
         }
     }
 
@@ -130,6 +137,9 @@ impl Spec {
                 return bad(format!("{what} is not valid UTF-8: {}", p.display()));
             }
         }
+        if self.plain_root && !self.lower_dirs.is_empty() {
+            return bad("a plain root filesystem takes no lower directories".into());
+        }
         for m in &self.mounts {
             if m.target() == Path::new("/") {
                 return bad("a mount cannot target /".into());
@@ -140,4 +150,35 @@ impl Spec {
         }
         Ok(())
     }
+}
+
+/// Makes the mount points of `spec` (`/proc`, `/dev`, `/sys`, the `/etc` files, the extra
+/// mounts' targets) in its plain root filesystem ([`Spec::plain_root`]), as the helper would:
+/// done by the caller before it snapshots the tree, they are then no change of the step.
+/// A symlink where a file is mounted (`/etc/resolv.conf -> ../run/…`) is replaced by an
+/// empty file (never followed); the caller leaves those paths out of the layer.
+pub fn prepare_plain_root(spec: &Spec) -> Result<(), SandboxError> {
+    if !spec.plain_root {
+        return Err(SandboxError::InvalidSpec(
+            "prepare_plain_root needs a plain root filesystem".into(),
+        ));
+    }
+    spec.validate()?;
+    let root = spec.upper_dir.as_path();
+    let targets =
+        crate::helper::mount_targets(spec).map_err(|(what, e)| SandboxError::io(what, e))?;
+    for (target, is_dir, required) in targets {
+        match crate::helper::stub(&[root], root, &target, is_dir, true) {
+            Ok(()) => {}
+            // The helper warns of these and does without.
+            Err(_) if !required => {}
+            Err(why) => {
+                return Err(SandboxError::Setup {
+                    step: format!("mount target {}", target.display()),
+                    message: why.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
 }

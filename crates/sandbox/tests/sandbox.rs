@@ -730,3 +730,99 @@ fn a_missing_working_directory_is_named() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_plain_root_is_changed_in_place_with_mount_points_made_beforehand() {
+    need_root!();
+    let f = Fixture::new();
+    let outside = f.work.parent().unwrap().join("outside");
+    fs::create_dir(&outside).unwrap();
+    // A symlink where /etc/resolv.conf is mounted must be replaced, never followed.
+    fs::create_dir(f.lower.join("etc")).unwrap();
+    std::os::unix::fs::symlink(outside.join("resolv.conf"), f.lower.join("etc/resolv.conf"))
+        .unwrap();
+    let mut spec = Spec::new(
+        Vec::new(),
+        &f.lower,
+        &f.work,
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "rm /data/gone.txt && echo new > /data/new && cat /proc/self/comm >/dev/null \
+             && echo ok > /mnt/t/f"
+                .into(),
+        ],
+    );
+    spec.env = vec![("PATH".into(), "/bin".into())];
+    spec.plain_root = true;
+    spec.mounts = vec![Mount::Tmpfs {
+        target: "/mnt/t".into(),
+        size_bytes: None,
+    }];
+    regbuild_sandbox::prepare_plain_root(&spec).unwrap();
+    for made in [
+        "proc",
+        "dev",
+        "sys",
+        "mnt/t",
+        "etc/hosts",
+        "etc/resolv.conf",
+    ] {
+        assert!(f.lower.join(made).exists(), "{made} made beforehand");
+    }
+    assert!(fs::symlink_metadata(f.lower.join("etc/resolv.conf"))
+        .unwrap()
+        .is_file());
+    assert!(entries(&outside).is_empty(), "the symlink was not followed");
+    run_ok(&spec);
+    assert!(!f.lower.join("data/gone.txt").exists());
+    assert_eq!(
+        fs::read_to_string(f.lower.join("data/new")).unwrap(),
+        "new\n"
+    );
+    assert!(
+        entries(&f.lower.join("mnt/t")).is_empty(),
+        "the tmpfs is gone"
+    );
+    assert!(entries(&f.lower.join("proc")).is_empty());
+    assert!(entries(&f.upper).is_empty(), "no overlay");
+
+    spec.lower_dirs = vec![f.lower.clone()];
+    assert!(matches!(
+        regbuild_sandbox::prepare_plain_root(&spec),
+        Err(SandboxError::InvalidSpec(_))
+    ));
+}
+
+#[test]
+fn an_overlay_that_cannot_be_mounted_is_told_apart_and_nothing_runs() {
+    need_root!();
+    let f = Fixture::new();
+    // More lower directories than the kernel's 4095 bytes of mount options can name.
+    let mut lowers = vec![f.lower.clone()];
+    for i in 0..40 {
+        let d = f.work.parent().unwrap().join(format!("{i:0>120}"));
+        fs::create_dir(&d).unwrap();
+        lowers.push(d);
+    }
+    let marker = f.work.parent().unwrap().join("ran");
+    let mut spec = f.spec("true");
+    spec.lower_dirs = lowers;
+    spec.mounts = vec![Mount::Bind {
+        source: f.work.parent().unwrap().to_path_buf(),
+        target: "/host".into(),
+        readonly: false,
+    }];
+    spec.argv = vec!["/bin/touch".into(), "/host/ran".into()];
+    let err = run(&spec).unwrap_err();
+    assert!(matches!(err, SandboxError::Overlay { .. }), "{err}");
+    let why = err.overlay_unavailable().expect("a reason to fall back");
+    assert!(why.starts_with("options too long"), "{why}");
+    assert!(!marker.exists(), "nothing ran");
+    assert!(entries(&f.work).is_empty(), "{:?}", entries(&f.work));
+    let other = SandboxError::Setup {
+        step: "x".into(),
+        message: "y".into(),
+    };
+    assert_eq!(other.overlay_unavailable(), None);
+}

@@ -16,6 +16,10 @@ pub enum RunError {
     Sandbox(#[from] regbuild_sandbox::SandboxError),
     #[error("RUN: preparing the root filesystem: {0}")]
     Lower(#[from] regbuild_fs::lower::LowerError),
+    #[error("RUN: copying the root filesystem (no overlayfs): {0}")]
+    Materialize(#[from] regbuild_fs::materialize::MaterializeError),
+    #[error("RUN: diffing the root filesystem (no overlayfs): {0}")]
+    Snapshot(#[from] regbuild_fs::snapshot::SnapshotError),
     #[error("RUN: reading what the step changed: {0}")]
     Upper(#[from] regbuild_fs::upper::UpperError),
     #[error("RUN as USER {user}: {source}")]

@@ -12,6 +12,11 @@
 //!   upper directory — nothing else is walked — becomes the layer (`regbuild_fs::upper`).
 //!   The upper directory then joins the store as that layer's lower directory, so the next
 //!   step does not unpack it again.
+//! - Where overlayfs is unavailable (`--snapshotter native`, or `auto` after the overlay
+//!   mount failed), the lower directories are copied into one plain root
+//!   (`regbuild_fs::materialize`), the step changes it in place, and a snapshot diff
+//!   (`regbuild_fs::snapshot`) writes the upper directory overlayfs would have made, so the
+//!   rest is the same path.
 //!
 //! The step sees only the stage's environment (ENV, the build args in scope, PATH and HOME
 //! defaults): nothing of regbuild's own environment, credentials or `DOCKER_CONFIG`.
@@ -42,12 +47,40 @@ use regbuild_oci::platform::Platform;
 
 pub use mounts::{parse_secret, SecretSource};
 
-/// Build-wide settings for RUN steps (`regbuild push --network`, `--secret`).
+/// Build-wide settings for RUN steps (`regbuild push --network`, `--secret`,
+/// `--snapshotter`).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// The network of steps that do not say (`RUN --network`); default: the host's.
     pub network: Option<RunNetwork>,
     pub secrets: BTreeMap<String, SecretSource>,
+    pub snapshotter: Snapshotter,
+    /// Set (with why) once `auto` found overlayfs unavailable: later steps of the build go
+    /// straight to the snapshot diff.
+    pub overlay_unavailable: Arc<std::sync::OnceLock<String>>,
+}
+
+/// How a step's filesystem and layer are made (BuildKit's names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Snapshotter {
+    /// overlayfs, else (the mount failed for a reason that means it is unavailable) native.
+    #[default]
+    Auto,
+    /// overlayfs only: a failed mount fails the step.
+    Overlayfs,
+    /// A plain copy of the root filesystem per step and a snapshot diff.
+    Native,
+}
+
+impl Snapshotter {
+    pub fn parse(s: &str) -> Result<Snapshotter, String> {
+        match s {
+            "auto" => Ok(Snapshotter::Auto),
+            "overlayfs" => Ok(Snapshotter::Overlayfs),
+            "native" => Ok(Snapshotter::Native),
+            other => Err(format!("{other}: use auto, overlayfs or native")),
+        }
+    }
 }
 
 /// In-image paths the sandbox provides: never part of a layer.
@@ -334,6 +367,8 @@ pub fn overlay_xattrs() -> OverlayXattrs {
 }
 
 /// Runs the step: `layers` (with `diff_ids`, aligned) is the stage's filesystem below it.
+/// With `--snapshotter auto`, an overlay that cannot be mounted (nothing ran yet) makes
+/// this and every later step of the build use the snapshot diff, said once.
 pub async fn execute(
     ctx: &RunContext<'_, '_>,
     spec: &RunSpec,
@@ -342,6 +377,45 @@ pub async fn execute(
     layers: &[StageLayer],
     diff_ids: &[String],
 ) -> Result<(StepOutput, RunReport), StepError> {
+    let options = ctx.options;
+    let native = match options.snapshotter {
+        Snapshotter::Native => true,
+        Snapshotter::Overlayfs => false,
+        Snapshotter::Auto => options.overlay_unavailable.get().is_some(),
+    };
+    let tried = execute_as(ctx, spec, line, &planned, layers, diff_ids, native).await;
+    let reason = match &tried {
+        Err(StepError::Run(e)) if !native && options.snapshotter == Snapshotter::Auto => match &**e
+        {
+            RunError::Sandbox(s) => s.overlay_unavailable(),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(reason) = reason else {
+        return tried;
+    };
+    let message =
+        format!("overlayfs unavailable ({reason}): RUN steps use a snapshot diff (slower)");
+    tracing::info!("{message}");
+    let first = options.overlay_unavailable.set(reason).is_ok();
+    let mut done = execute_as(ctx, spec, line, &planned, layers, diff_ids, true).await?;
+    if first {
+        done.0.warnings.push(message);
+    }
+    Ok(done)
+}
+
+/// [`execute`] on one path: `native` is the snapshot diff, else overlayfs.
+async fn execute_as(
+    ctx: &RunContext<'_, '_>,
+    spec: &RunSpec,
+    line: usize,
+    planned: &Planned,
+    layers: &[StageLayer],
+    diff_ids: &[String],
+    native: bool,
+) -> Result<(StepOutput, RunReport), StepError> {
     let c = ctx.copy;
     let started = Instant::now();
     check_platform(ctx.platform)?;
@@ -349,7 +423,6 @@ pub async fn execute(
     for dir in &lowers {
         crate::builder::cache_dir::mark_used(dir);
     }
-    let prepared_at = Instant::now();
 
     let scratch = Scratch(
         tempfile::Builder::new()
@@ -361,6 +434,30 @@ pub async fn execute(
     let upper = scratch.path().join("upper");
     let work = scratch.path().join("work");
     std::fs::create_dir(&upper).map_err(|e| RunError::io(&upper, e))?;
+    // The snapshot-diff path: the stage's filesystem as one plain directory, changed in
+    // place by the step (it lives in the scratch, so it goes with it however the step ends).
+    let rootfs = if native {
+        let dir = scratch.path().join("rootfs");
+        std::fs::create_dir(&dir).map_err(|e| RunError::io(&dir, e))?;
+        let made = tokio::task::block_in_place(|| {
+            regbuild_fs::materialize::materialize(&lowers, &dir, overlay_xattrs())
+        })
+        .map_err(RunError::from)?;
+        tracing::info!(
+            step = %c.step_text,
+            entries = made.entries,
+            bytes = made.bytes,
+            not_reproduced = made.skipped.len(),
+            "RUN: snapshot diff (no overlayfs): root filesystem copied"
+        );
+        if interrupt::interrupted() {
+            return Err(RunError::Interrupted.into());
+        }
+        Some(dir)
+    } else {
+        None
+    };
+    let prepared_at = Instant::now();
 
     // USER: names resolved in the stage's own account files.
     let accounts = lowers::accounts(&lowers);
@@ -381,8 +478,10 @@ pub async fn execute(
             lowers::home_of(accounts.passwd.as_deref(), uid),
         ));
     }
-    // WORKDIR is created when missing, as BuildKit does (it then belongs to the layer).
-    if !lowers::is_dir(&lowers, &planned.workdir) {
+    // WORKDIR is created when missing, as BuildKit does (it then belongs to the layer;
+    // in a plain root, once the snapshot is taken).
+    let make_workdir = !lowers::is_dir(&lowers, &planned.workdir);
+    if make_workdir && rootfs.is_none() {
         let dir = upper.join(planned.workdir.trim_start_matches('/'));
         std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?;
     }
@@ -443,7 +542,14 @@ pub async fn execute(
     }
     env.extend(prepared.env.iter().cloned());
 
-    let mut sb = regbuild_sandbox::Spec::new(lowers, &upper, &work, argv);
+    let mut sb = match &rootfs {
+        Some(root) => {
+            let mut sb = regbuild_sandbox::Spec::new(Vec::new(), root, &work, argv);
+            sb.plain_root = true;
+            sb
+        }
+        None => regbuild_sandbox::Spec::new(lowers, &upper, &work, argv),
+    };
     sb.env = env;
     sb.cwd = PathBuf::from(&planned.workdir);
     sb.uid = uid as u32;
@@ -453,6 +559,29 @@ pub async fn execute(
         RunNetwork::Default | RunNetwork::Host => regbuild_sandbox::Network::Default,
     };
     sb.mounts = prepared.mounts.clone();
+
+    // What the runtime provides and the mount targets: never in the layer.
+    let mut excluded: Vec<PathBuf> = PROVIDED.iter().map(PathBuf::from).collect();
+    excluded.extend(
+        prepared_targets(spec, &planned.workdir)
+            .into_iter()
+            .map(|t| PathBuf::from(t.to_string_lossy().trim_start_matches('/'))),
+    );
+    let snapshot = match &rootfs {
+        Some(root) => {
+            // Mount points first, so that making them is not a change of the step.
+            regbuild_sandbox::prepare_plain_root(&sb).map_err(RunError::from)?;
+            let snap = tokio::task::block_in_place(|| {
+                regbuild_fs::snapshot::Snapshot::take(root, &excluded)
+            })
+            .map_err(RunError::from)?;
+            if make_workdir {
+                make_dirs_in(root, &planned.workdir)?;
+            }
+            Some(snap)
+        }
+        None => None,
+    };
 
     let mut log = output::StepLog::new(ctx.label.clone(), c.progress);
     log.say(c.step_text);
@@ -492,13 +621,26 @@ pub async fn execute(
     }
     let diffed_at = Instant::now();
 
+    // The snapshot diff writes the upper directory overlayfs would have made.
+    let mut owners_from_root = std::collections::HashSet::new();
+    if let (Some(root), Some(snap)) = (&rootfs, &snapshot) {
+        let changes = tokio::task::block_in_place(|| snap.diff(root)).map_err(RunError::from)?;
+        let (entries, opaque, whiteouts) = changes.counts();
+        tracing::info!(
+            step = %c.step_text,
+            paths = snap.len(),
+            entries,
+            opaque,
+            whiteouts,
+            "RUN: snapshot diff (no overlayfs)"
+        );
+        let skipped =
+            tokio::task::block_in_place(|| changes.write_upper(root, &upper, overlay_xattrs()))
+                .map_err(RunError::from)?;
+        owners_from_root = skipped.into_iter().map(|(p, _)| p).collect();
+    }
+
     // The upper directory is the layer: nothing else is walked.
-    let mut excluded: Vec<PathBuf> = PROVIDED.iter().map(PathBuf::from).collect();
-    excluded.extend(
-        prepared_targets(spec, &planned.workdir)
-            .into_iter()
-            .map(|t| PathBuf::from(t.to_string_lossy().trim_start_matches('/'))),
-    );
     let upper_opts = UpperOptions {
         xattrs: overlay_xattrs(),
         excluded,
@@ -509,6 +651,17 @@ pub async fn execute(
             .map_err(RunError::from)?;
     // Rootless: what init opened up for us keeps, in the layer, the bits the step gave it.
     restore_opened_modes(&mut diff.entries, &outcome.opened_up);
+    // Owners the written upper directory could not take (not root): the root's.
+    if let Some(root) = &rootfs {
+        use std::os::unix::fs::MetadataExt;
+        for e in &mut diff.entries {
+            if owners_from_root.contains(&e.path) {
+                if let Ok(m) = std::fs::symlink_metadata(root.join(&e.path)) {
+                    (e.uid, e.gid) = (u64::from(m.uid()), u64::from(m.gid()));
+                }
+            }
+        }
+    }
     // Rootless, the upper directory holds host ids: the layer gets the ids the step saw.
     for e in &mut diff.entries {
         e.uid = outcome.host_ids.inside_uid(e.uid);
@@ -584,6 +737,7 @@ pub async fn execute(
         command_s = command_secs,
         diff_pack_s = diffed_at.elapsed().as_secs_f64(),
         total_s = total,
+        snapshotter = if native { "native" } else { "overlayfs" },
         "RUN step timings"
     );
     let mut warnings = outcome.warnings;
@@ -652,6 +806,28 @@ impl Drop for Scratch {
             tracing::warn!(error = %e, "RUN: step scratch not removed");
         }
     }
+}
+
+/// Makes the directory `path` (absolute, in the image) below the plain root `root`, one
+/// component at a time, never through a symlink: one that is met is left to the sandbox,
+/// which resolves the working directory inside the root (or says it is not a directory).
+fn make_dirs_in(root: &Path, path: &str) -> Result<(), RunError> {
+    let mut cur = root.to_path_buf();
+    for c in Path::new(path).components() {
+        let std::path::Component::Normal(name) = c else {
+            continue;
+        };
+        cur.push(name);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&cur).map_err(|e| RunError::io(&cur, e))?
+            }
+            Err(e) => return Err(RunError::io(&cur, e)),
+        }
+    }
+    Ok(())
 }
 
 /// The in-image targets of the step's mounts (left out of its layer).
