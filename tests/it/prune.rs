@@ -2,6 +2,7 @@
 //! build rebuilds it and gets the same digest, a running push keeps prune away, `--all`
 //! empties the cache, and an unprivileged user removes what its rootless steps made.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -215,40 +216,57 @@ fn rootless_steps_may_leave_what_the_user_cannot_read_and_prune_still_removes_it
             .output()
             .unwrap()
     };
-    let tag = format!("{host}/apps/prune-rootless:1");
     let ctx_arg = ctx.display().to_string();
-    let out = as_user(&["push", "-t", &tag, &ctx_arg]);
-    let err = stderr(&out);
-    if !out.status.success() && err.contains("user namespace") {
-        eprintln!("skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}");
-        return;
-    }
-    assert!(out.status.success(), "rootless push failed: {err}");
-    assert!(!err.contains("not removed"), "{err}");
-    // The layer has the owners and modes the step gave, and the next step read it.
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let (_d, bundle) = pull_and_unpack(&tag, &[]);
-    let rootfs = bundle.join("rootfs");
-    let d = std::fs::metadata(rootfs.join("srv/d")).unwrap();
-    assert_eq!(
-        (d.uid(), d.gid(), d.permissions().mode() & 0o7777),
-        (1000, 1000, 0o500)
-    );
-    let f = std::fs::metadata(rootfs.join("srv/d/f")).unwrap();
-    assert_eq!((f.uid(), f.permissions().mode() & 0o7777), (1000, 0o600));
-    assert_eq!(
-        std::fs::read_to_string(rootfs.join("srv/d/f")).unwrap(),
-        "x\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(rootfs.join("listing")).unwrap(),
-        "f\n"
-    );
-    for left in ["tmp", "cache/run-tmp"] {
+    // Both ways of running a step: the overlay's upper directory and the plain root.
+    for (snapshotter, fresh) in [("overlayfs", ""), ("native", "--no-cache")] {
+        let tag = format!("{host}/apps/prune-rootless:{snapshotter}");
+        let mut args = vec!["push", "--snapshotter", snapshotter, "-t", &tag, &ctx_arg];
+        if !fresh.is_empty() {
+            args.insert(1, fresh);
+        }
+        let out = as_user(&args);
+        let err = stderr(&out);
+        if !out.status.success() && err.contains("user namespace") {
+            eprintln!(
+                "skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}"
+            );
+            return;
+        }
         assert!(
-            entries(&dir.path().join(left)).is_empty(),
-            "{left} not empty"
+            out.status.success(),
+            "rootless push ({snapshotter}) failed: {err}"
         );
+        assert!(!err.contains("not removed"), "{err}");
+        // The layer has the owners and modes the step gave, and the next step read it.
+        use std::os::unix::fs::PermissionsExt;
+        let (_d, bundle) = pull_and_unpack(&tag, &[]);
+        let rootfs = bundle.join("rootfs");
+        let d = std::fs::metadata(rootfs.join("srv/d")).unwrap();
+        assert_eq!(
+            (d.uid(), d.gid(), d.permissions().mode() & 0o7777),
+            (1000, 1000, 0o500),
+            "{snapshotter}"
+        );
+        let f = std::fs::metadata(rootfs.join("srv/d/f")).unwrap();
+        assert_eq!(
+            (f.uid(), f.permissions().mode() & 0o7777),
+            (1000, 0o600),
+            "{snapshotter}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("srv/d/f")).unwrap(),
+            "x\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("listing")).unwrap(),
+            "f\n"
+        );
+        for left in ["tmp", "cache/run-tmp"] {
+            assert!(
+                entries(&dir.path().join(left)).is_empty(),
+                "{left} not empty"
+            );
+        }
     }
 
     // The cache mount keeps a directory of a subordinate id the user cannot enter.

@@ -385,7 +385,7 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
         match rustix::process::wait(WaitOptions::empty()) {
             Ok(Some((pid, st))) if pid.as_raw_nonzero().get() == main => {
                 if let Some(fd) = &upper_fd {
-                    let entries = crate::open_up::open_up(fd)
+                    let entries = crate::open_up::open_up(fd, !spec.plain_root)
                         .map_err(|e| fail(ErrorKind::Setup, "opening up the upper directory", e))?;
                     if !entries.is_empty() {
                         ctl.send(&Event::OpenedUp { entries });

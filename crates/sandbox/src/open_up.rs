@@ -50,7 +50,10 @@ pub(crate) fn opened_mode(mode: u32, kind: FileType, uid: u32, gid: u32) -> Opti
 }
 
 /// Opens up everything below `upper`; returns (relative path, the bits it had) per change.
-pub(crate) fn open_up(upper: &OwnedFd) -> io::Result<Vec<(Vec<u8>, u32)>> {
+/// Without `own`, entries of namespace uid 0 (the user's own, which it can chmod itself) are
+/// left alone: in a plain root every copied entry is the user's, and widening them would
+/// read as the step's change to the snapshot diff.
+pub(crate) fn open_up(upper: &OwnedFd, own: bool) -> io::Result<Vec<(Vec<u8>, u32)>> {
     let mut changed = Vec::new();
     let first = rustix::io::dup(upper)?;
     let mut stack: Vec<(OwnedFd, Vec<u8>)> = vec![(first, Vec::new())];
@@ -71,7 +74,8 @@ pub(crate) fn open_up(upper: &OwnedFd) -> io::Result<Vec<(Vec<u8>, u32)>> {
                 path.push(b'/');
             }
             path.extend_from_slice(&name);
-            if let Some(new) = opened_mode(mode, kind, st.st_uid, st.st_gid) {
+            let skip = !own && st.st_uid == 0;
+            if let Some(new) = opened_mode(mode, kind, st.st_uid, st.st_gid).filter(|_| !skip) {
                 chmodat(
                     dir.as_fd(),
                     name.as_slice(),
@@ -139,7 +143,7 @@ mod tests {
         .unwrap();
         // As root the owner class opens; as another user (its uid is not 0) the other class:
         // either way both entries change and keep their old bits in the report.
-        let mut changed = open_up(&fd).unwrap();
+        let mut changed = open_up(&fd, true).unwrap();
         changed.sort();
         let paths: Vec<&[u8]> = changed.iter().map(|(p, _)| p.as_slice()).collect();
         assert!(paths.contains(&b"a/b".as_slice()), "{changed:?}");
