@@ -26,6 +26,7 @@ pub mod pathindex;
 pub mod remote_cache;
 pub mod rootfs;
 pub mod run;
+pub mod schedule;
 pub mod squash;
 pub mod stage;
 

@@ -16,6 +16,7 @@
 //! The step sees only the stage's environment (ENV, the build args in scope, PATH and HOME
 //! defaults): nothing of regbuild's own environment, credentials or `DOCKER_CONFIG`.
 
+pub mod detached;
 pub mod error;
 pub mod interrupt;
 pub mod key;
@@ -452,18 +453,15 @@ pub async fn execute(
     log.say(c.step_text);
     let ran_at = Instant::now();
     let sandbox = regbuild_sandbox::Sandbox::current_exe();
-    let mut registered = None;
-    let outcome = tokio::task::block_in_place(|| {
-        let on_start = |h| registered = Some(interrupt::register(h));
-        sandbox.run_with(&sb, on_start, |stream, bytes| {
-            let s = match stream {
-                regbuild_sandbox::Stream::Stdout => 0,
-                regbuild_sandbox::Stream::Stderr => 1,
-            };
-            log.chunk(s, bytes);
-        })
-    });
-    drop(registered);
+    // On its own thread: other stages go on while the command runs (`detached`).
+    let outcome = detached::run(sandbox, sb, |stream, bytes| {
+        let s = match stream {
+            regbuild_sandbox::Stream::Stdout => 0,
+            regbuild_sandbox::Stream::Stderr => 1,
+        };
+        log.chunk(s, bytes);
+    })
+    .await;
     let tail = log.finish();
     let outcome = outcome.map_err(RunError::from)?;
     if interrupt::interrupted() {
