@@ -29,5 +29,6 @@ mod push_errors;
 mod push_features;
 mod repeat_push;
 mod run_debian;
+mod run_stages;
 mod run_steps;
 mod workspace;
