@@ -78,10 +78,11 @@ fn a_failing_stage_ends_the_stages_running_beside_it() {
     // A number no other process has on its command line.
     let seconds = format!("87{}", free_port());
     // The slow stage listens only once its `sleep` runs, so when the failing stage has
-    // connected, the slow stage's step is running.
+    // connected, the slow stage's step is running. Built one after the other, the slow
+    // stage would give up listening after 30 s and fail instead.
     let df = format!(
         "FROM {host}/base/busybox:1 AS slow\n\
-         RUN sleep {seconds} & while [ \"$(cat /proc/$!/comm)\" != sleep ]; do :; done; nc -l -p {port}; wait\n\
+         RUN sleep {seconds} & while [ \"$(cat /proc/$!/comm)\" != sleep ]; do :; done; timeout 30 nc -l -p {port} || exit 7; wait\n\
          FROM {host}/base/busybox:1 AS failing\n\
          RUN i=0; until nc 127.0.0.1 {port} </dev/null; do i=$((i+1)); [ $i -lt 300 ] || exit 9; sleep 0.1; done; exit 3\n\
          FROM scratch\n\
@@ -117,7 +118,7 @@ fn a_failing_stage_ends_the_stages_running_beside_it() {
         processes_with(&format!("sleep {seconds}")).is_empty(),
         "the running stage's processes are gone"
     );
-    assert!(processes_with(&format!("nc -l -p {port}")).is_empty());
+    assert!(processes_with(&format!("timeout 30 nc -l -p {port}")).is_empty());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&cache.path().display().to_string()),
