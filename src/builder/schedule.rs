@@ -2,14 +2,12 @@
 //! evaluated stages (FROM a stage, `COPY --from` a stage, `RUN --mount=from=` a stage) and
 //! the schedule that hands out every stage whose dependencies are built, so independent
 //! stages run at the same time. Pure: nothing here builds anything (`orchestrate` does).
-//!
-//! Two stages that use the same `sharing=locked` (or `private`) cache mount are also ordered,
-//! the later after the earlier: the lock is held across the step, and a stage waiting for it
-//! would block the build's task that the holder needs to finish.
+//! Steps of concurrent stages that share a `sharing=locked` cache mount take turns at the
+//! step, not here (`run::mounts::wait_for_caches`).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use regbuild_frontend::stages::{self, Base, CacheSharing, CopyFrom, RunMount, StepKind};
+use regbuild_frontend::stages::{self, Base, CopyFrom, RunMount, StepKind};
 
 /// The target stage and the stages it is built FROM (transitively): whose layers the image
 /// holds.
@@ -73,25 +71,6 @@ fn stage_sources(stage: &stages::Stage) -> Vec<usize> {
         .collect()
 }
 
-/// The ids of the cache mounts a stage holds locked while a step runs.
-fn locked_caches(stage: &stages::Stage) -> BTreeSet<&str> {
-    stage
-        .steps
-        .iter()
-        .filter_map(|s| match &s.kind {
-            StepKind::Run(r) => Some(&r.mounts),
-            _ => None,
-        })
-        .flatten()
-        .filter_map(|m| match m {
-            RunMount::Cache { id, sharing, .. } if *sharing != CacheSharing::Shared => {
-                Some(id.as_str())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 /// Hands out the needed stages as their dependencies are built.
 #[derive(Debug)]
 pub struct Schedule {
@@ -104,21 +83,11 @@ impl Schedule {
     /// The schedule of `needed` (from [`needed_stages`]) in `b`.
     pub fn new(b: &stages::Build, needed: &[usize]) -> Schedule {
         let mut pending: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
-        for (n, &i) in needed.iter().enumerate() {
-            let stage = &b.stages[i];
-            let mut deps: BTreeSet<usize> = stage_sources(stage)
+        for &i in needed {
+            let deps = stage_sources(&b.stages[i])
                 .into_iter()
                 .filter(|j| *j != i)
                 .collect();
-            let locked = locked_caches(stage);
-            if !locked.is_empty() {
-                // After every earlier stage that holds one of the same locks.
-                for &j in needed[..n].iter().rev() {
-                    if !locked_caches(&b.stages[j]).is_disjoint(&locked) {
-                        deps.insert(j);
-                    }
-                }
-            }
             pending.insert(i, deps);
         }
         Schedule {
@@ -213,20 +182,6 @@ mod tests {
         })
     }
 
-    fn cache(id: &str, sharing: CacheSharing) -> RunMount {
-        RunMount::Cache {
-            id: id.into(),
-            target: "/c".into(),
-            from: None,
-            source: "/".into(),
-            sharing,
-            readonly: false,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-        }
-    }
-
     fn bind_from(j: usize) -> RunMount {
         RunMount::Bind {
             from: Some(CopyFrom::Stage(j)),
@@ -297,38 +252,6 @@ mod tests {
         s.finished(0);
         assert_eq!(s.take_ready(0), vec![2]);
         assert!(s.is_empty());
-    }
-
-    #[test]
-    fn stages_sharing_a_locked_cache_run_one_after_the_other() {
-        let b = build(vec![
-            stage(
-                0,
-                Base::Scratch,
-                vec![run(vec![cache("apt", CacheSharing::Locked)])],
-            ),
-            stage(
-                1,
-                Base::Scratch,
-                vec![run(vec![cache("apt", CacheSharing::Private)])],
-            ),
-            stage(
-                2,
-                Base::Scratch,
-                vec![run(vec![cache("apt", CacheSharing::Shared)])],
-            ),
-            stage(
-                3,
-                Base::Scratch,
-                vec![run(vec![cache("go", CacheSharing::Locked)])],
-            ),
-            stage(
-                4,
-                Base::Scratch,
-                vec![copy_from(0), copy_from(1), copy_from(2), copy_from(3)],
-            ),
-        ]);
-        assert_eq!(waves(&b), vec![vec![0, 2, 3], vec![1], vec![4]]);
     }
 
     #[test]

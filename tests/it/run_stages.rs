@@ -1,6 +1,7 @@
 //! Stages that do not depend on each other are built at the same time: two RUN steps in
 //! independent stages meet over the loopback network (which only works if both run at
-//! once), and a stage that fails ends the others at once, leaving nothing behind.
+//! once), a stage that fails ends the others at once, leaving nothing behind, and steps
+//! sharing a locked cache mount take turns.
 
 use std::time::{Duration, Instant};
 
@@ -141,4 +142,57 @@ fn a_failing_stage_ends_the_stages_running_beside_it() {
         Some(404),
         "no tag"
     );
+}
+
+#[test]
+fn stages_sharing_a_locked_cache_mount_take_turns_without_waiting_for_each_other() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    // Each step appends to the cache, waits, then copies what the cache holds: one after
+    // the other, the first sees one line and the second two.
+    let step = |name: &str| {
+        format!(
+            "FROM {host}/base/busybox:1 AS {name}\n\
+             RUN --mount=type=cache,id=turns,target=/c,sharing=locked echo {name} >> /c/log && sleep 1 && cp /c/log /log\n"
+        )
+    };
+    let df = format!(
+        "{}{}FROM scratch\nCOPY --from=a /log /a\nCOPY --from=b /log /b\n",
+        step("a"),
+        step("b")
+    );
+    let ctx = context_with(&[("Dockerfile", &df)]);
+    let cache = tempfile::tempdir().unwrap();
+    let tag = format!("{host}/apps/turns:1");
+    let mut child = regbuild(&["push", "-t", &tag, &ctx.path().display().to_string()])
+        .env("REGBUILD_CACHE", cache.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bounded: a step waiting for the lock in a way that stops the other stage would hang
+    // for the lock's hour.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the build did not finish: a stage waits for a lock the other cannot let go");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    let mut seen: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|f| std::fs::read_to_string(rootfs.join(f)).unwrap())
+        .collect();
+    seen.sort_by_key(|s| s.lines().count());
+    assert_eq!(seen[0].lines().count(), 1, "one at a time: {seen:?}");
+    assert_eq!(seen[1].lines().count(), 2, "{seen:?}");
 }

@@ -417,6 +417,8 @@ pub async fn execute(
             .find(|(x, _)| x == f)
             .map(|(_, d)| d.clone())
     };
+    // Cache mounts a step of another stage holds are awaited here, not in `prepare`.
+    mounts::wait_for_caches(&spec.mounts, ctx.cache_root).await?;
     let mut prepared = mounts::prepare(&spec.mounts, &inputs, &find)?;
     let mount_warnings = std::mem::take(&mut prepared.warnings);
     let mut argv = planned.argv.clone();
