@@ -1,6 +1,7 @@
 //! Walking a Dockerfile's stages into an image: resolve bases (manifest and config only),
-//! apply each step to the config, build one layer per COPY/ADD, and hand the result to
-//! `assemble`. Nothing is written to a registry here.
+//! build the needed stages (each once the stages it reads are built, independent ones at
+//! the same time: `schedule`), apply each step to the stage's config, build its layers,
+//! and hand the target to `assemble`. Nothing is written to a registry here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
