@@ -4,7 +4,7 @@
 //!
 //! `stage` is the stage model every step reads and extends (a stage's image, its layers and
 //! where their bytes are); `orchestrate` walks the evaluated stages and applies each instruction to the stage's
-//! image; `copy` carries out COPY/ADD (`add` gives an ADD'ed archive's entries their archive
+//! image, `schedule` says which stages may be built at the same time; `copy` carries out COPY/ADD (`add` gives an ADD'ed archive's entries their archive
 //! metadata, `owner` resolves `--chown` names, `pathindex` lists a base's paths when a step
 //! depends on them); `rootfs` and `from_image` materialise paths of another stage or image;
 //! `cache` and `remote_cache` find layers built before (locally, or in a registry by key), `cache_dir` is the cache directory's lock and use stamps;
@@ -27,6 +27,7 @@ pub mod pathindex;
 pub mod remote_cache;
 pub mod rootfs;
 pub mod run;
+pub mod schedule;
 pub mod squash;
 pub mod stage;
 

@@ -1,6 +1,7 @@
 //! Walking a Dockerfile's stages into an image: resolve bases (manifest and config only),
-//! apply each step to the config, build one layer per COPY/ADD, and hand the result to
-//! `assemble`. Nothing is written to a registry here.
+//! build the needed stages (each once the stages it reads are built, independent ones at
+//! the same time: `schedule`), apply each step to the stage's config, build its layers,
+//! and hand the target to `assemble`. Nothing is written to a registry here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use crate::builder::assemble;
 use crate::builder::copy::{self, CopyContext};
 use crate::builder::error::StepError;
 use crate::builder::pack::{pack_all, PackJob, PackSinks};
+use crate::builder::schedule;
 use crate::builder::stage::{join_in_image, NewLayer, StageImage, StageLayer};
 use crate::image::base::ResolvedBase;
 use crate::image::planned;
@@ -225,196 +227,60 @@ pub async fn build(
         cache.as_ref().map(|c| c.root()),
         tmp.path(),
     );
-    let mut built: HashMap<usize, StageImage> = HashMap::new();
+    let created = rfc3339(req.epoch);
+    let needed = schedule::needed_stages(&plan);
+    let run_env = RunEnv::new(&plan, &needed, tmp.path(), &file)?;
+    let inputs = StageInputs {
+        registry,
+        req,
+        progress,
+        early,
+        plan: &plan,
+        file: &file,
+        bases: &bases,
+        tmp: tmp.path(),
+        ignore: &ignore,
+        cache: cache.as_ref(),
+        remote: &remote,
+        indexer: &indexer,
+        created: &created,
+        // Only layers the pushed image will hold go to the registry early: those of the
+        // target stage and the stages it is built FROM, and none when squashing replaces
+        // them.
+        pushed_stages: schedule::final_chain(&plan),
+        run_env: &run_env,
+    };
+    let outputs = build_stages(&inputs, &needed).await?;
+
+    // Merged in stage order, not in the order stages finished: reports, `--json` steps, the
+    // new layers and the image are the same however the stages overlapped.
     let mut all_layers: Vec<Arc<BuiltLayer>> = Vec::new();
     let mut stripped = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut new_layers = Vec::new();
     let mut layer_entries: HashMap<String, Vec<regbuild_fs::layer::LayerEntry>> = HashMap::new();
-    let created = rfc3339(req.epoch);
-    // Only layers the pushed image will hold go to the registry early: those of the target
-    // stage and the stages it is built FROM, and none when squashing replaces them.
-    let pushed_stages = final_chain(&plan);
-    let needed = needed_stages(&plan);
-    let run_env = RunEnv::new(&plan, &needed, tmp.path(), &file)?;
     let mut run_steps = Vec::new();
-    for i in needed {
-        let stage = &plan.stages[i];
-        let mut image = start_stage(stage, &built, &bases, &req.platform, &file)?;
-        // FROM --platform builds a stage for another platform (a builder stage).
-        let architecture = stage
-            .platform
-            .as_deref()
-            .and_then(|p| Platform::parse(p).ok())
-            .map_or_else(|| req.platform.architecture.clone(), |p| p.architecture);
-        // The stage's new layers, in order; the ones to pack are packed together at its end.
-        let mut slots: Vec<NewSlot> = Vec::new();
-        let stage_name = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
-        let sinks = PackSinks {
-            tmp: tmp.path(),
-            cache: cache.as_ref(),
-            progress,
-            early: early.filter(|_| {
-                pushed_stages.contains(&i) && req.squash == crate::builder::squash::Squash::None
-            }),
-        };
-        for (step_no, step) in stage.steps.iter().enumerate() {
-            let at = |e: StepError| BuildError::At {
-                file: file.clone(),
-                line: step.line,
-                source: Box::new(e),
-            };
-            let needs_view = matches!(step.kind, StepKind::Copy(_) | StepKind::Workdir(_));
-            // Layers only a registry holds are listed only where the result can depend on them.
-            let from_registry = needs_base_paths(&step.kind, &image.config.workdir());
-            let lower = if needs_view {
-                stage_view(&indexer, &image, &slots, from_registry)
-                    .await
-                    .map_err(|e| at(e.into()))?
-            } else {
-                crate::builder::pathindex::View::default()
-            };
-            let ctx = CopyContext {
-                registry,
-                context: &req.context,
-                ignore: &ignore,
-                tmp: tmp.path(),
-                epoch: req.epoch,
-                keep_setuid: req.keep_setuid,
-                compression: req.compression,
-                layering: req.layering,
-                cache: cache.as_ref(),
-                remote: &remote,
-                workdir: image.config.workdir(),
-                stages: &built,
-                bases: &bases,
-                progress,
-                step_text: &step.text,
-                // --squash merges entries it must know now.
-                defer_entries: req.squash == crate::builder::squash::Squash::None,
-                lower: &lower,
-                architecture: &architecture,
-            };
-            let out = match &step.kind {
-                StepKind::Copy(spec) => Some(copy::run(&ctx, spec).await.map_err(at)?),
-                StepKind::Run(spec) => {
-                    if req.squash == crate::builder::squash::Squash::New {
-                        return Err(at(StepError::SquashNewWithRun));
-                    }
-                    let (store, scratch, cache_root) = run_env.parts().map_err(at)?;
-                    let platform = stage
-                        .platform
-                        .as_deref()
-                        .and_then(|p| Platform::parse(p).ok())
-                        .unwrap_or_else(|| req.platform.clone());
-                    let rctx = crate::builder::run::RunContext {
-                        copy: &ctx,
-                        options: &req.run,
-                        store,
-                        scratch,
-                        cache_root,
-                        platform: &platform,
-                        label: format!("[{stage_name} {}/{}]", step_no + 1, stage.steps.len()),
-                        stage: stage_name.clone(),
-                        early: sinks.early,
-                    };
-                    let parents = parent_identities(&image, &slots);
-                    let planned =
-                        crate::builder::run::plan(&rctx, spec, &image, parents).map_err(at)?;
-                    let (out, report) = if planned.is_hit() {
-                        crate::builder::run::cached(&rctx, step.line, planned).map_err(at)?
-                    } else {
-                        // The command needs the stage's files: its pending layers now.
-                        pack_pending(&mut slots, &mut image, &sinks, &file, &mut all_layers)?;
-                        let mut layers = image.layers.clone();
-                        layers.extend(slots.iter().filter_map(|s| s.layer.as_ref().ok().cloned()));
-                        let diff_ids = image.config.diff_ids();
-                        crate::builder::run::execute(
-                            &rctx, spec, step.line, planned, &layers, &diff_ids,
-                        )
-                        .await
-                        .map_err(at)?
-                    };
-                    run_steps.push(report);
-                    Some(out)
-                }
-                StepKind::Workdir(_) => {
-                    apply_config_step(&mut image.config, &step.kind);
-                    let dirs = workdir_dirs(&lower, &image.config).map_err(at)?;
-                    if dirs.is_empty() {
-                        image.config.push_history(&created, &step.text, true);
-                        None
-                    } else {
-                        let ctx = CopyContext {
-                            workdir: image.config.workdir(),
-                            ..ctx
-                        };
-                        Some(copy::layers_of(&ctx, dirs, Vec::new(), None).map_err(at)?)
-                    }
-                }
-                other => {
-                    apply_config_step(&mut image.config, other);
-                    image.config.push_history(&created, &step.text, true);
-                    None
-                }
-            };
-            if let Some(out) = out {
-                stripped.extend(out.stripped_setuid);
-                warnings.extend(
-                    out.warnings
-                        .iter()
-                        .map(|w| format!("{file}:{}: {w}", step.line)),
-                );
-                for part in out.layers {
-                    // The diff_id of a layer still to pack is filled in at the stage's end.
-                    let diff_index = image.config.diff_id_count();
-                    let layer = match part.layer {
-                        NewLayer::Pack(job) => {
-                            image.config.push_layer("", &created, &part.label);
-                            Err(job)
-                        }
-                        NewLayer::Cached(c) => {
-                            image.config.push_layer(
-                                c.record.diff_id.as_str(),
-                                &created,
-                                &part.label,
-                            );
-                            Ok(StageLayer::Cached(Arc::new(c)))
-                        }
-                        NewLayer::Built(b) => {
-                            image
-                                .config
-                                .push_layer(b.diff_id.as_str(), &created, &part.label);
-                            all_layers.push(b.clone());
-                            Ok(StageLayer::Local(b))
-                        }
-                    };
-                    slots.push(NewSlot {
-                        line: step.line,
-                        text: part.label,
-                        diff_index,
-                        entries: part.entries,
-                        layer,
-                    });
-                }
-            }
+    let mut final_image = None;
+    for (
+        i,
+        StageOutput {
+            image,
+            records: out,
+        },
+    ) in outputs
+    {
+        all_layers.extend(out.layers);
+        stripped.extend(out.stripped);
+        warnings.extend(out.warnings);
+        new_layers.extend(out.new_layers);
+        layer_entries.extend(out.layer_entries);
+        run_steps.extend(out.run_steps);
+        if i == plan.target {
+            final_image = Some(image);
         }
-        finish_stage_layers(
-            slots,
-            &mut image,
-            &sinks,
-            &file,
-            &mut Finished {
-                all_layers: &mut all_layers,
-                new_layers: &mut new_layers,
-                layer_entries: &mut layer_entries,
-            },
-        )?;
-        built.insert(i, image);
     }
-    let mut final_image = built
-        .remove(&plan.target)
-        .ok_or_else(|| BuildError::TargetNotBuilt { path: file.clone() })?;
+    let mut final_image =
+        final_image.ok_or_else(|| BuildError::TargetNotBuilt { path: file.clone() })?;
     crate::builder::squash::squash(
         registry,
         &mut final_image,
@@ -458,6 +324,269 @@ pub async fn build(
         run_steps,
         _layers: all_layers,
         _tmp: tmp,
+    })
+}
+
+/// What every stage's build reads: the request, the bases, the build-wide stores.
+struct StageInputs<'a> {
+    registry: &'a Registry,
+    req: &'a BuildRequest,
+    progress: &'a dyn regbuild_registry::progress::Progress,
+    early: Option<&'a regbuild_registry::publish::EarlyUploads>,
+    plan: &'a stages::Build,
+    file: &'a str,
+    bases: &'a HashMap<(String, Option<String>), ResolvedBase>,
+    tmp: &'a Path,
+    ignore: &'a DockerIgnore,
+    cache: Option<&'a crate::builder::cache::LayerCache>,
+    remote: &'a HashMap<String, crate::builder::remote_cache::RemoteLayer>,
+    indexer: &'a crate::builder::pathindex::Indexer<'a>,
+    created: &'a str,
+    pushed_stages: std::collections::HashSet<usize>,
+    run_env: &'a RunEnv,
+}
+
+/// What building one stage made, handed back rather than pushed into shared state.
+struct StageOutput {
+    image: StageImage,
+    records: StageRecords,
+}
+
+/// A stage's contributions to the build's reports and kept files, in step order.
+#[derive(Default)]
+struct StageRecords {
+    /// New layer files to keep alive until the push is done.
+    layers: Vec<Arc<BuiltLayer>>,
+    stripped: Vec<String>,
+    warnings: Vec<String>,
+    new_layers: Vec<(Digest, u64, String)>,
+    layer_entries: HashMap<String, Vec<regbuild_fs::layer::LayerEntry>>,
+    run_steps: Vec<crate::builder::run::RunReport>,
+}
+
+/// Builds the `needed` stages, each as soon as the stages it reads are built, so independent
+/// stages overlap. They are futures of this task, not spawned tasks (they borrow the
+/// build's state): they overlap wherever one awaits — a RUN command (which runs on its own
+/// thread), a download, an unpack. No bound beyond the number of stages; the registry
+/// bounds transfers (`--jobs`). The first failure ends the build: dropping the others
+/// kills their running steps and removes their scratch.
+async fn build_stages(
+    inputs: &StageInputs<'_>,
+    needed: &[usize],
+) -> Result<BTreeMap<usize, StageOutput>, BuildError> {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let mut schedule = schedule::Schedule::new(inputs.plan, needed);
+    let mut built: HashMap<usize, StageImage> = HashMap::new();
+    let mut outputs = BTreeMap::new();
+    let mut running = FuturesUnordered::new();
+    loop {
+        for i in schedule.take_ready(running.len()) {
+            // The stages built so far, as this stage's COPY --from, FROM and mounts see them.
+            let done = built.clone();
+            running.push(async move { (i, build_stage(inputs, i, done).await) });
+        }
+        let Some((i, result)) = running.next().await else {
+            break;
+        };
+        let out = result?;
+        built.insert(i, out.image.clone());
+        schedule.finished(i);
+        outputs.insert(i, out);
+    }
+    Ok(outputs)
+}
+
+/// Builds stage `i` on the stages built before it (`built`).
+async fn build_stage(
+    inputs: &StageInputs<'_>,
+    i: usize,
+    built: HashMap<usize, StageImage>,
+) -> Result<StageOutput, BuildError> {
+    let StageInputs {
+        registry,
+        req,
+        progress,
+        plan,
+        file,
+        bases,
+        tmp,
+        created,
+        ..
+    } = *inputs;
+    let mut out = StageRecords::default();
+    let stage = &plan.stages[i];
+    let mut image = start_stage(stage, &built, bases, &req.platform, file)?;
+    // FROM --platform builds a stage for another platform (a builder stage).
+    let architecture = stage
+        .platform
+        .as_deref()
+        .and_then(|p| Platform::parse(p).ok())
+        .map_or_else(|| req.platform.architecture.clone(), |p| p.architecture);
+    // The stage's new layers, in order; the ones to pack are packed together at its end.
+    let mut slots: Vec<NewSlot> = Vec::new();
+    let stage_name = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
+    let sinks = PackSinks {
+        tmp,
+        cache: inputs.cache,
+        progress,
+        early: inputs.early.filter(|_| {
+            inputs.pushed_stages.contains(&i) && req.squash == crate::builder::squash::Squash::None
+        }),
+    };
+    for (step_no, step) in stage.steps.iter().enumerate() {
+        let at = |e: StepError| BuildError::At {
+            file: file.to_string(),
+            line: step.line,
+            source: Box::new(e),
+        };
+        let needs_view = matches!(step.kind, StepKind::Copy(_) | StepKind::Workdir(_));
+        // Layers only a registry holds are listed only where the result can depend on them.
+        let from_registry = needs_base_paths(&step.kind, &image.config.workdir());
+        let lower = if needs_view {
+            stage_view(inputs.indexer, &image, &slots, from_registry)
+                .await
+                .map_err(|e| at(e.into()))?
+        } else {
+            crate::builder::pathindex::View::default()
+        };
+        let ctx = CopyContext {
+            registry,
+            context: &req.context,
+            ignore: inputs.ignore,
+            tmp,
+            epoch: req.epoch,
+            keep_setuid: req.keep_setuid,
+            compression: req.compression,
+            layering: req.layering,
+            cache: inputs.cache,
+            remote: inputs.remote,
+            workdir: image.config.workdir(),
+            stages: &built,
+            bases,
+            progress,
+            step_text: &step.text,
+            // --squash merges entries it must know now.
+            defer_entries: req.squash == crate::builder::squash::Squash::None,
+            lower: &lower,
+            architecture: &architecture,
+        };
+        let step_out = match &step.kind {
+            StepKind::Copy(spec) => Some(copy::run(&ctx, spec).await.map_err(at)?),
+            StepKind::Run(spec) => {
+                if req.squash == crate::builder::squash::Squash::New {
+                    return Err(at(StepError::SquashNewWithRun));
+                }
+                let (store, scratch, cache_root) = inputs.run_env.parts().map_err(at)?;
+                let platform = stage
+                    .platform
+                    .as_deref()
+                    .and_then(|p| Platform::parse(p).ok())
+                    .unwrap_or_else(|| req.platform.clone());
+                let rctx = crate::builder::run::RunContext {
+                    copy: &ctx,
+                    options: &req.run,
+                    store,
+                    scratch,
+                    cache_root,
+                    platform: &platform,
+                    label: format!("[{stage_name} {}/{}]", step_no + 1, stage.steps.len()),
+                    stage: stage_name.clone(),
+                    early: sinks.early,
+                };
+                let parents = parent_identities(&image, &slots);
+                let planned =
+                    crate::builder::run::plan(&rctx, spec, &image, parents).map_err(at)?;
+                let (step_out, report) = if planned.is_hit() {
+                    crate::builder::run::cached(&rctx, step.line, planned).map_err(at)?
+                } else {
+                    // The command needs the stage's files: its pending layers now.
+                    pack_pending(&mut slots, &mut image, &sinks, file, &mut out.layers)?;
+                    let mut layers = image.layers.clone();
+                    layers.extend(slots.iter().filter_map(|s| s.layer.as_ref().ok().cloned()));
+                    let diff_ids = image.config.diff_ids();
+                    crate::builder::run::execute(
+                        &rctx, spec, step.line, planned, &layers, &diff_ids,
+                    )
+                    .await
+                    .map_err(at)?
+                };
+                out.run_steps.push(report);
+                Some(step_out)
+            }
+            StepKind::Workdir(_) => {
+                apply_config_step(&mut image.config, &step.kind);
+                let dirs = workdir_dirs(&lower, &image.config).map_err(at)?;
+                if dirs.is_empty() {
+                    image.config.push_history(created, &step.text, true);
+                    None
+                } else {
+                    let ctx = CopyContext {
+                        workdir: image.config.workdir(),
+                        ..ctx
+                    };
+                    Some(copy::layers_of(&ctx, dirs, Vec::new(), None).map_err(at)?)
+                }
+            }
+            other => {
+                apply_config_step(&mut image.config, other);
+                image.config.push_history(created, &step.text, true);
+                None
+            }
+        };
+        if let Some(step_out) = step_out {
+            out.stripped.extend(step_out.stripped_setuid);
+            out.warnings.extend(
+                step_out
+                    .warnings
+                    .iter()
+                    .map(|w| format!("{file}:{}: {w}", step.line)),
+            );
+            for part in step_out.layers {
+                // The diff_id of a layer still to pack is filled in at the stage's end.
+                let diff_index = image.config.diff_id_count();
+                let layer = match part.layer {
+                    NewLayer::Pack(job) => {
+                        image.config.push_layer("", created, &part.label);
+                        Err(job)
+                    }
+                    NewLayer::Cached(c) => {
+                        image
+                            .config
+                            .push_layer(c.record.diff_id.as_str(), created, &part.label);
+                        Ok(StageLayer::Cached(Arc::new(c)))
+                    }
+                    NewLayer::Built(b) => {
+                        image
+                            .config
+                            .push_layer(b.diff_id.as_str(), created, &part.label);
+                        out.layers.push(b.clone());
+                        Ok(StageLayer::Local(b))
+                    }
+                };
+                slots.push(NewSlot {
+                    line: step.line,
+                    text: part.label,
+                    diff_index,
+                    entries: part.entries,
+                    layer,
+                });
+            }
+        }
+    }
+    finish_stage_layers(
+        slots,
+        &mut image,
+        &sinks,
+        file,
+        &mut Finished {
+            all_layers: &mut out.layers,
+            new_layers: &mut out.new_layers,
+            layer_entries: &mut out.layer_entries,
+        },
+    )?;
+    Ok(StageOutput {
+        image,
+        records: out,
     })
 }
 
@@ -814,13 +943,13 @@ fn referenced(
     // The bases' env feeds variable expansion later; here it is not needed yet.
     let first = stages::evaluate(&df, &args, &mut |_: &str| Ok(Vec::new()))?;
     let mut images: Vec<ImageUse> = Vec::new();
-    for i in needed_stages(&first) {
+    for i in schedule::needed_stages(&first) {
         let stage = &first.stages[i];
         if let Base::Image(r) = &stage.base {
             images.push((r.clone(), stage.platform.clone()));
         }
         for step in &stage.steps {
-            for from in step_sources(&step.kind) {
+            for from in schedule::step_sources(&step.kind) {
                 match from {
                     CopyFrom::Image(r) if r != "scratch" => images.push((r.clone(), None)),
                     _ => {}
@@ -846,69 +975,13 @@ pub fn referenced_images(req: &BuildRequest) -> Result<Vec<(String, usize)>, Bui
     Ok(out)
 }
 
-/// The target stage and the stages it is built FROM (transitively): whose layers the image
-/// holds.
-fn final_chain(b: &stages::Build) -> std::collections::HashSet<usize> {
-    let mut chain = std::collections::HashSet::new();
-    let mut at = Some(b.target);
-    while let Some(i) = at.filter(|i| *i < b.stages.len() && chain.insert(*i)) {
-        at = match b.stages[i].base {
-            Base::Stage(j) => Some(j),
-            _ => None,
-        };
-    }
-    chain
-}
-
-/// The target stage and every stage it depends on (FROM a stage, COPY --from a stage), in
-/// Dockerfile order.
-fn needed_stages(b: &stages::Build) -> Vec<usize> {
-    let mut need = vec![false; b.stages.len()];
-    let mut stack = vec![b.target];
-    while let Some(i) = stack.pop() {
-        if i >= need.len() || need[i] {
-            continue;
-        }
-        need[i] = true;
-        let s = &b.stages[i];
-        if let Base::Stage(j) = s.base {
-            stack.push(j);
-        }
-        for step in &s.steps {
-            for from in step_sources(&step.kind) {
-                if let CopyFrom::Stage(j) = from {
-                    stack.push(*j);
-                }
-            }
-        }
-    }
-    (0..need.len()).filter(|i| need[*i]).collect()
-}
-
-/// The stages and images a step reads from: `COPY --from`, `RUN --mount=from=`.
-fn step_sources(kind: &StepKind) -> Vec<&CopyFrom> {
-    match kind {
-        StepKind::Copy(c) => c.from.iter().collect(),
-        StepKind::Run(r) => r
-            .mounts
-            .iter()
-            .filter_map(|m| match m {
-                stages::RunMount::Bind { from: Some(f), .. }
-                | stages::RunMount::Cache { from: Some(f), .. } => Some(f),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 fn line_of_image(b: &stages::Build, r: &str) -> usize {
     for s in &b.stages {
         if matches!(&s.base, Base::Image(x) if x == r) {
             return s.line;
         }
         for step in &s.steps {
-            if step_sources(&step.kind)
+            if schedule::step_sources(&step.kind)
                 .iter()
                 .any(|f| matches!(f, CopyFrom::Image(x) if x == r))
             {

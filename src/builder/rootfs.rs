@@ -77,7 +77,8 @@ fn where_bytes_are(layer: &StageLayer) -> Result<Bytes<'_>, StepError> {
     })
 }
 
-/// Streams a blob into a file under `tmp`; the stream fails on a digest mismatch.
+/// Streams a blob into a new file under `tmp` (the caller removes it); the stream fails on
+/// a digest mismatch.
 pub(crate) async fn download(
     registry: &Registry,
     host: &str,
@@ -85,16 +86,42 @@ pub(crate) async fn download(
     descriptor: &Descriptor,
     tmp: &Path,
 ) -> Result<PathBuf, StepError> {
-    let path = tmp.join(format!("blob-{}", descriptor.digest.hex()));
+    // A name of its own: stages built at the same time may fetch the same blob.
+    let path = tempfile::Builder::new()
+        .prefix(&format!("blob-{}-", descriptor.digest.hex()))
+        .tempfile_in(tmp)
+        .and_then(|f| f.into_temp_path().keep().map_err(|e| e.error))
+        .map_err(|source| StepError::TempDir {
+            dir: tmp.to_path_buf(),
+            source,
+        })?;
+    let fetched = download_to(registry, host, repository, descriptor, &path).await;
+    if fetched.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    fetched.map(|()| path)
+}
+
+async fn download_to(
+    registry: &Registry,
+    host: &str,
+    repository: &str,
+    descriptor: &regbuild_oci::manifest::Descriptor,
+    path: &Path,
+) -> Result<(), StepError> {
+    let file_error = |source| StepError::File {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(local) = registry.stand_in(&descriptor.digest) {
         // A blob a dry run computed: the callers remove what they get, so a copy.
-        tokio::fs::copy(&local, &path)
+        tokio::fs::copy(&local, path)
             .await
             .map_err(|source| StepError::File {
                 path: local.clone(),
                 source,
             })?;
-        return Ok(path);
+        return Ok(());
     }
     let repo = registry.repo(host, repository, Scopes::pull(repository));
     let _job = registry.job().await;
@@ -102,29 +129,19 @@ pub(crate) async fn download(
         .get_blob(&descriptor.digest, Some(descriptor.size))
         .await?;
     let failure = blob.failure_slot();
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|source| StepError::File {
-            path: path.clone(),
-            source,
-        })?;
+    let mut file = tokio::fs::File::create(path).await.map_err(file_error)?;
     let mut stream = blob.into_stream();
     while let Some(chunk) = stream.next().await {
         match chunk {
-            Ok(c) => file.write_all(&c).await.map_err(|source| StepError::File {
-                path: path.clone(),
-                source,
-            })?,
+            Ok(c) => file.write_all(&c).await.map_err(file_error)?,
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
                 let recorded = failure.lock().ok().and_then(|mut f| f.take());
                 return Err(recorded.map_or(StepError::Download(e), StepError::from));
             }
         }
     }
     file.flush().await.map_err(|source| StepError::Io {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
-    })?;
-    Ok(path)
+    })
 }

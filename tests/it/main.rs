@@ -31,5 +31,6 @@ mod push_features;
 mod repeat_push;
 mod run_debian;
 mod run_native;
+mod run_stages;
 mod run_steps;
 mod workspace;

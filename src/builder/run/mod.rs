@@ -21,6 +21,7 @@
 //! The step sees only the stage's environment (ENV, the build args in scope, PATH and HOME
 //! defaults): nothing of regbuild's own environment, credentials or `DOCKER_CONFIG`.
 
+pub mod detached;
 pub mod error;
 pub mod interrupt;
 pub mod key;
@@ -521,6 +522,8 @@ async fn execute_as(
             .find(|(x, _)| x == f)
             .map(|(_, d)| d.clone())
     };
+    // Cache mounts a step of another stage holds are awaited here, not in `prepare`.
+    mounts::wait_for_caches(&spec.mounts, ctx.cache_root).await?;
     let mut prepared = mounts::prepare(&spec.mounts, &inputs, &find)?;
     let mount_warnings = std::mem::take(&mut prepared.warnings);
     let mut argv = planned.argv.clone();
@@ -587,18 +590,15 @@ async fn execute_as(
     log.say(c.step_text);
     let ran_at = Instant::now();
     let sandbox = regbuild_sandbox::Sandbox::current_exe();
-    let mut registered = None;
-    let outcome = tokio::task::block_in_place(|| {
-        let on_start = |h| registered = Some(interrupt::register(h));
-        sandbox.run_with(&sb, on_start, |stream, bytes| {
-            let s = match stream {
-                regbuild_sandbox::Stream::Stdout => 0,
-                regbuild_sandbox::Stream::Stderr => 1,
-            };
-            log.chunk(s, bytes);
-        })
-    });
-    drop(registered);
+    // On its own thread: other stages go on while the command runs (`detached`).
+    let outcome = detached::run(sandbox, sb, |stream, bytes| {
+        let s = match stream {
+            regbuild_sandbox::Stream::Stdout => 0,
+            regbuild_sandbox::Stream::Stderr => 1,
+        };
+        log.chunk(s, bytes);
+    })
+    .await;
     let tail = log.finish();
     let outcome = outcome.map_err(RunError::from)?;
     if interrupt::interrupted() {

@@ -364,10 +364,9 @@ pub fn prepare(
                 gid,
             } => {
                 let target = target_path(inputs.workdir, target)?;
-                let name = format!("{:x}", Sha256::digest(id.as_bytes()));
                 let caches = inputs.cache_root.join("run-cache");
                 std::fs::create_dir_all(&caches).map_err(|e| RunError::io(&caches, e))?;
-                let dir = caches.join(&name[..32]);
+                let dir = cache_dir(&caches, id);
                 // Held while the cache is made (every sharing mode) and, unless shared,
                 // while the step runs.
                 let lock = lock_cache(&dir.with_extension("lock"))?;
@@ -483,29 +482,73 @@ pub fn secret_target(workdir: &str, id: &str, target: Option<&str>) -> Result<Pa
     }
 }
 
+/// The directory of the cache mount `id` under `caches` (its lock file: `.lock` beside it).
+fn cache_dir(caches: &Path, id: &str) -> PathBuf {
+    let name = format!("{:x}", Sha256::digest(id.as_bytes()));
+    caches.join(&name[..32])
+}
+
+/// How long a step waits for a cache mount another step holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The exclusive lock of a cache directory if nobody holds it now.
+fn try_lock(path: &Path) -> Result<Option<std::fs::File>, RunError> {
+    let f = std::fs::File::create(path).map_err(|e| RunError::io(path, e))?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(f)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(RunError::io(path, e.into())),
+    }
+}
+
+/// Whether to give up waiting for the lock at `path`.
+fn stop_waiting(path: &Path, started: std::time::Instant) -> Result<(), RunError> {
+    if super::interrupt::interrupted() {
+        return Err(RunError::Interrupted);
+    }
+    if started.elapsed() > LOCK_WAIT {
+        return Err(RunError::io(
+            path,
+            std::io::Error::other("another build has held this cache mount for an hour"),
+        ));
+    }
+    Ok(())
+}
+
 /// Takes the exclusive lock of a cache directory, waiting (bounded, and ended by SIGINT) for
 /// another build that holds it.
 fn lock_cache(path: &Path) -> Result<std::fs::File, RunError> {
-    const WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
-    let f = std::fs::File::create(path).map_err(|e| RunError::io(path, e))?;
     let started = std::time::Instant::now();
     loop {
-        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(f),
-            Err(rustix::io::Errno::WOULDBLOCK) => {}
-            Err(e) => return Err(RunError::io(path, e.into())),
+        if let Some(f) = try_lock(path)? {
+            return Ok(f);
         }
-        if super::interrupt::interrupted() {
-            return Err(RunError::Interrupted);
-        }
-        if started.elapsed() > WAIT {
-            return Err(RunError::io(
-                path,
-                std::io::Error::other("another build has held this cache mount for an hour"),
-            ));
-        }
+        stop_waiting(path, started)?;
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Waits, without blocking the build's task, until no step holds the cache mounts of
+/// `mounts`. Steps of other stages (and workspace images) are futures of the same task:
+/// [`prepare`], which takes the locks without awaiting, must only be called when they are
+/// free, right after this and with no await between, or it would wait for a step that
+/// cannot go on.
+pub async fn wait_for_caches(mounts: &[RunMount], cache_root: &Path) -> Result<(), RunError> {
+    for m in mounts {
+        let RunMount::Cache { id, .. } = m else {
+            continue;
+        };
+        let caches = cache_root.join("run-cache");
+        std::fs::create_dir_all(&caches).map_err(|e| RunError::io(&caches, e))?;
+        let path = cache_dir(&caches, id).with_extension("lock");
+        let started = std::time::Instant::now();
+        // Taken and let go at once: only whether it is free is wanted here.
+        while try_lock(&path)?.is_none() {
+            stop_waiting(&path, started)?;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the context tree at `real` (`rel` in the context) holds anything `.dockerignore`
