@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use regbuild_oci::digest::Digest;
-use rustix::fs::{renameat_with, RenameFlags, CWD};
+use rustix::fs::{renameat_with, Mode, RenameFlags, CWD};
 use rustix::io::Errno;
 
 pub use crate::extract::lower::{unpack_lower, LowerOptions, LowerStats};
@@ -87,6 +87,7 @@ impl LowerStore {
         let dir = root.join(namespace);
         let tmp = dir.join(TMP_DIR);
         fs::create_dir_all(&tmp).map_err(io_error("creating", &tmp))?;
+        spread_subdirs(&tmp);
         Ok(LowerStore { dir, xattrs })
     }
 
@@ -180,6 +181,32 @@ impl LowerStore {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_error("creating", &candidate)(e)),
             }
+        }
+    }
+}
+
+/// Asks the filesystem to place each new directory made directly in `dir` where it sees fit
+/// (ext4's `chattr +T`, `FS_TOPDIR_FL`), instead of next to `dir`. Best effort: filesystems
+/// without the flag ignore it.
+///
+/// Why: ext4 without a journal does not reuse an inode freed in the last minute or more
+/// while another is free in the same block group, and finds one by scanning past every such
+/// inode on each allocation. A tree unpacked next to one just removed (a store emptied, the
+/// scratch of the previous step) then costs about a millisecond of CPU per file created —
+/// 5 s for a Debian base instead of under 1 s. A top directory's children start in a
+/// group of their own, away from those inodes; their contents follow them.
+pub fn spread_subdirs(dir: &Path) {
+    use rustix::fs::{ioctl_getflags, ioctl_setflags, open, IFlags, OFlags};
+    let Ok(fd) = open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    if let Ok(flags) = ioctl_getflags(&fd) {
+        if !flags.contains(IFlags::TOPDIR) {
+            let _ = ioctl_setflags(&fd, flags | IFlags::TOPDIR);
         }
     }
 }
@@ -390,6 +417,28 @@ mod tests {
         fs::create_dir_all(&upper).unwrap();
         assert_eq!(store.adopt(&diff_id, &upper).unwrap(), path);
         assert!(!upper.exists());
+    }
+
+    #[test]
+    fn the_unpack_directory_spreads_its_subdirectories() {
+        use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+        let scene = Scene::new();
+        scene.store();
+        let flags = |dir: &Path| ioctl_getflags(fs::File::open(dir).unwrap());
+        let tmp = scene.root.path().join("lowers/user/tmp");
+        if flags(&tmp).is_ok_and(|f| f.contains(IFlags::TOPDIR)) {
+            return;
+        }
+        // Not set: only right if this filesystem refuses the flag.
+        let probe = scene.root.path().join("probe");
+        fs::create_dir(&probe).unwrap();
+        let refused = flags(&probe)
+            .and_then(|f| ioctl_setflags(fs::File::open(&probe).unwrap(), f | IFlags::TOPDIR))
+            .is_err();
+        assert!(
+            refused,
+            "{tmp:?} is not marked though the filesystem takes the flag"
+        );
     }
 
     #[test]

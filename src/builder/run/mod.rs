@@ -345,6 +345,8 @@ pub async fn execute(
     let lowers = lowers::ensure(c.registry, ctx.store, layers, diff_ids, c.tmp).await?;
     let prepared_at = Instant::now();
 
+    // Each step's upper directory away from the inodes of the steps removed before it.
+    regbuild_fs::lower::spread_subdirs(ctx.scratch);
     let scratch = Scratch(
         tempfile::Builder::new()
             .prefix("run-")
