@@ -71,6 +71,7 @@
 //! layer into a lower directory with them. Compression is
 //! detected and decoded by [`crate::compress`].
 
+mod ahead;
 pub(crate) mod lower;
 mod overlay;
 mod sink;
