@@ -28,7 +28,7 @@ use regbuild_oci::digest::Digest;
 use rustix::fs::{renameat_with, Mode, RenameFlags, CWD};
 use rustix::io::Errno;
 
-pub use crate::extract::lower::{unpack_lower, LowerOptions, LowerStats};
+pub use crate::extract::lower::{unpack_lower, unpack_lower_from, LowerOptions, LowerStats};
 use crate::extract::ExtractError;
 pub use crate::upper::OverlayXattrs;
 
@@ -110,6 +110,29 @@ impl LowerStore {
     /// `diff_id` and renamed into place; if another process got there first, its copy is
     /// kept and ours removed. A failed unpack leaves nothing behind.
     pub fn ensure(&self, diff_id: &Digest, archive: &Path) -> Result<PathBuf, LowerError> {
+        self.ensure_with(diff_id, |dest, opts| unpack_lower(archive, dest, opts))
+    }
+
+    /// [`ensure`](Self::ensure) reading the blob from `stream` as it arrives (a download:
+    /// fetching and unpacking overlap); `name` stands for it in errors. The stream is read
+    /// to its end before the directory is published. The stream is not read at all when
+    /// the store has the layer already.
+    pub fn ensure_from(
+        &self,
+        diff_id: &Digest,
+        name: &str,
+        stream: impl io::Read + Send + 'static,
+    ) -> Result<PathBuf, LowerError> {
+        self.ensure_with(diff_id, |dest, opts| {
+            unpack_lower_from(name, stream, dest, opts)
+        })
+    }
+
+    fn ensure_with(
+        &self,
+        diff_id: &Digest,
+        unpack: impl FnOnce(&Path, &LowerOptions) -> Result<LowerStats, LowerError>,
+    ) -> Result<PathBuf, LowerError> {
         if let Some(path) = self.get(diff_id) {
             return Ok(path);
         }
@@ -119,7 +142,7 @@ impl LowerStore {
             expected_diff_id: Some(diff_id.clone()),
             ..LowerOptions::default()
         };
-        if let Err(e) = unpack_lower(archive, &tmp, &opts) {
+        if let Err(e) = unpack(&tmp, &opts) {
             let _ = remove_tree(&tmp);
             return Err(e);
         }
@@ -337,6 +360,41 @@ mod tests {
         // The second time, the blob is not even read.
         fs::remove_file(&blob).unwrap();
         assert_eq!(store.ensure(&diff_id, &blob).unwrap(), path);
+        assert!(scene.tmp_is_empty());
+    }
+
+    #[test]
+    fn ensure_from_a_stream_unpacks_it_and_a_failing_stream_leaves_nothing() {
+        let scene = Scene::new();
+        let store = scene.store();
+        let (blob, diff_id) = scene.layer("streamed");
+        let bytes = fs::read(&blob).unwrap();
+        let path = store
+            .ensure_from(&diff_id, "streamed", io::Cursor::new(bytes.clone()))
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(path.join("etc/name")).unwrap(),
+            "streamed"
+        );
+
+        // All the bytes, then an error where a download reports a digest mismatch: refused.
+        struct FailsAtTheEnd(io::Cursor<Vec<u8>>);
+        impl io::Read for FailsAtTheEnd {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.read(buf)? {
+                    0 => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "digest mismatch",
+                    )),
+                    n => Ok(n),
+                }
+            }
+        }
+        let (blob, diff_id) = scene.layer("forged");
+        let stream = FailsAtTheEnd(io::Cursor::new(fs::read(&blob).unwrap()));
+        let err = store.ensure_from(&diff_id, "forged", stream).unwrap_err();
+        assert!(err.to_string().contains("digest mismatch"), "{err}");
+        assert_eq!(store.get(&diff_id), None);
         assert!(scene.tmp_is_empty());
     }
 

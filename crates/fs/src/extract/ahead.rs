@@ -31,11 +31,19 @@ impl ReadAhead {
     /// Opens `path` as [`open_archive`] does (the same errors, returned here) and starts
     /// decoding it.
     pub(crate) fn open(path: &Path) -> Result<ReadAhead, ExtractError> {
+        let owned = path.to_path_buf();
+        ReadAhead::start(path, move || open_archive(&owned).map(|(_, reader)| reader))
+    }
+
+    /// Decodes what `open` gives (called on the thread); `path` names it in errors.
+    pub(crate) fn start<F>(path: &Path, open: F) -> Result<ReadAhead, ExtractError>
+    where
+        F: FnOnce() -> Result<Box<dyn Read>, ExtractError> + Send + 'static,
+    {
         let (ready_tx, ready) = mpsc::sync_channel::<Result<(), ExtractError>>(1);
         let (full_tx, full) = mpsc::sync_channel::<io::Result<Vec<u8>>>(AHEAD);
         // One buffer more than can be queued: one at the reader, one being filled.
         let (empty, empty_rx) = mpsc::sync_channel::<Vec<u8>>(AHEAD + 2);
-        let owned = path.to_path_buf();
         let failed = |source| ExtractError::Open {
             path: path.to_path_buf(),
             source,
@@ -43,8 +51,8 @@ impl ReadAhead {
         let thread = std::thread::Builder::new()
             .name("layer-decode".into())
             .spawn(move || {
-                let mut reader = match open_archive(&owned) {
-                    Ok((_, reader)) => reader,
+                let mut reader = match open() {
+                    Ok(reader) => reader,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
