@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use regbuild_oci::digest::Digest;
-use rustix::fs::{renameat_with, RenameFlags, CWD};
+use rustix::fs::{renameat_with, Mode, RenameFlags, CWD};
 use rustix::io::Errno;
 
-pub use crate::extract::lower::{unpack_lower, LowerOptions, LowerStats};
+pub use crate::extract::lower::{unpack_lower, unpack_lower_from, LowerOptions, LowerStats};
 use crate::extract::ExtractError;
 pub use crate::upper::OverlayXattrs;
 
@@ -87,6 +87,7 @@ impl LowerStore {
         let dir = root.join(namespace);
         let tmp = dir.join(TMP_DIR);
         fs::create_dir_all(&tmp).map_err(io_error("creating", &tmp))?;
+        spread_subdirs(&tmp);
         Ok(LowerStore { dir, xattrs })
     }
 
@@ -109,6 +110,29 @@ impl LowerStore {
     /// `diff_id` and renamed into place; if another process got there first, its copy is
     /// kept and ours removed. A failed unpack leaves nothing behind.
     pub fn ensure(&self, diff_id: &Digest, archive: &Path) -> Result<PathBuf, LowerError> {
+        self.ensure_with(diff_id, |dest, opts| unpack_lower(archive, dest, opts))
+    }
+
+    /// [`ensure`](Self::ensure) reading the blob from `stream` as it arrives (a download:
+    /// fetching and unpacking overlap); `name` stands for it in errors. The stream is read
+    /// to its end before the directory is published. The stream is not read at all when
+    /// the store has the layer already.
+    pub fn ensure_from(
+        &self,
+        diff_id: &Digest,
+        name: &str,
+        stream: impl io::Read + Send + 'static,
+    ) -> Result<PathBuf, LowerError> {
+        self.ensure_with(diff_id, |dest, opts| {
+            unpack_lower_from(name, stream, dest, opts)
+        })
+    }
+
+    fn ensure_with(
+        &self,
+        diff_id: &Digest,
+        unpack: impl FnOnce(&Path, &LowerOptions) -> Result<LowerStats, LowerError>,
+    ) -> Result<PathBuf, LowerError> {
         if let Some(path) = self.get(diff_id) {
             return Ok(path);
         }
@@ -118,7 +142,7 @@ impl LowerStore {
             expected_diff_id: Some(diff_id.clone()),
             ..LowerOptions::default()
         };
-        if let Err(e) = unpack_lower(archive, &tmp, &opts) {
+        if let Err(e) = unpack(&tmp, &opts) {
             let _ = remove_tree(&tmp);
             return Err(e);
         }
@@ -180,6 +204,32 @@ impl LowerStore {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_error("creating", &candidate)(e)),
             }
+        }
+    }
+}
+
+/// Asks the filesystem to place each new directory made directly in `dir` where it sees fit
+/// (ext4's `chattr +T`, `FS_TOPDIR_FL`), instead of next to `dir`. Best effort: filesystems
+/// without the flag ignore it.
+///
+/// Why: ext4 without a journal does not reuse an inode freed in the last minute or more
+/// while another is free in the same block group, and finds one by scanning past every such
+/// inode on each allocation. A tree unpacked next to one just removed (a store emptied, the
+/// scratch of the previous step) then costs about a millisecond of CPU per file created —
+/// 5 s for a Debian base instead of under 1 s. A top directory's children start in a
+/// group of their own, away from those inodes; their contents follow them.
+pub fn spread_subdirs(dir: &Path) {
+    use rustix::fs::{ioctl_getflags, ioctl_setflags, open, IFlags, OFlags};
+    let Ok(fd) = open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    if let Ok(flags) = ioctl_getflags(&fd) {
+        if !flags.contains(IFlags::TOPDIR) {
+            let _ = ioctl_setflags(&fd, flags | IFlags::TOPDIR);
         }
     }
 }
@@ -314,6 +364,41 @@ mod tests {
     }
 
     #[test]
+    fn ensure_from_a_stream_unpacks_it_and_a_failing_stream_leaves_nothing() {
+        let scene = Scene::new();
+        let store = scene.store();
+        let (blob, diff_id) = scene.layer("streamed");
+        let bytes = fs::read(&blob).unwrap();
+        let path = store
+            .ensure_from(&diff_id, "streamed", io::Cursor::new(bytes.clone()))
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(path.join("etc/name")).unwrap(),
+            "streamed"
+        );
+
+        // All the bytes, then an error where a download reports a digest mismatch: refused.
+        struct FailsAtTheEnd(io::Cursor<Vec<u8>>);
+        impl io::Read for FailsAtTheEnd {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.read(buf)? {
+                    0 => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "digest mismatch",
+                    )),
+                    n => Ok(n),
+                }
+            }
+        }
+        let (blob, diff_id) = scene.layer("forged");
+        let stream = FailsAtTheEnd(io::Cursor::new(fs::read(&blob).unwrap()));
+        let err = store.ensure_from(&diff_id, "forged", stream).unwrap_err();
+        assert!(err.to_string().contains("digest mismatch"), "{err}");
+        assert_eq!(store.get(&diff_id), None);
+        assert!(scene.tmp_is_empty());
+    }
+
+    #[test]
     fn a_blob_that_is_not_the_layer_leaves_nothing_behind() {
         let scene = Scene::new();
         let store = scene.store();
@@ -390,6 +475,28 @@ mod tests {
         fs::create_dir_all(&upper).unwrap();
         assert_eq!(store.adopt(&diff_id, &upper).unwrap(), path);
         assert!(!upper.exists());
+    }
+
+    #[test]
+    fn the_unpack_directory_spreads_its_subdirectories() {
+        use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+        let scene = Scene::new();
+        scene.store();
+        let flags = |dir: &Path| ioctl_getflags(fs::File::open(dir).unwrap());
+        let tmp = scene.root.path().join("lowers/user/tmp");
+        if flags(&tmp).is_ok_and(|f| f.contains(IFlags::TOPDIR)) {
+            return;
+        }
+        // Not set: only right if this filesystem refuses the flag.
+        let probe = scene.root.path().join("probe");
+        fs::create_dir(&probe).unwrap();
+        let refused = flags(&probe)
+            .and_then(|f| ioctl_setflags(fs::File::open(&probe).unwrap(), f | IFlags::TOPDIR))
+            .is_err();
+        assert!(
+            refused,
+            "{tmp:?} is not marked though the filesystem takes the flag"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The stage's root filesystem as overlay lower directories: one per layer, from the
 //! store of unpacked layers (`regbuild_fs::lower`), keyed by diff_id. A layer the store
-//! lacks is fetched once (a base layer from its registry, verified against its digest as it
-//! streams; a layer this build made from its file) and unpacked once; every later step,
+//! lacks is fetched once (a base layer from its registry, unpacked as it arrives and verified
+//! against its digest as it streams; a layer this build made from its file) and unpacked once; every later step,
 //! stage and build reuses it. Also: reading a file of that filesystem (the account files
 //! USER needs) without mounting it.
 
@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::builder::error::StepError;
 use crate::builder::stage::StageLayer;
+use futures::StreamExt;
 use regbuild_fs::lower::LowerStore;
 use regbuild_oci::digest::Digest;
-use regbuild_registry::Registry;
+use regbuild_registry::{Registry, Scopes};
 
 /// The diff_id of the `index`th layer: the config's, else the layer's own record.
 fn diff_id_of(layer: &StageLayer, config_diff_id: Option<&str>) -> Result<Digest, StepError> {
@@ -42,12 +43,11 @@ pub async fn ensure(
         if let Some(dir) = store.get(&diff_id) {
             return Ok(dir);
         }
-        // The blob, and whether it is ours to delete after unpacking.
-        let (blob, downloaded) = match layer {
-            StageLayer::Local(b) => (b.file.to_path_buf(), false),
+        let (host, repository, descriptor) = match layer {
+            StageLayer::Local(b) => return unpack_file(store, diff_id, b.file.to_path_buf()).await,
             StageLayer::Cached(c) if c.buildable() => {
                 let b = tokio::task::block_in_place(|| c.built())?;
-                (b.file.to_path_buf(), false)
+                return unpack_file(store, diff_id, b.file.to_path_buf()).await;
             }
             StageLayer::Cached(c) => {
                 let (host, repo) = c.found_in.clone().unwrap_or_default();
@@ -56,41 +56,116 @@ pub async fn ensure(
                     c.record.digest.clone(),
                     c.record.size,
                 );
-                (fetch(registry, &host, &repo, &d, tmp).await?, true)
+                (host, repo, d)
             }
             StageLayer::Remote {
                 descriptor,
                 registry: host,
                 repository,
-            } => (
-                fetch(registry, host, repository, descriptor, tmp).await?,
-                true,
-            ),
+            } => (host.clone(), repository.clone(), (**descriptor).clone()),
         };
-        let store = store.clone();
-        let unpack_blob = blob.clone();
-        let unpacked =
-            tokio::task::spawn_blocking(move || store.ensure(&diff_id, &unpack_blob)).await;
-        if downloaded {
+        if registry.stand_in(&descriptor.digest).is_some() {
+            // A blob a dry run computed: a local file (a copy of it).
+            let blob =
+                crate::builder::rootfs::download(registry, &host, &repository, &descriptor, tmp)
+                    .await?;
+            let unpacked = unpack_file(store, diff_id, blob.clone()).await;
             let _ = std::fs::remove_file(&blob);
+            return unpacked;
         }
-        match unpacked {
-            Ok(r) => r.map_err(|e| super::error::RunError::from(e).into()),
-            Err(join) => Err(super::error::RunError::io(&blob, std::io::Error::other(join)).into()),
-        }
+        unpack_download(registry, store, diff_id, &host, &repository, &descriptor).await
     });
     futures::future::try_join_all(jobs).await
 }
 
-async fn fetch(
+/// Unpacks the blob file `blob` into the store (on a blocking thread).
+async fn unpack_file(
+    store: &LowerStore,
+    diff_id: Digest,
+    blob: PathBuf,
+) -> Result<PathBuf, StepError> {
+    let store = store.clone();
+    let unpack_blob = blob.clone();
+    let unpacked = tokio::task::spawn_blocking(move || store.ensure(&diff_id, &unpack_blob)).await;
+    match unpacked {
+        Ok(r) => r.map_err(|e| super::error::RunError::from(e).into()),
+        Err(join) => Err(super::error::RunError::io(&blob, std::io::Error::other(join)).into()),
+    }
+}
+
+/// Downloads a layer and unpacks it as it arrives: a task forwards the verified stream to
+/// the blocking thread that unpacks it, so the transfer and the unpack overlap. The stream
+/// verifies the blob's digest at its end, and the store publishes the directory only after
+/// the stream ended (and the unpack checked the diff_id).
+async fn unpack_download(
     registry: &Registry,
+    store: &LowerStore,
+    diff_id: Digest,
     host: &str,
     repository: &str,
     descriptor: &regbuild_oci::manifest::Descriptor,
-    tmp: &Path,
 ) -> Result<PathBuf, StepError> {
     tracing::info!(digest = %descriptor.digest, "RUN: downloading a layer to unpack it");
-    crate::builder::rootfs::download(registry, host, repository, descriptor, tmp).await
+    let repo = registry.repo(host, repository, Scopes::pull(repository));
+    let _job = registry.job().await;
+    let blob = repo
+        .get_blob(&descriptor.digest, Some(descriptor.size))
+        .await?;
+    let failure = blob.failure_slot();
+    // A few chunks in flight: the download may run ahead of the unpack, not without bound.
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let forward = async move {
+        let mut stream = blob.into_stream();
+        while let Some(item) = stream.next().await {
+            // A closed channel: the unpack stopped (and says why).
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    };
+    let store = store.clone();
+    let name = descriptor.digest.to_string();
+    let unpack = tokio::task::spawn_blocking(move || {
+        let stream = Downloaded {
+            rx,
+            chunk: bytes::Bytes::new(),
+        };
+        store.ensure_from(&diff_id, &name, stream)
+    });
+    let (unpacked, ()) = tokio::join!(unpack, forward);
+    match unpacked {
+        Ok(Ok(dir)) => Ok(dir),
+        Ok(Err(e)) => {
+            // The registry's own words (a digest mismatch, a broken body) when it failed.
+            let recorded = failure.lock().ok().and_then(|mut f| f.take());
+            Err(recorded.map_or_else(|| super::error::RunError::from(e).into(), StepError::from))
+        }
+        Err(join) => Err(StepError::Download(std::io::Error::other(join))),
+    }
+}
+
+/// The receiving end of a download, as a blocking reader (for the unpacking thread).
+struct Downloaded {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for Downloaded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = self.chunk.len().min(buf.len());
+        let taken = self.chunk.split_to(n);
+        buf.get_mut(..n)
+            .ok_or_else(|| std::io::Error::other("short buffer"))?
+            .copy_from_slice(&taken);
+        Ok(n)
+    }
 }
 
 /// The bytes of `path` (absolute, in the image) as the merged view of `lowers` shows it:

@@ -425,6 +425,8 @@ async fn execute_as(
         crate::builder::cache_dir::mark_used(dir);
     }
 
+    // Each step's upper directory away from the inodes of the steps removed before it.
+    regbuild_fs::lower::spread_subdirs(ctx.scratch);
     let scratch = Scratch(
         tempfile::Builder::new()
             .prefix("run-")

@@ -71,6 +71,7 @@
 //! layer into a lower directory with them. Compression is
 //! detected and decoded by [`crate::compress`].
 
+mod ahead;
 pub(crate) mod lower;
 mod overlay;
 mod sink;
@@ -231,9 +232,24 @@ pub fn open_archive(path: &Path) -> Result<(Codec, Box<dyn Read>), ExtractError>
         source,
     };
     let file = File::open(path).map_err(open_error)?;
-    let mut reader = BufReader::with_capacity(COPY_BUF_LEN, file);
+    open_stream(file).map_err(|e| match e {
+        ExtractError::Open { source, .. } => open_error(source),
+        other => other,
+    })
+}
+
+/// [`open_archive`] for a stream (a download): sniffs its compression from the first bytes
+/// and returns its decompressed content. Read errors are `Open` errors with an empty path.
+pub fn open_stream<'a>(
+    stream: impl Read + 'a,
+) -> Result<(Codec, Box<dyn Read + 'a>), ExtractError> {
+    let mut reader = BufReader::with_capacity(COPY_BUF_LEN, stream);
     // Peek without consuming, so the decoder sees the magic too.
-    let compression = detect_compression(reader.fill_buf().map_err(open_error)?);
+    let compression =
+        detect_compression(reader.fill_buf().map_err(|source| ExtractError::Open {
+            path: PathBuf::new(),
+            source,
+        })?);
     Ok((compression, decompress(reader, compression)?))
 }
 
