@@ -1023,3 +1023,39 @@ fn mounts_never_reach_host_files_or_what_dockerignore_excludes() {
         "an ignored file reached the step: {listing}"
     );
 }
+
+#[test]
+fn a_platform_this_machine_cannot_run_is_refused_before_its_step_runs() {
+    let handler = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("s390x"))
+        })
+        .unwrap_or(false);
+    if handler {
+        eprintln!("skipped: this machine has a binfmt_misc handler for s390x");
+        return;
+    }
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let df = "FROM --platform=linux/s390x scratch AS build\n\
+              COPY busybox /bin/busybox\n\
+              RUN [\"/bin/busybox\", \"touch\", \"/ran\"]\n\
+              FROM scratch\n\
+              COPY --from=build /bin/busybox /busybox\n";
+    let tag = format!("{host}/apps/foreign:1");
+    let out = push_dockerfile(&tag, df, &[("busybox", "not run")], &[], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    assert!(
+        err.contains("cannot execute it and no binfmt_misc handler for s390x"),
+        "{err}"
+    );
+    assert!(!err.contains("[build 2/2]"), "the step started: {err}");
+    assert_eq!(
+        http_status("GET", &host, "/v2/apps/foreign/manifests/1"),
+        Some(404),
+        "no tag"
+    );
+}

@@ -49,15 +49,15 @@ pub async fn ensure(
                 let b = tokio::task::block_in_place(|| c.built())?;
                 return unpack_file(store, diff_id, b.file.to_path_buf()).await;
             }
-            StageLayer::Cached(c) => {
-                let (host, repo) = c.found_in.clone().unwrap_or_default();
-                let d = regbuild_oci::manifest::Descriptor::new(
-                    &c.record.media_type,
-                    c.record.digest.clone(),
-                    c.record.size,
-                );
-                (host, repo, d)
-            }
+            StageLayer::Cached(c) => match c.registry_source() {
+                Some((host, repo, d)) => (host.to_string(), repo.to_string(), d),
+                None => {
+                    return Err(StepError::Entries(std::io::Error::other(format!(
+                        "layer {} is neither in the local cache nor in a registry",
+                        c.record.digest
+                    ))))
+                }
+            },
             StageLayer::Remote {
                 descriptor,
                 registry: host,
