@@ -1,5 +1,9 @@
 fn main() -> std::process::ExitCode {
     // RUN steps re-execute this program as their sandbox helper (regbuild-sandbox).
     regbuild_sandbox::helper::main_if_helper();
+    // Rootless unpacks that keep owners re-execute this program in a user namespace.
+    if let Some((task, args)) = regbuild_sandbox::userns::enter_if_task() {
+        std::process::exit(regbuild::builder::run::userns_task(&task, &args));
+    }
     regbuild::cli::main()
 }

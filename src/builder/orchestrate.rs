@@ -476,7 +476,8 @@ async fn build_stage(
                 if req.squash == crate::builder::squash::Squash::New {
                     return Err(at(StepError::SquashNewWithRun));
                 }
-                let (store, scratch, cache_root) = inputs.run_env.parts().map_err(at)?;
+                let (store, flat_store, scratch, cache_root) =
+                    inputs.run_env.parts().map_err(at)?;
                 let platform = stage
                     .platform
                     .as_deref()
@@ -486,6 +487,7 @@ async fn build_stage(
                     copy: &ctx,
                     options: &req.run,
                     store,
+                    flat_store,
                     scratch,
                     cache_root,
                     platform: &platform,
@@ -761,6 +763,10 @@ fn pack_pending(
 /// Opened only when a stage the target needs has a RUN step.
 struct RunEnv {
     store: Option<regbuild_fs::lower::LowerStore>,
+    /// Rootless with `--snapshotter native`: layers unpacked by the user itself (every file
+    /// the user's), which a plain root can be copied from; `store` keeps owners (files of
+    /// subordinate ids the user cannot read). None when one store serves both (root).
+    flat: Option<regbuild_fs::lower::LowerStore>,
     scratch: PathBuf,
     cache_root: PathBuf,
 }
@@ -785,6 +791,7 @@ impl RunEnv {
         if !has_run {
             return Ok(RunEnv {
                 store: None,
+                flat: None,
                 scratch,
                 cache_root,
             });
@@ -795,27 +802,45 @@ impl RunEnv {
         };
         std::fs::create_dir_all(&scratch).map_err(io)?;
         sweep_stale(&scratch);
-        let store = regbuild_fs::lower::LowerStore::open(
-            &cache_root.join("lowers"),
-            crate::builder::run::overlay_xattrs(),
-        )
-        .map_err(|e| BuildError::At {
-            file: file.to_string(),
-            line: 0,
-            source: Box::new(crate::builder::run::error::RunError::from(e).into()),
-        })?;
+        let open = |dir: &str| {
+            regbuild_fs::lower::LowerStore::open(
+                &cache_root.join(dir),
+                crate::builder::run::overlay_xattrs(),
+            )
+            .map_err(|e| BuildError::At {
+                file: file.to_string(),
+                line: 0,
+                source: Box::new(crate::builder::run::error::RunError::from(e).into()),
+            })
+        };
+        let store = open("lowers")?;
+        let flat = if crate::builder::run::userns_unpack::needed() {
+            Some(open("lowers-flat")?)
+        } else {
+            None
+        };
         Ok(RunEnv {
             store: Some(store),
+            flat,
             scratch,
             cache_root,
         })
     }
 
-    fn parts(&self) -> Result<(&regbuild_fs::lower::LowerStore, &Path, &Path), StepError> {
+    /// The store, the flat store, the scratch directory and the cache directory.
+    fn parts(&self) -> Result<RunParts<'_>, StepError> {
         let store = self.store.as_ref().ok_or(StepError::NotPacked)?;
-        Ok((store, &self.scratch, &self.cache_root))
+        let flat = self.flat.as_ref().unwrap_or(store);
+        Ok((store, flat, &self.scratch, &self.cache_root))
     }
 }
+
+type RunParts<'a> = (
+    &'a regbuild_fs::lower::LowerStore,
+    &'a regbuild_fs::lower::LowerStore,
+    &'a Path,
+    &'a Path,
+);
 
 /// Removes step scratch directories left by a regbuild that was killed (SIGKILL gives no
 /// chance to clean up): entries untouched for a day belong to no running build.

@@ -16,7 +16,10 @@ const RECORD_DIRS: &[&str] = &["layers", "files", "layer-index", "pushed"];
 /// Every entry under the cache directory `root` (a missing directory is an empty cache).
 pub fn scan(root: &Path) -> Result<Vec<Entry>, PruneError> {
     let mut out = Vec::new();
-    for ns in children(&root.join("lowers"))? {
+    let stores = children(&root.join("lowers"))?
+        .into_iter()
+        .chain(children(&root.join("lowers-flat"))?);
+    for ns in stores {
         for layer in children(&ns.join("sha256"))? {
             if !is_stamp(&layer) {
                 out.push(entry(Kind::Lower, layer, &[])?);

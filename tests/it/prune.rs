@@ -52,6 +52,7 @@ fn lowers(cache: &Path) -> Vec<PathBuf> {
     entries(&cache.join("lowers/trusted/sha256"))
         .into_iter()
         .chain(entries(&cache.join("lowers/user/sha256")))
+        .chain(entries(&cache.join("lowers-flat/user/sha256")))
         .filter(|p| !p.to_string_lossy().ends_with(".used"))
         .collect()
 }

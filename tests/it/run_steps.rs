@@ -11,6 +11,11 @@ use crate::common::*;
 /// A base image with busybox (and its applets as symlinks), `/etc/passwd` with a user,
 /// a file and a directory for the steps to delete, pushed to `host/repo:1`.
 pub fn busybox_base(host: &str, repo: &str) {
+    busybox_base_with(host, repo, |_| {});
+}
+
+/// [`busybox_base`] with `extra` run on its root filesystem before it is made a layer.
+pub fn busybox_base_with(host: &str, repo: &str, extra: impl FnOnce(&Path)) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("rootfs");
     for d in ["bin", "etc", "tmp", "olddir/sub", "replaced", "root"] {
@@ -34,6 +39,7 @@ pub fn busybox_base(host: &str, repo: &str) {
     std::fs::write(root.join("etc/motd"), "base motd\n").unwrap();
     std::fs::write(root.join("olddir/sub/f"), "old\n").unwrap();
     std::fs::write(root.join("replaced/keep-not"), "base\n").unwrap();
+    extra(&root);
     let layout = dir.path().join("layout");
     run(Command::new("umoci")
         .args(["init", "--layout"])
@@ -1058,4 +1064,85 @@ fn a_platform_this_machine_cannot_run_is_refused_before_its_step_runs() {
         Some(404),
         "no tag"
     );
+}
+
+#[test]
+fn rootless_steps_see_the_owners_of_their_base() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create the unprivileged user");
+        return;
+    }
+    rootless_user();
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    // The base gives `app` (1000) its home; a `USER app` step writes there.
+    busybox_base_with(&host, "base/busybox-home", |root| {
+        std::fs::create_dir_all(root.join("home/app")).unwrap();
+        std::os::unix::fs::chown(root.join("home/app"), Some(1000), Some(1000)).unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("ctx")).unwrap();
+    std::fs::write(
+        dir.path().join("ctx/Dockerfile"),
+        format!(
+            "FROM {host}/base/busybox-home:1\n\
+             USER app\n\
+             RUN touch /home/app/made && stat -c %u:%g /home/app > /home/app/owner\n"
+        ),
+    )
+    .unwrap();
+    for d in ["cache", "tmp", "docker"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    run(Command::new("chown")
+        .args(["-R", &format!("{ROOTLESS_USER}:")])
+        .arg(dir.path()));
+    let tag = format!("{host}/apps/rootless-home:1");
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            ROOTLESS_USER,
+            "--regid",
+            ROOTLESS_USER,
+            "--init-groups",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_regbuild"))
+        .args(["push", "-t", &tag])
+        .arg(dir.path().join("ctx"))
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", dir.path())
+        .env("REGBUILD_CACHE", dir.path().join("cache"))
+        .env("TMPDIR", dir.path().join("tmp"))
+        .env("DOCKER_CONFIG", dir.path().join("docker"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    if !out.status.success() && err.contains("user namespace") {
+        eprintln!("skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}");
+        return;
+    }
+    assert!(out.status.success(), "rootless push failed: {err}");
+    let (_d, bundle) = pull_and_unpack(&tag, &[]);
+    let rootfs = bundle.join("rootfs");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("home/app/owner")).unwrap(),
+        "1000:1000\n",
+        "the step saw the base's owner"
+    );
+    assert_eq!(
+        std::fs::metadata(rootfs.join("home/app/made"))
+            .unwrap()
+            .uid(),
+        1000
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }

@@ -128,7 +128,10 @@ impl LowerStore {
         })
     }
 
-    fn ensure_with(
+    /// [`ensure`](Self::ensure) with the unpack done by `unpack` (given the temporary
+    /// directory and the options; it must leave that directory empty on error), e.g. in
+    /// another process that may set owners this one cannot.
+    pub fn ensure_with(
         &self,
         diff_id: &Digest,
         unpack: impl FnOnce(&Path, &LowerOptions) -> Result<LowerStats, LowerError>,
@@ -179,8 +182,10 @@ impl LowerStore {
         };
         match renamed {
             Ok(()) => Ok(path),
+            // Ours goes; if it cannot (a rootless unpack left files of subordinate ids),
+            // it stays in the unpack directory for `regbuild prune`: the layer is there.
             Err(e) if lost_race(&e) => {
-                remove_tree(dir).map_err(io_error("removing", dir))?;
+                let _ = remove_tree(dir);
                 Ok(path)
             }
             Err(e) => Err(io_error("moving into the store", dir)(e)),

@@ -37,6 +37,7 @@ mod open_up;
 mod protocol;
 pub mod run;
 pub mod spec;
+pub mod userns;
 
 pub use error::{SandboxError, UsernsCause};
 pub use idmap::{diagnose_userns, HostIds, MappingKind};

@@ -37,17 +37,22 @@ pub async fn ensure(
     layers: &[StageLayer],
     diff_ids: &[String],
     tmp: &Path,
+    keep_owners: bool,
 ) -> Result<Vec<PathBuf>, StepError> {
+    // Rootless, owners are kept only by unpacking in a user namespace (from a file).
+    let in_userns = keep_owners && super::userns_unpack::needed();
     let jobs = layers.iter().enumerate().map(|(i, layer)| async move {
         let diff_id = diff_id_of(layer, diff_ids.get(i).map(String::as_str))?;
         if let Some(dir) = store.get(&diff_id) {
             return Ok(dir);
         }
         let (host, repository, descriptor) = match layer {
-            StageLayer::Local(b) => return unpack_file(store, diff_id, b.file.to_path_buf()).await,
+            StageLayer::Local(b) => {
+                return unpack_file(store, diff_id, b.file.to_path_buf(), in_userns).await
+            }
             StageLayer::Cached(c) if c.buildable() => {
                 let b = tokio::task::block_in_place(|| c.built())?;
-                return unpack_file(store, diff_id, b.file.to_path_buf()).await;
+                return unpack_file(store, diff_id, b.file.to_path_buf(), in_userns).await;
             }
             StageLayer::Cached(c) => match c.registry_source() {
                 Some((host, repo, d)) => (host.to_string(), repo.to_string(), d),
@@ -64,12 +69,13 @@ pub async fn ensure(
                 repository,
             } => (host.clone(), repository.clone(), (**descriptor).clone()),
         };
-        if registry.stand_in(&descriptor.digest).is_some() {
-            // A blob a dry run computed: a local file (a copy of it).
+        // A blob a dry run computed is a local file (a copy of it); rootless unpacks that
+        // keep owners read a file in another process.
+        if registry.stand_in(&descriptor.digest).is_some() || in_userns {
             let blob =
                 crate::builder::rootfs::download(registry, &host, &repository, &descriptor, tmp)
                     .await?;
-            let unpacked = unpack_file(store, diff_id, blob.clone()).await;
+            let unpacked = unpack_file(store, diff_id, blob.clone(), in_userns).await;
             let _ = std::fs::remove_file(&blob);
             return unpacked;
         }
@@ -83,10 +89,20 @@ async fn unpack_file(
     store: &LowerStore,
     diff_id: Digest,
     blob: PathBuf,
+    in_userns: bool,
 ) -> Result<PathBuf, StepError> {
     let store = store.clone();
     let unpack_blob = blob.clone();
-    let unpacked = tokio::task::spawn_blocking(move || store.ensure(&diff_id, &unpack_blob)).await;
+    let unpacked = tokio::task::spawn_blocking(move || {
+        if in_userns {
+            store.ensure_with(&diff_id, |dest, opts| {
+                super::userns_unpack::unpack(&unpack_blob, dest, opts)
+            })
+        } else {
+            store.ensure(&diff_id, &unpack_blob)
+        }
+    })
+    .await;
     match unpacked {
         Ok(r) => r.map_err(|e| super::error::RunError::from(e).into()),
         Err(join) => Err(super::error::RunError::io(&blob, std::io::Error::other(join)).into()),

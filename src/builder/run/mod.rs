@@ -28,6 +28,7 @@ pub mod key;
 pub mod lowers;
 pub mod mounts;
 pub mod output;
+pub mod userns_unpack;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,9 @@ pub struct RunContext<'a, 'c> {
     pub copy: &'a CopyContext<'c>,
     pub options: &'a RunOptions,
     pub store: &'a LowerStore,
+    /// The store a rootless `native` step copies its root from (see `userns_unpack`); the
+    /// same as `store` as root.
+    pub flat_store: &'a LowerStore,
     /// Where the step's upper and work directories are made: on the store's filesystem,
     /// so the upper directory can be renamed into it.
     pub scratch: &'a Path,
@@ -151,6 +155,18 @@ pub fn layer_identity(l: &StageLayer) -> String {
         StageLayer::Remote { descriptor, .. } => descriptor.digest.to_string(),
         StageLayer::Local(b) => b.key.clone().unwrap_or_else(|| b.digest.to_string()),
         StageLayer::Cached(c) => c.key.clone(),
+    }
+}
+
+/// Runs a task `regbuild_sandbox::userns` started (this process is root of a user
+/// namespace); returns the exit status.
+pub fn userns_task(task: &str, args: &[std::ffi::OsString]) -> i32 {
+    match task {
+        userns_unpack::TASK => userns_unpack::run(args),
+        other => {
+            eprintln!("unknown user-namespace task {other}");
+            2
+        }
     }
 }
 
@@ -420,7 +436,15 @@ async fn execute_as(
     let c = ctx.copy;
     let started = Instant::now();
     check_platform(ctx.platform)?;
-    let lowers = lowers::ensure(c.registry, ctx.store, layers, diff_ids, c.tmp).await?;
+    // Rootless, owners are kept by unpacking in a user namespace, but a plain root is copied
+    // by this process, which must read every file: native steps use the flat store.
+    let keep_owners = !(native && userns_unpack::needed());
+    let store = if keep_owners {
+        ctx.store
+    } else {
+        ctx.flat_store
+    };
+    let lowers = lowers::ensure(c.registry, store, layers, diff_ids, c.tmp, keep_owners).await?;
     for dir in &lowers {
         crate::builder::cache_dir::mark_used(dir);
     }
@@ -717,9 +741,9 @@ async fn execute_as(
     }
     // An opened-up upper directory has other bits than its layer: a later step unpacks the
     // layer instead (the scratch guard removes the directory).
-    if ctx.store.get(&built.diff_id).is_none() && outcome.opened_up.is_empty() {
+    if store.get(&built.diff_id).is_none() && outcome.opened_up.is_empty() {
         // Already in overlay form (whiteouts, opaque xattrs): the next step's lower as is.
-        if let Err(e) = ctx.store.adopt(&built.diff_id, &upper) {
+        if let Err(e) = store.adopt(&built.diff_id, &upper) {
             tracing::debug!(error = %e, "RUN: upper directory not adopted into the store");
         }
     }
