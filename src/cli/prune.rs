@@ -38,7 +38,8 @@ fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
 pub async fn run(_global: &GlobalArgs, args: PruneArgs) -> Result<ExitCode, CliError> {
     let root = crate::builder::cache::root().ok_or(PruneError::NoCacheDir)?;
     if !root.exists() {
-        return report(&args, &[], &root, 0);
+        report(&args, &[], &[], &root, 0)?;
+        return Ok(ExitCode::SUCCESS);
     }
     let policy = Policy {
         all: args.all,
@@ -60,22 +61,40 @@ pub async fn run(_global: &GlobalArgs, args: PruneArgs) -> Result<ExitCode, CliE
         .into_iter()
         .map(|i| &entries[i])
         .collect();
-    if !args.dry_run {
-        for e in &chosen {
-            tokio::task::block_in_place(|| prune::remove::remove(e))?;
+    // One entry that cannot go does not keep the others: each failure is said, and the exit
+    // status is 1.
+    let mut failed = Vec::new();
+    let mut removed = Vec::new();
+    for e in chosen {
+        if args.dry_run {
+            removed.push(e);
+            continue;
+        }
+        match tokio::task::block_in_place(|| prune::remove::remove(e)) {
+            Ok(()) => removed.push(e),
+            Err(err) => {
+                eprintln!("warning: not removed: {err}");
+                failed.push((e.path.display().to_string(), err.to_string()));
+            }
         }
     }
     let kept: u64 =
-        entries.iter().map(|e| e.bytes).sum::<u64>() - chosen.iter().map(|e| e.bytes).sum::<u64>();
-    report(&args, &chosen, &root, kept)
+        entries.iter().map(|e| e.bytes).sum::<u64>() - removed.iter().map(|e| e.bytes).sum::<u64>();
+    report(&args, &removed, &failed, &root, kept)?;
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::exit::FAILED)
+    })
 }
 
 fn report(
     args: &PruneArgs,
     chosen: &[&prune::Entry],
+    failed: &[(String, String)],
     root: &std::path::Path,
     kept: u64,
-) -> Result<ExitCode, CliError> {
+) -> Result<(), CliError> {
     let freed: u64 = chosen.iter().map(|e| e.bytes).sum();
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -98,6 +117,10 @@ fn report(
                 "removed": list,
                 "freed_bytes": freed,
                 "kept_bytes": kept,
+                "not_removed": failed
+                    .iter()
+                    .map(|(path, error)| serde_json::json!({ "path": path, "error": error }))
+                    .collect::<Vec<_>>(),
             }),
         )?;
         writeln!(out)?;
@@ -125,7 +148,7 @@ fn report(
             mb(kept)
         )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn mb(bytes: u64) -> String {

@@ -184,7 +184,9 @@ fn rootless_steps_may_leave_what_the_user_cannot_read_and_prune_still_removes_it
         format!(
             "FROM {host}/base/busybox:1\n\
              RUN --mount=type=cache,target=/c mkdir -p /srv/d /c/d && echo x > /srv/d/f && echo y > /c/d/g \\\n \
-               && chown -R 1000:1000 /srv /c/d && chmod 600 /srv/d/f && chmod 500 /srv/d && chmod 700 /c/d\n\
+               && chown -R 1000:1000 /srv /c/d && chmod 600 /srv/d/f && chmod 500 /srv/d && chmod 700 /c/d \\\n \
+               && mkdir /many && for i in $(seq 2000); do echo > /many/file-$i; done \\\n \
+               && chown -R 1000:1000 /many && chmod 600 /many/*\n\
              RUN ls /srv/d > /listing\n"
         ),
     )
@@ -261,6 +263,12 @@ fn rootless_steps_may_leave_what_the_user_cannot_read_and_prune_still_removes_it
         assert_eq!(
             std::fs::read_to_string(rootfs.join("listing")).unwrap(),
             "f\n"
+        );
+        // Thousands of entries opened up (a long list) keep their bits too.
+        let last = std::fs::metadata(rootfs.join("many/file-2000")).unwrap();
+        assert_eq!(
+            (last.uid(), last.permissions().mode() & 0o7777),
+            (1000, 0o600)
         );
         for left in ["tmp", "cache/run-tmp"] {
             assert!(

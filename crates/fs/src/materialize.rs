@@ -104,12 +104,27 @@ pub fn materialize(
     dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
     for (rel, (src, meta)) in dirs {
         let disk = dest.join(&rel);
-        // Deleted or replaced by a later layer: nothing to apply.
-        if fs::symlink_metadata(&disk).is_ok_and(|d| d.is_dir()) {
+        // Deleted or replaced by a later layer (by a symlink too, anywhere on the way: never
+        // followed, it could point out of `dest`): nothing to apply.
+        if is_real_dir_below(dest, &rel) {
             apply_attrs(&src, &meta, &disk, &rel, &mut m.out.skipped)?;
         }
     }
     Ok(m.out)
+}
+
+/// Whether every component of `rel` below `root`, the last included, is a directory and not
+/// a symlink.
+fn is_real_dir_below(root: &Path, rel: &Path) -> bool {
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 struct Materializer<'a> {
@@ -281,6 +296,28 @@ pub(crate) fn apply_attrs(
         last_modification: at(meta.mtime(), meta.mtime_nsec()),
     };
     utimensat(CWD, disk, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(err)
+}
+
+#[cfg(test)]
+mod symlink_tests {
+    use super::*;
+
+    #[test]
+    fn a_later_symlink_on_the_way_stops_attributes_from_reaching_its_target() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside/x");
+        fs::create_dir_all(&outside).unwrap();
+        let dest = t.path().join("dest");
+        fs::create_dir_all(dest.join("real/x")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("outside"), dest.join("lib")).unwrap();
+        assert!(is_real_dir_below(&dest, Path::new("real/x")));
+        assert!(
+            !is_real_dir_below(&dest, Path::new("lib/x")),
+            "through a symlink"
+        );
+        assert!(!is_real_dir_below(&dest, Path::new("lib")));
+        assert!(!is_real_dir_below(&dest, Path::new("missing")));
+    }
 }
 
 #[cfg(test)]

@@ -338,18 +338,19 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
         }
     }
 
-    // Rootless: the upper directory, reachable after pivot_root only through this.
+    // Rootless: the upper directory, and the file that lists what was opened up in it,
+    // reachable after pivot_root only through these.
     let upper_fd = if req.user_ns {
-        Some(
-            rustix::fs::open(
-                &spec.upper_dir,
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(setup_err("opening the upper directory"))?,
+        use rustix::fs::{Mode, OFlags};
+        let dir = rustix::fs::open(
+            &spec.upper_dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
         )
+        .map_err(setup_err("opening the upper directory"))?;
+        let list = File::create(req.files.join(crate::protocol::OPENED_UP_FILE))
+            .map_err(setup_err("creating the opened-up list"))?;
+        Some((dir, list))
     } else {
         None
     };
@@ -384,12 +385,14 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     loop {
         match rustix::process::wait(WaitOptions::empty()) {
             Ok(Some((pid, st))) if pid.as_raw_nonzero().get() == main => {
-                if let Some(fd) = &upper_fd {
-                    let entries = crate::open_up::open_up(fd, !spec.plain_root)
+                if let Some((dir, list)) = &upper_fd {
+                    // The step is over when its command is (as in Docker): what it left
+                    // running goes first, so nothing changes the tree while it is opened up.
+                    end_the_rest();
+                    let entries = crate::open_up::open_up(dir, !spec.plain_root)
                         .map_err(|e| fail(ErrorKind::Setup, "opening up the upper directory", e))?;
-                    if !entries.is_empty() {
-                        ctl.send(&Event::OpenedUp { entries });
-                    }
+                    crate::open_up::write_list(list, &entries)
+                        .map_err(|e| fail(ErrorKind::Setup, "writing the opened-up list", e))?;
                 }
                 let st = std::process::ExitStatus::from_raw(st.as_raw());
                 return Ok(match (st.code(), st.signal()) {
@@ -402,6 +405,15 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
             Err(e) => return Err(fail(ErrorKind::Setup, "wait", e)),
         }
     }
+}
+
+/// From pid 1: kills every other process of the namespace and reaps them.
+fn end_the_rest() {
+    // SAFETY: kill(-1) from pid 1 signals every other process of its pid namespace.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    while let Ok(Some(_)) | Err(rustix::io::Errno::INTR) =
+        rustix::process::wait(WaitOptions::empty())
+    {}
 }
 
 /// A place the sandbox mounts something: (path, is a directory, required).

@@ -14,8 +14,10 @@
 //! `pivot_root` (the upper directory is not reachable by path from the new root), never
 //! follows symlinks, and counts nothing it cannot open.
 
-use std::io;
+use std::io::{self, BufRead, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{chmodat, openat, statat, AtFlags, Dir, FileType, Mode, OFlags};
 
@@ -98,6 +100,39 @@ pub(crate) fn open_up(upper: &OwnedFd, own: bool) -> io::Result<Vec<(Vec<u8>, u3
     Ok(changed)
 }
 
+/// Writes `entries` as records `<octal mode> <path>\0` (paths are bytes, NUL ends them).
+pub(crate) fn write_list(mut out: &std::fs::File, entries: &[(Vec<u8>, u32)]) -> io::Result<()> {
+    let mut buf = Vec::new();
+    for (path, mode) in entries {
+        buf.extend_from_slice(format!("{mode:o} ").as_bytes());
+        buf.extend_from_slice(path);
+        buf.push(0);
+    }
+    out.write_all(&buf)
+}
+
+/// Reads what [`write_list`] wrote; a missing file is an empty list.
+pub(crate) fn read_list(file: &Path) -> io::Result<Vec<(PathBuf, u32)>> {
+    let f = match std::fs::File::open(file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for record in io::BufReader::new(f).split(0) {
+        let record = record?;
+        let bad = || io::Error::other("a malformed opened-up record");
+        let space = record.iter().position(|b| *b == b' ').ok_or_else(bad)?;
+        let mode = std::str::from_utf8(&record[..space])
+            .ok()
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .ok_or_else(bad)?;
+        let path = std::ffi::OsStr::from_bytes(&record[space + 1..]);
+        out.push((PathBuf::from(path), mode));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +190,24 @@ mod tests {
             .collect();
         assert_eq!(old, [0o500, 0o200]);
         assert_eq!(std::fs::read_to_string(root.join("a/b/f")).unwrap(), "x");
+    }
+
+    #[test]
+    fn the_list_keeps_any_path_bytes() {
+        let t = tempfile::tempdir().unwrap();
+        let file = t.path().join("list");
+        let entries = vec![
+            (b"a/b c".to_vec(), 0o700),
+            (b"new\nline".to_vec(), 0o4755),
+            (vec![0xff, b'x'], 0),
+        ];
+        write_list(&std::fs::File::create(&file).unwrap(), &entries).unwrap();
+        let back = read_list(&file).unwrap();
+        let want: Vec<(PathBuf, u32)> = entries
+            .iter()
+            .map(|(p, m)| (PathBuf::from(std::ffi::OsStr::from_bytes(p)), *m))
+            .collect();
+        assert_eq!(back, want);
+        assert!(read_list(&t.path().join("missing")).unwrap().is_empty());
     }
 }

@@ -17,6 +17,10 @@ pub const CTL_FD: i32 = 3;
 pub const GO_FD: i32 = 4;
 pub const GO: u8 = b'g';
 pub const KILL: u8 = b'k';
+/// Rootless: in the request's `files` directory, what init opened up in the upper
+/// directory after the command (`open_up::write_list`'s format). A file, not an event: it
+/// can be long, and nothing reads the event pipe while the step runs.
+pub const OPENED_UP_FILE: &str = "opened-up";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
@@ -47,12 +51,6 @@ pub enum Event {
         signal: i32,
     },
     Killed,
-    /// Rootless: what the caller could not have read or removed in the upper directory,
-    /// opened up for it after the command ended (path relative to the upper directory, as
-    /// bytes; the permission bits it had).
-    OpenedUp {
-        entries: Vec<(Vec<u8>, u32)>,
-    },
     Error {
         kind: ErrorKind,
         step: String,

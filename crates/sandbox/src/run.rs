@@ -445,28 +445,19 @@ impl Running {
         self.stdout.take();
         self.stderr.take();
         let mut ended: Option<Result<Status, SandboxError>> = None;
-        let mut opened_up = Vec::new();
         while let Some(ev) = self.next_event() {
-            let r =
-                match ev {
-                    Event::Exited { code } => Ok(Status::Exited(code)),
-                    Event::Signaled { signal } => Ok(Status::Signaled(signal)),
-                    Event::Killed => Ok(Status::Killed),
-                    Event::Error {
-                        kind,
-                        step,
-                        errno,
-                        message,
-                    } => Err(event_error(kind, step, errno, message)),
-                    Event::OpenedUp { entries } => {
-                        use std::os::unix::ffi::OsStringExt;
-                        opened_up.extend(entries.into_iter().map(|(p, mode)| {
-                            (PathBuf::from(std::ffi::OsString::from_vec(p)), mode)
-                        }));
-                        continue;
-                    }
-                    Event::UserNs | Event::Warning { .. } => continue,
-                };
+            let r = match ev {
+                Event::Exited { code } => Ok(Status::Exited(code)),
+                Event::Signaled { signal } => Ok(Status::Signaled(signal)),
+                Event::Killed => Ok(Status::Killed),
+                Event::Error {
+                    kind,
+                    step,
+                    errno,
+                    message,
+                } => Err(event_error(kind, step, errno, message)),
+                Event::UserNs | Event::Warning { .. } => continue,
+            };
             // The first word is init's; a later Killed (kill after the end) changes nothing.
             ended.get_or_insert(r);
         }
@@ -474,7 +465,10 @@ impl Running {
         // The helper exits once its init has, and init's exit completes only when every
         // process of the step's pid namespace is gone.
         let helper = self.child.take().map(|mut c| c.wait());
+        let opened_up =
+            crate::open_up::read_list(&self.work.files.join(crate::protocol::OPENED_UP_FILE));
         self.work.clean();
+        let opened_up = opened_up.map_err(|e| SandboxError::io("reading the opened-up list", e))?;
         let status = match (ended, helper) {
             (Some(r), _) => r?,
             (None, Some(Ok(st))) => {

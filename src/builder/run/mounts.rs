@@ -534,21 +534,35 @@ fn lock_cache(path: &Path) -> Result<std::fs::File, RunError> {
 /// free, right after this and with no await between, or it would wait for a step that
 /// cannot go on.
 pub async fn wait_for_caches(mounts: &[RunMount], cache_root: &Path) -> Result<(), RunError> {
-    for m in mounts {
-        let RunMount::Cache { id, .. } = m else {
-            continue;
-        };
-        let caches = cache_root.join("run-cache");
-        std::fs::create_dir_all(&caches).map_err(|e| RunError::io(&caches, e))?;
-        let path = cache_dir(&caches, id).with_extension("lock");
-        let started = std::time::Instant::now();
-        // Taken and let go at once: only whether it is free is wanted here.
-        while try_lock(&path)?.is_none() {
-            stop_waiting(&path, started)?;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+    let caches = cache_root.join("run-cache");
+    let locks: Vec<PathBuf> = mounts
+        .iter()
+        .filter_map(|m| match m {
+            RunMount::Cache { id, .. } => Some(cache_dir(&caches, id).with_extension("lock")),
+            _ => None,
+        })
+        .collect();
+    if locks.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    std::fs::create_dir_all(&caches).map_err(|e| RunError::io(&caches, e))?;
+    let started = std::time::Instant::now();
+    // All free in one pass (each taken and let go at once): while this waited for one,
+    // another step may have taken one checked before.
+    loop {
+        let mut busy = None;
+        for path in &locks {
+            if try_lock(path)?.is_none() {
+                busy = Some(path);
+                break;
+            }
+        }
+        let Some(path) = busy else {
+            return Ok(());
+        };
+        stop_waiting(path, started)?;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Whether the context tree at `real` (`rel` in the context) holds anything `.dockerignore`
