@@ -1,5 +1,5 @@
 //! Run one command in an isolated root filesystem and tell how it ended: the groundwork for
-//! Dockerfile `RUN`, rootless and daemonless. Not wired into the build yet.
+//! Dockerfile `RUN`, rootless and daemonless (`regbuild::builder::run` drives it).
 //!
 //! For: one step = an overlayfs of read-only lower directories and an upper directory (which
 //! becomes the step's layer), or a plain directory changed in place ([`Spec::plain_root`],
@@ -15,8 +15,9 @@
 //!
 //! Modules: [`spec`] (what to run), [`run`] (the caller's side: [`Sandbox`], [`Running`],
 //! [`KillHandle`]), [`helper`] (what runs in the namespaces, and why it is a separate
-//! process), `idmap` (rootless id maps, diagnosing a missing user namespace), `protocol`
-//! (the wire between them), [`error`].
+//! process), `idmap` (rootless id maps, diagnosing a missing user namespace), `open_up`
+//! (rootless: access to what a step left), [`userns`] (a task of this program as root of a
+//! user namespace, outside any step), `protocol` (the wire between them), [`error`].
 //!
 //! System calls go through `rustix`: already in the workspace's lock file, safe wrappers
 //! over raw syscalls for everything here (unshare, mount, pivot_root, pidfd, poll, prctl,
