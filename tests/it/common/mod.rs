@@ -257,6 +257,8 @@ pub fn regbuild(args: &[&str]) -> Command {
 /// of their own, each with its own cache; they now share one process, and one cache for all
 /// would let one module's layers turn another's cache misses into hits.
 pub fn module_cache(file: &str) -> PathBuf {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(sweep_dead_caches);
     let module = Path::new(file)
         .file_stem()
         .and_then(|s| s.to_str())
@@ -265,6 +267,26 @@ pub fn module_cache(file: &str) -> PathBuf {
         "regbuild-test-cache-{}-{module}",
         std::process::id()
     ))
+}
+
+/// Removes the module caches of test processes that are gone (a test binary has no hook at
+/// exit, so each run clears what earlier runs left).
+fn sweep_dead_caches() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("regbuild-test-cache-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn empty_docker_config() -> PathBuf {
