@@ -503,8 +503,17 @@ async fn build_stage(
                 } else {
                     // The command needs the stage's files: its pending layers now.
                     pack_pending(&mut slots, &mut image, &sinks, file, &mut out.layers)?;
-                    let mut layers = image.layers.clone();
-                    layers.extend(slots.iter().filter_map(|s| s.layer.as_ref().ok().cloned()));
+                    // Layers still packing in the background are in the store already.
+                    use crate::builder::run::lowers::Lower;
+                    let mut layers: Vec<Lower> =
+                        image.layers.iter().cloned().map(Lower::Layer).collect();
+                    for slot in &slots {
+                        layers.push(match &slot.layer {
+                            Ok(l) => Lower::Layer(l.clone()),
+                            Err(Pending::Packing(p)) => Lower::Stored(p.lower.clone()),
+                            Err(Pending::Pack(_)) => return Err(at(StepError::NotPacked)),
+                        });
+                    }
                     let diff_ids = image.config.diff_ids();
                     crate::builder::run::execute(
                         &rctx, spec, step.line, planned, &layers, &diff_ids,
@@ -549,7 +558,13 @@ async fn build_stage(
                 let layer = match part.layer {
                     NewLayer::Pack(job) => {
                         image.config.push_layer("", created, &part.label);
-                        Err(job)
+                        Err(Pending::Pack(job))
+                    }
+                    NewLayer::Packing(p) => {
+                        image
+                            .config
+                            .push_layer(p.diff_id.as_str(), created, &part.label);
+                        Err(Pending::Packing(p))
                     }
                     NewLayer::Cached(c) => {
                         image
@@ -575,7 +590,7 @@ async fn build_stage(
             }
         }
     }
-    finish_stage_layers(
+    let joined = finish_stage_layers(
         slots,
         &mut image,
         &sinks,
@@ -586,6 +601,13 @@ async fn build_stage(
             layer_entries: &mut out.layer_entries,
         },
     )?;
+    for report in &mut out.run_steps {
+        if let Some((_, digest)) = joined.iter().find(|(line, _)| *line == report.line) {
+            if report.layer.is_empty() {
+                report.layer = digest.to_string();
+            }
+        }
+    }
     Ok(StageOutput {
         image,
         records: out,
@@ -644,9 +666,13 @@ async fn stage_view(
     for slot in slots {
         sources.push(match &slot.layer {
             Ok(layer) => Source::Layer(layer),
-            Err(job) => Source::Pending {
+            Err(Pending::Pack(job)) => Source::Pending {
                 key: &job.key,
                 entries: &job.entries,
+            },
+            Err(Pending::Packing(p)) => Source::Pending {
+                key: &p.key,
+                entries: &p.entries,
             },
         });
     }
@@ -695,7 +721,24 @@ struct NewSlot {
     diff_index: usize,
     entries: Vec<regbuild_fs::layer::LayerEntry>,
     /// Known (from the cache), or still to pack.
-    layer: Result<StageLayer, PackJob>,
+    layer: Result<StageLayer, Pending>,
+}
+
+/// A stage layer not packed yet.
+enum Pending {
+    /// Packed at the stage's end (or before a RUN needs its files).
+    Pack(PackJob),
+    /// Being packed on its own thread, already in the layer store: joined at the stage's end.
+    Packing(crate::builder::stage::Packing),
+}
+
+impl Pending {
+    fn key(&self) -> &str {
+        match self {
+            Pending::Pack(job) => &job.key,
+            Pending::Packing(p) => &p.key,
+        }
+    }
 }
 
 /// The identity of every layer below the next step (RUN keys): the stage's layers, then its
@@ -707,7 +750,7 @@ fn parent_identities(image: &StageImage, slots: &[NewSlot]) -> Vec<String> {
         .map(crate::builder::run::layer_identity)
         .chain(slots.iter().map(|s| match &s.layer {
             Ok(l) => crate::builder::run::layer_identity(l),
-            Err(job) => job.key.clone(),
+            Err(pending) => pending.key().to_string(),
         }))
         .collect()
 }
@@ -723,7 +766,8 @@ fn pack_pending(
     let mut jobs = Vec::new();
     let mut at = Vec::new();
     for (i, slot) in slots.iter_mut().enumerate() {
-        if slot.layer.is_err() {
+        // Only layers to pack: one packing in the background is in the store already.
+        if matches!(slot.layer, Err(Pending::Pack(_))) {
             let placeholder = Ok(StageLayer::Remote {
                 descriptor: Box::new(regbuild_oci::manifest::Descriptor::new(
                     "",
@@ -733,7 +777,7 @@ fn pack_pending(
                 registry: String::new(),
                 repository: String::new(),
             });
-            if let Err(job) = std::mem::replace(&mut slot.layer, placeholder) {
+            if let Err(Pending::Pack(job)) = std::mem::replace(&mut slot.layer, placeholder) {
                 jobs.push(job);
                 at.push(i);
             }
@@ -879,15 +923,35 @@ fn finish_stage_layers(
     sinks: &PackSinks<'_>,
     file: &str,
     out: &mut Finished<'_>,
-) -> Result<(), BuildError> {
+) -> Result<Vec<(usize, Digest)>, BuildError> {
     let mut jobs = Vec::new();
+    // (line, digest) of the layers packed in the background: their RUN reports lack it.
+    let mut joined = Vec::new();
     let mut rest = Vec::with_capacity(slots.len());
     for slot in slots {
         let layer = match slot.layer {
             Ok(l) => Some(l),
-            Err(job) => {
+            Err(Pending::Pack(job)) => {
                 jobs.push(job);
                 None
+            }
+            // Packed meanwhile, most likely: waited for here.
+            Err(Pending::Packing(p)) => {
+                let b = crate::builder::run::finish_packing(
+                    p,
+                    &slot.text,
+                    sinks.cache,
+                    sinks.progress,
+                    sinks.early,
+                )
+                .map_err(|e| BuildError::At {
+                    file: file.to_string(),
+                    line: slot.line,
+                    source: Box::new(e),
+                })?;
+                out.all_layers.push(b.clone());
+                joined.push((slot.line, b.digest.clone()));
+                Some(StageLayer::Local(b))
             }
         };
         rest.push((slot.line, slot.text, slot.diff_index, slot.entries, layer));
@@ -927,7 +991,7 @@ fn finish_stage_layers(
         out.new_layers.push((digest, size, text));
         image.layers.push(layer);
     }
-    Ok(())
+    Ok(joined)
 }
 
 /// A base or `COPY --from` image the build needs: the reference as written (variables

@@ -242,6 +242,28 @@ pub enum NewLayer {
     Cached(crate::builder::stage::CachedStageLayer),
     /// Already built (a RUN step's upper directory, packed as soon as the step ended).
     Built(Arc<BuiltLayer>),
+    /// A RUN layer already in the layer store (so later steps can run on it) whose blob is
+    /// still being packed on a thread of its own.
+    Packing(Packing),
+}
+
+/// A layer being packed in the background: what later steps need is known (diff_id, key,
+/// lower directory, entries); the blob is joined when the stage ends.
+pub struct Packing {
+    pub diff_id: regbuild_oci::digest::Digest,
+    pub key: String,
+    /// The store directory later steps mount as its lower.
+    pub lower: std::path::PathBuf,
+    /// Its entries (the paths later COPYs of the stage see).
+    pub entries: Vec<LayerEntry>,
+    pub(crate) handle: std::thread::JoinHandle<Result<Arc<BuiltLayer>, StepError>>,
+}
+
+impl Packing {
+    /// Waits for the blob.
+    pub fn join(self) -> Result<Arc<BuiltLayer>, StepError> {
+        self.handle.join().unwrap_or(Err(StepError::NotPacked))
+    }
 }
 
 /// One layer a step makes (a COPY makes one, or several with `--layering=auto`).

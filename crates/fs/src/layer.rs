@@ -286,6 +286,27 @@ pub fn build_layer_announced(
     })
 }
 
+/// The diff_id `entries` give with `opts` (the sha256 of the uncompressed tar
+/// [`build_layer`] writes) and its size, without compressing or writing anything: a pass
+/// that costs reading the files, so a layer can be named before it is packed.
+pub fn diff_id_of(
+    entries: Vec<LayerEntry>,
+    opts: &LayerOptions,
+) -> Result<(Digest, u64), LayerError> {
+    let prepared = prepare(entries)?;
+    let mut builder = tar::Builder::new(DigestWriter::new(io::sink()));
+    let nowhere = PathBuf::from("(diff_id pass)");
+    for entry in &prepared {
+        append_entry(&mut builder, entry, opts.mtime, &nowhere)?;
+    }
+    let hashed = builder.into_inner().map_err(|source| LayerError::Finish {
+        file: nowhere.clone(),
+        source,
+    })?;
+    let (_, diff_id, size) = hashed.finish();
+    Ok((diff_id, size))
+}
+
 /// An entry with its path (and hard-link target) normalized to the bytes
 /// written in the archive, without the directory trailing slash.
 struct Prepared {
@@ -931,6 +952,15 @@ mod tests {
         assert_eq!(one.digest, two.digest);
         assert_eq!(one.diff_id, two.diff_id);
         assert_eq!(fs::read(&one.file).unwrap(), fs::read(&two.file).unwrap());
+    }
+
+    #[test]
+    fn the_diff_id_pass_names_the_layer_build_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let entries = sample(tmp.path());
+        let (diff_id, size) = diff_id_of(entries.clone(), &opts()).unwrap();
+        let layer = build(entries, tmp.path());
+        assert_eq!((diff_id, size), (layer.diff_id, layer.uncompressed_size));
     }
 
     #[test]

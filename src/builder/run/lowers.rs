@@ -28,13 +28,21 @@ fn diff_id_of(layer: &StageLayer, config_diff_id: Option<&str>) -> Result<Digest
     })
 }
 
+/// One layer below a step: a stage layer, or one already in the store (a RUN layer whose
+/// blob is still being packed) by its directory.
+#[derive(Clone)]
+pub enum Lower {
+    Layer(StageLayer),
+    Stored(PathBuf),
+}
+
 /// A lower directory for every layer of `layers` (bottom first). Layers the store lacks are
 /// fetched and unpacked concurrently (downloads under the registry's job limit, unpacks on
 /// blocking threads), so a many-layer base costs about its largest layer, not their sum.
 pub async fn ensure(
     registry: &Registry,
     store: &LowerStore,
-    layers: &[StageLayer],
+    layers: &[Lower],
     diff_ids: &[String],
     tmp: &Path,
     keep_owners: bool,
@@ -42,6 +50,10 @@ pub async fn ensure(
     // Rootless, owners are kept only by unpacking in a user namespace (from a file).
     let in_userns = keep_owners && super::userns_unpack::needed();
     let jobs = layers.iter().enumerate().map(|(i, layer)| async move {
+        let layer = match layer {
+            Lower::Stored(dir) => return Ok(dir.clone()),
+            Lower::Layer(l) => l,
+        };
         let diff_id = diff_id_of(layer, diff_ids.get(i).map(String::as_str))?;
         if let Some(dir) = store.get(&diff_id) {
             return Ok(dir);

@@ -391,7 +391,7 @@ pub async fn execute(
     spec: &RunSpec,
     line: usize,
     planned: Planned,
-    layers: &[StageLayer],
+    layers: &[lowers::Lower],
     diff_ids: &[String],
 ) -> Result<(StepOutput, RunReport), StepError> {
     let options = ctx.options;
@@ -429,7 +429,7 @@ async fn execute_as(
     spec: &RunSpec,
     line: usize,
     planned: &Planned,
-    layers: &[StageLayer],
+    layers: &[lowers::Lower],
     diff_ids: &[String],
     native: bool,
 ) -> Result<(StepOutput, RunReport), StepError> {
@@ -712,6 +712,59 @@ async fn execute_as(
     let opts = layer_options(c);
     let step_text = c.step_text.to_string();
     let progress = c.progress;
+    // The layer joins the store first (named by a pass over its tar, no compression) and is
+    // compressed on a thread of its own while the next steps run: what they need is its
+    // lower directory; the blob is wanted at the stage's end. An opened-up upper directory
+    // cannot join the store, so it is packed here, before the scratch goes.
+    let diff = if outcome.opened_up.is_empty() {
+        match tokio::task::block_in_place(|| {
+            start_packing(&planned.key, diff, &upper, store, &opts, c.tmp)
+        })? {
+            Ok(packing) => {
+                let total = started.elapsed().as_secs_f64();
+                tracing::info!(
+                    step = %c.step_text,
+                    prepare_s = (prepared_at - started).as_secs_f64(),
+                    command_s = command_secs,
+                    diff_s = diffed_at.elapsed().as_secs_f64(),
+                    total_s = total,
+                    snapshotter = if native { "native" } else { "overlayfs" },
+                    "RUN step timings (packing in the background)"
+                );
+                let mut warnings = outcome.warnings;
+                warnings.extend(mount_warnings);
+                if sockets > 0 {
+                    warnings.push(format!(
+                        "RUN left {sockets} socket(s), which a layer cannot hold (left out)"
+                    ));
+                }
+                let report = RunReport {
+                    stage: ctx.stage.clone(),
+                    line,
+                    instruction: c.step_text.to_string(),
+                    status: "executed",
+                    seconds: total,
+                    // Known once packed: filled in when the stage's layers are.
+                    layer: String::new(),
+                };
+                return Ok((
+                    StepOutput {
+                        layers: vec![StepLayer {
+                            layer: NewLayer::Packing(packing),
+                            entries: Vec::new(),
+                            label: c.step_text.to_string(),
+                        }],
+                        stripped_setuid: stripped,
+                        warnings,
+                    },
+                    report,
+                ));
+            }
+            Err(diff) => diff,
+        }
+    } else {
+        diff
+    };
     let mut built = tokio::task::block_in_place(|| {
         diff.build_layer(&opts, c.tmp, &mut |bytes| {
             progress.event(regbuild_registry::progress::Event::LayerPacking {
@@ -793,6 +846,95 @@ async fn execute_as(
         },
         report,
     ))
+}
+
+/// Names the layer of `diff` (a pass over its tar), moves `upper` into `store` as that
+/// layer's lower directory and starts packing the blob from there on a thread. Gives `diff`
+/// back when the directory cannot join the store (the caller packs it in place).
+fn start_packing(
+    key: &str,
+    mut diff: regbuild_fs::upper::UpperDiff,
+    upper: &Path,
+    store: &LowerStore,
+    opts: &regbuild_fs::layer::LayerOptions,
+    tmp: &Path,
+) -> Result<Result<crate::builder::stage::Packing, regbuild_fs::upper::UpperDiff>, StepError> {
+    let (diff_id, _) = regbuild_fs::layer::diff_id_of(diff.entries.clone(), opts)?;
+    let lower = match store.adopt(&diff_id, upper) {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::debug!(error = %e, "RUN: upper directory not adopted into the store");
+            return Ok(Err(diff));
+        }
+    };
+    // The files moved with the directory (or an equal copy was there already).
+    for e in &mut diff.entries {
+        if let regbuild_fs::layer::EntryKind::File { source, .. } = &mut e.kind {
+            if let Ok(rest) = source.strip_prefix(upper) {
+                *source = lower.join(rest);
+            }
+        }
+    }
+    let entries = diff.entries.clone();
+    let (opts, tmp, owned_key) = (*opts, tmp.to_path_buf(), key.to_string());
+    let handle = std::thread::spawn(move || {
+        let mut built = diff.build_layer(&opts, &tmp, &mut |_| {})?;
+        built.key = Some(owned_key);
+        Ok(Arc::new(built))
+    });
+    Ok(Ok(crate::builder::stage::Packing {
+        diff_id,
+        key: key.to_string(),
+        lower,
+        entries,
+        handle,
+    }))
+}
+
+/// Waits for a layer packed in the background and records it as a packed RUN layer is
+/// (the local cache, its stored blob, the early uploader, progress).
+pub fn finish_packing(
+    packing: crate::builder::stage::Packing,
+    label: &str,
+    cache: Option<&crate::builder::cache::LayerCache>,
+    progress: &dyn regbuild_registry::progress::Progress,
+    early: Option<&regbuild_registry::publish::EarlyUploads>,
+) -> Result<Arc<regbuild_fs::layer::BuiltLayer>, StepError> {
+    let (key, diff_id) = (packing.key.clone(), packing.diff_id.clone());
+    let built = tokio::task::block_in_place(|| packing.join())?;
+    if built.diff_id != diff_id {
+        return Err(StepError::CachedLayerChanged {
+            built: built.diff_id.clone(),
+            expected: diff_id,
+        });
+    }
+    progress.event(regbuild_registry::progress::Event::LayerPacked {
+        id: label,
+        digest: built.digest.as_str(),
+        size: built.size,
+    });
+    if let Some(cache) = cache {
+        store_blob(cache.root(), &built);
+        cache.put(
+            &key,
+            &crate::builder::cache::CachedLayer {
+                digest: built.digest.clone(),
+                diff_id: built.diff_id.clone(),
+                size: built.size,
+                uncompressed_size: built.uncompressed_size,
+                media_type: built.media_type.to_string(),
+            },
+        );
+    }
+    if let Some(early) = early {
+        early.offer(
+            built.digest.clone(),
+            built.size,
+            built.file.to_path_buf(),
+            built.clone(),
+        );
+    }
+    Ok(built)
 }
 
 /// Gives the entries the sandbox opened up (rootless) the permission bits they had, and
