@@ -726,10 +726,11 @@ async fn execute_as(
                     step = %c.step_text,
                     prepare_s = (prepared_at - started).as_secs_f64(),
                     command_s = command_secs,
-                    diff_s = diffed_at.elapsed().as_secs_f64(),
+                    diff_pack_s = diffed_at.elapsed().as_secs_f64(),
                     total_s = total,
                     snapshotter = if native { "native" } else { "overlayfs" },
-                    "RUN step timings (packing in the background)"
+                    packing = "background",
+                    "RUN step timings"
                 );
                 let mut warnings = outcome.warnings;
                 warnings.extend(mount_warnings);
@@ -901,7 +902,19 @@ pub fn finish_packing(
     early: Option<&regbuild_registry::publish::EarlyUploads>,
 ) -> Result<Arc<regbuild_fs::layer::BuiltLayer>, StepError> {
     let (key, diff_id) = (packing.key.clone(), packing.diff_id.clone());
+    let waited = Instant::now();
     let built = tokio::task::block_in_place(|| packing.join())?;
+    // What the build waited for beyond the steps (the timings' sums stay what it added).
+    let waited = waited.elapsed().as_secs_f64();
+    tracing::info!(
+        step = %label,
+        prepare_s = 0.0,
+        command_s = 0.0,
+        diff_pack_s = waited,
+        total_s = waited,
+        packing = "joined",
+        "RUN step timings"
+    );
     if built.diff_id != diff_id {
         return Err(StepError::CachedLayerChanged {
             built: built.diff_id.clone(),
