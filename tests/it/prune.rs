@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use crate::common::*;
@@ -191,34 +190,8 @@ fn rootless_steps_may_leave_what_the_user_cannot_read_and_prune_still_removes_it
         ),
     )
     .unwrap();
-    for d in ["cache", "tmp", "docker"] {
-        std::fs::create_dir_all(dir.path().join(d)).unwrap();
-    }
-    run(Command::new("chown")
-        .args(["-R", &format!("{ROOTLESS_USER}:")])
-        .arg(dir.path()));
-    let as_user = |args: &[&str]| {
-        Command::new("setpriv")
-            .args([
-                "--reuid",
-                ROOTLESS_USER,
-                "--regid",
-                ROOTLESS_USER,
-                "--init-groups",
-                "--",
-            ])
-            .arg(env!("CARGO_BIN_EXE_regbuild"))
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", dir.path())
-            .env("REGBUILD_CACHE", dir.path().join("cache"))
-            .env("TMPDIR", dir.path().join("tmp"))
-            .env("DOCKER_CONFIG", dir.path().join("docker"))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    };
+    crate::run_steps::rootless_home(dir.path());
+    let as_user = |args: &[&str]| crate::run_steps::as_rootless(dir.path(), args);
     let ctx_arg = ctx.display().to_string();
     // Both ways of running a step: the overlay's upper directory and the plain root.
     for (snapshotter, fresh) in [("overlayfs", ""), ("native", "--no-cache")] {

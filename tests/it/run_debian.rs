@@ -277,27 +277,12 @@ fn run_apt_get_install_works_rootless() {
     let ctx = dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(ctx.join("Dockerfile"), hello_dockerfile(&from)).unwrap();
-    for d in ["cache", "tmp", "docker"] {
-        std::fs::create_dir_all(dir.path().join(d)).unwrap();
-    }
-    run(Command::new("chown")
-        .args(["-R", &format!("{user}:")])
-        .arg(dir.path()));
+    crate::run_steps::rootless_home(dir.path());
     let tag = format!("{host}/apps/debian-hello-rootless:1");
-    let out = Command::new("setpriv")
-        .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_regbuild"))
-        .args(["push", "--json", "-t", &tag])
-        .arg(&ctx)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", dir.path())
-        .env("REGBUILD_CACHE", dir.path().join("cache"))
-        .env("TMPDIR", dir.path().join("tmp"))
-        .env("DOCKER_CONFIG", dir.path().join("docker"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = crate::run_steps::as_rootless(
+        dir.path(),
+        &["push", "--json", "-t", &tag, &ctx.display().to_string()],
+    );
     let err = stderr(&out);
     if !out.status.success() && err.contains("user namespace") {
         eprintln!("skipped: this machine cannot make a user namespace for {user}: {err}");

@@ -176,34 +176,20 @@ fn rootless_native_steps_run_as_an_unprivileged_user() {
     );
     std::fs::create_dir_all(dir.path().join("ctx")).unwrap();
     std::fs::write(dir.path().join("ctx/Dockerfile"), df).unwrap();
-    for d in ["cache", "tmp", "docker"] {
-        std::fs::create_dir_all(dir.path().join(d)).unwrap();
-    }
-    run(Command::new("chown")
-        .args(["-R", &format!("{ROOTLESS_USER}:")])
-        .arg(dir.path()));
+    crate::run_steps::rootless_home(dir.path());
     let tag = format!("{host}/apps/rootless-native:1");
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            ROOTLESS_USER,
-            "--regid",
-            ROOTLESS_USER,
-            "--init-groups",
-            "--",
-        ])
-        .arg(env!("CARGO_BIN_EXE_regbuild"))
-        .args(["push", "-v", "--snapshotter", "native", "-t", &tag])
-        .arg(dir.path().join("ctx"))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", dir.path())
-        .env("REGBUILD_CACHE", dir.path().join("cache"))
-        .env("TMPDIR", dir.path().join("tmp"))
-        .env("DOCKER_CONFIG", dir.path().join("docker"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = crate::run_steps::as_rootless(
+        dir.path(),
+        &[
+            "push",
+            "-v",
+            "--snapshotter",
+            "native",
+            "-t",
+            &tag,
+            &dir.path().join("ctx").display().to_string(),
+        ],
+    );
     let err = stderr(&out);
     if !out.status.success() && err.contains("user namespace") {
         eprintln!("skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}");

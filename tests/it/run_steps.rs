@@ -497,6 +497,42 @@ pub fn rootless_user() {
     }
 }
 
+/// Makes `dir` an unprivileged run's home: `cache`, `tmp` and `docker` in it, all of it the
+/// test user's.
+pub fn rootless_home(dir: &Path) {
+    for d in ["cache", "tmp", "docker"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    run(Command::new("chown")
+        .args(["-R", &format!("{ROOTLESS_USER}:")])
+        .arg(dir));
+}
+
+/// Runs regbuild with `args` as the test user, with only PATH and its home under `dir`
+/// (`HOME`, `REGBUILD_CACHE`, `TMPDIR`, `DOCKER_CONFIG`: see [`rootless_home`]).
+pub fn as_rootless(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            ROOTLESS_USER,
+            "--regid",
+            ROOTLESS_USER,
+            "--init-groups",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_regbuild"))
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", dir)
+        .env("REGBUILD_CACHE", dir.join("cache"))
+        .env("TMPDIR", dir.join("tmp"))
+        .env("DOCKER_CONFIG", dir.join("docker"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn rootless_the_same_build_runs_as_an_unprivileged_user() {
     if !is_root() {
@@ -521,34 +557,18 @@ fn rootless_the_same_build_runs_as_an_unprivileged_user() {
         std::fs::create_dir_all(dir.path().join(p).parent().unwrap()).unwrap();
         std::fs::write(dir.path().join(p), c).unwrap();
     }
-    for d in ["cache", "tmp", "docker"] {
-        std::fs::create_dir_all(dir.path().join(d)).unwrap();
-    }
-    run(Command::new("chown")
-        .args(["-R", &format!("{ROOTLESS_USER}:")])
-        .arg(dir.path()));
+    rootless_home(dir.path());
     let tag = format!("{host}/apps/rootless:1");
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            ROOTLESS_USER,
-            "--regid",
-            ROOTLESS_USER,
-            "--init-groups",
-            "--",
-        ])
-        .arg(env!("CARGO_BIN_EXE_regbuild"))
-        .args(["push", "--json", "-t", &tag])
-        .arg(dir.path().join("ctx"))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", dir.path())
-        .env("REGBUILD_CACHE", dir.path().join("cache"))
-        .env("TMPDIR", dir.path().join("tmp"))
-        .env("DOCKER_CONFIG", dir.path().join("docker"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = as_rootless(
+        dir.path(),
+        &[
+            "push",
+            "--json",
+            "-t",
+            &tag,
+            &dir.path().join("ctx").display().to_string(),
+        ],
+    );
     let err = stderr(&out);
     if !out.status.success() && err.contains("user namespace") {
         eprintln!("skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}");
@@ -1091,34 +1111,17 @@ fn rootless_steps_see_the_owners_of_their_base() {
         ),
     )
     .unwrap();
-    for d in ["cache", "tmp", "docker"] {
-        std::fs::create_dir_all(dir.path().join(d)).unwrap();
-    }
-    run(Command::new("chown")
-        .args(["-R", &format!("{ROOTLESS_USER}:")])
-        .arg(dir.path()));
+    rootless_home(dir.path());
     let tag = format!("{host}/apps/rootless-home:1");
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            ROOTLESS_USER,
-            "--regid",
-            ROOTLESS_USER,
-            "--init-groups",
-            "--",
-        ])
-        .arg(env!("CARGO_BIN_EXE_regbuild"))
-        .args(["push", "-t", &tag])
-        .arg(dir.path().join("ctx"))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", dir.path())
-        .env("REGBUILD_CACHE", dir.path().join("cache"))
-        .env("TMPDIR", dir.path().join("tmp"))
-        .env("DOCKER_CONFIG", dir.path().join("docker"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = as_rootless(
+        dir.path(),
+        &[
+            "push",
+            "-t",
+            &tag,
+            &dir.path().join("ctx").display().to_string(),
+        ],
+    );
     let err = stderr(&out);
     if !out.status.success() && err.contains("user namespace") {
         eprintln!("skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}");

@@ -715,101 +715,41 @@ async fn execute_as(
     // The layer joins the store first (named by a pass over its tar, no compression) and is
     // compressed on a thread of its own while the next steps run: what they need is its
     // lower directory; the blob is wanted at the stage's end. An opened-up upper directory
-    // cannot join the store, so it is packed here, before the scratch goes.
-    let diff = if outcome.opened_up.is_empty() {
-        match tokio::task::block_in_place(|| {
+    // cannot join the store (nor one the store refused), so it is packed here, before the
+    // scratch goes, and a later step unpacks the layer.
+    let packing = if outcome.opened_up.is_empty() {
+        tokio::task::block_in_place(|| {
             start_packing(&planned.key, diff, &upper, store, &opts, c.tmp)
-        })? {
-            Ok(packing) => {
-                let total = started.elapsed().as_secs_f64();
-                tracing::info!(
-                    step = %c.step_text,
-                    prepare_s = (prepared_at - started).as_secs_f64(),
-                    command_s = command_secs,
-                    diff_pack_s = diffed_at.elapsed().as_secs_f64(),
-                    total_s = total,
-                    snapshotter = if native { "native" } else { "overlayfs" },
-                    packing = "background",
-                    "RUN step timings"
-                );
-                let mut warnings = outcome.warnings;
-                warnings.extend(mount_warnings);
-                if sockets > 0 {
-                    warnings.push(format!(
-                        "RUN left {sockets} socket(s), which a layer cannot hold (left out)"
-                    ));
-                }
-                let report = RunReport {
-                    stage: ctx.stage.clone(),
-                    line,
-                    instruction: c.step_text.to_string(),
-                    status: "executed",
-                    seconds: total,
-                    // Known once packed: filled in when the stage's layers are.
-                    layer: String::new(),
-                };
-                return Ok((
-                    StepOutput {
-                        layers: vec![StepLayer {
-                            layer: NewLayer::Packing(packing),
-                            entries: Vec::new(),
-                            label: c.step_text.to_string(),
-                        }],
-                        stripped_setuid: stripped,
-                        warnings,
-                    },
-                    report,
-                ));
-            }
-            Err(diff) => diff,
-        }
+        })?
     } else {
-        diff
+        Err(diff)
     };
-    let mut built = tokio::task::block_in_place(|| {
-        diff.build_layer(&opts, c.tmp, &mut |bytes| {
-            progress.event(regbuild_registry::progress::Event::LayerPacking {
-                id: &step_text,
-                bytes,
-            })
-        })
-    })?;
-    built.key = Some(planned.key.clone());
-    progress.event(regbuild_registry::progress::Event::LayerPacked {
-        id: c.step_text,
-        digest: built.digest.as_str(),
-        size: built.size,
-    });
-    if let Some(cache) = c.cache {
-        store_blob(ctx.cache_root, &built);
-        cache.put(
-            &planned.key,
-            &crate::builder::cache::CachedLayer {
-                digest: built.digest.clone(),
-                diff_id: built.diff_id.clone(),
-                size: built.size,
-                uncompressed_size: built.uncompressed_size,
-                media_type: built.media_type.to_string(),
-            },
-        );
-    }
-    // An opened-up upper directory has other bits than its layer: a later step unpacks the
-    // layer instead (the scratch guard removes the directory).
-    if store.get(&built.diff_id).is_none() && outcome.opened_up.is_empty() {
-        // Already in overlay form (whiteouts, opaque xattrs): the next step's lower as is.
-        if let Err(e) = store.adopt(&built.diff_id, &upper) {
-            tracing::debug!(error = %e, "RUN: upper directory not adopted into the store");
+    // The layer, its digest for `--json` (known once packed), how it is packed.
+    let (layer, digest, packed) = match packing {
+        Ok(p) => (NewLayer::Packing(p), String::new(), "background"),
+        Err(diff) => {
+            let mut built = tokio::task::block_in_place(|| {
+                diff.build_layer(&opts, c.tmp, &mut |bytes| {
+                    progress.event(regbuild_registry::progress::Event::LayerPacking {
+                        id: &step_text,
+                        bytes,
+                    })
+                })
+            })?;
+            built.key = Some(planned.key.clone());
+            let built = Arc::new(built);
+            record_packed(
+                &built,
+                &planned.key,
+                c.step_text,
+                c.cache,
+                progress,
+                ctx.early,
+            );
+            let digest = built.digest.to_string();
+            (NewLayer::Built(built), digest, "in place")
         }
-    }
-    let built = Arc::new(built);
-    if let Some(early) = ctx.early {
-        early.offer(
-            built.digest.clone(),
-            built.size,
-            built.file.to_path_buf(),
-            built.clone(),
-        );
-    }
+    };
     let total = started.elapsed().as_secs_f64();
     tracing::info!(
         step = %c.step_text,
@@ -818,6 +758,7 @@ async fn execute_as(
         diff_pack_s = diffed_at.elapsed().as_secs_f64(),
         total_s = total,
         snapshotter = if native { "native" } else { "overlayfs" },
+        packing = packed,
         "RUN step timings"
     );
     let mut warnings = outcome.warnings;
@@ -833,12 +774,13 @@ async fn execute_as(
         instruction: c.step_text.to_string(),
         status: "executed",
         seconds: total,
-        layer: built.digest.to_string(),
+        // Empty while it packs: filled in when the stage's layers are.
+        layer: digest,
     };
     Ok((
         StepOutput {
             layers: vec![StepLayer {
-                layer: NewLayer::Built(built),
+                layer,
                 entries: Vec::new(),
                 label: c.step_text.to_string(),
             }],
@@ -921,15 +863,29 @@ pub fn finish_packing(
             expected: diff_id,
         });
     }
+    record_packed(&built, &key, label, cache, progress, early);
+    Ok(built)
+}
+
+/// What a packed RUN layer becomes known to: progress, the local cache (its record and its
+/// stored blob, which sources cannot rebuild) and the early uploader.
+fn record_packed(
+    built: &Arc<regbuild_fs::layer::BuiltLayer>,
+    key: &str,
+    label: &str,
+    cache: Option<&crate::builder::cache::LayerCache>,
+    progress: &dyn regbuild_registry::progress::Progress,
+    early: Option<&regbuild_registry::publish::EarlyUploads>,
+) {
     progress.event(regbuild_registry::progress::Event::LayerPacked {
         id: label,
         digest: built.digest.as_str(),
         size: built.size,
     });
     if let Some(cache) = cache {
-        store_blob(cache.root(), &built);
+        store_blob(cache.root(), built);
         cache.put(
-            &key,
+            key,
             &crate::builder::cache::CachedLayer {
                 digest: built.digest.clone(),
                 diff_id: built.diff_id.clone(),
@@ -947,7 +903,6 @@ pub fn finish_packing(
             built.clone(),
         );
     }
-    Ok(built)
 }
 
 /// Gives the entries the sandbox opened up (rootless) the permission bits they had, and
