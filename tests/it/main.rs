@@ -31,6 +31,7 @@ mod push_features;
 mod repeat_push;
 mod run_debian;
 mod run_native;
+mod run_sandbox;
 mod run_stages;
 mod run_steps;
 mod workspace;

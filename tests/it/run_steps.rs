@@ -511,26 +511,30 @@ pub fn rootless_home(dir: &Path) {
 /// Runs regbuild with `args` as the test user, with only PATH and its home under `dir`
 /// (`HOME`, `REGBUILD_CACHE`, `TMPDIR`, `DOCKER_CONFIG`: see [`rootless_home`]).
 pub fn as_rootless(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid",
-            ROOTLESS_USER,
-            "--regid",
-            ROOTLESS_USER,
-            "--init-groups",
-            "--",
-        ])
-        .arg(env!("CARGO_BIN_EXE_regbuild"))
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", dir)
-        .env("REGBUILD_CACHE", dir.join("cache"))
-        .env("TMPDIR", dir.join("tmp"))
-        .env("DOCKER_CONFIG", dir.join("docker"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
+    rootless_command(dir, args).output().unwrap()
+}
+
+/// The command [`as_rootless`] runs.
+pub fn rootless_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid",
+        ROOTLESS_USER,
+        "--regid",
+        ROOTLESS_USER,
+        "--init-groups",
+        "--",
+    ])
+    .arg(env!("CARGO_BIN_EXE_regbuild"))
+    .args(args)
+    .env_clear()
+    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    .env("HOME", dir)
+    .env("REGBUILD_CACHE", dir.join("cache"))
+    .env("TMPDIR", dir.join("tmp"))
+    .env("DOCKER_CONFIG", dir.join("docker"))
+    .stdin(std::process::Stdio::null());
+    cmd
 }
 
 #[test]

@@ -5,45 +5,48 @@
 //! work happens between `fork` and `exec` of a multi-threaded program except the `dup2`s in
 //! `Command::pre_exec`. The helper is single-threaded, so it may `fork` freely:
 //!
-//! 1. **stage 1** (the helper): reads the [`Request`] on stdin; rootless, it unshares the
-//!    user namespace, reports [`Event::UserNs`] and waits for [`GO`] while the caller writes
-//!    the id maps; then it unshares mount, pid, ipc, uts (and net) namespaces and forks
-//!    **init**. It waits on init through a pidfd while watching fd 4: [`KILL`] or end of
-//!    file (the caller died or dropped the step) makes it SIGKILL init. Init's exit only
-//!    completes once every process of its pid namespace is gone, so when stage 1 exits the
-//!    step left no process.
-//! 2. **init** (pid 1 of the new pid namespace, `PR_SET_PDEATHSIG` = SIGKILL): makes `/`
-//!    private, mounts the overlay and `/proc`, `/dev`, `/sys`, the `/etc` files and the extra
-//!    mounts, `pivot_root`s, spawns the command with exactly the given environment, reaps
-//!    every orphan, and reports the command's exit status. Everything is mounted in the
-//!    private mount namespace, which vanishes with its last process. Rootless, before
-//!    reporting, it gives the caller access to what the command left in the upper directory
-//!    (`open_up`).
+//! 1. **stage 1** (the helper): closes every descriptor it did not get from the protocol
+//!    (regbuild's caller may have left some open); reads the [`Request`] on stdin;
+//!    rootless, it unshares the user namespace, reports [`Event::UserNs`] and waits for
+//!    [`GO`] while the caller writes the id maps; then it unshares mount, pid, ipc, uts (and
+//!    net) namespaces and forks **init**. It waits on init through a pidfd while watching
+//!    fd 4: [`KILL`] or end of file (the caller died or dropped the step) makes it SIGKILL
+//!    init. Init's exit only completes once every process of its pid namespace is gone, so
+//!    when stage 1 goes on, the step left no process. Rootless, stage 1 then gives the
+//!    caller access to what the step left in the upper directory (`open_up`), through a
+//!    descriptor it opened before init existed: stage 1 is outside the step's pid
+//!    namespace, so nothing of the step can see it, let alone that descriptor.
+//! 2. **init** (pid 1 of the new pid namespace, `PR_SET_PDEATHSIG` = SIGKILL, not
+//!    dumpable, holding no descriptor but the control pipe and stdio): makes `/` private,
+//!    assembles the root filesystem (`rootfs`), `pivot_root`s, spawns the command confined
+//!    (`confine`: default capabilities, seccomp filter, only descriptors 0–2, the step's
+//!    user) with exactly the given environment, reaps every orphan, and reports the
+//!    command's exit status. Not dumpable, it cannot be ptraced nor its `/proc/1/*` opened
+//!    by the command, which lacks `CAP_SYS_PTRACE`. Everything is mounted in the private
+//!    mount namespace, which vanishes with its last process.
 //!
 //! Not for: deciding id maps (the caller does, `idmap`), or streaming output (the command
 //! inherits the stdout/stderr pipes the caller reads).
 
-use std::ffi::CString;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use rustix::event::{poll, PollFd, PollFlags};
-use rustix::mount::{
-    mount, mount_bind, mount_bind_recursive, mount_change, mount_remount, unmount, MountFlags,
-    MountPropagationFlags, UnmountFlags,
-};
+use rustix::mount::{mount_change, unmount, MountPropagationFlags, UnmountFlags};
 use rustix::process::{
     pidfd_open, pidfd_send_signal, waitpid, Pid, PidfdFlags, Signal, WaitOptions,
 };
 use rustix::thread::{unshare_unsafe, UnshareFlags};
 
-use crate::protocol::{ErrorKind, Event, Request, CTL_FD, GO, GO_FD, HELPER_MARKER, KILL};
-use crate::spec::{Mount, Network, Spec};
+use crate::confine::Confinement;
+use crate::protocol::{
+    fail, setup_err, setup_failed, ErrorKind, Event, Request, CTL_FD, GO, GO_FD, HELPER_MARKER,
+    KILL,
+};
+use crate::spec::Network;
 
 /// If this process was started as the sandbox helper, run it and exit; else return.
 ///
@@ -54,6 +57,10 @@ pub fn main_if_helper() {
     if args.nth(1).as_deref() != Some(HELPER_MARKER.as_ref()) {
         return;
     }
+    // Only the protocol's descriptors (stdio, the control and go pipes) stay: whatever
+    // else the helper inherited (regbuild's caller's open files) closes at the next exec,
+    // and init closes it outright.
+    let _ = crate::confine::close_on_exec_from(GO_FD as u32 + 1);
     // SAFETY: the caller placed these descriptors with dup2 before exec (protocol).
     let ctl = unsafe { File::from_raw_fd(CTL_FD) };
     let go = unsafe { File::from_raw_fd(GO_FD) };
@@ -86,53 +93,81 @@ impl Reporter {
     }
 }
 
-fn fail(kind: ErrorKind, step: impl Into<String>, e: impl Into<io::Error>) -> Event {
-    let e: io::Error = e.into();
-    Event::Error {
-        kind,
-        step: step.into(),
-        errno: e.raw_os_error(),
-        message: e.to_string(),
-    }
-}
-
-fn setup_err<E: Into<io::Error>>(step: impl Into<String>) -> impl FnOnce(E) -> Event {
-    let step = step.into();
-    move |e| fail(ErrorKind::Setup, step, e)
-}
-
-fn stage1(ctl: &mut Reporter, mut go: File) -> Result<(), Event> {
+fn read_request() -> Result<Request, Event> {
     let mut input = Vec::new();
     io::stdin()
         .read_to_end(&mut input)
         .map_err(setup_err("reading the request"))?;
-    let req: Request = serde_json::from_slice(&input).map_err(|e| Event::Error {
-        kind: ErrorKind::Setup,
-        step: "reading the request".into(),
-        errno: None,
-        message: e.to_string(),
-    })?;
+    serde_json::from_slice(&input).map_err(|e| setup_failed("reading the request", e.to_string()))
+}
 
-    if req.user_ns {
-        // SAFETY: single-threaded process; unsharing the user namespace affects only us.
-        unsafe { unshare_unsafe(UnshareFlags::NEWUSER) }
-            .map_err(|e| fail(ErrorKind::UserNs, "unshare(CLONE_NEWUSER)", e))?;
-        ctl.send(&Event::UserNs);
-        let mut b = [0u8; 1];
-        match go.read(&mut b) {
-            Ok(1) if b[0] == GO => {}
-            _ => std::process::exit(0), // killed, or the caller went away
-        }
-        if req.setgroups {
-            rustix::thread::set_thread_groups(&[]).map_err(setup_err("setgroups"))?;
-        }
-        let root_gid = rustix::process::Gid::from_raw(0);
-        let root_uid = rustix::process::Uid::from_raw(0);
-        rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid)
-            .map_err(setup_err("setresgid(0) in the user namespace"))?;
-        rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid)
-            .map_err(setup_err("setresuid(0) in the user namespace"))?;
+/// Rootless: becomes root of a new user namespace once the caller mapped it.
+fn enter_user_ns(ctl: &mut Reporter, go: &mut File, setgroups: bool) -> Result<(), Event> {
+    // SAFETY: single-threaded process; unsharing the user namespace affects only us.
+    unsafe { unshare_unsafe(UnshareFlags::NEWUSER) }
+        .map_err(|e| fail(ErrorKind::UserNs, "unshare(CLONE_NEWUSER)", e))?;
+    ctl.send(&Event::UserNs);
+    let mut b = [0u8; 1];
+    match go.read(&mut b) {
+        Ok(1) if b[0] == GO => {}
+        _ => std::process::exit(0), // killed, or the caller went away
     }
+    if setgroups {
+        rustix::thread::set_thread_groups(&[]).map_err(setup_err("setgroups"))?;
+    }
+    let root_gid = rustix::process::Gid::from_raw(0);
+    let root_uid = rustix::process::Uid::from_raw(0);
+    rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid)
+        .map_err(setup_err("setresgid(0) in the user namespace"))?;
+    rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid)
+        .map_err(setup_err("setresuid(0) in the user namespace"))
+}
+
+/// Rootless: the upper directory and the file that will list what is opened up in it,
+/// opened by stage 1 before init exists (init drops its copies at once).
+struct OpenUp {
+    upper: OwnedFd,
+    list: File,
+    own: bool,
+}
+
+impl OpenUp {
+    fn open(req: &Request) -> Result<OpenUp, Event> {
+        use rustix::fs::{Mode, OFlags};
+        let upper = rustix::fs::open(
+            &req.spec.upper_dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(setup_err("opening the upper directory"))?;
+        let list = File::create(req.files.join(crate::protocol::OPENED_UP_FILE))
+            .map_err(setup_err("creating the opened-up list"))?;
+        Ok(OpenUp {
+            upper,
+            list,
+            own: !req.spec.plain_root,
+        })
+    }
+
+    /// Once no process of the step is left: nothing changes the tree while it is opened up.
+    fn run(&self) -> Result<(), Event> {
+        let entries = crate::open_up::open_up(&self.upper, self.own)
+            .map_err(|e| fail(ErrorKind::Setup, "opening up the upper directory", e))?;
+        crate::open_up::write_list(&self.list, &entries)
+            .map_err(|e| fail(ErrorKind::Setup, "writing the opened-up list", e))
+    }
+}
+
+fn stage1(ctl: &mut Reporter, mut go: File) -> Result<(), Event> {
+    let req = read_request()?;
+    if req.user_ns {
+        enter_user_ns(ctl, &mut go, req.setgroups)?;
+    }
+    let open_up = if req.user_ns {
+        Some(OpenUp::open(&req)?)
+    } else {
+        None
+    };
 
     let mut flags =
         UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
@@ -155,6 +190,7 @@ fn stage1(ctl: &mut Reporter, mut go: File) -> Result<(), Event> {
     if pid == 0 {
         drop(alive_w);
         drop(go);
+        drop(open_up);
         let code = match init(&req, ctl, alive_r) {
             Ok(event) => {
                 ctl.send(&event);
@@ -169,13 +205,34 @@ fn stage1(ctl: &mut Reporter, mut go: File) -> Result<(), Event> {
     }
     drop(alive_r);
     let init_pid = Pid::from_raw(pid).expect("fork returned a positive pid");
+    let (status, killed) = watch_init(init_pid, &mut go)?;
+    drop(alive_w);
+    // Opened up however the step ended: the caller must be able to remove what it left.
+    if let Some(o) = &open_up {
+        o.run()?;
+    }
+    if killed {
+        ctl.send(&Event::Killed);
+    } else if let Some(sig) = status.signal() {
+        return Err(setup_failed(
+            "init",
+            format!("the sandbox's init died of signal {sig}"),
+        ));
+    }
+    // Otherwise init reported the outcome (or its error) itself.
+    Ok(())
+}
+
+/// Waits for init to end, killing it when the caller says so or goes away; returns its
+/// status and whether it was killed.
+fn watch_init(init_pid: Pid, go: &mut File) -> Result<(std::process::ExitStatus, bool), Event> {
     let pidfd = pidfd_open(init_pid, PidfdFlags::empty()).map_err(setup_err("pidfd_open"))?;
     let mut killed = false;
     let mut go_open = true;
     loop {
         let mut fds = vec![PollFd::new(&pidfd, PollFlags::IN)];
         if go_open {
-            fds.push(PollFd::new(&go, PollFlags::IN));
+            fds.push(PollFd::new(&*go, PollFlags::IN));
         }
         match poll(&mut fds, None) {
             Err(rustix::io::Errno::INTR) => continue,
@@ -206,25 +263,17 @@ fn stage1(ctl: &mut Reporter, mut go: File) -> Result<(), Event> {
             Err(e) => return Err(fail(ErrorKind::Setup, "waitpid(init)", e)),
         }
     };
-    drop(alive_w);
-    if killed {
-        ctl.send(&Event::Killed);
-    } else if let Some(sig) = status.terminating_signal() {
-        return Err(Event::Error {
-            kind: ErrorKind::Setup,
-            step: "init".into(),
-            errno: None,
-            message: format!("the sandbox's init died of signal {sig}"),
-        });
-    }
-    // Otherwise init reported the outcome (or its error) itself.
-    Ok(())
+    Ok((std::process::ExitStatus::from_raw(status.as_raw()), killed))
 }
 
 /// pid 1 of the step's pid namespace. Returns the event that tells how the command ended.
 fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Event> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(setup_err("prctl(PR_SET_PDEATHSIG)"))?;
+    // Not dumpable: the command (without CAP_SYS_PTRACE) can neither ptrace init nor open
+    // anything under /proc/1 (its descriptors, root, memory, environment).
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(setup_err("prctl(PR_SET_DUMPABLE)"))?;
     let mut fds = [PollFd::new(&alive, PollFlags::IN)];
     let _ = poll(
         &mut fds,
@@ -236,7 +285,11 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     if !fds[0].revents().is_empty() {
         std::process::exit(1); // stage 1 is gone already
     }
+    keep_only(&[0, 1, 2, CTL_FD, alive.as_raw_fd()]).map_err(setup_err("closing descriptors"))?;
     let spec = &req.spec;
+    // Compiled before anything is mounted: a filter that cannot be made stops the step here.
+    let confinement = Confinement::new(spec.uid, spec.gid, !req.user_ns || req.setgroups)
+        .map_err(|e| setup_failed("confining the step", e.to_string()))?;
     mount_change(
         "/",
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
@@ -246,138 +299,30 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     if spec.network == Network::None {
         loopback_up().map_err(setup_err("bringing lo up"))?;
     }
-
-    // The merged view's layers, top first: upper, then lowers top to bottom (a plain
-    // root is its one layer, and its own stub layer).
-    let mut layers: Vec<&Path> = vec![&spec.upper_dir];
-    layers.extend(spec.lower_dirs.iter().rev().map(PathBuf::as_path));
-    let targets = mount_targets(spec).map_err(|(what, e)| fail(ErrorKind::Setup, what, e))?;
-    let stubs: &Path = if spec.plain_root {
-        &spec.upper_dir
-    } else {
-        fs::create_dir_all(&req.stubs).map_err(setup_err("creating the stub layer"))?;
-        &req.stubs
-    };
-    let mut usable = Vec::new();
-    for (target, is_dir, required) in &targets {
-        match stub(&layers, stubs, target, *is_dir, spec.plain_root) {
-            Ok(()) => usable.push(true),
-            Err(why) if !required => {
-                ctl.warn(format!("{} not mounted: {why}", target.display()));
-                usable.push(false);
-            }
-            Err(why) => {
-                return Err(Event::Error {
-                    kind: ErrorKind::Setup,
-                    step: format!("mount target {}", target.display()),
-                    errno: None,
-                    message: why.to_string(),
-                })
-            }
-        }
-    }
-
+    crate::rootfs::assemble(req, &mut |m| ctl.warn(m))?;
     let root = &req.root;
-    if spec.plain_root {
-        mount_bind(&spec.upper_dir, root)
-            .map_err(setup_err("bind-mounting the root filesystem"))?;
-    } else {
-        mount_overlay(req)?;
-    }
-
-    let r = |p: &str| root.join(p);
-    let nsx = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    mount("proc", r("proc"), "proc", nsx, None).map_err(setup_err("mounting /proc"))?;
-    mount_dev(&r("dev"))?;
-    if mount("sysfs", r("sys"), "sysfs", nsx | MountFlags::RDONLY, None).is_err() {
-        // A sysfs of our own needs a network namespace we own (rootless, host network):
-        // bind the host's, read-only as far as the kernel lets us.
-        mount_bind_recursive("/sys", r("sys")).map_err(setup_err("mounting /sys"))?;
-        if mount_remount(r("sys"), MountFlags::BIND | MountFlags::RDONLY | nsx, "").is_err() {
-            ctl.warn("/sys is the host's, bound read-write: it could not be made read-only".into());
-        }
-    }
-    for (i, name) in ["resolv.conf", "hosts", "hostname"].iter().enumerate() {
-        if usable[3 + i] {
-            mount_bind(req.files.join(name), root.join("etc").join(name))
-                .map_err(setup_err(format!("mounting /etc/{name}")))?;
-        }
-    }
-    for m in &spec.mounts {
-        let target = root.join(m.target().strip_prefix("/").unwrap_or(m.target()));
-        match m {
-            Mount::Bind {
-                source, readonly, ..
-            } => {
-                mount_bind_recursive(source, &target)
-                    .map_err(setup_err(format!("bind-mounting {}", source.display())))?;
-                if *readonly {
-                    mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, "").map_err(
-                        setup_err(format!("making {} read-only", m.target().display())),
-                    )?;
-                }
-            }
-            Mount::Tmpfs { size_bytes, .. } => {
-                let data = match size_bytes {
-                    Some(n) => format!("mode=755,size={n}"),
-                    None => "mode=755".to_string(),
-                };
-                let data = CString::new(data).expect("no NUL");
-                mount(
-                    "tmpfs",
-                    &target,
-                    "tmpfs",
-                    MountFlags::NOSUID | MountFlags::NODEV,
-                    data.as_c_str(),
-                )
-                .map_err(setup_err(format!(
-                    "mounting tmpfs at {}",
-                    m.target().display()
-                )))?;
-            }
-        }
-    }
-
-    // Rootless: the upper directory, and the file that lists what was opened up in it,
-    // reachable after pivot_root only through these.
-    let upper_fd = if req.user_ns {
-        use rustix::fs::{Mode, OFlags};
-        let dir = rustix::fs::open(
-            &spec.upper_dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(setup_err("opening the upper directory"))?;
-        let list = File::create(req.files.join(crate::protocol::OPENED_UP_FILE))
-            .map_err(setup_err("creating the opened-up list"))?;
-        Some((dir, list))
-    } else {
-        None
-    };
     rustix::process::chdir(root).map_err(setup_err("chdir to the new root"))?;
     rustix::process::pivot_root(".", ".").map_err(setup_err("pivot_root"))?;
     unmount(".", UnmountFlags::DETACH).map_err(setup_err("detaching the old root"))?;
     rustix::process::chdir("/").map_err(setup_err("chdir /"))?;
 
     if !spec.cwd.is_dir() {
-        return Err(Event::Error {
-            kind: ErrorKind::Setup,
-            step: "working directory".into(),
-            errno: None,
-            message: format!(
+        return Err(setup_failed(
+            "working directory",
+            format!(
                 "{} is not a directory in the root filesystem",
                 spec.cwd.display()
             ),
-        });
+        ));
     }
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
-        .gid(spec.gid)
-        .uid(spec.uid);
+        .stdin(Stdio::null());
+    // SAFETY: init is single-threaded, so the child may run arbitrary code before exec.
+    unsafe { cmd.pre_exec(move || confinement.apply()) };
     let child = cmd
         .spawn()
         .map_err(|e| fail(ErrorKind::Exec, spec.argv[0].clone(), e))?;
@@ -385,15 +330,8 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     loop {
         match rustix::process::wait(WaitOptions::empty()) {
             Ok(Some((pid, st))) if pid.as_raw_nonzero().get() == main => {
-                if let Some((dir, list)) = &upper_fd {
-                    // The step is over when its command is (as in Docker): what it left
-                    // running goes first, so nothing changes the tree while it is opened up.
-                    end_the_rest();
-                    let entries = crate::open_up::open_up(dir, !spec.plain_root)
-                        .map_err(|e| fail(ErrorKind::Setup, "opening up the upper directory", e))?;
-                    crate::open_up::write_list(list, &entries)
-                        .map_err(|e| fail(ErrorKind::Setup, "writing the opened-up list", e))?;
-                }
+                // The step is over when its command is (as in Docker).
+                end_the_rest();
                 let st = std::process::ExitStatus::from_raw(st.as_raw());
                 return Ok(match (st.code(), st.signal()) {
                     (Some(code), _) => Event::Exited { code },
@@ -407,6 +345,23 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     }
 }
 
+/// Closes every descriptor of this process but `keep` (read from `/proc/self/fd`, which is
+/// still the host's: init has not mounted its own yet).
+fn keep_only(keep: &[RawFd]) -> io::Result<()> {
+    let mut open = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        if let Ok(fd) = entry?.file_name().to_string_lossy().parse::<RawFd>() {
+            open.push(fd);
+        }
+    }
+    for fd in open.into_iter().filter(|fd| !keep.contains(fd)) {
+        // SAFETY: closing a descriptor nothing else in this process uses any more (the
+        // directory listing's own is closed already and fails harmlessly).
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
 /// From pid 1: kills every other process of the namespace and reaps them.
 fn end_the_rest() {
     // SAFETY: kill(-1) from pid 1 signals every other process of its pid namespace.
@@ -414,277 +369,6 @@ fn end_the_rest() {
     while let Ok(Some(_)) | Err(rustix::io::Errno::INTR) =
         rustix::process::wait(WaitOptions::empty())
     {}
-}
-
-/// A place the sandbox mounts something: (path, is a directory, required).
-pub(crate) type Target = (PathBuf, bool, bool);
-
-/// Where the sandbox mounts something. The `/etc` files are optional (a directory or a
-/// dangling parent there is warned of).
-pub(crate) fn mount_targets(spec: &Spec) -> Result<Vec<Target>, (String, io::Error)> {
-    let mut targets: Vec<Target> = vec![
-        ("/proc".into(), true, true),
-        ("/dev".into(), true, true),
-        ("/sys".into(), true, true),
-        ("/etc/resolv.conf".into(), false, false),
-        ("/etc/hosts".into(), false, false),
-        ("/etc/hostname".into(), false, false),
-    ];
-    for m in &spec.mounts {
-        let is_dir = match m {
-            Mount::Tmpfs { .. } => true,
-            Mount::Bind { source, .. } => fs::metadata(source)
-                .map_err(|e| (format!("bind source {}", source.display()), e))?
-                .is_dir(),
-        };
-        targets.push((m.target().to_path_buf(), is_dir, true));
-    }
-    Ok(targets)
-}
-
-/// Mounts the overlay of `req.spec` on `req.root`. Its failures are [`ErrorKind::Overlay`]:
-/// nothing has run yet, so the caller may fall back to a plain root.
-fn mount_overlay(req: &Request) -> Result<(), Event> {
-    let spec = &req.spec;
-    let esc = |p: &Path| {
-        p.to_string_lossy()
-            .replace('\\', "\\\\")
-            .replace(':', "\\:")
-            .replace(',', "\\,")
-    };
-    let mut lower = esc(&req.stubs);
-    for l in spec.lower_dirs.iter().rev() {
-        lower.push(':');
-        lower.push_str(&esc(l));
-    }
-    // The upper dir must be self-contained: no redirects, no metacopy, no index. In a user
-    // namespace, `userxattr` already rules redirects and metacopy out, and the kernel
-    // refuses an explicit `redirect_dir=off` beside it. `volatile`: no sync of the upper
-    // filesystem at unmount (a step that did not finish is redone, never resumed); the
-    // work dir it marks dirty is removed after the step.
-    let mut opts = format!(
-        "lowerdir={lower},upperdir={},workdir={},metacopy=off,index=off,volatile",
-        esc(&spec.upper_dir),
-        esc(&req.ovl_work)
-    );
-    opts.push_str(if req.user_ns {
-        ",userxattr"
-    } else {
-        ",redirect_dir=off"
-    });
-    let opts = CString::new(opts)
-        .map_err(|e| fail(ErrorKind::Overlay, "overlay options", io::Error::other(e)))?;
-    if opts.as_bytes().len() >= 4096 {
-        return Err(Event::Error {
-            kind: ErrorKind::Overlay,
-            step: "mounting the overlay".into(),
-            errno: None,
-            message: format!(
-                "the overlay options are {} bytes, over the kernel's 4095: use fewer or shorter lower directories",
-                opts.as_bytes().len()
-            ),
-        });
-    }
-    mount(
-        "overlay",
-        &req.root,
-        "overlay",
-        MountFlags::empty(),
-        opts.as_c_str(),
-    )
-    .map_err(|e| {
-        let mut ev = fail(ErrorKind::Overlay, "mounting the overlay", e);
-        if let Event::Error { message, .. } = &mut ev {
-            message.push_str(if req.user_ns {
-                " (rootless overlayfs needs Linux 5.11 or later for userxattr, an upper \
-                 filesystem with user xattrs, and upper/work dirs on one filesystem)"
-            } else {
-                " (upper and work dirs must be on one filesystem that supports overlay \
-                 upper dirs: not overlayfs itself, nor NFS)"
-            });
-        }
-        ev
-    })?;
-
-    Ok(())
-}
-
-/// Why a mount target could not be made in the stub layer.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StubError {
-    #[error("{0} is a directory")]
-    IsADirectory(PathBuf),
-    #[error("/{path} exists and is not a {wanted}")]
-    WrongType { path: PathBuf, wanted: &'static str },
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
-
-/// Makes sure `target` exists in the merged view, as a directory when `is_dir`, by creating
-/// it (and any missing parent) in the stub layer, which sits above the lower directories and
-/// below the upper one, so no mount point ever lands in the upper directory. A parent that
-/// exists in the merged view is recreated in the stub layer with the same mode, owner and
-/// times, so that a later copy-up of it stays faithful. With `plain` (a plain root, which
-/// is its own stub layer), a symlink where a file goes is removed first, never followed.
-pub(crate) fn stub(
-    layers: &[&Path],
-    stubs: &Path,
-    target: &Path,
-    is_dir: bool,
-    plain: bool,
-) -> Result<(), StubError> {
-    let rel: PathBuf = target
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
-    let comps: Vec<_> = rel.components().collect();
-    let mut cur = PathBuf::new();
-    for (i, c) in comps.iter().enumerate() {
-        cur.push(c);
-        let last = i + 1 == comps.len();
-        let found = merged_lookup(layers, &cur);
-        let in_stub = stubs.join(&cur);
-        match found {
-            Some(m) if m.is_dir() => {
-                if last {
-                    if !is_dir {
-                        return Err(StubError::IsADirectory(target.to_path_buf()));
-                    }
-                    return Ok(());
-                }
-                if !in_stub.exists() {
-                    fs::create_dir(&in_stub)?;
-                    copy_attrs(&in_stub, &m)?;
-                }
-            }
-            Some(m) if last && !is_dir && m.file_type().is_file() => return Ok(()),
-            Some(m) if !last || is_dir || !m.file_type().is_symlink() => {
-                return Err(StubError::WrongType {
-                    path: cur,
-                    wanted: if last && !is_dir { "file" } else { "directory" },
-                })
-            }
-            // Missing, or a symlink where a file goes (resolv.conf -> ../run/…): shadow it.
-            _ => {
-                if last && !is_dir {
-                    if plain && found.is_some() {
-                        fs::remove_file(&in_stub)?;
-                    }
-                    File::create(&in_stub)?;
-                } else {
-                    fs::create_dir_all(&in_stub)?;
-                    fs::set_permissions(&in_stub, fs::Permissions::from_mode(0o755))?;
-                }
-                if !last || is_dir {
-                    continue;
-                }
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn copy_attrs(path: &Path, m: &fs::Metadata) -> io::Result<()> {
-    std::os::unix::fs::lchown(path, Some(m.uid()), Some(m.gid()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(m.mode() & 0o7777))?;
-    let times = fs::FileTimes::new()
-        .set_accessed(m.accessed()?)
-        .set_modified(m.modified()?);
-    File::open(path)?.set_times(times)
-}
-
-/// What overlayfs would show at `rel`: the top-most entry, honouring whiteouts (0/0
-/// character devices) and opaque directories.
-fn merged_lookup(layers: &[&Path], rel: &Path) -> Option<fs::Metadata> {
-    let mut active: Vec<&Path> = layers.to_vec();
-    let mut cur = PathBuf::new();
-    let mut found = None;
-    for c in rel.components() {
-        cur.push(c);
-        let mut next = Vec::new();
-        found = None;
-        for layer in &active {
-            let p = layer.join(&cur);
-            let Ok(m) = fs::symlink_metadata(&p) else {
-                continue;
-            };
-            if m.file_type().is_char_device() && m.rdev() == 0 {
-                break;
-            }
-            if m.is_dir() {
-                if found.is_none() {
-                    found = Some(m);
-                }
-                next.push(*layer);
-                if is_opaque(&p) {
-                    break;
-                }
-            } else {
-                if found.is_none() {
-                    found = Some(m);
-                }
-                break;
-            }
-        }
-        match &found {
-            Some(m) if m.is_dir() => active = next,
-            _ => break,
-        }
-    }
-    if found.is_some() && cur == rel {
-        found
-    } else {
-        None
-    }
-}
-
-fn is_opaque(p: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|name| {
-            let mut buf = [0u8; 4];
-            matches!(rustix::fs::lgetxattr(p, *name, &mut buf[..]), Ok(1) if buf[0] == b'y')
-        })
-}
-
-fn mount_dev(dev: &Path) -> Result<(), Event> {
-    let data = CString::new("mode=755,size=65536k").expect("no NUL");
-    mount(
-        "tmpfs",
-        dev,
-        "tmpfs",
-        MountFlags::NOSUID | MountFlags::NOEXEC,
-        data.as_c_str(),
-    )
-    .map_err(setup_err("mounting /dev"))?;
-    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let target = dev.join(name);
-        File::create(&target).map_err(setup_err(format!("creating /dev/{name}")))?;
-        mount_bind(Path::new("/dev").join(name), &target)
-            .map_err(setup_err(format!("binding /dev/{name}")))?;
-    }
-    for (name, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        std::os::unix::fs::symlink(to, dev.join(name))
-            .map_err(setup_err(format!("/dev/{name}")))?;
-    }
-    let shm = dev.join("shm");
-    fs::create_dir(&shm).map_err(setup_err("/dev/shm"))?;
-    let data = CString::new("mode=1777,size=65536k").expect("no NUL");
-    mount(
-        "shm",
-        &shm,
-        "tmpfs",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        data.as_c_str(),
-    )
-    .map_err(setup_err("mounting /dev/shm"))?;
-    Ok(())
 }
 
 /// `ip link set lo up` in the new network namespace (libc: rustix has no SIOCSIFFLAGS).

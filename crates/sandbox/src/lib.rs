@@ -31,16 +31,19 @@
 //! `PR_SET_PDEATHSIG`. No temporary directory is made: the scratch lives in
 //! [`Spec::work_dir`], the caller's, emptied when the step ends.
 
+pub mod confine;
 pub mod error;
 pub mod helper;
 mod idmap;
 mod open_up;
 mod protocol;
+mod rootfs;
 pub mod run;
+mod seccomp;
 pub mod spec;
 pub mod userns;
 
 pub use error::{SandboxError, UsernsCause};
 pub use idmap::{diagnose_userns, HostIds, MappingKind};
 pub use run::{KillHandle, Outcome, Running, Sandbox, Status, Stream};
-pub use spec::{prepare_plain_root, Mount, Network, Spec};
+pub use spec::{prepare_plain_root, Mount, Network, SecretValue, Spec};

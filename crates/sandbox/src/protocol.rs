@@ -5,6 +5,7 @@
 //! [`GO`] after the id maps are written, [`KILL`]; end of file also means kill).
 //! Not for deciding anything.
 
+use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -68,4 +69,31 @@ pub enum ErrorKind {
     /// Mounting the overlay failed (before anything ran).
     Overlay,
     Exec,
+}
+
+/// An [`Event::Error`] of `kind` at `step`, from an I/O error.
+pub(crate) fn fail(kind: ErrorKind, step: impl Into<String>, e: impl Into<io::Error>) -> Event {
+    let e: io::Error = e.into();
+    Event::Error {
+        kind,
+        step: step.into(),
+        errno: e.raw_os_error(),
+        message: e.to_string(),
+    }
+}
+
+/// A `map_err` adapter: a setup failure at `step`.
+pub(crate) fn setup_err<E: Into<io::Error>>(step: impl Into<String>) -> impl FnOnce(E) -> Event {
+    let step = step.into();
+    move |e| fail(ErrorKind::Setup, step, e)
+}
+
+/// A setup failure at `step` with a message of ours.
+pub(crate) fn setup_failed(step: impl Into<String>, message: impl Into<String>) -> Event {
+    Event::Error {
+        kind: ErrorKind::Setup,
+        step: step.into(),
+        errno: None,
+        message: message.into(),
+    }
 }

@@ -69,13 +69,36 @@ pub enum Mount {
         target: PathBuf,
         size_bytes: Option<u64>,
     },
+    /// A read-only file at `target` holding `value` (`RUN --mount=type=secret`). The value
+    /// goes to the sandbox through a pipe and is written only to a tmpfs inside the step's
+    /// own mount namespace: it never has a path on the host, and it is gone with the step
+    /// however the step ends.
+    Secret {
+        target: PathBuf,
+        value: SecretValue,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 impl Mount {
     pub fn target(&self) -> &Path {
         match self {
-            Mount::Bind { target, .. } | Mount::Tmpfs { target, .. } => target,
+            Mount::Bind { target, .. }
+            | Mount::Tmpfs { target, .. }
+            | Mount::Secret { target, .. } => target,
         }
+    }
+}
+
+/// A secret's bytes: never shown by `Debug`, so no log line or error can print them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretValue(pub Vec<u8>);
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretValue(<{} bytes>)", self.0.len())
     }
 }
 
@@ -166,9 +189,9 @@ pub fn prepare_plain_root(spec: &Spec) -> Result<(), SandboxError> {
     spec.validate()?;
     let root = spec.upper_dir.as_path();
     let targets =
-        crate::helper::mount_targets(spec).map_err(|(what, e)| SandboxError::io(what, e))?;
+        crate::rootfs::mount_targets(spec).map_err(|(what, e)| SandboxError::io(what, e))?;
     for (target, is_dir, required) in targets {
-        match crate::helper::stub(&[root], root, &target, is_dir, true) {
+        match crate::rootfs::stub(&[root], root, &target, is_dir, true) {
             Ok(()) => {}
             // The helper warns of these and does without.
             Err(_) if !required => {}

@@ -1,12 +1,12 @@
 //! `RUN --mount`: what each mount contributes to the step's cache key (cheap, computed on
 //! every build) and, only when the step really runs, the sandbox mounts that carry it out.
 //!
-//! - secret: the value (a file or an environment variable named by `--secret`) is written
-//!   to a private directory on a tmpfs (`/dev/shm`, else `$XDG_RUNTIME_DIR`), mode 0400,
-//!   bind-mounted read-only at its target and removed when the step ends; or, with `env=`,
-//!   put in the step's environment. Only its id enters the key; it never reaches a layer
-//!   (the target sits in the sandbox's stub layer, never the upper directory), the config or
-//!   a log.
+//! - secret: the value (a file or an environment variable named by `--secret`) is read
+//!   here and handed to the sandbox ([`Mount::Secret`]), which writes it only to a tmpfs of
+//!   the step's own mount namespace and binds it read-only at its target: it never has a
+//!   path on the host, and a killed build leaves none behind. With `env=`, it is put in the
+//!   step's environment. Only its id enters the key; it never reaches a layer (the target
+//!   sits in the sandbox's stub layer, never the upper directory), the config or a log.
 //! - cache: a directory of regbuild's cache (`run-cache/`), created with the mount's mode
 //!   and owner, bind-mounted read-write; `sharing=locked` (and `private`) hold an exclusive
 //!   lock on it while the step runs. Never in a layer.
@@ -263,7 +263,8 @@ fn tree_hash(
     Ok(format!("{:x}", h.finalize()))
 }
 
-/// The sandbox side of a step's mounts; dropping it removes the secrets and releases locks.
+/// The sandbox side of a step's mounts; dropping it releases the cache locks and removes
+/// the copies made for `rw` binds.
 #[derive(Default)]
 pub struct Prepared {
     pub mounts: Vec<Mount>,
@@ -273,7 +274,6 @@ pub struct Prepared {
     pub targets: Vec<PathBuf>,
     /// What the user should hear about (settings that could not be applied).
     pub warnings: Vec<String>,
-    _secrets: Option<tempfile::TempDir>,
     _locks: Vec<std::fs::File>,
     _copies: Vec<tempfile::TempDir>,
 }
@@ -440,26 +440,13 @@ pub fn prepare(
                     }
                 }
                 let target = secret_target(inputs.workdir, id, target.as_deref())?;
-                if out._secrets.is_none() {
-                    out._secrets = Some(secret_dir()?);
-                }
-                let dir = out._secrets.as_ref().map(|d| d.path().to_path_buf());
-                let dir = dir.unwrap_or_default();
-                let file = dir.join(format!("{:x}", Sha256::digest(id.as_bytes())));
-                write_secret(&file, &value, *mode)?;
-                if inputs.privileged {
-                    std::os::unix::fs::chown(&file, Some(*uid), Some(*gid))
-                        .map_err(|e| RunError::io(&file, e))?;
-                } else if (*uid, *gid) != (0, 0) {
-                    out.warnings.push(format!(
-                        "secret {id}: uid={uid},gid={gid} not applied (rootless: the file belongs to uid 0 inside)"
-                    ));
-                }
                 out.targets.push(target.clone());
-                out.mounts.push(Mount::Bind {
-                    source: file,
+                out.mounts.push(Mount::Secret {
                     target,
-                    readonly: true,
+                    value: regbuild_sandbox::SecretValue(value),
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
                 });
             }
         }
@@ -618,47 +605,6 @@ fn read_secret(id: &str, source: &SecretSource) -> Result<Vec<u8>, RunError> {
             .map(String::into_bytes)
             .map_err(|_| bad(format!("the environment variable {v} is not set"))),
     }
-}
-
-/// A private directory on a tmpfs, so a secret never touches a disk.
-fn secret_dir() -> Result<tempfile::TempDir, RunError> {
-    let mut candidates = vec![PathBuf::from("/dev/shm")];
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
-        candidates.push(PathBuf::from(d));
-    }
-    for dir in &candidates {
-        if is_tmpfs(dir) {
-            if let Ok(d) = tempfile::Builder::new()
-                .prefix("regbuild-secrets-")
-                .tempdir_in(dir)
-            {
-                return Ok(d);
-            }
-        }
-    }
-    Err(RunError::SecretSource {
-        id: String::new(),
-        reason: "no tmpfs to hold secrets (/dev/shm or $XDG_RUNTIME_DIR)".into(),
-    })
-}
-
-fn is_tmpfs(dir: &Path) -> bool {
-    // TMPFS_MAGIC
-    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type == 0x0102_1994)
-}
-
-fn write_secret(path: &Path, value: &[u8], mode: u32) -> Result<(), RunError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| RunError::io(path, e))?;
-    f.write_all(value).map_err(|e| RunError::io(path, e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
-        .map_err(|e| RunError::io(path, e))
 }
 
 /// Copies a tree (files, directories, symlinks) for a rw bind.

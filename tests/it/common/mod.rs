@@ -515,3 +515,18 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Whether a test that needs root can run: true as root; otherwise false (the test returns)
+/// on a developer's machine, and a failure when `CI` is set, where a missing prerequisite
+/// must never pass as a skipped test.
+pub fn needs_root(why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "this test needs root ({why}), and CI is set"
+    );
+    eprintln!("not run: needs root ({why})");
+    false
+}

@@ -1,0 +1,194 @@
+//! What the command's own process does between fork and exec, so that what it executes is
+//! confined at least as Docker confines a container (runc's default spec):
+//!
+//! 1. every descriptor but 0–2 is marked close-on-exec (`close_range`), so nothing the
+//!    sandbox or regbuild's caller held reaches the command;
+//! 2. the capability bounding set is cut to Docker's default set ([`DEFAULT_CAPS`]) and the
+//!    ambient set emptied, so no execve (a setuid-root file included) gains more;
+//! 3. the system-call filter is installed ([`crate::seccomp`]) while the process still has
+//!    `CAP_SYS_ADMIN` in its user namespace, which is what lets it do so without
+//!    `no_new_privs`;
+//! 4. the effective and permitted sets become the default set, the inheritable set empty;
+//! 5. the step's user: supplementary groups cleared, then gid, then uid (a uid other than 0
+//!    loses every capability here, as the kernel does on setuid).
+//!
+//! `no_new_privs` is left off, as Docker and BuildKit leave it: steps use `su`, `sudo`,
+//! `ping` and other setuid or file-capability programs, and a Dockerfile that could exploit
+//! a setuid program of its base is already root in its step; the bounding set and the
+//! filter bound what any execve may gain.
+//!
+//! Not for what happens before (mounts: `rootfs`) nor for deciding the user (the caller).
+
+use std::io;
+
+use rustix::thread::{CapabilitySet, CapabilitySets};
+use seccompiler::BpfProgram;
+
+use crate::error::SandboxError;
+
+/// Docker's default capabilities (CapEff `00000000a80425fb` for a root step).
+pub const DEFAULT_CAPS: CapabilitySet = CapabilitySet::CHOWN
+    .union(CapabilitySet::DAC_OVERRIDE)
+    .union(CapabilitySet::FOWNER)
+    .union(CapabilitySet::FSETID)
+    .union(CapabilitySet::KILL)
+    .union(CapabilitySet::SETGID)
+    .union(CapabilitySet::SETUID)
+    .union(CapabilitySet::SETPCAP)
+    .union(CapabilitySet::NET_BIND_SERVICE)
+    .union(CapabilitySet::NET_RAW)
+    .union(CapabilitySet::SYS_CHROOT)
+    .union(CapabilitySet::MKNOD)
+    .union(CapabilitySet::AUDIT_WRITE)
+    .union(CapabilitySet::SETFCAP);
+
+/// The confinement of one command, prepared before fork (the filter is compiled here, so
+/// the child only makes system calls).
+pub(crate) struct Confinement {
+    filters: Vec<BpfProgram>,
+    uid: u32,
+    gid: u32,
+    /// Whether `setgroups` is allowed (a single-id user namespace denies it).
+    setgroups: bool,
+}
+
+impl Confinement {
+    pub(crate) fn new(uid: u32, gid: u32, setgroups: bool) -> Result<Confinement, SandboxError> {
+        Ok(Confinement {
+            filters: crate::seccomp::program()?,
+            uid,
+            gid,
+            setgroups,
+        })
+    }
+
+    /// Confines the calling process; call it in the child between fork and exec (the child
+    /// of a single-threaded process, which may allocate).
+    pub(crate) fn apply(&self) -> io::Result<()> {
+        close_on_exec_from(3)?;
+        cut_bounding_set()?;
+        // EINVAL: a kernel without ambient capabilities (before 4.3) has none to clear.
+        match rustix::thread::clear_ambient_capability_set() {
+            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for filter in &self.filters {
+            install(filter)?;
+        }
+        rustix::thread::set_capabilities(
+            None,
+            CapabilitySets {
+                effective: DEFAULT_CAPS,
+                permitted: DEFAULT_CAPS,
+                inheritable: CapabilitySet::empty(),
+            },
+        )?;
+        if self.setgroups {
+            rustix::thread::set_thread_groups(&[])?;
+        }
+        let gid = rustix::process::Gid::from_raw(self.gid);
+        let uid = rustix::process::Uid::from_raw(self.uid);
+        rustix::thread::set_thread_res_gid(gid, gid, gid)?;
+        rustix::thread::set_thread_res_uid(uid, uid, uid)?;
+        Ok(())
+    }
+}
+
+/// Marks every descriptor from `first` on close-on-exec.
+pub(crate) fn close_on_exec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range only changes descriptor flags; no memory is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Before Linux 5.11: one by one, from the list in /proc.
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        if let Ok(fd) = entry?.file_name().to_string_lossy().parse::<i32>() {
+            fds.push(fd);
+        }
+    }
+    for fd in fds.into_iter().filter(|&fd| fd >= first as i32) {
+        // SAFETY: F_SETFD on a descriptor number; a closed one (the listing's own) fails
+        // harmlessly.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+/// Removes from the bounding set every capability outside [`DEFAULT_CAPS`].
+fn cut_bounding_set() -> io::Result<()> {
+    for cap in 0..64u32 {
+        if DEFAULT_CAPS.bits() & (1u64 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: a plain prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            let e = io::Error::last_os_error();
+            // EINVAL: past the kernel's last capability.
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                return Ok(());
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Installs one filter with `seccomp(2)`, without `no_new_privs` (the process has
+/// `CAP_SYS_ADMIN` in its user namespace, which the kernel accepts instead).
+fn install(filter: &BpfProgram) -> io::Result<()> {
+    let len = u16::try_from(filter.len()).map_err(|_| io::Error::other("filter too long"))?;
+    let prog = libc::sock_fprog {
+        len,
+        // seccompiler's sock_filter has the kernel's layout (code, jt, jf, k).
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: the kernel copies the program from `prog`, which outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_set_is_docker_s() {
+        assert_eq!(DEFAULT_CAPS.bits(), 0xa80425fb);
+        assert!(!DEFAULT_CAPS.contains(CapabilitySet::SYS_ADMIN));
+        assert!(!DEFAULT_CAPS.contains(CapabilitySet::SYS_PTRACE));
+        assert!(!DEFAULT_CAPS.contains(CapabilitySet::NET_ADMIN));
+        assert!(!DEFAULT_CAPS.contains(CapabilitySet::DAC_READ_SEARCH));
+    }
+
+    #[test]
+    fn seccompiler_instructions_have_the_kernel_s_layout() {
+        assert_eq!(
+            std::mem::size_of::<seccompiler::sock_filter>(),
+            std::mem::size_of::<libc::sock_filter>()
+        );
+        assert_eq!(
+            std::mem::align_of::<seccompiler::sock_filter>(),
+            std::mem::align_of::<libc::sock_filter>()
+        );
+    }
+}
