@@ -35,6 +35,51 @@ pub enum CacheLockError {
     InUse { path: PathBuf },
     #[error("{path}: a regbuild prune held the cache for more than {} s", WAIT.as_secs())]
     Timeout { path: PathBuf },
+    /// The cache root is not private to this user: what builds unpack there (setuid files,
+    /// device nodes of base images) must be out of other users' reach.
+    #[error("cache directory {path}: {reason}; use a directory only you can write (`chmod 700` it, or set REGBUILD_CACHE)")]
+    NotPrivate { path: PathBuf, reason: String },
+}
+
+/// Makes the cache root private to this user: created with mode 0700 (its missing parents
+/// too); refused when another user owns it or when its group or others may write it;
+/// tightened to 0700 when others may only read or search it (older regbuilds made it
+/// 0755). Below it, regbuild makes its own directories 0700; the trees it unpacks keep the
+/// modes their layers give (setuid files, devices), which is safe only because nobody else
+/// can reach them.
+pub fn prepare_root(root: &Path) -> Result<(), CacheLockError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let io = |source| CacheLockError::Io {
+        path: root.to_path_buf(),
+        source,
+    };
+    let refuse = |reason: String| CacheLockError::NotPrivate {
+        path: root.to_path_buf(),
+        reason,
+    };
+    regbuild_fs::scratch::create_dir_all_with_mode(root, 0o700).map_err(io)?;
+    let meta = std::fs::metadata(root).map_err(io)?;
+    if !meta.is_dir() {
+        return Err(refuse("not a directory".into()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "owned by uid {}, not by you (uid {me})",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "mode {mode:04o} lets other users write it (they could plant layers that later builds run)"
+        )));
+    }
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        tracing::info!(path = %root.display(), "cache directory made private (mode 0700, was {mode:04o})");
+    }
+    Ok(())
 }
 
 /// A held lock on the cache directory; released when dropped (or when the process dies).
@@ -49,7 +94,7 @@ fn lock_file(root: &Path) -> Result<(File, PathBuf), CacheLockError> {
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(root).map_err(io)?;
+    prepare_root(root)?;
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -7,7 +7,7 @@
 //! image, `schedule` says which stages may be built at the same time; `copy` carries out COPY/ADD (`add` gives an ADD'ed archive's entries their archive
 //! metadata, `owner` resolves `--chown` names, `pathindex` lists a base's paths when a step
 //! depends on them); `rootfs` and `from_image` materialise paths of another stage or image;
-//! `cache` and `remote_cache` find layers built before (locally, or in a registry by key), `cache_dir` is the cache directory's lock and use stamps;
+//! `cache` and `remote_cache` find layers built before (locally, or in a registry by key), `cache_dir` is the cache directory's lock, privacy and use stamps, `scratch` the build's and steps' scratch and the sweep of what killed builds left;
 //! `layering` splits a COPY into layers, `pack` packs them, `squash` squashes; `assemble`
 //! turns the result into the blobs and manifest a registry must hold. `error` is why a step
 //! failed (`StepError`), which `BuildError::At` carries with the Dockerfile's `file:line`.
@@ -28,6 +28,7 @@ pub mod remote_cache;
 pub mod rootfs;
 pub mod run;
 pub mod schedule;
+pub mod scratch;
 pub mod squash;
 pub mod stage;
 

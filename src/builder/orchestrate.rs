@@ -127,7 +127,7 @@ pub struct BuiltImage {
     /// What each RUN step did (executed or cached), in build order.
     pub run_steps: Vec<crate::builder::run::RunReport>,
     _layers: Vec<Arc<BuiltLayer>>,
-    _tmp: tempfile::TempDir,
+    _tmp: crate::builder::scratch::ScratchDir,
 }
 
 /// Builds the image described by `req`.
@@ -204,13 +204,10 @@ pub async fn build(
         env_of(r).map_err(|e| stages::BaseEnvError::from(e.to_string()))
     })?;
 
-    let tmp = tempfile::Builder::new()
-        .prefix("regbuild-")
-        .tempdir()
-        .map_err(|source| BuildError::TempDir {
-            path: std::env::temp_dir().display().to_string(),
-            source,
-        })?;
+    let tmp = crate::builder::scratch::build_tmp().map_err(|source| BuildError::TempDir {
+        path: std::env::temp_dir().display().to_string(),
+        source,
+    })?;
     let ignore = load_dockerignore(&req.context)?;
     let cache = if req.use_cache {
         crate::builder::cache::LayerCache::open()
@@ -844,8 +841,8 @@ impl RunEnv {
             path: scratch.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(&scratch).map_err(io)?;
-        sweep_stale(&scratch);
+        regbuild_fs::scratch::create_dir_all_with_mode(&scratch, 0o700).map_err(io)?;
+        crate::builder::scratch::sweep_steps(&scratch);
         let open = |dir: &str| {
             regbuild_fs::lower::LowerStore::open(
                 &cache_root.join(dir),
@@ -863,6 +860,9 @@ impl RunEnv {
         } else {
             None
         };
+        for s in std::iter::once(&store).chain(&flat) {
+            crate::builder::scratch::sweep_paths(s.abandoned_unpacks());
+        }
         Ok(RunEnv {
             store: Some(store),
             flat,
@@ -885,28 +885,6 @@ type RunParts<'a> = (
     &'a Path,
     &'a Path,
 );
-
-/// Removes step scratch directories left by a regbuild that was killed (SIGKILL gives no
-/// chance to clean up): entries untouched for a day belong to no running build.
-fn sweep_stale(scratch: &Path) {
-    const STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-    let Ok(entries) = std::fs::read_dir(scratch) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE);
-        if old {
-            if let Err(err) = regbuild_fs::lower::remove_tree(&e.path()) {
-                tracing::debug!(path = %e.path().display(), error = %err, "stale step scratch not removed");
-            }
-        }
-    }
-}
 
 /// Where a stage's finished layers are recorded for the whole build.
 struct Finished<'a> {
@@ -1269,42 +1247,6 @@ mod tests {
         assert!(needs_base_paths(&copy("/app/", Some("node:node")), "/"));
         assert!(needs_base_paths(&StepKind::Workdir("/app".into()), "/"));
         assert!(!needs_base_paths(&StepKind::User("1".into()), "/"));
-    }
-
-    #[test]
-    fn stale_step_scratch_is_swept_and_fresh_is_kept() {
-        let d = tempfile::tempdir().unwrap();
-        let (old, new) = (d.path().join("run-old"), d.path().join("run-new"));
-        for dir in [&old, &new] {
-            std::fs::create_dir_all(dir.join("upper/x")).unwrap();
-        }
-        let two_days_ago = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            last_modification: rustix::fs::Timespec {
-                tv_sec: (std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs()
-                    - 2 * 24 * 3600) as i64,
-                tv_nsec: 0,
-            },
-        };
-        rustix::fs::utimensat(
-            rustix::fs::CWD,
-            &old,
-            &two_days_ago,
-            rustix::fs::AtFlags::empty(),
-        )
-        .unwrap();
-        sweep_stale(d.path());
-        assert!(!old.exists(), "a day-old scratch directory is removed");
-        assert!(
-            new.join("upper/x").exists(),
-            "a running build's scratch is kept"
-        );
     }
 
     #[test]

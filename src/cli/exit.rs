@@ -1,12 +1,13 @@
 //! The exit-code convention of every command: 0 done, 1 failed, 2 bad usage or bad input
 //! that was refused before any registry was asked (flags, references, the Dockerfile, the
-//! `.dockerignore`, the workspace and lock files). A command's own negative answer (a CI
+//! `.dockerignore`, the workspace and lock files, a cache directory other users can write). A command's own negative answer (a CI
 //! rule failed, a base moved) is 1 too. The one exception is `outdated`, whose 1 means "a
 //! base moved" (CI rebuilds on it): there every error is 2, so an outage is never mistaken
 //! for a moved base.
 
 use std::error::Error;
 
+use crate::builder::cache_dir::CacheLockError;
 use crate::builder::BuildError;
 use crate::lock::LockError;
 use crate::push::PushError;
@@ -61,6 +62,9 @@ fn is_bad_input(e: &(dyn Error + Send + Sync + 'static)) -> bool {
     }
     if let Some(b) = e.downcast_ref::<BuildError>() {
         return build_input(b);
+    }
+    if let Some(CacheLockError::NotPrivate { .. }) = e.downcast_ref::<CacheLockError>() {
+        return true;
     }
     if let Some(l) = e.downcast_ref::<LockError>() {
         return lock_input(l);

@@ -56,7 +56,8 @@ pub async fn run(_global: &GlobalArgs, args: PruneArgs) -> Result<ExitCode, CliE
     }
     // No push may run meanwhile: one could be reading what is removed.
     let _lock = CacheLock::exclusive(&root).map_err(PruneError::from)?;
-    let entries = tokio::task::block_in_place(|| prune::scan::scan(&root))?;
+    let mut entries = tokio::task::block_in_place(|| prune::scan::scan(&root))?;
+    entries.extend(prune::scan::scan_build_tmp(&std::env::temp_dir())?);
     let chosen: Vec<&prune::Entry> = prune::select::select(&entries, &policy, SystemTime::now())
         .into_iter()
         .map(|i| &entries[i])

@@ -5,7 +5,8 @@
 //! `scan` lists what the cache holds (I/O), `select` decides what to remove (pure: entries,
 //! a policy and the time in, the entries to remove out), `remove` removes them. What is an
 //! entry: an unpacked layer (`lowers/`, and `lowers-flat/` for rootless native steps), a RUN layer's blob (`run-blobs/`), a cache mount
-//! (`run-cache/`), scratch a killed build left (`run-tmp/`, unpacks in progress) and, with
+//! (`run-cache/`), scratch a killed build left (`run-tmp/`, unpacks in progress, and its
+//! temporary directory `$TMPDIR/regbuild-build-*`) and, with
 //! `--all` only, the small per-layer records (`layers/`, `files/`, `layer-index/`,
 //! `pushed/`): removing one of those costs the next build a rehash or a re-pack of a layer
 //! that was otherwise a HEAD away, for bytes no disk misses.

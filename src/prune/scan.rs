@@ -59,6 +59,15 @@ pub fn scan(root: &Path) -> Result<Vec<Entry>, PruneError> {
     Ok(out)
 }
 
+/// The temporary directories of killed builds in `tmp` (`$TMPDIR`): never one of a build
+/// still running, whatever cache directory it uses (each holds a lock on its own).
+pub fn scan_build_tmp(tmp: &Path) -> Result<Vec<Entry>, PruneError> {
+    regbuild_fs::scratch::find_abandoned(tmp, crate::builder::scratch::BUILD_TMP_PREFIX)
+        .into_iter()
+        .map(|dir| entry(Kind::Scratch, dir, &[]))
+        .collect()
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -196,5 +205,20 @@ mod tests {
             .companions
             .contains(&root.join("run-cache/cc.lock")));
         assert!(scan(&root.join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_the_temporary_directories_of_dead_builds_are_offered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let prefix = crate::builder::scratch::BUILD_TMP_PREFIX;
+        let live = regbuild_fs::scratch::LiveDir::create(tmp.path(), prefix, 0o700).unwrap();
+        let dead = tmp.path().join(format!("{prefix}dead"));
+        fs::create_dir(&dead).unwrap();
+        fs::create_dir(tmp.path().join("regbuild-test-cache-1-x")).unwrap();
+        let entries = scan_build_tmp(tmp.path()).unwrap();
+        let paths: Vec<&Path> = entries.iter().map(|e| e.path.as_path()).collect();
+        assert_eq!(paths, [dead.as_path()]);
+        assert_eq!(entries[0].kind, Kind::Scratch);
+        assert!(live.path().is_dir());
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -269,4 +269,299 @@ fn a_rootless_build_s_step_is_confined_and_never_reaches_the_user_s_files() {
         // No device nodes at all in a user namespace.
         assert_eq!(r["mknod_null"], "EPERM", "rootless, {snapshotter}");
     }
+}
+
+/// Runs `program args` as `nobody`, another local user.
+fn as_nobody(program: &str, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            "nobody",
+            "--regid",
+            "nogroup",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap()
+}
+
+/// Every setuid file below `dir` (as root sees it).
+fn setuid_files(dir: &Path) -> Vec<PathBuf> {
+    let out = run(Command::new("find")
+        .arg(dir)
+        .args(["-perm", "-4000", "-type", "f"]));
+    stdout(&out).lines().map(PathBuf::from).collect()
+}
+
+#[test]
+fn the_cache_is_private_so_setuid_files_and_devices_it_unpacks_hand_nobody_root() {
+    if !needs_root("makes a setuid-root base and runs as another user") {
+        return;
+    }
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    // A base with a setuid-root shell and a block device anyone may open (mode 0666).
+    busybox_base_with(&host, "hostile/base", |root| {
+        std::fs::copy("/bin/busybox", root.join("bin/suid-sh")).unwrap();
+        std::fs::set_permissions(
+            root.join("bin/suid-sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+        )
+        .unwrap();
+        run(Command::new("mknod")
+            .args(["-m", "0666"])
+            .arg(root.join("disk"))
+            .args(["b", "254", "0"]));
+    });
+    // REGBUILD_CACHE under a directory everyone may read, as /tmp or a shared home.
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        shared.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cache = shared.path().join("cache");
+    let df = format!(
+        "FROM {host}/hostile/base:1\n\
+         RUN cp /bin/busybox /bin/made-suid && chmod 4755 /bin/made-suid\n"
+    );
+    let ctx = context_with(&[("Dockerfile", df.as_str())]);
+    let tag = format!("{host}/hostile/app:1");
+    let out = regbuild(&[
+        "push",
+        "-t",
+        &tag,
+        "--keep-setuid",
+        ctx.path().to_str().unwrap(),
+    ])
+    .env("REGBUILD_CACHE", &cache)
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o7777, 0o700);
+    // The store does hold them (what a step needs), out of every other user's reach.
+    let suid = setuid_files(&cache);
+    assert!(
+        suid.iter().any(|p| p.ends_with("bin/suid-sh"))
+            && suid.iter().any(|p| p.ends_with("bin/made-suid")),
+        "{suid:?}"
+    );
+    for file in &suid {
+        let got = as_nobody(file.to_str().unwrap(), &["-c", "id -u"]);
+        assert!(
+            !got.status.success() && !stdout(&got).contains('0'),
+            "another user ran {}: {}{}",
+            file.display(),
+            stdout(&got),
+            stderr(&got)
+        );
+    }
+    let found = as_nobody("find", &[cache.to_str().unwrap(), "-perm", "-4000"]);
+    assert!(stdout(&found).trim().is_empty(), "{}", stdout(&found));
+    let disks = run(Command::new("find").arg(&cache).args(["-type", "b"]));
+    for disk in stdout(&disks).lines() {
+        let got = as_nobody("head", &["-c", "1", disk]);
+        assert!(!got.status.success(), "another user opened {disk}");
+    }
+}
+
+#[test]
+fn a_cache_directory_other_users_can_write_is_refused_and_a_readable_one_made_private() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let ctx = context_with(&[("Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")]);
+    let tag = format!("{host}/apps/private:1");
+    let parent = tempfile::tempdir().unwrap();
+    let cache = parent.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
+        .env("REGBUILD_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&cache.display().to_string()) && err.contains("0777"),
+        "{err}"
+    );
+    assert_eq!(
+        http_status("GET", &host, "/v2/apps/private/manifests/1"),
+        Some(404)
+    );
+    // An older regbuild's 0755: made 0700, and the push goes on.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
+        .env("REGBUILD_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o7777, 0o700);
+    // A new one is made 0700, and so is every directory regbuild makes in it.
+    let fresh = parent.path().join("fresh/cache");
+    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
+        .env("REGBUILD_CACHE", &fresh)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for dir in [fresh.clone(), fresh.join("layers"), fresh.join("files")] {
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().mode() & 0o777,
+            0o700,
+            "{}",
+            dir.display()
+        );
+    }
+}
+
+/// A child killed if the test fails before it ends (a hung build must not outlive it).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether any file below `dir` holds `needle`.
+fn any_file_holds(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    let out = Command::new("grep")
+        .args(["-rlsF", "--", std::str::from_utf8(needle).unwrap()])
+        .arg(dir)
+        .output()
+        .unwrap();
+    stdout(&out).lines().next().map(PathBuf::from)
+}
+
+#[test]
+fn sigkill_during_a_secret_step_leaves_the_secret_nowhere_and_the_next_build_cleans_up() {
+    use std::io::BufRead;
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    crate::run_steps::busybox_base(&host, "base/busybox");
+    let secret = format!("never-on-disk-{}", free_port());
+    // A number no other process has on its command line.
+    let seconds = format!("87{}", free_port());
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         RUN --mount=type=secret,id=tok,target=/run/secrets/tok,env=TOK sleep {seconds} & \
+           while [ \"$(cat /proc/$!/comm)\" != sleep ]; do :; done; \
+           [ \"$(cat /run/secrets/tok)\" = \"$TOK\" ] && echo step-started || echo step-started-without-secret; wait\n"
+    );
+    let ctx = context_with(&[("Dockerfile", &df)]);
+    let cache = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let tag = format!("{host}/apps/killed:1");
+    let mut child = KillOnDrop(
+        regbuild(&[
+            "push",
+            "--secret",
+            "id=tok,env=REGBUILD_TEST_TOKEN",
+            "-t",
+            &tag,
+            ctx.path().to_str().unwrap(),
+        ])
+        .env("REGBUILD_CACHE", cache.path())
+        .env("TMPDIR", tmp.path())
+        .env("REGBUILD_TEST_TOKEN", &secret)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("] step-started") {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.ends_with("] step-started")),
+        "the step did not start with its secret: {seen:?}"
+    );
+    // The step's sleep, watched through a pidfd: its end is an event, not a guess.
+    let sleeper: Vec<String> = crate::run_steps::processes_with(&format!("sleep {seconds}"))
+        .into_iter()
+        .filter(|p| p.contains(&format!(": sleep {seconds}")))
+        .collect();
+    assert_eq!(sleeper.len(), 1, "{sleeper:?}");
+    let pid: i32 = sleeper[0].split(':').next().unwrap().parse().unwrap();
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .unwrap();
+    run(Command::new("kill").args(["-KILL", &child.0.id().to_string()]));
+    assert_eq!(child.0.wait().unwrap().signal(), Some(9));
+    let mut fds = [rustix::event::PollFd::new(
+        &pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::event::Timespec {
+        tv_sec: 30,
+        tv_nsec: 0,
+    };
+    assert_eq!(
+        rustix::event::poll(&mut fds, Some(&timeout)).unwrap(),
+        1,
+        "the step outlived regbuild by 30 s"
+    );
+    // The secret is on no host path: not in /dev/shm, the temporary or the cache directory.
+    for dir in [Path::new("/dev/shm"), tmp.path(), cache.path()] {
+        assert_eq!(
+            any_file_holds(dir, secret.as_bytes()),
+            None,
+            "in {}",
+            dir.display()
+        );
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&cache.path().display().to_string()),
+        "{mounts}"
+    );
+    // What the killed build left (its temporary directory, the step's scratch) ...
+    let entries = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir).map_or(Vec::new(), |r| r.flatten().map(|e| e.path()).collect())
+    };
+    assert!(
+        !entries(tmp.path()).is_empty(),
+        "the killed build left no temporary directory"
+    );
+    assert!(
+        !entries(&cache.path().join("run-tmp")).is_empty(),
+        "no step scratch was left"
+    );
+    // ... is removed by the next build.
+    let df = format!("FROM {host}/base/busybox:1\nRUN echo next > /next\n");
+    let ctx = context_with(&[("Dockerfile", &df)]);
+    let out = regbuild(&[
+        "push",
+        "-t",
+        &format!("{host}/apps/next:1"),
+        ctx.path().to_str().unwrap(),
+    ])
+    .env("REGBUILD_CACHE", cache.path())
+    .env("TMPDIR", tmp.path())
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(entries(tmp.path()), Vec::<PathBuf>::new());
+    assert_eq!(
+        entries(&cache.path().join("run-tmp")),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(
+        http_status("GET", &host, "/v2/apps/killed/manifests/1"),
+        Some(404)
+    );
 }

@@ -400,7 +400,7 @@ fn the_cache_key_follows_every_input_and_not_touch() {
 }
 
 /// Every process whose command line contains `needle`.
-fn processes_with(needle: &str) -> Vec<String> {
+pub fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {

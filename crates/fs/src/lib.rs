@@ -16,7 +16,9 @@
 //!   into a store of overlayfs lower directories;
 //! - where overlayfs is unavailable, [`materialize`] applies those lower directories into
 //!   one plain root filesystem and [`snapshot`] diffs it after the step, writing the
-//!   upper directory overlayfs would have made.
+//!   upper directory overlayfs would have made;
+//! - [`scratch`] makes scratch directories that die with their process and finds those a
+//!   killed process left.
 //!
 //! Not here: what a Dockerfile means (`regbuild-frontend`), where layers go
 //! (`regbuild-registry`), the layer cache (`regbuild::builder::cache`).
@@ -30,6 +32,7 @@ pub mod growing;
 pub mod layer;
 pub mod lower;
 pub mod materialize;
+pub mod scratch;
 pub mod snapshot;
 pub mod tar_read;
 pub mod upper;

@@ -14,15 +14,15 @@
 //!
 //! Directories in the store may have modes such as 0500 or 0000, exactly as the layer says,
 //! so a plain `remove_dir_all` fails for anyone but root: remove them with [`remove_tree`].
-//! Unpacks in progress live in `<root>/<trusted|user>/tmp`; what a process that died left
-//! there is not cleaned up here (another process may still be writing), a collector may
-//! remove entries older than any unpack can take.
+//! Unpacks in progress live in `<root>/<trusted|user>/tmp`, each a
+//! [`crate::scratch::LiveDir`] locked by its process until it is published or removed, so a
+//! partial unpack never enters the store, and what a killed process left there is told
+//! apart from an unpack still running ([`LowerStore::abandoned_unpacks`]).
 
 use std::fs::{self, Permissions};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use regbuild_oci::digest::Digest;
 use rustix::fs::{renameat_with, Mode, RenameFlags, CWD};
@@ -35,6 +35,8 @@ pub use crate::upper::OverlayXattrs;
 /// Where unpacks in progress live, inside the namespace directory (same filesystem as
 /// their final place, so the rename is atomic).
 const TMP_DIR: &str = "tmp";
+/// The prefix of an unpack in progress there.
+const UNPACK_PREFIX: &str = "unpack-";
 /// Mode of a lower directory's root: the layer does not say, and overlayfs takes the
 /// merged root's attributes from the top layer.
 const ROOT_MODE: u32 = 0o755;
@@ -86,7 +88,8 @@ impl LowerStore {
         };
         let dir = root.join(namespace);
         let tmp = dir.join(TMP_DIR);
-        fs::create_dir_all(&tmp).map_err(io_error("creating", &tmp))?;
+        crate::scratch::create_dir_all_with_mode(&tmp, 0o700)
+            .map_err(io_error("creating", &tmp))?;
         spread_subdirs(&tmp);
         Ok(LowerStore { dir, xattrs })
     }
@@ -139,19 +142,25 @@ impl LowerStore {
         if let Some(path) = self.get(diff_id) {
             return Ok(path);
         }
-        let tmp = self.temp_dir(diff_id)?;
+        let tmp = self.temp_dir()?;
         let opts = LowerOptions {
             xattrs: self.xattrs,
             expected_diff_id: Some(diff_id.clone()),
             ..LowerOptions::default()
         };
-        if let Err(e) = unpack(&tmp, &opts) {
-            let _ = remove_tree(&tmp);
+        if let Err(e) = unpack(tmp.path(), &opts) {
+            let _ = remove_tree(tmp.path());
             return Err(e);
         }
-        self.publish(diff_id, &tmp).inspect_err(|_| {
-            let _ = remove_tree(&tmp);
+        self.publish(diff_id, tmp.path()).inspect_err(|_| {
+            let _ = remove_tree(tmp.path());
         })
+    }
+
+    /// Unpacks that processes which died left in the store's temporary directory (never a
+    /// running one's): for the caller to remove, with the remover it needs.
+    pub fn abandoned_unpacks(&self) -> Vec<PathBuf> {
+        crate::scratch::find_abandoned(&self.dir.join(TMP_DIR), UNPACK_PREFIX)
     }
 
     /// Moves `dir`, a directory already in lower-directory form (an overlay upper directory
@@ -172,7 +181,8 @@ impl LowerStore {
     fn publish(&self, diff_id: &Digest, dir: &Path) -> Result<PathBuf, LowerError> {
         let path = self.path_of(diff_id);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_error("creating", parent))?;
+            crate::scratch::create_dir_all_with_mode(parent, 0o700)
+                .map_err(io_error("creating", parent))?;
         }
         let renamed = match renameat_with(CWD, dir, CWD, &path, RenameFlags::NOREPLACE) {
             // Filesystems without RENAME_NOREPLACE: a plain rename still refuses to replace
@@ -192,24 +202,12 @@ impl LowerStore {
         }
     }
 
-    /// A new empty directory for an unpack, next to the final places.
-    fn temp_dir(&self, diff_id: &Digest) -> Result<PathBuf, LowerError> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
+    /// A new empty directory for an unpack, next to the final places, locked by this
+    /// process until it is published or removed.
+    fn temp_dir(&self) -> Result<crate::scratch::LiveDir, LowerError> {
         let tmp = self.dir.join(TMP_DIR);
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let candidate = tmp.join(format!("{}.{}.{n}", diff_id.hex(), std::process::id()));
-            match fs::create_dir(&candidate) {
-                Ok(()) => {
-                    fs::set_permissions(&candidate, Permissions::from_mode(ROOT_MODE))
-                        .map_err(io_error("setting the mode of", &candidate))?;
-                    return Ok(candidate);
-                }
-                // Left by a process that had our pid before: try the next number.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(io_error("creating", &candidate)(e)),
-            }
-        }
+        crate::scratch::LiveDir::create(&tmp, UNPACK_PREFIX, ROOT_MODE)
+            .map_err(io_error("creating an unpack directory in", &tmp))
     }
 }
 

@@ -451,13 +451,11 @@ async fn execute_as(
 
     // Each step's upper directory away from the inodes of the steps removed before it.
     regbuild_fs::lower::spread_subdirs(ctx.scratch);
-    let scratch = Scratch(
-        tempfile::Builder::new()
-            .prefix("run-")
-            .tempdir_in(ctx.scratch)
-            .map_err(|e| RunError::io(ctx.scratch, e))?
-            .keep(),
-    );
+    let scratch = crate::builder::scratch::ScratchDir::create(
+        ctx.scratch,
+        crate::builder::scratch::STEP_PREFIX,
+    )
+    .map_err(|e| RunError::io(ctx.scratch, e))?;
     let upper = scratch.path().join("upper");
     let work = scratch.path().join("work");
     std::fs::create_dir(&upper).map_err(|e| RunError::io(&upper, e))?;
@@ -924,26 +922,6 @@ fn restore_opened_modes(entries: &mut [regbuild_fs::layer::LayerEntry], opened: 
     }
 }
 
-/// A step's scratch directory (upper and work dirs, the script), removed when the step is
-/// done however it ended: with `cache_dir::remove_tree`, which also removes what a step
-/// left unwritable (mode 0 directories, overlay's work dir, a killed rootless step's files
-/// of subordinate ids).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Err(e) = crate::builder::cache_dir::remove_tree(&self.0) {
-            tracing::warn!(error = %e, "RUN: step scratch not removed");
-        }
-    }
-}
-
 /// Makes the directory `path` (absolute, in the image) below the plain root `root`, one
 /// component at a time, never through a symlink: one that is met is left to the sandbox,
 /// which resolves the working directory inside the root (or says it is not a directory).
@@ -1009,7 +987,7 @@ fn store_blob(cache_root: &Path, built: &regbuild_fs::layer::BuiltLayer) {
         return;
     }
     let Some(dir) = dest.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
+    if regbuild_fs::scratch::create_dir_all_with_mode(dir, 0o700).is_err() {
         return;
     }
     let tmp = dir.join(format!(".tmp-{}", std::process::id()));
