@@ -449,7 +449,8 @@ mod tests {
         let (blob, diff_id) = scene.layer("theirs");
         let theirs = store.ensure(&diff_id, &blob).unwrap();
         // Ours, unpacked meanwhile, read-only like the real thing.
-        let ours = store.temp_dir(&diff_id).unwrap();
+        let live = store.temp_dir().unwrap();
+        let ours = live.path().to_path_buf();
         fs::create_dir(ours.join("etc")).unwrap();
         fs::write(ours.join("etc/name"), "ours").unwrap();
         fs::set_permissions(ours.join("etc"), Permissions::from_mode(0o000)).unwrap();
@@ -459,6 +460,17 @@ mod tests {
             fs::read_to_string(theirs.join("etc/name")).unwrap(),
             "theirs"
         );
+    }
+
+    #[test]
+    fn only_unpacks_whose_process_died_are_abandoned() {
+        let scene = Scene::new();
+        let store = scene.store();
+        let running = store.temp_dir().unwrap();
+        let dead = store.dir.join(TMP_DIR).join(format!("{UNPACK_PREFIX}dead"));
+        fs::create_dir(&dead).unwrap();
+        assert_eq!(store.abandoned_unpacks(), vec![dead]);
+        assert!(running.path().is_dir());
     }
 
     #[test]
