@@ -491,7 +491,7 @@ async fn execute_as(
     let (uid, gid) = if planned.user.is_empty() {
         (0, 0)
     } else {
-        crate::builder::owner::resolve(&planned.user, &accounts).map_err(|source| {
+        crate::builder::owner::resolve_ids(&planned.user, &accounts).map_err(|source| {
             RunError::User {
                 user: planned.user.clone(),
                 source,
@@ -502,7 +502,7 @@ async fn execute_as(
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push((
             "HOME".into(),
-            lowers::home_of(accounts.passwd.as_deref(), uid),
+            lowers::home_of(accounts.passwd.as_deref(), u64::from(uid)),
         ));
     }
     // WORKDIR is created when missing, as BuildKit does (it then belongs to the layer;
@@ -581,8 +581,8 @@ async fn execute_as(
     };
     sb.env = env;
     sb.cwd = PathBuf::from(&planned.workdir);
-    sb.uid = uid as u32;
-    sb.gid = gid as u32;
+    sb.uid = uid;
+    sb.gid = gid;
     sb.network = match planned.network {
         RunNetwork::None => regbuild_sandbox::Network::None,
         RunNetwork::Default | RunNetwork::Host => regbuild_sandbox::Network::Default,
