@@ -1,8 +1,9 @@
 //! How many bytes an unpack may write: the free space of the filesystem it writes to, as
-//! measured when it starts writing, less a reserve. [`crate::extract`] charges every
-//! regular-file byte it really writes (holes are free) to a [`DiskBudget`] and stops with
-//! [`DiskFull`] before going past it, so a layer (or an `ADD`ed archive) that expands to
-//! more than the disk holds fails cleanly instead of filling the disk.
+//! measured when it starts writing, less a reserve. [`crate::extract`] charges every block
+//! of regular-file data it really writes (holes are free; a block partly used counts
+//! whole, as the filesystem allocates it) to a [`DiskBudget`] and stops with [`DiskFull`]
+//! before going past it, so a layer (or an `ADD`ed archive) that expands to more than the
+//! disk holds fails cleanly instead of filling the disk.
 //!
 //! The declared-size [`Limits`](crate::tar_read::Limits) stay as they are: they bound the
 //! work of reading an archive (bytes decompressed and looked at), this bounds what is

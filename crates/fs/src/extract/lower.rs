@@ -854,6 +854,31 @@ mod tests {
     }
 
     #[test]
+    fn small_files_are_charged_the_blocks_they_take() {
+        let scene = Scene::new();
+        // 3,000 bytes of data in 300 files: 300 blocks of 4 KiB on disk.
+        let mut tar = Tar::new();
+        for i in 0..300 {
+            tar = tar.file(&format!("f{i:03}"), b"0123456789", 0o644);
+        }
+        let tar = tar.bytes();
+        let budget = |bytes| LowerOptions {
+            disk: DiskLimit::Bytes(bytes),
+            ..user_opts()
+        };
+        let err = unpack_in(&scene, Codec::None, &tar, &budget(299 * 4096)).unwrap_err();
+        let LowerError::Extract(ExtractError::DiskFull { entry, full, .. }) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(
+            (entry.as_path(), full.written),
+            (Path::new("f299"), 299 * 4096)
+        );
+        let stats = unpack_in(&scene, Codec::None, &tar, &budget(300 * 4096)).unwrap();
+        assert_eq!(stats.bytes, 3_000);
+    }
+
+    #[test]
     fn an_unpack_stops_at_its_disk_budget_and_leaves_nothing() {
         const MIB: u64 = 1 << 20;
         let scene = Scene::new();

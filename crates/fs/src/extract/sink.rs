@@ -7,9 +7,10 @@
 //! Regular files are written sparse: every [`HOLE_BLOCK`]-aligned block of zeros in their
 //! data is left unwritten (a hole, which reads back as zeros and takes no space), so a
 //! layer of zeros — a sparse file written out by its layer, or a gzip bomb — costs almost
-//! no disk. The content read back is the same byte for byte. What is really written is
+//! no disk. The content read back is the same byte for byte. The blocks really written are
 //! charged to a [`DiskBudget`] (the free space of `dest`'s filesystem, less a reserve), and
-//! going past it stops the extraction with [`ExtractError::DiskFull`].
+//! going past it stops the extraction with [`ExtractError::DiskFull`]. Directories, inodes
+//! and other metadata are not charged: the reserve covers them.
 //!
 //! It does not read tar streams (`crate::tar_read`), clean names (the members come cleaned)
 //! or decide what an upper layer hides (`super::overlay`).
@@ -307,6 +308,7 @@ impl Sink {
             file: &file,
             disk: &disk,
             budget: &mut self.budget,
+            charged_to: 0,
         };
         let written = copy_data(ctx, data, &mut out, &mut self.buf)?;
         // fchmod after writing: the umask cannot strip bits, and read-only
@@ -624,6 +626,25 @@ struct SparseFile<'a> {
     file: &'a File,
     disk: &'a Path,
     budget: &'a mut DiskBudget,
+    /// The end of the last block charged: a block written in two runs is charged once.
+    charged_to: u64,
+}
+
+impl SparseFile<'_> {
+    /// Charges the blocks `[at, at + len)` touches that are not charged yet: the filesystem
+    /// allocates whole blocks, so a layer of small files takes more than its bytes.
+    fn charge(&mut self, at: u64, len: u64) -> Result<(), DiskError> {
+        let from = (at - at % HOLE_BLOCK).max(self.charged_to);
+        let to = at
+            .saturating_add(len)
+            .div_ceil(HOLE_BLOCK)
+            .saturating_mul(HOLE_BLOCK);
+        if to > from {
+            self.budget.charge(to - from)?;
+            self.charged_to = to;
+        }
+        Ok(())
+    }
 }
 
 /// Copies an entry's data into `out`, leaving holes where whole aligned blocks are zeros
@@ -651,8 +672,7 @@ fn copy_data(
         for run in data_runs(chunk, size) {
             let bytes = &chunk[run.clone()];
             let at = size + run.start as u64;
-            out.budget
-                .charge(bytes.len() as u64)
+            out.charge(at, bytes.len() as u64)
                 .map_err(|e| ctx.disk_error(out.disk, e))?;
             out.file
                 .write_all_at(bytes, at)
