@@ -49,13 +49,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub retries: u32,
     /// Give up (exit 1) when the run takes longer than this many seconds.
-    #[arg(long, global = true, default_value_t = 3600)]
+    #[arg(long, global = true, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub deadline: u64,
     /// Blobs larger than this are uploaded in resumable chunks (`64MiB`, `1GB`, bytes).
     #[arg(long, global = true, default_value = "64MiB", value_parser = parse_size_arg)]
     pub chunk_threshold: u64,
     /// The chunk size for those uploads (raised to the registry's minimum).
-    #[arg(long, global = true, default_value = "32MiB", value_parser = parse_size_arg)]
+    #[arg(long, global = true, default_value = "32MiB", value_parser = parse_chunk_size_arg)]
     pub chunk_size: u64,
     /// How blobs are sent: `auto` (known hosts get their documented method, refusals are
     /// learned), `stream` (one PATCH), `monolithic` (one PUT) or `chunked` (PATCH chunks).
@@ -96,13 +96,13 @@ impl GlobalArgs {
                 jobs: usize::from(self.jobs),
                 retry: RetryPolicy {
                     attempts: self.retries,
-                    deadline: Some(
-                        std::time::Instant::now() + std::time::Duration::from_secs(self.deadline),
-                    ),
+                    // Past what an Instant can hold: no deadline at all.
+                    deadline: std::time::Instant::now()
+                        .checked_add(std::time::Duration::from_secs(self.deadline)),
                     ..RetryPolicy::default()
                 },
                 chunk_threshold: self.chunk_threshold,
-                chunk_size: self.chunk_size.max(1),
+                chunk_size: self.chunk_size,
                 upload_strategy: self.upload_strategy,
                 upload_fallback: !self.no_upload_fallback,
             },
@@ -217,6 +217,18 @@ fn parse_strategy_arg(
 
 fn parse_size_arg(s: &str) -> Result<u64, crate::inspect::analysis::InvalidSize> {
     crate::inspect::analysis::parse_size(s)
+}
+
+/// `--chunk-size`: 0 is refused, as clap refuses any bad value (exit 2, before any registry
+/// is asked): chunks of nothing would never finish an upload.
+fn parse_chunk_size_arg(s: &str) -> Result<u64, crate::inspect::analysis::InvalidSize> {
+    match parse_size_arg(s)? {
+        0 => Err(crate::inspect::analysis::InvalidSize {
+            text: s.to_string(),
+            why: "a chunk must be at least 1 byte (chunks of 0 bytes never finish an upload)",
+        }),
+        n => Ok(n),
+    }
 }
 
 /// Errors a command reports: anything displayable, printed once by `main`.

@@ -94,3 +94,48 @@ fn a_bad_platform_exits_2_for_every_command() {
         &["--build-arg `=x`"],
     );
 }
+
+/// Values that would leave an upload unable to advance (chunks of 0 bytes: a loop of empty
+/// PATCHes) or a run unable to start are bad usage: exit 2 naming the flag, and the
+/// registry is never asked.
+#[test]
+fn sizes_and_counts_that_cannot_progress_exit_2_before_any_request() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let mark = reg.access_log().len();
+    let ctx = context_with(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "x")]);
+    let dir = ctx.path().to_str().unwrap();
+    let (src, dst) = (format!("{host}/a:1"), format!("{host}/b:1"));
+    for (flag, value) in [
+        ("--chunk-size", "0"),
+        ("--chunk-size", "0MiB"),
+        ("--chunk-size", "0.1"),
+        ("--jobs", "0"),
+        ("--retries", "0"),
+        ("--deadline", "0"),
+    ] {
+        fails_with_code(&[flag, value, "promote", &src, &dst], 2, &[flag]);
+        fails_with_code(&["push", flag, value, "-t", &dst, dir], 2, &[flag]);
+    }
+    assert!(
+        reg.access_log_since(mark).is_empty(),
+        "the registry was asked: {:#?}",
+        reg.access_log_since(mark)
+    );
+}
+
+/// A deadline too far away for the clock to hold is no deadline, not a panic.
+#[test]
+fn a_deadline_past_what_the_clock_holds_is_no_deadline() {
+    let port = free_port();
+    fails_with(
+        &[
+            "--deadline",
+            "18446744073709551615",
+            "promote",
+            &format!("127.0.0.1:{port}/a:1"),
+            &format!("127.0.0.1:{port}/b:1"),
+        ],
+        &[&format!("127.0.0.1:{port}"), "connection failed"],
+    );
+}

@@ -30,6 +30,7 @@ mod push_errors;
 mod push_features;
 mod repeat_push;
 mod run_debian;
+mod run_limits;
 mod run_native;
 mod run_sandbox;
 mod run_stages;

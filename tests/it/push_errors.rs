@@ -153,3 +153,40 @@ fn a_path_missing_from_a_copy_from_stage_names_the_stage() {
         &["Dockerfile:4", "\"out/app\" not found in stage builder"],
     );
 }
+
+/// Ids are 32-bit and 4294967295 means "unchanged" to chown(2): larger ones are refused,
+/// naming `file:line`, with exit 2 before any registry is asked (`USER 99999999999` used
+/// to run its steps as uid 1215752191, wrapped).
+#[test]
+fn user_and_group_ids_past_32_bits_exit_2_naming_the_line() {
+    let reg = Distribution::start();
+    let base = format!("FROM {}/base/busybox:1\n", reg.host);
+    for (dockerfile, needles) in [
+        (
+            format!("{base}USER 99999999999\nRUN id -u\n"),
+            [
+                "Dockerfile:2",
+                "USER 99999999999: uid 99999999999 is out of range",
+            ],
+        ),
+        (
+            format!("{base}COPY --chown=1:4294967295 a /a\n"),
+            [
+                "Dockerfile:2",
+                "--chown=1:4294967295: gid 4294967295 is out of range",
+            ],
+        ),
+        (
+            format!("{base}RUN --mount=type=cache,target=/c,uid=4294967296 id -u\n"),
+            ["Dockerfile:2", "uid 4294967296 is out of range"],
+        ),
+    ] {
+        let mark = reg.access_log().len();
+        refused_with(2, &reg, &dockerfile, &[("a", "x")], &needles);
+        let asked = reg.access_log_since(mark);
+        assert!(
+            asked.is_empty(),
+            "{dockerfile}: the registry was asked: {asked:#?}"
+        );
+    }
+}

@@ -1,11 +1,12 @@
 //! The Dockerfile front end: `dockerfile` parses (directives, escapes, heredocs,
 //! line numbers), `substitute` expands variables as BuildKit does, `stages` evaluates
 //! instructions into stages (ARG scopes, platforms, the stage graph and target selection),
-//! and `lint` reports what Docker would warn about. `error` holds
+//! and `lint` reports what Docker would warn about. `ids` reads user and group ids (`USER`,
+//! `--chown`, `--mount=…,uid=`) and refuses those past 32 bits. `error` holds
 //! [`DockerfileError`](error::DockerfileError), the one error the crate returns (it names
 //! `file:line`).
 //!
-//! Module dependencies run one way: `substitute` depends on nothing else here, `error` on
+//! Module dependencies run one way: `substitute` and `ids` depend on nothing else here, `error` on
 //! `substitute` (for the reason it wraps), `dockerfile` on `error`, `stages` and `lint` on
 //! the rest.
 //!
@@ -14,6 +15,7 @@
 
 pub mod dockerfile;
 pub mod error;
+pub mod ids;
 pub mod lint;
 pub mod stages;
 pub mod substitute;

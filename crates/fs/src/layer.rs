@@ -38,7 +38,12 @@
 //!   without xattrs get no PAX entry.
 //! - File data is exactly the recorded `size` bytes; a source that is not a
 //!   regular file or whose size differs when read is an error, never a
-//!   silently different archive.
+//!   silently different archive. A sparse file is written out whole (zeros
+//!   included, as Docker does: no GNU or PAX sparse entries, which not every
+//!   reader of layers understands), and a file over
+//!   [`MAX_ENTRY_SIZE`](crate::tar_read::MAX_ENTRY_SIZE), which regbuild's
+//!   reader refuses, is an error: every layer written here can be unpacked
+//!   again.
 //! - Symlink targets are written exactly as given (they are resolved in the
 //!   container, not here). Hard links are type `1` entries naming the in-layer
 //!   path of a regular file that precedes them.
@@ -57,6 +62,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::compress::{Compression as LayerCompression, Compressor};
+use crate::tar_read::MAX_ENTRY_SIZE;
 use regbuild_oci::digest::{Digest, Hasher};
 use tar::{EntryType, Header};
 use tempfile::{NamedTempFile, TempPath};
@@ -167,6 +173,12 @@ pub enum LayerError {
     HardLinkTarget { path: PathBuf, target: PathBuf },
     #[error("layer entry {path:?} is inside {parent:?}, which is not a directory in the layer")]
     ParentNotDir { path: PathBuf, parent: PathBuf },
+    #[error("layer entry {path:?} holds {size} bytes, over the limit of {limit} bytes per entry that regbuild reads back: it could not unpack this layer")]
+    EntryTooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("layer entry {path:?} has uid {uid} / gid {gid}; both must fit in 32 bits")]
     InvalidOwner { path: PathBuf, uid: u64, gid: u64 },
     #[error("layer entry {path:?} has an extended attribute named {name:?}: {reason}")]
@@ -345,6 +357,16 @@ fn prepare(entries: Vec<LayerEntry>) -> Result<Vec<Prepared>, LayerError> {
 }
 
 fn prepare_one(entry: LayerEntry) -> Result<Prepared, LayerError> {
+    // What regbuild writes, it must be able to read (`tar_read::MAX_ENTRY_SIZE`).
+    if let EntryKind::File { size, .. } = entry.kind {
+        if size > MAX_ENTRY_SIZE {
+            return Err(LayerError::EntryTooLarge {
+                path: entry.path,
+                size,
+                limit: MAX_ENTRY_SIZE,
+            });
+        }
+    }
     // Linux ids are 32-bit; larger values would not survive tar's 8-byte fields.
     if entry.uid > u64::from(u32::MAX) || entry.gid > u64::from(u32::MAX) {
         return Err(LayerError::InvalidOwner {
@@ -1431,6 +1453,36 @@ mod tests {
             build_layer(vec![owner], &opts(), tmp.path(), &mut |_| {}),
             Err(LayerError::InvalidOwner { .. })
         ));
+    }
+
+    #[test]
+    fn no_layer_holds_an_entry_its_reader_would_refuse() {
+        let tmp = tempfile::tempdir().unwrap();
+        let huge = LayerEntry {
+            path: "big".into(),
+            kind: EntryKind::File {
+                // Refused before anything is read: the source need not exist.
+                source: tmp.path().join("never-read"),
+                size: MAX_ENTRY_SIZE + 1,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            xattrs: Xattrs::new(),
+        };
+        for err in [
+            build_layer(vec![huge.clone()], &opts(), tmp.path(), &mut |_| {}).unwrap_err(),
+            diff_id_of(vec![huge], &opts()).unwrap_err(),
+        ] {
+            let LayerError::EntryTooLarge { path, size, limit } = &err else {
+                panic!("{err}");
+            };
+            assert_eq!(
+                (path.as_path(), *size, *limit),
+                (Path::new("big"), MAX_ENTRY_SIZE + 1, MAX_ENTRY_SIZE)
+            );
+            assert_eq!(*limit, crate::tar_read::Limits::default().max_entry_size);
+        }
     }
 
     #[test]

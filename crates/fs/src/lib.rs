@@ -7,7 +7,7 @@
 //!   lets a layer file be read while it is still being written;
 //! - [`tar_read`] is the one reader of tar streams (hostile input assumed), which
 //!   [`extract`] uses to unpack archives and image layers (whiteouts, overlay) into a
-//!   directory safely;
+//!   directory safely, zeros as holes, within what [`disk`] says the filesystem can take;
 //! - [`glob`] is the one glob engine, with the rules of `.dockerignore`, `COPY` sources and
 //!   fnmatch(3);
 //! - [`upper`] turns an overlayfs upper directory (what a `RUN` step changed) into layer
@@ -25,6 +25,7 @@
 
 pub mod compress;
 pub mod context;
+pub mod disk;
 pub mod dockerignore;
 pub mod extract;
 pub mod glob;

@@ -492,6 +492,7 @@ mod tests {
                 xattrs: OverlayXattrs::User,
                 excluded: self.excluded.clone(),
                 source_date_epoch: Some(0),
+                ..Default::default()
             };
             let d = diff_upper(&self.upper, &opts, &std::env::temp_dir()).unwrap();
             d.entries

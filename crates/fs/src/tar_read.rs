@@ -50,6 +50,12 @@ const TYPEFLAG_AT: usize = 156;
 /// The PAX record key prefix of an extended attribute (Go's `archive/tar`, GNU tar, star).
 const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 
+/// The largest entry regbuild reads (64 GiB of data), and so the largest it writes: a RUN
+/// step leaving a larger file fails at that step (`crate::upper`), and no layer is built
+/// with one (`crate::layer`), so every layer regbuild pushes, it can unpack again. It
+/// bounds the work one entry can cause; no file an image should carry comes near it.
+pub const MAX_ENTRY_SIZE: u64 = 64 << 30;
+
 /// Sizes and counts past which an archive is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -66,7 +72,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_entry_size: 64 << 30,
+            max_entry_size: MAX_ENTRY_SIZE,
             max_total_size: 256 << 30,
             max_entries: 10_000_000,
         }

@@ -37,6 +37,13 @@
 //! - A name that starts with `.wh.` cannot be told from a whiteout in a layer and is
 //!   refused ([`UpperError::WhiteoutName`]). The upper directory's root itself is not an
 //!   entry.
+//! - A regular file larger than [`UpperOptions::max_file_size`] (by default
+//!   [`MAX_ENTRY_SIZE`], the largest entry regbuild's reader accepts) is refused
+//!   ([`UpperError::FileTooLarge`]): the step fails, naming the file, instead of pushing a
+//!   layer that regbuild could not unpack for a later step. Its apparent size counts:
+//!   the layer holds a sparse file written out (zeros included, as Docker writes it; GNU
+//!   and PAX sparse entries are not written, as not every reader of layers takes them), so
+//!   `truncate -s 100G /big` is a 100 GiB entry.
 //!
 //! # Order and determinism
 //!
@@ -62,6 +69,7 @@ use std::path::{Component, Path, PathBuf};
 use tempfile::TempPath;
 
 use crate::layer::{self, BuiltLayer, EntryKind, LayerEntry, LayerError, LayerOptions, Xattrs};
+use crate::tar_read::MAX_ENTRY_SIZE;
 
 /// The only extended attribute a layer keeps.
 const KEPT_XATTR: &[u8] = b"security.capability";
@@ -90,7 +98,7 @@ impl OverlayXattrs {
 }
 
 /// What to diff and how.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpperOptions {
     pub xattrs: OverlayXattrs,
     /// In-image paths the runtime provides (`/proc`, `/dev`, `/etc/hosts`, mount targets):
@@ -99,6 +107,20 @@ pub struct UpperOptions {
     pub excluded: Vec<PathBuf>,
     /// `SOURCE_DATE_EPOCH`: no mtime in [`UpperDiff::mtimes`] is later than this.
     pub source_date_epoch: Option<u64>,
+    /// The largest regular file (apparent size) the layer may hold; default and most
+    /// useful: [`MAX_ENTRY_SIZE`]. A larger one is [`UpperError::FileTooLarge`].
+    pub max_file_size: u64,
+}
+
+impl Default for UpperOptions {
+    fn default() -> Self {
+        UpperOptions {
+            xattrs: OverlayXattrs::default(),
+            excluded: Vec::new(),
+            source_date_epoch: None,
+            max_file_size: MAX_ENTRY_SIZE,
+        }
+    }
 }
 
 /// The layer entries of an upper directory.
@@ -152,6 +174,15 @@ pub enum UpperError {
     NotSelfContained { disk: PathBuf, xattr: String },
     #[error("{disk:?} is named like a whiteout (.wh.*), which a layer cannot hold as a file")]
     WhiteoutName { disk: PathBuf },
+    #[error("/{} is {size} bytes ({allocated} on disk), over the limit of {limit} bytes per file in a layer: regbuild could not unpack the layer for a later step", .path.display())]
+    FileTooLarge {
+        /// In-layer path.
+        path: PathBuf,
+        size: u64,
+        /// Bytes the file takes on disk (less than `size` when it is sparse).
+        allocated: u64,
+        limit: u64,
+    },
     #[error("creating the empty file whiteouts are written from in {dir:?}: {source}")]
     TempFile {
         dir: PathBuf,
@@ -324,7 +355,7 @@ impl Walk<'_> {
             })?;
             EntryKind::Symlink { target }
         } else if file_type.is_file() {
-            self.file_kind(disk, &rel, meta)
+            self.file_kind(disk, &rel, meta)?
         } else if file_type.is_char_device() {
             let (major, minor) = dev_numbers(meta.rdev());
             EntryKind::CharDevice { major, minor }
@@ -363,20 +394,33 @@ impl Walk<'_> {
     }
 
     /// A regular file, or a hard link to the first path of its inode.
-    fn file_kind(&mut self, disk: &Path, rel: &Path, meta: &Metadata) -> EntryKind {
+    fn file_kind(
+        &mut self,
+        disk: &Path,
+        rel: &Path,
+        meta: &Metadata,
+    ) -> Result<EntryKind, UpperError> {
         if meta.nlink() > 1 {
             let inode = (meta.dev(), meta.ino());
             if let Some(first) = self.first_of_inode.get(&inode) {
-                return EntryKind::HardLink {
+                return Ok(EntryKind::HardLink {
                     target: first.clone(),
-                };
+                });
             }
             self.first_of_inode.insert(inode, rel.to_path_buf());
         }
-        EntryKind::File {
+        if meta.len() > self.opts.max_file_size {
+            return Err(UpperError::FileTooLarge {
+                path: rel.to_path_buf(),
+                size: meta.len(),
+                allocated: meta.blocks().saturating_mul(512),
+                limit: self.opts.max_file_size,
+            });
+        }
+        Ok(EntryKind::File {
             source: disk.to_path_buf(),
             size: meta.len(),
-        }
+        })
     }
 
     /// The attributes a layer keeps, and whether the entry is marked opaque.
@@ -1130,6 +1174,59 @@ mod tests {
     }
 
     #[test]
+    fn a_file_over_the_limit_fails_the_diff_naming_it_even_when_sparse() {
+        let tmp = tempfile::tempdir().unwrap();
+        let upper = tmp.path().join("upper");
+        fs::create_dir_all(upper.join("var")).unwrap();
+        let big = fs::File::create(upper.join("var/big")).unwrap();
+        // Sparse: what the reader limits is the size the layer would declare.
+        big.set_len(MAX_ENTRY_SIZE + 1).unwrap();
+        fs::write(upper.join("small"), vec![1u8; 4096]).unwrap();
+        let err = diff_upper(&upper, &UpperOptions::default(), tmp.path()).unwrap_err();
+        let UpperError::FileTooLarge {
+            path,
+            size,
+            allocated,
+            limit,
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(path, Path::new("var/big"));
+        assert_eq!((*size, *limit), (MAX_ENTRY_SIZE + 1, MAX_ENTRY_SIZE));
+        assert_eq!(*allocated, 0);
+        assert!(
+            err.to_string()
+                .starts_with("/var/big is 68719476737 bytes (0 on disk)"),
+            "{err}"
+        );
+
+        // A lower limit is honoured, and a file at the limit is kept.
+        fs::remove_file(upper.join("var/big")).unwrap();
+        let at_limit = UpperOptions {
+            max_file_size: 4096,
+            ..Default::default()
+        };
+        assert_eq!(paths(&diff_with(&upper, &at_limit)), ["small", "var"]);
+        let below = UpperOptions {
+            max_file_size: 4095,
+            ..Default::default()
+        };
+        let err = diff_upper(&upper, &below, tmp.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UpperError::FileTooLarge {
+                    size: 4096,
+                    limit: 4095,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_real_overlay_upper_directory_applied_to_its_lower_gives_the_merged_view() {
         real_overlay(OverlayXattrs::Trusted);
     }
@@ -1220,6 +1317,7 @@ mod tests {
             excluded: vec!["/etc/resolv.conf".into(), "/proc".into(), "/dev".into()],
             xattrs,
             source_date_epoch: Some(0),
+            ..Default::default()
         };
         let d = diff_with(upper, &opts);
         assert_eq!((d.whiteouts, d.opaque_dirs), (2, 2), "{:?}", paths(&d));

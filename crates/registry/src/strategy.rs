@@ -8,6 +8,7 @@
 //! something new or is final.
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::str::FromStr;
 
 /// `--upload-strategy`: how blobs are sent before any refusal is seen.
@@ -140,7 +141,8 @@ pub enum Method {
     /// One `PATCH` with the whole body and no `Content-Range`, then an empty `PUT ?digest=`.
     Patch,
     /// `PATCH` chunks of `size` bytes with `Content-Range`, then an empty `PUT ?digest=`.
-    Chunked { size: u64 },
+    /// Never 0: a loop of empty chunks would never reach the end of the blob.
+    Chunked { size: NonZeroU64 },
 }
 
 impl fmt::Display for Method {
@@ -172,16 +174,16 @@ pub fn choose(
     len: u64,
     sizes: Sizes,
 ) -> Option<Method> {
-    let wanted = match strategy {
-        UploadStrategy::Auto if len > sizes.threshold => Method::Chunked { size: 0 },
-        UploadStrategy::Auto | UploadStrategy::Monolithic => Method::Monolithic,
-        UploadStrategy::Stream => Method::Patch,
-        UploadStrategy::Chunked => Method::Chunked { size: 0 },
-    };
-    let too_big = quirks.max_body.is_some_and(|max| len > max);
     let chunked = Method::Chunked {
         size: chunk_size(quirks, sizes),
     };
+    let wanted = match strategy {
+        UploadStrategy::Auto if len > sizes.threshold => chunked,
+        UploadStrategy::Auto | UploadStrategy::Monolithic => Method::Monolithic,
+        UploadStrategy::Stream => Method::Patch,
+        UploadStrategy::Chunked => chunked,
+    };
+    let too_big = quirks.max_body.is_some_and(|max| len > max);
     let method = match wanted {
         Method::Chunked { .. } if quirks.no_patch => Method::Monolithic,
         Method::Chunked { .. } => chunked,
@@ -201,13 +203,14 @@ pub fn choose(
 }
 
 /// The chunk size: the wanted one, raised to the session's minimum, lowered to the host's
-/// limits (a limit wins over the minimum: a chunk the registry refuses is worth nothing).
-fn chunk_size(quirks: &HostQuirks, sizes: Sizes) -> u64 {
+/// limits (a limit wins over the minimum: a chunk the registry refuses is worth nothing),
+/// and never below one byte whatever the caller or the registry said.
+fn chunk_size(quirks: &HostQuirks, sizes: Sizes) -> NonZeroU64 {
     let mut size = sizes.chunk_size.max(sizes.min_chunk.unwrap_or(0));
     for limit in [quirks.max_chunk, quirks.max_body].into_iter().flatten() {
         size = size.min(limit);
     }
-    size.max(1)
+    NonZeroU64::new(size).unwrap_or(NonZeroU64::MIN)
 }
 
 /// Whether a layer may be streamed while it is packed (one `PATCH` of unknown length): not
@@ -356,6 +359,12 @@ mod tests {
         min_chunk: None,
     };
 
+    fn chunks(size: u64) -> Method {
+        Method::Chunked {
+            size: NonZeroU64::new(size).unwrap(),
+        }
+    }
+
     fn quirks(f: impl FnOnce(&mut HostQuirks)) -> HostQuirks {
         let mut q = HostQuirks::default();
         f(&mut q);
@@ -371,7 +380,7 @@ mod tests {
         );
         assert_eq!(
             choose(UploadStrategy::Auto, &q, 100 * MIB, SIZES),
-            Some(Method::Chunked { size: 32 * MIB })
+            Some(chunks(32 * MIB))
         );
     }
 
@@ -389,7 +398,7 @@ mod tests {
         let ghcr = quirks(|q| q.max_chunk = Some(4 * MIB));
         assert_eq!(
             choose(UploadStrategy::Auto, &ghcr, 100 * MIB, SIZES),
-            Some(Method::Chunked { size: 4 * MIB })
+            Some(chunks(4 * MIB))
         );
         assert_eq!(
             choose(UploadStrategy::Auto, &ghcr, 10 * MIB, SIZES),
@@ -404,7 +413,7 @@ mod tests {
         let harbor = quirks(|q| q.max_body = Some(16 * MIB));
         assert_eq!(
             choose(UploadStrategy::Auto, &harbor, 20 * MIB, SIZES),
-            Some(Method::Chunked { size: 16 * MIB })
+            Some(chunks(16 * MIB))
         );
         assert_eq!(
             choose(UploadStrategy::Auto, &harbor, 2 * MIB, SIZES),
@@ -435,7 +444,24 @@ mod tests {
         };
         assert_eq!(
             choose(UploadStrategy::Chunked, &q, MIB, sizes),
-            Some(Method::Chunked { size: 4 * MIB })
+            Some(chunks(4 * MIB))
+        );
+    }
+
+    #[test]
+    fn a_chunk_is_never_empty_whatever_the_sizes_say() {
+        let zero = Sizes {
+            chunk_size: 0,
+            ..SIZES
+        };
+        assert_eq!(
+            choose(UploadStrategy::Chunked, &HostQuirks::default(), MIB, zero),
+            Some(chunks(1))
+        );
+        let capped_at_zero = quirks(|q| q.max_chunk = Some(0));
+        assert_eq!(
+            choose(UploadStrategy::Chunked, &capped_at_zero, MIB, SIZES),
+            Some(chunks(1))
         );
     }
 

@@ -30,7 +30,8 @@ pub struct RegistryOptions {
     pub retry: RetryPolicy,
     /// Blobs larger than this are uploaded in resumable chunks.
     pub chunk_threshold: u64,
-    /// The size of those chunks (raised to the registry's `OCI-Chunk-Min-Length`).
+    /// The size of those chunks (raised to the registry's `OCI-Chunk-Min-Length`; 0 is taken
+    /// as 1: an upload never sends an empty chunk).
     pub chunk_size: u64,
     /// How blobs are sent before a registry refuses a method (`--upload-strategy`).
     pub upload_strategy: UploadStrategy,

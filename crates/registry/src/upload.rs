@@ -21,6 +21,7 @@
 //! its query (distribution keeps a signed `_state` there) is kept, and only the newest
 //! Location of a session is used.
 
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -510,7 +511,8 @@ impl Repo {
                 let mut offset = 0u64;
                 let mut outcome = Ok(());
                 while offset < len {
-                    let end = (offset + size).min(len);
+                    // Non-empty, so every accepted chunk advances `offset`.
+                    let end = offset.saturating_add(size.get()).min(len);
                     let n = end - offset;
                     if let Err(e) = budget.spend(self, &op, n, len) {
                         outcome = Err(e);
@@ -646,17 +648,17 @@ impl Repo {
         digest: &Digest,
         path: &std::path::Path,
         len: u64,
-        chunk: u64,
+        chunk: NonZeroU64,
         on_sent: Option<SentHook>,
         budget: &mut Budget,
         op: &str,
     ) -> Result<(), Failed> {
         let policy = self.registry.options().retry.clone();
-        let chunk = chunk.max(1);
         let mut offset = 0u64;
         let mut failures = 0u32;
         while offset < len {
-            let end = (offset + chunk).min(len);
+            // Non-empty, so every accepted chunk advances `offset`.
+            let end = offset.saturating_add(chunk.get()).min(len);
             budget.spend(self, op, end - offset, len)?;
             let base = offset;
             let hook = on_sent.clone().map(|h| {

@@ -21,7 +21,15 @@ pub enum RunError {
     #[error("RUN: diffing the root filesystem (no overlayfs): {0}")]
     Snapshot(#[from] regbuild_fs::snapshot::SnapshotError),
     #[error("RUN: reading what the step changed: {0}")]
-    Upper(#[from] regbuild_fs::upper::UpperError),
+    Upper(regbuild_fs::upper::UpperError),
+    /// The step left a file its layer cannot hold: regbuild could not read the layer back.
+    #[error("RUN: the step left /{} of {size} bytes ({allocated} bytes on disk; a sparse file goes into a layer written out), over the limit of {limit} bytes per file in a layer that regbuild can unpack again: delete or shrink it in the same step", .path.display())]
+    FileTooLarge {
+        path: PathBuf,
+        size: u64,
+        allocated: u64,
+        limit: u64,
+    },
     #[error("RUN as USER {user}: {source}")]
     User {
         user: String,
@@ -53,6 +61,25 @@ pub enum RunError {
     },
     #[error("RUN: the step was interrupted")]
     Interrupted,
+}
+
+impl From<regbuild_fs::upper::UpperError> for RunError {
+    fn from(e: regbuild_fs::upper::UpperError) -> Self {
+        match e {
+            regbuild_fs::upper::UpperError::FileTooLarge {
+                path,
+                size,
+                allocated,
+                limit,
+            } => RunError::FileTooLarge {
+                path,
+                size,
+                allocated,
+                limit,
+            },
+            other => RunError::Upper(other),
+        }
+    }
 }
 
 impl RunError {

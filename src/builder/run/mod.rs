@@ -44,6 +44,7 @@ use error::RunError;
 use regbuild_frontend::stages::{Command, CopyFrom, RunMount, RunNetwork, RunSpec};
 use regbuild_fs::layer::LayerOptions;
 use regbuild_fs::lower::LowerStore;
+use regbuild_fs::tar_read::MAX_ENTRY_SIZE;
 use regbuild_fs::upper::{OverlayXattrs, UpperOptions};
 use regbuild_oci::platform::Platform;
 
@@ -60,6 +61,10 @@ pub struct RunOptions {
     /// Set (with why) once `auto` found overlayfs unavailable: later steps of the build go
     /// straight to the snapshot diff.
     pub overlay_unavailable: Arc<std::sync::OnceLock<String>>,
+    /// A lower limit than [`MAX_ENTRY_SIZE`] on the files a step may leave (the hidden
+    /// `push --max-layer-file-size`, for tests: a step over the limit fails without
+    /// writing 64 GiB); never a higher one.
+    pub max_file_size: Option<u64>,
 }
 
 /// How a step's filesystem and layer are made (BuildKit's names).
@@ -489,7 +494,7 @@ async fn execute_as(
     let (uid, gid) = if planned.user.is_empty() {
         (0, 0)
     } else {
-        crate::builder::owner::resolve(&planned.user, &accounts).map_err(|source| {
+        crate::builder::owner::resolve_ids(&planned.user, &accounts).map_err(|source| {
             RunError::User {
                 user: planned.user.clone(),
                 source,
@@ -500,7 +505,7 @@ async fn execute_as(
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push((
             "HOME".into(),
-            lowers::home_of(accounts.passwd.as_deref(), uid),
+            lowers::home_of(accounts.passwd.as_deref(), u64::from(uid)),
         ));
     }
     // WORKDIR is created when missing, as BuildKit does (it then belongs to the layer;
@@ -579,8 +584,8 @@ async fn execute_as(
     };
     sb.env = env;
     sb.cwd = PathBuf::from(&planned.workdir);
-    sb.uid = uid as u32;
-    sb.gid = gid as u32;
+    sb.uid = uid;
+    sb.gid = gid;
     sb.network = match planned.network {
         RunNetwork::None => regbuild_sandbox::Network::None,
         RunNetwork::Default | RunNetwork::Host => regbuild_sandbox::Network::Default,
@@ -669,6 +674,10 @@ async fn execute_as(
         xattrs: overlay_xattrs(),
         excluded,
         source_date_epoch: (c.epoch > 0).then_some(c.epoch),
+        max_file_size: ctx
+            .options
+            .max_file_size
+            .map_or(MAX_ENTRY_SIZE, |n| n.min(MAX_ENTRY_SIZE)),
     };
     let mut diff =
         tokio::task::block_in_place(|| regbuild_fs::upper::diff_upper(&upper, &upper_opts, c.tmp))

@@ -38,6 +38,7 @@ use super::ahead::ReadAhead;
 use super::overlay::{OPAQUE_MARKER, WHITEOUT_META_PREFIX, WHITEOUT_PREFIX};
 use super::sink::{Outcome, Sink, Specials};
 use super::{for_each_member, read_error, ExtractError, Limits, Member};
+use crate::disk::DiskLimit;
 use crate::lower::LowerError;
 use crate::tar_read::Budget;
 use crate::upper::OverlayXattrs;
@@ -52,6 +53,9 @@ pub struct LowerOptions {
     /// When set, a layer whose uncompressed stream hashes otherwise is an error.
     pub expected_diff_id: Option<Digest>,
     pub limits: Limits,
+    /// How much file data the unpack may write (default: the free space of `dest`'s
+    /// filesystem less a reserve, see [`crate::disk`]).
+    pub disk: DiskLimit,
 }
 
 /// What [`unpack_lower`] wrote.
@@ -206,7 +210,7 @@ fn unpack(
         inner: input,
         hasher: Hasher::new(),
     };
-    let mut sink = Sink::new(dest, Specials::Create);
+    let mut sink = Sink::new(dest, Specials::Create, opts.disk);
     let mut mtimes: HashMap<PathBuf, u64> = HashMap::new();
     let mut counts = Counts::default();
     let opaque_xattr = [opts.xattrs.prefix(), b"opaque".as_slice()].concat();
@@ -748,5 +752,194 @@ mod tests {
             "{err}"
         );
         assert_eq!(fs::read_dir(scene.dest()).unwrap().count(), 0);
+    }
+
+    /// A piece of a file's content.
+    enum Part<'a> {
+        Zeros(u64),
+        Data(&'a [u8]),
+    }
+    use Part::{Data, Zeros};
+
+    /// A gzip layer streamed to a file (never whole in memory) with these files.
+    fn zeros_layer(scene: &Scene, entries: &[(&str, Vec<Part>)]) -> PathBuf {
+        let blob = scene.root.path().join("zeros.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            fs::File::create(&blob).unwrap(),
+            flate2::Compression::best(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        for (path, parts) in entries {
+            let mut reader: Box<dyn Read> = Box::new(io::empty());
+            let mut size = 0;
+            for part in parts {
+                reader = match *part {
+                    Zeros(n) => {
+                        size += n;
+                        Box::new(reader.chain(io::repeat(0).take(n)))
+                    }
+                    Data(bytes) => {
+                        size += bytes.len() as u64;
+                        Box::new(reader.chain(bytes))
+                    }
+                };
+            }
+            let mut h = header(EntryType::Regular, size, 0o644);
+            tar.append_data(&mut h, path, reader).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        blob
+    }
+
+    /// Blocks of 512 bytes `rel` takes on disk.
+    fn blocks(scene: &Scene, rel: &str) -> u64 {
+        fs::symlink_metadata(scene.dest().join(rel))
+            .unwrap()
+            .blocks()
+    }
+
+    #[test]
+    fn a_gzip_bomb_of_zeros_unpacks_as_holes_with_its_content_unchanged() {
+        const MIB: u64 = 1 << 20;
+        let scene = Scene::new();
+        let blob = zeros_layer(
+            &scene,
+            &[
+                ("bomb", vec![Zeros(64 * MIB)]),
+                (
+                    "mixed",
+                    vec![Zeros(MIB + 3), Data(b"data"), Zeros(2 * MIB), Data(b"end")],
+                ),
+                ("tail", vec![Data(b"head"), Zeros(2 * MIB)]),
+            ],
+        );
+        let compressed = fs::metadata(&blob).unwrap().len();
+        assert!(compressed < MIB, "a bomb: {compressed} bytes for 68 MiB");
+        let stats = unpack_lower(&blob, &scene.dest(), &user_opts()).unwrap();
+        assert_eq!(stats.bytes, 64 * MIB + (3 * MIB + 10) + (2 * MIB + 4));
+
+        assert_eq!(
+            fs::metadata(scene.dest().join("bomb")).unwrap().len(),
+            64 * MIB
+        );
+        assert_eq!(blocks(&scene, "bomb"), 0, "64 MiB of zeros take no block");
+        // Data takes the blocks it is in, and only those (ext4 allocates 4 KiB: 8 × 512).
+        assert!(
+            blocks(&scene, "mixed") <= 3 * 8,
+            "{}",
+            blocks(&scene, "mixed")
+        );
+        assert!(blocks(&scene, "tail") <= 8, "{}", blocks(&scene, "tail"));
+
+        let mut mixed = vec![0u8; (MIB + 3) as usize];
+        mixed.extend_from_slice(b"data");
+        mixed.resize(mixed.len() + (2 * MIB) as usize, 0);
+        mixed.extend_from_slice(b"end");
+        assert!(fs::read(scene.dest().join("mixed")).unwrap() == mixed);
+        let mut tail = b"head".to_vec();
+        tail.resize(4 + (2 * MIB) as usize, 0);
+        assert!(fs::read(scene.dest().join("tail")).unwrap() == tail);
+        let mut bomb = fs::File::open(scene.dest().join("bomb")).unwrap();
+        let mut buf = vec![0u8; MIB as usize];
+        let mut read = 0;
+        loop {
+            let n = bomb.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(buf[..n].iter().all(|b| *b == 0));
+            read += n as u64;
+        }
+        assert_eq!(read, 64 * MIB);
+    }
+
+    #[test]
+    fn small_files_are_charged_the_blocks_they_take() {
+        let scene = Scene::new();
+        // 3,000 bytes of data in 300 files: 300 blocks of 4 KiB on disk.
+        let mut tar = Tar::new();
+        for i in 0..300 {
+            tar = tar.file(&format!("f{i:03}"), b"0123456789", 0o644);
+        }
+        let tar = tar.bytes();
+        let budget = |bytes| LowerOptions {
+            disk: DiskLimit::Bytes(bytes),
+            ..user_opts()
+        };
+        let err = unpack_in(&scene, Codec::None, &tar, &budget(299 * 4096)).unwrap_err();
+        let LowerError::Extract(ExtractError::DiskFull { entry, full, .. }) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(
+            (entry.as_path(), full.written),
+            (Path::new("f299"), 299 * 4096)
+        );
+        let stats = unpack_in(&scene, Codec::None, &tar, &budget(300 * 4096)).unwrap();
+        assert_eq!(stats.bytes, 3_000);
+    }
+
+    #[test]
+    fn an_unpack_stops_at_its_disk_budget_and_leaves_nothing() {
+        const MIB: u64 = 1 << 20;
+        let scene = Scene::new();
+        let data: Vec<u8> = (0..2 * MIB).map(|i| (i * 7 % 251) as u8 + 1).collect();
+        let blob = zeros_layer(
+            &scene,
+            &[
+                ("small", vec![Data(b"fits")]),
+                ("zeros", vec![Zeros(32 * MIB)]),
+                ("dir/big", vec![Data(&data)]),
+            ],
+        );
+        let budget = LowerOptions {
+            disk: DiskLimit::Bytes(MIB),
+            ..user_opts()
+        };
+        let err = unpack_lower(&blob, &scene.dest(), &budget).unwrap_err();
+        let LowerError::Extract(ExtractError::DiskFull { entry, full, .. }) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(entry, Path::new("dir/big"), "32 MiB of zeros cost nothing");
+        assert_eq!(full.allowed, MIB);
+        assert!(
+            full.written <= MIB && full.written + full.wanted > MIB,
+            "{full:?}"
+        );
+        let text = err.to_string();
+        for needle in [
+            blob.display().to_string().as_str(),
+            "\"dir/big\"",
+            "more than 1048576 bytes (1.0 MiB)",
+            scene.dest().display().to_string().as_str(),
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+        assert_eq!(fs::read_dir(scene.dest()).unwrap().count(), 0, "emptied");
+
+        // Through the store: the unpack directory goes, nothing is published.
+        let store =
+            crate::lower::LowerStore::open(&scene.root.path().join("lowers"), OverlayXattrs::User)
+                .unwrap();
+        let diff_id = Digest::of(b"not checked: the unpack fails first");
+        let err = store
+            .ensure_with(&diff_id, |dest, opts| {
+                let opts = LowerOptions {
+                    disk: DiskLimit::Bytes(MIB),
+                    ..opts.clone()
+                };
+                unpack_lower(&blob, dest, &opts)
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, LowerError::Extract(ExtractError::DiskFull { .. })),
+            "{err}"
+        );
+        assert_eq!(store.get(&diff_id), None);
+        let tmp = scene.root.path().join("lowers/user/tmp");
+        assert_eq!(
+            fs::read_dir(tmp).unwrap().count(),
+            0,
+            "no partial unpack left"
+        );
     }
 }

@@ -53,6 +53,13 @@
 //!   [`MAX_EXTENSION_LEN`]. The stream is read by [`crate::tar_read`], which
 //!   walks the 512-byte blocks itself (the `tar` crate's `Archive` reads
 //!   those records whole with no cap).
+//! - Disk: regular files are written sparse (every 4 KiB-aligned block of
+//!   zeros is a hole; the content reads back the same), so a layer of zeros
+//!   (a gzip bomb, a sparse file its layer holds written out) costs almost no
+//!   space. What is really written is bounded by the free space of `dest`'s
+//!   filesystem when the first byte is written, less a reserve
+//!   ([`crate::disk`]); going past it is [`ExtractError::DiskFull`]. [`Limits`]
+//!   bound what is read, this what is written: with holes they differ.
 //! - Format: reading stops at the first all-zero block (the end-of-archive
 //!   marker) and trailing data is not read. A stream ending mid-header or
 //!   mid-data is an error. A stream ending cleanly at a header boundary is
@@ -108,7 +115,7 @@ const USTAR_MAGIC_AT: usize = 257;
 pub struct ExtractStats {
     /// Entries written to `dest` (files, directories, symlinks, hard links).
     pub entries: u64,
-    /// Regular-file bytes written.
+    /// Regular-file bytes written (their runs of zeros as holes, which take no space).
     pub bytes: u64,
     /// Entries left out for safety or lack of privileges, each with the
     /// reason. Entries hidden by an upper layer or outside the wanted paths
@@ -165,6 +172,12 @@ pub enum ExtractError {
         archive: String,
         entry: PathBuf,
         limit: u64,
+    },
+    #[error("archive {archive}: unpacking entry {entry:?}: {full}")]
+    DiskFull {
+        archive: String,
+        entry: PathBuf,
+        full: Box<crate::disk::DiskFull>,
     },
     #[error("archive {archive}: writing entry {entry:?} to {disk:?}: {source}")]
     Write {
@@ -280,7 +293,7 @@ pub fn extract_archive(
     dest: &Path,
     limits: &Limits,
 ) -> Result<Extracted, ExtractError> {
-    let mut sink = Sink::new(dest, Specials::Placeholder);
+    let mut sink = Sink::new(dest, Specials::Placeholder, crate::disk::DiskLimit::Free);
     let mut budget = Budget::default();
     for_each_member(name, tar, limits, &mut budget, |member, data| {
         sink.write(name, member, data).map(drop)

@@ -60,7 +60,7 @@ impl Overlay {
             wanted
         };
         Overlay {
-            sink: Sink::new(dest, Specials::Skip),
+            sink: Sink::new(dest, Specials::Skip, crate::disk::DiskLimit::Free),
             limits,
             budget: Budget::default(),
             wanted,

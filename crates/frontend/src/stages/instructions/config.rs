@@ -149,11 +149,10 @@ impl Expand for User {
         state: &mut StageState,
         line: usize,
     ) -> Result<StepKind, DockerfileError> {
-        Ok(StepKind::User(scope.exp.word(
-            &self.0,
-            &*state.vars,
-            line,
-        )?))
+        let user = scope.exp.word(&self.0, &*state.vars, line)?;
+        crate::ids::check_owner(&user)
+            .map_err(|e| scope.loc(line).syntax(format!("USER {user}: {e}")))?;
+        Ok(StepKind::User(user))
     }
 }
 
@@ -284,6 +283,24 @@ mod tests {
         assert!(eval_err("FROM scratch\nEXPOSE 80/xyz\n").contains("invalid proto"));
         assert!(eval_err("FROM scratch\nEXPOSE 70000\n").contains("invalid containerPort"));
         assert!(eval_err("FROM scratch\nEXPOSE 90-80\n").contains("invalid containerPort"));
+    }
+
+    #[test]
+    fn user_ids_past_32_bits_are_refused_with_file_and_line() {
+        let b = eval("FROM scratch\nUSER 4294967294:0\nUSER app:staff\n");
+        assert_eq!(
+            kinds(&b),
+            vec![
+                StepKind::User("4294967294:0".into()),
+                StepKind::User("app:staff".into())
+            ]
+        );
+        assert_eq!(
+            eval_err("FROM scratch\nUSER 99999999999\n"),
+            "Dockerfile.test:2: USER 99999999999: uid 99999999999 is out of range: ids go from 0 to 4294967294"
+        );
+        assert!(eval_err("FROM scratch\nARG G=4294967295\nUSER app:$G\n")
+            .starts_with("Dockerfile.test:3: USER app:4294967295: gid 4294967295 is out of range"));
     }
 
     #[test]

@@ -206,12 +206,17 @@ impl Expand for RawCopy {
         if let Some(mode) = &chmod {
             validate_chmod(mode).map_err(|e| scope.loc(line).syntax(e.to_string()))?;
         }
+        let chown = scope.exp.optional(&self.chown, vars, line)?;
+        if let Some(owner) = &chown {
+            crate::ids::check_owner(owner)
+                .map_err(|e| scope.loc(line).syntax(format!("--chown={owner}: {e}")))?;
+        }
         Ok(StepKind::Copy(CopySpec {
             add: self.add,
             sources,
             dest,
             from: self.from.clone(),
-            chown: scope.exp.optional(&self.chown, vars, line)?,
+            chown,
             chmod,
             link: self.link,
             closure: self.closure,
@@ -261,6 +266,24 @@ mod tests {
             .contains("--sysroot can only be used together with --closure"));
         assert!(eval_err("FROM scratch\nCOPY --parents a b\n")
             .contains("COPY --parents is not supported"));
+    }
+
+    #[test]
+    fn chown_ids_past_32_bits_are_refused_with_file_and_line() {
+        let b = eval("FROM scratch\nCOPY --chown=4294967294:app a /a\n");
+        assert_eq!(
+            copy_of(&kinds(&b)[0]).chown.as_deref(),
+            Some("4294967294:app")
+        );
+        assert_eq!(
+            eval_err("FROM scratch\nCOPY --chown=99999999999 a /a\n"),
+            "Dockerfile.test:2: --chown=99999999999: uid 99999999999 is out of range: ids go from 0 to 4294967294"
+        );
+        assert!(
+            eval_err("FROM scratch\n\nADD --chown=0:4294967295 a /a\n").starts_with(
+                "Dockerfile.test:3: --chown=0:4294967295: gid 4294967295 is out of range"
+            )
+        );
     }
 
     #[test]

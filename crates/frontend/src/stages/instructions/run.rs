@@ -379,6 +379,15 @@ struct MountValues {
     size: Option<u64>,
 }
 
+/// A mount's `uid=`/`gid=`: a number, at most [`crate::ids::MAX_ID`].
+fn mount_id(text: &str, what: &'static str) -> Result<u32, String> {
+    match crate::ids::numeric_id(text, what) {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err("expected a number".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn expand_mount(
     raw: &RawMount,
     scope: &mut BuildScope<'_>,
@@ -426,8 +435,8 @@ fn expand_mount(
                     .ok_or_else(|| bad("expected an octal mode such as 0755"))?;
                 v.mode = Some(mode);
             }
-            "uid" => v.uid = Some(text.parse().map_err(|_| bad("expected a number"))?),
-            "gid" => v.gid = Some(text.parse().map_err(|_| bad("expected a number"))?),
+            "uid" => v.uid = Some(mount_id(&text, "uid").map_err(|why| bad(&why))?),
+            "gid" => v.gid = Some(mount_id(&text, "gid").map_err(|why| bad(&why))?),
             "size" => {
                 v.size =
                     Some(parse_size(&text).ok_or_else(|| bad("expected bytes, or 64k, 64m, 1g"))?)
@@ -810,6 +819,14 @@ mod tests {
         assert!(e("RUN --mount=target=/t,rw=maybe x")
             .contains("invalid value for readwrite: \"maybe\" (expected true or false)"));
         assert!(e("RUN --mount='\"target=/t' x").contains("unterminated quote"));
+        assert_eq!(
+            e("RUN --mount=type=cache,target=/c,uid=99999999999 x"),
+            "Dockerfile.test:3: --mount: invalid value for uid: \"99999999999\" (uid 99999999999 is out of range: ids go from 0 to 4294967294)"
+        );
+        assert!(e("RUN --mount=type=secret,id=s,gid=4294967295 x")
+            .contains("gid 4294967295 is out of range"));
+        assert!(e("RUN --mount=type=cache,target=/c,uid=app x")
+            .contains("invalid value for uid: \"app\" (expected a number)"));
         assert_eq!(
             e("RUN --network=bridge x"),
             "Dockerfile.test:3: --network=bridge: unsupported network mode (supported: default, none, host)"
