@@ -155,6 +155,17 @@ pub fn main() -> ExitCode {
             }
             crate::builder::run::interrupt::interrupt_all();
             notify.notify_one();
+            // The work stops at its next await; one blocked in a long unpack, diff or pack
+            // would keep the user waiting. Past the grace, exit as SIGKILL would: steps die
+            // with their helper, and the next run removes the scratch left behind.
+            std::thread::spawn(|| {
+                std::thread::sleep(INTERRUPT_GRACE);
+                eprintln!(
+                    "error: interrupted: still busy after {} s, exiting (the next run removes what this one left)",
+                    INTERRUPT_GRACE.as_secs()
+                );
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            });
         });
         tokio::select! {
             r = tokio::time::timeout(deadline, work) => match r {
@@ -172,6 +183,10 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// How long SIGINT/SIGTERM waits for the build to unwind (killed steps, removed scratch)
+/// before the process exits anyway.
+const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `-v`: regbuild's own decisions (each blob exists / mounted from / uploaded, cache hits and
 /// misses, retries and why, upload fallbacks); `-vv`: its debug lines too; `-vvv`: every

@@ -350,7 +350,7 @@ fn prepare(entries: Vec<LayerEntry>) -> Result<Vec<Prepared>, LayerError> {
         unique.push(item);
     }
     for (index, item) in unique.iter().enumerate() {
-        check_parent(&unique, item)?;
+        check_parent(&unique, index, item)?;
         check_hard_link(&unique, index, item)?;
     }
     Ok(unique)
@@ -474,7 +474,19 @@ fn find(items: &[Prepared], key: &[u8]) -> Option<usize> {
 
 /// The nearest ancestor present in the layer must be a directory (it is
 /// itself checked against its own ancestors, so one level suffices).
-fn check_parent(items: &[Prepared], item: &Prepared) -> Result<(), LayerError> {
+fn check_parent(items: &[Prepared], index: usize, item: &Prepared) -> Result<(), LayerError> {
+    // Usually the entry just before, in this order: one comparison, not a search (a chain
+    // of N nested directories stays linear in the length of its names).
+    let parent = item
+        .key
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map(|i| &item.key[..i]);
+    if let (Some(parent), Some(before)) = (parent, index.checked_sub(1).map(|i| &items[i])) {
+        if before.key == parent && before.is_dir() {
+            return Ok(());
+        }
+    }
     let mut ancestor = item.key.as_slice();
     while let Some(slash) = ancestor.iter().rposition(|&c| c == b'/') {
         ancestor = &ancestor[..slash];

@@ -127,6 +127,10 @@ pub(super) struct Sink {
     /// Target → links made to it. May list links since replaced: check
     /// `links` before trusting an entry.
     linked_from: HashMap<PathBuf, Vec<PathBuf>>,
+    /// Paths this sink found or made to be real directories, and has not replaced since:
+    /// an entry's parents are checked once each, not once per entry below them (a chain
+    /// of N nested directories then costs O(N) checks, not O(N²) of O(N) each).
+    known_dirs: HashSet<PathBuf>,
 }
 
 impl Sink {
@@ -144,6 +148,14 @@ impl Sink {
             xattrs: HashMap::new(),
             links: HashMap::new(),
             linked_from: HashMap::new(),
+            known_dirs: HashSet::new(),
+        }
+    }
+
+    /// Forgets that `path` and what is below it are directories: it is being replaced.
+    fn forget_dirs(&mut self, path: &Path) {
+        if self.known_dirs.remove(path) {
+            self.known_dirs.retain(|d| !d.starts_with(path));
         }
     }
 
@@ -284,6 +296,7 @@ impl Sink {
         // Owner-writable, so the rest of the archive can still go in.
         let mode = (member.mode & 0o7777) | 0o700;
         fs::set_permissions(&disk, Permissions::from_mode(mode)).map_err(io_error)?;
+        self.known_dirs.insert(member.path.clone());
         Ok(Outcome::Written)
     }
 
@@ -567,13 +580,22 @@ impl Sink {
         let Some(parent) = path.parent() else {
             return Ok(Parents::Ok);
         };
+        // The usual case, one lookup: the parent came just before.
+        if parent.as_os_str().is_empty() || self.known_dirs.contains(parent) {
+            return Ok(Parents::Ok);
+        }
         let mut disk = self.dest.clone();
         let mut rel = PathBuf::new();
         for component in parent.components() {
             disk.push(component);
             rel.push(component);
+            if self.known_dirs.contains(&rel) {
+                continue;
+            }
             match fs::symlink_metadata(&disk) {
-                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.is_dir() => {
+                    self.known_dirs.insert(rel.clone());
+                }
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Ok(Parents::Blocked("a parent directory is a symlink"))
                 }
@@ -581,6 +603,7 @@ impl Sink {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                     make_dir(&disk, IMPLICIT_DIR_MODE).map_err(|e| ctx.write_error(&disk, e))?;
                     self.remember(&rel, EntryMeta::IMPLICIT_DIR, None, None, &Xattrs::new());
+                    self.known_dirs.insert(rel.clone());
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Parents::Missing),
                 Err(e) => return Err(ctx.write_error(&disk, e)),
@@ -596,6 +619,8 @@ impl Sink {
         if let Parents::Blocked(why) = self.parents(ctx, path, true)? {
             return Ok(Some(why));
         }
+        // A non-directory goes here: if this was a (now empty) directory, it is no more.
+        self.forget_dirs(path);
         let disk = self.dest.join(path);
         let removed = match fs::symlink_metadata(&disk) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

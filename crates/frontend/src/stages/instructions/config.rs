@@ -114,6 +114,9 @@ fn command_of(args: &Args) -> Command {
     }
 }
 
+/// The longest path Linux accepts (PATH_MAX, 4096 with its NUL).
+const MAX_PATH_BYTES: usize = 4095;
+
 /// WORKDIR, unexpanded.
 struct Workdir(String);
 
@@ -126,6 +129,13 @@ impl Expand for Workdir {
     ) -> Result<StepKind, DockerfileError> {
         let dir = scope.exp.word(&self.0, &*state.vars, line)?;
         state.workdir = join_workdir(&state.workdir, &dir);
+        // The kernel takes no longer path (PATH_MAX): no step could chdir there.
+        if state.workdir.len() > MAX_PATH_BYTES {
+            return Err(scope.loc(line).syntax(format!(
+                "WORKDIR is {} bytes long, over the {MAX_PATH_BYTES} Linux accepts for a path",
+                state.workdir.len()
+            )));
+        }
         Ok(StepKind::Workdir(state.workdir.clone()))
     }
 }
@@ -269,6 +279,18 @@ mod tests {
                 StepKind::Workdir("sub".into()),
                 StepKind::Workdir("other".into())
             ]
+        );
+    }
+
+    #[test]
+    fn a_workdir_longer_than_linux_takes_is_refused_at_its_line() {
+        let deep = vec!["a"; 2047].join("/");
+        let b = eval(&format!("FROM scratch\nWORKDIR /{deep}\n"));
+        assert_eq!(kinds(&b), vec![StepKind::Workdir(format!("/{deep}"))]);
+        let err = eval_err(&format!("FROM scratch\nWORKDIR /{deep}\nWORKDIR b/c\n"));
+        assert!(
+            err.starts_with("Dockerfile.test:3: WORKDIR is 4098 bytes long, over the 4095"),
+            "{err}"
         );
     }
 
