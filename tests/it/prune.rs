@@ -68,8 +68,7 @@ fn digest(out: &std::process::Output) -> String {
 
 #[test]
 fn prune_removes_what_went_unused_and_never_what_a_running_push_holds() {
-    if !is_root() {
-        eprintln!("skipped: the RUN sandbox path of this test needs root");
+    if !needs_root("the RUN sandbox path of this test") {
         return;
     }
     let reg = Distribution::start();
@@ -165,8 +164,7 @@ fn prune_removes_what_went_unused_and_never_what_a_running_push_holds() {
 
 #[test]
 fn rootless_steps_may_leave_what_the_user_cannot_read_and_prune_still_removes_it() {
-    if !is_root() {
-        eprintln!("skipped: needs root to create the unprivileged user");
+    if !needs_root("to create the unprivileged user") {
         return;
     }
     rootless_user();
@@ -203,9 +201,9 @@ fn rootless_steps_may_leave_what_the_user_cannot_read_and_prune_still_removes_it
         let out = as_user(&args);
         let err = stderr(&out);
         if !out.status.success() && err.contains("user namespace") {
-            eprintln!(
-                "skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}"
-            );
+            not_here(&format!(
+                "this machine cannot make a user namespace for {ROOTLESS_USER}: {err}"
+            ));
             return;
         }
         assert!(

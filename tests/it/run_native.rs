@@ -56,8 +56,7 @@ fn entries(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn native_and_overlayfs_give_the_same_layers() {
-    if !is_root() {
-        eprintln!("skipped: needs root (mknod, chown in the step, as the overlay run does)");
+    if !needs_root("mknod, chown in the step, as the overlay run does") {
         return;
     }
     let reg = Distribution::start();
@@ -153,8 +152,7 @@ const ROOTLESS_USER: &str = "regbuild-rootless";
 
 #[test]
 fn rootless_native_steps_run_as_an_unprivileged_user() {
-    if !is_root() {
-        eprintln!("skipped: needs root to create the unprivileged user");
+    if !needs_root("to create the unprivileged user") {
         return;
     }
     let exists = Command::new("id")
@@ -192,7 +190,9 @@ fn rootless_native_steps_run_as_an_unprivileged_user() {
     );
     let err = stderr(&out);
     if !out.status.success() && err.contains("user namespace") {
-        eprintln!("skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}");
+        not_here(&format!(
+            "this machine cannot make a user namespace for {ROOTLESS_USER}: {err}"
+        ));
         return;
     }
     assert!(out.status.success(), "rootless native push failed: {err}");
@@ -294,8 +294,7 @@ fn a_failing_or_interrupted_native_step_leaves_no_copy_of_the_root_behind() {
 /// `auto` carries on with the snapshot diff and says so once; `overlayfs` fails the step.
 #[test]
 fn auto_falls_back_when_the_overlay_cannot_be_mounted_and_says_so_once() {
-    if !is_root() {
-        eprintln!("skipped: needs root (the overlay path is tried first)");
+    if !needs_root("the overlay path is tried first") {
         return;
     }
     let reg = Distribution::start();

@@ -91,8 +91,7 @@ fn ok(out: std::process::Output) -> std::process::Output {
 
 #[test]
 fn run_changes_become_one_layer_with_whiteouts_and_opaque_dirs() {
-    if !is_root() {
-        eprintln!("skipped: needs root (chroot of the result)");
+    if !needs_root("chroot of the result") {
         return;
     }
     let reg = Distribution::start();
@@ -539,8 +538,7 @@ pub fn rootless_command(dir: &Path, args: &[&str]) -> Command {
 
 #[test]
 fn rootless_the_same_build_runs_as_an_unprivileged_user() {
-    if !is_root() {
-        eprintln!("skipped: needs root to create the unprivileged user");
+    if !needs_root("to create the unprivileged user") {
         return;
     }
     rootless_user();
@@ -575,7 +573,9 @@ fn rootless_the_same_build_runs_as_an_unprivileged_user() {
     );
     let err = stderr(&out);
     if !out.status.success() && err.contains("user namespace") {
-        eprintln!("skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}");
+        not_here(&format!(
+            "this machine cannot make a user namespace for {ROOTLESS_USER}: {err}"
+        ));
         assert!(
             err.contains("kernel.")
                 || err.contains("user.max_user_namespaces")
@@ -841,8 +841,7 @@ int main(int argc, char **argv) {
 
 #[test]
 fn run_layers_keep_devices_and_capabilities_strip_setuid_and_never_see_credentials() {
-    if !is_root() {
-        eprintln!("skipped: needs root (device nodes, security.capability)");
+    if !needs_root("device nodes, security.capability") {
         return;
     }
     let reg = Distribution::start();
@@ -1063,7 +1062,7 @@ fn a_platform_this_machine_cannot_run_is_refused_before_its_step_runs() {
         })
         .unwrap_or(false);
     if handler {
-        eprintln!("skipped: this machine has a binfmt_misc handler for s390x");
+        not_here("this machine has a binfmt_misc handler for s390x");
         return;
     }
     let reg = Distribution::start();
@@ -1092,8 +1091,7 @@ fn a_platform_this_machine_cannot_run_is_refused_before_its_step_runs() {
 
 #[test]
 fn rootless_steps_see_the_owners_of_their_base() {
-    if !is_root() {
-        eprintln!("skipped: needs root to create the unprivileged user");
+    if !needs_root("to create the unprivileged user") {
         return;
     }
     rootless_user();
@@ -1128,7 +1126,9 @@ fn rootless_steps_see_the_owners_of_their_base() {
     );
     let err = stderr(&out);
     if !out.status.success() && err.contains("user namespace") {
-        eprintln!("skipped: this machine cannot make a user namespace for {ROOTLESS_USER}: {err}");
+        not_here(&format!(
+            "this machine cannot make a user namespace for {ROOTLESS_USER}: {err}"
+        ));
         return;
     }
     assert!(out.status.success(), "rootless push failed: {err}");
