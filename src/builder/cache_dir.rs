@@ -79,7 +79,50 @@ pub fn prepare_root(root: &Path) -> Result<(), CacheLockError> {
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         tracing::info!(path = %root.display(), "cache directory made private (mode 0700, was {mode:04o})");
     }
+    // Whoever may rename an ancestor may put another tree in the cache's place.
+    let real = std::fs::canonicalize(root).map_err(io)?;
+    for dir in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir).map_err(io)?;
+        match ancestor_risk(meta.uid(), meta.mode(), me) {
+            AncestorRisk::None => {}
+            AncestorRisk::Owner(uid) => {
+                return Err(refuse(format!(
+                    "its parent {} belongs to uid {uid}, who could put another tree in its place",
+                    dir.display()
+                )))
+            }
+            // A volume every process may write (Kubernetes' emptyDir is 0777): refused, it
+            // would fail most pods, where one user runs everything; said.
+            AncestorRisk::Writable(mode) => tracing::warn!(
+                "cache directory {}: its parent {} is writable by every user (mode {mode:04o}) \
+                 without the sticky bit: another local user could replace the cache",
+                root.display(),
+                dir.display()
+            ),
+        }
+    }
     Ok(())
+}
+
+/// How a directory above the cache lets another user replace the cache.
+#[derive(Debug, PartialEq, Eq)]
+enum AncestorRisk {
+    None,
+    /// Owned by someone else than root and this user.
+    Owner(u32),
+    /// Writable by others without the sticky bit (`/tmp`'s sticky bit keeps others from
+    /// renaming what is not theirs).
+    Writable(u32),
+}
+
+fn ancestor_risk(uid: u32, mode: u32, me: u32) -> AncestorRisk {
+    if uid != 0 && uid != me {
+        AncestorRisk::Owner(uid)
+    } else if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        AncestorRisk::Writable(mode & 0o7777)
+    } else {
+        AncestorRisk::None
+    }
 }
 
 /// A held lock on the cache directory; released when dropped (or when the process dies).
@@ -148,8 +191,16 @@ pub fn stamp_of(entry: &Path) -> PathBuf {
 /// Records that `entry` was used now. Best effort: a cache that cannot be stamped still
 /// works; prune then sees the entry's own age.
 pub fn mark_used(entry: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
     let stamp = stamp_of(entry);
-    let touched = File::create(&stamp).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    // Never through a symlink: a stamp is a file of ours or nothing.
+    let touched = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&stamp)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
     if let Err(e) = touched {
         tracing::debug!(path = %stamp.display(), error = %e, "use stamp not written");
     }
@@ -214,6 +265,23 @@ pub fn remove_tree(path: &Path) -> Result<(), NotRemoved> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_ancestor_another_user_owns_or_anyone_may_rename_in_is_a_risk() {
+        assert_eq!(ancestor_risk(0, 0o40755, 1000), AncestorRisk::None);
+        assert_eq!(ancestor_risk(1000, 0o40700, 1000), AncestorRisk::None);
+        assert_eq!(ancestor_risk(0, 0o41777, 1000), AncestorRisk::None, "/tmp");
+        assert_eq!(
+            ancestor_risk(1001, 0o40755, 1000),
+            AncestorRisk::Owner(1001)
+        );
+        assert_eq!(
+            ancestor_risk(0, 0o40777, 1000),
+            AncestorRisk::Writable(0o777)
+        );
+        assert_eq!(ancestor_risk(0, 0o40775, 0), AncestorRisk::Writable(0o775));
+    }
+
     use super::*;
 
     #[test]

@@ -55,11 +55,13 @@ const PROBE_DOCKERFILE: &str = "FROM {host}/probe/base:1\n\
 /// The probe's `probe:NAME=VALUE` lines out of regbuild's output.
 fn probe_results(out: &Output) -> BTreeMap<String, String> {
     let text = format!("{}\n{}", stdout(out), stderr(out));
+    // On a terminal, lines end in \r\n: every `probe:NAME=VALUE` up to white space.
     let results: BTreeMap<String, String> = text
-        .lines()
-        .filter_map(|l| l.split_once("probe:"))
-        .filter_map(|(_, kv)| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .split("probe:")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     assert_eq!(
         results.get("done").map(String::as_str),
@@ -85,14 +87,44 @@ fn with_fd7(cmd: &mut Command, file: &Path) {
     }
 }
 
+/// `cmd` run on a new pseudo-terminal that is its controlling terminal (util-linux
+/// `script`), as when a user runs regbuild in a shell: its output comes on stdout, its
+/// environment is `cmd`'s (all of it replaced when `clear_env`), descriptor 7 passes through.
+fn on_a_terminal(cmd: &Command, clear_env: bool) -> Command {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let mut line = quote(cmd.get_program());
+    for a in cmd.get_args() {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c", &line, "/dev/null"]);
+    if clear_env {
+        script.env_clear();
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    script.stdin(std::process::Stdio::null());
+    script
+}
+
 /// What every configuration must show: the escapes issue 20 found, each closed.
-fn assert_confined(r: &BTreeMap<String, String>, how: &str) {
+/// Docker's default capabilities.
+const DOCKER_CAPS: &str = "00000000a80425fb";
+/// Those without NET_RAW and NET_BIND_SERVICE: a root step on the host's network.
+const HOST_NETWORK_CAPS: &str = "00000000a80401fb";
+
+fn assert_confined(r: &BTreeMap<String, String>, how: &str, caps: &str) {
     let get = |k: &str| r.get(k).map(String::as_str).unwrap_or("missing");
     let expect = |k: &str, v: &str| assert_eq!(get(k), v, "{how}: probe:{k} in {r:#?}");
     let refused = |k: &str| assert_ne!(get(k), "ok", "{how}: probe:{k} succeeded in {r:#?}");
     // Docker's default capabilities, bounding set included; nothing inheritable or ambient.
     for k in ["cap_eff", "cap_prm", "cap_bnd"] {
-        expect(k, "00000000a80425fb");
+        expect(k, caps);
     }
     expect("cap_inh", "0000000000000000");
     expect("cap_amb", "0000000000000000");
@@ -113,6 +145,14 @@ fn assert_confined(r: &BTreeMap<String, String>, how: &str) {
     }
     expect("clone3", "ENOSYS");
     expect("socket_inet", "ok");
+    // Raw sockets: none on the host's network (as root: no NET_RAW there; rootless: the
+    // user namespace does not own it); with --network none, in the step's own namespace.
+    let raw = if caps == HOST_NETWORK_CAPS || how.starts_with("rootless") {
+        "EPERM"
+    } else {
+        "ok"
+    };
+    expect("socket_raw", raw);
     expect("chroot", "ok");
     // Device nodes a step makes open nothing (nodev), whatever mknod said.
     for k in [
@@ -138,6 +178,8 @@ fn assert_confined(r: &BTreeMap<String, String>, how: &str) {
     // No descriptor beyond 0-2, none inherited from regbuild's caller.
     expect("fds", "none");
     expect("read_fd7", "EBADF");
+    // No controlling terminal: nothing to type into the user's shell.
+    expect("tty_open", "ENXIO");
     // init is not dumpable: none of its descriptors, its root, memory or environment opens.
     for k in ["proc1_fd_open", "proc1_environ", "proc1_root", "proc1_mem"] {
         refused(k);
@@ -188,17 +230,24 @@ fn a_root_build_s_step_is_confined_as_docker_confines_a_container() {
     let home = tempfile::tempdir().unwrap();
     let marker = marker_in(home.path());
     let df = PROBE_DOCKERFILE.replace("{host}", &host);
-    for snapshotter in ["overlayfs", "native"] {
+    for (snapshotter, network) in [
+        ("overlayfs", "default"),
+        ("native", "default"),
+        ("overlayfs", "none"),
+    ] {
         let ctx = context_with(&[("Dockerfile", df.as_str())]);
-        let tag = format!("{host}/probe/root-{snapshotter}:1");
+        let tag = format!("{host}/probe/root-{snapshotter}-{network}:1");
         let disk = format!("PROBE_DISK={}", host_disk());
         let mark = format!("PROBE_MARKER={}", marker.display());
-        let mut cmd = regbuild(&[
+        let cmd = regbuild(&[
             "push",
             "-t",
             &tag,
             "--snapshotter",
             snapshotter,
+            "--network",
+            network,
+            "--no-progress",
             "--build-arg",
             &disk,
             "--build-arg",
@@ -206,11 +255,17 @@ fn a_root_build_s_step_is_confined_as_docker_confines_a_container() {
             "--no-cache",
             ctx.path().to_str().unwrap(),
         ]);
+        let mut cmd = on_a_terminal(&cmd, false);
         with_fd7(&mut cmd, &marker);
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
         let r = probe_results(&out);
-        assert_confined(&r, &format!("root, {snapshotter}"));
+        let caps = if network == "none" {
+            DOCKER_CAPS
+        } else {
+            HOST_NETWORK_CAPS
+        };
+        assert_confined(&r, &format!("root, {snapshotter}, network {network}"), caps);
         // Root may make device nodes (CAP_MKNOD, as in Docker); they open nothing.
         assert_eq!(r["mknod_null"], "ok", "root, {snapshotter}");
         assert_eq!(r["open_mknod_null"], "EACCES", "root, {snapshotter}");
@@ -245,7 +300,7 @@ fn a_rootless_build_s_step_is_confined_and_never_reaches_the_user_s_files() {
         let disk = format!("PROBE_DISK={}", host_disk());
         let mark = format!("PROBE_MARKER={}", marker.display());
         let ctx = dir.path().join("ctx");
-        let mut cmd = crate::run_steps::rootless_command(
+        let cmd = crate::run_steps::rootless_command(
             dir.path(),
             &[
                 "push",
@@ -253,6 +308,7 @@ fn a_rootless_build_s_step_is_confined_and_never_reaches_the_user_s_files() {
                 &tag,
                 "--snapshotter",
                 snapshotter,
+                // Progress bars on a terminal without TERM: step output must still show.
                 "--build-arg",
                 &disk,
                 "--build-arg",
@@ -261,14 +317,89 @@ fn a_rootless_build_s_step_is_confined_and_never_reaches_the_user_s_files() {
                 ctx.to_str().unwrap(),
             ],
         );
+        let mut cmd = on_a_terminal(&cmd, true);
         with_fd7(&mut cmd, &marker);
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
         let r = probe_results(&out);
-        assert_confined(&r, &format!("rootless, {snapshotter}"));
+        assert_confined(&r, &format!("rootless, {snapshotter}"), DOCKER_CAPS);
         // No device nodes at all in a user namespace.
         assert_eq!(r["mknod_null"], "EPERM", "rootless, {snapshotter}");
     }
+    // A setuid file of the user's (a subordinate id's, in the store) reaches nobody else:
+    // the cache the user's home gave 0755 is made 0700.
+    let tag = format!("{host}/probe/rootless-suid:1");
+    let ctx = dir.path().join("ctx-suid");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {host}/probe/base:1\nRUN cp /bin/busybox /bin/made-suid && chmod 4755 /bin/made-suid\nRUN true\n"),
+    )
+    .unwrap();
+    run(Command::new("chown")
+        .args(["-R", &format!("{ROOTLESS_USER}:")])
+        .arg(&ctx));
+    let out = crate::run_steps::as_rootless(
+        dir.path(),
+        &["push", "-t", &tag, "--keep-setuid", ctx.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cache = dir.path().join("cache");
+    assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o7777, 0o700);
+    let suid = setuid_files(&cache);
+    assert!(
+        suid.iter().any(|p| p.ends_with("bin/made-suid")),
+        "{suid:?}"
+    );
+    for file in &suid {
+        let got = as_nobody(file.to_str().unwrap(), &["-c", "id -u"]);
+        assert!(
+            !got.status.success(),
+            "nobody ran {}: {}",
+            file.display(),
+            stdout(&got)
+        );
+    }
+}
+
+#[test]
+fn a_workdir_thousands_deep_is_made_and_one_past_path_max_refused_at_its_line() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    crate::run_steps::busybox_base(&host, "base/busybox");
+    // 1,200 deep took 18 s of quadratic checks; each parent is now checked once.
+    let deep = vec!["d"; 1200].join("/");
+    let df = format!("FROM {host}/base/busybox:1\nWORKDIR /{deep}\nRUN pwd | wc -c > /depth\n");
+    let ctx = context_with(&[("Dockerfile", df.as_str())]);
+    let tag = format!("{host}/apps/deep:1");
+    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/depth"))
+            .unwrap()
+            .trim(),
+        (deep.len() + 2).to_string()
+    );
+    let too_deep = vec!["d"; 2100].join("/");
+    let df = format!("FROM {host}/base/busybox:1\nWORKDIR /{too_deep}\nRUN true\n");
+    let ctx = context_with(&[("Dockerfile", df.as_str())]);
+    let out = regbuild(&[
+        "push",
+        "-t",
+        &format!("{host}/apps/too-deep:1"),
+        ctx.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Dockerfile:2: WORKDIR is 4200 bytes long"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Runs `program args` as `nobody`, another local user.
@@ -418,6 +549,25 @@ fn a_cache_directory_other_users_can_write_is_refused_and_a_readable_one_made_pr
             dir.display()
         );
     }
+    // Under a directory another user owns (who could rename the cache away and put a tree
+    // of theirs in its place): refused.
+    if !needs_root("gives a directory to another user") {
+        return;
+    }
+    let theirs = parent.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    run(Command::new("chown").arg("nobody").arg(&theirs));
+    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
+        .env("REGBUILD_CACHE", theirs.join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("belongs to uid 65534"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// A child killed if the test fails before it ends (a hung build must not outlive it).

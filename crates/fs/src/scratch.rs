@@ -35,8 +35,24 @@ pub struct LiveDir {
 }
 
 impl LiveDir {
-    /// Makes `<parent>/<prefix><unique>` with `mode` and locks it.
+    /// Makes `<parent>/<prefix><unique>` with `mode` and locks it. In a directory other
+    /// users can write (`/tmp`), one of them may take the final name first (it shows in
+    /// the `.new-` name): the rename never replaces anything, and a taken name means
+    /// another try with a new one.
     pub fn create(parent: &Path, prefix: &str, mode: u32) -> io::Result<LiveDir> {
+        const TRIES: usize = 16;
+        let mut last = None;
+        for _ in 0..TRIES {
+            match Self::try_create(parent, prefix, mode) {
+                Ok(dir) => return Ok(dir),
+                Err(e) if name_taken(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free scratch name")))
+    }
+
+    fn try_create(parent: &Path, prefix: &str, mode: u32) -> io::Result<LiveDir> {
         let staging = tempfile::Builder::new()
             .prefix(&format!("{NEW}{prefix}"))
             .tempdir_in(parent)?
@@ -55,7 +71,13 @@ impl LiveDir {
                 .and_then(|n| n.strip_prefix(NEW))
                 .ok_or_else(|| io::Error::other("a scratch name without its prefix"))?;
             let path = parent.join(name);
-            fs::rename(&staging, &path)?;
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &staging,
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::RenameFlags::NOREPLACE,
+            )?;
             Ok::<_, io::Error>(LiveDir { path, _lock: fd })
         })();
         if locked.is_err() {
@@ -67,6 +89,13 @@ impl LiveDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Whether a rename failed because something (not ours) holds the name already.
+fn name_taken(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    let taken = [Errno::EXIST, Errno::NOTDIR, Errno::NOTEMPTY].map(|e| e.raw_os_error());
+    e.raw_os_error().is_some_and(|code| taken.contains(&code))
 }
 
 /// Makes `dir` (and missing parents) with `mode` for every directory it creates.
@@ -189,6 +218,34 @@ mod tests {
         drop(live);
         let swept = sweep(parent.path(), "scratch-", remove);
         assert_eq!(swept.removed, vec![path]);
+    }
+
+    #[test]
+    fn a_taken_final_name_is_never_replaced_and_another_is_chosen() {
+        let parent = tempfile::tempdir().unwrap();
+        // Another user saw `.new-scratch-taken` and put a symlink to a victim under the final
+        // name first: the rename refuses to replace it (and `create` tries another name).
+        let victim = tempfile::tempdir().unwrap();
+        let taken = parent.path().join("scratch-taken");
+        std::os::unix::fs::symlink(victim.path(), &taken).unwrap();
+        let staging = parent.path().join(".new-scratch-taken");
+        fs::create_dir(&staging).unwrap();
+        let err = rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &staging,
+            rustix::fs::CWD,
+            &taken,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(io::Error::from)
+        .unwrap_err();
+        assert!(name_taken(&err), "{err}");
+        assert!(fs::symlink_metadata(&taken)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let live = LiveDir::create(parent.path(), "scratch-", 0o700).unwrap();
+        assert_ne!(live.path(), taken.as_path());
     }
 
     #[test]

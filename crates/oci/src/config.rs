@@ -208,13 +208,25 @@ impl ImageConfig {
         self.config_mut().insert("WorkingDir".into(), json!(dir));
     }
 
+    /// The working directory, absolute and clean: a base image's `WorkingDir` is untrusted
+    /// (`/../../tmp` must not name anything above `/`), and relative is taken from `/`.
     pub fn workdir(&self) -> String {
-        self.config()
+        let raw = self
+            .config()
             .and_then(|c| c.get("WorkingDir"))
             .and_then(Value::as_str)
-            .filter(|w| !w.is_empty())
-            .unwrap_or("/")
-            .to_string()
+            .unwrap_or("/");
+        let mut parts: Vec<&str> = Vec::new();
+        for p in raw.split('/') {
+            match p {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                other => parts.push(other),
+            }
+        }
+        format!("/{}", parts.join("/"))
     }
 
     pub fn set_user(&mut self, user: &str) {
@@ -511,6 +523,19 @@ fn merge_env(image: Option<&Value>, old: Option<&Value>, new: Option<&Value>) ->
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_base_s_working_directory_never_names_anything_above_the_root() {
+        let with = |w: &str| {
+            let bytes = serde_json::to_vec(&serde_json::json!({"config": {"WorkingDir": w}}));
+            ImageConfig::from_base(&bytes.unwrap()).unwrap().workdir()
+        };
+        assert_eq!(with("/../../../../tmp/x"), "/tmp/x");
+        assert_eq!(with("/app/./sub/../bin/"), "/app/bin");
+        assert_eq!(with("app"), "/app");
+        assert_eq!(with(""), "/");
+        assert_eq!(with(".."), "/");
+    }
+
     use super::*;
 
     #[test]

@@ -133,6 +133,16 @@ impl Default for Bars {
 }
 
 impl Bars {
+    /// A line above the bars; on a terminal indicatif does not draw on (`TERM` unset or
+    /// `dumb`), straight to stderr: indicatif drops lines it does not draw.
+    fn println(&self, text: &str) {
+        if self.multi.is_hidden() {
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        } else {
+            let _ = self.multi.println(text);
+        }
+    }
+
     fn bar(&self, key: &str, len: u64, prefix: &str) -> ProgressBar {
         let mut bars = match self.bars.lock() {
             Ok(b) => b,
@@ -194,20 +204,12 @@ impl Progress for Bars {
             }
             Event::ManifestPut {
                 reference, digest, ..
-            } => {
-                let _ = self
-                    .multi
-                    .println(format!("manifest {reference} -> {digest}"));
-            }
+            } => self.println(&format!("manifest {reference} -> {digest}")),
             Event::ManifestUnchanged { reference, digest } => {
-                let _ = self
-                    .multi
-                    .println(format!("manifest {reference} unchanged ({digest})"));
+                self.println(&format!("manifest {reference} unchanged ({digest})"))
             }
-            Event::Note(text) | Event::StepOutput(text) => {
-                // Printed above the bars, which keep drawing below.
-                let _ = self.multi.println(text);
-            }
+            // Printed above the bars, which keep drawing below.
+            Event::Note(text) | Event::StepOutput(text) => self.println(text),
         }
     }
 }

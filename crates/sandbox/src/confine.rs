@@ -3,8 +3,9 @@
 //!
 //! 1. every descriptor but 0–2 is marked close-on-exec (`close_range`), so nothing the
 //!    sandbox or regbuild's caller held reaches the command;
-//! 2. the capability bounding set is cut to Docker's default set ([`DEFAULT_CAPS`]) and the
-//!    ambient set emptied, so no execve (a setuid-root file included) gains more;
+//! 2. the capability bounding set is cut to Docker's default set ([`DEFAULT_CAPS`]; a root
+//!    step on the host's network also loses [`HOST_NETWORK_DROPS`]) and the ambient set
+//!    emptied, so no execve (a setuid-root file included) gains more;
 //! 3. the system-call filter is installed ([`crate::seccomp`]) while the process still has
 //!    `CAP_SYS_ADMIN` in its user namespace, which is what lets it do so without
 //!    `no_new_privs`;
@@ -42,10 +43,19 @@ pub const DEFAULT_CAPS: CapabilitySet = CapabilitySet::CHOWN
     .union(CapabilitySet::AUDIT_WRITE)
     .union(CapabilitySet::SETFCAP);
 
+/// What a root step sharing the host's network namespace loses of the default set: raw
+/// sockets (sniffing the runner's traffic, regbuild's own registry credentials included)
+/// and binding the host's privileged ports. Docker's steps have a network namespace of
+/// their own, where these reach nothing of the host. Rootless steps never have them on the
+/// host's network (their user namespace does not own it).
+pub const HOST_NETWORK_DROPS: CapabilitySet =
+    CapabilitySet::NET_RAW.union(CapabilitySet::NET_BIND_SERVICE);
+
 /// The confinement of one command, prepared before fork (the filter is compiled here, so
 /// the child only makes system calls).
 pub(crate) struct Confinement {
     filters: Vec<BpfProgram>,
+    caps: CapabilitySet,
     uid: u32,
     gid: u32,
     /// Whether `setgroups` is allowed (a single-id user namespace denies it).
@@ -53,9 +63,21 @@ pub(crate) struct Confinement {
 }
 
 impl Confinement {
-    pub(crate) fn new(uid: u32, gid: u32, setgroups: bool) -> Result<Confinement, SandboxError> {
+    /// `host_network_as_root`: the step is real root on the host's network namespace.
+    pub(crate) fn new(
+        uid: u32,
+        gid: u32,
+        setgroups: bool,
+        host_network_as_root: bool,
+    ) -> Result<Confinement, SandboxError> {
+        let caps = if host_network_as_root {
+            DEFAULT_CAPS.difference(HOST_NETWORK_DROPS)
+        } else {
+            DEFAULT_CAPS
+        };
         Ok(Confinement {
             filters: crate::seccomp::program()?,
+            caps,
             uid,
             gid,
             setgroups,
@@ -66,7 +88,7 @@ impl Confinement {
     /// of a single-threaded process, which may allocate).
     pub(crate) fn apply(&self) -> io::Result<()> {
         close_on_exec_from(3)?;
-        cut_bounding_set()?;
+        cut_bounding_set(self.caps)?;
         // EINVAL: a kernel without ambient capabilities (before 4.3) has none to clear.
         match rustix::thread::clear_ambient_capability_set() {
             Ok(()) | Err(rustix::io::Errno::INVAL) => {}
@@ -78,8 +100,8 @@ impl Confinement {
         rustix::thread::set_capabilities(
             None,
             CapabilitySets {
-                effective: DEFAULT_CAPS,
-                permitted: DEFAULT_CAPS,
+                effective: self.caps,
+                permitted: self.caps,
                 inheritable: CapabilitySet::empty(),
             },
         )?;
@@ -95,7 +117,7 @@ impl Confinement {
 }
 
 /// Marks every descriptor from `first` on close-on-exec.
-pub(crate) fn close_on_exec_from(first: u32) -> io::Result<()> {
+pub fn close_on_exec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range only changes descriptor flags; no memory is passed.
     let rc = unsafe {
         libc::syscall(
@@ -123,10 +145,10 @@ pub(crate) fn close_on_exec_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes from the bounding set every capability outside [`DEFAULT_CAPS`].
-fn cut_bounding_set() -> io::Result<()> {
+/// Removes from the bounding set every capability outside `keep`.
+fn cut_bounding_set(keep: CapabilitySet) -> io::Result<()> {
     for cap in 0..64u32 {
-        if DEFAULT_CAPS.bits() & (1u64 << cap) != 0 {
+        if keep.bits() & (1u64 << cap) != 0 {
             continue;
         }
         // SAFETY: a plain prctl with integer arguments.

@@ -5,7 +5,8 @@
 //! work happens between `fork` and `exec` of a multi-threaded program except the `dup2`s in
 //! `Command::pre_exec`. The helper is single-threaded, so it may `fork` freely:
 //!
-//! 1. **stage 1** (the helper): closes every descriptor it did not get from the protocol
+//! 1. **stage 1** (the helper): starts a session of its own (no controlling terminal for
+//!    anything of the step), closes every descriptor it did not get from the protocol
 //!    (regbuild's caller may have left some open); reads the [`Request`] on stdin;
 //!    rootless, it unshares the user namespace, reports [`Event::UserNs`] and waits for
 //!    [`GO`] while the caller writes the id maps; then it unshares mount, pid, ipc, uts (and
@@ -57,6 +58,11 @@ pub fn main_if_helper() {
     if args.nth(1).as_deref() != Some(HELPER_MARKER.as_ref()) {
         return;
     }
+    // A session of its own, without a controlling terminal: nothing of the step can open
+    // the terminal regbuild was started from (`/dev/tty` gives ENXIO), so none can type into
+    // the user's shell (TIOCSTI), read keystrokes or write to it behind regbuild's back.
+    // Already a leader (a caller did it): EPERM, and the same result.
+    let _ = rustix::process::setsid();
     // Only the protocol's descriptors (stdio, the control and go pipes) stay: whatever
     // else the helper inherited (regbuild's caller's open files) closes at the next exec,
     // and init closes it outright.
@@ -288,8 +294,14 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
     keep_only(&[0, 1, 2, CTL_FD, alive.as_raw_fd()]).map_err(setup_err("closing descriptors"))?;
     let spec = &req.spec;
     // Compiled before anything is mounted: a filter that cannot be made stops the step here.
-    let confinement = Confinement::new(spec.uid, spec.gid, !req.user_ns || req.setgroups)
-        .map_err(|e| setup_failed("confining the step", e.to_string()))?;
+    let host_network_as_root = !req.user_ns && spec.network == Network::Default;
+    let confinement = Confinement::new(
+        spec.uid,
+        spec.gid,
+        !req.user_ns || req.setgroups,
+        host_network_as_root,
+    )
+    .map_err(|e| setup_failed("confining the step", e.to_string()))?;
     mount_change(
         "/",
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,

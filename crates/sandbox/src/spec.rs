@@ -168,6 +168,15 @@ impl Spec {
                 return bad("a mount cannot target /".into());
             }
         }
+        // Paths inside the root are joined to host paths before pivot_root: a `..` would
+        // name a host path.
+        let inside = std::iter::once(("cwd", self.cwd.as_path()))
+            .chain(self.mounts.iter().map(|m| ("mount target", m.target())));
+        for (what, p) in inside {
+            if p.components().any(|c| c == std::path::Component::ParentDir) {
+                return bad(format!("{what} must not contain '..': {}", p.display()));
+            }
+        }
         if self.hostname.is_empty() || self.hostname.len() > 64 || self.hostname.contains('\0') {
             return bad(format!("invalid hostname {:?}", self.hostname));
         }
@@ -204,4 +213,35 @@ pub fn prepare_plain_root(spec: &Spec) -> Result<(), SandboxError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_inside_the_root_may_not_climb_out_of_it() {
+        let spec = |cwd: &str, target: &str| {
+            let mut s = Spec::new(Vec::new(), "/u", "/w", vec!["true".into()]);
+            s.cwd = PathBuf::from(cwd);
+            s.mounts.push(Mount::Tmpfs {
+                target: PathBuf::from(target),
+                size_bytes: None,
+            });
+            s.validate()
+        };
+        assert!(spec("/app", "/tmp/x").is_ok());
+        for (cwd, target) in [("/../../tmp", "/t"), ("/app", "/x/../../etc")] {
+            let err = spec(cwd, target).unwrap_err().to_string();
+            assert!(err.contains("must not contain '..'"), "{err}");
+        }
+        let secret = Mount::Secret {
+            target: PathBuf::from("/run/s"),
+            value: SecretValue(b"hunter2".to_vec()),
+            mode: 0o400,
+            uid: 0,
+            gid: 0,
+        };
+        assert!(!format!("{secret:?}").contains("hunter2"));
+    }
 }

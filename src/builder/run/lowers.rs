@@ -196,38 +196,67 @@ impl std::io::Read for Downloaded {
     }
 }
 
-/// The bytes of `path` (absolute, in the image) as the merged view of `lowers` shows it:
-/// the topmost layer that has it or deletes it decides (whiteouts are 0/0 character
-/// devices in the store). Symlinks are not followed (account files are regular files).
+/// Opens `rel` inside the lower directory `dir` as if `dir` were `/`: the image's symlinks
+/// (`/etc -> /etc`, `-> ../../..`) resolve within it, never to a host path
+/// (`openat2(RESOLVE_IN_ROOT)`, Linux 5.6; older kernels: not found).
+fn open_in(
+    dir: &Path,
+    rel: &str,
+    flags: rustix::fs::OFlags,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let root = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    Ok(rustix::fs::openat2(
+        &root,
+        rel,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )?)
+}
+
+/// A file of the merged view of `lowers` (the topmost layer that has the path decides; a
+/// whiteout hides it), read as text. Symlinks resolve inside the layer that has them.
 pub fn read_file(lowers: &[PathBuf], path: &str) -> Option<String> {
-    use std::os::unix::fs::FileTypeExt;
+    use rustix::fs::{FileType, OFlags};
     let rel = path.trim_start_matches('/');
     for dir in lowers.iter().rev() {
-        let p = dir.join(rel);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_file() => return std::fs::read_to_string(&p).ok(),
-            Ok(m) if m.file_type().is_char_device() => return None,
-            Ok(_) => return None,
-            Err(_) => continue,
+        let Ok(found) = open_in(dir, rel, OFlags::PATH) else {
+            continue;
+        };
+        let kind = FileType::from_raw_mode(rustix::fs::fstat(&found).ok()?.st_mode);
+        if kind != FileType::RegularFile {
+            // A whiteout (a character device) or anything else: no such file.
+            return None;
         }
+        let file = std::fs::File::from(open_in(dir, rel, OFlags::RDONLY).ok()?);
+        return std::io::read_to_string(file).ok();
     }
     None
 }
 
 /// Whether `path` is a directory in the merged view of `lowers` (whiteouts hide it).
+/// Symlinks resolve inside the layer that has them.
 pub fn is_dir(lowers: &[PathBuf], path: &str) -> bool {
+    use rustix::fs::{FileType, OFlags};
     let rel = path.trim_start_matches('/');
     if rel.is_empty() {
         return true;
     }
     for dir in lowers.iter().rev() {
-        match std::fs::metadata(dir.join(rel)) {
-            Ok(m) => return m.is_dir(),
-            Err(_) => {
-                if std::fs::symlink_metadata(dir.join(rel)).is_ok() {
-                    return false;
-                }
+        match open_in(dir, rel, OFlags::PATH) {
+            Ok(fd) => {
+                return rustix::fs::fstat(&fd)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
             }
+            // The name is there but leads nowhere (a dangling symlink): not a directory.
+            Err(_) if open_in(dir, rel, OFlags::PATH | OFlags::NOFOLLOW).is_ok() => return false,
+            Err(_) => {}
         }
     }
     false
@@ -282,5 +311,31 @@ mod tests {
             "/home/u"
         );
         assert_eq!(home_of(None, 7), "/root");
+    }
+
+    #[test]
+    fn the_image_s_symlinks_never_lead_to_the_host_s_files() {
+        let d = tempfile::tempdir().unwrap();
+        let hostile = d.path().join("layer");
+        std::fs::create_dir_all(hostile.join("usr/lib")).unwrap();
+        // /etc of the image points at the host's /etc, absolutely or by climbing.
+        std::os::unix::fs::symlink("/etc", hostile.join("etc")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../../etc", hostile.join("usr/lib/etc"))
+            .unwrap();
+        let lowers = vec![hostile.clone()];
+        assert_eq!(
+            read_file(&lowers, "/etc/passwd"),
+            None,
+            "the host's passwd was read"
+        );
+        assert_eq!(read_file(&lowers, "/usr/lib/etc/passwd"), None);
+        assert!(!is_dir(&lowers, "/etc/ssl"), "a host directory was seen");
+        // Within the image, a symlink resolves as in the image.
+        std::fs::create_dir_all(hostile.join("srv/etc")).unwrap();
+        std::fs::write(hostile.join("srv/etc/passwd"), "img").unwrap();
+        std::fs::remove_file(hostile.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/srv/etc", hostile.join("etc")).unwrap();
+        assert_eq!(read_file(&lowers, "/etc/passwd").as_deref(), Some("img"));
+        assert!(is_dir(&lowers, "/etc"));
     }
 }

@@ -592,11 +592,13 @@ async fn execute_as(
     };
     sb.mounts = prepared.mounts.clone();
 
-    // What the runtime provides and the mount targets: never in the layer.
+    // What the runtime provides and the targets of the mounts made: never in the layer
+    // (a mount that was not made, an optional secret not given, leaves its path to the step).
     let mut excluded: Vec<PathBuf> = PROVIDED.iter().map(PathBuf::from).collect();
     excluded.extend(
-        prepared_targets(spec, &planned.workdir)
-            .into_iter()
+        prepared
+            .targets
+            .iter()
             .map(|t| PathBuf::from(t.to_string_lossy().trim_start_matches('/'))),
     );
     let snapshot = match &rootfs {
@@ -716,6 +718,14 @@ async fn execute_as(
         s
     };
     let sockets = diff.sockets.len();
+    // The upper directory may join the store as this layer's lower: what the layer leaves
+    // out goes from it too, so a later step on this machine sees what the registry holds.
+    for left_out in diff.excluded.iter().chain(&diff.sockets) {
+        let path = upper.join(left_out);
+        if let Err(e) = crate::builder::cache_dir::remove_tree(&path) {
+            return Err(RunError::io(&path, std::io::Error::other(e.to_string())).into());
+        }
+    }
     let opts = layer_options(c);
     let step_text = c.step_text.to_string();
     let progress = c.progress;
@@ -954,28 +964,6 @@ fn make_dirs_in(root: &Path, path: &str) -> Result<(), RunError> {
 }
 
 /// The in-image targets of the step's mounts (left out of its layer).
-fn prepared_targets(spec: &RunSpec, workdir: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = spec
-        .mounts
-        .iter()
-        .filter_map(|m| {
-            let t = match m {
-                RunMount::Bind { target, .. }
-                | RunMount::Cache { target, .. }
-                | RunMount::Tmpfs { target, .. } => target.clone(),
-                RunMount::Secret { id, target, .. } => {
-                    return mounts::secret_target(workdir, id, target.as_deref()).ok();
-                }
-            };
-            mounts::target_path(workdir, &t).ok()
-        })
-        .collect();
-    if let Some((path, _)) = &spec.script {
-        out.push(PathBuf::from(path));
-    }
-    out
-}
-
 fn command_text(spec: &RunSpec) -> String {
     let text = match &spec.command {
         Command::Shell(s) => s.clone(),
