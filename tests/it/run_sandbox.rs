@@ -715,3 +715,96 @@ fn sigkill_during_a_secret_step_leaves_the_secret_nowhere_and_the_next_build_cle
         Some(404)
     );
 }
+
+/// The busybox base with `extra` applied to its root and `config` (umoci config flags)
+/// to its configuration, pushed to `host/repo:1`.
+fn base_with_config(host: &str, repo: &str, extra: impl FnOnce(&Path), config: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    extra(&root);
+    let layout = dir.path().join("layout");
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout));
+    let image = format!("{}:1", layout.display());
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    run(Command::new("umoci")
+        .args(["insert", "--image", &image])
+        .arg(&root)
+        .arg("/"));
+    run(Command::new("umoci")
+        .args(["config", "--image", &image])
+        .args(config));
+    skopeo_copy(
+        &format!("oci:{image}"),
+        &format!("docker://{host}/{repo}:1"),
+        &[],
+    );
+}
+
+#[test]
+fn a_base_image_s_working_directory_never_reaches_above_the_step_s_root() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let marker = format!("regbuild-workdir-escape-{}", free_port());
+    let hostile = format!("/../../../../../../../../../../tmp/{marker}");
+    base_with_config(
+        &host,
+        "hostile/workdir",
+        |_| {},
+        &["--config.workingdir", &hostile],
+    );
+    let df = format!("FROM {host}/hostile/workdir:1\nRUN /bin/busybox pwd > /where\n");
+    let ctx = context_with(&[("Dockerfile", df.as_str())]);
+    let tag = format!("{host}/hostile/workdir-app:1");
+    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !Path::new("/tmp").join(&marker).exists(),
+        "the base's WorkingDir made a directory on the host"
+    );
+    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/where")).unwrap(),
+        format!("/tmp/{marker}\n")
+    );
+}
+
+#[test]
+fn what_a_later_step_sees_is_what_the_pushed_layer_holds() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    // /etc/hostname a directory: the sandbox cannot mount its file there, and the layer
+    // leaves the path out (regbuild provides it), so the next step must not see it either.
+    base_with_config(
+        &host,
+        "hostile/hostname",
+        |root| std::fs::create_dir_all(root.join("etc/hostname")).unwrap(),
+        &["--config.env", "PATH=/bin"],
+    );
+    let df = format!(
+        "FROM {host}/hostile/hostname:1\n\
+         RUN /bin/busybox sh -c 'echo planted > /etc/hostname/planted'\n\
+         RUN /bin/busybox sh -c 'test ! -e /etc/hostname/planted'\n"
+    );
+    let ctx = context_with(&[("Dockerfile", df.as_str())]);
+    let out = regbuild(&[
+        "push",
+        "-t",
+        &format!("{host}/hostile/hostname-app:1"),
+        ctx.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "a later step saw what the layer left out: {}",
+        stderr(&out)
+    );
+}
