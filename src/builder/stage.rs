@@ -221,18 +221,11 @@ pub struct StageImage {
 
 /// `dir` resolved against `base` inside the image, cleaned (no `.`/`..`, never above `/`).
 pub fn join_in_image(base: &str, dir: &str) -> String {
-    let start = if dir.starts_with('/') { "" } else { base };
-    let mut parts: Vec<&str> = Vec::new();
-    for p in start.split('/').chain(dir.split('/')) {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
+    if dir.starts_with('/') {
+        regbuild_oci::config::clean_image_path(dir)
+    } else {
+        regbuild_oci::config::clean_image_path(&format!("{base}/{dir}"))
     }
-    format!("/{}", parts.join("/"))
 }
 
 /// A new layer: known from the cache, or to be packed (with the stage's other new layers,

@@ -626,14 +626,7 @@ fn sigkill_during_a_secret_step_leaves_the_secret_nowhere_and_the_next_build_cle
         .unwrap(),
     );
     let mut lines = std::io::BufReader::new(child.0.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.contains("] step-started") {
-            break;
-        }
-    }
+    let seen = crate::run_steps::read_until_step_says(&mut lines, "step-started");
     assert!(
         seen.last().is_some_and(|l| l.ends_with("] step-started")),
         "the step did not start with its secret: {seen:?}"

@@ -398,6 +398,24 @@ fn the_cache_key_follows_every_input_and_not_touch() {
     }
 }
 
+/// Reads a build's output until the line a step printed with `marker` (`[stage …] marker`,
+/// or a longer word starting with it); returns the lines read, that one last.
+pub fn read_until_step_says(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    marker: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let found = line.contains(&format!("] {marker}"));
+        seen.push(line);
+        if found {
+            break;
+        }
+    }
+    seen
+}
+
 /// Every process whose command line contains `needle`.
 pub fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -436,14 +454,7 @@ fn an_interrupted_step_leaves_no_process_mount_or_temporary_directory() {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.ends_with("] step-started") {
-            break;
-        }
-    }
+    let seen = read_until_step_says(&mut lines, "step-started");
     assert!(
         seen.last().is_some_and(|l| l.ends_with("step-started")),
         "{seen:?}"

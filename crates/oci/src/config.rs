@@ -211,22 +211,12 @@ impl ImageConfig {
     /// The working directory, absolute and clean: a base image's `WorkingDir` is untrusted
     /// (`/../../tmp` must not name anything above `/`), and relative is taken from `/`.
     pub fn workdir(&self) -> String {
-        let raw = self
-            .config()
-            .and_then(|c| c.get("WorkingDir"))
-            .and_then(Value::as_str)
-            .unwrap_or("/");
-        let mut parts: Vec<&str> = Vec::new();
-        for p in raw.split('/') {
-            match p {
-                "" | "." => {}
-                ".." => {
-                    parts.pop();
-                }
-                other => parts.push(other),
-            }
-        }
-        format!("/{}", parts.join("/"))
+        clean_image_path(
+            self.config()
+                .and_then(|c| c.get("WorkingDir"))
+                .and_then(Value::as_str)
+                .unwrap_or("/"),
+        )
     }
 
     pub fn set_user(&mut self, user: &str) {
@@ -519,6 +509,22 @@ fn merge_env(image: Option<&Value>, old: Option<&Value>, new: Option<&Value>) ->
     out.into_iter()
         .map(|(k, v)| Value::String(format!("{k}={v}")))
         .collect()
+}
+
+/// `path` inside an image, absolute and clean: no `.`, no `..` above `/`, no empty or
+/// trailing components (`app/./x/../y/` is `/app/y`, `/../../tmp` is `/tmp`).
+pub fn clean_image_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]
