@@ -719,24 +719,7 @@ fn base_with_config(host: &str, repo: &str, extra: impl FnOnce(&Path), config: &
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
     extra(&root);
-    let layout = dir.path().join("layout");
-    run(Command::new("umoci")
-        .args(["init", "--layout"])
-        .arg(&layout));
-    let image = format!("{}:1", layout.display());
-    run(Command::new("umoci").args(["new", "--image", &image]));
-    run(Command::new("umoci")
-        .args(["insert", "--image", &image])
-        .arg(&root)
-        .arg("/"));
-    run(Command::new("umoci")
-        .args(["config", "--image", &image])
-        .args(config));
-    skopeo_copy(
-        &format!("oci:{image}"),
-        &format!("docker://{host}/{repo}:1"),
-        &[],
-    );
+    crate::run_steps::push_rootfs(&root, host, repo, config);
 }
 
 #[test]

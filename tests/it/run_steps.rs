@@ -40,6 +40,13 @@ pub fn busybox_base_with(host: &str, repo: &str, extra: impl FnOnce(&Path)) {
     std::fs::write(root.join("olddir/sub/f"), "old\n").unwrap();
     std::fs::write(root.join("replaced/keep-not"), "base\n").unwrap();
     extra(&root);
+    push_rootfs(&root, host, repo, &[]);
+}
+
+/// Makes `root` the one layer of an image (umoci), with `config` (umoci config flags)
+/// applied to its configuration, and pushes it to `host/repo:1` (skopeo).
+pub fn push_rootfs(root: &Path, host: &str, repo: &str, config: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     run(Command::new("umoci")
         .args(["init", "--layout"])
@@ -48,8 +55,13 @@ pub fn busybox_base_with(host: &str, repo: &str, extra: impl FnOnce(&Path)) {
     run(Command::new("umoci").args(["new", "--image", &image]));
     run(Command::new("umoci")
         .args(["insert", "--image", &image])
-        .arg(&root)
+        .arg(root)
         .arg("/"));
+    if !config.is_empty() {
+        run(Command::new("umoci")
+            .args(["config", "--image", &image])
+            .args(config));
+    }
     skopeo_copy(
         &format!("oci:{image}"),
         &format!("docker://{host}/{repo}:1"),

@@ -705,27 +705,10 @@ async fn execute_as(
     let stripped = if c.keep_setuid {
         Vec::new()
     } else {
-        let s = crate::builder::copy::strip_setuid(&mut diff.entries);
-        // The directory joins the store as this layer's lower: same bits as the layer.
-        for p in &s {
-            let path = upper.join(p.trim_start_matches('/'));
-            if let Ok(m) = std::fs::symlink_metadata(&path) {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = m.permissions().mode() & !0o6000;
-                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
-            }
-        }
-        s
+        crate::builder::copy::strip_setuid(&mut diff.entries)
     };
     let sockets = diff.sockets.len();
-    // The upper directory may join the store as this layer's lower: what the layer leaves
-    // out goes from it too, so a later step on this machine sees what the registry holds.
-    for left_out in diff.excluded.iter().chain(&diff.sockets) {
-        let path = upper.join(left_out);
-        if let Err(e) = crate::builder::cache_dir::remove_tree(&path) {
-            return Err(RunError::io(&path, std::io::Error::other(e.to_string())).into());
-        }
-    }
+    upper_as_layer(&upper, &diff, &stripped)?;
     let opts = layer_options(c);
     let step_text = c.step_text.to_string();
     let progress = c.progress;
@@ -939,6 +922,32 @@ fn restore_opened_modes(entries: &mut [regbuild_fs::layer::LayerEntry], opened: 
             }
         }
     }
+}
+
+/// Makes the upper directory what the layer holds, for it may join the store as this
+/// layer's lower and later steps on this machine must see what the registry holds: the
+/// setuid bits the layer lost are dropped, and what it left out (paths regbuild provides,
+/// sockets) is removed.
+fn upper_as_layer(
+    upper: &Path,
+    diff: &regbuild_fs::upper::UpperDiff,
+    stripped: &[String],
+) -> Result<(), RunError> {
+    use std::os::unix::fs::PermissionsExt;
+    for p in stripped {
+        let path = upper.join(p.trim_start_matches('/'));
+        if let Ok(m) = std::fs::symlink_metadata(&path) {
+            let mode = m.permissions().mode() & !0o6000;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+        }
+    }
+    for left_out in diff.excluded.iter().chain(&diff.sockets) {
+        let path = upper.join(left_out);
+        if let Err(e) = crate::builder::cache_dir::remove_tree(&path) {
+            return Err(RunError::io(&path, std::io::Error::other(e.to_string())));
+        }
+    }
+    Ok(())
 }
 
 /// Makes the directory `path` (absolute, in the image) below the plain root `root`, one
