@@ -26,6 +26,46 @@ pub async fn materialize(
     dest: &Path,
     tmp: &Path,
 ) -> Result<HashMap<PathBuf, EntryMeta>, StepError> {
+    let overlay = apply_layers(registry, layers, wanted.clone(), dest, tmp).await?;
+    // A wanted hard link to a file that was not wanted (cargo links its binary: `COPY
+    // --from=build /out/app`): its content was passed by before the link came. Once more,
+    // wanting the targets too: the links are then made (the targets stay in `dest`, where
+    // the caller takes only what it asked for).
+    let unreached: Vec<PathBuf> = overlay.unreached_link_targets().to_vec();
+    let overlay = if unreached.is_empty() || wanted.is_empty() {
+        overlay
+    } else {
+        drop(overlay);
+        empty_dir(dest).map_err(|source| StepError::File {
+            path: dest.to_path_buf(),
+            source,
+        })?;
+        let mut wider = wanted;
+        wider.extend(unreached);
+        apply_layers(registry, layers, wider, dest, tmp).await?
+    };
+    let meta = overlay.metadata().clone();
+    tokio::task::block_in_place(|| overlay.finish())?;
+    Ok(meta)
+}
+
+/// Removes everything in `dir`, keeping `dir`.
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        regbuild_fs::lower::remove_tree(&entry?.path())?;
+    }
+    Ok(())
+}
+
+/// Applies `layers` top down into `dest` until `wanted` is settled; the overlay is not
+/// finished (its pending hard links are not resolved yet).
+async fn apply_layers(
+    registry: &Registry,
+    layers: &[StageLayer],
+    wanted: Vec<PathBuf>,
+    dest: &Path,
+    tmp: &Path,
+) -> Result<Overlay, StepError> {
     let mut overlay = Overlay::new(dest, wanted, Limits::default());
     for layer in layers.iter().rev() {
         if overlay.settled() {
@@ -49,9 +89,7 @@ pub async fn materialize(
             })?,
         }
     }
-    let meta = overlay.metadata().clone();
-    tokio::task::block_in_place(|| overlay.finish())?;
-    Ok(meta)
+    Ok(overlay)
 }
 
 /// Where a layer's bytes are read from.

@@ -345,7 +345,14 @@ fn mount_overlay(req: &Request) -> Result<(), Event> {
             .replace(',', "\\,")
     };
     let mut lower = esc(&req.stubs);
+    // A layer may stand twice in a stage (two steps that changed nothing, two identical
+    // COPYs): overlayfs refuses a lower directory given twice (ELOOP). Its topmost
+    // occurrence alone gives the same view: everything between the two is below it.
+    let mut seen = std::collections::HashSet::new();
     for l in spec.lower_dirs.iter().rev() {
+        if !seen.insert(l) {
+            continue;
+        }
         lower.push(':');
         lower.push_str(&esc(l));
     }

@@ -122,6 +122,13 @@ impl Overlay {
         &self.sink.links
     }
 
+    /// Targets of wanted hard links that were not extracted because they were not wanted
+    /// themselves (a link `out/b` to `out/a`, with only `out/b` wanted): extracting again
+    /// with these wanted too makes the links.
+    pub fn unreached_link_targets(&self) -> &[PathBuf] {
+        &self.sink.unreached_targets
+    }
+
     /// True when every wanted path is settled, so lower layers need not be
     /// fetched at all. A path is settled when it, or an ancestor, was found
     /// as a non-directory, deleted by a whiteout, or found as a directory

@@ -112,6 +112,9 @@ pub(super) struct Sink {
     /// written (shadowed or not wanted). Their content is gone, so a hard
     /// link to one of them cannot be made.
     pub(super) unavailable: HashSet<PathBuf>,
+    /// Targets of hard links that were wanted when their target was not (and so was not
+    /// written): wanting them too, a second pass can make those links.
+    pub(super) unreached_targets: Vec<PathBuf>,
     buf: Vec<u8>,
     /// What file data may still be written to `dest`'s filesystem.
     budget: DiskBudget,
@@ -140,6 +143,7 @@ impl Sink {
             stats: ExtractStats::default(),
             pending: Vec::new(),
             unavailable: HashSet::new(),
+            unreached_targets: Vec::new(),
             buf: vec![0; COPY_BUF_LEN],
             budget: DiskBudget::new(dest, disk),
             specials_mode,
@@ -468,6 +472,7 @@ impl Sink {
             Err(problem) => return Ok(Outcome::Skipped(problem.for_link())),
         };
         if self.unavailable.contains(&target) {
+            self.unreached_targets.push(target.clone());
             return Ok(Outcome::Skipped(
                 "hard link target was not extracted (shadowed by an upper layer or not wanted)",
             ));
