@@ -86,8 +86,20 @@ fn is_bad_input(e: &(dyn Error + Send + Sync + 'static)) -> bool {
     }
 }
 
+/// A Dockerfile regbuild refused before any registry was asked: its syntax, a reference
+/// that is no reference (`FROM ::::bad`), a file that is missing or not UTF-8.
 fn build_input(e: &BuildError) -> bool {
-    matches!(e, BuildError::Dockerfile(_) | BuildError::Ignore(_))
+    match e {
+        BuildError::Dockerfile(_) | BuildError::Ignore(_) => true,
+        BuildError::At { source, .. } => {
+            matches!(**source, crate::builder::StepError::Reference(_))
+        }
+        BuildError::ReadDockerfile { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::NotFound
+        ),
+        _ => false,
+    }
 }
 
 /// A lock file that cannot be read as one is bad input; one that cannot be written is not.

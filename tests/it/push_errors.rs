@@ -190,3 +190,32 @@ fn user_and_group_ids_past_32_bits_exit_2_naming_the_line() {
         );
     }
 }
+
+#[test]
+fn a_base_that_is_no_reference_and_a_dockerfile_not_in_utf8_exit_2() {
+    let reg = Distribution::start();
+    refused_with(
+        2,
+        &reg,
+        "FROM ::::bad@@ref\nRUN true\n",
+        &[],
+        &["Dockerfile:1", "invalid image reference `::::bad@@ref`"],
+    );
+    // Bytes that are no UTF-8 (a Latin-1 file): the Dockerfile cannot be read as one.
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        b"FROM scratch\nCOPY caf\xe9 /\n",
+    )
+    .unwrap();
+    let out = regbuild(&[
+        "push",
+        "-t",
+        &format!("{}/bad/image:v1", reg.host),
+        ctx.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("valid UTF-8"), "{}", stderr(&out));
+}

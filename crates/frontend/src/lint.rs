@@ -45,7 +45,7 @@ pub fn check(df: &Dockerfile) -> Vec<String> {
             "HEALTHCHECK" => rest.split_once(char::is_whitespace).map_or("", |(_, r)| r),
             _ => rest.as_str(),
         };
-        if candidate.trim_start().starts_with('[') {
+        if candidate.trim_start().starts_with('[') && !is_shell_test(candidate) {
             out.push(format!(
                 "{}:{}: {} {} is not valid JSON, so it runs as a shell command (`/bin/sh -c …`, \
                  which an image without a shell cannot start); write a JSON array of strings \
@@ -60,12 +60,51 @@ pub fn check(df: &Dockerfile) -> Vec<String> {
     out
 }
 
+/// Whether `text` is a shell command starting with a test (`[ -e /etc/x ] && …`,
+/// `[[ "$A" = b ]]`), not an attempt at the JSON form: `[` or `[[` as a word, then an operator
+/// or a variable. BuildKit does not warn there either.
+fn is_shell_test(text: &str) -> bool {
+    let mut words = text.split_whitespace();
+    matches!(words.next(), Some("[" | "[["))
+        && words
+            .next()
+            .is_some_and(|w| w.starts_with(['-', '!', '$']) || w.starts_with("\"$"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn warnings(text: &str) -> Vec<String> {
         check(&dockerfile::parse(text, Path::new("Dockerfile")).unwrap())
+    }
+
+    #[test]
+    fn a_shell_test_is_not_mistaken_for_broken_json() {
+        for run in [
+            "RUN [ -e /etc/nsswitch.conf ] && echo yes",
+            "RUN [ ! -f /x ] || exit 1",
+            "RUN [ \"$DEBUG\" = 1 ] && set -x; true",
+            "RUN [[ $A == b ]] && true",
+        ] {
+            assert_eq!(
+                warnings(&format!("FROM scratch\n{run}\n")),
+                Vec::<String>::new(),
+                "{run}"
+            );
+        }
+        // What looks like an exec form with a mistake is still warned of.
+        for run in [
+            "RUN ['/bin/app', '-x']",
+            "RUN [\"/bin/app\" \"-x\"]",
+            "RUN [ '/bin/app' ]",
+        ] {
+            assert_eq!(
+                warnings(&format!("FROM scratch\n{run}\n")).len(),
+                1,
+                "{run}"
+            );
+        }
     }
 
     #[test]
