@@ -17,15 +17,10 @@ fn steps_that_change_nothing_give_identical_layers_and_the_next_step_still_runs(
          RUN ls /\n\
          RUN echo done > /done\n"
     );
-    let ctx = context_with(&[("Dockerfile", df.as_str())]);
     let tag = format!("{host}/fidelity/empty-layers:1");
-    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    let (_keep, rootfs) = crate::run_steps::pushed_rootfs(&tag, &df);
     assert_eq!(
-        std::fs::read_to_string(bundle.join("rootfs/done")).unwrap(),
+        std::fs::read_to_string(rootfs.join("done")).unwrap(),
         "done\n"
     );
 }
@@ -44,14 +39,8 @@ fn copy_from_a_stage_takes_a_hard_link_whose_content_another_name_carries() {
          FROM {host}/base/busybox:1\n\
          COPY --from=build /out/b /usr/local/bin/app\n"
     );
-    let ctx = context_with(&[("Dockerfile", df.as_str())]);
     let tag = format!("{host}/fidelity/hard-link:1");
-    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
-    let rootfs = bundle.join("rootfs");
+    let (_keep, rootfs) = crate::run_steps::pushed_rootfs(&tag, &df);
     assert_eq!(
         std::fs::read_to_string(rootfs.join("usr/local/bin/app")).unwrap(),
         "built\n"

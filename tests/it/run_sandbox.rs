@@ -370,15 +370,10 @@ fn a_workdir_thousands_deep_is_made_and_one_past_path_max_refused_at_its_line() 
     // 1,200 deep took 18 s of quadratic checks; each parent is now checked once.
     let deep = vec!["d"; 1200].join("/");
     let df = format!("FROM {host}/base/busybox:1\nWORKDIR /{deep}\nRUN pwd | wc -c > /depth\n");
-    let ctx = context_with(&[("Dockerfile", df.as_str())]);
     let tag = format!("{host}/apps/deep:1");
-    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    let (_keep, rootfs) = crate::run_steps::pushed_rootfs(&tag, &df);
     assert_eq!(
-        std::fs::read_to_string(bundle.join("rootfs/depth"))
+        std::fs::read_to_string(rootfs.join("depth"))
             .unwrap()
             .trim(),
         (deep.len() + 2).to_string()
@@ -735,19 +730,14 @@ fn a_base_image_s_working_directory_never_reaches_above_the_step_s_root() {
         &["--config.workingdir", &hostile],
     );
     let df = format!("FROM {host}/hostile/workdir:1\nRUN /bin/busybox pwd > /where\n");
-    let ctx = context_with(&[("Dockerfile", df.as_str())]);
     let tag = format!("{host}/hostile/workdir-app:1");
-    let out = regbuild(&["push", "-t", &tag, ctx.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (_keep, rootfs) = crate::run_steps::pushed_rootfs(&tag, &df);
     assert!(
         !Path::new("/tmp").join(&marker).exists(),
         "the base's WorkingDir made a directory on the host"
     );
-    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
     assert_eq!(
-        std::fs::read_to_string(bundle.join("rootfs/where")).unwrap(),
+        std::fs::read_to_string(rootfs.join("where")).unwrap(),
         format!("/tmp/{marker}\n")
     );
 }

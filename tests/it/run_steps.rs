@@ -91,6 +91,14 @@ pub fn push_dockerfile(
     cmd.output().unwrap()
 }
 
+/// Pushes `dockerfile` to `tag` (it must succeed), pulls the image back and unpacks it;
+/// returns the directory to keep alive and the image's root filesystem.
+pub fn pushed_rootfs(tag: &str, dockerfile: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    ok(push_dockerfile(tag, dockerfile, &[], &[], None));
+    let (keep, bundle) = pull_and_unpack(tag, &[]);
+    (keep, bundle.join("rootfs"))
+}
+
 fn ok(out: std::process::Output) -> std::process::Output {
     assert!(
         out.status.success(),
