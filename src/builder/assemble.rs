@@ -254,6 +254,7 @@ mod tests {
             config,
             layers,
             base: with_base.then(base),
+            base_listed: false,
         }
     }
 

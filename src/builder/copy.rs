@@ -48,7 +48,7 @@ pub struct CopyContext<'a> {
 
 /// Runs one COPY/ADD; the caller prefixes its errors with `file:line`.
 pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, StepError> {
-    let dest = destination(&ctx.workdir, &spec.dest);
+    let dest = into_existing_dir(destination(&ctx.workdir, &spec.dest), ctx.lower);
     let chown = spec
         .chown
         .as_deref()
@@ -117,8 +117,8 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                             chmod,
                             &DockerIgnore::default(),
                         )?;
-                        let entries = keep_existing_dest_dirs(entries, &dest, &lower);
-                        let (mut entries, _) = lower.place(entries);
+                        let (entries, _) = lower.place(entries);
+                        let mut entries = keep_existing_dest_dirs(entries, &dest, &lower);
                         if !keep_setuid {
                             strip_setuid(&mut entries);
                         }
@@ -149,9 +149,9 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
             entries
         }
     };
-    let entries = keep_existing_dest_dirs(entries, &dest, ctx.lower);
     // Into the destination's existing directory symlinks, as BuildKit copies.
-    let (mut entries, moved) = ctx.lower.place(entries);
+    let (entries, moved) = ctx.lower.place(entries);
+    let mut entries = keep_existing_dest_dirs(entries, &dest, ctx.lower);
     for (from, to) in &moved {
         tracing::debug!(from = %from.display(), to = %to.display(), "through a directory symlink");
     }
@@ -231,20 +231,38 @@ fn foreign_binaries(entries: &[LayerEntry], architecture: &str) -> Vec<String> {
 }
 
 /// The destination's own directories are created only when missing (as `mkdir -p`): one
-/// that exists (a WORKDIR, a base's `/usr`) keeps its owner and mode.
+/// that exists (a WORKDIR, a base's `/usr`) keeps its owner and mode, and so does one
+/// reached through a symlink (`place` moved the entry to the link's target). Runs on placed
+/// entries, so the destination is compared as `place` resolved it.
 fn keep_existing_dest_dirs(
     entries: Vec<LayerEntry>,
     dest: &str,
     lower: &crate::builder::pathindex::View,
 ) -> Vec<LayerEntry> {
-    let dest = Path::new(dest.trim_start_matches('/'));
+    let written = dest.trim_start_matches('/').trim_end_matches('/');
+    let resolved = lower.resolve(written);
+    // A link's target is taken to exist: it is the base's when the view does not list it.
+    let targets = lower.link_targets_on(written);
+    let (written, resolved) = (Path::new(written), Path::new(&resolved));
     entries
         .into_iter()
         .filter(|e| {
-            let on_dest_path = dest.starts_with(&e.path);
-            !(e.kind == EntryKind::Dir && on_dest_path && lower.is_dir(&e.path.to_string_lossy()))
+            let on_dest = written.starts_with(&e.path) || resolved.starts_with(&e.path);
+            let path = e.path.to_string_lossy();
+            let exists = lower.is_dir(&path) || targets.iter().any(|t| *t == path);
+            !(e.kind == EntryKind::Dir && on_dest && exists)
         })
         .collect()
+}
+
+/// A destination written without a trailing `/` that names an existing directory (through
+/// symlinks) means "into it", as Docker copies (`COPY entrypoint.sh /usr/local/bin`).
+fn into_existing_dir(dest: String, lower: &crate::builder::pathindex::View) -> String {
+    let path = dest.trim_start_matches('/');
+    if dest.ends_with('/') || path.is_empty() || !lower.is_dir(path) {
+        return dest;
+    }
+    format!("{dest}/")
 }
 
 /// A step's new entries as layers: found in a cache by key, or to be packed.

@@ -17,7 +17,9 @@ use crate::image::base::ResolvedBase;
 use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
 use regbuild_frontend::dockerfile::{self, DockerfileError};
-use regbuild_frontend::stages::{self, Base, BuildArgs, Command, CopyFrom, Stage, StepKind};
+use regbuild_frontend::stages::{
+    self, Base, BuildArgs, Command, CopyFrom, CopySpec, Stage, StepKind,
+};
 use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::layer::BuiltLayer;
 use regbuild_oci::config::{rfc3339, ImageConfig};
@@ -437,10 +439,15 @@ async fn build_stage(
             source: Box::new(e),
         };
         let needs_view = matches!(step.kind, StepKind::Copy(_) | StepKind::Workdir(_));
-        // Layers only a registry holds are listed only where the result can depend on them.
-        let from_registry = needs_base_paths(&step.kind, &image.config.workdir());
+        // The base's paths are listed from the first step whose result can depend on them
+        // on, for the rest of the stage and the stages built FROM it: what a step sees
+        // depends on the Dockerfile and the layers, never on what a cache holds.
+        let context_dir = |s: &str| is_context_dir(&req.context, s);
+        if needs_base_paths(&step.kind, &image.config.workdir(), &context_dir) {
+            image.base_listed = true;
+        }
         let lower = if needs_view {
-            stage_view(inputs.indexer, &image, &slots, from_registry)
+            stage_view(inputs.indexer, &image, &slots)
                 .await
                 .map_err(|e| at(e.into()))?
         } else {
@@ -616,13 +623,14 @@ const LINKED_DIRS: &[&str] = &[
     "bin", "sbin", "lib", "lib32", "lib64", "libx32", "var/run", "var/lock",
 ];
 
-/// Whether a step's result can depend on the paths of layers only a registry holds (the
-/// base's), which are then listed (each layer not listed before is downloaded once): a COPY
-/// into `/` or under a directory bases commonly link elsewhere, a `--chown` by name, and
-/// every WORKDIR (it creates only what is missing). Any other COPY sees only the stage's own
-/// new layers and reads no base layer: "stages that execute nothing never download their
+/// Whether a step's result can depend on the paths of the base's layers (each layer not
+/// listed before is downloaded once): a COPY into `/` or under a directory bases commonly
+/// link elsewhere, a `--chown` by name, a destination without a trailing `/` that may be an
+/// existing directory (a file copied there goes into it, as Docker copies), and every
+/// WORKDIR (it creates only what is missing). Any other COPY sees only the layers this
+/// build made and reads no base layer: "stages that execute nothing never download their
 /// base" stays true for them.
-fn needs_base_paths(kind: &StepKind, workdir: &str) -> bool {
+fn needs_base_paths(kind: &StepKind, workdir: &str, is_context_dir: &dyn Fn(&str) -> bool) -> bool {
     match kind {
         StepKind::Workdir(_) => true,
         StepKind::Copy(spec) => {
@@ -635,29 +643,43 @@ fn needs_base_paths(kind: &StepKind, workdir: &str) -> bool {
             let linked = LINKED_DIRS
                 .iter()
                 .any(|d| dest == *d || dest.starts_with(&format!("{d}/")));
-            by_name || dest.is_empty() || linked
+            by_name || dest.is_empty() || linked || may_be_existing_dir(spec, is_context_dir)
         }
         _ => false,
     }
 }
 
-/// The stage's filesystem so far (its layers, then the new ones still to pack), as paths.
+/// Whether a COPY's destination, written without a trailing `/`, decides where its sources
+/// go: when one may be a file (a directory's content goes into the destination either way).
+fn may_be_existing_dir(spec: &CopySpec, is_context_dir: &dyn Fn(&str) -> bool) -> bool {
+    let d = spec.dest.as_str();
+    let written_as_dir = d.ends_with('/') || d == "." || d.ends_with("/.");
+    let all_context_dirs = spec.from.is_none()
+        && spec.heredocs.is_empty()
+        && !spec.closure
+        && spec.sources.iter().all(|s| is_context_dir(s));
+    !written_as_dir && !spec.closure && !all_context_dirs
+}
+
+/// A COPY source that is a directory of the context, as written (no wildcard).
+fn is_context_dir(context: &Path, source: &str) -> bool {
+    !source.contains(['*', '?', '['])
+        && !source.split('/').any(|c| c == "..")
+        && context.join(source.trim_start_matches('/')).is_dir()
+}
+
+/// The stage's filesystem so far as paths: the layers this build made (its stages' and the
+/// new ones still to pack), and the base's once a step of the stage's chain needed them.
 async fn stage_view(
     indexer: &crate::builder::pathindex::Indexer<'_>,
     image: &StageImage,
     slots: &[NewSlot],
-    remote: bool,
 ) -> Result<crate::builder::pathindex::View, crate::builder::pathindex::IndexError> {
     use crate::builder::pathindex::Source;
-    let local = |l: &&StageLayer| match l {
-        StageLayer::Remote { .. } => false,
-        StageLayer::Cached(c) => c.found_in.is_none(),
-        StageLayer::Local(_) => true,
-    };
     let mut sources: Vec<Source<'_>> = image
         .layers
         .iter()
-        .filter(|l| remote || local(l))
+        .filter(|l| image.base_listed || !matches!(l, StageLayer::Remote { .. }))
         .map(Source::Layer)
         .collect();
     for slot in slots {
@@ -1084,6 +1106,7 @@ fn start_stage(
                 config,
                 layers: Vec::new(),
                 base: None,
+                base_listed: false,
             })
         }
         Base::Stage(j) => {
@@ -1122,6 +1145,7 @@ fn start_stage(
                 config,
                 layers,
                 base: Some(b.clone()),
+                base_listed: false,
             })
         }
     }
@@ -1234,6 +1258,7 @@ mod tests {
                 heredocs: Vec::new(),
             })
         };
+        let needs_base_paths = |k: &StepKind, w: &str| needs_base_paths(k, w, &|s| s == "dir");
         assert!(!needs_base_paths(&copy("/app/", None), "/"));
         assert!(!needs_base_paths(&copy(".", Some("1000:1000")), "/srv"));
         assert!(
@@ -1246,6 +1271,19 @@ mod tests {
         assert!(needs_base_paths(&copy("run/", None), "/var"));
         assert!(needs_base_paths(&copy("/app/", Some("node:node")), "/"));
         assert!(needs_base_paths(&StepKind::Workdir("/app".into()), "/"));
+        // A file to a name that may be a directory of the base; a directory's content goes
+        // into the destination whatever it is.
+        assert!(needs_base_paths(&copy("/srv/app", None), "/"));
+        assert!(needs_base_paths(&copy("app", None), "/srv"));
+        let dir_copy = |dest: &str| match copy(dest, None) {
+            StepKind::Copy(mut spec) => {
+                spec.sources = vec!["dir".into()];
+                StepKind::Copy(spec)
+            }
+            _ => unreachable!(),
+        };
+        assert!(!needs_base_paths(&dir_copy("/srv/app"), "/"));
+        assert!(!needs_base_paths(&dir_copy("."), "/srv"));
         assert!(!needs_base_paths(&StepKind::User("1".into()), "/"));
     }
 

@@ -276,6 +276,20 @@ impl View {
         real.is_empty() || self.lookup(&real) == Some(&Node::Dir)
     }
 
+    /// The targets of the symlinks on `path`'s way (each as `resolve` gives it).
+    pub fn link_targets_on(&self, path: &str) -> Vec<String> {
+        let mut at = String::new();
+        let mut out = Vec::new();
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            let next = join(&at, part);
+            if matches!(self.lookup(&next), Some(Node::Symlink(_))) {
+                out.push(self.resolve(&next));
+            }
+            at = self.resolve(&next);
+        }
+        out
+    }
+
     /// The directories `mkdir -p path` would create (relative, outermost first), each
     /// through the symlinks already there; empty when `path` is a directory already.
     pub fn missing_dirs(&self, path: &str) -> Vec<String> {
@@ -353,9 +367,11 @@ impl View {
             if parent.is_empty() && name.is_empty() {
                 placed = path.clone();
             }
+            // Through a link to a directory, or to a path this view does not know (the
+            // base's, unlisted; or missing: BuildKit's `mkdir -p` makes it through the link).
             if e.kind == EntryKind::Dir
                 && matches!(self.lookup(&placed), Some(Node::Symlink(_)))
-                && self.is_dir(&placed)
+                && !matches!(self.lookup(&self.resolve(&placed)), Some(n) if *n != Node::Dir)
             {
                 placed = self.resolve(&placed);
             }

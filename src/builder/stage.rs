@@ -217,6 +217,9 @@ pub struct StageImage {
     pub config: ImageConfig,
     pub layers: Vec<StageLayer>,
     pub base: Option<ResolvedBase>,
+    /// Whether COPY and WORKDIR see the base's paths (`orchestrate::needs_base_paths`):
+    /// from the first step of the stage (or of a stage it is built FROM) that needed them.
+    pub base_listed: bool,
 }
 
 /// `dir` resolved against `base` inside the image, cleaned (no `.`/`..`, never above `/`).

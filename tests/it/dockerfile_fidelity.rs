@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use crate::run_steps::busybox_base;
+use std::path::{Path, PathBuf};
 
 #[test]
 fn steps_that_change_nothing_give_identical_layers_and_the_next_step_still_runs() {
@@ -49,4 +50,124 @@ fn copy_from_a_stage_takes_a_hard_link_whose_content_another_name_carries() {
         !rootfs.join("out").exists(),
         "only what COPY asked for is in the image"
     );
+}
+
+/// Pushes `df` with `files` in the context (it must succeed) and unpacks the image.
+fn pushed_with(tag: &str, df: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let out = crate::run_steps::push_dockerfile(tag, df, files, &[], None);
+    assert!(out.status.success(), "push failed: {}", stderr(&out));
+    let (keep, bundle) = pull_and_unpack(tag, &[]);
+    (keep, bundle.join("rootfs"))
+}
+
+#[test]
+fn copy_of_a_file_to_an_existing_directory_without_a_slash_goes_into_it() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let files = [("a.txt", "a\n")];
+    // A stage that runs nothing: the base's /etc is known from its path list.
+    let df = format!("FROM {host}/base/busybox:1\nCOPY a.txt /etc\n");
+    let (_keep, rootfs) = pushed_with(&format!("{host}/fidelity/into-base-dir:1"), &df, &files);
+    assert!(rootfs.join("etc").is_dir(), "/etc is still a directory");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/a.txt")).unwrap(),
+        "a\n"
+    );
+    assert!(
+        rootfs.join("etc/passwd").is_file(),
+        "and keeps the base's files"
+    );
+    // A directory an earlier RUN made; the next RUN still finds it a directory.
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         RUN mkdir /opt && mkdir /opt/tools\n\
+         COPY a.txt /opt/tools\n\
+         RUN test -f /opt/tools/a.txt && echo ok > /checked\n"
+    );
+    let (_keep, rootfs) = pushed_with(&format!("{host}/fidelity/into-run-dir:1"), &df, &files);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("opt/tools/a.txt")).unwrap(),
+        "a\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("checked")).unwrap(),
+        "ok\n"
+    );
+    // A name that is no directory is still the file's new name.
+    let df = format!("FROM {host}/base/busybox:1\nCOPY a.txt /etc/renamed\n");
+    let (_keep, rootfs) = pushed_with(&format!("{host}/fidelity/renamed:1"), &df, &files);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/renamed")).unwrap(),
+        "a\n"
+    );
+}
+
+#[test]
+fn an_unchanged_build_has_one_digest_whatever_the_local_cache_holds() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    // The COPY's layer once had `app/` or not, as the WORKDIR layer of the first stage came
+    // from the local cache or (by key) from the registry.
+    let df = format!(
+        "FROM {host}/base/busybox:1 AS base\n\
+         WORKDIR /app\n\
+         FROM base\n\
+         COPY a .\n"
+    );
+    let files = [("a", "a\n")];
+    let tag = format!("{host}/fidelity/reproducible:1");
+    let mut digests = Vec::new();
+    let warm = tempfile::tempdir().unwrap();
+    for cache in ["empty", "warm", "warm", "empty"] {
+        let empty = tempfile::tempdir().unwrap();
+        let dir = if cache == "warm" {
+            warm.path()
+        } else {
+            empty.path()
+        };
+        let out = crate::run_steps::push_dockerfile(&tag, &df, &files, &[], Some(dir));
+        assert!(out.status.success(), "push failed: {}", stderr(&out));
+        digests.push(skopeo_digest(&tag, &[]));
+    }
+    assert!(
+        digests.iter().all(|d| *d == digests[0]),
+        "one digest for one input: {digests:?}"
+    );
+}
+
+#[test]
+fn copy_through_a_directory_symlink_a_run_made_keeps_the_link() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    // The link's target is the base's, which the RUN does not touch.
+    crate::run_steps::busybox_base_with(&host, "base/busybox-data", |root| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(root.join("srv/data")).unwrap();
+        std::fs::set_permissions(
+            root.join("srv/data"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+    });
+    let df = format!(
+        "FROM {host}/base/busybox-data:1\n\
+         RUN ln -s /srv/data /etc/x\n\
+         COPY file.txt /etc/x/\n"
+    );
+    let files = [("file.txt", "through\n")];
+    let (_keep, rootfs) = pushed_with(&format!("{host}/fidelity/through-link:1"), &df, &files);
+    let link = std::fs::read_link(rootfs.join("etc/x")).expect("/etc/x is still a symlink");
+    assert_eq!(link, Path::new("/srv/data"));
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("srv/data/file.txt")).unwrap(),
+        "through\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(rootfs.join("srv/data"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o700, "the link's target keeps its mode");
 }

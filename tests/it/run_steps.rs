@@ -229,7 +229,7 @@ fn a_fresh_runner_downloads_no_base_runs_nothing_uploads_nothing_and_gets_the_sa
     let host = reg.host.clone();
     busybox_base(&host, "base/busybox");
     let df = format!(
-        "FROM {host}/base/busybox:1\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt && echo ran >> /b.txt\nRUN echo second > /c.txt\n"
+        "FROM {host}/base/busybox:1\nCOPY a.txt /in/\nRUN cat /in/a.txt > /b.txt && echo ran >> /b.txt\nRUN echo second > /c.txt\n"
     );
     let files = [("a.txt", "input\n")];
     let tag = format!("{host}/apps/fresh:1");
