@@ -33,4 +33,4 @@ pub mod squash;
 pub mod stage;
 
 pub use error::StepError;
-pub use orchestrate::{build, BuildError, BuildRequest, BuiltImage};
+pub use orchestrate::{build, BuildError, BuildRequest, BuiltImage, DryRunStop};

@@ -62,11 +62,17 @@ pub struct BuildRequest {
     pub planned: Arc<planned::PlannedImages>,
     /// RUN steps' network default and secrets (`--network`, `--secret`).
     pub run: crate::builder::run::RunOptions,
+    /// Execute nothing: a RUN step no cache holds stops its stage (and the stages built
+    /// from it), and the build ends with [`BuildError::WouldRun`].
+    pub dry_run: bool,
 }
 
 /// Why a build failed. Errors tied to a Dockerfile line name `file:line`.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// A dry run reached RUN steps that no cache holds: what it found, in stage order.
+    #[error("{}", .0)]
+    WouldRun(DryRunStop),
     #[error(transparent)]
     Dockerfile(#[from] DockerfileError),
     #[error(transparent)]
@@ -250,6 +256,11 @@ pub async fn build(
         run_env: &run_env,
     };
     let outputs = build_stages(&inputs, &needed).await?;
+    if outputs.values().any(|o| o.stopped) {
+        return Err(BuildError::WouldRun(DryRunStop::of(
+            &file, &plan, &needed, &outputs,
+        )));
+    }
 
     // Merged in stage order, not in the order stages finished: reports, `--json` steps, the
     // new layers and the image are the same however the stages overlapped.
@@ -265,6 +276,7 @@ pub async fn build(
         StageOutput {
             image,
             records: out,
+            ..
         },
     ) in outputs
     {
@@ -349,6 +361,8 @@ struct StageInputs<'a> {
 struct StageOutput {
     image: StageImage,
     records: StageRecords,
+    /// A dry run stopped at a RUN step no cache holds (the last of `records.run_steps`).
+    stopped: bool,
 }
 
 /// A stage's contributions to the build's reports and kept files, in step order.
@@ -361,6 +375,63 @@ struct StageRecords {
     new_layers: Vec<(Digest, u64, String)>,
     layer_entries: HashMap<String, Vec<regbuild_fs::layer::LayerEntry>>,
     run_steps: Vec<crate::builder::run::RunReport>,
+}
+
+/// Where a dry run stopped: every RUN step it planned (`cached` or `would run`), and the
+/// stages it could not plan because they are built from one that would run.
+#[derive(Debug)]
+pub struct DryRunStop {
+    pub file: String,
+    pub steps: Vec<crate::builder::run::RunReport>,
+    pub not_planned: Vec<String>,
+}
+
+impl DryRunStop {
+    fn of(
+        file: &str,
+        plan: &stages::Build,
+        needed: &[usize],
+        outputs: &BTreeMap<usize, StageOutput>,
+    ) -> Self {
+        let name = |i: usize| {
+            plan.stages[i]
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("stage-{i}"))
+        };
+        DryRunStop {
+            file: file.to_string(),
+            steps: outputs
+                .values()
+                .flat_map(|o| o.records.run_steps.iter().cloned())
+                .collect(),
+            not_planned: needed
+                .iter()
+                .filter(|i| !outputs.contains_key(i))
+                .map(|i| name(*i))
+                .collect(),
+        }
+    }
+
+    pub fn would_run(&self) -> impl Iterator<Item = &crate::builder::run::RunReport> {
+        self.steps
+            .iter()
+            .filter(|s| s.status == crate::builder::run::WOULD_RUN)
+    }
+}
+
+impl std::fmt::Display for DryRunStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self
+            .would_run()
+            .map(|s| format!("{}:{} `{}`", self.file, s.line, s.instruction))
+            .collect();
+        write!(
+            f,
+            "dry run: {} would run (no cache holds it); a dry run executes nothing, so the layers after it and the image are not known",
+            lines.join(", ")
+        )
+    }
 }
 
 /// Builds the `needed` stages, each as soon as the stages it reads are built, so independent
@@ -388,8 +459,13 @@ async fn build_stages(
             break;
         };
         let out = result?;
-        built.insert(i, out.image.clone());
-        schedule.finished(i);
+        if out.stopped {
+            // Its image is not known: the stages built from it cannot be planned.
+            schedule.stopped(i);
+        } else {
+            built.insert(i, out.image.clone());
+            schedule.finished(i);
+        }
         outputs.insert(i, out);
     }
     Ok(outputs)
@@ -504,6 +580,14 @@ async fn build_stage(
                     crate::builder::run::plan(&rctx, spec, &image, parents).map_err(at)?;
                 let (step_out, report) = if planned.is_hit() {
                     crate::builder::run::cached(&rctx, step.line, planned).map_err(at)?
+                } else if req.dry_run {
+                    out.run_steps
+                        .push(crate::builder::run::would_run(&rctx, step.line));
+                    return Ok(StageOutput {
+                        image,
+                        records: out,
+                        stopped: true,
+                    });
                 } else {
                     // The command needs the stage's files: its pending layers now.
                     pack_pending(&mut slots, &mut image, &sinks, file, &mut out.layers)?;
@@ -615,6 +699,7 @@ async fn build_stage(
     Ok(StageOutput {
         image,
         records: out,
+        stopped: false,
     })
 }
 

@@ -101,6 +101,27 @@ impl Schedule {
         self.done.insert(i);
     }
 
+    /// Records that stage `i` stopped (a dry run reached a step it does not execute): the
+    /// stages that wait for it, directly or not, are taken out, never to start.
+    pub fn stopped(&mut self, i: usize) {
+        let mut blocked = BTreeSet::from([i]);
+        loop {
+            let next: Vec<usize> = self
+                .pending
+                .iter()
+                .filter(|(_, deps)| !deps.is_disjoint(&blocked))
+                .map(|(j, _)| *j)
+                .collect();
+            if next.is_empty() {
+                return;
+            }
+            for j in next {
+                self.pending.remove(&j);
+                blocked.insert(j);
+            }
+        }
+    }
+
     /// The stages that may start now (every dependency built), in Dockerfile order, taken
     /// out of the schedule. `running`: how many stages are being built. When nothing runs
     /// and nothing is ready (a stage reads a later one, or one the build does not make),
@@ -198,6 +219,24 @@ mod tests {
             target,
             unused_build_args: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_stopped_stage_takes_the_stages_built_from_it_out_and_leaves_the_others() {
+        // 0 → 1 (FROM 0) → 3 (COPY --from=1); 2 stands alone and 3 also reads it.
+        let b = build(vec![
+            stage(0, Base::Scratch, vec![]),
+            stage(1, Base::Stage(0), vec![]),
+            stage(2, Base::Scratch, vec![]),
+            stage(3, Base::Scratch, vec![copy_from(1), copy_from(2)]),
+        ]);
+        let needed = needed_stages(&b);
+        let mut s = Schedule::new(&b, &needed);
+        assert_eq!(s.take_ready(0), [0, 2]);
+        s.finished(2);
+        s.stopped(0);
+        assert!(s.is_empty(), "1 and 3 wait for 0, which stopped");
+        assert_eq!(s.take_ready(0), Vec::<usize>::new());
     }
 
     /// Runs the schedule to its end, each wave finishing before the next is asked for;

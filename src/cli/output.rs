@@ -47,6 +47,42 @@ pub fn print_report(report: &Report, repository: &str, json: bool) -> std::io::R
 }
 
 /// Prints a plan for `--dry-run`: one line per blob and per manifest.
+/// A dry run that reached RUN steps no cache holds: each RUN step with what a build would
+/// do (`cached`, `would run`), and the stages it could not plan. `--json`:
+/// `{"dry_run": true, "complete": false, "steps": [...], "not_planned": [...]}`.
+pub fn print_dry_run_stop(stop: &crate::builder::DryRunStop, json: bool) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "dry_run": true,
+                "complete": false,
+                "steps": stop.steps,
+                "not_planned": stop.not_planned,
+            }),
+        )?;
+        return writeln!(out);
+    }
+    for s in &stop.steps {
+        writeln!(
+            out,
+            "{:<10} {}:{} [{}] {}",
+            s.status, stop.file, s.line, s.stage, s.instruction
+        )?;
+    }
+    for stage in &stop.not_planned {
+        writeln!(
+            out,
+            "not planned: stage {stage} is built from a stage with a step that would run"
+        )?;
+    }
+    writeln!(
+        out,
+        "a dry run executes nothing: the layers after a step that would run, and the image, are not known"
+    )
+}
+
 pub fn print_plan(plan: &Plan, json: bool) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {

@@ -252,6 +252,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             cache_from,
             compression: args.compression,
             use_cache: !args.no_cache,
+            dry_run: args.dry_run,
         },
         platforms,
         tags: tags.clone(),
@@ -297,7 +298,16 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             }
         }
     };
-    let result = push::push_with(&registry, req, progress.clone(), &warn).await?;
+    let result = match push::push_with(&registry, req, progress.clone(), &warn).await {
+        Err(push::PushError::Build(e)) if args.dry_run => match *e {
+            crate::builder::BuildError::WouldRun(stop) => {
+                output::print_dry_run_stop(&stop, args.json)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => return Err(push::PushError::Build(Box::new(other)).into()),
+        },
+        other => other?,
+    };
     if result.lock_written {
         eprintln!("updated the lock file with new bases");
     }

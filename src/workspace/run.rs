@@ -279,6 +279,7 @@ fn build_request(
         compression: Default::default(),
         use_cache: true,
         run: Default::default(),
+        dry_run: false,
     }
 }
 
@@ -323,6 +324,7 @@ async fn build_one(
     };
     let mut build = build_request(ws, p.image, &p.platforms[0], opts.epoch, opts.keep_setuid);
     build.run = opts.run.clone();
+    build.dry_run = opts.dry_run;
     build.overrides = overrides(ws, p, &|n| digests.get(n).cloned()).map_err(fail)?;
     build.planned = bases;
     let req = PushRequest {

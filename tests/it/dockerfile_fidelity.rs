@@ -171,3 +171,67 @@ fn copy_through_a_directory_symlink_a_run_made_keeps_the_link() {
         .mode();
     assert_eq!(mode & 0o7777, 0o700, "the link's target keeps its mode");
 }
+
+#[test]
+fn a_dry_run_executes_no_step_and_says_which_would_run() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let df = format!(
+        "FROM {host}/base/busybox:1 AS build\n\
+         RUN echo built > /out\n\
+         FROM {host}/base/busybox:1\n\
+         COPY --from=build /out /out\n\
+         RUN cat /out > /copied\n"
+    );
+    let tag = format!("{host}/fidelity/dry-run:1");
+    let cache = tempfile::tempdir().unwrap();
+    let push = |extra: &[&str]| {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        let out = crate::run_steps::push_dockerfile(&tag, &df, &[], &args, Some(cache.path()));
+        assert!(out.status.success(), "push failed: {}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let mark = reg.access_log().len();
+    let dry = push(&["--dry-run"]);
+    assert_eq!(dry["complete"], false, "{dry}");
+    let steps = dry["steps"].as_array().unwrap();
+    assert_eq!(
+        steps.len(),
+        1,
+        "the builder's step, and nothing after it: {dry}"
+    );
+    assert_eq!(steps[0]["status"], "would run");
+    assert_eq!(steps[0]["line"], 2);
+    assert_eq!(dry["not_planned"], serde_json::json!(["stage-1"]));
+    let log = reg.access_log_since(mark);
+    assert!(
+        !log.iter().any(|a| a.method != "GET" && a.method != "HEAD"),
+        "a dry run writes nothing: {log:?}"
+    );
+    // It ran nothing, so it cached nothing: the real build executes both steps.
+    let real = push(&[]);
+    let statuses: Vec<&str> = real["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["executed", "executed"], "{real}");
+    // Once every step is cached, a dry run plans the whole push again.
+    let mark = reg.access_log().len();
+    let out = crate::run_steps::push_dockerfile(&tag, &df, &[], &["--dry-run"], Some(cache.path()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("manifest"),
+        "the plan: {}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("would run"), "{}", stdout(&out));
+    let log = reg.access_log_since(mark);
+    assert!(
+        log.iter().all(|a| a.method == "GET" || a.method == "HEAD"),
+        "{log:?}"
+    );
+}

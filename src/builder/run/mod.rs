@@ -124,13 +124,28 @@ pub struct RunContext<'a, 'c> {
     pub early: Option<&'a regbuild_registry::publish::EarlyUploads>,
 }
 
+/// The status of a RUN step a dry run found in no cache.
+pub const WOULD_RUN: &str = "would run";
+
+/// The report of a step a dry run does not execute.
+pub fn would_run(ctx: &RunContext<'_, '_>, line: usize) -> RunReport {
+    RunReport {
+        stage: ctx.stage.clone(),
+        line,
+        instruction: ctx.copy.step_text.to_string(),
+        status: WOULD_RUN,
+        seconds: 0.0,
+        layer: String::new(),
+    }
+}
+
 /// What one RUN step did, for `--json`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunReport {
     pub stage: String,
     pub line: usize,
     pub instruction: String,
-    /// `executed` or `cached`.
+    /// `executed` or `cached` (`would run` in a dry run).
     pub status: &'static str,
     pub seconds: f64,
     pub layer: String,
