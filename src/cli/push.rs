@@ -286,8 +286,12 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             }
         }
         for path in &prepared.stripped_setuid {
+            eprintln!("warning: stripped setuid/setgid bits from {path}");
+        }
+        if !prepared.stripped_setuid.is_empty() {
             eprintln!(
-                "warning: stripped setuid/setgid bits from {path} (use --keep-setuid to keep them)"
+                "warning: regbuild strips setuid/setgid bits by default, where docker build (BuildKit) keeps them: pass --keep-setuid to keep them ({} file(s) above)",
+                prepared.stripped_setuid.len()
             );
         }
         if !allow_root {
