@@ -141,3 +141,27 @@ fn a_deadline_past_what_the_clock_holds_is_no_deadline() {
         &[&format!("127.0.0.1:{port}"), "connection failed"],
     );
 }
+
+/// BuildKit features regbuild lacks (its labs channel, or not built here) are refused with
+/// the file, the line and the flag, before any registry is asked.
+#[test]
+fn buildkit_flags_regbuild_lacks_are_named_with_their_line_and_exit_2() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let mark = reg.access_log().len();
+    for (step, flag) in [
+        ("RUN --security=insecure true", "RUN --security"),
+        ("RUN --device=/dev/fuse true", "RUN --device"),
+        ("RUN --mount=type=ssh true", "ssh"),
+    ] {
+        let df = format!("FROM {host}/base:1\n{step}\n");
+        let ctx = context_with(&[("Dockerfile", &df)]);
+        let dir = ctx.path().to_str().unwrap();
+        fails_with_code(
+            &["push", "-t", &format!("{host}/x:1"), dir],
+            2,
+            &["Dockerfile:2:", flag],
+        );
+    }
+    assert!(reg.access_log_since(mark).is_empty(), "the registry was asked");
+}
