@@ -163,5 +163,8 @@ fn buildkit_flags_regbuild_lacks_are_named_with_their_line_and_exit_2() {
             &["Dockerfile:2:", flag],
         );
     }
-    assert!(reg.access_log_since(mark).is_empty(), "the registry was asked");
+    assert!(
+        reg.access_log_since(mark).is_empty(),
+        "the registry was asked"
+    );
 }

@@ -29,6 +29,7 @@ mod prune;
 mod push_distribution;
 mod push_errors;
 mod push_features;
+mod real_dockerfiles;
 mod repeat_push;
 mod run_debian;
 mod run_limits;

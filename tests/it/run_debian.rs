@@ -5,8 +5,8 @@
 //! compile with gcc, and pushes them; each image is pulled back with skopeo, unpacked with
 //! umoci and run under chroot.
 //!
-//! Needs root (debootstrap, chroot; CI runs as root) and the machine's apt mirror; skipped,
-//! with the reason printed, when not root.
+//! Needs root (debootstrap, chroot; CI runs as root) and the machine's apt mirror; not run,
+//! with the reason printed, when not root (a failure when `CI` is set).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +16,7 @@ use crate::common::*;
 use serde_json::Value;
 
 /// What `scripts/debian-base.sh` made: an OCI layout (tag `base`) and its `base.env`.
-struct DebianBase {
+pub struct DebianBase {
     dir: PathBuf,
     suite: String,
     manifest_digest: String,
@@ -24,7 +24,7 @@ struct DebianBase {
 }
 
 /// The base, made (or found in its cache) once per test process.
-fn debian_base() -> &'static DebianBase {
+pub fn debian_base() -> &'static DebianBase {
     static BASE: OnceLock<DebianBase> = OnceLock::new();
     BASE.get_or_init(|| {
         let out = run(&mut Command::new(
@@ -51,19 +51,13 @@ fn debian_base() -> &'static DebianBase {
     })
 }
 
-fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!(
-        "skipping {test}: needs root (debootstrap makes the Debian base, chroot runs the images)"
-    );
-    true
+fn skip_unless_root(_test: &str) -> bool {
+    !needs_root("debootstrap makes the Debian base, chroot runs the images")
 }
 
 /// Pushes the Debian base to `host/library/debian:SUITE` (skopeo, from the OCI layout) and
 /// returns that reference.
-fn push_base(host: &str, base: &DebianBase) -> String {
+pub fn push_base(host: &str, base: &DebianBase) -> String {
     let reference = format!("{host}/library/debian:{}", base.suite);
     skopeo_copy(
         &format!("oci:{}:base", base.dir.join("oci").display()),
@@ -104,7 +98,7 @@ fn manifest(reference: &str) -> Value {
 }
 
 /// Runs `argv` under chroot in `rootfs` with only PATH set; its stdout.
-fn chroot(rootfs: &Path, argv: &[&str]) -> String {
+pub fn chroot(rootfs: &Path, argv: &[&str]) -> String {
     let out = run(Command::new("/usr/sbin/chroot")
         .arg(rootfs)
         .args(argv)

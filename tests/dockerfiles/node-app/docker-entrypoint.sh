@@ -1,0 +1,4 @@
+#!/bin/sh
+set -e
+cd /home/node/app
+exec "$@"

@@ -1,0 +1,5 @@
+import os
+
+
+def main():
+    print(f"python greet as uid {os.getuid()}")

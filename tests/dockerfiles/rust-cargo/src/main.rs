@@ -1,0 +1,3 @@
+fn main() {
+    println!("rust hello, {} args", std::env::args().count());
+}
