@@ -217,6 +217,16 @@ pub async fn build(
         source,
     })?;
     let ignore = load_dockerignore(&req.context)?;
+    let needed = schedule::needed_stages(&plan);
+    if let Some((line, e)) =
+        crate::builder::preflight::missing_sources(&plan, &needed, &req.context)
+    {
+        return Err(BuildError::At {
+            file,
+            line,
+            source: Box::new(e.into()),
+        });
+    }
     let cache = if req.use_cache {
         crate::builder::cache::LayerCache::open()
     } else {
@@ -233,7 +243,6 @@ pub async fn build(
         tmp.path(),
     );
     let created = rfc3339(req.epoch);
-    let needed = schedule::needed_stages(&plan);
     let run_env = RunEnv::new(&plan, &needed, tmp.path(), &file)?;
     let inputs = StageInputs {
         registry,

@@ -235,3 +235,37 @@ fn a_dry_run_executes_no_step_and_says_which_would_run() {
         "{log:?}"
     );
 }
+
+#[test]
+fn a_missing_or_escaping_context_source_fails_before_any_step_runs() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    for (source, says) in [
+        (
+            "missing.txt",
+            "COPY source \"missing.txt\" not found in the build context",
+        ),
+        (
+            "../outside",
+            "COPY source \"../outside\" is outside the build context",
+        ),
+    ] {
+        let df = format!(
+            "FROM {host}/base/busybox:1\n\
+             RUN echo the-step-ran\n\
+             COPY {source} /x\n"
+        );
+        let out = crate::run_steps::push_dockerfile(
+            &format!("{host}/fidelity/preflight:1"),
+            &df,
+            &[],
+            &[],
+            None,
+        );
+        let err = stderr(&out);
+        assert!(!out.status.success());
+        assert!(err.contains(&format!("Dockerfile:3: {says}")), "{err}");
+        assert!(!err.contains("the-step-ran"), "the RUN ran first: {err}");
+    }
+}
