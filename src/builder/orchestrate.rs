@@ -1231,6 +1231,7 @@ mod tests {
                 exclude: Vec::new(),
                 keep_git_dir: false,
                 checksum: None,
+                unpack: None,
                 heredocs: Vec::new(),
             })
         };
