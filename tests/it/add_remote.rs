@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use sha2::Digest as _;
 
 use crate::common::*;
-use crate::run_steps::{push_dockerfile, pushed_rootfs};
+use crate::run_steps::push_dockerfile;
 
 /// A static HTTP/1.0 server for the files of a directory, counting the requests per path
 /// (query left out). Stops with the test process.
@@ -98,8 +98,8 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
-/// A gzip tar holding `dir/x.txt`.
-fn tar_gz() -> Vec<u8> {
+/// A tar holding `dir/x.txt` (mode 0640): ASCII only, so it can be a context file's text.
+fn local_tar() -> String {
     let mut tar = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_ustar();
     h.set_path("dir/x.txt").unwrap();
@@ -107,7 +107,12 @@ fn tar_gz() -> Vec<u8> {
     h.set_mode(0o640);
     h.set_cksum();
     tar.append(&h, &b"tar\n"[..]).unwrap();
-    let tar = tar.into_inner().unwrap();
+    String::from_utf8(tar.into_inner().unwrap()).unwrap()
+}
+
+/// [`local_tar`], gzipped.
+fn tar_gz() -> Vec<u8> {
+    let tar = local_tar().into_bytes();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&tar).unwrap();
     gz.finish().unwrap()
@@ -194,11 +199,22 @@ fn urls_are_downloaded_with_buildkits_names_and_modes_and_unpacked_only_when_ask
          ADD {f} /dir/\n\
          ADD --chmod=0644 --chown=7:8 {f} /owned\n\
          ADD {a} /archive/\n\
-         ADD --unpack=true {a} /unpacked/\n",
+         ADD --unpack=true {a} /unpacked/\n\
+         ADD --unpack=false local.tar /local/\n\
+         ADD local.tar /local-unpacked/\n\
+         ADD local.txt {f} /mixed\n",
         f = served.url("files/f.txt"),
         a = served.url("files/a.tgz"),
     );
-    let (_keep, root) = pushed_rootfs(&format!("{}/add/url:1", reg.host), &df);
+    let tag = format!("{}/add/url:1", reg.host);
+    let files = [
+        ("local.tar", local_tar()),
+        ("local.txt", "local\n".to_string()),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    succeeded(push_dockerfile(&tag, &df, &files, &[], None));
+    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    let root = bundle.join("rootfs");
     assert_eq!(read(&root, "/f.txt"), "hello\n");
     assert_eq!(mode(&root, "/f.txt"), 0o600);
     assert_eq!(read(&root, "/dir/f.txt"), "hello\n");
@@ -217,6 +233,12 @@ fn urls_are_downloaded_with_buildkits_names_and_modes_and_unpacked_only_when_ask
     assert_eq!(read(&root, "/unpacked/dir/x.txt"), "tar\n");
     assert_eq!(mode(&root, "/unpacked/dir/x.txt"), 0o640);
     assert!(!root.join("unpacked/a.tgz").exists());
+    // A local archive is unpacked unless --unpack=false.
+    assert_eq!(read(&root, "/local/local.tar"), local_tar());
+    assert_eq!(read(&root, "/local-unpacked/dir/x.txt"), "tar\n");
+    // Several sources, local and remote: into the destination as a directory.
+    assert_eq!(read(&root, "/mixed/local.txt"), "local\n");
+    assert_eq!(read(&root, "/mixed/f.txt"), "hello\n");
 }
 
 #[test]
