@@ -135,8 +135,9 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A repository with `a.txt`, an executable `sub/s.sh` and `sub/deep/n.txt`, tagged `v1`
-/// (then a second commit on `main`), served at `repo.git`; returns v1's commit.
+/// A repository with `a.txt`, an executable `sub/s.sh`, `sub/deep/n.txt` and the submodule
+/// `lib` (`lib.git`, with `l.txt`), tagged `v1` (then a second commit on `main`), served at
+/// `repo.git`; returns v1's commit.
 fn served_repo(served: &Served) -> Option<String> {
     if Command::new("git").arg("--version").output().is_err() {
         not_here("git (Debian package git) is not installed");
@@ -144,8 +145,19 @@ fn served_repo(served: &Served) -> Option<String> {
     }
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
+    git(w, &["init", "-q", "lib"]);
+    std::fs::write(w.join("lib/l.txt"), "l\n").unwrap();
+    git(&w.join("lib"), &["add", "."]);
+    git(&w.join("lib"), &["commit", "-q", "-m", "lib"]);
+    let lib = served.path("lib.git");
+    git(w, &["clone", "-q", "--bare", "lib", lib.to_str().unwrap()]);
+    git(&lib, &["update-server-info"]);
     git(w, &["init", "-q", "src"]);
     let src = w.join("src");
+    git(
+        &src,
+        &["submodule", "add", "-q", &served.url("lib.git"), "lib"],
+    );
     std::fs::write(src.join("a.txt"), "a\n").unwrap();
     std::fs::create_dir_all(src.join("sub/deep")).unwrap();
     std::fs::write(src.join("sub/s.sh"), "#!/bin/sh\n").unwrap();
@@ -362,6 +374,7 @@ fn git_refs_are_checked_out_with_subdirectories_and_the_git_dir_only_when_kept()
          ADD {repo}?ref=v1&subdir=sub/deep /q/\n\
          ADD --checksum={short} {repo}#v1 /pinned\n\
          ADD {repo} /main\n\
+         ADD {repo}?submodules=false#v1 /nosub\n\
          ADD --keep-git-dir=true {repo}#v1 /kept\n",
         short = &v1[..10],
     );
@@ -384,7 +397,15 @@ fn git_refs_are_checked_out_with_subdirectories_and_the_git_dir_only_when_kept()
         "changed\n",
         "the default branch"
     );
+    assert_eq!(
+        read(&root, "/src/lib/l.txt"),
+        "l\n",
+        "submodules are checked out"
+    );
+    assert!(!root.join("src/lib/.git").exists());
+    assert!(root.join("nosub/lib").is_dir() && !root.join("nosub/lib/l.txt").exists());
     assert_eq!(read(&root, "/kept/a.txt"), "a\n");
+    assert_eq!(read(&root, "/kept/lib/l.txt"), "l\n");
     assert!(root.join("kept/.git/HEAD").is_file(), ".git kept");
     let kept_head = git(&root.join("kept"), &["rev-parse", "HEAD"]);
     assert_eq!(kept_head, v1);

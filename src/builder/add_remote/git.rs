@@ -30,7 +30,11 @@ pub struct Resolved {
 
 /// Resolves `git`'s ref (the remote's default branch when none) to a commit, and checks it
 /// against `checksum` (the commit or a prefix of it; an annotated tag's own id matches too).
-pub async fn resolve(git: &GitRef, checksum: Option<&str>) -> Result<Resolved, RemoteError> {
+pub async fn resolve(
+    git: &GitRef,
+    checksum: Option<&str>,
+    tmp: &Path,
+) -> Result<Resolved, RemoteError> {
     let remote = &git.remote;
     let mismatch = |actual: &str| RemoteError::GitChecksum {
         remote: redact(remote),
@@ -55,8 +59,8 @@ pub async fn resolve(git: &GitRef, checksum: Option<&str>) -> Result<Resolved, R
             fetch: commit.to_string(),
         });
     }
-    let home = tempfile::tempdir().map_err(|source| RemoteError::Io {
-        path: std::env::temp_dir(),
+    let home = tempfile::tempdir_in(tmp).map_err(|source| RemoteError::Io {
+        path: tmp.to_path_buf(),
         source,
     })?;
     let runner = Git {
@@ -203,39 +207,37 @@ pub async fn checkout(c: &Checkout<'_>, tmp: &Path) -> Result<PathBuf, RemoteErr
         &[&detached[..], &[c.resolved.commit.as_str()]].concat(),
     )
     .await?;
-    if c.git.submodules != Some(false) && dir.join(".gitmodules").exists() {
-        let update = ["submodule", "update", "--init", "--recursive", "--depth=1"];
-        git.run(Some(&dir), &update).await?;
+    let submodules = c.git.submodules != Some(false) && dir.join(".gitmodules").exists();
+    if submodules {
+        let update = ["submodule", "update", "--init", "--recursive"];
+        shallow_if_possible(&git, &dir, &update).await?;
     }
     if keep {
-        tidy_git_dir(&git, &dir).await?;
+        tidy_git_dir(&git, &dir, submodules).await?;
     }
     let root = subdir(&dir, &c.git.subdir, remote)?;
     tokio::task::block_in_place(|| normalize(&root, keep)).map_err(io(&root))?;
     Ok(root)
 }
 
-/// `fetch --depth=1`, or a full fetch from a server that cannot serve a shallow one (the
-/// "dumb" HTTP protocol).
+/// `fetch --depth=1` of one ref (or commit).
 async fn fetch(git: &Git<'_>, dir: &Path, what: &str) -> Result<(), RemoteError> {
     let refspec = if what.starts_with("refs/") {
         format!("{what}:{what}")
     } else {
         what.to_string()
     };
-    let shallow = [
-        "fetch",
-        "-q",
-        "-u",
-        "--depth=1",
-        "--no-tags",
-        "origin",
-        &refspec,
-    ];
+    let fetch = ["fetch", "-q", "-u", "--no-tags", "origin", &refspec];
+    shallow_if_possible(git, dir, &fetch).await
+}
+
+/// `args` with `--depth=1`, or without it from a server that cannot serve a shallow fetch
+/// (the "dumb" HTTP protocol).
+async fn shallow_if_possible(git: &Git<'_>, dir: &Path, args: &[&str]) -> Result<(), RemoteError> {
+    let shallow = [args, &["--depth=1"]].concat();
     match git.run(Some(dir), &shallow).await {
         Err(RemoteError::Git { detail, .. }) if detail.contains("shallow") => {
-            let full = ["fetch", "-q", "-u", "--no-tags", "origin", &refspec];
-            git.run(Some(dir), &full).await.map(drop)
+            git.run(Some(dir), args).await.map(drop)
         }
         other => other.map(drop),
     }
@@ -243,8 +245,10 @@ async fn fetch(git: &Git<'_>, dir: &Path, what: &str) -> Result<(), RemoteError>
 
 /// The kept `.git` without what differs from one clone to the next: reflogs, `FETCH_HEAD`,
 /// the stat data of the index (rewritten from the commit's tree; `git status` refreshes
-/// it), and the remote's credentials.
-async fn tidy_git_dir(git: &Git<'_>, dir: &Path) -> Result<(), RemoteError> {
+/// it), the same in submodules' repositories, and the remote's credentials.
+async fn tidy_git_dir(git: &Git<'_>, dir: &Path, submodules: bool) -> Result<(), RemoteError> {
+    const TIDY: &str = "git reflog expire --all --expire=now && d=$(git rev-parse --git-dir) \
+        && rm -f \"$d/FETCH_HEAD\" \"$d/index\" && git read-tree HEAD";
     git.run(Some(dir), &["reflog", "expire", "--all", "--expire=now"])
         .await?;
     for f in ["FETCH_HEAD", "index"] {
@@ -257,6 +261,13 @@ async fn tidy_git_dir(git: &Git<'_>, dir: &Path) -> Result<(), RemoteError> {
         }
     }
     git.run(Some(dir), &["read-tree", "HEAD"]).await?;
+    if submodules {
+        git.run(
+            Some(dir),
+            &["submodule", "foreach", "-q", "--recursive", TIDY],
+        )
+        .await?;
+    }
     let shown = redact(git.remote);
     git.run(Some(dir), &["remote", "set-url", "origin", &shown])
         .await
@@ -281,8 +292,8 @@ fn subdir(dir: &Path, subdir: &str, remote: &str) -> Result<PathBuf, RemoteError
 }
 
 /// Files 0644 (0755 when any execute bit is set), directories 0755, as a Git checkout has
-/// them in BuildKit whatever the umask; `.git` (a submodule's link file too) is removed
-/// unless kept, and left as git wrote it when kept.
+/// them in BuildKit whatever the umask; `.git` (and a submodule's `.git` link file) is
+/// removed unless kept, and left as git wrote it when kept.
 fn normalize(root: &Path, keep_git_dir: bool) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let set =
@@ -295,7 +306,7 @@ fn normalize(root: &Path, keep_git_dir: bool) -> std::io::Result<()> {
             let path = entry.path();
             let kind = entry.file_type()?;
             if entry.file_name() == ".git" {
-                if keep_git_dir && dir == root {
+                if keep_git_dir {
                     continue;
                 }
                 if kind.is_dir() {
@@ -468,14 +479,18 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_full_commit_or_fetch_by_commit_needs_no_remote() {
+        let tmp = tempfile::tempdir().unwrap();
         let git = GitRef {
             remote: "https://127.0.0.1:1/r.git".into(),
             git_ref: A.into(),
             ..GitRef::default()
         };
-        let r = resolve(&git, Some("1111")).await.unwrap();
+        let r = resolve(&git, Some("1111"), tmp.path()).await.unwrap();
         assert_eq!((r.commit.as_str(), r.fetch.as_str()), (A, A));
-        let err = resolve(&git, Some("2")).await.unwrap_err().to_string();
+        let err = resolve(&git, Some("2"), tmp.path())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("expected checksum to match 2, got 1111"),
             "{err}"
@@ -485,7 +500,13 @@ mod tests {
             fetch_by_commit: true,
             ..git
         };
-        assert_eq!(resolve(&by_commit, Some(B)).await.unwrap().commit, B);
-        assert!(resolve(&by_commit, Some("22")).await.is_err());
+        assert_eq!(
+            resolve(&by_commit, Some(B), tmp.path())
+                .await
+                .unwrap()
+                .commit,
+            B
+        );
+        assert!(resolve(&by_commit, Some("22"), tmp.path()).await.is_err());
     }
 }

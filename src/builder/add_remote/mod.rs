@@ -183,7 +183,7 @@ pub async fn add(
             }),
             Source::Git(g) => {
                 let checksum = spec.checksum.clone().or_else(|| g.checksum.clone());
-                let resolved = git::resolve(&g, checksum.as_deref()).await?;
+                let resolved = git::resolve(&g, checksum.as_deref(), ctx.tmp).await?;
                 let keep_git_dir = spec.keep_git_dir || g.keep_git_dir == Some(true);
                 items.push(Item::Git {
                     git: g,
