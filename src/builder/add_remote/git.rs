@@ -356,6 +356,8 @@ impl Git<'_> {
         for keep in [
             "PATH",
             "SSH_AUTH_SOCK",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
             "http_proxy",
             "https_proxy",
             "no_proxy",
