@@ -1,6 +1,6 @@
 //! One COPY or ADD: gather its sources (the context, another stage, another image, or for
-//! ADD a local archive, a URL or a Git repository: `add_remote`), apply ownership and modes, strip setuid/setgid bits, and write
-//! the layer.
+//! ADD a local archive, a URL or a Git repository: `add_remote`), apply ownership and modes,
+//! strip setuid/setgid bits, and write the layer.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
