@@ -2,8 +2,8 @@
 # Installs what the tests, the demo and the benchmarks drive but cargo cannot fetch: the CNCF
 # distribution registry, skopeo and umoci (to make and check images), htpasswd (the
 # authenticated registry instance), curl, a C compiler that links statically (the test
-# fixture program), and debootstrap (the Debian base of the RUN end-to-end test:
-# scripts/debian-base.sh). Debian packages, installed only when missing; needs root (or sudo)
+# fixture program), git (ADD of Git repositories), and debootstrap (the Debian base of the
+# RUN end-to-end test: scripts/debian-base.sh). Debian packages, installed only when missing; needs root (or sudo)
 # when something is missing.
 #
 #   scripts/setup.sh            check and install
@@ -16,6 +16,7 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v curl >/dev/null || need+=(curl)
+command -v git >/dev/null || need+=(git)
 command -v cc >/dev/null || need+=(gcc)
 # /usr/sbin is not on every user's PATH.
 [ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || need+=(debootstrap)

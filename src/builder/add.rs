@@ -5,7 +5,8 @@
 //! the deterministic-layer rules of `regbuild_fs::layer`.
 //!
 //! Not for the plain files an ADD names (copied as COPY copies them, `regbuild_fs::context`), nor
-//! for URLs (refused by the caller). The unpacking itself, and its safety rules, are
+//! for URLs and Git repositories (`builder::add_remote`, which calls `unpack` for a
+//! downloaded archive with `--unpack=true`). The unpacking itself, and its safety rules, are
 //! `regbuild_fs::extract`'s.
 
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
-//! One COPY or ADD: gather its sources (the context, another stage, another image, or a
-//! local archive for ADD), apply ownership and modes, strip setuid/setgid bits, and write
-//! the layer.
+//! One COPY or ADD: gather its sources (the context, another stage, another image, or for
+//! ADD a local archive, a URL or a Git repository: `add_remote`), apply ownership and modes,
+//! strip setuid/setgid bits, and write the layer.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +63,16 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
             heredoc_entries(ctx, &spec.heredocs, &dest, chown, chmod)?
         }
         _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
+        None if spec.add && crate::builder::add_remote::any_remote(&spec.sources) => {
+            use crate::builder::add_remote::{add, Added};
+            match add(ctx, spec, &dest, chown, chmod).await? {
+                Added::Cached(out) => return Ok(out),
+                Added::Fetched { entries, key } => {
+                    from_image_key = key;
+                    entries
+                }
+            }
+        }
         None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
         None => collect(ctx.context, &spec.sources, &dest, chown, chmod, ctx.ignore)?,
         Some(from) => {
@@ -336,6 +346,39 @@ pub fn layers_of(
     })
 }
 
+/// A layer whose key is known before its sources are read (an ADD of a URL with
+/// `--checksum` or of a Git commit): when a cache has it, the step's output, its entries
+/// produced by `produce` (and placed as `run` places them) only if something needs them.
+pub(crate) fn cached_by_key(
+    ctx: &CopyContext<'_>,
+    key: &str,
+    dest: &str,
+    produce: crate::builder::stage::DeferredEntries,
+) -> Option<StepOutput> {
+    let found = find(ctx, key).filter(|_| ctx.defer_entries)?;
+    let (keep_setuid, dest, lower) = (ctx.keep_setuid, dest.to_string(), ctx.lower.clone());
+    let entries: crate::builder::stage::DeferredEntries = Arc::new(move || {
+        let entries = keep_existing_dest_dirs(produce()?, &dest, &lower);
+        let (mut entries, _) = lower.place(entries);
+        if !keep_setuid {
+            strip_setuid(&mut entries);
+        }
+        Ok(entries)
+    });
+    let opts = LayerOptions {
+        mtime: ctx.epoch,
+        compression: ctx.compression,
+        threads: regbuild_fs::compress::threads(),
+    };
+    Some(cached_output(
+        ctx,
+        found,
+        key.to_string(),
+        Deferred(entries),
+        opts,
+    ))
+}
+
 /// A layer known by key: its record, and where it was found (None: the local cache).
 type Found = (crate::builder::cache::CachedLayer, Option<(String, String)>);
 
@@ -512,20 +555,19 @@ fn collect(
 }
 
 /// ADD from the context: local tar archives (plain, gzip, zstd, xz) are extracted into
-/// `dest` with their owners, modes, devices and capabilities (`crate::builder::add`); other sources
-/// are copied as COPY would; URLs are refused.
-fn add_entries(
+/// `dest` with their owners, modes, devices and capabilities (`crate::builder::add`) unless
+/// `--unpack=false`; other sources are copied as COPY would. URLs and Git repositories are
+/// `crate::builder::add_remote`'s.
+pub(crate) fn add_entries(
     ctx: &CopyContext<'_>,
     spec: &CopySpec,
     dest: &str,
     chown: Option<(u64, u64)>,
     chmod: Option<u32>,
 ) -> Result<Vec<LayerEntry>, StepError> {
-    if let Some(url) = spec.sources.iter().find(|s| is_remote(s)) {
-        return Err(StepError::AddUrl(url.clone()));
-    }
     let (archives, plain): (Vec<&String>, Vec<&String>) = spec.sources.iter().partition(|s| {
-        !s.contains(['*', '?', '['])
+        spec.unpack != Some(false)
+            && !s.contains(['*', '?', '['])
             && !s.starts_with('/')
             && !s.split('/').any(|c| c == "..")
             // An excluded archive is not in the context: COPY's rules report it missing.
@@ -570,7 +612,7 @@ fn add_entries(
 }
 
 /// What an archive held that its layer does not: never silent.
-fn report_left_out(archive: &str, unpacked: &crate::builder::add::Unpacked) {
+pub(crate) fn report_left_out(archive: &str, unpacked: &crate::builder::add::Unpacked) {
     for (path, why) in &unpacked.skipped {
         tracing::warn!("ADD {archive}: {} left out: {why}", path.display());
     }
@@ -678,10 +720,6 @@ fn closure_entries(
         });
     }
     Ok(entries)
-}
-
-fn is_remote(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
 }
 
 /// The in-image destination: relative ones are under WORKDIR; a trailing `/` (or `.`)

@@ -63,8 +63,9 @@ pub enum StepError {
     Sysroot { dir: String, source: io::Error },
     #[error("--sysroot={dir} leaves the build context")]
     SysrootOutside { dir: String },
-    #[error("ADD of a URL ({0}) is not supported: regbuild builds from local files only; download it into the context first")]
-    AddUrl(String),
+    /// ADD of a URL or Git repository.
+    #[error("{0}")]
+    Remote(#[from] crate::builder::add_remote::RemoteError),
     #[error("stage {0} is not built before COPY --from uses it")]
     CopyFromStageNotBuilt(usize),
     #[error("stage {0} is not built before it is used")]

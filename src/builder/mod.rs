@@ -5,7 +5,7 @@
 //! `stage` is the stage model every step reads and extends (a stage's image, its layers and
 //! where their bytes are); `orchestrate` walks the evaluated stages and applies each instruction to the stage's
 //! image, `schedule` says which stages may be built at the same time, `preflight` refuses missing context sources before any stage is built; `copy` carries out COPY/ADD (`add` gives an ADD'ed archive's entries their archive
-//! metadata, `owner` resolves `--chown` names, `pathindex` lists a base's paths when a step
+//! metadata, `add_remote` fetches ADD's URLs and Git repositories, `owner` resolves `--chown` names, `pathindex` lists a base's paths when a step
 //! depends on them); `rootfs` and `from_image` materialise paths of another stage or image;
 //! `cache` and `remote_cache` find layers built before (locally, or in a registry by key), `cache_dir` is the cache directory's lock, privacy and use stamps, `scratch` the build's and steps' scratch and the sweep of what killed builds left;
 //! `layering` splits a COPY into layers, `pack` packs them, `squash` squashes; `assemble`
@@ -13,6 +13,7 @@
 //! failed (`StepError`), which `BuildError::At` carries with the Dockerfile's `file:line`.
 
 pub mod add;
+pub mod add_remote;
 pub mod assemble;
 pub mod cache;
 pub mod cache_dir;

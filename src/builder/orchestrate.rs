@@ -1349,6 +1349,7 @@ mod tests {
                 exclude: Vec::new(),
                 keep_git_dir: false,
                 checksum: None,
+                unpack: None,
                 heredocs: Vec::new(),
             })
         };

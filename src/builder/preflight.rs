@@ -30,7 +30,12 @@ fn check(spec: &CopySpec, context: &Path) -> Result<(), ContextError> {
         return Ok(());
     }
     for src in &spec.sources {
-        if is_url(src) || src.contains(['*', '?', '[', '\\']) {
+        let local = !spec.add
+            || matches!(
+                regbuild_frontend::remote::classify(src),
+                Ok(regbuild_frontend::remote::Source::Local)
+            );
+        if !local || src.contains(['*', '?', '[', '\\']) {
             continue;
         }
         let inside =
@@ -58,10 +63,6 @@ fn within(src: &str) -> Option<PathBuf> {
         }
     }
     Some(out)
-}
-
-fn is_url(s: &str) -> bool {
-    s.contains("://") || s.starts_with("git@")
 }
 
 #[cfg(test)]

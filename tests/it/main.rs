@@ -9,6 +9,7 @@
 mod common;
 
 mod add_archive_metadata;
+mod add_remote;
 mod cli_errors;
 mod cli_ux;
 mod dockerfile_fidelity;

@@ -273,25 +273,6 @@ fn symlinks_in_the_context_stay_symlinks() {
     assert_eq!(std::fs::read_to_string(&link).unwrap(), "real");
 }
 
-#[test]
-fn add_of_a_url_is_refused_clearly() {
-    let ctx = context_with(&[(
-        "Dockerfile",
-        "FROM scratch\nADD https://example.com/x.tgz /x\n",
-    )]);
-    let out = regbuild(&[
-        "push",
-        "-t",
-        "127.0.0.1:1/x:1",
-        ctx.path().to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("Dockerfile:2") && err.contains("URL"), "{err}");
-}
-
 /// A merged-usr base (`/bin -> usr/bin`, `/lib -> usr/lib`, `/sbin -> usr/sbin`) with
 /// accounts, made by umoci from a directory tree and pushed by skopeo to `host/base/merged:1`.
 fn merged_usr_base(host: &str) -> String {

@@ -2,7 +2,8 @@
 //! line numbers), `substitute` expands variables as BuildKit does, `stages` evaluates
 //! instructions into stages (ARG scopes, platforms, the stage graph and target selection),
 //! and `lint` reports what Docker would warn about. `ids` reads user and group ids (`USER`,
-//! `--chown`, `--mount=…,uid=`) and refuses those past 32 bits. `error` holds
+//! `--chown`, `--mount=…,uid=`) and refuses those past 32 bits. `remote` tells ADD's URL and
+//! Git sources from context paths. `error` holds
 //! [`DockerfileError`](error::DockerfileError), the one error the crate returns (it names
 //! `file:line`).
 //!
@@ -17,5 +18,6 @@ pub mod dockerfile;
 pub mod error;
 pub mod ids;
 pub mod lint;
+pub mod remote;
 pub mod stages;
 pub mod substitute;

@@ -283,8 +283,11 @@ pub struct CopySpec {
     pub exclude: Vec<String>,
     /// `ADD --keep-git-dir`.
     pub keep_git_dir: bool,
-    /// `ADD --checksum`, expanded.
+    /// `ADD --checksum`, expanded: `sha256:<hex>` for a URL, a commit (or its prefix) for a
+    /// Git source (checked by the front end: `crate::remote::check_add`).
     pub checksum: Option<String>,
+    /// `ADD --unpack` as written (None: the default, which unpacks local archives only).
+    pub unpack: Option<bool>,
     /// Heredoc sources (`COPY <<EOF /dest`) as (name, body): each becomes a regular file
     /// named after the heredoc (mode 0644 unless `--chmod`), placed at `dest` as a context
     /// file would be. The body is expanded unless the name was quoted, `<<-` tabs removed.

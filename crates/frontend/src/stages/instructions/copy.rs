@@ -1,9 +1,10 @@
 //! COPY and ADD: flags (with regbuild's `--closure` and `--sysroot`), `--from` resolved to
 //! an earlier stage or an image, and sources, destination and flag values expanded into a
 //! [`CopySpec`]. Heredoc sources (`COPY <<EOF /dest`) become files named after the heredoc,
-//! their bodies expanded unless the name was quoted, as BuildKit does. What regbuild lacks
-//! (`--parents`, `--unpack`, heredocs mixed with other sources or `--from`) is refused only in
-//! stages the target needs.
+//! their bodies expanded unless the name was quoted, as BuildKit does. ADD's URL and Git
+//! sources are checked here with `--checksum` and `--keep-git-dir` (`crate::remote`), and a
+//! COPY of one is refused, as BuildKit refuses them. What regbuild lacks (`--parents`,
+//! heredocs mixed with other sources or `--from`) is refused only in stages the target needs.
 //!
 //! Reading the build context and building the layer is `regbuild::builder`'s job.
 
@@ -48,8 +49,10 @@ struct RawCopy {
     closure: bool,
     sysroot: Option<String>,
     exclude: Vec<String>,
-    keep_git_dir: bool,
+    /// `--keep-git-dir` as written (None: absent).
+    keep_git_dir: Option<bool>,
     checksum: Option<String>,
+    unpack: Option<bool>,
     /// Heredoc sources, in order.
     heredocs: Vec<Heredoc>,
 }
@@ -96,8 +99,11 @@ pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, 
         closure,
         sysroot: flags.string("sysroot"),
         exclude: flags.all("exclude"),
-        keep_git_dir: flags.boolean("keep-git-dir"),
+        keep_git_dir: flags
+            .used("keep-git-dir")
+            .then(|| flags.boolean("keep-git-dir")),
         checksum: flags.string("checksum"),
+        unpack: flags.used("unpack").then(|| flags.boolean("unpack")),
         heredocs,
     }))
 }
@@ -149,10 +155,8 @@ fn refuse_unsupported_copy_flags(
     keyword: &str,
     loc: Loc<'_>,
 ) -> Result<(), DockerfileError> {
-    for name in ["parents", "unpack"] {
-        if flags.used(name) {
-            return Err(loc.unsupported(format!("{keyword} --{name} is not supported by regbuild")));
-        }
+    if flags.used("parents") {
+        return Err(loc.unsupported(format!("{keyword} --parents is not supported by regbuild")));
     }
     Ok(())
 }
@@ -188,6 +192,34 @@ pub(super) fn resolve_from(
     Ok(CopyFrom::Stage(index))
 }
 
+impl RawCopy {
+    /// URL and Git sources as BuildKit's `dispatchCopy` checks them, before anything runs:
+    /// none in COPY; in ADD, a Git URL that can be read and a `--checksum` that fits its
+    /// one source.
+    fn check_remote_sources(
+        &self,
+        sources: &[String],
+        checksum: Option<&str>,
+    ) -> Result<(), String> {
+        use crate::remote::{check_add, classify, Source};
+        for s in sources {
+            let kind = classify(s).map_err(|e| format!("{s}: {e}"))?;
+            match kind {
+                Source::Local => {}
+                Source::Http if !self.add => return Err("source can't be a URL for COPY".into()),
+                Source::Git(_) if !self.add => {
+                    return Err("source can't be a git ref for COPY".into())
+                }
+                _ => {}
+            }
+        }
+        if self.add {
+            check_add(sources, checksum, self.keep_git_dir).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
 impl Expand for RawCopy {
     fn expand(
         &self,
@@ -211,6 +243,9 @@ impl Expand for RawCopy {
             crate::ids::check_owner(owner)
                 .map_err(|e| scope.loc(line).syntax(format!("--chown={owner}: {e}")))?;
         }
+        let checksum = scope.exp.optional(&self.checksum, vars, line)?;
+        self.check_remote_sources(&sources, checksum.as_deref())
+            .map_err(|e| scope.loc(line).syntax(e))?;
         Ok(StepKind::Copy(CopySpec {
             add: self.add,
             sources,
@@ -222,8 +257,9 @@ impl Expand for RawCopy {
             closure: self.closure,
             sysroot: scope.exp.optional(&self.sysroot, vars, line)?,
             exclude: self.exclude.clone(),
-            keep_git_dir: self.keep_git_dir,
-            checksum: scope.exp.optional(&self.checksum, vars, line)?,
+            keep_git_dir: self.keep_git_dir.unwrap_or(false),
+            checksum,
+            unpack: self.unpack,
             heredocs: self
                 .heredocs
                 .iter()
@@ -266,6 +302,46 @@ mod tests {
             .contains("--sysroot can only be used together with --closure"));
         assert!(eval_err("FROM scratch\nCOPY --parents a b\n")
             .contains("COPY --parents is not supported"));
+    }
+
+    #[test]
+    fn add_remote_sources_and_their_flags() {
+        let sum = format!("sha256:{}", "0".repeat(64));
+        let b = eval(&format!(
+            "FROM scratch\nARG V=v1\nADD --checksum={sum} --unpack http://h/a.tgz /a/\nADD --keep-git-dir=true https://h/r.git#$V:sub /src\nADD --unpack=false x.tar /x\n"
+        ));
+        let k = kinds(&b);
+        let url = copy_of(&k[1]);
+        assert_eq!(url.checksum.as_deref(), Some(sum.as_str()));
+        assert_eq!(url.unpack, Some(true));
+        let git = copy_of(&k[2]);
+        assert_eq!(git.sources, vec!["https://h/r.git#v1:sub".to_string()]);
+        assert!(git.keep_git_dir);
+        assert_eq!(copy_of(&k[3]).unpack, Some(false));
+        assert_eq!(
+            eval_err("FROM scratch\nCOPY http://h/f /f\n"),
+            "Dockerfile.test:2: source can't be a URL for COPY"
+        );
+        assert_eq!(
+            eval_err("FROM scratch\nCOPY https://h/r.git /f\n"),
+            "Dockerfile.test:2: source can't be a git ref for COPY"
+        );
+        assert_eq!(
+            eval_err("FROM scratch\nADD --checksum=sha256:abc http://h/f /f\n"),
+            "Dockerfile.test:2: --checksum=sha256:abc: expected sha256:<64 hex digits> for an HTTP source (SHA-256 is the only algorithm supported)"
+        );
+        assert_eq!(
+            eval_err("FROM scratch\nADD --checksum=abc f /f\n"),
+            "Dockerfile.test:2: checksum requires HTTP(S) or Git sources"
+        );
+        assert_eq!(
+            eval_err("FROM scratch\nADD https://h/r.git?x=1 /f\n"),
+            "Dockerfile.test:2: https://h/r.git?x=1: unexpected query \"x\""
+        );
+        assert_eq!(
+            eval_err("FROM scratch\nADD --keep-git-dir=false https://h/r.git?keep-git-dir /f\n"),
+            "Dockerfile.test:2: inconsistent keep-git-dir configuration"
+        );
     }
 
     #[test]

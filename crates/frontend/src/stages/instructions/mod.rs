@@ -100,7 +100,7 @@ mod tests {
     fn every_instruction() {
         let b = eval(concat!(
             "FROM scratch\n",
-            "ADD --chown=1:1 --chmod=644 --link --checksum=sha256:abc https://x/y.tgz /y\n",
+            "ADD --chown=1:1 --chmod=644 --link --checksum=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef https://x/y.tgz /y\n",
             "COPY --exclude=*.md --exclude=tmp a b /dst/\n",
             "ENV A=1 B=\"two words\"\n",
             "ENV LEGACY some value\n",
@@ -127,7 +127,10 @@ mod tests {
             (add.chown.as_deref(), add.chmod.as_deref()),
             (Some("1:1"), Some("644"))
         );
-        assert_eq!(add.checksum.as_deref(), Some("sha256:abc"));
+        assert_eq!(
+            add.checksum.as_deref(),
+            Some("sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+        );
         let copy = copy_of(&k[1]);
         assert_eq!(
             (copy.sources.clone(), copy.dest.as_str()),

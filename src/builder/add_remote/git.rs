@@ -1,0 +1,514 @@
+//! `ADD <git URL>`: the ref resolved to a commit (`git ls-remote`, matched as BuildKit's Git
+//! source matches it: a full ref, else a branch, else a tag), then that commit fetched
+//! (shallow when the server can) and checked out into a directory of the build's tmp, with
+//! submodules unless `submodules=false`. The `.git` directory stays only with
+//! `--keep-git-dir=true` and no subdirectory (as in BuildKit), made as reproducible as git
+//! allows: no reflog, no `FETCH_HEAD`, an index without stat data.
+//!
+//! `git` runs with a clean environment: no user or system configuration (so no credential
+//! helper), no prompt, `ssh` in batch mode, only the http, https, git and ssh transports
+//! (no `file://` or `ext::` submodules), and a time limit per command.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regbuild_frontend::remote::GitRef;
+
+use super::RemoteError;
+
+/// The longest one git command may take.
+const GIT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a Git source resolved to before anything is fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The commit checked out (an annotated tag peeled).
+    pub commit: String,
+    /// What is fetched: a full ref (`refs/tags/v1`), `HEAD`, or the commit itself.
+    pub fetch: String,
+}
+
+/// Resolves `git`'s ref (the remote's default branch when none) to a commit, and checks it
+/// against `checksum` (the commit or a prefix of it; an annotated tag's own id matches too).
+pub async fn resolve(
+    git: &GitRef,
+    checksum: Option<&str>,
+    tmp: &Path,
+) -> Result<Resolved, RemoteError> {
+    let remote = &git.remote;
+    let mismatch = |actual: &str| RemoteError::GitChecksum {
+        remote: redact(remote),
+        expected: checksum.unwrap_or_default().to_string(),
+        actual: actual.to_string(),
+    };
+    if is_commit_sha(&git.git_ref) {
+        if checksum.is_some_and(|c| !git.git_ref.starts_with(c)) {
+            return Err(mismatch(&git.git_ref));
+        }
+        return Ok(Resolved {
+            commit: git.git_ref.clone(),
+            fetch: git.git_ref.clone(),
+        });
+    }
+    if git.fetch_by_commit {
+        let commit = checksum
+            .filter(|c| is_commit_sha(c))
+            .ok_or_else(|| RemoteError::FetchByCommit(redact(remote)))?;
+        return Ok(Resolved {
+            commit: commit.to_string(),
+            fetch: commit.to_string(),
+        });
+    }
+    let home = tempfile::tempdir_in(tmp).map_err(|source| RemoteError::Io {
+        path: tmp.to_path_buf(),
+        source,
+    })?;
+    let runner = Git {
+        home: home.path(),
+        remote,
+    };
+    let wanted = if git.git_ref.is_empty() {
+        match default_branch(&runner).await? {
+            Some(r) => r,
+            None => "HEAD".to_string(),
+        }
+    } else {
+        git.git_ref.clone()
+    };
+    let peeled = format!("{wanted}^{{}}");
+    let listed = runner
+        .run(None, &["ls-remote", "--", remote, &wanted, &peeled])
+        .await?;
+    let (sha, annotated, used) = match_ref(&listed, &wanted).ok_or_else(|| RemoteError::NoRef {
+        remote: redact(remote),
+        git_ref: wanted.clone(),
+    })?;
+    if let Some(c) = checksum {
+        if !sha.starts_with(c) && !annotated.as_deref().is_some_and(|a| a.starts_with(c)) {
+            return Err(mismatch(&sha));
+        }
+    }
+    Ok(Resolved {
+        commit: annotated.unwrap_or(sha),
+        fetch: used,
+    })
+}
+
+/// `ls-remote --symref <remote> HEAD`: the branch HEAD names (None: the server does not say).
+async fn default_branch(git: &Git<'_>) -> Result<Option<String>, RemoteError> {
+    let out = git
+        .run(None, &["ls-remote", "--symref", "--", git.remote, "HEAD"])
+        .await?;
+    Ok(out.lines().find_map(|l| {
+        let (target, name) = l.strip_prefix("ref: ")?.split_once('\t')?;
+        (name == "HEAD").then(|| target.to_string())
+    }))
+}
+
+/// Picks the commit `wanted` names in `ls-remote` output as BuildKit does: the exact ref
+/// (`refs/…`), else the branch, else the tag (with the commit an annotated tag points to).
+/// Returns (the ref's object, the peeled commit of an annotated tag, the full ref).
+fn match_ref(listed: &str, wanted: &str) -> Option<(String, Option<String>, String)> {
+    let bare = wanted.strip_prefix("refs/").unwrap_or(wanted);
+    let partial = format!("refs/{bare}");
+    let head = format!(
+        "refs/heads/{}",
+        wanted.strip_prefix("refs/heads/").unwrap_or(wanted)
+    );
+    let tag = format!(
+        "refs/tags/{}",
+        wanted.strip_prefix("refs/tags/").unwrap_or(wanted)
+    );
+    let annotated_tag = format!("{tag}^{{}}");
+    let (mut exact, mut branch, mut tagged, mut peeled) = (None, None, None, None);
+    for line in listed.lines() {
+        let Some((sha, name)) = line.split_once('\t') else {
+            continue;
+        };
+        let sha = Some(sha.to_string());
+        match name {
+            n if n == head => branch = sha,
+            n if n == tag => tagged = sha,
+            n if n == annotated_tag => peeled = sha,
+            n if n == partial || (wanted == "HEAD" && n == "HEAD") => exact = sha,
+            _ => {}
+        }
+    }
+    let picked = exact
+        .map(|s| {
+            (
+                s,
+                None,
+                if wanted == "HEAD" {
+                    wanted.to_string()
+                } else {
+                    partial.clone()
+                },
+            )
+        })
+        .or_else(|| branch.map(|s| (s, None, head.clone())))
+        .or_else(|| tagged.map(|s| (s, peeled, tag.clone())))?;
+    is_commit_sha(&picked.0).then_some(picked)
+}
+
+/// A full SHA-1 or SHA-256 object name.
+pub fn is_commit_sha(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// How a checkout is made.
+pub struct Checkout<'a> {
+    pub git: &'a GitRef,
+    pub resolved: &'a Resolved,
+    /// Keep `.git` (only honoured without a subdirectory).
+    pub keep_git_dir: bool,
+}
+
+/// Fetches and checks out the commit into a new directory under `tmp`; returns the directory
+/// to add (the checkout, or its subdirectory), with modes as BuildKit gives them (files 0644,
+/// or 0755 when executable; directories 0755).
+pub async fn checkout(c: &Checkout<'_>, tmp: &Path) -> Result<PathBuf, RemoteError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RemoteError::Io { path, source }
+    };
+    let home = tempfile::tempdir_in(tmp).map_err(io(tmp))?;
+    let dir = tempfile::tempdir_in(tmp).map_err(io(tmp))?.keep();
+    let remote = c.git.remote.as_str();
+    let git = Git {
+        home: home.path(),
+        remote,
+    };
+    let keep = c.keep_git_dir && c.git.subdir.trim_matches('/').is_empty();
+    git.run(
+        Some(&dir),
+        &["-c", "init.defaultBranch=master", "init", "-q"],
+    )
+    .await?;
+    git.run(Some(&dir), &["remote", "add", "origin", remote])
+        .await?;
+    fetch(&git, &dir, &c.resolved.fetch).await?;
+    let commit = format!("{}^{{commit}}", c.resolved.commit);
+    git.run(Some(&dir), &["cat-file", "-e", &commit])
+        .await
+        .map_err(|_| RemoteError::RefMoved {
+            remote: redact(remote),
+            commit: c.resolved.commit.clone(),
+        })?;
+    let detached = [
+        "-c",
+        "advice.detachedHead=false",
+        "checkout",
+        "-q",
+        "--detach",
+    ];
+    git.run(
+        Some(&dir),
+        &[&detached[..], &[c.resolved.commit.as_str()]].concat(),
+    )
+    .await?;
+    let submodules = c.git.submodules != Some(false) && dir.join(".gitmodules").exists();
+    if submodules {
+        let update = ["submodule", "update", "--init", "--recursive"];
+        shallow_if_possible(&git, &dir, &update).await?;
+    }
+    if keep {
+        tidy_git_dir(&git, &dir, submodules).await?;
+    }
+    let root = subdir(&dir, &c.git.subdir, remote)?;
+    tokio::task::block_in_place(|| normalize(&root, keep)).map_err(io(&root))?;
+    Ok(root)
+}
+
+/// `fetch --depth=1` of one ref (or commit).
+async fn fetch(git: &Git<'_>, dir: &Path, what: &str) -> Result<(), RemoteError> {
+    let refspec = if what.starts_with("refs/") {
+        format!("{what}:{what}")
+    } else {
+        what.to_string()
+    };
+    let fetch = ["fetch", "-q", "-u", "--no-tags", "origin", &refspec];
+    shallow_if_possible(git, dir, &fetch).await
+}
+
+/// `args` with `--depth=1`, or without it from a server that cannot serve a shallow fetch
+/// (the "dumb" HTTP protocol).
+async fn shallow_if_possible(git: &Git<'_>, dir: &Path, args: &[&str]) -> Result<(), RemoteError> {
+    let shallow = [args, &["--depth=1"]].concat();
+    match git.run(Some(dir), &shallow).await {
+        Err(RemoteError::Git { detail, .. }) if detail.contains("shallow") => {
+            git.run(Some(dir), args).await.map(drop)
+        }
+        other => other.map(drop),
+    }
+}
+
+/// The kept `.git` without what differs from one clone to the next: reflogs, `FETCH_HEAD`,
+/// the stat data of the index (rewritten from the commit's tree; `git status` refreshes
+/// it), the same in submodules' repositories, and the remote's credentials.
+async fn tidy_git_dir(git: &Git<'_>, dir: &Path, submodules: bool) -> Result<(), RemoteError> {
+    const TIDY: &str = "git reflog expire --all --expire=now && d=$(git rev-parse --git-dir) \
+        && rm -f \"$d/FETCH_HEAD\" \"$d/index\" && git read-tree HEAD";
+    git.run(Some(dir), &["reflog", "expire", "--all", "--expire=now"])
+        .await?;
+    for f in ["FETCH_HEAD", "index"] {
+        let path = dir.join(".git").join(f);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(RemoteError::Io { path, source: e })
+            }
+            _ => {}
+        }
+    }
+    git.run(Some(dir), &["read-tree", "HEAD"]).await?;
+    if submodules {
+        git.run(
+            Some(dir),
+            &["submodule", "foreach", "-q", "--recursive", TIDY],
+        )
+        .await?;
+    }
+    let shown = redact(git.remote);
+    git.run(Some(dir), &["remote", "set-url", "origin", &shown])
+        .await
+        .map(drop)
+}
+
+/// The directory `subdir` of the checkout: every component a real directory (no symlink
+/// out of the repository), as BuildKit checks it.
+fn subdir(dir: &Path, subdir: &str, remote: &str) -> Result<PathBuf, RemoteError> {
+    let mut root = dir.to_path_buf();
+    for c in subdir.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        root.push(c);
+        let is_dir = c != ".." && std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir());
+        if !is_dir {
+            return Err(RemoteError::Subdir {
+                remote: redact(remote),
+                subdir: subdir.to_string(),
+            });
+        }
+    }
+    Ok(root)
+}
+
+/// Files 0644 (0755 when any execute bit is set), directories 0755, as a Git checkout has
+/// them in BuildKit whatever the umask; `.git` (and a submodule's `.git` link file) is
+/// removed unless kept, and left as git wrote it when kept.
+fn normalize(root: &Path, keep_git_dir: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set =
+        |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    set(root, 0o755)?;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if entry.file_name() == ".git" {
+                if keep_git_dir {
+                    continue;
+                }
+                if kind.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            } else if kind.is_dir() {
+                set(&path, 0o755)?;
+                stack.push(path);
+            } else if kind.is_file() {
+                let exec = entry.metadata()?.permissions().mode() & 0o111 != 0;
+                set(&path, if exec { 0o755 } else { 0o644 })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `https://user:secret@host/…` → `https://xxxxx@host/…`: what messages and a kept
+/// `.git/config` show of a remote.
+pub fn redact(remote: &str) -> String {
+    let Some((scheme, rest)) = remote.split_once("://") else {
+        return remote.to_string();
+    };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_end].rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            format!("{scheme}://xxxxx@{host}{}", &rest[host_end..])
+        }
+        _ => remote.to_string(),
+    }
+}
+
+/// Runs `git` for one remote.
+struct Git<'a> {
+    /// An empty home: no user configuration, no credential helper.
+    home: &'a Path,
+    remote: &'a str,
+}
+
+impl Git<'_> {
+    /// `git <hardening> args` in `dir`; its standard output.
+    async fn run(&self, dir: Option<&Path>, args: &[&str]) -> Result<String, RemoteError> {
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.env_clear();
+        for keep in [
+            "PATH",
+            "SSH_AUTH_SOCK",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "http_proxy",
+            "https_proxy",
+            "no_proxy",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "NO_PROXY",
+        ] {
+            if let Some(v) = std::env::var_os(keep) {
+                cmd.env(keep, v);
+            }
+        }
+        cmd.env("HOME", self.home)
+            .env("LC_ALL", "C")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", "/bin/false")
+            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+            .args(["-c", "protocol.allow=never"])
+            .args([
+                "-c",
+                "protocol.http.allow=always",
+                "-c",
+                "protocol.https.allow=always",
+            ])
+            .args([
+                "-c",
+                "protocol.git.allow=always",
+                "-c",
+                "protocol.ssh.allow=always",
+            ])
+            .args(["-c", "core.hooksPath=/dev/null", "-c", "credential.helper="])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(d) = dir {
+            cmd.current_dir(d);
+        }
+        let what = args
+            .iter()
+            .find(|a| !a.starts_with('-') && !a.contains('='))
+            .copied()
+            .unwrap_or("git")
+            .to_string();
+        let out = match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
+            Err(_) => {
+                return Err(RemoteError::GitTimeout {
+                    remote: redact(self.remote),
+                    what,
+                    secs: GIT_TIMEOUT.as_secs(),
+                })
+            }
+            Ok(Err(source)) => return Err(RemoteError::GitMissing(source)),
+            Ok(Ok(out)) => out,
+        };
+        if !out.status.success() {
+            let detail = String::from_utf8_lossy(&out.stderr);
+            let detail = detail.trim().replace(self.remote, &redact(self.remote));
+            return Err(RemoteError::Git {
+                remote: redact(self.remote),
+                what,
+                detail,
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+    const C: &str = "3333333333333333333333333333333333333333";
+
+    #[test]
+    fn refs_resolve_as_buildkit_resolves_them() {
+        let listed = format!(
+            "{A}\trefs/heads/v1\n{B}\trefs/tags/v1\n{C}\trefs/tags/v1^{{}}\n{A}\trefs/heads/main\n"
+        );
+        // A branch wins over a tag of the same name.
+        assert_eq!(
+            match_ref(&listed, "v1"),
+            Some((A.into(), None, "refs/heads/v1".into()))
+        );
+        // An annotated tag: its object, and the commit it points to.
+        assert_eq!(
+            match_ref(&listed, "refs/tags/v1"),
+            Some((B.into(), Some(C.into()), "refs/tags/v1".into()))
+        );
+        let tags_only = format!("{B}\trefs/tags/v2\n");
+        assert_eq!(
+            match_ref(&tags_only, "v2"),
+            Some((B.into(), None, "refs/tags/v2".into()))
+        );
+        assert_eq!(match_ref(&listed, "nope"), None);
+        assert_eq!(
+            match_ref(&format!("{A}\tHEAD\n"), "HEAD"),
+            Some((A.into(), None, "HEAD".into()))
+        );
+    }
+
+    #[test]
+    fn commits_are_full_lowercase_object_names() {
+        assert!(is_commit_sha(A));
+        assert!(is_commit_sha(&"a".repeat(64)));
+        assert!(!is_commit_sha("abc123"));
+        assert!(!is_commit_sha(&A.to_uppercase().replace('1', "A")));
+    }
+
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(
+            redact("https://user:secret@h.example/r.git"),
+            "https://xxxxx@h.example/r.git"
+        );
+        assert_eq!(redact("ssh://git@h/r.git"), "ssh://git@h/r.git");
+        assert_eq!(redact("git@h:r.git"), "git@h:r.git");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_commit_or_fetch_by_commit_needs_no_remote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let git = GitRef {
+            remote: "https://127.0.0.1:1/r.git".into(),
+            git_ref: A.into(),
+            ..GitRef::default()
+        };
+        let r = resolve(&git, Some("1111"), tmp.path()).await.unwrap();
+        assert_eq!((r.commit.as_str(), r.fetch.as_str()), (A, A));
+        let err = resolve(&git, Some("2"), tmp.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected checksum to match 2, got 1111"),
+            "{err}"
+        );
+        let by_commit = GitRef {
+            git_ref: "main".into(),
+            fetch_by_commit: true,
+            ..git
+        };
+        assert_eq!(
+            resolve(&by_commit, Some(B), tmp.path())
+                .await
+                .unwrap()
+                .commit,
+            B
+        );
+        assert!(resolve(&by_commit, Some("22"), tmp.path()).await.is_err());
+    }
+}
