@@ -353,9 +353,10 @@ impl Git<'_> {
     async fn run(&self, dir: Option<&Path>, args: &[&str]) -> Result<String, RemoteError> {
         let mut cmd = tokio::process::Command::new("git");
         cmd.env_clear();
+        // Never the user's ssh agent: a Dockerfile from a pull request would clone with the
+        // runner's keys (BuildKit forwards an agent only when the build is given `--ssh`).
         for keep in [
             "PATH",
-            "SSH_AUTH_SOCK",
             "SSL_CERT_FILE",
             "SSL_CERT_DIR",
             "http_proxy",
