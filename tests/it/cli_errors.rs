@@ -168,3 +168,36 @@ fn buildkit_flags_regbuild_lacks_are_named_with_their_line_and_exit_2() {
         "the registry was asked"
     );
 }
+
+/// A minimal container has no CA certificates: regbuild falls back to the bundled roots
+/// instead of panicking in its HTTP client (`regbuild_registry::tls`).
+#[test]
+fn no_ca_certificates_on_the_machine_is_no_panic() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let nowhere = tempfile::tempdir().unwrap();
+    let missing = nowhere.path().join("none.pem");
+    let ctx = context_with(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "x")]);
+    let out = regbuild(&[
+        "push",
+        "-t",
+        &format!("{host}/tls/none:1"),
+        ctx.path().to_str().unwrap(),
+    ])
+    .env("SSL_CERT_FILE", &missing)
+    .env("SSL_CERT_DIR", nowhere.path())
+    .output()
+    .unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{err}");
+    // And a TLS registry is still verified (here: refused, naming the host), not skipped.
+    let out = regbuild(&["inspect", "127.0.0.1:1/x:1"])
+        .env("SSL_CERT_FILE", &missing)
+        .env("SSL_CERT_DIR", nowhere.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}

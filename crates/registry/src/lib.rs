@@ -21,6 +21,7 @@ pub mod referrers;
 pub mod report;
 pub mod retry;
 pub mod strategy;
+pub mod tls;
 pub mod transport;
 pub mod upload;
 

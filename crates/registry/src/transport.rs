@@ -231,15 +231,14 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 
 impl Registry {
     pub fn new(options: RegistryOptions, credentials: CredentialSource) -> Registry {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("regbuild/", env!("CARGO_PKG_VERSION")))
-            .build()
-            // Building fails only when the TLS backend cannot initialise: nothing else works then.
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = crate::tls::client(|| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(30))
+                .read_timeout(Duration::from_secs(120))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .user_agent(concat!("regbuild/", env!("CARGO_PKG_VERSION")))
+        });
         let jobs = options.jobs.max(1);
         Registry {
             inner: Arc::new(Inner {

@@ -32,15 +32,14 @@ pub struct Downloaded {
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
-            .timeout(DOWNLOAD_TIMEOUT)
-            .user_agent(concat!("regbuild/", env!("CARGO_PKG_VERSION")))
-            .build()
-            // Building fails only when the TLS backend cannot initialise: nothing else works then.
-            .unwrap_or_else(|_| reqwest::Client::new())
+        regbuild_registry::tls::client(|| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::limited(10))
+                .connect_timeout(Duration::from_secs(30))
+                .read_timeout(Duration::from_secs(120))
+                .timeout(DOWNLOAD_TIMEOUT)
+                .user_agent(concat!("regbuild/", env!("CARGO_PKG_VERSION")))
+        })
     })
 }
 
