@@ -507,8 +507,9 @@ fn add_entries(
         return Err(StepError::AddUrl(url.clone()));
     }
     let (archives, plain): (Vec<&String>, Vec<&String>) = spec.sources.iter().partition(|s| {
+        // `/a.tar` is the context's `a.tar`, as for COPY.
+        let s = s.trim_start_matches('/');
         !s.contains(['*', '?', '['])
-            && !s.starts_with('/')
             && !s.split('/').any(|c| c == "..")
             // An excluded archive is not in the context: COPY's rules report it missing.
             && !ctx.ignore.is_excluded(s)
@@ -543,6 +544,7 @@ fn add_entries(
     }
     for a in archives {
         let unpacked = tokio::task::block_in_place(|| {
+            let a = a.trim_start_matches('/');
             crate::builder::add::unpack(ctx.context, a, &dir_dest, chown, chmod, ctx.tmp)
         })?;
         report_left_out(a, &unpacked);

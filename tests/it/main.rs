@@ -11,6 +11,7 @@ mod common;
 mod add_archive_metadata;
 mod cli_errors;
 mod cli_ux;
+mod copy_flags;
 mod dockerfile_fidelity;
 mod dockerignore_exceptions;
 mod engine;

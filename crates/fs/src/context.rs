@@ -10,10 +10,12 @@
 //!
 //! # Semantics (Docker `COPY`)
 //!
-//! - Sources are relative to the context. A `..` that leaves the context, an
-//!   absolute source, a source that does not exist and a source that is a
-//!   symlink resolving outside the context are refused. `..` is resolved
-//!   lexically first (`a/../b` is `b`).
+//! - Sources are relative to the context; an absolute source names a path from
+//!   the context's root (`/a.txt` is `a.txt`, as BuildKit reads it), and its
+//!   `..` stops at that root as Go's `path.Clean` does (`/../x` is `x`). A
+//!   relative `..` that leaves the context, a source that does not exist and a
+//!   source that is a symlink resolving outside the context are refused. `..`
+//!   is resolved lexically first (`a/../b` is `b`).
 //! - Globs (`*`, `?`, `[...]`, `[^...]`/`[!...]`, `\` escapes; Go
 //!   `filepath.Match` rules, a wildcard never matches `/`; matched by
 //!   [`crate::glob`]) are matched against
@@ -84,8 +86,6 @@ pub struct CopyRequest<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("COPY source {src:?} is an absolute path; sources are relative to the build context")]
-    AbsoluteSource { src: String },
     #[error("COPY source {src:?} is outside the build context")]
     OutsideContext { src: String },
     #[error("COPY source {src:?} is a symlink that resolves outside the build context")]
@@ -245,11 +245,8 @@ fn literal_path(segments: &[Segment]) -> Option<PathBuf> {
 }
 
 fn parse_source(src: &str) -> Result<Vec<Segment>, ContextError> {
-    if src.starts_with('/') {
-        return Err(ContextError::AbsoluteSource {
-            src: src.to_string(),
-        });
-    }
+    // Rooted at the context: `..` cannot climb above it.
+    let rooted = src.starts_with('/');
     let bad = |reason| ContextError::BadPattern {
         src: src.to_string(),
         reason,
@@ -262,7 +259,7 @@ fn parse_source(src: &str) -> Result<Vec<Segment>, ContextError> {
         match part {
             "" | "." => {}
             ".." => {
-                if segments.pop().is_none() {
+                if segments.pop().is_none() && !rooted {
                     return Err(ContextError::OutsideContext {
                         src: src.to_string(),
                     });
@@ -1023,8 +1020,12 @@ mod tests {
         symlink("../../..", ctx.path().join("src/up")).unwrap();
         type Check = fn(&ContextError) -> bool;
         let cases: &[(&str, Check)] = &[
+            // Absolute: from the context's root, never the host's.
             ("/etc/passwd", |e| {
-                matches!(e, ContextError::AbsoluteSource { .. })
+                matches!(e, ContextError::NotFound { .. })
+            }),
+            ("/../../etc/passwd", |e| {
+                matches!(e, ContextError::NotFound { .. })
             }),
             ("../x", |e| matches!(e, ContextError::OutsideContext { .. })),
             ("src/../../x", |e| {
@@ -1058,6 +1059,18 @@ mod tests {
         assert_eq!(
             paths(&copy(ctx.path(), &["src/../top.txt"], "/d/").unwrap()),
             ["d/", "d/top.txt"]
+        );
+        // An absolute source is read from the context's root; its `..` stops there.
+        for rooted in ["/top.txt", "/../top.txt", "/src/../../top.txt", "//top.txt"] {
+            assert_eq!(
+                paths(&copy(ctx.path(), &[rooted], "/d/").unwrap()),
+                ["d/", "d/top.txt"],
+                "{rooted}"
+            );
+        }
+        assert_eq!(
+            paths(&copy(ctx.path(), &["/*.txt"], "/d/").unwrap()),
+            paths(&copy(ctx.path(), &["*.txt"], "/d/").unwrap())
         );
         // Globs do not look into directories outside the context.
         assert!(matches!(
