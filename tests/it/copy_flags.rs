@@ -48,3 +48,44 @@ fn absolute_sources_are_read_from_the_context_root() {
     );
     assert_eq!(read(&root, "/e/b.txt"), "b\n");
 }
+
+#[test]
+fn a_mount_without_target_is_at_the_workdir() {
+    if !needs_root("RUN steps in the sandbox") {
+        return;
+    }
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    crate::run_steps::busybox_base(&host, "base/busybox");
+    let tag = format!("{host}/flags/mount-target:1");
+    // As docker/compose's Dockerfile mounts its `binary` stage.
+    let df = format!(
+        "FROM scratch AS binary\n\
+         COPY tool.txt /tool.txt\n\
+         FROM {host}/base/busybox:1\n\
+         WORKDIR /mnt/bin\n\
+         RUN --mount=from=binary cat /mnt/bin/tool.txt > /out.txt && pwd >> /out.txt\n"
+    );
+    let (_keep, root) = pushed(&tag, &df, &[("tool.txt", "from the stage\n")]);
+    assert_eq!(read(&root, "/out.txt"), "from the stage\n/mnt/bin\n");
+    assert!(
+        !root.join("mnt/bin/tool.txt").exists(),
+        "a bind mount leaves nothing in the layer"
+    );
+
+    // At the WORKDIR `/`, BuildKit refuses it ("invalid mount target"): so does regbuild.
+    let df = format!(
+        "FROM scratch AS binary\n\
+         COPY tool.txt /tool.txt\n\
+         FROM {host}/base/busybox:1\n\
+         RUN --mount=from=binary true\n"
+    );
+    let tag = format!("{host}/flags/mount-root:1");
+    let out = push_dockerfile(&tag, &df, &[("tool.txt", "x\n")], &["--no-progress"], None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("(none given: the WORKDIR /): cannot mount over /"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -215,8 +215,8 @@ pub enum CacheSharing {
     Locked,
 }
 
-/// One `RUN --mount=...` (BuildKit's keys; paths expanded, targets absolute, joined with
-/// the WORKDIR by the builder when relative).
+/// One `RUN --mount=...` (BuildKit's keys; paths expanded; a relative target is joined
+/// with the WORKDIR by the builder, and an empty one, `target=` left out, is the WORKDIR).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunMount {
     /// `type=bind`: read-only unless `rw`; `from` a stage or image, else the context.
@@ -228,7 +228,7 @@ pub enum RunMount {
         rw: bool,
     },
     /// `type=cache`: persisted in regbuild's cache directory under `id` (default: the
-    /// target as written), never in a layer; first filled from `source` (default the root)
+    /// target as written, cleaned as Go's `path.Clean` does), never in a layer; first filled from `source` (default the root)
     /// of `from` when given (BuildKit's `from=`).
     Cache {
         id: String,
