@@ -12,7 +12,7 @@ use crate::builder::stage::{join_in_image, NewLayer, StageImage, StepLayer, Step
 use crate::image::base::ResolvedBase;
 use regbuild_closure::ClosureKind;
 use regbuild_frontend::stages::{CopyFrom, CopySpec};
-use regbuild_fs::context::{self, ContextError, CopyRequest};
+use regbuild_fs::context::{self, ContextError, CopyRequest, SourceOptions};
 use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::extract;
 use regbuild_fs::layer::{EntryKind, LayerEntry, LayerOptions};
@@ -64,7 +64,15 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
         }
         _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
         None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
-        None => collect(ctx.context, &spec.sources, &dest, chown, chmod, ctx.ignore)?,
+        None => collect(
+            ctx.context,
+            &spec.sources,
+            &dest,
+            chown,
+            chmod,
+            ctx.ignore,
+            &SourceOptions::default(),
+        )?,
         Some(from) => {
             let layers = match from {
                 CopyFrom::Stage(i) => ctx
@@ -108,7 +116,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                     let keep_setuid = ctx.keep_setuid;
                     let (sources, dest) = (sources.clone(), dest.clone());
                     let lower = ctx.lower.clone();
-                    let collect_at = Arc::new(move |root: &Path| {
+                    let collect_at = Arc::new(move |root: &Path, options: &SourceOptions| {
                         let entries = collect(
                             root,
                             &sources,
@@ -116,6 +124,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                             chown,
                             chmod,
                             &DockerIgnore::default(),
+                            options,
                         )?;
                         let entries = keep_existing_dest_dirs(entries, &dest, &lower);
                         let (mut entries, _) = lower.place(entries);
@@ -135,14 +144,26 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                 }
                 from_image_key = Some(key);
             }
-            rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
+            let found =
+                rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
+            // The layers' `security.capability`, which the disk may not hold (rootless).
+            let options = SourceOptions {
+                recorded_xattrs: Some(found.xattrs),
+            };
             let nothing = DockerIgnore::default();
-            let entries = collect(root.path(), &sources, &dest, chown, chmod, &nothing).map_err(
-                |source| StepError::ContextIn {
-                    source,
-                    label: from_label(ctx.step_text, from),
-                },
-            )?;
+            let entries = collect(
+                root.path(),
+                &sources,
+                &dest,
+                chown,
+                chmod,
+                &nothing,
+                &options,
+            )
+            .map_err(|source| StepError::ContextIn {
+                source,
+                label: from_label(ctx.step_text, from),
+            })?;
             // The layer reads these files later: keep the directory until then.
             let kept = root.keep();
             tracing::debug!(dir = %kept.display(), "COPY --from materialised");
@@ -198,6 +219,7 @@ fn heredoc_entries(
         chown,
         chmod,
         &DockerIgnore::default(),
+        &SourceOptions::default(),
     )?;
     // The layer reads these files when it is packed: keep the directory until then.
     let kept = root.keep();
@@ -480,6 +502,7 @@ fn collect(
     chown: Option<(u64, u64)>,
     chmod: Option<u32>,
     ignore: &DockerIgnore,
+    options: &SourceOptions,
 ) -> Result<Vec<LayerEntry>, ContextError> {
     tokio::task::block_in_place(|| {
         context::collect(&CopyRequest {
@@ -489,6 +512,7 @@ fn collect(
             chown,
             chmod,
             ignore,
+            options,
         })
     })
 }
@@ -523,6 +547,7 @@ fn add_entries(
             chown,
             chmod,
             ctx.ignore,
+            &SourceOptions::default(),
         )?);
     }
     let dir_dest = if dest.ends_with('/') {
@@ -540,6 +565,7 @@ fn add_entries(
             chown,
             chmod,
             ctx.ignore,
+            &SourceOptions::default(),
         )?);
     }
     for a in archives {

@@ -11,11 +11,12 @@ use sha2::{Digest as _, Sha256};
 
 use crate::builder::error::StepError;
 use crate::builder::stage::{DeferredEntries, StageLayer};
+use regbuild_fs::context::SourceOptions;
 use regbuild_fs::layer::{LayerEntry, LayerOptions};
 use regbuild_registry::Registry;
 
-/// Bumped whenever what the key covers changes.
-const FORMAT: &str = "regbuild-copy-from-image-v1";
+/// Bumped whenever what the key covers changes (v2: files keep `security.capability`).
+const FORMAT: &str = "regbuild-copy-from-image-v2";
 
 /// Everything besides the source bytes that decides the layer of one `COPY --from=<image>`.
 pub struct FromImageCopy {
@@ -61,9 +62,11 @@ impl FromImageCopy {
     }
 }
 
-/// Turns a materialised directory into a layer's entries.
-pub type CollectEntries =
-    Arc<dyn Fn(&std::path::Path) -> Result<Vec<LayerEntry>, StepError> + Send + Sync>;
+/// Turns a materialised directory (with the extended attributes its layers recorded) into
+/// a layer's entries.
+pub type CollectEntries = Arc<
+    dyn Fn(&std::path::Path, &SourceOptions) -> Result<Vec<LayerEntry>, StepError> + Send + Sync,
+>;
 
 /// The entries of a cached `COPY --from=<image>` layer, materialised only when called:
 /// `collect` turns the extracted directory into entries (ownership, modes, setuid
@@ -82,14 +85,17 @@ pub fn deferred(
             dir: tmp.clone(),
             source,
         })?;
-        handle.block_on(crate::builder::rootfs::materialize(
+        let found = handle.block_on(crate::builder::rootfs::materialize(
             &registry,
             &layers,
             wanted.clone(),
             root.path(),
             &tmp,
         ))?;
-        let entries = collect(root.path())?;
+        let options = SourceOptions {
+            recorded_xattrs: Some(found.xattrs),
+        };
+        let entries = collect(root.path(), &options)?;
         // The layer reads these files when it is packed: keep the directory until then.
         let _kept = root.keep();
         Ok(entries)

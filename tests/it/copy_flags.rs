@@ -5,8 +5,13 @@
 
 use std::path::Path;
 
+use crate::common::layers::pushed_layers;
 use crate::common::*;
 use crate::run_steps::push_dockerfile;
+
+/// `cap_net_bind_service=+ep` as `setcap` stores it (VFS_CAP_REVISION_2).
+const NET_BIND_SERVICE: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+const CAPABILITY: &str = "security.capability";
 
 /// Pushes `dockerfile` with `files` as its context (it must succeed); returns the unpacked
 /// image's root filesystem, with the directory that keeps it.
@@ -87,5 +92,115 @@ fn a_mount_without_target_is_at_the_workdir() {
         stderr(&out).contains("(none given: the WORKDIR /): cannot mount over /"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// A tar with `/t` and `/bin/srv` carrying `cap_net_bind_service=+ep`, and `/plain`.
+fn capabilities_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let file = |b: &mut tar::Builder<Vec<u8>>, name: &str, caps: bool| {
+        if caps {
+            b.append_pax_extensions([("SCHILY.xattr.security.capability", &NET_BIND_SERVICE[..])])
+                .unwrap();
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_size(2);
+        b.append_data(&mut h, name, &b"x\n"[..]).unwrap();
+    };
+    file(&mut b, "t", true);
+    file(&mut b, "bin/srv", true);
+    file(&mut b, "plain", false);
+    b.into_inner().unwrap()
+}
+
+/// The capability the top layer of `reference` gives each of `paths` (in-layer paths).
+fn capabilities(reference: &str, paths: &[&str]) -> Vec<Option<Vec<u8>>> {
+    let layers = pushed_layers(reference);
+    let top = layers.last().unwrap();
+    paths
+        .iter()
+        .map(|p| {
+            let header = top
+                .get(*p)
+                .unwrap_or_else(|| panic!("{p} not in {:?}", top.keys()));
+            header.xattrs.get(CAPABILITY).cloned()
+        })
+        .collect()
+}
+
+#[test]
+fn copy_from_a_stage_or_an_image_keeps_file_capabilities() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("caps.tar"), capabilities_tar()).unwrap();
+    let df = "FROM scratch AS build\n\
+              ADD caps.tar /\n\
+              FROM scratch\n\
+              COPY --from=build /t /t\n\
+              COPY --from=build --chown=1000:1000 /bin/ /plain /b/\n";
+    std::fs::write(ctx.path().join("Dockerfile"), df).unwrap();
+    let tag = format!("{host}/flags/caps:1");
+    let dir = ctx.path().display().to_string();
+    run(&mut regbuild(&["push", "--no-progress", "-t", &tag, &dir]));
+    let cap = Some(NET_BIND_SERVICE.to_vec());
+    let layers = pushed_layers(&tag);
+    assert_eq!(layers[0]["t"].xattrs.get(CAPABILITY), cap.as_ref());
+    assert_eq!(
+        layers[1]["b/srv"].xattrs.get(CAPABILITY),
+        cap.as_ref(),
+        "--chown keeps it (BuildKit copies the attributes after the owner)"
+    );
+    assert_eq!(layers[1]["b/plain"].xattrs.get(CAPABILITY), None);
+
+    // From that image, by reference.
+    let df = format!("FROM scratch\nCOPY --from={tag} /t /b/srv /x/\n");
+    std::fs::write(ctx.path().join("Dockerfile"), df).unwrap();
+    let from_image = format!("{host}/flags/caps-image:1");
+    run(&mut regbuild(&[
+        "push",
+        "--no-progress",
+        "-t",
+        &from_image,
+        &dir,
+    ]));
+    assert_eq!(
+        capabilities(&from_image, &["x/t", "x/srv"]),
+        [cap.clone(), cap]
+    );
+}
+
+#[test]
+fn copy_from_the_context_keeps_file_capabilities() {
+    if !needs_root("setting security.capability on a context file") {
+        return;
+    }
+    let reg = Distribution::start();
+    let ctx = context_with(&[
+        ("srv", "x\n"),
+        ("plain", "y\n"),
+        ("Dockerfile", "FROM scratch\nCOPY srv plain /bin/\n"),
+    ]);
+    let srv = std::ffi::CString::new(ctx.path().join("srv").to_str().unwrap()).unwrap();
+    let name = std::ffi::CString::new(CAPABILITY).unwrap();
+    // SAFETY: both strings are NUL-terminated and the value outlives the call.
+    let set = unsafe {
+        libc::setxattr(
+            srv.as_ptr(),
+            name.as_ptr(),
+            NET_BIND_SERVICE.as_ptr().cast(),
+            NET_BIND_SERVICE.len(),
+            0,
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    let tag = format!("{}/flags/caps-context:1", reg.host);
+    let dir = ctx.path().display().to_string();
+    run(&mut regbuild(&["push", "--no-progress", "-t", &tag, &dir]));
+    assert_eq!(
+        capabilities(&tag, &["bin/srv", "bin/plain"]),
+        [Some(NET_BIND_SERVICE.to_vec()), None]
     );
 }

@@ -51,6 +51,11 @@
 //!   directory (as Docker does for sockets); naming one directly is an error.
 //! - When two sources give the same in-layer path the last one wins; entries
 //!   left below a path that ended up a non-directory are dropped.
+//! - A file keeps its `security.capability` (`setcap`), the one extended
+//!   attribute BuildKit's layers carry (its copy keeps them all on disk, and
+//!   containerd's tar writer then writes only that one). It is read from the
+//!   disk, or, for a materialised stage or image, from the layers' tar headers
+//!   ([`SourceOptions::recorded_xattrs`]): a rootless extraction cannot set it.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -60,15 +65,18 @@ use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::dockerignore::DockerIgnore;
 use crate::glob::{Dialect, Glob, GlobError};
-use crate::layer::{EntryKind, LayerEntry};
+use crate::layer::{EntryKind, LayerEntry, Xattrs};
 
 /// Mode of the directories the layer creates above the copied entries.
 const CREATED_DIR_MODE: u32 = 0o755;
 /// Mode written for symlinks (their mode is meaningless on Linux).
 const SYMLINK_MODE: u32 = 0o777;
+/// The one extended attribute a copied file keeps in the layer (see the module docs).
+const KEPT_XATTR: &str = "security.capability";
 
 /// One `COPY` instruction, with paths already resolved by the caller.
 pub struct CopyRequest<'a> {
@@ -82,6 +90,17 @@ pub struct CopyRequest<'a> {
     pub chmod: Option<u32>,
     /// What `.dockerignore` leaves out of `context` (`DockerIgnore::default()`: nothing).
     pub ignore: &'a DockerIgnore,
+    /// How the sources are read beyond that (`&SourceOptions::default()`: as COPY reads the
+    /// context).
+    pub options: &'a SourceOptions,
+}
+
+/// How a COPY reads its sources beyond the context walk.
+#[derive(Debug, Clone, Default)]
+pub struct SourceOptions {
+    /// The extended attributes of each path below `context` (relative to it), as the tar
+    /// headers it was extracted from gave them: read in place of the disk's when set.
+    pub recorded_xattrs: Option<Arc<HashMap<PathBuf, Xattrs>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -537,7 +556,13 @@ fn add_source(
             path.push(name);
         }
     }
-    out.push(file_entry(path, source.disk.clone(), &source.meta, req));
+    out.push(file_entry(
+        path,
+        &source.rel,
+        source.disk.clone(),
+        &source.meta,
+        req,
+    ));
     Ok(())
 }
 
@@ -586,7 +611,7 @@ fn walk(
                 out.push(dir_entry(child_layer.clone(), &meta, req));
                 stack.push((child_disk, child_rel, child_layer));
             } else if file_type.is_file() {
-                out.push(file_entry(child_layer, child_disk, &meta, req));
+                out.push(file_entry(child_layer, &child_rel, child_disk, &meta, req));
             } else if file_type.is_symlink() {
                 let target = fs::read_link(&child_disk).map_err(|source| ContextError::Io {
                     path: child_disk.clone(),
@@ -619,8 +644,15 @@ fn copied_mode(meta: &Metadata, req: &CopyRequest) -> u32 {
     req.chmod.unwrap_or(meta.mode()) & 0o7777
 }
 
-fn file_entry(path: PathBuf, disk: PathBuf, meta: &Metadata, req: &CopyRequest) -> Collected {
+fn file_entry(
+    path: PathBuf,
+    rel: &Path,
+    disk: PathBuf,
+    meta: &Metadata,
+    req: &CopyRequest,
+) -> Collected {
     let (uid, gid) = owner(req);
+    let xattrs = kept_xattrs(rel, &disk, req);
     Collected {
         entry: LayerEntry {
             path,
@@ -631,10 +663,26 @@ fn file_entry(path: PathBuf, disk: PathBuf, meta: &Metadata, req: &CopyRequest) 
             mode: copied_mode(meta, req),
             uid,
             gid,
-            xattrs: Default::default(),
+            xattrs,
         },
         inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
     }
+}
+
+/// The file's `security.capability`: from the recorded tar headers when there are some,
+/// else from the disk. An attribute that cannot be read is left out, as BuildKit's copy
+/// only logs such an error.
+fn kept_xattrs(rel: &Path, disk: &Path, req: &CopyRequest) -> Xattrs {
+    let value = match &req.options.recorded_xattrs {
+        Some(recorded) => recorded
+            .get(rel)
+            .and_then(|x| x.get(KEPT_XATTR.as_bytes()))
+            .cloned(),
+        None => xattr::get(disk, KEPT_XATTR).ok().flatten(),
+    };
+    value
+        .map(|v| [(KEPT_XATTR.as_bytes().to_vec(), v)].into())
+        .unwrap_or_default()
 }
 
 fn dir_entry(path: PathBuf, meta: &Metadata, req: &CopyRequest) -> Collected {
@@ -771,6 +819,8 @@ mod tests {
 
     static NOTHING: std::sync::LazyLock<DockerIgnore> =
         std::sync::LazyLock::new(DockerIgnore::default);
+    static AS_COPY: std::sync::LazyLock<SourceOptions> =
+        std::sync::LazyLock::new(SourceOptions::default);
 
     fn req<'a>(context: &'a Path, sources: &'a [String], dest: &'a str) -> CopyRequest<'a> {
         CopyRequest {
@@ -780,6 +830,7 @@ mod tests {
             chown: None,
             chmod: None,
             ignore: &NOTHING,
+            options: &AS_COPY,
         }
     }
 
@@ -1213,6 +1264,7 @@ mod tests {
         let with = |sources: &[String]| {
             collect(&CopyRequest {
                 ignore: &ignore,
+                options: &Default::default(),
                 ..req(ctx.path(), sources, "/app/")
             })
         };
@@ -1250,6 +1302,7 @@ mod tests {
         let sources = srcs(&["src/sub", "src/a.txt"]);
         let entries = collect(&CopyRequest {
             ignore: &ignore,
+            options: &Default::default(),
             ..req(ctx.path(), &sources, "/app/")
         })
         .unwrap();
@@ -1366,6 +1419,7 @@ mod tests {
             let sources = srcs(&["."]);
             let got = collect(&CopyRequest {
                 ignore: &ignore,
+                options: &Default::default(),
                 ..req(ctx.path(), &sources, "/")
             })
             .map(|e| paths(&e));
@@ -1393,6 +1447,7 @@ mod tests {
             let sources = srcs(&[source]);
             collect(&CopyRequest {
                 ignore: &ignore,
+                options: &Default::default(),
                 ..req(ctx.path(), &sources, "/x/")
             })
             .map(|e| paths(&e))
@@ -1556,6 +1611,78 @@ mod tests {
         assert_ne!(
             one,
             layer_digest(copy(first.path(), &["."], "/srv/").unwrap())
+        );
+    }
+
+    /// `cap_net_bind_service=+ep` as `setcap` writes it (vfs_cap_data revision 2).
+    const NET_BIND_SERVICE: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    fn capability(entry: &LayerEntry) -> Option<&[u8]> {
+        entry.xattrs.get(KEPT_XATTR.as_bytes()).map(Vec::as_slice)
+    }
+
+    #[test]
+    fn recorded_capabilities_are_kept_and_other_xattrs_are_not() {
+        let ctx = sample();
+        let mut xattrs: Xattrs = [(b"user.note".to_vec(), b"dropped".to_vec())].into();
+        xattrs.insert(KEPT_XATTR.as_bytes().to_vec(), NET_BIND_SERVICE.to_vec());
+        let recorded: HashMap<PathBuf, Xattrs> = [(PathBuf::from("src/run.sh"), xattrs)].into();
+        let options = SourceOptions {
+            recorded_xattrs: Some(Arc::new(recorded)),
+        };
+        let sources = srcs(&["src"]);
+        let entries = collect(&CopyRequest {
+            chown: Some((1000, 1000)),
+            options: &options,
+            ..req(ctx.path(), &sources, "/app/")
+        })
+        .unwrap();
+        let run = get(&entries, "app/run.sh");
+        assert_eq!(capability(run), Some(NET_BIND_SERVICE.as_slice()));
+        // BuildKit chowns before it copies the attributes: `--chown` keeps it.
+        assert_eq!((run.uid, run.xattrs.len()), (1000, 1));
+        assert!(entries
+            .iter()
+            .filter(|e| e.path != Path::new("app/run.sh"))
+            .all(|e| e.xattrs.is_empty()));
+        // A file source, named directly, keeps it too.
+        let sources = srcs(&["src/run.sh"]);
+        let entries = collect(&CopyRequest {
+            options: &options,
+            ..req(ctx.path(), &sources, "/bin/run")
+        })
+        .unwrap();
+        assert_eq!(
+            capability(get(&entries, "bin/run")),
+            Some(NET_BIND_SERVICE.as_slice())
+        );
+    }
+
+    #[test]
+    fn capabilities_on_disk_are_read_from_the_context() {
+        let ctx = sample();
+        let file = ctx.path().join("src/run.sh");
+        if let Err(e) = xattr::set(&file, KEPT_XATTR, &NET_BIND_SERVICE) {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "setting security.capability failed with CI set: {e}"
+            );
+            println!("skipped: setting security.capability needs CAP_SETFCAP ({e})");
+            return;
+        }
+        let entries = copy(ctx.path(), &["src"], "/app/").unwrap();
+        assert_eq!(
+            capability(get(&entries, "app/run.sh")),
+            Some(NET_BIND_SERVICE.as_slice())
+        );
+        assert_eq!(capability(get(&entries, "app/a.txt")), None);
+        // The attribute is in the layer's tar headers, so the layer changes with it.
+        let without = tempfile::tempdir().unwrap();
+        write(&without.path().join("run.sh"), b"#!/bin/sh", 0o4755);
+        let with = copy(ctx.path(), &["src/run.sh"], "/run.sh").unwrap();
+        assert_ne!(
+            layer_digest(with),
+            layer_digest(copy(without.path(), &["run.sh"], "/run.sh").unwrap())
         );
     }
 }
