@@ -71,7 +71,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
             chown,
             chmod,
             ctx.ignore,
-            &SourceOptions::default(),
+            &source_options(spec),
         )?,
         Some(from) => {
             let layers = match from {
@@ -109,14 +109,20 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                 .map(|s| if s.is_empty() { ".".to_string() } else { s })
                 .collect();
             let wanted: Vec<PathBuf> = sources.iter().map(|s| literal_prefix(s)).collect();
+            let select = source_options(spec);
             if let Some(FromImage { key, opts }) =
-                from_image(ctx, from, &layers, &sources, &dest, chown, chmod)
+                from_image(ctx, from, &layers, &sources, &dest, chown, chmod, &select)
             {
                 if let Some(found) = find(ctx, &key).filter(|_| ctx.defer_entries) {
                     let keep_setuid = ctx.keep_setuid;
                     let (sources, dest) = (sources.clone(), dest.clone());
                     let lower = ctx.lower.clone();
-                    let collect_at = Arc::new(move |root: &Path, options: &SourceOptions| {
+                    let select = select.clone();
+                    let collect_at = Arc::new(move |root: &Path, found: &SourceOptions| {
+                        let options = SourceOptions {
+                            recorded_xattrs: found.recorded_xattrs.clone(),
+                            ..select.clone()
+                        };
                         let entries = collect(
                             root,
                             &sources,
@@ -124,7 +130,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                             chown,
                             chmod,
                             &DockerIgnore::default(),
-                            options,
+                            &options,
                         )?;
                         let entries = keep_existing_dest_dirs(entries, &dest, &lower);
                         let (mut entries, _) = lower.place(entries);
@@ -149,6 +155,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
             // The layers' `security.capability`, which the disk may not hold (rootless).
             let options = SourceOptions {
                 recorded_xattrs: Some(found.xattrs),
+                ..select
             };
             let nothing = DockerIgnore::default();
             let entries = collect(
@@ -429,6 +436,7 @@ struct FromImage {
     opts: LayerOptions,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn from_image(
     ctx: &CopyContext<'_>,
     from: &CopyFrom,
@@ -437,6 +445,7 @@ fn from_image(
     dest: &str,
     chown: Option<(u64, u64)>,
     chmod: Option<u32>,
+    select: &SourceOptions,
 ) -> Option<FromImage> {
     if !matches!(from, CopyFrom::Image(_))
         || ctx.layering != crate::builder::layering::Layering::Single
@@ -464,6 +473,8 @@ fn from_image(
         dest: dest.to_string(),
         chown,
         chmod,
+        exclude: select.exclude.clone(),
+        parents: select.parents,
         keep_setuid: ctx.keep_setuid,
         lower: ctx.lower.symlinks_fingerprint(),
     };
@@ -492,6 +503,16 @@ pub(crate) fn in_source(message: String, label: &str) -> String {
         format!("{message} in {label}")
     } else {
         message
+    }
+}
+
+/// What `--exclude` and `--parents` change in how the sources are read (BuildKit applies
+/// both to the context, stages and images alike; ADD's archives are unpacked whole).
+fn source_options(spec: &CopySpec) -> SourceOptions {
+    SourceOptions {
+        exclude: spec.exclude.clone(),
+        parents: spec.parents,
+        recorded_xattrs: None,
     }
 }
 
@@ -547,7 +568,7 @@ fn add_entries(
             chown,
             chmod,
             ctx.ignore,
-            &SourceOptions::default(),
+            &source_options(spec),
         )?);
     }
     let dir_dest = if dest.ends_with('/') {
@@ -565,7 +586,7 @@ fn add_entries(
             chown,
             chmod,
             ctx.ignore,
-            &SourceOptions::default(),
+            &source_options(spec),
         )?);
     }
     for a in archives {

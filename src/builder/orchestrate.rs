@@ -1229,6 +1229,7 @@ mod tests {
                 closure: false,
                 sysroot: None,
                 exclude: Vec::new(),
+                parents: false,
                 keep_git_dir: false,
                 checksum: None,
                 heredocs: Vec::new(),

@@ -93,6 +93,7 @@ pub async fn squash(
             // File capabilities too, from the headers (the disk may not hold them).
             let options = regbuild_fs::context::SourceOptions {
                 recorded_xattrs: Some(found.xattrs),
+                ..Default::default()
             };
             let mut all = tokio::task::block_in_place(|| {
                 context::collect(&CopyRequest {

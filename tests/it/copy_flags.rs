@@ -31,6 +31,26 @@ fn pushed(
     (keep, bundle.join("rootfs"))
 }
 
+/// Every path below `dir` (relative, sorted; directories end with `/`).
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            if e.file_type().unwrap().is_dir() {
+                out.push(format!("{rel}/"));
+                stack.push(e.path());
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 fn read(root: &Path, path: &str) -> String {
     let p = root.join(path.trim_start_matches('/'));
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -203,4 +223,59 @@ fn copy_from_the_context_keeps_file_capabilities() {
         capabilities(&tag, &["bin/srv", "bin/plain"]),
         [Some(NET_BIND_SERVICE.to_vec()), None]
     );
+}
+
+const APP: [(&str, &str); 5] = [
+    ("app/a.txt", "a\n"),
+    ("app/b.md", "b\n"),
+    ("app/sub/c.md", "c\n"),
+    ("app/sub/d.txt", "d\n"),
+    ("x/y/z.txt", "z\n"),
+];
+
+#[test]
+fn exclude_and_parents_from_the_context_and_a_stage() {
+    let reg = Distribution::start();
+    let tag = format!("{}/flags/exclude:1", reg.host);
+    let df = "FROM scratch AS stage\n\
+              COPY app /app/\n\
+              FROM scratch\n\
+              COPY --exclude=*.md app /ctx/\n\
+              COPY --exclude=**/*.md app /deep/\n\
+              ADD --exclude=sub app /add/\n\
+              COPY --from=stage --exclude=**/*.txt /app /stage/\n\
+              COPY --parents x/y/z.txt app/sub/./d.txt /par/\n\
+              COPY --from=stage --parents /app/./sub/*.md /spar/\n";
+    let (_keep, root) = pushed(&tag, df, &APP);
+    let under = |dir: &str| tree(&root.join(dir));
+    assert_eq!(under("ctx"), ["a.txt", "sub/", "sub/c.md", "sub/d.txt"]);
+    assert_eq!(under("deep"), ["a.txt", "sub/", "sub/d.txt"]);
+    assert_eq!(under("add"), ["a.txt", "b.md"]);
+    assert_eq!(under("stage"), ["b.md", "sub/", "sub/c.md"]);
+    assert_eq!(under("par"), ["d.txt", "x/", "x/y/", "x/y/z.txt"]);
+    assert_eq!(under("spar"), ["sub/", "sub/c.md"]);
+}
+
+#[test]
+fn exclude_and_parents_from_an_image_are_in_its_layer_key() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let source = format!("{host}/flags/exclude-source:1");
+    pushed(&source, "FROM scratch\nCOPY app /app/\n", &APP);
+    let cache = tempfile::tempdir().unwrap();
+    let build = |exclude: &str| {
+        let tag = format!("{host}/flags/exclude-image:1");
+        let df = format!(
+            "FROM scratch\nCOPY --from={source} --exclude={exclude} --parents /app/./sub /img/\n"
+        );
+        let out = push_dockerfile(&tag, &df, &[], &["--no-progress"], Some(cache.path()));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let (keep, bundle) = pull_and_unpack(&tag, &[]);
+        let found = tree(&bundle.join("rootfs/img"));
+        drop(keep);
+        found
+    };
+    assert_eq!(build("**/*.txt"), ["sub/", "sub/c.md"]);
+    // Same image, same sources, other patterns: not the cached layer.
+    assert_eq!(build("**/*.md"), ["sub/", "sub/d.txt"]);
 }

@@ -279,8 +279,11 @@ pub struct CopySpec {
     pub closure: bool,
     /// `--sysroot` (regbuild extension, with `--closure`), expanded.
     pub sysroot: Option<String>,
-    /// `--exclude` patterns, as written.
+    /// `--exclude` patterns, as written (BuildKit does not expand them either).
     pub exclude: Vec<String>,
+    /// `COPY --parents`: each source keeps its parent directories under `dest` (from the
+    /// context's root, or from a `/./` in the source).
+    pub parents: bool,
     /// `ADD --keep-git-dir`.
     pub keep_git_dir: bool,
     /// `ADD --checksum`, expanded.

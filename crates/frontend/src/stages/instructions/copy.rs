@@ -1,9 +1,10 @@
 //! COPY and ADD: flags (with regbuild's `--closure` and `--sysroot`), `--from` resolved to
 //! an earlier stage or an image, and sources, destination and flag values expanded into a
 //! [`CopySpec`]. Heredoc sources (`COPY <<EOF /dest`) become files named after the heredoc,
-//! their bodies expanded unless the name was quoted, as BuildKit does. What regbuild lacks
-//! (`--parents`, `--unpack`, heredocs mixed with other sources or `--from`) is refused only in
-//! stages the target needs.
+//! their bodies expanded unless the name was quoted, as BuildKit does. `--exclude` patterns
+//! are kept as written and `--parents` is a switch: `regbuild_fs::context` applies both. What
+//! regbuild lacks (`--unpack`, heredocs mixed with other sources or `--from`, `--exclude` or
+//! `--parents` with `--closure`) is refused only in stages the target needs.
 //!
 //! Reading the build context and building the layer is `regbuild::builder`'s job.
 
@@ -48,6 +49,7 @@ struct RawCopy {
     closure: bool,
     sysroot: Option<String>,
     exclude: Vec<String>,
+    parents: bool,
     keep_git_dir: bool,
     checksum: Option<String>,
     /// Heredoc sources, in order.
@@ -81,6 +83,11 @@ pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, 
     if flags.used("sysroot") && !closure {
         return Err(loc.syntax("--sysroot can only be used together with --closure"));
     }
+    if closure && (flags.boolean("parents") || flags.used("exclude")) {
+        return Err(loc.unsupported(
+            "COPY --closure cannot be combined with --exclude or --parents in regbuild",
+        ));
+    }
     let from = match flags.string("from") {
         Some(from) => Some(resolve_from("--from", &from, ctx)?),
         None => None,
@@ -96,6 +103,7 @@ pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, 
         closure,
         sysroot: flags.string("sysroot"),
         exclude: flags.all("exclude"),
+        parents: flags.boolean("parents"),
         keep_git_dir: flags.boolean("keep-git-dir"),
         checksum: flags.string("checksum"),
         heredocs,
@@ -149,10 +157,8 @@ fn refuse_unsupported_copy_flags(
     keyword: &str,
     loc: Loc<'_>,
 ) -> Result<(), DockerfileError> {
-    for name in ["parents", "unpack"] {
-        if flags.used(name) {
-            return Err(loc.unsupported(format!("{keyword} --{name} is not supported by regbuild")));
-        }
+    if flags.used("unpack") {
+        return Err(loc.unsupported(format!("{keyword} --unpack is not supported by regbuild")));
     }
     Ok(())
 }
@@ -222,6 +228,7 @@ impl Expand for RawCopy {
             closure: self.closure,
             sysroot: scope.exp.optional(&self.sysroot, vars, line)?,
             exclude: self.exclude.clone(),
+            parents: self.parents,
             keep_git_dir: self.keep_git_dir,
             checksum: scope.exp.optional(&self.checksum, vars, line)?,
             heredocs: self
@@ -264,8 +271,16 @@ mod tests {
         assert!(eval_err("FROM scratch\nCOPY --chmod=77777 a b\n").contains("out of range"));
         assert!(eval_err("FROM scratch\nCOPY --sysroot=/x a b\n")
             .contains("--sysroot can only be used together with --closure"));
-        assert!(eval_err("FROM scratch\nCOPY --parents a b\n")
-            .contains("COPY --parents is not supported"));
+        let b = eval("FROM scratch\nCOPY --parents --exclude=*.md --exclude=**/*.tmp x/./y b/\n");
+        let c = copy_of(&kinds(&b)[0]).clone();
+        assert!(c.parents);
+        assert_eq!(c.exclude, ["*.md", "**/*.tmp"]);
+        assert_eq!(c.sources, ["x/./y"]);
+        let b = eval("FROM scratch\nCOPY --parents=false a b\nADD --exclude=a.txt . /d/\n");
+        assert!(!copy_of(&kinds(&b)[0]).parents);
+        assert_eq!(copy_of(&kinds(&b)[1]).exclude, ["a.txt"]);
+        assert!(eval_err("FROM scratch\nCOPY --closure --parents a b\n")
+            .contains("cannot be combined with --exclude or --parents"));
     }
 
     #[test]
