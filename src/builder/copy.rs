@@ -64,15 +64,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
         }
         _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
         None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
-        None => collect(
-            ctx.context,
-            &spec.sources,
-            &dest,
-            chown,
-            chmod,
-            ctx.ignore,
-            &source_options(spec),
-        )?,
+        None => context_entries(ctx, spec, &dest, chown, chmod)?,
         Some(from) => {
             let layers = match from {
                 CopyFrom::Stage(i) => ctx
@@ -119,10 +111,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                     let lower = ctx.lower.clone();
                     let select = select.clone();
                     let collect_at = Arc::new(move |root: &Path, found: &SourceOptions| {
-                        let options = SourceOptions {
-                            recorded_xattrs: found.recorded_xattrs.clone(),
-                            ..select.clone()
-                        };
+                        let options = with_xattrs(&select, found.recorded_xattrs.clone());
                         let entries = collect(
                             root,
                             &sources,
@@ -153,10 +142,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
             let found =
                 rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
             // The layers' `security.capability`, which the disk may not hold (rootless).
-            let options = SourceOptions {
-                recorded_xattrs: Some(found.xattrs),
-                ..select
-            };
+            let options = with_xattrs(&select, Some(found.xattrs));
             let nothing = DockerIgnore::default();
             let entries = collect(
                 root.path(),
@@ -514,6 +500,37 @@ fn source_options(spec: &CopySpec) -> SourceOptions {
         parents: spec.parents,
         recorded_xattrs: None,
     }
+}
+
+/// `select` reading the extended attributes a materialisation recorded.
+fn with_xattrs(
+    select: &SourceOptions,
+    recorded_xattrs: Option<Arc<HashMap<PathBuf, regbuild_fs::layer::Xattrs>>>,
+) -> SourceOptions {
+    SourceOptions {
+        recorded_xattrs,
+        ..select.clone()
+    }
+}
+
+/// COPY from the build context.
+fn context_entries(
+    ctx: &CopyContext<'_>,
+    spec: &CopySpec,
+    dest: &str,
+    chown: Option<(u64, u64)>,
+    chmod: Option<u32>,
+) -> Result<Vec<LayerEntry>, ContextError> {
+    let select = source_options(spec);
+    collect(
+        ctx.context,
+        &spec.sources,
+        dest,
+        chown,
+        chmod,
+        ctx.ignore,
+        &select,
+    )
 }
 
 fn collect(
