@@ -74,6 +74,7 @@ pub fn unpack(
         chown,
         chmod,
         ignore: &regbuild_fs::dockerignore::DockerIgnore::default(),
+        options: &Default::default(),
     })?;
     let under = Path::new(dest_dir.trim_start_matches('/'));
     let dropped_xattrs = apply_archive_metadata(&mut entries, under, &extracted, chown, chmod);

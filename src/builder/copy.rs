@@ -12,7 +12,7 @@ use crate::builder::stage::{join_in_image, NewLayer, StageImage, StepLayer, Step
 use crate::image::base::ResolvedBase;
 use regbuild_closure::ClosureKind;
 use regbuild_frontend::stages::{CopyFrom, CopySpec};
-use regbuild_fs::context::{self, ContextError, CopyRequest};
+use regbuild_fs::context::{self, ContextError, CopyRequest, SourceOptions};
 use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::extract;
 use regbuild_fs::layer::{EntryKind, LayerEntry, LayerOptions};
@@ -74,7 +74,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
             }
         }
         None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
-        None => collect(ctx.context, &spec.sources, &dest, chown, chmod, ctx.ignore)?,
+        None => context_entries(ctx, spec, &dest, chown, chmod)?,
         Some(from) => {
             let layers = match from {
                 CopyFrom::Stage(i) => ctx
@@ -111,14 +111,17 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                 .map(|s| if s.is_empty() { ".".to_string() } else { s })
                 .collect();
             let wanted: Vec<PathBuf> = sources.iter().map(|s| literal_prefix(s)).collect();
+            let select = source_options(spec);
             if let Some(FromImage { key, opts }) =
-                from_image(ctx, from, &layers, &sources, &dest, chown, chmod)
+                from_image(ctx, from, &layers, &sources, &dest, chown, chmod, &select)
             {
                 if let Some(found) = find(ctx, &key).filter(|_| ctx.defer_entries) {
                     let keep_setuid = ctx.keep_setuid;
                     let (sources, dest) = (sources.clone(), dest.clone());
                     let lower = ctx.lower.clone();
-                    let collect_at = Arc::new(move |root: &Path| {
+                    let select = select.clone();
+                    let collect_at = Arc::new(move |root: &Path, found: &SourceOptions| {
+                        let options = with_xattrs(&select, found.recorded_xattrs.clone());
                         let entries = collect(
                             root,
                             &sources,
@@ -126,6 +129,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                             chown,
                             chmod,
                             &DockerIgnore::default(),
+                            &options,
                         )?;
                         let (entries, _) = lower.place(entries);
                         let mut entries = keep_existing_dest_dirs(entries, &dest, &lower);
@@ -145,14 +149,24 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                 }
                 from_image_key = Some(key);
             }
-            rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
+            let found =
+                rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
+            // The layers' `security.capability`, which the disk may not hold (rootless).
+            let options = with_xattrs(&select, Some(found.xattrs));
             let nothing = DockerIgnore::default();
-            let entries = collect(root.path(), &sources, &dest, chown, chmod, &nothing).map_err(
-                |source| StepError::ContextIn {
-                    source,
-                    label: from_label(ctx.step_text, from),
-                },
-            )?;
+            let entries = collect(
+                root.path(),
+                &sources,
+                &dest,
+                chown,
+                chmod,
+                &nothing,
+                &options,
+            )
+            .map_err(|source| StepError::ContextIn {
+                source,
+                label: from_label(ctx.step_text, from),
+            })?;
             // The layer reads these files later: keep the directory until then.
             let kept = root.keep();
             tracing::debug!(dir = %kept.display(), "COPY --from materialised");
@@ -208,6 +222,7 @@ fn heredoc_entries(
         chown,
         chmod,
         &DockerIgnore::default(),
+        &SourceOptions::default(),
     )?;
     // The layer reads these files when it is packed: keep the directory until then.
     let kept = root.keep();
@@ -468,6 +483,7 @@ struct FromImage {
     opts: LayerOptions,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn from_image(
     ctx: &CopyContext<'_>,
     from: &CopyFrom,
@@ -476,6 +492,7 @@ fn from_image(
     dest: &str,
     chown: Option<(u64, u64)>,
     chmod: Option<u32>,
+    select: &SourceOptions,
 ) -> Option<FromImage> {
     if !matches!(from, CopyFrom::Image(_))
         || ctx.layering != crate::builder::layering::Layering::Single
@@ -503,6 +520,8 @@ fn from_image(
         dest: dest.to_string(),
         chown,
         chmod,
+        exclude: select.exclude.clone(),
+        parents: select.parents,
         keep_setuid: ctx.keep_setuid,
         lower: ctx.lower.symlinks_fingerprint(),
     };
@@ -534,6 +553,47 @@ pub(crate) fn in_source(message: String, label: &str) -> String {
     }
 }
 
+/// What `--exclude` and `--parents` change in how the sources are read (BuildKit applies
+/// both to the context, stages and images alike; ADD's archives are unpacked whole).
+fn source_options(spec: &CopySpec) -> SourceOptions {
+    SourceOptions {
+        exclude: spec.exclude.clone(),
+        parents: spec.parents,
+        recorded_xattrs: None,
+    }
+}
+
+/// `select` reading the extended attributes a materialisation recorded.
+fn with_xattrs(
+    select: &SourceOptions,
+    recorded_xattrs: Option<Arc<HashMap<PathBuf, regbuild_fs::layer::Xattrs>>>,
+) -> SourceOptions {
+    SourceOptions {
+        recorded_xattrs,
+        ..select.clone()
+    }
+}
+
+/// COPY from the build context.
+fn context_entries(
+    ctx: &CopyContext<'_>,
+    spec: &CopySpec,
+    dest: &str,
+    chown: Option<(u64, u64)>,
+    chmod: Option<u32>,
+) -> Result<Vec<LayerEntry>, ContextError> {
+    let select = source_options(spec);
+    collect(
+        ctx.context,
+        &spec.sources,
+        dest,
+        chown,
+        chmod,
+        ctx.ignore,
+        &select,
+    )
+}
+
 fn collect(
     root: &Path,
     sources: &[String],
@@ -541,6 +601,7 @@ fn collect(
     chown: Option<(u64, u64)>,
     chmod: Option<u32>,
     ignore: &DockerIgnore,
+    options: &SourceOptions,
 ) -> Result<Vec<LayerEntry>, ContextError> {
     tokio::task::block_in_place(|| {
         context::collect(&CopyRequest {
@@ -550,6 +611,7 @@ fn collect(
             chown,
             chmod,
             ignore,
+            options,
         })
     })
 }
@@ -566,9 +628,10 @@ pub(crate) fn add_entries(
     chmod: Option<u32>,
 ) -> Result<Vec<LayerEntry>, StepError> {
     let (archives, plain): (Vec<&String>, Vec<&String>) = spec.sources.iter().partition(|s| {
+        // `/a.tar` is the context's `a.tar`, as for COPY.
+        let s = s.trim_start_matches('/');
         spec.unpack != Some(false)
             && !s.contains(['*', '?', '['])
-            && !s.starts_with('/')
             && !s.split('/').any(|c| c == "..")
             // An excluded archive is not in the context: COPY's rules report it missing.
             && !ctx.ignore.is_excluded(s)
@@ -582,6 +645,7 @@ pub(crate) fn add_entries(
             chown,
             chmod,
             ctx.ignore,
+            &source_options(spec),
         )?);
     }
     let dir_dest = if dest.ends_with('/') {
@@ -599,10 +663,12 @@ pub(crate) fn add_entries(
             chown,
             chmod,
             ctx.ignore,
+            &source_options(spec),
         )?);
     }
     for a in archives {
         let unpacked = tokio::task::block_in_place(|| {
+            let a = a.trim_start_matches('/');
             crate::builder::add::unpack(ctx.context, a, &dir_dest, chown, chmod, ctx.tmp)
         })?;
         report_left_out(a, &unpacked);

@@ -11,11 +11,13 @@ use sha2::{Digest as _, Sha256};
 
 use crate::builder::error::StepError;
 use crate::builder::stage::{DeferredEntries, StageLayer};
+use regbuild_fs::context::SourceOptions;
 use regbuild_fs::layer::{LayerEntry, LayerOptions};
 use regbuild_registry::Registry;
 
-/// Bumped whenever what the key covers changes.
-const FORMAT: &str = "regbuild-copy-from-image-v1";
+/// Bumped whenever what the key covers changes (v2: files keep `security.capability`;
+/// `--exclude` and `--parents`).
+const FORMAT: &str = "regbuild-copy-from-image-v2";
 
 /// Everything besides the source bytes that decides the layer of one `COPY --from=<image>`.
 pub struct FromImageCopy {
@@ -29,6 +31,9 @@ pub struct FromImageCopy {
     pub dest: String,
     pub chown: Option<(u64, u64)>,
     pub chmod: Option<u32>,
+    /// `--exclude` patterns and `--parents`: they decide which paths are read.
+    pub exclude: Vec<String>,
+    pub parents: bool,
     pub keep_setuid: bool,
     /// The destination's directory symlinks (`crate::builder::pathindex::View::symlinks_fingerprint`):
     /// where the entries land depends on them.
@@ -56,14 +61,17 @@ impl FromImageCopy {
         }
         field(self.dest.as_bytes());
         field(format!("{:?} {:?} {}", self.chown, self.chmod, self.keep_setuid).as_bytes());
+        field(format!("exclude={:?} parents={}", self.exclude, self.parents).as_bytes());
         field(self.lower.as_bytes());
         hex::encode(h.finalize())
     }
 }
 
-/// Turns a materialised directory into a layer's entries.
-pub type CollectEntries =
-    Arc<dyn Fn(&std::path::Path) -> Result<Vec<LayerEntry>, StepError> + Send + Sync>;
+/// Turns a materialised directory (with the extended attributes its layers recorded) into
+/// a layer's entries.
+pub type CollectEntries = Arc<
+    dyn Fn(&std::path::Path, &SourceOptions) -> Result<Vec<LayerEntry>, StepError> + Send + Sync,
+>;
 
 /// The entries of a cached `COPY --from=<image>` layer, materialised only when called:
 /// `collect` turns the extracted directory into entries (ownership, modes, setuid
@@ -82,14 +90,18 @@ pub fn deferred(
             dir: tmp.clone(),
             source,
         })?;
-        handle.block_on(crate::builder::rootfs::materialize(
+        let found = handle.block_on(crate::builder::rootfs::materialize(
             &registry,
             &layers,
             wanted.clone(),
             root.path(),
             &tmp,
         ))?;
-        let entries = collect(root.path())?;
+        let options = SourceOptions {
+            recorded_xattrs: Some(found.xattrs),
+            ..Default::default()
+        };
+        let entries = collect(root.path(), &options)?;
         // The layer reads these files when it is packed: keep the directory until then.
         let _kept = root.keep();
         Ok(entries)
@@ -108,6 +120,8 @@ mod tests {
             dest: "/b".into(),
             chown: None,
             chmod: None,
+            exclude: Vec::new(),
+            parents: false,
             keep_setuid: false,
             lower: String::new(),
         }
@@ -121,6 +135,14 @@ mod tests {
         let changed: Vec<FromImageCopy> = vec![
             FromImageCopy {
                 layers: vec!["sha256:1".into(), "sha256:3".into()],
+                ..copy()
+            },
+            FromImageCopy {
+                exclude: vec!["*.md".into()],
+                ..copy()
+            },
+            FromImageCopy {
+                parents: true,
                 ..copy()
             },
             FromImageCopy {

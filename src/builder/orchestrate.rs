@@ -1347,6 +1347,7 @@ mod tests {
                 closure: false,
                 sysroot: None,
                 exclude: Vec::new(),
+                parents: false,
                 keep_git_dir: false,
                 checksum: None,
                 unpack: None,

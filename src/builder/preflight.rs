@@ -47,15 +47,17 @@ fn check(spec: &CopySpec, context: &Path) -> Result<(), ContextError> {
     Ok(())
 }
 
-/// `src` as a path below the context root (a leading `/` is the root, as BuildKit reads
-/// it); None when its `..` climb above it.
+/// `src` as a path below the context root; None when its `..` climb above it. A leading
+/// `/` is the root, as BuildKit reads it, where `..` stops as Go's `path.Clean` stops it
+/// (`/../x` is `x`).
 fn within(src: &str) -> Option<PathBuf> {
+    let absolute = src.starts_with('/');
     let mut out = PathBuf::new();
     for c in Path::new(src).components() {
         match c {
             Component::Normal(n) => out.push(n),
             Component::ParentDir => {
-                if !out.pop() {
+                if !out.pop() && !absolute {
                     return None;
                 }
             }
@@ -76,5 +78,6 @@ mod tests {
         assert_eq!(within("./"), Some(PathBuf::new()));
         assert_eq!(within("../x"), None);
         assert_eq!(within("a/../../x"), None);
+        assert_eq!(within("/../d/b.txt"), Some(PathBuf::from("d/b.txt")));
     }
 }

@@ -12,20 +12,29 @@ use tokio::io::AsyncWriteExt;
 use crate::builder::error::StepError;
 use crate::builder::stage::StageLayer;
 use regbuild_fs::extract::{self, EntryMeta, Limits, Overlay};
-use regbuild_fs::layer::BuiltLayer;
+use regbuild_fs::layer::{BuiltLayer, Xattrs};
 use regbuild_oci::manifest::Descriptor;
 use regbuild_registry::{Registry, Scopes};
 use std::collections::HashMap;
 
+/// What the layers said of the paths [`materialize`] wrote, by path relative to `dest`.
+pub struct Materialized {
+    /// Ownership and mode.
+    pub meta: HashMap<PathBuf, EntryMeta>,
+    /// Extended attributes (`security.capability`, which a rootless extraction cannot set
+    /// on the disk): what `COPY --from` carries on.
+    pub xattrs: Arc<HashMap<PathBuf, Xattrs>>,
+}
+
 /// Extracts `wanted` (image paths, relative; empty = everything) of the image made of
-/// `layers` into `dest`; returns each written path's ownership and mode from the layers.
+/// `layers` into `dest`; returns what the layers said of each written path.
 pub async fn materialize(
     registry: &Registry,
     layers: &[StageLayer],
     wanted: Vec<PathBuf>,
     dest: &Path,
     tmp: &Path,
-) -> Result<HashMap<PathBuf, EntryMeta>, StepError> {
+) -> Result<Materialized, StepError> {
     let overlay = apply_layers(registry, layers, wanted.clone(), dest, tmp).await?;
     // A wanted hard link to a file that was not wanted (cargo links its binary: `COPY
     // --from=build /out/app`): its content was passed by before the link came. Once more,
@@ -45,8 +54,9 @@ pub async fn materialize(
         apply_layers(registry, layers, wider, dest, tmp).await?
     };
     let meta = overlay.metadata().clone();
+    let xattrs = Arc::new(overlay.xattrs().clone());
     tokio::task::block_in_place(|| overlay.finish())?;
-    Ok(meta)
+    Ok(Materialized { meta, xattrs })
 }
 
 /// Removes everything in `dir`, keeping `dir`.

@@ -187,6 +187,7 @@ mod tests {
             closure: false,
             sysroot: None,
             exclude: Vec::new(),
+            parents: false,
             keep_git_dir: false,
             checksum: None,
             unpack: None,

@@ -88,8 +88,13 @@ pub async fn squash(
                 dir: tmp.to_path_buf(),
                 source,
             })?;
-            let meta =
+            let found =
                 rootfs::materialize(registry, &image.layers, Vec::new(), root.path(), tmp).await?;
+            // File capabilities too, from the headers (the disk may not hold them).
+            let options = regbuild_fs::context::SourceOptions {
+                recorded_xattrs: Some(found.xattrs),
+                ..Default::default()
+            };
             let mut all = tokio::task::block_in_place(|| {
                 context::collect(&CopyRequest {
                     context: root.path(),
@@ -98,11 +103,12 @@ pub async fn squash(
                     chown: None,
                     chmod: None,
                     ignore: &regbuild_fs::dockerignore::DockerIgnore::default(),
+                    options: &options,
                 })
             })?;
             // Ownership and exact modes come from the layers' headers, not the disk copy.
             for e in &mut all {
-                if let Some(m) = meta.get(&e.path) {
+                if let Some(m) = found.meta.get(&e.path) {
                     e.uid = m.uid;
                     e.gid = m.gid;
                     if !matches!(e.kind, EntryKind::Symlink { .. }) {

@@ -12,6 +12,7 @@ mod add_archive_metadata;
 mod add_remote;
 mod cli_errors;
 mod cli_ux;
+mod copy_flags;
 mod dockerfile_fidelity;
 mod dockerignore_exceptions;
 mod engine;

@@ -10,10 +10,12 @@
 //!
 //! # Semantics (Docker `COPY`)
 //!
-//! - Sources are relative to the context. A `..` that leaves the context, an
-//!   absolute source, a source that does not exist and a source that is a
-//!   symlink resolving outside the context are refused. `..` is resolved
-//!   lexically first (`a/../b` is `b`).
+//! - Sources are relative to the context; an absolute source names a path from
+//!   the context's root (`/a.txt` is `a.txt`, as BuildKit reads it), and its
+//!   `..` stops at that root as Go's `path.Clean` does (`/../x` is `x`). A
+//!   relative `..` that leaves the context, a source that does not exist and a
+//!   source that is a symlink resolving outside the context are refused. `..`
+//!   is resolved lexically first (`a/../b` is `b`).
 //! - Globs (`*`, `?`, `[...]`, `[^...]`/`[!...]`, `\` escapes; Go
 //!   `filepath.Match` rules, a wildcard never matches `/`; matched by
 //!   [`crate::glob`]) are matched against
@@ -49,6 +51,22 @@
 //!   directory (as Docker does for sockets); naming one directly is an error.
 //! - When two sources give the same in-layer path the last one wins; entries
 //!   left below a path that ended up a non-directory are dropped.
+//! - `--exclude` patterns ([`SourceOptions::exclude`]) follow `.dockerignore`'s
+//!   rules (patternmatcher: `**`, `!` exceptions, a matched directory takes
+//!   everything below it) but are matched, as BuildKit's copy (fsutil) matches
+//!   them, against each path relative to the source that holds it: `*.txt`
+//!   leaves out a directory source's top-level `.txt` files, `**/*.txt` all of
+//!   them. A source itself, a glob match included, is never excluded (BuildKit
+//!   does the same, moby/buildkit#5489). An excluded directory is entered when
+//!   an exception may match below it, and kept only if something below is.
+//! - `--parents` ([`SourceOptions::parents`], `crate::context::parents`) keeps
+//!   each source's parent directories under `dest`, from the context's root or
+//!   from a `/./` pivot in the source.
+//! - A file keeps its `security.capability` (`setcap`), the one extended
+//!   attribute BuildKit's layers carry (its copy keeps them all on disk, and
+//!   containerd's tar writer then writes only that one). It is read from the
+//!   disk, or, for a materialised stage or image, from the layers' tar headers
+//!   ([`SourceOptions::recorded_xattrs`]): a rootless extraction cannot set it.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -58,15 +76,20 @@ use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::dockerignore::DockerIgnore;
 use crate::glob::{Dialect, Glob, GlobError};
-use crate::layer::{EntryKind, LayerEntry};
+use crate::layer::{EntryKind, LayerEntry, Xattrs};
+
+mod parents;
 
 /// Mode of the directories the layer creates above the copied entries.
 const CREATED_DIR_MODE: u32 = 0o755;
 /// Mode written for symlinks (their mode is meaningless on Linux).
 const SYMLINK_MODE: u32 = 0o777;
+/// The one extended attribute a copied file keeps in the layer (see the module docs).
+const KEPT_XATTR: &str = "security.capability";
 
 /// One `COPY` instruction, with paths already resolved by the caller.
 pub struct CopyRequest<'a> {
@@ -80,12 +103,25 @@ pub struct CopyRequest<'a> {
     pub chmod: Option<u32>,
     /// What `.dockerignore` leaves out of `context` (`DockerIgnore::default()`: nothing).
     pub ignore: &'a DockerIgnore,
+    /// How the sources are read beyond that (`&SourceOptions::default()`: as COPY reads the
+    /// context).
+    pub options: &'a SourceOptions,
+}
+
+/// How a COPY reads its sources beyond the context walk.
+#[derive(Debug, Clone, Default)]
+pub struct SourceOptions {
+    /// `--exclude` patterns, as written (see the module docs).
+    pub exclude: Vec<String>,
+    /// `--parents`: each source keeps its parent directories (see [`parents`]).
+    pub parents: bool,
+    /// The extended attributes of each path below `context` (relative to it), as the tar
+    /// headers it was extracted from gave them: read in place of the disk's when set.
+    pub recorded_xattrs: Option<Arc<HashMap<PathBuf, Xattrs>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("COPY source {src:?} is an absolute path; sources are relative to the build context")]
-    AbsoluteSource { src: String },
     #[error("COPY source {src:?} is outside the build context")]
     OutsideContext { src: String },
     #[error("COPY source {src:?} is a symlink that resolves outside the build context")]
@@ -96,6 +132,12 @@ pub enum ContextError {
     NoMatch { pattern: String },
     #[error("COPY source {src:?} is not a valid pattern: {reason}")]
     BadPattern { src: String, reason: &'static str },
+    #[error("COPY {flag} pattern {pattern:?} is invalid: {problem}")]
+    BadFlagPattern {
+        flag: &'static str,
+        pattern: String,
+        problem: crate::dockerignore::PatternError,
+    },
     #[error("COPY source {src:?} is not a regular file, directory or symlink")]
     Unsupported { src: String },
     #[error("COPY destination {dest:?} is invalid: {reason}")]
@@ -122,6 +164,10 @@ pub fn collect(req: &CopyRequest) -> Result<Vec<LayerEntry>, ContextError> {
         source,
     })?;
     let dest = Dest::parse(req.dest)?;
+    let exclude = flag_patterns("--exclude", &req.options.exclude)?;
+    if req.options.parents {
+        return parents::collect(req, &root, &dest, &exclude);
+    }
     let mut matches = Vec::new();
     for src in req.sources {
         for lexical in expand_source(&root, src, req.ignore)? {
@@ -137,7 +183,7 @@ pub fn collect(req: &CopyRequest) -> Result<Vec<LayerEntry>, ContextError> {
     let creates_dest = dest_is_dir || resolved.iter().any(|s| s.meta.is_dir());
     let mut out = created_dirs(&dest.components, creates_dest);
     for source in &resolved {
-        add_source(source, &dest, dest_is_dir, req, &mut out)?;
+        add_source(source, &dest, dest_is_dir, req, &exclude, &mut out)?;
     }
     Ok(finalize(out))
 }
@@ -245,11 +291,8 @@ fn literal_path(segments: &[Segment]) -> Option<PathBuf> {
 }
 
 fn parse_source(src: &str) -> Result<Vec<Segment>, ContextError> {
-    if src.starts_with('/') {
-        return Err(ContextError::AbsoluteSource {
-            src: src.to_string(),
-        });
-    }
+    // Rooted at the context: `..` cannot climb above it.
+    let rooted = src.starts_with('/');
     let bad = |reason| ContextError::BadPattern {
         src: src.to_string(),
         reason,
@@ -262,7 +305,7 @@ fn parse_source(src: &str) -> Result<Vec<Segment>, ContextError> {
         match part {
             "" | "." => {}
             ".." => {
-                if segments.pop().is_none() {
+                if segments.pop().is_none() && !rooted {
                     return Err(ContextError::OutsideContext {
                         src: src.to_string(),
                     });
@@ -518,15 +561,37 @@ fn created_dirs(dest: &[OsString], include_dest: bool) -> Vec<Collected> {
         .collect()
 }
 
+/// Compiles a flag's patterns with `.dockerignore`'s rules.
+fn flag_patterns(flag: &'static str, patterns: &[String]) -> Result<DockerIgnore, ContextError> {
+    DockerIgnore::from_patterns(patterns, Path::new(flag)).map_err(|e| {
+        ContextError::BadFlagPattern {
+            flag,
+            pattern: e.pattern,
+            problem: e.problem,
+        }
+    })
+}
+
 fn add_source(
     source: &Source,
     dest: &Dest,
     dest_is_dir: bool,
     req: &CopyRequest,
+    exclude: &DockerIgnore,
     out: &mut Vec<Collected>,
 ) -> Result<(), ContextError> {
     if source.meta.is_dir() {
-        return walk(source, &dest.path(), req, out);
+        let start = WalkStart {
+            disk: source.disk.clone(),
+            rel: source.rel.clone(),
+            layer: dest.path(),
+            in_source: PathBuf::new(),
+        };
+        let filters = Filters {
+            exclude,
+            include: None,
+        };
+        return walk(start, &filters, req, Vec::new(), out);
     }
     if !source.meta.is_file() {
         return Err(ContextError::Unsupported {
@@ -540,33 +605,96 @@ fn add_source(
             path.push(name);
         }
     }
-    out.push(file_entry(path, source.disk.clone(), &source.meta, req));
+    out.push(file_entry(
+        path,
+        &source.rel,
+        source.disk.clone(),
+        &source.meta,
+        req,
+    ));
     Ok(())
 }
 
-/// Walks a directory source without following symlinks, with an explicit
-/// stack so deep trees cannot overflow the call stack. An excluded directory
-/// the walk enters is kept only if something below it is (as fsutil sends an
-/// excluded parent only before an included child).
+/// Where a directory walk starts: on disk, in the context (for `.dockerignore`), in the
+/// layer, and relative to the source (for `--exclude` and `--parents`).
+struct WalkStart {
+    disk: PathBuf,
+    rel: PathBuf,
+    layer: PathBuf,
+    in_source: PathBuf,
+}
+
+/// What a walk matches against source-relative paths, besides `.dockerignore`.
+struct Filters<'a> {
+    /// `--exclude`.
+    exclude: &'a DockerIgnore,
+    /// `--parents`: only what this pattern matches (or lies below a match) is kept.
+    include: Option<&'a DockerIgnore>,
+}
+
+/// What the walk does with one child.
+enum Verdict {
+    Keep,
+    Skip,
+    /// A directory left out itself but entered: kept only if something below it is.
+    Enter,
+}
+
+impl Filters<'_> {
+    fn verdict(
+        &self,
+        ignore: &DockerIgnore,
+        rel: &Path,
+        in_source: &Path,
+        is_dir: bool,
+    ) -> Verdict {
+        let ignored = excludes(ignore, rel);
+        if self.exclude.is_empty() && self.include.is_none() {
+            return match (ignored, is_dir && enters(ignore, rel)) {
+                (false, _) => Verdict::Keep,
+                (true, true) => Verdict::Enter,
+                (true, false) => Verdict::Skip,
+            };
+        }
+        let in_source = in_source.to_string_lossy();
+        let excluded = !self.exclude.is_empty() && self.exclude.is_excluded(&in_source);
+        let included = self.include.is_none_or(|i| i.is_excluded(&in_source));
+        if !ignored && !excluded && included {
+            return Verdict::Keep;
+        }
+        // An include pattern may match below any directory: the caller starts the walk
+        // at the pattern's literal part, so this stays below it.
+        let enters = is_dir
+            && (!ignored || enters(ignore, rel))
+            && (!excluded || self.exclude.may_include_below(&in_source));
+        if enters {
+            Verdict::Enter
+        } else {
+            Verdict::Skip
+        }
+    }
+}
+
+/// Walks a directory without following symlinks, with an explicit stack so deep trees
+/// cannot overflow the call stack. A directory the walk enters without keeping it
+/// (`entered`: it starts with the ones the caller passes) is kept only if something below
+/// it is (as fsutil sends an excluded parent only before an included child, and its copy
+/// makes a parent directory only once something in it is copied).
 fn walk(
-    source: &Source,
-    layer_base: &Path,
+    start: WalkStart,
+    filters: &Filters,
     req: &CopyRequest,
+    mut entered: Vec<Collected>,
     out: &mut Vec<Collected>,
 ) -> Result<(), ContextError> {
-    let mut stack = vec![(
-        source.disk.clone(),
-        source.rel.clone(),
-        layer_base.to_path_buf(),
-    )];
+    let mut stack = vec![start];
     let first = out.len();
-    let mut entered_excluded = Vec::new();
-    while let Some((disk, rel, layer)) = stack.pop() {
+    while let Some(dir) = stack.pop() {
         let io_err = |source| ContextError::Io {
-            path: disk.clone(),
+            path: dir.disk.clone(),
             source,
         };
-        for child in fs::read_dir(&disk).map_err(io_err)? {
+        for child in fs::read_dir(&dir.disk).map_err(io_err)? {
             let child = child.map_err(io_err)?;
             let name = child.file_name();
             let child_disk = child.path();
@@ -574,37 +702,43 @@ fn walk(
                 path: child_disk.clone(),
                 source,
             })?;
-            let child_rel = rel.join(&name);
-            let child_layer = layer.join(&name);
+            let next = WalkStart {
+                disk: child_disk,
+                rel: dir.rel.join(&name),
+                layer: dir.layer.join(&name),
+                in_source: dir.in_source.join(&name),
+            };
             let file_type = meta.file_type();
-            let excluded = excludes(req.ignore, &child_rel);
-            if file_type.is_dir() && excluded {
-                if enters(req.ignore, &child_rel) {
-                    entered_excluded.push(dir_entry(child_layer.clone(), &meta, req));
-                    stack.push((child_disk, child_rel, child_layer));
+            match filters.verdict(req.ignore, &next.rel, &next.in_source, file_type.is_dir()) {
+                Verdict::Skip => {}
+                Verdict::Enter => {
+                    entered.push(dir_entry(next.layer.clone(), &meta, req));
+                    stack.push(next);
                 }
-            } else if excluded {
-                continue;
-            } else if file_type.is_dir() {
-                out.push(dir_entry(child_layer.clone(), &meta, req));
-                stack.push((child_disk, child_rel, child_layer));
-            } else if file_type.is_file() {
-                out.push(file_entry(child_layer, child_disk, &meta, req));
-            } else if file_type.is_symlink() {
-                let target = fs::read_link(&child_disk).map_err(|source| ContextError::Io {
-                    path: child_disk.clone(),
-                    source,
-                })?;
-                out.push(symlink_entry(child_layer, target, req));
+                Verdict::Keep if file_type.is_dir() => {
+                    out.push(dir_entry(next.layer.clone(), &meta, req));
+                    stack.push(next);
+                }
+                Verdict::Keep if file_type.is_file() => {
+                    out.push(file_entry(next.layer, &next.rel, next.disk, &meta, req));
+                }
+                Verdict::Keep if file_type.is_symlink() => {
+                    let target = fs::read_link(&next.disk).map_err(|source| ContextError::Io {
+                        path: next.disk.clone(),
+                        source,
+                    })?;
+                    out.push(symlink_entry(next.layer, target, req));
+                }
+                // Sockets, FIFOs and devices: skipped (see module docs).
+                Verdict::Keep => {}
             }
-            // Sockets, FIFOs and devices: skipped (see module docs).
         }
     }
-    if !entered_excluded.is_empty() {
+    if !entered.is_empty() {
         let kept: std::collections::BTreeSet<PathBuf> =
             out[first..].iter().map(|c| c.entry.path.clone()).collect();
         // In path order a directory's descendants directly follow it.
-        out.extend(entered_excluded.into_iter().filter(|dir| {
+        out.extend(entered.into_iter().filter(|dir| {
             let path = &dir.entry.path;
             kept.range::<Path, _>((Bound::Excluded(path.as_path()), Bound::Unbounded))
                 .next()
@@ -622,8 +756,15 @@ fn copied_mode(meta: &Metadata, req: &CopyRequest) -> u32 {
     req.chmod.unwrap_or(meta.mode()) & 0o7777
 }
 
-fn file_entry(path: PathBuf, disk: PathBuf, meta: &Metadata, req: &CopyRequest) -> Collected {
+fn file_entry(
+    path: PathBuf,
+    rel: &Path,
+    disk: PathBuf,
+    meta: &Metadata,
+    req: &CopyRequest,
+) -> Collected {
     let (uid, gid) = owner(req);
+    let xattrs = kept_xattrs(rel, &disk, req);
     Collected {
         entry: LayerEntry {
             path,
@@ -634,10 +775,26 @@ fn file_entry(path: PathBuf, disk: PathBuf, meta: &Metadata, req: &CopyRequest) 
             mode: copied_mode(meta, req),
             uid,
             gid,
-            xattrs: Default::default(),
+            xattrs,
         },
         inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
     }
+}
+
+/// The file's `security.capability`: from the recorded tar headers when there are some,
+/// else from the disk. An attribute that cannot be read is left out, as BuildKit's copy
+/// only logs such an error.
+fn kept_xattrs(rel: &Path, disk: &Path, req: &CopyRequest) -> Xattrs {
+    let value = match &req.options.recorded_xattrs {
+        Some(recorded) => recorded
+            .get(rel)
+            .and_then(|x| x.get(KEPT_XATTR.as_bytes()))
+            .cloned(),
+        None => xattr::get(disk, KEPT_XATTR).ok().flatten(),
+    };
+    value
+        .map(|v| [(KEPT_XATTR.as_bytes().to_vec(), v)].into())
+        .unwrap_or_default()
 }
 
 fn dir_entry(path: PathBuf, meta: &Metadata, req: &CopyRequest) -> Collected {
@@ -774,6 +931,8 @@ mod tests {
 
     static NOTHING: std::sync::LazyLock<DockerIgnore> =
         std::sync::LazyLock::new(DockerIgnore::default);
+    static AS_COPY: std::sync::LazyLock<SourceOptions> =
+        std::sync::LazyLock::new(SourceOptions::default);
 
     fn req<'a>(context: &'a Path, sources: &'a [String], dest: &'a str) -> CopyRequest<'a> {
         CopyRequest {
@@ -783,6 +942,7 @@ mod tests {
             chown: None,
             chmod: None,
             ignore: &NOTHING,
+            options: &AS_COPY,
         }
     }
 
@@ -1023,8 +1183,12 @@ mod tests {
         symlink("../../..", ctx.path().join("src/up")).unwrap();
         type Check = fn(&ContextError) -> bool;
         let cases: &[(&str, Check)] = &[
+            // Absolute: from the context's root, never the host's.
             ("/etc/passwd", |e| {
-                matches!(e, ContextError::AbsoluteSource { .. })
+                matches!(e, ContextError::NotFound { .. })
+            }),
+            ("/../../etc/passwd", |e| {
+                matches!(e, ContextError::NotFound { .. })
             }),
             ("../x", |e| matches!(e, ContextError::OutsideContext { .. })),
             ("src/../../x", |e| {
@@ -1058,6 +1222,18 @@ mod tests {
         assert_eq!(
             paths(&copy(ctx.path(), &["src/../top.txt"], "/d/").unwrap()),
             ["d/", "d/top.txt"]
+        );
+        // An absolute source is read from the context's root; its `..` stops there.
+        for rooted in ["/top.txt", "/../top.txt", "/src/../../top.txt", "//top.txt"] {
+            assert_eq!(
+                paths(&copy(ctx.path(), &[rooted], "/d/").unwrap()),
+                ["d/", "d/top.txt"],
+                "{rooted}"
+            );
+        }
+        assert_eq!(
+            paths(&copy(ctx.path(), &["/*.txt"], "/d/").unwrap()),
+            paths(&copy(ctx.path(), &["*.txt"], "/d/").unwrap())
         );
         // Globs do not look into directories outside the context.
         assert!(matches!(
@@ -1200,6 +1376,7 @@ mod tests {
         let with = |sources: &[String]| {
             collect(&CopyRequest {
                 ignore: &ignore,
+                options: &Default::default(),
                 ..req(ctx.path(), sources, "/app/")
             })
         };
@@ -1237,6 +1414,7 @@ mod tests {
         let sources = srcs(&["src/sub", "src/a.txt"]);
         let entries = collect(&CopyRequest {
             ignore: &ignore,
+            options: &Default::default(),
             ..req(ctx.path(), &sources, "/app/")
         })
         .unwrap();
@@ -1353,6 +1531,7 @@ mod tests {
             let sources = srcs(&["."]);
             let got = collect(&CopyRequest {
                 ignore: &ignore,
+                options: &Default::default(),
                 ..req(ctx.path(), &sources, "/")
             })
             .map(|e| paths(&e));
@@ -1380,6 +1559,7 @@ mod tests {
             let sources = srcs(&[source]);
             collect(&CopyRequest {
                 ignore: &ignore,
+                options: &Default::default(),
                 ..req(ctx.path(), &sources, "/x/")
             })
             .map(|e| paths(&e))
@@ -1544,5 +1724,287 @@ mod tests {
             one,
             layer_digest(copy(first.path(), &["."], "/srv/").unwrap())
         );
+    }
+
+    /// `cap_net_bind_service=+ep` as `setcap` writes it (vfs_cap_data revision 2).
+    const NET_BIND_SERVICE: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    fn capability(entry: &LayerEntry) -> Option<&[u8]> {
+        entry.xattrs.get(KEPT_XATTR.as_bytes()).map(Vec::as_slice)
+    }
+
+    #[test]
+    fn recorded_capabilities_are_kept_and_other_xattrs_are_not() {
+        let ctx = sample();
+        let mut xattrs: Xattrs = [(b"user.note".to_vec(), b"dropped".to_vec())].into();
+        xattrs.insert(KEPT_XATTR.as_bytes().to_vec(), NET_BIND_SERVICE.to_vec());
+        let recorded: HashMap<PathBuf, Xattrs> = [(PathBuf::from("src/run.sh"), xattrs)].into();
+        let options = SourceOptions {
+            recorded_xattrs: Some(Arc::new(recorded)),
+            ..SourceOptions::default()
+        };
+        let sources = srcs(&["src"]);
+        let entries = collect(&CopyRequest {
+            chown: Some((1000, 1000)),
+            options: &options,
+            ..req(ctx.path(), &sources, "/app/")
+        })
+        .unwrap();
+        let run = get(&entries, "app/run.sh");
+        assert_eq!(capability(run), Some(NET_BIND_SERVICE.as_slice()));
+        // BuildKit chowns before it copies the attributes: `--chown` keeps it.
+        assert_eq!((run.uid, run.xattrs.len()), (1000, 1));
+        assert!(entries
+            .iter()
+            .filter(|e| e.path != Path::new("app/run.sh"))
+            .all(|e| e.xattrs.is_empty()));
+        // A file source, named directly, keeps it too.
+        let sources = srcs(&["src/run.sh"]);
+        let entries = collect(&CopyRequest {
+            options: &options,
+            ..req(ctx.path(), &sources, "/bin/run")
+        })
+        .unwrap();
+        assert_eq!(
+            capability(get(&entries, "bin/run")),
+            Some(NET_BIND_SERVICE.as_slice())
+        );
+    }
+
+    #[test]
+    fn capabilities_on_disk_are_read_from_the_context() {
+        let ctx = sample();
+        let file = ctx.path().join("src/run.sh");
+        if let Err(e) = xattr::set(&file, KEPT_XATTR, &NET_BIND_SERVICE) {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "setting security.capability failed with CI set: {e}"
+            );
+            println!("skipped: setting security.capability needs CAP_SETFCAP ({e})");
+            return;
+        }
+        let entries = copy(ctx.path(), &["src"], "/app/").unwrap();
+        assert_eq!(
+            capability(get(&entries, "app/run.sh")),
+            Some(NET_BIND_SERVICE.as_slice())
+        );
+        assert_eq!(capability(get(&entries, "app/a.txt")), None);
+        // The attribute is in the layer's tar headers, so the layer changes with it.
+        let without = tempfile::tempdir().unwrap();
+        write(&without.path().join("run.sh"), b"#!/bin/sh", 0o4755);
+        let with = copy(ctx.path(), &["src/run.sh"], "/run.sh").unwrap();
+        assert_ne!(
+            layer_digest(with),
+            layer_digest(copy(without.path(), &["run.sh"], "/run.sh").unwrap())
+        );
+    }
+
+    /// BuildKit's `--exclude` test context (frontend/dockerfile/exclude_patterns_test.go).
+    fn media() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for (name, body) in [
+            ("dir1/file-101.png", "2"),
+            ("dir1/file-102.txt", "3"),
+            ("dir1/file-103.jpeg", "4"),
+            ("dir2/file-201.pdf", "6"),
+            ("dir2/file-202.jpeg", "7"),
+            ("dir2/file-203.png", "8"),
+            ("dir3/file-301.mp3", "9"),
+            ("dir3/file-302.mpeg", "10"),
+            ("dir4/file-401.txt", "11"),
+            ("dir4/sub/file-411.txt", "12"),
+        ] {
+            write(&root.join(name), body.as_bytes(), 0o600);
+        }
+        symlink("file-401.txt", root.join("dir4/file-402.txt")).unwrap();
+        symlink("file-404.txt", root.join("dir4/file-403.txt")).unwrap();
+        tmp
+    }
+
+    fn copy_with(
+        context: &Path,
+        sources: &[&str],
+        dest: &str,
+        options: SourceOptions,
+    ) -> Result<Vec<LayerEntry>, ContextError> {
+        let sources = srcs(sources);
+        collect(&CopyRequest {
+            options: &options,
+            ..req(context, &sources, dest)
+        })
+    }
+
+    fn excluding(patterns: &[&str]) -> SourceOptions {
+        SourceOptions {
+            exclude: srcs(patterns),
+            ..SourceOptions::default()
+        }
+    }
+
+    #[test]
+    fn exclude_patterns_match_paths_relative_to_each_source() {
+        let ctx = media();
+        let c = |sources: &[&str], dest, patterns: &[&str]| {
+            paths(&copy_with(ctx.path(), sources, dest, excluding(patterns)).unwrap())
+        };
+        assert_eq!(
+            c(&["."], "/1", &["*/*.png", "*/*.jpeg"]),
+            [
+                "1/",
+                "1/dir1/",
+                "1/dir1/file-102.txt",
+                "1/dir2/",
+                "1/dir2/file-201.pdf",
+                "1/dir3/",
+                "1/dir3/file-301.mp3",
+                "1/dir3/file-302.mpeg",
+                "1/dir4/",
+                "1/dir4/file-401.txt",
+                "1/dir4/file-402.txt",
+                "1/dir4/file-403.txt",
+                "1/dir4/sub/",
+                "1/dir4/sub/file-411.txt",
+            ]
+        );
+        assert_eq!(c(&["dir3/"], "/3/", &["*.mp3"]), ["3/", "3/file-302.mpeg"]);
+        // Relative to each match of `dir*`; a pattern without `**` stays at its level.
+        assert_eq!(
+            c(
+                &["dir*"],
+                "/4/",
+                &["*.mp3", "*.jpeg", "*.png", "*.pdf", "*.txt"]
+            ),
+            ["4/", "4/file-302.mpeg", "4/sub/", "4/sub/file-411.txt"]
+        );
+        // `**` reaches every level; the directory itself does not match: it stays.
+        assert_eq!(c(&["dir4"], "/5/", &["**/*.txt"]), ["5/", "5/sub/"]);
+        // Everything excluded: the destination is still made.
+        assert_eq!(c(&["dir*"], "/6", &["*"]), ["6/"]);
+        // A directory is left out whole; an exception brings back what it names, and the
+        // directory above it.
+        assert_eq!(
+            c(
+                &["."],
+                "/7/",
+                &["dir1", "dir2", "dir3", "dir4", "!dir1/file-102.txt"]
+            ),
+            ["7/", "7/dir1/", "7/dir1/file-102.txt"]
+        );
+        // A source is never excluded itself, a glob match included (moby/buildkit#5489).
+        assert_eq!(
+            c(&["dir1/*.txt"], "/8/", &["*.txt"]),
+            ["8/", "8/file-102.txt"]
+        );
+    }
+
+    #[test]
+    fn exclude_and_dockerignore_both_apply() {
+        let ctx = media();
+        let sources = srcs(&["."]);
+        let ignore = dockerignore(&["dir1", "dir3"]);
+        let options = excluding(&["dir2"]);
+        let entries = collect(&CopyRequest {
+            ignore: &ignore,
+            options: &options,
+            ..req(ctx.path(), &sources, "/x/")
+        })
+        .unwrap();
+        assert!(paths(&entries)
+            .iter()
+            .all(|p| p.starts_with("x/dir4") || p == "x/"));
+        let bad = copy_with(ctx.path(), &["."], "/x/", excluding(&["[z-a]"])).unwrap_err();
+        assert!(
+            matches!(
+                bad,
+                ContextError::BadFlagPattern {
+                    flag: "--exclude",
+                    ..
+                }
+            ),
+            "{bad:?}"
+        );
+    }
+
+    fn with_parents(exclude: &[&str]) -> SourceOptions {
+        SourceOptions {
+            parents: true,
+            ..excluding(exclude)
+        }
+    }
+
+    #[test]
+    fn parents_keep_the_directories_above_each_source() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for name in [
+            "x/a.txt",
+            "y/a.txt",
+            "x/y/a.txt",
+            "x/y/b.txt",
+            "x/y/c.md",
+            "src/a.txt",
+            "src/x/b.txt",
+            "src/x/y/c.txt",
+            "src/x/y/d.md",
+        ] {
+            write(&root.join(name), name.as_bytes(), 0o644);
+        }
+        fs::set_permissions(root.join("x"), fs::Permissions::from_mode(0o700)).unwrap();
+        let c = |sources: &[&str], exclude: &[&str]| {
+            paths(&copy_with(root, sources, "/p", with_parents(exclude)).unwrap())
+        };
+        assert_eq!(
+            c(&["./x/a.txt", "./y/a.txt"], &[]),
+            ["p/", "p/x/", "p/x/a.txt", "p/y/", "p/y/a.txt"]
+        );
+        let entries = copy_with(root, &["x/a.txt"], "/p", with_parents(&[])).unwrap();
+        assert_eq!(
+            get(&entries, "p/x").mode,
+            0o700,
+            "a kept parent keeps its mode"
+        );
+        assert_eq!(get(&entries, "p").mode, CREATED_DIR_MODE);
+        // `/./` marks where the kept part starts.
+        assert_eq!(
+            c(&["./x/./y/*.txt"], &[]),
+            ["p/", "p/y/", "p/y/a.txt", "p/y/b.txt"]
+        );
+        assert_eq!(
+            c(&["./src/**/*.txt"], &[]),
+            [
+                "p/",
+                "p/src/",
+                "p/src/a.txt",
+                "p/src/x/",
+                "p/src/x/b.txt",
+                "p/src/x/y/",
+                "p/src/x/y/c.txt",
+            ]
+        );
+        // A directory brings everything below it; --exclude is relative to the base.
+        assert_eq!(
+            c(&["src/x"], &["**/*.md"]),
+            [
+                "p/",
+                "p/src/",
+                "p/src/x/",
+                "p/src/x/b.txt",
+                "p/src/x/y/",
+                "p/src/x/y/c.txt"
+            ]
+        );
+        assert_eq!(
+            c(&["x/./y"], &["y/*.md"]),
+            ["p/", "p/y/", "p/y/a.txt", "p/y/b.txt"]
+        );
+        // A path without wildcards must exist; a pattern may match nothing.
+        assert!(matches!(
+            copy_with(root, &["x/missing.txt"], "/p", with_parents(&[])).unwrap_err(),
+            ContextError::NotFound { .. }
+        ));
+        assert_eq!(c(&["nothing/*.txt"], &[]), ["p/"]);
+        // Absolute sources too: from the context's root.
+        assert_eq!(c(&["/x/a.txt"], &[]), ["p/", "p/x/", "p/x/a.txt"]);
     }
 }

@@ -114,8 +114,8 @@ pub struct LayerEntry {
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
-    /// Written as PAX `SCHILY.xattr.*` records; empty for everything but entries of ADD'ed
-    /// archives that carried them.
+    /// Written as PAX `SCHILY.xattr.*` records; empty for everything but the files with
+    /// `security.capability` that ADD, COPY and RUN keep.
     pub xattrs: Xattrs,
 }
 

@@ -150,6 +150,9 @@ struct Placement {
     chmod: Option<u32>,
     /// `--unpack=true`: a downloaded archive is unpacked.
     unpack: bool,
+    /// `--exclude` patterns (a repository's paths are matched as a context's; the pinned key
+    /// covers them through the instruction's text).
+    exclude: Vec<String>,
     tmp: PathBuf,
 }
 
@@ -198,6 +201,7 @@ pub async fn add(
         chown,
         chmod,
         unpack: spec.unpack == Some(true),
+        exclude: spec.exclude.clone(),
         tmp: ctx.tmp.to_path_buf(),
     };
     let key = pinned_key(ctx, &items, &local, &place);
@@ -367,6 +371,10 @@ fn downloaded_entries(
 fn collect(root: &Path, source: &str, place: &Placement) -> Result<Vec<LayerEntry>, StepError> {
     let sources = [source.to_string()];
     let ignore = DockerIgnore::default();
+    let options = regbuild_fs::context::SourceOptions {
+        exclude: place.exclude.clone(),
+        ..Default::default()
+    };
     let request = CopyRequest {
         context: root,
         sources: &sources,
@@ -374,6 +382,7 @@ fn collect(root: &Path, source: &str, place: &Placement) -> Result<Vec<LayerEntr
         chown: place.chown,
         chmod: place.chmod,
         ignore: &ignore,
+        options: &options,
     };
     Ok(tokio::task::block_in_place(|| {
         regbuild_fs::context::collect(&request)

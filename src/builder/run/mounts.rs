@@ -81,8 +81,14 @@ pub fn parse_secret(spec: &str) -> Result<(String, SecretSource), RunError> {
 pub fn target_path(workdir: &str, target: &str) -> Result<PathBuf, RunError> {
     let joined = crate::builder::stage::join_in_image(workdir, target);
     if joined == "/" {
+        // Left out, the target is the WORKDIR (BuildKit's default), which may be `/`.
+        let target = if target.is_empty() {
+            format!("(none given: the WORKDIR {workdir})")
+        } else {
+            target.to_string()
+        };
         return Err(RunError::Target {
-            target: target.to_string(),
+            target,
             reason: "cannot mount over /",
         });
     }

@@ -215,8 +215,8 @@ pub enum CacheSharing {
     Locked,
 }
 
-/// One `RUN --mount=...` (BuildKit's keys; paths expanded, targets absolute, joined with
-/// the WORKDIR by the builder when relative).
+/// One `RUN --mount=...` (BuildKit's keys; paths expanded; a relative target is joined
+/// with the WORKDIR by the builder, and an empty one, `target=` left out, is the WORKDIR).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunMount {
     /// `type=bind`: read-only unless `rw`; `from` a stage or image, else the context.
@@ -228,7 +228,7 @@ pub enum RunMount {
         rw: bool,
     },
     /// `type=cache`: persisted in regbuild's cache directory under `id` (default: the
-    /// target as written), never in a layer; first filled from `source` (default the root)
+    /// target as written, cleaned as Go's `path.Clean` does), never in a layer; first filled from `source` (default the root)
     /// of `from` when given (BuildKit's `from=`).
     Cache {
         id: String,
@@ -279,8 +279,11 @@ pub struct CopySpec {
     pub closure: bool,
     /// `--sysroot` (regbuild extension, with `--closure`), expanded.
     pub sysroot: Option<String>,
-    /// `--exclude` patterns, as written.
+    /// `--exclude` patterns, as written (BuildKit does not expand them either).
     pub exclude: Vec<String>,
+    /// `COPY --parents`: each source keeps its parent directories under `dest` (from the
+    /// context's root, or from a `/./` in the source).
+    pub parents: bool,
     /// `ADD --keep-git-dir`.
     pub keep_git_dir: bool,
     /// `ADD --checksum`, expanded: `sha256:<hex>` for a URL, a commit (or its prefix) for a

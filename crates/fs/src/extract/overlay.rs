@@ -110,6 +110,14 @@ impl Overlay {
         &self.sink.meta
     }
 
+    /// The PAX `SCHILY.xattr.*` records of the entries written into `dest` that had any,
+    /// by path relative to `dest` (the entry that won, as for [`metadata`](Overlay::metadata)):
+    /// what the layers say, whether or not the disk could take them (`security.capability`
+    /// needs privileges a rootless build lacks).
+    pub fn xattrs(&self) -> &HashMap<PathBuf, crate::layer::Xattrs> {
+        &self.sink.xattrs
+    }
+
     /// The hard links written into `dest`: link path → target path, both
     /// relative to `dest`, each with an entry in [`metadata`](Overlay::metadata).
     ///

@@ -3,8 +3,10 @@
 //! [`CopySpec`]. Heredoc sources (`COPY <<EOF /dest`) become files named after the heredoc,
 //! their bodies expanded unless the name was quoted, as BuildKit does. ADD's URL and Git
 //! sources are checked here with `--checksum` and `--keep-git-dir` (`crate::remote`), and a
-//! COPY of one is refused, as BuildKit refuses them. What regbuild lacks (`--parents`,
-//! heredocs mixed with other sources or `--from`) is refused only in stages the target needs.
+//! COPY of one is refused, as BuildKit refuses them. `--exclude` patterns are kept as written
+//! and `--parents` is a switch: `regbuild_fs::context` applies both. What regbuild lacks
+//! (heredocs mixed with other sources or `--from`, `--exclude` or `--parents` with
+//! `--closure`) is refused only in stages the target needs.
 //!
 //! Reading the build context and building the layer is `regbuild::builder`'s job.
 
@@ -49,6 +51,7 @@ struct RawCopy {
     closure: bool,
     sysroot: Option<String>,
     exclude: Vec<String>,
+    parents: bool,
     /// `--keep-git-dir` as written (None: absent).
     keep_git_dir: Option<bool>,
     checksum: Option<String>,
@@ -70,7 +73,6 @@ pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, 
         )));
     }
     // After the syntax checks: what regbuild lacks is an error only where the stage is built.
-    refuse_unsupported_copy_flags(&flags, &ins.keyword, loc)?;
     let dest = words.pop().unwrap_or_default();
     let (heredocs, words) = heredoc_sources(ins, &dest, words, loc)?;
     if !heredocs.is_empty() && (!words.is_empty() || flags.used("from") || flags.boolean("closure"))
@@ -83,6 +85,11 @@ pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, 
     let closure = flags.boolean("closure");
     if flags.used("sysroot") && !closure {
         return Err(loc.syntax("--sysroot can only be used together with --closure"));
+    }
+    if closure && (flags.boolean("parents") || flags.used("exclude")) {
+        return Err(loc.unsupported(
+            "COPY --closure cannot be combined with --exclude or --parents in regbuild",
+        ));
     }
     let from = match flags.string("from") {
         Some(from) => Some(resolve_from("--from", &from, ctx)?),
@@ -99,6 +106,7 @@ pub(super) fn parse(ins: &Instruction, ctx: &CmdContext<'_>) -> Result<CmdKind, 
         closure,
         sysroot: flags.string("sysroot"),
         exclude: flags.all("exclude"),
+        parents: flags.boolean("parents"),
         keep_git_dir: flags
             .used("keep-git-dir")
             .then(|| flags.boolean("keep-git-dir")),
@@ -148,17 +156,6 @@ fn heredoc_sources(
         });
     }
     Ok((heredocs, sources))
-}
-
-fn refuse_unsupported_copy_flags(
-    flags: &FlagValues,
-    keyword: &str,
-    loc: Loc<'_>,
-) -> Result<(), DockerfileError> {
-    if flags.used("parents") {
-        return Err(loc.unsupported(format!("{keyword} --parents is not supported by regbuild")));
-    }
-    Ok(())
 }
 
 /// `--from=<stage name | stage index | image>` (`label` is how errors name the flag:
@@ -257,6 +254,7 @@ impl Expand for RawCopy {
             closure: self.closure,
             sysroot: scope.exp.optional(&self.sysroot, vars, line)?,
             exclude: self.exclude.clone(),
+            parents: self.parents,
             keep_git_dir: self.keep_git_dir.unwrap_or(false),
             checksum,
             unpack: self.unpack,
@@ -300,8 +298,16 @@ mod tests {
         assert!(eval_err("FROM scratch\nCOPY --chmod=77777 a b\n").contains("out of range"));
         assert!(eval_err("FROM scratch\nCOPY --sysroot=/x a b\n")
             .contains("--sysroot can only be used together with --closure"));
-        assert!(eval_err("FROM scratch\nCOPY --parents a b\n")
-            .contains("COPY --parents is not supported"));
+        let b = eval("FROM scratch\nCOPY --parents --exclude=*.md --exclude=**/*.tmp x/./y b/\n");
+        let c = copy_of(&kinds(&b)[0]).clone();
+        assert!(c.parents);
+        assert_eq!(c.exclude, ["*.md", "**/*.tmp"]);
+        assert_eq!(c.sources, ["x/./y"]);
+        let b = eval("FROM scratch\nCOPY --parents=false a b\nADD --exclude=a.txt . /d/\n");
+        assert!(!copy_of(&kinds(&b)[0]).parents);
+        assert_eq!(copy_of(&kinds(&b)[1]).exclude, ["a.txt"]);
+        assert!(eval_err("FROM scratch\nCOPY --closure --parents a b\n")
+            .contains("cannot be combined with --exclude or --parents"));
     }
 
     #[test]

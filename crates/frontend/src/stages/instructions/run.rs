@@ -444,25 +444,23 @@ fn expand_mount(
             _ => {}
         }
     }
-    let kind = raw.kind.name();
-    let target = |t: Option<String>| {
-        t.filter(|t| !t.is_empty())
-            .ok_or_else(|| loc.syntax(format!("--mount type={kind} requires a target")))
-    };
+    // Without `target=`, BuildKit mounts a bind, cache or tmpfs at the WORKDIR (the builder
+    // refuses it there if that is `/`, as BuildKit does).
+    let target = v.target.unwrap_or_default();
     Ok(match raw.kind {
         MountType::Bind => RunMount::Bind {
             from: raw.from.clone(),
             source: root_if_empty(v.source),
-            target: target(v.target)?,
+            target,
             rw: v.readonly == Some(false),
         },
         MountType::Cache => {
-            let target = target(v.target)?;
             RunMount::Cache {
+                // BuildKit's default id: the target as written, cleaned (`.` when none).
                 id: v
                     .id
                     .filter(|i| !i.is_empty())
-                    .unwrap_or_else(|| target.clone()),
+                    .unwrap_or_else(|| clean_path(&target)),
                 target,
                 from: raw.from.clone(),
                 source: root_if_empty(v.source),
@@ -474,7 +472,7 @@ fn expand_mount(
             }
         }
         MountType::Secret => {
-            let target = v.target.filter(|t| !t.is_empty());
+            let target = Some(target).filter(|t| !t.is_empty());
             let id = match (
                 v.id.filter(|i| !i.is_empty()),
                 v.source.filter(|s| !s.is_empty()),
@@ -504,10 +502,36 @@ fn expand_mount(
             }
         }
         MountType::Tmpfs => RunMount::Tmpfs {
-            target: target(v.target)?,
+            target,
             size: v.size,
         },
     })
+}
+
+/// Go's `path.Clean`: `.` and `..` resolved lexically, `//` and a trailing `/` removed,
+/// `..` stopping at the root of a rooted path; `.` for an empty result.
+fn clean_path(path: &str) -> String {
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&last) if last != ".." => {
+                    parts.pop();
+                }
+                _ if rooted => {}
+                _ => parts.push(".."),
+            },
+            name => parts.push(name),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_string(),
+        (false, false) => joined,
+    }
 }
 
 fn root_if_empty(source: Option<String>) -> String {
@@ -728,6 +752,60 @@ mod tests {
     }
 
     #[test]
+    fn mounts_without_a_target_are_at_the_workdir_as_in_buildkit() {
+        let b = eval(concat!(
+            "FROM scratch AS binary\n",
+            "FROM alpine\n",
+            "WORKDIR /src\n",
+            "RUN --mount=from=binary --mount=type=cache --mount=type=tmpfs,size=1m ls\n",
+        ));
+        let k = kinds(&b);
+        let mounts = &run_of(&k[1]).mounts;
+        assert_eq!(
+            mounts[0],
+            RunMount::Bind {
+                from: Some(CopyFrom::Stage(0)),
+                source: "/".into(),
+                target: String::new(),
+                rw: false,
+            }
+        );
+        // BuildKit's default cache id is the cleaned target: `.` when there is none.
+        assert!(
+            matches!(&mounts[1], RunMount::Cache { id, target, .. } if id == "." && target.is_empty()),
+            "{:?}",
+            mounts[1]
+        );
+        assert_eq!(
+            mounts[2],
+            RunMount::Tmpfs {
+                target: String::new(),
+                size: Some(1 << 20)
+            }
+        );
+        let b = eval("FROM alpine\nRUN --mount=type=cache,target=/root/.cache/ x\n");
+        assert!(matches!(
+            &run_of(&kinds(&b)[0]).mounts[0],
+            RunMount::Cache { id, .. } if id == "/root/.cache"
+        ));
+    }
+
+    #[test]
+    fn go_path_clean() {
+        for (path, clean) in [
+            ("", "."),
+            ("/", "/"),
+            ("a/b/", "a/b"),
+            ("/a//b/./c/..", "/a/b"),
+            ("/../x", "/x"),
+            ("../x/../..", "../.."),
+            ("a/..", "."),
+        ] {
+            assert_eq!(super::clean_path(path), clean, "{path}");
+        }
+    }
+
+    #[test]
     fn a_stage_a_mount_reads_from_is_needed() {
         let b = eval(concat!(
             "FROM scratch AS tools\n",
@@ -799,10 +877,6 @@ mod tests {
         assert_eq!(
             e("RUN --mount=type=bind,target x"),
             "Dockerfile.test:3: --mount: invalid field 'target': it must be a key=value pair"
-        );
-        assert_eq!(
-            e("RUN --mount=type=cache x"),
-            "Dockerfile.test:3: --mount type=cache requires a target"
         );
         assert_eq!(
             e("RUN --mount=type=secret x"),
