@@ -111,8 +111,24 @@ pub enum StepError {
     Run(Box<crate::builder::run::error::RunError>),
     #[error("a cached layer rebuilt to {built} instead of {expected} (its inputs changed during the build, or the cache is stale: delete $REGBUILD_CACHE)")]
     CachedLayerChanged { built: Digest, expected: Digest },
-    #[error("a layer was not packed")]
-    NotPacked,
+    /// A layer of the stage was still to pack when a RUN step needed it as a directory
+    /// (a bug in the order of the build's steps).
+    #[error("internal error: the layer of `{layer}` was not packed before a RUN step ran on it")]
+    LayerNotPackedBelowRun { layer: String },
+    /// Packing gave fewer layers than were asked for (a bug).
+    #[error("internal error: packing returned fewer layers than it was given")]
+    PackedFewer,
+    /// A RUN step was reached in a build that did not prepare for one (a bug).
+    #[error(
+        "internal error: a RUN step was reached, but the build opened no layer store for RUN steps"
+    )]
+    NoRunStore,
+    /// A cache hit vanished between planning the step and using it (a bug).
+    #[error("internal error: the RUN step was planned as cached, but no cached layer was found")]
+    NotCached,
+    /// The thread packing a RUN layer panicked.
+    #[error("packing the step's layer failed: {0}")]
+    PackingPanicked(String),
 }
 
 impl From<RegistryError> for StepError {

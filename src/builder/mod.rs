@@ -3,7 +3,8 @@
 //! (`regbuild-registry`).
 //!
 //! `stage` is the stage model every step reads and extends (a stage's image, its layers and
-//! where their bytes are); `orchestrate` walks the evaluated stages and applies each instruction to the stage's
+//! where their bytes are), `stage_layers` the one owner of a stage's new layers from the step
+//! that makes each to the stage's end; `orchestrate` walks the evaluated stages and applies each instruction to the stage's
 //! image, `schedule` says which stages may be built at the same time, `preflight` refuses missing context sources before any stage is built; `copy` carries out COPY/ADD (`add` gives an ADD'ed archive's entries their archive
 //! metadata, `add_remote` fetches ADD's URLs and Git repositories, `owner` resolves `--chown` names, `pathindex` lists a base's paths when a step
 //! depends on them); `rootfs` and `from_image` materialise paths of another stage or image;
@@ -33,6 +34,7 @@ pub mod schedule;
 pub mod scratch;
 pub mod squash;
 pub mod stage;
+pub mod stage_layers;
 
 pub use error::StepError;
 pub use orchestrate::{build, BuildError, BuildRequest, BuiltImage, DryRunStop};

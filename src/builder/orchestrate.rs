@@ -10,9 +10,10 @@ use std::sync::Arc;
 use crate::builder::assemble;
 use crate::builder::copy::{self, CopyContext};
 use crate::builder::error::StepError;
-use crate::builder::pack::{pack_all, PackJob, PackSinks};
+use crate::builder::pack::PackSinks;
 use crate::builder::schedule;
-use crate::builder::stage::{join_in_image, NewLayer, StageImage, StageLayer};
+use crate::builder::stage::{join_in_image, StageImage, StageLayer};
+use crate::builder::stage_layers::{Finished, StageLayers};
 use crate::image::base::ResolvedBase;
 use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
@@ -487,153 +488,47 @@ async fn build_stage(
     built: HashMap<usize, StageImage>,
 ) -> Result<StageOutput, BuildError> {
     let StageInputs {
-        registry,
         req,
-        progress,
         plan,
         file,
         bases,
-        tmp,
         created,
         ..
     } = *inputs;
-    let mut out = StageRecords::default();
     let stage = &plan.stages[i];
     let mut image = start_stage(stage, &built, bases, &req.platform, file)?;
-    // FROM --platform builds a stage for another platform (a builder stage).
-    let architecture = stage
-        .platform
-        .as_deref()
-        .and_then(|p| Platform::parse(p).ok())
-        .map_or_else(|| req.platform.architecture.clone(), |p| p.architecture);
-    // The stage's new layers, in order; the ones to pack are packed together at its end.
-    let mut slots: Vec<NewSlot> = Vec::new();
-    let stage_name = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
-    let sinks = PackSinks {
-        tmp,
-        cache: inputs.cache,
-        progress,
-        early: inputs.early.filter(|_| {
-            inputs.pushed_stages.contains(&i) && req.squash == crate::builder::squash::Squash::None
-        }),
-    };
+    let mut out = StageRecords::default();
+    let mut layers = StageLayers::default();
+    let sinks = stage_sinks(inputs, i);
+    let place = StagePlace::of(stage, i, &req.platform);
     for (step_no, step) in stage.steps.iter().enumerate() {
-        let at = |e: StepError| BuildError::At {
-            file: file.to_string(),
-            line: step.line,
-            source: Box::new(e),
-        };
-        let needs_view = matches!(step.kind, StepKind::Copy(_) | StepKind::Workdir(_));
-        // The base's paths are listed from the first step whose result can depend on them
-        // on, for the rest of the stage and the stages built FROM it: what a step sees
-        // depends on the Dockerfile and the layers, never on what a cache holds.
-        let context_dir = |s: &str| is_context_dir(&req.context, s);
-        if needs_base_paths(&step.kind, &image.config.workdir(), &context_dir) {
-            image.base_listed = true;
-        }
-        let lower = if needs_view {
-            stage_view(inputs.indexer, &image, &slots)
-                .await
-                .map_err(|e| at(e.into()))?
-        } else {
-            crate::builder::pathindex::View::default()
-        };
-        let ctx = CopyContext {
-            registry,
-            context: &req.context,
-            ignore: inputs.ignore,
-            tmp,
-            epoch: req.epoch,
-            keep_setuid: req.keep_setuid,
-            compression: req.compression,
-            layering: req.layering,
-            cache: inputs.cache,
-            remote: inputs.remote,
-            workdir: image.config.workdir(),
-            stages: &built,
-            bases,
-            progress,
-            step_text: &step.text,
-            // --squash merges entries it must know now.
-            defer_entries: req.squash == crate::builder::squash::Squash::None,
-            lower: &lower,
-            architecture: &architecture,
-        };
+        let at = |e: StepError| at_line(file, step.line, e);
+        let view = step_view(inputs, &mut image, &layers, &step.kind)
+            .await
+            .map_err(at)?;
+        let ctx = place.copy_context(inputs, &image, &built, &step.text, &view);
         let step_out = match &step.kind {
             StepKind::Copy(spec) => Some(copy::run(&ctx, spec).await.map_err(at)?),
             StepKind::Run(spec) => {
-                if req.squash == crate::builder::squash::Squash::New {
-                    return Err(at(StepError::SquashNewWithRun));
-                }
-                let (store, flat_store, scratch, cache_root) =
-                    inputs.run_env.parts().map_err(at)?;
-                let platform = stage
-                    .platform
-                    .as_deref()
-                    .and_then(|p| Platform::parse(p).ok())
-                    .unwrap_or_else(|| req.platform.clone());
-                let rctx = crate::builder::run::RunContext {
-                    copy: &ctx,
-                    options: &req.run,
-                    store,
-                    flat_store,
-                    scratch,
-                    cache_root,
-                    platform: &platform,
-                    label: format!("[{stage_name} {}/{}]", step_no + 1, stage.steps.len()),
-                    stage: stage_name.clone(),
-                    early: sinks.early,
+                let run = RunStep {
+                    place: &place,
+                    step_no,
+                    step,
+                    sinks: &sinks,
                 };
-                let parents = parent_identities(&image, &slots);
-                let planned =
-                    crate::builder::run::plan(&rctx, spec, &image, parents).map_err(at)?;
-                let (step_out, report) = if planned.is_hit() {
-                    crate::builder::run::cached(&rctx, step.line, planned).map_err(at)?
-                } else if req.dry_run {
-                    out.run_steps
-                        .push(crate::builder::run::would_run(&rctx, step.line));
-                    return Ok(StageOutput {
-                        image,
-                        records: out,
-                        stopped: true,
-                    });
-                } else {
-                    // The command needs the stage's files: its pending layers now.
-                    pack_pending(&mut slots, &mut image, &sinks, file, &mut out.layers)?;
-                    // Layers still packing in the background are in the store already.
-                    use crate::builder::run::lowers::Lower;
-                    let mut layers: Vec<Lower> =
-                        image.layers.iter().cloned().map(Lower::Layer).collect();
-                    for slot in &slots {
-                        layers.push(match &slot.layer {
-                            Ok(l) => Lower::Layer(l.clone()),
-                            Err(Pending::Packing(p)) => Lower::Stored(p.lower.clone()),
-                            Err(Pending::Pack(_)) => return Err(at(StepError::NotPacked)),
-                        });
+                match run_step(inputs, &ctx, &run, spec, &mut image, &mut layers, &mut out).await? {
+                    Some(o) => Some(o),
+                    None => {
+                        return Ok(StageOutput {
+                            image,
+                            records: out,
+                            stopped: true,
+                        })
                     }
-                    let diff_ids = image.config.diff_ids();
-                    crate::builder::run::execute(
-                        &rctx, spec, step.line, planned, &layers, &diff_ids,
-                    )
-                    .await
-                    .map_err(at)?
-                };
-                out.run_steps.push(report);
-                Some(step_out)
+                }
             }
             StepKind::Workdir(_) => {
-                apply_config_step(&mut image.config, &step.kind);
-                let dirs = workdir_dirs(&lower, &image.config).map_err(at)?;
-                if dirs.is_empty() {
-                    image.config.push_history(created, &step.text, true);
-                    None
-                } else {
-                    let ctx = CopyContext {
-                        workdir: image.config.workdir(),
-                        ..ctx
-                    };
-                    Some(copy::layers_of(&ctx, dirs, Vec::new(), None).map_err(at)?)
-                }
+                workdir_step(&ctx, &mut image, &view, created, step).map_err(at)?
             }
             other => {
                 apply_config_step(&mut image.config, other);
@@ -642,53 +537,15 @@ async fn build_stage(
             }
         };
         if let Some(step_out) = step_out {
-            out.stripped.extend(step_out.stripped_setuid);
-            out.warnings.extend(
-                step_out
-                    .warnings
-                    .iter()
-                    .map(|w| format!("{file}:{}: {w}", step.line)),
-            );
-            for part in step_out.layers {
-                // The diff_id of a layer still to pack is filled in at the stage's end.
-                let diff_index = image.config.diff_id_count();
-                let layer = match part.layer {
-                    NewLayer::Pack(job) => {
-                        image.config.push_layer("", created, &part.label);
-                        Err(Pending::Pack(job))
-                    }
-                    NewLayer::Packing(p) => {
-                        image
-                            .config
-                            .push_layer(p.diff_id.as_str(), created, &part.label);
-                        Err(Pending::Packing(p))
-                    }
-                    NewLayer::Cached(c) => {
-                        image
-                            .config
-                            .push_layer(c.record.diff_id.as_str(), created, &part.label);
-                        Ok(StageLayer::Cached(Arc::new(c)))
-                    }
-                    NewLayer::Built(b) => {
-                        image
-                            .config
-                            .push_layer(b.diff_id.as_str(), created, &part.label);
-                        out.layers.push(b.clone());
-                        Ok(StageLayer::Local(b))
-                    }
-                };
-                slots.push(NewSlot {
-                    line: step.line,
-                    text: part.label,
-                    diff_index,
-                    entries: part.entries,
-                    layer,
-                });
-            }
+            out.stripped
+                .extend(step_out.stripped_setuid.iter().cloned());
+            let warnings = step_out.warnings.iter();
+            out.warnings
+                .extend(warnings.map(|w| format!("{file}:{}: {w}", step.line)));
+            layers.push(&mut image, step.line, step_out, created, &mut out.layers);
         }
     }
-    let joined = finish_stage_layers(
-        slots,
+    let joined = layers.finish(
         &mut image,
         &sinks,
         file,
@@ -698,6 +555,7 @@ async fn build_stage(
             layer_entries: &mut out.layer_entries,
         },
     )?;
+    // Layers packed in the background: their RUN reports get the digest now.
     for report in &mut out.run_steps {
         if let Some((_, digest)) = joined.iter().find(|(line, _)| *line == report.line) {
             if report.layer.is_empty() {
@@ -710,6 +568,184 @@ async fn build_stage(
         records: out,
         stopped: false,
     })
+}
+
+fn at_line(file: &str, line: usize, e: StepError) -> BuildError {
+    BuildError::At {
+        file: file.to_string(),
+        line,
+        source: Box::new(e),
+    }
+}
+
+/// Where a stage's new layers go once packed: the cache, the progress, and (for the stages
+/// the pushed image holds, unless squashing replaces them) the registry at once.
+fn stage_sinks<'a>(inputs: &StageInputs<'a>, i: usize) -> PackSinks<'a> {
+    let squash = inputs.req.squash;
+    PackSinks {
+        tmp: inputs.tmp,
+        cache: inputs.cache,
+        progress: inputs.progress,
+        early: inputs.early.filter(|_| {
+            inputs.pushed_stages.contains(&i) && squash == crate::builder::squash::Squash::None
+        }),
+    }
+}
+
+/// What every step of one stage shares: its name, platform and number of steps.
+struct StagePlace {
+    name: String,
+    /// The platform the stage is built for (`FROM --platform` builds a builder stage for
+    /// another one).
+    platform: Platform,
+    steps: usize,
+}
+
+impl StagePlace {
+    fn of(stage: &Stage, i: usize, build: &Platform) -> StagePlace {
+        StagePlace {
+            name: stage.name.clone().unwrap_or_else(|| format!("stage-{i}")),
+            platform: stage
+                .platform
+                .as_deref()
+                .and_then(|p| Platform::parse(p).ok())
+                .unwrap_or_else(|| build.clone()),
+            steps: stage.steps.len(),
+        }
+    }
+
+    /// What a step of the stage sees (COPY's, WORKDIR's and RUN's context).
+    fn copy_context<'a>(
+        &'a self,
+        inputs: &StageInputs<'a>,
+        image: &StageImage,
+        built: &'a HashMap<usize, StageImage>,
+        step_text: &'a str,
+        view: &'a crate::builder::pathindex::View,
+    ) -> CopyContext<'a> {
+        let req = inputs.req;
+        CopyContext {
+            registry: inputs.registry,
+            context: &req.context,
+            ignore: inputs.ignore,
+            tmp: inputs.tmp,
+            epoch: req.epoch,
+            keep_setuid: req.keep_setuid,
+            compression: req.compression,
+            layering: req.layering,
+            cache: inputs.cache,
+            remote: inputs.remote,
+            workdir: image.config.workdir(),
+            stages: built,
+            bases: inputs.bases,
+            progress: inputs.progress,
+            step_text,
+            // --squash merges entries it must know now.
+            defer_entries: req.squash == crate::builder::squash::Squash::None,
+            lower: view,
+            architecture: &self.platform.architecture,
+        }
+    }
+}
+
+/// The paths a COPY or WORKDIR sees (an empty view for other steps). The base's paths are
+/// listed from the first step whose result can depend on them on, for the rest of the
+/// stage and the stages built FROM it: what a step sees depends on the Dockerfile and the
+/// layers, never on what a cache holds.
+async fn step_view(
+    inputs: &StageInputs<'_>,
+    image: &mut StageImage,
+    layers: &StageLayers,
+    kind: &StepKind,
+) -> Result<crate::builder::pathindex::View, StepError> {
+    let context_dir = |s: &str| is_context_dir(&inputs.req.context, s);
+    if needs_base_paths(kind, &image.config.workdir(), &context_dir) {
+        image.base_listed = true;
+    }
+    if !matches!(kind, StepKind::Copy(_) | StepKind::Workdir(_)) {
+        return Ok(crate::builder::pathindex::View::default());
+    }
+    Ok(stage_view(inputs.indexer, image, layers).await?)
+}
+
+/// A RUN step's place in its stage.
+struct RunStep<'a> {
+    place: &'a StagePlace,
+    step_no: usize,
+    step: &'a stages::Step,
+    sinks: &'a PackSinks<'a>,
+}
+
+/// One RUN step: found in a cache, or run on the stage's layers (its pending COPY layers
+/// packed first). None: a dry run stops here (the step is reported as `would run`).
+async fn run_step(
+    inputs: &StageInputs<'_>,
+    ctx: &CopyContext<'_>,
+    run: &RunStep<'_>,
+    spec: &stages::RunSpec,
+    image: &mut StageImage,
+    layers: &mut StageLayers,
+    out: &mut StageRecords,
+) -> Result<Option<crate::builder::stage::StepOutput>, BuildError> {
+    let (req, file, line) = (inputs.req, inputs.file, run.step.line);
+    let at = |e: StepError| at_line(file, line, e);
+    if req.squash == crate::builder::squash::Squash::New {
+        return Err(at(StepError::SquashNewWithRun));
+    }
+    let (store, flat_store, scratch, cache_root) = inputs.run_env.parts().map_err(at)?;
+    let place = run.place;
+    let rctx = crate::builder::run::RunContext {
+        copy: ctx,
+        options: &req.run,
+        store,
+        flat_store,
+        scratch,
+        cache_root,
+        platform: &place.platform,
+        label: format!("[{} {}/{}]", place.name, run.step_no + 1, place.steps),
+        stage: place.name.clone(),
+        early: run.sinks.early,
+    };
+    let planned =
+        crate::builder::run::plan(&rctx, spec, image, layers.identities(image)).map_err(at)?;
+    let (step_out, report) = if planned.is_hit() {
+        crate::builder::run::cached(&rctx, line, planned).map_err(at)?
+    } else if req.dry_run {
+        out.run_steps
+            .push(crate::builder::run::would_run(&rctx, line));
+        return Ok(None);
+    } else {
+        // The command needs the stage's files: its pending layers now.
+        layers.pack_pending(image, run.sinks, file, &mut out.layers)?;
+        let lowers = layers.lowers(image).map_err(at)?;
+        let diff_ids = image.config.diff_ids();
+        crate::builder::run::execute(&rctx, spec, line, planned, &lowers, &diff_ids)
+            .await
+            .map_err(at)?
+    };
+    out.run_steps.push(report);
+    Ok(Some(step_out))
+}
+
+/// WORKDIR: the config, and a layer with the directories that do not exist yet.
+fn workdir_step(
+    ctx: &CopyContext<'_>,
+    image: &mut StageImage,
+    view: &crate::builder::pathindex::View,
+    created: &str,
+    step: &stages::Step,
+) -> Result<Option<crate::builder::stage::StepOutput>, StepError> {
+    apply_config_step(&mut image.config, &step.kind);
+    let dirs = workdir_dirs(view, &image.config)?;
+    if dirs.is_empty() {
+        image.config.push_history(created, &step.text, true);
+        return Ok(None);
+    }
+    let ctx = CopyContext {
+        workdir: image.config.workdir(),
+        ..*ctx
+    };
+    Ok(Some(copy::layers_of(&ctx, dirs, Vec::new(), None)?))
 }
 
 /// Directories bases commonly replace by a symlink (merged-usr, `/var/run -> /run`).
@@ -767,28 +803,16 @@ fn is_context_dir(context: &Path, source: &str) -> bool {
 async fn stage_view(
     indexer: &crate::builder::pathindex::Indexer<'_>,
     image: &StageImage,
-    slots: &[NewSlot],
+    layers: &StageLayers,
 ) -> Result<crate::builder::pathindex::View, crate::builder::pathindex::IndexError> {
     use crate::builder::pathindex::Source;
-    let mut sources: Vec<Source<'_>> = image
+    let sources: Vec<Source<'_>> = image
         .layers
         .iter()
         .filter(|l| image.base_listed || !matches!(l, StageLayer::Remote { .. }))
         .map(Source::Layer)
+        .chain(layers.view_sources())
         .collect();
-    for slot in slots {
-        sources.push(match &slot.layer {
-            Ok(layer) => Source::Layer(layer),
-            Err(Pending::Pack(job)) => Source::Pending {
-                key: &job.key,
-                entries: &job.entries,
-            },
-            Err(Pending::Packing(p)) => Source::Pending {
-                key: &p.key,
-                entries: &p.entries,
-            },
-        });
-    }
     indexer.view(&sources).await
 }
 
@@ -824,95 +848,6 @@ fn workdir_dirs(
             xattrs: Default::default(),
         })
         .collect())
-}
-
-/// A new layer of the stage being built, in instruction order.
-struct NewSlot {
-    line: usize,
-    text: String,
-    /// Its position in the config's diff_ids.
-    diff_index: usize,
-    entries: Vec<regbuild_fs::layer::LayerEntry>,
-    /// Known (from the cache), or still to pack.
-    layer: Result<StageLayer, Pending>,
-}
-
-/// A stage layer not packed yet.
-enum Pending {
-    /// Packed at the stage's end (or before a RUN needs its files).
-    Pack(PackJob),
-    /// Being packed on its own thread, already in the layer store: joined at the stage's end.
-    Packing(crate::builder::stage::Packing),
-}
-
-impl Pending {
-    fn key(&self) -> &str {
-        match self {
-            Pending::Pack(job) => &job.key,
-            Pending::Packing(p) => &p.key,
-        }
-    }
-}
-
-/// The identity of every layer below the next step (RUN keys): the stage's layers, then its
-/// new ones (a layer still to pack by its cache key).
-fn parent_identities(image: &StageImage, slots: &[NewSlot]) -> Vec<String> {
-    image
-        .layers
-        .iter()
-        .map(crate::builder::run::layer_identity)
-        .chain(slots.iter().map(|s| match &s.layer {
-            Ok(l) => crate::builder::run::layer_identity(l),
-            Err(pending) => pending.key().to_string(),
-        }))
-        .collect()
-}
-
-/// Packs the stage's pending layers now (a RUN step needs them as files), in place.
-fn pack_pending(
-    slots: &mut [NewSlot],
-    image: &mut StageImage,
-    sinks: &PackSinks<'_>,
-    file: &str,
-    all_layers: &mut Vec<Arc<BuiltLayer>>,
-) -> Result<(), BuildError> {
-    let mut jobs = Vec::new();
-    let mut at = Vec::new();
-    for (i, slot) in slots.iter_mut().enumerate() {
-        // Only layers to pack: one packing in the background is in the store already.
-        if matches!(slot.layer, Err(Pending::Pack(_))) {
-            let placeholder = Ok(StageLayer::Remote {
-                descriptor: Box::new(regbuild_oci::manifest::Descriptor::new(
-                    "",
-                    Digest::of(b""),
-                    0,
-                )),
-                registry: String::new(),
-                repository: String::new(),
-            });
-            if let Err(Pending::Pack(job)) = std::mem::replace(&mut slot.layer, placeholder) {
-                jobs.push(job);
-                at.push(i);
-            }
-        }
-    }
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    let packed =
-        tokio::task::block_in_place(|| pack_all(jobs, sinks)).map_err(|(i, e)| BuildError::At {
-            file: file.to_string(),
-            line: at.get(i).map_or(0, |&s| slots[s].line),
-            source: Box::new(e.into()),
-        })?;
-    for (b, i) in packed.into_iter().zip(at) {
-        image
-            .config
-            .set_diff_id(slots[i].diff_index, b.diff_id.as_str());
-        all_layers.push(b.clone());
-        slots[i].layer = Ok(StageLayer::Local(b));
-    }
-    Ok(())
 }
 
 /// Where RUN steps keep unpacked layers and make their scratch directories: regbuild's
@@ -989,7 +924,7 @@ impl RunEnv {
 
     /// The store, the flat store, the scratch directory and the cache directory.
     fn parts(&self) -> Result<RunParts<'_>, StepError> {
-        let store = self.store.as_ref().ok_or(StepError::NotPacked)?;
+        let store = self.store.as_ref().ok_or(StepError::NoRunStore)?;
         let flat = self.flat.as_ref().unwrap_or(store);
         Ok((store, flat, &self.scratch, &self.cache_root))
     }
@@ -1001,92 +936,6 @@ type RunParts<'a> = (
     &'a Path,
     &'a Path,
 );
-
-/// Where a stage's finished layers are recorded for the whole build.
-struct Finished<'a> {
-    all_layers: &'a mut Vec<Arc<BuiltLayer>>,
-    new_layers: &'a mut Vec<(Digest, u64, String)>,
-    layer_entries: &'a mut HashMap<String, Vec<regbuild_fs::layer::LayerEntry>>,
-}
-
-/// Packs the stage's pending layers (in parallel), fills in their diff_ids, and appends all
-/// its new layers to `image` in order.
-fn finish_stage_layers(
-    slots: Vec<NewSlot>,
-    image: &mut StageImage,
-    sinks: &PackSinks<'_>,
-    file: &str,
-    out: &mut Finished<'_>,
-) -> Result<Vec<(usize, Digest)>, BuildError> {
-    let mut jobs = Vec::new();
-    // (line, digest) of the layers packed in the background: their RUN reports lack it.
-    let mut joined = Vec::new();
-    let mut rest = Vec::with_capacity(slots.len());
-    for slot in slots {
-        let layer = match slot.layer {
-            Ok(l) => Some(l),
-            Err(Pending::Pack(job)) => {
-                jobs.push(job);
-                None
-            }
-            // Packed meanwhile, most likely: waited for here.
-            Err(Pending::Packing(p)) => {
-                let b = crate::builder::run::finish_packing(
-                    p,
-                    &slot.text,
-                    sinks.cache,
-                    sinks.progress,
-                    sinks.early,
-                )
-                .map_err(|e| BuildError::At {
-                    file: file.to_string(),
-                    line: slot.line,
-                    source: Box::new(e),
-                })?;
-                out.all_layers.push(b.clone());
-                joined.push((slot.line, b.digest.clone()));
-                Some(StageLayer::Local(b))
-            }
-        };
-        rest.push((slot.line, slot.text, slot.diff_index, slot.entries, layer));
-    }
-    let pending_lines: Vec<usize> = rest.iter().filter(|r| r.4.is_none()).map(|r| r.0).collect();
-    let mut packed = if jobs.is_empty() {
-        Vec::new()
-    } else {
-        tokio::task::block_in_place(|| pack_all(jobs, sinks)).map_err(|(i, e)| BuildError::At {
-            file: file.to_string(),
-            line: pending_lines.get(i).copied().unwrap_or(0),
-            source: Box::new(e.into()),
-        })?
-    }
-    .into_iter();
-    for (line, text, diff_index, entries, layer) in rest {
-        let at = |e: StepError| BuildError::At {
-            file: file.to_string(),
-            line,
-            source: Box::new(e),
-        };
-        let layer = match layer {
-            Some(l) => l,
-            None => {
-                let b = packed.next().ok_or_else(|| at(StepError::NotPacked))?;
-                image.config.set_diff_id(diff_index, b.diff_id.as_str());
-                out.all_layers.push(b.clone());
-                StageLayer::Local(b)
-            }
-        };
-        let (digest, size) = match &layer {
-            StageLayer::Local(b) => (b.digest.clone(), b.size),
-            StageLayer::Cached(c) => (c.record.digest.clone(), c.record.size),
-            StageLayer::Remote { descriptor, .. } => (descriptor.digest.clone(), descriptor.size),
-        };
-        out.layer_entries.insert(digest.to_string(), entries);
-        out.new_layers.push((digest, size, text));
-        image.layers.push(layer);
-    }
-    Ok(joined)
-}
 
 /// A base or `COPY --from` image the build needs: the reference as written (variables
 /// expanded) and the `FROM --platform` it is wanted for.

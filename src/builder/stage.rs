@@ -258,7 +258,14 @@ pub struct Packing {
 impl Packing {
     /// Waits for the blob.
     pub fn join(self) -> Result<Arc<BuiltLayer>, StepError> {
-        self.handle.join().unwrap_or(Err(StepError::NotPacked))
+        self.handle.join().unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the packing thread panicked".to_string());
+            Err(StepError::PackingPanicked(message))
+        })
     }
 }
 

@@ -350,7 +350,7 @@ pub fn cached(
             layer.found_in = Some((r.registry, r.repository));
             layer
         }
-        None => return Err(StepError::NotPacked),
+        None => return Err(StepError::NotCached),
     };
     let digest = layer.record.digest.to_string();
     c.progress
