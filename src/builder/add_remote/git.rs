@@ -6,7 +6,8 @@
 //! allows: no reflog, no `FETCH_HEAD`, an index without stat data.
 //!
 //! `git` runs with a clean environment: no user or system configuration (so no credential
-//! helper), no prompt, `ssh` in batch mode, only the http, https, git and ssh transports
+//! helper), no prompt, `ssh` in batch mode without the user's keys, agent or ssh
+//! configuration (`SSH`), only the http, https, git and ssh transports
 //! (no `file://` or `ext::` submodules), and a time limit per command.
 
 use std::path::{Path, PathBuf};
@@ -326,20 +327,19 @@ fn normalize(root: &Path, keep_git_dir: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `https://user:secret@host/…` → `https://xxxxx@host/…`: what messages and a kept
-/// `.git/config` show of a remote.
+/// `https://user:secret@host/…` (or `https://token@host/…`) → `https://xxxxx@host/…`: what
+/// messages and a kept `.git/config` show of a remote ([`super::redact_urls`]).
 pub fn redact(remote: &str) -> String {
-    let Some((scheme, rest)) = remote.split_once("://") else {
-        return remote.to_string();
-    };
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..host_end].rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            format!("{scheme}://xxxxx@{host}{}", &rest[host_end..])
-        }
-        _ => remote.to_string(),
-    }
+    super::redact_urls(remote)
 }
+
+/// The ssh git runs: no configuration file (`-F /dev/null`: neither the user's nor the
+/// system's, so no `IdentityFile`, `ControlPath` or `ProxyCommand` of theirs), no identity
+/// (ssh reads `~/.ssh/id_*` from the passwd entry's home, not `$HOME`, so without
+/// `IdentityFile=/dev/null` a Dockerfile would clone with the runner's keys), no agent, no
+/// prompt. Host keys are still checked against the user's `known_hosts`.
+const SSH: &str = "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes \
+    -o IdentityFile=/dev/null -o IdentityAgent=none -o ControlMaster=no -o ControlPath=none";
 
 /// Runs `git` for one remote.
 struct Git<'a> {
@@ -376,7 +376,7 @@ impl Git<'_> {
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ASKPASS", "/bin/false")
-            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+            .env("GIT_SSH_COMMAND", SSH)
             .args(["-c", "protocol.allow=never"])
             .args([
                 "-c",
@@ -416,7 +416,7 @@ impl Git<'_> {
         };
         if !out.status.success() {
             let detail = String::from_utf8_lossy(&out.stderr);
-            let detail = detail.trim().replace(self.remote, &redact(self.remote));
+            let detail = super::redact_urls(detail.trim());
             return Err(RemoteError::Git {
                 remote: redact(self.remote),
                 what,
@@ -474,6 +474,10 @@ mod tests {
     fn credentials_never_show() {
         assert_eq!(
             redact("https://user:secret@h.example/r.git"),
+            "https://xxxxx@h.example/r.git"
+        );
+        assert_eq!(
+            redact("https://tok3n@h.example/r.git"),
             "https://xxxxx@h.example/r.git"
         );
         assert_eq!(redact("ssh://git@h/r.git"), "ssh://git@h/r.git");

@@ -1,0 +1,260 @@
+//! `ADD <URL>` and `ADD <git URL>` as an attacker who writes the Dockerfile and runs the
+//! server uses them (SECURITY.md's row for them): credentials written in a URL never reach
+//! a message or log, `git` over ssh never uses the runner's keys or ssh configuration, a
+//! submodule cannot read a repository of the host through `file://` or a local path, and a
+//! repository's symlinks reach the layer as symlinks (never what they point to on the host)
+//! while a symlinked subdirectory is refused.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use crate::add_remote::{git, succeeded, Served};
+use crate::common::*;
+use crate::run_steps::push_dockerfile;
+
+const SECRET: &str = "s3cr3t-t0ken";
+
+fn have_git() -> bool {
+    if Command::new("git").arg("--version").output().is_err() {
+        not_here("git (Debian package git) is not installed");
+        return false;
+    }
+    true
+}
+
+/// A work tree `name` under `w` with one commit of `files`, cloned bare to `bare` and made
+/// servable the "dumb" way.
+fn bare_repo(w: &Path, name: &str, files: &[(&str, &str)], bare: &Path) {
+    let src = w.join(name);
+    git(w, &["init", "-q", name]);
+    for (path, text) in files {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    git(&src, &["add", "."]);
+    git(&src, &["commit", "-q", "-m", name]);
+    git(w, &["clone", "-q", "--bare", name, bare.to_str().unwrap()]);
+    git(bare, &["update-server-info"]);
+}
+
+#[test]
+fn credentials_in_a_url_never_show_in_errors_or_logs() {
+    let reg = Distribution::start();
+    let served = Served::start();
+    std::fs::write(served.path("f.txt"), "f\n").unwrap();
+    let with_user = |rel: &str, userinfo: &str| format!("http://{userinfo}@{}/{rel}", served.host);
+    // Downloaded: the log names the URL, without what is before its `@`.
+    let df = format!(
+        "FROM scratch\nADD {} /f\n",
+        with_user("f.txt", &format!("user:{SECRET}"))
+    );
+    let ctx = context_with(&[("Dockerfile", &df)]);
+    let dir = ctx.path().display().to_string();
+    let tag = format!("{}/attack/creds:1", reg.host);
+    let out = regbuild(&["--no-progress", "push", "-t", &tag, &dir])
+        .env("REGBUILD_LOG", "info")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let logged: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("ADD: downloaded"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{err}");
+    assert!(
+        logged[0].contains("xxxxx@") && !logged[0].contains(SECRET),
+        "{}",
+        logged[0]
+    );
+    // Failed: a 404, a refused connection, a Git repository that is not there.
+    for source in [
+        with_user("missing", SECRET),
+        format!("http://user:{SECRET}@127.0.0.1:1/x"),
+        with_user("none.git", &format!("user:{SECRET}")),
+        with_user("none.git", SECRET),
+    ] {
+        let df = format!("FROM scratch\nADD {source} /f\n");
+        let out = push_dockerfile(&format!("{}/attack/creds:2", reg.host), &df, &[], &[], None);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("Dockerfile:2"), "{err}");
+        assert!(!err.contains(SECRET), "{source}: the secret shows:\n{err}");
+    }
+}
+
+#[test]
+fn git_over_ssh_never_uses_the_runners_keys_agent_or_ssh_configuration() {
+    if !have_git() {
+        return;
+    }
+    let Ok(real_ssh) = which("ssh") else {
+        not_here("ssh (Debian package openssh-client) is not installed");
+        return;
+    };
+    // An `ssh` first in PATH that records the configuration the real one would use for the
+    // same options and host (`ssh -G`), then fails as an unreachable server would.
+    let bin = tempfile::tempdir().unwrap();
+    let record = bin.path().join("effective");
+    let script = format!(
+        "#!/bin/sh\nn=$#\ni=0\nfor a in \"$@\"; do i=$((i+1)); [ $i -lt $n ] && set -- \"$@\" \"$a\"; done\n\
+         shift $n\nexec {real} -G \"$@\" > {record} 2>&1\n",
+        real = real_ssh.display(),
+        record = record.display()
+    );
+    let fake = bin.path().join("ssh");
+    std::fs::write(&fake, script).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let df = "FROM scratch\nADD ssh://git@127.0.0.1:2222/r.git#main /r\n";
+    let ctx = context_with(&[("Dockerfile", df)]);
+    let dir = ctx.path().display().to_string();
+    let out = regbuild(&["--no-progress", "push", "-t", "127.0.0.1:1/x:1", &dir])
+        .env("PATH", path)
+        .env("SSH_AUTH_SOCK", "/tmp/regbuild-test-agent.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let effective = std::fs::read_to_string(&record)
+        .unwrap_or_else(|e| panic!("ssh was not run ({e}): {}", stderr(&out)));
+    let lower = effective.to_lowercase();
+    assert!(lower.contains("hostname 127.0.0.1"), "{effective}");
+    assert!(
+        !lower.contains("identityfile ~/.ssh") && !lower.contains("/.ssh/id_"),
+        "ssh would offer the runner's keys:\n{effective}"
+    );
+    assert!(lower.contains("identityagent none"), "{effective}");
+    assert!(lower.contains("batchmode yes"), "{effective}");
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
+#[test]
+fn a_submodule_cannot_read_a_repository_of_the_host() {
+    if !have_git() {
+        return;
+    }
+    let reg = Distribution::start();
+    let served = Served::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // A repository of the runner, not served: what the attacker wants in the layer.
+    let private = w.join("private.git");
+    bare_repo(w, "private", &[("secret.txt", SECRET)], &private);
+    for (i, url) in [
+        format!("file://{}", private.display()),
+        private.display().to_string(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let name = format!("evil{i}");
+        let src = w.join(&name);
+        git(w, &["init", "-q", &name]);
+        git(
+            &src,
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "add",
+                "-q",
+                url,
+                "lib",
+            ],
+        );
+        std::fs::write(src.join("a.txt"), "a\n").unwrap();
+        git(&src, &["add", "."]);
+        git(&src, &["commit", "-q", "-m", "evil"]);
+        let bare = served.path(&format!("{name}.git"));
+        git(w, &["clone", "-q", "--bare", &name, bare.to_str().unwrap()]);
+        git(&bare, &["update-server-info"]);
+        let df = format!(
+            "FROM scratch\nADD {} /src\n",
+            served.url(&format!("{name}.git"))
+        );
+        let tag = format!("{}/attack/submodule:{i}", reg.host);
+        let out = push_dockerfile(&tag, &df, &[], &[], None);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{url}: {err}");
+        assert!(
+            err.contains("Dockerfile:2") && err.contains("'file' not allowed"),
+            "{url}: {err}"
+        );
+        assert!(!err.contains(SECRET), "{err}");
+    }
+}
+
+#[test]
+fn symlinks_of_a_repository_stay_symlinks_and_a_symlinked_subdir_is_refused() {
+    if !have_git() {
+        return;
+    }
+    let reg = Distribution::start();
+    let served = Served::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("links");
+    git(w, &["init", "-q", "links"]);
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/in.txt"), "in\n").unwrap();
+    for (link, target) in [
+        ("passwd", "/etc/passwd"),
+        ("etc", "/etc"),
+        ("up", "../../../../../../../../etc"),
+        ("d/rel", "in.txt"),
+    ] {
+        std::os::unix::fs::symlink(target, src.join(link)).unwrap();
+    }
+    git(&src, &["add", "."]);
+    git(&src, &["commit", "-q", "-m", "links"]);
+    let bare = served.path("links.git");
+    git(
+        w,
+        &["clone", "-q", "--bare", "links", bare.to_str().unwrap()],
+    );
+    git(&bare, &["update-server-info"]);
+    let repo = served.url("links.git");
+    let tag = format!("{}/attack/links:1", reg.host);
+    succeeded(push_dockerfile(
+        &tag,
+        &format!("FROM scratch\nADD {repo} /src\n"),
+        &[],
+        &[],
+        None,
+    ));
+    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    let root = bundle.join("rootfs/src");
+    for (link, target) in [
+        ("passwd", "/etc/passwd"),
+        ("etc", "/etc"),
+        ("up", "../../../../../../../../etc"),
+        ("d/rel", "in.txt"),
+    ] {
+        let meta = std::fs::symlink_metadata(root.join(link)).unwrap();
+        assert!(meta.file_type().is_symlink(), "{link} is not a symlink");
+        assert_eq!(
+            std::fs::read_link(root.join(link)).unwrap(),
+            Path::new(target)
+        );
+    }
+    for subdir in ["etc", "up", "passwd", "up/shadow", "../..", "d/../../.."] {
+        let df = format!("FROM scratch\nADD {repo}?subdir={subdir} /x\n");
+        let out = push_dockerfile(&format!("{}/attack/links:2", reg.host), &df, &[], &[], None);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{subdir}: {err}");
+        assert!(err.contains("invalid subdir"), "{subdir}: {err}");
+    }
+}
