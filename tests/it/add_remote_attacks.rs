@@ -3,7 +3,8 @@
 //! a message or log, `git` over ssh never uses the runner's keys or ssh configuration, a
 //! submodule cannot read a repository of the host through `file://` or a local path, and a
 //! repository's symlinks reach the layer as symlinks (never what they point to on the host)
-//! while a symlinked subdirectory is refused.
+//! while a symlinked subdirectory is refused, and a git that waits on a server dies with
+//! regbuild even when regbuild is killed with SIGKILL.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -257,4 +258,85 @@ fn symlinks_of_a_repository_stay_symlinks_and_a_symlinked_subdir_is_refused() {
         assert_eq!(out.status.code(), Some(1), "{subdir}: {err}");
         assert!(err.contains("invalid subdir"), "{subdir}: {err}");
     }
+}
+
+/// The processes whose parent is `pid`, with their command names.
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: comm may hold spaces, so split after its `)`.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 1..].split_whitespace().nth(1);
+        if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            found.push((child, stat[open + 1..close].to_string()));
+        }
+    }
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rfind(')')
+            .is_some_and(|i| !s[i + 1..].trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn git_dies_with_regbuild_even_when_regbuild_is_killed() {
+    if !have_git() {
+        return;
+    }
+    // A git server that accepts connections and never answers: `git ls-remote` waits on
+    // it forever (git has no timeout of its own; regbuild's 10 minutes is regbuild's).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().flatten().collect();
+        drop(held);
+    });
+    let df = format!("FROM scratch\nADD git://{host}/r.git#main /r\n");
+    let ctx = context_with(&[("Dockerfile", &df)]);
+    let dir = ctx.path().display().to_string();
+    let mut build = regbuild(&["--no-progress", "push", "-t", "127.0.0.1:1/x:1", &dir])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let git_pid = loop {
+        if let Some((pid, _)) = children_of(build.id())
+            .into_iter()
+            .find(|(_, comm)| comm == "git")
+        {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "regbuild started no git"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    build.kill().unwrap(); // SIGKILL
+    build.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while alive(git_pid) && killed.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let survived = alive(git_pid);
+    if survived {
+        // SAFETY: kill(2) of the git this test made regbuild start.
+        unsafe { libc::kill(git_pid as libc::pid_t, libc::SIGKILL) };
+    }
+    assert!(
+        !survived,
+        "git {git_pid} outlived regbuild killed with SIGKILL"
+    );
 }

@@ -341,6 +341,56 @@ pub fn redact(remote: &str) -> String {
 const SSH: &str = "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes \
     -o IdentityFile=/dev/null -o IdentityAgent=none -o ControlMaster=no -o ControlPath=none";
 
+/// Starts `cmd` so that it dies with regbuild, SIGKILL of regbuild included (else a git
+/// waiting on a server that never answers would outlive the build, and its 10-minute
+/// bound, which regbuild keeps): `PR_SET_PDEATHSIG`. That signal follows the *thread* that
+/// forked, and a tokio worker thread may end before the process does (one that ran
+/// `block_in_place` can become a blocking thread and retire when idle), so every child is
+/// forked by one thread that lives as long as the process ([`spawner`]).
+async fn spawn_tied(mut cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    use rustix::process::{getpid, getppid, set_parent_process_death_signal, Signal};
+    let parent = getpid();
+    // SAFETY: only two system calls between fork and exec (async-signal-safe, no allocation).
+    unsafe {
+        cmd.pre_exec(move || {
+            set_parent_process_death_signal(Some(Signal::KILL))?;
+            // regbuild died before the signal was armed: do not start.
+            if getppid() != Some(parent) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+            Ok(())
+        });
+    }
+    let handle = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: SpawnJob = Box::new(move || {
+        let _runtime = handle.enter();
+        let _ = tx.send(cmd.spawn());
+    });
+    let gone = || std::io::Error::other("the thread that starts git is gone");
+    spawner().send(job).map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())?
+}
+
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// The thread [`spawn_tied`] forks from: started once, never ends.
+fn spawner() -> std::sync::mpsc::Sender<SpawnJob> {
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnJob>>> =
+        std::sync::OnceLock::new();
+    let sender = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+        let started = std::thread::Builder::new()
+            .name("regbuild-spawn".into())
+            .spawn(move || rx.into_iter().for_each(|job| job()));
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the thread that starts git");
+        }
+        std::sync::Mutex::new(tx)
+    });
+    sender.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// Runs `git` for one remote.
 struct Git<'a> {
     /// An empty home: no user configuration, no credential helper.
@@ -403,7 +453,13 @@ impl Git<'_> {
             .copied()
             .unwrap_or("git")
             .to_string();
-        let out = match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let run = async {
+            let child = spawn_tied(cmd).await?;
+            child.wait_with_output().await
+        };
+        let out = match tokio::time::timeout(GIT_TIMEOUT, run).await {
             Err(_) => {
                 return Err(RemoteError::GitTimeout {
                     remote: redact(self.remote),
