@@ -72,6 +72,13 @@ pub enum RemoteError {
         what: String,
         secs: u64,
     },
+    #[error("ADD {remote}: git {what} stopped: it wrote {used} bytes, more than the {allowed} the disk has to spare (the free space less what is kept free for the rest of the build)")]
+    GitDisk {
+        remote: String,
+        what: String,
+        used: u64,
+        allowed: u64,
+    },
     #[error("ADD of a Git repository runs git, which could not be started: {0}")]
     GitMissing(std::io::Error),
     #[error("ADD {remote}: repository does not contain ref {git_ref}")]
@@ -365,6 +372,7 @@ async fn fetch_all(items: &[Item], place: &Placement) -> Result<Vec<LayerEntry>,
                     git,
                     resolved,
                     keep_git_dir: *keep_git_dir,
+                    disk: DiskLimit::Free,
                 };
                 let root = git::checkout(&c, &place.tmp).await?;
                 let shown = git::redact(&git.remote);
