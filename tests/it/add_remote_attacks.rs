@@ -1,6 +1,6 @@
 //! `ADD <URL>` and `ADD <git URL>` as an attacker who writes the Dockerfile and runs the
 //! server uses them (SECURITY.md's row for them): credentials written in a URL never reach
-//! a message or log, `git` over ssh never uses the runner's keys or ssh configuration, a
+//! a message, a log or a kept `.git` (submodules resolved against the URL included), `git` over ssh never uses the runner's keys or ssh configuration, a
 //! submodule cannot read a repository of the host through `file://` or a local path, and a
 //! repository's symlinks reach the layer as symlinks (never what they point to on the host)
 //! while a symlinked subdirectory is refused, and a git that waits on a server dies with
@@ -339,4 +339,77 @@ fn git_dies_with_regbuild_even_when_regbuild_is_killed() {
         !survived,
         "git {git_pid} outlived regbuild killed with SIGKILL"
     );
+}
+
+/// Every file under `root` whose bytes contain `needle`.
+fn files_containing(root: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                let bytes = std::fs::read(entry.path()).unwrap_or_default();
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(entry.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_kept_git_dir_holds_no_credential_of_the_url_submodules_included() {
+    if !have_git() {
+        return;
+    }
+    let reg = Distribution::start();
+    let served = Served::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    bare_repo(w, "lib", &[("l.txt", "l\n")], &served.path("lib.git"));
+    // A submodule given relative to the repository: git resolves it against the URL the
+    // repository was cloned from, user information included.
+    let src = w.join("rel");
+    git(w, &["init", "-q", "rel"]);
+    git(
+        &src,
+        &["submodule", "add", "-q", &served.url("lib.git"), "lib"],
+    );
+    git(
+        &src,
+        &[
+            "config",
+            "-f",
+            ".gitmodules",
+            "submodule.lib.url",
+            "../lib.git",
+        ],
+    );
+    std::fs::write(src.join("a.txt"), "a\n").unwrap();
+    git(&src, &["add", "."]);
+    git(&src, &["commit", "-q", "-m", "rel"]);
+    let bare = served.path("rel.git");
+    git(w, &["clone", "-q", "--bare", "rel", bare.to_str().unwrap()]);
+    git(&bare, &["update-server-info"]);
+    let url = format!("http://user:{SECRET}@{}/rel.git", served.host);
+    let tag = format!("{}/attack/kept:1", reg.host);
+    succeeded(push_dockerfile(
+        &tag,
+        &format!("FROM scratch\nADD --keep-git-dir=true {url} /kept\n"),
+        &[],
+        &[],
+        None,
+    ));
+    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    let root = bundle.join("rootfs/kept");
+    assert_eq!(
+        std::fs::read_to_string(root.join("lib/l.txt")).unwrap(),
+        "l\n"
+    );
+    let leaked = files_containing(&root, SECRET.as_bytes());
+    assert!(leaked.is_empty(), "the URL's password is in {leaked:?}");
 }

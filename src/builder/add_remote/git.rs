@@ -253,7 +253,8 @@ async fn shallow_if_possible(git: &Git<'_>, dir: &Path, args: &[&str]) -> Result
 
 /// The kept `.git` without what differs from one clone to the next: reflogs, `FETCH_HEAD`,
 /// the stat data of the index (rewritten from the commit's tree; `git status` refreshes
-/// it), the same in submodules' repositories, and the remote's credentials.
+/// it), the same in submodules' repositories, and the remote's credentials (in every
+/// repository's config).
 async fn tidy_git_dir(git: &Git<'_>, dir: &Path, submodules: bool) -> Result<(), RemoteError> {
     const TIDY: &str = "git reflog expire --all --expire=now && d=$(git rev-parse --git-dir) \
         && rm -f \"$d/FETCH_HEAD\" \"$d/index\" && git read-tree HEAD";
@@ -278,8 +279,38 @@ async fn tidy_git_dir(git: &Git<'_>, dir: &Path, submodules: bool) -> Result<(),
     }
     let shown = redact(git.remote);
     git.run(Some(dir), &["remote", "set-url", "origin", &shown])
-        .await
-        .map(drop)
+        .await?;
+    // A submodule given relative to the repository (`../lib.git`) was resolved against the
+    // URL as written, user information included, into `submodule.*.url` and the submodule's
+    // own `remote.origin.url`.
+    let git_dir = dir.join(".git");
+    tokio::task::block_in_place(|| redact_configs(&git_dir)).map_err(|source| RemoteError::Io {
+        path: git_dir,
+        source,
+    })
+}
+
+/// Every `config` file under `git_dir` (the repository's, `modules/*/config` of its
+/// submodules) with the user information of its URLs masked ([`super::redact_urls`]).
+fn redact_configs(git_dir: &Path) -> std::io::Result<()> {
+    let mut stack = vec![git_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() && entry.file_name() == "config" {
+                let path = entry.path();
+                let text = std::fs::read_to_string(&path)?;
+                let shown = super::redact_urls(&text);
+                if shown != text {
+                    std::fs::write(&path, shown)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The directory `subdir` of the checkout: every component a real directory (no symlink
