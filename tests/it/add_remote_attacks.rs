@@ -3,8 +3,9 @@
 //! a message, a log or a kept `.git` (submodules resolved against the URL included), `git` over ssh never uses the runner's keys or ssh configuration, a
 //! submodule cannot read a repository of the host through `file://` or a local path, and a
 //! repository's symlinks reach the layer as symlinks (never what they point to on the host)
-//! while a symlinked subdirectory is refused, and a git that waits on a server dies with
-//! regbuild even when regbuild is killed with SIGKILL.
+//! while a symlinked subdirectory is refused, a `.gitmodules` update command never runs, a
+//! redirect never reaches `file://` nor takes the URL's credentials to another host, and a
+//! git that waits on a server dies with regbuild even when regbuild is killed with SIGKILL.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -412,4 +413,133 @@ fn a_kept_git_dir_holds_no_credential_of_the_url_submodules_included() {
     );
     let leaked = files_containing(&root, SECRET.as_bytes());
     assert!(leaked.is_empty(), "the URL's password is in {leaked:?}");
+}
+
+/// The requests a server saw: (path, `Authorization` header).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// A server that redirects `/to-file` to `file:///etc/passwd` and `/auth` to `/landing` on
+/// another host name (`localhost` for `127.0.0.1`), recording the `Authorization` header
+/// each request came with.
+fn redirecting() -> (String, Seen) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut first, mut line, mut auth) = (String::new(), String::new(), None);
+            let _ = reader.read_line(&mut first);
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        auth = Some(v.trim().to_string());
+                    }
+                }
+                line.clear();
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+            log.lock().unwrap().push((path.clone(), auth));
+            let answer = match path.as_str() {
+                "/to-file" => "HTTP/1.0 302 Found\r\nLocation: file:///etc/passwd\r\n\r\n".into(),
+                "/auth" => format!(
+                    "HTTP/1.0 302 Found\r\nLocation: http://localhost:{port}/landing\r\n\r\n"
+                ),
+                "/landing" => "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n".into(),
+                _ => "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".into(),
+            };
+            let _ = conn.write_all(answer.as_bytes());
+        }
+    });
+    (format!("127.0.0.1:{port}"), seen)
+}
+
+#[test]
+fn redirects_never_reach_a_file_nor_carry_the_urls_credentials_to_another_host() {
+    let reg = Distribution::start();
+    let (host, seen) = redirecting();
+    let df = format!("FROM scratch\nADD http://{host}/to-file /f\n");
+    let out = push_dockerfile(
+        &format!("{}/attack/redirect:1", reg.host),
+        &df,
+        &[],
+        &[],
+        None,
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("302"), "{err}");
+
+    let tag = format!("{}/attack/redirect:2", reg.host);
+    let df = format!("FROM scratch\nADD http://user:{SECRET}@{host}/auth /f\n");
+    succeeded(push_dockerfile(&tag, &df, &[], &[], None));
+    let seen = seen.lock().unwrap().clone();
+    let auth_of = |path: &str| {
+        seen.iter()
+            .find(|(p, _)| p == path)
+            .unwrap_or_else(|| panic!("no request for {path}: {seen:?}"))
+            .1
+            .clone()
+    };
+    assert!(auth_of("/auth").is_some_and(|a| a.starts_with("Basic ")));
+    assert_eq!(
+        auth_of("/landing"),
+        None,
+        "credentials sent to another host"
+    );
+    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/f")).unwrap(),
+        "ok\n"
+    );
+}
+
+#[test]
+fn a_submodule_update_command_of_the_repository_never_runs() {
+    if !have_git() {
+        return;
+    }
+    let reg = Distribution::start();
+    let served = Served::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    bare_repo(w, "lib", &[("l.txt", "l\n")], &served.path("lib.git"));
+    let marker = w.join("ran");
+    let src = w.join("upd");
+    git(w, &["init", "-q", "upd"]);
+    git(
+        &src,
+        &["submodule", "add", "-q", &served.url("lib.git"), "lib"],
+    );
+    let command = format!("!touch {}", marker.display());
+    git(
+        &src,
+        &[
+            "config",
+            "-f",
+            ".gitmodules",
+            "submodule.lib.update",
+            &command,
+        ],
+    );
+    git(&src, &["add", "."]);
+    git(&src, &["commit", "-q", "-m", "upd"]);
+    let bare = served.path("upd.git");
+    git(w, &["clone", "-q", "--bare", "upd", bare.to_str().unwrap()]);
+    git(&bare, &["update-server-info"]);
+    let df = format!("FROM scratch\nADD {} /src\n", served.url("upd.git"));
+    let out = push_dockerfile(
+        &format!("{}/attack/update:1", reg.host),
+        &df,
+        &[],
+        &[],
+        None,
+    );
+    assert!(
+        !marker.exists(),
+        "the repository's command ran on the host: {}",
+        stderr(&out)
+    );
 }
