@@ -20,14 +20,14 @@ use crate::run_steps::push_dockerfile;
 
 /// A static HTTP/1.0 server for the files of a directory, counting the requests per path
 /// (query left out). Stops with the test process.
-struct Served {
+pub(crate) struct Served {
     root: tempfile::TempDir,
-    host: String,
+    pub(crate) host: String,
     hits: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Served {
-    fn start() -> Served {
+    pub(crate) fn start() -> Served {
         let root = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
@@ -42,16 +42,16 @@ impl Served {
         Served { root, host, hits }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.root.path().join(rel)
     }
 
-    fn url(&self, rel: &str) -> String {
+    pub(crate) fn url(&self, rel: &str) -> String {
         format!("http://{}/{rel}", self.host)
     }
 
     /// Requests for paths starting with `prefix`.
-    fn hits(&self, prefix: &str) -> usize {
+    pub(crate) fn hits(&self, prefix: &str) -> usize {
         let hits = self.hits.lock().unwrap();
         hits.iter()
             .filter(|(p, _)| p.starts_with(prefix))
@@ -94,7 +94,7 @@ fn serve_one(mut conn: std::net::TcpStream, dir: &Path, counts: &Mutex<HashMap<S
     let _ = reader.read_to_end(&mut rest);
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
@@ -118,7 +118,7 @@ fn tar_gz() -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = run(Command::new("git")
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -184,12 +184,12 @@ fn mode(root: &Path, path: &str) -> u32 {
         & 0o7777
 }
 
-fn read(root: &Path, path: &str) -> String {
+pub(crate) fn read(root: &Path, path: &str) -> String {
     std::fs::read_to_string(root.join(path.trim_start_matches('/')))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn succeeded(out: std::process::Output) {
+pub(crate) fn succeeded(out: std::process::Output) {
     assert!(
         out.status.success(),
         "regbuild failed: {}\n{}",

@@ -10,6 +10,7 @@ mod common;
 
 mod add_archive_metadata;
 mod add_remote;
+mod add_remote_attacks;
 mod cli_errors;
 mod cli_ux;
 mod copy_flags;

@@ -6,13 +6,15 @@
 //! allows: no reflog, no `FETCH_HEAD`, an index without stat data.
 //!
 //! `git` runs with a clean environment: no user or system configuration (so no credential
-//! helper), no prompt, `ssh` in batch mode, only the http, https, git and ssh transports
+//! helper), no prompt, `ssh` in batch mode without the user's keys, agent or ssh
+//! configuration (`SSH`), only the http, https, git and ssh transports
 //! (no `file://` or `ext::` submodules), and a time limit per command.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regbuild_frontend::remote::GitRef;
+use regbuild_fs::disk::DiskLimit;
 
 use super::RemoteError;
 
@@ -66,6 +68,7 @@ pub async fn resolve(
     let runner = Git {
         home: home.path(),
         remote,
+        disk: DiskLimit::Free,
     };
     let wanted = if git.git_ref.is_empty() {
         match default_branch(&runner).await? {
@@ -129,7 +132,8 @@ fn match_ref(listed: &str, wanted: &str) -> Option<(String, Option<String>, Stri
         match name {
             n if n == head => branch = sha,
             n if n == tag => tagged = sha,
-            n if n == annotated_tag => peeled = sha,
+            // Only an object name goes on to `cat-file` and `checkout` as an argument.
+            n if n == annotated_tag => peeled = sha.filter(|s| is_commit_sha(s)),
             n if n == partial || (wanted == "HEAD" && n == "HEAD") => exact = sha,
             _ => {}
         }
@@ -162,6 +166,8 @@ pub struct Checkout<'a> {
     pub resolved: &'a Resolved,
     /// Keep `.git` (only honoured without a subdirectory).
     pub keep_git_dir: bool,
+    /// What each git command may write (`DiskLimit::Free`: the free space less the reserve).
+    pub disk: DiskLimit,
 }
 
 /// Fetches and checks out the commit into a new directory under `tmp`; returns the directory
@@ -178,6 +184,7 @@ pub async fn checkout(c: &Checkout<'_>, tmp: &Path) -> Result<PathBuf, RemoteErr
     let git = Git {
         home: home.path(),
         remote,
+        disk: c.disk,
     };
     let keep = c.keep_git_dir && c.git.subdir.trim_matches('/').is_empty();
     git.run(
@@ -185,7 +192,8 @@ pub async fn checkout(c: &Checkout<'_>, tmp: &Path) -> Result<PathBuf, RemoteErr
         &["-c", "init.defaultBranch=master", "init", "-q"],
     )
     .await?;
-    git.run(Some(&dir), &["remote", "add", "origin", remote])
+    // `--`: a remote in the SCP form may start with `-` (`-t…@host:path`).
+    git.run(Some(&dir), &["remote", "add", "origin", "--", remote])
         .await?;
     fetch(&git, &dir, &c.resolved.fetch).await?;
     let commit = format!("{}^{{commit}}", c.resolved.commit);
@@ -245,7 +253,8 @@ async fn shallow_if_possible(git: &Git<'_>, dir: &Path, args: &[&str]) -> Result
 
 /// The kept `.git` without what differs from one clone to the next: reflogs, `FETCH_HEAD`,
 /// the stat data of the index (rewritten from the commit's tree; `git status` refreshes
-/// it), the same in submodules' repositories, and the remote's credentials.
+/// it), the same in submodules' repositories, and the remote's credentials (in every
+/// repository's config).
 async fn tidy_git_dir(git: &Git<'_>, dir: &Path, submodules: bool) -> Result<(), RemoteError> {
     const TIDY: &str = "git reflog expire --all --expire=now && d=$(git rev-parse --git-dir) \
         && rm -f \"$d/FETCH_HEAD\" \"$d/index\" && git read-tree HEAD";
@@ -270,8 +279,38 @@ async fn tidy_git_dir(git: &Git<'_>, dir: &Path, submodules: bool) -> Result<(),
     }
     let shown = redact(git.remote);
     git.run(Some(dir), &["remote", "set-url", "origin", &shown])
-        .await
-        .map(drop)
+        .await?;
+    // A submodule given relative to the repository (`../lib.git`) was resolved against the
+    // URL as written, user information included, into `submodule.*.url` and the submodule's
+    // own `remote.origin.url`.
+    let git_dir = dir.join(".git");
+    tokio::task::block_in_place(|| redact_configs(&git_dir)).map_err(|source| RemoteError::Io {
+        path: git_dir,
+        source,
+    })
+}
+
+/// Every `config` file under `git_dir` (the repository's, `modules/*/config` of its
+/// submodules) with the user information of its URLs masked ([`super::redact_urls`]).
+fn redact_configs(git_dir: &Path) -> std::io::Result<()> {
+    let mut stack = vec![git_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() && entry.file_name() == "config" {
+                let path = entry.path();
+                let text = std::fs::read_to_string(&path)?;
+                let shown = super::redact_urls(&text);
+                if shown != text {
+                    std::fs::write(&path, shown)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The directory `subdir` of the checkout: every component a real directory (no symlink
@@ -326,19 +365,133 @@ fn normalize(root: &Path, keep_git_dir: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `https://user:secret@host/…` → `https://xxxxx@host/…`: what messages and a kept
-/// `.git/config` show of a remote.
+/// `https://user:secret@host/…` (or `https://token@host/…`) → `https://xxxxx@host/…`: what
+/// messages and a kept `.git/config` show of a remote ([`super::redact_urls`]).
 pub fn redact(remote: &str) -> String {
-    let Some((scheme, rest)) = remote.split_once("://") else {
-        return remote.to_string();
-    };
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..host_end].rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            format!("{scheme}://xxxxx@{host}{}", &rest[host_end..])
-        }
-        _ => remote.to_string(),
+    super::redact_urls(remote)
+}
+
+/// The ssh git runs: no configuration file (`-F /dev/null`: neither the user's nor the
+/// system's, so no `IdentityFile`, `ControlPath` or `ProxyCommand` of theirs), no identity
+/// (ssh reads `~/.ssh/id_*` from the passwd entry's home, not `$HOME`, so without
+/// `IdentityFile=/dev/null` a Dockerfile would clone with the runner's keys), no agent, no
+/// prompt. Host keys are still checked against the user's `known_hosts`.
+const SSH: &str = "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes \
+    -o IdentityFile=/dev/null -o IdentityAgent=none -o ControlMaster=no -o ControlPath=none";
+
+/// Starts `cmd` so that it dies with regbuild, SIGKILL of regbuild included (else a git
+/// waiting on a server that never answers would outlive the build, and its 10-minute
+/// bound, which regbuild keeps): `PR_SET_PDEATHSIG`. That signal follows the *thread* that
+/// forked, and a tokio worker thread may end before the process does (one that ran
+/// `block_in_place` can become a blocking thread and retire when idle), so every child is
+/// forked by one thread that lives as long as the process ([`spawner`]).
+async fn spawn_tied(mut cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    use rustix::process::{getpid, getppid, set_parent_process_death_signal, Signal};
+    let parent = getpid();
+    // SAFETY: only two system calls between fork and exec (async-signal-safe, no allocation).
+    unsafe {
+        cmd.pre_exec(move || {
+            set_parent_process_death_signal(Some(Signal::KILL))?;
+            // regbuild died before the signal was armed: do not start.
+            if getppid() != Some(parent) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+            Ok(())
+        });
     }
+    let handle = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: SpawnJob = Box::new(move || {
+        let _runtime = handle.enter();
+        let _ = tx.send(cmd.spawn());
+    });
+    let gone = || std::io::Error::other("the thread that starts git is gone");
+    spawner().send(job).map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())?
+}
+
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// The thread [`spawn_tied`] forks from: started once, never ends.
+fn spawner() -> std::sync::mpsc::Sender<SpawnJob> {
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnJob>>> =
+        std::sync::OnceLock::new();
+    let sender = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+        let started = std::thread::Builder::new()
+            .name("regbuild-spawn".into())
+            .spawn(move || rx.into_iter().for_each(|job| job()));
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the thread that starts git");
+        }
+        std::sync::Mutex::new(tx)
+    });
+    sender.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// How much one git command may write, watched while it runs: a server can send a pack, and
+/// a commit can check out to, more than the disk holds, and git has no bound of its own. The
+/// free space of the build's tmp is read when the command starts and every 100 ms; past
+/// `allowed` (the free space less the unpack reserve, as `regbuild_fs::disk` gives an
+/// unpack) git is killed, and a command that finished past it fails too.
+struct DiskWatch {
+    path: PathBuf,
+    start_free: u64,
+    allowed: u64,
+}
+
+impl DiskWatch {
+    fn start(path: &Path, limit: DiskLimit) -> std::io::Result<DiskWatch> {
+        let (free, size) = free_space(path)?;
+        let allowed = match limit {
+            DiskLimit::Bytes(n) => n,
+            DiskLimit::Free => free.saturating_sub(regbuild_fs::disk::reserve(size, free)),
+        };
+        Ok(DiskWatch {
+            path: path.to_path_buf(),
+            start_free: free,
+            allowed,
+        })
+    }
+
+    /// How much less is free than when the command started.
+    fn used(&self) -> u64 {
+        free_space(&self.path).map_or(0, |(free, _)| self.start_free.saturating_sub(free))
+    }
+
+    /// The child's output; `Err(used)` when it wrote past the budget (it is killed: dropped
+    /// with `kill_on_drop`).
+    async fn wait(
+        &self,
+        child: tokio::process::Child,
+    ) -> Result<std::io::Result<std::process::Output>, u64> {
+        let out = child.wait_with_output();
+        tokio::pin!(out);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                done = &mut out => {
+                    let used = self.used();
+                    return if used > self.allowed { Err(used) } else { Ok(done) };
+                }
+                _ = tick.tick() => {
+                    let used = self.used();
+                    if used > self.allowed {
+                        return Err(used);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// (free bytes for an unprivileged user, size) of the filesystem of `path`.
+fn free_space(path: &Path) -> std::io::Result<(u64, u64)> {
+    let st = rustix::fs::statvfs(path)?;
+    Ok((
+        st.f_bavail.saturating_mul(st.f_frsize),
+        st.f_blocks.saturating_mul(st.f_frsize),
+    ))
 }
 
 /// Runs `git` for one remote.
@@ -346,6 +499,8 @@ struct Git<'a> {
     /// An empty home: no user configuration, no credential helper.
     home: &'a Path,
     remote: &'a str,
+    /// What one command may write to the filesystem of `home` (the build's tmp).
+    disk: DiskLimit,
 }
 
 impl Git<'_> {
@@ -376,7 +531,7 @@ impl Git<'_> {
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ASKPASS", "/bin/false")
-            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+            .env("GIT_SSH_COMMAND", SSH)
             .args(["-c", "protocol.allow=never"])
             .args([
                 "-c",
@@ -403,7 +558,25 @@ impl Git<'_> {
             .copied()
             .unwrap_or("git")
             .to_string();
-        let out = match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let watch = DiskWatch::start(self.home, self.disk).map_err(|source| RemoteError::Io {
+            path: self.home.to_path_buf(),
+            source,
+        })?;
+        let run = async {
+            let child = spawn_tied(cmd).await.map_err(RemoteError::GitMissing)?;
+            watch
+                .wait(child)
+                .await
+                .map_err(|used| RemoteError::GitDisk {
+                    remote: redact(self.remote),
+                    what: what.clone(),
+                    used,
+                    allowed: watch.allowed,
+                })
+        };
+        let out = match tokio::time::timeout(GIT_TIMEOUT, run).await {
             Err(_) => {
                 return Err(RemoteError::GitTimeout {
                     remote: redact(self.remote),
@@ -411,12 +584,13 @@ impl Git<'_> {
                     secs: GIT_TIMEOUT.as_secs(),
                 })
             }
-            Ok(Err(source)) => return Err(RemoteError::GitMissing(source)),
-            Ok(Ok(out)) => out,
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Err(source))) => return Err(RemoteError::GitMissing(source)),
+            Ok(Ok(Ok(out))) => out,
         };
         if !out.status.success() {
             let detail = String::from_utf8_lossy(&out.stderr);
-            let detail = detail.trim().replace(self.remote, &redact(self.remote));
+            let detail = super::redact_urls(detail.trim());
             return Err(RemoteError::Git {
                 remote: redact(self.remote),
                 what,
@@ -456,6 +630,16 @@ mod tests {
             Some((B.into(), None, "refs/tags/v2".into()))
         );
         assert_eq!(match_ref(&listed, "nope"), None);
+        // What a server lists is never taken for an object name unless it is one.
+        let hostile = format!("{B}\trefs/tags/v3\n--output=/tmp/x\trefs/tags/v3^{{}}\n");
+        assert_eq!(
+            match_ref(&hostile, "v3"),
+            Some((B.into(), None, "refs/tags/v3".into()))
+        );
+        assert_eq!(
+            match_ref("--upload-pack=x\trefs/heads/main\n", "main"),
+            None
+        );
         assert_eq!(
             match_ref(&format!("{A}\tHEAD\n"), "HEAD"),
             Some((A.into(), None, "HEAD".into()))
@@ -474,6 +658,10 @@ mod tests {
     fn credentials_never_show() {
         assert_eq!(
             redact("https://user:secret@h.example/r.git"),
+            "https://xxxxx@h.example/r.git"
+        );
+        assert_eq!(
+            redact("https://tok3n@h.example/r.git"),
             "https://xxxxx@h.example/r.git"
         );
         assert_eq!(redact("ssh://git@h/r.git"), "ssh://git@h/r.git");
@@ -511,5 +699,116 @@ mod tests {
             B
         );
         assert!(resolve(&by_commit, Some("22"), tmp.path()).await.is_err());
+    }
+
+    /// A static HTTP/1.0 server for the files under `root` (Git's "dumb" protocol).
+    fn serve(root: PathBuf) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let (mut first, mut line) = (String::new(), String::new());
+                let _ = reader.read_line(&mut first);
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("/");
+                let path = path
+                    .split('?')
+                    .next()
+                    .unwrap_or("/")
+                    .trim_start_matches('/');
+                let head = match std::fs::read(root.join(path)) {
+                    Ok(body) => {
+                        let head =
+                            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                        let _ = conn.write_all(head.as_bytes());
+                        let _ = conn.write_all(&body);
+                        continue;
+                    }
+                    Err(_) => "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                };
+                let _ = conn.write_all(head.as_bytes());
+            }
+        });
+        format!("http://{host}/r.git")
+    }
+
+    fn git_in(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git")
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(["-c", "init.defaultBranch=main"])
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "git {args:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn what_git_writes_is_bounded_by_the_disk() {
+        if std::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "git is not installed and CI is set"
+            );
+            return;
+        }
+        let served = tempfile::tempdir().unwrap();
+        let work = served.path().join("w");
+        std::fs::create_dir_all(&work).unwrap();
+        // 8 MiB that do not compress: the pack and the checkout hold them whole.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..8 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(work.join("noise.bin"), noise).unwrap();
+        git_in(&work, &["init", "-q"]);
+        git_in(&work, &["add", "."]);
+        git_in(&work, &["commit", "-q", "-m", "noise"]);
+        let bare = served.path().join("r.git");
+        git_in(
+            &work,
+            &["clone", "-q", "--bare", ".", bare.to_str().unwrap()],
+        );
+        git_in(&bare, &["update-server-info"]);
+        let remote = serve(served.path().to_path_buf());
+        let tmp = tempfile::tempdir().unwrap();
+        let git = GitRef {
+            remote,
+            git_ref: "main".into(),
+            ..GitRef::default()
+        };
+        let resolved = resolve(&git, None, tmp.path()).await.unwrap();
+        let checkout_with = |disk| Checkout {
+            git: &git,
+            resolved: &resolved,
+            keep_git_dir: false,
+            disk,
+        };
+        let err = checkout(&checkout_with(DiskLimit::Bytes(1 << 20)), tmp.path())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RemoteError::GitDisk { .. }), "{err}");
+        let root = checkout(&checkout_with(DiskLimit::Bytes(512 << 20)), tmp.path())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(root.join("noise.bin")).unwrap().len(),
+            8 << 20
+        );
     }
 }

@@ -28,6 +28,7 @@ use crate::builder::stage::StepOutput;
 use regbuild_frontend::remote::{self, GitRef, GitRefError, Source};
 use regbuild_frontend::stages::CopySpec;
 use regbuild_fs::context::CopyRequest;
+use regbuild_fs::disk::DiskLimit;
 use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::layer::{LayerEntry, LayerOptions};
 
@@ -43,6 +44,11 @@ pub enum RemoteError {
     Status { url: String, status: String },
     #[error("ADD {url}: larger than {limit} bytes, the most one file of a layer may hold")]
     TooLarge { url: String, limit: u64 },
+    #[error("ADD {url}: {source}")]
+    Disk {
+        url: String,
+        source: regbuild_fs::disk::DiskError,
+    },
     #[error("ADD {url}: checksum mismatch: expected {expected}, got {actual}")]
     ChecksumMismatch {
         url: String,
@@ -66,6 +72,13 @@ pub enum RemoteError {
         what: String,
         secs: u64,
     },
+    #[error("ADD {remote}: git {what} stopped: it wrote {used} bytes, more than the {allowed} the disk has to spare (the free space less what is kept free for the rest of the build)")]
+    GitDisk {
+        remote: String,
+        what: String,
+        used: u64,
+        allowed: u64,
+    },
     #[error("ADD of a Git repository runs git, which could not be started: {0}")]
     GitMissing(std::io::Error),
     #[error("ADD {remote}: repository does not contain ref {git_ref}")]
@@ -87,6 +100,40 @@ pub enum RemoteError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// `text` with the user information of every URL in it masked, as BuildKit's
+/// `urlutil.RedactCredentials` masks a source's URL in its errors and logs: `user:secret@`
+/// (any scheme) and a lone user of an `http(s)` URL (`https://<token>@github.com/…`, how
+/// tokens are usually given) become `xxxxx@`; `ssh://git@host` keeps its user, which is no
+/// secret. For messages, logs and a kept `.git/config`, never for what is fetched.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let scheme_start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let scheme = rest[scheme_start..at].to_ascii_lowercase();
+        let authority = &rest[at + 3..];
+        let end = authority
+            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '>'))
+            .unwrap_or(authority.len());
+        out.push_str(&rest[..at + 3]);
+        match authority[..end].rfind('@') {
+            Some(userinfo_end)
+                if authority[..userinfo_end].contains(':')
+                    || scheme == "http"
+                    || scheme == "https" =>
+            {
+                out.push_str("xxxxx");
+                rest = &authority[userinfo_end..];
+            }
+            _ => rest = authority,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether an ADD has a source that is a URL or a Git repository.
@@ -175,7 +222,7 @@ pub async fn add(
     let mut local = Vec::new();
     for s in &spec.sources {
         let kind = remote::classify(s).map_err(|reason| RemoteError::Source {
-            source_text: s.clone(),
+            source_text: redact_urls(s),
             reason,
         })?;
         match kind {
@@ -313,9 +360,12 @@ async fn fetch_all(items: &[Item], place: &Placement) -> Result<Vec<LayerEntry>,
         match item {
             Item::Http { url, checksum } => {
                 let name = remote::url_file_name(url);
-                let got = http::download(url, &name, checksum.as_deref(), &place.tmp).await?;
-                tracing::info!(%url, digest = %got.digest, "ADD: downloaded");
-                entries.extend(downloaded_entries(url, &got, place)?);
+                let got =
+                    http::download(url, &name, checksum.as_deref(), &place.tmp, DiskLimit::Free)
+                        .await?;
+                let shown = redact_urls(url);
+                tracing::info!(url = %shown, digest = %got.digest, "ADD: downloaded");
+                entries.extend(downloaded_entries(&shown, &got, place)?);
             }
             Item::Git {
                 git,
@@ -326,6 +376,7 @@ async fn fetch_all(items: &[Item], place: &Placement) -> Result<Vec<LayerEntry>,
                     git,
                     resolved,
                     keep_git_dir: *keep_git_dir,
+                    disk: DiskLimit::Free,
                 };
                 let root = git::checkout(&c, &place.tmp).await?;
                 let shown = git::redact(&git.remote);
@@ -340,7 +391,7 @@ async fn fetch_all(items: &[Item], place: &Placement) -> Result<Vec<LayerEntry>,
 /// A downloaded file as entries: unpacked with `--unpack=true` when it is an archive, else
 /// one file placed as a context file would be (`dest/` takes the URL's file name).
 fn downloaded_entries(
-    url: &str,
+    shown_url: &str,
     got: &http::Downloaded,
     place: &Placement,
 ) -> Result<Vec<LayerEntry>, StepError> {
@@ -361,7 +412,7 @@ fn downloaded_entries(
                 &place.tmp,
             )
         })?;
-        crate::builder::copy::report_left_out(url, &unpacked);
+        crate::builder::copy::report_left_out(shown_url, &unpacked);
         return Ok(unpacked.entries);
     }
     collect(&got.dir, &got.name, place)
@@ -471,6 +522,27 @@ mod tests {
             git(false).pin().as_deref(),
             Some("git https://h/r.git c0ffee subdir=docs submodules=None")
         );
+    }
+
+    #[test]
+    fn user_information_in_urls_is_masked_wherever_it_appears() {
+        for (text, shown) in [
+            ("https://u:s3cr3t@h/r.git", "https://xxxxx@h/r.git"),
+            ("http://tok3n@h:8080/f?x=@y", "http://xxxxx@h:8080/f?x=@y"),
+            ("HTTPS://tok3n@h", "HTTPS://xxxxx@h"),
+            ("git://u:pw@h/r", "git://xxxxx@h/r"),
+            ("ssh://git@h/r.git", "ssh://git@h/r.git"),
+            ("git@h:r.git", "git@h:r.git"),
+            ("http://h/a@b", "http://h/a@b"),
+            (
+                "fatal: unable to access 'https://a:b@h/r.git/': 401 (url http://c@i/x)",
+                "fatal: unable to access 'https://xxxxx@h/r.git/': 401 (url http://xxxxx@i/x)",
+            ),
+            ("no url here", "no url here"),
+            ("trailing ://", "trailing ://"),
+        ] {
+            assert_eq!(redact_urls(text), shown, "{text}");
+        }
     }
 
     #[test]
