@@ -51,11 +51,6 @@ fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
-fn read(root: &Path, path: &str) -> String {
-    let p = root.join(path.trim_start_matches('/'));
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 #[test]
 fn absolute_sources_are_read_from_the_context_root() {
     let reg = Distribution::start();

@@ -834,13 +834,7 @@ fn dockerfile_with_a_10_mb_line() {
     assert_eq!(out.status.code(), Some(0), "{}", clip(&stderr(&out)));
     // skopeo refuses to read configs over 4 MiB: check the manifest's descriptor, then
     // the blob itself over HTTP.
-    let raw = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{tag}"),
-    ]));
-    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let manifest = raw_manifest(&tag);
     let digest = manifest["config"]["digest"].as_str().unwrap();
     let blob = run(Command::new("curl").args([
         "-sSf",

@@ -46,16 +46,6 @@ fn app_context(host: &str) -> tempfile::TempDir {
     ])
 }
 
-fn raw_manifest(reference: &str) -> Value {
-    let out = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn push_app(ctx: &Path, tag: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["push", "--json", "-t", tag];
     args.extend_from_slice(extra);
