@@ -376,7 +376,7 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
         .arg(ctx.path())
         .env("REGBUILD_CACHE", cold.path())
         .env("DOCKER_CONFIG", cold.path()));
-    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again: Value = json(&out);
     assert_eq!(again["digest"], v["digest"]);
     let log = reg.access_log_since(mark);
     for digest in &layers {
@@ -625,7 +625,7 @@ fn one_core_or_all_of_them_give_the_same_digest() {
             ])
             .env("REGBUILD_CACHE", cache.path())
             .env("DOCKER_CONFIG", cache.path()));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: Value = json(&out);
         digests.push(v["digest"].as_str().unwrap().to_string());
     }
     assert_eq!(digests[0], digests[1]);

@@ -121,7 +121,7 @@ fn promoting_a_two_platform_index_keeps_its_digest() {
             &format!("--override-arch={arch}"),
             &format!("docker://{host}/multi/dst:release"),
         ]));
-        let inspect: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let inspect: Value = json(&out);
         assert_eq!(inspect["Architecture"], arch);
     }
 }
@@ -293,7 +293,7 @@ fn referrers_found_by_the_tag_schema_are_promoted() {
         &format!("{host}/signed/src:v1"),
         &format!("{host}/signed/prod:v1"),
     ]));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = json(&out);
     assert_eq!(report["digest"], subject.as_str());
     assert!(
         reg_has_blob(&host, "signed/prod", &sig),

@@ -24,7 +24,7 @@ fn prune_json(cache: &Path, args: &[&str]) -> Value {
     all.extend_from_slice(args);
     let out = prune(cache, &all);
     assert!(out.status.success(), "prune failed: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    json(&out)
 }
 
 fn removed_kinds(report: &Value) -> Vec<String> {
@@ -54,7 +54,7 @@ fn set_mtime(path: &Path, t: SystemTime) {
 
 fn digest(out: &std::process::Output) -> String {
     assert!(out.status.success(), "push failed: {}", stderr(out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: Value = json(out);
     v["digest"].as_str().unwrap().to_string()
 }
 

@@ -5,12 +5,6 @@
 use crate::common::*;
 use serde_json::Value;
 
-fn manifest_puts(log: &[Access]) -> Vec<&Access> {
-    log.iter()
-        .filter(|a| a.method == "PUT" && a.uri.contains("/manifests/"))
-        .collect()
-}
-
 fn actions(report: &Value) -> Vec<(String, String)> {
     report["manifests"]
         .as_array()

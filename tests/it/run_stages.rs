@@ -40,7 +40,7 @@ fn independent_stages_run_at_the_same_time() {
         stdout(&out),
         stderr(&out)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = json(&out);
     let stages: Vec<&str> = report["steps"]
         .as_array()
         .unwrap()

@@ -179,28 +179,6 @@ fn run_changes_become_one_layer_with_whiteouts_and_opaque_dirs() {
     assert_eq!(stdout(&out), "hello\n");
 }
 
-/// GETs of layer blobs (`layers`) in `log`: downloads.
-fn layer_gets(log: &[Access], layers: &[String]) -> usize {
-    log.iter()
-        .filter(|a| {
-            a.method == "GET"
-                && layers
-                    .iter()
-                    .any(|l| a.uri.ends_with(&format!("/blobs/{l}")))
-        })
-        .count()
-}
-fn blob_uploads(log: &[Access]) -> usize {
-    log.iter()
-        .filter(|a| {
-            (a.method == "PATCH" || a.method == "PUT") && a.uri.contains("/blobs/uploads/")
-                || a.method == "POST"
-                    && a.uri.contains("/blobs/uploads/")
-                    && !a.uri.contains("mount=")
-        })
-        .count()
-}
-
 #[test]
 fn a_fresh_runner_downloads_no_base_runs_nothing_uploads_nothing_and_gets_the_same_digest() {
     let reg = Distribution::start();

@@ -43,3 +43,24 @@ pub fn chroot(rootfs: &Path, argv: &[&str]) -> String {
         .env("PATH", "/usr/local/bin:/usr/bin:/bin"));
     stdout(&out)
 }
+
+/// Every path below `dir` (relative, sorted; directories end with `/`; symlinks are not
+/// followed).
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            if e.file_type().unwrap().is_dir() {
+                out.push(format!("{rel}/"));
+                stack.push(e.path());
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}

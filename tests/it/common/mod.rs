@@ -1,12 +1,14 @@
 //! Test harness: the real CNCF distribution registry (Debian `docker-registry`) started on
 //! loopback, fixtures made by third-party tools (umoci, skopeo), and the regbuild binary.
 
+pub mod access;
 pub mod files;
 pub mod image;
 pub mod layers;
 pub mod proxy;
 pub mod push;
 
+pub use access::*;
 pub use files::*;
 pub use image::*;
 pub use push::*;
