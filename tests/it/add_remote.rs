@@ -217,6 +217,13 @@ fn urls_are_downloaded_with_buildkits_names_and_modes_and_unpacked_only_when_ask
     assert_eq!(read(&root, "/dir/f.txt"), "hello\n");
     assert_eq!(mode(&root, "/dir/f.txt"), 0o600);
     assert_eq!(mode(&root, "/owned"), 0o644);
+    // The owners as the layer records them (umoci keeps them on disk only as root).
+    let owned = crate::common::layers::pushed_layers(&tag)
+        .into_iter()
+        .rev()
+        .find_map(|layer| layer.get("owned").cloned())
+        .expect("a layer holds /owned");
+    assert_eq!((owned.uid, owned.gid), (7, 8));
     if is_root() {
         let meta = std::fs::metadata(root.join("owned")).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (7, 8));
