@@ -146,14 +146,6 @@ fn layer_of(tag: &str) -> BTreeMap<String, Header> {
     layers.remove(0)
 }
 
-fn push(ctx: &Path, tag: &str, extra: &[&str]) -> String {
-    let mut args = vec!["push", "--no-progress", "-t", tag];
-    args.extend_from_slice(extra);
-    let ctx = ctx.to_str().unwrap().to_string();
-    args.push(&ctx);
-    stderr(&run(&mut regbuild(&args)))
-}
-
 #[test]
 fn add_of_a_rootfs_tar_keeps_owners_modes_devices_fifos_and_capabilities() {
     let reg = Distribution::start();
@@ -161,7 +153,7 @@ fn add_of_a_rootfs_tar_keeps_owners_modes_devices_fifos_and_capabilities() {
     rootfs_tar(&ctx.path().join("rootfs.tar"), 3, &CAP_NET_RAW);
 
     let tag = format!("{}/fidelity/rootfs:keep", reg.host);
-    let err = push(ctx.path(), &tag, &["--keep-setuid"]);
+    let err = stderr(&push(ctx.path(), &tag, &["--keep-setuid"]));
     assert!(
         err.contains("user.origin") && err.contains("security.capability"),
         "the attribute left out is named: {err}"
@@ -222,7 +214,7 @@ fn add_of_a_rootfs_tar_keeps_owners_modes_devices_fifos_and_capabilities() {
 
     // Without --keep-setuid the setgid bit goes (and is reported); the group stays.
     let tag = format!("{}/fidelity/rootfs:stripped", reg.host);
-    let err = push(ctx.path(), &tag, &[]);
+    let err = stderr(&push(ctx.path(), &tag, &[]));
     assert!(
         err.contains("stripped setuid/setgid bits from /usr/bin/chage"),
         "{err}"

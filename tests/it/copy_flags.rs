@@ -3,8 +3,6 @@
 //! target, and file capabilities kept by `COPY --from`. Each Dockerfile is pushed, pulled
 //! back with skopeo and unpacked with umoci (or its layer's tar headers read).
 
-use std::path::Path;
-
 use crate::common::layers::pushed_layers;
 use crate::common::*;
 use crate::run_steps::push_dockerfile;
@@ -29,31 +27,6 @@ fn pushed(
     );
     let (keep, bundle) = pull_and_unpack(tag, &[]);
     (keep, bundle.join("rootfs"))
-}
-
-/// Every path below `dir` (relative, sorted; directories end with `/`).
-fn tree(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
-            if e.file_type().unwrap().is_dir() {
-                out.push(format!("{rel}/"));
-                stack.push(e.path());
-            } else {
-                out.push(rel);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn read(root: &Path, path: &str) -> String {
-    let p = root.join(path.trim_start_matches('/'));
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[test]

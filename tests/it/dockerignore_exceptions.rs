@@ -4,15 +4,9 @@
 //! re-included file both see it. Layers are read back header by header.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use crate::common::layers::pushed_layers;
 use crate::common::*;
-
-fn push(ctx: &Path, tag: &str) {
-    let ctx = ctx.to_str().unwrap().to_string();
-    run(&mut regbuild(&["push", "--no-progress", "-t", tag, &ctx]));
-}
 
 /// The paths of each layer of `tag`.
 fn layer_paths(tag: &str) -> Vec<BTreeSet<String>> {
@@ -41,7 +35,7 @@ fn an_exception_inside_an_excluded_directory_is_in_the_context() {
         ("src/main.rs", "fn main() {}\n"),
     ]);
     let tag = format!("{}/ignore/docs:1", reg.host);
-    push(ctx.path(), &tag);
+    push(ctx.path(), &tag, &[]);
     let layers = pushed_layers(&tag);
     let paths: Vec<BTreeSet<String>> = layers.iter().map(|l| l.keys().cloned().collect()).collect();
     assert_eq!(
@@ -73,7 +67,7 @@ fn everything_excluded_but_one_nested_directory() {
         ("top.txt", "no"),
     ]);
     let tag = format!("{}/ignore/web:1", reg.host);
-    push(ctx.path(), &tag);
+    push(ctx.path(), &tag, &[]);
     assert_eq!(
         layer_paths(&tag),
         vec![set(&[

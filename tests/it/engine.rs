@@ -9,17 +9,6 @@ use crate::common::*;
 use serde_json::Value;
 use testregistry::{FaultAction, FaultRule};
 
-fn push(ctx: &Path, tag: &str, cache: &Path, extra: &[&str]) -> (Value, String) {
-    let mut args = vec!["push", "--json", "-t", tag];
-    args.extend_from_slice(extra);
-    let c = ctx.to_str().unwrap().to_string();
-    args.push(&c);
-    let mut cmd = regbuild(&args);
-    cmd.env("REGBUILD_CACHE", cache);
-    let out = run(&mut cmd);
-    (serde_json::from_slice(&out.stdout).unwrap(), stderr(&out))
-}
-
 fn push_lines(ctx: &Path, tag: &str, cache: &Path) -> String {
     let out =
         run(regbuild(&["push", "-t", tag, ctx.to_str().unwrap()]).env("REGBUILD_CACHE", cache));
@@ -113,7 +102,7 @@ fn an_empty_cache_reuses_layers_of_the_pushed_tag_and_of_cache_from_by_key() {
     let ctx = app();
     let tag = format!("{host}/eng/ci:1");
     let first_cache = tempfile::tempdir().unwrap();
-    let (first, _) = push(ctx.path(), &tag, first_cache.path(), &[]);
+    let (first, _) = push_json_to(ctx.path(), &[&tag], &[], Some(first_cache.path()));
 
     // A fresh runner: empty cache, same sources. The layers are found by key in the tag's
     // image: nothing is packed, nothing uploaded, the same digest.
@@ -173,8 +162,8 @@ fn an_empty_cache_reuses_layers_of_the_pushed_tag_and_of_cache_from_by_key() {
         "{changed}"
     );
     // --no-cache reads no registry for layers: both packed, and the same digest.
-    let (nocache, _) = push(ctx.path(), &tag, fresh.path(), &["--no-cache"]);
-    let (cached, _) = push(ctx.path(), &tag, fresh.path(), &[]);
+    let (nocache, _) = push_json_to(ctx.path(), &[&tag], &["--no-cache"], Some(fresh.path()));
+    let (cached, _) = push_json_to(ctx.path(), &[&tag], &[], Some(fresh.path()));
     assert_eq!(nocache["digest"], cached["digest"]);
 }
 
@@ -183,16 +172,16 @@ fn a_cached_layer_the_registry_lacks_is_built_and_uploaded_intact() {
     let first_reg = Distribution::start();
     let cache = tempfile::tempdir().unwrap();
     let ctx = app();
-    let (a, _) = push(
+    let (a, _) = push_json_to(
         ctx.path(),
-        &format!("{}/eng/app:1", first_reg.host),
-        cache.path(),
+        &[&format!("{}/eng/app:1", first_reg.host)],
         &[],
+        Some(cache.path()),
     );
     // Another registry: the cache knows the layers, the registry does not have them.
     let reg = Distribution::start();
     let tag = format!("{}/eng/app:1", reg.host);
-    let (b, err) = push(ctx.path(), &tag, cache.path(), &[]);
+    let (b, err) = push_json_to(ctx.path(), &[&tag], &[], Some(cache.path()));
     assert_eq!(a["digest"], b["digest"], "same image from the cache");
     assert!(
         b["blobs"]
@@ -216,32 +205,20 @@ fn instruction_case_and_blanks_change_no_layer_and_upload_nothing() {
     let cache = tempfile::tempdir().unwrap();
     let ctx = app();
     let tag = format!("{}/eng/case:1", reg.host);
-    let (first, _) = push(ctx.path(), &tag, cache.path(), &[]);
+    let (first, _) = push_json_to(ctx.path(), &[&tag], &[], Some(cache.path()));
     std::fs::write(
         ctx.path().join("Dockerfile"),
         "from scratch\ncopy   src/  /src/\nCopy conf.txt\t/etc/conf.txt\nuser 1\n",
     )
     .unwrap();
     let mark = reg.access_log().len();
-    let (second, err) = push(ctx.path(), &tag, cache.path(), &[]);
+    let (second, err) = push_json_to(ctx.path(), &[&tag], &[], Some(cache.path()));
     let layers = |v: &Value| -> Vec<String> {
-        let out = run(Command::new("skopeo").args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!(
-                "docker://{}@{}",
-                tag.trim_end_matches(":1"),
-                v["digest"].as_str().unwrap()
-            ),
-        ]));
-        let m: Value = serde_json::from_slice(&out.stdout).unwrap();
-        m["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["digest"].as_str().unwrap().to_string())
-            .collect()
+        layer_digests(&format!(
+            "{}@{}",
+            tag.trim_end_matches(":1"),
+            v["digest"].as_str().unwrap()
+        ))
     };
     assert_eq!(second["bytes_uploaded"], 0, "{second}\n{err}");
     assert_eq!(layers(&first), layers(&second));
@@ -299,7 +276,7 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
     ]);
     let tag = format!("{}/eng/early:1", reg.host);
     let mark = reg.access_log().len();
-    let (v, _) = push(ctx.path(), &tag, cache.path(), &[]);
+    let (v, _) = push_json_to(ctx.path(), &[&tag], &[], Some(cache.path()));
     let log = reg.access_log_since(mark);
 
     let config = skopeo_config(&tag);
@@ -399,7 +376,7 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
         .arg(ctx.path())
         .env("REGBUILD_CACHE", cold.path())
         .env("DOCKER_CONFIG", cold.path()));
-    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again: Value = json(&out);
     assert_eq!(again["digest"], v["digest"]);
     let log = reg.access_log_since(mark);
     for digest in &layers {
@@ -415,7 +392,12 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
     let mark = reg.access_log().len();
     let empty = tempfile::tempdir().unwrap();
     let tag = format!("{}/eng/early-no-stream:1", reg.host);
-    let (quiet, _) = push(ctx.path(), &tag, empty.path(), &["--no-stream-upload"]);
+    let (quiet, _) = push_json_to(
+        ctx.path(),
+        &[&tag],
+        &["--no-stream-upload"],
+        Some(empty.path()),
+    );
     assert_eq!(quiet["digest"], v["digest"]);
     let log = reg.access_log_since(mark);
     assert_eq!(uploads_by(&log, "PATCH"), 0, "{log:#?}");
@@ -438,7 +420,7 @@ fn a_failed_early_upload_is_left_to_the_plan() {
     let proxy = crate::common::proxy::FaultProxy::start(&reg.host);
     proxy.add_rule(FaultRule::new("POST", "/blobs/uploads/", FaultAction::status(503)).times(2));
     let tag = format!("{}/eng/fallback:1", proxy.host);
-    let (v, _) = push(ctx.path(), &tag, cache.path(), &["--retries", "1"]);
+    let (v, _) = push_json_to(ctx.path(), &[&tag], &["--retries", "1"], Some(cache.path()));
     assert!(
         v["blobs"]
             .as_array()
@@ -482,7 +464,12 @@ fn layering_auto_splits_a_big_copy_and_a_change_reuploads_one_part() {
         }
     }
     let tag = format!("{}/eng/split:1", reg.host);
-    let (first, _) = push(ctx.path(), &tag, cache.path(), &["--layering=auto"]);
+    let (first, _) = push_json_to(
+        ctx.path(),
+        &[&tag],
+        &["--layering=auto"],
+        Some(cache.path()),
+    );
     let layers = |v: &Value| -> Vec<(String, u64, String)> {
         v["blobs"]
             .as_array()
@@ -524,7 +511,12 @@ fn layering_auto_splits_a_big_copy_and_a_change_reuploads_one_part() {
     let mut text = std::fs::read_to_string(&changed).unwrap();
     text.push_str("changed\n");
     std::fs::write(&changed, text).unwrap();
-    let (second, _) = push(ctx.path(), &tag, cache.path(), &["--layering=auto"]);
+    let (second, _) = push_json_to(
+        ctx.path(),
+        &[&tag],
+        &["--layering=auto"],
+        Some(cache.path()),
+    );
     let after = layers(&second);
     assert_eq!(after.len(), blobs.len(), "{second}");
     let uploaded = after.iter().filter(|b| b.2 == "uploaded").count();
@@ -543,11 +535,11 @@ fn layering_auto_splits_a_big_copy_and_a_change_reuploads_one_part() {
 
     // Same inputs, empty cache: the same image.
     let cold = tempfile::tempdir().unwrap();
-    let (again, _) = push(
+    let (again, _) = push_json_to(
         ctx.path(),
-        &format!("{}/eng/split-again:1", reg.host),
-        cold.path(),
+        &[&format!("{}/eng/split-again:1", reg.host)],
         &["--layering=auto"],
+        Some(cold.path()),
     );
     assert_eq!(again["digest"], second["digest"]);
 }
@@ -566,7 +558,7 @@ fn a_streamed_upload_cut_midway_is_left_to_the_plan() {
         FaultAction::CloseBeforeResponse,
     ));
     let tag = format!("{}/eng/cut:1", proxy.host);
-    let (v, _) = push(ctx.path(), &tag, cache.path(), &[]);
+    let (v, _) = push_json_to(ctx.path(), &[&tag], &[], Some(cache.path()));
     assert!(
         v["blobs"]
             .as_array()
@@ -633,7 +625,7 @@ fn one_core_or_all_of_them_give_the_same_digest() {
             ])
             .env("REGBUILD_CACHE", cache.path())
             .env("DOCKER_CONFIG", cache.path()));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: Value = json(&out);
         digests.push(v["digest"].as_str().unwrap().to_string());
     }
     assert_eq!(digests[0], digests[1]);
@@ -645,14 +637,13 @@ fn zstd_layers_round_trip_through_skopeo_and_umoci() {
     let cache = tempfile::tempdir().unwrap();
     let ctx = app();
     let tag = format!("{}/eng/zstd:1", reg.host);
-    let (report, _) = push(ctx.path(), &tag, cache.path(), &["--compression", "zstd:9"]);
-    let raw = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{tag}"),
-    ]));
-    let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let (report, _) = push_json_to(
+        ctx.path(),
+        &[&tag],
+        &["--compression", "zstd:9"],
+        Some(cache.path()),
+    );
+    let manifest = raw_manifest(&tag);
     for l in manifest["layers"].as_array().unwrap() {
         assert_eq!(
             l["mediaType"],
@@ -668,11 +659,11 @@ fn zstd_layers_round_trip_through_skopeo_and_umoci() {
     );
     // Deterministic: the same again with a cold cache.
     let cold = tempfile::tempdir().unwrap();
-    let (again, _) = push(
+    let (again, _) = push_json_to(
         ctx.path(),
-        &format!("{}/eng/zstd:2", reg.host),
-        cold.path(),
+        &[&format!("{}/eng/zstd:2", reg.host)],
         &["--compression", "zstd:9"],
+        Some(cold.path()),
     );
     assert_eq!(report["digest"], again["digest"]);
 }

@@ -91,8 +91,7 @@ fn digest_via(reference: &str) -> String {
             .arg(format!("docker://{reference}")),
         Duration::from_secs(120),
     );
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&out.stdout)))
+    sha256(&out.stdout)
 }
 
 /// A one-layer umoci image in a fresh OCI layout (tag `v1`).
@@ -116,14 +115,7 @@ fn small_layout() -> (tempfile::TempDir, String) {
 fn seed_blob(reg: &Distribution, repo: &str) -> (String, u64) {
     let (_dir, src) = small_layout();
     skopeo_copy(&src, &format!("docker://{}/{repo}:v1", reg.host), &[]);
-    let raw = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{}/{repo}:v1", reg.host),
-    ]))
-    .stdout;
-    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let manifest = raw_manifest(&format!("{}/{repo}:v1", reg.host));
     let layer = &manifest["layers"][0];
     (
         layer["digest"].as_str().unwrap().to_string(),
@@ -319,12 +311,8 @@ fn cut_response_mid_body_makes_curl_report_a_partial_transfer() {
         &url,
     ]);
     assert_eq!(stdout(&out), "200", "{}", stderr(&out));
-    use sha2::Digest as _;
     let bytes = std::fs::read(&file).unwrap();
-    assert_eq!(
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
-        digest
-    );
+    assert_eq!(sha256(&bytes), digest);
     let out = curl(&["-I", &url]);
     let head = stdout(&out).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
@@ -376,11 +364,7 @@ fn corrupt_bodies_own_status_bodies_and_cut_heads_act_as_in_testregistry() {
     let corrupted = download("corrupted");
     let mut whole = download("whole");
     assert_eq!(corrupted.len() as u64, size);
-    use sha2::Digest as _;
-    assert_eq!(
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&whole))),
-        digest
-    );
+    assert_eq!(sha256(&whole), digest);
     FaultAction::corrupt(&mut whole);
     assert_eq!(corrupted, whole, "the bits testregistry flips");
 
@@ -412,8 +396,7 @@ fn chunked_upload_bodies_are_forwarded_and_locations_point_back_at_the_proxy() {
     let reg = Distribution::start();
     let proxy = FaultProxy::start(&reg.host);
     let content = noise(1_500_000, 7);
-    use sha2::Digest as _;
-    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&content)));
+    let digest = sha256(&content);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("blob");
     std::fs::write(&file, &content).unwrap();

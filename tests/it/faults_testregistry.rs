@@ -198,14 +198,13 @@ async fn cell(kind: &(&str, Scenario, &str, &str), fault: &str) {
     match scenario {
         Scenario::Push => {
             let (_, bytes) = w.reg.manifest("fresh", "faulted").expect("tagged");
-            use sha2::Digest as _;
-            let got = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+            let got = sha256(&bytes);
             assert_eq!(got, digest, "{name} × {fault}: same image as the clean run");
             let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             for l in m["layers"].as_array().unwrap() {
                 let d = l["digest"].as_str().unwrap();
                 let blob = w.reg.blob("fresh", d).expect("layer present");
-                let sum = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob)));
+                let sum = sha256(&blob);
                 assert_eq!(sum, d, "{name} × {fault}: layer intact");
             }
         }
@@ -305,12 +304,8 @@ async fn resumed_chunked_upload_continues_from_what_the_registry_holds() {
     let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     for l in m["layers"].as_array().unwrap() {
         let d = l["digest"].as_str().unwrap();
-        use sha2::Digest as _;
         let blob = w.reg.blob("app", d).unwrap();
-        assert_eq!(
-            format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob))),
-            d
-        );
+        assert_eq!(sha256(&blob), d);
     }
 }
 
@@ -351,8 +346,7 @@ async fn permanent_faults_fail_in_bounded_time_and_leave_tags_alone() {
             "{err}"
         );
         let (_, bytes) = w.reg.manifest("app", "faulted").unwrap();
-        use sha2::Digest as _;
-        let now = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+        let now = sha256(&bytes);
         assert_eq!(now, before, "{method} {path}: the tag did not move");
     }
 }

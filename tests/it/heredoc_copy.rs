@@ -7,11 +7,6 @@ use std::path::Path;
 
 use crate::common::*;
 
-fn push(ctx: &Path, tag: &str) {
-    let ctx = ctx.to_str().unwrap().to_string();
-    run(&mut regbuild(&["push", "--no-progress", "-t", tag, &ctx]));
-}
-
 fn file(bundle: &Path, path: &str) -> (String, u32) {
     let p = bundle.join("rootfs").join(path.trim_start_matches('/'));
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -43,7 +38,7 @@ fn copy_heredocs_become_files_and_their_bodies_key_the_layer() {
     let reg = Distribution::start();
     let ctx = context_with(&[("Dockerfile", &dockerfile("hello"))]);
     let tag = format!("{}/feat/heredoc:1", reg.host);
-    push(ctx.path(), &tag);
+    push(ctx.path(), &tag, &[]);
     let (_k, bundle) = pull_and_unpack(&tag, &[]);
     assert_eq!(
         file(&bundle, "/etc/greeting"),
@@ -60,7 +55,7 @@ fn copy_heredocs_become_files_and_their_bodies_key_the_layer() {
     // Same instruction text, other body: the layer cache must not return the old file.
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile("goodbye")).unwrap();
     let tag2 = format!("{}/feat/heredoc:2", reg.host);
-    push(ctx.path(), &tag2);
+    push(ctx.path(), &tag2, &[]);
     let (_k2, bundle2) = pull_and_unpack(&tag2, &[]);
     assert_eq!(file(&bundle2, "/etc/greeting").0, "goodbye world\n");
 }

@@ -8,7 +8,6 @@
 use std::process::Output;
 
 use crate::common::*;
-use sha2::Digest as _;
 use testregistry::{Auth, Config, LoggedRequest, Profile, TestRegistry, OCI_MANIFEST};
 
 const MIB: u64 = 1 << 20;
@@ -16,10 +15,6 @@ const MIB: u64 = 1 << 20;
 const DATA_LEN: usize = 10 * MIB as usize;
 /// Harbor's request cap in these tests: below the chunk size, above a halved chunk.
 const HARBOR_CAP: u64 = 5 * MIB;
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
 
 fn config_for(profile: Profile) -> Config {
     let mut config = Config::with_profile(profile);

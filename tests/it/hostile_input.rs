@@ -183,24 +183,6 @@ impl Sandbox {
     }
 }
 
-/// Every path under `root` (relative, symlinks not followed), sorted.
-fn tree(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            out.push(path.strip_prefix(root).unwrap().to_path_buf());
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn writes(reg: &Distribution, mark: usize) -> Vec<Access> {
     reg.access_log_since(mark)
         .into_iter()
@@ -357,12 +339,12 @@ fn add_of_a_hostile_archive_is_sanitised_under_the_destination() {
             Path::new("/etc/hostname")
         );
     }
-    let expected: Vec<PathBuf> = [
-        "opt".to_string(),
-        "opt/x".to_string(),
+    let expected: Vec<String> = [
+        "opt/".to_string(),
+        "opt/x/".to_string(),
         format!("opt/x/blk-{tok}"),
         format!("opt/x/chr-{tok}"),
-        "opt/x/etc".to_string(),
+        "opt/x/etc/".to_string(),
         format!("opt/x/etc/evil-{tok}.txt"),
         format!("opt/x/fifo-{tok}"),
         format!("opt/x/hard-{tok}"),
@@ -371,9 +353,7 @@ fn add_of_a_hostile_archive_is_sanitised_under_the_destination() {
         format!("opt/x/rel-{tok}"),
         format!("opt/x/sym-{tok}"),
     ]
-    .iter()
-    .map(PathBuf::from)
-    .collect();
+    .to_vec();
     assert_eq!(
         tree(&rootfs),
         expected,
@@ -675,16 +655,14 @@ fn copy_from_an_image_whose_layer_tries_path_traversal() {
         std::fs::read_link(rootfs.join("stolen/evil")).unwrap(),
         Path::new("/")
     );
-    let expected: Vec<PathBuf> = [
-        "stolen".to_string(),
-        "stolen/abs".to_string(),
+    let expected: Vec<String> = [
+        "stolen/".to_string(),
+        "stolen/abs/".to_string(),
         format!("stolen/abs/{tok}"),
         "stolen/evil".to_string(),
         "stolen/ok.txt".to_string(),
     ]
-    .iter()
-    .map(PathBuf::from)
-    .collect();
+    .to_vec();
     assert_eq!(tree(&rootfs), expected, "nothing written through `evil`");
 
     let line = format!("COPY --from={tame} /abs/{tok} /one");
@@ -834,13 +812,7 @@ fn dockerfile_with_a_10_mb_line() {
     assert_eq!(out.status.code(), Some(0), "{}", clip(&stderr(&out)));
     // skopeo refuses to read configs over 4 MiB: check the manifest's descriptor, then
     // the blob itself over HTTP.
-    let raw = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{tag}"),
-    ]));
-    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let manifest = raw_manifest(&tag);
     let digest = manifest["config"]["digest"].as_str().unwrap();
     let blob = run(Command::new("curl").args([
         "-sSf",

@@ -58,19 +58,6 @@ fn push_image(reference: &str, steps: &[Step]) {
     );
 }
 
-/// Bytes that do not compress, so layer sizes are not trivially small.
-fn noise(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = u32::from(seed).wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 fn inspect(args: &[&str]) -> Output {
     let mut all = vec!["inspect"];
     all.extend_from_slice(args);
@@ -80,8 +67,7 @@ fn inspect(args: &[&str]) -> Output {
 fn inspect_json(reference: &str) -> Value {
     let out = inspect(&["--json", reference]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)))
+    json(&out)
 }
 
 fn u(v: &Value) -> u64 {
@@ -151,7 +137,7 @@ fn an_overwritten_file_is_wasted_and_fails_the_ci_gate() {
     // In JSON too, with the rule results in the object.
     let out = inspect(&["--json", "--ci", "--lowest-efficiency", "0.9", &reference]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: Value = json(&out);
     assert_eq!(v["ci"]["passed"], false);
     assert_eq!(v["ci"]["rules"][0]["name"], "lowestEfficiency");
     assert!(
@@ -393,7 +379,7 @@ fn platform_picks_the_manifest_from_an_index() {
 
     let out = inspect(&["--json", "--platform", "linux/arm64", &reference]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = json(&out);
     assert_eq!(report["manifest_digest"], children[1]["digest"], "{report}");
     assert_eq!(u(&report["wasted_bytes"]), 3000, "{report}");
     assert_eq!(u(&report["total_size"]), 5000, "{report}");

@@ -7,24 +7,6 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::*;
-use serde_json::Value;
-
-fn push_json(ctx: &Path, tag: &str, extra: &[&str]) -> (Value, String) {
-    let mut args = vec!["push", "--json", "-t", tag];
-    args.extend_from_slice(extra);
-    let c = ctx.to_str().unwrap().to_string();
-    args.push(&c);
-    let out = run(&mut regbuild(&args));
-    (serde_json::from_slice(&out.stdout).unwrap(), stderr(&out))
-}
-
-fn chroot(rootfs: &Path, argv: &[&str]) -> String {
-    let out = run(Command::new("/usr/sbin/chroot")
-        .arg(rootfs)
-        .args(argv)
-        .env_clear());
-    stdout(&out)
-}
 
 fn count_files(dir: &Path) -> (u64, u64) {
     let mut files = 0;
@@ -236,15 +218,7 @@ fn squash_makes_one_layer_of_the_whole_image_or_of_the_new_layers() {
         ("a", "a"),
         ("b", "b"),
     ]);
-    let manifest = |tag: &str| -> Value {
-        let out = run(Command::new("skopeo").args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{host}/min/app:{tag}"),
-        ]));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let manifest = |tag: &str| raw_manifest(&format!("{host}/min/app:{tag}"));
     push_json(ctx.path(), &format!("{host}/min/app:plain"), &[]);
     assert_eq!(manifest("plain")["layers"].as_array().unwrap().len(), 5);
 

@@ -46,16 +46,6 @@ fn app_context(host: &str) -> tempfile::TempDir {
     ])
 }
 
-fn raw_manifest(reference: &str) -> Value {
-    let out = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn push_app(ctx: &Path, tag: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["push", "--json", "-t", tag];
     args.extend_from_slice(extra);
@@ -120,7 +110,7 @@ fn a_locked_base_survives_a_moved_tag_outdated_reports_it_and_rebase_moves_the_i
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = json(&out);
     assert_eq!(report["moved"], 1);
     assert_eq!(report["bases"][0]["current"], d2.as_str());
 
@@ -135,7 +125,7 @@ fn a_locked_base_survives_a_moved_tag_outdated_reports_it_and_rebase_moves_the_i
         "-t",
         &format!("{host}/team/app:rebased"),
     ]));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = json(&out);
     let log = reg.access_log_since(mark);
     let upload_puts: Vec<_> = log
         .iter()
@@ -291,7 +281,7 @@ fn two_platform_push_builds_an_index_and_uploads_shared_layers_once() {
         &format!("{host}/team/multi:1"),
         ctx.path().to_str().unwrap(),
     ]));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = json(&out);
     let index = raw_manifest(&format!("{host}/team/multi:1"));
     assert_eq!(
         index["mediaType"],
@@ -333,7 +323,7 @@ fn two_platform_push_builds_an_index_and_uploads_shared_layers_once() {
             &format!("--override-arch={arch}"),
             &format!("docker://{host}/team/multi:1"),
         ]));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: Value = json(&out);
         assert_eq!(v["Architecture"], arch);
     }
     let (_k, bundle) = pull_and_unpack(
@@ -458,7 +448,7 @@ fn outdated_covers_images_read_by_copy_from_in_annotations_lock_file_and_workspa
     }
     let out = outdated(&["--json", &tag]);
     assert_eq!(out.status.code(), Some(1));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: Value = json(&out);
     assert_eq!(v["moved"], 1);
     let base = &v["bases"][0];
     assert_eq!(base["image"], tag.as_str());

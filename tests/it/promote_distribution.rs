@@ -6,11 +6,6 @@ use std::process::Command;
 use crate::common::*;
 use serde_json::Value;
 
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
-}
-
 #[test]
 fn promote_on_one_registry_mounts_every_blob_and_uploads_nothing() {
     let reg = Distribution::start();
@@ -126,7 +121,7 @@ fn promoting_a_two_platform_index_keeps_its_digest() {
             &format!("--override-arch={arch}"),
             &format!("docker://{host}/multi/dst:release"),
         ]));
-        let inspect: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let inspect: Value = json(&out);
         assert_eq!(inspect["Architecture"], arch);
     }
 }
@@ -199,8 +194,7 @@ fn referrers_found_by_the_tag_schema_are_promoted() {
     // The signature artifact: an empty config, one layer, subject = the image.
     let curl = |args: &[&str]| run(Command::new("curl").arg("-sf").args(args));
     let put_blob = |data: &[u8]| -> String {
-        use sha2::Digest as _;
-        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)));
+        let digest = sha256(data);
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), data).unwrap();
         curl(&[
@@ -261,8 +255,7 @@ fn referrers_found_by_the_tag_schema_are_promoted() {
         "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": raw.len()},
     }))
     .unwrap();
-    use sha2::Digest as _;
-    let referrer_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&referrer)));
+    let referrer_digest = sha256(&referrer);
     let put_manifest = |reference: &str, body: &[u8], media: &str| {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), body).unwrap();
@@ -300,7 +293,7 @@ fn referrers_found_by_the_tag_schema_are_promoted() {
         &format!("{host}/signed/src:v1"),
         &format!("{host}/signed/prod:v1"),
     ]));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = json(&out);
     assert_eq!(report["digest"], subject.as_str());
     assert!(
         reg_has_blob(&host, "signed/prod", &sig),
@@ -310,13 +303,7 @@ fn referrers_found_by_the_tag_schema_are_promoted() {
         skopeo_digest(&format!("{host}/signed/prod@{referrer_digest}"), &[]),
         referrer_digest
     );
-    let index = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{host}/signed/prod:{}", subject.replace(':', "-")),
-    ]));
-    let index: serde_json::Value = serde_json::from_slice(&index.stdout).unwrap();
+    let index = raw_manifest(&format!("{host}/signed/prod:{}", subject.replace(':', "-")));
     assert_eq!(index["manifests"][0]["digest"], referrer_digest.as_str());
 }
 

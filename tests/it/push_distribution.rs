@@ -4,12 +4,6 @@
 use std::process::Command;
 
 use crate::common::*;
-use serde_json::Value;
-
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
-}
 
 fn push_hello(host: &str, tags: &[&str], extra: &[&str]) -> std::process::Output {
     let ctx = hello_context();
@@ -257,13 +251,7 @@ fn a_base_pushed_by_skopeo_is_mounted_never_downloaded() {
         .count();
     assert_eq!(mounted, 3);
     // The manifest names its base.
-    let raw = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{host}/team/app:1"),
-    ]));
-    let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let manifest = raw_manifest(&format!("{host}/team/app:1"));
     assert_eq!(
         manifest["annotations"]["org.opencontainers.image.base.name"],
         format!("{host}/library/base:1")

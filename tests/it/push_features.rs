@@ -7,19 +7,6 @@ use std::process::Command;
 
 use crate::common::*;
 
-fn push(ctx: &Path, tag: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["push", "--no-progress", "-t", tag];
-    args.extend_from_slice(extra);
-    let ctx = ctx.to_str().unwrap().to_string();
-    args.push(&ctx);
-    run(&mut regbuild(&args))
-}
-
-fn read(bundle: &Path, path: &str) -> String {
-    std::fs::read_to_string(bundle.join("rootfs").join(path.trim_start_matches('/')))
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 #[test]
 fn multi_stage_copy_from_a_stage_with_build_args_and_dockerignore() {
     let reg = Distribution::start();
@@ -52,9 +39,12 @@ fn multi_stage_copy_from_a_stage_with_build_args_and_dockerignore() {
     let tag = format!("{}/feat/multistage:1", reg.host);
     push(ctx.path(), &tag, &["--build-arg", "FLAVOR=fancy"]);
     let (_k, bundle) = pull_and_unpack(&tag, &[]);
-    assert_eq!(read(&bundle, "/srv/logo.svg"), "<svg/>");
-    assert_eq!(read(&bundle, "/srv/notes.txt"), "fancy notes");
-    assert_eq!(read(&bundle, "/srv/app.conf"), "port=1");
+    assert_eq!(read(&bundle.join("rootfs"), "/srv/logo.svg"), "<svg/>");
+    assert_eq!(
+        read(&bundle.join("rootfs"), "/srv/notes.txt"),
+        "fancy notes"
+    );
+    assert_eq!(read(&bundle.join("rootfs"), "/srv/app.conf"), "port=1");
     assert!(
         !bundle.join("rootfs/srv/secret.key").exists(),
         ".dockerignore excluded it"
@@ -94,7 +84,7 @@ fn target_selects_a_stage() {
     let tag = format!("{}/feat/target:1", reg.host);
     push(ctx.path(), &tag, &["--target", "one"]);
     let (_k, bundle) = pull_and_unpack(&tag, &[]);
-    assert_eq!(read(&bundle, "/a.txt"), "A");
+    assert_eq!(read(&bundle.join("rootfs"), "/a.txt"), "A");
     assert!(!bundle.join("rootfs/b.txt").exists());
 }
 
@@ -133,24 +123,7 @@ fn copy_from_an_image_fetches_only_the_layer_it_needs() {
     // The config, and the top layer that holds the file: not the 500 kB layer below it.
     assert_eq!(gets.len(), 2, "{gets:#?}");
     let (_k, bundle) = pull_and_unpack(&tag, &[]);
-    assert_eq!(read(&bundle, "/doc/README"), "tool readme\n");
-}
-
-/// The digests of an image's layers, by `skopeo inspect --raw`.
-fn layer_digests(reference: &str) -> Vec<String> {
-    let out = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]));
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect()
+    assert_eq!(read(&bundle.join("rootfs"), "/doc/README"), "tool readme\n");
 }
 
 #[test]
@@ -228,7 +201,7 @@ fn a_cached_copy_from_an_image_downloads_no_source_layer() {
     );
     assert_eq!(source_gets(mark).len(), 1);
     let (_k, bundle) = pull_and_unpack(&other_tag, &[]);
-    assert_eq!(read(&bundle, "/doc/README"), "tool readme\n");
+    assert_eq!(read(&bundle.join("rootfs"), "/doc/README"), "tool readme\n");
 }
 
 #[test]
@@ -252,9 +225,12 @@ fn add_extracts_local_archives_and_copies_other_files() {
     let tag = format!("{}/feat/add:1", reg.host);
     push(ctx.path(), &tag, &[]);
     let (_k, bundle) = pull_and_unpack(&tag, &[]);
-    assert_eq!(read(&bundle, "/opt/one.txt"), "one");
-    assert_eq!(read(&bundle, "/opt/sub/two.txt"), "two");
-    assert_eq!(read(&bundle, "/opt/plain.txt"), "not an archive");
+    assert_eq!(read(&bundle.join("rootfs"), "/opt/one.txt"), "one");
+    assert_eq!(read(&bundle.join("rootfs"), "/opt/sub/two.txt"), "two");
+    assert_eq!(
+        read(&bundle.join("rootfs"), "/opt/plain.txt"),
+        "not an archive"
+    );
 }
 
 #[test]
@@ -359,18 +335,21 @@ fn a_tree_copied_onto_a_merged_usr_base_goes_through_its_links() {
             Path::new(target)
         );
     }
-    assert_eq!(read(&bundle, "/usr/bin/tool"), "tool\n");
+    assert_eq!(read(&bundle.join("rootfs"), "/usr/bin/tool"), "tool\n");
     assert_eq!(
-        read(&bundle, "/usr/bin/sh"),
+        read(&bundle.join("rootfs"), "/usr/bin/sh"),
         "#!/bin/true\n",
         "the shell is still there"
     );
     assert_eq!(
-        read(&bundle, "/usr/lib/x86_64-linux-gnu/libtool.so"),
+        read(
+            &bundle.join("rootfs"),
+            "/usr/lib/x86_64-linux-gnu/libtool.so"
+        ),
         "elf\n"
     );
-    assert_eq!(read(&bundle, "/usr/sbin/daemon"), "daemon\n");
-    assert_eq!(read(&bundle, "/opt/app/run"), "run\n");
+    assert_eq!(read(&bundle.join("rootfs"), "/usr/sbin/daemon"), "daemon\n");
+    assert_eq!(read(&bundle.join("rootfs"), "/opt/app/run"), "run\n");
     // The base's paths are indexed once (one GET of its layer), then read from the cache.
     assert_eq!(first, 1);
     assert_eq!(push_once(), 0, "the index is cached by layer digest");
@@ -436,7 +415,10 @@ fn workdir_creates_its_directory_owned_by_the_user_unless_it_exists() {
     assert!(bundle.join("rootfs/srv/data").is_dir());
     assert_eq!(owner_of(&bundle, "/srv/data"), (0, 0));
     assert_eq!(owner_of(&bundle, "/home/app/work"), (1000, 1001));
-    assert_eq!(read(&bundle, "/home/app/work/conf.txt"), "x=1\n");
+    assert_eq!(
+        read(&bundle.join("rootfs"), "/home/app/work/conf.txt"),
+        "x=1\n"
+    );
     // The base's layer, /srv/data, /home/app/work, the COPY: /usr/bin existed already.
     assert_eq!(layer_digests(&tag).len(), 4);
     let config = skopeo_config(&tag);
@@ -478,6 +460,6 @@ fn workdir_creates_its_directory_owned_by_the_user_unless_it_exists() {
     push(scratch.path(), &tag, &[]);
     let (_k, bundle) = pull_and_unpack(&tag, &[]);
     assert!(bundle.join("rootfs/app").is_dir());
-    assert_eq!(read(&bundle, "/app/conf.txt"), "y=2\n");
+    assert_eq!(read(&bundle.join("rootfs"), "/app/conf.txt"), "y=2\n");
     assert_eq!(layer_digests(&tag).len(), 2);
 }

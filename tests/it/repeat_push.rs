@@ -5,42 +5,6 @@
 use crate::common::*;
 use serde_json::Value;
 
-fn push_json(ctx: &std::path::Path, tags: &[String], extra: &[&str]) -> (Value, String) {
-    push_json_cached(ctx, tags, extra, None)
-}
-
-/// `push --json`; with `cache`, that layer cache directory instead of the test process's.
-fn push_json_cached(
-    ctx: &std::path::Path,
-    tags: &[String],
-    extra: &[&str],
-    cache: Option<&std::path::Path>,
-) -> (Value, String) {
-    let mut args = vec!["push".to_string(), "--json".into()];
-    for t in tags {
-        args.push("-t".into());
-        args.push(t.clone());
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push(ctx.display().to_string());
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut cmd = regbuild(&argv);
-    if let Some(dir) = cache {
-        cmd.env("REGBUILD_CACHE", dir);
-    }
-    let out = run(&mut cmd);
-    (
-        serde_json::from_slice(&out.stdout).expect("push --json prints JSON"),
-        stderr(&out),
-    )
-}
-
-fn manifest_puts(log: &[Access]) -> Vec<&Access> {
-    log.iter()
-        .filter(|a| a.method == "PUT" && a.uri.contains("/manifests/"))
-        .collect()
-}
-
 fn actions(report: &Value) -> Vec<(String, String)> {
     report["manifests"]
         .as_array()
@@ -69,10 +33,10 @@ fn an_unchanged_re_push_puts_no_manifest_and_says_unchanged() {
         format!("{}/apps/same:1", reg.host),
         format!("{}/apps/same:latest", reg.host),
     ];
-    let (first, _) = push_json(ctx.path(), &tags, &[]);
+    let (first, _) = push_json_to(ctx.path(), &tags, &[], None);
 
     let mark = reg.access_log().len();
-    let (second, _) = push_json(ctx.path(), &tags, &[]);
+    let (second, _) = push_json_to(ctx.path(), &tags, &[], None);
     let log = reg.access_log_since(mark);
     assert_eq!(second["digest"], first["digest"]);
     assert!(
@@ -107,7 +71,7 @@ fn an_unchanged_re_push_puts_no_manifest_and_says_unchanged() {
     // A changed image moves the tag: its manifest is put.
     std::fs::write(ctx.path().join("app.txt"), "version 2\n").unwrap();
     let mark = reg.access_log().len();
-    let (third, _) = push_json(ctx.path(), &tags[..1], &[]);
+    let (third, _) = push_json_to(ctx.path(), &tags[..1], &[], None);
     assert_ne!(third["digest"], first["digest"]);
     assert_eq!(manifest_puts(&reg.access_log_since(mark)).len(), 1);
     assert_eq!(
@@ -128,9 +92,9 @@ fn an_unchanged_index_re_push_puts_neither_children_nor_index() {
     ]);
     let tags = vec![format!("{}/apps/multi:1", reg.host)];
     let platforms = ["--platform", "linux/amd64,linux/arm64"];
-    let (first, _) = push_json(ctx.path(), &tags, &platforms);
+    let (first, _) = push_json_to(ctx.path(), &tags, &platforms, None);
     let mark = reg.access_log().len();
-    let (second, _) = push_json(ctx.path(), &tags, &platforms);
+    let (second, _) = push_json_to(ctx.path(), &tags, &platforms, None);
     assert_eq!(second["digest"], first["digest"]);
     let log = reg.access_log_since(mark);
     assert!(manifest_puts(&log).is_empty(), "{log:#?}");
@@ -175,13 +139,13 @@ fn a_build_pushed_to_a_second_repository_is_mounted_from_the_first() {
         ("app.txt", "app\n"),
     ]);
     let first_tag = vec![format!("{}/team/first:1", reg.host)];
-    let (first, _) = push_json_cached(ctx.path(), &first_tag, &[], Some(cache.path()));
+    let (first, _) = push_json_to(ctx.path(), &first_tag, &[], Some(cache.path()));
     assert!(first["bytes_uploaded"].as_u64().unwrap() > 0);
 
     // A second repository, another command: every blob is mounted from the first.
     let mark = reg.access_log().len();
     let second_tag = vec![format!("{}/team/second:1", reg.host)];
-    let (second, _) = push_json_cached(ctx.path(), &second_tag, &[], Some(cache.path()));
+    let (second, _) = push_json_to(ctx.path(), &second_tag, &[], Some(cache.path()));
     let log = reg.access_log_since(mark);
     assert_eq!(second["digest"], first["digest"]);
     assert_eq!(second["bytes_uploaded"], 0, "{second:#}");
@@ -204,16 +168,7 @@ fn a_build_pushed_to_a_second_repository_is_mounted_from_the_first() {
     );
 
     // The remembered repository lost a layer: its mount fails and the layer is uploaded.
-    let manifest: Value = serde_json::from_slice(
-        &run(std::process::Command::new("skopeo").args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{}", second_tag[0]),
-        ]))
-        .stdout,
-    )
-    .unwrap();
+    let manifest = raw_manifest(&second_tag[0]);
     let big = manifest["layers"][0]["digest"]
         .as_str()
         .unwrap()
@@ -227,7 +182,7 @@ fn a_build_pushed_to_a_second_repository_is_mounted_from_the_first() {
     }
     let mark = reg.access_log().len();
     let third_tag = vec![format!("{}/team/third:1", reg.host)];
-    let (third, _) = push_json_cached(ctx.path(), &third_tag, &[], Some(cache.path()));
+    let (third, _) = push_json_to(ctx.path(), &third_tag, &[], Some(cache.path()));
     let log = reg.access_log_since(mark);
     let big_action = third["blobs"]
         .as_array()
@@ -251,8 +206,7 @@ fn a_build_pushed_to_a_second_repository_is_mounted_from_the_first() {
     // --no-cache does not read the record: no mount from a repository pushed before.
     let mark = reg.access_log().len();
     let fourth_tag = vec![format!("{}/team/fourth:1", reg.host)];
-    let (fourth, _) =
-        push_json_cached(ctx.path(), &fourth_tag, &["--no-cache"], Some(cache.path()));
+    let (fourth, _) = push_json_to(ctx.path(), &fourth_tag, &["--no-cache"], Some(cache.path()));
     let log = reg.access_log_since(mark);
     assert_eq!(fourth["digest"], first["digest"]);
     assert!(

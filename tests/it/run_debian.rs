@@ -8,12 +8,11 @@
 //! Needs root (debootstrap, chroot; CI runs as root) and the machine's apt mirror; not run,
 //! with the reason printed, when not root (a failure when `CI` is set).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::common::*;
-use serde_json::Value;
 
 /// What `scripts/debian-base.sh` made: an OCI layout (tag `base`) and its `base.env`.
 pub struct DebianBase {
@@ -51,10 +50,6 @@ pub fn debian_base() -> &'static DebianBase {
     })
 }
 
-fn skip_unless_root(_test: &str) -> bool {
-    !needs_root("debootstrap makes the Debian base, chroot runs the images")
-}
-
 /// Pushes the Debian base to `host/library/debian:SUITE` (skopeo, from the OCI layout) and
 /// returns that reference.
 pub fn push_base(host: &str, base: &DebianBase) -> String {
@@ -67,44 +62,6 @@ pub fn push_base(host: &str, base: &DebianBase) -> String {
     // The layout's manifest, byte for byte.
     assert_eq!(skopeo_digest(&reference, &[]), base.manifest_digest);
     reference
-}
-
-/// `regbuild push --json -t TAG CTX`; a failure names what failed (before RUN support lands,
-/// this is where these tests stop: "RUN is not supported").
-fn push(ctx: &Path, tag: &str) -> Value {
-    let out = regbuild(&["push", "--json", "-t", tag, ctx.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "regbuild push of a Dockerfile with RUN steps failed ({}):\n{}\n{}",
-        out.status,
-        stdout(&out),
-        stderr(&out)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)))
-}
-
-/// The manifest of `reference` as the registry has it.
-fn manifest(reference: &str) -> Value {
-    let out = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Runs `argv` under chroot in `rootfs` with only PATH set; its stdout.
-pub fn chroot(rootfs: &Path, argv: &[&str]) -> String {
-    let out = run(Command::new("/usr/sbin/chroot")
-        .arg(rootfs)
-        .args(argv)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin"));
-    stdout(&out)
 }
 
 const HELLO_C: &str = r#"#include <stdio.h>
@@ -144,7 +101,7 @@ fn hello_dockerfile(from: &str) -> String {
 
 #[test]
 fn run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch() {
-    if skip_unless_root("run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch") {
+    if !needs_root("debootstrap makes the Debian base, chroot runs the images") {
         return;
     }
     let base = debian_base();
@@ -154,7 +111,7 @@ fn run_apt_get_install_gcc_builds_a_static_program_that_runs_from_scratch() {
     let dockerfile = static_dockerfile(&from);
     let ctx = context_with(&[("Dockerfile", &dockerfile), ("hello.c", HELLO_C)]);
     let tag = format!("{host}/apps/hello-static:1");
-    let report = push(ctx.path(), &tag);
+    let report = push_json(ctx.path(), &tag, &[]).0;
     assert_eq!(skopeo_digest(&tag, &[]), report["digest"].as_str().unwrap());
     check_static_image(&tag);
 }
@@ -173,7 +130,7 @@ fn check_static_image(tag: &str) {
         "{config}"
     );
     assert_eq!(
-        manifest(tag)["layers"].as_array().unwrap().len(),
+        raw_manifest(tag)["layers"].as_array().unwrap().len(),
         1,
         "no layer of the build stage is in the image"
     );
@@ -194,7 +151,7 @@ fn check_static_image(tag: &str) {
 
 #[test]
 fn run_apt_get_install_adds_a_package_whose_program_runs() {
-    if skip_unless_root("run_apt_get_install_adds_a_package_whose_program_runs") {
+    if !needs_root("debootstrap makes the Debian base, chroot runs the images") {
         return;
     }
     let base = debian_base();
@@ -204,7 +161,7 @@ fn run_apt_get_install_adds_a_package_whose_program_runs() {
     let dockerfile = hello_dockerfile(&from);
     let ctx = context_with(&[("Dockerfile", &dockerfile)]);
     let tag = format!("{host}/apps/debian-hello:1");
-    let report = push(ctx.path(), &tag);
+    let report = push_json(ctx.path(), &tag, &[]).0;
     assert_eq!(skopeo_digest(&tag, &[]), report["digest"].as_str().unwrap());
     check_hello_image(&tag, base);
 }
@@ -212,7 +169,7 @@ fn run_apt_get_install_adds_a_package_whose_program_runs() {
 /// The image of the apt-get test: the base's layer, the RUN's, and GNU hello runs.
 fn check_hello_image(tag: &str, base: &DebianBase) {
     // The base's layer as it is (never re-packed), then the RUN's layer.
-    let m = manifest(tag);
+    let m = raw_manifest(tag);
     let layers = m["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2, "{m}");
     assert_eq!(layers[0]["digest"], base.layer_digest.as_str());
@@ -258,7 +215,7 @@ fn check_hello_image(tag: &str, base: &DebianBase) {
 /// `partial/` directories, mode 0700) is in the layer with that owner and mode.
 #[test]
 fn run_apt_get_install_works_rootless() {
-    if skip_unless_root("run_apt_get_install_works_rootless") {
+    if !needs_root("debootstrap makes the Debian base, chroot runs the images") {
         return;
     }
     crate::run_steps::rootless_user();
@@ -278,10 +235,7 @@ fn run_apt_get_install_works_rootless() {
         &["push", "--json", "-t", &tag, &ctx.display().to_string()],
     );
     let err = stderr(&out);
-    if !out.status.success() && err.contains("user namespace") {
-        not_here(&format!(
-            "this machine cannot make a user namespace for {user}: {err}"
-        ));
+    if no_user_namespace(&out, user) {
         return;
     }
     assert!(out.status.success(), "rootless apt-get push failed:\n{err}");

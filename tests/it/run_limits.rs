@@ -59,11 +59,8 @@ fn a_step_leaving_a_file_over_the_limit_fails_at_that_step_and_tags_nothing() {
         Some(404),
         "no tag"
     );
-    let puts: Vec<_> = reg
-        .access_log_since(mark)
-        .into_iter()
-        .filter(|a| a.method == "PUT" && a.uri.contains("/manifests/"))
-        .collect();
+    let log = reg.access_log_since(mark);
+    let puts = manifest_puts(&log);
     assert!(puts.is_empty(), "no manifest written: {puts:#?}");
     assert!(
         files_named(cache.path(), "big").is_empty(),

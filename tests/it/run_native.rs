@@ -30,30 +30,6 @@ fn dockerfile(host: &str) -> String {
     )
 }
 
-/// The layer digests of an image's manifest.
-fn layer_digests(reference: &str) -> Vec<String> {
-    let out = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]));
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn entries(dir: &Path) -> Vec<std::path::PathBuf> {
-    match std::fs::read_dir(dir) {
-        Ok(d) => d.flatten().map(|e| e.path()).collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
 #[test]
 fn native_and_overlayfs_give_the_same_layers() {
     if !needs_root("mknod, chown in the step, as the overlay run does") {
@@ -90,8 +66,12 @@ fn native_and_overlayfs_give_the_same_layers() {
             snapshotter == "native",
             "-v says which path ran: {err}"
         );
-        assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
-        let scratch = entries(&cache.path().join("run-tmp"));
+        assert!(
+            dir_entries(tmp.path()).is_empty(),
+            "{:?}",
+            dir_entries(tmp.path())
+        );
+        let scratch = dir_entries(&cache.path().join("run-tmp"));
         assert!(scratch.is_empty(), "step scratch left: {scratch:?}");
         digests.push(layer_digests(&tag));
     }
@@ -189,10 +169,7 @@ fn rootless_native_steps_run_as_an_unprivileged_user() {
         ],
     );
     let err = stderr(&out);
-    if !out.status.success() && err.contains("user namespace") {
-        not_here(&format!(
-            "this machine cannot make a user namespace for {ROOTLESS_USER}: {err}"
-        ));
+    if no_user_namespace(&out, ROOTLESS_USER) {
         return;
     }
     assert!(out.status.success(), "rootless native push failed: {err}");
@@ -219,8 +196,8 @@ fn rootless_native_steps_run_as_an_unprivileged_user() {
         let owned = std::fs::metadata(rootfs.join("owned")).unwrap();
         assert_eq!((owned.uid(), owned.gid()), (1000, 1000));
     }
-    assert!(entries(&dir.path().join("tmp")).is_empty());
-    let scratch = entries(&dir.path().join("cache/run-tmp"));
+    assert!(dir_entries(&dir.path().join("tmp")).is_empty());
+    let scratch = dir_entries(&dir.path().join("cache/run-tmp"));
     assert!(scratch.is_empty(), "step scratch left: {scratch:?}");
 }
 
@@ -247,8 +224,8 @@ fn a_failing_or_interrupted_native_step_leaves_no_copy_of_the_root_behind() {
         (ctx, cmd)
     };
     let left = || {
-        let mut v = entries(tmp.path());
-        v.extend(entries(&cache.path().join("run-tmp")));
+        let mut v = dir_entries(tmp.path());
+        v.extend(dir_entries(&cache.path().join("run-tmp")));
         v
     };
 
@@ -277,7 +254,7 @@ fn a_failing_or_interrupted_native_step_leaves_no_copy_of_the_root_behind() {
         .any(|l| l.ends_with("] step-started"));
     assert!(started, "the step runs");
     // The copy of the root exists while the step runs.
-    let scratch = entries(&cache.path().join("run-tmp"));
+    let scratch = dir_entries(&cache.path().join("run-tmp"));
     assert!(
         scratch
             .iter()
@@ -341,6 +318,6 @@ fn auto_falls_back_when_the_overlay_cannot_be_mounted_and_says_so_once() {
             let f = bundle.join(format!("rootfs/step-{i}"));
             assert_eq!(std::fs::read_to_string(f).unwrap(), format!("{i}\n"));
         }
-        assert!(entries(&cache.join("run-tmp")).is_empty());
+        assert!(dir_entries(&cache.join("run-tmp")).is_empty());
     }
 }

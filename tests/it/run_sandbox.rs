@@ -627,7 +627,7 @@ fn sigkill_during_a_secret_step_leaves_the_secret_nowhere_and_the_next_build_cle
         "the step did not start with its secret: {seen:?}"
     );
     // The step's sleep, watched through a pidfd: its end is an event, not a guess.
-    let sleeper: Vec<String> = crate::run_steps::processes_with(&format!("sleep {seconds}"))
+    let sleeper: Vec<String> = processes_with(&format!("sleep {seconds}"))
         .into_iter()
         .filter(|p| p.contains(&format!(": sleep {seconds}")))
         .collect();

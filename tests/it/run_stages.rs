@@ -8,20 +8,6 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::run_steps::{busybox_base, push_dockerfile};
 
-/// Every process whose command line contains `needle`.
-fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn independent_stages_run_at_the_same_time() {
     let reg = Distribution::start();
@@ -54,7 +40,7 @@ fn independent_stages_run_at_the_same_time() {
         stdout(&out),
         stderr(&out)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = json(&out);
     let stages: Vec<&str> = report["steps"]
         .as_array()
         .unwrap()

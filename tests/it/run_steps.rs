@@ -179,50 +179,6 @@ fn run_changes_become_one_layer_with_whiteouts_and_opaque_dirs() {
     assert_eq!(stdout(&out), "hello\n");
 }
 
-fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
-}
-
-/// The layer digests of an image's manifest.
-fn layer_digests(reference: &str) -> Vec<String> {
-    let out = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]));
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// GETs of layer blobs (`layers`) in `log`: downloads.
-fn layer_gets(log: &[Access], layers: &[String]) -> usize {
-    log.iter()
-        .filter(|a| {
-            a.method == "GET"
-                && layers
-                    .iter()
-                    .any(|l| a.uri.ends_with(&format!("/blobs/{l}")))
-        })
-        .count()
-}
-fn blob_uploads(log: &[Access]) -> usize {
-    log.iter()
-        .filter(|a| {
-            (a.method == "PATCH" || a.method == "PUT") && a.uri.contains("/blobs/uploads/")
-                || a.method == "POST"
-                    && a.uri.contains("/blobs/uploads/")
-                    && !a.uri.contains("mount=")
-        })
-        .count()
-}
-
 #[test]
 fn a_fresh_runner_downloads_no_base_runs_nothing_uploads_nothing_and_gets_the_same_digest() {
     let reg = Distribution::start();
@@ -436,20 +392,6 @@ pub fn read_until_step_says(
     seen
 }
 
-/// Every process whose command line contains `needle`.
-pub fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn an_interrupted_step_leaves_no_process_mount_or_temporary_directory() {
     use std::io::BufRead;
@@ -603,10 +545,7 @@ fn rootless_the_same_build_runs_as_an_unprivileged_user() {
         ],
     );
     let err = stderr(&out);
-    if !out.status.success() && err.contains("user namespace") {
-        not_here(&format!(
-            "this machine cannot make a user namespace for {ROOTLESS_USER}: {err}"
-        ));
+    if no_user_namespace(&out, ROOTLESS_USER) {
         assert!(
             err.contains("kernel.")
                 || err.contains("user.max_user_namespaces")
@@ -1156,10 +1095,7 @@ fn rootless_steps_see_the_owners_of_their_base() {
         ],
     );
     let err = stderr(&out);
-    if !out.status.success() && err.contains("user namespace") {
-        not_here(&format!(
-            "this machine cannot make a user namespace for {ROOTLESS_USER}: {err}"
-        ));
+    if no_user_namespace(&out, ROOTLESS_USER) {
         return;
     }
     assert!(out.status.success(), "rootless push failed: {err}");

@@ -1,8 +1,17 @@
 //! Test harness: the real CNCF distribution registry (Debian `docker-registry`) started on
 //! loopback, fixtures made by third-party tools (umoci, skopeo), and the regbuild binary.
 
+pub mod access;
+pub mod files;
+pub mod image;
 pub mod layers;
 pub mod proxy;
+pub mod push;
+
+pub use access::*;
+pub use files::*;
+pub use image::*;
+pub use push::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -234,8 +243,7 @@ pub fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
         .args(extra)
         .arg(format!("docker://{reference}")));
     let raw = out.stdout;
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&raw)))
+    sha256(&raw)
 }
 
 /// The regbuild binary with arguments; `DOCKER_CONFIG` points at an empty dir unless given,
@@ -540,4 +548,31 @@ pub fn not_here(what: &str) {
         "a prerequisite is missing and CI is set: {what}"
     );
     eprintln!("not run here: {what}");
+}
+
+/// Whether `tool` is on PATH; when it is not, [`not_here`] names the Debian package to
+/// install (a failure when `CI` is set) and the test returns.
+pub fn needs_tool(tool: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false);
+    if !found {
+        not_here(&format!(
+            "{tool} is not on PATH (install the Debian package {package})"
+        ));
+    }
+    found
+}
+
+/// Whether a rootless run of `user` failed because this machine cannot make it a user
+/// namespace; then [`not_here`] says so (a failure when `CI` is set) and the test returns.
+pub fn no_user_namespace(out: &Output, user: &str) -> bool {
+    let err = stderr(out);
+    if out.status.success() || !err.contains("user namespace") {
+        return false;
+    }
+    not_here(&format!(
+        "this machine cannot make a user namespace for {user}: {err}"
+    ));
+    true
 }
