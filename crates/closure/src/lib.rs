@@ -778,6 +778,32 @@ mod tests {
     use std::os::unix::fs::symlink;
     use std::process::Command;
 
+    /// A directory removed when dropped: `tempfile::tempdir` without its dependencies
+    /// (rustix), so nothing in this crate's `cargo tree` makes system calls of its own.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tempdir() -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("regbuild-closure-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        TempDir(dir)
+    }
+
     /// The host binary the tests follow: curl if installed, else ls.
     fn host_binary() -> PathBuf {
         let curl = PathBuf::from("/usr/bin/curl");
@@ -951,7 +977,7 @@ mod tests {
             eprintln!("skipping: no cc to build a static binary");
             return;
         }
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempdir();
         let src = tmp.path().join("hello.c");
         fs::write(&src, "int main(void) { return 0; }\n").unwrap();
         let bin = tmp.path().join("hello");
@@ -1070,7 +1096,7 @@ mod tests {
 
     #[test]
     fn fake_sysroot_resolves_inside() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempdir();
         let root = tmp.path().join("sysroot");
         let binary = host_binary();
         let (in_root, interp) = fake_sysroot(&root, &binary);
@@ -1114,7 +1140,7 @@ mod tests {
 
     #[test]
     fn missing_library_is_named() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempdir();
         let binary = host_binary();
         let dynamic = dynamic_of(&binary);
         let interp = rooted(dynamic.interp.as_ref().unwrap());
@@ -1189,7 +1215,7 @@ mod tests {
             eprintln!("skipping: no cc to build an $ORIGIN program");
             return;
         }
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempdir();
         // Longer than 4 KiB, with a name too long for the kernel first.
         let long = format!(
             "/{}:{}$ORIGIN/../lib",
@@ -1251,7 +1277,7 @@ mod tests {
 
     #[test]
     fn symlink_loops_end_in_an_error() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempdir();
         symlink("b", tmp.path().join("a")).unwrap();
         symlink("/a", tmp.path().join("b")).unwrap();
         symlink("self/x", tmp.path().join("self")).unwrap();
@@ -1266,7 +1292,7 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_named() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempdir();
         fs::write(tmp.path().join("script"), "#!/bin/sh\necho hi\n").unwrap();
         fs::write(tmp.path().join("short"), b"\x7fELF\x02\x01").unwrap();
         fs::create_dir(tmp.path().join("dir")).unwrap();
@@ -1290,7 +1316,7 @@ mod tests {
     /// Damaged copies of a real binary and of its libc never panic.
     #[test]
     fn hostile_elf_files_do_not_panic() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempdir();
         let root = tmp.path().join("sysroot");
         let binary = host_binary();
         let (in_root, _) = fake_sysroot(&root, &binary);
@@ -1337,7 +1363,7 @@ mod tests {
 
     #[test]
     fn ld_so_conf_includes() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempdir();
         let root = tmp.path();
         fs::create_dir_all(root.join("etc/ld.so.conf.d")).unwrap();
         fs::create_dir_all(root.join("usr/share/ld")).unwrap();
@@ -1387,7 +1413,7 @@ mod tests {
 
     #[test]
     fn resolve_stays_in_the_sysroot() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempdir();
         let root = tmp.path();
         fs::create_dir_all(root.join("usr/lib/x")).unwrap();
         fs::write(root.join("usr/lib/x/f"), "").unwrap();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use object::elf;
 
-use regbuild_fs::glob::{Dialect, Glob};
+use regbuild_paths::glob::{Dialect, Glob};
 
 use crate::elf_read::Arch;
 use crate::{rooted, MAX_DIRS, MAX_DST_RESULTS};
@@ -204,7 +204,7 @@ pub(crate) fn default_dirs(arch: Arch, flags: u32) -> Vec<PathBuf> {
 
 /// fnmatch(3) without flags but for the leading-dot rule (left to the
 /// caller): `*`, `?`, `[...]` with `!`/`^` negation and ranges, `\` escapes
-/// ([`regbuild_fs::glob`]'s [`Dialect::Fnmatch`]).
+/// ([`regbuild_paths::glob`]'s [`Dialect::Fnmatch`]).
 pub(crate) fn fnmatch(pattern: &[u8], name: &[u8]) -> bool {
     // fnmatch patterns are never refused: a malformed `[` or `\` is an ordinary character.
     Glob::from_bytes(pattern, Dialect::Fnmatch).is_ok_and(|glob| glob.matches_bytes(name))

@@ -18,7 +18,7 @@
 //!   is resolved lexically first (`a/../b` is `b`).
 //! - Globs (`*`, `?`, `[...]`, `[^...]`/`[!...]`, `\` escapes; Go
 //!   `filepath.Match` rules, a wildcard never matches `/`; matched by
-//!   [`crate::glob`]) are matched against
+//!   [`regbuild_paths::glob`]) are matched against
 //!   context paths segment by segment; matches are taken in sorted order. A
 //!   glob that matches nothing is an error. Like BuildKit, the literal part
 //!   before the first wildcard may go through symlinks (staying inside the
@@ -79,8 +79,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::dockerignore::DockerIgnore;
-use crate::glob::{Dialect, Glob, GlobError};
 use crate::layer::{EntryKind, LayerEntry, Xattrs};
+use regbuild_paths::glob::{Dialect, Glob, GlobError};
 
 mod parents;
 

@@ -8,8 +8,6 @@
 //! - [`tar_read`] is the one reader of tar streams (hostile input assumed), which
 //!   [`extract`] uses to unpack archives and image layers (whiteouts, overlay) into a
 //!   directory safely, zeros as holes, within what [`disk`] says the filesystem can take;
-//! - [`glob`] is the one glob engine, with the rules of `.dockerignore`, `COPY` sources and
-//!   fnmatch(3);
 //! - [`upper`] turns an overlayfs upper directory (what a `RUN` step changed) into layer
 //!   entries: whiteouts, opaque directories, hard links, kept xattrs;
 //! - [`lower`] goes the other way for `RUN`: each base layer unpacked once, by diff_id,
@@ -20,15 +18,15 @@
 //! - [`scratch`] makes scratch directories that die with their process and finds those a
 //!   killed process left.
 //!
-//! Not here: what a Dockerfile means (`regbuild-frontend`), where layers go
-//! (`regbuild-registry`), the layer cache (`regbuild::builder::cache`).
+//! Not here: matching globs and cleaning paths (`regbuild-paths`), what a Dockerfile
+//! means (`regbuild-frontend`), where layers go (`regbuild-registry`), the layer cache
+//! (`regbuild::builder::cache`).
 
 pub mod compress;
 pub mod context;
 pub mod disk;
 pub mod dockerignore;
 pub mod extract;
-pub mod glob;
 pub mod growing;
 pub mod layer;
 pub mod lower;

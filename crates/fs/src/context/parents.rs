@@ -31,7 +31,7 @@ pub(super) fn collect(
             Some((base, pattern)) => (base, pattern),
             None => ("", src.as_str()),
         };
-        let pattern = crate::dockerignore::clean_path(&format!("/{pattern}"));
+        let pattern = regbuild_paths::clean::clean_path(&format!("/{pattern}"));
         let pattern = pattern.trim_start_matches('/');
         let include = flag_patterns("--parents", &[pattern.to_string()])?;
         let bases = match base.trim_matches('/') {

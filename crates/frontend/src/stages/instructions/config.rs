@@ -15,7 +15,7 @@ use crate::stages::args::{
 };
 use crate::stages::model::{Command, StepKind};
 use crate::stages::scope::{BuildScope, StageState};
-use regbuild_fs::dockerignore::clean_path;
+use regbuild_paths::clean::clean_path;
 
 /// Most `port/proto` entries all EXPOSE steps of one build may produce.
 const MAX_EXPOSED_PORTS: usize = 1 << 20;

@@ -6,6 +6,8 @@
 //! `--security`, `--device` and `--mount=type=ssh` are BuildKit features regbuild lacks:
 //! refused only in stages the target needs. Running the command is `regbuild::builder`'s job.
 
+use regbuild_paths::clean::clean_path;
+
 use super::cmd::{CmdContext, CmdKind, Expand};
 use super::copy::resolve_from;
 use crate::dockerfile::{heredoc_word, Args, Heredoc, Instruction};
@@ -508,32 +510,6 @@ fn expand_mount(
     })
 }
 
-/// Go's `path.Clean`: `.` and `..` resolved lexically, `//` and a trailing `/` removed,
-/// `..` stopping at the root of a rooted path; `.` for an empty result.
-fn clean_path(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => match parts.last() {
-                Some(&last) if last != ".." => {
-                    parts.pop();
-                }
-                _ if rooted => {}
-                _ => parts.push(".."),
-            },
-            name => parts.push(name),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
-}
-
 fn root_if_empty(source: Option<String>) -> String {
     source
         .filter(|s| !s.is_empty())
@@ -788,21 +764,6 @@ mod tests {
             &run_of(&kinds(&b)[0]).mounts[0],
             RunMount::Cache { id, .. } if id == "/root/.cache"
         ));
-    }
-
-    #[test]
-    fn go_path_clean() {
-        for (path, clean) in [
-            ("", "."),
-            ("/", "/"),
-            ("a/b/", "a/b"),
-            ("/a//b/./c/..", "/a/b"),
-            ("/../x", "/x"),
-            ("../x/../..", "../.."),
-            ("a/..", "."),
-        ] {
-            assert_eq!(super::clean_path(path), clean, "{path}");
-        }
     }
 
     #[test]
