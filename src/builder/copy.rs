@@ -9,7 +9,6 @@ use std::sync::Arc;
 use crate::builder::error::{ChmodError, ChownError, StepError};
 use crate::builder::rootfs;
 use crate::builder::stage::{join_in_image, NewLayer, StageImage, StepLayer, StepOutput};
-use crate::image::base::ResolvedBase;
 use regbuild_closure::ClosureKind;
 use regbuild_frontend::stages::{CopyFrom, CopySpec};
 use regbuild_fs::context::{self, ContextError, CopyRequest, SourceOptions};
@@ -34,7 +33,7 @@ pub struct CopyContext<'a> {
     pub remote: &'a HashMap<String, crate::builder::remote_cache::RemoteLayer>,
     pub workdir: String,
     pub stages: &'a HashMap<usize, StageImage>,
-    pub bases: &'a HashMap<(String, Option<String>), ResolvedBase>,
+    pub bases: &'a crate::image::base::Bases,
     pub progress: &'a dyn Progress,
     /// The instruction, as progress shows it.
     pub step_text: &'a str,
@@ -83,22 +82,10 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                     .map(|s| s.layers.clone())
                     .ok_or(StepError::CopyFromStageNotBuilt(*i))?,
                 CopyFrom::Image(r) if r == "scratch" => Vec::new(),
-                CopyFrom::Image(r) => {
-                    let b = ctx
-                        .bases
-                        .iter()
-                        .find(|((name, _), _)| name == r)
-                        .map(|(_, b)| b)
-                        .ok_or_else(|| StepError::ImageNotResolved(r.clone()))?;
-                    b.layers
-                        .iter()
-                        .map(|d| crate::builder::stage::StageLayer::Remote {
-                            descriptor: Box::new(d.clone()),
-                            registry: b.reference.registry.clone(),
-                            repository: b.reference.repository.clone(),
-                        })
-                        .collect()
-                }
+                CopyFrom::Image(r) => crate::builder::stage::base_layers(
+                    crate::image::base::named(ctx.bases, r)
+                        .ok_or_else(|| StepError::ImageNotResolved(r.clone()))?,
+                ),
             };
             let root = tempfile::tempdir_in(ctx.tmp).map_err(|source| StepError::TempDir {
                 dir: ctx.tmp.to_path_buf(),

@@ -18,9 +18,7 @@ use crate::image::base::ResolvedBase;
 use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
 use regbuild_frontend::dockerfile::{self, DockerfileError};
-use regbuild_frontend::stages::{
-    self, Base, BuildArgs, Command, CopyFrom, CopySpec, Stage, StepKind,
-};
+use regbuild_frontend::stages::{self, Base, BuildArgs, CopyFrom, CopySpec, Stage, StepKind};
 use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::layer::BuiltLayer;
 use regbuild_oci::config::{rfc3339, ImageConfig};
@@ -148,69 +146,17 @@ pub async fn build(
 ) -> Result<BuiltImage, BuildError> {
     let (df, args, first, images) = referenced(req)?;
     let file = req.dockerfile.display().to_string();
-    let mut bases: HashMap<(String, Option<String>), ResolvedBase> = HashMap::new();
-    let mut locked: Vec<LockedImage> = Vec::new();
-    for (r, platform) in images {
-        if bases.contains_key(&(r.clone(), platform.clone())) {
-            continue;
-        }
-        let line = line_of_image(&first, &r);
-        let at = |e: StepError| BuildError::At {
-            file: file.clone(),
-            line,
-            source: Box::new(e),
-        };
-        let written: ImageRef = match req.overrides.get(&r) {
-            Some(o) => o.clone(),
-            None => r
-                .parse()
-                .map_err(|e: regbuild_oci::reference::ReferenceError| at(e.into()))?,
-        };
-        let plat = match &platform {
-            Some(p) => Platform::parse(p).map_err(|e| at(e.into()))?,
-            None => req.platform.clone(),
-        };
-        // A digest in the Dockerfile always wins; else the lock file's pin; else the tag.
-        let pinned = match (&written.digest, &req.pins) {
-            (None, Some(lock)) => lock.get(&written.to_string()).map(|e| e.digest.clone()),
-            _ => None,
-        };
-        let target = match &pinned {
-            Some(d) => written.with_digest(d),
-            None => written.clone(),
-        };
-        let mut resolved = planned::resolve(registry, &req.planned, &target, &plat)
-            .await
-            .map_err(|e| at(e.into()))?;
-        // Annotations name the base by its tag; the digest is recorded beside it.
-        resolved.reference = match (&written.tag, req.overrides.contains_key(&r)) {
-            (Some(t), true) => written.with_tag(t),
-            _ => written.clone(),
-        };
-        if written.digest.is_none() && !req.overrides.contains_key(&r) {
-            locked.push(LockedImage {
-                reference: written.to_string(),
-                digest: resolved.digest.clone(),
-                media_type: resolved.media_type.clone(),
-                platforms: resolved.platforms.iter().cloned().collect(),
-            });
-        }
-        bases.insert((r, platform), resolved);
-    }
-
-    let env_of = |r: &str| -> Result<Vec<(String, String)>, StepError> {
-        bases
-            .iter()
-            .find(|((name, _), _)| name == r)
-            .map(|(_, b)| {
+    let (bases, locked) = resolve_bases(registry, req, &first, images, &file).await?;
+    let plan = stages::evaluate(&df, &args, &mut |r: &str| {
+        crate::image::base::named(&bases, r)
+            .map(|b| {
                 ImageConfig::from_base(&b.config)
                     .map(|c| c.env())
                     .unwrap_or_default()
             })
-            .ok_or_else(|| StepError::BaseNotResolved(r.to_string()))
-    };
-    let plan = stages::evaluate(&df, &args, &mut |r: &str| {
-        env_of(r).map_err(|e| stages::BaseEnvError::from(e.to_string()))
+            .ok_or_else(|| {
+                stages::BaseEnvError::from(StepError::BaseNotResolved(r.to_string()).to_string())
+            })
     })?;
 
     let tmp = crate::builder::scratch::build_tmp().map_err(|source| BuildError::TempDir {
@@ -222,11 +168,7 @@ pub async fn build(
     if let Some((line, e)) =
         crate::builder::preflight::missing_sources(&plan, &needed, &req.context)
     {
-        return Err(BuildError::At {
-            file,
-            line,
-            source: Box::new(e.into()),
-        });
+        return Err(at_line(&file, line, e.into()));
     }
     let cache = if req.use_cache {
         crate::builder::cache::LayerCache::open()
@@ -271,50 +213,143 @@ pub async fn build(
             &file, &plan, &needed, &outputs,
         )));
     }
+    let merged = Merged::of(outputs, plan.target, &file)?;
+    finish_image(registry, req, &bases, merged, tmp, &created, locked).await
+}
 
-    // Merged in stage order, not in the order stages finished: reports, `--json` steps, the
-    // new layers and the image are the same however the stages overlapped.
-    let mut all_layers: Vec<Arc<BuiltLayer>> = Vec::new();
-    let mut stripped = Vec::new();
-    let mut warnings: Vec<String> = Vec::new();
-    let mut new_layers = Vec::new();
-    let mut layer_entries: HashMap<String, Vec<regbuild_fs::layer::LayerEntry>> = HashMap::new();
-    let mut run_steps = Vec::new();
-    let mut final_image = None;
-    for (
-        i,
-        StageOutput {
-            image,
-            records: out,
-            ..
-        },
-    ) in outputs
-    {
-        all_layers.extend(out.layers);
-        stripped.extend(out.stripped);
-        warnings.extend(out.warnings);
-        new_layers.extend(out.new_layers);
-        layer_entries.extend(out.layer_entries);
-        run_steps.extend(out.run_steps);
-        if i == plan.target {
-            final_image = Some(image);
+/// Every image the Dockerfile names, resolved to a manifest and config (pins of the lock
+/// file and overrides applied), and the ones a lock file should pin.
+async fn resolve_bases(
+    registry: &Registry,
+    req: &BuildRequest,
+    first: &stages::Build,
+    images: Vec<(String, Option<String>)>,
+    file: &str,
+) -> Result<(crate::image::base::Bases, Vec<LockedImage>), BuildError> {
+    let mut bases = crate::image::base::Bases::new();
+    let mut locked: Vec<LockedImage> = Vec::new();
+    for (r, platform) in images {
+        if bases.contains_key(&(r.clone(), platform.clone())) {
+            continue;
         }
+        let at = |e: StepError| at_line(file, line_of_image(first, &r), e);
+        let written: ImageRef = match req.overrides.get(&r) {
+            Some(o) => o.clone(),
+            None => r
+                .parse()
+                .map_err(|e: regbuild_oci::reference::ReferenceError| at(e.into()))?,
+        };
+        let plat = match &platform {
+            Some(p) => Platform::parse(p).map_err(|e| at(e.into()))?,
+            None => req.platform.clone(),
+        };
+        // A digest in the Dockerfile always wins; else the lock file's pin; else the tag.
+        let pinned = match (&written.digest, &req.pins) {
+            (None, Some(lock)) => lock.get(&written.to_string()).map(|e| e.digest.clone()),
+            _ => None,
+        };
+        let target = match &pinned {
+            Some(d) => written.with_digest(d),
+            None => written.clone(),
+        };
+        let mut resolved = planned::resolve(registry, &req.planned, &target, &plat)
+            .await
+            .map_err(|e| at(e.into()))?;
+        let overridden = req.overrides.contains_key(&r);
+        // Annotations name the base by its tag; the digest is recorded beside it.
+        resolved.reference = match (&written.tag, overridden) {
+            (Some(t), true) => written.with_tag(t),
+            _ => written.clone(),
+        };
+        if written.digest.is_none() && !overridden {
+            locked.push(LockedImage {
+                reference: written.to_string(),
+                digest: resolved.digest.clone(),
+                media_type: resolved.media_type.clone(),
+                platforms: resolved.platforms.iter().cloned().collect(),
+            });
+        }
+        bases.insert((r, platform), resolved);
     }
-    let mut final_image =
-        final_image.ok_or_else(|| BuildError::TargetNotBuilt { path: file.clone() })?;
+    Ok((bases, locked))
+}
+
+/// The stages' results merged in stage order, not in the order stages finished: reports,
+/// `--json` steps, the new layers and the image are the same however the stages overlapped.
+struct Merged {
+    image: StageImage,
+    all_layers: Vec<Arc<BuiltLayer>>,
+    stripped: Vec<String>,
+    warnings: Vec<String>,
+    new_layers: Vec<(Digest, u64, String)>,
+    layer_entries: HashMap<String, Vec<regbuild_fs::layer::LayerEntry>>,
+    run_steps: Vec<crate::builder::run::RunReport>,
+}
+
+impl Merged {
+    fn of(
+        outputs: BTreeMap<usize, StageOutput>,
+        target: usize,
+        file: &str,
+    ) -> Result<Merged, BuildError> {
+        let mut records = StageRecords::default();
+        let mut image = None;
+        for (i, output) in outputs {
+            let out = output.records;
+            records.layers.extend(out.layers);
+            records.stripped.extend(out.stripped);
+            records.warnings.extend(out.warnings);
+            records.new_layers.extend(out.new_layers);
+            records.layer_entries.extend(out.layer_entries);
+            records.run_steps.extend(out.run_steps);
+            if i == target {
+                image = Some(output.image);
+            }
+        }
+        let image = image.ok_or_else(|| BuildError::TargetNotBuilt {
+            path: file.to_string(),
+        })?;
+        Ok(Merged {
+            image,
+            all_layers: records.layers,
+            stripped: records.stripped,
+            warnings: records.warnings,
+            new_layers: records.new_layers,
+            layer_entries: records.layer_entries,
+            run_steps: records.run_steps,
+        })
+    }
+}
+
+/// The target stage squashed as asked, then assembled into the blobs and manifest to push.
+async fn finish_image(
+    registry: &Registry,
+    req: &BuildRequest,
+    bases: &crate::image::base::Bases,
+    merged: Merged,
+    tmp: crate::builder::scratch::ScratchDir,
+    created: &str,
+    locked: Vec<LockedImage>,
+) -> Result<BuiltImage, BuildError> {
+    let Merged {
+        image: mut final_image,
+        mut all_layers,
+        ..
+    } = merged;
+    let file = req.dockerfile.display().to_string();
     crate::builder::squash::squash(
         registry,
         &mut final_image,
         req.squash,
-        &layer_entries,
+        &merged.layer_entries,
         tmp.path(),
         req.epoch,
         req.compression,
-        &created,
+        created,
     )
     .await
     .map_err(|e| BuildError::Squash {
-        path: file.clone(),
+        path: file,
         source: Box::new(e),
     })?;
     // A squashed layer is new: keep its file alive with the others.
@@ -327,7 +362,7 @@ pub async fn build(
     }
     let sources = assemble::sources(bases.values(), final_image.base.as_ref());
     let assembled =
-        assemble::assemble(&final_image, &sources, &created, tmp.path()).map_err(|e| {
+        assemble::assemble(&final_image, &sources, created, tmp.path()).map_err(|e| {
             BuildError::Assemble {
                 path: tmp.path().display().to_string(),
                 source: Box::new(e),
@@ -338,11 +373,11 @@ pub async fn build(
         digest: assembled.digest,
         config: assembled.config,
         base: final_image.base,
-        stripped_setuid: stripped,
-        warnings,
+        stripped_setuid: merged.stripped,
+        warnings: merged.warnings,
         locked,
-        new_layers,
-        run_steps,
+        new_layers: merged.new_layers,
+        run_steps: merged.run_steps,
         _layers: all_layers,
         _tmp: tmp,
     })
@@ -356,7 +391,7 @@ struct StageInputs<'a> {
     early: Option<&'a regbuild_registry::publish::EarlyUploads>,
     plan: &'a stages::Build,
     file: &'a str,
-    bases: &'a HashMap<(String, Option<String>), ResolvedBase>,
+    bases: &'a crate::image::base::Bases,
     tmp: &'a Path,
     ignore: &'a DockerIgnore,
     cache: Option<&'a crate::builder::cache::LayerCache>,
@@ -1075,15 +1110,7 @@ fn start_stage(
             if !triggers.is_empty() {
                 tracing::warn!(base = %r, ?triggers, "the base has ONBUILD triggers; regbuild does not run them");
             }
-            let layers = b
-                .layers
-                .iter()
-                .map(|d| StageLayer::Remote {
-                    descriptor: Box::new(d.clone()),
-                    registry: b.reference.registry.clone(),
-                    repository: b.reference.repository.clone(),
-                })
-                .collect();
+            let layers = crate::builder::stage::base_layers(b);
             Ok(StageImage {
                 config,
                 layers,
@@ -1121,11 +1148,11 @@ fn apply_config_step(config: &mut ImageConfig, step: &StepKind) {
             }
         }
         StepKind::Entrypoint(c) => {
-            let argv = argv(config, c);
+            let argv = crate::builder::stage::argv(config, c);
             config.set_entrypoint(argv);
         }
         StepKind::Cmd(c) => {
-            let argv = argv(config, c);
+            let argv = crate::builder::stage::argv(config, c);
             config.set_cmd(argv);
         }
         StepKind::StopSignal(s) => config.set_stop_signal(s),
@@ -1151,18 +1178,6 @@ fn apply_config_step(config: &mut ImageConfig, step: &StepKind) {
         StepKind::OnBuild(i) => config.add_onbuild(i),
         StepKind::Maintainer(m) => config.set_author(m),
         StepKind::Run(_) => {}
-    }
-}
-
-/// Exec form as is; shell form wrapped in the stage's SHELL (default `/bin/sh -c`).
-fn argv(config: &ImageConfig, c: &Command) -> Vec<String> {
-    match c {
-        Command::Exec(v) => v.clone(),
-        Command::Shell(s) => {
-            let mut v = config.shell();
-            v.push(s.clone());
-            v
-        }
     }
 }
 

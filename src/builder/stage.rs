@@ -222,6 +222,34 @@ pub struct StageImage {
     pub base_listed: bool,
 }
 
+/// A command as it runs: the exec form as is, the shell form wrapped in the stage's SHELL
+/// (default `/bin/sh -c`).
+pub fn argv(
+    config: &regbuild_oci::config::ImageConfig,
+    c: &regbuild_frontend::stages::Command,
+) -> Vec<String> {
+    match c {
+        regbuild_frontend::stages::Command::Exec(v) => v.clone(),
+        regbuild_frontend::stages::Command::Shell(s) => {
+            let mut v = config.shell();
+            v.push(s.clone());
+            v
+        }
+    }
+}
+
+/// A base's layers as a stage holds them: in its registry, never downloaded unless needed.
+pub fn base_layers(b: &ResolvedBase) -> Vec<StageLayer> {
+    b.layers
+        .iter()
+        .map(|d| StageLayer::Remote {
+            descriptor: Box::new(d.clone()),
+            registry: b.reference.registry.clone(),
+            repository: b.reference.repository.clone(),
+        })
+        .collect()
+}
+
 /// `dir` resolved against `base` inside the image, cleaned (no `.`/`..`, never above `/`).
 pub fn join_in_image(base: &str, dir: &str) -> String {
     if dir.starts_with('/') {

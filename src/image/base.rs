@@ -37,6 +37,18 @@ impl ResolvedBase {
     }
 }
 
+/// The images a build resolved, by reference as written and the `FROM --platform` each is
+/// wanted for.
+pub type Bases = std::collections::HashMap<(String, Option<String>), ResolvedBase>;
+
+/// The image `reference` (as written) resolved to, for whichever platform it was wanted.
+pub fn named<'a>(bases: &'a Bases, reference: &str) -> Option<&'a ResolvedBase> {
+    bases
+        .iter()
+        .find(|((name, _), _)| name == reference)
+        .map(|(_, b)| b)
+}
+
 /// Why a base could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BaseError {

@@ -203,14 +203,7 @@ pub fn plan(
     parents: Vec<String>,
 ) -> Result<Planned, StepError> {
     let config = &image.config;
-    let argv = match &spec.command {
-        Command::Exec(v) => v.clone(),
-        Command::Shell(s) => {
-            let mut v = config.shell();
-            v.push(s.clone());
-            v
-        }
-    };
+    let argv = crate::builder::stage::argv(config, &spec.command);
     // ENV wins over a build arg of the same name, as in Docker.
     let mut env = config.env();
     for (k, v) in &spec.args {
@@ -308,12 +301,8 @@ fn bind_identity(ctx: &RunContext<'_, '_>, from: &CopyFrom) -> Result<String, Ru
             Ok(format!("stage:{}", ids.join(",")))
         }
         CopyFrom::Image(r) => {
-            let digest = ctx
-                .copy
-                .bases
-                .iter()
-                .find(|((name, _), _)| name == r)
-                .map(|(_, b)| b.digest.to_string())
+            let digest = crate::image::base::named(ctx.copy.bases, r)
+                .map(|b| b.digest.to_string())
                 .unwrap_or_default();
             Ok(format!("image:{r}@{digest}"))
         }
@@ -1034,22 +1023,10 @@ async fn materialize_from(
             .ok_or(RunError::BindStageNotBuilt { from: *i })?
             .layers
             .clone(),
-        CopyFrom::Image(r) => {
-            let b = c
-                .bases
-                .iter()
-                .find(|((name, _), _)| name == r)
-                .map(|(_, b)| b)
-                .ok_or_else(|| StepError::ImageNotResolved(r.clone()))?;
-            b.layers
-                .iter()
-                .map(|d| StageLayer::Remote {
-                    descriptor: Box::new(d.clone()),
-                    registry: b.reference.registry.clone(),
-                    repository: b.reference.repository.clone(),
-                })
-                .collect()
-        }
+        CopyFrom::Image(r) => crate::builder::stage::base_layers(
+            crate::image::base::named(c.bases, r)
+                .ok_or_else(|| StepError::ImageNotResolved(r.clone()))?,
+        ),
     };
     let dir = tempfile::Builder::new()
         .prefix("bind-from-")
