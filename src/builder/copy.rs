@@ -8,50 +8,22 @@ use std::sync::Arc;
 
 use crate::builder::error::{ChmodError, ChownError, StepError};
 use crate::builder::rootfs;
-use crate::builder::stage::{join_in_image, NewLayer, StageImage, StepLayer, StepOutput};
+use crate::builder::stage::{join_in_image, NewLayer, StepContext, StepLayer, StepOutput};
 use regbuild_closure::ClosureKind;
 use regbuild_frontend::stages::{CopyFrom, CopySpec};
 use regbuild_fs::context::{self, ContextError, CopyRequest, SourceOptions};
 use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::extract;
 use regbuild_fs::layer::{EntryKind, LayerEntry, LayerOptions};
-use regbuild_registry::progress::{Event, Progress};
-use regbuild_registry::Registry;
-
-/// What a COPY can see.
-pub struct CopyContext<'a> {
-    pub registry: &'a Registry,
-    pub context: &'a Path,
-    pub ignore: &'a DockerIgnore,
-    pub tmp: &'a Path,
-    pub epoch: u64,
-    pub keep_setuid: bool,
-    pub compression: regbuild_fs::compress::Compression,
-    pub layering: crate::builder::layering::Layering,
-    pub cache: Option<&'a crate::builder::cache::LayerCache>,
-    /// Layers found by key in the images named by `--cache-from` (or the tags pushed).
-    pub remote: &'a HashMap<String, crate::builder::remote_cache::RemoteLayer>,
-    pub workdir: String,
-    pub stages: &'a HashMap<usize, StageImage>,
-    pub bases: &'a crate::image::base::Bases,
-    pub progress: &'a dyn Progress,
-    /// The instruction, as progress shows it.
-    pub step_text: &'a str,
-    /// A cached `COPY --from=<image>` layer may leave its entries unknown until needed.
-    pub defer_entries: bool,
-    /// The stage's filesystem below this step: its symlinks and account files.
-    pub lower: &'a crate::builder::pathindex::View,
-    /// The OCI architecture the stage is built for (ELF files of another one are warned of).
-    pub architecture: &'a str,
-}
+use regbuild_registry::progress::Event;
 
 /// Runs one COPY/ADD; the caller prefixes its errors with `file:line`.
-pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, StepError> {
-    let dest = into_existing_dir(destination(&ctx.workdir, &spec.dest), ctx.lower);
+pub async fn run(ctx: &StepContext<'_>, spec: &CopySpec) -> Result<StepOutput, StepError> {
+    let dest = into_existing_dir(destination(&ctx.workdir, &spec.dest), ctx.view);
     let chown = spec
         .chown
         .as_deref()
-        .map(|s| parse_chown(s, ctx.lower))
+        .map(|s| parse_chown(s, ctx.view))
         .transpose()?;
     let chmod = spec.chmod.as_deref().map(parse_chmod).transpose()?;
 
@@ -105,7 +77,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                 if let Some(found) = find(ctx, &key).filter(|_| ctx.defer_entries) {
                     let keep_setuid = ctx.keep_setuid;
                     let (sources, dest) = (sources.clone(), dest.clone());
-                    let lower = ctx.lower.clone();
+                    let lower = ctx.view.clone();
                     let select = select.clone();
                     let collect_at = Arc::new(move |root: &Path, found: &SourceOptions| {
                         let options = with_xattrs(&select, found.recorded_xattrs.clone());
@@ -137,7 +109,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
                 from_image_key = Some(key);
             }
             let found =
-                rootfs::materialize(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
+                rootfs::extract_paths(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
             // The layers' `security.capability`, which the disk may not hold (rootless).
             let options = with_xattrs(&select, Some(found.xattrs));
             let nothing = DockerIgnore::default();
@@ -161,8 +133,8 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
         }
     };
     // Into the destination's existing directory symlinks, as BuildKit copies.
-    let (entries, moved) = ctx.lower.place(entries);
-    let mut entries = keep_existing_dest_dirs(entries, &dest, ctx.lower);
+    let (entries, moved) = ctx.view.place(entries);
+    let mut entries = keep_existing_dest_dirs(entries, &dest, ctx.view);
     for (from, to) in &moved {
         tracing::debug!(from = %from.display(), to = %to.display(), "through a directory symlink");
     }
@@ -181,7 +153,7 @@ pub async fn run(ctx: &CopyContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
 /// BuildKit writes it), placed at `dest` as a context file would be. The layer key hashes
 /// the files, so it covers the bodies.
 fn heredoc_entries(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     heredocs: &[(String, String)],
     dest: &str,
     chown: Option<(u64, u64)>,
@@ -279,7 +251,7 @@ fn into_existing_dir(dest: String, lower: &crate::builder::pathindex::View) -> S
 
 /// A step's new entries as layers: found in a cache by key, or to be packed.
 pub fn layers_of(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     entries: Vec<LayerEntry>,
     stripped: Vec<String>,
     from_image_key: Option<String>,
@@ -352,13 +324,13 @@ pub fn layers_of(
 /// `--checksum` or of a Git commit): when a cache has it, the step's output, its entries
 /// produced by `produce` (and placed as `run` places them) only if something needs them.
 pub(crate) fn cached_by_key(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     key: &str,
     dest: &str,
     produce: crate::builder::stage::DeferredEntries,
 ) -> Option<StepOutput> {
     let found = find(ctx, key).filter(|_| ctx.defer_entries)?;
-    let (keep_setuid, dest, lower) = (ctx.keep_setuid, dest.to_string(), ctx.lower.clone());
+    let (keep_setuid, dest, lower) = (ctx.keep_setuid, dest.to_string(), ctx.view.clone());
     let entries: crate::builder::stage::DeferredEntries = Arc::new(move || {
         let entries = keep_existing_dest_dirs(produce()?, &dest, &lower);
         let (mut entries, _) = lower.place(entries);
@@ -385,7 +357,7 @@ pub(crate) fn cached_by_key(
 type Found = (crate::builder::cache::CachedLayer, Option<(String, String)>);
 
 /// The local cache first; else a layer of a --cache-from image (or of the tags pushed).
-fn find(ctx: &CopyContext<'_>, key: &str) -> Option<Found> {
+fn find(ctx: &StepContext<'_>, key: &str) -> Option<Found> {
     let found = match ctx.cache.and_then(|c| c.get(key)) {
         Some(record) => Some((record, None)),
         None => ctx.remote.get(key).map(|r| {
@@ -416,7 +388,7 @@ enum CachedEntries {
 use CachedEntries::{Deferred, Known};
 
 fn cached_layer(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     (record, found_in): Found,
     key: String,
     entries: CachedEntries,
@@ -445,7 +417,7 @@ fn cached_layer(
 
 /// A cached one-layer COPY whose entries are not known yet.
 fn cached_output(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     found: Found,
     key: String,
     entries: CachedEntries,
@@ -472,7 +444,7 @@ struct FromImage {
 
 #[allow(clippy::too_many_arguments)]
 fn from_image(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     from: &CopyFrom,
     layers: &[crate::builder::stage::StageLayer],
     sources: &[String],
@@ -510,7 +482,7 @@ fn from_image(
         exclude: select.exclude.clone(),
         parents: select.parents,
         keep_setuid: ctx.keep_setuid,
-        lower: ctx.lower.symlinks_fingerprint(),
+        lower: ctx.view.symlinks_fingerprint(),
     };
     Some(FromImage {
         key: copy.key(&opts),
@@ -526,17 +498,6 @@ fn from_label(step_text: &str, from: &CopyFrom) -> String {
     match from {
         CopyFrom::Stage(i) => format!("stage {}", written.map_or(i.to_string(), str::to_string)),
         CopyFrom::Image(r) => format!("image {r}"),
-    }
-}
-
-/// A source error of a `COPY --from` names the stage or image, not the build context.
-pub(crate) fn in_source(message: String, label: &str) -> String {
-    if message.contains("in the build context") {
-        message.replace("in the build context", &format!("in {label}"))
-    } else if message.contains("matched nothing") {
-        format!("{message} in {label}")
-    } else {
-        message
     }
 }
 
@@ -563,7 +524,7 @@ fn with_xattrs(
 
 /// COPY from the build context.
 fn context_entries(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     spec: &CopySpec,
     dest: &str,
     chown: Option<(u64, u64)>,
@@ -608,7 +569,7 @@ fn collect(
 /// `--unpack=false`; other sources are copied as COPY would. URLs and Git repositories are
 /// `crate::builder::add_remote`'s.
 pub(crate) fn add_entries(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     spec: &CopySpec,
     dest: &str,
     chown: Option<(u64, u64)>,
@@ -686,7 +647,7 @@ pub(crate) fn report_left_out(archive: &str, unpacked: &crate::builder::add::Unp
 /// dynamic linker loads for it, at their sysroot paths under DEST-ROOT. The sysroot is the
 /// build host (`/`) unless `--sysroot` names a directory inside the context.
 fn closure_entries(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     spec: &CopySpec,
     dest: &str,
     chown: Option<(u64, u64)>,
@@ -876,7 +837,7 @@ mod tests {
         );
         assert_eq!(image, "image r.example/lib:1");
         assert_eq!(
-            in_source(
+            crate::builder::error::in_source(
                 "COPY source \"/out/app\" not found in the build context".into(),
                 &stage
             ),

@@ -15,10 +15,12 @@ use regbuild_oci::reference::ReferenceError;
 use regbuild_registry::RegistryError;
 
 use crate::builder::add::AddError;
+use crate::builder::dry_run::DryRunStop;
 use crate::builder::owner::OwnerError;
 use crate::builder::pack::PackError;
 use crate::builder::pathindex::IndexError;
 use crate::image::base::BaseError;
+use regbuild_frontend::dockerfile::DockerfileError;
 
 /// Why one step (an instruction, or the work of `squash` and `assemble`) failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +30,7 @@ pub enum StepError {
     Context(#[from] ContextError),
     /// Collecting `COPY --from` sources: the message names the stage or image
     /// (`label`), not the build context.
-    #[error("{}", crate::builder::copy::in_source(.source.to_string(), .label))]
+    #[error("{}", in_source(.source.to_string(), .label))]
     ContextIn { source: ContextError, label: String },
     #[error("{0}")]
     Extract(#[from] ExtractError),
@@ -160,4 +162,63 @@ impl From<crate::builder::run::error::RunError> for StepError {
     fn from(e: crate::builder::run::error::RunError) -> Self {
         StepError::Run(Box::new(e))
     }
+}
+
+/// A source error of a `COPY --from` names the stage or image, not the build context.
+pub(crate) fn in_source(message: String, label: &str) -> String {
+    if message.contains("in the build context") {
+        message.replace("in the build context", &format!("in {label}"))
+    } else if message.contains("matched nothing") {
+        format!("{message} in {label}")
+    } else {
+        message
+    }
+}
+
+/// Why a build failed. Errors tied to a Dockerfile line name `file:line`.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A dry run reached RUN steps that no cache holds: what it found, in stage order.
+    #[error("{}", .0)]
+    WouldRun(DryRunStop),
+    #[error(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    #[error(transparent)]
+    Ignore(#[from] regbuild_fs::dockerignore::IgnoreError),
+    #[error("{file}:{line}: {source}")]
+    At {
+        file: String,
+        line: usize,
+        source: Box<StepError>,
+    },
+    /// `--squash` failed (after every stage was built).
+    #[error("{path}: --squash: {source}")]
+    Squash {
+        path: String,
+        source: Box<StepError>,
+    },
+    /// The image's config and manifest could not be written.
+    #[error("{path}: {source}")]
+    Assemble {
+        path: String,
+        source: Box<StepError>,
+    },
+    #[error("{path}: cannot read the Dockerfile: {source}")]
+    ReadDockerfile {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The `.dockerignore` exists but cannot be read.
+    #[error("{path}: {source}")]
+    ReadIgnore {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot create a temporary directory: {source}")]
+    TempDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: the target stage was not built")]
+    TargetNotBuilt { path: String },
 }

@@ -90,7 +90,7 @@ pub fn deferred(
             dir: tmp.clone(),
             source,
         })?;
-        let found = handle.block_on(crate::builder::rootfs::materialize(
+        let found = handle.block_on(crate::builder::rootfs::extract_paths(
             &registry,
             &layers,
             wanted.clone(),

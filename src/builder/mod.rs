@@ -19,6 +19,7 @@ pub mod assemble;
 pub mod cache;
 pub mod cache_dir;
 pub mod copy;
+pub mod dry_run;
 pub mod error;
 pub mod from_image;
 pub mod layering;
@@ -36,5 +37,7 @@ pub mod squash;
 pub mod stage;
 pub mod stage_layers;
 
+pub use dry_run::DryRunStop;
+pub use error::BuildError;
 pub use error::StepError;
-pub use orchestrate::{build, BuildError, BuildRequest, BuiltImage, DryRunStop};
+pub use orchestrate::{build, BuildRequest, BuiltImage};

@@ -8,16 +8,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::builder::assemble;
-use crate::builder::copy::{self, CopyContext};
-use crate::builder::error::StepError;
+use crate::builder::copy;
+use crate::builder::dry_run::DryRunStop;
+use crate::builder::error::{BuildError, StepError};
 use crate::builder::pack::PackSinks;
 use crate::builder::schedule;
+use crate::builder::stage::StepContext;
 use crate::builder::stage::{join_in_image, StageImage, StageLayer};
 use crate::builder::stage_layers::{Finished, StageLayers};
 use crate::image::base::ResolvedBase;
 use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
-use regbuild_frontend::dockerfile::{self, DockerfileError};
+use regbuild_frontend::dockerfile;
 use regbuild_frontend::stages::{self, Base, BuildArgs, CopyFrom, CopySpec, Stage, StepKind};
 use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::layer::BuiltLayer;
@@ -64,54 +66,6 @@ pub struct BuildRequest {
     /// Execute nothing: a RUN step no cache holds stops its stage (and the stages built
     /// from it), and the build ends with [`BuildError::WouldRun`].
     pub dry_run: bool,
-}
-
-/// Why a build failed. Errors tied to a Dockerfile line name `file:line`.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// A dry run reached RUN steps that no cache holds: what it found, in stage order.
-    #[error("{}", .0)]
-    WouldRun(DryRunStop),
-    #[error(transparent)]
-    Dockerfile(#[from] DockerfileError),
-    #[error(transparent)]
-    Ignore(#[from] regbuild_fs::dockerignore::IgnoreError),
-    #[error("{file}:{line}: {source}")]
-    At {
-        file: String,
-        line: usize,
-        source: Box<StepError>,
-    },
-    /// `--squash` failed (after every stage was built).
-    #[error("{path}: --squash: {source}")]
-    Squash {
-        path: String,
-        source: Box<StepError>,
-    },
-    /// The image's config and manifest could not be written.
-    #[error("{path}: {source}")]
-    Assemble {
-        path: String,
-        source: Box<StepError>,
-    },
-    #[error("{path}: cannot read the Dockerfile: {source}")]
-    ReadDockerfile {
-        path: String,
-        source: std::io::Error,
-    },
-    /// The `.dockerignore` exists but cannot be read.
-    #[error("{path}: {source}")]
-    ReadIgnore {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: cannot create a temporary directory: {source}")]
-    TempDir {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: the target stage was not built")]
-    TargetNotBuilt { path: String },
 }
 
 /// A built image, ready to be planned and written. Holds the temporary files its new layers
@@ -209,7 +163,7 @@ pub async fn build(
     };
     let outputs = build_stages(&inputs, &needed).await?;
     if outputs.values().any(|o| o.stopped) {
-        return Err(BuildError::WouldRun(DryRunStop::of(
+        return Err(BuildError::WouldRun(dry_run_stop(
             &file, &plan, &needed, &outputs,
         )));
     }
@@ -422,63 +376,32 @@ struct StageRecords {
     run_steps: Vec<crate::builder::run::RunReport>,
 }
 
-/// Where a dry run stopped: every RUN step it planned (`cached` or `would run`), and the
-/// stages it could not plan because they are built from one that would run.
-#[derive(Debug)]
-pub struct DryRunStop {
-    pub file: String,
-    pub steps: Vec<crate::builder::run::RunReport>,
-    pub not_planned: Vec<String>,
-}
-
-impl DryRunStop {
-    fn of(
-        file: &str,
-        plan: &stages::Build,
-        needed: &[usize],
-        outputs: &BTreeMap<usize, StageOutput>,
-    ) -> Self {
-        let name = |i: usize| {
-            plan.stages[i]
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("stage-{i}"))
-        };
-        DryRunStop {
-            file: file.to_string(),
-            steps: outputs
-                .values()
-                .flat_map(|o| o.records.run_steps.iter().cloned())
-                .collect(),
-            not_planned: needed
-                .iter()
-                .filter(|i| !outputs.contains_key(i))
-                .map(|i| name(*i))
-                .collect(),
-        }
-    }
-
-    pub fn would_run(&self) -> impl Iterator<Item = &crate::builder::run::RunReport> {
-        self.steps
+/// Where a dry run stopped (see [`DryRunStop`]).
+fn dry_run_stop(
+    file: &str,
+    plan: &stages::Build,
+    needed: &[usize],
+    outputs: &BTreeMap<usize, StageOutput>,
+) -> DryRunStop {
+    let name = |i: usize| {
+        plan.stages[i]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{i}"))
+    };
+    DryRunStop {
+        file: file.to_string(),
+        steps: outputs
+            .values()
+            .flat_map(|o| o.records.run_steps.iter().cloned())
+            .collect(),
+        not_planned: needed
             .iter()
-            .filter(|s| s.status == crate::builder::run::WOULD_RUN)
+            .filter(|i| !outputs.contains_key(i))
+            .map(|i| name(*i))
+            .collect(),
     }
 }
-
-impl std::fmt::Display for DryRunStop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let lines: Vec<String> = self
-            .would_run()
-            .map(|s| format!("{}:{} `{}`", self.file, s.line, s.instruction))
-            .collect();
-        write!(
-            f,
-            "dry run: {} would run (no cache holds it); a dry run executes nothing, so the layers after it and the image are not known",
-            lines.join(", ")
-        )
-    }
-}
-
 /// Builds the `needed` stages, each as soon as the stages it reads are built, so independent
 /// stages overlap. They are futures of this task, not spawned tasks (they borrow the
 /// build's state): they overlap wherever one awaits — a RUN command (which runs on its own
@@ -657,9 +580,9 @@ impl StagePlace {
         built: &'a HashMap<usize, StageImage>,
         step_text: &'a str,
         view: &'a crate::builder::pathindex::View,
-    ) -> CopyContext<'a> {
+    ) -> StepContext<'a> {
         let req = inputs.req;
-        CopyContext {
+        StepContext {
             registry: inputs.registry,
             context: &req.context,
             ignore: inputs.ignore,
@@ -677,7 +600,7 @@ impl StagePlace {
             step_text,
             // --squash merges entries it must know now.
             defer_entries: req.squash == crate::builder::squash::Squash::None,
-            lower: view,
+            view,
             architecture: &self.platform.architecture,
         }
     }
@@ -715,7 +638,7 @@ struct RunStep<'a> {
 /// packed first). None: a dry run stops here (the step is reported as `would run`).
 async fn run_step(
     inputs: &StageInputs<'_>,
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     run: &RunStep<'_>,
     spec: &stages::RunSpec,
     image: &mut StageImage,
@@ -764,7 +687,7 @@ async fn run_step(
 
 /// WORKDIR: the config, and a layer with the directories that do not exist yet.
 fn workdir_step(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     image: &mut StageImage,
     view: &crate::builder::pathindex::View,
     created: &str,
@@ -776,7 +699,7 @@ fn workdir_step(
         image.config.push_history(created, &step.text, true);
         return Ok(None);
     }
-    let ctx = CopyContext {
+    let ctx = StepContext {
         workdir: image.config.workdir(),
         ..*ctx
     };

@@ -17,7 +17,7 @@ use regbuild_oci::manifest::Descriptor;
 use regbuild_registry::{Registry, Scopes};
 use std::collections::HashMap;
 
-/// What the layers said of the paths [`materialize`] wrote, by path relative to `dest`.
+/// What the layers said of the paths [`extract_paths`] wrote, by path relative to `dest`.
 pub struct Materialized {
     /// Ownership and mode.
     pub meta: HashMap<PathBuf, EntryMeta>,
@@ -28,7 +28,7 @@ pub struct Materialized {
 
 /// Extracts `wanted` (image paths, relative; empty = everything) of the image made of
 /// `layers` into `dest`; returns what the layers said of each written path.
-pub async fn materialize(
+pub async fn extract_paths(
     registry: &Registry,
     layers: &[StageLayer],
     wanted: Vec<PathBuf>,

@@ -89,7 +89,8 @@ pub async fn squash(
                 source,
             })?;
             let found =
-                rootfs::materialize(registry, &image.layers, Vec::new(), root.path(), tmp).await?;
+                rootfs::extract_paths(registry, &image.layers, Vec::new(), root.path(), tmp)
+                    .await?;
             // File capabilities too, from the headers (the disk may not hold them).
             let options = regbuild_fs::context::SourceOptions {
                 recorded_xattrs: Some(found.xattrs),

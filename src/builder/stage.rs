@@ -318,3 +318,31 @@ pub struct StepOutput {
     /// What the user should hear about (the caller adds `file:line`).
     pub warnings: Vec<String>,
 }
+
+/// What a step of a stage sees (COPY, ADD, WORKDIR, and RUN through `run::RunContext`): the
+/// build's inputs, caches and stores, and `view`, the paths of the stage below the step.
+pub struct StepContext<'a> {
+    pub registry: &'a regbuild_registry::Registry,
+    pub context: &'a std::path::Path,
+    pub ignore: &'a regbuild_fs::dockerignore::DockerIgnore,
+    pub tmp: &'a std::path::Path,
+    pub epoch: u64,
+    pub keep_setuid: bool,
+    pub compression: regbuild_fs::compress::Compression,
+    pub layering: crate::builder::layering::Layering,
+    pub cache: Option<&'a crate::builder::cache::LayerCache>,
+    /// Layers found by key in the images named by `--cache-from` (or the tags pushed).
+    pub remote: &'a std::collections::HashMap<String, crate::builder::remote_cache::RemoteLayer>,
+    pub workdir: String,
+    pub stages: &'a std::collections::HashMap<usize, StageImage>,
+    pub bases: &'a crate::image::base::Bases,
+    pub progress: &'a dyn regbuild_registry::progress::Progress,
+    /// The instruction, as progress shows it.
+    pub step_text: &'a str,
+    /// A cached `COPY --from=<image>` layer may leave its entries unknown until needed.
+    pub defer_entries: bool,
+    /// The stage's paths below this step: its symlinks, directories and account files.
+    pub view: &'a crate::builder::pathindex::View,
+    /// The OCI architecture the stage is built for (ELF files of another one are warned of).
+    pub architecture: &'a str,
+}

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::builder::error::BuildError;
 use crate::builder::error::StepError;
-use crate::builder::orchestrate::BuildError;
 use crate::builder::pack::{pack_all, PackJob, PackSinks};
 use crate::builder::pathindex::Source;
 use crate::builder::run::lowers::Lower;

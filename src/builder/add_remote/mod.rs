@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::builder::copy::CopyContext;
 use crate::builder::error::StepError;
+use crate::builder::stage::StepContext;
 use crate::builder::stage::StepOutput;
 use regbuild_frontend::remote::{self, GitRef, GitRefError, Source};
 use regbuild_frontend::stages::CopySpec;
@@ -206,7 +206,7 @@ struct Placement {
 /// ADD with at least one URL or Git source (`any_remote`); context sources among them are
 /// added as `copy::add_entries` adds them.
 pub async fn add(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     spec: &CopySpec,
     dest: &str,
     chown: Option<(u64, u64)>,
@@ -283,7 +283,7 @@ pub async fn add(
 /// The key of a layer all of whose sources are pinned (see the module doc); None otherwise,
 /// or when the step may make several layers (`--layering`), which are keyed by content.
 fn pinned_key(
-    ctx: &CopyContext<'_>,
+    ctx: &StepContext<'_>,
     items: &[Item],
     local: &[String],
     place: &Placement,
@@ -306,7 +306,7 @@ fn pinned_key(
             chmod: place.chmod,
             unpack: place.unpack,
             keep_setuid: ctx.keep_setuid,
-            lower: ctx.lower.symlinks_fingerprint(),
+            lower: ctx.view.symlinks_fingerprint(),
         }
         .key(&opts),
     )

@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::builder::copy::CopyContext;
 use crate::builder::error::StepError;
+use crate::builder::stage::StepContext;
 use crate::builder::stage::{
     CachedStageLayer, NewLayer, StageImage, StageLayer, StepLayer, StepOutput,
 };
@@ -102,7 +102,7 @@ const PROVIDED: &[&str] = &[
 
 /// What a RUN step needs beyond a COPY's context.
 pub struct RunContext<'a, 'c> {
-    pub copy: &'a CopyContext<'c>,
+    pub copy: &'a StepContext<'c>,
     pub options: &'a RunOptions,
     pub store: &'a LowerStore,
     /// The store a rootless `native` step copies its root from (see `userns_unpack`); the
@@ -370,7 +370,7 @@ pub fn cached(
     ))
 }
 
-fn layer_options(c: &CopyContext<'_>) -> LayerOptions {
+fn layer_options(c: &StepContext<'_>) -> LayerOptions {
     LayerOptions {
         mtime: c.epoch,
         compression: c.compression,
@@ -1039,7 +1039,7 @@ async fn materialize_from(
     } else {
         vec![PathBuf::from(rel.trim_start_matches('/'))]
     };
-    crate::builder::rootfs::materialize(c.registry, &layers, wanted, &dir, c.tmp).await?;
+    crate::builder::rootfs::extract_paths(c.registry, &layers, wanted, &dir, c.tmp).await?;
     Ok(dir)
 }
 
