@@ -26,111 +26,27 @@ pub async fn run(ctx: &StepContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
         .map(|s| parse_chown(s, ctx.view))
         .transpose()?;
     let chmod = spec.chmod.as_deref().map(parse_chmod).transpose()?;
-
-    let mut from_image_key = None;
-    let entries = match &spec.from {
+    let plain = |entries| Gathered::Entries(entries, None);
+    let gathered = match &spec.from {
         // The front end allows heredocs only alone (no other sources, --from or --closure).
         _ if !spec.heredocs.is_empty() => {
-            heredoc_entries(ctx, &spec.heredocs, &dest, chown, chmod)?
+            plain(heredoc_entries(ctx, &spec.heredocs, &dest, chown, chmod)?)
         }
-        _ if spec.closure => closure_entries(ctx, spec, &dest, chown)?,
+        _ if spec.closure => plain(closure_entries(ctx, spec, &dest, chown)?),
         None if spec.add && crate::builder::add_remote::any_remote(&spec.sources) => {
             use crate::builder::add_remote::{add, Added};
             match add(ctx, spec, &dest, chown, chmod).await? {
-                Added::Cached(out) => return Ok(out),
-                Added::Fetched { entries, key } => {
-                    from_image_key = key;
-                    entries
-                }
+                Added::Cached(out) => Gathered::Cached(out),
+                Added::Fetched { entries, key } => Gathered::Entries(entries, key),
             }
         }
-        None if spec.add => add_entries(ctx, spec, &dest, chown, chmod)?,
-        None => context_entries(ctx, spec, &dest, chown, chmod)?,
-        Some(from) => {
-            let layers = match from {
-                CopyFrom::Stage(i) => ctx
-                    .stages
-                    .get(i)
-                    .map(|s| s.layers.clone())
-                    .ok_or(StepError::CopyFromStageNotBuilt(*i))?,
-                CopyFrom::Image(r) if r == "scratch" => Vec::new(),
-                CopyFrom::Image(r) => crate::builder::stage::base_layers(
-                    crate::image::base::named(ctx.bases, r)
-                        .ok_or_else(|| StepError::ImageNotResolved(r.clone()))?,
-                ),
-            };
-            let root = tempfile::tempdir_in(ctx.tmp).map_err(|source| StepError::TempDir {
-                dir: ctx.tmp.to_path_buf(),
-                source,
-            })?;
-            let sources: Vec<String> = spec
-                .sources
-                .iter()
-                .map(|s| s.trim_start_matches('/').to_string())
-                .map(|s| if s.is_empty() { ".".to_string() } else { s })
-                .collect();
-            let wanted: Vec<PathBuf> = sources.iter().map(|s| literal_prefix(s)).collect();
-            let select = source_options(spec);
-            if let Some(FromImage { key, opts }) =
-                from_image(ctx, from, &layers, &sources, &dest, chown, chmod, &select)
-            {
-                if let Some(found) = find(ctx, &key).filter(|_| ctx.defer_entries) {
-                    let keep_setuid = ctx.keep_setuid;
-                    let (sources, dest) = (sources.clone(), dest.clone());
-                    let lower = ctx.view.clone();
-                    let select = select.clone();
-                    let collect_at = Arc::new(move |root: &Path, found: &SourceOptions| {
-                        let options = with_xattrs(&select, found.recorded_xattrs.clone());
-                        let entries = collect(
-                            root,
-                            &sources,
-                            &dest,
-                            chown,
-                            chmod,
-                            &DockerIgnore::default(),
-                            &options,
-                        )?;
-                        let (entries, _) = lower.place(entries);
-                        let mut entries = keep_existing_dest_dirs(entries, &dest, &lower);
-                        if !keep_setuid {
-                            strip_setuid(&mut entries);
-                        }
-                        Ok::<_, StepError>(entries)
-                    });
-                    let entries = crate::builder::from_image::deferred(
-                        ctx.registry,
-                        layers,
-                        wanted,
-                        ctx.tmp.to_path_buf(),
-                        collect_at,
-                    );
-                    return Ok(cached_output(ctx, found, key, Deferred(entries), opts));
-                }
-                from_image_key = Some(key);
-            }
-            let found =
-                rootfs::extract_paths(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
-            // The layers' `security.capability`, which the disk may not hold (rootless).
-            let options = with_xattrs(&select, Some(found.xattrs));
-            let nothing = DockerIgnore::default();
-            let entries = collect(
-                root.path(),
-                &sources,
-                &dest,
-                chown,
-                chmod,
-                &nothing,
-                &options,
-            )
-            .map_err(|source| StepError::ContextIn {
-                source,
-                label: from_label(ctx.step_text, from),
-            })?;
-            // The layer reads these files later: keep the directory until then.
-            let kept = root.keep();
-            tracing::debug!(dir = %kept.display(), "COPY --from materialised");
-            entries
-        }
+        None if spec.add => plain(add_entries(ctx, spec, &dest, chown, chmod)?),
+        None => plain(context_entries(ctx, spec, &dest, chown, chmod)?),
+        Some(from) => from_entries(ctx, spec, from, &dest, chown, chmod).await?,
+    };
+    let (entries, key) = match gathered {
+        Gathered::Cached(out) => return Ok(out),
+        Gathered::Entries(entries, key) => (entries, key),
     };
     // Into the destination's existing directory symlinks, as BuildKit copies.
     let (entries, moved) = ctx.view.place(entries);
@@ -144,9 +60,118 @@ pub async fn run(ctx: &StepContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
         strip_setuid(&mut entries)
     };
     let warnings = foreign_binaries(&entries, ctx.architecture);
-    let mut out = layers_of(ctx, entries, stripped, from_image_key)?;
+    let mut out = layers_of(ctx, entries, stripped, key)?;
     out.warnings = warnings;
     Ok(out)
+}
+
+/// A COPY's sources as entries (with the key of a layer keyed by its source, not its
+/// bytes), or the whole step when a cache knows its layer without reading the sources.
+enum Gathered {
+    Entries(Vec<LayerEntry>, Option<String>),
+    Cached(StepOutput),
+}
+
+/// `COPY --from=<stage or image>`: the wanted paths of its layers, extracted; an image's
+/// layer keyed by the image's layer digests, so a cache may know it before any download.
+async fn from_entries(
+    ctx: &StepContext<'_>,
+    spec: &CopySpec,
+    from: &CopyFrom,
+    dest: &str,
+    chown: Option<(u64, u64)>,
+    chmod: Option<u32>,
+) -> Result<Gathered, StepError> {
+    let mut from_image_key = None;
+    let dest = dest.to_string();
+    let layers = match from {
+        CopyFrom::Stage(i) => ctx
+            .stages
+            .get(i)
+            .map(|s| s.layers.clone())
+            .ok_or(StepError::CopyFromStageNotBuilt(*i))?,
+        CopyFrom::Image(r) if r == "scratch" => Vec::new(),
+        CopyFrom::Image(r) => crate::builder::stage::base_layers(
+            crate::image::base::named(ctx.bases, r)
+                .ok_or_else(|| StepError::ImageNotResolved(r.clone()))?,
+        ),
+    };
+    let root = tempfile::tempdir_in(ctx.tmp).map_err(|source| StepError::TempDir {
+        dir: ctx.tmp.to_path_buf(),
+        source,
+    })?;
+    let sources: Vec<String> = spec
+        .sources
+        .iter()
+        .map(|s| s.trim_start_matches('/').to_string())
+        .map(|s| if s.is_empty() { ".".to_string() } else { s })
+        .collect();
+    let wanted: Vec<PathBuf> = sources.iter().map(|s| literal_prefix(s)).collect();
+    let select = source_options(spec);
+    if let Some(FromImage { key, opts }) =
+        from_image(ctx, from, &layers, &sources, &dest, chown, chmod, &select)
+    {
+        if let Some(found) = find(ctx, &key).filter(|_| ctx.defer_entries) {
+            let keep_setuid = ctx.keep_setuid;
+            let (sources, dest) = (sources.clone(), dest.clone());
+            let lower = ctx.view.clone();
+            let select = select.clone();
+            let collect_at = Arc::new(move |root: &Path, found: &SourceOptions| {
+                let options = with_xattrs(&select, found.recorded_xattrs.clone());
+                let entries = collect(
+                    root,
+                    &sources,
+                    &dest,
+                    chown,
+                    chmod,
+                    &DockerIgnore::default(),
+                    &options,
+                )?;
+                let (entries, _) = lower.place(entries);
+                let mut entries = keep_existing_dest_dirs(entries, &dest, &lower);
+                if !keep_setuid {
+                    strip_setuid(&mut entries);
+                }
+                Ok::<_, StepError>(entries)
+            });
+            let entries = crate::builder::from_image::deferred(
+                ctx.registry,
+                layers,
+                wanted,
+                ctx.tmp.to_path_buf(),
+                collect_at,
+            );
+            return Ok(Gathered::Cached(cached_output(
+                ctx,
+                found,
+                key,
+                Deferred(entries),
+                opts,
+            )));
+        }
+        from_image_key = Some(key);
+    }
+    let found = rootfs::extract_paths(ctx.registry, &layers, wanted, root.path(), ctx.tmp).await?;
+    // The layers' `security.capability`, which the disk may not hold (rootless).
+    let options = with_xattrs(&select, Some(found.xattrs));
+    let nothing = DockerIgnore::default();
+    let entries = collect(
+        root.path(),
+        &sources,
+        &dest,
+        chown,
+        chmod,
+        &nothing,
+        &options,
+    )
+    .map_err(|source| StepError::ContextIn {
+        source,
+        label: from_label(ctx.step_text, from),
+    })?;
+    // The layer reads these files later: keep the directory until then.
+    let kept = root.keep();
+    tracing::debug!(dir = %kept.display(), "COPY --from materialised");
+    Ok(Gathered::Entries(entries, from_image_key))
 }
 
 /// `COPY <<EOF /dest`: each body becomes a file named after its heredoc (mode 0644, as
