@@ -296,8 +296,8 @@ pub struct MountInputs<'a> {
     pub privileged: bool,
 }
 
-/// Makes the mounts real. `materialize` gives the host directory holding a stage's or
-/// image's files for a bind `from=` (already extracted by the caller).
+/// Makes the mounts real. `from_dirs` gives the host directory holding a stage's or
+/// image's files for a bind or cache `from=` (already extracted by the caller).
 pub fn prepare(
     mounts: &[RunMount],
     inputs: &MountInputs<'_>,
@@ -314,151 +314,192 @@ pub fn prepare(
                     size_bytes: *size,
                 });
             }
-            RunMount::Bind {
-                from,
-                source,
-                target,
-                rw,
-            } => {
-                let target = target_path(inputs.workdir, target)?;
-                // What the context's .dockerignore excludes is never shown to a step.
-                let mut filtered = false;
-                let host = match from {
-                    None => {
-                        let (real, rel) = context_source(inputs.context.dir, source)?;
-                        filtered = has_ignored(&real, &rel, inputs.context.ignore);
-                        real
-                    }
-                    Some(f) => {
-                        let root = from_dirs(f).ok_or_else(|| RunError::BindSource {
-                            path: source.clone(),
-                            reason: "its stage or image was not prepared".into(),
-                        })?;
-                        source_in(&root, source)?
-                    }
-                };
-                let host = if *rw || filtered {
-                    // Writes to a rw bind are discarded (BuildKit): bind a copy.
-                    let copy = tempfile::Builder::new()
-                        .prefix("bind-")
-                        .tempdir_in(inputs.tmp)
-                        .map_err(|e| RunError::io(inputs.tmp, e))?;
-                    let dest = copy.path().join("src");
-                    let filter = filtered.then_some((inputs.context.ignore, rel_of(inputs, &host)));
-                    copy_tree(&host, &dest, filter.as_ref().map(|(i, r)| (*i, r.as_str())))?;
-                    out._copies.push(copy);
-                    dest
-                } else {
-                    host
-                };
-                out.targets.push(target.clone());
-                out.mounts.push(Mount::Bind {
-                    source: host,
-                    target,
-                    readonly: !rw,
-                });
-            }
-            RunMount::Cache {
-                id,
-                target,
-                from,
-                source,
-                sharing,
-                readonly,
-                mode,
-                uid,
-                gid,
-            } => {
-                let target = target_path(inputs.workdir, target)?;
-                let caches = inputs.cache_root.join("run-cache");
-                regbuild_fs::scratch::create_dir_all_with_mode(&caches, 0o700)
-                    .map_err(|e| RunError::io(&caches, e))?;
-                let dir = cache_dir(&caches, id);
-                // Held while the cache is made (every sharing mode) and, unless shared,
-                // while the step runs.
-                let lock = lock_cache(&dir.with_extension("lock"))?;
-                if std::fs::symlink_metadata(&dir).is_err() {
-                    // Made aside and renamed into place: a failed seed leaves no half cache.
-                    let fresh = tempfile::Builder::new()
-                        .prefix(".new-")
-                        .tempdir_in(&caches)
-                        .map_err(|e| RunError::io(&caches, e))?;
-                    let made = fresh.path().join("dir");
-                    match from.as_ref().and_then(from_dirs) {
-                        // A new cache starts as a copy of `source` in that stage or image.
-                        Some(root) => {
-                            let seed = source_in(&root, source)?;
-                            if !seed.is_dir() {
-                                return Err(RunError::BindSource {
-                                    path: source.clone(),
-                                    reason: "a cache's source must be a directory".into(),
-                                });
-                            }
-                            copy_tree(&seed, &made, None)?;
-                        }
-                        None => std::fs::create_dir(&made).map_err(|e| RunError::io(&made, e))?,
-                    }
-                    std::fs::set_permissions(&made, std::fs::Permissions::from_mode(*mode))
-                        .map_err(|e| RunError::io(&made, e))?;
-                    if inputs.privileged {
-                        std::os::unix::fs::chown(&made, Some(*uid), Some(*gid))
-                            .map_err(|e| RunError::io(&made, e))?;
-                    } else if (*uid, *gid) != (0, 0) {
-                        out.warnings.push(format!(
-                            "cache mount {}: uid={uid},gid={gid} not applied (rootless: the directory belongs to uid 0 inside)",
-                            target.display()
-                        ));
-                    }
-                    std::fs::rename(&made, &dir).map_err(|e| RunError::io(&dir, e))?;
-                }
-                crate::builder::cache_dir::mark_used(&dir);
-                if *sharing != CacheSharing::Shared {
-                    // private is served as locked: one step at a time, never a torn cache.
-                    out._locks.push(lock);
-                }
-                out.targets.push(target.clone());
-                out.mounts.push(Mount::Bind {
-                    source: dir,
-                    target,
-                    readonly: *readonly,
-                });
-            }
-            RunMount::Secret {
-                id,
-                target,
-                env,
-                required,
-                mode,
-                uid,
-                gid,
-            } => {
-                let Some(source) = inputs.secrets.get(id) else {
-                    if *required {
-                        return Err(RunError::MissingSecret { id: id.clone() });
-                    }
-                    continue;
-                };
-                let value = read_secret(id, source)?;
-                if let Some(var) = env {
-                    out.env
-                        .push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
-                    if target.is_none() {
-                        continue;
-                    }
-                }
-                let target = secret_target(inputs.workdir, id, target.as_deref())?;
-                out.targets.push(target.clone());
-                out.mounts.push(Mount::Secret {
-                    target,
-                    value: regbuild_sandbox::SecretValue(value),
-                    mode: *mode,
-                    uid: *uid,
-                    gid: *gid,
-                });
-            }
+            RunMount::Bind { .. } => bind_mount(m, inputs, from_dirs, &mut out)?,
+            RunMount::Cache { .. } => cache_mount(m, inputs, from_dirs, &mut out)?,
+            RunMount::Secret { .. } => secret_mount(m, inputs, &mut out)?,
         }
     }
     Ok(out)
+}
+
+/// `--mount=type=bind`: the context's (or a stage's, an image's) path, read-only; a copy
+/// when `rw` (writes are discarded, as BuildKit does) or when `.dockerignore` hides some of it.
+fn bind_mount(
+    m: &RunMount,
+    inputs: &MountInputs<'_>,
+    from_dirs: &dyn Fn(&CopyFrom) -> Option<PathBuf>,
+    out: &mut Prepared,
+) -> Result<(), RunError> {
+    let RunMount::Bind {
+        from,
+        source,
+        target,
+        rw,
+    } = m
+    else {
+        return Ok(());
+    };
+    let target = target_path(inputs.workdir, target)?;
+    // What the context's .dockerignore excludes is never shown to a step.
+    let mut filtered = false;
+    let host = match from {
+        None => {
+            let (real, rel) = context_source(inputs.context.dir, source)?;
+            filtered = has_ignored(&real, &rel, inputs.context.ignore);
+            real
+        }
+        Some(f) => {
+            let root = from_dirs(f).ok_or_else(|| RunError::BindSource {
+                path: source.clone(),
+                reason: "its stage or image was not prepared".into(),
+            })?;
+            source_in(&root, source)?
+        }
+    };
+    let host = if *rw || filtered {
+        // Writes to a rw bind are discarded (BuildKit): bind a copy.
+        let copy = tempfile::Builder::new()
+            .prefix("bind-")
+            .tempdir_in(inputs.tmp)
+            .map_err(|e| RunError::io(inputs.tmp, e))?;
+        let dest = copy.path().join("src");
+        let filter = filtered.then_some((inputs.context.ignore, rel_of(inputs, &host)));
+        copy_tree(&host, &dest, filter.as_ref().map(|(i, r)| (*i, r.as_str())))?;
+        out._copies.push(copy);
+        dest
+    } else {
+        host
+    };
+    out.targets.push(target.clone());
+    out.mounts.push(Mount::Bind {
+        source: host,
+        target,
+        readonly: !rw,
+    });
+    Ok(())
+}
+
+/// `--mount=type=cache`: a directory of regbuild's cache directory by id, made (or seeded
+/// from a stage's or image's `source`) on first use, locked unless `sharing=shared`.
+fn cache_mount(
+    m: &RunMount,
+    inputs: &MountInputs<'_>,
+    from_dirs: &dyn Fn(&CopyFrom) -> Option<PathBuf>,
+    out: &mut Prepared,
+) -> Result<(), RunError> {
+    let RunMount::Cache {
+        id,
+        target,
+        from,
+        source,
+        sharing,
+        readonly,
+        mode,
+        uid,
+        gid,
+    } = m
+    else {
+        return Ok(());
+    };
+    let target = target_path(inputs.workdir, target)?;
+    let caches = inputs.cache_root.join("run-cache");
+    regbuild_fs::scratch::create_dir_all_with_mode(&caches, 0o700)
+        .map_err(|e| RunError::io(&caches, e))?;
+    let dir = cache_dir(&caches, id);
+    // Held while the cache is made (every sharing mode) and, unless shared,
+    // while the step runs.
+    let lock = lock_cache(&dir.with_extension("lock"))?;
+    if std::fs::symlink_metadata(&dir).is_err() {
+        // Made aside and renamed into place: a failed seed leaves no half cache.
+        let fresh = tempfile::Builder::new()
+            .prefix(".new-")
+            .tempdir_in(&caches)
+            .map_err(|e| RunError::io(&caches, e))?;
+        let made = fresh.path().join("dir");
+        match from.as_ref().and_then(from_dirs) {
+            // A new cache starts as a copy of `source` in that stage or image.
+            Some(root) => {
+                let seed = source_in(&root, source)?;
+                if !seed.is_dir() {
+                    return Err(RunError::BindSource {
+                        path: source.clone(),
+                        reason: "a cache's source must be a directory".into(),
+                    });
+                }
+                copy_tree(&seed, &made, None)?;
+            }
+            None => std::fs::create_dir(&made).map_err(|e| RunError::io(&made, e))?,
+        }
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(*mode))
+            .map_err(|e| RunError::io(&made, e))?;
+        if inputs.privileged {
+            std::os::unix::fs::chown(&made, Some(*uid), Some(*gid))
+                .map_err(|e| RunError::io(&made, e))?;
+        } else if (*uid, *gid) != (0, 0) {
+            out.warnings.push(format!(
+                "cache mount {}: uid={uid},gid={gid} not applied (rootless: the directory belongs to uid 0 inside)",
+                target.display()
+            ));
+        }
+        std::fs::rename(&made, &dir).map_err(|e| RunError::io(&dir, e))?;
+    }
+    crate::builder::cache_dir::mark_used(&dir);
+    if *sharing != CacheSharing::Shared {
+        // private is served as locked: one step at a time, never a torn cache.
+        out._locks.push(lock);
+    }
+    out.targets.push(target.clone());
+    out.mounts.push(Mount::Bind {
+        source: dir,
+        target,
+        readonly: *readonly,
+    });
+    Ok(())
+}
+
+/// `--mount=type=secret`: handed to the sandbox (a tmpfs file of the step's own mount
+/// namespace, never a host path) and/or as an environment variable.
+fn secret_mount(
+    m: &RunMount,
+    inputs: &MountInputs<'_>,
+    out: &mut Prepared,
+) -> Result<(), RunError> {
+    let RunMount::Secret {
+        id,
+        target,
+        env,
+        required,
+        mode,
+        uid,
+        gid,
+    } = m
+    else {
+        return Ok(());
+    };
+    let Some(source) = inputs.secrets.get(id) else {
+        if *required {
+            return Err(RunError::MissingSecret { id: id.clone() });
+        }
+        return Ok(());
+    };
+    let value = read_secret(id, source)?;
+    if let Some(var) = env {
+        out.env
+            .push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
+        if target.is_none() {
+            return Ok(());
+        }
+    }
+    let target = secret_target(inputs.workdir, id, target.as_deref())?;
+    out.targets.push(target.clone());
+    out.mounts.push(Mount::Secret {
+        target,
+        value: regbuild_sandbox::SecretValue(value),
+        mode: *mode,
+        uid: *uid,
+        gid: *gid,
+    });
+    Ok(())
 }
 
 /// A secret's in-image path: `target`, else `/run/secrets/ID`; an id that is not one path
