@@ -17,11 +17,11 @@ use crate::builder::stage_layers::{Finished, StageLayers};
 use crate::image::base::ResolvedBase;
 use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
+use regbuild_context::dockerignore::DockerIgnore;
 use regbuild_frontend::dockerfile::{self, DockerfileError};
 use regbuild_frontend::stages::{
     self, Base, BuildArgs, Command, CopyFrom, CopySpec, Stage, StepKind,
 };
-use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::layer::BuiltLayer;
 use regbuild_oci::config::{rfc3339, ImageConfig};
 use regbuild_oci::digest::Digest;
@@ -77,7 +77,7 @@ pub enum BuildError {
     #[error(transparent)]
     Dockerfile(#[from] DockerfileError),
     #[error(transparent)]
-    Ignore(#[from] regbuild_fs::dockerignore::IgnoreError),
+    Ignore(#[from] regbuild_context::dockerignore::IgnoreError),
     #[error("{file}:{line}: {source}")]
     At {
         file: String,

@@ -1,7 +1,5 @@
 //! Filesystems and layers: what turns files into layer blobs and layer blobs back into files.
 //!
-//! - [`context`] works out what a `COPY` takes from the build context, filtered by
-//!   [`dockerignore`];
 //! - [`layer`] writes entries as a deterministic tar, [`compress`] compresses it (gzip in
 //!   parallel blocks, zstd) and recognises and decodes compressed streams, and [`growing`]
 //!   lets a layer file be read while it is still being written;
@@ -18,14 +16,13 @@
 //! - [`scratch`] makes scratch directories that die with their process and finds those a
 //!   killed process left.
 //!
-//! Not here: matching globs and cleaning paths (`regbuild-paths`), what a Dockerfile
+//! Not here: the build context walk and `.dockerignore` (`regbuild-context`), matching globs
+//! and cleaning paths (`regbuild-paths`), what a Dockerfile
 //! means (`regbuild-frontend`), where layers go (`regbuild-registry`), the layer cache
 //! (`regbuild::builder::cache`).
 
 pub mod compress;
-pub mod context;
 pub mod disk;
-pub mod dockerignore;
 pub mod extract;
 pub mod growing;
 pub mod layer;
