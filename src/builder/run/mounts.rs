@@ -371,7 +371,7 @@ pub fn prepare(
             } => {
                 let target = target_path(inputs.workdir, target)?;
                 let caches = inputs.cache_root.join("run-cache");
-                regbuild_fs::scratch::create_dir_all_with_mode(&caches, 0o700)
+                regbuild_rootfs::scratch::create_dir_all_with_mode(&caches, 0o700)
                     .map_err(|e| RunError::io(&caches, e))?;
                 let dir = cache_dir(&caches, id);
                 // Held while the cache is made (every sharing mode) and, unless shared,
@@ -539,7 +539,7 @@ pub async fn wait_for_caches(mounts: &[RunMount], cache_root: &Path) -> Result<(
     if locks.is_empty() {
         return Ok(());
     }
-    regbuild_fs::scratch::create_dir_all_with_mode(&caches, 0o700)
+    regbuild_rootfs::scratch::create_dir_all_with_mode(&caches, 0o700)
         .map_err(|e| RunError::io(&caches, e))?;
     let started = std::time::Instant::now();
     // All free in one pass (each taken and let go at once): while this waited for one,
