@@ -18,6 +18,8 @@
 
 pub mod lower;
 pub mod materialize;
+#[cfg(test)]
+mod prerequisite;
 pub mod scratch;
 pub mod snapshot;
 pub mod tree;

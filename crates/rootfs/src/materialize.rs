@@ -426,8 +426,7 @@ mod tests {
 
     #[test]
     fn as_root_owners_devices_and_capabilities_are_kept() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: needs root");
+        if !crate::prerequisite::needs_root("owners, device nodes and security.capability") {
             return;
         }
         // A valid vfs_cap_data v2 (cap_net_raw permitted and effective).

@@ -488,8 +488,7 @@ mod tests {
 
     #[test]
     fn trusted_opaque_xattr_as_root() {
-        if !is_root() {
-            println!("skipped: setting trusted.* xattrs needs root");
+        if !crate::prerequisite::needs_root("setting trusted.* xattrs") {
             return;
         }
         let scene = Scene::new();
