@@ -9,7 +9,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use regbuild_frontend::dockerfile;
-use regbuild_fs::dockerignore::DockerIgnore;
+use regbuild_context::dockerignore::DockerIgnore;
 use regbuild_paths::clean::clean_path;
 use regbuild_frontend::stages::{self, BuildArgs, Platform};
 

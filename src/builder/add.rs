@@ -4,7 +4,7 @@
 //! unpacks ADD archives with their ownership unless `--chown` is given). mtimes still follow
 //! the deterministic-layer rules of `regbuild_fs::layer`.
 //!
-//! Not for the plain files an ADD names (copied as COPY copies them, `regbuild_fs::context`), nor
+//! Not for the plain files an ADD names (copied as COPY copies them, `regbuild_context::context`), nor
 //! for URLs and Git repositories (`builder::add_remote`, which calls `unpack` for a
 //! downloaded archive with `--unpack=true`). The unpacking itself, and its safety rules, are
 //! `regbuild_fs::extract`'s.
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use regbuild_fs::context::{self, ContextError, CopyRequest};
+use regbuild_context::context::{self, ContextError, CopyRequest};
 use regbuild_fs::extract::{self, ExtractError, Extracted, Special};
 use regbuild_fs::layer::{EntryKind, LayerEntry};
 
@@ -73,7 +73,7 @@ pub fn unpack(
         dest: dest_dir,
         chown,
         chmod,
-        ignore: &regbuild_fs::dockerignore::DockerIgnore::default(),
+        ignore: &regbuild_context::dockerignore::DockerIgnore::default(),
         options: &Default::default(),
     })?;
     let under = Path::new(dest_dir.trim_start_matches('/'));

@@ -117,7 +117,9 @@ impl LayerCache {
 
     pub fn at(root: PathBuf) -> Option<LayerCache> {
         for sub in ["layers", "files"] {
-            if let Err(e) = regbuild_fs::scratch::create_dir_all_with_mode(&root.join(sub), 0o700) {
+            if let Err(e) =
+                regbuild_rootfs::scratch::create_dir_all_with_mode(&root.join(sub), 0o700)
+            {
                 tracing::debug!(dir = %root.display(), error = %e, "layer cache disabled");
                 return None;
             }
@@ -243,7 +245,7 @@ impl LayerCache {
     /// future cache miss.
     fn write_atomic(&self, path: &Path, bytes: &[u8]) {
         let Some(dir) = path.parent() else { return };
-        let _ = regbuild_fs::scratch::create_dir_all_with_mode(dir, 0o700);
+        let _ = regbuild_rootfs::scratch::create_dir_all_with_mode(dir, 0o700);
         let result = tempfile::NamedTempFile::new_in(dir).and_then(|mut f| {
             f.write_all(bytes)?;
             f.persist(path).map_err(|e| e.error)?;

@@ -57,7 +57,7 @@ pub fn prepare_root(root: &Path) -> Result<(), CacheLockError> {
         path: root.to_path_buf(),
         reason,
     };
-    regbuild_fs::scratch::create_dir_all_with_mode(root, 0o700).map_err(io)?;
+    regbuild_rootfs::scratch::create_dir_all_with_mode(root, 0o700).map_err(io)?;
     let meta = std::fs::metadata(root).map_err(io)?;
     if !meta.is_dir() {
         return Err(refuse("not a directory".into()));
@@ -220,7 +220,7 @@ pub struct NotRemoved {
 /// removed as root of one that maps the same `/etc/subuid` ranges, through util-linux's
 /// `unshare --map-root-user --map-auto` (essential in Debian; the one process this runs).
 pub fn remove_tree(path: &Path) -> Result<(), NotRemoved> {
-    let err = match regbuild_fs::lower::remove_tree(path) {
+    let err = match regbuild_rootfs::tree::remove_tree(path) {
         Ok(()) => return Ok(()),
         Err(e) => e,
     };

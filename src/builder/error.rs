@@ -6,7 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use regbuild_closure::ClosureError;
-use regbuild_fs::context::ContextError;
+use regbuild_context::context::ContextError;
 use regbuild_fs::extract::ExtractError;
 use regbuild_fs::layer::LayerError;
 use regbuild_oci::digest::{Digest, DigestError};
@@ -184,7 +184,7 @@ pub enum BuildError {
     #[error(transparent)]
     Dockerfile(#[from] DockerfileError),
     #[error(transparent)]
-    Ignore(#[from] regbuild_fs::dockerignore::IgnoreError),
+    Ignore(#[from] regbuild_context::dockerignore::IgnoreError),
     #[error("{file}:{line}: {source}")]
     At {
         file: String,

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::builder::error::StepError;
 use crate::builder::stage::{DeferredEntries, StageLayer};
-use regbuild_fs::context::SourceOptions;
+use regbuild_context::context::SourceOptions;
 use regbuild_fs::layer::{LayerEntry, LayerOptions};
 use regbuild_registry::Registry;
 

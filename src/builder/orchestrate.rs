@@ -19,9 +19,9 @@ use crate::builder::stage_layers::{Finished, StageLayers};
 use crate::image::base::ResolvedBase;
 use crate::image::planned;
 use crate::lock::{LockFile, LockedImage};
+use regbuild_context::dockerignore::DockerIgnore;
 use regbuild_frontend::dockerfile;
 use regbuild_frontend::stages::{self, Base, BuildArgs, CopyFrom, CopySpec, Stage, StepKind};
-use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::layer::BuiltLayer;
 use regbuild_oci::config::{rfc3339, ImageConfig};
 use regbuild_oci::digest::Digest;
@@ -812,11 +812,11 @@ fn workdir_dirs(
 /// cache directory (so later builds reuse them), else the build's temporary directory.
 /// Opened only when a stage the target needs has a RUN step.
 struct RunEnv {
-    store: Option<regbuild_fs::lower::LowerStore>,
+    store: Option<regbuild_rootfs::lower::LowerStore>,
     /// Rootless with `--snapshotter native`: layers unpacked by the user itself (every file
     /// the user's), which a plain root can be copied from; `store` keeps owners (files of
     /// subordinate ids the user cannot read). None when one store serves both (root).
-    flat: Option<regbuild_fs::lower::LowerStore>,
+    flat: Option<regbuild_rootfs::lower::LowerStore>,
     scratch: PathBuf,
     cache_root: PathBuf,
 }
@@ -850,10 +850,10 @@ impl RunEnv {
             path: scratch.display().to_string(),
             source,
         };
-        regbuild_fs::scratch::create_dir_all_with_mode(&scratch, 0o700).map_err(io)?;
+        regbuild_rootfs::scratch::create_dir_all_with_mode(&scratch, 0o700).map_err(io)?;
         crate::builder::scratch::sweep_steps(&scratch);
         let open = |dir: &str| {
-            regbuild_fs::lower::LowerStore::open(
+            regbuild_rootfs::lower::LowerStore::open(
                 &cache_root.join(dir),
                 crate::builder::run::overlay_xattrs(),
             )
@@ -889,8 +889,8 @@ impl RunEnv {
 }
 
 type RunParts<'a> = (
-    &'a regbuild_fs::lower::LowerStore,
-    &'a regbuild_fs::lower::LowerStore,
+    &'a regbuild_rootfs::lower::LowerStore,
+    &'a regbuild_rootfs::lower::LowerStore,
     &'a Path,
     &'a Path,
 );

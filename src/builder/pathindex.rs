@@ -425,7 +425,7 @@ impl<'a> Indexer<'a> {
     pub fn new(registry: &'a Registry, cache: Option<&Path>, tmp: &'a Path) -> Indexer<'a> {
         let dir = cache.map(|c| c.join("layer-index"));
         if let Some(d) = &dir {
-            let _ = regbuild_fs::scratch::create_dir_all_with_mode(d, 0o700);
+            let _ = regbuild_rootfs::scratch::create_dir_all_with_mode(d, 0o700);
         }
         Indexer {
             registry,

@@ -1,13 +1,13 @@
 //! Checks made before any stage is built, so a Dockerfile that cannot succeed fails before
 //! its RUN steps spend minutes: every literal COPY/ADD source from the build context must
 //! exist and stay inside it. Wildcards, `--from` sources, URLs and `.dockerignore` rules
-//! are left to the step itself (`regbuild_fs::context`), which decides them with the
+//! are left to the step itself (`regbuild_context::context`), which decides them with the
 //! context's files in hand.
 
 use std::path::{Component, Path, PathBuf};
 
+use regbuild_context::context::ContextError;
 use regbuild_frontend::stages::{self, CopySpec, StepKind};
-use regbuild_fs::context::ContextError;
 
 /// The first literal context source of the `needed` stages that is missing or outside
 /// the context, with its line.

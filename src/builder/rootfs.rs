@@ -62,7 +62,7 @@ pub async fn extract_paths(
 /// Removes everything in `dir`, keeping `dir`.
 fn empty_dir(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        regbuild_fs::lower::remove_tree(&entry?.path())?;
+        regbuild_rootfs::tree::remove_tree(&entry?.path())?;
     }
     Ok(())
 }

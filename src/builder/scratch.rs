@@ -3,7 +3,7 @@
 //! Two kinds of scratch: the build's temporary directory (`$TMPDIR/regbuild-build-*`:
 //! packed layers, downloads, materialised stages) and each RUN step's scratch
 //! (`<cache>/run-tmp/run-*`: upper, work and plain-root directories). Each is a
-//! [`regbuild_fs::scratch::LiveDir`], locked by its process for its life and removed when
+//! [`regbuild_rootfs::scratch::LiveDir`], locked by its process for its life and removed when
 //! its owner is done ([`ScratchDir`]'s drop); a process killed with SIGKILL removes nothing,
 //! so each build first sweeps what dead processes left ([`build_tmp`], [`sweep_steps`]), as
 //! `regbuild prune` does. A running build's scratch is never touched: its lock is held.
@@ -13,7 +13,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use regbuild_fs::scratch::LiveDir;
+use regbuild_rootfs::scratch::LiveDir;
 
 /// The prefix of a build's temporary directory in `$TMPDIR`.
 pub const BUILD_TMP_PREFIX: &str = "regbuild-build-";
@@ -47,7 +47,7 @@ impl Drop for ScratchDir {
 /// were killed.
 pub fn build_tmp() -> io::Result<ScratchDir> {
     let parent = std::env::temp_dir();
-    sweep_paths(regbuild_fs::scratch::find_abandoned(
+    sweep_paths(regbuild_rootfs::scratch::find_abandoned(
         &parent,
         BUILD_TMP_PREFIX,
     ));
@@ -56,7 +56,10 @@ pub fn build_tmp() -> io::Result<ScratchDir> {
 
 /// Removes the step scratch that killed builds left in `run_tmp`.
 pub fn sweep_steps(run_tmp: &Path) {
-    sweep_paths(regbuild_fs::scratch::find_abandoned(run_tmp, STEP_PREFIX));
+    sweep_paths(regbuild_rootfs::scratch::find_abandoned(
+        run_tmp,
+        STEP_PREFIX,
+    ));
 }
 
 /// Removes `paths` (abandoned scratch), logging what goes and what cannot.

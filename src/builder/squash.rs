@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::builder::error::StepError;
 use crate::builder::rootfs;
 use crate::builder::stage::{StageImage, StageLayer};
-use regbuild_fs::context::{self, CopyRequest};
+use regbuild_context::context::{self, CopyRequest};
 use regbuild_fs::layer::{self, EntryKind, LayerEntry, LayerOptions};
 use regbuild_registry::Registry;
 
@@ -92,7 +92,7 @@ pub async fn squash(
                 rootfs::extract_paths(registry, &image.layers, Vec::new(), root.path(), tmp)
                     .await?;
             // File capabilities too, from the headers (the disk may not hold them).
-            let options = regbuild_fs::context::SourceOptions {
+            let options = regbuild_context::context::SourceOptions {
                 recorded_xattrs: Some(found.xattrs),
                 ..Default::default()
             };
@@ -103,7 +103,7 @@ pub async fn squash(
                     dest: "/",
                     chown: None,
                     chmod: None,
-                    ignore: &regbuild_fs::dockerignore::DockerIgnore::default(),
+                    ignore: &regbuild_context::dockerignore::DockerIgnore::default(),
                     options: &options,
                 })
             })?;

@@ -324,7 +324,7 @@ pub struct StepOutput {
 pub struct StepContext<'a> {
     pub registry: &'a regbuild_registry::Registry,
     pub context: &'a std::path::Path,
-    pub ignore: &'a regbuild_fs::dockerignore::DockerIgnore,
+    pub ignore: &'a regbuild_context::dockerignore::DockerIgnore,
     pub tmp: &'a std::path::Path,
     pub epoch: u64,
     pub keep_setuid: bool,

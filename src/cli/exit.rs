@@ -13,8 +13,8 @@ use crate::lock::LockError;
 use crate::push::PushError;
 use crate::workspace::file::WorkspaceError;
 use crate::workspace::run::RunError;
+use regbuild_context::dockerignore::IgnoreError;
 use regbuild_frontend::dockerfile::DockerfileError;
-use regbuild_fs::dockerignore::IgnoreError;
 use regbuild_oci::reference::ReferenceError;
 
 pub const FAILED: u8 = 1;

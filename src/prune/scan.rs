@@ -62,7 +62,7 @@ pub fn scan(root: &Path) -> Result<Vec<Entry>, PruneError> {
 /// The temporary directories of killed builds in `tmp` (`$TMPDIR`): never one of a build
 /// still running, whatever cache directory it uses (each holds a lock on its own).
 pub fn scan_build_tmp(tmp: &Path) -> Result<Vec<Entry>, PruneError> {
-    regbuild_fs::scratch::find_abandoned(tmp, crate::builder::scratch::BUILD_TMP_PREFIX)
+    regbuild_rootfs::scratch::find_abandoned(tmp, crate::builder::scratch::BUILD_TMP_PREFIX)
         .into_iter()
         .map(|dir| entry(Kind::Scratch, dir, &[]))
         .collect()
@@ -211,7 +211,7 @@ mod tests {
     fn only_the_temporary_directories_of_dead_builds_are_offered() {
         let tmp = tempfile::tempdir().unwrap();
         let prefix = crate::builder::scratch::BUILD_TMP_PREFIX;
-        let live = regbuild_fs::scratch::LiveDir::create(tmp.path(), prefix, 0o700).unwrap();
+        let live = regbuild_rootfs::scratch::LiveDir::create(tmp.path(), prefix, 0o700).unwrap();
         let dead = tmp.path().join(format!("{prefix}dead"));
         fs::create_dir(&dead).unwrap();
         fs::create_dir(tmp.path().join("regbuild-test-cache-1-x")).unwrap();

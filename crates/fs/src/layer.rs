@@ -6,7 +6,7 @@
 //! (the `diff_id`) → gzip → sha256/counter of the compressed stream (the
 //! `digest`) → a temporary file. Every byte is compressed exactly once and no
 //! file is ever held in memory whole. It is not for deciding *what* goes into a
-//! layer (see `crate::context`) nor for uploading it.
+//! layer (see `regbuild-context`) nor for uploading it.
 //!
 //! # Determinism rules
 //!

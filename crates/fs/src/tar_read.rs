@@ -51,8 +51,8 @@ const TYPEFLAG_AT: usize = 156;
 const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 
 /// The largest entry regbuild reads (64 GiB of data), and so the largest it writes: a RUN
-/// step leaving a larger file fails at that step (`crate::upper`), and no layer is built
-/// with one (`crate::layer`), so every layer regbuild pushes, it can unpack again. It
+/// step leaving a larger file fails at that step (`regbuild_rootfs::upper`), and no layer is
+/// built with one (`crate::layer`), so every layer regbuild pushes, it can unpack again. It
 /// bounds the work one entry can cause; no file an image should carry comes near it.
 pub const MAX_ENTRY_SIZE: u64 = 64 << 30;
 

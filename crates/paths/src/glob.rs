@@ -1,7 +1,7 @@
 //! The one glob engine: shell-style patterns (`*`, `?`, `[...]`, `\` escapes, and for
 //! `.dockerignore` `**`) parsed into tokens and matched by one NFA, in linear time per
-//! character whatever the pattern. `.dockerignore` (`regbuild_fs::dockerignore`), `COPY` sources
-//! (`regbuild_fs::context`) and `ld.so.conf` includes (`regbuild-closure`) all match with it.
+//! character whatever the pattern. `.dockerignore` (`regbuild_context::dockerignore`), `COPY` sources
+//! (`regbuild_context::context`) and `ld.so.conf` includes (`regbuild-closure`) all match with it.
 //!
 //! Its users need three sets of rules, each a [`Dialect`]. They agree on the tokens and on
 //! matching, and differ only where the tools they mimic differ:
@@ -27,7 +27,7 @@
 //! `wildmatch` follows git, refuses nothing and has neither of Docker's `**` forms.
 //!
 //! Not here: reading `.dockerignore` files and patternmatcher's shortcuts and precedence
-//! (`regbuild_fs::dockerignore`), walking directories to expand a glob (`regbuild_fs::context`,
+//! (`regbuild_context::dockerignore`), walking directories to expand a glob (`regbuild_context::context`,
 //! `regbuild-closure`).
 
 /// Whose rules a pattern follows: see the module documentation.

@@ -6,7 +6,7 @@
 //! - [`clean`] cleans a path as Go's `path.Clean` does.
 //!
 //! Not here: anything that touches the file system or does I/O — walking the build
-//! context and reading `.dockerignore` (`regbuild-fs`), layers and their compression
+//! context and reading `.dockerignore` (`regbuild-context`), layers and their compression
 //! (`regbuild-fs`). This crate has no async runtime, compression or system-call
 //! dependency, so a crate that only matches and cleans paths (`regbuild-frontend`,
 //! `regbuild-closure`) does not build them.

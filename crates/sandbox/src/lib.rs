@@ -11,7 +11,7 @@
 //! [`Outcome::mapping`] and [`Outcome::warnings`]), the overlay mounted with `userxattr`.
 //!
 //! Not for: unpacking layers, diffing the upper directory into a tar (that is
-//! `regbuild-fs`), caching, or prefixing output lines (the caller's).
+//! `regbuild-rootfs`), caching, or prefixing output lines (the caller's).
 //!
 //! Modules: [`spec`] (what to run), [`run`] (the caller's side: [`Sandbox`], [`Running`],
 //! [`KillHandle`]), [`helper`] (what runs in the namespaces, and why it is a separate

@@ -2,7 +2,7 @@
 //!
 //! For [`Sandbox`], [`Running`], [`KillHandle`]. Not for anything that happens inside the
 //! namespaces (`helper`), nor for turning the upper directory into a layer (the build does,
-//! with `regbuild-fs`).
+//! with `regbuild-rootfs`).
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};

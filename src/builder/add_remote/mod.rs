@@ -25,11 +25,11 @@ use sha2::{Digest as _, Sha256};
 use crate::builder::error::StepError;
 use crate::builder::stage::StepContext;
 use crate::builder::stage::StepOutput;
+use regbuild_context::context::CopyRequest;
+use regbuild_context::dockerignore::DockerIgnore;
 use regbuild_frontend::remote::{self, GitRef, GitRefError, Source};
 use regbuild_frontend::stages::CopySpec;
-use regbuild_fs::context::CopyRequest;
 use regbuild_fs::disk::DiskLimit;
-use regbuild_fs::dockerignore::DockerIgnore;
 use regbuild_fs::layer::{LayerEntry, LayerOptions};
 
 /// Bumped whenever what a pinned key covers changes.
@@ -422,7 +422,7 @@ fn downloaded_entries(
 fn collect(root: &Path, source: &str, place: &Placement) -> Result<Vec<LayerEntry>, StepError> {
     let sources = [source.to_string()];
     let ignore = DockerIgnore::default();
-    let options = regbuild_fs::context::SourceOptions {
+    let options = regbuild_context::context::SourceOptions {
         exclude: place.exclude.clone(),
         ..Default::default()
     };
@@ -436,7 +436,7 @@ fn collect(root: &Path, source: &str, place: &Placement) -> Result<Vec<LayerEntr
         options: &options,
     };
     Ok(tokio::task::block_in_place(|| {
-        regbuild_fs::context::collect(&request)
+        regbuild_context::context::collect(&request)
     })?)
 }
 

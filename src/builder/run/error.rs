@@ -15,13 +15,13 @@ pub enum RunError {
     #[error("RUN: {0}")]
     Sandbox(#[from] regbuild_sandbox::SandboxError),
     #[error("RUN: preparing the root filesystem: {0}")]
-    Lower(#[from] regbuild_fs::lower::LowerError),
+    Lower(#[from] regbuild_rootfs::lower::LowerError),
     #[error("RUN: copying the root filesystem (no overlayfs): {0}")]
-    Materialize(#[from] regbuild_fs::materialize::MaterializeError),
+    Materialize(#[from] regbuild_rootfs::materialize::MaterializeError),
     #[error("RUN: diffing the root filesystem (no overlayfs): {0}")]
-    Snapshot(#[from] regbuild_fs::snapshot::SnapshotError),
+    Snapshot(#[from] regbuild_rootfs::snapshot::SnapshotError),
     #[error("RUN: reading what the step changed: {0}")]
-    Upper(regbuild_fs::upper::UpperError),
+    Upper(regbuild_rootfs::upper::UpperError),
     /// The step left a file its layer cannot hold: regbuild could not read the layer back.
     #[error("RUN: the step left /{} of {size} bytes ({allocated} bytes on disk; a sparse file goes into a layer written out), over the limit of {limit} bytes per file in a layer that regbuild can unpack again: delete or shrink it in the same step", .path.display())]
     FileTooLarge {
@@ -63,10 +63,10 @@ pub enum RunError {
     Interrupted,
 }
 
-impl From<regbuild_fs::upper::UpperError> for RunError {
-    fn from(e: regbuild_fs::upper::UpperError) -> Self {
+impl From<regbuild_rootfs::upper::UpperError> for RunError {
+    fn from(e: regbuild_rootfs::upper::UpperError) -> Self {
         match e {
-            regbuild_fs::upper::UpperError::FileTooLarge {
+            regbuild_rootfs::upper::UpperError::FileTooLarge {
                 path,
                 size,
                 allocated,

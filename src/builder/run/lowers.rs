@@ -1,5 +1,5 @@
 //! The stage's root filesystem as overlay lower directories: one per layer, from the
-//! store of unpacked layers (`regbuild_fs::lower`), keyed by diff_id. A layer the store
+//! store of unpacked layers (`regbuild_rootfs::lower`), keyed by diff_id. A layer the store
 //! lacks is fetched once (a base layer from its registry, unpacked as it arrives and verified
 //! against its digest as it streams; a layer this build made from its file) and unpacked once; every later step,
 //! stage and build reuses it. Also: reading a file of that filesystem (the account files
@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use crate::builder::error::StepError;
 use crate::builder::stage::StageLayer;
 use futures::StreamExt;
-use regbuild_fs::lower::LowerStore;
 use regbuild_oci::digest::Digest;
 use regbuild_registry::{Registry, Scopes};
+use regbuild_rootfs::lower::LowerStore;
 
 /// The diff_id of the `index`th layer: the config's, else the layer's own record.
 fn diff_id_of(layer: &StageLayer, config_diff_id: Option<&str>) -> Result<Digest, StepError> {

@@ -9,13 +9,13 @@
 //!   (`lowers`, each layer unpacked once by diff_id), the mounts are made (`mounts`), the
 //!   command runs in `regbuild-sandbox` (new mount/pid/ipc/uts namespaces, rootless in a
 //!   user namespace) with its output streamed line by line (`output`), and the overlay's
-//!   upper directory — nothing else is walked — becomes the layer (`regbuild_fs::upper`).
+//!   upper directory — nothing else is walked — becomes the layer (`regbuild_rootfs::upper`).
 //!   The upper directory then joins the store as that layer's lower directory, so the next
 //!   step does not unpack it again.
 //! - Where overlayfs is unavailable (`--snapshotter native`, or `auto` after the overlay
 //!   mount failed), the lower directories are copied into one plain root
-//!   (`regbuild_fs::materialize`), the step changes it in place, and a snapshot diff
-//!   (`regbuild_fs::snapshot`) writes the upper directory overlayfs would have made, so the
+//!   (`regbuild_rootfs::materialize`), the step changes it in place, and a snapshot diff
+//!   (`regbuild_rootfs::snapshot`) writes the upper directory overlayfs would have made, so the
 //!   rest is the same path.
 //!
 //! The step sees only the stage's environment (ENV, the build args in scope, PATH and HOME
@@ -43,10 +43,10 @@ use crate::builder::stage::{
 use error::RunError;
 use regbuild_frontend::stages::{Command, CopyFrom, RunMount, RunNetwork, RunSpec};
 use regbuild_fs::layer::LayerOptions;
-use regbuild_fs::lower::LowerStore;
 use regbuild_fs::tar_read::MAX_ENTRY_SIZE;
-use regbuild_fs::upper::{OverlayXattrs, UpperOptions};
 use regbuild_oci::platform::Platform;
+use regbuild_rootfs::lower::LowerStore;
+use regbuild_rootfs::upper::{OverlayXattrs, UpperOptions};
 
 pub use mounts::{parse_secret, SecretSource};
 
@@ -459,7 +459,7 @@ async fn execute_as(
     }
 
     // Each step's upper directory away from the inodes of the steps removed before it.
-    regbuild_fs::lower::spread_subdirs(ctx.scratch);
+    regbuild_rootfs::lower::spread_subdirs(ctx.scratch);
     let scratch = crate::builder::scratch::ScratchDir::create(
         ctx.scratch,
         crate::builder::scratch::STEP_PREFIX,
@@ -474,7 +474,7 @@ async fn execute_as(
         let dir = scratch.path().join("rootfs");
         std::fs::create_dir(&dir).map_err(|e| RunError::io(&dir, e))?;
         let made = tokio::task::block_in_place(|| {
-            regbuild_fs::materialize::materialize(&lowers, &dir, overlay_xattrs())
+            regbuild_rootfs::materialize::materialize(&lowers, &dir, overlay_xattrs())
         })
         .map_err(RunError::from)?;
         tracing::info!(
@@ -610,7 +610,7 @@ async fn execute_as(
             // Mount points first, so that making them is not a change of the step.
             regbuild_sandbox::prepare_plain_root(&sb).map_err(RunError::from)?;
             let snap = tokio::task::block_in_place(|| {
-                regbuild_fs::snapshot::Snapshot::take(root, &excluded)
+                regbuild_rootfs::snapshot::Snapshot::take(root, &excluded)
             })
             .map_err(RunError::from)?;
             if make_workdir {
@@ -685,9 +685,10 @@ async fn execute_as(
             .max_file_size
             .map_or(MAX_ENTRY_SIZE, |n| n.min(MAX_ENTRY_SIZE)),
     };
-    let mut diff =
-        tokio::task::block_in_place(|| regbuild_fs::upper::diff_upper(&upper, &upper_opts, c.tmp))
-            .map_err(RunError::from)?;
+    let mut diff = tokio::task::block_in_place(|| {
+        regbuild_rootfs::upper::diff_upper(&upper, &upper_opts, c.tmp)
+    })
+    .map_err(RunError::from)?;
     // Rootless: what init opened up for us keeps, in the layer, the bits the step gave it.
     restore_opened_modes(&mut diff.entries, &outcome.opened_up);
     // Owners the written upper directory could not take (not root): the root's.
@@ -800,12 +801,12 @@ async fn execute_as(
 /// back when the directory cannot join the store (the caller packs it in place).
 fn start_packing(
     key: &str,
-    mut diff: regbuild_fs::upper::UpperDiff,
+    mut diff: regbuild_rootfs::upper::UpperDiff,
     upper: &Path,
     store: &LowerStore,
     opts: &regbuild_fs::layer::LayerOptions,
     tmp: &Path,
-) -> Result<Result<crate::builder::stage::Packing, regbuild_fs::upper::UpperDiff>, StepError> {
+) -> Result<Result<crate::builder::stage::Packing, regbuild_rootfs::upper::UpperDiff>, StepError> {
     let (diff_id, _) = regbuild_fs::layer::diff_id_of(diff.entries.clone(), opts)?;
     let lower = match store.adopt(&diff_id, upper) {
         Ok(dir) => dir,
@@ -934,7 +935,7 @@ fn restore_opened_modes(entries: &mut [regbuild_fs::layer::LayerEntry], opened: 
 /// sockets) is removed.
 fn upper_as_layer(
     upper: &Path,
-    diff: &regbuild_fs::upper::UpperDiff,
+    diff: &regbuild_rootfs::upper::UpperDiff,
     stripped: &[String],
 ) -> Result<(), RunError> {
     use std::os::unix::fs::PermissionsExt;
@@ -997,7 +998,7 @@ fn store_blob(cache_root: &Path, built: &regbuild_fs::layer::BuiltLayer) {
         return;
     }
     let Some(dir) = dest.parent() else { return };
-    if regbuild_fs::scratch::create_dir_all_with_mode(dir, 0o700).is_err() {
+    if regbuild_rootfs::scratch::create_dir_all_with_mode(dir, 0o700).is_err() {
         return;
     }
     let tmp = dir.join(format!(".tmp-{}", std::process::id()));

@@ -165,7 +165,7 @@ pub fn key_part(
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub dir: &'a Path,
-    pub ignore: &'a regbuild_fs::dockerignore::DockerIgnore,
+    pub ignore: &'a regbuild_context::dockerignore::DockerIgnore,
 }
 
 /// A bind source inside the build context, refused if it leaves it (symlinks included):
@@ -215,7 +215,7 @@ fn source_in(root: &Path, source: &str) -> Result<PathBuf, RunError> {
 
 /// Whether a context path (relative) is left out by `.dockerignore`; `dir`: it is a directory
 /// nothing below which can be included again.
-fn ignored(ignore: &regbuild_fs::dockerignore::DockerIgnore, rel: &str, dir: bool) -> bool {
+fn ignored(ignore: &regbuild_context::dockerignore::DockerIgnore, rel: &str, dir: bool) -> bool {
     !rel.is_empty() && ignore.is_excluded(rel) && (!dir || !ignore.may_include_below(rel))
 }
 
@@ -224,7 +224,7 @@ fn ignored(ignore: &regbuild_fs::dockerignore::DockerIgnore, rel: &str, dir: boo
 fn tree_hash(
     root: &Path,
     base: &str,
-    ignore: &regbuild_fs::dockerignore::DockerIgnore,
+    ignore: &regbuild_context::dockerignore::DockerIgnore,
 ) -> Result<String, RunError> {
     let mut h = Sha256::new();
     let mut stack = vec![PathBuf::new()];
@@ -403,7 +403,7 @@ fn cache_mount(
     };
     let target = target_path(inputs.workdir, target)?;
     let caches = inputs.cache_root.join("run-cache");
-    regbuild_fs::scratch::create_dir_all_with_mode(&caches, 0o700)
+    regbuild_rootfs::scratch::create_dir_all_with_mode(&caches, 0o700)
         .map_err(|e| RunError::io(&caches, e))?;
     let dir = cache_dir(&caches, id);
     // Held while the cache is made (every sharing mode) and, unless shared,
@@ -580,7 +580,7 @@ pub async fn wait_for_caches(mounts: &[RunMount], cache_root: &Path) -> Result<(
     if locks.is_empty() {
         return Ok(());
     }
-    regbuild_fs::scratch::create_dir_all_with_mode(&caches, 0o700)
+    regbuild_rootfs::scratch::create_dir_all_with_mode(&caches, 0o700)
         .map_err(|e| RunError::io(&caches, e))?;
     let started = std::time::Instant::now();
     // All free in one pass (each taken and let go at once): while this waited for one,
@@ -603,7 +603,11 @@ pub async fn wait_for_caches(mounts: &[RunMount], cache_root: &Path) -> Result<(
 
 /// Whether the context tree at `real` (`rel` in the context) holds anything `.dockerignore`
 /// excludes (then a filtered copy is bound instead).
-fn has_ignored(real: &Path, rel: &str, ignore: &regbuild_fs::dockerignore::DockerIgnore) -> bool {
+fn has_ignored(
+    real: &Path,
+    rel: &str,
+    ignore: &regbuild_context::dockerignore::DockerIgnore,
+) -> bool {
     if ignore.is_empty() {
         return false;
     }
@@ -662,7 +666,7 @@ fn read_secret(id: &str, source: &SecretSource) -> Result<Vec<u8>, RunError> {
 fn copy_tree(
     from: &Path,
     to: &Path,
-    filter: Option<(&regbuild_fs::dockerignore::DockerIgnore, &str)>,
+    filter: Option<(&regbuild_context::dockerignore::DockerIgnore, &str)>,
 ) -> Result<(), RunError> {
     let meta = std::fs::symlink_metadata(from).map_err(|e| RunError::io(from, e))?;
     if let Some((ignore, rel)) = filter {
@@ -789,7 +793,7 @@ mod tests {
             target: "/src".into(),
             rw: false,
         };
-        let ignore = regbuild_fs::dockerignore::DockerIgnore::default();
+        let ignore = regbuild_context::dockerignore::DockerIgnore::default();
         let ctx = Context {
             dir: d.path(),
             ignore: &ignore,

@@ -15,7 +15,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use regbuild_fs::lower::{LowerError, LowerOptions, LowerStats, OverlayXattrs};
+use regbuild_rootfs::lower::{LowerError, LowerOptions, LowerStats, OverlayXattrs};
 
 /// The task's name on the command line.
 pub const TASK: &str = "unpack-lower";
@@ -99,7 +99,8 @@ pub fn run(args: &[OsString]) -> i32 {
         expected_diff_id,
         ..LowerOptions::default()
     };
-    match regbuild_fs::lower::unpack_lower(&PathBuf::from(archive), &PathBuf::from(dest), &opts) {
+    match regbuild_rootfs::lower::unpack_lower(&PathBuf::from(archive), &PathBuf::from(dest), &opts)
+    {
         Ok(s) => {
             let answer = serde_json::json!({
                 "diff_id": s.diff_id.to_string(),

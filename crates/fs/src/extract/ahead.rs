@@ -19,7 +19,7 @@ const AHEAD: usize = 4;
 
 /// The decompressed content of an archive file, decoded by a background thread. Dropping it
 /// stops the thread (after the chunk it is decoding) and waits for it.
-pub(crate) struct ReadAhead {
+pub struct ReadAhead {
     full: Option<Receiver<io::Result<Vec<u8>>>>,
     empty: SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
@@ -30,13 +30,13 @@ pub(crate) struct ReadAhead {
 impl ReadAhead {
     /// Opens `path` as [`open_archive`] does (the same errors, returned here) and starts
     /// decoding it.
-    pub(crate) fn open(path: &Path) -> Result<ReadAhead, ExtractError> {
+    pub fn open(path: &Path) -> Result<ReadAhead, ExtractError> {
         let owned = path.to_path_buf();
         ReadAhead::start(path, move || open_archive(&owned).map(|(_, reader)| reader))
     }
 
     /// Decodes what `open` gives (called on the thread); `path` names it in errors.
-    pub(crate) fn start<F>(path: &Path, open: F) -> Result<ReadAhead, ExtractError>
+    pub fn start<F>(path: &Path, open: F) -> Result<ReadAhead, ExtractError>
     where
         F: FnOnce() -> Result<Box<dyn Read>, ExtractError> + Send + 'static,
     {

@@ -14,10 +14,10 @@
 //! layer can be rebuilt from the tree.
 //!
 //! A third job shares the engine: unpacking one layer as an overlayfs lower
-//! directory for `RUN` (`lower` here, public as [`crate::lower`]). That one is
-//! faithful: overlay-format whiteouts, exact modes, ownership, xattrs, mtimes
-//! and device nodes when the process may. The safety rules below hold for it
-//! too, except where it says otherwise (devices, directory modes).
+//! directory for `RUN`, in `regbuild-rootfs` (`lower`), through [`engine`]. That
+//! one is faithful: overlay-format whiteouts, exact modes, ownership, xattrs,
+//! mtimes and device nodes when the process may. The safety rules below hold
+//! for it too, except where it says otherwise (devices, directory modes).
 //!
 //! # Safety rules
 //!
@@ -74,16 +74,41 @@
 //! This file holds the public API, turns what [`crate::tar_read`] reads into
 //! members (names cleaned, entry types sorted out) and maps its errors;
 //! `overlay` holds the whiteout and opaque-directory model of image layers;
-//! `sink` writes members into `dest` under the rules above; `lower` turns a
-//! layer into a lower directory with them. Compression is
-//! detected and decoded by [`crate::compress`].
+//! `sink` writes members into `dest` under the rules above; `ahead` decodes an
+//! archive on a thread of its own. [`engine`] makes members, the sink and the
+//! decoding thread public for `regbuild-rootfs`, and `testing` (feature
+//! `testing`) the archives and scenes the tests of both crates are written with.
+//! Compression is detected and decoded by [`crate::compress`].
 
 mod ahead;
-pub(crate) mod lower;
 mod overlay;
 mod sink;
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+/// The engine's parts, for a writer of members outside this crate: `regbuild-rootfs`
+/// unpacks a layer as an overlayfs lower directory with them, deciding itself what
+/// whiteouts and metadata become.
+///
+/// - [`for_each_member`] reads a tar stream with [`crate::tar_read`] under [`Limits`] and
+///   gives each [`Member`] (name cleaned, entry type sorted out) with a reader of its data;
+///   [`read_error`] names a read error as extraction does;
+/// - a [`Sink`] writes members into a directory under the [safety rules](super), devices and
+///   FIFOs as its [`Specials`] says, and tells what became of each
+///   ([`Outcome`](engine::Outcome)); what it
+///   wrote and recorded (owners, modes, xattrs, hard links) is in its public fields;
+/// - [`ReadAhead`](engine::ReadAhead) decodes an archive (file or stream) on a thread of its own;
+/// - [`OPAQUE_MARKER`](engine::OPAQUE_MARKER), [`WHITEOUT_META_PREFIX`](engine::WHITEOUT_META_PREFIX)
+///   and [`WHITEOUT_PREFIX`](engine::WHITEOUT_PREFIX) are the OCI whiteout names.
+///
+/// Not for: extracting an archive or a merged image (the functions and [`Overlay`] above
+/// do that, and keep their own semantics); anything here may change with its one caller.
+pub mod engine {
+    pub use super::ahead::ReadAhead;
+    pub use super::overlay::{OPAQUE_MARKER, WHITEOUT_META_PREFIX, WHITEOUT_PREFIX};
+    pub use super::sink::{Outcome, Sink, Specials};
+    pub use super::{for_each_member, read_error, Member};
+}
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -311,11 +336,11 @@ pub fn extract_archive(
 // Members: what the tar reader found, as extraction sees it
 
 /// One archive member, after extension headers were applied.
-pub(super) struct Member {
+pub struct Member {
     /// The name as stored, for messages.
-    pub(super) name: PathBuf,
+    pub name: PathBuf,
     /// The cleaned path relative to `dest`. Empty for the root itself.
-    pub(super) path: PathBuf,
+    pub path: PathBuf,
     pub(super) kind: Kind,
     /// Symlinks: the target, verbatim. Hard links: the target's archive name.
     pub(super) link: Vec<u8>,
@@ -323,7 +348,7 @@ pub(super) struct Member {
     pub(super) uid: u64,
     pub(super) gid: u64,
     /// Seconds since the epoch, from the header field (PAX `mtime` records are not read).
-    pub(super) mtime: u64,
+    pub mtime: u64,
     pub(super) xattrs: Xattrs,
 }
 
@@ -399,7 +424,7 @@ fn rules(limits: &Limits) -> Rules {
 /// Calls `visit` with each member of the tar stream and a reader of its
 /// data. `visit` need not read the data: what it leaves is skipped.
 /// `budget` carries the limits' counts from stream to stream.
-fn for_each_member(
+pub fn for_each_member(
     archive: &str,
     input: impl Read,
     limits: &Limits,
@@ -498,7 +523,9 @@ fn tar_error(archive: &str, error: TarError) -> ExtractError {
     }
 }
 
-pub(super) fn read_error(archive: &str, entry: &Path, source: io::Error) -> ExtractError {
+/// A read error near `entry` of `archive`: [`ExtractError::Truncated`] when the stream
+/// ended early, [`ExtractError::Read`] otherwise.
+pub fn read_error(archive: &str, entry: &Path, source: io::Error) -> ExtractError {
     if source.kind() == io::ErrorKind::UnexpectedEof {
         ExtractError::Truncated {
             archive: archive.to_string(),

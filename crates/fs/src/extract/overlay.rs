@@ -16,10 +16,12 @@ use super::sink::{Outcome, Sink, Specials};
 use super::{clean, for_each_member, EntryMeta, ExtractError, ExtractStats, Kind, Limits, Member};
 use crate::tar_read::Budget;
 
-pub(super) const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// `D/.wh.NAME` deletes `D/NAME` from the layers below.
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
 /// Names with this prefix are AUFS bookkeeping, except the opaque marker.
-pub(super) const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
-pub(super) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+pub const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
+/// `D/.wh..wh..opq` hides what the layers below hold in `D`.
+pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
 /// Applies image layers top-down (the top layer first) into `dest`, the way
 /// an overlay stack resolves them. Only entries under the wanted paths are

@@ -39,19 +39,19 @@ pub(super) const HOLE_BLOCK: u64 = 4096;
 
 /// What becomes of device nodes and FIFOs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Specials {
+pub enum Specials {
     /// Left out with a note: an [`Overlay`](super::Overlay).
     Skip,
     /// Recorded behind an empty placeholder file: [`extract_archive`](super::extract_archive).
     Placeholder,
     /// Made with mknod when the process may, else left out with a note: a lower directory
-    /// (`super::lower`), which must be what the layer says.
+    /// (`regbuild-rootfs`), which must be what the layer says.
     Create,
 }
 
 /// What happened to one member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Outcome {
+pub enum Outcome {
     Written,
     Skipped(&'static str),
     /// A hard link whose target is not in `dest` yet. It is retried at the end.
@@ -104,9 +104,9 @@ struct PendingLink {
 }
 
 /// Writes members into `dest`, refusing anything that would leave it.
-pub(super) struct Sink {
+pub struct Sink {
     dest: PathBuf,
-    pub(super) stats: ExtractStats,
+    pub stats: ExtractStats,
     pending: Vec<PendingLink>,
     /// Non-directory members of the layer being applied that were not
     /// written (shadowed or not wanted). Their content is gone, so a hard
@@ -119,14 +119,14 @@ pub(super) struct Sink {
     /// What file data may still be written to `dest`'s filesystem.
     budget: DiskBudget,
     specials_mode: Specials,
-    /// Header metadata of each path written, for [`Overlay::metadata`].
-    pub(super) meta: HashMap<PathBuf, EntryMeta>,
+    /// Header metadata of each path written, for [`Overlay::metadata`](super::Overlay::metadata).
+    pub meta: HashMap<PathBuf, EntryMeta>,
     /// Device nodes and FIFOs recorded, by path; a placeholder file stands there.
     pub(super) specials: HashMap<PathBuf, Special>,
     /// Extended attributes of the paths written with any.
-    pub(super) xattrs: HashMap<PathBuf, Xattrs>,
-    /// Hard links written, link → target, for [`Overlay::hard_links`].
-    pub(super) links: HashMap<PathBuf, PathBuf>,
+    pub xattrs: HashMap<PathBuf, Xattrs>,
+    /// Hard links written, link → target, for [`Overlay::hard_links`](super::Overlay::hard_links).
+    pub links: HashMap<PathBuf, PathBuf>,
     /// Target → links made to it. May list links since replaced: check
     /// `links` before trusting an entry.
     linked_from: HashMap<PathBuf, Vec<PathBuf>>,
@@ -137,7 +137,7 @@ pub(super) struct Sink {
 }
 
 impl Sink {
-    pub(super) fn new(dest: &Path, specials_mode: Specials, disk: DiskLimit) -> Sink {
+    pub fn new(dest: &Path, specials_mode: Specials, disk: DiskLimit) -> Sink {
         Sink {
             dest: dest.to_path_buf(),
             stats: ExtractStats::default(),
@@ -207,11 +207,11 @@ impl Sink {
         self.meta.insert(path.to_path_buf(), meta);
     }
 
-    pub(super) fn note(&mut self, path: &Path, why: &'static str) {
+    pub fn note(&mut self, path: &Path, why: &'static str) {
         self.stats.skipped.push((path.to_path_buf(), why));
     }
 
-    pub(super) fn write(
+    pub fn write(
         &mut self,
         archive: &str,
         member: &Member,
@@ -380,7 +380,7 @@ impl Sink {
     /// An overlayfs whiteout (character device 0/0) at `path`, replacing whatever is there.
     /// Never skipped for lack of privileges: without it the lower directory would show what
     /// the layer deleted, so that is an error (kernels since 5.8 let anyone make one).
-    pub(super) fn whiteout(
+    pub fn whiteout(
         &mut self,
         archive: &str,
         name: &Path,
@@ -412,7 +412,7 @@ impl Sink {
 
     /// Makes sure `path` (empty for `dest`) is a directory reached without symlinks,
     /// creating it as an implicit directory if missing: where an opaque marker goes.
-    pub(super) fn ensure_dir(
+    pub fn ensure_dir(
         &mut self,
         archive: &str,
         name: &Path,
@@ -446,7 +446,7 @@ impl Sink {
         }
     }
 
-    pub(super) fn dest(&self) -> &Path {
+    pub fn dest(&self) -> &Path {
         &self.dest
     }
 
@@ -558,7 +558,7 @@ impl Sink {
 
     /// Makes the pending hard links whose target is now there. On the
     /// `last_try` the others are skipped; otherwise they stay pending.
-    pub(super) fn resolve_pending(&mut self, last_try: bool) -> Result<(), ExtractError> {
+    pub fn resolve_pending(&mut self, last_try: bool) -> Result<(), ExtractError> {
         for link in std::mem::take(&mut self.pending) {
             let ctx = Ctx {
                 archive: &link.archive,

@@ -1,5 +1,9 @@
 //! Archive builders and a scratch destination for the tests of extraction and of the tar
-//! reader: well-formed archives from the `tar` crate's builder, hostile ones block by block.
+//! reader, and of `regbuild-rootfs`'s lower directories (feature `testing`): well-formed
+//! archives from the `tar` crate's builder, hostile ones block by block.
+
+// Test scaffolding: `new` makes a fresh archive or scratch directory, never a default value.
+#![allow(clippy::new_without_default)]
 
 use std::ffi::OsStr;
 use std::fs;
@@ -14,7 +18,7 @@ use super::{extract_archive, EntryMeta, ExtractError, ExtractStats, Extracted, L
 use crate::compress::Codec;
 use crate::tar_read::{padding, BLOCK};
 
-pub(crate) fn header(kind: EntryType, size: u64, mode: u32) -> Header {
+pub fn header(kind: EntryType, size: u64, mode: u32) -> Header {
     let mut header = Header::new_gnu();
     header.set_entry_type(kind);
     header.set_size(size);
@@ -24,27 +28,27 @@ pub(crate) fn header(kind: EntryType, size: u64, mode: u32) -> Header {
 }
 
 /// Builds well-formed archives with the `tar` crate.
-pub(crate) struct Tar(pub(crate) Builder<Vec<u8>>);
+pub struct Tar(pub Builder<Vec<u8>>);
 
 impl Tar {
-    pub(crate) fn new() -> Tar {
+    pub fn new() -> Tar {
         Tar(Builder::new(Vec::new()))
     }
 
-    pub(crate) fn file(mut self, path: &str, data: &[u8], mode: u32) -> Tar {
+    pub fn file(mut self, path: &str, data: &[u8], mode: u32) -> Tar {
         let mut h = header(EntryType::Regular, data.len() as u64, mode);
         self.0.append_data(&mut h, path, data).unwrap();
         self
     }
 
-    pub(crate) fn dir(mut self, path: &str, mode: u32) -> Tar {
+    pub fn dir(mut self, path: &str, mode: u32) -> Tar {
         let mut h = header(EntryType::Directory, 0, mode);
         self.0.append_data(&mut h, path, io::empty()).unwrap();
         self
     }
 
     /// A file or directory with an owner.
-    pub(crate) fn owned(
+    pub fn owned(
         mut self,
         kind: EntryType,
         path: &str,
@@ -59,44 +63,38 @@ impl Tar {
         self
     }
 
-    pub(crate) fn link(mut self, kind: EntryType, path: &str, target: &str) -> Tar {
+    pub fn link(mut self, kind: EntryType, path: &str, target: &str) -> Tar {
         let mut h = header(kind, 0, 0o777);
         self.0.append_link(&mut h, path, target).unwrap();
         self
     }
 
-    pub(crate) fn symlink(self, path: &str, target: &str) -> Tar {
+    pub fn symlink(self, path: &str, target: &str) -> Tar {
         self.link(EntryType::Symlink, path, target)
     }
 
-    pub(crate) fn hardlink(self, path: &str, target: &str) -> Tar {
+    pub fn hardlink(self, path: &str, target: &str) -> Tar {
         self.link(EntryType::Link, path, target)
     }
 
     /// Appends hand-made blocks, bypassing the builder's name checks.
-    pub(crate) fn raw(mut self, blocks: Vec<u8>) -> Tar {
+    pub fn raw(mut self, blocks: Vec<u8>) -> Tar {
         self.0.get_mut().extend_from_slice(&blocks);
         self
     }
 
-    pub(crate) fn bytes(self) -> Vec<u8> {
+    pub fn bytes(self) -> Vec<u8> {
         self.0.into_inner().unwrap()
     }
 }
 
 /// A header (plus padded data) with any name, link and type.
-pub(crate) fn raw_entry(name: &[u8], kind: EntryType, link: &[u8], data: &[u8]) -> Vec<u8> {
+pub fn raw_entry(name: &[u8], kind: EntryType, link: &[u8], data: &[u8]) -> Vec<u8> {
     raw_sized(name, kind, link, data, data.len() as u64)
 }
 
 /// Like `raw_entry`, with a declared size that need not match the data.
-pub(crate) fn raw_sized(
-    name: &[u8],
-    kind: EntryType,
-    link: &[u8],
-    data: &[u8],
-    size: u64,
-) -> Vec<u8> {
+pub fn raw_sized(name: &[u8], kind: EntryType, link: &[u8], data: &[u8], size: u64) -> Vec<u8> {
     let mut h = header(kind, size, 0o644);
     let old = h.as_old_mut();
     old.name = [0; 100];
@@ -109,7 +107,7 @@ pub(crate) fn raw_sized(
     out
 }
 
-pub(crate) fn pax_kv(key: &str, value: &[u8]) -> Vec<u8> {
+pub fn pax_kv(key: &str, value: &[u8]) -> Vec<u8> {
     let body_len = key.len() + value.len() + 3; // ' ', '=', '\n'
     let mut len = body_len + 1;
     while len != body_len + len.to_string().len() {
@@ -121,58 +119,58 @@ pub(crate) fn pax_kv(key: &str, value: &[u8]) -> Vec<u8> {
     record
 }
 
-pub(crate) fn end_marker() -> Vec<u8> {
+pub fn end_marker() -> Vec<u8> {
     vec![0; 2 * BLOCK]
 }
 
-pub(crate) fn hostile(entries: &[Vec<u8>]) -> Vec<u8> {
+pub fn hostile(entries: &[Vec<u8>]) -> Vec<u8> {
     let mut out: Vec<u8> = entries.concat();
     out.extend(end_marker());
     out
 }
 
 /// A scratch root with `dest` and a sibling `outside` that must stay empty.
-pub(crate) struct Scene {
-    pub(crate) root: tempfile::TempDir,
+pub struct Scene {
+    pub root: tempfile::TempDir,
 }
 
 impl Scene {
-    pub(crate) fn new() -> Scene {
+    pub fn new() -> Scene {
         let root = tempfile::tempdir().unwrap();
         fs::create_dir(root.path().join("dest")).unwrap();
         fs::create_dir(root.path().join("outside")).unwrap();
         Scene { root }
     }
 
-    pub(crate) fn dest(&self) -> PathBuf {
+    pub fn dest(&self) -> PathBuf {
         self.root.path().join("dest")
     }
 
-    pub(crate) fn outside(&self) -> PathBuf {
+    pub fn outside(&self) -> PathBuf {
         self.root.path().join("outside")
     }
 
-    pub(crate) fn extract(&self, archive: &[u8]) -> Result<ExtractStats, ExtractError> {
+    pub fn extract(&self, archive: &[u8]) -> Result<ExtractStats, ExtractError> {
         self.unpack(archive).map(|e| e.stats)
     }
 
-    pub(crate) fn unpack(&self, archive: &[u8]) -> Result<Extracted, ExtractError> {
+    pub fn unpack(&self, archive: &[u8]) -> Result<Extracted, ExtractError> {
         extract_archive("test.tar", archive, &self.dest(), &Limits::default())
     }
 
-    pub(crate) fn read(&self, rel: &str) -> String {
+    pub fn read(&self, rel: &str) -> String {
         fs::read_to_string(self.dest().join(rel)).unwrap()
     }
 
-    pub(crate) fn exists(&self, rel: &str) -> bool {
+    pub fn exists(&self, rel: &str) -> bool {
         fs::symlink_metadata(self.dest().join(rel)).is_ok()
     }
 
-    pub(crate) fn mode(&self, rel: &str) -> u32 {
+    pub fn mode(&self, rel: &str) -> u32 {
         fs::symlink_metadata(self.dest().join(rel)).unwrap().mode() & 0o7777
     }
 
-    pub(crate) fn assert_outside_untouched(&self) {
+    pub fn assert_outside_untouched(&self) {
         let leaked: Vec<_> = fs::read_dir(self.outside()).unwrap().collect();
         assert!(leaked.is_empty(), "wrote outside dest: {leaked:?}");
         let siblings: Vec<_> = fs::read_dir(self.root.path())
@@ -183,7 +181,7 @@ impl Scene {
     }
 }
 
-pub(crate) fn skipped_reason(stats: &ExtractStats, path: &str) -> &'static str {
+pub fn skipped_reason(stats: &ExtractStats, path: &str) -> &'static str {
     stats
         .skipped
         .iter()
@@ -192,14 +190,14 @@ pub(crate) fn skipped_reason(stats: &ExtractStats, path: &str) -> &'static str {
         .1
 }
 
-pub(crate) fn sample_tar() -> Vec<u8> {
+pub fn sample_tar() -> Vec<u8> {
     Tar::new()
         .dir("d", 0o755)
         .file("d/f", b"hello", 0o644)
         .bytes()
 }
 
-pub(crate) fn compressed(kind: Codec, data: &[u8]) -> Vec<u8> {
+pub fn compressed(kind: Codec, data: &[u8]) -> Vec<u8> {
     match kind {
         Codec::None => data.to_vec(),
         Codec::Gzip => {
@@ -217,13 +215,7 @@ pub(crate) fn compressed(kind: Codec, data: &[u8]) -> Vec<u8> {
 }
 
 /// A device or FIFO header (`raw_entry` leaves the device fields empty).
-pub(crate) fn device_entry(
-    name: &[u8],
-    kind: EntryType,
-    major: u32,
-    minor: u32,
-    mode: u32,
-) -> Vec<u8> {
+pub fn device_entry(name: &[u8], kind: EntryType, major: u32, minor: u32, mode: u32) -> Vec<u8> {
     let mut h = header(kind, 0, mode);
     h.set_path(OsStr::from_bytes(name)).unwrap();
     h.set_device_major(major).unwrap();
@@ -234,6 +226,6 @@ pub(crate) fn device_entry(
     h.as_bytes().to_vec()
 }
 
-pub(crate) fn meta(uid: u64, gid: u64, mode: u32) -> EntryMeta {
+pub fn meta(uid: u64, gid: u64, mode: u32) -> EntryMeta {
     EntryMeta { uid, gid, mode }
 }

@@ -4,7 +4,7 @@
 //! their bodies expanded unless the name was quoted, as BuildKit does. ADD's URL and Git
 //! sources are checked here with `--checksum` and `--keep-git-dir` (`crate::remote`), and a
 //! COPY of one is refused, as BuildKit refuses them. `--exclude` patterns are kept as written
-//! and `--parents` is a switch: `regbuild_fs::context` applies both. What regbuild lacks
+//! and `--parents` is a switch: `regbuild_context::context` applies both. What regbuild lacks
 //! (heredocs mixed with other sources or `--from`, `--exclude` or `--parents` with
 //! `--closure`) is refused only in stages the target needs.
 //!

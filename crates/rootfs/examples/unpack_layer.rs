@@ -1,5 +1,5 @@
 //! Unpacks a layer blob as an overlay lower directory, as a RUN step's base layer is, and
-//! says what it cost: `cargo run --release -p regbuild-fs --example unpack_layer -- BLOB`.
+//! says what it cost: `cargo run --release -p regbuild-rootfs --example unpack_layer -- BLOB`.
 //! Prints the time, the bytes of file data, and the disk the tree takes (its blocks), then
 //! removes the tree. The destination is a new directory under `$TMPDIR` (or `--in DIR`).
 
@@ -7,7 +7,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use regbuild_fs::lower::{remove_tree, unpack_lower, LowerOptions, OverlayXattrs};
+use regbuild_rootfs::lower::{unpack_lower, LowerOptions, OverlayXattrs};
+use regbuild_rootfs::tree::remove_tree;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

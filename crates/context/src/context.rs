@@ -1,6 +1,6 @@
 //! Works out what one `COPY` instruction puts into a layer: resolves its
 //! sources in the build context (globs included), walks directories and
-//! returns the [`LayerEntry`]s for `crate::layer`, sorted the way the layer
+//! returns the [`LayerEntry`]s for `regbuild_fs::layer`, sorted the way the layer
 //! writes them.
 //!
 //! It is not for writing the layer, parsing the Dockerfile or matching
@@ -79,7 +79,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::dockerignore::DockerIgnore;
-use crate::layer::{EntryKind, LayerEntry, Xattrs};
+use regbuild_fs::layer::{EntryKind, LayerEntry, Xattrs};
 use regbuild_paths::glob::{Dialect, Glob, GlobError};
 
 mod parents;
@@ -157,7 +157,7 @@ pub enum ContextError {
 }
 
 /// Returns the layer entries for `req`, sorted by in-layer path (component by
-/// component, the order `crate::layer` writes), without duplicate paths.
+/// component, the order `regbuild_fs::layer` writes), without duplicate paths.
 pub fn collect(req: &CopyRequest) -> Result<Vec<LayerEntry>, ContextError> {
     let root = fs::canonicalize(req.context).map_err(|source| ContextError::Io {
         path: req.context.to_path_buf(),
@@ -828,7 +828,7 @@ fn symlink_entry(path: PathBuf, target: PathBuf, req: &CopyRequest) -> Collected
 }
 
 /// Sorts (`Path`'s order compares normal components as bytes, the same order
-/// `crate::layer` uses), keeps the last of duplicate paths, drops entries
+/// `regbuild_fs::layer` uses), keeps the last of duplicate paths, drops entries
 /// below non-directories and turns repeated inodes into hard links.
 fn finalize(mut items: Vec<Collected>) -> Vec<LayerEntry> {
     items.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
@@ -922,7 +922,7 @@ fn pattern_problem(e: GlobError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::{build_layer, LayerOptions};
+    use regbuild_fs::layer::{build_layer, LayerOptions};
     use std::fs::{File, FileTimes};
     use std::io::Read;
     use std::os::unix::fs::{symlink, PermissionsExt};

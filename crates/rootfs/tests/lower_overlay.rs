@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use regbuild_fs::extract::{Limits, Overlay};
-use regbuild_fs::lower::{LowerStore, OverlayXattrs};
 use regbuild_oci::digest::Digest;
+use regbuild_rootfs::lower::{LowerStore, OverlayXattrs};
 use tar::{EntryType, Header};
 
 fn is_root() -> bool {
@@ -299,7 +299,7 @@ fn merged_view_matches_extract_overlay(xattrs: OverlayXattrs) {
         Node::Symlink(PathBuf::from("/var/cache"))
     );
     drop(mounted);
-    regbuild_fs::lower::remove_tree(scratch.path()).unwrap();
+    regbuild_rootfs::tree::remove_tree(scratch.path()).unwrap();
 }
 
 #[test]

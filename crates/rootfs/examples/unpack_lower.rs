@@ -1,9 +1,9 @@
-//! Times `regbuild_fs::lower::unpack_lower` on a generated layer.
+//! Times `regbuild_rootfs::lower::unpack_lower` on a generated layer.
 //!
 //! ```text
-//! cargo run --release -p regbuild-fs --example unpack_lower -- files 10000 [runs]
-//! cargo run --release -p regbuild-fs --example unpack_lower -- big 1024 [runs]
-//! cargo run --release -p regbuild-fs --example unpack_lower -- blob LAYER.tar.gz [runs]
+//! cargo run --release -p regbuild-rootfs --example unpack_lower -- files 10000 [runs]
+//! cargo run --release -p regbuild-rootfs --example unpack_lower -- big 1024 [runs]
+//! cargo run --release -p regbuild-rootfs --example unpack_lower -- blob LAYER.tar.gz [runs]
 //! ```
 //!
 //! `files N`: N files of 100 bytes in 100 directories; `big M`: one file of M MiB. The layer
@@ -15,7 +15,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use regbuild_fs::lower::{remove_tree, LowerStore, OverlayXattrs};
+use regbuild_rootfs::lower::{LowerStore, OverlayXattrs};
+use regbuild_rootfs::tree::remove_tree;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

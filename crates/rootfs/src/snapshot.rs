@@ -678,13 +678,13 @@ mod tests {
         };
         assert_eq!(
             kind("srv/keep.link"),
-            crate::layer::EntryKind::HardLink {
+            regbuild_fs::layer::EntryKind::HardLink {
                 target: "etc/keep".into()
             }
         );
         assert_eq!(
             kind("srv/new2"),
-            crate::layer::EntryKind::HardLink {
+            regbuild_fs::layer::EntryKind::HardLink {
                 target: "srv/new".into()
             }
         );

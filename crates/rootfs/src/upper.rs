@@ -1,5 +1,5 @@
 //! Turns an overlayfs upper directory (what one `RUN` step changed, with the unpacked base
-//! layers as lower directories) into the entries of one OCI layer, for [`crate::layer`].
+//! layers as lower directories) into the entries of one OCI layer, for [`regbuild_fs::layer`].
 //!
 //! This module is for reading an upper directory after the step's overlay was unmounted (or
 //! at least after the step ended) and saying, in the image-spec's changeset terms, what it
@@ -7,7 +7,7 @@
 //! which paths the runtime provides (the caller lists them), stripping setuid/setgid bits
 //! (the caller applies the same rule as for `COPY`: the entries keep the bits found on disk,
 //! so `regbuild::builder::copy`'s `strip_setuid` applies to [`UpperDiff::entries`] as they
-//! are), nor for writing the tar ([`crate::layer`]). Unix only; names are raw bytes.
+//! are), nor for writing the tar ([`regbuild_fs::layer`]). Unix only; names are raw bytes.
 //!
 //! # Rules (the kernel's overlayfs, image-spec layer changesets)
 //!
@@ -47,12 +47,12 @@
 //!
 //! # Order and determinism
 //!
-//! [`UpperDiff::entries`] are in the order [`crate::layer`] writes (component by
+//! [`UpperDiff::entries`] are in the order [`regbuild_fs::layer`] writes (component by
 //! component, as bytes), except that an opaque marker is listed directly after its
 //! directory. File entries point at the files in the upper directory (whiteouts and
 //! opaque markers at one empty file the diff owns), so nothing is read into memory and the
 //! same upper directory gives the same entries and, with the same [`LayerOptions`], the
-//! same layer bytes. [`crate::layer`] writes one mtime for every entry
+//! same layer bytes. [`regbuild_fs::layer`] writes one mtime for every entry
 //! ([`LayerOptions::mtime`]) and sorts entries itself, which puts siblings whose names sort
 //! before `.wh..wh..opq` (`.bashrc`, `-x`) ahead of the marker in the tar; readers that
 //! apply a layer's opaque markers to lower layers only (ours, containerd, Docker) are not
@@ -68,8 +68,10 @@ use std::path::{Component, Path, PathBuf};
 
 use tempfile::TempPath;
 
-use crate::layer::{self, BuiltLayer, EntryKind, LayerEntry, LayerError, LayerOptions, Xattrs};
-use crate::tar_read::MAX_ENTRY_SIZE;
+use regbuild_fs::layer::{
+    self, BuiltLayer, EntryKind, LayerEntry, LayerError, LayerOptions, Xattrs,
+};
+use regbuild_fs::tar_read::MAX_ENTRY_SIZE;
 
 /// The only extended attribute a layer keeps.
 const KEPT_XATTR: &[u8] = b"security.capability";
@@ -512,8 +514,8 @@ mod tests {
     };
     use tar::EntryType;
 
-    use crate::extract::{open_archive, Limits, Overlay};
-    use crate::tar_read::{Item, Rules, TarReader};
+    use regbuild_fs::extract::{open_archive, Limits, Overlay};
+    use regbuild_fs::tar_read::{Item, Rules, TarReader};
 
     /// A valid `vfs_cap_data` v2 (revision 2, effective, `cap_net_raw` permitted): the
     /// kernel refuses malformed `security.capability` values.
@@ -584,7 +586,7 @@ mod tests {
             .unwrap_or_else(|| panic!("{path} not in {:?}", paths(diff)))
     }
 
-    /// One entry of a layer as `crate::tar_read` reads it.
+    /// One entry of a layer as `regbuild_fs::tar_read` reads it.
     #[derive(Debug, Clone, PartialEq, Eq)]
     struct Seen {
         path: String,
@@ -1263,8 +1265,8 @@ mod tests {
         let mounted = match mount_overlay(lower, upper, work, merged, xattrs) {
             Ok(m) => m,
             Err(reason) => {
-                eprintln!("skipped: {reason}");
                 assert!(reason.starts_with("overlayfs is not available"));
+                crate::prerequisite::not_here(&reason);
                 return;
             }
         };

@@ -156,7 +156,7 @@ impl Materializer<'_> {
                 match fs::symlink_metadata(&disk) {
                     Ok(d) if d.is_dir() => {
                         if self.is_opaque(&src)? {
-                            crate::lower::empty_dir(&disk).map_err(io_err("emptying", &disk))?;
+                            crate::tree::empty_dir(&disk).map_err(io_err("emptying", &disk))?;
                         }
                     }
                     Ok(_) => {
@@ -244,7 +244,7 @@ fn make_dir(disk: &Path) -> Result<(), MaterializeError> {
 
 /// Removes whatever is at `disk` (never following a symlink); nothing there is fine.
 fn remove(disk: &Path) -> Result<(), MaterializeError> {
-    crate::lower::remove_tree(disk).map_err(io_err("removing", disk))
+    crate::tree::remove_tree(disk).map_err(io_err("removing", disk))
 }
 
 /// Gives `disk` the owner, mode, `security.capability` and mtime of `src` (`meta`), in
@@ -394,7 +394,7 @@ mod tests {
             fs::metadata(b.join("etc/motd")).unwrap().mtime()
         );
         assert!(out.bytes >= 4 + 4 + 1 + 1 + 3);
-        crate::lower::remove_tree(&dest).unwrap();
+        crate::tree::remove_tree(&dest).unwrap();
     }
 
     #[test]
@@ -426,8 +426,7 @@ mod tests {
 
     #[test]
     fn as_root_owners_devices_and_capabilities_are_kept() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: needs root");
+        if !crate::prerequisite::needs_root("owners, device nodes and security.capability") {
             return;
         }
         // A valid vfs_cap_data v2 (cap_net_raw permitted and effective).

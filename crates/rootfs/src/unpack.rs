@@ -1,22 +1,23 @@
 //! Unpacking one image layer as an overlayfs lower directory: the third way the extraction
-//! engine writes members, next to `ADD`'s plain tar ([`super::extract_archive`]) and the
-//! merged view of a whole image ([`super::Overlay`]).
+//! engine of `regbuild-fs` writes members, next to `ADD`'s plain tar
+//! ([`regbuild_fs::extract::extract_archive`]) and the merged view of a whole image
+//! ([`regbuild_fs::extract::Overlay`]).
 //!
 //! Unlike those two, the result must be what the layer says, because a `RUN` step sees it
 //! as its root filesystem: OCI whiteouts become overlayfs whiteouts (character device 0/0)
 //! and opaque markers the `<prefix>opaque=y` xattr; modes are exact (directories too,
 //! applied once their contents are written), ownership, xattrs and mtimes are applied when
 //! the process may, devices and FIFOs are made with mknod when it may. The safety rules of
-//! the [extraction module](super) still hold: the members come from the same reader and the
-//! same [`Sink`](super::sink) writes them. Metadata is applied afterwards, deepest paths
-//! first, only to paths that sink wrote, with calls that never follow a symlink in the
-//! last component; parents were checked when the sink wrote below them.
+//! the [extraction module](regbuild_fs::extract) still hold: the members come from the same
+//! reader and the same [`Sink`] writes them ([`regbuild_fs::extract::engine`]). Metadata
+//! is applied afterwards, deepest paths first, only to paths that sink wrote, with calls
+//! that never follow a symlink in the last component; parents were checked when the sink
+//! wrote below them.
 //!
 //! The sha256 of the uncompressed stream, trailing blocks included, is computed on the way:
 //! it is the layer's diff_id.
 //!
-//! The public face is [`crate::lower`]; this file lives here because it needs the engine's
-//! private parts (members, sink).
+//! [`crate::lower`]'s store keeps what this unpacks, and re-exports it.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -34,13 +35,14 @@ use rustix::fs::{
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
-use super::ahead::ReadAhead;
-use super::overlay::{OPAQUE_MARKER, WHITEOUT_META_PREFIX, WHITEOUT_PREFIX};
-use super::sink::{Outcome, Sink, Specials};
-use super::{for_each_member, read_error, ExtractError, Limits, Member};
-use crate::disk::DiskLimit;
-use crate::lower::LowerError;
-use crate::tar_read::Budget;
+use regbuild_fs::disk::DiskLimit;
+use regbuild_fs::extract::engine::{
+    for_each_member, read_error, Member, Outcome, ReadAhead, Sink, Specials, OPAQUE_MARKER,
+    WHITEOUT_META_PREFIX, WHITEOUT_PREFIX,
+};
+use regbuild_fs::extract::{open_stream, ExtractError, Limits};
+use regbuild_fs::tar_read::Budget;
+
 use crate::upper::OverlayXattrs;
 
 /// How [`unpack_lower`] unpacks a layer.
@@ -54,7 +56,7 @@ pub struct LowerOptions {
     pub expected_diff_id: Option<Digest>,
     pub limits: Limits,
     /// How much file data the unpack may write (default: the free space of `dest`'s
-    /// filesystem less a reserve, see [`crate::disk`]).
+    /// filesystem less a reserve, see [`regbuild_fs::disk`]).
     pub disk: DiskLimit,
 }
 
@@ -75,8 +77,29 @@ pub struct LowerStats {
     pub ownership_skipped: u64,
     /// Extended attributes not set (not permitted, or not supported by the filesystem).
     pub xattrs_skipped: u64,
-    /// Entries left out, each with the reason (as [`super::ExtractStats::skipped`]).
+    /// Entries left out, each with the reason (as [`regbuild_fs::extract::ExtractStats::skipped`]).
     pub skipped: Vec<(PathBuf, &'static str)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    #[error("{dest:?} must be an empty directory to unpack a layer into")]
+    DestNotEmpty { dest: PathBuf },
+    #[error("layer {archive:?} has diff_id {actual}, not the expected {expected}")]
+    DiffIdMismatch {
+        archive: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{action} {path:?}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Unpacks the layer blob `archive` (gzip, zstd, xz or plain tar, detected from its first
@@ -109,7 +132,7 @@ pub fn unpack_lower_from(
     let archive = Path::new(name);
     unpack_into(archive, dest, opts, || {
         ReadAhead::start(archive, move || {
-            super::open_stream(stream).map(|(_, reader)| reader)
+            open_stream(stream).map(|(_, reader)| reader)
         })
     })
 }
@@ -136,7 +159,7 @@ fn unpack_into(
         .and_then(|input| unpack(archive, input, dest, opts));
     if unpacked.is_err() {
         // Best effort: the unpack error is the one worth reporting.
-        let _ = crate::lower::empty_dir(dest);
+        let _ = crate::tree::empty_dir(dest);
     }
     unpacked
 }
@@ -378,9 +401,9 @@ fn owner(uid: u64, gid: u64) -> Option<(Uid, Gid)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
     use super::*;
-    use crate::compress::Codec;
+    use regbuild_fs::compress::Codec;
+    use regbuild_fs::extract::testing::*;
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     use tar::EntryType;
 
@@ -465,8 +488,7 @@ mod tests {
 
     #[test]
     fn trusted_opaque_xattr_as_root() {
-        if !is_root() {
-            println!("skipped: setting trusted.* xattrs needs root");
+        if !crate::prerequisite::needs_root("setting trusted.* xattrs") {
             return;
         }
         let scene = Scene::new();
@@ -525,7 +547,7 @@ mod tests {
             fs::Permissions::from_mode(0o000),
         )
         .unwrap();
-        crate::lower::remove_tree(&scene.dest()).unwrap();
+        crate::tree::remove_tree(&scene.dest()).unwrap();
         assert!(!scene.dest().exists());
     }
 
@@ -729,7 +751,7 @@ mod tests {
         };
         unpack_in(&scene, Codec::Gzip, &tar, &opts).unwrap();
         assert_eq!(scene.mode("locked"), 0o000);
-        crate::lower::remove_tree(&scene.dest()).unwrap();
+        crate::tree::remove_tree(&scene.dest()).unwrap();
     }
 
     #[test]

@@ -13,23 +13,23 @@
 //! into a layer ([`crate::upper`]).
 //!
 //! Directories in the store may have modes such as 0500 or 0000, exactly as the layer says,
-//! so a plain `remove_dir_all` fails for anyone but root: remove them with [`remove_tree`].
+//! so a plain `remove_dir_all` fails for anyone but root: remove them with
+//! [`crate::tree::remove_tree`].
 //! Unpacks in progress live in `<root>/<trusted|user>/tmp`, each a
 //! [`crate::scratch::LiveDir`] locked by its process until it is published or removed, so a
 //! partial unpack never enters the store, and what a killed process left there is told
 //! apart from an unpack still running ([`LowerStore::abandoned_unpacks`]).
 
-use std::fs::{self, Permissions};
+use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use regbuild_oci::digest::Digest;
 use rustix::fs::{renameat_with, Mode, RenameFlags, CWD};
 use rustix::io::Errno;
 
-pub use crate::extract::lower::{unpack_lower, unpack_lower_from, LowerOptions, LowerStats};
-use crate::extract::ExtractError;
+use crate::tree::remove_tree;
+pub use crate::unpack::{unpack_lower, unpack_lower_from, LowerError, LowerOptions, LowerStats};
 pub use crate::upper::OverlayXattrs;
 
 /// Where unpacks in progress live, inside the namespace directory (same filesystem as
@@ -40,27 +40,6 @@ const UNPACK_PREFIX: &str = "unpack-";
 /// Mode of a lower directory's root: the layer does not say, and overlayfs takes the
 /// merged root's attributes from the top layer.
 const ROOT_MODE: u32 = 0o755;
-
-#[derive(Debug, thiserror::Error)]
-pub enum LowerError {
-    #[error(transparent)]
-    Extract(#[from] ExtractError),
-    #[error("{dest:?} must be an empty directory to unpack a layer into")]
-    DestNotEmpty { dest: PathBuf },
-    #[error("layer {archive:?} has diff_id {actual}, not the expected {expected}")]
-    DiffIdMismatch {
-        archive: PathBuf,
-        expected: Digest,
-        actual: Digest,
-    },
-    #[error("{action} {path:?}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
 
 fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LowerError + 'a {
     move |source| LowerError::Io {
@@ -244,51 +223,11 @@ fn lost_race(e: &io::Error) -> bool {
     )
 }
 
-/// Removes `path` and everything below it, making directories owner-accessible first, so
-/// trees with modes such as 0500 or 0000 go too without root. Symlinks are removed, never
-/// followed. A missing `path` is not an error.
-pub fn remove_tree(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(meta) if meta.is_dir() => {
-            open_up(path)?;
-            fs::remove_dir_all(path)
-        }
-        Ok(_) => fs::remove_file(path),
-    }
-}
-
-/// Removes everything inside the directory `dir`, keeping `dir`.
-pub(crate) fn empty_dir(dir: &Path) -> io::Result<()> {
-    open_up(dir)?;
-    for entry in fs::read_dir(dir)? {
-        remove_tree(&entry?.path())?;
-    }
-    Ok(())
-}
-
-/// Gives the owner rwx on `dir` and every directory below it.
-fn open_up(dir: &Path) -> io::Result<()> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let mode = fs::symlink_metadata(&dir)?.permissions().mode();
-        if mode & 0o700 != 0o700 {
-            fs::set_permissions(&dir, Permissions::from_mode((mode | 0o700) & 0o7777))?;
-        }
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                stack.push(entry.path());
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::Permissions;
+    use std::os::unix::fs::PermissionsExt;
     use std::sync::{Arc, Barrier};
 
     /// A store in a scratch dir, and a layer blob for it.
@@ -523,23 +462,5 @@ mod tests {
         let (blob, diff_id) = scene.layer("one");
         user.ensure(&diff_id, &blob).unwrap();
         assert_eq!(trusted.get(&diff_id), None);
-    }
-
-    #[test]
-    fn remove_tree_takes_unreadable_directories_and_leaves_symlink_targets() {
-        let scene = Scene::new();
-        let tree = scene.root.path().join("tree");
-        let outside = scene.root.path().join("outside");
-        fs::create_dir_all(tree.join("a/b")).unwrap();
-        fs::create_dir(&outside).unwrap();
-        fs::write(outside.join("keep"), "keep").unwrap();
-        fs::write(tree.join("a/b/f"), "f").unwrap();
-        std::os::unix::fs::symlink(&outside, tree.join("a/out")).unwrap();
-        fs::set_permissions(tree.join("a/b"), Permissions::from_mode(0o000)).unwrap();
-        fs::set_permissions(tree.join("a"), Permissions::from_mode(0o500)).unwrap();
-        remove_tree(&tree).unwrap();
-        assert!(!tree.exists());
-        assert_eq!(fs::read_to_string(outside.join("keep")).unwrap(), "keep");
-        remove_tree(&tree).unwrap();
     }
 }

@@ -14,7 +14,7 @@ use super::{
     ContextError, CopyRequest, Dest, Filters, WalkStart,
 };
 use crate::dockerignore::DockerIgnore;
-use crate::layer::LayerEntry;
+use regbuild_fs::layer::LayerEntry;
 
 /// Where BuildKit splits a `--parents` source: what comes after it is kept under `dest`.
 const PIVOT: &str = "/./";

@@ -189,7 +189,7 @@ mod tests {
             .to_str()
             .unwrap()
             .starts_with("scratch-"));
-        let remove = crate::lower::remove_tree;
+        let remove = crate::tree::remove_tree;
         let swept = sweep(parent.path(), "scratch-", remove);
         assert!(swept.removed.is_empty(), "{swept:?}");
         assert!(live.path().is_dir());
@@ -269,12 +269,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(line, "locked\n");
-        let swept = sweep(parent.path(), "scratch-", crate::lower::remove_tree);
+        let swept = sweep(parent.path(), "scratch-", crate::tree::remove_tree);
         assert!(swept.removed.is_empty());
         assert!(held.is_dir());
         drop(child.stdin.take());
         child.wait().unwrap();
-        let swept = sweep(parent.path(), "scratch-", crate::lower::remove_tree);
+        let swept = sweep(parent.path(), "scratch-", crate::tree::remove_tree);
         assert_eq!(swept.removed, vec![held]);
     }
 }

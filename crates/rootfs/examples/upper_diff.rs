@@ -1,11 +1,11 @@
 //! Times turning an overlay upper directory of 10,000 small files in 100 directories into
-//! a layer: `cargo run --release -p regbuild-fs --example upper_diff`. Prints the median of
+//! a layer: `cargo run --release -p regbuild-rootfs --example upper_diff`. Prints the median of
 //! five runs of `diff_upper` alone and of `diff_upper` + `build_layer`.
 
 use std::time::{Duration, Instant};
 
 use regbuild_fs::layer::LayerOptions;
-use regbuild_fs::upper::{diff_upper, UpperOptions};
+use regbuild_rootfs::upper::{diff_upper, UpperOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
