@@ -432,7 +432,9 @@ pub async fn execute(
     Ok(done)
 }
 
-/// [`execute`] on one path: `native` is the snapshot diff, else overlayfs.
+/// [`execute`] on one path: `native` is the snapshot diff, else overlayfs. The phases:
+/// the step's root, who it runs as, its mounts, the command in the sandbox, the upper
+/// directory as layer entries, the layer packed (or packing).
 async fn execute_as(
     ctx: &RunContext<'_, '_>,
     spec: &RunSpec,
@@ -445,6 +447,107 @@ async fn execute_as(
     let c = ctx.copy;
     let started = Instant::now();
     check_platform(ctx.platform)?;
+    let root = step_root(ctx, layers, diff_ids, native).await?;
+    let prepared_at = Instant::now();
+    let Identity { uid, gid, mut env } = identity(planned, &root.lowers)?;
+    // WORKDIR is created when missing, as BuildKit does (it then belongs to the layer;
+    // in a plain root, once the snapshot is taken).
+    let make_workdir = !lowers::is_dir(&root.lowers, &planned.workdir);
+    if make_workdir && root.rootfs.is_none() {
+        let dir = root.upper.join(planned.workdir.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?;
+    }
+    let mut argv = planned.argv.clone();
+    let mut prepared = step_mounts(ctx, spec, planned, root.scratch.path(), &mut argv).await?;
+    let mount_warnings = std::mem::take(&mut prepared.warnings);
+    env.extend(prepared.env.iter().cloned());
+    let sb = sandbox_spec(&root, argv, env, planned, (uid, gid), &prepared);
+    // What the runtime provides and the targets of the mounts made: never in the layer
+    // (a mount that was not made, an optional secret not given, leaves its path to the step).
+    let mut excluded: Vec<PathBuf> = PROVIDED.iter().map(PathBuf::from).collect();
+    excluded.extend(
+        prepared
+            .targets
+            .iter()
+            .map(|t| PathBuf::from(t.to_string_lossy().trim_start_matches('/'))),
+    );
+    let snapshot = match &root.rootfs {
+        Some(rootfs) => Some(take_snapshot(
+            &sb,
+            rootfs,
+            &excluded,
+            make_workdir,
+            planned,
+        )?),
+        None => None,
+    };
+    let ran_at = Instant::now();
+    let outcome = run_command(ctx, spec, sb).await?;
+    let command_secs = ran_at.elapsed().as_secs_f64();
+    drop(prepared);
+    let diffed_at = Instant::now();
+    let (diff, stripped) = upper_entries(ctx, &root, snapshot.as_ref(), &outcome, excluded)?;
+    let sockets = diff.sockets.len();
+    upper_as_layer(&root.upper, &diff, &stripped)?;
+    let (layer, digest, packed) = pack_step_layer(ctx, planned, diff, &root, &outcome)?;
+    let total = started.elapsed().as_secs_f64();
+    tracing::info!(
+        step = %c.step_text,
+        prepare_s = (prepared_at - started).as_secs_f64(),
+        command_s = command_secs,
+        diff_pack_s = diffed_at.elapsed().as_secs_f64(),
+        total_s = total,
+        snapshotter = if native { "native" } else { "overlayfs" },
+        packing = packed,
+        "RUN step timings"
+    );
+    let mut warnings = outcome.warnings;
+    warnings.extend(mount_warnings);
+    if sockets > 0 {
+        warnings.push(format!(
+            "RUN left {sockets} socket(s), which a layer cannot hold (left out)"
+        ));
+    }
+    let report = RunReport {
+        stage: ctx.stage.clone(),
+        line,
+        instruction: c.step_text.to_string(),
+        status: "executed",
+        seconds: total,
+        // Empty while it packs: filled in when the stage's layers are.
+        layer: digest,
+    };
+    let layer = StepLayer {
+        layer,
+        entries: Vec::new(),
+        label: c.step_text.to_string(),
+    };
+    let output = StepOutput {
+        layers: vec![layer],
+        stripped_setuid: stripped,
+        warnings,
+    };
+    Ok((output, report))
+}
+
+/// Where a step runs: its lower directories (in `store`), its scratch (the upper and work
+/// directories), and with the snapshot diff the plain root it changes in place.
+struct StepRoot<'s> {
+    store: &'s LowerStore,
+    lowers: Vec<PathBuf>,
+    scratch: crate::builder::scratch::ScratchDir,
+    upper: PathBuf,
+    work: PathBuf,
+    rootfs: Option<PathBuf>,
+}
+
+async fn step_root<'s>(
+    ctx: &RunContext<'s, '_>,
+    layers: &[lowers::Lower],
+    diff_ids: &[String],
+    native: bool,
+) -> Result<StepRoot<'s>, StepError> {
+    let c = ctx.copy;
     // Rootless, owners are kept by unpacking in a user namespace, but a plain root is copied
     // by this process, which must read every file: native steps use the flat store.
     let keep_owners = !(native && userns_unpack::needed());
@@ -457,7 +560,6 @@ async fn execute_as(
     for dir in &lowers {
         crate::builder::cache_dir::mark_used(dir);
     }
-
     // Each step's upper directory away from the inodes of the steps removed before it.
     regbuild_rootfs::lower::spread_subdirs(ctx.scratch);
     let scratch = crate::builder::scratch::ScratchDir::create(
@@ -471,30 +573,45 @@ async fn execute_as(
     // The snapshot-diff path: the stage's filesystem as one plain directory, changed in
     // place by the step (it lives in the scratch, so it goes with it however the step ends).
     let rootfs = if native {
-        let dir = scratch.path().join("rootfs");
-        std::fs::create_dir(&dir).map_err(|e| RunError::io(&dir, e))?;
-        let made = tokio::task::block_in_place(|| {
-            regbuild_rootfs::materialize::materialize(&lowers, &dir, overlay_xattrs())
-        })
-        .map_err(RunError::from)?;
-        tracing::info!(
-            step = %c.step_text,
-            entries = made.entries,
-            bytes = made.bytes,
-            not_reproduced = made.skipped.len(),
-            "RUN: snapshot diff (no overlayfs): root filesystem copied"
-        );
-        if interrupt::interrupted() {
-            return Err(RunError::Interrupted.into());
-        }
-        Some(dir)
+        Some(plain_root(c.step_text, &lowers, scratch.path())?)
     } else {
         None
     };
-    let prepared_at = Instant::now();
+    Ok(StepRoot {
+        store,
+        lowers,
+        scratch,
+        upper,
+        work,
+        rootfs,
+    })
+}
 
-    // USER: names resolved in the stage's own account files.
-    let accounts = lowers::accounts(&lowers);
+/// The lowers copied into one plain directory (`rootfs/` of the scratch).
+fn plain_root(step_text: &str, lowers: &[PathBuf], scratch: &Path) -> Result<PathBuf, StepError> {
+    let dir = scratch.join("rootfs");
+    std::fs::create_dir(&dir).map_err(|e| RunError::io(&dir, e))?;
+    let made = tokio::task::block_in_place(|| {
+        regbuild_rootfs::materialize::materialize(lowers, &dir, overlay_xattrs())
+    })
+    .map_err(RunError::from)?;
+    tracing::info!(
+        step = %step_text,
+        entries = made.entries,
+        bytes = made.bytes,
+        not_reproduced = made.skipped.len(),
+        "RUN: snapshot diff (no overlayfs): root filesystem copied"
+    );
+    if interrupt::interrupted() {
+        return Err(RunError::Interrupted.into());
+    }
+    Ok(dir)
+}
+
+/// USER (names resolved in the stage's own account files) and the environment, with HOME
+/// from the user's passwd entry unless ENV set it.
+fn identity(planned: &Planned, lowers: &[PathBuf]) -> Result<Identity, StepError> {
+    let accounts = lowers::accounts(lowers);
     let (uid, gid) = if planned.user.is_empty() {
         (0, 0)
     } else {
@@ -512,15 +629,26 @@ async fn execute_as(
             lowers::home_of(accounts.passwd.as_deref(), u64::from(uid)),
         ));
     }
-    // WORKDIR is created when missing, as BuildKit does (it then belongs to the layer;
-    // in a plain root, once the snapshot is taken).
-    let make_workdir = !lowers::is_dir(&lowers, &planned.workdir);
-    if make_workdir && rootfs.is_none() {
-        let dir = upper.join(planned.workdir.trim_start_matches('/'));
-        std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?;
-    }
+    Ok(Identity { uid, gid, env })
+}
 
-    // Bind sources from stages and images, materialised under the build's tmp.
+/// Who a step runs as, and its environment.
+struct Identity {
+    uid: u32,
+    gid: u32,
+    env: Vec<(String, String)>,
+}
+
+/// The step's `--mount`s made real (bind sources from stages and images materialised under
+/// the build's tmp first), and a `RUN <<EOF` script bound in (its path added to `argv`).
+async fn step_mounts(
+    ctx: &RunContext<'_, '_>,
+    spec: &RunSpec,
+    planned: &Planned,
+    scratch: &Path,
+    argv: &mut Vec<String>,
+) -> Result<mounts::Prepared, StepError> {
+    let c = ctx.copy;
     let mut from_dirs: Vec<(CopyFrom, PathBuf)> = Vec::new();
     for m in &spec.mounts {
         if let RunMount::Bind {
@@ -558,10 +686,8 @@ async fn execute_as(
     // Cache mounts a step of another stage holds are awaited here, not in `prepare`.
     mounts::wait_for_caches(&spec.mounts, ctx.cache_root).await?;
     let mut prepared = mounts::prepare(&spec.mounts, &inputs, &find)?;
-    let mount_warnings = std::mem::take(&mut prepared.warnings);
-    let mut argv = planned.argv.clone();
     if let Some((path, body)) = &spec.script {
-        let file = scratch.path().join("script");
+        let file = scratch.join("script");
         std::fs::write(&file, body).map_err(|e| RunError::io(&file, e))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
@@ -576,15 +702,26 @@ async fn execute_as(
             argv.push(path.clone());
         }
     }
-    env.extend(prepared.env.iter().cloned());
+    Ok(prepared)
+}
 
-    let mut sb = match &rootfs {
-        Some(root) => {
-            let mut sb = regbuild_sandbox::Spec::new(Vec::new(), root, &work, argv);
+/// What the sandbox is given: the root (overlay of the lowers, or the plain root), the
+/// command, its environment, identity, working directory, network and mounts.
+fn sandbox_spec(
+    root: &StepRoot<'_>,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    planned: &Planned,
+    (uid, gid): (u32, u32),
+    prepared: &mounts::Prepared,
+) -> regbuild_sandbox::Spec {
+    let mut sb = match &root.rootfs {
+        Some(rootfs) => {
+            let mut sb = regbuild_sandbox::Spec::new(Vec::new(), rootfs, &root.work, argv);
             sb.plain_root = true;
             sb
         }
-        None => regbuild_sandbox::Spec::new(lowers, &upper, &work, argv),
+        None => regbuild_sandbox::Spec::new(root.lowers.clone(), &root.upper, &root.work, argv),
     };
     sb.env = env;
     sb.cwd = PathBuf::from(&planned.workdir);
@@ -595,37 +732,39 @@ async fn execute_as(
         RunNetwork::Default | RunNetwork::Host => regbuild_sandbox::Network::Default,
     };
     sb.mounts = prepared.mounts.clone();
+    sb
+}
 
-    // What the runtime provides and the targets of the mounts made: never in the layer
-    // (a mount that was not made, an optional secret not given, leaves its path to the step).
-    let mut excluded: Vec<PathBuf> = PROVIDED.iter().map(PathBuf::from).collect();
-    excluded.extend(
-        prepared
-            .targets
-            .iter()
-            .map(|t| PathBuf::from(t.to_string_lossy().trim_start_matches('/'))),
-    );
-    let snapshot = match &rootfs {
-        Some(root) => {
-            // Mount points first, so that making them is not a change of the step.
-            regbuild_sandbox::prepare_plain_root(&sb).map_err(RunError::from)?;
-            let snap = tokio::task::block_in_place(|| {
-                regbuild_rootfs::snapshot::Snapshot::take(root, &excluded)
-            })
+/// The plain root's stamps before the step (mount points made first, so that making them
+/// is not a change of the step), and the WORKDIR made after them when missing.
+fn take_snapshot(
+    sb: &regbuild_sandbox::Spec,
+    rootfs: &Path,
+    excluded: &[PathBuf],
+    make_workdir: bool,
+    planned: &Planned,
+) -> Result<regbuild_rootfs::snapshot::Snapshot, StepError> {
+    regbuild_sandbox::prepare_plain_root(sb).map_err(RunError::from)?;
+    let snap =
+        tokio::task::block_in_place(|| regbuild_rootfs::snapshot::Snapshot::take(rootfs, excluded))
             .map_err(RunError::from)?;
-            if make_workdir {
-                make_dirs_in(root, &planned.workdir)?;
-            }
-            Some(snap)
-        }
-        None => None,
-    };
+    if make_workdir {
+        make_dirs_in(rootfs, &planned.workdir)?;
+    }
+    Ok(snap)
+}
 
+/// Runs the command in the sandbox, its output prefixed, on a thread of its own (other
+/// stages go on meanwhile: `detached`); a failure names its status and last lines.
+async fn run_command(
+    ctx: &RunContext<'_, '_>,
+    spec: &RunSpec,
+    sb: regbuild_sandbox::Spec,
+) -> Result<regbuild_sandbox::Outcome, StepError> {
+    let c = ctx.copy;
     let mut log = output::StepLog::new(ctx.label.clone(), c.progress);
     log.say(c.step_text);
-    let ran_at = Instant::now();
     let sandbox = regbuild_sandbox::Sandbox::current_exe();
-    // On its own thread: other stages go on while the command runs (`detached`).
     let outcome = detached::run(sandbox, sb, |stream, bytes| {
         let s = match stream {
             regbuild_sandbox::Stream::Stdout => 0,
@@ -639,8 +778,6 @@ async fn execute_as(
     if interrupt::interrupted() {
         return Err(RunError::Interrupted.into());
     }
-    let command_secs = ran_at.elapsed().as_secs_f64();
-    drop(prepared);
     if !outcome.status.success() {
         let status = match outcome.status {
             regbuild_sandbox::Status::Exited(code) => format!("exit status {code}"),
@@ -654,12 +791,24 @@ async fn execute_as(
         }
         .into());
     }
-    let diffed_at = Instant::now();
+    Ok(outcome)
+}
 
-    // The snapshot diff writes the upper directory overlayfs would have made.
+/// The upper directory as layer entries (with the snapshot diff, first written as the upper
+/// directory overlayfs would have made), owners as the step saw them, setuid bits stripped
+/// unless kept (returned).
+fn upper_entries(
+    ctx: &RunContext<'_, '_>,
+    root: &StepRoot<'_>,
+    snapshot: Option<&regbuild_rootfs::snapshot::Snapshot>,
+    outcome: &regbuild_sandbox::Outcome,
+    excluded: Vec<PathBuf>,
+) -> Result<(regbuild_rootfs::upper::UpperDiff, Vec<String>), StepError> {
+    let c = ctx.copy;
+    let upper = &root.upper;
     let mut owners_from_root = std::collections::HashSet::new();
-    if let (Some(root), Some(snap)) = (&rootfs, &snapshot) {
-        let changes = tokio::task::block_in_place(|| snap.diff(root)).map_err(RunError::from)?;
+    if let (Some(rootfs), Some(snap)) = (&root.rootfs, snapshot) {
+        let changes = tokio::task::block_in_place(|| snap.diff(rootfs)).map_err(RunError::from)?;
         let (entries, opaque, whiteouts) = changes.counts();
         tracing::info!(
             step = %c.step_text,
@@ -670,11 +819,10 @@ async fn execute_as(
             "RUN: snapshot diff (no overlayfs)"
         );
         let skipped =
-            tokio::task::block_in_place(|| changes.write_upper(root, &upper, overlay_xattrs()))
+            tokio::task::block_in_place(|| changes.write_upper(rootfs, upper, overlay_xattrs()))
                 .map_err(RunError::from)?;
         owners_from_root = skipped.into_iter().map(|(p, _)| p).collect();
     }
-
     // The upper directory is the layer: nothing else is walked.
     let upper_opts = UpperOptions {
         xattrs: overlay_xattrs(),
@@ -686,17 +834,17 @@ async fn execute_as(
             .map_or(MAX_ENTRY_SIZE, |n| n.min(MAX_ENTRY_SIZE)),
     };
     let mut diff = tokio::task::block_in_place(|| {
-        regbuild_rootfs::upper::diff_upper(&upper, &upper_opts, c.tmp)
+        regbuild_rootfs::upper::diff_upper(upper, &upper_opts, c.tmp)
     })
     .map_err(RunError::from)?;
     // Rootless: what init opened up for us keeps, in the layer, the bits the step gave it.
     restore_opened_modes(&mut diff.entries, &outcome.opened_up);
     // Owners the written upper directory could not take (not root): the root's.
-    if let Some(root) = &rootfs {
+    if let Some(rootfs) = &root.rootfs {
         use std::os::unix::fs::MetadataExt;
         for e in &mut diff.entries {
             if owners_from_root.contains(&e.path) {
-                if let Ok(m) = std::fs::symlink_metadata(root.join(&e.path)) {
+                if let Ok(m) = std::fs::symlink_metadata(rootfs.join(&e.path)) {
                     (e.uid, e.gid) = (u64::from(m.uid()), u64::from(m.gid()));
                 }
             }
@@ -712,88 +860,56 @@ async fn execute_as(
     } else {
         crate::builder::copy::strip_setuid(&mut diff.entries)
     };
-    let sockets = diff.sockets.len();
-    upper_as_layer(&upper, &diff, &stripped)?;
+    Ok((diff, stripped))
+}
+
+/// The step's layer: it joins the store first (named by a pass over its tar, no
+/// compression) and is compressed on a thread of its own while the next steps run — what
+/// they need is its lower directory; the blob is wanted at the stage's end. An opened-up
+/// upper directory cannot join the store (nor one the store refused), so it is packed here,
+/// before the scratch goes, and a later step unpacks the layer. Returns the layer, its
+/// digest for `--json` (empty while packing) and how it is packed.
+fn pack_step_layer(
+    ctx: &RunContext<'_, '_>,
+    planned: &Planned,
+    diff: regbuild_rootfs::upper::UpperDiff,
+    root: &StepRoot<'_>,
+    outcome: &regbuild_sandbox::Outcome,
+) -> Result<(NewLayer, String, &'static str), StepError> {
+    let c = ctx.copy;
     let opts = layer_options(c);
-    let step_text = c.step_text.to_string();
-    let progress = c.progress;
-    // The layer joins the store first (named by a pass over its tar, no compression) and is
-    // compressed on a thread of its own while the next steps run: what they need is its
-    // lower directory; the blob is wanted at the stage's end. An opened-up upper directory
-    // cannot join the store (nor one the store refused), so it is packed here, before the
-    // scratch goes, and a later step unpacks the layer.
     let packing = if outcome.opened_up.is_empty() {
         tokio::task::block_in_place(|| {
-            start_packing(&planned.key, diff, &upper, store, &opts, c.tmp)
+            start_packing(&planned.key, diff, &root.upper, root.store, &opts, c.tmp)
         })?
     } else {
         Err(diff)
     };
-    // The layer, its digest for `--json` (known once packed), how it is packed.
-    let (layer, digest, packed) = match packing {
-        Ok(p) => (NewLayer::Packing(p), String::new(), "background"),
-        Err(diff) => {
-            let mut built = tokio::task::block_in_place(|| {
-                diff.build_layer(&opts, c.tmp, &mut |bytes| {
-                    progress.event(regbuild_registry::progress::Event::LayerPacking {
-                        id: &step_text,
-                        bytes,
-                    })
-                })
-            })?;
-            built.key = Some(planned.key.clone());
-            let built = Arc::new(built);
-            record_packed(
-                &built,
-                &planned.key,
-                c.step_text,
-                c.cache,
-                progress,
-                ctx.early,
-            );
-            let digest = built.digest.to_string();
-            (NewLayer::Built(built), digest, "in place")
-        }
+    let diff = match packing {
+        Ok(p) => return Ok((NewLayer::Packing(p), String::new(), "background")),
+        Err(diff) => diff,
     };
-    let total = started.elapsed().as_secs_f64();
-    tracing::info!(
-        step = %c.step_text,
-        prepare_s = (prepared_at - started).as_secs_f64(),
-        command_s = command_secs,
-        diff_pack_s = diffed_at.elapsed().as_secs_f64(),
-        total_s = total,
-        snapshotter = if native { "native" } else { "overlayfs" },
-        packing = packed,
-        "RUN step timings"
+    let (step_text, progress) = (c.step_text.to_string(), c.progress);
+    let mut built = tokio::task::block_in_place(|| {
+        diff.build_layer(&opts, c.tmp, &mut |bytes| {
+            progress.event(regbuild_registry::progress::Event::LayerPacking {
+                id: &step_text,
+                bytes,
+            })
+        })
+    })?;
+    built.key = Some(planned.key.clone());
+    let built = Arc::new(built);
+    record_packed(
+        &built,
+        &planned.key,
+        c.step_text,
+        c.cache,
+        progress,
+        ctx.early,
     );
-    let mut warnings = outcome.warnings;
-    warnings.extend(mount_warnings);
-    if sockets > 0 {
-        warnings.push(format!(
-            "RUN left {sockets} socket(s), which a layer cannot hold (left out)"
-        ));
-    }
-    let report = RunReport {
-        stage: ctx.stage.clone(),
-        line,
-        instruction: c.step_text.to_string(),
-        status: "executed",
-        seconds: total,
-        // Empty while it packs: filled in when the stage's layers are.
-        layer: digest,
-    };
-    Ok((
-        StepOutput {
-            layers: vec![StepLayer {
-                layer,
-                entries: Vec::new(),
-                label: c.step_text.to_string(),
-            }],
-            stripped_setuid: stripped,
-            warnings,
-        },
-        report,
-    ))
+    let digest = built.digest.to_string();
+    Ok((NewLayer::Built(built), digest, "in place"))
 }
 
 /// Names the layer of `diff` (a pass over its tar), moves `upper` into `store` as that
