@@ -282,3 +282,131 @@ fn at(file: &str, line: usize, e: StepError) -> BuildError {
         source: Box::new(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::pack::SourceStamps;
+    use crate::builder::stage::StepLayer;
+    use regbuild_fs::layer::{EntryKind, LayerOptions};
+
+    fn scratch_image() -> StageImage {
+        StageImage {
+            config: regbuild_oci::config::ImageConfig::scratch("linux", "amd64", None),
+            layers: Vec::new(),
+            base: None,
+            base_listed: false,
+        }
+    }
+
+    /// A COPY of one file, still to pack, keyed `key`.
+    fn to_pack(dir: &std::path::Path, key: &str, body: &str) -> StepOutput {
+        let source = dir.join(key);
+        std::fs::write(&source, body).unwrap();
+        let entries = vec![LayerEntry {
+            path: format!("{key}.txt").into(),
+            kind: EntryKind::File {
+                size: body.len() as u64,
+                source,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            xattrs: Default::default(),
+        }];
+        let job = PackJob {
+            stamps: SourceStamps::take(&entries).unwrap(),
+            entries: entries.clone(),
+            opts: LayerOptions::default(),
+            key: key.to_string(),
+            id: format!("COPY {key}"),
+            surely_new: false,
+        };
+        StepOutput {
+            layers: vec![StepLayer {
+                layer: NewLayer::Pack(job),
+                entries,
+                label: format!("COPY {key}"),
+            }],
+            stripped_setuid: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn sinks(tmp: &std::path::Path) -> PackSinks<'_> {
+        PackSinks {
+            tmp,
+            cache: None,
+            progress: &regbuild_registry::progress::Quiet,
+            early: None,
+        }
+    }
+
+    #[test]
+    fn a_layer_to_pack_is_known_by_its_key_and_refused_as_a_lower_until_packed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut image = scratch_image();
+        let mut layers = StageLayers::default();
+        let mut kept = Vec::new();
+        layers.push(&mut image, 3, to_pack(dir.path(), "a", "A"), "", &mut kept);
+        assert_eq!(layers.identities(&image), ["a"]);
+        assert_eq!(
+            image.config.diff_ids(),
+            [""],
+            "its diff_id comes when it is packed"
+        );
+        assert!(matches!(
+            layers.view_sources().next(),
+            Some(Source::Pending { key: "a", .. })
+        ));
+        let refused = match layers.lowers(&image) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a layer still to pack became a lower"),
+        };
+        assert!(refused.contains("COPY a"), "{refused}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn packing_keeps_identities_fills_diff_ids_and_finish_keeps_the_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut image = scratch_image();
+        let mut layers = StageLayers::default();
+        let mut kept = Vec::new();
+        layers.push(&mut image, 3, to_pack(dir.path(), "a", "A"), "", &mut kept);
+        layers.push(&mut image, 4, to_pack(dir.path(), "b", "B"), "", &mut kept);
+        let before = layers.identities(&image);
+        let sinks = sinks(dir.path());
+        layers
+            .pack_pending(&mut image, &sinks, "Dockerfile", &mut kept)
+            .unwrap();
+        // RUN keys below the next step must not change because its layers got packed.
+        assert_eq!(layers.identities(&image), before);
+        assert_eq!(kept.len(), 2);
+        let diff_ids = image.config.diff_ids();
+        assert!(
+            diff_ids.iter().all(|d| d.starts_with("sha256:")),
+            "{diff_ids:?}"
+        );
+        assert_eq!(layers.lowers(&image).unwrap().len(), 2);
+        layers.push(&mut image, 5, to_pack(dir.path(), "c", "C"), "", &mut kept);
+        let (mut all, mut new, mut entries) = (Vec::new(), Vec::new(), HashMap::new());
+        let joined = layers
+            .finish(
+                &mut image,
+                &sinks,
+                "Dockerfile",
+                &mut Finished {
+                    all_layers: &mut all,
+                    new_layers: &mut new,
+                    layer_entries: &mut entries,
+                },
+            )
+            .unwrap();
+        assert!(joined.is_empty(), "nothing was packing in the background");
+        let labels: Vec<&str> = new.iter().map(|(_, _, l)| l.as_str()).collect();
+        assert_eq!(labels, ["COPY a", "COPY b", "COPY c"]);
+        assert_eq!(image.layers.len(), 3);
+        assert_eq!(entries.len(), 3);
+        assert!(image.config.diff_ids().iter().all(|d| !d.is_empty()));
+    }
+}
