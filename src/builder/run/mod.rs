@@ -1212,6 +1212,156 @@ fn qemu_arch(oci: &str) -> &str {
 mod tests {
     use super::*;
 
+    /// Plans `spec` on a scratch stage whose config `edit` changed, with `options`: no
+    /// root, no registry, no store is touched.
+    fn planned(
+        spec: &RunSpec,
+        edit: impl FnOnce(&mut regbuild_oci::config::ImageConfig),
+        options: &RunOptions,
+        remote: &std::collections::HashMap<String, crate::builder::remote_cache::RemoteLayer>,
+    ) -> Planned {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = regbuild_registry::Registry::new(
+            regbuild_registry::RegistryOptions::default(),
+            regbuild_registry::CredentialSource::Fixed(Default::default()),
+        );
+        let (stages, bases) = (Default::default(), Default::default());
+        let view = crate::builder::pathindex::View::default();
+        let ctx = StepContext {
+            registry: &registry,
+            context: dir.path(),
+            ignore: &Default::default(),
+            tmp: dir.path(),
+            epoch: 0,
+            keep_setuid: false,
+            compression: Default::default(),
+            layering: Default::default(),
+            cache: None,
+            remote,
+            workdir: "/".into(),
+            stages: &stages,
+            bases: &bases,
+            progress: &regbuild_registry::progress::Quiet,
+            step_text: "RUN make",
+            defer_entries: true,
+            view: &view,
+            architecture: "amd64",
+        };
+        let store = LowerStore::open(&dir.path().join("lowers"), OverlayXattrs::User).unwrap();
+        let platform = Platform::linux_amd64();
+        let rctx = RunContext {
+            copy: &ctx,
+            options,
+            store: &store,
+            flat_store: &store,
+            scratch: dir.path(),
+            cache_root: dir.path(),
+            platform: &platform,
+            label: "[stage-0 1/1]".into(),
+            stage: "stage-0".into(),
+            early: None,
+        };
+        let mut config = regbuild_oci::config::ImageConfig::scratch("linux", "amd64", None);
+        edit(&mut config);
+        let image = StageImage {
+            config,
+            layers: Vec::new(),
+            base: None,
+            base_listed: false,
+        };
+        plan(&rctx, spec, &image, vec!["sha256:parent".into()]).unwrap()
+    }
+
+    fn run_spec(command: &str) -> RunSpec {
+        RunSpec {
+            command: Command::Shell(command.into()),
+            script: None,
+            mounts: Vec::new(),
+            network: None,
+            args: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_plan_wraps_the_shell_lets_env_win_over_args_and_keys_every_input() {
+        let none = Default::default();
+        let options = RunOptions::default();
+        let mut spec = run_spec("make");
+        spec.args = vec![("V".into(), "arg".into()), ("A".into(), "1".into())];
+        let p = planned(&spec, |c| c.set_env("V", "env"), &options, &none);
+        assert_eq!(p.argv, ["/bin/sh", "-c", "make"]);
+        assert!(
+            p.env.contains(&("V".into(), "env".into())),
+            "ENV wins: {:?}",
+            p.env
+        );
+        assert!(p.env.contains(&("A".into(), "1".into())));
+        assert!(p.env.iter().any(|(k, _)| k == "PATH"), "a default PATH");
+        assert!(!p.is_hit());
+        let again = planned(&spec, |c| c.set_env("V", "env"), &options, &none);
+        assert_eq!(p.key, again.key, "one key for one input");
+        // Each input that changes the result changes the key.
+        let mut other_arg = spec.clone();
+        other_arg.args[1].1 = "2".into();
+        let keys = [
+            planned(
+                &run_spec("make all"),
+                |c| c.set_env("V", "env"),
+                &options,
+                &none,
+            )
+            .key,
+            planned(&other_arg, |c| c.set_env("V", "env"), &options, &none).key,
+            planned(&spec, |c| c.set_env("V", "other"), &options, &none).key,
+            planned(&spec, |c| c.set_user("1000"), &options, &none).key,
+            planned(&spec, |c| c.set_workdir("/src"), &options, &none).key,
+        ];
+        for k in &keys {
+            assert_ne!(*k, p.key);
+        }
+    }
+
+    #[test]
+    fn a_secrets_value_never_reaches_the_key_and_a_registry_hit_is_a_hit() {
+        let none = Default::default();
+        let mut spec = run_spec("cat /run/secrets/token");
+        spec.mounts = vec![RunMount::Secret {
+            id: "token".into(),
+            target: None,
+            env: None,
+            required: true,
+            mode: 0o400,
+            uid: 0,
+            gid: 0,
+        }];
+        let with = |value: &str| {
+            let mut options = RunOptions::default();
+            options
+                .secrets
+                .insert("token".into(), SecretSource::Env(value.into()));
+            planned(&spec, |_| {}, &options, &none).key
+        };
+        assert_eq!(with("TOKEN_A"), with("TOKEN_B"));
+        let options = RunOptions::default();
+        let key = planned(&spec, |_| {}, &options, &none).key;
+        let record = crate::builder::cache::CachedLayer {
+            digest: regbuild_oci::digest::Digest::of(b"layer"),
+            diff_id: regbuild_oci::digest::Digest::of(b"diff"),
+            size: 5,
+            uncompressed_size: 4,
+            media_type: regbuild_oci::manifest::OCI_LAYER_GZIP.into(),
+        };
+        let remote = std::collections::HashMap::from([(
+            key.clone(),
+            crate::builder::remote_cache::RemoteLayer {
+                record,
+                registry: "r.example".into(),
+                repository: "app".into(),
+            },
+        )]);
+        assert!(planned(&spec, |_| {}, &options, &remote).is_hit());
+    }
+
     #[test]
     fn foreign_architectures_map_to_binfmt_names() {
         assert_eq!(qemu_arch("arm64"), "aarch64");
