@@ -295,6 +295,33 @@ fn keys_from(
         .collect()
 }
 
+/// A cache key's hash: each field length-prefixed (little-endian u64), so no two different
+/// field lists encode alike. The layer keys of COPY, `COPY --from=<image>` and pinned ADDs
+/// are made of it.
+pub struct KeyFields(Sha256);
+
+impl KeyFields {
+    pub fn new() -> KeyFields {
+        KeyFields(Sha256::new())
+    }
+
+    pub fn field(&mut self, bytes: &[u8]) {
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    /// The hash, in hex.
+    pub fn hex(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
+impl Default for KeyFields {
+    fn default() -> Self {
+        KeyFields::new()
+    }
+}
+
 /// The key of one layer, from its entries and their files' content hashes.
 fn key_of(
     entries: &[LayerEntry],
@@ -305,11 +332,8 @@ fn key_of(
     use std::os::unix::ffi::OsStrExt;
     let mut sorted: Vec<&LayerEntry> = entries.iter().collect();
     sorted.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
-    let mut h = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
+    let mut h = KeyFields::new();
+    let mut field = |bytes: &[u8]| h.field(bytes);
     field(FORMAT.as_bytes());
     field(format!("{:?} mtime={}", opts.compression, opts.mtime).as_bytes());
     field(instruction.as_bytes());
@@ -351,7 +375,7 @@ fn key_of(
             field(value);
         }
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(h.hex())
 }
 
 /// Hashes `paths` on all cores; the result is in the order of `paths`.

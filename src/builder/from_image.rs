@@ -7,8 +7,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::builder::error::StepError;
 use crate::builder::stage::{DeferredEntries, StageLayer};
 use regbuild_context::context::SourceOptions;
@@ -43,11 +41,8 @@ pub struct FromImageCopy {
 impl FromImageCopy {
     /// The layer's key (the same with or without a local cache: it goes into the image).
     pub fn key(&self, opts: &LayerOptions) -> String {
-        let mut h = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        };
+        let mut h = crate::builder::cache::KeyFields::new();
+        let mut field = |bytes: &[u8]| h.field(bytes);
         field(FORMAT.as_bytes());
         field(format!("{:?} mtime={}", opts.compression, opts.mtime).as_bytes());
         field(self.instruction.as_bytes());
@@ -63,7 +58,7 @@ impl FromImageCopy {
         field(format!("{:?} {:?} {}", self.chown, self.chmod, self.keep_setuid).as_bytes());
         field(format!("exclude={:?} parents={}", self.exclude, self.parents).as_bytes());
         field(self.lower.as_bytes());
-        hex::encode(h.finalize())
+        h.hex()
     }
 }
 

@@ -20,8 +20,6 @@ pub mod http;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::builder::error::StepError;
 use crate::builder::stage::StepContext;
 use crate::builder::stage::StepOutput;
@@ -330,11 +328,8 @@ struct PinnedAdd {
 impl PinnedAdd {
     /// The layer's key (the same with or without a local cache: it goes into the image).
     fn key(&self, opts: &LayerOptions) -> String {
-        let mut h = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        };
+        let mut h = crate::builder::cache::KeyFields::new();
+        let mut field = |bytes: &[u8]| h.field(bytes);
         field(FORMAT.as_bytes());
         field(format!("{:?} mtime={}", opts.compression, opts.mtime).as_bytes());
         field(self.instruction.as_bytes());
@@ -349,7 +344,7 @@ impl PinnedAdd {
         );
         field(settings.as_bytes());
         field(self.lower.as_bytes());
-        hex::encode(h.finalize())
+        h.hex()
     }
 }
 
