@@ -197,13 +197,8 @@ fn run_options(args: &PushArgs) -> Result<crate::builder::run::RunOptions, CliEr
     })
 }
 
-pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliError> {
-    // Held to the end: `regbuild prune` removes nothing while a push may be reading it.
-    let _cache = hold_cache()?;
-    if args.all {
-        return run_all(global, &args).await;
-    }
-    // Everything the user typed is checked before any work.
+/// The push `args` ask for, every value checked (a refusal exits 2, before any request).
+fn push_request(args: &PushArgs) -> Result<PushRequest, CliError> {
     let tags = parse_tags(&args.tags)?;
     let build_args = parse_build_args(&args.build_args)?;
     let platforms = parse_platforms(&args.platform)?;
@@ -233,7 +228,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             cache_from.push(r);
         }
     }
-    let run = run_options(&args)?;
+    let run = run_options(args)?;
     let req = PushRequest {
         build: BuildRequest {
             run,
@@ -255,11 +250,50 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
             dry_run: args.dry_run,
         },
         platforms,
-        tags: tags.clone(),
+        tags,
         dry_run: args.dry_run,
         lock,
         stream_upload: !args.no_stream_upload,
     };
+    Ok(req)
+}
+
+/// The warnings of a built image, each once: the build's, each stripped setuid bit (and
+/// the flag that keeps them), an image that runs as root.
+fn say_built_warnings(prepared: &push::Prepared, allow_root: bool) {
+    let mut said = std::collections::BTreeSet::new();
+    for w in prepared.images.iter().flat_map(|i| i.warnings.iter()) {
+        if said.insert(w) {
+            eprintln!("warning: {w}");
+        }
+    }
+    for path in &prepared.stripped_setuid {
+        eprintln!("warning: stripped setuid/setgid bits from {path}");
+    }
+    if !prepared.stripped_setuid.is_empty() {
+        eprintln!(
+            "warning: regbuild strips setuid/setgid bits by default, where docker build (BuildKit) keeps them: pass --keep-setuid to keep them ({} file(s) above)",
+            prepared.stripped_setuid.len()
+        );
+    }
+    if !allow_root {
+        if let Some(image) = prepared.images.first() {
+            if runs_as_root(image.config.user().as_deref()) {
+                eprintln!("warning: the image runs as root (no USER, or USER 0): add a USER instruction, or pass --allow-root");
+            }
+        }
+    }
+}
+
+pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliError> {
+    // Held to the end: `regbuild prune` removes nothing while a push may be reading it.
+    let _cache = hold_cache()?;
+    if args.all {
+        return run_all(global, &args).await;
+    }
+    // Everything the user typed is checked before any work.
+    let req = push_request(&args)?;
+    let tags = req.tags.clone();
     let debug_from = args
         .debug_from
         .as_deref()
@@ -278,30 +312,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
     }
     let allow_root = args.allow_root;
     // Said once the image is built, before the plan or any manifest.
-    let warn = move |prepared: &push::Prepared| {
-        let mut said = std::collections::BTreeSet::new();
-        for w in prepared.images.iter().flat_map(|i| i.warnings.iter()) {
-            if said.insert(w) {
-                eprintln!("warning: {w}");
-            }
-        }
-        for path in &prepared.stripped_setuid {
-            eprintln!("warning: stripped setuid/setgid bits from {path}");
-        }
-        if !prepared.stripped_setuid.is_empty() {
-            eprintln!(
-                "warning: regbuild strips setuid/setgid bits by default, where docker build (BuildKit) keeps them: pass --keep-setuid to keep them ({} file(s) above)",
-                prepared.stripped_setuid.len()
-            );
-        }
-        if !allow_root {
-            if let Some(image) = prepared.images.first() {
-                if runs_as_root(image.config.user().as_deref()) {
-                    eprintln!("warning: the image runs as root (no USER, or USER 0): add a USER instruction, or pass --allow-root");
-                }
-            }
-        }
-    };
+    let warn = move |prepared: &push::Prepared| say_built_warnings(prepared, allow_root);
     let result = match push::push_with(&registry, req, progress.clone(), &warn).await {
         Err(push::PushError::Build(e)) if args.dry_run => match *e {
             crate::builder::BuildError::WouldRun(stop) => {
