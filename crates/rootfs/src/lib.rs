@@ -22,6 +22,8 @@ pub mod materialize;
 mod prerequisite;
 pub mod scratch;
 pub mod snapshot;
+#[cfg(test)]
+mod test_spawn;
 pub mod tree;
 pub mod unpack;
 pub mod upper;

@@ -198,12 +198,10 @@ mod tests {
         let dead = parent.path().join("scratch-dead");
         fs::create_dir(&dead).unwrap();
         fs::write(dead.join("f"), "x").unwrap();
-        let status = Command::new("flock")
-            .arg("-x")
-            .arg(&dead)
-            .arg("true")
-            .status()
-            .unwrap();
+        let status =
+            crate::test_spawn::spawn(Command::new("flock").arg("-x").arg(&dead).arg("true"))
+                .and_then(|mut child| child.wait())
+                .unwrap();
         assert!(status.success());
         // Not ours to judge: another prefix.
         fs::create_dir(parent.path().join("other-dead")).unwrap();
@@ -215,6 +213,10 @@ mod tests {
 
         // Released (dropped) without removal: swept by the next one.
         let path = live.path().to_path_buf();
+        // No test's child may hold a copy of the lock's descriptor meanwhile.
+        let _alone = crate::test_spawn::SPAWNING
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         drop(live);
         let swept = sweep(parent.path(), "scratch-", remove);
         assert_eq!(swept.removed, vec![path]);
@@ -254,14 +256,15 @@ mod tests {
         let held = parent.path().join("scratch-held");
         fs::create_dir(&held).unwrap();
         // flock(1) holds the lock until its command ends: it says so, then waits for stdin.
-        let mut child = Command::new("flock")
-            .arg("-x")
-            .arg(&held)
-            .args(["sh", "-c", "echo locked; cat"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = crate::test_spawn::spawn(
+            Command::new("flock")
+                .arg("-x")
+                .arg(&held)
+                .args(["sh", "-c", "echo locked; cat"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped()),
+        )
+        .unwrap();
         let mut line = String::new();
         std::io::BufRead::read_line(
             &mut std::io::BufReader::new(child.stdout.take().unwrap()),

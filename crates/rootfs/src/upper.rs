@@ -1042,23 +1042,24 @@ mod tests {
             OverlayXattrs::Trusted => "",
             OverlayXattrs::User => "userxattr,",
         };
-        let mut holder = Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                script,
-                "sh",
-            ])
-            .args([lower, upper, work, merged])
-            .arg(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run unshare");
+        let mut holder = crate::test_spawn::spawn(
+            Command::new("unshare")
+                .args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    script,
+                    "sh",
+                ])
+                .args([lower, upper, work, merged])
+                .arg(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .expect("run unshare");
         let mut line = String::new();
         BufReader::new(holder.stdout.take().unwrap())
             .read_line(&mut line)
