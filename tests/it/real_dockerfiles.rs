@@ -43,6 +43,7 @@ fn builds_and_runs(name: &str) {
     if !needs_root("debootstrap makes the Debian base, chroot runs the images") {
         return;
     }
+    let _turn = heavy_or_timed();
     let dir = repo_root().join("tests/dockerfiles").join(name);
     let expect: Expect =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expect.json")).unwrap()).unwrap();

@@ -10,6 +10,7 @@ use crate::run_steps::{busybox_base, push_dockerfile};
 
 #[test]
 fn independent_stages_run_at_the_same_time() {
+    let _turn = heavy_or_timed();
     let reg = Distribution::start();
     let host = reg.host.clone();
     busybox_base(&host, "base/busybox");

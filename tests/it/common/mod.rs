@@ -576,3 +576,11 @@ pub fn no_user_namespace(out: &Output, user: &str) -> bool {
     ));
     true
 }
+
+/// Taken by the tests that load the machine for minutes (whole Debian builds) and by those
+/// whose steps must meet in time (`run_stages::independent_stages_…`): on a 2-core runner
+/// the one would starve the other's processes past their bounds.
+pub fn heavy_or_timed() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
