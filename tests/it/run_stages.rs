@@ -18,12 +18,15 @@ fn independent_stages_run_at_the_same_time() {
     // The listener gives up after 20 s: built one stage after the other, the talker would
     // only start once the listener had failed. Both sides check a token, and the answer to
     // it, so a stray connection (another test's readiness probe on a reused port) or a
-    // foreign server on the port only costs a retry.
+    // foreign server on the port only costs a retry. The listener answers only after it
+    // has read and recorded the talker's line: had it answered at once, a talker whose
+    // `echo` was scheduled late could take the answer and leave before sending its line.
     let token = format!("tok{port}x{}", std::process::id());
     let df = format!(
         "FROM {host}/base/busybox:1 AS listener\n\
          RUN i=0; until grep -q hi-{token} /got 2>/dev/null; do i=$((i+1)); [ $i -le 5 ] || exit 8; \
-           echo ack-{token} | timeout 20 nc -l -p {port} > /got; done; echo hi > /got\n\
+           timeout 20 nc -l -p {port} -e sh -c 'read x; [ \"$x\" = hi-{token} ] || exit 1; echo \"$x\" > /got; echo ack-{token}'; \
+           done; echo hi > /got\n\
          FROM {host}/base/busybox:1 AS talker\n\
          RUN i=0; until echo hi-{token} | timeout 2 nc 127.0.0.1 {port} | grep -q ack-{token}; do \
            i=$((i+1)); [ $i -lt 150 ] || exit 9; sleep 0.1; done; echo sent > /sent\n\
