@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use crate::builder::cache::KEY_ANNOTATION;
 use crate::builder::error::StepError;
-use crate::builder::stage::{StageImage, StageLayer};
+use crate::builder::layer::StageLayer;
+use crate::builder::stage::StageImage;
 use crate::image::base::ResolvedBase;
 use regbuild_oci::config::ImageConfig;
 use regbuild_oci::digest::Digest;
@@ -146,7 +147,7 @@ mod tests {
 
     use super::*;
     use crate::builder::cache::CachedLayer;
-    use crate::builder::stage::CachedStageLayer;
+    use crate::builder::layer::CachedStageLayer;
     use regbuild_fs::layer::{BuiltLayer, LayerOptions};
     use regbuild_oci::manifest::{Descriptor, DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 

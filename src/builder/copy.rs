@@ -1,6 +1,7 @@
 //! One COPY or ADD: gather its sources (the context, another stage, another image, or for
-//! ADD a local archive, a URL or a Git repository: `add_remote`), apply ownership and modes,
-//! strip setuid/setgid bits, and write the layer.
+//! ADD a local archive), apply ownership and modes, strip setuid/setgid bits, and write the
+//! layer. An ADD of URLs or Git repositories is `add_remote`'s, which ends as COPY does
+//! ([`finish`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,15 +18,31 @@ use regbuild_fs::extract;
 use regbuild_fs::layer::{EntryKind, LayerEntry, LayerOptions};
 use regbuild_registry::progress::Event;
 
-/// Runs one COPY/ADD; the caller prefixes its errors with `file:line`.
+/// Where a COPY/ADD writes and the owner and mode it gives, known before any source is read.
+pub struct Target {
+    pub dest: String,
+    pub chown: Option<(u64, u64)>,
+    pub chmod: Option<u32>,
+}
+
+impl Target {
+    pub fn of(ctx: &StepContext<'_>, spec: &CopySpec) -> Result<Target, StepError> {
+        Ok(Target {
+            dest: into_existing_dir(destination(&ctx.workdir, &spec.dest), ctx.view),
+            chown: spec
+                .chown
+                .as_deref()
+                .map(|s| parse_chown(s, ctx.view))
+                .transpose()?,
+            chmod: spec.chmod.as_deref().map(parse_chmod).transpose()?,
+        })
+    }
+}
+
+/// Runs one COPY/ADD (but an ADD of URLs or Git repositories: `add_remote::run`); the
+/// caller prefixes its errors with `file:line`.
 pub async fn run(ctx: &StepContext<'_>, spec: &CopySpec) -> Result<StepOutput, StepError> {
-    let dest = into_existing_dir(destination(&ctx.workdir, &spec.dest), ctx.view);
-    let chown = spec
-        .chown
-        .as_deref()
-        .map(|s| parse_chown(s, ctx.view))
-        .transpose()?;
-    let chmod = spec.chmod.as_deref().map(parse_chmod).transpose()?;
+    let Target { dest, chown, chmod } = Target::of(ctx, spec)?;
     let plain = |entries| Gathered::Entries(entries, None);
     let gathered = match &spec.from {
         // The front end allows heredocs only alone (no other sources, --from or --closure).
@@ -33,24 +50,28 @@ pub async fn run(ctx: &StepContext<'_>, spec: &CopySpec) -> Result<StepOutput, S
             plain(heredoc_entries(ctx, &spec.heredocs, &dest, chown, chmod)?)
         }
         _ if spec.closure => plain(closure_entries(ctx, spec, &dest, chown)?),
-        None if spec.add && crate::builder::add_remote::any_remote(&spec.sources) => {
-            use crate::builder::add_remote::{add, Added};
-            match add(ctx, spec, &dest, chown, chmod).await? {
-                Added::Cached(out) => Gathered::Cached(out),
-                Added::Fetched { entries, key } => Gathered::Entries(entries, key),
-            }
-        }
         None if spec.add => plain(add_entries(ctx, spec, &dest, chown, chmod)?),
         None => plain(context_entries(ctx, spec, &dest, chown, chmod)?),
         Some(from) => from_entries(ctx, spec, from, &dest, chown, chmod).await?,
     };
-    let (entries, key) = match gathered {
-        Gathered::Cached(out) => return Ok(out),
-        Gathered::Entries(entries, key) => (entries, key),
-    };
+    match gathered {
+        Gathered::Cached(out) => Ok(out),
+        Gathered::Entries(entries, key) => finish(ctx, &dest, entries, key),
+    }
+}
+
+/// A COPY's gathered entries as its output: placed into the destination's existing
+/// directories and symlinks, setuid bits stripped, made layers (found in a cache by `key`
+/// or their bytes' key, or to be packed).
+pub fn finish(
+    ctx: &StepContext<'_>,
+    dest: &str,
+    entries: Vec<LayerEntry>,
+    key: Option<String>,
+) -> Result<StepOutput, StepError> {
     // Into the destination's existing directory symlinks, as BuildKit copies.
     let (entries, moved) = ctx.view.place(entries);
-    let mut entries = keep_existing_dest_dirs(entries, &dest, ctx.view);
+    let mut entries = keep_existing_dest_dirs(entries, dest, ctx.view);
     for (from, to) in &moved {
         tracing::debug!(from = %from.display(), to = %to.display(), "through a directory symlink");
     }
@@ -352,11 +373,11 @@ pub(crate) fn cached_by_key(
     ctx: &StepContext<'_>,
     key: &str,
     dest: &str,
-    produce: crate::builder::stage::DeferredEntries,
+    produce: crate::builder::layer::DeferredEntries,
 ) -> Option<StepOutput> {
     let found = find(ctx, key).filter(|_| ctx.defer_entries)?;
     let (keep_setuid, dest, lower) = (ctx.keep_setuid, dest.to_string(), ctx.view.clone());
-    let entries: crate::builder::stage::DeferredEntries = Arc::new(move || {
+    let entries: crate::builder::layer::DeferredEntries = Arc::new(move || {
         let entries = keep_existing_dest_dirs(produce()?, &dest, &lower);
         let (mut entries, _) = lower.place(entries);
         if !keep_setuid {
@@ -408,7 +429,7 @@ fn find(ctx: &StepContext<'_>, key: &str) -> Option<Found> {
 /// What a cached layer holds: known, or produced when its bytes are needed.
 enum CachedEntries {
     Known(Vec<LayerEntry>),
-    Deferred(crate::builder::stage::DeferredEntries),
+    Deferred(crate::builder::layer::DeferredEntries),
 }
 use CachedEntries::{Deferred, Known};
 
@@ -419,7 +440,7 @@ fn cached_layer(
     entries: CachedEntries,
     opts: LayerOptions,
     label: &str,
-) -> crate::builder::stage::CachedStageLayer {
+) -> crate::builder::layer::CachedStageLayer {
     if let (Some(cache), Some(_)) = (ctx.cache, &found_in) {
         cache.put(&key, &record);
     }
@@ -430,10 +451,10 @@ fn cached_layer(
     });
     let mut cached = match entries {
         Known(entries) => {
-            crate::builder::stage::CachedStageLayer::new(record, key, entries, opts, ctx.tmp)
+            crate::builder::layer::CachedStageLayer::new(record, key, entries, opts, ctx.tmp)
         }
         Deferred(entries) => {
-            crate::builder::stage::CachedStageLayer::deferred(record, key, entries, opts, ctx.tmp)
+            crate::builder::layer::CachedStageLayer::deferred(record, key, entries, opts, ctx.tmp)
         }
     };
     cached.found_in = found_in;
@@ -471,7 +492,7 @@ struct FromImage {
 fn from_image(
     ctx: &StepContext<'_>,
     from: &CopyFrom,
-    layers: &[crate::builder::stage::StageLayer],
+    layers: &[crate::builder::layer::StageLayer],
     sources: &[String],
     dest: &str,
     chown: Option<(u64, u64)>,
@@ -486,7 +507,7 @@ fn from_image(
     let digests = layers
         .iter()
         .map(|l| match l {
-            crate::builder::stage::StageLayer::Remote { descriptor, .. } => {
+            crate::builder::layer::StageLayer::Remote { descriptor, .. } => {
                 Some(descriptor.digest.to_string())
             }
             _ => None,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::builder::error::StepError;
-use crate::builder::stage::{DeferredEntries, StageLayer};
+use crate::builder::layer::{DeferredEntries, StageLayer};
 use regbuild_context::context::SourceOptions;
 use regbuild_fs::layer::{LayerEntry, LayerOptions};
 use regbuild_registry::Registry;

@@ -7,14 +7,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::builder::add_remote;
 use crate::builder::assemble;
 use crate::builder::copy;
-use crate::builder::dry_run::DryRunStop;
 use crate::builder::error::{BuildError, StepError};
+use crate::builder::layer::StageLayer;
 use crate::builder::pack::PackSinks;
+use crate::builder::report::DryRunStop;
 use crate::builder::schedule;
 use crate::builder::stage::StepContext;
-use crate::builder::stage::{join_in_image, StageImage, StageLayer};
+use crate::builder::stage::{join_in_image, StageImage};
 use crate::builder::stage_layers::{Finished, StageLayers};
 use crate::image::base::ResolvedBase;
 use crate::image::planned;
@@ -86,7 +88,7 @@ pub struct BuiltImage {
     /// Layers this build made (digest, size, created_by), in order.
     pub new_layers: Vec<(Digest, u64, String)>,
     /// What each RUN step did (executed or cached), in build order.
-    pub run_steps: Vec<crate::builder::run::RunReport>,
+    pub run_steps: Vec<crate::builder::report::RunReport>,
     _layers: Vec<Arc<BuiltLayer>>,
     _tmp: crate::builder::scratch::ScratchDir,
 }
@@ -237,7 +239,7 @@ struct Merged {
     warnings: Vec<String>,
     new_layers: Vec<(Digest, u64, String)>,
     layer_entries: HashMap<String, Vec<regbuild_fs::layer::LayerEntry>>,
-    run_steps: Vec<crate::builder::run::RunReport>,
+    run_steps: Vec<crate::builder::report::RunReport>,
 }
 
 impl Merged {
@@ -373,7 +375,7 @@ struct StageRecords {
     warnings: Vec<String>,
     new_layers: Vec<(Digest, u64, String)>,
     layer_entries: HashMap<String, Vec<regbuild_fs::layer::LayerEntry>>,
-    run_steps: Vec<crate::builder::run::RunReport>,
+    run_steps: Vec<crate::builder::report::RunReport>,
 }
 
 /// Where a dry run stopped (see [`DryRunStop`]).
@@ -466,6 +468,9 @@ async fn build_stage(
             .map_err(at)?;
         let ctx = place.copy_context(inputs, &image, &built, &step.text, &view);
         let step_out = match &step.kind {
+            StepKind::Copy(spec) if add_remote::wanted(spec) => {
+                Some(add_remote::run(&ctx, spec).await.map_err(at)?)
+            }
             StepKind::Copy(spec) => Some(copy::run(&ctx, spec).await.map_err(at)?),
             StepKind::Run(spec) => {
                 let run = RunStep {
@@ -762,7 +767,7 @@ async fn stage_view(
     indexer: &crate::builder::pathindex::Indexer<'_>,
     image: &StageImage,
     layers: &StageLayers,
-) -> Result<crate::builder::pathindex::View, crate::builder::pathindex::IndexError> {
+) -> Result<crate::builder::pathindex::View, crate::builder::error::IndexError> {
     use crate::builder::pathindex::Source;
     let sources: Vec<Source<'_>> = image
         .layers

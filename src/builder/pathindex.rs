@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::builder::error::StepError;
-use crate::builder::stage::StageLayer;
+use crate::builder::layer::StageLayer;
 use regbuild_fs::layer::{EntryKind, LayerEntry};
 use regbuild_registry::Registry;
 
@@ -30,14 +30,7 @@ const KEPT_MAX: u64 = 4 << 20;
 /// Symlinks followed while resolving one path, as Linux's MAXSYMLINKS.
 const MAX_HOPS: usize = 40;
 
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    #[error("indexing layer {layer}: {source}")]
-    Layer {
-        layer: String,
-        source: Box<crate::builder::error::StepError>,
-    },
-}
+pub use crate::builder::error::IndexError;
 
 /// What a path is in one layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

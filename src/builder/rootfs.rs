@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::builder::error::StepError;
-use crate::builder::stage::StageLayer;
+use crate::builder::layer::StageLayer;
 use regbuild_fs::extract::{self, EntryMeta, Limits, Overlay};
 use regbuild_fs::layer::{BuiltLayer, Xattrs};
 use regbuild_oci::manifest::Descriptor;

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::builder::error::StepError;
+use crate::builder::layer::StageLayer;
 use crate::builder::rootfs;
-use crate::builder::stage::{StageImage, StageLayer};
+use crate::builder::stage::StageImage;
 use regbuild_context::context::{self, CopyRequest};
 use regbuild_fs::layer::{self, EntryKind, LayerEntry, LayerOptions};
 use regbuild_registry::Registry;

@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use crate::builder::error::BuildError;
 use crate::builder::error::StepError;
+use crate::builder::layer::StageLayer;
 use crate::builder::pack::{pack_all, PackJob, PackSinks};
 use crate::builder::pathindex::Source;
 use crate::builder::run::lowers::Lower;
-use crate::builder::stage::{NewLayer, Packing, StageImage, StageLayer, StepOutput};
+use crate::builder::stage::{NewLayer, Packing, StageImage, StepOutput};
 use regbuild_fs::layer::{BuiltLayer, LayerEntry};
 use regbuild_oci::digest::Digest;
 

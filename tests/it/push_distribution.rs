@@ -160,6 +160,11 @@ fn every_tag_gets_the_same_digest_and_json_has_the_report_shape() {
 
 #[test]
 fn dry_run_prints_the_plan_and_writes_nothing() {
+    // The layer cache warmed by a build (pushed elsewhere), as a dry run after a build finds
+    // it: a cold one stops at the RUN step, which a dry run does not execute. Not left to
+    // another test of the module having built first.
+    let warm = Distribution::start();
+    push_hello(&warm.host, &["apps/hello:warm"], &[]);
     let reg = Distribution::start();
     let host = reg.host.clone();
     let mark = reg.access_log().len();

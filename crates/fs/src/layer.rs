@@ -55,7 +55,6 @@
 //!   stable while the flate2 backend and version are pinned (Cargo.lock); the
 //!   `diff_id` does not depend on them.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -100,9 +99,8 @@ pub enum EntryKind {
     Fifo,
 }
 
-/// Extended attributes by name (`security.capability`, …): sorted, so the bytes do not
-/// depend on the order they were found in.
-pub type Xattrs = BTreeMap<Vec<u8>, Vec<u8>>;
+/// Extended attributes by name (defined with the reader, which writes none of layer's).
+pub use crate::tar_read::Xattrs;
 
 /// One entry of a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,8 +34,6 @@ use std::path::PathBuf;
 
 use tar::{EntryType, Header};
 
-use crate::layer::Xattrs;
-
 /// Size of a tar header and of the unit data is padded to.
 pub const BLOCK: usize = 512;
 /// Largest GNU long name/link or PAX record accepted. Real names are at most
@@ -47,6 +45,11 @@ const GNU_SPARSE_ISEXTENDED: usize = 482;
 const GNU_SPARSE_EXT_ISEXTENDED: usize = 504;
 /// Where a header keeps its type flag.
 const TYPEFLAG_AT: usize = 156;
+/// Extended attributes by name (`security.capability`, …): sorted, so the bytes do not
+/// depend on the order they were found in. The reader's, so that it needs nothing of the
+/// writer (`crate::layer`, which re-exports it).
+pub type Xattrs = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// The PAX record key prefix of an extended attribute (Go's `archive/tar`, GNU tar, star).
 const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 

@@ -1,8 +1,9 @@
 //! Image references (`host[:port]/repo[:tag][@sha256:…]`) as the user wrote them.
 //!
-//! Parsing is oci-client's (the distribution grammar, Docker Hub normalisation); this wrapper
-//! remembers whether a tag was written (oci-client fills in `latest`) and names the input in
-//! every error.
+//! Parsing is oci-client's (the distribution grammar, Docker Hub normalisation), taken from
+//! `oci-spec`, where oci-client has it: the image model (and the Dockerfile front end) then
+//! pull in no HTTP client or async runtime. This wrapper remembers whether a tag was written
+//! (the grammar fills in `latest`) and names the input in every error.
 
 use std::fmt;
 use std::str::FromStr;
@@ -161,7 +162,7 @@ fn parse_with_oci_client(s: &str) -> Result<ImageRef, ReferenceError> {
         input: s.chars().take(300).collect(),
         reason,
     };
-    let parsed = oci_client::Reference::from_str(s).map_err(|e| {
+    let parsed = oci_spec::distribution::Reference::from_str(s).map_err(|e| {
         // The repository path: no host, no tag (tags may be uppercase), no digest.
         let name = s.split('@').next().unwrap_or(s);
         let path = name.split_once('/').map_or(name, |(_, p)| p);

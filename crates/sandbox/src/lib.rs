@@ -45,5 +45,6 @@ pub mod userns;
 
 pub use error::{SandboxError, UsernsCause};
 pub use idmap::{diagnose_userns, HostIds, MappingKind};
+pub use rootfs::prepare_plain_root;
 pub use run::{KillHandle, Outcome, Running, Sandbox, Status, Stream};
-pub use spec::{prepare_plain_root, Mount, Network, SecretValue, Spec};
+pub use spec::{Mount, Network, SecretValue, Spec};

@@ -22,6 +22,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::StatVfsMountFlags;
 use rustix::mount::{mount, mount_bind, mount_bind_recursive, mount_remount, MountFlags};
 
+use crate::error::SandboxError;
 use crate::protocol::{fail, setup_err, setup_failed, ErrorKind, Event, Request};
 use crate::spec::{Mount, Network, Spec};
 
@@ -408,6 +409,36 @@ fn mount_overlay(req: &Request) -> Result<(), Event> {
 
 /// A place the sandbox mounts something: (path, is a directory, required).
 pub(crate) type Target = (PathBuf, bool, bool);
+
+/// Makes the mount points of `spec` (`/proc`, `/dev`, `/sys`, the `/etc` files, the extra
+/// mounts' targets) in its plain root filesystem ([`Spec::plain_root`]), as the helper would:
+/// done by the caller before it snapshots the tree, they are then no change of the step.
+/// A symlink where a file is mounted (`/etc/resolv.conf -> ../run/…`) is replaced by an
+/// empty file (never followed); the caller leaves those paths out of the layer.
+pub fn prepare_plain_root(spec: &Spec) -> Result<(), SandboxError> {
+    if !spec.plain_root {
+        return Err(SandboxError::InvalidSpec(
+            "prepare_plain_root needs a plain root filesystem".into(),
+        ));
+    }
+    spec.validate()?;
+    let root = spec.upper_dir.as_path();
+    let targets = mount_targets(spec).map_err(|(what, e)| SandboxError::io(what, e))?;
+    for (target, is_dir, required) in targets {
+        match stub(&[root], root, &target, is_dir, true) {
+            Ok(()) => {}
+            // The helper warns of these and does without.
+            Err(_) if !required => {}
+            Err(why) => {
+                return Err(SandboxError::Setup {
+                    step: format!("mount target {}", target.display()),
+                    message: why.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Where the sandbox mounts something. The `/etc` files are optional (a directory or a
 /// dangling parent there is warned of).

@@ -39,7 +39,7 @@ pub struct Spec {
     pub mounts: Vec<Mount>,
     /// No overlay: `upper_dir` is the whole root filesystem, bind-mounted and changed in
     /// place (the snapshot-diff fallback where overlayfs is unavailable); `lower_dirs` must
-    /// be empty. Mount points are made in it: call [`prepare_plain_root`] before taking
+    /// be empty. Mount points are made in it: call [`crate::prepare_plain_root`] before taking
     /// the snapshot, so they are not changes of the step.
     #[serde(default)]
     pub plain_root: bool,
@@ -182,37 +182,6 @@ impl Spec {
         }
         Ok(())
     }
-}
-
-/// Makes the mount points of `spec` (`/proc`, `/dev`, `/sys`, the `/etc` files, the extra
-/// mounts' targets) in its plain root filesystem ([`Spec::plain_root`]), as the helper would:
-/// done by the caller before it snapshots the tree, they are then no change of the step.
-/// A symlink where a file is mounted (`/etc/resolv.conf -> ../run/…`) is replaced by an
-/// empty file (never followed); the caller leaves those paths out of the layer.
-pub fn prepare_plain_root(spec: &Spec) -> Result<(), SandboxError> {
-    if !spec.plain_root {
-        return Err(SandboxError::InvalidSpec(
-            "prepare_plain_root needs a plain root filesystem".into(),
-        ));
-    }
-    spec.validate()?;
-    let root = spec.upper_dir.as_path();
-    let targets =
-        crate::rootfs::mount_targets(spec).map_err(|(what, e)| SandboxError::io(what, e))?;
-    for (target, is_dir, required) in targets {
-        match crate::rootfs::stub(&[root], root, &target, is_dir, true) {
-            Ok(()) => {}
-            // The helper warns of these and does without.
-            Err(_) if !required => {}
-            Err(why) => {
-                return Err(SandboxError::Setup {
-                    step: format!("mount target {}", target.display()),
-                    message: why.to_string(),
-                })
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::builder::stage::StepContext;
 use crate::builder::stage::StepOutput;
 use regbuild_context::context::CopyRequest;
 use regbuild_context::dockerignore::DockerIgnore;
-use regbuild_frontend::remote::{self, GitRef, GitRefError, Source};
+use regbuild_frontend::remote::{self, GitRef, Source};
 use regbuild_frontend::stages::CopySpec;
 use regbuild_fs::disk::DiskLimit;
 use regbuild_fs::layer::{LayerEntry, LayerOptions};
@@ -33,72 +33,7 @@ use regbuild_fs::layer::{LayerEntry, LayerOptions};
 /// Bumped whenever what a pinned key covers changes.
 const FORMAT: &str = "regbuild-add-remote-v1";
 
-/// Why an ADD of a URL or Git repository failed (the caller adds `file:line`).
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("ADD {url}: {reason}")]
-    Http { url: String, reason: String },
-    #[error("ADD {url}: the server answered {status}")]
-    Status { url: String, status: String },
-    #[error("ADD {url}: larger than {limit} bytes, the most one file of a layer may hold")]
-    TooLarge { url: String, limit: u64 },
-    #[error("ADD {url}: {source}")]
-    Disk {
-        url: String,
-        source: regbuild_fs::disk::DiskError,
-    },
-    #[error("ADD {url}: checksum mismatch: expected {expected}, got {actual}")]
-    ChecksumMismatch {
-        url: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("ADD {source_text}: {reason}")]
-    Source {
-        source_text: String,
-        reason: GitRefError,
-    },
-    #[error("ADD {remote}: git {what} failed: {detail}")]
-    Git {
-        remote: String,
-        what: String,
-        detail: String,
-    },
-    #[error("ADD {remote}: git {what} did not finish within {secs} s")]
-    GitTimeout {
-        remote: String,
-        what: String,
-        secs: u64,
-    },
-    #[error("ADD {remote}: git {what} stopped: it wrote {used} bytes, more than the {allowed} the disk has to spare (the free space less what is kept free for the rest of the build)")]
-    GitDisk {
-        remote: String,
-        what: String,
-        used: u64,
-        allowed: u64,
-    },
-    #[error("ADD of a Git repository runs git, which could not be started: {0}")]
-    GitMissing(std::io::Error),
-    #[error("ADD {remote}: repository does not contain ref {git_ref}")]
-    NoRef { remote: String, git_ref: String },
-    #[error("ADD {remote}: expected checksum to match {expected}, got {actual}")]
-    GitChecksum {
-        remote: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("ADD {0}: fetch-by-commit requires a full commit SHA checksum")]
-    FetchByCommit(String),
-    #[error("ADD {remote}: commit {commit} was not fetched (the ref moved meanwhile?)")]
-    RefMoved { remote: String, commit: String },
-    #[error("ADD {remote}: invalid subdir {subdir}: not a directory of the repository")]
-    Subdir { remote: String, subdir: String },
-    #[error("{}: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+pub use crate::builder::error::remote::RemoteError;
 
 /// `text` with the user information of every URL in it masked, as BuildKit's
 /// `urlutil.RedactCredentials` masks a source's URL in its errors and logs: `user:secret@`
@@ -141,7 +76,28 @@ pub fn any_remote(sources: &[String]) -> bool {
         .any(|s| !matches!(remote::classify(s), Ok(Source::Local)))
 }
 
-/// What [`add`] gives back to `copy::run`.
+/// Whether `spec` is an ADD this module runs: one with a URL or Git source (and no
+/// `--from`, heredoc or `--closure`, which `copy::run` handles or the front end refuses).
+pub fn wanted(spec: &CopySpec) -> bool {
+    spec.add
+        && spec.from.is_none()
+        && spec.heredocs.is_empty()
+        && !spec.closure
+        && any_remote(&spec.sources)
+}
+
+/// Runs one ADD of URLs or Git repositories: fetched (or found in a cache by a pinned key),
+/// then made layers as COPY makes them. The caller prefixes its errors with `file:line`.
+pub async fn run(ctx: &StepContext<'_>, spec: &CopySpec) -> Result<StepOutput, StepError> {
+    let crate::builder::copy::Target { dest, chown, chmod } =
+        crate::builder::copy::Target::of(ctx, spec)?;
+    match add(ctx, spec, &dest, chown, chmod).await? {
+        Added::Cached(out) => Ok(out),
+        Added::Fetched { entries, key } => crate::builder::copy::finish(ctx, &dest, entries, key),
+    }
+}
+
+/// What [`add`] gives back to [`run`].
 pub enum Added {
     /// A cache had the layer by its pinned key: nothing was fetched.
     Cached(StepOutput),

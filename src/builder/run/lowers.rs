@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::builder::error::StepError;
-use crate::builder::stage::StageLayer;
+use crate::builder::layer::StageLayer;
 use futures::StreamExt;
 use regbuild_oci::digest::Digest;
 use regbuild_registry::{Registry, Scopes};

@@ -22,7 +22,8 @@
 //! defaults): nothing of regbuild's own environment, credentials or `DOCKER_CONFIG`.
 
 pub mod detached;
-pub mod error;
+pub use crate::builder::error::run as error;
+pub use crate::builder::report::{RunReport, WOULD_RUN};
 pub mod interrupt;
 pub mod key;
 pub mod lowers;
@@ -36,10 +37,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::builder::error::StepError;
+use crate::builder::layer::{CachedStageLayer, StageLayer};
 use crate::builder::stage::StepContext;
-use crate::builder::stage::{
-    CachedStageLayer, NewLayer, StageImage, StageLayer, StepLayer, StepOutput,
-};
+use crate::builder::stage::{NewLayer, StageImage, StepLayer, StepOutput};
 use error::RunError;
 use regbuild_frontend::stages::{Command, CopyFrom, RunMount, RunNetwork, RunSpec};
 use regbuild_fs::layer::LayerOptions;
@@ -124,9 +124,6 @@ pub struct RunContext<'a, 'c> {
     pub early: Option<&'a regbuild_registry::publish::EarlyUploads>,
 }
 
-/// The status of a RUN step a dry run found in no cache.
-pub const WOULD_RUN: &str = "would run";
-
 /// The report of a step a dry run does not execute.
 pub fn would_run(ctx: &RunContext<'_, '_>, line: usize) -> RunReport {
     RunReport {
@@ -137,18 +134,6 @@ pub fn would_run(ctx: &RunContext<'_, '_>, line: usize) -> RunReport {
         seconds: 0.0,
         layer: String::new(),
     }
-}
-
-/// What one RUN step did, for `--json`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunReport {
-    pub stage: String,
-    pub line: usize,
-    pub instruction: String,
-    /// `executed` or `cached` (`would run` in a dry run).
-    pub status: &'static str,
-    pub seconds: f64,
-    pub layer: String,
 }
 
 /// A step decided: what would run and its key.

@@ -15,12 +15,14 @@ use regbuild_oci::reference::ReferenceError;
 use regbuild_registry::RegistryError;
 
 use crate::builder::add::AddError;
-use crate::builder::dry_run::DryRunStop;
 use crate::builder::owner::OwnerError;
 use crate::builder::pack::PackError;
-use crate::builder::pathindex::IndexError;
+use crate::builder::report::DryRunStop;
 use crate::image::base::BaseError;
 use regbuild_frontend::dockerfile::DockerfileError;
+
+pub mod remote;
+pub mod run;
 
 /// Why one step (an instruction, or the work of `squash` and `assemble`) failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,7 @@ pub enum StepError {
     SysrootOutside { dir: String },
     /// ADD of a URL or Git repository.
     #[error("{0}")]
-    Remote(#[from] crate::builder::add_remote::RemoteError),
+    Remote(#[from] remote::RemoteError),
     #[error("stage {0} is not built before COPY --from uses it")]
     CopyFromStageNotBuilt(usize),
     #[error("stage {0} is not built before it is used")]
@@ -110,7 +112,7 @@ pub enum StepError {
     SquashNewWithRun,
     /// A RUN step (boxed: the largest variant).
     #[error("{0}")]
-    Run(Box<crate::builder::run::error::RunError>),
+    Run(Box<run::RunError>),
     #[error("a cached layer rebuilt to {built} instead of {expected} (its inputs changed during the build, or the cache is stale: delete $REGBUILD_CACHE)")]
     CachedLayerChanged { built: Digest, expected: Digest },
     /// A layer of the stage was still to pack when a RUN step needed it as a directory
@@ -158,8 +160,8 @@ pub struct ChownError {
 #[error("--chmod={0}: expected an octal mode such as 0755")]
 pub struct ChmodError(pub String);
 
-impl From<crate::builder::run::error::RunError> for StepError {
-    fn from(e: crate::builder::run::error::RunError) -> Self {
+impl From<run::RunError> for StepError {
+    fn from(e: run::RunError) -> Self {
         StepError::Run(Box::new(e))
     }
 }
@@ -221,4 +223,14 @@ pub enum BuildError {
     },
     #[error("{path}: the target stage was not built")]
     TargetNotBuilt { path: String },
+}
+
+/// Why the paths of a layer could not be listed (for COPY and WORKDIR's view).
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("indexing layer {layer}: {source}")]
+    Layer {
+        layer: String,
+        source: Box<StepError>,
+    },
 }
