@@ -60,6 +60,9 @@ pub(crate) struct Confinement {
     gid: u32,
     /// Whether `setgroups` is allowed (a single-id user namespace denies it).
     setgroups: bool,
+    /// Set `no_new_privs` before the filters: without `CAP_SYS_ADMIN` (the chroot rung)
+    /// the kernel installs a filter only under it.
+    no_new_privs: bool,
 }
 
 impl Confinement {
@@ -81,6 +84,27 @@ impl Confinement {
             uid,
             gid,
             setgroups,
+            no_new_privs: false,
+        })
+    }
+
+    /// The chroot rung's: the step is the container's root on the container's network, in
+    /// no namespace of its own, so beside the host-network drops it loses `CAP_SYS_CHROOT`
+    /// (a chroot inside its root and a `chdir("..")` walk out of it), may not trace or read
+    /// the memory of another process (the container's own are reachable by pid), and runs
+    /// under `no_new_privs`, which the filter needs without `CAP_SYS_ADMIN`.
+    pub(crate) fn chroot(uid: u32, gid: u32) -> Result<Confinement, SandboxError> {
+        let mut filters = crate::seccomp::program()?;
+        filters.push(crate::seccomp::no_tracing()?);
+        Ok(Confinement {
+            filters,
+            caps: DEFAULT_CAPS
+                .difference(HOST_NETWORK_DROPS)
+                .difference(CapabilitySet::SYS_CHROOT),
+            uid,
+            gid,
+            setgroups: true,
+            no_new_privs: true,
         })
     }
 
@@ -93,6 +117,9 @@ impl Confinement {
         match rustix::thread::clear_ambient_capability_set() {
             Ok(()) | Err(rustix::io::Errno::INVAL) => {}
             Err(e) => return Err(e.into()),
+        }
+        if self.no_new_privs {
+            rustix::thread::set_no_new_privs(true)?;
         }
         for filter in &self.filters {
             install(filter)?;

@@ -85,10 +85,10 @@ pub fn main_if_helper() {
     std::process::exit(code);
 }
 
-struct Reporter(File);
+pub(crate) struct Reporter(File);
 
 impl Reporter {
-    fn send(&mut self, event: &Event) {
+    pub(crate) fn send(&mut self, event: &Event) {
         let mut line = serde_json::to_vec(event).unwrap_or_default();
         line.push(b'\n');
         // One write per event: atomic on a pipe below PIPE_BUF, and both helpers share it.
@@ -166,6 +166,9 @@ impl OpenUp {
 
 fn stage1(ctl: &mut Reporter, mut go: File) -> Result<(), Event> {
     let req = read_request()?;
+    if req.spec.isolation == crate::spec::Isolation::Chroot {
+        return crate::chroot::stage1(ctl, go, &req);
+    }
     if req.user_ns {
         enter_user_ns(ctl, &mut go, req.setgroups)?;
     }
@@ -231,7 +234,10 @@ fn stage1(ctl: &mut Reporter, mut go: File) -> Result<(), Event> {
 
 /// Waits for init to end, killing it when the caller says so or goes away; returns its
 /// status and whether it was killed.
-fn watch_init(init_pid: Pid, go: &mut File) -> Result<(std::process::ExitStatus, bool), Event> {
+pub(crate) fn watch_init(
+    init_pid: Pid,
+    go: &mut File,
+) -> Result<(std::process::ExitStatus, bool), Event> {
     let pidfd = pidfd_open(init_pid, PidfdFlags::empty()).map_err(setup_err("pidfd_open"))?;
     let mut killed = false;
     let mut go_open = true;
@@ -359,7 +365,7 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
 
 /// Closes every descriptor of this process but `keep` (read from `/proc/self/fd`, which is
 /// still the host's: init has not mounted its own yet).
-fn keep_only(keep: &[RawFd]) -> io::Result<()> {
+pub(crate) fn keep_only(keep: &[RawFd]) -> io::Result<()> {
     let mut open = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
         if let Ok(fd) = entry?.file_name().to_string_lossy().parse::<RawFd>() {

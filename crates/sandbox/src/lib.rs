@@ -31,6 +31,7 @@
 //! `PR_SET_PDEATHSIG`. No temporary directory is made: the scratch lives in
 //! [`Spec::work_dir`], the caller's, emptied when the step ends.
 
+mod chroot;
 pub mod confine;
 pub mod error;
 pub mod helper;
@@ -47,4 +48,4 @@ pub use error::{SandboxError, UsernsCause};
 pub use idmap::{diagnose_userns, HostIds, MappingKind};
 pub use rootfs::prepare_plain_root;
 pub use run::{KillHandle, Outcome, Running, Sandbox, Status, Stream};
-pub use spec::{Mount, Network, SecretValue, Spec};
+pub use spec::{Isolation, Mount, Network, SecretValue, Spec};

@@ -225,6 +225,11 @@ impl Sandbox {
             }
         }
         let rootless = !rustix::process::geteuid().is_root();
+        if rootless && spec.isolation == crate::spec::Isolation::Chroot {
+            return Err(SandboxError::InvalidSpec(
+                "the chroot rung runs as root only (it needs CAP_SYS_CHROOT and CAP_MKNOD)".into(),
+            ));
+        }
         let plan = rootless.then(|| idmap::plan(self.single_id));
         let mapping = plan.as_ref().map_or(MappingKind::Host, |p| p.kind.clone());
         let host_ids = plan.as_ref().map(|p| p.host_ids()).unwrap_or_default();

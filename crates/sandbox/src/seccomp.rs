@@ -463,6 +463,33 @@ pub(crate) fn program() -> Result<Vec<BpfProgram>, SandboxError> {
     Ok(vec![allow, clone3])
 }
 
+/// The chroot rung's second filter: `ptrace`, `process_vm_readv` and `process_vm_writev`
+/// answer `EPERM`. A step in no pid namespace can name the container's processes, and as
+/// their user it could otherwise trace one that is dumpable (Yama permitting) and act
+/// outside the chroot through it.
+pub(crate) fn no_tracing() -> Result<BpfProgram, SandboxError> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SandboxError::Setup {
+        step: "seccomp".into(),
+        message: format!("no system-call filter for {}", std::env::consts::ARCH),
+    })?;
+    let denied = [
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+    ];
+    SeccompFilter::new(
+        denied.iter().map(|n| (*n, Vec::new())).collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .and_then(BpfProgram::try_from)
+    .map_err(|e| SandboxError::Setup {
+        step: "compiling the seccomp filter".into(),
+        message: e.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,23 @@ pub struct Spec {
     /// the snapshot, so they are not changes of the step.
     #[serde(default)]
     pub plain_root: bool,
+    /// How the step is isolated: namespaces (the default), or only `chroot` where the
+    /// container regbuild runs in refuses namespaces ([`Isolation::Chroot`]).
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// The rung of isolation a step runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Isolation {
+    /// New mount, pid, ipc, uts (and for [`Network::None`], net) namespaces, rootless
+    /// through a user namespace: the sandbox.
+    #[default]
+    Namespaces,
+    /// No namespace at all (a container whose seccomp profile refuses them, as Docker's
+    /// default does): the plain root `chroot`ed, what the namespaces would mount made in it
+    /// (`crate::chroot`). Root only; the container is the sandbox, as with kaniko.
+    Chroot,
 }
 
 /// The network the command sees.
@@ -123,6 +140,7 @@ impl Spec {
             network: Network::Default,
             mounts: Vec::new(),
             plain_root: false,
+            isolation: Isolation::Namespaces,
         }
     }
 
@@ -158,6 +176,14 @@ impl Spec {
             }
             if p.to_str().is_none() {
                 return bad(format!("{what} is not valid UTF-8: {}", p.display()));
+            }
+        }
+        if self.isolation == Isolation::Chroot {
+            if !self.plain_root {
+                return bad("the chroot rung runs on a plain root filesystem only".into());
+            }
+            if self.network == Network::None {
+                return bad("RUN --network=none needs a network namespace, which the chroot rung does not have".into());
             }
         }
         if self.plain_root && !self.lower_dirs.is_empty() {

@@ -1,0 +1,292 @@
+//! The chroot rung (no namespace: what runs where a container's seccomp profile refuses
+//! them), end to end and as an attacker would try it: the step has `/dev`, its mounts and
+//! no `/proc`; it cannot chroot out, trace or read another process, gain privileges through
+//! exec, write through a link out of its root, or leave a process behind. Needs root,
+//! `/bin/busybox` and a static C toolchain (the probe).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use regbuild_sandbox::{Isolation, Mount, SandboxError, SecretValue, Spec};
+
+#[macro_use]
+mod common;
+use common::*;
+
+/// A chroot-rung spec over the fixture's root filesystem (changed in place).
+fn chroot_spec(f: &Fixture, script: &str) -> Spec {
+    let mut spec = Spec::new(
+        Vec::new(),
+        &f.lower,
+        &f.work,
+        vec!["/bin/sh".into(), "-c".into(), script.into()],
+    );
+    spec.env = vec![("PATH".into(), "/bin".into())];
+    spec.plain_root = true;
+    spec.isolation = Isolation::Chroot;
+    spec
+}
+
+/// Runs `spec` as the builder does: mount points made first.
+fn run_chroot(spec: &Spec) -> (regbuild_sandbox::Outcome, String, String) {
+    regbuild_sandbox::prepare_plain_root(spec).unwrap();
+    run_ok(spec)
+}
+
+/// A static program that reports, one `name=value` per line, what the step may do to
+/// reach past its root.
+const PROBE: &str = r#"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <linux/capability.h>
+int main(void) {
+    printf("no_new_privs=%d\n", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
+    printf("bound_sys_chroot=%d\n", prctl(PR_CAPBSET_READ, CAP_SYS_CHROOT, 0, 0, 0));
+    printf("bound_sys_admin=%d\n", prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0));
+    printf("bound_sys_ptrace=%d\n", prctl(PR_CAPBSET_READ, CAP_SYS_PTRACE, 0, 0, 0));
+    printf("bound_net_raw=%d\n", prctl(PR_CAPBSET_READ, CAP_NET_RAW, 0, 0, 0));
+    errno = 0;
+    long r = ptrace(PTRACE_ATTACH, getppid(), 0, 0);
+    printf("ptrace=%s\n", r == 0 ? "ok" : strerror(errno));
+    char buf[8]; struct iovec l = { buf, 8 }, rem = { (void *)0x400000, 8 };
+    errno = 0;
+    r = process_vm_readv(getppid(), &l, 1, &rem, 1, 0);
+    printf("process_vm_readv=%s\n", r >= 0 ? "ok" : strerror(errno));
+    errno = 0;
+    printf("chroot=%s\n", chroot("/tmp") == 0 ? "ok" : strerror(errno));
+    int fds = 0;
+    for (int fd = 3; fd < 1024; fd++) if (fcntl(fd, F_GETFD) >= 0) fds++;
+    printf("extra_fds=%d\n", fds);
+    return 0;
+}
+"#;
+
+fn build_probe(dir: &Path) -> PathBuf {
+    let src = dir.join("probe.c");
+    fs::write(&src, PROBE).unwrap();
+    let out = dir.join("probe");
+    let made = Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .expect("these tests need a C compiler (gcc, libc6-dev)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    out
+}
+
+#[test]
+fn a_chroot_step_has_dev_and_its_etc_files_but_no_proc() {
+    need_root!();
+    let f = Fixture::new();
+    let spec = chroot_spec(
+        &f,
+        "echo gone > /dev/null && head -c 5 /dev/zero | wc -c && head -c 3 /dev/urandom | wc -c \
+         && [ ! -e /proc/self ] && [ ! -e /sys/kernel ] && cat /etc/hostname && id -u \
+         && rm /data/gone.txt && echo new > /data/new",
+    );
+    let (_, out, err) = run_chroot(&spec);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines, ["5", "3", "regbuild", "0"], "{err}");
+    assert!(!f.lower.join("data/gone.txt").exists());
+    assert_eq!(
+        fs::read_to_string(f.lower.join("data/new")).unwrap(),
+        "new\n"
+    );
+    let null = fs::metadata(f.lower.join("dev/null")).unwrap();
+    assert_eq!(null.rdev(), libc::makedev(1, 3));
+}
+
+#[test]
+fn a_chroot_step_cannot_chroot_trace_or_gain_privileges() {
+    need_root!();
+    let f = Fixture::new();
+    let probe = build_probe(f.work.parent().unwrap());
+    fs::copy(&probe, f.lower.join("bin/probe")).unwrap();
+    let spec = chroot_spec(&f, "mkdir -p /tmp && /bin/probe");
+    let (_, out, err) = run_chroot(&spec);
+    let got: std::collections::BTreeMap<&str, &str> =
+        out.lines().filter_map(|l| l.split_once('=')).collect();
+    let want = [
+        ("no_new_privs", "1"),
+        ("bound_sys_chroot", "0"),
+        ("bound_sys_admin", "0"),
+        ("bound_sys_ptrace", "0"),
+        ("bound_net_raw", "0"),
+        ("ptrace", "Operation not permitted"),
+        ("process_vm_readv", "Operation not permitted"),
+        ("chroot", "Operation not permitted"),
+        ("extra_fds", "0"),
+    ];
+    for (k, v) in want {
+        assert_eq!(got.get(k).copied(), Some(v), "{k}: {out}\n{err}");
+    }
+}
+
+#[test]
+fn no_process_of_a_chroot_step_outlives_it() {
+    need_root!();
+    let f = Fixture::new();
+    // A daemon in a session of its own, and one left to its parent, each started for sure
+    // (its file written) before the step ends: both gone when the run returns.
+    let spec = chroot_spec(
+        &f,
+        "mkdir -p /tmp; setsid sh -c 'echo > /tmp/a; exec sleep 7341' & \
+         sh -c 'echo > /tmp/b; exec sleep 7342' & \
+         until [ -e /tmp/a ] && [ -e /tmp/b ]; do :; done; echo started",
+    );
+    let (_, out, _) = run_chroot(&spec);
+    assert_eq!(out.trim(), "started");
+    for n in ["7341", "7342"] {
+        assert_eq!(processes_mentioning(n), Vec::<u32>::new(), "{n}");
+    }
+}
+
+/// Processes whose command line holds `needle` (a shell about to exec, or what it ran).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .filter(|pid| *pid != std::process::id())
+        .collect()
+}
+
+#[test]
+fn mounts_are_placed_without_mounting_and_caches_come_back() {
+    need_root!();
+    let f = Fixture::new();
+    let host = f.work.parent().unwrap().join("host");
+    let cache = host.join("cache");
+    let context = host.join("context");
+    fs::create_dir_all(&cache).unwrap();
+    fs::create_dir_all(&context).unwrap();
+    fs::write(cache.join("old"), "kept\n").unwrap();
+    fs::write(context.join("src.txt"), "source\n").unwrap();
+    let mut spec = chroot_spec(
+        &f,
+        "cat /run/secrets/tok && stat -c '%a %u' /run/secrets/tok \
+         && cat /var/cache/x/old && echo more > /var/cache/x/new \
+         && cat /src/src.txt && ! echo no > /src/src.txt.w 2>/dev/null; \
+         touch /scratch/t && echo done",
+    );
+    spec.mounts = vec![
+        Mount::Secret {
+            target: "/run/secrets/tok".into(),
+            value: SecretValue(b"s3cret-value\n".to_vec()),
+            mode: 0o400,
+            uid: 0,
+            gid: 0,
+        },
+        Mount::Bind {
+            source: cache.clone(),
+            target: "/var/cache/x".into(),
+            readonly: false,
+        },
+        Mount::Bind {
+            source: context.clone(),
+            target: "/src".into(),
+            readonly: true,
+        },
+        Mount::Tmpfs {
+            target: "/scratch".into(),
+            size_bytes: None,
+        },
+    ];
+    let (_, out, err) = run_chroot(&spec);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["s3cret-value", "400 0", "kept", "source", "done"],
+        "{err}"
+    );
+    // The cache is back where it was, with what the step wrote.
+    assert_eq!(fs::read_to_string(cache.join("new")).unwrap(), "more\n");
+    assert_eq!(fs::read_to_string(cache.join("old")).unwrap(), "kept\n");
+    // The secret is gone from the root; the context was copied, never written.
+    assert!(!f.lower.join("run/secrets/tok").exists());
+    assert_eq!(fs::read_dir(&context).unwrap().count(), 1);
+}
+
+#[test]
+fn a_cache_the_step_replaced_by_a_link_is_not_followed_back() {
+    need_root!();
+    let f = Fixture::new();
+    let host = f.work.parent().unwrap().join("host");
+    let cache = host.join("cache");
+    let precious = host.join("precious");
+    fs::create_dir_all(&cache).unwrap();
+    fs::create_dir_all(&precious).unwrap();
+    fs::write(precious.join("f"), "mine\n").unwrap();
+    // The step swaps its cache directory for a link to a host path: giving it back must
+    // neither follow the link nor move the link over the cache's source.
+    let mut spec = chroot_spec(
+        &f,
+        &format!(
+            "rm -rf /c && ln -s {} /c && echo swapped",
+            precious.display()
+        ),
+    );
+    spec.mounts = vec![Mount::Bind {
+        source: cache.clone(),
+        target: "/c".into(),
+        readonly: false,
+    }];
+    let (_, out, _) = run_chroot(&spec);
+    assert_eq!(out.trim(), "swapped");
+    let meta = fs::symlink_metadata(&cache).unwrap();
+    assert!(meta.is_dir(), "the cache's source is a directory again");
+    assert_eq!(
+        fs::read_dir(&cache).unwrap().count(),
+        0,
+        "started again empty"
+    );
+    assert_eq!(fs::read_to_string(precious.join("f")).unwrap(), "mine\n");
+}
+
+#[test]
+fn a_secret_is_never_written_through_a_link_of_the_base() {
+    need_root!();
+    let f = Fixture::new();
+    let outside = f.work.parent().unwrap().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, f.lower.join("run")).unwrap();
+    let mut spec = chroot_spec(&f, "true");
+    spec.mounts = vec![Mount::Secret {
+        target: "/run/secrets/tok".into(),
+        value: SecretValue(b"s3cret\n".to_vec()),
+        mode: 0o400,
+        uid: 0,
+        gid: 0,
+    }];
+    // Refused while making the mount points, or while placing the secret: never written.
+    let result = regbuild_sandbox::prepare_plain_root(&spec).and_then(|()| run(&spec).map(|_| ()));
+    assert!(result.is_err(), "a mount target under a link is refused");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+#[test]
+fn the_chroot_rung_refuses_what_it_cannot_isolate() {
+    let f = Fixture::new();
+    let mut spec = chroot_spec(&f, "true");
+    spec.network = regbuild_sandbox::Network::None;
+    assert!(matches!(spec.validate(), Err(SandboxError::InvalidSpec(_))));
+    let mut spec = chroot_spec(&f, "true");
+    spec.plain_root = false;
+    assert!(matches!(spec.validate(), Err(SandboxError::InvalidSpec(_))));
+}
