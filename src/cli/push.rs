@@ -123,6 +123,19 @@ pub struct PushArgs {
         help_heading = "RUN"
     )]
     pub snapshotter: String,
+    /// How RUN steps are isolated: `sandbox` (new mount, pid, ipc and uts namespaces;
+    /// rootless through a user namespace), `chroot` (no namespace, root only: for a
+    /// container whose seccomp profile or capabilities refuse namespaces, as Docker's
+    /// default does; the container is the sandbox, as with kaniko) or `auto` (the sandbox,
+    /// else as root the chroot rung, said at -v and in a warning).
+    #[arg(
+        long,
+        value_name = "auto|sandbox|chroot",
+        default_value = "auto",
+        env = "REGBUILD_ISOLATION",
+        help_heading = "RUN"
+    )]
+    pub isolation: String,
     /// Lowers the largest file a RUN step may leave below the 64 GiB regbuild's layer
     /// reader accepts (never raises it). Hidden: for tests, which cannot write 64 GiB.
     #[arg(long, hide = true, value_name = "SIZE", value_parser = super::parse_size_arg)]
@@ -166,7 +179,7 @@ impl From<SquashArg> for crate::builder::squash::Squash {
     }
 }
 
-/// `--network`, `--secret` and `--snapshotter`, checked before any work.
+/// `--network`, `--secret`, `--snapshotter` and `--isolation`, checked before any work.
 fn run_options(args: &PushArgs) -> Result<crate::builder::run::RunOptions, CliError> {
     use regbuild_frontend::stages::RunNetwork;
     let network = match args.network.as_deref() {
@@ -188,10 +201,13 @@ fn run_options(args: &PushArgs) -> Result<crate::builder::run::RunOptions, CliEr
     }
     let snapshotter = crate::builder::run::Snapshotter::parse(&args.snapshotter)
         .map_err(|e| BadInput::boxed(format!("--snapshotter {e}")))?;
+    let isolation = crate::builder::run::Isolation::parse(&args.isolation)
+        .map_err(|e| BadInput::boxed(format!("--isolation {e}")))?;
     Ok(crate::builder::run::RunOptions {
         network,
         secrets,
         snapshotter,
+        isolation,
         max_file_size: args.max_layer_file_size,
         ..Default::default()
     })

@@ -34,6 +34,7 @@ mod push_errors;
 mod push_features;
 mod real_dockerfiles;
 mod repeat_push;
+mod run_chroot;
 mod run_debian;
 mod run_limits;
 mod run_native;

@@ -300,14 +300,20 @@ fn place_mounts(root: &OwnedFd, spec: &Spec) -> Result<Placed, Event> {
             } if !readonly && source.is_dir() => {
                 let (parent, name) = parent_in(root, target).map_err(setup_err(shown()))?;
                 remove_at(&parent, &name);
-                // The same filesystem (the caller's caches and scratch): moved, not copied.
-                rustix::fs::renameat(rustix::fs::CWD, source, &parent, &name).map_err(|e| {
-                    setup_failed(
-                        shown(),
-                        format!("moving {} into the root: {e}", source.display()),
-                    )
-                })?;
-                placed.moved.push((source.clone(), target.to_path_buf()));
+                // Moved, not copied, and moved back after the step: the caller's caches live
+                // on the filesystem of its scratch. A source elsewhere (a read-write bind's
+                // copy, whose writes are discarded anyway) is copied in.
+                match rustix::fs::renameat(rustix::fs::CWD, source, &parent, &name) {
+                    Ok(()) => placed.moved.push((source.clone(), target.to_path_buf())),
+                    Err(rustix::io::Errno::XDEV) => copy_into(source, &parent, &name)
+                        .map_err(setup_err(format!("copying {}", source.display())))?,
+                    Err(e) => {
+                        return Err(setup_failed(
+                            shown(),
+                            format!("moving {} into the root: {e}", source.display()),
+                        ))
+                    }
+                }
             }
             Mount::Bind { source, .. } => {
                 let (parent, name) = parent_in(root, target).map_err(setup_err(shown()))?;

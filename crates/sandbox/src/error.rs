@@ -108,6 +108,23 @@ impl SandboxError {
         Some(format!("{name}: {first}"))
     }
 
+    /// Why the sandbox's namespaces are refused here, when this error says so: `unshare`
+    /// answered `EPERM`/`EACCES`/`ENOSPC`/`EINVAL` (no CAP_SYS_ADMIN, a seccomp profile that
+    /// refuses it, namespaces used up or not built into the kernel). Nothing ran.
+    pub fn namespaces_refused(&self) -> Option<String> {
+        let SandboxError::Namespaces { errno, .. } = self else {
+            return None;
+        };
+        let name = match errno.raw_os_error() {
+            Some(libc::EPERM) => "EPERM",
+            Some(libc::EACCES) => "EACCES",
+            Some(libc::ENOSPC) => "ENOSPC",
+            Some(libc::EINVAL) => "EINVAL",
+            _ => return None,
+        };
+        Some(format!("unshare: {name}"))
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> SandboxError {
         SandboxError::Io {
             context: context.into(),

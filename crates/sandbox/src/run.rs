@@ -396,8 +396,10 @@ fn event_error(kind: ErrorKind, step: String, errno: Option<i32>, message: Strin
         ErrorKind::Namespaces => SandboxError::Namespaces {
             errno: os(),
             hint: if errno == Some(libc::EPERM) {
-                "creating mount/pid namespaces needs CAP_SYS_ADMIN: in a container, run it \
-                 privileged or with CAP_SYS_ADMIN and seccomp=unconfined, or run rootless"
+                "creating mount/pid namespaces needs CAP_SYS_ADMIN, which this process does \
+                 not have (in a container: its capabilities or seccomp profile refuse \
+                 unshare); as root, `--isolation auto` (the default) or `chroot` runs steps \
+                 without namespaces, the container being the sandbox as with kaniko"
                     .into()
             } else {
                 format!("unshare failed at {step}")

@@ -29,6 +29,7 @@ pub mod key;
 pub mod lowers;
 pub mod mounts;
 pub mod output;
+pub mod rung;
 pub mod userns_unpack;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,7 @@ use regbuild_rootfs::lower::LowerStore;
 use regbuild_rootfs::upper::{OverlayXattrs, UpperOptions};
 
 pub use mounts::{parse_secret, SecretSource};
+pub use rung::{Isolation, Rung};
 
 /// Build-wide settings for RUN steps (`regbuild push --network`, `--secret`,
 /// `--snapshotter`).
@@ -61,6 +63,11 @@ pub struct RunOptions {
     /// Set (with why) once `auto` found overlayfs unavailable: later steps of the build go
     /// straight to the snapshot diff.
     pub overlay_unavailable: Arc<std::sync::OnceLock<String>>,
+    /// Which rung of isolation steps run in (`--isolation`).
+    pub isolation: Isolation,
+    /// Set (with why) once `auto` found namespaces refused: later steps of the build go
+    /// straight to the chroot rung.
+    pub namespaces_refused: Arc<std::sync::OnceLock<String>>,
     /// A lower limit than [`MAX_ENTRY_SIZE`] on the files a step may leave (the hidden
     /// `push --max-layer-file-size`, for tests: a step over the limit fails without
     /// writing 64 GiB); never a higher one.
@@ -378,8 +385,9 @@ pub fn overlay_xattrs() -> OverlayXattrs {
 }
 
 /// Runs the step: `layers` (with `diff_ids`, aligned) is the stage's filesystem below it.
-/// With `--snapshotter auto`, an overlay that cannot be mounted (nothing ran yet) makes
-/// this and every later step of the build use the snapshot diff, said once.
+/// In the rung `--isolation` and `--snapshotter` ask for; with `auto`, a refusal that means
+/// a rung is unavailable here (namespaces, then overlayfs; nothing ran yet) makes this and
+/// every later step of the build use the next one, said once.
 pub async fn execute(
     ctx: &RunContext<'_, '_>,
     spec: &RunSpec,
@@ -389,35 +397,69 @@ pub async fn execute(
     diff_ids: &[String],
 ) -> Result<(StepOutput, RunReport), StepError> {
     let options = ctx.options;
-    let native = match options.snapshotter {
-        Snapshotter::Native => true,
-        Snapshotter::Overlayfs => false,
-        Snapshotter::Auto => options.overlay_unavailable.get().is_some(),
-    };
-    let tried = execute_as(ctx, spec, line, &planned, layers, diff_ids, native).await;
-    let reason = match &tried {
-        Err(StepError::Run(e)) if !native && options.snapshotter == Snapshotter::Auto => match &**e
-        {
-            RunError::Sandbox(s) => s.overlay_unavailable(),
-            _ => None,
-        },
-        _ => None,
-    };
-    let Some(reason) = reason else {
+    let rung = first_rung(options);
+    let tried = execute_as(ctx, spec, line, &planned, layers, diff_ids, rung).await;
+    let Some((next, message, first)) = fall_back(options, rung, &tried) else {
         return tried;
     };
-    let message =
-        format!("overlayfs unavailable ({reason}): RUN steps use a snapshot diff (slower)");
     tracing::info!("{message}");
-    let first = options.overlay_unavailable.set(reason).is_ok();
-    let mut done = execute_as(ctx, spec, line, &planned, layers, diff_ids, true).await?;
+    let mut done = execute_as(ctx, spec, line, &planned, layers, diff_ids, next).await?;
     if first {
         done.0.warnings.push(message);
     }
     Ok(done)
 }
 
-/// [`execute`] on one path: `native` is the snapshot diff, else overlayfs. The phases:
+/// The rung a step is first tried in: what was asked, less what `auto` found unavailable.
+fn first_rung(options: &RunOptions) -> Rung {
+    let chroot = match options.isolation {
+        Isolation::Chroot => true,
+        Isolation::Sandbox => false,
+        Isolation::Auto => options.namespaces_refused.get().is_some(),
+    };
+    let native = match options.snapshotter {
+        Snapshotter::Native => true,
+        Snapshotter::Overlayfs => false,
+        Snapshotter::Auto => options.overlay_unavailable.get().is_some(),
+    };
+    match (chroot, native) {
+        (true, _) => Rung::Chroot,
+        (false, true) => Rung::Native,
+        (false, false) => Rung::Overlay,
+    }
+}
+
+/// The rung to try next when `tried` failed because `rung` is unavailable here and `auto`
+/// allows another, with the message to say and whether this is the first time it is said.
+fn fall_back(
+    options: &RunOptions,
+    rung: Rung,
+    tried: &Result<(StepOutput, RunReport), StepError>,
+) -> Option<(Rung, String, bool)> {
+    let Err(StepError::Run(e)) = tried else {
+        return None;
+    };
+    let RunError::Sandbox(s) = &**e else {
+        return None;
+    };
+    let chroot_allowed = options.isolation == Isolation::Auto && privileged();
+    if let (Some(reason), true, false) =
+        (s.namespaces_refused(), chroot_allowed, rung == Rung::Chroot)
+    {
+        let first = options.namespaces_refused.set(reason.clone()).is_ok();
+        return Some((Rung::Chroot, rung::fallback_message(&reason), first));
+    }
+    if rung == Rung::Overlay && options.snapshotter == Snapshotter::Auto {
+        let reason = s.overlay_unavailable()?;
+        let first = options.overlay_unavailable.set(reason.clone()).is_ok();
+        let message =
+            format!("overlayfs unavailable ({reason}): RUN steps use a snapshot diff (slower)");
+        return Some((Rung::Native, message, first));
+    }
+    None
+}
+
+/// [`execute`] in one rung (the snapshot diff on a plain root, else overlayfs). The phases:
 /// the step's root, who it runs as, its mounts, the command in the sandbox, the upper
 /// directory as layer entries, the layer packed (or packing).
 async fn execute_as(
@@ -427,12 +469,12 @@ async fn execute_as(
     planned: &Planned,
     layers: &[lowers::Lower],
     diff_ids: &[String],
-    native: bool,
+    rung: Rung,
 ) -> Result<(StepOutput, RunReport), StepError> {
     let c = ctx.copy;
     let started = Instant::now();
     check_platform(ctx.platform)?;
-    let root = step_root(ctx, layers, diff_ids, native).await?;
+    let root = step_root(ctx, layers, diff_ids, rung.plain()).await?;
     let prepared_at = Instant::now();
     let Identity { uid, gid, mut env } = identity(planned, &root.lowers)?;
     // WORKDIR is created when missing, as BuildKit does (it then belongs to the layer;
@@ -446,7 +488,8 @@ async fn execute_as(
     let mut prepared = step_mounts(ctx, spec, planned, root.scratch.path(), &mut argv).await?;
     let mount_warnings = std::mem::take(&mut prepared.warnings);
     env.extend(prepared.env.iter().cloned());
-    let sb = sandbox_spec(&root, argv, env, planned, (uid, gid), &prepared);
+    let mut sb = sandbox_spec(&root, argv, env, planned, (uid, gid), &prepared);
+    sb.isolation = rung.isolation();
     // What the runtime provides and the targets of the mounts made: never in the layer
     // (a mount that was not made, an optional secret not given, leaves its path to the step).
     let mut excluded: Vec<PathBuf> = PROVIDED.iter().map(PathBuf::from).collect();
@@ -482,7 +525,7 @@ async fn execute_as(
         command_s = command_secs,
         diff_pack_s = diffed_at.elapsed().as_secs_f64(),
         total_s = total,
-        snapshotter = if native { "native" } else { "overlayfs" },
+        rung = rung.name(),
         packing = packed,
         "RUN step timings"
     );
