@@ -17,6 +17,7 @@ mod copy_flags;
 mod dockerfile_fidelity;
 mod dockerignore_exceptions;
 mod engine;
+mod executor_container;
 mod faults_distribution;
 mod faults_testregistry;
 mod heredoc_copy;

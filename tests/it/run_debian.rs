@@ -16,9 +16,9 @@ use crate::common::*;
 
 /// What `scripts/debian-base.sh` made: an OCI layout (tag `base`) and its `base.env`.
 pub struct DebianBase {
-    dir: PathBuf,
-    suite: String,
-    manifest_digest: String,
+    pub dir: PathBuf,
+    pub suite: String,
+    pub manifest_digest: String,
     layer_digest: String,
 }
 

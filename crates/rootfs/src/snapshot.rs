@@ -59,6 +59,16 @@ pub enum SnapshotError {
     },
     #[error(transparent)]
     Attrs(#[from] crate::materialize::MaterializeError),
+    /// overlayfs refuses to create the device that marks a deletion (a container's root
+    /// filesystem is an overlay): the cache directory must be on another filesystem.
+    #[error("making the whiteout {path:?}: the cache directory is on overlayfs (a container's root filesystem), which cannot hold the device that marks a deletion: put REGBUILD_CACHE on a volume (an emptyDir in Kubernetes, -v in podman or docker)")]
+    WhiteoutOnOverlay { path: PathBuf },
+}
+
+/// Whether `path` is on an overlay filesystem.
+fn on_overlayfs(path: &Path) -> bool {
+    const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as u64 == OVERLAYFS_SUPER_MAGIC)
 }
 
 fn io_err<'a>(
@@ -347,8 +357,14 @@ impl Changes {
             let src = root.join(rel);
             match change {
                 Change::Whiteout => {
-                    mknodat(CWD, &dest, FileType::CharacterDevice, Mode::empty(), 0)
-                        .map_err(|e| io_err("making the whiteout", &dest)(e.into()))?;
+                    mknodat(CWD, &dest, FileType::CharacterDevice, Mode::empty(), 0).map_err(
+                        |e| match e {
+                            rustix::io::Errno::PERM if on_overlayfs(upper) => {
+                                SnapshotError::WhiteoutOnOverlay { path: dest.clone() }
+                            }
+                            e => io_err("making the whiteout", &dest)(e.into()),
+                        },
+                    )?;
                 }
                 Change::Entry { opaque } => {
                     let meta = fs::symlink_metadata(&src).map_err(io_err("reading", &src))?;
