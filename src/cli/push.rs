@@ -124,13 +124,15 @@ pub struct PushArgs {
     )]
     pub snapshotter: String,
     /// How RUN steps are isolated: `sandbox` (new mount, pid, ipc and uts namespaces;
-    /// rootless through a user namespace), `chroot` (no namespace, root only: for a
-    /// container whose seccomp profile or capabilities refuse namespaces, as Docker's
-    /// default does; the container is the sandbox, as with kaniko) or `auto` (the sandbox,
-    /// else as root the chroot rung, said at -v and in a warning).
+    /// rootless through a user namespace), `userns` (root in a container without
+    /// CAP_SYS_ADMIN that allows user namespaces, as podman's default: the same namespaces
+    /// in a user namespace of the container's ids, no /proc), `chroot` (root in a container
+    /// that refuses namespaces, as Docker's default: no namespace, the container is the
+    /// sandbox, as with kaniko) or `auto` (the first of these that works, said at -v and
+    /// in a warning).
     #[arg(
         long,
-        value_name = "auto|sandbox|chroot",
+        value_name = "auto|sandbox|userns|chroot",
         default_value = "auto",
         env = "REGBUILD_ISOLATION",
         help_heading = "RUN"

@@ -1,8 +1,9 @@
 //! regbuild where kaniko ran: inside an unprivileged container (podman with runc, root in
-//! the container, the runtime's default capabilities, no privileged mode), here with a
-//! seccomp profile derived from podman's installed one as Docker's default profile is made
-//! (`unshare`, `mount`, `umount2`, `pivot_root`, `setns` only with CAP_SYS_ADMIN, no
-//! namespace flag on `clone`, `clone3` answered ENOSYS) and Docker's default capabilities.
+//! the container, no privileged mode), in two settings: podman's defaults (its seccomp
+//! profile and capabilities: user namespaces allowed, no CAP_SYS_ADMIN, /proc masked), and
+//! a seccomp profile derived from podman's installed one as Docker's default profile is
+//! made (`unshare`, `mount`, `umount2`, `pivot_root`, `setns` only with CAP_SYS_ADMIN, no
+//! namespace flag on `clone`, `clone3` answered ENOSYS) with Docker's default capabilities.
 //! A Dockerfile with `apt-get install` from this machine's mirror, `useradd`, USER after
 //! RUN, a secret, a cache mount and a second stage is built and pushed from inside the
 //! container (the regbuild binary bound in read-only, the Debian base imported with
@@ -107,13 +108,31 @@ fn dockerfile(from: &str) -> String {
 }
 
 #[test]
-fn the_executor_builds_in_a_container_with_docker_s_default_profile() {
-    if !needs_root("podman runs the container, chroot runs the image")
-        || !needs_tool("podman", "podman")
-        || !needs_tool("runc", "runc")
-    {
-        return;
+fn the_executor_builds_in_a_container_with_podman_s_defaults() {
+    // User namespaces allowed, no CAP_SYS_ADMIN, /proc masked: the user-namespace rung.
+    if prerequisites() {
+        build_in_a_container(false, "user-namespace rung");
     }
+}
+
+#[test]
+fn the_executor_builds_in_a_container_with_docker_s_default_profile() {
+    // No namespace at all: the chroot rung.
+    if prerequisites() {
+        build_in_a_container(true, "chroot rung");
+    }
+}
+
+fn prerequisites() -> bool {
+    needs_root("podman runs the container, chroot runs the image")
+        && needs_tool("podman", "podman")
+        && needs_tool("runc", "runc")
+}
+
+/// Builds and pushes the Dockerfile from inside a container (`docker_like`: the derived
+/// profile and Docker's capabilities, else podman's defaults), checks that the rung `said`
+/// was said, and checks the image.
+fn build_in_a_container(docker_like: bool, said: &str) {
     let _turn = heavy_or_timed();
     let base = debian_base();
     let password = format!("{PW_A}{PW_B}");
@@ -128,7 +147,13 @@ fn the_executor_builds_in_a_container_with_docker_s_default_profile() {
     );
     let image = podman_base(base);
     let work = tempfile::tempdir().unwrap();
-    let profile = docker_like_profile(work.path());
+    let mut security = Vec::new();
+    if docker_like {
+        let profile = docker_like_profile(work.path());
+        security.push(format!("--security-opt=seccomp={}", profile.display()));
+        // Docker's default capabilities: podman's, and MKNOD, NET_RAW, AUDIT_WRITE.
+        security.extend(["--cap-add".into(), "MKNOD,NET_RAW,AUDIT_WRITE".into()]);
+    }
     let ctx = context_with(&[("Dockerfile", &dockerfile(&from))]);
     let config = docker_config_with(&host, USER, &password);
     let secrets = tempfile::tempdir().unwrap();
@@ -151,9 +176,7 @@ fn the_executor_builds_in_a_container_with_docker_s_default_profile() {
             "nproc=1024:1024",
         ])
         .args(["--network", "host"])
-        .arg(format!("--security-opt=seccomp={}", profile.display()))
-        // Docker's default capabilities: podman's, and MKNOD, NET_RAW, AUDIT_WRITE.
-        .args(["--cap-add", "MKNOD,NET_RAW,AUDIT_WRITE"])
+        .args(&security)
         .args([
             "-v",
             &bind(
@@ -184,7 +207,7 @@ fn the_executor_builds_in_a_container_with_docker_s_default_profile() {
         out.status.success(),
         "regbuild in the container failed:\n{text}"
     );
-    assert!(text.contains("chroot rung"), "the rung is said: {text}");
+    assert!(text.contains(said), "the rung is said: {text}");
     assert!(!text.contains(&password), "the password is in the output");
 
     let (_keep, bundle) = pull_and_unpack(&tag, &["--src-creds", &creds]);

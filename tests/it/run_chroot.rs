@@ -1,8 +1,9 @@
-//! RUN in the chroot rung (`--isolation chroot`, and what `auto` falls to where namespaces
-//! are refused): a build with a secret, a cache mount, a user added after RUN and a second
-//! stage comes out right; the secret reaches no layer and no output; the cache persists
-//! across builds; a root without CAP_SYS_ADMIN (as in a container with Docker's default
-//! profile) falls to the chroot rung by itself and says so.
+//! RUN in the lower rungs of isolation (`--isolation chroot` and `userns`, what `auto`
+//! falls to where namespaces are refused): a build with a secret, a cache mount, a user
+//! added after RUN and a second stage comes out right in each; the secret reaches no layer
+//! and no output; the cache persists across builds; a root without CAP_SYS_ADMIN (as in a
+//! container with the runtime's default capabilities) falls to the user-namespace rung by
+//! itself and says so.
 
 use std::path::Path;
 
@@ -106,30 +107,37 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn the_chroot_rung_builds_right_with_secrets_and_caches() {
-    if !needs_root("the chroot rung runs as root only") {
-        return;
-    }
+fn builds_right_with_secrets_and_caches(isolation: &str, said: &str) {
     let reg = Distribution::start();
     let host = reg.host.clone();
     busybox_base(&host, "base/busybox");
     let cache = tempfile::tempdir().unwrap();
     for (round, seen) in [(1, "0"), (2, "1")] {
-        let out = push(&host, round, cache.path(), &[], &["--isolation", "chroot"]);
+        let out = push(&host, round, cache.path(), &[], &["--isolation", isolation]);
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert!(out.status.success(), "{text}");
         assert!(!text.contains(SECRET), "the secret is in the output");
-        assert!(
-            text.contains("chroot, native"),
-            "the rung is said at -v: {text}"
-        );
+        assert!(text.contains(said), "the rung is said at -v: {text}");
         check_image(&host, round, seen);
     }
 }
 
 #[test]
-fn without_cap_sys_admin_auto_falls_to_the_chroot_rung_and_says_so() {
+fn the_chroot_rung_builds_right_with_secrets_and_caches() {
+    if needs_root("the chroot rung runs as root only") {
+        builds_right_with_secrets_and_caches("chroot", "chroot, native");
+    }
+}
+
+#[test]
+fn the_userns_rung_builds_right_with_secrets_and_caches() {
+    if needs_root("the user-namespace rung is root's") {
+        builds_right_with_secrets_and_caches("userns", "userns, native");
+    }
+}
+
+#[test]
+fn without_cap_sys_admin_auto_falls_to_the_userns_rung_and_says_so() {
     if !needs_root("dropping CAP_SYS_ADMIN as root") || !needs_tool("setpriv", "util-linux") {
         return;
     }
@@ -149,9 +157,10 @@ fn without_cap_sys_admin_auto_falls_to_the_chroot_rung_and_says_so() {
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("namespaces refused here") && text.contains("chroot rung"),
+        text.contains("namespaces refused here") && text.contains("user-namespace rung"),
         "{text}"
     );
+    assert!(text.contains("userns, native"), "{text}");
     check_image(&host, 1, "0");
     // Asked for the sandbox only, the refusal is the error, naming the way out.
     let out = push(&host, 2, cache.path(), &wrap, &["--isolation", "sandbox"]);

@@ -125,6 +125,22 @@ impl SandboxError {
         Some(format!("unshare: {name}"))
     }
 
+    /// Why the user-namespace rung cannot run here, when this error says so (nothing ran):
+    /// no user namespace (`unshare(CLONE_NEWUSER)` refused, as Docker's default profile
+    /// does), its maps refused, or a mount of the step's root refused inside it.
+    pub fn userns_refused(&self) -> Option<String> {
+        match self {
+            SandboxError::UserNamespace { errno, .. } => Some(format!("user namespace: {errno}")),
+            SandboxError::IdMap { tool, message } => Some(format!("{tool}: {message}")),
+            SandboxError::Setup { step, message }
+                if step.starts_with("mounting") || step.starts_with("binding") =>
+            {
+                Some(format!("{step}: {message}"))
+            }
+            other => other.namespaces_refused(),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> SandboxError {
         SandboxError::Io {
             context: context.into(),

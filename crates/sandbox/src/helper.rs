@@ -172,7 +172,7 @@ fn stage1(ctl: &mut Reporter, mut go: File) -> Result<(), Event> {
     if req.user_ns {
         enter_user_ns(ctl, &mut go, req.setgroups)?;
     }
-    let open_up = if req.user_ns {
+    let open_up = if req.user_ns && req.open_up {
         Some(OpenUp::open(&req)?)
     } else {
         None
@@ -313,7 +313,15 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
     )
     .map_err(setup_err("making / private"))?;
-    rustix::system::sethostname(spec.hostname.as_bytes()).map_err(setup_err("sethostname"))?;
+    match rustix::system::sethostname(spec.hostname.as_bytes()) {
+        Ok(()) => {}
+        // A container's profile may refuse it without CAP_SYS_ADMIN (podman's does): the
+        // step's own UTS namespace keeps the container's name; /etc/hostname has ours.
+        Err(e) if spec.isolation == crate::spec::Isolation::Userns => ctl.warn(format!(
+            "the step's hostname stays the container's: sethostname refused ({e})"
+        )),
+        Err(e) => return Err(setup_err("sethostname")(e)),
+    }
     if spec.network == Network::None {
         loopback_up().map_err(setup_err("bringing lo up"))?;
     }

@@ -94,6 +94,8 @@ pub(crate) struct Plan {
     sub_gid: Option<(u32, u32)>,
     /// Why ranges are not used, when they are not.
     pub warning: Option<String>,
+    /// Root's user-namespace rung: every id this process's namespace has, mapped to itself.
+    identity: bool,
 }
 
 fn user_name(uid: u32) -> Option<String> {
@@ -137,6 +139,7 @@ pub(crate) fn plan(single_id: bool) -> Plan {
             warning: Some(
                 "single-id user namespace (only uid/gid 0 exist inside), as asked".into(),
             ),
+            identity: false,
         };
     }
     let name = user_name(uid);
@@ -157,6 +160,7 @@ pub(crate) fn plan(single_id: bool) -> Plan {
             sub_uid: Some(u),
             sub_gid: Some(g),
             warning: None,
+            identity: false,
         },
         _ => Plan {
             kind: MappingKind::SingleId,
@@ -172,13 +176,31 @@ pub(crate) fn plan(single_id: bool) -> Plan {
                     "newuidmap/newgidmap not installed (Debian/Ubuntu: uidmap)"
                 }
             )),
+            identity: false,
         },
     }
 }
 
 impl Plan {
+    /// Root's user-namespace rung: the ids inside are the ids outside (files keep their
+    /// owners, no id changes meaning), written from this process's own maps.
+    pub(crate) fn identity() -> Plan {
+        Plan {
+            kind: MappingKind::Host,
+            uid: 0,
+            gid: 0,
+            sub_uid: None,
+            sub_gid: None,
+            warning: None,
+            identity: true,
+        }
+    }
+
     /// How host ids read back as the ids inside.
     pub(crate) fn host_ids(&self) -> HostIds {
+        if self.identity {
+            return HostIds::default();
+        }
         let with = |own: u32, sub: Option<(u32, u32)>| {
             Some(match sub {
                 Some((s, c)) => (own, s, c),
@@ -193,6 +215,9 @@ impl Plan {
 
     /// Writes the maps of `pid`'s user namespace.
     pub(crate) fn apply(&self, pid: u32) -> Result<(), SandboxError> {
+        if self.identity {
+            return write_identity(pid);
+        }
         if let (Some((us, uc)), Some((gs, gc))) = (self.sub_uid, self.sub_gid) {
             run_map("newgidmap", pid, self.gid, gs, gc)?;
             run_map("newuidmap", pid, self.uid, us, uc)?;
@@ -209,6 +234,28 @@ impl Plan {
         write("gid_map", format!("0 {} 1\n", self.gid))?;
         write("uid_map", format!("0 {} 1\n", self.uid))
     }
+}
+
+/// Maps every id of this process's user namespace to itself in `pid`'s (the container's
+/// ids, as many extents as it has: root holds CAP_SETUID/CAP_SETGID over them).
+fn write_identity(pid: u32) -> Result<(), SandboxError> {
+    for file in ["gid_map", "uid_map"] {
+        let err = |message: String| SandboxError::IdMap {
+            tool: format!("/proc/{pid}/{file}"),
+            message,
+        };
+        let own =
+            fs::read_to_string(format!("/proc/self/{file}")).map_err(|e| err(e.to_string()))?;
+        let map: String = own
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3).then(|| format!("{} {} {}\n", f[0], f[0], f[2]))
+            })
+            .collect();
+        fs::write(format!("/proc/{pid}/{file}"), map).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn run_map(tool: &str, pid: u32, own: u32, start: u32, count: u32) -> Result<(), SandboxError> {

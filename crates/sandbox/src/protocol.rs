@@ -30,6 +30,9 @@ pub struct Request {
     pub user_ns: bool,
     /// Whether `setgroups` is allowed in the user namespace (false with a single-id map).
     pub setgroups: bool,
+    /// Rootless: give the caller access to what the step left unreadable (`open_up`).
+    #[serde(default)]
+    pub open_up: bool,
     /// overlay `workdir`, the new root's mount point, stub layer, generated files.
     pub ovl_work: PathBuf,
     pub root: PathBuf,

@@ -99,7 +99,11 @@ pub(crate) fn assemble(req: &Request, warn: &mut dyn FnMut(String)) -> Result<()
     }
     let r = |p: &str| root.join(p);
     let nsx = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    mount("proc", r("proc"), "proc", nsx, None).map_err(setup_err("mounting /proc"))?;
+    // The user-namespace rung has none: a container with masked /proc paths refuses a new
+    // one, and binding the container's would show its processes.
+    if spec.isolation == crate::spec::Isolation::Namespaces {
+        mount("proc", r("proc"), "proc", nsx, None).map_err(setup_err("mounting /proc"))?;
+    }
     mount_dev(&r("dev"))?;
     mount_sys(root, spec.network, warn)?;
     mask(root)?;

@@ -230,7 +230,12 @@ impl Sandbox {
                 "the chroot rung runs as root only (it needs CAP_SYS_CHROOT and CAP_MKNOD)".into(),
             ));
         }
-        let plan = rootless.then(|| idmap::plan(self.single_id));
+        let userns_as_root = !rootless && spec.isolation == crate::spec::Isolation::Userns;
+        let plan = if rootless {
+            Some(idmap::plan(self.single_id))
+        } else {
+            userns_as_root.then(idmap::Plan::identity)
+        };
         let mapping = plan.as_ref().map_or(MappingKind::Host, |p| p.kind.clone());
         let host_ids = plan.as_ref().map(|p| p.host_ids()).unwrap_or_default();
         mapping.maps(spec.uid, spec.gid)?;
@@ -256,8 +261,9 @@ impl Sandbox {
 
         let request = Request {
             spec: spec.clone(),
-            user_ns: rootless,
-            setgroups: matches!(mapping, MappingKind::Ranges { .. }),
+            user_ns: rootless || userns_as_root,
+            setgroups: matches!(mapping, MappingKind::Ranges { .. }) || userns_as_root,
+            open_up: rootless,
             ovl_work: work.ovl.clone(),
             root: work.root.clone(),
             stubs: work.stubs.clone(),

@@ -56,6 +56,12 @@ pub enum Isolation {
     /// through a user namespace: the sandbox.
     #[default]
     Namespaces,
+    /// As root of a container that allows user namespaces but not a new `/proc` (podman's
+    /// default seccomp profile, a Kubernetes pod without CAP_SYS_ADMIN): the namespaces of
+    /// [`Isolation::Namespaces`] inside a user namespace mapping the container's own ids one
+    /// to one, and no `/proc` (none can be mounted there, and the container's is not shown:
+    /// its processes stay out of sight).
+    Userns,
     /// No namespace at all (a container whose seccomp profile refuses them, as Docker's
     /// default does): the plain root `chroot`ed, what the namespaces would mount made in it
     /// (`crate::chroot`). Root only; the container is the sandbox, as with kaniko.

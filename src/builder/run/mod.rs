@@ -66,8 +66,11 @@ pub struct RunOptions {
     /// Which rung of isolation steps run in (`--isolation`).
     pub isolation: Isolation,
     /// Set (with why) once `auto` found namespaces refused: later steps of the build go
-    /// straight to the chroot rung.
+    /// straight to the user-namespace rung.
     pub namespaces_refused: Arc<std::sync::OnceLock<String>>,
+    /// Set (with why) once `auto` found the user-namespace rung refused too: later steps go
+    /// straight to the chroot rung.
+    pub userns_refused: Arc<std::sync::OnceLock<String>>,
     /// A lower limit than [`MAX_ENTRY_SIZE`] on the files a step may leave (the hidden
     /// `push --max-layer-file-size`, for tests: a step over the limit fails without
     /// writing 64 GiB); never a higher one.
@@ -397,40 +400,50 @@ pub async fn execute(
     diff_ids: &[String],
 ) -> Result<(StepOutput, RunReport), StepError> {
     let options = ctx.options;
-    let rung = first_rung(options);
-    let tried = execute_as(ctx, spec, line, &planned, layers, diff_ids, rung).await;
-    let Some((next, message, first)) = fall_back(options, rung, &tried) else {
-        return tried;
-    };
-    tracing::info!("{message}");
-    let mut done = execute_as(ctx, spec, line, &planned, layers, diff_ids, next).await?;
-    if first {
-        done.0.warnings.push(message);
+    let mut rung = first_rung(options);
+    let mut said = Vec::new();
+    // Each fall is to a lower rung (overlay, native, userns, chroot): at most three.
+    loop {
+        let tried = execute_as(ctx, spec, line, &planned, layers, diff_ids, rung).await;
+        let Some((next, message, first)) = fall_back(options, rung, &tried) else {
+            let mut done = tried?;
+            done.0.warnings.extend(said);
+            return Ok(done);
+        };
+        tracing::info!("{message}");
+        if first {
+            said.push(message);
+        }
+        rung = next;
     }
-    Ok(done)
 }
 
 /// The rung a step is first tried in: what was asked, less what `auto` found unavailable.
 fn first_rung(options: &RunOptions) -> Rung {
-    let chroot = match options.isolation {
-        Isolation::Chroot => true,
-        Isolation::Sandbox => false,
-        Isolation::Auto => options.namespaces_refused.get().is_some(),
-    };
+    let auto = options.isolation == Isolation::Auto;
+    if options.isolation == Isolation::Chroot || (auto && options.userns_refused.get().is_some()) {
+        return Rung::Chroot;
+    }
+    if options.isolation == Isolation::Userns
+        || (auto && options.namespaces_refused.get().is_some())
+    {
+        return Rung::Userns;
+    }
     let native = match options.snapshotter {
         Snapshotter::Native => true,
         Snapshotter::Overlayfs => false,
         Snapshotter::Auto => options.overlay_unavailable.get().is_some(),
     };
-    match (chroot, native) {
-        (true, _) => Rung::Chroot,
-        (false, true) => Rung::Native,
-        (false, false) => Rung::Overlay,
+    if native {
+        Rung::Native
+    } else {
+        Rung::Overlay
     }
 }
 
 /// The rung to try next when `tried` failed because `rung` is unavailable here and `auto`
-/// allows another, with the message to say and whether this is the first time it is said.
+/// allows another (nothing ran), with the message to say and whether this is the first
+/// time it is said.
 fn fall_back(
     options: &RunOptions,
     rung: Rung,
@@ -442,12 +455,34 @@ fn fall_back(
     let RunError::Sandbox(s) = &**e else {
         return None;
     };
-    let chroot_allowed = options.isolation == Isolation::Auto && privileged();
-    if let (Some(reason), true, false) =
-        (s.namespaces_refused(), chroot_allowed, rung == Rung::Chroot)
-    {
-        let first = options.namespaces_refused.set(reason.clone()).is_ok();
-        return Some((Rung::Chroot, rung::fallback_message(&reason), first));
+    // The lower rungs are root's (they need CAP_SETUID over the container's ids, or
+    // CAP_SYS_CHROOT and CAP_MKNOD).
+    let auto_as_root = options.isolation == Isolation::Auto && privileged();
+    let (next, reason, said) = match rung {
+        Rung::Overlay | Rung::Native if auto_as_root => {
+            let reason = s.namespaces_refused()?;
+            (
+                Rung::Userns,
+                reason.clone(),
+                options.namespaces_refused.set(reason),
+            )
+        }
+        Rung::Userns if auto_as_root => {
+            let reason = s.userns_refused()?;
+            (
+                Rung::Chroot,
+                reason.clone(),
+                options.userns_refused.set(reason),
+            )
+        }
+        _ => (Rung::Native, String::new(), Ok(())),
+    };
+    if next != Rung::Native {
+        let message = match next {
+            Rung::Userns => rung::userns_message(&reason),
+            _ => rung::chroot_message(&reason),
+        };
+        return Some((next, message, said.is_ok()));
     }
     if rung == Rung::Overlay && options.snapshotter == Snapshotter::Auto {
         let reason = s.overlay_unavailable()?;

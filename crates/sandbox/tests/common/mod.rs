@@ -43,7 +43,8 @@ impl Fixture {
         fs::copy(busybox, lower.join("bin/busybox")).unwrap();
         for app in [
             "sh", "echo", "ls", "cat", "touch", "rm", "id", "mkdir", "ln", "ip", "ping", "env",
-            "sleep", "hostname", "grep", "true", "chroot", "head", "wc", "setsid", "stat",
+            "sleep", "hostname", "grep", "true", "chroot", "head", "wc", "setsid", "stat", "chown",
+            "mount",
         ] {
             std::os::unix::fs::symlink("busybox", lower.join("bin").join(app)).unwrap();
         }

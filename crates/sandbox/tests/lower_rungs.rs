@@ -1,8 +1,10 @@
-//! The chroot rung (no namespace: what runs where a container's seccomp profile refuses
-//! them), end to end and as an attacker would try it: the step has `/dev`, its mounts and
-//! no `/proc`; it cannot chroot out, trace or read another process, gain privileges through
-//! exec, write through a link out of its root, or leave a process behind. Needs root,
-//! `/bin/busybox` and a static C toolchain (the probe).
+//! The lower rungs of isolation, end to end and as an attacker would try them. The chroot
+//! rung (no namespace: what runs where a container's seccomp profile refuses them): the
+//! step has `/dev`, its mounts and no `/proc`; it cannot chroot out, trace or read another
+//! process, gain privileges through exec, write through a link out of its root, or leave a
+//! process behind. The user-namespace rung (root's, where CAP_SYS_ADMIN is missing): the
+//! container's ids mapped to themselves, no `/proc`, no mount. Needs root, `/bin/busybox`
+//! and a static C toolchain (the probe).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -289,4 +291,25 @@ fn the_chroot_rung_refuses_what_it_cannot_isolate() {
     let mut spec = chroot_spec(&f, "true");
     spec.plain_root = false;
     assert!(matches!(spec.validate(), Err(SandboxError::InvalidSpec(_))));
+}
+
+#[test]
+fn the_userns_rung_maps_the_ids_to_themselves_and_has_no_proc() {
+    need_root!();
+    let f = Fixture::new();
+    let mut spec = chroot_spec(
+        &f,
+        "[ ! -e /proc/self ] && id -u && hostname && touch /data/own && chown 42:43 /data/own \
+         && ! mount -t tmpfs t /tmp 2>/dev/null && echo ok",
+    );
+    spec.isolation = Isolation::Userns;
+    let (_, out, err) = run_chroot(&spec);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0", "regbuild", "ok"],
+        "{err}"
+    );
+    // Ids inside are the ids outside: what the step chowned is owned so on the host.
+    let meta = fs::metadata(f.lower.join("data/own")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (42, 43));
 }
