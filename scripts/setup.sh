@@ -23,6 +23,9 @@ command -v cc >/dev/null || need+=(gcc)
 # The sandbox tests: a busybox root filesystem, and newuidmap/newgidmap for rootless runs.
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v newuidmap >/dev/null || need+=(uidmap)
+# Containers for the executor tests (regbuild inside podman, as kaniko ran inside a pod).
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
 # A static link needs libc.a (libc6-dev); a compiler alone is not enough.
 if command -v cc >/dev/null; then
   probe=$(mktemp -d)

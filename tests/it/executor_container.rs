@@ -87,6 +87,24 @@ fn podman_base(base: &DebianBase) -> String {
     name
 }
 
+/// regbuild's executor image, made by `scripts/executor-image.sh` from the binary under
+/// test and pushed to `host` (credentials in `docker_config`); twice, to the same digest.
+fn executor_image(host: &str, docker_config: &Path) -> String {
+    let reference = format!("{host}/regbuild/executor:test");
+    let make = || {
+        let out = run(Command::new(repo_root().join("scripts/executor-image.sh"))
+            .arg(&reference)
+            .args(["--binary", env!("CARGO_BIN_EXE_regbuild")])
+            .env("DOCKER_CONFIG", docker_config)
+            .env("SOURCE_DATE_EPOCH", "1700000000"));
+        stdout(&out).lines().last().unwrap_or_default().to_string()
+    };
+    let first = make();
+    assert!(first.contains("@sha256:"), "{first}");
+    assert_eq!(make(), first, "the executor image is reproducible");
+    reference
+}
+
 fn dockerfile(from: &str) -> String {
     format!(
         "FROM {from} AS build\n\
@@ -145,7 +163,6 @@ fn build_in_a_container(docker_like: bool, said: &str) {
         &format!("docker://{from}"),
         &["--dest-creds", &creds],
     );
-    let image = podman_base(base);
     let work = tempfile::tempdir().unwrap();
     let mut security = Vec::new();
     if docker_like {
@@ -161,7 +178,8 @@ fn build_in_a_container(docker_like: bool, said: &str) {
     let tag = format!("{host}/apps/executor:1");
     let cache = tempfile::tempdir().unwrap();
     let bind = |from: &Path, to: &str| format!("{}:{to}:ro", from.display());
-    let out = Command::new("podman")
+    let mut podman = Command::new("podman");
+    podman
         .args([
             "--runtime",
             "runc",
@@ -177,28 +195,29 @@ fn build_in_a_container(docker_like: bool, said: &str) {
         ])
         .args(["--network", "host"])
         .args(&security)
-        .args([
-            "-v",
-            &bind(
-                Path::new(env!("CARGO_BIN_EXE_regbuild")),
-                "/usr/local/bin/regbuild",
-            ),
-        ])
         .args(["-v", &bind(ctx.path(), "/ctx")])
         .args(["-v", &bind(config.path(), "/creds")])
         .args(["-v", &bind(secrets.path(), "/secrets")])
         // The cache on a volume, as the README's recipes have it: a container's root
         // filesystem (overlayfs) cannot hold the whiteouts of a step's deletions.
         .args(["-v", &format!("{}:/cache", cache.path().display())])
-        .args(["-e", "DOCKER_CONFIG=/creds", "-e", "REGBUILD_CACHE=/cache"])
-        .arg(&image)
-        .args([
-            "regbuild",
-            "push",
-            "-v",
-            "--secret",
-            "id=tok,src=/secrets/tok",
-        ])
+        .args(["-e", "DOCKER_CONFIG=/creds", "-e", "REGBUILD_CACHE=/cache"]);
+    if docker_like {
+        // The Debian base imported, the binary bound in.
+        let binary = Path::new(env!("CARGO_BIN_EXE_regbuild"));
+        podman
+            .args(["-v", &bind(binary, "/usr/local/bin/regbuild")])
+            .args([podman_base(base).as_str(), "regbuild"]);
+    } else {
+        // The executor image scripts/executor-image.sh makes, pulled from the registry.
+        let image = executor_image(&host, config.path());
+        run(Command::new("podman")
+            .args(["pull", "-q", "--tls-verify=false", "--creds", &creds])
+            .arg(&image));
+        podman.args(["--pull=never", image.as_str()]);
+    }
+    let out = podman
+        .args(["push", "-v", "--secret", "id=tok,src=/secrets/tok"])
         .args(["-t", &tag, "/ctx"])
         .output()
         .unwrap();
