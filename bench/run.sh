@@ -264,7 +264,7 @@ run_regbuild() {
   # -v: each executed RUN step logs its timings (prepare_s, command_s, diff_pack_s, total_s).
   if REGBUILD_CACHE=$cache XDG_CACHE_HOME=$cache/xdg timed /usr/bin/time -f %M -o "$out.rss" \
     "$regbuild" -v push --no-progress --json "$@" -f "$df" \
-    -t "$reg/bench/run-regbuild-$n:1" "$run_ctx" >"$out.json" 2>"$out.err"; then
+    -t "${RUN_TAG:-$reg/bench/run-regbuild-$n:1}" "$run_ctx" >"$out.json" 2>"$out.err"; then
     # What regbuild adds to the executed RUN steps beyond the commands: prepare (layers
     # made ready as overlay lowers) + diff and pack (upper directory to layer).
     run_record "$name.overhead" "$n" "$(step_overhead "$out.err" total)"
@@ -390,6 +390,14 @@ EOF
     # 4. memory: one RUN step that writes 1 GiB (incompressible), cold
     RUN_DF=$run_big_dockerfile run_regbuild "$n" "$work/run-cache-big-$n" run.regbuild.big
     rm -rf "$work/run-cache-big-$n"
+    # 5. the cold build in the lower rungs of isolation (RUN inside a container), last: a
+    #    rung this machine refuses ends regbuild's measurements. Each pushes to a repository
+    #    of its own, where the blobs are mounted from the cold push, not uploaded.
+    for rung in userns chroot; do
+      RUN_TAG=$reg/bench/run-regbuild-$n-$rung:1 run_regbuild "$n" "$work/run-cache-$rung-$n" \
+        "run.regbuild.$rung" --isolation "$rung"
+      rm -rf "$work/run-cache-$rung-$n"
+    done
   done
   t1=$(date +%s.%N)
 
@@ -493,6 +501,13 @@ checks = [
      and med("run.regbuild.fresh.base_got") == 0),
     ("peak RSS under 150 MiB for a step writing 1 GiB", big_rss is not None and big_rss < 150),
 ]
+for rung, label in (("userns", "R6. cold, user-namespace rung (`--isolation userns`)"),
+                    ("chroot", "R7. cold, chroot rung (`--isolation chroot`)")):
+    k = "run.regbuild." + rung
+    rows.append((label + ": wall, added to the RUN steps",
+                 "%s, added %s (prepare %s, diff and pack %s; sandbox cold: added %s)" % (
+                     secs(k), secs(k + ".overhead"), secs(k + ".prepare"), secs(k + ".diffpack"),
+                     secs("run.regbuild.cold.overhead")), "", ""))
 rows += [("target: " + t, "PASS" if ok else "FAIL", "", "") for t, ok in checks]
 hdr = ["measurement", "regbuild", "buildah bud + push", "ratio"]
 table = ["| " + " | ".join(hdr) + " |", "|" + "|".join("---" for _ in hdr) + "|"]

@@ -213,23 +213,7 @@ impl Sandbox {
 
     /// Starts `spec` and returns at once (after the id maps are written, rootless).
     pub fn spawn(&self, spec: &Spec) -> Result<Running, SandboxError> {
-        spec.validate()?;
-        for (what, dir) in std::iter::once(("upper_dir", &spec.upper_dir))
-            .chain(spec.lower_dirs.iter().map(|l| ("lower dir", l)))
-        {
-            if !dir.is_dir() {
-                return Err(SandboxError::InvalidSpec(format!(
-                    "{what} {} is not a directory",
-                    dir.display()
-                )));
-            }
-        }
-        let rootless = !rustix::process::geteuid().is_root();
-        if rootless && spec.isolation == crate::spec::Isolation::Chroot {
-            return Err(SandboxError::InvalidSpec(
-                "the chroot rung runs as root only (it needs CAP_SYS_CHROOT and CAP_MKNOD)".into(),
-            ));
-        }
+        let rootless = check(spec)?;
         let userns_as_root = !rootless && spec.isolation == crate::spec::Isolation::Userns;
         let plan = if rootless {
             Some(idmap::plan(self.single_id))
@@ -330,31 +314,60 @@ impl Sandbox {
         drop(stdin);
 
         if let Some(plan) = plan {
-            match running.next_event() {
-                Some(Event::UserNs) => {}
-                Some(Event::Error {
-                    kind,
-                    step,
-                    errno,
-                    message,
-                }) => return Err(running.fail_early(event_error(kind, step, errno, message))),
-                other => {
-                    return Err(running.fail_early(SandboxError::Helper(format!(
-                        "expected the user namespace, got {other:?}"
-                    ))))
-                }
-            }
-            let pid = running.child.as_ref().expect("child").id();
-            if let Err(e) = plan.apply(pid) {
-                return Err(running.fail_early(e));
-            }
-            if let Err(e) = (&*running.go).write_all(&[GO]) {
-                return Err(running.fail_early(SandboxError::io("signalling the helper", e)));
-            }
+            running = map_user_ns(running, &plan)?;
         }
         running.warnings.append(&mut warnings);
         Ok(running)
     }
+}
+
+/// Checks what can be checked of `spec` here before anything starts; returns whether this
+/// process runs rootless.
+fn check(spec: &Spec) -> Result<bool, SandboxError> {
+    spec.validate()?;
+    for (what, dir) in std::iter::once(("upper_dir", &spec.upper_dir))
+        .chain(spec.lower_dirs.iter().map(|l| ("lower dir", l)))
+    {
+        if !dir.is_dir() {
+            return Err(SandboxError::InvalidSpec(format!(
+                "{what} {} is not a directory",
+                dir.display()
+            )));
+        }
+    }
+    let rootless = !rustix::process::geteuid().is_root();
+    if rootless && spec.isolation == crate::spec::Isolation::Chroot {
+        return Err(SandboxError::InvalidSpec(
+            "the chroot rung runs as root only (it needs CAP_SYS_CHROOT and CAP_MKNOD)".into(),
+        ));
+    }
+    Ok(rootless)
+}
+
+/// Waits for the helper's new user namespace, writes its id maps and lets it go on.
+fn map_user_ns(mut running: Running, plan: &idmap::Plan) -> Result<Running, SandboxError> {
+    match running.next_event() {
+        Some(Event::UserNs) => {}
+        Some(Event::Error {
+            kind,
+            step,
+            errno,
+            message,
+        }) => return Err(running.fail_early(event_error(kind, step, errno, message))),
+        other => {
+            return Err(running.fail_early(SandboxError::Helper(format!(
+                "expected the user namespace, got {other:?}"
+            ))))
+        }
+    }
+    let pid = running.child.as_ref().expect("child").id();
+    if let Err(e) = plan.apply(pid) {
+        return Err(running.fail_early(e));
+    }
+    if let Err(e) = (&*running.go).write_all(&[GO]) {
+        return Err(running.fail_early(SandboxError::io("signalling the helper", e)));
+    }
+    Ok(running)
 }
 
 struct CleanOnError(Option<Work>);
