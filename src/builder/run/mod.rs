@@ -458,31 +458,17 @@ fn fall_back(
     // The lower rungs are root's (they need CAP_SETUID over the container's ids, or
     // CAP_SYS_CHROOT and CAP_MKNOD).
     let auto_as_root = options.isolation == Isolation::Auto && privileged();
-    let (next, reason, said) = match rung {
-        Rung::Overlay | Rung::Native if auto_as_root => {
-            let reason = s.namespaces_refused()?;
-            (
-                Rung::Userns,
-                reason.clone(),
-                options.namespaces_refused.set(reason),
-            )
+    if auto_as_root && matches!(rung, Rung::Overlay | Rung::Native) {
+        if let Some(reason) = s.namespaces_refused() {
+            let first = options.namespaces_refused.set(reason.clone()).is_ok();
+            return Some((Rung::Userns, rung::userns_message(&reason), first));
         }
-        Rung::Userns if auto_as_root => {
-            let reason = s.userns_refused()?;
-            (
-                Rung::Chroot,
-                reason.clone(),
-                options.userns_refused.set(reason),
-            )
+    }
+    if auto_as_root && rung == Rung::Userns {
+        if let Some(reason) = s.userns_refused() {
+            let first = options.userns_refused.set(reason.clone()).is_ok();
+            return Some((Rung::Chroot, rung::chroot_message(&reason), first));
         }
-        _ => (Rung::Native, String::new(), Ok(())),
-    };
-    if next != Rung::Native {
-        let message = match next {
-            Rung::Userns => rung::userns_message(&reason),
-            _ => rung::chroot_message(&reason),
-        };
-        return Some((next, message, said.is_ok()));
     }
     if rung == Rung::Overlay && options.snapshotter == Snapshotter::Auto {
         let reason = s.overlay_unavailable()?;
