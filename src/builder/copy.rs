@@ -404,13 +404,11 @@ type Found = (crate::builder::cache::CachedLayer, Option<(String, String)>);
 
 /// The local cache first; else a layer of a --cache-from image (or of the tags pushed).
 fn find(ctx: &StepContext<'_>, key: &str) -> Option<Found> {
-    let found = match ctx.cache.and_then(|c| c.get(key)) {
-        Some(record) => Some((record, None)),
-        None => ctx.remote.get(key).map(|r| {
-            let at = (r.registry.clone(), r.repository.clone());
-            (r.record.clone(), Some(at))
-        }),
-    };
+    use crate::builder::remote_cache::{lookup, Hit};
+    let found = lookup(ctx.cache, ctx.remote, key, |_| true).map(|hit| match hit {
+        Hit::Local(record) => (record, None),
+        Hit::Remote(r) => (r.record, Some((r.registry, r.repository))),
+    });
     let step = ctx.step_text;
     match &found {
         Some((record, None)) => {

@@ -26,6 +26,30 @@ pub struct RemoteLayer {
     pub repository: String,
 }
 
+/// Where a layer known by its cache key was found.
+pub enum Hit {
+    /// The local layer cache's record.
+    Local(CachedLayer),
+    /// A layer of a pushed or `--cache-from` image.
+    Remote(RemoteLayer),
+}
+
+/// The one lookup of a layer by key, for every kind of step: the local cache first (a record
+/// `usable` accepts: a RUN layer needs its stored blob), else the layers found by key in the
+/// registry.
+pub fn lookup(
+    local: Option<&crate::builder::cache::LayerCache>,
+    remote: &HashMap<String, RemoteLayer>,
+    key: &str,
+    usable: impl Fn(&CachedLayer) -> bool,
+) -> Option<Hit> {
+    local
+        .and_then(|cache| cache.get(key))
+        .filter(|record| usable(record))
+        .map(Hit::Local)
+        .or_else(|| remote.get(key).cloned().map(Hit::Remote))
+}
+
 /// Layers found by key in `images` (for `platform`). An image that cannot be read (missing
 /// tag, no access) only contributes nothing.
 pub async fn remote_layers(

@@ -50,20 +50,8 @@ fn clip(s: &str) -> String {
 /// Runs `cmd` under `timeout -s KILL`: a hang fails the test instead of blocking it. Fails
 /// on a timeout, a death by signal and a panic message.
 fn bounded(cmd: Command, what: &str) -> Output {
-    let mut t = Command::new("timeout");
-    t.arg("--signal=KILL")
-        .arg(LIMIT.as_secs().to_string())
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => t.env(k, v),
-            None => t.env_remove(k),
-        };
-    }
-    if let Some(dir) = cmd.get_current_dir() {
-        t.current_dir(dir);
-    }
+    let secs = LIMIT.as_secs().to_string();
+    let mut t = wrapped(&["timeout", "--signal=KILL", &secs], &cmd);
     t.stdin(Stdio::null());
     let start = Instant::now();
     let out = t.output().expect("timeout (coreutils) is installed");

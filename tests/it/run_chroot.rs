@@ -49,19 +49,10 @@ fn push(
     args.extend_from_slice(extra);
     args.push(&ctx_dir);
     let built = regbuild(&args);
-    let mut cmd = match wrap.split_first() {
-        Some((first, rest)) => {
-            let mut c = std::process::Command::new(first);
-            c.args(rest).arg(built.get_program()).args(built.get_args());
-            for (k, v) in built.get_envs() {
-                match v {
-                    Some(v) => c.env(k, v),
-                    None => c.env_remove(k),
-                };
-            }
-            c
-        }
-        None => built,
+    let mut cmd = if wrap.is_empty() {
+        built
+    } else {
+        wrapped(wrap, &built)
     };
     cmd.env("REGBUILD_CACHE", cache);
     cmd.output().unwrap()

@@ -177,13 +177,7 @@ fn make_devices(root: &OwnedFd) -> Result<(), Event> {
         )
         .map_err(setup_err(format!("chmod /dev/{name}")))?;
     }
-    for (name, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
+    for (name, to) in crate::rootfs::DEV_LINKS {
         remove_at(&dev, Path::new(name));
         rustix::fs::symlinkat(to, &dev, name).map_err(setup_err(format!("linking /dev/{name}")))?;
     }

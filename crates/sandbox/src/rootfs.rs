@@ -52,6 +52,15 @@ const READ_ONLY: &[&str] = &[
     "proc/sysrq-trigger",
 ];
 
+/// The links of every step's `/dev` (runc's default spec), name and target.
+pub(crate) const DEV_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+];
+
 /// The device nodes a step gets, bound from the host's `/dev`.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -313,13 +322,7 @@ fn mount_dev(dev: &Path) -> Result<(), Event> {
         mount_bind(Path::new("/dev").join(name), &target)
             .map_err(setup_err(format!("binding /dev/{name}")))?;
     }
-    for (name, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
+    for (name, to) in DEV_LINKS {
         std::os::unix::fs::symlink(to, dev.join(name))
             .map_err(setup_err(format!("/dev/{name}")))?;
     }

@@ -249,17 +249,18 @@ pub fn plan(
         platform: &platform,
         layer_format,
     });
-    let local = c
-        .cache
-        .and_then(|cache| cache.get(&key))
-        .and_then(|record| {
-            let blob = stored_blob(ctx.cache_root, &record.digest);
-            blob.is_file().then_some(Found::Local(record, blob))
-        });
-    if let Some(Found::Local(_, blob)) = &local {
-        crate::builder::cache_dir::mark_used(blob);
-    }
-    let found = local.or_else(|| c.remote.get(&key).cloned().map(Found::Remote));
+    use crate::builder::remote_cache::{lookup, Hit};
+    // A RUN layer cannot be rebuilt from sources: a local record counts with its blob only.
+    let blob_of =
+        |record: &crate::builder::cache::CachedLayer| stored_blob(ctx.cache_root, &record.digest);
+    let found = lookup(c.cache, c.remote, &key, |r| blob_of(r).is_file()).map(|hit| match hit {
+        Hit::Local(record) => {
+            let blob = blob_of(&record);
+            crate::builder::cache_dir::mark_used(&blob);
+            Found::Local(record, blob)
+        }
+        Hit::Remote(r) => Found::Remote(r),
+    });
     match &found {
         Some(_) => tracing::info!(step = %c.step_text, %key, "RUN cache hit"),
         None => tracing::info!(step = %c.step_text, %key, "RUN cache miss: executing"),

@@ -584,3 +584,21 @@ pub fn heavy_or_timed() -> std::sync::MutexGuard<'static, ()> {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// `cmd` run through `wrapper` (`timeout …`, `setpriv …`): the wrapper's arguments, then
+/// `cmd`'s program and arguments, with `cmd`'s environment and working directory.
+pub fn wrapped(wrapper: &[&str], cmd: &Command) -> Command {
+    let (first, rest) = wrapper.split_first().expect("a wrapper program");
+    let mut c = Command::new(first);
+    c.args(rest).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        c.current_dir(dir);
+    }
+    c
+}
