@@ -6,14 +6,15 @@
 //! the plain root filesystem (the caller's copy of the stage, [`crate::Spec::plain_root`]);
 //! what the namespace rung mounts is made in it before the command starts, and the caller
 //! leaves those paths out of the layer: `/dev`'s standard nodes by `mknod`, the generated
-//! `/etc` files written, a read-only bind's source copied in, a read-write one's (a cache)
-//! moved in and back out, a tmpfs an empty directory, a secret a file with its mode and
-//! owner, removed when the step ends. No `/proc`, no `/sys`: apt, dpkg, useradd, gcc, go
+//! `/etc` files written, a bind's source copied in (a read-write one's, a cache, copied
+//! back once no process of the step is left: nothing of the root ever leaves it), a tmpfs
+//! an empty directory, a secret a file with its mode and owner, removed when the step ends. No `/proc`, no `/sys`: apt, dpkg, useradd, gcc, go
 //! and pip run without them. The command is `chroot`ed with the confinement of
 //! [`crate::confine::Confinement::chroot`] (Docker's default capabilities less
 //! `CAP_SYS_CHROOT` and the host-network drops, the default filter, no tracing,
-//! `no_new_privs`). This process is the step's child subreaper: when the command ends, or
-//! the caller says KILL or goes away, every process the step left is killed.
+//! `no_new_privs`, no hold on this process or regbuild: `seccomp::hands_off`). This process
+//! is the step's child subreaper: when the command ends, or the caller says KILL or goes
+//! away, every process the step left is killed, until the kernel says none is left.
 //!
 //! Not isolated here (the README's table says so): the step shares the container's
 //! network, process ids, IPC and hostname, and as the container's root it may signal the
@@ -27,7 +28,8 @@
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -64,7 +66,10 @@ pub(crate) fn stage1(ctl: &mut Reporter, mut go: File, req: &Request) -> Result<
         .map_err(setup_err("prctl(PR_SET_CHILD_SUBREAPER)"))?;
     crate::helper::keep_only(&[0, 1, 2, CTL_FD, GO_FD])
         .map_err(setup_err("closing descriptors"))?;
-    let confinement = Confinement::chroot(spec.uid, spec.gid)
+    // The step may not act on this process nor on regbuild (same user: see `Confinement::chroot`).
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let regbuild = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    let confinement = Confinement::chroot(spec.uid, spec.gid, [me, regbuild])
         .map_err(|e| setup_failed("confining the step", e.to_string()))?;
     let root = open_root(&spec.upper_dir)?;
     make_devices(&root)?;
@@ -72,11 +77,11 @@ pub(crate) fn stage1(ctl: &mut Reporter, mut go: File, req: &Request) -> Result<
     let placed = place_mounts(&root, spec)?;
     let pid = spawn(spec, confinement)?;
     let watched = crate::helper::watch_init(pid, &mut go);
-    let ended = end_the_rest();
-    let given_back = placed.give_back(&root);
+    // Caches are copied back only once no process of the step is left (proven, not assumed):
+    // a process still running could change them while they are read.
+    end_the_rest()?;
+    placed.give_back(&root)?;
     let (status, killed) = watched?;
-    ended?;
-    given_back?;
     if killed {
         ctl.send(&Event::Killed);
         return Ok(());
@@ -255,17 +260,17 @@ fn write_file(
     Ok(())
 }
 
-/// What was moved into the root (a read-write bind's directory: a cache), to move back, and
-/// the secrets written, to remove.
+/// What was copied into the root from a read-write bind (a cache), to copy back, and the
+/// secrets written, to remove.
 struct Placed {
-    moved: Vec<(PathBuf, PathBuf)>,
+    copied: Vec<(PathBuf, PathBuf)>,
     secrets: Vec<PathBuf>,
 }
 
 /// The step's extra mounts made without mounting (see the module doc).
 fn place_mounts(root: &OwnedFd, spec: &Spec) -> Result<Placed, Event> {
     let mut placed = Placed {
-        moved: Vec::new(),
+        copied: Vec::new(),
         secrets: Vec::new(),
     };
     for m in &spec.mounts {
@@ -289,27 +294,12 @@ fn place_mounts(root: &OwnedFd, spec: &Spec) -> Result<Placed, Event> {
                 rustix::fs::mkdirat(&parent, &name, Mode::from_raw_mode(0o1777))
                     .map_err(setup_err(shown()))?;
             }
+            // Copied, never moved: nothing of the root ever leaves it (a directory moved out
+            // while a process of the step had it as its working directory would be a way
+            // out of the chroot), and no file of the step shares an inode with the host's.
             Mount::Bind {
                 source, readonly, ..
-            } if !readonly && source.is_dir() => {
-                let (parent, name) = parent_in(root, target).map_err(setup_err(shown()))?;
-                remove_at(&parent, &name);
-                // Moved, not copied, and moved back after the step: the caller's caches live
-                // on the filesystem of its scratch. A source elsewhere (a read-write bind's
-                // copy, whose writes are discarded anyway) is copied in.
-                match rustix::fs::renameat(rustix::fs::CWD, source, &parent, &name) {
-                    Ok(()) => placed.moved.push((source.clone(), target.to_path_buf())),
-                    Err(rustix::io::Errno::XDEV) => copy_into(source, &parent, &name)
-                        .map_err(setup_err(format!("copying {}", source.display())))?,
-                    Err(e) => {
-                        return Err(setup_failed(
-                            shown(),
-                            format!("moving {} into the root: {e}", source.display()),
-                        ))
-                    }
-                }
-            }
-            Mount::Bind { source, .. } => {
+            } => {
                 let (parent, name) = parent_in(root, target).map_err(setup_err(shown()))?;
                 remove_at(&parent, &name);
                 copy_into(source, &parent, &name).map_err(setup_err(format!(
@@ -317,6 +307,9 @@ fn place_mounts(root: &OwnedFd, spec: &Spec) -> Result<Placed, Event> {
                     source.display(),
                     target.display()
                 )))?;
+                if !readonly && source.is_dir() {
+                    placed.copied.push((source.clone(), target.to_path_buf()));
+                }
             }
         }
     }
@@ -324,9 +317,11 @@ fn place_mounts(root: &OwnedFd, spec: &Spec) -> Result<Placed, Event> {
 }
 
 impl Placed {
-    /// Moves each read-write bind's directory back to its source once no process of the step
-    /// is left. One the step replaced by something else (a link, a file) is not followed:
-    /// its source starts again empty.
+    /// Copies each read-write bind's directory back over its source, once no process of the
+    /// step is left (the caller proved it), read through descriptors that follow no link:
+    /// what the step left there comes back as it is (links as links, never followed; no
+    /// device node, fifo or socket). One the step replaced by something else starts again
+    /// empty. The new copy is made aside and swapped in.
     fn give_back(self, root: &OwnedFd) -> Result<(), Event> {
         // The root is the caller's scratch, removed with the step; a secret goes first.
         for target in &self.secrets {
@@ -334,27 +329,83 @@ impl Placed {
                 remove_at(&parent, &name);
             }
         }
-        for (source, target) in self.moved {
-            let back = parent_in(root, &target).and_then(|(parent, name)| {
-                let st = rustix::fs::statat(&parent, &name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
-                if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() {
+        for (source, target) in self.copied {
+            let aside = source.with_extension("regbuild-back");
+            let _ = fs::remove_dir_all(&aside);
+            let copied = parent_in(root, &target).and_then(|(parent, name)| {
+                copy_out(&parent, &name, &aside)?;
+                if !fs::symlink_metadata(&aside)?.is_dir() {
                     return Err(io::Error::other("no longer a directory"));
                 }
-                Ok(rustix::fs::renameat(
-                    &parent,
-                    &name,
-                    rustix::fs::CWD,
-                    &source,
-                )?)
+                Ok(())
             });
-            if back.is_err() {
-                fs::create_dir_all(&source)
-                    .map_err(setup_err(format!("making {} again", source.display())))?;
-                let _ = fs::set_permissions(&source, fs::Permissions::from_mode(0o755));
+            if copied.is_err() {
+                let _ = fs::remove_dir_all(&aside);
+                let _ = fs::remove_file(&aside);
+                fs::create_dir(&aside).map_err(setup_err(format!("making {}", aside.display())))?;
             }
+            let swap = fs::remove_dir_all(&source).and_then(|()| fs::rename(&aside, &source));
+            swap.map_err(setup_err(format!("giving back {}", source.display())))?;
         }
         Ok(())
     }
+}
+
+/// Copies `name` below `parent` (in the step's root) to the host path `dest`, with modes and
+/// owners, opening every entry without following a link; links are copied as links; device
+/// nodes, fifos and sockets are left out.
+fn copy_out(parent: &OwnedFd, name: &Path, dest: &Path) -> io::Result<()> {
+    use rustix::fs::{AtFlags, FileType};
+    let st = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let ids = (
+        Some(rustix::process::Uid::from_raw(st.st_uid)),
+        Some(rustix::process::Gid::from_raw(st.st_gid)),
+    );
+    let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Symlink => {
+            let to = rustix::fs::readlinkat(parent, name, Vec::new())?;
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(to.as_bytes()), dest)?;
+            std::os::unix::fs::lchown(dest, Some(st.st_uid), Some(st.st_gid))?;
+        }
+        FileType::Directory => {
+            let dir = rustix::fs::openat(
+                parent,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            fs::create_dir(dest)?;
+            for entry in rustix::fs::Dir::read_from(&dir)? {
+                let entry = entry?;
+                let n = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
+                if n != "." && n != ".." {
+                    copy_out(&dir, Path::new(n), &dest.join(n))?;
+                }
+            }
+            let out = File::open(dest)?;
+            rustix::fs::fchown(&out, ids.0, ids.1)?;
+            rustix::fs::fchmod(&out, mode)?;
+        }
+        FileType::RegularFile => {
+            let from = rustix::fs::openat(
+                parent,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let mut to = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dest)?;
+            io::copy(&mut File::from(from), &mut to)?;
+            rustix::fs::fchown(&to, ids.0, ids.1)?;
+            rustix::fs::fchmod(&to, mode)?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Copies `source` (a host file or directory of the caller's: the context, a stage's files)
@@ -419,6 +470,9 @@ fn spawn(spec: &Spec, confinement: Confinement) -> Result<rustix::process::Pid, 
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // A session of its own: `kill 0` (a script's cleanup trap) signals the step's
+            // processes, not its helper's group.
+            rustix::process::setsid()?;
             rustix::process::chroot(&root)?;
             rustix::process::chdir("/")?;
             rustix::process::chdir(&cwd)?;
@@ -436,24 +490,36 @@ fn spawn(spec: &Spec, confinement: Confinement) -> Result<rustix::process::Pid, 
 }
 
 /// Kills every process the step left (they are this process's children or, orphaned, its
-/// children again as the subreaper) and reaps them, round after round until none is left.
+/// children again as the subreaper) and reaps them, round after round, until the kernel
+/// says no child is left (`waitid` answers `ECHILD`: with no child, no descendant exists).
+/// Fails closed: a list of processes that cannot be read is an error, never "none left".
 fn end_the_rest() -> Result<(), Event> {
+    use rustix::process::{waitid, waitpid, Pid, WaitId, WaitIdOptions, WaitOptions};
     let me = rustix::process::getpid().as_raw_nonzero().get();
     for _ in 0..KILL_ROUNDS {
-        let children = children_of(me);
+        match waitid(
+            WaitId::All,
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+        ) {
+            Err(rustix::io::Errno::CHILD) => return Ok(()),
+            Err(rustix::io::Errno::INTR) | Ok(_) => {}
+            Err(e) => return Err(fail(ErrorKind::Setup, "waitid", e)),
+        }
+        let children = children_of(me)
+            .map_err(|e| fail(ErrorKind::Setup, "listing the step's processes", e))?;
         for pid in &children {
-            // SAFETY: a plain kill of a process this one is the parent of.
+            // SAFETY: a plain kill of a process this one is the parent of (nobody else can
+            // reap it, so the pid is not reused meanwhile).
             unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
-        // Reap whatever ended (the killed, and orphans that ended on their own).
-        while let Ok(Some(_)) | Err(rustix::io::Errno::INTR) =
-            rustix::process::wait(rustix::process::WaitOptions::NOHANG)
-        {}
-        if children.is_empty() {
-            return Ok(());
+        // Each killed child is waited for by its pid (SIGKILL ends it); then any other that
+        // ended on its own.
+        for pid in children.iter().filter_map(|p| Pid::from_raw(*p)) {
+            while let Err(rustix::io::Errno::INTR) = waitpid(Some(pid), WaitOptions::empty()) {}
         }
-        // The killed may not be reapable yet: wait for one before looking again.
-        let _ = rustix::process::wait(rustix::process::WaitOptions::empty());
+        while let Ok(Some(_)) | Err(rustix::io::Errno::INTR) =
+            rustix::process::wait(WaitOptions::NOHANG)
+        {}
     }
     Err(setup_failed(
         "ending the step's processes",
@@ -461,22 +527,30 @@ fn end_the_rest() -> Result<(), Event> {
     ))
 }
 
-/// The pids whose parent is `parent` (from `/proc`, the container's).
-fn children_of(parent: i32) -> Vec<i32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
-                    let after = &s[s.rfind(')')? + 1..];
-                    after.split_whitespace().nth(1)?.parse::<i32>().ok()
-                })
-                == Some(parent)
-        })
-        .collect()
+/// The pids whose parent is `parent` (from `/proc`, the container's). Any error but a
+/// process that ended meanwhile is an error.
+fn children_of(parent: i32) -> io::Result<Vec<i32>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let stat = match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(s) => s,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => continue,
+            Err(e) => return Err(e),
+        };
+        // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    Ok(out)
 }

@@ -91,11 +91,16 @@ impl Confinement {
     /// The chroot rung's: the step is the container's root on the container's network, in
     /// no namespace of its own, so beside the host-network drops it loses `CAP_SYS_CHROOT`
     /// (a chroot inside its root and a `chdir("..")` walk out of it), may not trace or read
-    /// the memory of another process (the container's own are reachable by pid), and runs
-    /// under `no_new_privs`, which the filter needs without `CAP_SYS_ADMIN`.
-    pub(crate) fn chroot(uid: u32, gid: u32) -> Result<Confinement, SandboxError> {
+    /// the memory of another process (the container's own are reachable by pid) nor act on
+    /// the `protected` ones (its helper and regbuild: `seccomp::hands_off`), and runs under
+    /// `no_new_privs`, which the filter needs without `CAP_SYS_ADMIN`.
+    pub(crate) fn chroot(
+        uid: u32,
+        gid: u32,
+        protected: [i32; 2],
+    ) -> Result<Confinement, SandboxError> {
         let mut filters = crate::seccomp::program()?;
-        filters.push(crate::seccomp::no_tracing()?);
+        filters.push(crate::seccomp::hands_off(protected)?);
         Ok(Confinement {
             filters,
             caps: DEFAULT_CAPS

@@ -463,31 +463,81 @@ pub(crate) fn program() -> Result<Vec<BpfProgram>, SandboxError> {
     Ok(vec![allow, clone3])
 }
 
-/// The chroot rung's second filter: `ptrace`, `process_vm_readv` and `process_vm_writev`
-/// answer `EPERM`. A step in no pid namespace can name the container's processes, and as
-/// their user it could otherwise trace one that is dumpable (Yama permitting) and act
-/// outside the chroot through it.
-pub(crate) fn no_tracing() -> Result<BpfProgram, SandboxError> {
+/// The chroot rung's second filter. A step in no pid namespace, as the same user as its
+/// helper and regbuild (`protected`), could otherwise act on them: trace one (`ptrace`,
+/// `process_vm_readv`/`writev`: refused outright), lower the helper's limits or starve it
+/// (`prlimit64`, `setpriority`, `ioprio_set`, `sched_set*`: allowed on the caller itself
+/// only, which is what `setrlimit`, `nice`, `taskset CMD` use), or kill it, leaving its
+/// processes unwatched (`kill`, `tkill`, `tgkill`, `rt_*sigqueueinfo`, `pidfd_open` of a
+/// protected pid, `kill(-1)` and a protected process group: refused). All answer `EPERM`.
+pub(crate) fn hands_off(protected: [i32; 2]) -> Result<BpfProgram, SandboxError> {
+    use SeccompCmpArgLen::Dword;
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SandboxError::Setup {
         step: "seccomp".into(),
         message: format!("no system-call filter for {}", std::env::consts::ARCH),
     })?;
-    let denied = [
-        libc::SYS_ptrace,
-        libc::SYS_process_vm_readv,
-        libc::SYS_process_vm_writev,
+    let cond = |arg: u8, op: SeccompCmpOp, value: i32| {
+        SeccompCondition::new(arg, Dword, op, u64::from(value as u32))
+    };
+    let rule = |conds: Vec<Result<SeccompCondition, seccompiler::BackendError>>| {
+        conds
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(SeccompRule::new)
+    };
+    let not_self = |arg: u8| rule(vec![cond(arg, SeccompCmpOp::Ne, 0)]);
+    let is = |arg: u8, pids: &[i32]| -> Vec<Result<SeccompRule, seccompiler::BackendError>> {
+        pids.iter()
+            .filter(|p| **p != 0)
+            .map(|p| rule(vec![cond(arg, SeccompCmpOp::Eq, *p)]))
+            .collect()
+    };
+    let [helper, regbuild] = protected;
+    let signalled = [helper, regbuild, -helper, -1];
+    let mut rules: Vec<(i64, Vec<Result<SeccompRule, seccompiler::BackendError>>)> = vec![
+        (libc::SYS_ptrace, Vec::new()),
+        (libc::SYS_process_vm_readv, Vec::new()),
+        (libc::SYS_process_vm_writev, Vec::new()),
+        (libc::SYS_prlimit64, vec![not_self(0)]),
+        (libc::SYS_sched_setaffinity, vec![not_self(0)]),
+        (libc::SYS_sched_setscheduler, vec![not_self(0)]),
+        (libc::SYS_sched_setparam, vec![not_self(0)]),
+        (libc::SYS_sched_setattr, vec![not_self(0)]),
+        (libc::SYS_setpriority, vec![not_self(1)]),
+        (libc::SYS_ioprio_set, vec![not_self(1)]),
+        (libc::SYS_kill, is(0, &signalled)),
+        (libc::SYS_tkill, is(0, &[helper])),
+        (libc::SYS_tgkill, is(0, &protected)),
+        (libc::SYS_rt_sigqueueinfo, is(0, &protected)),
+        (libc::SYS_rt_tgsigqueueinfo, is(0, &protected)),
     ];
+    rules.push((number("pidfd_open"), is(0, &protected)));
+    let compile_err = |e: seccompiler::BackendError| SandboxError::Setup {
+        step: "compiling the seccomp filter".into(),
+        message: e.to_string(),
+    };
+    let map = rules
+        .into_iter()
+        .map(|(n, r)| Ok((n, r.into_iter().collect::<Result<Vec<_>, _>>()?)))
+        .collect::<Result<BTreeMap<_, _>, seccompiler::BackendError>>()
+        .map_err(compile_err)?;
     SeccompFilter::new(
-        denied.iter().map(|n| (*n, Vec::new())).collect(),
+        map,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
     )
     .and_then(BpfProgram::try_from)
-    .map_err(|e| SandboxError::Setup {
-        step: "compiling the seccomp filter".into(),
-        message: e.to_string(),
-    })
+    .map_err(compile_err)
+}
+
+/// A system call's number from the shared table.
+fn number(name: &str) -> i64 {
+    GENERIC
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, nr)| *nr)
+        .expect("a call of the shared table")
 }
 
 #[cfg(test)]

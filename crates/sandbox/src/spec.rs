@@ -94,7 +94,8 @@ pub enum Mount {
     },
     /// A read-only file at `target` holding `value` (`RUN --mount=type=secret`). The value
     /// goes to the sandbox through a pipe and is written only to a tmpfs inside the step's
-    /// own mount namespace: it never has a path on the host, and it is gone with the step
+    /// own mount namespace (in [`Isolation::Chroot`], which has none, a file of the plain
+    /// root, removed when the step ends): it never has a path on the host, and it is gone with the step
     /// however the step ends.
     Secret {
         target: PathBuf,

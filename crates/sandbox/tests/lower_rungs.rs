@@ -45,7 +45,9 @@ const PROBE: &str = r#"
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <linux/capability.h>
@@ -64,6 +66,19 @@ int main(void) {
     printf("process_vm_readv=%s\n", r >= 0 ? "ok" : strerror(errno));
     errno = 0;
     printf("chroot=%s\n", chroot("/tmp") == 0 ? "ok" : strerror(errno));
+    /* The helper (this program's parent): its limits, priority and life are out of reach. */
+    struct rlimit lim = { 7, 7 };
+    errno = 0;
+    printf("prlimit_parent=%s\n", prlimit(getppid(), RLIMIT_NOFILE, &lim, NULL) == 0 ? "ok" : strerror(errno));
+    errno = 0;
+    printf("prlimit_self=%s\n", prlimit(0, RLIMIT_CORE, NULL, &lim) == 0 ? "ok" : strerror(errno));
+    errno = 0;
+    printf("renice_parent=%s\n", setpriority(PRIO_PROCESS, getppid(), 19) == 0 ? "ok" : strerror(errno));
+    errno = 0;
+    printf("kill_parent=%s\n", kill(getppid(), 0) == 0 ? "ok" : strerror(errno));
+    errno = 0;
+    printf("kill_all=%s\n", kill(-1, 0) == 0 ? "ok" : strerror(errno));
+    printf("own_session=%d\n", getsid(0) == getpid());
     int fds = 0;
     for (int fd = 3; fd < 1024; fd++) if (fcntl(fd, F_GETFD) >= 0) fds++;
     printf("extra_fds=%d\n", fds);
@@ -112,12 +127,15 @@ fn a_chroot_step_has_dev_and_its_etc_files_but_no_proc() {
 }
 
 #[test]
-fn a_chroot_step_cannot_chroot_trace_or_gain_privileges() {
+fn a_chroot_step_cannot_chroot_trace_gain_privileges_or_touch_its_helper() {
     need_root!();
     let f = Fixture::new();
     let probe = build_probe(f.work.parent().unwrap());
     fs::copy(&probe, f.lower.join("bin/probe")).unwrap();
-    let spec = chroot_spec(&f, "mkdir -p /tmp && /bin/probe");
+    fs::create_dir(f.lower.join("tmp")).unwrap();
+    // The probe is the step's command itself, so its parent is the helper.
+    let mut spec = chroot_spec(&f, "");
+    spec.argv = vec!["/bin/probe".into()];
     let (_, out, err) = run_chroot(&spec);
     let got: std::collections::BTreeMap<&str, &str> =
         out.lines().filter_map(|l| l.split_once('=')).collect();
@@ -130,6 +148,12 @@ fn a_chroot_step_cannot_chroot_trace_or_gain_privileges() {
         ("ptrace", "Operation not permitted"),
         ("process_vm_readv", "Operation not permitted"),
         ("chroot", "Operation not permitted"),
+        ("prlimit_parent", "Operation not permitted"),
+        ("prlimit_self", "ok"),
+        ("renice_parent", "Operation not permitted"),
+        ("kill_parent", "Operation not permitted"),
+        ("kill_all", "Operation not permitted"),
+        ("own_session", "1"),
         ("extra_fds", "0"),
     ];
     for (k, v) in want {
@@ -154,6 +178,35 @@ fn no_process_of_a_chroot_step_outlives_it() {
     for n in ["7341", "7342"] {
         assert_eq!(processes_mentioning(n), Vec::<u32>::new(), "{n}");
     }
+}
+
+#[test]
+fn a_process_waiting_in_a_cache_is_killed_before_the_cache_is_copied_back() {
+    need_root!();
+    let f = Fixture::new();
+    let cache = f.work.parent().unwrap().join("cache");
+    fs::create_dir_all(&cache).unwrap();
+    // A daemon whose working directory is the cache, waiting to walk `..` once the cache has
+    // left the root: killed first; the cache is copied back, never moved out of the root.
+    let mut spec = chroot_spec(
+        &f,
+        "cd /c && setsid sh -c 'echo > /c/up; exec sleep 7343' & \
+         until [ -e /c/up ]; do :; done; echo started",
+    );
+    spec.mounts = vec![Mount::Bind {
+        source: cache.clone(),
+        target: "/c".into(),
+        readonly: false,
+    }];
+    let (_, out, _) = run_chroot(&spec);
+    assert_eq!(out.trim(), "started");
+    assert_eq!(processes_mentioning("7343"), Vec::<u32>::new());
+    assert!(fs::symlink_metadata(&cache).unwrap().is_dir());
+    assert!(cache.join("up").is_file(), "what the step wrote came back");
+    assert!(
+        f.lower.join("c/up").is_file(),
+        "the root keeps its own copy"
+    );
 }
 
 /// Processes whose command line holds `needle` (a shell about to exec, or what it ran).

@@ -409,6 +409,17 @@ fn cache_mount(
     // Held while the cache is made (every sharing mode) and, unless shared,
     // while the step runs.
     let lock = lock_cache(&dir.with_extension("lock"))?;
+    // Only a real directory is a cache: anything else there (a link a step of another
+    // isolation managed to leave) would be followed by the bind mount. It is removed.
+    if let Ok(meta) = std::fs::symlink_metadata(&dir) {
+        if !meta.is_dir() {
+            std::fs::remove_file(&dir).map_err(|e| RunError::io(&dir, e))?;
+            out.warnings.push(format!(
+                "cache mount {}: its cache was not a directory, started again",
+                target.display()
+            ));
+        }
+    }
     if std::fs::symlink_metadata(&dir).is_err() {
         // Made aside and renamed into place: a failed seed leaves no half cache.
         let fresh = tempfile::Builder::new()
@@ -780,6 +791,56 @@ mod tests {
         assert!(context_source(&ctx, "link").is_err());
         assert!(context_source(&ctx, "in").is_ok());
         assert!(context_source(&ctx, "../outside").is_err());
+    }
+
+    #[test]
+    fn a_cache_that_is_a_link_is_replaced_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let cache_root = d.path().join("cache");
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(cache_root.join("run-cache")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "host file").unwrap();
+        // What a step of the chroot rung could once leave: the cache's entry a link.
+        let dir = cache_dir(&cache_root.join("run-cache"), "c1");
+        std::os::unix::fs::symlink(&outside, &dir).unwrap();
+        let ignore = regbuild_context::dockerignore::DockerIgnore::default();
+        let inputs = MountInputs {
+            workdir: "/",
+            context: Context {
+                dir: d.path(),
+                ignore: &ignore,
+            },
+            secrets: &BTreeMap::new(),
+            cache_root: &cache_root,
+            tmp: d.path(),
+            privileged: false,
+        };
+        let m = RunMount::Cache {
+            id: "c1".into(),
+            target: "/c".into(),
+            from: None,
+            source: String::new(),
+            sharing: CacheSharing::Locked,
+            readonly: false,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        };
+        let prepared = prepare(&[m], &inputs, &|_| None).unwrap();
+        let Some(Mount::Bind { source, .. }) = prepared.mounts.first() else {
+            panic!("a bind: {:?}", prepared.mounts);
+        };
+        assert!(std::fs::symlink_metadata(source).unwrap().is_dir());
+        assert_eq!(std::fs::read_dir(source).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_to_string(outside.join("keep")).unwrap(),
+            "host file"
+        );
+        assert!(prepared
+            .warnings
+            .iter()
+            .any(|w| w.contains("not a directory")));
     }
 
     #[test]
