@@ -491,19 +491,14 @@ fn spawn(spec: &Spec, confinement: Confinement) -> Result<rustix::process::Pid, 
 
 /// Kills every process the step left (they are this process's children or, orphaned, its
 /// children again as the subreaper) and reaps them, round after round, until the kernel
-/// says no child is left (`waitid` answers `ECHILD`: with no child, no descendant exists).
-/// Fails closed: a list of processes that cannot be read is an error, never "none left".
+/// says no child is left (`waitid` with `__WALL` answers `ECHILD`: with no child of any
+/// kind, clone children with another exit signal included, no descendant exists). Fails
+/// closed: a list of processes that cannot be read is an error, never "none left".
 fn end_the_rest() -> Result<(), Event> {
-    use rustix::process::{waitid, waitpid, Pid, WaitId, WaitIdOptions, WaitOptions};
     let me = rustix::process::getpid().as_raw_nonzero().get();
     for _ in 0..KILL_ROUNDS {
-        match waitid(
-            WaitId::All,
-            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
-        ) {
-            Err(rustix::io::Errno::CHILD) => return Ok(()),
-            Err(rustix::io::Errno::INTR) | Ok(_) => {}
-            Err(e) => return Err(fail(ErrorKind::Setup, "waitid", e)),
+        if !any_child().map_err(|e| fail(ErrorKind::Setup, "waitid", e))? {
+            return Ok(());
         }
         let children = children_of(me)
             .map_err(|e| fail(ErrorKind::Setup, "listing the step's processes", e))?;
@@ -514,17 +509,50 @@ fn end_the_rest() -> Result<(), Event> {
         }
         // Each killed child is waited for by its pid (SIGKILL ends it); then any other that
         // ended on its own.
-        for pid in children.iter().filter_map(|p| Pid::from_raw(*p)) {
-            while let Err(rustix::io::Errno::INTR) = waitpid(Some(pid), WaitOptions::empty()) {}
+        for pid in &children {
+            reap(*pid, 0);
         }
-        while let Ok(Some(_)) | Err(rustix::io::Errno::INTR) =
-            rustix::process::wait(WaitOptions::NOHANG)
-        {}
+        while reap(-1, libc::WNOHANG) {}
     }
     Err(setup_failed(
         "ending the step's processes",
         format!("processes kept appearing after {KILL_ROUNDS} rounds of killing"),
     ))
+}
+
+/// Whether this process has any child left, running or ended, of any kind (`__WALL`).
+/// libc: rustix's `waitid` does not take `__WALL`.
+fn any_child() -> io::Result<bool> {
+    loop {
+        // SAFETY: waitid writes only into `info`, a zeroed siginfo_t it may fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL;
+        let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ECHILD) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(io::Error::last_os_error()),
+        }
+    }
+}
+
+/// Reaps `pid` (-1: any child), of any kind (`__WALL`); whether one was reaped.
+fn reap(pid: libc::pid_t, flags: libc::c_int) -> bool {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only the status word.
+        let rc = unsafe { libc::waitpid(pid, &mut status, flags | libc::__WALL) };
+        if rc > 0 {
+            return true;
+        }
+        if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return false;
+    }
 }
 
 /// The pids whose parent is `parent` (from `/proc`, the container's). Any error but a

@@ -87,9 +87,14 @@ int main(void) {
 "#;
 
 fn build_probe(dir: &Path) -> PathBuf {
-    let src = dir.join("probe.c");
-    fs::write(&src, PROBE).unwrap();
-    let out = dir.join("probe");
+    build_static(dir, "probe", PROBE)
+}
+
+/// A static C program `name` built from `source` in `dir`.
+fn build_static(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    fs::write(&src, source).unwrap();
+    let out = dir.join(name);
     let made = Command::new("cc")
         .args(["-static", "-O1", "-o"])
         .arg(&out)
@@ -178,6 +183,42 @@ fn no_process_of_a_chroot_step_outlives_it() {
     for n in ["7341", "7342"] {
         assert_eq!(processes_mentioning(n), Vec::<u32>::new(), "{n}");
     }
+}
+
+/// Starts a clone child whose exit signal is not SIGCHLD (invisible to a plain `wait`),
+/// which execs `sleep ARGV[1]`, and returns once it runs.
+const CLONE_KID: &str = r#"
+#define _GNU_SOURCE
+#include <sched.h>
+#include <unistd.h>
+static char stack[1 << 16];
+static char *secs;
+static int kid(void *a) {
+    (void)a;
+    execl("/bin/sleep", "sleep", secs, (char *)0);
+    return 1;
+}
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    secs = argv[1];
+    if (clone(kid, stack + sizeof stack, 0, 0) < 0) return 1;
+    write(1, "cloned\n", 7);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_clone_child_without_sigchld_does_not_outlive_a_chroot_step() {
+    need_root!();
+    let f = Fixture::new();
+    let kid = build_static(f.work.parent().unwrap(), "clonekid", CLONE_KID);
+    fs::copy(&kid, f.lower.join("bin/clonekid")).unwrap();
+    let mut spec = chroot_spec(&f, "");
+    // Its command line names 7344 from its start (`clonekid 7344`) to its exec (`sleep 7344`).
+    spec.argv = vec!["/bin/clonekid".into(), "7344".into()];
+    let (_, out, _) = run_chroot(&spec);
+    assert_eq!(out.trim(), "cloned");
+    assert_eq!(processes_mentioning("7344"), Vec::<u32>::new());
 }
 
 #[test]
