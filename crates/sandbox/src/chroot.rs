@@ -330,7 +330,8 @@ impl Placed {
             }
         }
         for (source, target) in self.copied {
-            let aside = source.with_extension("regbuild-back");
+            // Unique to this step (the caller holds the cache's lock meanwhile, too).
+            let aside = source.with_extension(format!("back-{}", std::process::id()));
             let _ = fs::remove_dir_all(&aside);
             let copied = parent_in(root, &target).and_then(|(parent, name)| {
                 copy_out(&parent, &name, &aside)?;
@@ -500,12 +501,17 @@ fn end_the_rest() -> Result<(), Event> {
         if !any_child().map_err(|e| fail(ErrorKind::Setup, "waitid", e))? {
             return Ok(());
         }
-        let children = children_of(me)
+        let (children, below) = descendants_of(me)
             .map_err(|e| fail(ErrorKind::Setup, "listing the step's processes", e))?;
-        for pid in &children {
-            // SAFETY: a plain kill of a process this one is the parent of (nobody else can
-            // reap it, so the pid is not reused meanwhile).
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        // Every process below is stopped first (a stopped process forks no more), then all
+        // are killed: a chain that forks faster than one generation per round is caught.
+        for sig in [libc::SIGSTOP, libc::SIGKILL] {
+            for pid in children.iter().chain(&below) {
+                // SAFETY: a plain kill. A child's pid cannot be reused meanwhile (nobody
+                // else reaps it); a deeper one's can, between the listing and here, which
+                // at worst signals a process of the step's own user that just started.
+                unsafe { libc::kill(*pid, sig) };
+            }
         }
         // Each killed child is waited for by its pid (SIGKILL ends it); then any other that
         // ended on its own.
@@ -555,10 +561,10 @@ fn reap(pid: libc::pid_t, flags: libc::c_int) -> bool {
     }
 }
 
-/// The pids whose parent is `parent` (from `/proc`, the container's). Any error but a
-/// process that ended meanwhile is an error.
-fn children_of(parent: i32) -> io::Result<Vec<i32>> {
-    let mut out = Vec::new();
+/// The pids whose parent is `parent`, and those below them (from one reading of `/proc`,
+/// the container's). Any error but a process that ended meanwhile is an error.
+fn descendants_of(parent: i32) -> io::Result<(Vec<i32>, Vec<i32>)> {
+    let mut parents = std::collections::HashMap::new();
     for entry in fs::read_dir("/proc")? {
         let Some(pid) = entry?
             .file_name()
@@ -573,12 +579,28 @@ fn children_of(parent: i32) -> io::Result<Vec<i32>> {
             Err(e) => return Err(e),
         };
         // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
-        let ppid = stat
+        if let Some(ppid) = stat
             .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse::<i32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse::<i32>().ok())
+        {
+            parents.insert(pid, ppid);
         }
     }
-    Ok(out)
+    let children: Vec<i32> = parents
+        .iter()
+        .filter(|(_, pp)| **pp == parent)
+        .map(|(p, _)| *p)
+        .collect();
+    let mut below = Vec::new();
+    let mut frontier = children.clone();
+    // Bounded by the processes listed: each is visited at most once.
+    while let Some(p) = frontier.pop() {
+        for (c, pp) in &parents {
+            if *pp == p && !below.contains(c) {
+                below.push(*c);
+                frontier.push(*c);
+            }
+        }
+    }
+    Ok((children, below))
 }

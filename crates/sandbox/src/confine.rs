@@ -63,6 +63,10 @@ pub(crate) struct Confinement {
     /// Set `no_new_privs` before the filters: without `CAP_SYS_ADMIN` (the chroot rung)
     /// the kernel installs a filter only under it.
     no_new_privs: bool,
+    /// Landlock (the chroot rung, where the kernel has it): no file access outside the root,
+    /// whatever directory a process of the step gets hold of, and no signal or abstract
+    /// socket outside the step ([`restrict_to_root`]).
+    landlock: bool,
 }
 
 impl Confinement {
@@ -85,6 +89,7 @@ impl Confinement {
             gid,
             setgroups,
             no_new_privs: false,
+            landlock: false,
         })
     }
 
@@ -110,12 +115,20 @@ impl Confinement {
             gid,
             setgroups: true,
             no_new_privs: true,
+            landlock: true,
         })
     }
 
     /// Confines the calling process; call it in the child between fork and exec (the child
     /// of a single-threaded process, which may allocate).
     pub(crate) fn apply(&self) -> io::Result<()> {
+        if self.no_new_privs {
+            rustix::thread::set_no_new_privs(true)?;
+        }
+        // Before descriptors are marked: what Landlock's set-up leaves open closes at exec.
+        if self.landlock {
+            restrict_to_root()?;
+        }
         close_on_exec_from(3)?;
         cut_bounding_set(self.caps)?;
         // EINVAL: a kernel without ambient capabilities (before 4.3) has none to clear.
@@ -123,9 +136,7 @@ impl Confinement {
             Ok(()) | Err(rustix::io::Errno::INVAL) => {}
             Err(e) => return Err(e.into()),
         }
-        if self.no_new_privs {
-            rustix::thread::set_no_new_privs(true)?;
-        }
+
         for filter in &self.filters {
             install(filter)?;
         }
@@ -146,6 +157,33 @@ impl Confinement {
         rustix::thread::set_thread_res_uid(uid, uid, uid)?;
         Ok(())
     }
+}
+
+/// Landlock for a `chroot`ed step, called once it is in its root: every file access beneath
+/// `/` (its root) allowed, none elsewhere — a directory descriptor another step passed it,
+/// or a working directory left outside, reaches nothing — and no signal to, nor abstract
+/// Unix socket of, a process outside the step (its helper, regbuild, other steps). Best
+/// effort: a kernel without Landlock (or without scopes, before 6.12) enforces what it has;
+/// the builder runs chroot steps one at a time whatever the kernel.
+fn restrict_to_root() -> io::Result<()> {
+    use landlock::{
+        Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+    };
+    let abi = ABI::V6;
+    let err = |e: &dyn std::fmt::Display| io::Error::other(format!("landlock: {e}"));
+    let root = PathFd::new("/").map_err(|e| err(&e))?;
+    Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(|e| err(&e))?
+        .scope(Scope::from_all(abi))
+        .map_err(|e| err(&e))?
+        .create()
+        .map_err(|e| err(&e))?
+        .add_rule(PathBeneath::new(root, AccessFs::from_all(abi)))
+        .map_err(|e| err(&e))?
+        .restrict_self()
+        .map_err(|e| err(&e))?;
+    Ok(())
 }
 
 /// Marks every descriptor from `first` on close-on-exec.

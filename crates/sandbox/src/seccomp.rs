@@ -463,6 +463,12 @@ pub(crate) fn program() -> Result<Vec<BpfProgram>, SandboxError> {
     Ok(vec![allow, clone3])
 }
 
+/// `fcntl`'s and `ioctl`'s ways of naming a descriptor's SIGIO owner that libc lacks
+/// (the kernel's `F_SETOWN_EX`, `FIOSETOWN`, `SIOCSPGRP`).
+const F_SETOWN_EX: i32 = 15;
+const FIOSETOWN: i32 = 0x8901;
+const SIOCSPGRP: i32 = 0x8902;
+
 /// The chroot rung's second filter. A step in no pid namespace, as the same user as its
 /// helper and regbuild (`protected`), could otherwise act on them: trace one (`ptrace`,
 /// `process_vm_readv`/`writev`: refused outright), lower the helper's limits or starve it
@@ -493,7 +499,26 @@ pub(crate) fn hands_off(protected: [i32; 2]) -> Result<BpfProgram, SandboxError>
             .collect()
     };
     let [helper, regbuild] = protected;
-    let signalled = [helper, regbuild, -helper, -1];
+    // regbuild's process group too (a `kill -- -PGID` reaches it otherwise).
+    let regbuild_group = rustix::process::getpgid(rustix::process::Pid::from_raw(regbuild))
+        .map_or(0, |g| -g.as_raw_nonzero().get());
+    let signalled = [helper, regbuild, -helper, regbuild_group, -1];
+    let owners: Vec<i32> = signalled.iter().copied().filter(|p| *p != -1).collect();
+    let fcntl_owner = |pids: &[i32]| -> Vec<Result<SeccompRule, seccompiler::BackendError>> {
+        let mut r: Vec<_> = pids
+            .iter()
+            .filter(|p| **p != 0)
+            .map(|p| {
+                rule(vec![
+                    cond(1, SeccompCmpOp::Eq, libc::F_SETOWN),
+                    cond(2, SeccompCmpOp::Eq, *p),
+                ])
+            })
+            .collect();
+        // F_SETOWN_EX names its owner behind a pointer: refused.
+        r.push(rule(vec![cond(1, SeccompCmpOp::Eq, F_SETOWN_EX)]));
+        r
+    };
     let mut rules: Vec<(i64, Vec<Result<SeccompRule, seccompiler::BackendError>>)> = vec![
         (libc::SYS_ptrace, Vec::new()),
         (libc::SYS_process_vm_readv, Vec::new()),
@@ -503,8 +528,24 @@ pub(crate) fn hands_off(protected: [i32; 2]) -> Result<BpfProgram, SandboxError>
         (libc::SYS_sched_setscheduler, vec![not_self(0)]),
         (libc::SYS_sched_setparam, vec![not_self(0)]),
         (libc::SYS_sched_setattr, vec![not_self(0)]),
-        (libc::SYS_setpriority, vec![not_self(1)]),
-        (libc::SYS_ioprio_set, vec![not_self(1)]),
+        // PRIO_PROCESS (0) of the caller only: PRIO_PGRP and PRIO_USER (who 0: every
+        // process of this user, regbuild's included) are refused.
+        (libc::SYS_setpriority, vec![not_self(0), not_self(1)]),
+        // IOPRIO_WHO_PROCESS (1) of the caller only.
+        (
+            libc::SYS_ioprio_set,
+            vec![rule(vec![cond(0, SeccompCmpOp::Ne, 1)]), not_self(1)],
+        ),
+        // The owner of a descriptor's SIGIO is who the kernel signals for it: not a
+        // protected process (the ioctls that set it pass it behind a pointer: refused).
+        (libc::SYS_fcntl, fcntl_owner(&owners)),
+        (
+            libc::SYS_ioctl,
+            vec![
+                rule(vec![cond(1, SeccompCmpOp::Eq, FIOSETOWN)]),
+                rule(vec![cond(1, SeccompCmpOp::Eq, SIOCSPGRP)]),
+            ],
+        ),
         (libc::SYS_kill, is(0, &signalled)),
         (libc::SYS_tkill, is(0, &[helper])),
         (libc::SYS_tgkill, is(0, &protected)),

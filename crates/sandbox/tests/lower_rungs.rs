@@ -49,6 +49,9 @@ const PROBE: &str = r#"
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/ptrace.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 #include <linux/capability.h>
 int main(void) {
@@ -79,6 +82,21 @@ int main(void) {
     errno = 0;
     printf("kill_all=%s\n", kill(-1, 0) == 0 ? "ok" : strerror(errno));
     printf("own_session=%d\n", getsid(0) == getpid());
+    errno = 0;
+    printf("sigio_to_parent=%s\n", fcntl(1, F_SETOWN, getppid()) == 0 ? "ok" : strerror(errno));
+    errno = 0;
+    printf("renice_user=%s\n", setpriority(PRIO_USER, 0, 19) == 0 ? "ok" : strerror(errno));
+    /* A process outside the step (the test) and its abstract socket: out of reach too. */
+    errno = 0;
+    printf("kill_outsider=%s\n", kill(atoi(getenv("PEER_PID")), 0) == 0 ? "ok" : strerror(errno));
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    const char *name = getenv("PEER_SOCK");
+    memcpy(sa.sun_path + 1, name, strlen(name));
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    errno = 0;
+    int c = connect(s, (struct sockaddr *)&sa, sizeof(sa.sun_family) + 1 + strlen(name));
+    printf("abstract_socket=%s\n", c == 0 ? "ok" : strerror(errno));
+    close(s);
     int fds = 0;
     for (int fd = 3; fd < 1024; fd++) if (fcntl(fd, F_GETFD) >= 0) fds++;
     printf("extra_fds=%d\n", fds);
@@ -141,6 +159,14 @@ fn a_chroot_step_cannot_chroot_trace_gain_privileges_or_touch_its_helper() {
     // The probe is the step's command itself, so its parent is the helper.
     let mut spec = chroot_spec(&f, "");
     spec.argv = vec!["/bin/probe".into()];
+    // An abstract socket of this (outside) process, which the step must not reach.
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("regbuild-probe-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    spec.env
+        .push(("PEER_PID".into(), std::process::id().to_string()));
+    spec.env.push(("PEER_SOCK".into(), name));
     let (_, out, err) = run_chroot(&spec);
     let got: std::collections::BTreeMap<&str, &str> =
         out.lines().filter_map(|l| l.split_once('=')).collect();
@@ -159,6 +185,11 @@ fn a_chroot_step_cannot_chroot_trace_gain_privileges_or_touch_its_helper() {
         ("kill_parent", "Operation not permitted"),
         ("kill_all", "Operation not permitted"),
         ("own_session", "1"),
+        ("sigio_to_parent", "Operation not permitted"),
+        ("renice_user", "Operation not permitted"),
+        // Landlock's scopes (Linux 6.12; the CI machine has them).
+        ("kill_outsider", "Operation not permitted"),
+        ("abstract_socket", "Operation not permitted"),
         ("extra_fds", "0"),
     ];
     for (k, v) in want {

@@ -405,6 +405,13 @@ pub async fn execute(
     let mut said = Vec::new();
     // Each fall is to a lower rung (overlay, native, userns, chroot): at most three.
     loop {
+        // Chroot steps of this process take turns: concurrent ones share the container and
+        // could hand each other a directory outside their roots (Landlock, where the kernel
+        // has it, stops that too).
+        let _turn = match rung {
+            Rung::Chroot => Some(CHROOT_TURN.lock().await),
+            _ => None,
+        };
         let tried = execute_as(ctx, spec, line, &planned, layers, diff_ids, rung).await;
         let Some((next, message, first)) = fall_back(options, rung, &tried) else {
             let mut done = tried?;
@@ -418,6 +425,9 @@ pub async fn execute(
         rung = next;
     }
 }
+
+/// One chroot step at a time in this process (see [`execute`]).
+static CHROOT_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The rung a step is first tried in: what was asked, less what `auto` found unavailable.
 fn first_rung(options: &RunOptions) -> Rung {
@@ -507,7 +517,8 @@ async fn execute_as(
         std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?;
     }
     let mut argv = planned.argv.clone();
-    let mut prepared = step_mounts(ctx, spec, planned, root.scratch.path(), &mut argv).await?;
+    let mut prepared =
+        step_mounts(ctx, spec, planned, root.scratch.path(), &mut argv, rung).await?;
     let mount_warnings = std::mem::take(&mut prepared.warnings);
     env.extend(prepared.env.iter().cloned());
     let mut sb = sandbox_spec(&root, argv, env, planned, (uid, gid), &prepared);
@@ -697,6 +708,7 @@ async fn step_mounts(
     planned: &Planned,
     scratch: &Path,
     argv: &mut Vec<String>,
+    rung: Rung,
 ) -> Result<mounts::Prepared, StepError> {
     let c = ctx.copy;
     let mut from_dirs: Vec<(CopyFrom, PathBuf)> = Vec::new();
@@ -726,6 +738,9 @@ async fn step_mounts(
         cache_root: ctx.cache_root,
         tmp: c.tmp,
         privileged: privileged(),
+        // The chroot rung copies a cache in and back: one step at a time, whatever the
+        // sharing, or one step's copy-back races another's copy.
+        hold_every_cache: rung == Rung::Chroot,
     };
     let find = |f: &CopyFrom| {
         from_dirs

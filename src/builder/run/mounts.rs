@@ -294,6 +294,8 @@ pub struct MountInputs<'a> {
     pub tmp: &'a Path,
     /// Whether this process may chown (root).
     pub privileged: bool,
+    /// Hold every cache's lock for the step, `sharing=shared` included (the chroot rung).
+    pub hold_every_cache: bool,
 }
 
 /// Makes the mounts real. `from_dirs` gives the host directory holding a stage's or
@@ -455,7 +457,7 @@ fn cache_mount(
         std::fs::rename(&made, &dir).map_err(|e| RunError::io(&dir, e))?;
     }
     crate::builder::cache_dir::mark_used(&dir);
-    if *sharing != CacheSharing::Shared {
+    if *sharing != CacheSharing::Shared || inputs.hold_every_cache {
         // private is served as locked: one step at a time, never a torn cache.
         out._locks.push(lock);
     }
@@ -815,6 +817,7 @@ mod tests {
             cache_root: &cache_root,
             tmp: d.path(),
             privileged: false,
+            hold_every_cache: false,
         };
         let m = RunMount::Cache {
             id: "c1".into(),
