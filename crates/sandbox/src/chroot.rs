@@ -37,9 +37,9 @@ use std::process::{Command, Stdio};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use crate::confine::Confinement;
-use crate::helper::Reporter;
 use crate::protocol::{fail, setup_err, setup_failed, ErrorKind, Event, Request, CTL_FD, GO_FD};
 use crate::spec::{Mount, Spec};
+use crate::supervise::Reporter;
 
 /// The character devices every step gets (major, minor), as runc's default spec.
 const DEVICES: [(&str, u32, u32); 6] = [
@@ -64,7 +64,7 @@ pub(crate) fn stage1(ctl: &mut Reporter, mut go: File, req: &Request) -> Result<
         .map_err(setup_err("prctl(PR_SET_DUMPABLE)"))?;
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
         .map_err(setup_err("prctl(PR_SET_CHILD_SUBREAPER)"))?;
-    crate::helper::keep_only(&[0, 1, 2, CTL_FD, GO_FD])
+    crate::supervise::keep_only(&[0, 1, 2, CTL_FD, GO_FD])
         .map_err(setup_err("closing descriptors"))?;
     // The step may not act on this process nor on regbuild (same user: see `Confinement::chroot`).
     let me = rustix::process::getpid().as_raw_nonzero().get();
@@ -76,7 +76,7 @@ pub(crate) fn stage1(ctl: &mut Reporter, mut go: File, req: &Request) -> Result<
     write_etc_files(&root, &req.files)?;
     let placed = place_mounts(&root, spec)?;
     let pid = spawn(spec, confinement)?;
-    let watched = crate::helper::watch_init(pid, &mut go);
+    let watched = crate::supervise::watch_init(pid, &mut go);
     // Caches are copied back only once no process of the step is left (proven, not assumed):
     // a process still running could change them while they are read.
     end_the_rest()?;

@@ -30,24 +30,22 @@
 //! inherits the stdout/stderr pipes the caller reads).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::mount::{mount_change, unmount, MountPropagationFlags, UnmountFlags};
-use rustix::process::{
-    pidfd_open, pidfd_send_signal, waitpid, Pid, PidfdFlags, Signal, WaitOptions,
-};
+use rustix::process::{Pid, Signal, WaitOptions};
 use rustix::thread::{unshare_unsafe, UnshareFlags};
 
 use crate::confine::Confinement;
 use crate::protocol::{
     fail, setup_err, setup_failed, ErrorKind, Event, Request, CTL_FD, GO, GO_FD, HELPER_MARKER,
-    KILL,
 };
 use crate::spec::Network;
+use crate::supervise::{keep_only, watch_init, Reporter};
 
 /// If this process was started as the sandbox helper, run it and exit; else return.
 ///
@@ -83,20 +81,6 @@ pub fn main_if_helper() {
         }
     };
     std::process::exit(code);
-}
-
-pub(crate) struct Reporter(File);
-
-impl Reporter {
-    pub(crate) fn send(&mut self, event: &Event) {
-        let mut line = serde_json::to_vec(event).unwrap_or_default();
-        line.push(b'\n');
-        // One write per event: atomic on a pipe below PIPE_BUF, and both helpers share it.
-        let _ = self.0.write_all(&line);
-    }
-    fn warn(&mut self, message: String) {
-        self.send(&Event::Warning { message });
-    }
 }
 
 fn read_request() -> Result<Request, Event> {
@@ -232,52 +216,6 @@ fn stage1(ctl: &mut Reporter, mut go: File) -> Result<(), Event> {
     Ok(())
 }
 
-/// Waits for init to end, killing it when the caller says so or goes away; returns its
-/// status and whether it was killed.
-pub(crate) fn watch_init(
-    init_pid: Pid,
-    go: &mut File,
-) -> Result<(std::process::ExitStatus, bool), Event> {
-    let pidfd = pidfd_open(init_pid, PidfdFlags::empty()).map_err(setup_err("pidfd_open"))?;
-    let mut killed = false;
-    let mut go_open = true;
-    loop {
-        let mut fds = vec![PollFd::new(&pidfd, PollFlags::IN)];
-        if go_open {
-            fds.push(PollFd::new(&*go, PollFlags::IN));
-        }
-        match poll(&mut fds, None) {
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(fail(ErrorKind::Setup, "poll", e)),
-            Ok(_) => {}
-        }
-        let init_done = !fds[0].revents().is_empty();
-        let go_ready = go_open && !fds[1].revents().is_empty();
-        drop(fds);
-        if init_done {
-            break;
-        }
-        if go_ready {
-            let mut b = [0u8; 1];
-            let n = go.read(&mut b).unwrap_or(0);
-            if n == 0 || b[0] == KILL {
-                go_open = false;
-                killed = true;
-                let _ = pidfd_send_signal(&pidfd, Signal::KILL);
-            }
-        }
-    }
-    let status = loop {
-        match waitpid(Some(init_pid), WaitOptions::empty()) {
-            Err(rustix::io::Errno::INTR) => continue,
-            Ok(Some((_, st))) => break st,
-            Ok(None) => continue,
-            Err(e) => return Err(fail(ErrorKind::Setup, "waitpid(init)", e)),
-        }
-    };
-    Ok((std::process::ExitStatus::from_raw(status.as_raw()), killed))
-}
-
 /// pid 1 of the step's pid namespace. Returns the event that tells how the command ended.
 fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Event> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
@@ -369,23 +307,6 @@ fn init(req: &Request, ctl: &mut Reporter, alive: OwnedFd) -> Result<Event, Even
             Err(e) => return Err(fail(ErrorKind::Setup, "wait", e)),
         }
     }
-}
-
-/// Closes every descriptor of this process but `keep` (read from `/proc/self/fd`, which is
-/// still the host's: init has not mounted its own yet).
-pub(crate) fn keep_only(keep: &[RawFd]) -> io::Result<()> {
-    let mut open = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        if let Ok(fd) = entry?.file_name().to_string_lossy().parse::<RawFd>() {
-            open.push(fd);
-        }
-    }
-    for fd in open.into_iter().filter(|fd| !keep.contains(fd)) {
-        // SAFETY: closing a descriptor nothing else in this process uses any more (the
-        // directory listing's own is closed already and fails harmlessly).
-        unsafe { libc::close(fd) };
-    }
-    Ok(())
 }
 
 /// From pid 1: kills every other process of the namespace and reaps them.

@@ -17,7 +17,9 @@
 //! [`KillHandle`]), [`helper`] (what runs in the namespaces, and why it is a separate
 //! process), `idmap` (rootless id maps, diagnosing a missing user namespace), `open_up`
 //! (rootless: access to what a step left), [`userns`] (a task of this program as root of a
-//! user namespace, outside any step), `protocol` (the wire between them), [`error`].
+//! user namespace, outside any step), `protocol` (the wire between them), `chroot` (stage 1
+//! of the chroot rung, where no namespace can be made), `supervise` (what every stage 1
+//! shares: events, descriptors, watching the step), [`error`].
 //!
 //! System calls go through `rustix`: already in the workspace's lock file, safe wrappers
 //! over raw syscalls for everything here (unshare, mount, pivot_root, pidfd, poll, prctl,
@@ -42,6 +44,7 @@ mod rootfs;
 pub mod run;
 mod seccomp;
 pub mod spec;
+mod supervise;
 pub mod userns;
 
 pub use error::{SandboxError, UsernsCause};
