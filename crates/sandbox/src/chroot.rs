@@ -71,6 +71,9 @@ pub(crate) fn stage1(ctl: &mut Reporter, mut go: File, req: &Request) -> Result<
     let regbuild = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
     let confinement = Confinement::chroot(spec.uid, spec.gid, [me, regbuild])
         .map_err(|e| setup_failed("confining the step", e.to_string()))?;
+    if let Some(gap) = crate::confine::landlock_gap() {
+        ctl.warn(gap);
+    }
     let root = open_root(&spec.upper_dir)?;
     make_devices(&root)?;
     write_etc_files(&root, &req.files)?;

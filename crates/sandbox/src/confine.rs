@@ -159,20 +159,29 @@ impl Confinement {
     }
 }
 
-/// Landlock for a `chroot`ed step, called once it is in its root: every file access beneath
-/// `/` (its root) allowed, none elsewhere — a directory descriptor another step passed it,
-/// or a working directory left outside, reaches nothing — and no signal to, nor abstract
-/// Unix socket of, a process outside the step (its helper, regbuild, other steps). Best
-/// effort: a kernel without Landlock (or without scopes, before 6.12) enforces what it has;
-/// the builder runs chroot steps one at a time whatever the kernel.
+/// Landlock for a `chroot`ed step, called once it is in its root: the file accesses Landlock
+/// knows (reading, writing, executing, listing, making and removing entries, renaming and
+/// linking, truncating, device ioctls, Unix socket connect on newer kernels) beneath `/`
+/// (its root) only — not `chmod`, `chown`, `utimes`, `setxattr` or `stat`, which Landlock
+/// does not cover — and no signal to, nor abstract Unix socket of, a process outside the
+/// step (its helper, regbuild, other steps). Best effort: a kernel enforces what it has
+/// ([`landlock_gap`] says what is missing); without rename/link control (before 5.19) none
+/// at all. Chroot steps take turns across the container whatever the kernel (the builder).
 fn restrict_to_root() -> io::Result<()> {
     use landlock::{
-        Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+        Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+        RulesetCreatedAttr, Scope, ABI,
     };
-    let abi = ABI::V6;
+    let abi = ABI::V10;
     let err = |e: &dyn std::fmt::Display| io::Error::other(format!("landlock: {e}"));
     let root = PathFd::new("/").map_err(|e| err(&e))?;
     Ruleset::default()
+        // Without Refer (Linux < 5.19), Landlock refuses every rename or link between
+        // directories, even inside the root (apt moves its downloads so): then none at all.
+        .set_compatibility(CompatLevel::SoftRequirement)
+        .handle_access(AccessFs::Refer)
+        .map_err(|e| err(&e))?
+        .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(abi))
         .map_err(|e| err(&e))?
         .scope(Scope::from_all(abi))
@@ -184,6 +193,28 @@ fn restrict_to_root() -> io::Result<()> {
         .restrict_self()
         .map_err(|e| err(&e))?;
     Ok(())
+}
+
+/// What the chroot rung's Landlock lacks on this kernel, if anything: its ABI version (1
+/// and up; 2 for rename/link control, 6 for signal and abstract-socket scopes).
+pub(crate) fn landlock_gap() -> Option<String> {
+    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only
+    // returns the ABI version.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    match abi {
+        a if a >= 6 => None,
+        a if a >= 2 => Some(format!(
+            "Landlock ABI {a}: no signal or abstract-socket scopes (Linux 6.12): chroot steps rely on the filter and on taking turns"
+        )),
+        _ => Some("Landlock unavailable (Linux 5.19 and an `lsm=` list with landlock needed): chroot steps rely on the filter and on taking turns".into()),
+    }
 }
 
 /// Marks every descriptor from `first` on close-on-exec.

@@ -547,7 +547,7 @@ pub(crate) fn hands_off(protected: [i32; 2]) -> Result<BpfProgram, SandboxError>
             ],
         ),
         (libc::SYS_kill, is(0, &signalled)),
-        (libc::SYS_tkill, is(0, &[helper])),
+        (libc::SYS_tkill, is(0, &protected)),
         (libc::SYS_tgkill, is(0, &protected)),
         (libc::SYS_rt_sigqueueinfo, is(0, &protected)),
         (libc::SYS_rt_tgsigqueueinfo, is(0, &protected)),

@@ -30,6 +30,7 @@ pub mod lowers;
 pub mod mounts;
 pub mod output;
 pub mod rung;
+pub mod turn;
 pub mod userns_unpack;
 
 use std::collections::BTreeMap;
@@ -405,11 +406,9 @@ pub async fn execute(
     let mut said = Vec::new();
     // Each fall is to a lower rung (overlay, native, userns, chroot): at most three.
     loop {
-        // Chroot steps of this process take turns: concurrent ones share the container and
-        // could hand each other a directory outside their roots (Landlock, where the kernel
-        // has it, stops that too).
+        // Chroot steps take turns across the container (`turn`).
         let _turn = match rung {
-            Rung::Chroot => Some(CHROOT_TURN.lock().await),
+            Rung::Chroot => Some(turn::take().await?),
             _ => None,
         };
         let tried = execute_as(ctx, spec, line, &planned, layers, diff_ids, rung).await;
@@ -425,9 +424,6 @@ pub async fn execute(
         rung = next;
     }
 }
-
-/// One chroot step at a time in this process (see [`execute`]).
-static CHROOT_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The rung a step is first tried in: what was asked, less what `auto` found unavailable.
 fn first_rung(options: &RunOptions) -> Rung {
