@@ -162,3 +162,122 @@ fn without_cap_sys_admin_auto_falls_to_the_userns_rung_and_says_so() {
         "{err}"
     );
 }
+
+#[test]
+fn sigkill_during_a_chroot_step_leaves_no_process_or_secret_and_the_next_build_cleans_up() {
+    use crate::run_sandbox::{any_file_holds, KillOnDrop};
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    if !needs_root("the chroot rung runs as root only") {
+        return;
+    }
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let secret = format!("chroot-killed-{}", free_port());
+    // A number no other process has on its command line: the step's command becomes it.
+    let seconds = format!("86{}", free_port());
+    let df = format!(
+        "FROM {host}/base/busybox:1\n\
+         RUN --mount=type=secret,id=tok [ \"$(cat /run/secrets/tok)\" = {secret} ] \
+           && echo step-started && exec sleep {seconds}\n"
+    );
+    let ctx = context_with(&[("Dockerfile", &df)]);
+    let cache = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = KillOnDrop(
+        regbuild(&[
+            "push",
+            "--isolation",
+            "chroot",
+            "--secret",
+            "id=tok,env=REGBUILD_TEST_TOKEN",
+            "-t",
+            &format!("{host}/apps/killed:1"),
+            ctx.path().to_str().unwrap(),
+        ])
+        .env("REGBUILD_CACHE", cache.path())
+        .env("TMPDIR", tmp.path())
+        .env("REGBUILD_TEST_TOKEN", &secret)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let seen = crate::run_steps::read_until_step_says(&mut lines, "step-started");
+    assert!(
+        seen.last().is_some_and(|l| l.ends_with("] step-started")),
+        "{seen:?}"
+    );
+    // The step's command (the shell that execs sleep) and its helper, watched through
+    // pidfds: their ends are events, not guesses.
+    let step: Vec<String> = processes_with(&format!("sleep {seconds}"));
+    assert_eq!(step.len(), 1, "{step:?}");
+    let pid: i32 = step[0].split(':').next().unwrap().parse().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let helper: i32 = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let watch = |p: i32| {
+        rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(p).unwrap(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .unwrap()
+    };
+    let (step_fd, helper_fd) = (watch(pid), watch(helper));
+    run(std::process::Command::new("kill").args(["-KILL", &child.0.id().to_string()]));
+    assert_eq!(child.0.wait().unwrap().signal(), Some(9));
+    for (what, fd) in [("the step", &step_fd), ("its helper", &helper_fd)] {
+        let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 30,
+            tv_nsec: 0,
+        };
+        assert_eq!(
+            rustix::event::poll(&mut fds, Some(&timeout)).unwrap(),
+            1,
+            "{what} outlived regbuild by 30 s"
+        );
+    }
+    // The helper removed the secret from the step's root before it ended.
+    for dir in [tmp.path(), cache.path()] {
+        assert_eq!(
+            any_file_holds(dir, secret.as_bytes()),
+            None,
+            "in {}",
+            dir.display()
+        );
+    }
+    // What the killed build left is removed by the next one.
+    let df = format!("FROM {host}/base/busybox:1\nRUN echo next > /next\n");
+    let ctx = context_with(&[("Dockerfile", &df)]);
+    let out = regbuild(&[
+        "push",
+        "--isolation",
+        "chroot",
+        "-t",
+        &format!("{host}/apps/next:1"),
+        ctx.path().to_str().unwrap(),
+    ])
+    .env("REGBUILD_CACHE", cache.path())
+    .env("TMPDIR", tmp.path())
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entries = |dir: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir).map_or(Vec::new(), |r| r.flatten().map(|e| e.path()).collect())
+    };
+    assert_eq!(entries(tmp.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        entries(&cache.path().join("run-tmp")),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(
+        http_status("GET", &host, "/v2/apps/killed/manifests/1"),
+        Some(404)
+    );
+}

@@ -566,7 +566,7 @@ fn a_cache_directory_other_users_can_write_is_refused_and_a_readable_one_made_pr
 }
 
 /// A child killed if the test fails before it ends (a hung build must not outlive it).
-struct KillOnDrop(std::process::Child);
+pub struct KillOnDrop(pub std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -576,7 +576,7 @@ impl Drop for KillOnDrop {
 }
 
 /// Whether any file below `dir` holds `needle`.
-fn any_file_holds(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+pub fn any_file_holds(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
     let out = Command::new("grep")
         .args(["-rlsF", "--", std::str::from_utf8(needle).unwrap()])
         .arg(dir)
