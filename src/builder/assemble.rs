@@ -54,55 +54,11 @@ pub fn assemble(
     tmp: &Path,
 ) -> Result<Assembled, StepError> {
     let mut set = ImageSet::default();
-    let mut layers = Vec::new();
-    for layer in &image.layers {
-        match layer {
-            StageLayer::Remote {
-                descriptor,
-                registry,
-                repository,
-            } => layers.push(set.add_remote_layer(descriptor, registry, repository)),
-            StageLayer::Cached(c) => {
-                let digest = c.record.digest.clone();
-                layers.push(
-                    Descriptor::new(&c.record.media_type, digest.clone(), c.record.size)
-                        .with_annotation(KEY_ANNOTATION, &c.key),
-                );
-                let origin = match &c.found_in {
-                    // Found in a registry by key: mounted or copied from there if needed.
-                    Some((registry, repository)) => BlobOrigin::Registry {
-                        registry: registry.clone(),
-                        repository: repository.clone(),
-                    },
-                    // Known from the local cache: packed only if the destination lacks it.
-                    None => {
-                        let c = c.clone();
-                        BlobOrigin::Lazy(LazyFile(std::sync::Arc::new(move || {
-                            c.built().map(|b| b.file.to_path_buf()).map_err(Into::into)
-                        })))
-                    }
-                };
-                set.add_blob(BlobSpec {
-                    digest,
-                    size: c.record.size,
-                    origin,
-                });
-            }
-            StageLayer::Local(built) => {
-                let digest = built.digest.clone();
-                let mut d = Descriptor::new(built.media_type, digest.clone(), built.size);
-                if let Some(key) = &built.key {
-                    d = d.with_annotation(KEY_ANNOTATION, key);
-                }
-                layers.push(d);
-                set.add_blob(BlobSpec {
-                    digest,
-                    size: built.size,
-                    origin: BlobOrigin::File(built.file.to_path_buf()),
-                });
-            }
-        }
-    }
+    let layers: Vec<Descriptor> = image
+        .layers
+        .iter()
+        .map(|l| add_layer(&mut set, l))
+        .collect();
     let mut config = image.config.clone();
     config.set_created(created);
     let mut out = Image::new(config, layers);
@@ -135,6 +91,55 @@ pub fn assemble(
         digest: written.digest,
         config: out.config,
     })
+}
+
+/// Adds `layer`'s blob to `set` (with where its bytes are) and returns its descriptor, its
+/// key annotated when this tool made it.
+pub fn add_layer(set: &mut ImageSet, layer: &StageLayer) -> Descriptor {
+    match layer {
+        StageLayer::Remote {
+            descriptor,
+            registry,
+            repository,
+        } => set.add_remote_layer(descriptor, registry, repository),
+        StageLayer::Cached(c) => {
+            let digest = c.record.digest.clone();
+            let origin = match &c.found_in {
+                // Found in a registry by key: mounted or copied from there if needed.
+                Some((registry, repository)) => BlobOrigin::Registry {
+                    registry: registry.clone(),
+                    repository: repository.clone(),
+                },
+                // Known from the local cache: packed only if the destination lacks it.
+                None => {
+                    let c = c.clone();
+                    BlobOrigin::Lazy(LazyFile(std::sync::Arc::new(move || {
+                        c.built().map(|b| b.file.to_path_buf()).map_err(Into::into)
+                    })))
+                }
+            };
+            set.add_blob(BlobSpec {
+                digest: digest.clone(),
+                size: c.record.size,
+                origin,
+            });
+            Descriptor::new(&c.record.media_type, digest, c.record.size)
+                .with_annotation(KEY_ANNOTATION, &c.key)
+        }
+        StageLayer::Local(built) => {
+            let digest = built.digest.clone();
+            set.add_blob(BlobSpec {
+                digest: digest.clone(),
+                size: built.size,
+                origin: BlobOrigin::File(built.file.to_path_buf()),
+            });
+            let d = Descriptor::new(built.media_type, digest, built.size);
+            match &built.key {
+                Some(key) => d.with_annotation(KEY_ANNOTATION, key),
+                None => d,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -93,8 +93,9 @@ enum Gathered {
     Cached(StepOutput),
 }
 
-/// `COPY --from=<stage or image>`: the wanted paths of its layers, extracted; an image's
-/// layer keyed by the image's layer digests, so a cache may know it before any download.
+/// `COPY --from=<stage or image>`: the wanted paths of its layers, extracted; the layer is
+/// keyed by the source's layer digests, so a cache (local, or the registry's for a fresh
+/// runner) may know it before any source layer is downloaded or any builder step run.
 async fn from_entries(
     ctx: &StepContext<'_>,
     spec: &CopySpec,
@@ -130,7 +131,7 @@ async fn from_entries(
     let wanted: Vec<PathBuf> = sources.iter().map(|s| literal_prefix(s)).collect();
     let select = source_options(spec);
     if let Some(FromImage { key, opts }) =
-        from_image(ctx, from, &layers, &sources, &dest, chown, chmod, &select)
+        from_image(ctx, &layers, &sources, &dest, chown, chmod, &select)
     {
         if let Some(found) = find(ctx, &key).filter(|_| ctx.defer_entries) {
             let keep_setuid = ctx.keep_setuid;
@@ -480,7 +481,7 @@ fn cached_output(
     }
 }
 
-/// The key of a `COPY --from=<image>` layer, from the image's layer digests.
+/// The key of a `COPY --from=<image or stage>` layer, from the source's layer digests.
 struct FromImage {
     key: String,
     opts: LayerOptions,
@@ -489,7 +490,6 @@ struct FromImage {
 #[allow(clippy::too_many_arguments)]
 fn from_image(
     ctx: &StepContext<'_>,
-    from: &CopyFrom,
     layers: &[crate::builder::layer::StageLayer],
     sources: &[String],
     dest: &str,
@@ -497,20 +497,21 @@ fn from_image(
     chmod: Option<u32>,
     select: &SourceOptions,
 ) -> Option<FromImage> {
-    if !matches!(from, CopyFrom::Image(_))
-        || ctx.layering != crate::builder::layering::Layering::Single
-    {
+    if ctx.layering != crate::builder::layering::Layering::Single {
         return None;
     }
+    // A built stage's layers are all known by digest (content addresses), as an image's:
+    // a COPY from a stage whose steps all hit is itself a hit, with nothing read.
     let digests = layers
         .iter()
         .map(|l| match l {
             crate::builder::layer::StageLayer::Remote { descriptor, .. } => {
-                Some(descriptor.digest.to_string())
+                descriptor.digest.to_string()
             }
-            _ => None,
+            crate::builder::layer::StageLayer::Local(b) => b.digest.to_string(),
+            crate::builder::layer::StageLayer::Cached(c) => c.record.digest.to_string(),
         })
-        .collect::<Option<Vec<String>>>()?;
+        .collect::<Vec<String>>();
     let opts = LayerOptions {
         mtime: ctx.epoch,
         compression: ctx.compression,

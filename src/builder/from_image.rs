@@ -1,5 +1,6 @@
-//! `COPY --from=<image>` keyed by what it reads, not by what it extracted: the source
-//! image's layer digests (content addresses) and the instruction's settings decide the
+//! `COPY --from=<image or stage>` keyed by what it reads, not by what it extracted: the
+//! source's layer digests (a built stage's layers are known by digest too, whether packed
+//! here or found in a cache) and the instruction's settings decide the
 //! layer's bytes, so its key is known before any source layer is fetched. A cached layer
 //! (local cache or a pushed image's annotation) then costs no download at all; its entries
 //! are materialised later only if something needs them (the registry lacks the blob).

@@ -63,6 +63,8 @@ pub struct BuildRequest {
     /// Images computed but not written (a workspace dry run): bases read from here, not from
     /// the registry, when their digest is one of these.
     pub planned: Arc<planned::PlannedImages>,
+    /// Write the build cache artifact beside the image (off with `--no-registry-cache`).
+    pub registry_cache: bool,
     /// RUN steps' network default and secrets (`--network`, `--secret`).
     pub run: crate::builder::run::RunOptions,
     /// Execute nothing: a RUN step no cache holds stops its stage (and the stages built
@@ -132,12 +134,13 @@ pub async fn build(
         None
     };
     let remote = if req.use_cache {
-        crate::builder::remote_cache::remote_layers(registry, &req.cache_from, &req.platform).await
+        crate::builder::remote_cache::read(registry, &req.cache_from, &req.platform).await
     } else {
-        HashMap::new()
+        crate::builder::remote_cache::RemoteCache::default()
     };
     let indexer = crate::builder::pathindex::Indexer::new(
         registry,
+        &remote.paths,
         cache.as_ref().map(|c| c.root()),
         tmp.path(),
     );
@@ -169,8 +172,50 @@ pub async fn build(
             &file, &plan, &needed, &outputs,
         )));
     }
-    let merged = Merged::of(outputs, plan.target, &file)?;
+    let mut merged = Merged::of(outputs, plan.target, &file)?;
+    merged.export = cache_export(req, &indexer, &remote, &mut merged, &run_env, tmp.path());
     finish_image(registry, req, &bases, merged, tmp, &created, locked).await
+}
+
+/// What the build cache artifact records (`remote_cache::export`), None with
+/// `--no-registry-cache`: the layers of every stage, the path lists the build looked at, the
+/// RUN steps' key inputs and (with `--cache-mounts registry`) the cache mounts it used.
+fn cache_export(
+    req: &BuildRequest,
+    indexer: &crate::builder::pathindex::Indexer<'_>,
+    remote: &crate::builder::remote_cache::RemoteCache,
+    merged: &mut Merged,
+    run_env: &RunEnv,
+    tmp: &Path,
+) -> Option<crate::builder::remote_cache::export::CacheExport> {
+    use crate::builder::remote_cache::export::{digest_and_key, CacheExport};
+    if !req.registry_cache {
+        return None;
+    }
+    let layers: Vec<_> = merged.stage_layers.iter().map(digest_and_key).collect();
+    let used = merged
+        .run_steps
+        .iter()
+        .flat_map(|r| r.cache_mounts.iter().cloned())
+        .collect();
+    let mounts = crate::builder::remote_cache::mounts::export(
+        remote,
+        &used,
+        &run_env.cache_root.join("run-cache"),
+        req.run.cache_mounts,
+        tmp,
+        &mut merged.warnings,
+    );
+    Some(CacheExport {
+        layers: merged.stage_layers.clone(),
+        paths: indexer.looked_at(&layers),
+        steps: merged
+            .run_steps
+            .iter()
+            .filter_map(|r| r.recorded.clone())
+            .collect(),
+        mounts,
+    })
 }
 
 /// Every image the Dockerfile names, resolved to a manifest and config (pins of the lock
@@ -240,6 +285,10 @@ struct Merged {
     new_layers: Vec<(Digest, u64, String)>,
     layer_entries: HashMap<String, Vec<regbuild_fs::layer::LayerEntry>>,
     run_steps: Vec<crate::builder::report::RunReport>,
+    /// Every stage's layers (the target's before a squash), for the build cache artifact.
+    stage_layers: Vec<StageLayer>,
+    /// What the build cache artifact records (None with `--no-registry-cache`).
+    export: Option<crate::builder::remote_cache::export::CacheExport>,
 }
 
 impl Merged {
@@ -250,7 +299,9 @@ impl Merged {
     ) -> Result<Merged, BuildError> {
         let mut records = StageRecords::default();
         let mut image = None;
+        let mut stage_layers = Vec::new();
         for (i, output) in outputs {
+            stage_layers.extend(output.image.layers.iter().cloned());
             let out = output.records;
             records.layers.extend(out.layers);
             records.stripped.extend(out.stripped);
@@ -273,6 +324,8 @@ impl Merged {
             new_layers: records.new_layers,
             layer_entries: records.layer_entries,
             run_steps: records.run_steps,
+            stage_layers,
+            export: None,
         })
     }
 }
@@ -290,6 +343,7 @@ async fn finish_image(
     let Merged {
         image: mut final_image,
         mut all_layers,
+        export,
         ..
     } = merged;
     let file = req.dockerfile.display().to_string();
@@ -324,8 +378,17 @@ async fn finish_image(
                 source: Box::new(e),
             }
         })?;
+    let mut set = assembled.set;
+    if let Some(export) = export {
+        crate::builder::remote_cache::export::add_artifact(&mut set, export, tmp.path()).map_err(
+            |source| BuildError::TempDir {
+                path: tmp.path().display().to_string(),
+                source,
+            },
+        )?;
+    }
     Ok(BuiltImage {
-        set: assembled.set,
+        set,
         digest: assembled.digest,
         config: assembled.config,
         base: final_image.base,
@@ -351,7 +414,7 @@ struct StageInputs<'a> {
     tmp: &'a Path,
     ignore: &'a DockerIgnore,
     cache: Option<&'a crate::builder::cache::LayerCache>,
-    remote: &'a HashMap<String, crate::builder::remote_cache::RemoteLayer>,
+    remote: &'a crate::builder::remote_cache::RemoteCache,
     indexer: &'a crate::builder::pathindex::Indexer<'a>,
     created: &'a str,
     pushed_stages: std::collections::HashSet<usize>,
@@ -667,6 +730,7 @@ async fn run_step(
         platform: &place.platform,
         label: format!("[{} {}/{}]", place.name, run.step_no + 1, place.steps),
         stage: place.name.clone(),
+        step_no: run.step_no,
         early: run.sinks.early,
     };
     let planned =
@@ -675,7 +739,7 @@ async fn run_step(
         crate::builder::run::cached(&rctx, line, planned).map_err(at)?
     } else if req.dry_run {
         out.run_steps
-            .push(crate::builder::run::would_run(&rctx, line));
+            .push(crate::builder::run::would_run(&rctx, line, planned));
         return Ok(None);
     } else {
         // The command needs the stage's files: its pending layers now.

@@ -6,7 +6,9 @@
 //!
 //! A base layer's index costs one download of the layer the first time; it is then cached by
 //! layer digest under the layer cache directory (`layer-index/`), so a later build reads
-//! a small JSON file instead. Layers this build makes are indexed from their entries.
+//! a small JSON file instead, and stored in the registry's build cache artifact
+//! (`remote_cache::artifact`), so a fresh runner reads it there (kilobytes) instead of the
+//! layer. Layers this build makes are indexed from their entries.
 //!
 //! Not here: extracting files (`regbuild_fs::extract`, `crate::builder::rootfs`).
 
@@ -27,6 +29,9 @@ const FORMAT: &str = "v1";
 /// Account files kept in the index, and the most of each that is kept.
 const KEPT_FILES: [&str; 2] = ["etc/passwd", "etc/group"];
 const KEPT_MAX: u64 = 4 << 20;
+/// The most a path list read from a registry may weigh, compressed and not.
+const BLOB_MAX: u64 = 32 << 20;
+const LIST_MAX: u64 = 256 << 20;
 /// Symlinks followed while resolving one path, as Linux's MAXSYMLINKS.
 const MAX_HOPS: usize = 40;
 
@@ -141,6 +146,26 @@ impl LayerIndex {
             index.nodes.insert(path, node);
         }
         Ok(index)
+    }
+
+    /// The index as a registry blob: gzip-compressed JSON, the same bytes for the same index.
+    pub fn to_blob(&self) -> std::io::Result<Vec<u8>> {
+        use std::io::Write;
+        let json = serde_json::to_vec(self)?;
+        let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(&json)?;
+        gz.finish()
+    }
+
+    /// An index read from a registry blob (None: not one this version reads).
+    pub fn from_blob(blob: &[u8]) -> Option<LayerIndex> {
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(blob)
+            .take(LIST_MAX)
+            .read_to_end(&mut json)
+            .ok()?;
+        let index: LayerIndex = serde_json::from_slice(&json).ok()?;
+        (index.format == FORMAT).then_some(index)
     }
 
     fn new() -> LayerIndex {
@@ -405,9 +430,13 @@ pub enum Source<'a> {
 /// Indexes layers once per build (memory) and once per machine (the cache directory).
 pub struct Indexer<'a> {
     registry: &'a Registry,
+    /// Path lists the registry's build cache holds, by layer digest.
+    stored: &'a HashMap<regbuild_oci::digest::Digest, crate::builder::remote_cache::RemoteBlob>,
     dir: Option<PathBuf>,
     tmp: &'a Path,
     memo: Mutex<HashMap<String, Arc<LayerIndex>>>,
+    /// Path lists read from the registry instead of their layers.
+    pub from_registry: std::sync::atomic::AtomicU64,
     /// Downloads made for indexes, and their bytes: what knowing the base costs.
     pub fetched: std::sync::atomic::AtomicU64,
     pub fetched_bytes: std::sync::atomic::AtomicU64,
@@ -415,14 +444,22 @@ pub struct Indexer<'a> {
 
 impl<'a> Indexer<'a> {
     /// `cache`: the layer cache directory (None: indexes live for this build only).
-    pub fn new(registry: &'a Registry, cache: Option<&Path>, tmp: &'a Path) -> Indexer<'a> {
+    /// `stored`: the path lists the registry's build cache holds.
+    pub fn new(
+        registry: &'a Registry,
+        stored: &'a HashMap<regbuild_oci::digest::Digest, crate::builder::remote_cache::RemoteBlob>,
+        cache: Option<&Path>,
+        tmp: &'a Path,
+    ) -> Indexer<'a> {
         let dir = cache.map(|c| c.join("layer-index"));
         if let Some(d) = &dir {
             let _ = regbuild_rootfs::scratch::create_dir_all_with_mode(d, 0o700);
         }
         Indexer {
             registry,
+            stored,
             dir,
+            from_registry: Default::default(),
             tmp,
             memo: Mutex::new(HashMap::new()),
             fetched: Default::default(),
@@ -470,11 +507,17 @@ impl<'a> Indexer<'a> {
                             .map_err(StepError::Entries)
                     })
                     .map_err(failed)?,
-                    // In a registry: the layer itself is read, never its sources.
-                    Some((registry, repository, descriptor)) => self
-                        .download(registry, repository, &descriptor)
-                        .await
-                        .map_err(failed)?,
+                    // In a registry: its stored path list, else the layer itself, never its
+                    // sources.
+                    Some((registry, repository, descriptor)) => {
+                        match self.stored_list(&descriptor.digest).await {
+                            Some(index) => index,
+                            None => self
+                                .download(registry, repository, &descriptor)
+                                .await
+                                .map_err(failed)?,
+                        }
+                    }
                     // A RUN layer the local cache kept: its blob is read.
                     None if c.stored_blob().is_some() => {
                         let b = tokio::task::block_in_place(|| c.built()).map_err(failed)?;
@@ -490,10 +533,13 @@ impl<'a> Indexer<'a> {
                 descriptor,
                 registry,
                 repository,
-            }) => self
-                .download(registry, repository, descriptor)
-                .await
-                .map_err(failed)?,
+            }) => match self.stored_list(&descriptor.digest).await {
+                Some(index) => index,
+                None => self
+                    .download(registry, repository, descriptor)
+                    .await
+                    .map_err(failed)?,
+            },
         };
         Ok(self.remember(&name, index))
     }
@@ -532,6 +578,48 @@ impl<'a> Indexer<'a> {
             "indexed a base layer's paths (cached by digest from now on)"
         );
         index
+    }
+
+    /// The path list of `layer` the registry's build cache holds, if it can be read.
+    async fn stored_list(&self, layer: &regbuild_oci::digest::Digest) -> Option<LayerIndex> {
+        let blob = self.stored.get(layer)?;
+        let bytes = blob
+            .repo(self.registry)
+            .get_blob_bytes(&blob.descriptor.digest, BLOB_MAX)
+            .await;
+        let index = bytes
+            .ok()
+            .and_then(|b| tokio::task::block_in_place(|| LayerIndex::from_blob(&b)));
+        match &index {
+            Some(_) => {
+                self.from_registry
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(%layer, "read a layer's path list from the registry's build cache");
+            }
+            None => {
+                tracing::debug!(%layer, "the registry's path list is unreadable: listing the layer")
+            }
+        }
+        index
+    }
+
+    /// The indexes of `layers` (digest, and key when this tool made the layer) this build
+    /// looked at: what the build cache artifact stores for the next runner.
+    pub fn looked_at(
+        &self,
+        layers: &[(regbuild_oci::digest::Digest, Option<String>)],
+    ) -> BTreeMap<regbuild_oci::digest::Digest, Arc<LayerIndex>> {
+        let Ok(memo) = self.memo.lock() else {
+            return BTreeMap::new();
+        };
+        layers
+            .iter()
+            .filter_map(|(digest, key)| {
+                let by_key = key.as_ref().and_then(|k| memo.get(&format!("key-{k}")));
+                let found = memo.get(digest.as_str()).or(by_key)?;
+                Some((digest.clone(), found.clone()))
+            })
+            .collect()
     }
 
     fn read_file(&self, path: &Path) -> Result<LayerIndex, StepError> {

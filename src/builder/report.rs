@@ -12,6 +12,29 @@ pub struct RunReport {
     pub status: &'static str,
     pub seconds: f64,
     pub layer: String,
+    /// For a step that runs: which input of its key changed against what the registry's
+    /// build cache recorded (`remote_cache::explain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub miss: Option<String>,
+    /// The step's key and key inputs, for the build cache artifact (never in `--json`).
+    #[serde(skip)]
+    pub recorded: Option<RecordedStep>,
+    /// The cache mounts (id, platform) the step used when it ran, for
+    /// `--cache-mounts registry`.
+    #[serde(skip)]
+    pub cache_mounts: Vec<(String, String)>,
+}
+
+/// One RUN step as its key was made: where it is, and each input's hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedStep {
+    pub stage: String,
+    /// Its place in the stage (0 for the first step).
+    pub run: usize,
+    pub instruction: String,
+    pub key: String,
+    /// Input name → a short hash of its value (`run::key::parts`).
+    pub inputs: std::collections::BTreeMap<String, String>,
 }
 
 /// The status of a RUN step a dry run found in no cache.

@@ -132,8 +132,9 @@ pub struct StepContext<'a> {
     pub compression: regbuild_fs::compress::Compression,
     pub layering: crate::builder::layering::Layering,
     pub cache: Option<&'a crate::builder::cache::LayerCache>,
-    /// Layers found by key in the images named by `--cache-from` (or the tags pushed).
-    pub remote: &'a std::collections::HashMap<String, crate::builder::remote_cache::RemoteLayer>,
+    /// What the registry knows: layers by key, path lists, cache mounts, recorded steps
+    /// (from the images named by `--cache-from`, or the tags pushed, and their cache artifacts).
+    pub remote: &'a crate::builder::remote_cache::RemoteCache,
     pub workdir: String,
     pub stages: &'a std::collections::HashMap<usize, StageImage>,
     pub bases: &'a crate::image::base::Bases,

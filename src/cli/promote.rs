@@ -23,6 +23,10 @@ pub struct PromoteArgs {
     /// Do not copy referrers (signatures, SBOMs, attestations).
     #[arg(long)]
     pub no_referrers: bool,
+    /// Also copy regbuild's build cache artifacts (builder stages' layers, path lists,
+    /// cache mounts), which are left behind by default.
+    #[arg(long, conflicts_with = "no_referrers")]
+    pub with_build_cache: bool,
 }
 
 pub async fn run(global: &GlobalArgs, args: PromoteArgs) -> Result<ExitCode, CliError> {
@@ -32,6 +36,7 @@ pub async fn run(global: &GlobalArgs, args: PromoteArgs) -> Result<ExitCode, Cli
         source,
         destination,
         referrers: !args.no_referrers,
+        build_cache: args.with_build_cache,
     };
     let registry = global.registry();
     if args.dry_run {

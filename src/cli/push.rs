@@ -145,6 +145,26 @@ pub struct PushArgs {
     /// Do not use the local layer cache ($REGBUILD_CACHE, default ~/.cache/regbuild).
     #[arg(long, help_heading = "Cache and upload")]
     pub no_cache: bool,
+    /// Write no build cache artifact beside the image (the layers of builder stages, the
+    /// path lists of base layers, cache mounts, RUN steps' key inputs), which a fresh
+    /// runner reads instead of re-running builder stages and downloading bases.
+    #[arg(long, help_heading = "Cache and upload")]
+    pub no_registry_cache: bool,
+    /// Where `RUN --mount=type=cache` directories live: `local` (this machine's cache
+    /// directory only) or `registry` (also stored in the build cache artifact after the
+    /// build when changed, and restored on a runner that lacks them).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "local",
+        value_name = "local|registry",
+        help_heading = "Cache and upload"
+    )]
+    pub cache_mounts: CacheMountsArg,
+    /// With `--cache-mounts registry`: a cache mount holding more than this is kept local
+    /// (warned).
+    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = super::parse_size_arg, help_heading = "Cache and upload")]
+    pub cache_mounts_max: u64,
     /// Do not warn when the image runs as root.
     #[arg(long, help_heading = "Minimal and hardened images")]
     pub allow_root: bool,
@@ -162,6 +182,12 @@ pub struct PushArgs {
         help_heading = "Minimal and hardened images"
     )]
     pub debug_from: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheMountsArg {
+    Local,
+    Registry,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -211,6 +237,10 @@ fn run_options(args: &PushArgs) -> Result<crate::builder::run::RunOptions, CliEr
         snapshotter,
         isolation,
         max_file_size: args.max_layer_file_size,
+        cache_mounts: crate::builder::remote_cache::mounts::CacheMounts {
+            registry: args.cache_mounts == CacheMountsArg::Registry,
+            max: args.cache_mounts_max,
+        },
         ..Default::default()
     })
 }
@@ -265,6 +295,7 @@ fn push_request(args: &PushArgs) -> Result<PushRequest, CliError> {
             cache_from,
             compression: args.compression,
             use_cache: !args.no_cache,
+            registry_cache: !args.no_registry_cache,
             dry_run: args.dry_run,
         },
         platforms,

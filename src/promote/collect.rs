@@ -13,12 +13,20 @@ use regbuild_registry::{Manifest, RegistryError, Repo};
 /// Indexes of indexes deeper than this are refused (a loop or a hostile registry).
 const MAX_DEPTH: usize = 8;
 
+/// Which referrers a promote copies.
+#[derive(Clone, Copy, Debug)]
+pub struct Referrers {
+    pub wanted: bool,
+    /// regbuild's build cache artifacts too.
+    pub build_cache: bool,
+}
+
 /// Everything `reference` in `src` consists of, ordered for putting.
 pub async fn collect(
     registry: &regbuild_registry::Registry,
     src: &Repo,
     reference: &str,
-    with_referrers: bool,
+    referrers: Referrers,
 ) -> Result<ImageSet, RegistryError> {
     let root = src.get_manifest(reference).await?;
     let mut set = ImageSet::default();
@@ -36,14 +44,16 @@ pub async fn collect(
         0,
     )
     .await?;
-    if with_referrers {
+    if referrers.wanted {
         let mut queue = subjects;
         let mut depth = 0;
         while !queue.is_empty() && depth < MAX_DEPTH {
             let mut next = Vec::new();
             for subject in queue {
                 for d in src.referrers(&subject).await? {
-                    if seen.contains(&d.digest) {
+                    let cache = crate::builder::remote_cache::artifact::ARTIFACT_TYPE;
+                    let left = !referrers.build_cache && d.artifact_type.as_deref() == Some(cache);
+                    if seen.contains(&d.digest) || left {
                         continue;
                     }
                     let m = src.get_manifest(d.digest.as_str()).await?;

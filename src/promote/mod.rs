@@ -19,6 +19,9 @@ pub struct PromoteRequest {
     pub destination: ImageRef,
     /// Copy referrers (signatures, SBOMs) too.
     pub referrers: bool,
+    /// Copy regbuild's build cache artifacts too (left behind by default: what a
+    /// production repository needs is the image and its attestations, not builder layers).
+    pub build_cache: bool,
 }
 
 /// The tags DST gets: the one written in DST, else SRC's tag, else none (digest only).
@@ -46,7 +49,10 @@ pub async fn plan(registry: &Registry, req: &PromoteRequest) -> Result<Plan, Reg
         registry,
         &src,
         &req.source.manifest_reference(),
-        req.referrers,
+        collect::Referrers {
+            wanted: req.referrers,
+            build_cache: req.build_cache,
+        },
     )
     .await?;
     if let Some(pinned) = &req.destination.digest {
@@ -103,6 +109,7 @@ mod tests {
             source: src.parse().unwrap(),
             destination: dst.parse().unwrap(),
             referrers: true,
+            build_cache: false,
         }
     }
 

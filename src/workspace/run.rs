@@ -279,6 +279,7 @@ fn build_request(
         compression: Default::default(),
         use_cache: true,
         run: Default::default(),
+        registry_cache: true,
         dry_run: false,
     }
 }

@@ -34,6 +34,7 @@ mod push_distribution;
 mod push_errors;
 mod push_features;
 mod real_dockerfiles;
+mod registry_cache;
 mod repeat_push;
 mod run_chroot;
 mod run_debian;

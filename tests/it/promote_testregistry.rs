@@ -56,6 +56,7 @@ fn request(src: &str, dst: &str) -> PromoteRequest {
         source: src.parse().unwrap(),
         destination: dst.parse().unwrap(),
         referrers: true,
+        build_cache: false,
     }
 }
 

@@ -71,6 +71,40 @@ pub fn run_key(inputs: &KeyInputs<'_>) -> String {
     format!("sha256:{}", hex(&h.finalize()))
 }
 
+/// Each input of the key by name, as a short hash of its value (values are never stored:
+/// a build arg may be private), so a miss can say which input changed: `base`,
+/// `layer.N` (bottom first, with `layers` their count), `command`, `env.NAME`, `user`,
+/// `workdir`, `network`, `mount.N`, `platform`, `layer-format`.
+pub fn parts(inputs: &KeyInputs<'_>) -> std::collections::BTreeMap<String, String> {
+    let short = |v: &str| hex(&Sha256::digest(v.as_bytes()))[..16].to_string();
+    let mut out = std::collections::BTreeMap::new();
+    out.insert("format".to_string(), FORMAT.to_string());
+    out.insert("base".into(), short(inputs.base_digest.unwrap_or("")));
+    out.insert("layers".into(), inputs.parent_layers.len().to_string());
+    for (i, l) in inputs.parent_layers.iter().enumerate() {
+        out.insert(format!("layer.{i:04}"), short(l));
+    }
+    let mut command = inputs.argv.join("\0");
+    if let Some(s) = inputs.script {
+        command.push_str("\0script\0");
+        command.push_str(s);
+    }
+    out.insert("command".into(), short(&command));
+    for (k, v) in inputs.env {
+        out.insert(format!("env.{k}"), short(v));
+    }
+    out.insert("user".into(), short(inputs.user));
+    out.insert("workdir".into(), short(inputs.workdir));
+    out.insert("network".into(), short(inputs.network));
+    out.insert("mounts".into(), inputs.mounts.len().to_string());
+    for (i, m) in inputs.mounts.iter().enumerate() {
+        out.insert(format!("mount.{i}"), short(m));
+    }
+    out.insert("platform".into(), short(inputs.platform));
+    out.insert("layer-format".into(), short(&inputs.layer_format));
+    out
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -149,6 +183,19 @@ mod tests {
         for c in &changed {
             assert!(seen.insert(run_key(c)), "{c:?} did not change the key");
         }
+    }
+
+    #[test]
+    fn parts_name_each_input_and_never_hold_a_value() {
+        let argv = vec!["/bin/sh".to_string(), "-c".into(), "make".into()];
+        let env = vec![("TOKEN".to_string(), "hunter2".to_string())];
+        let p = parts(&base(&argv, &env));
+        assert!(p.contains_key("env.TOKEN") && p.contains_key("layer.0000"));
+        assert!(p.values().all(|v| !v.contains("hunter2")));
+        let env2 = vec![("TOKEN".to_string(), "other".to_string())];
+        let q = parts(&base(&argv, &env2));
+        let changed: Vec<&String> = p.keys().filter(|k| p.get(*k) != q.get(*k)).collect();
+        assert_eq!(changed, vec!["env.TOKEN"]);
     }
 
     #[test]

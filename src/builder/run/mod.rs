@@ -76,6 +76,8 @@ pub struct RunOptions {
     /// `push --max-layer-file-size`, for tests: a step over the limit fails without
     /// writing 64 GiB); never a higher one.
     pub max_file_size: Option<u64>,
+    /// Where cache mounts are kept (`--cache-mounts`, `--cache-mounts-max`).
+    pub cache_mounts: crate::builder::remote_cache::mounts::CacheMounts,
 }
 
 /// How a step's filesystem and layer are made (BuildKit's names).
@@ -130,13 +132,15 @@ pub struct RunContext<'a, 'c> {
     pub label: String,
     /// The stage's name (or `stage-N`), for `--json`.
     pub stage: String,
+    /// The step's place in its stage (0 for the first).
+    pub step_no: usize,
     /// Where a new layer of an image being pushed starts uploading at once (while the next
     /// steps run); `None` for stages the pushed image does not hold.
     pub early: Option<&'a regbuild_registry::publish::EarlyUploads>,
 }
 
 /// The report of a step a dry run does not execute.
-pub fn would_run(ctx: &RunContext<'_, '_>, line: usize) -> RunReport {
+pub fn would_run(ctx: &RunContext<'_, '_>, line: usize, planned: Planned) -> RunReport {
     RunReport {
         stage: ctx.stage.clone(),
         line,
@@ -144,12 +148,19 @@ pub fn would_run(ctx: &RunContext<'_, '_>, line: usize) -> RunReport {
         status: WOULD_RUN,
         seconds: 0.0,
         layer: String::new(),
+        miss: planned.miss,
+        recorded: Some(planned.recorded),
+        cache_mounts: Vec::new(),
     }
 }
 
 /// A step decided: what would run and its key.
 pub struct Planned {
     pub key: String,
+    /// The key and its inputs, as the build cache artifact records them.
+    recorded: crate::builder::report::RecordedStep,
+    /// On a miss: what changed against the registry's build cache.
+    miss: Option<String>,
     argv: Vec<String>,
     env: Vec<(String, String)>,
     user: String,
@@ -184,6 +195,17 @@ pub fn userns_task(task: &str, args: &[std::ffi::OsString]) -> i32 {
             2
         }
     }
+}
+
+/// The ids of the step's cache mounts.
+fn cache_ids(spec: &RunSpec) -> Vec<String> {
+    spec.mounts
+        .iter()
+        .filter_map(|m| match m {
+            regbuild_frontend::stages::RunMount::Cache { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The blob a RUN layer's record points at, in the local cache.
@@ -237,7 +259,7 @@ pub fn plan(
         c.compression, c.epoch, c.keep_setuid
     );
     let platform = ctx.platform.to_string();
-    let key = key::run_key(&key::KeyInputs {
+    let inputs = key::KeyInputs {
         base_digest: image.base.as_ref().map(|b| b.digest.as_str()),
         parent_layers: parents,
         argv: &argv,
@@ -249,7 +271,15 @@ pub fn plan(
         mounts,
         platform: &platform,
         layer_format,
-    });
+    };
+    let key = key::run_key(&inputs);
+    let recorded = crate::builder::report::RecordedStep {
+        stage: ctx.stage.clone(),
+        run: ctx.step_no,
+        instruction: c.step_text.to_string(),
+        key: key.clone(),
+        inputs: key::parts(&inputs),
+    };
     use crate::builder::remote_cache::{lookup, Hit};
     // A RUN layer cannot be rebuilt from sources: a local record counts with its blob only.
     let blob_of =
@@ -262,12 +292,21 @@ pub fn plan(
         }
         Hit::Remote(r) => Found::Remote(r),
     });
-    match &found {
-        Some(_) => tracing::info!(step = %c.step_text, %key, "RUN cache hit"),
-        None => tracing::info!(step = %c.step_text, %key, "RUN cache miss: executing"),
-    }
+    let miss = match &found {
+        Some(_) => {
+            tracing::info!(step = %c.step_text, %key, "RUN cache hit");
+            None
+        }
+        None => {
+            let why = crate::builder::remote_cache::explain::why_missed(&c.remote.steps, &recorded);
+            tracing::info!(step = %c.step_text, %key, "RUN cache miss: executing ({why})");
+            Some(why)
+        }
+    };
     Ok(Planned {
         key,
+        recorded,
+        miss,
         argv,
         env,
         user,
@@ -352,6 +391,9 @@ pub fn cached(
         status: "cached",
         seconds: started.elapsed().as_secs_f64(),
         layer: digest,
+        miss: None,
+        recorded: Some(planned.recorded),
+        cache_mounts: Vec::new(),
     };
     Ok((
         StepOutput {
@@ -573,6 +615,12 @@ async fn execute_as(
         seconds: total,
         // Empty while it packs: filled in when the stage's layers are.
         layer: digest,
+        miss: planned.miss.clone(),
+        recorded: Some(planned.recorded.clone()),
+        cache_mounts: cache_ids(spec)
+            .into_iter()
+            .map(|id| (id, ctx.platform.to_string()))
+            .collect(),
     };
     let layer = StepLayer {
         layer,
@@ -744,9 +792,21 @@ async fn step_mounts(
             .find(|(x, _)| x == f)
             .map(|(_, d)| d.clone())
     };
+    // A cache mount this machine lacks starts as the registry's copy, if asked.
+    let restored = crate::builder::remote_cache::mounts::restore(
+        c.registry,
+        c.remote,
+        &ctx.platform.to_string(),
+        &ctx.cache_root.join("run-cache"),
+        &spec.mounts,
+        (ctx.options.cache_mounts, inputs.privileged),
+        c.tmp,
+    )
+    .await;
     // Cache mounts a step of another stage holds are awaited here, not in `prepare`.
     mounts::wait_for_caches(&spec.mounts, ctx.cache_root).await?;
     let mut prepared = mounts::prepare(&spec.mounts, &inputs, &find)?;
+    prepared.warnings.extend(restored);
     if let Some((path, body)) = &spec.script {
         let file = scratch.join("script");
         std::fs::write(&file, body).map_err(|e| RunError::io(&file, e))?;
@@ -1279,7 +1339,7 @@ mod tests {
         spec: &RunSpec,
         edit: impl FnOnce(&mut regbuild_oci::config::ImageConfig),
         options: &RunOptions,
-        remote: &std::collections::HashMap<String, crate::builder::remote_cache::RemoteLayer>,
+        remote: &crate::builder::remote_cache::RemoteCache,
     ) -> Planned {
         let dir = tempfile::tempdir().unwrap();
         let registry = regbuild_registry::Registry::new(
@@ -1320,6 +1380,7 @@ mod tests {
             platform: &platform,
             label: "[stage-0 1/1]".into(),
             stage: "stage-0".into(),
+            step_no: 0,
             early: None,
         };
         let mut config = regbuild_oci::config::ImageConfig::scratch("linux", "amd64", None);
@@ -1412,14 +1473,17 @@ mod tests {
             uncompressed_size: 4,
             media_type: regbuild_oci::manifest::OCI_LAYER_GZIP.into(),
         };
-        let remote = std::collections::HashMap::from([(
-            key.clone(),
-            crate::builder::remote_cache::RemoteLayer {
-                record,
-                registry: "r.example".into(),
-                repository: "app".into(),
-            },
-        )]);
+        let remote = crate::builder::remote_cache::RemoteCache {
+            layers: std::collections::HashMap::from([(
+                key.clone(),
+                crate::builder::remote_cache::RemoteLayer {
+                    record,
+                    registry: "r.example".into(),
+                    repository: "app".into(),
+                },
+            )]),
+            ..Default::default()
+        };
         assert!(planned(&spec, |_| {}, &options, &remote).is_hit());
     }
 

@@ -531,7 +531,7 @@ pub fn secret_target(workdir: &str, id: &str, target: Option<&str>) -> Result<Pa
 }
 
 /// The directory of the cache mount `id` under `caches` (its lock file: `.lock` beside it).
-fn cache_dir(caches: &Path, id: &str) -> PathBuf {
+pub(crate) fn cache_dir(caches: &Path, id: &str) -> PathBuf {
     let name = format!("{:x}", Sha256::digest(id.as_bytes()));
     caches.join(&name[..32])
 }
@@ -540,7 +540,7 @@ fn cache_dir(caches: &Path, id: &str) -> PathBuf {
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The exclusive lock of a cache directory if nobody holds it now.
-fn try_lock(path: &Path) -> Result<Option<std::fs::File>, RunError> {
+pub(crate) fn try_lock(path: &Path) -> Result<Option<std::fs::File>, RunError> {
     let f = std::fs::File::create(path).map_err(|e| RunError::io(path, e))?;
     match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(f)),

@@ -280,22 +280,30 @@ async fn put_confirmed(
 /// not when it already names these very bytes. Referrers are always put, so that the
 /// tag-schema fallback index is kept up to date.
 fn needs_put(current: Option<&ManifestInfo>, m: &ManifestSpec) -> bool {
-    m.subject.is_some() || current.is_none_or(|c| c.digest != m.digest)
+    current.is_none_or(|c| c.digest != m.digest)
 }
 
 /// What `reference` resolves to now, for `needs_put`. A registry that cannot answer the
-/// HEAD gets the PUT anyway: skipping is an optimisation, never a reason to fail.
+/// HEAD gets the PUT anyway: skipping is an optimisation, never a reason to fail. A referrer
+/// counts as there only once its subject lists it (a tag-schema index may lack it).
 async fn current(dst: &Repo, reference: &str, m: &ManifestSpec) -> Option<ManifestInfo> {
-    if m.subject.is_some() {
-        return None;
-    }
-    match dst.head_manifest(reference).await {
-        Ok(info) => info,
+    let info = match dst.head_manifest(reference).await {
+        Ok(info) => info?,
         Err(e) => {
             tracing::debug!(reference, error = %e, "manifest HEAD failed; putting it");
-            None
+            return None;
+        }
+    };
+    if let Some(subject) = &m.subject {
+        let listed = dst
+            .referrers(subject)
+            .await
+            .is_ok_and(|r| r.iter().any(|d| d.digest == m.digest));
+        if !listed {
+            return None;
         }
     }
+    Some(info)
 }
 
 async fn put_manifest(
@@ -390,8 +398,9 @@ mod tests {
     }
 
     #[test]
-    fn referrers_are_always_put() {
+    fn a_referrer_already_there_is_not_put_again() {
         let m = manifest(b"sig", Some(Digest::of(b"image")));
-        assert!(needs_put(Some(&resolving_to(m.digest.clone())), &m));
+        assert!(!needs_put(Some(&resolving_to(m.digest.clone())), &m));
+        assert!(needs_put(None, &m));
     }
 }

@@ -1,0 +1,421 @@
+//! `--cache-mounts registry`: each `RUN --mount=type=cache` directory the build used is
+//! stored as a gzip-compressed tarball in the build cache artifact (keyed by cache id and
+//! platform), and restored on a runner whose cache directory lacks it, before the first step
+//! that mounts it. Bounded by `--cache-mounts-max`: a bigger cache is warned of and kept
+//! local; a restore stops at the same size. A tarball is uploaded only when its bytes
+//! changed (same digest: the registry has it).
+//!
+//! Hand-written over the `tar` crate rather than the layer writer: a cache keeps its files'
+//! own mtimes (build tools compare them), which layers deliberately do not.
+//!
+//! Trust: whoever can push to the repository decides what a restored cache holds (as for
+//! the layers found there by key). A restore keeps every entry inside the cache directory
+//! (the `tar` crate's `unpack_in`), writes only files, directories and symlinks, and drops
+//! setuid, setgid and sticky bits; owners are kept only when regbuild runs as root.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use regbuild_frontend::stages::RunMount;
+use regbuild_oci::digest::Digest;
+use regbuild_oci::manifest::Descriptor;
+use regbuild_registry::Registry;
+
+use super::artifact::{MountBlob, MOUNT_MEDIA_TYPE};
+use super::{RemoteBlob, RemoteCache};
+use crate::builder::run::mounts::{cache_dir, try_lock};
+
+/// Where cache mounts go (`--cache-mounts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheMounts {
+    /// Stored in (and restored from) the registry's build cache.
+    pub registry: bool,
+    /// The most a cache may hold to be stored (bytes of its files).
+    pub max: u64,
+}
+
+impl Default for CacheMounts {
+    fn default() -> Self {
+        CacheMounts {
+            registry: false,
+            max: 1 << 30,
+        }
+    }
+}
+
+/// Restores the cache mounts of `mounts` this machine lacks from the registry's build cache,
+/// each under its lock; what could not be restored starts empty (said in the returned
+/// warnings).
+pub async fn restore(
+    registry: &Registry,
+    remote: &RemoteCache,
+    platform: &str,
+    caches: &Path,
+    mounts: &[RunMount],
+    limits: (CacheMounts, bool),
+    tmp: &Path,
+) -> Vec<String> {
+    let (opts, privileged) = limits;
+    let mut warnings = Vec::new();
+    if !opts.registry {
+        return warnings;
+    }
+    for m in mounts {
+        let RunMount::Cache {
+            id,
+            from: None,
+            mode,
+            uid,
+            gid,
+            ..
+        } = m
+        else {
+            continue;
+        };
+        let dir = cache_dir(caches, id);
+        let Some(blob) = remote.mounts.get(&(id.clone(), platform.to_string())) else {
+            continue;
+        };
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            continue;
+        }
+        let fetched = match regbuild_rootfs::scratch::create_dir_all_with_mode(caches, 0o700) {
+            Ok(()) => fetch(registry, blob, opts.max, tmp).await,
+            Err(e) => Err(e),
+        };
+        let owner = privileged.then_some((*uid, *gid));
+        let restored = fetched.and_then(|file| {
+            let r = tokio::task::block_in_place(|| {
+                unpack_into_place(&file, caches, &dir, *mode, owner, opts.max)
+            });
+            let _ = std::fs::remove_file(&file);
+            r
+        });
+        match restored {
+            Ok(true) => {
+                tracing::info!(cache = %id, bytes = blob.descriptor.size, "restored a cache mount from the registry")
+            }
+            Ok(false) => {}
+            Err(e) => warnings.push(format!(
+                "cache mount {id}: not restored from the registry ({e}); it starts empty"
+            )),
+        }
+    }
+    warnings
+}
+
+/// Downloads a cache tarball (verified) into `tmp`.
+async fn fetch(
+    registry: &Registry,
+    blob: &RemoteBlob,
+    max: u64,
+    tmp: &Path,
+) -> std::io::Result<PathBuf> {
+    use futures::StreamExt;
+    if blob.descriptor.size > max {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, over --cache-mounts-max",
+            blob.descriptor.size
+        )));
+    }
+    let stream = blob
+        .repo(registry)
+        .get_blob(&blob.descriptor.digest, Some(blob.descriptor.size))
+        .await
+        .map_err(std::io::Error::other)?;
+    let file = tempfile::Builder::new()
+        .prefix("cache-mount-")
+        .tempfile_in(tmp)?;
+    let (mut f, path) = file.keep().map_err(|e| e.error)?;
+    let mut stream = stream.into_stream();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => f.write_all(&c)?,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(std::io::Error::other(e));
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// Unpacks `tarball` into a new directory renamed to `dir` under its lock (false: another
+/// build holds it, or made it meanwhile).
+fn unpack_into_place(
+    tarball: &Path,
+    caches: &Path,
+    dir: &Path,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    max: u64,
+) -> std::io::Result<bool> {
+    let Some(_lock) = try_lock(&dir.with_extension("lock")).map_err(other)? else {
+        return Ok(false);
+    };
+    if std::fs::symlink_metadata(dir).is_ok() {
+        return Ok(false);
+    }
+    let fresh = tempfile::Builder::new()
+        .prefix(".new-")
+        .tempdir_in(caches)?;
+    let made = fresh.path().join("dir");
+    std::fs::create_dir(&made)?;
+    unpack(tarball, &made, owner.is_some(), max)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&made, std::fs::Permissions::from_mode(mode))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&made, Some(uid), Some(gid))?;
+    }
+    std::fs::rename(&made, dir)?;
+    Ok(true)
+}
+
+/// Unpacks files, directories and symlinks of `tarball` inside `dest`, at most `max` bytes.
+fn unpack(tarball: &Path, dest: &Path, owners: bool, max: u64) -> std::io::Result<()> {
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(tarball)?);
+    let mut archive = tar::Archive::new(gz);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_preserve_ownerships(owners);
+    archive.set_unpack_xattrs(false);
+    archive.set_overwrite(true);
+    // No setuid, setgid or sticky bit comes out of a registry.
+    archive.set_mask(0o7000);
+    let mut total = 0u64;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        use tar::EntryType::*;
+        if !matches!(entry.header().entry_type(), Regular | Directory | Symlink) {
+            continue;
+        }
+        total = total.saturating_add(entry.size());
+        if total > max {
+            return Err(std::io::Error::other("larger than --cache-mounts-max"));
+        }
+        entry.unpack_in(dest)?;
+    }
+    Ok(())
+}
+
+/// The cache mounts to list in the build cache artifact: each one `used` (id, platform),
+/// tarred if it fits `opts.max` (its file in `tmp`, or None when the registry already holds
+/// the same bytes), and every other one the registry's build cache had (carried forward).
+pub fn export(
+    remote: &RemoteCache,
+    used: &BTreeSet<(String, String)>,
+    caches: &Path,
+    opts: CacheMounts,
+    tmp: &Path,
+    warnings: &mut Vec<String>,
+) -> Vec<(MountBlob, Option<PathBuf>, Option<RemoteBlob>)> {
+    let mut out = Vec::new();
+    if !opts.registry {
+        return out;
+    }
+    let mut done = BTreeSet::new();
+    for (id, platform) in used {
+        let dir = cache_dir(caches, id);
+        match tar_cache(&dir, opts.max, tmp) {
+            Ok(Some((file, descriptor))) => {
+                let known = remote.mounts.get(&(id.clone(), platform.clone()));
+                let unchanged = known.filter(|k| k.descriptor.digest == descriptor.digest);
+                let blob = MountBlob {
+                    id: id.clone(),
+                    platform: platform.clone(),
+                    descriptor,
+                };
+                match unchanged {
+                    Some(k) => {
+                        let _ = std::fs::remove_file(&file);
+                        out.push((blob, None, Some(k.clone())));
+                    }
+                    None => out.push((blob, Some(file), None)),
+                }
+                done.insert((id.clone(), platform.clone()));
+            }
+            Ok(None) => warnings.push(format!(
+                "cache mount {id}: over --cache-mounts-max ({} bytes), kept on this machine only",
+                opts.max
+            )),
+            Err(e) => warnings.push(format!(
+                "cache mount {id}: not stored in the registry ({e}), kept on this machine only"
+            )),
+        }
+    }
+    for ((id, platform), blob) in &remote.mounts {
+        if !done.contains(&(id.clone(), platform.clone())) {
+            let m = MountBlob {
+                id: id.clone(),
+                platform: platform.clone(),
+                descriptor: blob.descriptor.clone(),
+            };
+            out.push((m, None, Some(blob.clone())));
+        }
+    }
+    out
+}
+
+/// The cache directory `dir` as a gzip tarball in `tmp` with its descriptor (None: its
+/// files hold more than `max` bytes).
+fn tar_cache(dir: &Path, max: u64, tmp: &Path) -> std::io::Result<Option<(PathBuf, Descriptor)>> {
+    let _lock = try_lock(&dir.with_extension("lock"))
+        .map_err(other)?
+        .ok_or_else(|| std::io::Error::other("another build holds it"))?;
+    let mut paths = Vec::new();
+    let mut total = 0u64;
+    walk(dir, Path::new(""), &mut paths, &mut total)?;
+    if total > max {
+        return Ok(None);
+    }
+    let file = tempfile::Builder::new()
+        .prefix("cache-mount-")
+        .suffix(".tar.gz")
+        .tempfile_in(tmp)?;
+    let (f, path) = file.keep().map_err(|e| e.error)?;
+    let gz = flate2::GzBuilder::new().write(f, flate2::Compression::new(6));
+    let mut builder = tar::Builder::new(gz);
+    builder.follow_symlinks(false);
+    for rel in &paths {
+        let full = dir.join(rel);
+        let meta = std::fs::symlink_metadata(&full)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&full)?;
+            builder.append_link(&mut header, rel, target)?;
+        } else if meta.is_dir() {
+            builder.append_data(&mut header, rel, std::io::empty())?;
+        } else {
+            let f = std::fs::File::open(&full)?;
+            builder.append_data(&mut header, rel, f.take(meta.len()))?;
+        }
+    }
+    builder.into_inner()?.finish()?.sync_all()?;
+    let digest = file_digest(&path)?;
+    let size = std::fs::metadata(&path)?.len();
+    Ok(Some((
+        path,
+        Descriptor::new(MOUNT_MEDIA_TYPE, digest, size),
+    )))
+}
+
+/// Every file, directory and symlink under `root/rel`, sorted, parents first.
+fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>, total: &mut u64) -> std::io::Result<()> {
+    let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let path = rel.join(&name);
+        let meta = std::fs::symlink_metadata(root.join(&path))?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            out.push(path.clone());
+            walk(root, &path, out, total)?;
+        } else if kind.is_file() || kind.is_symlink() {
+            *total = total.saturating_add(meta.len());
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn other(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+fn file_digest(path: &Path) -> std::io::Result<Digest> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = regbuild_oci::digest::Hasher::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_round_trips_with_its_mtimes_and_links_but_no_setuid() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let caches = tmp.path().join("run-cache");
+        std::fs::create_dir(&caches).unwrap();
+        let dir = cache_dir(&caches, "go");
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/f"), b"cached").unwrap();
+        std::fs::set_permissions(dir.join("a/b/f"), std::fs::Permissions::from_mode(0o4755))
+            .unwrap();
+        std::os::unix::fs::symlink("b/f", dir.join("a/link")).unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("a/b/f"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let (file, d) = tar_cache(&dir, 1 << 20, tmp.path()).unwrap().unwrap();
+        let (_, d2) = tar_cache(&dir, 1 << 20, tmp.path()).unwrap().unwrap();
+        assert_eq!(d.digest, d2.digest, "the same cache gives the same bytes");
+        assert!(
+            tar_cache(&dir, 3, tmp.path()).unwrap().is_none(),
+            "over the bound"
+        );
+
+        let other = cache_dir(&caches, "go-elsewhere");
+        assert!(unpack_into_place(&file, &caches, &other, 0o755, None, 1 << 20).unwrap());
+        assert_eq!(std::fs::read(other.join("a/b/f")).unwrap(), b"cached");
+        let meta = std::fs::metadata(other.join("a/b/f")).unwrap();
+        assert_eq!(meta.modified().unwrap(), old);
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+        assert_eq!(
+            std::fs::read_link(other.join("a/link")).unwrap(),
+            Path::new("b/f")
+        );
+        assert!(
+            !unpack_into_place(&file, &caches, &other, 0o755, None, 1 << 20).unwrap(),
+            "never over an existing cache"
+        );
+        let small = cache_dir(&caches, "small");
+        assert!(unpack_into_place(&file, &caches, &small, 0o755, None, 3).is_err());
+        assert!(
+            std::fs::symlink_metadata(&small).is_err(),
+            "a failed restore leaves nothing"
+        );
+    }
+
+    #[test]
+    fn a_restore_stays_inside_the_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        // A symlink to a directory outside, then a file written through it.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "esc", &outside).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(3);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "esc/pwned", &b"bad"[..]).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&b.into_inner().unwrap()).unwrap();
+        let file = tmp.path().join("evil.tar.gz");
+        std::fs::write(&file, gz.finish().unwrap()).unwrap();
+        let dest = tmp.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        let _ = unpack(&file, &dest, false, 1 << 20);
+        assert!(!outside.join("pwned").exists());
+    }
+}
