@@ -25,8 +25,12 @@
 # regbuild's bytes uploaded and peak RSS, blob upload PUTs. It rewrites the "Latest run: RUN
 # steps" section of BENCHMARKS.md; a regbuild that cannot build the Dockerfile is reported
 # there (and on stderr) instead of stopping the script.
+# Section `cache` (last; bench/cache_section.sh): the registry as the cache of ephemeral CI
+# runners, a multi-stage Go build (Go from Debian's packages, modules vendored) cold, then on
+# a fresh runner unchanged and after a one-line change, regbuild vs `buildah bud --layers
+# --cache-to/--cache-from`; it rewrites the "Latest run: registry cache" section.
 #
-# Environment: BENCH_SECTIONS="push run" (the default; either alone, space- or
+# Environment: BENCH_SECTIONS="push run cache" (the default; any of them, space- or
 # comma-separated) selects the sections, e.g. `BENCH_SECTIONS=run bench/run.sh 1`;
 # BENCH_NOTE=TEXT adds a note to the BENCHMARKS.md section (e.g. "provisional");
 # BENCH_PORT=N puts the registry on port N (same digests across commits need the same port);
@@ -42,11 +46,11 @@ if ! [[ $runs =~ ^[1-9][0-9]*$ ]]; then
   echo "usage: $0 [RUNS]   (RUNS >= 1, default 3)" >&2
   exit 2
 fi
-sections=" ${BENCH_SECTIONS:-push run} "
+sections=" ${BENCH_SECTIONS:-push run cache} "
 sections=${sections//,/ }
 for s in $sections; do
-  if [[ $s != push && $s != run ]]; then
-    echo "BENCH_SECTIONS: unknown section '$s' (sections: push run)" >&2
+  if [[ $s != push && $s != run && $s != cache ]]; then
+    echo "BENCH_SECTIONS: unknown section '$s' (sections: push run cache)" >&2
     exit 2
   fi
 done
@@ -66,7 +70,7 @@ command -v tc >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 # Section run: scripts/debian-base.sh debootstraps its base (once; then it is cached).
-if want run; then
+if want run || want cache; then
   [[ -x /usr/sbin/debootstrap ]] || command -v debootstrap >/dev/null || need+=(debootstrap)
 fi
 if [[ ${#need[@]} -gt 0 ]]; then
@@ -224,6 +228,10 @@ get_bytes() {
       for (i = 1; i <= NF; i++) if ($i == "200") { s += $(i + 1); break } }
     END { printf "%d\n", s }'
 }
+
+# --- section `cache`: the registry as the cache of fresh runners (bench/cache_section.sh) ---
+# shellcheck source=bench/cache_section.sh
+source "$repo/bench/cache_section.sh"
 
 # --- section `run`: RUN steps over a Debian base -------------------------------------------
 # run_section: the same Dockerfile with RUN steps built and pushed by regbuild and by buildah
@@ -586,7 +594,8 @@ EOF
 
 # --- section `push`: measurements 1 to 6 (data, runs, report); then section `run` --------
 if ! want push; then
-  run_section
+  if want run; then run_section; fi
+  if want cache; then cache_section; fi
   exit 0
 fi
 
@@ -979,4 +988,7 @@ EOF
 
 if want run; then
   run_section
+fi
+if want cache; then
+  cache_section
 fi

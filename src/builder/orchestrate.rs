@@ -192,7 +192,20 @@ fn cache_export(
     if !req.registry_cache {
         return None;
     }
-    let layers: Vec<_> = merged.stage_layers.iter().map(digest_and_key).collect();
+    // The path lists a fresh runner would otherwise download a layer for: the bases' layers
+    // and the RUN steps'. A COPY's layer found by key is listed from the entries its key
+    // was made of, at no cost.
+    let run_keys: std::collections::HashSet<&str> = merged
+        .run_steps
+        .iter()
+        .filter_map(|r| r.recorded.as_ref().map(|s| s.key.as_str()))
+        .collect();
+    let layers: Vec<_> = merged
+        .stage_layers
+        .iter()
+        .map(digest_and_key)
+        .filter(|(_, key)| key.as_deref().is_none_or(|k| run_keys.contains(k)))
+        .collect();
     let used = merged
         .run_steps
         .iter()
