@@ -181,6 +181,24 @@ impl CacheLock {
     }
 }
 
+/// The directory of the cache mount `id` under `caches` (`run-cache/`; its lock file:
+/// `.lock` beside it).
+pub fn mount_dir(caches: &Path, id: &str) -> PathBuf {
+    use sha2::Digest as _;
+    let name = format!("{:x}", sha2::Sha256::digest(id.as_bytes()));
+    caches.join(&name[..32])
+}
+
+/// The exclusive lock of a cache mount's lock file `path` if nobody holds it now.
+pub fn try_lock_mount(path: &Path) -> io::Result<Option<File>> {
+    let f = File::create(path)?;
+    match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(f)),
+        Err(Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The use stamp of `entry`.
 pub fn stamp_of(entry: &Path) -> PathBuf {
     let mut name = entry.as_os_str().to_owned();

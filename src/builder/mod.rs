@@ -8,7 +8,7 @@
 //! image, `schedule` says which stages may be built at the same time, `preflight` refuses missing context sources before any stage is built; `copy` carries out COPY/ADD (`add` gives an ADD'ed archive's entries their archive
 //! metadata, `add_remote` fetches ADD's URLs and Git repositories, `owner` resolves `--chown` names, `pathindex` lists a base's paths when a step
 //! depends on them); `rootfs` and `from_image` materialise paths of another stage or image;
-//! `cache` and `remote_cache` find layers built before (locally, or in a registry by key), `cache_dir` is the cache directory's lock, privacy and use stamps, `scratch` the build's and steps' scratch and the sweep of what killed builds left;
+//! `cache` and `remote_cache` find layers built before (locally, or in a registry by key and in its build cache artifact), `cache_artifact` adds that artifact to what a push writes, `cache_dir` is the cache directory's lock, privacy and use stamps, `scratch` the build's and steps' scratch and the sweep of what killed builds left;
 //! `layering` splits a COPY into layers, `pack` packs them, `squash` squashes; `assemble`
 //! turns the result into the blobs and manifest a registry must hold. `error` is why a step
 //! failed (`StepError`), which `BuildError::At` carries with the Dockerfile's `file:line`.
@@ -17,6 +17,7 @@ pub mod add;
 pub mod add_remote;
 pub mod assemble;
 pub mod cache;
+pub mod cache_artifact;
 pub mod cache_dir;
 pub mod copy;
 pub mod error;

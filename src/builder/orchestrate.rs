@@ -187,8 +187,8 @@ fn cache_export(
     merged: &mut Merged,
     run_env: &RunEnv,
     tmp: &Path,
-) -> Option<crate::builder::remote_cache::export::CacheExport> {
-    use crate::builder::remote_cache::export::{digest_and_key, CacheExport};
+) -> Option<crate::builder::cache_artifact::CacheExport> {
+    use crate::builder::cache_artifact::{digest_and_key, CacheExport};
     if !req.registry_cache {
         return None;
     }
@@ -301,7 +301,7 @@ struct Merged {
     /// Every stage's layers (the target's before a squash), for the build cache artifact.
     stage_layers: Vec<StageLayer>,
     /// What the build cache artifact records (None with `--no-registry-cache`).
-    export: Option<crate::builder::remote_cache::export::CacheExport>,
+    export: Option<crate::builder::cache_artifact::CacheExport>,
 }
 
 impl Merged {
@@ -393,7 +393,7 @@ async fn finish_image(
         })?;
     let mut set = assembled.set;
     if let Some(export) = export {
-        crate::builder::remote_cache::export::add_artifact(&mut set, export, tmp.path()).map_err(
+        crate::builder::cache_artifact::add_artifact(&mut set, export, tmp.path()).map_err(
             |source| BuildError::TempDir {
                 path: tmp.path().display().to_string(),
                 source,

@@ -16,7 +16,6 @@
 
 pub mod artifact;
 pub mod explain;
-pub mod export;
 pub mod mounts;
 
 use std::collections::HashMap;

@@ -24,7 +24,7 @@ use regbuild_registry::Registry;
 
 use super::artifact::{MountBlob, MOUNT_MEDIA_TYPE};
 use super::{RemoteBlob, RemoteCache};
-use crate::builder::run::mounts::{cache_dir, try_lock};
+use crate::builder::cache_dir::{mount_dir as cache_dir, try_lock_mount as try_lock};
 
 /// Where cache mounts go (`--cache-mounts`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

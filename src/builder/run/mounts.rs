@@ -530,23 +530,14 @@ pub fn secret_target(workdir: &str, id: &str, target: Option<&str>) -> Result<Pa
     }
 }
 
-/// The directory of the cache mount `id` under `caches` (its lock file: `.lock` beside it).
-pub(crate) fn cache_dir(caches: &Path, id: &str) -> PathBuf {
-    let name = format!("{:x}", Sha256::digest(id.as_bytes()));
-    caches.join(&name[..32])
-}
+use crate::builder::cache_dir::mount_dir as cache_dir;
 
 /// How long a step waits for a cache mount another step holds.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The exclusive lock of a cache directory if nobody holds it now.
-pub(crate) fn try_lock(path: &Path) -> Result<Option<std::fs::File>, RunError> {
-    let f = std::fs::File::create(path).map_err(|e| RunError::io(path, e))?;
-    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(f)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-        Err(e) => Err(RunError::io(path, e.into())),
-    }
+fn try_lock(path: &Path) -> Result<Option<std::fs::File>, RunError> {
+    crate::builder::cache_dir::try_lock_mount(path).map_err(|e| RunError::io(path, e))
 }
 
 /// Whether to give up waiting for the lock at `path`.

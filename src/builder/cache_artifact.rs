@@ -1,4 +1,4 @@
-//! Adding the build cache artifact (`artifact`) to the set a push writes: the layers of
+//! Adding the build cache artifact (`remote_cache::artifact`) to the set a push writes: the layers of
 //! the build's other stages (with where their bytes are, as `assemble` says for image
 //! layers), the path lists the build looked at, the cache mounts and the recorded steps,
 //! as a referrer of the image manifest, put by digest. Nothing here talks to a registry.
@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::artifact::{Artifact, KeyedLayer, MountBlob, ARTIFACT_TYPE, PATHS_MEDIA_TYPE};
-use super::RemoteBlob;
 use crate::builder::layer::StageLayer;
 use crate::builder::pathindex::LayerIndex;
+use crate::builder::remote_cache::artifact::{
+    Artifact, KeyedLayer, MountBlob, ARTIFACT_TYPE, PATHS_MEDIA_TYPE,
+};
+use crate::builder::remote_cache::RemoteBlob;
 use crate::builder::report::RecordedStep;
 use regbuild_oci::digest::Digest;
 use regbuild_oci::manifest::{Descriptor, ManifestView, OCI_MANIFEST};
@@ -56,7 +58,11 @@ pub fn add_artifact(
             v.layers
                 .into_iter()
                 .filter_map(|d| {
-                    let key = d.annotations.as_ref()?.get(super::artifact::KEY)?.clone();
+                    let key = d
+                        .annotations
+                        .as_ref()?
+                        .get(crate::builder::remote_cache::artifact::KEY)?
+                        .clone();
                     Some((d.digest, key))
                 })
                 .collect()
