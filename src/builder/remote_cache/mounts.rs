@@ -15,7 +15,11 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use regbuild_frontend::stages::RunMount;
 use regbuild_oci::digest::Digest;
@@ -194,6 +198,11 @@ fn unpack(tarball: &Path, dest: &Path, owners: bool, max: u64) -> std::io::Resul
         if total > max {
             return Err(std::io::Error::other("larger than --cache-mounts-max"));
         }
+        // A name an earlier entry made a symlink is never written through.
+        let at = dest.join(entry.path()?);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
         entry.unpack_in(dest)?;
     }
     Ok(())
@@ -263,36 +272,20 @@ fn tar_cache(dir: &Path, max: u64, tmp: &Path) -> std::io::Result<Option<(PathBu
     let _lock = try_lock(&dir.with_extension("lock"))
         .map_err(other)?
         .ok_or_else(|| std::io::Error::other("another build holds it"))?;
-    let mut paths = Vec::new();
-    let mut total = 0u64;
-    walk(dir, Path::new(""), &mut paths, &mut total)?;
-    if total > max {
-        return Ok(None);
-    }
+    let root = rustix::fs::open(dir, DIR_FLAGS, Mode::empty())?;
     let file = tempfile::Builder::new()
         .prefix("cache-mount-")
         .suffix(".tar.gz")
         .tempfile_in(tmp)?;
-    let (f, path) = file.keep().map_err(|e| e.error)?;
-    let gz = flate2::GzBuilder::new().write(f, flate2::Compression::new(6));
+    let gz =
+        flate2::GzBuilder::new().write(file.as_file().try_clone()?, flate2::Compression::new(6));
     let mut builder = tar::Builder::new(gz);
-    builder.follow_symlinks(false);
-    for rel in &paths {
-        let full = dir.join(rel);
-        let meta = std::fs::symlink_metadata(&full)?;
-        let mut header = tar::Header::new_gnu();
-        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&full)?;
-            builder.append_link(&mut header, rel, target)?;
-        } else if meta.is_dir() {
-            builder.append_data(&mut header, rel, std::io::empty())?;
-        } else {
-            let f = std::fs::File::open(&full)?;
-            builder.append_data(&mut header, rel, f.take(meta.len()))?;
-        }
+    let mut total = 0u64;
+    if !append_dir(&mut builder, &root, Path::new(""), 0, &mut total, max)? {
+        return Ok(None);
     }
     builder.into_inner()?.finish()?.sync_all()?;
+    let (_, path) = file.keep().map_err(|e| e.error)?;
     let digest = file_digest(&path)?;
     let size = std::fs::metadata(&path)?.len();
     Ok(Some((
@@ -301,25 +294,91 @@ fn tar_cache(dir: &Path, max: u64, tmp: &Path) -> std::io::Result<Option<(PathBu
     )))
 }
 
-/// Every file, directory and symlink under `root/rel`, sorted, parents first.
-fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>, total: &mut u64) -> std::io::Result<()> {
-    let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
+/// Opening a directory of a cache: never through a symlink (a step of a concurrent build
+/// sharing the cache could swap one in).
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+/// Directories deeper than this are not stored (each level holds a descriptor).
+const MAX_DEPTH: usize = 256;
+
+/// Appends what the directory `dir` (at `rel` in the cache) holds, sorted, parents first:
+/// directories, regular files and symlinks, each read relative to its parent's descriptor
+/// without following links (sockets, FIFOs and devices are left out). False once the files
+/// hold more than `max` bytes.
+fn append_dir<W: Write>(
+    b: &mut tar::Builder<W>,
+    dir: &OwnedFd,
+    rel: &Path,
+    depth: usize,
+    total: &mut u64,
+    max: u64,
+) -> std::io::Result<bool> {
+    if depth > MAX_DEPTH {
+        return Err(std::io::Error::other("directories nested too deeply"));
+    }
+    let mut names: Vec<std::ffi::OsString> = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(std::ffi::OsString::from_vec(name));
+        }
+    }
     names.sort();
     for name in names {
         let path = rel.join(&name);
-        let meta = std::fs::symlink_metadata(root.join(&path))?;
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            out.push(path.clone());
-            walk(root, &path, out, total)?;
-        } else if kind.is_file() || kind.is_symlink() {
-            *total = total.saturating_add(meta.len());
-            out.push(path);
+        let st = rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+        let mut header = header_of(&st);
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                let sub = rustix::fs::openat(dir, name.as_os_str(), DIR_FLAGS, Mode::empty())?;
+                header.set_entry_type(tar::EntryType::Directory);
+                b.append_data(&mut header, &path, std::io::empty())?;
+                if !append_dir(b, &sub, &path, depth + 1, total, max)? {
+                    return Ok(false);
+                }
+            }
+            FileType::RegularFile => {
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+                let fd = rustix::fs::openat(dir, name.as_os_str(), flags, Mode::empty())?;
+                // What was opened, not what the name pointed at a moment before.
+                let st = rustix::fs::fstat(&fd)?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+                    continue;
+                }
+                let size = st.st_size.max(0) as u64;
+                *total = total.saturating_add(size);
+                if *total > max {
+                    return Ok(false);
+                }
+                let mut header = header_of(&st);
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(size);
+                b.append_data(&mut header, &path, std::fs::File::from(fd).take(size))?;
+            }
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(dir, name.as_os_str(), Vec::new())?;
+                *total = total.saturating_add(target.as_bytes().len() as u64);
+                let target = std::ffi::OsStr::from_bytes(target.as_bytes());
+                header.set_entry_type(tar::EntryType::Symlink);
+                b.append_link(&mut header, &path, target)?;
+            }
+            _ => {}
         }
     }
-    Ok(())
+    Ok(true)
+}
+
+/// A tar header with a file's mode bits, owner and mtime.
+fn header_of(st: &rustix::fs::Stat) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(st.st_mode & 0o7777);
+    h.set_uid(u64::from(st.st_uid));
+    h.set_gid(u64::from(st.st_gid));
+    h.set_mtime(st.st_mtime.max(0) as u64);
+    h.set_size(0);
+    h
 }
 
 fn other(e: impl std::fmt::Display) -> std::io::Error {
@@ -355,6 +414,16 @@ mod tests {
         std::fs::set_permissions(dir.join("a/b/f"), std::fs::Permissions::from_mode(0o4755))
             .unwrap();
         std::os::unix::fs::symlink("b/f", dir.join("a/link")).unwrap();
+        // A link out of the cache stays a link; a FIFO is left out (never read, never waited on).
+        std::os::unix::fs::symlink("/etc/hostname", dir.join("host")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
         let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
         std::fs::File::options()
             .write(true)
@@ -380,6 +449,11 @@ mod tests {
             std::fs::read_link(other.join("a/link")).unwrap(),
             Path::new("b/f")
         );
+        assert_eq!(
+            std::fs::read_link(other.join("host")).unwrap(),
+            Path::new("/etc/hostname")
+        );
+        assert!(std::fs::symlink_metadata(other.join("fifo")).is_err());
         assert!(
             !unpack_into_place(&file, &caches, &other, 0o755, None, 1 << 20).unwrap(),
             "never over an existing cache"
