@@ -5,7 +5,8 @@
 # The registry as the cache of ephemeral CI runners: a multi-stage Go build (the Go toolchain
 # from Debian's packages, three modules vendored in the context) over the Debian base of
 # section `run`, per run N:
-#   C1. cold: regbuild (empty cache) vs `buildah bud --layers --cache-to REPO` (empty storage);
+#   C1. cold: regbuild (empty cache, `--registry-cache max`: builder stages stored too) vs
+#       `buildah bud --layers --cache-to REPO` (empty storage);
 #   C2. fresh runner, nothing changed: regbuild with a new empty cache (it reads the pushed
 #       tag's build cache artifact) vs buildah with new empty storage and `--cache-from REPO`;
 #   C3. fresh runner after a one-line change of main.go: regbuild (`--cache-from` the first
@@ -28,7 +29,7 @@ cache_regbuild() {
   rm -rf "$cache"
   mkdir -p "$cache"
   before=$(log_lines)
-  if REGBUILD_CACHE=$cache timed "$regbuild" -v push --no-progress --json "$@" \
+  if REGBUILD_CACHE=$cache timed "$regbuild" -v push --no-progress --json --registry-cache max "$@" \
     -f "$cache_dockerfile" -t "$tag" "$cache_ctx" >"$out.json" 2>"$out.err"; then
     cache_record "$name" "$n" "$ELAPSED"
     cache_record "$name.bytes" "$n" "$(json_bytes "$out.json")"
@@ -37,7 +38,11 @@ cache_regbuild() {
       grep -cF "\"GET /v2/bench/debian/blobs/$cache_base_layer HTTP/1.1\" 200 " || true)"
     python3 - "$out.json" >"$out.executed" <<'EOF'
 import json, sys
-doc = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+text = open(sys.argv[1]).read().strip()
+try:
+    doc = json.loads(text)
+except ValueError:
+    doc = json.loads(text.splitlines()[-1])
 for s in doc.get("steps", []):
     if s["status"] == "executed":
         print(s["instruction"])
@@ -282,8 +287,8 @@ section += [
         E["BENCH_RUNS"], E["BENCH_DATE"], E["BENCH_COMMIT"], E["BENCH_NPROC"], E["BENCH_RUNS"],
         E["BENCH_LOAD"], E["BENCH_TOTAL"]),
     "",
-    "Every build starts with an empty local cache (regbuild) or empty storage (buildah), as "
-    "an ephemeral CI runner does; regbuild finds the previous build in the registry through "
+    "Every build starts with an empty local cache (regbuild, `--registry-cache max`) or empty "
+    "storage (buildah), as an ephemeral CI runner does; regbuild finds the previous build in the registry through "
     "the tag it pushes (C3: `--cache-from` the first tag), buildah through `--cache-from` "
     "the repository its `--cache-to` filled.",
     "",

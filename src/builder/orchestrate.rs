@@ -63,8 +63,8 @@ pub struct BuildRequest {
     /// Images computed but not written (a workspace dry run): bases read from here, not from
     /// the registry, when their digest is one of these.
     pub planned: Arc<planned::PlannedImages>,
-    /// Write the build cache artifact beside the image (off with `--no-registry-cache`).
-    pub registry_cache: bool,
+    /// What the build cache artifact beside the image holds (`--registry-cache`).
+    pub registry_cache: crate::builder::remote_cache::Mode,
     /// RUN steps' network default and secrets (`--network`, `--secret`).
     pub run: crate::builder::run::RunOptions,
     /// Execute nothing: a RUN step no cache holds stops its stage (and the stages built
@@ -173,15 +173,26 @@ pub async fn build(
         )));
     }
     let mut merged = Merged::of(outputs, plan.target, &file)?;
-    merged.export = cache_export(req, &indexer, &remote, &mut merged, &run_env, tmp.path());
+    merged.export = cache_export(
+        req,
+        &plan,
+        &indexer,
+        &remote,
+        &mut merged,
+        &run_env,
+        tmp.path(),
+    );
     finish_image(registry, req, &bases, merged, tmp, &created, locked).await
 }
 
-/// What the build cache artifact records (`remote_cache::export`), None with
-/// `--no-registry-cache`: the layers of every stage, the path lists the build looked at, the
-/// RUN steps' key inputs and (with `--cache-mounts registry`) the cache mounts it used.
+/// What the build cache artifact records (`cache_artifact`), None with
+/// `--registry-cache off`: the RUN steps' key inputs, the path lists the build looked at
+/// and (with `--cache-mounts registry`) the cache mounts it used; with `min` (the default)
+/// only what concerns the layers the pushed image holds, with `max` every stage's layers and
+/// their path lists too (builder stages may hold what their authors kept out of the image).
 fn cache_export(
     req: &BuildRequest,
+    plan: &stages::Build,
     indexer: &crate::builder::pathindex::Indexer<'_>,
     remote: &crate::builder::remote_cache::RemoteCache,
     merged: &mut Merged,
@@ -189,19 +200,33 @@ fn cache_export(
     tmp: &Path,
 ) -> Option<crate::builder::cache_artifact::CacheExport> {
     use crate::builder::cache_artifact::{digest_and_key, CacheExport};
-    if !req.registry_cache {
-        return None;
-    }
+    use crate::builder::remote_cache::Mode;
+    let max = match req.registry_cache {
+        Mode::Off => return None,
+        Mode::Min => false,
+        Mode::Max => true,
+    };
+    let squashed = req.squash != crate::builder::squash::Squash::None;
+    // The layers the artifact may speak of: every stage's (max), else the pushed image's.
+    let shown: Vec<StageLayer> = if max {
+        merged.stage_layers.clone()
+    } else {
+        let kept = |l: &&StageLayer| !squashed || matches!(l, StageLayer::Remote { .. });
+        merged.image.layers.iter().filter(kept).cloned().collect()
+    };
+    let shown_keys: std::collections::HashSet<String> =
+        shown.iter().filter_map(|l| digest_and_key(l).1).collect();
+    let steps: Vec<_> = merged
+        .run_steps
+        .iter()
+        .filter_map(|r| r.recorded.clone())
+        .filter(|s| max || shown_keys.contains(&s.key))
+        .collect();
     // The path lists a fresh runner would otherwise download a layer for: the bases' layers
     // and the RUN steps'. A COPY's layer found by key is listed from the entries its key
     // was made of, at no cost.
-    let run_keys: std::collections::HashSet<&str> = merged
-        .run_steps
-        .iter()
-        .filter_map(|r| r.recorded.as_ref().map(|s| s.key.as_str()))
-        .collect();
-    let layers: Vec<_> = merged
-        .stage_layers
+    let run_keys: std::collections::HashSet<&str> = steps.iter().map(|s| s.key.as_str()).collect();
+    let listed: Vec<_> = shown
         .iter()
         .map(digest_and_key)
         .filter(|(_, key)| key.as_deref().is_none_or(|k| run_keys.contains(k)))
@@ -214,21 +239,35 @@ fn cache_export(
     let mounts = crate::builder::remote_cache::mounts::export(
         remote,
         &used,
+        &cache_ids(plan),
         &run_env.cache_root.join("run-cache"),
         req.run.cache_mounts,
         tmp,
         &mut merged.warnings,
     );
     Some(CacheExport {
-        layers: merged.stage_layers.clone(),
-        paths: indexer.looked_at(&layers),
-        steps: merged
-            .run_steps
-            .iter()
-            .filter_map(|r| r.recorded.clone())
-            .collect(),
+        layers: if max { shown } else { Vec::new() },
+        paths: indexer.looked_at(&listed),
+        steps,
         mounts,
     })
+}
+
+/// Every cache mount id the Dockerfile's RUN steps name.
+fn cache_ids(plan: &stages::Build) -> std::collections::BTreeSet<String> {
+    plan.stages
+        .iter()
+        .flat_map(|s| s.steps.iter())
+        .filter_map(|step| match &step.kind {
+            StepKind::Run(spec) => Some(spec.mounts.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|m| match m {
+            stages::RunMount::Cache { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every image the Dockerfile names, resolved to a manifest and config (pins of the lock
@@ -300,7 +339,7 @@ struct Merged {
     run_steps: Vec<crate::builder::report::RunReport>,
     /// Every stage's layers (the target's before a squash), for the build cache artifact.
     stage_layers: Vec<StageLayer>,
-    /// What the build cache artifact records (None with `--no-registry-cache`).
+    /// What the build cache artifact records (None with `--registry-cache off`).
     export: Option<crate::builder::cache_artifact::CacheExport>,
 }
 

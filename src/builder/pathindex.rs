@@ -30,8 +30,8 @@ const FORMAT: &str = "v1";
 const KEPT_FILES: [&str; 2] = ["etc/passwd", "etc/group"];
 const KEPT_MAX: u64 = 4 << 20;
 /// The most a path list read from a registry may weigh, compressed and not.
-const BLOB_MAX: u64 = 32 << 20;
-const LIST_MAX: u64 = 256 << 20;
+const BLOB_MAX: u64 = 8 << 20;
+const LIST_MAX: u64 = 32 << 20;
 /// Symlinks followed while resolving one path, as Linux's MAXSYMLINKS.
 const MAX_HOPS: usize = 40;
 
@@ -165,7 +165,17 @@ impl LayerIndex {
             .read_to_end(&mut json)
             .ok()?;
         let index: LayerIndex = serde_json::from_slice(&json).ok()?;
-        (index.format == FORMAT).then_some(index)
+        // What a layer's tar could have given, nothing else: clean relative names, account
+        // files within their bound.
+        let clean_name = |n: &String| clean(n).as_deref() == Some(n.as_str());
+        let names_clean = index.nodes.keys().all(clean_name)
+            && index.whiteouts.iter().all(clean_name)
+            && index.opaque.iter().all(clean_name);
+        let files_bounded = index
+            .files
+            .iter()
+            .all(|(k, v)| KEPT_FILES.contains(&k.as_str()) && v.len() as u64 <= KEPT_MAX);
+        (index.format == FORMAT && names_clean && files_bounded).then_some(index)
     }
 
     fn new() -> LayerIndex {
@@ -510,8 +520,8 @@ impl<'a> Indexer<'a> {
                     // In a registry: its stored path list, else the layer itself, never its
                     // sources.
                     Some((registry, repository, descriptor)) => {
-                        match self.stored_list(&descriptor.digest).await {
-                            Some(index) => index,
+                        match self.stored_list(&name, &descriptor.digest).await {
+                            Some(index) => return Ok(index),
                             None => self
                                 .download(registry, repository, &descriptor)
                                 .await
@@ -533,8 +543,8 @@ impl<'a> Indexer<'a> {
                 descriptor,
                 registry,
                 repository,
-            }) => match self.stored_list(&descriptor.digest).await {
-                Some(index) => index,
+            }) => match self.stored_list(&name, &descriptor.digest).await {
+                Some(index) => return Ok(index),
                 None => self
                     .download(registry, repository, descriptor)
                     .await
@@ -580,8 +590,14 @@ impl<'a> Indexer<'a> {
         index
     }
 
-    /// The path list of `layer` the registry's build cache holds, if it can be read.
-    async fn stored_list(&self, layer: &regbuild_oci::digest::Digest) -> Option<LayerIndex> {
+    /// The path list of `layer` the registry's build cache holds, if it can be read: kept in
+    /// memory under `name` for this build only, never in the machine's `layer-index/`, where
+    /// a list one repository's pusher wrote would decide later builds of other repositories.
+    async fn stored_list(
+        &self,
+        name: &str,
+        layer: &regbuild_oci::digest::Digest,
+    ) -> Option<Arc<LayerIndex>> {
         let blob = self.stored.get(layer)?;
         let bytes = blob
             .repo(self.registry)
@@ -590,17 +606,18 @@ impl<'a> Indexer<'a> {
         let index = bytes
             .ok()
             .and_then(|b| tokio::task::block_in_place(|| LayerIndex::from_blob(&b)));
-        match &index {
-            Some(_) => {
-                self.from_registry
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(%layer, "read a layer's path list from the registry's build cache");
-            }
-            None => {
-                tracing::debug!(%layer, "the registry's path list is unreadable: listing the layer")
-            }
+        let Some(index) = index else {
+            tracing::debug!(%layer, "the registry's path list is unreadable: listing the layer");
+            return None;
+        };
+        self.from_registry
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(%layer, "read a layer's path list from the registry's build cache");
+        let index = Arc::new(index);
+        if let Ok(mut memo) = self.memo.lock() {
+            memo.insert(name.to_string(), index.clone());
         }
-        index
+        Some(index)
     }
 
     /// The indexes of `layers` (digest, and key when this tool made the layer) this build
@@ -731,6 +748,30 @@ mod tests {
             gid: 0,
             xattrs: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_stored_list_reads_back_and_a_forged_one_is_refused() {
+        use std::io::Write;
+        let index = merged_usr();
+        assert_eq!(
+            LayerIndex::from_blob(&index.to_blob().unwrap()),
+            Some(index.clone())
+        );
+        let gz = |v: &serde_json::Value| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&serde_json::to_vec(v).unwrap()).unwrap();
+            e.finish().unwrap()
+        };
+        let mut escape = serde_json::to_value(&index).unwrap();
+        escape["nodes"]["../etc"] = serde_json::json!("Dir");
+        assert_eq!(LayerIndex::from_blob(&gz(&escape)), None);
+        let mut absolute = serde_json::to_value(&index).unwrap();
+        absolute["nodes"]["/etc"] = serde_json::json!("Dir");
+        assert_eq!(LayerIndex::from_blob(&gz(&absolute)), None);
+        let mut other_file = serde_json::to_value(&index).unwrap();
+        other_file["files"]["etc/shadow"] = serde_json::json!("x");
+        assert_eq!(LayerIndex::from_blob(&gz(&other_file)), None);
     }
 
     #[test]

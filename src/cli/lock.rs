@@ -76,7 +76,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
         compression: Default::default(),
         use_cache: false,
         run: Default::default(),
-        registry_cache: false,
+        registry_cache: crate::builder::remote_cache::Mode::Off,
         dry_run: false,
     };
     let existing = LockFile::load(&path)?.unwrap_or_default();

@@ -145,11 +145,19 @@ pub struct PushArgs {
     /// Do not use the local layer cache ($REGBUILD_CACHE, default ~/.cache/regbuild).
     #[arg(long, help_heading = "Cache and upload")]
     pub no_cache: bool,
-    /// Write no build cache artifact beside the image (the layers of builder stages, the
-    /// path lists of base layers, cache mounts, RUN steps' key inputs), which a fresh
-    /// runner reads instead of re-running builder stages and downloading bases.
-    #[arg(long, help_heading = "Cache and upload")]
-    pub no_registry_cache: bool,
+    /// What the build cache artifact pushed beside the image holds, which a fresh runner
+    /// reads: `min` (default: the path lists of the image's base and RUN layers, its RUN
+    /// steps' key inputs, cache mounts with --cache-mounts registry), `max` (also every
+    /// builder stage's layers, so a fresh runner re-runs none of them: they become as
+    /// readable as the image) or `off`.
+    #[arg(
+        long,
+        value_name = "off|min|max",
+        default_value = "min",
+        value_parser = crate::builder::remote_cache::Mode::parse,
+        help_heading = "Cache and upload"
+    )]
+    pub registry_cache: crate::builder::remote_cache::Mode,
     /// Where `RUN --mount=type=cache` directories live: `local` (this machine's cache
     /// directory only) or `registry` (also stored in the build cache artifact after the
     /// build when changed, and restored on a runner that lacks them).
@@ -295,7 +303,7 @@ fn push_request(args: &PushArgs) -> Result<PushRequest, CliError> {
             cache_from,
             compression: args.compression,
             use_cache: !args.no_cache,
-            registry_cache: !args.no_registry_cache,
+            registry_cache: args.registry_cache,
             dry_run: args.dry_run,
         },
         platforms,

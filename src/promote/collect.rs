@@ -57,6 +57,14 @@ pub async fn collect(
                         continue;
                     }
                     let m = src.get_manifest(d.digest.as_str()).await?;
+                    // The index's word is not enough (whoever pushes writes a tag-schema
+                    // index): the manifest's own type decides.
+                    let own = ManifestView::parse(&m.bytes)
+                        .ok()
+                        .and_then(|v| v.artifact_type);
+                    if !referrers.build_cache && own.as_deref() == Some(cache) {
+                        continue;
+                    }
                     add_tree(
                         registry,
                         src,

@@ -279,7 +279,7 @@ fn build_request(
         compression: Default::default(),
         use_cache: true,
         run: Default::default(),
-        registry_cache: true,
+        registry_cache: Default::default(),
         dry_run: false,
     }
 }

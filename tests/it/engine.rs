@@ -276,14 +276,7 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
     ]);
     let tag = format!("{}/eng/early:1", reg.host);
     let mark = reg.access_log().len();
-    // No build cache artifact: it would send the `parts` stage's layer too (after the
-    // build, not while it runs); `registry_cache` tests it.
-    let (v, _) = push_json_to(
-        ctx.path(),
-        &[&tag],
-        &["--no-registry-cache"],
-        Some(cache.path()),
-    );
+    let (v, _) = push_json_to(ctx.path(), &[&tag], &[], Some(cache.path()));
     let log = reg.access_log_since(mark);
 
     let config = skopeo_config(&tag);
@@ -378,7 +371,7 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
     let out = run(Command::new("taskset")
         .args(["-c", "0"])
         .arg(env!("CARGO_BIN_EXE_regbuild"))
-        .args(["push", "--json", "--no-cache", "--no-registry-cache", "-t"])
+        .args(["push", "--json", "--no-cache", "-t"])
         .arg(format!("{}/eng/early-one-core:1", reg.host))
         .arg(ctx.path())
         .env("REGBUILD_CACHE", cold.path())
@@ -402,7 +395,7 @@ fn new_layers_pack_together_and_upload_while_the_build_runs() {
     let (quiet, _) = push_json_to(
         ctx.path(),
         &[&tag],
-        &["--no-stream-upload", "--no-registry-cache"],
+        &["--no-stream-upload"],
         Some(empty.path()),
     );
     assert_eq!(quiet["digest"], v["digest"]);

@@ -54,12 +54,24 @@ fn an_unchanged_multi_stage_build_on_a_fresh_runner_runs_and_uploads_nothing() {
              COPY --from=b /f /f\n"
         ),
     )]);
+    // The default (`min`) stores no builder stage: a fresh runner runs it again.
+    let private = format!("{host}/apps/private:1");
+    assert_eq!(
+        statuses(&fresh_push(ctx.path(), &private, &[])),
+        ["executed"]
+    );
+    assert_eq!(
+        statuses(&fresh_push(ctx.path(), &private, &[])),
+        ["executed"]
+    );
+
     let tag = format!("{host}/apps/multi:1");
-    let first = fresh_push(ctx.path(), &tag, &[]);
+    let max = ["--registry-cache", "max"];
+    let first = fresh_push(ctx.path(), &tag, &max);
     assert_eq!(statuses(&first), ["executed"], "{first:#}");
 
     let mark = reg.access_log().len();
-    let second = fresh_push(ctx.path(), &tag, &[]);
+    let second = fresh_push(ctx.path(), &tag, &max);
     let log = reg.access_log_since(mark);
     assert_eq!(statuses(&second), ["cached"], "{second:#}");
     assert_eq!(second["digest"], first["digest"], "the same image");
@@ -94,13 +106,17 @@ fn a_changed_source_with_cache_from_re_runs_only_the_steps_after_it_and_says_why
     );
     let v1 = context_with(&[("Dockerfile", &df), ("src.txt", "one\n")]);
     let v2 = context_with(&[("Dockerfile", &df), ("src.txt", "two\n")]);
-    let first = fresh_push(v1.path(), &format!("{host}/apps/app:1"), &[]);
+    let first = fresh_push(
+        v1.path(),
+        &format!("{host}/apps/app:1"),
+        &["--registry-cache", "max"],
+    );
     assert_eq!(statuses(&first), ["executed", "executed"], "{first:#}");
     let cache_from = format!("{host}/apps/app:1");
     let second = fresh_push(
         v2.path(),
         &format!("{host}/apps/app:2"),
-        &["--cache-from", &cache_from],
+        &["--cache-from", &cache_from, "--registry-cache", "max"],
     );
     assert_eq!(statuses(&second), ["cached", "executed"], "{second:#}");
     let why = second["steps"][1]["miss"].as_str().unwrap_or_default();
@@ -236,7 +252,7 @@ async fn the_artifact_is_a_referrer_never_a_tag_and_promote_leaves_it_unless_ask
     ]);
     let tag = format!("{host}/apps/art:1");
     let cache = tempfile::tempdir().unwrap();
-    let mut cmd = regbuild(&["push", "--json", "-t", &tag]);
+    let mut cmd = regbuild(&["push", "--json", "--registry-cache", "max", "-t", &tag]);
     cmd.arg(ctx.path()).env("REGBUILD_CACHE", cache.path());
     let out = in_blocking(cmd).await;
     assert!(out.status.success(), "{}", stderr(&out));

@@ -80,8 +80,10 @@ impl Repo {
 }
 
 fn merge(out: &mut Vec<Descriptor>, more: Vec<Descriptor>) {
+    let mut seen: std::collections::HashSet<Digest> =
+        out.iter().map(|d| d.digest.clone()).collect();
     for d in more {
-        if !out.iter().any(|have| have.digest == d.digest) {
+        if seen.insert(d.digest.clone()) {
             out.push(d);
         }
     }

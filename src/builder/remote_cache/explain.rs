@@ -23,7 +23,7 @@ pub fn why_missed(known: &[RecordedStep], step: &RecordedStep) -> String {
         } else {
             format!(
                 "the registry's build cache has no step like it in stage {} (a new step)",
-                step.stage
+                printable(&step.stage)
             )
         };
     };
@@ -44,7 +44,10 @@ pub fn why_missed(known: &[RecordedStep], step: &RecordedStep) -> String {
         let reason = match name {
             "format" => "regbuild's key format changed".to_string(),
             "base" => "the base image changed".to_string(),
-            "command" => format!("the command changed (was `{}`)", before.instruction),
+            "command" => format!(
+                "the command changed (was `{}`)",
+                printable(&before.instruction)
+            ),
             "layers" | "mounts" => continue,
             n if n.starts_with("layer.") => {
                 if said_layers {
@@ -65,12 +68,15 @@ pub fn why_missed(known: &[RecordedStep], step: &RecordedStep) -> String {
                 said_mounts = true;
                 "its --mount options or bind sources changed".to_string()
             }
-            n if n.starts_with("env.") => {
-                let var = &n["env.".len()..];
+            n if n.starts_with("env.") || n.starts_with("arg.") => {
+                let (var, what) = match n.split_once('.') {
+                    Some(("arg", var)) => (printable(var), "build arg"),
+                    _ => (printable(&n["env.".len()..]), "ENV"),
+                };
                 match (was.contains_key(n), now.contains_key(n)) {
-                    (true, true) => format!("the value of {var} (ENV or build arg) changed"),
-                    (false, _) => format!("{var} (ENV or build arg) is new"),
-                    (_, false) => format!("{var} (ENV or build arg) is gone"),
+                    (true, true) => format!("the value of {var} ({what}) changed"),
+                    (false, _) => format!("{var} ({what}) is new"),
+                    (_, false) => format!("{var} ({what}) is gone"),
                 }
             }
             "user" => "USER changed".to_string(),
@@ -81,14 +87,26 @@ pub fn why_missed(known: &[RecordedStep], step: &RecordedStep) -> String {
                 "how layers are written changed (compression, SOURCE_DATE_EPOCH or --keep-setuid)"
                     .to_string()
             }
-            other => format!("{other} changed"),
+            other => format!("{} changed", printable(other)),
         };
         reasons.push(reason);
+    }
+    if reasons.is_empty() && now.keys().any(|k| k.starts_with("arg.")) {
+        return "a build arg's value changed (build arg values are not recorded)".to_string();
     }
     if reasons.is_empty() {
         return "its key changed".to_string();
     }
     reasons.join("; ")
+}
+
+/// Text from a registry, fit for one log line: escaped, at most 200 characters.
+fn printable(text: &str) -> String {
+    let escaped: String = text.escape_debug().collect();
+    match escaped.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &escaped[..at]),
+        None => escaped,
+    }
 }
 
 #[cfg(test)]
@@ -132,8 +150,8 @@ mod tests {
         now.key = "sha256:other".into();
         let why = why_missed(std::slice::from_ref(&before), &now);
         assert!(why.contains("from layer 3 of 3"), "{why}");
-        assert!(why.contains("value of V"), "{why}");
-        assert!(why.contains("W (ENV or build arg) is new"), "{why}");
+        assert!(why.contains("value of V (ENV)"), "{why}");
+        assert!(why.contains("W (ENV) is new"), "{why}");
         assert!(!why.contains("command"), "{why}");
     }
 
@@ -143,6 +161,25 @@ mod tests {
         let now = step("RUN make all", &[("command", "b")]);
         let why = why_missed(&[before], &now);
         assert!(why.contains("command changed (was `RUN make`)"), "{why}");
+    }
+
+    #[test]
+    fn a_build_args_value_is_never_compared_only_said() {
+        let before = step("RUN make", &[("arg.TOKEN", "set"), ("command", "a")]);
+        let mut now = before.clone();
+        now.key = "sha256:other".into();
+        let why = why_missed(&[before], &now);
+        assert!(why.contains("a build arg's value changed"), "{why}");
+    }
+
+    #[test]
+    fn registry_text_is_escaped_and_bounded() {
+        let long = format!("RUN x\n\u{1b}[31m{}", "y".repeat(500));
+        let p = printable(&long);
+        assert!(
+            !p.contains('\n') && !p.contains('\u{1b}') && p.chars().count() <= 201,
+            "{p}"
+        );
     }
 
     #[test]

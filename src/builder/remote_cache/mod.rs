@@ -34,6 +34,30 @@ const MAX_ARTIFACTS: usize = 4;
 /// The most an artifact's config (the recorded steps) may weigh.
 const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
+/// What the build cache artifact holds (`--registry-cache`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// No artifact.
+    Off,
+    /// What concerns the pushed image's own layers: their path lists, their RUN steps' key
+    /// inputs, the cache mounts (with `--cache-mounts registry`).
+    #[default]
+    Min,
+    /// Also every other stage's layers (builder stages) and their path lists.
+    Max,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Result<Mode, String> {
+        match s {
+            "off" => Ok(Mode::Off),
+            "min" => Ok(Mode::Min),
+            "max" => Ok(Mode::Max),
+            other => Err(format!("{other:?}: use off, min or max")),
+        }
+    }
+}
+
 /// A layer found in a registry by its key.
 #[derive(Clone, Debug)]
 pub struct RemoteLayer {

@@ -166,7 +166,11 @@ fn unpack_into_place(
         .tempdir_in(caches)?;
     let made = fresh.path().join("dir");
     std::fs::create_dir(&made)?;
-    unpack(tarball, &made, owner.is_some(), max)?;
+    if let Err(e) = unpack(tarball, &made, owner.is_some(), max) {
+        // Rootless, a directory the tarball made read-only would stop the TempDir's removal.
+        let _ = crate::builder::cache_dir::remove_tree(fresh.path());
+        return Err(e);
+    }
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&made, std::fs::Permissions::from_mode(mode))?;
     if let Some((uid, gid)) = owner {
@@ -176,8 +180,33 @@ fn unpack_into_place(
     Ok(true)
 }
 
+/// Entries a cache tarball may hold.
+const MAX_ENTRIES: u64 = 1_000_000;
+
+/// Reads `tarball` through regbuild's own tar reader, which bounds every header (extension
+/// headers included), entry and total before the `tar` crate, which reads an extension
+/// header whole, ever sees it.
+fn check(tarball: &Path, max: u64) -> std::io::Result<()> {
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(tarball)?);
+    let limits = regbuild_fs::extract::Limits {
+        max_entry_size: max,
+        max_total_size: max,
+        max_entries: MAX_ENTRIES,
+    };
+    let mut budget = regbuild_fs::tar_read::Budget::default();
+    regbuild_fs::extract::engine::for_each_member(
+        "cache mount",
+        gz,
+        &limits,
+        &mut budget,
+        |_, _| Ok(()),
+    )
+    .map_err(other)
+}
+
 /// Unpacks files, directories and symlinks of `tarball` inside `dest`, at most `max` bytes.
 fn unpack(tarball: &Path, dest: &Path, owners: bool, max: u64) -> std::io::Result<()> {
+    check(tarball, max)?;
     let gz = flate2::read::GzDecoder::new(std::fs::File::open(tarball)?);
     let mut archive = tar::Archive::new(gz);
     archive.set_preserve_permissions(true);
@@ -194,12 +223,23 @@ fn unpack(tarball: &Path, dest: &Path, owners: bool, max: u64) -> std::io::Resul
         if !matches!(entry.header().entry_type(), Regular | Directory | Symlink) {
             continue;
         }
-        total = total.saturating_add(entry.size());
+        // Each entry counts a header's worth: empty files and directories are not free.
+        total = total.saturating_add(entry.size()).saturating_add(512);
         if total > max {
             return Err(std::io::Error::other("larger than --cache-mounts-max"));
         }
+        let name = entry.path()?.into_owned();
+        let inside = name.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+        if !inside {
+            continue;
+        }
         // A name an earlier entry made a symlink is never written through.
-        let at = dest.join(entry.path()?);
+        let at = dest.join(&name);
         if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
             continue;
         }
@@ -208,12 +248,17 @@ fn unpack(tarball: &Path, dest: &Path, owners: bool, max: u64) -> std::io::Resul
     Ok(())
 }
 
+/// Cache mounts one artifact lists at most.
+const MAX_MOUNTS: usize = 64;
+
 /// The cache mounts to list in the build cache artifact: each one `used` (id, platform),
 /// tarred if it fits `opts.max` (its file in `tmp`, or None when the registry already holds
-/// the same bytes), and every other one the registry's build cache had (carried forward).
+/// the same bytes), and each other one of the Dockerfile's (`ids`) the registry's build
+/// cache had (carried forward, within `opts.max`).
 pub fn export(
     remote: &RemoteCache,
     used: &BTreeSet<(String, String)>,
+    ids: &BTreeSet<String>,
     caches: &Path,
     opts: CacheMounts,
     tmp: &Path,
@@ -254,7 +299,8 @@ pub fn export(
         }
     }
     for ((id, platform), blob) in &remote.mounts {
-        if !done.contains(&(id.clone(), platform.clone())) {
+        let keep = ids.contains(id) && blob.descriptor.size <= opts.max && out.len() < MAX_MOUNTS;
+        if keep && !done.contains(&(id.clone(), platform.clone())) {
             let m = MountBlob {
                 id: id.clone(),
                 platform: platform.clone(),
@@ -328,6 +374,7 @@ fn append_dir<W: Write>(
     names.sort();
     for name in names {
         let path = rel.join(&name);
+        *total = total.saturating_add(512);
         let st = rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)?;
         let mut header = header_of(&st);
         match FileType::from_raw_mode(st.st_mode) {
@@ -340,13 +387,15 @@ fn append_dir<W: Write>(
                 }
             }
             FileType::RegularFile => {
-                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-                let fd = rustix::fs::openat(dir, name.as_os_str(), flags, Mode::empty())?;
-                // What was opened, not what the name pointed at a moment before.
-                let st = rustix::fs::fstat(&fd)?;
+                // Named without opening it (O_PATH: a device node swapped in is never
+                // opened), checked, then opened through that descriptor.
+                let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let named = rustix::fs::openat(dir, name.as_os_str(), flags, Mode::empty())?;
+                let st = rustix::fs::fstat(&named)?;
                 if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
                     continue;
                 }
+                let fd = reopen(&named)?;
                 let size = st.st_size.max(0) as u64;
                 *total = total.saturating_add(size);
                 if *total > max {
@@ -368,6 +417,15 @@ fn append_dir<W: Write>(
         }
     }
     Ok(true)
+}
+
+/// Opens for reading the regular file an `O_PATH` descriptor names (through
+/// `/proc/self/fd`, the one way to reopen such a descriptor).
+fn reopen(named: &OwnedFd) -> std::io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", named.as_raw_fd());
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(path.as_str(), flags, Mode::empty())?)
 }
 
 /// A tar header with a file's mode bits, owner and mtime.
@@ -464,6 +522,31 @@ mod tests {
             std::fs::symlink_metadata(&small).is_err(),
             "a failed restore leaves nothing"
         );
+    }
+
+    #[test]
+    fn a_huge_extension_header_is_refused_before_it_is_read() {
+        // A PAX header declaring 64 MiB (of zeros: a tiny gzip), which the `tar` crate
+        // would read whole into memory.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_path("pax").unwrap();
+        h.set_size(64 << 20);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(h.as_bytes()).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let file = tmp.path().join("bomb.tar.gz");
+        std::fs::write(&file, gz.finish().unwrap()).unwrap();
+        let dest = tmp.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        assert!(unpack(&file, &dest, false, 1 << 30).is_err());
+        assert!(std::fs::read_dir(&dest).unwrap().next().is_none());
     }
 
     #[test]

@@ -71,11 +71,16 @@ pub fn run_key(inputs: &KeyInputs<'_>) -> String {
     format!("sha256:{}", hex(&h.finalize()))
 }
 
-/// Each input of the key by name, as a short hash of its value (values are never stored:
-/// a build arg may be private), so a miss can say which input changed: `base`,
-/// `layer.N` (bottom first, with `layers` their count), `command`, `env.NAME`, `user`,
-/// `workdir`, `network`, `mount.N`, `platform`, `layer-format`.
-pub fn parts(inputs: &KeyInputs<'_>) -> std::collections::BTreeMap<String, String> {
+/// Each input of the key by name, as a short hash of its value, so a miss can say which
+/// input changed: `base`, `layer.N` (bottom first, with `layers` their count), `command`,
+/// `env.NAME` (ENV, whose values the image's config shows anyway), `arg.NAME` (a build arg:
+/// only that it is set; a hash of a short secret could be guessed), `user`, `workdir`,
+/// `network`, `mount.N`, `platform`, `layer-format`. `args`: the names of `inputs.env` that
+/// are build args.
+pub fn parts(
+    inputs: &KeyInputs<'_>,
+    args: &[String],
+) -> std::collections::BTreeMap<String, String> {
     let short = |v: &str| hex(&Sha256::digest(v.as_bytes()))[..16].to_string();
     let mut out = std::collections::BTreeMap::new();
     out.insert("format".to_string(), FORMAT.to_string());
@@ -91,7 +96,10 @@ pub fn parts(inputs: &KeyInputs<'_>) -> std::collections::BTreeMap<String, Strin
     }
     out.insert("command".into(), short(&command));
     for (k, v) in inputs.env {
-        out.insert(format!("env.{k}"), short(v));
+        match args.contains(k) {
+            true => out.insert(format!("arg.{k}"), "set".to_string()),
+            false => out.insert(format!("env.{k}"), short(v)),
+        };
     }
     out.insert("user".into(), short(inputs.user));
     out.insert("workdir".into(), short(inputs.workdir));
@@ -189,13 +197,21 @@ mod tests {
     fn parts_name_each_input_and_never_hold_a_value() {
         let argv = vec!["/bin/sh".to_string(), "-c".into(), "make".into()];
         let env = vec![("TOKEN".to_string(), "hunter2".to_string())];
-        let p = parts(&base(&argv, &env));
+        let p = parts(&base(&argv, &env), &[]);
         assert!(p.contains_key("env.TOKEN") && p.contains_key("layer.0000"));
         assert!(p.values().all(|v| !v.contains("hunter2")));
         let env2 = vec![("TOKEN".to_string(), "other".to_string())];
-        let q = parts(&base(&argv, &env2));
+        let q = parts(&base(&argv, &env2), &[]);
         let changed: Vec<&String> = p.keys().filter(|k| p.get(*k) != q.get(*k)).collect();
         assert_eq!(changed, vec!["env.TOKEN"]);
+        // A build arg: its name only, the same whatever its value.
+        let arg = vec!["TOKEN".to_string()];
+        let (a, b) = (
+            parts(&base(&argv, &env), &arg),
+            parts(&base(&argv, &env2), &arg),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.get("arg.TOKEN").map(String::as_str), Some("set"));
     }
 
     #[test]

@@ -224,9 +224,11 @@ pub fn plan(
     let argv = crate::builder::stage::argv(config, &spec.command);
     // ENV wins over a build arg of the same name, as in Docker.
     let mut env = config.env();
+    let mut args = Vec::new();
     for (k, v) in &spec.args {
         if !env.iter().any(|(e, _)| e == k) {
             env.push((k.clone(), v.clone()));
+            args.push(k.clone());
         }
     }
     if !env.iter().any(|(k, _)| k == "PATH") {
@@ -278,7 +280,7 @@ pub fn plan(
         run: ctx.step_no,
         instruction: c.step_text.to_string(),
         key: key.clone(),
-        inputs: key::parts(&inputs),
+        inputs: key::parts(&inputs, &args),
     };
     use crate::builder::remote_cache::{lookup, Hit};
     // A RUN layer cannot be rebuilt from sources: a local record counts with its blob only.
