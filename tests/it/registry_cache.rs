@@ -89,6 +89,19 @@ fn an_unchanged_multi_stage_build_on_a_fresh_runner_runs_and_uploads_nothing() {
     let referrers = tag_schema_referrers(&host, "apps/multi", first["digest"].as_str().unwrap());
     assert_eq!(referrers.len(), 1, "{referrers:#?}");
     assert_eq!(referrers[0]["artifactType"], ARTIFACT_TYPE);
+    // No tag but the image's and the referrers tag schema's (distribution 2.8 has no API).
+    let list = run(std::process::Command::new("curl")
+        .args(["-sf", &format!("http://{host}/v2/apps/multi/tags/list")]));
+    let tags: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let referrers_tag = first["digest"].as_str().unwrap().replace(':', "-");
+    let mut tags: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["1", referrers_tag.as_str()]);
 }
 
 #[test]
@@ -289,4 +302,50 @@ async fn the_artifact_is_a_referrer_never_a_tag_and_promote_leaves_it_unless_ask
             "{dst}: {listed:?}"
         );
     }
+}
+
+#[test]
+fn rootless_a_cache_mount_is_restored_on_a_fresh_runner() {
+    use crate::run_steps::{as_rootless, rootless_home, rootless_user, ROOTLESS_USER};
+    if !needs_root("to create the unprivileged user") {
+        return;
+    }
+    rootless_user();
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    busybox_base(&host, "base/busybox");
+    let runner = |n: &str, extra: &[&str]| {
+        // Each push on a runner of its own: an empty home, cache and temporary directory.
+        let home = tempfile::tempdir().unwrap();
+        let ctx = home.path().join("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!(
+                "FROM {host}/base/busybox:1\nARG N\n\
+                 RUN --mount=type=cache,target=/cache,id=seen \
+                   cat /cache/seen > /prev 2>/dev/null; echo run-$N >> /cache/seen\n"
+            ),
+        )
+        .unwrap();
+        rootless_home(home.path());
+        let tag = format!("{host}/apps/rootless-mount:{n}");
+        let arg = format!("N={n}");
+        let ctx_arg = ctx.display().to_string();
+        let mut args = vec!["push", "--cache-mounts", "registry", "--build-arg", &arg];
+        args.extend_from_slice(extra);
+        args.extend(["-t", tag.as_str(), ctx_arg.as_str()]);
+        let out = as_rootless(home.path(), &args);
+        (out, tag)
+    };
+    let (out, _) = runner("1", &[]);
+    if no_user_namespace(&out, ROOTLESS_USER) {
+        return;
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    let from = format!("{host}/apps/rootless-mount:1");
+    let (out, tag) = runner("2", &["--cache-from", &from]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_keep, bundle) = pull_and_unpack(&tag, &[]);
+    assert_eq!(read(&bundle.join("rootfs"), "prev"), "run-1\n");
 }
