@@ -85,6 +85,7 @@ pub fn assemble(
         put_as: PutAs::Tags,
         subject: None,
         artifact_type: None,
+        optional: false,
     });
     Ok(Assembled {
         set,

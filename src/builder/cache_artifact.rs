@@ -150,6 +150,7 @@ pub fn add_artifact(
         put_as: PutAs::Digest,
         subject: Some(root.digest.clone()),
         artifact_type: Some(ARTIFACT_TYPE.to_string()),
+        optional: true,
     });
     Ok(Some(written.digest))
 }

@@ -231,15 +231,21 @@ fn cache_export(
         .map(digest_and_key)
         .filter(|(_, key)| key.as_deref().is_none_or(|k| run_keys.contains(k)))
         .collect();
+    // Cache mounts too: with `min`, only those of the stages the image is built from (a
+    // builder's module or build cache holds what the image leaves out).
+    let chain = schedule::final_chain(plan);
+    let ids = cache_ids(plan, (!max).then_some(&chain));
     let used = merged
         .run_steps
         .iter()
         .flat_map(|r| r.cache_mounts.iter().cloned())
+        .filter(|(id, _)| ids.contains(id))
         .collect();
     let mounts = crate::builder::remote_cache::mounts::export(
         remote,
         &used,
-        &cache_ids(plan),
+        &ids,
+        &req.platform.to_string(),
         &run_env.cache_root.join("run-cache"),
         req.run.cache_mounts,
         tmp,
@@ -253,11 +259,16 @@ fn cache_export(
     })
 }
 
-/// Every cache mount id the Dockerfile's RUN steps name.
-fn cache_ids(plan: &stages::Build) -> std::collections::BTreeSet<String> {
+/// Every cache mount id the RUN steps of the Dockerfile (of `only` these stages) name.
+fn cache_ids(
+    plan: &stages::Build,
+    only: Option<&std::collections::HashSet<usize>>,
+) -> std::collections::BTreeSet<String> {
     plan.stages
         .iter()
-        .flat_map(|s| s.steps.iter())
+        .enumerate()
+        .filter(|(i, _)| only.is_none_or(|o| o.contains(i)))
+        .flat_map(|(_, s)| s.steps.iter())
         .filter_map(|step| match &step.kind {
             StepKind::Run(spec) => Some(spec.mounts.iter()),
             _ => None,

@@ -171,11 +171,16 @@ impl LayerIndex {
         let names_clean = index.nodes.keys().all(clean_name)
             && index.whiteouts.iter().all(clean_name)
             && index.opaque.iter().all(clean_name);
+        // A target no longer than Linux's PATH_MAX: resolving one costs what its length costs.
+        let targets_bounded = index.nodes.values().all(|n| match n {
+            Node::Symlink(t) | Node::HardLink(t) => t.len() <= 4096,
+            _ => true,
+        });
         let files_bounded = index
             .files
             .iter()
             .all(|(k, v)| KEPT_FILES.contains(&k.as_str()) && v.len() as u64 <= KEPT_MAX);
-        (index.format == FORMAT && names_clean && files_bounded).then_some(index)
+        (index.format == FORMAT && names_clean && targets_bounded && files_bounded).then_some(index)
     }
 
     fn new() -> LayerIndex {
@@ -489,7 +494,17 @@ impl<'a> Indexer<'a> {
         let name = match source {
             Source::Layer(StageLayer::Remote { descriptor, .. }) => descriptor.digest.to_string(),
             Source::Layer(StageLayer::Local(b)) => b.digest.to_string(),
-            Source::Layer(StageLayer::Cached(c)) => c.record.digest.to_string(),
+            // Named by digest only when its index comes from the layer's own bytes (a
+            // download, checked against the digest, or the blob this machine kept): a
+            // layer listed from the entries its key was made of is named by that key, so
+            // a registry that pairs the key with another layer's digest names nothing.
+            Source::Layer(StageLayer::Cached(c))
+                if c.stored_blob().is_some()
+                    || (c.registry_source().is_some() && c.known_entries().is_none()) =>
+            {
+                c.record.digest.to_string()
+            }
+            Source::Layer(StageLayer::Cached(c)) => format!("key-{}", c.key),
             Source::Pending { key, .. } => format!("key-{key}"),
         };
         if let Some(found) = self.remembered(&name) {
@@ -506,10 +521,6 @@ impl<'a> Indexer<'a> {
             }
             Source::Layer(StageLayer::Local(b)) => self.read_file(&b.file).map_err(failed)?,
             Source::Layer(StageLayer::Cached(c)) => {
-                let by_key = format!("key-{}", c.key);
-                if let Some(found) = self.remembered(&by_key) {
-                    return Ok(found);
-                }
                 match c.registry_source() {
                     // Found by key, entries known (a COPY layer): listed without a download.
                     Some(_) if c.known_entries().is_some() => tokio::task::block_in_place(|| {

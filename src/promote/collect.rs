@@ -157,6 +157,7 @@ fn add_tree<'a>(
             put_as,
             subject: subject.or(view.subject.map(|s| s.digest)),
             artifact_type: view.artifact_type.or(view.config.map(|c| c.media_type)),
+            optional: false,
         });
         Ok(())
     })

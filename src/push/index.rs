@@ -88,6 +88,7 @@ pub(crate) fn add_image(
         put_as,
         subject: None,
         artifact_type: None,
+        optional: false,
     });
     Ok((image.digest, size))
 }
@@ -102,6 +103,7 @@ pub(crate) fn put_tagged(set: &mut ImageSet, media_type: &str, bytes: Vec<u8>) -
         put_as: PutAs::Tags,
         subject: None,
         artifact_type: None,
+        optional: false,
     });
     digest
 }

@@ -349,3 +349,34 @@ fn rootless_a_cache_mount_is_restored_on_a_fresh_runner() {
     let (_keep, bundle) = pull_and_unpack(&tag, &[]);
     assert_eq!(read(&bundle.join("rootfs"), "prev"), "run-1\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_refuses_the_artifact_still_gets_the_image() {
+    use testregistry::{Config, FaultAction, FaultRule, TestRegistry};
+    let reg = TestRegistry::start(Config::default()).await.unwrap();
+    // Manifests put by digest are refused: here only the build cache artifact is.
+    reg.add_fault(FaultRule::new(
+        "PUT",
+        "/manifests/sha256:",
+        FaultAction::status(400),
+    ));
+    let ctx = context_with(&[
+        (
+            "Dockerfile",
+            "FROM scratch AS b\nCOPY a.txt /a\nFROM scratch\nCOPY --from=b /a /a\nUSER 1\n",
+        ),
+        ("a.txt", "a\n"),
+    ]);
+    let tag = format!("{}/apps/refused:1", reg.host());
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = regbuild(&["push", "--registry-cache", "max", "-t", &tag]);
+    cmd.arg(ctx.path()).env("REGBUILD_CACHE", cache.path());
+    let out = in_blocking(cmd).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused a referrer the image does not need"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(reg.manifest("apps/refused", "1").is_some());
+}

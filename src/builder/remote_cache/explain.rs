@@ -6,6 +6,9 @@ use std::collections::BTreeSet;
 
 use crate::builder::report::RecordedStep;
 
+/// Reasons one line gives at most.
+const MAX_REASONS: usize = 12;
+
 /// The recorded step `step` is compared with: the same instruction in the same stage, else
 /// the step at the same place of the stage.
 fn counterpart<'a>(known: &'a [RecordedStep], step: &RecordedStep) -> Option<&'a RecordedStep> {
@@ -57,7 +60,7 @@ pub fn why_missed(known: &[RecordedStep], step: &RecordedStep) -> String {
                 let at: usize = n["layer.".len()..].parse().unwrap_or(0);
                 format!(
                     "the layers below it changed (from layer {} of {}: an earlier step made another layer)",
-                    at + 1,
+                    at.saturating_add(1),
                     now.get("layers").map_or("?", String::as_str)
                 )
             }
@@ -96,6 +99,11 @@ pub fn why_missed(known: &[RecordedStep], step: &RecordedStep) -> String {
     }
     if reasons.is_empty() {
         return "its key changed".to_string();
+    }
+    if reasons.len() > MAX_REASONS {
+        let more = reasons.len() - MAX_REASONS;
+        reasons.truncate(MAX_REASONS);
+        reasons.push(format!("{more} more"));
     }
     reasons.join("; ")
 }

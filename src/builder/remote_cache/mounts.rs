@@ -5,13 +5,16 @@
 //! local; a restore stops at the same size. A tarball is uploaded only when its bytes
 //! changed (same digest: the registry has it).
 //!
-//! Hand-written over the `tar` crate rather than the layer writer: a cache keeps its files'
-//! own mtimes (build tools compare them), which layers deliberately do not.
+//! Hand-written rather than the layer writer and extraction engine: a cache keeps its
+//! files' own mtimes (build tools compare them), which layers deliberately do not. Written
+//! with the `tar` crate's builder; read with regbuild's own tar reader only (the `tar`
+//! crate reads an extension header whole into memory).
 //!
 //! Trust: whoever can push to the repository decides what a restored cache holds (as for
 //! the layers found there by key). A restore keeps every entry inside the cache directory
-//! (the `tar` crate's `unpack_in`), writes only files, directories and symlinks, and drops
-//! setuid, setgid and sticky bits; owners are kept only when regbuild runs as root.
+//! (written relative to descriptors, never through a link), writes only files,
+//! directories and symlinks, and drops setuid, setgid and sticky bits; owners are kept only
+//! when regbuild runs as root.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -165,100 +168,233 @@ fn unpack_into_place(
         .prefix(".new-")
         .tempdir_in(caches)?;
     let made = fresh.path().join("dir");
-    std::fs::create_dir(&made)?;
-    if let Err(e) = unpack(tarball, &made, owner.is_some(), max) {
+    let placed = (|| {
+        std::fs::create_dir(&made)?;
+        unpack(tarball, &made, owner.is_some(), max)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(mode))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&made, Some(uid), Some(gid))?;
+        }
+        std::fs::rename(&made, dir)
+    })();
+    if let Err(e) = placed {
         // Rootless, a directory the tarball made read-only would stop the TempDir's removal.
         let _ = crate::builder::cache_dir::remove_tree(fresh.path());
         return Err(e);
     }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&made, std::fs::Permissions::from_mode(mode))?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&made, Some(uid), Some(gid))?;
-    }
-    std::fs::rename(&made, dir)?;
     Ok(true)
 }
 
 /// Entries a cache tarball may hold.
 const MAX_ENTRIES: u64 = 1_000_000;
 
-/// Reads `tarball` through regbuild's own tar reader, which bounds every header (extension
-/// headers included), entry and total before the `tar` crate, which reads an extension
-/// header whole, ever sees it.
-fn check(tarball: &Path, max: u64) -> std::io::Result<()> {
+/// Writes the files, directories and symlinks of `tarball` inside `dest`, a new directory
+/// only this process writes, at most `max` bytes (a header counted for each entry). The
+/// stream is read by regbuild's own tar reader alone, which bounds every header (extension
+/// headers included), entry and total; each entry is written relative to its parent's
+/// descriptor, opened component by component without following a link, so no entry is
+/// written through a symlink another made. Files, directories and symlinks keep their mode
+/// bits (never setuid, setgid or sticky), mtimes and, as root, owners; a directory's are
+/// set once everything below it is written.
+fn unpack(tarball: &Path, dest: &Path, owners: bool, max: u64) -> std::io::Result<()> {
     let gz = flate2::read::GzDecoder::new(std::fs::File::open(tarball)?);
     let limits = regbuild_fs::extract::Limits {
         max_entry_size: max,
         max_total_size: max,
         max_entries: MAX_ENTRIES,
     };
+    let root = rustix::fs::open(dest, DIR_FLAGS, Mode::empty())?;
     let mut budget = regbuild_fs::tar_read::Budget::default();
-    regbuild_fs::extract::engine::for_each_member(
-        "cache mount",
-        gz,
-        &limits,
-        &mut budget,
-        |_, _| Ok(()),
-    )
-    .map_err(other)
+    let mut total = 0u64;
+    let mut dirs: Vec<(PathBuf, Stamp)> = Vec::new();
+    let name = "cache mount";
+    regbuild_fs::extract::engine::for_each_member(name, gz, &limits, &mut budget, |m, data| {
+        total = total.saturating_add(512);
+        let fail = |e: std::io::Error| regbuild_fs::extract::engine::read_error(name, &m.name, e);
+        if total > max {
+            return Err(fail(std::io::Error::other(
+                "larger than --cache-mounts-max",
+            )));
+        }
+        if m.path.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let stamp = Stamp {
+            mode: m.mode() & 0o777,
+            owner: owners.then(|| m.owner()),
+            mtime: m.mtime,
+        };
+        if m.is_dir() {
+            make_dir(&root, &m.path).map_err(fail)?;
+            dirs.push((m.path.clone(), stamp));
+        } else if m.is_file() {
+            write_file(&root, &m.path, data, &stamp).map_err(fail)?;
+        } else if let Some(target) = m.symlink_target() {
+            write_symlink(&root, &m.path, target, &stamp).map_err(fail)?;
+        }
+        Ok(())
+    })
+    .map_err(other)?;
+    // Deepest first: a directory's mtime is set after what was written below it.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
+    for (path, stamp) in dirs {
+        let fd = open_dir(&root, &path)?;
+        stamp.apply(&fd)?;
+    }
+    Ok(())
 }
 
-/// Unpacks files, directories and symlinks of `tarball` inside `dest`, at most `max` bytes.
-fn unpack(tarball: &Path, dest: &Path, owners: bool, max: u64) -> std::io::Result<()> {
-    check(tarball, max)?;
-    let gz = flate2::read::GzDecoder::new(std::fs::File::open(tarball)?);
-    let mut archive = tar::Archive::new(gz);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_preserve_ownerships(owners);
-    archive.set_unpack_xattrs(false);
-    archive.set_overwrite(true);
-    // No setuid, setgid or sticky bit comes out of a registry.
-    archive.set_mask(0o7000);
-    let mut total = 0u64;
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        use tar::EntryType::*;
-        if !matches!(entry.header().entry_type(), Regular | Directory | Symlink) {
-            continue;
+/// What an entry's inode gets: mode bits, owner (as root), mtime.
+struct Stamp {
+    mode: u32,
+    owner: Option<(u64, u64)>,
+    mtime: u64,
+}
+
+impl Stamp {
+    fn apply(&self, fd: &OwnedFd) -> std::io::Result<()> {
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(self.mode))?;
+        if let Some((uid, gid)) = self.owner {
+            let (uid, gid) = (ids(uid)?, ids(gid)?);
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )?;
         }
-        // Each entry counts a header's worth: empty files and directories are not free.
-        total = total.saturating_add(entry.size()).saturating_add(512);
-        if total > max {
-            return Err(std::io::Error::other("larger than --cache-mounts-max"));
-        }
-        let name = entry.path()?.into_owned();
-        let inside = name.components().all(|c| {
-            matches!(
-                c,
-                std::path::Component::Normal(_) | std::path::Component::CurDir
-            )
-        });
-        if !inside {
-            continue;
-        }
-        // A name an earlier entry made a symlink is never written through.
-        let at = dest.join(&name);
-        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-            continue;
-        }
-        entry.unpack_in(dest)?;
+        rustix::fs::futimens(fd, &times(self.mtime))?;
+        Ok(())
     }
+}
+
+fn ids(id: u64) -> std::io::Result<u32> {
+    u32::try_from(id)
+        .ok()
+        .filter(|&i| i != u32::MAX)
+        .ok_or_else(|| std::io::Error::other("owner id out of range"))
+}
+
+fn times(mtime: u64) -> rustix::fs::Timestamps {
+    let at = rustix::fs::Timespec {
+        tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    rustix::fs::Timestamps {
+        last_access: at,
+        last_modification: at,
+    }
+}
+
+/// The directory `path` (relative to `root`), opened component by component without
+/// following a link.
+fn open_dir(root: &OwnedFd, path: &Path) -> std::io::Result<OwnedFd> {
+    let mut fd = rustix::fs::openat(root, ".", DIR_FLAGS, Mode::empty())?;
+    for c in path.components() {
+        fd = rustix::fs::openat(&fd, c.as_os_str(), DIR_FLAGS, Mode::empty())?;
+    }
+    Ok(fd)
+}
+
+/// The parent of `path` (made where missing, private until its own entry says otherwise)
+/// and `path`'s last name.
+fn parent_of<'p>(
+    root: &OwnedFd,
+    path: &'p Path,
+) -> std::io::Result<(OwnedFd, &'p std::ffi::OsStr)> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("an entry without a name"))?;
+    let mut fd = rustix::fs::openat(root, ".", DIR_FLAGS, Mode::empty())?;
+    for c in path.parent().into_iter().flat_map(Path::components) {
+        let c = c.as_os_str();
+        fd = match rustix::fs::openat(&fd, c, DIR_FLAGS, Mode::empty()) {
+            Err(rustix::io::Errno::NOENT) => {
+                rustix::fs::mkdirat(&fd, c, Mode::from_raw_mode(0o700))?;
+                rustix::fs::openat(&fd, c, DIR_FLAGS, Mode::empty())?
+            }
+            other => other?,
+        };
+    }
+    Ok((fd, name))
+}
+
+/// Removes what is at `name` in `dir` unless it is a directory (which stays, or refuses).
+fn clear(dir: &OwnedFd, name: &std::ffi::OsStr, keep_dir: bool) -> std::io::Result<()> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => match keep_dir {
+            true => Ok(()),
+            false => Err(std::io::Error::other("a directory stands there")),
+        },
+        Ok(_) => Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?),
+    }
+}
+
+fn make_dir(root: &OwnedFd, path: &Path) -> std::io::Result<()> {
+    let (parent, name) = parent_of(root, path)?;
+    clear(&parent, name, true)?;
+    match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn write_file(
+    root: &OwnedFd,
+    path: &Path,
+    data: &mut dyn Read,
+    stamp: &Stamp,
+) -> std::io::Result<()> {
+    let (parent, name) = parent_of(root, path)?;
+    clear(&parent, name, false)?;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(&parent, name, flags, Mode::from_raw_mode(0o600))?;
+    let mut file = std::fs::File::from(fd);
+    std::io::copy(data, &mut file)?;
+    let fd = OwnedFd::from(file);
+    stamp.apply(&fd)
+}
+
+fn write_symlink(root: &OwnedFd, path: &Path, target: &[u8], stamp: &Stamp) -> std::io::Result<()> {
+    let (parent, name) = parent_of(root, path)?;
+    clear(&parent, name, false)?;
+    rustix::fs::symlinkat(std::ffi::OsStr::from_bytes(target), &parent, name)?;
+    if let Some((uid, gid)) = stamp.owner {
+        rustix::fs::chownat(
+            &parent,
+            name,
+            Some(rustix::fs::Uid::from_raw(ids(uid)?)),
+            Some(rustix::fs::Gid::from_raw(ids(gid)?)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+    }
+    rustix::fs::utimensat(
+        &parent,
+        name,
+        &times(stamp.mtime),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
     Ok(())
 }
 
 /// Cache mounts one artifact lists at most.
 const MAX_MOUNTS: usize = 64;
+/// What the cache mounts carried forward weigh at most, in `--cache-mounts-max`s.
+const CARRIED_MAX: u64 = 4;
 
 /// The cache mounts to list in the build cache artifact: each one `used` (id, platform),
 /// tarred if it fits `opts.max` (its file in `tmp`, or None when the registry already holds
 /// the same bytes), and each other one of the Dockerfile's (`ids`) the registry's build
-/// cache had (carried forward, within `opts.max`).
+/// cache had for the build's platforms (carried forward: each within `opts.max`, all
+/// within [`CARRIED_MAX`] times it).
+#[allow(clippy::too_many_arguments)]
 pub fn export(
     remote: &RemoteCache,
     used: &BTreeSet<(String, String)>,
     ids: &BTreeSet<String>,
+    platform: &str,
     caches: &Path,
     opts: CacheMounts,
     tmp: &Path,
@@ -298,9 +434,23 @@ pub fn export(
             )),
         }
     }
-    for ((id, platform), blob) in &remote.mounts {
-        let keep = ids.contains(id) && blob.descriptor.size <= opts.max && out.len() < MAX_MOUNTS;
+    let platforms: BTreeSet<&str> = used
+        .iter()
+        .map(|(_, p)| p.as_str())
+        .chain([platform])
+        .collect();
+    let mut carried = 0u64;
+    let mut known: Vec<_> = remote.mounts.iter().collect();
+    known.sort_by(|a, b| a.0.cmp(b.0));
+    for ((id, platform), blob) in known {
+        let size = blob.descriptor.size;
+        let keep = ids.contains(id)
+            && platforms.contains(platform.as_str())
+            && size <= opts.max
+            && carried.saturating_add(size) <= opts.max.saturating_mul(CARRIED_MAX)
+            && out.len() < MAX_MOUNTS;
         if keep && !done.contains(&(id.clone(), platform.clone())) {
+            carried += size;
             let m = MountBlob {
                 id: id.clone(),
                 platform: platform.clone(),
@@ -404,7 +554,13 @@ fn append_dir<W: Write>(
                 let mut header = header_of(&st);
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(size);
-                b.append_data(&mut header, &path, std::fs::File::from(fd).take(size))?;
+                // Exactly `size` bytes, zeros after a file that shrank meanwhile: the
+                // header's size and the data never disagree.
+                let data = std::fs::File::from(fd)
+                    .take(size)
+                    .chain(std::io::repeat(0))
+                    .take(size);
+                b.append_data(&mut header, &path, data)?;
             }
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(dir, name.as_os_str(), Vec::new())?;

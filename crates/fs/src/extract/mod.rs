@@ -353,6 +353,30 @@ pub struct Member {
 }
 
 impl Member {
+    /// A regular file (its data follows).
+    pub fn is_file(&self) -> bool {
+        self.kind == Kind::File
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == Kind::Dir
+    }
+
+    /// A symlink's target, verbatim.
+    pub fn symlink_target(&self) -> Option<&[u8]> {
+        (self.kind == Kind::Symlink).then_some(self.link.as_slice())
+    }
+
+    /// Permission bits, setuid/setgid/sticky included, as the header gave them.
+    pub fn mode(&self) -> u32 {
+        self.mode & 0o7777
+    }
+
+    /// (uid, gid) as the header (or its PAX records) gave them.
+    pub fn owner(&self) -> (u64, u64) {
+        (self.uid, self.gid)
+    }
+
     pub(super) fn meta(&self) -> EntryMeta {
         EntryMeta {
             uid: self.uid,

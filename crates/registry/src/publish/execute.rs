@@ -117,7 +117,17 @@ pub async fn commit(
         .iter()
         .filter(|m| m.put_as == PutAs::Digest && m.subject.is_some())
     {
-        manifests.extend(put_manifest(&dst, plan, m, progress).await?);
+        match put_manifest(&dst, plan, m, progress).await {
+            Ok(put) => manifests.extend(put),
+            Err(e) if m.optional => tracing::warn!(
+                manifest = %m.digest,
+                error = %e,
+                "{}/{} refused a referrer the image does not need (the image is written)",
+                plan.registry,
+                plan.repository
+            ),
+            Err(e) => return Err(e),
+        }
     }
     let digest = root_digest
         .or_else(|| plan.manifests.last().map(|m| m.digest.clone()))
@@ -378,6 +388,7 @@ mod tests {
             put_as: PutAs::Tags,
             subject,
             artifact_type: None,
+            optional: false,
         }
     }
 

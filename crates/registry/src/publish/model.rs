@@ -72,6 +72,9 @@ pub struct ManifestSpec {
     /// For referrers: the manifest they refer to, so the tag-schema fallback can index them.
     pub subject: Option<Digest>,
     pub artifact_type: Option<String>,
+    /// A referrer whose refusal is warned of, not fatal (a cache beside the image: the
+    /// image is written whatever becomes of it).
+    pub optional: bool,
 }
 
 /// Everything one write puts: blobs first, then manifests in this order (children before
