@@ -17,6 +17,7 @@
 pub mod artifact;
 pub mod explain;
 pub mod mounts;
+mod tarball;
 
 use std::collections::HashMap;
 
