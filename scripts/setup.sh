@@ -3,8 +3,9 @@
 # distribution registry, skopeo and umoci (to make and check images), htpasswd (the
 # authenticated registry instance), curl, a C compiler that links statically (the test
 # fixture program), git (ADD of Git repositories), and debootstrap (the Debian base of the
-# RUN end-to-end test: scripts/debian-base.sh). Debian packages, installed only when missing; needs root (or sudo)
-# when something is missing.
+# RUN end-to-end test: scripts/debian-base.sh), and the SBOM validators from PyPI (spdx-tools,
+# cyclonedx-python-lib, in target/sbom-venv). Debian packages, installed only when missing;
+# needs root (or sudo) when something is missing.
 #
 #   scripts/setup.sh            check and install
 #   scripts/setup.sh --check    only say what is missing (exit 1 when something is)
@@ -36,8 +37,25 @@ else
   need+=(libc6-dev)
 fi
 
+# The SBOM tests validate what regbuild writes with the reference tools from PyPI, in a
+# virtual environment of the repository's target directory.
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+venv="$(cd "$(dirname "$0")/.." && pwd)/target/sbom-venv"
+
+# sbom_tools: spdx-tools (pyspdxtools) and cyclonedx-python-lib (its strict JSON validator).
+sbom_tools() {
+  if "$venv/bin/python" -c 'import spdx_tools, cyclonedx.validation.json' 2>/dev/null; then
+    return 0
+  fi
+  [ "${1:-}" = "--check" ] && { echo "missing: the SBOM validators in $venv (scripts/setup.sh installs them)" >&2; return 1; }
+  echo "installing spdx-tools and cyclonedx-python-lib into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'spdx-tools>=0.8' 'cyclonedx-python-lib[json-validation]>=8'
+}
+
 if [ "${#need[@]}" -eq 0 ]; then
-  exit 0
+  sbom_tools "${1:-}"
+  exit $?
 fi
 if [ "${1:-}" = "--check" ]; then
   echo "missing Debian packages: ${need[*]} (scripts/setup.sh installs them)" >&2
@@ -55,3 +73,4 @@ echo "installing Debian packages: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+sbom_tools

@@ -15,4 +15,5 @@ pub mod promote;
 pub mod prune;
 pub mod push;
 pub mod rebase;
+pub mod sbom;
 pub mod workspace;

@@ -95,6 +95,13 @@ pub struct BuiltImage {
     _tmp: crate::builder::scratch::ScratchDir,
 }
 
+impl BuiltImage {
+    /// The build's scratch directory (files the push reads from live here).
+    pub fn scratch(&self) -> &Path {
+        self._tmp.path()
+    }
+}
+
 /// Builds the image described by `req`.
 pub async fn build(
     registry: &Registry,

@@ -142,6 +142,12 @@ pub struct PushArgs {
     /// reader accepts (never raises it). Hidden: for tests, which cannot write 64 GiB.
     #[arg(long, hide = true, value_name = "SIZE", value_parser = super::parse_size_arg)]
     pub max_layer_file_size: Option<u64>,
+    /// Push a software bill of materials of each image as referrers of its manifest: SPDX
+    /// 2.3 JSON and CycloneDX 1.6 JSON (its operating-system packages from dpkg's and apk's
+    /// databases, each with the layer and instruction that brought it, the base image by
+    /// digest, the layers this build added).
+    #[arg(long, help_heading = "Supply chain")]
+    pub sbom: bool,
     /// Do not use the local layer cache ($REGBUILD_CACHE, default ~/.cache/regbuild).
     #[arg(long, help_heading = "Cache and upload")]
     pub no_cache: bool,
@@ -311,6 +317,7 @@ fn push_request(args: &PushArgs) -> Result<PushRequest, CliError> {
         dry_run: args.dry_run,
         lock,
         stream_upload: !args.no_stream_upload,
+        sbom: args.sbom,
     };
     Ok(req)
 }

@@ -36,6 +36,8 @@ pub struct PushRequest {
     pub lock: LockMode,
     /// Upload a layer no cache knows while it is packed (`--no-stream-upload` turns it off).
     pub stream_upload: bool,
+    /// Push SPDX and CycloneDX SBOMs as referrers of each image (`--sbom`).
+    pub sbom: bool,
 }
 
 pub struct PushResult {
@@ -61,6 +63,8 @@ pub enum PushError {
     Lock(#[from] LockError),
     #[error("{0}")]
     Locked(String),
+    #[error(transparent)]
+    Sbom(Box<crate::sbom::SbomError>),
 }
 
 /// A built image (or index), not yet written.
@@ -123,7 +127,15 @@ pub async fn prepare(
         let mut b = req.build.clone();
         b.platform = platform.clone();
         b.pins = existing.clone();
-        images.push(builder::build(registry, &b, progress, early).await?);
+        let mut image = builder::build(registry, &b, progress, early).await?;
+        if let (true, Some(first)) = (req.sbom, req.tags.first()) {
+            let name = format!("{}/{}", first.registry, first.repository);
+            let created = regbuild_oci::config::rfc3339(req.build.epoch);
+            crate::sbom::attach(registry, &mut image, &name, &created)
+                .await
+                .map_err(|e| PushError::Sbom(Box::new(e)))?;
+        }
+        images.push(image);
     }
     let lock_update = lock_changes(existing.as_ref(), &images, &req.lock)?;
     let (set, digest) = if images.len() == 1 {

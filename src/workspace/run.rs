@@ -338,6 +338,7 @@ async fn build_one(
         tags: p.tags.clone(),
         dry_run: opts.dry_run,
         stream_upload: false,
+        sbom: false,
     };
     let prepared = push::prepare(registry, &req, progress.as_ref(), None)
         .await
@@ -445,6 +446,7 @@ async fn try_rebase(
         dry_run: true,
         lock: req.lock.clone(),
         stream_upload: false,
+        sbom: false,
     };
     old_req.build.overrides = old_overrides;
     let reproduced = push::prepare(registry, &old_req, progress.as_ref(), None).await?;

@@ -43,4 +43,5 @@ mod run_native;
 mod run_sandbox;
 mod run_stages;
 mod run_steps;
+mod sbom;
 mod workspace;

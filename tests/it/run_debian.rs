@@ -89,7 +89,7 @@ fn static_dockerfile(from: &str) -> String {
 }
 
 /// The Debian base with GNU hello installed by apt-get (and apt's lists deleted again).
-fn hello_dockerfile(from: &str) -> String {
+pub fn hello_dockerfile(from: &str) -> String {
     format!(
         "FROM {from}\n\
          ARG DEBIAN_FRONTEND=noninteractive\n\

@@ -1,0 +1,182 @@
+//! `push --sbom`: SPDX 2.3 and CycloneDX 1.6 documents as referrers of the image, checked by
+//! the reference tools from PyPI (spdx-tools' validator, cyclonedx-python-lib's strict JSON
+//! validator for 1.6): an image with `RUN apt-get install hello` on the Debian base lists
+//! `hello` and `libc6` with versions and purls, `hello` attributed to the RUN step, the base
+//! by digest; the same build gives the same documents.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+use crate::run_debian::{debian_base, hello_dockerfile, push_base};
+use serde_json::Value;
+
+/// The Python of the validators' virtual environment (scripts/setup.sh makes it).
+fn validators() -> Option<PathBuf> {
+    let py = repo_root().join("target/sbom-venv/bin/python");
+    py.exists().then_some(py)
+}
+
+const SPDX_CHECK: &str = "
+import sys
+from spdx_tools.spdx.parser.parse_anything import parse_file
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+messages = validate_full_spdx_document(parse_file(sys.argv[1]))
+for m in messages:
+    print(m.validation_message)
+sys.exit(1 if messages else 0)
+";
+
+const CYCLONEDX_CHECK: &str = "
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())
+print(error or '')
+sys.exit(1 if error else 0)
+";
+
+/// The referrers of `digest` in `repo` (distribution 2.8: the tag schema), by artifact type.
+fn referrers(host: &str, repo: &str, digest: &str) -> Vec<(String, String)> {
+    let index = raw_manifest(&format!("{host}/{repo}:{}", digest.replace(':', "-")));
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["artifactType"].as_str().unwrap_or_default().to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The document an SBOM artifact holds, written to `dir`.
+fn document(host: &str, repo: &str, artifact: &str, dir: &Path, ext: &str) -> (PathBuf, Value) {
+    let manifest = raw_manifest(&format!("{host}/{repo}@{artifact}"));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let out =
+        run(Command::new("curl").args(["-sf", &format!("http://{host}/v2/{repo}/blobs/{layer}")]));
+    // The SPDX parser picks its format by the file name's extension.
+    let path = dir.join(format!("{}.{ext}", layer.replace(':', "-")));
+    std::fs::write(&path, &out.stdout).unwrap();
+    (path, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn check(python: &Path, script: &str, file: &Path) {
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} refused {}: {}{}",
+        python.display(),
+        file.display(),
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_apt_installed_package_is_in_both_sboms_which_the_reference_tools_accept() {
+    if !needs_root("debootstrap makes the Debian base") {
+        return;
+    }
+    let Some(python) = validators() else {
+        not_here("the SBOM validators in target/sbom-venv (scripts/setup.sh makes them)");
+        return;
+    };
+    let base = debian_base();
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let from = push_base(&host, base);
+    let ctx = context_with(&[("Dockerfile", &hello_dockerfile(&from))]);
+    let tag = format!("{host}/apps/sbom:1");
+    let (report, _) = push_json(ctx.path(), &tag, &["--sbom"]);
+    let digest = report["digest"].as_str().unwrap().to_string();
+    let found = referrers(&host, "apps/sbom", &digest);
+    let of = |t: &str| {
+        found
+            .iter()
+            .find(|(kind, _)| kind == t)
+            .unwrap_or_else(|| panic!("no {t} referrer: {found:?}"))
+            .1
+            .clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    let (spdx_file, spdx) = document(
+        &host,
+        "apps/sbom",
+        &of("application/spdx+json"),
+        dir.path(),
+        "spdx.json",
+    );
+    check(&python, SPDX_CHECK, &spdx_file);
+    let packages = spdx["packages"].as_array().unwrap();
+    let package = |name: &str| {
+        packages
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in the SPDX document"))
+    };
+    for name in ["hello", "libc6"] {
+        let p = package(name);
+        let version = p["versionInfo"].as_str().unwrap();
+        assert!(!version.is_empty(), "{p}");
+        let purl = p["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+        assert!(
+            purl.starts_with(&format!("pkg:deb/debian/{name}@{version}?arch=")),
+            "{purl}"
+        );
+    }
+    assert!(
+        package("hello")["comment"]
+            .as_str()
+            .unwrap()
+            .contains("apt-get install"),
+        "hello is attributed to the RUN step"
+    );
+    assert!(
+        !package("libc6")["comment"]
+            .as_str()
+            .unwrap()
+            .contains("apt-get install"),
+        "libc6 came with the base"
+    );
+    assert!(
+        packages
+            .iter()
+            .any(|p| p["versionInfo"] == base.manifest_digest.as_str()),
+        "the base by digest"
+    );
+
+    let (cdx_file, cdx) = document(
+        &host,
+        "apps/sbom",
+        &of("application/vnd.cyclonedx+json"),
+        dir.path(),
+        "cdx.json",
+    );
+    check(&python, CYCLONEDX_CHECK, &cdx_file);
+    let components = cdx["components"].as_array().unwrap();
+    for name in ["hello", "libc6"] {
+        let c = components
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in the CycloneDX document"));
+        assert!(c["purl"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("pkg:deb/debian/{name}@")));
+    }
+    assert_eq!(cdx["metadata"]["component"]["version"], digest.as_str());
+
+    // The same build: the same documents, nothing new referring to the image.
+    let (again, _) = push_json(ctx.path(), &tag, &["--sbom"]);
+    assert_eq!(again["digest"], digest.as_str());
+    assert_eq!(referrers(&host, "apps/sbom", &digest), found);
+}
