@@ -5,6 +5,7 @@
 mod exit;
 mod inspect;
 mod lock;
+mod metadata;
 mod outdated;
 mod output;
 mod promote;

@@ -81,6 +81,11 @@ pub struct PushArgs {
     /// Write the pushed digest to this file.
     #[arg(long, help_heading = "Output")]
     pub digest_file: Option<PathBuf>,
+    /// Write what was pushed as buildx's `--metadata-file` JSON (`containerimage.digest`,
+    /// `containerimage.descriptor`, `image.name`): for the CI steps that sign or attest
+    /// after the push.
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub metadata_file: Option<PathBuf>,
     /// Print the plan (exists / mount-from / upload per blob, each manifest) and write nothing.
     #[arg(long, help_heading = "Output")]
     pub dry_run: bool,
@@ -424,6 +429,11 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode, CliErr
     if let Some(path) = &args.digest_file {
         std::fs::write(path, format!("{}\n", report.digest))
             .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let (Some(path), Some(plan)) = (&args.metadata_file, result.plans.first()) {
+        let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let metadata = super::metadata::of(plan, &names).ok_or("no manifest was pushed")?;
+        super::metadata::write(path, &metadata).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     if args.json {
         let mut v = serde_json::to_value(&report)?;

@@ -2,7 +2,8 @@
 //! the reference tools from PyPI (spdx-tools' validator, cyclonedx-python-lib's strict JSON
 //! validator for 1.6): an image with `RUN apt-get install hello` on the Debian base lists
 //! `hello` and `libc6` with versions and purls, `hello` attributed to the RUN step, the base
-//! by digest; the same build gives the same documents.
+//! by digest; the same build gives the same documents. `push --metadata-file` writes what
+//! buildx writes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -179,4 +180,48 @@ fn an_apt_installed_package_is_in_both_sboms_which_the_reference_tools_accept() 
     let (again, _) = push_json(ctx.path(), &tag, &["--sbom"]);
     assert_eq!(again["digest"], digest.as_str());
     assert_eq!(referrers(&host, "apps/sbom", &digest), found);
+}
+
+#[test]
+fn the_metadata_file_is_what_buildx_writes_for_the_pushed_image() {
+    let reg = Distribution::start();
+    let ctx = context_with(&[
+        ("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\nUSER 1\n"),
+        ("a.txt", "a\n"),
+    ]);
+    let tags = [
+        format!("{}/apps/meta:1", reg.host),
+        format!("{}/apps/meta:latest", reg.host),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metadata.json");
+    let (report, _) = push_json_to(
+        ctx.path(),
+        &tags,
+        &["--metadata-file", file.to_str().unwrap()],
+        None,
+    );
+    let m: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let digest = skopeo_digest(&tags[0], &[]);
+    assert_eq!(report["digest"], digest.as_str());
+    assert_eq!(m["containerimage.digest"], digest.as_str());
+    assert_eq!(m["containerimage.descriptor"]["digest"], digest.as_str());
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}", tags[0]),
+    ]))
+    .stdout;
+    assert_eq!(m["containerimage.descriptor"]["size"], raw.len());
+    assert_eq!(
+        m["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let manifest: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        m["containerimage.config.digest"],
+        manifest["config"]["digest"]
+    );
+    assert_eq!(m["image.name"], tags.join(",").as_str());
 }
