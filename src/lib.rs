@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod lock;
 pub mod outdated;
 pub mod promote;
+pub mod provenance;
 pub mod prune;
 pub mod push;
 pub mod rebase;

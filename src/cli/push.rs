@@ -153,6 +153,17 @@ pub struct PushArgs {
     /// digest, the layers this build added).
     #[arg(long, help_heading = "Supply chain")]
     pub sbom: bool,
+    /// Push SLSA v1 build provenance (an in-toto statement) of each image as a referrer of
+    /// its manifest: `mode=min` (the default: without build args) or `mode=max`.
+    #[arg(long, value_name = "mode=min|max", num_args = 0..=1, require_equals = true, default_missing_value = "mode=min", value_parser = crate::provenance::Mode::parse, help_heading = "Supply chain")]
+    pub provenance: Option<crate::provenance::Mode>,
+    /// buildx's spelling: `type=sbom`, `type=provenance[,mode=min|max]` (repeatable).
+    #[arg(
+        long,
+        value_name = "type=sbom|provenance[,mode=…]",
+        help_heading = "Supply chain"
+    )]
+    pub attest: Vec<String>,
     /// Do not use the local layer cache ($REGBUILD_CACHE, default ~/.cache/regbuild).
     #[arg(long, help_heading = "Cache and upload")]
     pub no_cache: bool,
@@ -226,6 +237,38 @@ impl From<SquashArg> for crate::builder::squash::Squash {
     }
 }
 
+/// What the `--attest` arguments ask for.
+#[derive(Default)]
+struct Attests {
+    sbom: bool,
+    provenance: Option<crate::provenance::Mode>,
+}
+
+/// `--attest type=sbom`, `--attest type=provenance[,mode=min|max]` (buildx's spelling).
+fn attest_args(args: &[String]) -> Result<Attests, CliError> {
+    let mut out = Attests::default();
+    for a in args {
+        let bad = |why: &str| BadInput::boxed(format!("--attest {a}: {why}"));
+        let mut kind = None;
+        let mut mode = crate::provenance::Mode::Min;
+        for part in a.split(',') {
+            match part.split_once('=') {
+                Some(("type", t)) => kind = Some(t.to_string()),
+                Some(("mode", m)) => {
+                    mode = crate::provenance::Mode::parse(m).map_err(|e| bad(&e))?
+                }
+                _ => return Err(bad("use type=sbom or type=provenance[,mode=min|max]")),
+            }
+        }
+        match kind.as_deref() {
+            Some("sbom") => out.sbom = true,
+            Some("provenance") => out.provenance = Some(mode),
+            _ => return Err(bad("use type=sbom or type=provenance[,mode=min|max]")),
+        }
+    }
+    Ok(out)
+}
+
 /// `--network`, `--secret`, `--snapshotter` and `--isolation`, checked before any work.
 fn run_options(args: &PushArgs) -> Result<crate::builder::run::RunOptions, CliError> {
     use regbuild_frontend::stages::RunNetwork;
@@ -296,6 +339,7 @@ fn push_request(args: &PushArgs) -> Result<PushRequest, CliError> {
         }
     }
     let run = run_options(args)?;
+    let attests = attest_args(&args.attest)?;
     let req = PushRequest {
         build: BuildRequest {
             run,
@@ -322,7 +366,8 @@ fn push_request(args: &PushArgs) -> Result<PushRequest, CliError> {
         dry_run: args.dry_run,
         lock,
         stream_upload: !args.no_stream_upload,
-        sbom: args.sbom,
+        sbom: args.sbom || attests.sbom,
+        provenance: args.provenance.or(attests.provenance),
     };
     Ok(req)
 }

@@ -4,3 +4,4 @@
 
 pub mod base;
 pub mod planned;
+pub mod referrer;

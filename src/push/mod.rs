@@ -38,6 +38,8 @@ pub struct PushRequest {
     pub stream_upload: bool,
     /// Push SPDX and CycloneDX SBOMs as referrers of each image (`--sbom`).
     pub sbom: bool,
+    /// Push SLSA provenance as a referrer of each image (`--provenance`).
+    pub provenance: Option<crate::provenance::Mode>,
 }
 
 pub struct PushResult {
@@ -65,6 +67,8 @@ pub enum PushError {
     Locked(String),
     #[error(transparent)]
     Sbom(Box<crate::sbom::SbomError>),
+    #[error(transparent)]
+    Provenance(Box<crate::provenance::ProvenanceError>),
 }
 
 /// A built image (or index), not yet written.
@@ -128,13 +132,7 @@ pub async fn prepare(
         b.platform = platform.clone();
         b.pins = existing.clone();
         let mut image = builder::build(registry, &b, progress, early).await?;
-        if let (true, Some(first)) = (req.sbom, req.tags.first()) {
-            let name = format!("{}/{}", first.registry, first.repository);
-            let created = regbuild_oci::config::rfc3339(req.build.epoch);
-            crate::sbom::attach(registry, &mut image, &name, &created)
-                .await
-                .map_err(|e| PushError::Sbom(Box::new(e)))?;
-        }
+        attest(registry, req, &b, &mut image).await?;
         images.push(image);
     }
     let lock_update = lock_changes(existing.as_ref(), &images, &req.lock)?;
@@ -158,6 +156,30 @@ pub async fn prepare(
         lock_update,
         images,
     })
+}
+
+/// Adds what `--sbom` and `--provenance` ask for to `image`'s set, as referrers.
+async fn attest(
+    registry: &Registry,
+    req: &PushRequest,
+    build: &BuildRequest,
+    image: &mut BuiltImage,
+) -> Result<(), PushError> {
+    let Some(first) = req.tags.first() else {
+        return Ok(());
+    };
+    let name = format!("{}/{}", first.registry, first.repository);
+    let created = regbuild_oci::config::rfc3339(req.build.epoch);
+    if req.sbom {
+        crate::sbom::attach(registry, image, &name, &created)
+            .await
+            .map_err(|e| PushError::Sbom(Box::new(e)))?;
+    }
+    if let Some(mode) = req.provenance {
+        crate::provenance::attach(image, build, &name, mode, &created)
+            .map_err(|e| PushError::Provenance(Box::new(e)))?;
+    }
+    Ok(())
 }
 
 /// Builds and writes the image.

@@ -14,13 +14,8 @@ pub mod packages;
 pub mod scan;
 pub mod spdx;
 
-use std::path::Path;
-
-use bytes::Bytes;
-
 use crate::builder::BuiltImage;
-use regbuild_oci::manifest::{canonical_json, Descriptor, ManifestView, OCI_EMPTY, OCI_MANIFEST};
-use regbuild_registry::publish::{BlobOrigin, BlobSpec, ImageSet, ManifestSpec, PutAs};
+use regbuild_oci::manifest::{Descriptor, ManifestView};
 use regbuild_registry::Registry;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +79,8 @@ pub async fn attach(
         (spdx::MEDIA_TYPE, spdx::write(&sbom)),
         (cyclonedx::MEDIA_TYPE, cyclonedx::write(&sbom)),
     ] {
-        add_referrer(&mut image.set, &subject, media_type, doc, created, &tmp).map_err(io)?;
+        crate::image::referrer::add(&mut image.set, &subject, media_type, doc, created, &tmp)
+            .map_err(io)?;
     }
     Ok(())
 }
@@ -100,47 +96,4 @@ fn layer_history(config: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// One document as an artifact whose subject is the image: an empty config, the document
-/// as its one layer.
-fn add_referrer(
-    set: &mut ImageSet,
-    subject: &Descriptor,
-    media_type: &str,
-    doc: Vec<u8>,
-    created: &str,
-    tmp: &Path,
-) -> std::io::Result<()> {
-    let empty = b"{}";
-    let config = Descriptor::of(OCI_EMPTY, empty);
-    let layer = Descriptor::of(media_type, &doc);
-    for (d, bytes) in [(&config, empty.as_slice()), (&layer, doc.as_slice())] {
-        let path = tmp.join(format!("sbom-{}", d.digest.hex()));
-        std::fs::write(&path, bytes)?;
-        set.add_blob(BlobSpec {
-            digest: d.digest.clone(),
-            size: d.size,
-            origin: BlobOrigin::File(path),
-        });
-    }
-    let manifest = canonical_json(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": media_type,
-        "config": config,
-        "layers": [layer],
-        "subject": subject,
-        "annotations": {"org.opencontainers.image.created": created},
-    }));
-    set.add_manifest(ManifestSpec {
-        media_type: OCI_MANIFEST.to_string(),
-        digest: regbuild_oci::digest::Digest::of(&manifest),
-        bytes: Bytes::from(manifest),
-        put_as: PutAs::Digest,
-        subject: Some(subject.digest.clone()),
-        artifact_type: Some(media_type.to_string()),
-        optional: false,
-    });
-    Ok(())
 }

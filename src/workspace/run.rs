@@ -339,6 +339,7 @@ async fn build_one(
         dry_run: opts.dry_run,
         stream_upload: false,
         sbom: false,
+        provenance: None,
     };
     let prepared = push::prepare(registry, &req, progress.as_ref(), None)
         .await
@@ -447,6 +448,7 @@ async fn try_rebase(
         lock: req.lock.clone(),
         stream_upload: false,
         sbom: false,
+        provenance: None,
     };
     old_req.build.overrides = old_overrides;
     let reproduced = push::prepare(registry, &old_req, progress.as_ref(), None).await?;

@@ -225,3 +225,101 @@ fn the_metadata_file_is_what_buildx_writes_for_the_pushed_image() {
     );
     assert_eq!(m["image.name"], tags.join(",").as_str());
 }
+
+#[test]
+fn provenance_is_an_in_toto_slsa_v1_statement_of_the_image_and_its_inputs() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    crate::run_steps::busybox_base(&host, "base/busybox");
+    let base_digest = skopeo_digest(&format!("{host}/base/busybox:1"), &[]);
+    let dockerfile = format!(
+        "FROM {host}/base/busybox:1\nARG V\nRUN --mount=type=secret,id=tok cat /run/secrets/tok | wc -c > /n && echo $V > /v\nUSER 1\n"
+    );
+    let ctx = context_with(&[("Dockerfile", &dockerfile), ("a.txt", "a\n")]);
+    let secret = "s3cr3t-value-never-recorded";
+    let statement = |tag: &str, flags: &[&str]| {
+        let mut args = vec![
+            "push",
+            "--json",
+            "--build-arg",
+            "V=1",
+            "--secret",
+            "id=tok,env=TOK",
+        ];
+        args.extend_from_slice(flags);
+        args.extend(["-t", tag]);
+        let ctx_arg = ctx.path().display().to_string();
+        args.push(&ctx_arg);
+        let out = run(regbuild(&args)
+            .env("TOK", secret)
+            .env("GITHUB_SERVER_URL", "https://github.com")
+            .env("GITHUB_REPOSITORY", "o/r")
+            .env("GITHUB_RUN_ID", "42"));
+        let digest = json(&out)["digest"].as_str().unwrap().to_string();
+        let repo = tag
+            .split_once('/')
+            .unwrap()
+            .1
+            .split_once(':')
+            .unwrap()
+            .0
+            .to_string();
+        let found = referrers(&host, &repo, &digest);
+        let (_, artifact) = found
+            .iter()
+            .find(|(kind, _)| kind == "application/vnd.in-toto+json")
+            .unwrap_or_else(|| panic!("no provenance: {found:?}"))
+            .clone();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, doc) = document(&host, &repo, &artifact, dir.path(), "json");
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            !text.contains(secret),
+            "a secret never reaches the provenance"
+        );
+        (digest, doc)
+    };
+    let (digest, max) = statement(&format!("{host}/apps/prov:max"), &["--provenance=mode=max"]);
+    // The SLSA v1 provenance fields (slsa.dev/spec/v1.0/provenance).
+    assert_eq!(max["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(max["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(
+        max["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
+    let def = &max["predicate"]["buildDefinition"];
+    assert!(def["buildType"].as_str().unwrap().starts_with("https://"));
+    let dockerfile_sha = sha256(dockerfile.as_bytes());
+    assert_eq!(
+        def["externalParameters"]["dockerfile"]["digest"]["sha256"],
+        dockerfile_sha.trim_start_matches("sha256:")
+    );
+    assert_eq!(def["externalParameters"]["args"]["V"], "1");
+    assert_eq!(def["externalParameters"]["platform"], "linux/amd64");
+    let deps = def["resolvedDependencies"].as_array().unwrap();
+    assert!(
+        deps.iter().any(
+            |d| d["digest"]["sha256"] == base_digest.trim_start_matches("sha256:")
+                && d["uri"].as_str().unwrap().contains("base/busybox")
+        ),
+        "the base by digest: {deps:?}"
+    );
+    assert!(deps.iter().any(|d| d["uri"] == "context"));
+    let run_details = &max["predicate"]["runDetails"];
+    assert!(run_details["builder"]["id"].is_string());
+    assert_eq!(
+        run_details["metadata"]["invocationId"],
+        "https://github.com/o/r/actions/runs/42"
+    );
+    // mode=min (and buildx's --attest spelling): no build args.
+    let (_, min) = statement(
+        &format!("{host}/apps/prov-min:1"),
+        &["--attest", "type=provenance"],
+    );
+    assert!(
+        min["predicate"]["buildDefinition"]["externalParameters"]
+            .get("args")
+            .is_none(),
+        "{min:#}"
+    );
+}
