@@ -36,6 +36,50 @@ pub struct InspectArgs {
     /// --ci: fail when the wasted share of the image's bytes (0..1) is above this.
     #[arg(long, value_name = "F", value_parser = parse_fraction)]
     pub highest_user_wasted_percent: Option<f64>,
+    /// Print the image's SBOM (`push --sbom`) instead: `spdx` (the default) or `cyclonedx`.
+    #[arg(long, value_name = "spdx|cyclonedx", num_args = 0..=1, require_equals = true, default_missing_value = "spdx", conflicts_with_all = ["ci", "provenance"])]
+    pub sbom: Option<String>,
+    /// Print the image's SLSA provenance (`push --provenance`) instead.
+    #[arg(long, conflicts_with = "ci")]
+    pub provenance: bool,
+}
+
+/// The artifact type `--sbom` or `--provenance` asks for.
+fn attestation_type(args: &InspectArgs) -> Result<Option<&'static str>, CliError> {
+    Ok(match (args.sbom.as_deref(), args.provenance) {
+        (Some("spdx"), _) => Some(crate::sbom::spdx::MEDIA_TYPE),
+        (Some("cyclonedx"), _) => Some(crate::sbom::cyclonedx::MEDIA_TYPE),
+        (Some(other), _) => {
+            return Err(super::exit::BadInput::boxed(format!(
+                "--sbom={other}: use spdx or cyclonedx"
+            )))
+        }
+        (None, true) => Some(crate::provenance::statement::MEDIA_TYPE),
+        (None, false) => None,
+    })
+}
+
+/// Prints the newest attestation of `kind` the image has; exit 1 when it has none.
+async fn print_attestation(
+    registry: &regbuild_registry::Registry,
+    image: &ImageRef,
+    platform: &Platform,
+    kind: &str,
+) -> Result<ExitCode, CliError> {
+    match inspect::attestation::document(registry, image, platform, kind).await? {
+        Some(doc) => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&doc)?;
+            writeln!(out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!(
+                "error: {image} has no {kind} attestation (push it with --sbom or --provenance)"
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 pub async fn run(global: &GlobalArgs, args: InspectArgs) -> Result<ExitCode, CliError> {
@@ -62,6 +106,9 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> Result<ExitCode, Cli
         );
     }
     let registry = global.registry();
+    if let Some(kind) = attestation_type(&args)? {
+        return print_attestation(&registry, &reference, &platform, kind).await;
+    }
     let quiet = args.json || global.no_progress;
     let inspection = inspect::inspect(
         &registry,

@@ -49,6 +49,7 @@
 //! For the image: those left in the final filesystem.
 
 pub mod analysis;
+pub mod attestation;
 pub mod fetch;
 
 pub use analysis::{

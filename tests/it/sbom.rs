@@ -175,6 +175,8 @@ fn an_apt_installed_package_is_in_both_sboms_which_the_reference_tools_accept() 
             .starts_with(&format!("pkg:deb/debian/{name}@")));
     }
     assert_eq!(cdx["metadata"]["component"]["version"], digest.as_str());
+    let shown = run(&mut regbuild(&["inspect", "--sbom=cyclonedx", &tag]));
+    assert_eq!(serde_json::from_slice::<Value>(&shown.stdout).unwrap(), cdx);
 
     // The same build: the same documents, nothing new referring to the image.
     let (again, _) = push_json(ctx.path(), &tag, &["--sbom"]);
@@ -311,6 +313,30 @@ fn provenance_is_an_in_toto_slsa_v1_statement_of_the_image_and_its_inputs() {
         run_details["metadata"]["invocationId"],
         "https://github.com/o/r/actions/runs/42"
     );
+    // `inspect --provenance` prints it; promote carries it (as every referrer).
+    let inspect = |image: &str, flag: &str| regbuild(&["inspect", flag, image]).output().unwrap();
+    let shown = inspect(&format!("{host}/apps/prov:max"), "--provenance");
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert_eq!(serde_json::from_slice::<Value>(&shown.stdout).unwrap(), max);
+    let none = inspect(&format!("{host}/apps/prov:max"), "--sbom");
+    assert_eq!(
+        none.status.code(),
+        Some(1),
+        "no SBOM was pushed: {}",
+        stderr(&none)
+    );
+    run(&mut regbuild(&[
+        "promote",
+        &format!("{host}/apps/prov:max"),
+        &format!("{host}/prod/prov:1"),
+    ]));
+    let promoted = inspect(&format!("{host}/prod/prov:1"), "--provenance");
+    assert!(promoted.status.success(), "{}", stderr(&promoted));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&promoted.stdout).unwrap(),
+        max
+    );
+
     // mode=min (and buildx's --attest spelling): no build args.
     let (_, min) = statement(
         &format!("{host}/apps/prov-min:1"),
