@@ -349,3 +349,91 @@ fn provenance_is_an_in_toto_slsa_v1_statement_of_the_image_and_its_inputs() {
         "{min:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_platform_gets_its_sboms_and_promote_moves_them_from_the_tag_schema_to_the_api() {
+    use testregistry::{Config, TestRegistry};
+    let reg = Distribution::start();
+    let dst = TestRegistry::start(Config::default()).await.unwrap();
+    let ctx = context_with(&[
+        ("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\nUSER 1\n"),
+        ("a.txt", "a\n"),
+    ]);
+    let tag = format!("{}/apps/multi-sbom:1", reg.host);
+    let ctx_arg = ctx.path().display().to_string();
+    let args = [
+        "push",
+        "--json",
+        "--sbom",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        tag.as_str(),
+        ctx_arg.as_str(),
+    ];
+    let cmd = regbuild(&args);
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = cmd;
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let index = tokio::task::block_in_place(|| raw_manifest(&tag));
+    let children: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(children.len(), 2, "{index}");
+    for child in &children {
+        let found = tokio::task::block_in_place(|| referrers(&reg.host, "apps/multi-sbom", child));
+        let kinds: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(
+            kinds.contains(&"application/spdx+json"),
+            "{child}: {kinds:?}"
+        );
+        assert!(
+            kinds.contains(&"application/vnd.cyclonedx+json"),
+            "{child}: {kinds:?}"
+        );
+    }
+    // Promoted to a registry with the referrers API: found there through it.
+    let to = format!("{}/prod/multi-sbom:1", dst.host());
+    let promote = regbuild(&["promote", &tag, &to]);
+    let out = tokio::task::spawn_blocking(move || {
+        let mut promote = promote;
+        promote.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for child in &children {
+        let url = format!("http://{}/v2/prod/multi-sbom/referrers/{child}", dst.host());
+        let listed =
+            tokio::task::block_in_place(|| run(Command::new("curl").args(["-sf", &url])).stdout);
+        let listed: Value = serde_json::from_slice(&listed).unwrap();
+        let kinds: Vec<&str> = listed["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["artifactType"].as_str())
+            .collect();
+        assert!(
+            kinds.contains(&"application/spdx+json"),
+            "{child}: {listed}"
+        );
+        assert!(
+            kinds.contains(&"application/vnd.cyclonedx+json"),
+            "{child}: {listed}"
+        );
+    }
+    assert!(
+        dst.tags("prod/multi-sbom")
+            .iter()
+            .all(|t| !t.starts_with("sha256-")),
+        "no tag schema where the API is: {:?}",
+        dst.tags("prod/multi-sbom")
+    );
+}
