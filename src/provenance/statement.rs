@@ -87,6 +87,67 @@ pub fn write(b: &Build) -> Vec<u8> {
     regbuild_oci::manifest::canonical_json(&doc)
 }
 
+/// What a rebase's provenance records: the image it rebased and the bases.
+pub struct Rebase {
+    /// `registry/repository` and the rebased manifest's digest: the subject.
+    pub name: String,
+    pub digest: String,
+    /// The image rebased: reference and manifest digest.
+    pub image: (String, String),
+    pub old_base: String,
+    /// The new base: reference and digest.
+    pub new_base: (String, String),
+    /// The image's own provenance (its artifact's digest), when it had one.
+    pub earlier: Option<String>,
+    pub run: Option<String>,
+    pub version: String,
+}
+
+/// What a rebase means (its `buildType`).
+pub const REBASE_TYPE: &str = "https://regbuild.invalid/buildtypes/rebase/v1";
+
+/// The statement of a rebase: nothing was built; the image's own layers were put on
+/// another base.
+pub fn write_rebase(r: &Rebase) -> Vec<u8> {
+    let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+    let mut dependencies = vec![
+        json!({"uri": format!("pkg:docker/{}", r.image.0), "digest": {"sha256": hex(&r.image.1)}}),
+        json!({"uri": format!("pkg:docker/{}", r.new_base.0), "digest": {"sha256": hex(&r.new_base.1)}}),
+    ];
+    if let Some(earlier) = &r.earlier {
+        dependencies.push(json!({
+            "uri": "attestation:provenance",
+            "digest": {"sha256": hex(earlier)},
+            "mediaType": MEDIA_TYPE,
+        }));
+    }
+    let mut metadata = json!({});
+    if let Some(run) = &r.run {
+        metadata["invocationId"] = json!(run);
+    }
+    let doc = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": r.name, "digest": {"sha256": hex(&r.digest)}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": REBASE_TYPE,
+                "externalParameters": {
+                    "image": r.image.0,
+                    "oldBase": r.old_base,
+                    "newBase": r.new_base.0,
+                },
+                "resolvedDependencies": dependencies,
+            },
+            "runDetails": {
+                "builder": {"id": "urn:regbuild:builder", "version": {"regbuild": r.version}},
+                "metadata": metadata,
+            },
+        },
+    });
+    regbuild_oci::manifest::canonical_json(&doc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

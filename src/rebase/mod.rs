@@ -60,6 +60,8 @@ pub enum RebaseError {
     Base(&'static str, BaseError),
     #[error("cannot rebase from {0}: {1}")]
     NotOnOldBase(ImageRef, BaseMismatch),
+    #[error(transparent)]
+    Sbom(Box<crate::sbom::SbomError>),
     /// In `0`: an image, or one platform of it.
     #[error("{0}: {1}")]
     In(String, Box<RebaseError>),
@@ -107,6 +109,11 @@ pub async fn rebase(
             None => req.new_base.to_string(),
         },
         tmp: tmp.path(),
+        image,
+        name: req
+            .tags
+            .first()
+            .map_or_else(String::new, |t| format!("{}/{}", t.registry, t.repository)),
     };
     let within = |what: String| move |e| RebaseError::In(what, Box::new(e));
     let mut set = ImageSet::default();
@@ -157,6 +164,10 @@ struct Job<'a> {
     /// The new base as the annotations name it.
     new_name: String,
     tmp: &'a Path,
+    /// The image rebased, and `registry/repository` of the first tag written (what the
+    /// rebased image's attestations name).
+    image: &'a ImageRef,
+    name: String,
 }
 
 impl Job<'_> {
@@ -170,6 +181,7 @@ impl Job<'_> {
         put_as: PutAs,
         set: &mut ImageSet,
     ) -> Result<(Digest, u64), RebaseError> {
+        let old_digest = Digest::of(manifest);
         let manifest = ImageManifest::parse(manifest)?;
         let config = self
             .repo
@@ -197,13 +209,85 @@ impl Job<'_> {
         for d in &image.manifest.layers[old.manifest.layers.len()..] {
             set.add_remote_layer(d, self.repo.registry_name(), self.repo.name());
         }
-        Ok(add_image(
-            set,
-            rebased.to_bytes(),
-            self.tmp,
-            "config",
-            put_as,
-        )?)
+        let written = rebased.to_bytes();
+        let (bytes, config) = (written.manifest.clone(), written.config.clone());
+        let (digest, size) = add_image(set, written, self.tmp, "config", put_as)?;
+        let base_layers = new.manifest.layers.len();
+        self.reattest(&old_digest, &bytes, &digest, &config, base_layers, set)
+            .await?;
+        Ok((digest, size))
+    }
+
+    /// The rebased image gets the attestations the image had: its SBOMs made again (the
+    /// packages of the new base), and a provenance statement of the rebase that points at
+    /// the image's own. Nothing when the image had none.
+    async fn reattest(
+        &self,
+        old: &Digest,
+        manifest: &[u8],
+        digest: &Digest,
+        config: &[u8],
+        base_layers: usize,
+        set: &mut ImageSet,
+    ) -> Result<(), RebaseError> {
+        let had = self.repo.referrers(old).await.unwrap_or_default();
+        let of = |t: &str| {
+            had.iter()
+                .rev()
+                .find(|d| d.artifact_type.as_deref() == Some(t))
+        };
+        let sbom = of(crate::sbom::spdx::MEDIA_TYPE).or(of(crate::sbom::cyclonedx::MEDIA_TYPE));
+        let provenance = of(crate::provenance::statement::MEDIA_TYPE);
+        if sbom.is_none() && provenance.is_none() {
+            return Ok(());
+        }
+        let config: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
+        let created = config["created"]
+            .as_str()
+            .unwrap_or("1970-01-01T00:00:00Z")
+            .to_string();
+        let root = regbuild_registry::publish::ManifestSpec {
+            media_type: regbuild_oci::manifest::OCI_MANIFEST.to_string(),
+            bytes: bytes::Bytes::copy_from_slice(manifest),
+            digest: digest.clone(),
+            put_as: PutAs::Digest,
+            subject: None,
+            artifact_type: None,
+            optional: false,
+        };
+        let mut docs = Vec::new();
+        if sbom.is_some() {
+            let subject = crate::sbom::Subject {
+                set,
+                manifest,
+                digest,
+                config: &config,
+                base: Some((
+                    self.new_name.clone(),
+                    self.new_digest.to_string(),
+                    base_layers,
+                )),
+            };
+            docs = crate::sbom::documents(self.registry, &subject, &self.name, &created, self.tmp)
+                .await
+                .map_err(|e| RebaseError::Sbom(Box::new(e)))?;
+        }
+        if let Some(p) = provenance {
+            let statement = crate::provenance::statement::Rebase {
+                name: self.name.clone(),
+                digest: digest.to_string(),
+                image: (self.image.to_string(), old.to_string()),
+                old_base: self.old_base.to_string(),
+                new_base: (self.new_name.clone(), self.new_digest.to_string()),
+                earlier: Some(p.digest.to_string()),
+                run: crate::provenance::ci_run(&std::env::vars().collect()),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let doc = crate::provenance::statement::write_rebase(&statement);
+            docs.push((crate::provenance::statement::MEDIA_TYPE, doc));
+        }
+        crate::sbom::add(set, &root, docs, &created, self.tmp)
+            .map_err(|e| RebaseError::Sbom(Box::new(e)))
     }
 
     /// The base `r` for `platform`: its layers and config (`what` names it in errors).

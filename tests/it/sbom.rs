@@ -437,3 +437,82 @@ async fn each_platform_gets_its_sboms_and_promote_moves_them_from_the_tag_schema
         dst.tags("prod/multi-sbom")
     );
 }
+
+#[test]
+fn a_rebase_carries_the_attestations_to_the_rebased_image() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    crate::run_steps::busybox_base(&host, "lib/base");
+    let ctx = context_with(&[
+        (
+            "Dockerfile",
+            &format!("FROM {host}/lib/base:1\nCOPY a.txt /a.txt\nUSER 1\n"),
+        ),
+        ("a.txt", "a\n"),
+    ]);
+    let app = format!("{host}/team/app:1");
+    let ctx_arg = ctx.path().display().to_string();
+    let pushed = run(&mut regbuild(&[
+        "push",
+        "--json",
+        "--sbom",
+        "--provenance",
+        "-t",
+        &app,
+        &ctx_arg,
+    ]));
+    let before = json(&pushed)["digest"].as_str().unwrap().to_string();
+    // The base moves.
+    crate::run_steps::busybox_base_with(&host, "lib/base", |root| {
+        std::fs::write(root.join("etc/moved"), "yes\n").unwrap();
+    });
+    let new_base = skopeo_digest(&format!("{host}/lib/base:1"), &[]);
+    let rebased_tag = format!("{host}/team/app:rebased");
+    let out = run(&mut regbuild(&[
+        "rebase",
+        "--json",
+        &app,
+        "--base",
+        &format!("{host}/lib/base:1"),
+        "-t",
+        &rebased_tag,
+    ]));
+    let after = json(&out)["digest"].as_str().unwrap().to_string();
+    assert_ne!(after, before);
+    let inspect = |flag: &str| -> Value {
+        let out = run(&mut regbuild(&["inspect", flag, &rebased_tag]));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let provenance = inspect("--provenance");
+    assert_eq!(
+        provenance["subject"][0]["digest"]["sha256"],
+        after.trim_start_matches("sha256:")
+    );
+    let def = &provenance["predicate"]["buildDefinition"];
+    assert!(
+        def["buildType"].as_str().unwrap().ends_with("/rebase/v1"),
+        "{def}"
+    );
+    let deps = def["resolvedDependencies"].as_array().unwrap();
+    let has = |d: &str| {
+        deps.iter()
+            .any(|x| x["digest"]["sha256"] == d.trim_start_matches("sha256:"))
+    };
+    assert!(has(&new_base) && has(&before), "{deps:?}");
+    assert!(
+        deps.iter().any(|x| x["uri"] == "attestation:provenance"),
+        "{deps:?}"
+    );
+    let spdx = inspect("--sbom");
+    let versions: Vec<&str> = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["versionInfo"].as_str())
+        .collect();
+    assert!(versions.contains(&after.as_str()), "{versions:?}");
+    assert!(
+        versions.contains(&new_base.as_str()),
+        "the new base: {versions:?}"
+    );
+}
