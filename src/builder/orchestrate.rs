@@ -87,6 +87,9 @@ pub struct BuiltImage {
     /// Every base image used, as lock entries (tag → digest); digest-pinned references in the
     /// Dockerfile are not listed.
     pub locked: Vec<LockedImage>,
+    /// Every image the Dockerfile names (FROM, `COPY --from`, mounts), as written and the
+    /// digest it resolved to: what the provenance lists as resolved dependencies.
+    pub images_read: Vec<(String, Digest)>,
     /// Layers this build made (digest, size, created_by), in order.
     pub new_layers: Vec<(Digest, u64, String)>,
     /// What each RUN step did (executed or cached), in build order.
@@ -465,6 +468,15 @@ async fn finish_image(
         stripped_setuid: merged.stripped,
         warnings: merged.warnings,
         locked,
+        images_read: {
+            let mut read: Vec<(String, Digest)> = bases
+                .values()
+                .map(|b| (b.reference.to_string(), b.digest.clone()))
+                .collect();
+            read.sort();
+            read.dedup();
+            read
+        },
         new_layers: merged.new_layers,
         run_steps: merged.run_steps,
         _layers: all_layers,

@@ -92,16 +92,11 @@ pub fn attach(
             path: req.context.display().to_string(),
             source,
         })?;
-    let mut images: Vec<(String, String)> = image
-        .locked
+    let images: Vec<(String, String)> = image
+        .images_read
         .iter()
-        .map(|l| (l.reference.clone(), l.digest.to_string()))
+        .map(|(r, d)| (r.clone(), d.to_string()))
         .collect();
-    if let Some(b) = &image.base {
-        images.push((b.reference.to_string(), b.digest.to_string()));
-    }
-    images.sort();
-    images.dedup();
     let shown = req
         .dockerfile
         .strip_prefix(&req.context)

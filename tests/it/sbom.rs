@@ -235,7 +235,7 @@ fn provenance_is_an_in_toto_slsa_v1_statement_of_the_image_and_its_inputs() {
     crate::run_steps::busybox_base(&host, "base/busybox");
     let base_digest = skopeo_digest(&format!("{host}/base/busybox:1"), &[]);
     let dockerfile = format!(
-        "FROM {host}/base/busybox:1\nARG V\nRUN --mount=type=secret,id=tok cat /run/secrets/tok | wc -c > /n && echo $V > /v\nUSER 1\n"
+        "FROM {host}/base/busybox:1\nARG V\nRUN --mount=type=secret,id=tok cat /run/secrets/tok | wc -c > /n && echo $V > /v\nCOPY --from={host}/base/busybox@{base_digest} /etc/passwd /etc/passwd.base\nUSER 1\n"
     );
     let ctx = context_with(&[("Dockerfile", &dockerfile), ("a.txt", "a\n")]);
     let secret = "s3cr3t-value-never-recorded";
@@ -307,6 +307,19 @@ fn provenance_is_an_in_toto_slsa_v1_statement_of_the_image_and_its_inputs() {
         "the base by digest: {deps:?}"
     );
     assert!(deps.iter().any(|d| d["uri"] == "context"));
+    assert!(
+        deps.iter()
+            .any(|d| d["uri"].as_str().unwrap().contains("@sha256:")),
+        "a digest-pinned image too: {deps:?}"
+    );
+    // The same build again: the same statement, nothing new refers to the image.
+    let (again, same) = statement(&format!("{host}/apps/prov:max"), &["--provenance=mode=max"]);
+    assert_eq!((again.as_str(), &same), (digest.as_str(), &max));
+    let in_toto = referrers(&host, "apps/prov", &digest)
+        .into_iter()
+        .filter(|(k, _)| k == "application/vnd.in-toto+json")
+        .count();
+    assert_eq!(in_toto, 1);
     let run_details = &max["predicate"]["runDetails"];
     assert!(run_details["builder"]["id"].is_string());
     assert_eq!(
