@@ -11,6 +11,7 @@ mod output;
 mod promote;
 mod prune;
 mod push;
+mod reference;
 mod rebase;
 
 use std::process::ExitCode;
@@ -87,6 +88,16 @@ pub enum Command {
     Rebase(rebase::RebaseArgs),
     /// Free the local cache: unpacked layers, RUN layers and cache mounts unused for a while.
     Prune(prune::PruneArgs),
+    /// Write the CLI reference (Markdown), man pages and shell completions under OUT.
+    #[command(hide = true)]
+    GenDocs(GenDocsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenDocsArgs {
+    /// Where: `reference/`, `man/` and `completions/` are written under it.
+    #[arg(long, default_value = "docs")]
+    pub out: std::path::PathBuf,
 }
 
 impl GlobalArgs {
@@ -137,6 +148,9 @@ pub fn main() -> ExitCode {
                 Command::Outdated(args) => outdated::run(&cli.global, args).await,
                 Command::Rebase(args) => rebase::run(&cli.global, args).await,
                 Command::Prune(args) => prune::run(&cli.global, args).await,
+                Command::GenDocs(args) => reference::write(&args.out)
+                    .map(|()| ExitCode::SUCCESS)
+                    .map_err(|e| format!("{}: {e}", args.out.display()).into()),
             }
         };
         // SIGINT/SIGTERM: running RUN steps are killed from a task of their own (the build
