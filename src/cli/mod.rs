@@ -11,8 +11,8 @@ mod output;
 mod promote;
 mod prune;
 mod push;
-mod reference;
 mod rebase;
+mod reference;
 
 use std::process::ExitCode;
 

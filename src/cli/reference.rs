@@ -26,7 +26,10 @@ pub fn files() -> BTreeMap<PathBuf, Vec<u8>> {
             PathBuf::from(format!("reference/{name}.md")),
             page(sub).into_bytes(),
         );
-        out.insert(PathBuf::from(format!("man/{name}.1")), man(sub.clone().name(name.clone())));
+        out.insert(
+            PathBuf::from(format!("man/{name}.1")),
+            man(sub.clone().name(name.clone())),
+        );
     }
     out.insert(PathBuf::from("man/regbuild.1"), man(cmd.clone()));
     for (shell, file) in [
@@ -124,7 +127,9 @@ fn page(cmd: &Command) -> String {
         s.push_str(&table(&args));
         s.push('\n');
     }
-    s.push_str("Options every command takes: see [the index](README.md#options-every-command-takes).\n");
+    s.push_str(
+        "Options every command takes: see [the index](README.md#options-every-command-takes).\n",
+    );
     s
 }
 
@@ -228,12 +233,17 @@ mod tests {
     #[test]
     fn every_command_has_a_page_a_man_page_and_completions_name_its_flags() {
         let f = files();
-        for cmd in ["push", "promote", "inspect", "lock", "outdated", "rebase", "prune"] {
+        for cmd in [
+            "push", "promote", "inspect", "lock", "outdated", "rebase", "prune",
+        ] {
             assert!(f.contains_key(Path::new(&format!("reference/regbuild-{cmd}.md"))));
             assert!(f.contains_key(Path::new(&format!("man/regbuild-{cmd}.1"))));
         }
         let push = String::from_utf8(f[Path::new("reference/regbuild-push.md")].clone()).unwrap();
-        assert!(push.contains("`--registry-cache <off\\|min\\|max>`"), "{push}");
+        assert!(
+            push.contains("`--registry-cache <off\\|min\\|max>`"),
+            "{push}"
+        );
         assert!(push.contains("## Supply chain"), "{push}");
         let bash = String::from_utf8(f[Path::new("completions/regbuild.bash")].clone()).unwrap();
         assert!(bash.contains("--cache-mounts"));

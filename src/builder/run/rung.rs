@@ -83,7 +83,7 @@ pub fn userns_message(reason: &str) -> String {
     format!(
         "namespaces refused here ({reason}: a container without CAP_SYS_ADMIN): RUN steps run \
          in the user-namespace rung (the sandbox's namespaces inside a user namespace of the \
-         container's ids, no /proc; see the README's RUN section)"
+         container's ids, no /proc; see docs/run.md)"
     )
 }
 
@@ -92,7 +92,7 @@ pub fn chroot_message(reason: &str) -> String {
     format!(
         "namespaces refused here ({reason}: a container whose seccomp profile refuses \
          unshare, as Docker's default does): RUN steps run in the chroot rung (no namespace; \
-         the container is the sandbox, as with kaniko; see the README's RUN section)"
+         the container is the sandbox, as with kaniko; see docs/run.md)"
     )
 }
 
