@@ -14,6 +14,7 @@ mod add_remote_attacks;
 mod cli_errors;
 mod cli_ux;
 mod copy_flags;
+mod doc_examples;
 mod dockerfile_fidelity;
 mod dockerignore_exceptions;
 mod engine;
