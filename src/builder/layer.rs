@@ -194,8 +194,9 @@ impl CachedStageLayer {
         Ok(b)
     }
 }
+
 /// The sha256 of a file's bytes, streamed.
-fn file_digest(path: &std::path::Path) -> std::io::Result<regbuild_oci::digest::Digest> {
+pub fn file_digest(path: &std::path::Path) -> std::io::Result<regbuild_oci::digest::Digest> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
     let mut h = regbuild_oci::digest::Hasher::new();

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use super::artifact::MOUNT_MEDIA_TYPE;
-use regbuild_oci::digest::Digest;
 use regbuild_oci::manifest::Descriptor;
 
 /// The cache directory `dir` as a gzip tarball in `tmp` with its descriptor (None: its
@@ -38,7 +37,7 @@ pub(super) fn write(
     }
     builder.into_inner()?.finish()?.sync_all()?;
     let (_, path) = file.keep().map_err(|e| e.error)?;
-    let digest = file_digest(&path)?;
+    let digest = crate::builder::layer::file_digest(&path)?;
     let size = std::fs::metadata(&path)?.len();
     Ok(Some((
         path,
@@ -342,19 +341,6 @@ fn write_symlink(root: &OwnedFd, path: &Path, target: &[u8], stamp: &Stamp) -> s
         AtFlags::SYMLINK_NOFOLLOW,
     )?;
     Ok(())
-}
-
-fn file_digest(path: &Path) -> std::io::Result<Digest> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = regbuild_oci::digest::Hasher::new();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(h.finish());
-        }
-        h.update(&buf[..n]);
-    }
 }
 
 #[cfg(test)]
