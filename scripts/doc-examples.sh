@@ -2,11 +2,13 @@
 # Runs the documentation's runnable examples, so the documentation cannot lie: every fenced
 # block whose info string is `sh runnable` in README.md and docs/*.md, each in a new empty
 # directory, with `set -euo pipefail`, against a CNCF distribution registry this script
-# starts on loopback (its address in $REGISTRY) and with $REGBUILD the binary to run
-# (`regbuild` in the blocks is a function calling it). Exits non-zero naming the file and
-# block that failed; prints how many blocks ran.
+# starts on loopback (its address in $REGISTRY), a small image with a shell there ($BASE:
+# busybox) and with $REGBUILD the binary to run (`regbuild` in the blocks is a function
+# calling it). Exits non-zero naming the file and block that failed; prints how many blocks
+# ran.
 #
-#   scripts/doc-examples.sh            (REGBUILD defaults to target/debug/regbuild)
+#   scripts/doc-examples.sh [FILE.md…]   (default: README.md docs/*.md; REGBUILD defaults to
+#                                         target/debug/regbuild)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -23,8 +25,19 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 testregistry/distribution/start.sh "$work/registry" "127.0.0.1:$port" >/dev/null
 export REGISTRY=127.0.0.1:$port REGBUILD_CACHE=$work/cache
 
+# $BASE: a small image with a shell for the examples' RUN steps (busybox, which
+# scripts/setup.sh installs), pushed to the loopback registry by regbuild itself.
+mkdir "$work/base"
+cp /bin/busybox "$work/base/busybox"
+printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n' >"$work/base/Dockerfile"
+"$regbuild_bin" push --no-progress --allow-root -t "$REGISTRY/library/busybox:1" "$work/base" >/dev/null 2>"$work/base.log" ||
+  { echo "doc-examples: pushing the examples' base failed:" >&2; cat "$work/base.log" >&2; exit 1; }
+export BASE=$REGISTRY/library/busybox:1
+
 # Each runnable block, as FILE:LINE<TAB>path-to-its-script.
-python3 - "$work/blocks" README.md docs/*.md <<'PY'
+pages=("$@")
+[[ ${#pages[@]} -gt 0 ]] || pages=(README.md docs/*.md)
+python3 - "$work/blocks" "${pages[@]}" <<'PY'
 import os, sys
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)

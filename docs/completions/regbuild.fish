@@ -69,7 +69,7 @@ complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l target -d 'Th
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l platform -d 'Platforms to build for, comma-separated (`os/arch[/variant]`); several push an index' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l lockfile -d 'The lock file (default: regbuild.lock beside the Dockerfile). When it exists, bases are built from its pinned digests and new bases are added to it' -r -F
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l digest-file -d 'Write the pushed digest to this file' -r -F
-complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l metadata-file -d 'Write what was pushed as buildx\'s `--metadata-file` JSON (`containerimage.digest`, `containerimage.descriptor`, `image.name`): for the CI steps that sign or attest after the push' -r -F
+complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l metadata-file -d 'Write what was pushed as buildx\'s `--metadata-file` JSON (`containerimage.digest`, `containerimage.descriptor`, `containerimage.config.digest`, `image.name`): for the CI steps that sign or attest after the push' -r -F
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l squash -d 'One layer for the whole image (`--squash`, base included) or only for the layers this build adds (`--squash=new`)' -r -f -a "none\t''
 new\t''
 all\t''"
@@ -128,11 +128,11 @@ complete -c regbuild -n "__fish_regbuild_using_subcommand inspect" -l no-progres
 complete -c regbuild -n "__fish_regbuild_using_subcommand inspect" -l no-upload-fallback -d 'Take a registry\'s first refusal of an upload method (or a mount) as final instead of falling back to another method'
 complete -c regbuild -n "__fish_regbuild_using_subcommand inspect" -s v -l verbose -d 'More logging on stderr (repeat for more)'
 complete -c regbuild -n "__fish_regbuild_using_subcommand inspect" -s h -l help -d 'Print help'
-complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -s f -l file -r -F
+complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -s f -l file -d 'The Dockerfile (default: CONTEXT/Dockerfile)' -r -F
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l lockfile -d 'The lock file (default: regbuild.lock beside the Dockerfile)' -r -F
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l platform -d 'Only pin these platforms of multi-platform bases (comma-separated; default: all)' -r
-complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l build-arg -r
-complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l target -r
+complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l build-arg -d 'Build argument `KEY=VALUE` (repeatable): bases named through ARG resolve as `push` resolves them' -r
+complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l target -d 'Pin the images this stage and the stages it needs name, as `push --target` builds it (default: the last stage)' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l jobs -d 'Concurrent registry operations for the whole run' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l insecure-registry -d 'Reach this registry (`host` or `host:port`) over plain HTTP. Loopback registries always are' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l retries -d 'Attempts per request for transient failures (408, 429, 5xx, connection errors)' -r
@@ -146,7 +146,7 @@ complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l no-upload-fal
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -s v -l verbose -d 'More logging on stderr (repeat for more)'
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -s h -l help -d 'Print help'
 complete -c regbuild -n "__fish_regbuild_using_subcommand outdated" -s f -l file -d 'The Dockerfile whose lock file is checked (default ./Dockerfile)' -r -F
-complete -c regbuild -n "__fish_regbuild_using_subcommand outdated" -l lockfile -r -F
+complete -c regbuild -n "__fish_regbuild_using_subcommand outdated" -l lockfile -d 'The lock file to check (default: regbuild.lock beside the Dockerfile)' -r -F
 complete -c regbuild -n "__fish_regbuild_using_subcommand outdated" -l workspace -d 'The workspace file for --all' -r -F
 complete -c regbuild -n "__fish_regbuild_using_subcommand outdated" -l jobs -d 'Concurrent registry operations for the whole run' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand outdated" -l insecure-registry -d 'Reach this registry (`host` or `host:port`) over plain HTTP. Loopback registries always are' -r
@@ -171,7 +171,7 @@ complete -c regbuild -n "__fish_regbuild_using_subcommand rebase" -l deadline -d
 complete -c regbuild -n "__fish_regbuild_using_subcommand rebase" -l chunk-threshold -d 'Blobs larger than this are uploaded in resumable chunks (`64MiB`, `1GB`, bytes)' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand rebase" -l chunk-size -d 'The chunk size for those uploads (raised to the registry\'s minimum)' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand rebase" -l upload-strategy -d 'How blobs are sent: `auto` (known hosts get their documented method, refusals are learned), `stream` (one PATCH), `monolithic` (one PUT) or `chunked` (PATCH chunks)' -r
-complete -c regbuild -n "__fish_regbuild_using_subcommand rebase" -l json
+complete -c regbuild -n "__fish_regbuild_using_subcommand rebase" -l json -d 'Print one JSON object (the shape of `push --json`) instead of text'
 complete -c regbuild -n "__fish_regbuild_using_subcommand rebase" -l dry-run -d 'Print the plan and write nothing'
 complete -c regbuild -n "__fish_regbuild_using_subcommand rebase" -l no-progress -d 'No progress output on stderr'
 complete -c regbuild -n "__fish_regbuild_using_subcommand rebase" -l no-upload-fallback -d 'Take a registry\'s first refusal of an upload method (or a mount) as final instead of falling back to another method'

@@ -82,6 +82,7 @@ fn is_bad_input(e: &(dyn Error + Send + Sync + 'static)) -> bool {
     match e.downcast_ref::<PushError>() {
         Some(PushError::Build(b)) => build_input(b),
         Some(PushError::Lock(l)) => lock_input(l),
+        Some(PushError::NoLockFile { .. }) => true,
         _ => false,
     }
 }
@@ -125,5 +126,15 @@ mod tests {
         assert_eq!(code_for(io.as_ref()), FAILED);
         let plain: super::super::CliError = "gave up after 1 s (--deadline)".into();
         assert_eq!(code_for(plain.as_ref()), FAILED);
+        // --locked without a lock file is refused before any registry is asked; a lock file
+        // that would have to change is known only after the bases were resolved.
+        let no_lock: super::super::CliError = Box::new(PushError::NoLockFile {
+            path: "regbuild.lock".into(),
+        });
+        assert_eq!(code_for(no_lock.as_ref()), BAD_INPUT);
+        let stale: super::super::CliError = Box::new(PushError::Locked(
+            "--locked: regbuild.lock lacks a base".into(),
+        ));
+        assert_eq!(code_for(stale.as_ref()), FAILED);
     }
 }

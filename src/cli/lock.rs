@@ -19,6 +19,7 @@ pub struct LockArgs {
     /// The build context (the Dockerfile defaults to CONTEXT/Dockerfile).
     #[arg(default_value = ".")]
     pub context: PathBuf,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
     /// The lock file (default: regbuild.lock beside the Dockerfile).
@@ -30,8 +31,10 @@ pub struct LockArgs {
     /// Re-resolve every base, not only those the lock file lacks.
     #[arg(long)]
     pub update: bool,
+    /// Build argument `KEY=VALUE` (repeatable): bases named through ARG resolve as `push` resolves them.
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
+    /// Pin the images this stage and the stages it needs name, as `push --target` builds it (default: the last stage).
     #[arg(long)]
     pub target: Option<String>,
 }

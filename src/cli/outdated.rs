@@ -20,6 +20,7 @@ pub struct OutdatedArgs {
     /// The Dockerfile whose lock file is checked (default ./Dockerfile).
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
+    /// The lock file to check (default: regbuild.lock beside the Dockerfile).
     #[arg(long)]
     pub lockfile: Option<PathBuf>,
     /// One JSON object: {"bases": [{"image","reference","pinned","current","moved"}], "moved": N}.

@@ -82,8 +82,8 @@ pub struct PushArgs {
     #[arg(long, help_heading = "Output")]
     pub digest_file: Option<PathBuf>,
     /// Write what was pushed as buildx's `--metadata-file` JSON (`containerimage.digest`,
-    /// `containerimage.descriptor`, `image.name`): for the CI steps that sign or attest
-    /// after the push.
+    /// `containerimage.descriptor`, `containerimage.config.digest`, `image.name`): for the CI
+    /// steps that sign or attest after the push.
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub metadata_file: Option<PathBuf>,
     /// Print the plan (exists / mount-from / upload per blob, each manifest) and write nothing.

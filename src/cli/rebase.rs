@@ -21,6 +21,7 @@ pub struct RebaseArgs {
     /// Where to push the result (repeatable).
     #[arg(short = 't', long = "tag", required = true)]
     pub tags: Vec<String>,
+    /// Print one JSON object (the shape of `push --json`) instead of text.
     #[arg(long)]
     pub json: bool,
     /// Print the plan and write nothing.

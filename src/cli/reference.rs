@@ -230,6 +230,24 @@ mod tests {
         );
     }
 
+    /// A reference row without a description says nothing: every option and argument a page
+    /// shows has help text.
+    #[test]
+    fn every_documented_option_says_what_it_does() {
+        let mut cmd = crate::cli::Cli::command();
+        cmd.build();
+        let mut silent = Vec::new();
+        for sub in cmd.get_subcommands().filter(|s| shown(s)) {
+            for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    silent.push(format!("{} {}", sub.get_name(), spelling(arg)));
+                }
+            }
+        }
+        assert!(silent.is_empty(), "options without help: {silent:?}");
+    }
+
     #[test]
     fn every_command_has_a_page_a_man_page_and_completions_name_its_flags() {
         let f = files();

@@ -65,6 +65,9 @@ pub enum PushError {
     Lock(#[from] LockError),
     #[error("{0}")]
     Locked(String),
+    /// `--locked` without a lock file: refused before any registry is asked.
+    #[error("--locked: there is no lock file at {} (run `regbuild lock` first)", .path.display())]
+    NoLockFile { path: std::path::PathBuf },
     #[error(transparent)]
     Sbom(Box<crate::sbom::SbomError>),
     #[error(transparent)]
@@ -121,10 +124,9 @@ pub async fn prepare(
 ) -> Result<Prepared, PushError> {
     let existing = LockFile::load(&req.lock.path)?;
     if req.lock.locked && existing.is_none() {
-        return Err(PushError::Locked(format!(
-            "--locked: there is no lock file at {} (run `regbuild lock` first)",
-            req.lock.path.display()
-        )));
+        return Err(PushError::NoLockFile {
+            path: req.lock.path.clone(),
+        });
     }
     let mut images = Vec::new();
     for platform in &req.platforms {

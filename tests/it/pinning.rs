@@ -198,7 +198,8 @@ fn locked_needs_a_lock_file_that_covers_every_base() {
     push_base(&host, "1");
     let ctx = app_context(&host);
     let out = push_app(ctx.path(), &format!("{host}/team/app:1"), &["--locked"]);
-    assert_eq!(out.status.code(), Some(1));
+    // Refused before any registry was asked: exit 2.
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no lock file"), "{}", stderr(&out));
 
     // A lock file that misses the base: --locked refuses, a plain push adds the entry.

@@ -16,7 +16,7 @@
 //! is the step's child subreaper: when the command ends, or the caller says KILL or goes
 //! away, every process the step left is killed, until the kernel says none is left.
 //!
-//! Not isolated here (the README's table says so): the step shares the container's
+//! Not isolated here (docs/run.md's table of rungs says so): the step shares the container's
 //! network, process ids, IPC and hostname, and as the container's root it may signal the
 //! container's processes; a helper killed outright leaves the step's processes to the
 //! container's init. The command cannot reach regbuild's memory (not dumpable, no
