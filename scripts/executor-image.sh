@@ -6,9 +6,11 @@
 # The image is `FROM scratch`: the regbuild binary and what the dynamic linker loads for it
 # (the product's own `COPY --closure`, over a sysroot gathered here from the libraries this
 # machine resolves for it), the machine's CA bundle when it has one (regbuild falls back to
-# its bundled Mozilla roots otherwise), `/cache` as the working directory, cache directory
-# and TMPDIR (mount a volume there: a container's root filesystem is an overlay, which
-# cannot hold a RUN step's whiteouts), and `ENTRYPOINT ["regbuild"]`. No shell, no git (ADD
+# its bundled Mozilla roots otherwise), `/cache` as the working directory and TMPDIR and
+# `/cache/regbuild` as the cache directory (mount a volume on /cache: a container's root
+# filesystem is an overlay, which cannot hold a RUN step's whiteouts; the cache is a
+# directory regbuild makes private inside it, so a volume every user may write, as a
+# Kubernetes emptyDir is, works), and `ENTRYPOINT ["regbuild"]`. No shell, no git (ADD
 # of a Git repository needs git: use the binary where git is).
 #
 # Reproducible: SOURCE_DATE_EPOCH is the commit's time (or the caller's), so the same binary
@@ -57,7 +59,7 @@ cat > "$ctx/Dockerfile" <<EOF
 FROM scratch
 COPY --closure --sysroot=sysroot /usr/local/bin/regbuild /
 $certs
-ENV PATH=/usr/local/bin HOME=/root REGBUILD_CACHE=/cache TMPDIR=/cache
+ENV PATH=/usr/local/bin HOME=/root REGBUILD_CACHE=/cache/regbuild TMPDIR=/cache
 WORKDIR /cache
 ENTRYPOINT ["regbuild"]
 EOF

@@ -64,7 +64,7 @@ complete -c regbuild -n "__fish_regbuild_using_subcommand push" -s f -l file -d 
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -s t -l tag -d 'Required (unless --all): where to push, `host/repository:tag` (repeatable; every tag gets the same digest)' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l cache-from -d 'An image whose layers may be reused by layer key instead of packed (repeatable; the tags being pushed are always looked at). `--no-cache` turns this off too' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l workspace -d 'The workspace file for --all' -r -F
-complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l build-arg -d 'Build argument `KEY=VALUE` (repeatable)' -r
+complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l build-arg -d 'Build argument `KEY=VALUE` (repeatable; `KEY` alone takes it from the environment)' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l target -d 'The stage to build (default: the last)' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l platform -d 'Platforms to build for, comma-separated (`os/arch[/variant]`); several push an index' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l lockfile -d 'The lock file (default: regbuild.lock beside the Dockerfile). When it exists, bases are built from its pinned digests and new bases are added to it' -r -F
@@ -96,7 +96,7 @@ complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l chunk-thresho
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l chunk-size -d 'The chunk size for those uploads (raised to the registry\'s minimum)' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l upload-strategy -d 'How blobs are sent: `auto` (known hosts get their documented method, refusals are learned), `stream` (one PATCH), `monolithic` (one PUT) or `chunked` (PATCH chunks)' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l no-stream-upload -d 'Do not upload new layers while they are packed (one streamed PATCH of unknown length); upload each after packing instead, once a HEAD says it is missing'
-complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l all -d 'Build every image of the workspace (regbuild.toml) in dependency order'
+complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l all -d 'Build every image of the workspace (regbuild.toml) in dependency order. Each image\'s tags, platforms and build args come from the workspace file; options that would apply to one image (`-t`, `--sbom`, `--squash`, `--cache-from`, …) are refused with it'
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l rebase -d 'With --all: images whose base changed but whose own inputs did not are rebased onto the new base instead of rebuilt'
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l locked -d 'Fail if the lock file is missing or would have to change'
 complete -c regbuild -n "__fish_regbuild_using_subcommand push" -l json -d 'Print one JSON object instead of text'
@@ -131,7 +131,7 @@ complete -c regbuild -n "__fish_regbuild_using_subcommand inspect" -s h -l help 
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -s f -l file -d 'The Dockerfile (default: CONTEXT/Dockerfile)' -r -F
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l lockfile -d 'The lock file (default: regbuild.lock beside the Dockerfile)' -r -F
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l platform -d 'Only pin these platforms of multi-platform bases (comma-separated; default: all)' -r
-complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l build-arg -d 'Build argument `KEY=VALUE` (repeatable): bases named through ARG resolve as `push` resolves them' -r
+complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l build-arg -d 'Build argument `KEY=VALUE` (repeatable; `KEY` alone takes it from the environment): bases named through ARG resolve as `push` resolves them' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l target -d 'Pin the images this stage and the stages it needs name, as `push --target` builds it (default: the last stage)' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l jobs -d 'Concurrent registry operations for the whole run' -r
 complete -c regbuild -n "__fish_regbuild_using_subcommand lock" -l insecure-registry -d 'Reach this registry (`host` or `host:port`) over plain HTTP. Loopback registries always are' -r

@@ -1,6 +1,5 @@
 //! `regbuild lock`: pin every base of a Dockerfile by digest in the lock file.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,7 +30,7 @@ pub struct LockArgs {
     /// Re-resolve every base, not only those the lock file lacks.
     #[arg(long)]
     pub update: bool,
-    /// Build argument `KEY=VALUE` (repeatable): bases named through ARG resolve as `push` resolves them.
+    /// Build argument `KEY=VALUE` (repeatable; `KEY` alone takes it from the environment): bases named through ARG resolve as `push` resolves them.
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
     /// Pin the images this stage and the stages it needs name, as `push --target` builds it (default: the last stage).
@@ -62,7 +61,7 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
     let req = BuildRequest {
         context: args.context.clone(),
         dockerfile: dockerfile.clone(),
-        build_args: build_args(&args.build_args)?,
+        build_args: super::push::parse_build_args(&args.build_args)?,
         target: args.target.clone(),
         platform: platforms
             .as_ref()
@@ -115,15 +114,4 @@ pub async fn run(global: &GlobalArgs, args: LockArgs) -> Result<ExitCode, CliErr
     next.save(&path)?;
     println!("{}", path.display());
     Ok(ExitCode::SUCCESS)
-}
-
-fn build_args(list: &[String]) -> Result<BTreeMap<String, String>, CliError> {
-    list.iter()
-        .map(|a| match a.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(BadInput::boxed(format!(
-                "--build-arg `{a}`: expected KEY=VALUE"
-            ))),
-        })
-        .collect()
 }

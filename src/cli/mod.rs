@@ -138,6 +138,13 @@ pub fn main() -> ExitCode {
         }
     };
     let deadline = std::time::Duration::from_secs(cli.global.deadline);
+    // `outdated`'s 1 means "a base moved" (CI rebuilds on it): its own errors are 2, and so
+    // must be the ones met here (the deadline), or an outage would look like a moved base.
+    let failure = if matches!(cli.command, Command::Outdated(_)) {
+        exit::BAD_INPUT
+    } else {
+        exit::FAILED
+    };
     let result = runtime.block_on(async {
         let work = async {
             match cli.command {
@@ -194,7 +201,10 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", elide_middle(&format!("{e:#}"), 4096));
-            ExitCode::from(exit::code_for(e.as_ref()))
+            match exit::code_for(e.as_ref()) {
+                exit::FAILED => ExitCode::from(failure),
+                code => ExitCode::from(code),
+            }
         }
     }
 }

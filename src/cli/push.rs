@@ -45,8 +45,19 @@ pub struct PushArgs {
     /// length); upload each after packing instead, once a HEAD says it is missing.
     #[arg(long, help_heading = "Cache and upload")]
     pub no_stream_upload: bool,
-    /// Build every image of the workspace (regbuild.toml) in dependency order.
-    #[arg(long, conflicts_with_all = ["tags", "file", "target"], help_heading = "Workspace (--all)")]
+    /// Build every image of the workspace (regbuild.toml) in dependency order. Each image's
+    /// tags, platforms and build args come from the workspace file; options that would apply
+    /// to one image (`-t`, `--sbom`, `--squash`, `--cache-from`, …) are refused with it.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "context", "tags", "file", "target", "build_args", "platform", "cache_from",
+            "no_cache", "registry_cache", "cache_mounts", "cache_mounts_max", "lockfile",
+            "locked", "digest_file", "metadata_file", "squash", "compression", "layering",
+            "sbom", "provenance", "attest", "debug_tag", "debug_from",
+        ],
+        help_heading = "Workspace (--all)"
+    )]
     pub all: bool,
     /// The workspace file for --all.
     #[arg(
@@ -59,7 +70,7 @@ pub struct PushArgs {
     /// onto the new base instead of rebuilt.
     #[arg(long, requires = "all", help_heading = "Workspace (--all)")]
     pub rebase: bool,
-    /// Build argument `KEY=VALUE` (repeatable).
+    /// Build argument `KEY=VALUE` (repeatable; `KEY` alone takes it from the environment).
     #[arg(long = "build-arg", value_name = "KEY=VALUE", help_heading = "Build")]
     pub build_args: Vec<String>,
     /// The stage to build (default: the last).
@@ -592,7 +603,9 @@ fn parse_tags(tags: &[String]) -> Result<Vec<ImageRef>, CliError> {
         .collect()
 }
 
-fn parse_build_args(args: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+/// `--build-arg` values as `push` and `lock` read them: `KEY=VALUE`, or `KEY` from the
+/// environment as Docker takes it.
+pub(super) fn parse_build_args(args: &[String]) -> Result<BTreeMap<String, String>, CliError> {
     let mut out = BTreeMap::new();
     for a in args {
         match a.split_once('=') {

@@ -157,10 +157,15 @@ fn table(args: &[&Arg]) -> String {
             format!("`{}`", defaults.join(","))
         };
         let mut help = cell(&help);
+        let spelled = spelling(a);
+        let possible = possible_values(a);
+        if !possible.is_empty() && !spelled.contains('|') {
+            help.push_str(&format!(" (one of: {})", possible.join(", ")));
+        }
         if let Some(env) = a.get_env() {
             help.push_str(&format!(" (env: `{}`)", env.to_string_lossy()));
         }
-        let spelled = spelling(a).replace('|', "\\|");
+        let spelled = spelled.replace('|', "\\|");
         s.push_str(&format!("| `{spelled}` | {default} | {help} |\n"));
     }
     s
@@ -180,11 +185,6 @@ fn spelling(a: &Arg) -> String {
     if a.is_positional() {
         return values;
     }
-    let takes_value = a.get_num_args().is_some_and(|n| n.takes_values())
-        && !matches!(
-            a.get_action(),
-            clap::ArgAction::SetTrue | clap::ArgAction::Count
-        );
     let mut names: Vec<String> = Vec::new();
     if let Some(short) = a.get_short() {
         names.push(format!("-{short}"));
@@ -193,11 +193,37 @@ fn spelling(a: &Arg) -> String {
         names.push(format!("--{long}"));
     }
     let mut s = names.join(", ");
-    if takes_value {
-        s.push(' ');
-        s.push_str(&values);
+    if takes_value(a) {
+        // As clap's own help writes them: `--squash[=<SQUASH>]` takes its value only after
+        // `=` (a word after a space is the next argument), `--x=<V>` needs one.
+        let optional = a.get_num_args().is_some_and(|n| n.min_values() == 0);
+        match (a.is_require_equals_set(), optional) {
+            (true, true) => s.push_str(&format!("[={values}]")),
+            (true, false) => s.push_str(&format!("={values}")),
+            (false, _) => s.push_str(&format!(" {values}")),
+        }
     }
     s
+}
+
+fn takes_value(a: &Arg) -> bool {
+    a.get_num_args().is_some_and(|n| n.takes_values())
+        && !matches!(
+            a.get_action(),
+            clap::ArgAction::SetTrue | clap::ArgAction::Count
+        )
+}
+
+/// The values an option accepts when clap knows the list (`none`, `new`, `all`).
+fn possible_values(a: &Arg) -> Vec<String> {
+    if !takes_value(a) {
+        return Vec::new();
+    }
+    a.get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| format!("`{}`", v.get_name()))
+        .collect()
 }
 
 /// Text fit for a Markdown table cell: one line, pipes escaped.
@@ -263,6 +289,10 @@ mod tests {
             "{push}"
         );
         assert!(push.contains("## Supply chain"), "{push}");
+        // Values that must follow `=` are spelled so, with the values clap accepts.
+        assert!(push.contains("`--squash[=<SQUASH>]`"), "{push}");
+        assert!(push.contains("(one of: `none`, `new`, `all`)"), "{push}");
+        assert!(push.contains("`--provenance[=<mode=min\\|max>]`"), "{push}");
         let bash = String::from_utf8(f[Path::new("completions/regbuild.bash")].clone()).unwrap();
         assert!(bash.contains("--cache-mounts"));
     }

@@ -13,6 +13,7 @@
 //! Needs root, podman and runc (scripts/setup.sh installs them), and the Debian base
 //! (`run_debian`).
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -199,13 +200,17 @@ fn build_in_a_container(docker_like: bool, said: &str) {
         .args(["-v", &bind(config.path(), "/creds")])
         .args(["-v", &bind(secrets.path(), "/secrets")])
         // The cache on a volume, as the README's recipes have it: a container's root
-        // filesystem (overlayfs) cannot hold the whiteouts of a step's deletions.
+        // filesystem (overlayfs) cannot hold the whiteouts of a step's deletions. The volume
+        // is writable by everyone, as Kubernetes makes an emptyDir.
         .args(["-v", &format!("{}:/cache", cache.path().display())])
-        .args(["-e", "DOCKER_CONFIG=/creds", "-e", "REGBUILD_CACHE=/cache"]);
+        .args(["-e", "DOCKER_CONFIG=/creds"]);
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     if docker_like {
-        // The Debian base imported, the binary bound in.
+        // The Debian base imported, the binary bound in; the cache where the recipes put it
+        // (the executor image's own default is the same).
         let binary = Path::new(env!("CARGO_BIN_EXE_regbuild"));
         podman
+            .args(["-e", "REGBUILD_CACHE=/cache/regbuild"])
             .args(["-v", &bind(binary, "/usr/local/bin/regbuild")])
             .args([podman_base(base).as_str(), "regbuild"]);
     } else {

@@ -478,3 +478,17 @@ fn a_build_that_reads_no_other_image_has_no_sources_annotation() {
         ]
     );
 }
+
+/// `outdated`'s 1 means "a base moved", so CI rebuilds on it: a registry that never answers,
+/// cut short by `--deadline`, must exit 2, never 1.
+#[test]
+fn outdated_cut_short_by_the_deadline_exits_2_not_1() {
+    // Connections land in the backlog and are never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let out = regbuild(&["outdated", "--deadline", "1", &format!("{host}/team/app:1")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--deadline"), "{}", stderr(&out));
+}

@@ -140,6 +140,17 @@ fn cross_registry_promote_to_an_authenticated_registry_uses_docker_config() {
     let err = stderr(&out);
     assert!(err.contains(&locked.host) && err.contains("401"), "{err}");
 
+    // A Docker config that is not JSON is said, not silently taken as no credentials.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("config.json"), "{\"auths\": {").unwrap();
+    let out = regbuild(&["promote", &src, &dst])
+        .env("DOCKER_CONFIG", broken.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cannot read the Docker config"), "{err}");
+
     let config = docker_config_with(&locked.host, "ci-bot", "s3cret-pass");
     let out = run(
         regbuild(&["promote", "--json", "-vv", &src, &dst]).env("DOCKER_CONFIG", config.path())

@@ -385,3 +385,26 @@ fn push_all_gives_every_image_the_secrets_and_network_of_the_command_line() {
     let links = std::fs::read_to_string(bundle.join("rootfs/links")).unwrap();
     assert_eq!(links, "lo\n", "only loopback");
 }
+
+/// Options that would apply to one image are refused with `--all` (each image's tags,
+/// platforms and build args come from the workspace file), never silently ignored.
+#[test]
+fn push_all_refuses_the_options_of_a_single_image() {
+    for extra in [
+        &["--sbom"][..],
+        &["--squash"],
+        &["--cache-from", "127.0.0.1:1/x:1"],
+        &["--platform", "linux/arm64"],
+        &["--registry-cache", "max"],
+    ] {
+        let mut args = vec!["push", "--all"];
+        args.extend_from_slice(extra);
+        let out = regbuild(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("'--all' cannot be used with") && stderr(&out).contains(extra[0]),
+            "{extra:?}: {}",
+            stderr(&out)
+        );
+    }
+}

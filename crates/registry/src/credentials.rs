@@ -53,7 +53,17 @@ pub fn lookup(registry: &str) -> Option<Credential> {
             password: Secret::new(password),
         }),
         Ok(DockerCredential::IdentityToken(t)) => Some(Credential::IdentityToken(Secret::new(t))),
-        Err(E::NoCredentialConfigured | E::ConfigNotFound | E::ConfigReadError) => None,
+        Err(E::NoCredentialConfigured | E::ConfigNotFound) => None,
+        // A config that exists but cannot be read (bad JSON, no permission) is a mistake
+        // the user needs to see: silently anonymous, a push fails later with a bare 401.
+        Err(E::ConfigReadError) => {
+            tracing::warn!(
+                registry,
+                "cannot read the Docker config ($DOCKER_CONFIG/config.json, else \
+                 ~/.docker/config.json: not valid JSON, or unreadable); continuing anonymously"
+            );
+            None
+        }
         Err(E::HelperFailure { helper, .. }) => {
             tracing::warn!(
                 registry,
