@@ -492,3 +492,23 @@ fn outdated_cut_short_by_the_deadline_exits_2_not_1() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--deadline"), "{}", stderr(&out));
 }
+
+/// `lock --build-arg NAME` takes NAME's value from the environment, as `push` does: a base
+/// named through an ARG is pinned.
+#[test]
+fn lock_takes_a_build_arg_from_the_environment_as_push_does() {
+    let reg = Distribution::start();
+    let host = reg.host.clone();
+    let digest = push_base(&host, "1");
+    let ctx = context_with(&[("Dockerfile", "ARG BASE\nFROM $BASE\nCOPY Dockerfile /d\n")]);
+    let out = regbuild(&["lock", "--build-arg", "BASE", ctx.path().to_str().unwrap()])
+        .env("BASE", format!("{host}/lib/base:1"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lock = std::fs::read_to_string(ctx.path().join("regbuild.lock")).unwrap();
+    assert!(
+        lock.contains(&format!("{host}/lib/base:1")) && lock.contains(&digest),
+        "{lock}"
+    );
+}
