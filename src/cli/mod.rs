@@ -138,8 +138,8 @@ pub fn main() -> ExitCode {
         }
     };
     let deadline = std::time::Duration::from_secs(cli.global.deadline);
-    // `outdated`'s 1 means "a base moved" (CI rebuilds on it): its own errors are 2, and so
-    // must be the ones met here (the deadline), or an outage would look like a moved base.
+    // `outdated`'s 1 means "a base moved" (CI rebuilds on it): every error of it is 2 (the
+    // deadline's included), or an outage would look like a moved base.
     let failure = if matches!(cli.command, Command::Outdated(_)) {
         exit::BAD_INPUT
     } else {

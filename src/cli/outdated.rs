@@ -36,22 +36,15 @@ pub struct OutdatedArgs {
 
 pub async fn run(global: &GlobalArgs, args: OutdatedArgs) -> Result<ExitCode, CliError> {
     let registry = global.registry();
-    match statuses(&registry, &args).await {
-        Ok(list) => {
-            print(&list, args.json)?;
-            Ok(if list.iter().any(|s| s.moved) {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        // `outdated` keeps 1 for "a base moved" (CI rebuilds on it): an error that could
-        // not tell must not look like one, so every error is 2 here.
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(super::exit::BAD_INPUT))
-        }
-    }
+    // `outdated` keeps 1 for "a base moved" (CI rebuilds on it): `cli::main` makes every
+    // error of this command 2, so one that could not tell never looks like one.
+    let list = statuses(&registry, &args).await?;
+    print(&list, args.json)?;
+    Ok(if list.iter().any(|s| s.moved) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn statuses(registry: &Registry, args: &OutdatedArgs) -> Result<Vec<BaseStatus>, CliError> {

@@ -134,11 +134,17 @@ fn cross_registry_promote_to_an_authenticated_registry_uses_docker_config() {
     let src = format!("{}/team/app:multi", open.host);
     let dst = format!("{}/mirror/app:multi", locked.host);
 
-    // Without credentials: a clear failure naming the registry, nothing tagged.
-    let out = regbuild(&["promote", &src, &dst]).output().unwrap();
+    // Without credentials: a clear failure naming the registry, nothing tagged. No Docker
+    // config at all is no mistake: nothing is warned of.
+    let none = tempfile::tempdir().unwrap();
+    let out = regbuild(&["promote", &src, &dst])
+        .env("DOCKER_CONFIG", none.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains(&locked.host) && err.contains("401"), "{err}");
+    assert!(!err.contains("cannot read the Docker config"), "{err}");
 
     // A Docker config that is not JSON is said, not silently taken as no credentials.
     let broken = tempfile::tempdir().unwrap();

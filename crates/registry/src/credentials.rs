@@ -43,6 +43,15 @@ fn config_key(registry: &str) -> &str {
     }
 }
 
+/// Whether the Docker config docker_credential reads exists: `$DOCKER_CONFIG/config.json`,
+/// else `$HOME/.docker/config.json` (the crate's own lookup, which it does not expose).
+fn docker_config_exists() -> bool {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))
+        .is_some_and(|dir| dir.join("config.json").exists())
+}
+
 /// Credentials for `registry`, or `None` to go anonymous. A broken helper is reported as a
 /// warning (without its output, which may hold secrets) and treated as no credentials.
 pub fn lookup(registry: &str) -> Option<Credential> {
@@ -56,6 +65,8 @@ pub fn lookup(registry: &str) -> Option<Credential> {
         Err(E::NoCredentialConfigured | E::ConfigNotFound) => None,
         // A config that exists but cannot be read (bad JSON, no permission) is a mistake
         // the user needs to see: silently anonymous, a push fails later with a bare 401.
+        // The crate reports a missing file the same way, which is no mistake.
+        Err(E::ConfigReadError) if !docker_config_exists() => None,
         Err(E::ConfigReadError) => {
             tracing::warn!(
                 registry,
